@@ -1,0 +1,96 @@
+"""Build the feature store (item/user statistics, lexicon, user profiles) from the shop's logs.
+
+Time windows, so that no feature sees the labels it is trained or evaluated on:
+* statistics (CTR, clicks, affinities, user profiles) come from the first half of the days;
+* the ranker trains on the sessions after that up to the train cut (see ``ranker.py``);
+* validation and test come later still (``shop.split_by_time``).
+The served store is exactly this store, so serving features equal training features.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from builders.shop import CATEGORIES, Shop, impressions_of
+from runtime.contract import N_PRICE_BUCKETS
+from runtime.features import FeatureTables, Lexicon
+
+STATS_FRACTION = 0.5  # of the days
+
+
+def stats_sessions(shop: Shop) -> np.ndarray:
+    return np.flatnonzero(shop.session_day < int(round(shop.profile.days * STATS_FRACTION)))
+
+
+def _with_default(values: np.ndarray, default) -> np.ndarray:
+    """Append the cold-start default row (read by row -1)."""
+    default = np.asarray(default, dtype=values.dtype)
+    return np.concatenate([values, np.broadcast_to(default, (1,) + values.shape[1:])], axis=0)
+
+
+def build_tables(shop: Shop) -> FeatureTables:
+    n_items, n_users = len(shop.item_ids), len(shop.user_ids)
+    n_cat, n_brand = len(CATEGORIES), len(shop.brands)
+    imp = impressions_of(shop, stats_sessions(shop))
+    items = shop.imp_item[imp]
+    users = shop.session_user[shop.impression_session()[imp]]
+    clicks = shop.imp_click[imp].astype(np.float64)
+
+    item_imps = np.bincount(items, minlength=n_items).astype(np.float64)
+    item_clicks = np.bincount(items, weights=clicks, minlength=n_items)
+    global_ctr = clicks.mean() if len(clicks) else 0.1
+    prior = 20.0
+    item_ctr = ((item_clicks + prior * global_ctr) / (item_imps + prior)).astype(np.float32)
+
+    clicked = clicks > 0
+    cu, ci = users[clicked], items[clicked]
+    cat_counts = np.zeros((n_users, n_cat))
+    np.add.at(cat_counts, (cu, shop.item_category[ci]), 1.0)
+    brand_counts = np.zeros((n_users, n_brand))
+    np.add.at(brand_counts, (cu, shop.item_brand[ci]), 1.0)
+    user_clicks = cat_counts.sum(1, keepdims=True)
+    cat_aff = (cat_counts + 1.0 / n_cat) / (user_clicks + 1.0)
+    brand_aff = (brand_counts + 1.0 / n_brand) / (user_clicks + 1.0)
+    log_price = np.log(shop.item_price).astype(np.float32)
+    price_sum = np.bincount(cu, weights=log_price[ci], minlength=n_users)
+    mean_price = float(log_price.mean())
+    user_mean_price = ((price_sum + 2 * mean_price) / (user_clicks[:, 0] + 2)).astype(np.float32)
+    edges = np.quantile(log_price, np.linspace(0, 1, N_PRICE_BUCKETS + 1)[1:-1])
+    bucket = np.searchsorted(edges, log_price).astype(np.int64)
+
+    item_order = np.argsort(shop.item_ids, kind="stable")
+    user_order = np.argsort(shop.user_ids, kind="stable")
+    arrays = {
+        "item_ids_sorted": shop.item_ids[item_order], "item_rows_sorted": item_order.astype(np.int64),
+        "user_ids_sorted": shop.user_ids[user_order], "user_rows_sorted": user_order.astype(np.int64),
+        # Unknown item: its category/brand are unknown (-1 -> 0 in the ranker's embedding tables).
+        "item_category": _with_default(shop.item_category, -1),
+        "item_brand": _with_default(shop.item_brand, -1),
+        "item_attrs": _with_default(shop.item_attrs, -1),
+        "item_price_bucket": _with_default(bucket, -1),
+        "item_log_price": _with_default(log_price, mean_price),
+        "item_in_stock": _with_default((shop.item_stock > 0).astype(np.float32), 1.0),
+        "item_log_clicks": _with_default(np.log1p(item_clicks).astype(np.float32), 0.0),
+        "item_ctr": _with_default(item_ctr, global_ctr),
+        "user_segment": _with_default(shop.user_segment, -1),
+        # Unknown user: uniform affinities, the catalogue's mean price. The extra last column of the
+        # affinity tables is what an unknown category/brand (-1) reads.
+        "user_cat_aff": _with_default(np.pad(cat_aff, ((0, 0), (0, 1))).astype(np.float32), 1.0 / n_cat),
+        "user_brand_aff": _with_default(np.pad(brand_aff, ((0, 0), (0, 1))).astype(np.float32), 1.0 / n_brand),
+        "user_mean_log_price": _with_default(user_mean_price, mean_price),
+    }
+    return FeatureTables(arrays)
+
+
+def build_lexicon(shop: Shop) -> Lexicon:
+    return Lexicon([c[0] for c in CATEGORIES], list(shop.brands), list(shop.attributes))
+
+
+def build_user_profiles(shop: Shop, item_embeddings: np.ndarray) -> np.ndarray:
+    """[U+1, D] mean title embedding of each user's clicks in the stats window (normalised; zero if none)."""
+    imp = impressions_of(shop, stats_sessions(shop))
+    clicked = imp[shop.imp_click[imp] > 0]
+    users = shop.session_user[shop.impression_session()[clicked]]
+    prof = np.zeros((len(shop.user_ids) + 1, item_embeddings.shape[1]), np.float64)
+    np.add.at(prof, users, item_embeddings[shop.imp_item[clicked]])
+    norm = np.linalg.norm(prof, axis=1, keepdims=True)
+    return (prof / np.maximum(norm, 1e-9)).astype(np.float32)

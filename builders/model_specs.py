@@ -1,0 +1,122 @@
+"""Every model of the CPU-target repository, as typed specs with the reason for each setting.
+
+Layout (see docs/serving.md for the full reasoning):
+
+    search:    search_features ─┬─> text_encoder ─┐
+                                └─> ranker ───────┴─> topk
+    recommend: recommend_features ──> ranker ───────> topk
+
+* The ensembles do not batch (max_batch_size 0): one request is one user with its own candidate list.
+* ``text_encoder`` batches queries: queries are padded to exactly 32 tokens, so every request has the
+  same shape and the dynamic batcher can group them.
+* ``ranker``'s batch axis is the *candidate*: a request with 100 candidates is a batch of 100 rows, and
+  the dynamic batcher concatenates the rows of concurrent requests (up to 4,096) into one run.
+* The encoder and the ranker do not depend on each other and run in parallel.
+"""
+from __future__ import annotations
+
+from runtime import contract as c
+from builders.triton_config import ModelSpec, Step, Tensor
+
+CPU_THREADS_NOTE = "this machine has 2 cores: 1 intra-op thread per instance, 2 instances use both"
+
+
+def _request_inputs(with_query: bool) -> tuple[Tensor, ...]:
+    tensors = [Tensor(c.USER_ID, "int64", (1,))]
+    if with_query:
+        tensors.append(Tensor(c.QUERY, "bytes", (1,)))
+    return tuple(tensors + [Tensor(c.ITEM_IDS, "int64", (-1,))])
+
+
+RANKER_FEATURES = (Tensor(c.CAT_FEATURES, "int64", (-1, c.N_CAT)), Tensor(c.DENSE_FEATURES, "float32", (-1, c.N_DENSE)),
+                   Tensor(c.ITEM_ROWS, "int64", (-1,)))
+RESPONSE = (Tensor(c.TOP_ITEM_IDS, "int64", (-1,)), Tensor(c.TOP_SCORES, "float32", (-1,)))
+FEATURES_WHY = {
+    "max_batch_size": "0: each request has its own candidate count, the work is per request (numpy, ~100 us)",
+    "instance_group": "2 CPU instances so one slow request does not queue the next",
+}
+
+
+def specs() -> list[ModelSpec]:
+    search_features = ModelSpec(
+        name=c.SEARCH_FEATURES, backend="python", instances=2, why=FEATURES_WHY,
+        inputs=_request_inputs(True),
+        outputs=(Tensor(c.INPUT_IDS, "int64", (1, c.QUERY_TOKENS)),
+                 Tensor(c.ATTENTION_MASK, "int64", (1, c.QUERY_TOKENS))) + RANKER_FEATURES,
+    )
+    recommend_features = ModelSpec(
+        name=c.RECOMMEND_FEATURES, backend="python", instances=2, why=FEATURES_WHY,
+        inputs=_request_inputs(False),
+        outputs=RANKER_FEATURES + (Tensor(c.CONTEXT_EMBEDDING, "float32", (1, c.EMBED_DIM)),),
+    )
+    text_encoder = ModelSpec(
+        name=c.TEXT_ENCODER, backend="onnxruntime", max_batch_size=64, instances=1,
+        dynamic_batching=True, max_queue_delay_us=200,
+        inputs=(Tensor(c.INPUT_IDS, "int64", (-1,)), Tensor(c.ATTENTION_MASK, "int64", (-1,))),
+        outputs=(Tensor(c.SENTENCE_EMBEDDING, "float32", (c.EMBED_DIM,)),),
+        parameters={"intra_op_thread_count": "2"},
+        why={
+            "max_batch_size": "64 queries; queries are padded to 32 tokens so concurrent requests share a shape",
+            "dynamic_batching": "200 us delay: on CPU a batch of 8 queries costs far less than 8 single runs",
+            "instance_group": "1 instance with 2 intra-op threads: MiniLM is the heaviest step and uses both cores",
+            "dims": "sequence axis -1: the ONNX graph takes any length; production may send longer titles",
+        },
+    )
+    ranker = ModelSpec(
+        name=c.RANKER, backend="onnxruntime", max_batch_size=c.RANKER_MAX_BATCH, instances=2,
+        dynamic_batching=True, max_queue_delay_us=100,
+        inputs=(Tensor(c.CAT_FEATURES, "int64", (c.N_CAT,)), Tensor(c.DENSE_FEATURES, "float32", (c.N_DENSE,))),
+        outputs=(Tensor(c.LOGIT, "float32", (1,)), Tensor(c.SIM_WEIGHT, "float32", (1,))),
+        parameters={"intra_op_thread_count": "1"},
+        why={
+            "max_batch_size": f"{c.RANKER_MAX_BATCH} candidate rows: the batch axis is the candidate, so the "
+                              f"rows of concurrent requests are concatenated (>= {c.MAX_CANDIDATES}, the per-request cap)",
+            "dynamic_batching": "100 us delay: a DCN over a few hundred rows is cheap, a short wait suffices",
+            "instance_group": CPU_THREADS_NOTE,
+        },
+    )
+    topk = ModelSpec(
+        name=c.TOPK, backend="python", instances=2,
+        inputs=(Tensor(c.CONTEXT_EMBEDDING, "float32", (1, c.EMBED_DIM)), Tensor(c.LOGIT, "float32", (-1, 1)),
+                Tensor(c.SIM_WEIGHT, "float32", (-1, 1)), Tensor(c.ITEM_ROWS, "int64", (-1,)),
+                Tensor(c.ITEM_IDS, "int64", (-1,)), Tensor(c.TOP_K, "int32", (1,))),
+        outputs=RESPONSE,
+        why={"max_batch_size": "0: top-k is per request (its own candidate list)",
+             "instance_group": "2 CPU instances: tens of microseconds of numpy per request"},
+    )
+    search = ModelSpec(
+        name=c.SEARCH_ENSEMBLE, platform="ensemble",
+        inputs=_request_inputs(True) + (Tensor(c.TOP_K, "int32", (1,)),), outputs=RESPONSE,
+        steps=(
+            Step(c.SEARCH_FEATURES, {t: t for t in (c.USER_ID, c.QUERY, c.ITEM_IDS)},
+                 {c.INPUT_IDS: "tokens", c.ATTENTION_MASK: "mask", c.CAT_FEATURES: "cat", c.DENSE_FEATURES: "dense",
+                  c.ITEM_ROWS: "rows"}),
+            Step(c.TEXT_ENCODER, {c.INPUT_IDS: "tokens", c.ATTENTION_MASK: "mask"}, {c.SENTENCE_EMBEDDING: "query_emb"}),
+            Step(c.RANKER, {c.CAT_FEATURES: "cat", c.DENSE_FEATURES: "dense"}, {c.LOGIT: "logit", c.SIM_WEIGHT: "simw"}),
+            Step(c.TOPK, {c.CONTEXT_EMBEDDING: "query_emb", c.LOGIT: "logit", c.SIM_WEIGHT: "simw", c.ITEM_ROWS: "rows",
+                          c.ITEM_IDS: c.ITEM_IDS, c.TOP_K: c.TOP_K},
+                 {c.TOP_ITEM_IDS: c.TOP_ITEM_IDS, c.TOP_SCORES: c.TOP_SCORES}),
+        ),
+        why={"max_batch_size": "0: a request is one user, one query and its own candidate list; the composing "
+                               "models batch instead (encoder per query, ranker per candidate row)",
+             "steps": "text_encoder and ranker both depend only on search_features, so they run in parallel"},
+    )
+    recommend = ModelSpec(
+        name=c.RECOMMEND_ENSEMBLE, platform="ensemble",
+        inputs=_request_inputs(False) + (Tensor(c.TOP_K, "int32", (1,)),), outputs=RESPONSE,
+        steps=(
+            Step(c.RECOMMEND_FEATURES, {t: t for t in (c.USER_ID, c.ITEM_IDS)},
+                 {c.CAT_FEATURES: "cat", c.DENSE_FEATURES: "dense", c.ITEM_ROWS: "rows", c.CONTEXT_EMBEDDING: "user_emb"}),
+            Step(c.RANKER, {c.CAT_FEATURES: "cat", c.DENSE_FEATURES: "dense"}, {c.LOGIT: "logit", c.SIM_WEIGHT: "simw"}),
+            Step(c.TOPK, {c.CONTEXT_EMBEDDING: "user_emb", c.LOGIT: "logit", c.SIM_WEIGHT: "simw", c.ITEM_ROWS: "rows",
+                          c.ITEM_IDS: c.ITEM_IDS, c.TOP_K: c.TOP_K},
+                 {c.TOP_ITEM_IDS: c.TOP_ITEM_IDS, c.TOP_SCORES: c.TOP_SCORES}),
+        ),
+        why={"max_batch_size": "0: one user and its own candidate list per request; the ranker batches rows",
+             "steps": "no query: the user's profile embedding (mean of clicked titles) is the context"},
+    )
+    return [search_features, recommend_features, text_encoder, ranker, topk, search, recommend]
+
+
+def spec_by_name() -> dict[str, ModelSpec]:
+    return {s.name: s for s in specs()}

@@ -1,0 +1,179 @@
+"""Assemble a Triton model repository and check it before declaring success.
+
+``assemble`` writes each model's files first and its ``config.pbtxt`` last (a polling server never
+sees a config without its model). Every file is written under a temporary name and renamed.
+``validate`` checks, for every model, that the config on disk parses with Triton's schema and equals
+the spec, and that the model's real inputs and outputs (names, dtypes, shapes) match the config:
+ONNX models through an ONNX Runtime session, Python models by running their logic on a sample request,
+ensembles by following every step's tensor mapping.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from builders.model_specs import specs
+from builders.triton_config import ModelSpec, parse_pbtxt
+
+SOURCE_REPO = Path(__file__).resolve().parent.parent / "model_repository"
+VERSION = "1"
+
+
+class RepositoryError(RuntimeError):
+    """The built repository does not match its configs; the message names the model and the tensor."""
+
+
+def _atomic_copy(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def _atomic_write(dst: Path, text: str) -> None:
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, dst)
+
+
+def write_configs(repo: Path = SOURCE_REPO) -> list[Path]:
+    """(Re)write every committed ``config.pbtxt`` from the specs (``make configs``)."""
+    written = []
+    for spec in specs():
+        path = repo / spec.name / "config.pbtxt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path, spec.render())
+        written.append(path)
+    return written
+
+
+def assemble(out: Path, artifacts: dict[str, dict[str, Path]], source: Path = SOURCE_REPO) -> Path:
+    """Build the repository in ``out``: code from ``source``, ``artifacts[model][filename]`` into the
+    version folder, then the config. ``out`` may be ``source`` itself (an in-place build)."""
+    out = Path(out)
+    for spec in specs():
+        version_dir = out / spec.name / VERSION
+        version_dir.mkdir(parents=True, exist_ok=True)
+        code = source / spec.name / VERSION / "model.py"
+        if code.exists() and code.resolve() != (version_dir / "model.py").resolve():
+            _atomic_copy(code, version_dir / "model.py")
+        for filename, src in artifacts.get(spec.name, {}).items():
+            _atomic_copy(Path(src), version_dir / filename)
+        _atomic_write(out / spec.name / "config.pbtxt", spec.render())
+    return out
+
+
+def _dims_match(expected: list[int], actual: list) -> bool:
+    """-1 in the config or a symbolic/None dim in the model matches anything."""
+    if len(expected) != len(actual):
+        return False
+    return all(e == -1 or a is None or isinstance(a, str) or e == a for e, a in zip(expected, actual))
+
+
+def _full_dims(spec: ModelSpec, dims: tuple[int, ...]) -> list[int]:
+    return ([-1] if spec.max_batch_size > 0 else []) + list(dims)
+
+
+_ORT_TYPES = {"tensor(int64)": "int64", "tensor(float)": "float32", "tensor(int32)": "int32",
+              "tensor(float16)": "float16", "tensor(string)": "bytes", "tensor(bool)": "bool"}
+
+
+def _check_onnx(spec: ModelSpec, path: Path) -> None:
+    from server.ort_runner import make_session
+
+    session = make_session(str(path), graph_opt="disable")
+    for kind, tensors, actual in (("input", spec.inputs, session.get_inputs()),
+                                  ("output", spec.outputs, session.get_outputs())):
+        got = {t.name: t for t in actual}
+        if set(got) != {t.name for t in tensors}:
+            raise RepositoryError(f"{spec.name}: {kind}s in the model {sorted(got)} != config "
+                                  f"{sorted(t.name for t in tensors)}")
+        for t in tensors:
+            g = got[t.name]
+            if _ORT_TYPES.get(g.type) != t.dtype:
+                raise RepositoryError(f"{spec.name}: {kind} {t.name} is {g.type} in the model, {t.dtype} in the config")
+            if not _dims_match(_full_dims(spec, t.dims), list(g.shape)):
+                raise RepositoryError(f"{spec.name}: {kind} {t.name} has shape {g.shape} in the model, "
+                                      f"{_full_dims(spec, t.dims)} in the config")
+
+
+def _check_arrays(spec: ModelSpec, outputs: dict[str, np.ndarray]) -> None:
+    if set(outputs) != {t.name for t in spec.outputs}:
+        raise RepositoryError(f"{spec.name}: logic returns {sorted(outputs)}, config has "
+                              f"{sorted(t.name for t in spec.outputs)}")
+    for t in spec.outputs:
+        arr = outputs[t.name]
+        dtype = "bytes" if arr.dtype == object else str(arr.dtype)
+        if dtype != t.dtype:
+            raise RepositoryError(f"{spec.name}: output {t.name} is {dtype}, config says {t.dtype}")
+        if not _dims_match(_full_dims(spec, t.dims), list(arr.shape)):
+            raise RepositoryError(f"{spec.name}: output {t.name} has shape {list(arr.shape)}, config "
+                                  f"{_full_dims(spec, t.dims)}")
+
+
+def _check_python_models(repo: Path, by_name: dict[str, ModelSpec]) -> None:
+    from runtime import contract as c
+    from runtime.features import FeatureStore
+    from runtime.scoring import TopK
+
+    search_store = FeatureStore.load(repo / c.SEARCH_FEATURES / VERSION)
+    item_ids = search_store.tables.item_ids_sorted[:5].copy()
+    user = search_store.tables.user_ids_sorted[:1].copy()
+    feats = search_store.search(user, np.array([b"running shoes"], object), item_ids)
+    _check_arrays(by_name[c.SEARCH_FEATURES], feats)
+    rec = FeatureStore.load(repo / c.RECOMMEND_FEATURES / VERSION, with_tokenizer=False, with_profiles=True)
+    rec_feats = rec.recommend(user, item_ids)
+    _check_arrays(by_name[c.RECOMMEND_FEATURES], rec_feats)
+    n = len(item_ids)
+    top = TopK.load(repo / c.TOPK / VERSION).rank(
+        rec_feats[c.CONTEXT_EMBEDDING], np.zeros((n, 1), np.float32), np.zeros((n, 1), np.float32),
+        rec_feats[c.ITEM_ROWS], item_ids, np.array([3], np.int32))
+    _check_arrays(by_name[c.TOPK], top)
+
+
+def _check_ensemble(spec: ModelSpec, by_name: dict[str, ModelSpec]) -> None:
+    """Every tensor a step reads is produced earlier (or is an ensemble input), with the same dtype."""
+    produced = {t.name: t.dtype for t in spec.inputs}
+    for step in spec.steps:
+        model = by_name[step.model]
+        model_inputs = {t.name: t.dtype for t in model.inputs}
+        if set(step.inputs) != set(model_inputs):
+            raise RepositoryError(f"{spec.name}: step {step.model} maps {sorted(step.inputs)}, the model takes "
+                                  f"{sorted(model_inputs)}")
+        for model_name, tensor in step.inputs.items():
+            if tensor not in produced:
+                raise RepositoryError(f"{spec.name}: step {step.model} reads {tensor}, which nothing produced before")
+            if produced[tensor] != model_inputs[model_name]:
+                raise RepositoryError(f"{spec.name}: {tensor} is {produced[tensor]} but {step.model}.{model_name} "
+                                      f"wants {model_inputs[model_name]}")
+        model_outputs = {t.name: t.dtype for t in model.outputs}
+        for model_name, tensor in step.outputs.items():
+            produced[tensor] = model_outputs[model_name]
+    for t in spec.outputs:
+        if produced.get(t.name) != t.dtype:
+            raise RepositoryError(f"{spec.name}: output {t.name} ({t.dtype}) is not produced by any step")
+
+
+def validate(repo: Path) -> list[str]:
+    """Check the whole repository; returns one line per model checked, raises RepositoryError."""
+    repo = Path(repo)
+    by_name = {s.name: s for s in specs()}
+    lines = []
+    for spec in specs():
+        cfg_path = repo / spec.name / "config.pbtxt"
+        if not cfg_path.exists():
+            raise RepositoryError(f"{spec.name}: {cfg_path} is missing")
+        on_disk = parse_pbtxt(cfg_path.read_text())
+        if on_disk != spec.to_proto():
+            raise RepositoryError(f"{spec.name}: {cfg_path} differs from its spec: run `make configs`")
+        if spec.backend == "onnxruntime":
+            _check_onnx(spec, repo / spec.name / VERSION / "model.onnx")
+        elif spec.platform == "ensemble":
+            _check_ensemble(spec, by_name)
+        lines.append(f"{spec.name}: config ok ({spec.backend or spec.platform})")
+    _check_python_models(repo, by_name)
+    lines.append("python models: outputs match their configs on a sample request")
+    return lines
+

@@ -1,0 +1,322 @@
+"""A deterministic, seeded synthetic shop: catalogue, users, search and homepage sessions, logs.
+
+No e-commerce dataset can be downloaded here, so the models learn from this world. Its hidden
+ground-truth relevance combines query match (category, brand, attribute), user preference (category,
+brand, price sensitivity), item quality and popularity. The logged feed shows candidates in the order
+of a popularity-driven logging policy; users examine positions with a position bias, click with the
+relevance probability, and buy with a stock- and relevance-dependent probability.
+
+``generate(profile)`` returns a :class:`Shop` of numpy arrays; the same profile and seed always give
+the same shop (bit for bit). Sessions carry a day; :func:`split_by_time` splits train/val/test by day.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+GENERATOR_VERSION = 3
+
+# Category noun phrase, its attribute words, and a typical log-price (EUR).
+CATEGORIES: list[tuple[str, list[str], float]] = [
+    ("running shoes", ["black", "white", "red", "blue", "waterproof", "lightweight", "trail", "kids"], 4.4),
+    ("hiking boots", ["waterproof", "leather", "brown", "black", "insulated", "lightweight"], 4.7),
+    ("t-shirt", ["cotton", "black", "white", "oversized", "organic", "striped", "kids"], 3.0),
+    ("jeans", ["slim", "blue", "black", "stretch", "vintage", "straight"], 4.0),
+    ("laptop", ["16gb", "32gb", "gaming", "lightweight", "oled", "1tb", "touchscreen"], 6.9),
+    ("smartphone", ["128gb", "256gb", "5g", "black", "blue", "unlocked", "dual-sim"], 6.4),
+    ("headphones", ["wireless", "noise-cancelling", "bluetooth", "black", "white", "kids", "sport"], 4.6),
+    ("smartwatch", ["gps", "waterproof", "black", "sport", "steel", "fitness"], 5.3),
+    ("coffee maker", ["espresso", "stainless", "automatic", "compact", "black", "milk-frother"], 5.0),
+    ("blender", ["stainless", "compact", "portable", "glass", "1200w"], 4.2),
+    ("backpack", ["waterproof", "laptop", "travel", "black", "leather", "kids"], 4.0),
+    ("sofa", ["leather", "velvet", "grey", "corner", "3-seater", "modular"], 6.8),
+    ("desk lamp", ["led", "dimmable", "wireless", "black", "white", "usb"], 3.5),
+    ("tent", ["2-person", "4-person", "waterproof", "lightweight", "family", "camping"], 5.0),
+    ("yoga mat", ["non-slip", "thick", "eco", "travel", "purple", "cork"], 3.3),
+    ("sunglasses", ["polarized", "black", "aviator", "sport", "round", "kids"], 4.3),
+]
+BRAND_NAMES = [
+    "Nordwind", "Altavia", "Brio", "Corvex", "Dunmore", "Elara", "Fjordline", "Galen", "Helix", "Ivora",
+    "Juno", "Kestrel", "Lumio", "Marlow", "Nexa", "Orbit", "Pellucid", "Quorra", "Ridgeway", "Solace",
+    "Tundra", "Umbra", "Vantor", "Wexley", "Xylo", "Yarrow", "Zephyr", "Arcadia", "Bolt", "Cinder",
+    "Delmar", "Evergreen", "Flint", "Granite", "Harbor", "Indigo", "Jasper", "Kinetic", "Lattice", "Monarch",
+]
+SERIES = ["Pro", "Max", "Lite", "Air", "Plus", "Classic", "Sport", "Ultra", "Mini", "Eco", "Prime", "Core"]
+
+
+@dataclass(frozen=True)
+class ShopProfile:
+    """Sizes of the generated world. ``small`` is for tests and CI, ``default`` for real builds."""
+
+    name: str
+    n_items: int
+    n_users: int
+    n_sessions: int
+    min_candidates: int
+    max_candidates: int
+    days: int = 60
+    home_share: float = 0.2
+    seed: int = 20261123
+
+    def key(self) -> dict:
+        return {**asdict(self), "generator_version": GENERATOR_VERSION}
+
+
+PROFILES: dict[str, ShopProfile] = {
+    "small": ShopProfile("small", n_items=2_000, n_users=600, n_sessions=4_000, min_candidates=10, max_candidates=40),
+    # 50,000 items; 25,000 sessions x 20..60 candidates (40 on average) = about 1,000,000 impressions.
+    "default": ShopProfile("default", n_items=50_000, n_users=20_000, n_sessions=25_000,
+                           min_candidates=20, max_candidates=60),
+}
+
+
+@dataclass
+class Shop:
+    """Everything generated. Item/user arrays are indexed by row; ids are sparse int64 like real SKUs."""
+
+    profile: ShopProfile
+    # catalogue
+    item_ids: np.ndarray        # [I] int64
+    item_titles: list[str]      # [I]
+    item_category: np.ndarray   # [I] int64
+    item_brand: np.ndarray      # [I] int64, index into brands
+    item_attrs: np.ndarray      # [I, 2] int64, index into attributes (-1 none)
+    item_price: np.ndarray      # [I] float32, EUR
+    item_stock: np.ndarray      # [I] int64, units in stock
+    item_quality: np.ndarray    # [I] float32, hidden
+    item_popularity: np.ndarray  # [I] float32, hidden
+    brands: list[str]
+    attributes: list[str]
+    # users
+    user_ids: np.ndarray        # [U] int64
+    user_segment: np.ndarray    # [U] int64
+    user_cat_pref: np.ndarray   # [U, C] float32, hidden
+    user_fav_brands: np.ndarray  # [U, 3] int64, hidden
+    user_price_sens: np.ndarray  # [U] float32, hidden
+    # queries (the pool sessions draw from)
+    queries: list[str]
+    query_category: np.ndarray  # [Q] int64
+    query_brand: np.ndarray     # [Q] int64 (-1 none)
+    query_attr: np.ndarray      # [Q] int64 (-1 none)
+    # sessions
+    session_user: np.ndarray    # [S] int64 user row
+    session_day: np.ndarray     # [S] int64
+    session_query: np.ndarray   # [S] int64 query index, -1 for a homepage session
+    # impressions (flat; session_offsets[s]:session_offsets[s+1] belong to session s)
+    session_offsets: np.ndarray  # [S+1] int64
+    imp_item: np.ndarray        # [N] int64 item row
+    imp_position: np.ndarray    # [N] int64, 0 = top
+    imp_relevance: np.ndarray   # [N] float32, hidden ground truth
+    imp_click: np.ndarray       # [N] int8
+    imp_purchase: np.ndarray    # [N] int8
+
+    @property
+    def n_impressions(self) -> int:
+        return int(self.imp_item.shape[0])
+
+    def impression_session(self) -> np.ndarray:
+        """[N] session index of each impression."""
+        return np.repeat(np.arange(len(self.session_user)), np.diff(self.session_offsets))
+
+    def save(self, path: Path) -> None:
+        arrays = {k: v for k, v in self.__dict__.items() if isinstance(v, np.ndarray)}
+        np.savez_compressed(path / "shop.npz", **arrays)
+        texts = {k: self.__dict__[k] for k in ("item_titles", "brands", "attributes", "queries")}
+        texts["profile"] = asdict(self.profile)
+        (path / "shop_text.json").write_text(json.dumps(texts))
+
+    @classmethod
+    def load(cls, path: Path) -> "Shop":
+        with np.load(path / "shop.npz") as data:
+            arrays = {k: data[k] for k in data.files}
+        texts = json.loads((path / "shop_text.json").read_text())
+        profile = ShopProfile(**texts.pop("profile"))
+        return cls(profile=profile, **arrays, **texts)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def true_relevance(shop_like: dict, users: np.ndarray, items: np.ndarray, q_cat: np.ndarray,
+                   q_brand: np.ndarray, q_attr: np.ndarray) -> np.ndarray:
+    """Hidden ground-truth relevance (a logit) of item rows for (user, query) rows; q_cat -1 = homepage."""
+    cat = shop_like["item_category"][items]
+    brand = shop_like["item_brand"][items]
+    attrs = shop_like["item_attrs"][items]
+    has_q = q_cat >= 0
+    cat_match = (cat == q_cat) & has_q
+    brand_q = q_brand >= 0
+    brand_match = brand_q & (brand == q_brand)
+    attr_match = (q_attr >= 0) & ((attrs[:, 0] == q_attr) | (attrs[:, 1] == q_attr))
+    match = 2.2 * cat_match + 1.1 * brand_match - 0.6 * (brand_q & ~brand_match) + 0.9 * attr_match
+    match = np.where(has_q, match - 1.6, 0.0)
+    pref = shop_like["user_cat_pref"][users, cat]
+    fav = (shop_like["user_fav_brands"][users] == brand[:, None]).any(axis=1)
+    cat_price = np.asarray([c[2] for c in CATEGORIES])[cat]
+    price_z = np.log(shop_like["item_price"][items]) - cat_price
+    personal = 2.5 * pref + 0.7 * fav - 1.2 * shop_like["user_price_sens"][users] * price_z
+    personal = np.where(has_q, personal, 1.8 * personal)
+    base = 0.6 * shop_like["item_quality"][items] + 0.5 * shop_like["item_popularity"][items]
+    out_of_stock = shop_like["item_stock"][items] == 0
+    return (match + personal + base - 1.2 - 1.0 * out_of_stock).astype(np.float32)
+
+
+def _catalogue(p: ShopProfile, rng: np.random.Generator) -> dict:
+    n_cat = len(CATEGORIES)
+    attributes = sorted({a for _, attrs, _ in CATEGORIES for a in attrs})
+    attr_index = {a: i for i, a in enumerate(attributes)}
+    cat_brands = [rng.choice(len(BRAND_NAMES), size=8, replace=False) for _ in range(n_cat)]
+    cat_weights = rng.dirichlet(np.full(n_cat, 3.0))
+    category = rng.choice(n_cat, size=p.n_items, p=cat_weights)
+    brand = np.empty(p.n_items, np.int64)
+    attrs = np.full((p.n_items, 2), -1, np.int64)
+    titles: list[str] = []
+    brand_tier = rng.normal(0, 0.35, size=len(BRAND_NAMES))
+    for i in range(p.n_items):
+        c = category[i]
+        noun, cat_attrs, _ = CATEGORIES[c]
+        brand[i] = cat_brands[c][min(int(rng.zipf(1.6)) - 1, 7)]
+        n_attr = rng.choice(3, p=[0.15, 0.45, 0.4])
+        chosen = rng.choice(len(cat_attrs), size=n_attr, replace=False)
+        words = [cat_attrs[j] for j in chosen]
+        attrs[i, :n_attr] = [attr_index[w] for w in words]
+        series = f"{SERIES[rng.integers(len(SERIES))]} {rng.integers(1, 10)}"
+        title = f"{BRAND_NAMES[brand[i]]} {series} {' '.join(words[:1])} {noun.title()} {' '.join(words[1:])}"
+        titles.append(" ".join(title.split()))
+    log_price = np.array([CATEGORIES[c][2] for c in category]) + brand_tier[brand] + rng.normal(0, 0.3, p.n_items)
+    price = np.round(np.exp(log_price), 2).astype(np.float32)
+    stock = np.where(rng.random(p.n_items) < 0.06, 0, rng.integers(1, 500, p.n_items)).astype(np.int64)
+    item_ids = (100_000 + rng.permutation(p.n_items * 3)[: p.n_items]).astype(np.int64)
+    return dict(item_ids=item_ids, item_titles=titles, item_category=category.astype(np.int64), item_brand=brand,
+                item_attrs=attrs, item_price=price, item_stock=stock,
+                item_quality=rng.normal(0, 1, p.n_items).astype(np.float32),
+                item_popularity=np.clip(rng.gumbel(0, 0.8, p.n_items), -2, 4).astype(np.float32),
+                brands=list(BRAND_NAMES), attributes=attributes, cat_brands=cat_brands, cat_weights=cat_weights)
+
+
+def _users(p: ShopProfile, rng: np.random.Generator, cat_weights: np.ndarray) -> dict:
+    n_cat = len(CATEGORIES)
+    pref = rng.dirichlet(np.full(n_cat, 0.25), size=p.n_users).astype(np.float32)
+    return dict(
+        user_ids=(5_000_000 + 7 * rng.permutation(p.n_users * 2)[: p.n_users]).astype(np.int64),
+        user_segment=rng.choice(4, size=p.n_users, p=[0.4, 0.3, 0.2, 0.1]).astype(np.int64),
+        user_cat_pref=pref,
+        user_fav_brands=rng.integers(0, len(BRAND_NAMES), size=(p.n_users, 3)).astype(np.int64),
+        user_price_sens=rng.beta(2, 2, p.n_users).astype(np.float32),
+        user_activity=rng.pareto(1.5, p.n_users) + 0.2,
+    )
+
+
+def _query_pool(rng: np.random.Generator, cat_brands: list[np.ndarray], attributes: list[str]) -> dict:
+    """Every (category, brand?, attribute?) query, with a Zipf popularity inside its category."""
+    attr_index = {a: i for i, a in enumerate(attributes)}
+    texts, q_cat, q_brand, q_attr, q_weight = [], [], [], [], []
+    for c, (noun, cat_attrs, _) in enumerate(CATEGORIES):
+        combos = [(-1, -1)] + [(int(b), -1) for b in cat_brands[c]] + [(-1, attr_index[a]) for a in cat_attrs]
+        combos += [(int(b), attr_index[a]) for b in cat_brands[c][:4] for a in cat_attrs]
+        order = rng.permutation(len(combos))
+        order = np.concatenate([[0], order[order != 0]])  # the bare noun is the head query
+        for rank, k in enumerate(order):
+            b, a = combos[k]
+            words = ([BRAND_NAMES[b].lower()] if b >= 0 else []) + ([attributes[a]] if a >= 0 else []) + [noun]
+            texts.append(" ".join(words))
+            q_cat.append(c)
+            q_brand.append(b)
+            q_attr.append(a)
+            q_weight.append(1.0 / (rank + 1) ** 1.1)
+    return dict(queries=texts, query_category=np.array(q_cat, np.int64), query_brand=np.array(q_brand, np.int64),
+                query_attr=np.array(q_attr, np.int64), query_weight=np.array(q_weight))
+
+
+def generate(p: ShopProfile) -> Shop:
+    """Generate the whole shop for ``p`` (deterministic for a given profile)."""
+    rng = np.random.default_rng(p.seed)
+    cat = _catalogue(p, rng)
+    users = _users(p, rng, cat["cat_weights"])
+    qp = _query_pool(rng, cat["cat_brands"], cat["attributes"])
+    n_cat = len(CATEGORIES)
+    world = {**cat, **users}
+
+    by_cat = [np.flatnonzero(cat["item_category"] == c) for c in range(n_cat)]
+    pop_w = [np.exp(cat["item_popularity"][rows]) for rows in by_cat]
+    pop_w = [w / w.sum() for w in pop_w]
+    q_by_cat = [np.flatnonzero(qp["query_category"] == c) for c in range(n_cat)]
+    q_w = [qp["query_weight"][rows] / qp["query_weight"][rows].sum() for rows in q_by_cat]
+
+    act = users["user_activity"] / users["user_activity"].sum()
+    s_user = rng.choice(p.n_users, size=p.n_sessions, p=act).astype(np.int64)
+    s_day = np.sort(rng.integers(0, p.days, size=p.n_sessions)).astype(np.int64)
+    is_home = rng.random(p.n_sessions) < p.home_share
+    n_cand = rng.integers(p.min_candidates, p.max_candidates + 1, size=p.n_sessions)
+    s_query = np.full(p.n_sessions, -1, np.int64)
+    s_cat = np.empty(p.n_sessions, np.int64)
+    mix = np.cumsum(0.7 * users["user_cat_pref"].astype(np.float64) + 0.3 * cat["cat_weights"][None, :], axis=1)
+    u = rng.random(p.n_sessions) * mix[s_user, -1]
+    s_cat[:] = np.minimum((mix[s_user] < u[:, None]).sum(axis=1), n_cat - 1)
+    for s in range(p.n_sessions):
+        if not is_home[s]:
+            s_query[s] = q_by_cat[s_cat[s]][rng.choice(len(q_by_cat[s_cat[s]]), p=q_w[s_cat[s]])]
+
+    # Candidates from the retrieval stage: mostly the intent category, some from elsewhere.
+    items_per_session = []
+    for s in range(p.n_sessions):
+        n = int(n_cand[s])
+        c = s_cat[s]
+        n_in = min(int(round(n * 0.75)), len(by_cat[c]))
+        inside = rng.choice(by_cat[c], size=n_in, replace=False, p=pop_w[c])
+        outside = rng.choice(p.n_items, size=n - n_in, replace=False)
+        cands = np.unique(np.concatenate([inside, outside]))
+        # The logging policy shows them by popularity with noise: the source of position bias.
+        order = np.argsort(-(cat["item_popularity"][cands] + rng.normal(0, 0.7, len(cands))))
+        items_per_session.append(cands[order])
+    lengths = np.array([len(x) for x in items_per_session])
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    imp_item = np.concatenate(items_per_session).astype(np.int64)
+    imp_session = np.repeat(np.arange(p.n_sessions), lengths)
+    imp_pos = (np.arange(len(imp_item)) - offsets[imp_session]).astype(np.int64)
+    q = s_query[imp_session]
+    has_q = q >= 0
+    q_cat = np.where(has_q, qp["query_category"][np.maximum(q, 0)], -1)
+    q_brand = np.where(has_q, qp["query_brand"][np.maximum(q, 0)], -1)
+    q_attr = np.where(has_q, qp["query_attr"][np.maximum(q, 0)], -1)
+    rel = true_relevance(world, s_user[imp_session], imp_item, q_cat, q_brand, q_attr)
+    examine = 1.0 / (1.0 + imp_pos) ** 0.6
+    click = rng.random(len(imp_item)) < examine * _sigmoid(rel)
+    buy_p = _sigmoid(rel - 1.0) * 0.5 * (cat["item_stock"][imp_item] > 0)
+    purchase = click & (rng.random(len(imp_item)) < buy_p)
+
+    return Shop(
+        profile=p,
+        item_ids=cat["item_ids"], item_titles=cat["item_titles"], item_category=cat["item_category"],
+        item_brand=cat["item_brand"], item_attrs=cat["item_attrs"], item_price=cat["item_price"],
+        item_stock=cat["item_stock"], item_quality=cat["item_quality"], item_popularity=cat["item_popularity"],
+        brands=cat["brands"], attributes=cat["attributes"],
+        user_ids=users["user_ids"], user_segment=users["user_segment"], user_cat_pref=users["user_cat_pref"],
+        user_fav_brands=users["user_fav_brands"], user_price_sens=users["user_price_sens"],
+        queries=qp["queries"], query_category=qp["query_category"], query_brand=qp["query_brand"],
+        query_attr=qp["query_attr"],
+        session_user=s_user, session_day=s_day, session_query=s_query, session_offsets=offsets,
+        imp_item=imp_item, imp_position=imp_pos, imp_relevance=rel,
+        imp_click=click.astype(np.int8), imp_purchase=purchase.astype(np.int8),
+    )
+
+
+def split_by_time(shop: Shop, train: float = 0.8, val: float = 0.1) -> dict[str, np.ndarray]:
+    """Session indices of train / val / test, split by day (no session straddles a boundary)."""
+    days = shop.profile.days
+    t1, t2 = int(round(days * train)), int(round(days * (train + val)))
+    d = shop.session_day
+    return {"train": np.flatnonzero(d < t1), "val": np.flatnonzero((d >= t1) & (d < t2)),
+            "test": np.flatnonzero(d >= t2)}
+
+
+def impressions_of(shop: Shop, sessions: np.ndarray) -> np.ndarray:
+    """Flat impression indices of the given sessions, in session order."""
+    starts, ends = shop.session_offsets[sessions], shop.session_offsets[sessions + 1]
+    lengths = ends - starts
+    return (np.repeat(starts - np.cumsum(np.concatenate([[0], lengths[:-1]])), lengths)
+            + np.arange(lengths.sum())).astype(np.int64)

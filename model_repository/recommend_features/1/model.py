@@ -1,0 +1,20 @@
+"""recommend_features: raw recommendation request -> per-candidate ranker features and user profile.
+
+Thin Triton wrapper; the logic is runtime/features.py (FeatureStore.recommend), unit-tested without Triton.
+"""
+import os
+
+import triton_python_backend_utils as pb_utils
+
+from runtime import contract as c
+from runtime.backend import serve
+from runtime.features import FeatureStore
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        folder = os.path.join(args["model_repository"], args["model_version"])
+        self.store = FeatureStore.load(folder, with_tokenizer=False, with_profiles=True)
+
+    def execute(self, requests):
+        return serve(pb_utils, requests, (c.USER_ID, c.ITEM_IDS), self.store.recommend, pb_utils.Logger)

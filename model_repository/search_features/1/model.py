@@ -1,0 +1,19 @@
+"""search_features: raw search request -> query tokens and per-candidate ranker features.
+
+Thin Triton wrapper; the logic is runtime/features.py (FeatureStore.search), unit-tested without Triton.
+"""
+import os
+
+import triton_python_backend_utils as pb_utils
+
+from runtime import contract as c
+from runtime.backend import serve
+from runtime.features import FeatureStore
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.store = FeatureStore.load(os.path.join(args["model_repository"], args["model_version"]))
+
+    def execute(self, requests):
+        return serve(pb_utils, requests, (c.USER_ID, c.QUERY, c.ITEM_IDS), self.store.search, pb_utils.Logger)

@@ -1,0 +1,252 @@
+"""Feature extraction: raw request -> the encoder's and the ranker's input tensors.
+
+The same code builds the training matrix (``candidate_features`` over a million rows) and each
+served request (``FeatureStore.search`` / ``FeatureStore.recommend``), so training and serving cannot
+disagree. Everything per candidate is a numpy gather; nothing loops over candidates in Python.
+
+Every item and user table has one extra, last row holding cold-start defaults. An unknown id maps to
+row ``-1``, which numpy reads as that last row: no special case in the hot path.
+
+Documented behaviour for unusual requests (see docs/serving.md):
+* unknown USER_ID: cold start, ranked with the unknown-user row (no affinities) -> a ranking;
+* unknown item ids in ITEM_IDS: ranked with the unknown-item row (context features still apply);
+* empty ITEM_IDS, more than MAX_CANDIDATES, duplicate ids: INVALID_ARGUMENT naming ITEM_IDS;
+* empty / whitespace QUERY, non-UTF-8 bytes, over MAX_QUERY_BYTES: INVALID_ARGUMENT naming QUERY.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from runtime.contract import MAX_CANDIDATES, MAX_QUERY_BYTES, N_CAT, N_DENSE
+from runtime.errors import InvalidInput
+from runtime.text import TextTokenizer
+
+STORE_FILE = "feature_store.npz"
+LEXICON_FILE = "lexicon.json"
+TOKENIZER_FILE = "tokenizer.json"
+USER_PROFILE_FILE = "user_profiles.npy"
+_WORD = re.compile(r"[a-z0-9][a-z0-9\-]*")
+
+
+@dataclass(frozen=True)
+class QueryIntent:
+    """What query understanding found in a query: indices into the lexicon, -1 = none."""
+
+    category: int = -1
+    brand: int = -1
+    attribute: int = -1
+
+
+class Lexicon:
+    """Brand, category and attribute vocabulary of the catalogue, for query understanding."""
+
+    def __init__(self, categories: list[str], brands: list[str], attributes: list[str]):
+        self.categories = categories
+        self.brands = brands
+        self.attributes = attributes
+        self._brand = {b.lower(): i for i, b in enumerate(brands)}
+        self._attr = {a.lower(): i for i, a in enumerate(attributes)}
+        # Longest phrases first, so "running shoes" wins over a shorter phrase inside it.
+        self._cats = sorted(((c.lower(), i) for i, c in enumerate(categories)), key=lambda x: -len(x[0]))
+
+    def to_json(self) -> str:
+        return json.dumps({"categories": self.categories, "brands": self.brands, "attributes": self.attributes})
+
+    @classmethod
+    def from_json(cls, text: str) -> "Lexicon":
+        return cls(**json.loads(text))
+
+    def parse(self, query: str) -> QueryIntent:
+        text = query.lower()
+        words = _WORD.findall(text)
+        category = next((i for phrase, i in self._cats if phrase in text), -1)
+        brand = next((self._brand[w] for w in words if w in self._brand), -1)
+        attribute = next((self._attr[w] for w in words if w in self._attr), -1)
+        return QueryIntent(category, brand, attribute)
+
+
+def decode_query(raw: object) -> str:
+    """The QUERY tensor's single element as text, or InvalidInput naming QUERY."""
+    if isinstance(raw, np.ndarray):
+        if raw.size != 1:
+            raise InvalidInput("QUERY", f"expected exactly 1 element, got {raw.size}")
+        raw = raw.reshape(-1)[0]
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8")
+    if not isinstance(raw, (bytes, bytearray)):
+        raise InvalidInput("QUERY", f"expected bytes, got {type(raw).__name__}")
+    if len(raw) > MAX_QUERY_BYTES:
+        raise InvalidInput("QUERY", f"{len(raw)} bytes is longer than the limit of {MAX_QUERY_BYTES}")
+    try:
+        text = bytes(raw).decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InvalidInput("QUERY", f"not valid UTF-8 (byte 0x{raw[err.start]:02x} at offset {err.start})") from None
+    if not text.strip():
+        raise InvalidInput("QUERY", "empty; send requests without a query to the 'recommend' model")
+    return text
+
+
+def check_item_ids(item_ids: np.ndarray) -> np.ndarray:
+    """The candidate list as a 1-D int64 array, or InvalidInput naming ITEM_IDS."""
+    ids = np.asarray(item_ids)
+    if ids.ndim != 1:
+        raise InvalidInput("ITEM_IDS", f"expected a 1-D list, got shape {list(ids.shape)}")
+    if ids.size == 0:
+        raise InvalidInput("ITEM_IDS", "empty: send at least 1 candidate")
+    if ids.size > MAX_CANDIDATES:
+        raise InvalidInput("ITEM_IDS", f"{ids.size} candidates is more than the limit of {MAX_CANDIDATES}")
+    if ids.dtype != np.int64:
+        raise InvalidInput("ITEM_IDS", f"expected INT64, got {ids.dtype}")
+    uniq = np.unique(ids)
+    if uniq.size != ids.size:
+        sorted_ids = np.sort(ids)
+        dup = sorted_ids[1:][sorted_ids[1:] == sorted_ids[:-1]][0]
+        raise InvalidInput("ITEM_IDS", f"duplicate id {int(dup)}: each candidate may appear once")
+    return ids
+
+
+def check_user_id(user_id: np.ndarray) -> int:
+    arr = np.asarray(user_id)
+    if arr.size != 1:
+        raise InvalidInput("USER_ID", f"expected exactly 1 element, got {arr.size}")
+    return int(arr.reshape(-1)[0])
+
+
+def check_top_k(top_k: np.ndarray) -> int:
+    arr = np.asarray(top_k)
+    if arr.size != 1:
+        raise InvalidInput("TOP_K", f"expected exactly 1 element, got {arr.size}")
+    k = int(arr.reshape(-1)[0])
+    if k < 1:
+        raise InvalidInput("TOP_K", f"must be at least 1, got {k}")
+    return k
+
+
+def _lookup(sorted_ids: np.ndarray, rows_of_sorted: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Rows of ``ids`` in a table whose ids are ``sorted_ids``; -1 where an id is unknown."""
+    pos = np.searchsorted(sorted_ids, ids)
+    pos = np.minimum(pos, len(sorted_ids) - 1)
+    found = sorted_ids[pos] == ids
+    return np.where(found, rows_of_sorted[pos], -1)
+
+
+class FeatureTables:
+    """The arrays behind the features. Item/user arrays have one extra last row: the unknown default."""
+
+    ITEM_KEYS = ("item_category", "item_brand", "item_attrs", "item_price_bucket", "item_log_price",
+                 "item_in_stock", "item_log_clicks", "item_ctr")
+    USER_KEYS = ("user_segment", "user_cat_aff", "user_brand_aff", "user_mean_log_price")
+
+    def __init__(self, arrays: dict[str, np.ndarray]):
+        self.arrays = arrays
+        for key, value in arrays.items():
+            setattr(self, key, value)
+        self.n_items = len(arrays["item_ids_sorted"])
+        self.n_users = len(arrays["user_ids_sorted"])
+
+    def save(self, path: Path) -> None:
+        np.savez(path, **self.arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> "FeatureTables":
+        with np.load(path) as data:
+            return cls({k: data[k] for k in data.files})
+
+    def item_rows(self, ids: np.ndarray) -> np.ndarray:
+        return _lookup(self.item_ids_sorted, self.item_rows_sorted, ids)
+
+    def user_rows(self, ids: np.ndarray) -> np.ndarray:
+        return _lookup(self.user_ids_sorted, self.user_rows_sorted, ids)
+
+
+def candidate_features(t: FeatureTables, user_rows: np.ndarray, item_rows: np.ndarray, has_query: np.ndarray,
+                       q_category: np.ndarray, q_brand: np.ndarray, q_attr: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Ranker inputs for N (user, query, item) rows: ``cat [N, N_CAT] int64``, ``dense [N, N_DENSE] fp32``.
+
+    Rows of -1 (unknown user or item) read the tables' default last row. ``has_query`` is False for
+    recommendation rows; ``q_*`` are -1 where the query names no category/brand/attribute.
+    """
+    n = len(item_rows)
+    cat = t.item_category[item_rows]
+    brand = t.item_brand[item_rows]
+    attrs = t.item_attrs[item_rows]
+    user_known = user_rows >= 0
+    item_known = item_rows >= 0
+    cats = np.empty((n, N_CAT), np.int64)
+    cats[:, 0] = user_rows + 1           # 0 = unknown user
+    cats[:, 1] = item_rows + 1           # 0 = unknown item
+    cats[:, 2] = cat + 1                 # 0 = unknown
+    cats[:, 3] = brand + 1
+    cats[:, 4] = t.item_price_bucket[item_rows] + 1
+    cats[:, 5] = t.user_segment[user_rows] + 1
+    cats[:, 6] = q_category + 1          # 0 = no category in the query
+    dense = np.empty((n, N_DENSE), np.float32)
+    dense[:, 0] = has_query
+    dense[:, 1] = (q_category >= 0) & (cat == q_category)
+    dense[:, 2] = (q_brand >= 0) & (brand == q_brand)
+    dense[:, 3] = (q_attr >= 0) & ((attrs[:, 0] == q_attr) | (attrs[:, 1] == q_attr))
+    dense[:, 4] = t.user_cat_aff[user_rows, cat]
+    dense[:, 5] = t.user_brand_aff[user_rows, brand]
+    dense[:, 6] = t.item_log_clicks[item_rows]
+    dense[:, 7] = t.item_ctr[item_rows]
+    dense[:, 8] = t.item_in_stock[item_rows]
+    dense[:, 9] = t.item_log_price[item_rows] - t.user_mean_log_price[user_rows]
+    dense[:, 10] = user_known
+    dense[:, 11] = item_known
+    return cats, dense
+
+
+class FeatureStore:
+    """Everything a feature-extraction model loads from its version folder, and the per-request API."""
+
+    def __init__(self, tables: FeatureTables, lexicon: Lexicon, tokenizer: TextTokenizer | None,
+                 user_profiles: np.ndarray | None = None):
+        self.tables = tables
+        self.lexicon = lexicon
+        self.tokenizer = tokenizer
+        self.user_profiles = user_profiles  # [U+1, D] float32, last row zeros (recommendation only)
+
+    @classmethod
+    def load(cls, folder: str | Path, with_tokenizer: bool = True, with_profiles: bool = False) -> "FeatureStore":
+        folder = Path(folder)
+        return cls(
+            FeatureTables.load(folder / STORE_FILE),
+            Lexicon.from_json((folder / LEXICON_FILE).read_text()),
+            TextTokenizer(folder / TOKENIZER_FILE) if with_tokenizer else None,
+            np.load(folder / USER_PROFILE_FILE) if with_profiles else None,
+        )
+
+    def _context(self, user_id: np.ndarray, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        uid = check_user_id(user_id)
+        ids = check_item_ids(item_ids)
+        user_row = int(self.tables.user_rows(np.array([uid], np.int64))[0])
+        return ids, np.full(len(ids), user_row, np.int64), self.tables.item_rows(ids)
+
+    def search(self, user_id: np.ndarray, query: np.ndarray, item_ids: np.ndarray) -> dict[str, np.ndarray]:
+        """Tensors for one search request: tokens for the encoder, features for the ranker."""
+        text = decode_query(query)
+        ids, users, items = self._context(user_id, item_ids)
+        intent = self.lexicon.parse(text)
+        n = len(ids)
+        cat, dense = candidate_features(
+            self.tables, users, items, np.ones(n, bool), np.full(n, intent.category), np.full(n, intent.brand),
+            np.full(n, intent.attribute))
+        input_ids, mask = self.tokenizer.encode_one(text)
+        return {"input_ids": input_ids, "attention_mask": mask, "cat_features": cat,
+                "dense_features": dense, "ITEM_ROWS": items}
+
+    def recommend(self, user_id: np.ndarray, item_ids: np.ndarray) -> dict[str, np.ndarray]:
+        """Tensors for one recommendation request; the context embedding is the user's profile."""
+        ids, users, items = self._context(user_id, item_ids)
+        n = len(ids)
+        none = np.full(n, -1, np.int64)
+        cat, dense = candidate_features(self.tables, users, items, np.zeros(n, bool), none, none, none)
+        profile = self.user_profiles[users[:1]]
+        return {"cat_features": cat, "dense_features": dense, "ITEM_ROWS": items,
+                "CONTEXT_EMBEDDING": profile.astype(np.float32)}

@@ -1,0 +1,57 @@
+"""Final scoring and top-k: ``score = logit + sim_weight * cos(context, item title)``.
+
+The ranker (ONNX) sees only per-candidate features, so its batch axis is the candidate axis and
+Triton batches candidates of many requests together. The query embedding enters here, at the end,
+as a late interaction: the ranker learns per candidate how much the semantic match should count
+(``sim_weight``). Item title embeddings are precomputed at build time and stored with one extra zero
+row, which unknown items (row -1) read.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from runtime.contract import EMBED_DIM, TOP_ITEM_IDS, TOP_SCORES
+from runtime.errors import InvalidInput
+from runtime.features import check_top_k
+
+ITEM_EMBEDDINGS_FILE = "item_embeddings.npy"
+
+
+def final_scores(context: np.ndarray, logit: np.ndarray, sim_weight: np.ndarray, item_rows: np.ndarray,
+                 item_embeddings: np.ndarray) -> np.ndarray:
+    """[N] float32 scores. ``context`` is [1, D] (or [D]); ``logit`` and ``sim_weight`` are [N, 1] or [N]."""
+    ctx = np.asarray(context, np.float32).reshape(-1)
+    if ctx.shape[0] != EMBED_DIM:
+        raise InvalidInput("CONTEXT_EMBEDDING", f"expected {EMBED_DIM} values, got {ctx.shape[0]}")
+    sim = item_embeddings[item_rows] @ ctx
+    return (np.asarray(logit, np.float32).reshape(-1) + np.asarray(sim_weight, np.float32).reshape(-1) * sim
+            ).astype(np.float32)
+
+
+def top_k(scores: np.ndarray, item_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best ``(ids, scores)``, best first; ties keep the request's order. ``k`` is clipped to N."""
+    n = scores.shape[0]
+    if len(item_ids) != n:
+        raise InvalidInput("ITEM_IDS", f"{len(item_ids)} ids but {n} scores")
+    # A full stable sort: N is at most MAX_CANDIDATES (1,000), where it costs tens of microseconds.
+    order = np.argsort(-scores, kind="stable")[: min(int(k), n)]
+    return np.asarray(item_ids, np.int64)[order], scores[order]
+
+
+class TopK:
+    """The top-k step: item embeddings loaded once, one ``rank`` call per request."""
+
+    def __init__(self, item_embeddings: np.ndarray):
+        self.item_embeddings = item_embeddings  # [I+1, D], last row zeros (unknown items)
+
+    @classmethod
+    def load(cls, folder) -> "TopK":
+        return cls(np.load(Path(folder) / ITEM_EMBEDDINGS_FILE))
+
+    def rank(self, context: np.ndarray, logit: np.ndarray, sim_weight: np.ndarray, item_rows: np.ndarray,
+             item_ids: np.ndarray, k: np.ndarray) -> dict[str, np.ndarray]:
+        scores = final_scores(context, logit, sim_weight, item_rows, self.item_embeddings)
+        ids, best = top_k(scores, item_ids, check_top_k(k))
+        return {TOP_ITEM_IDS: ids, TOP_SCORES: best}

@@ -1,0 +1,285 @@
+"""Start and stop a real local ``tritonserver``.
+
+The binary is the one bundled in the ``nvidia-pytriton`` wheel (Triton 2.51.0, the same server as the
+NGC ``tritonserver:24.10-py3`` image production runs). That build carries only the python backend, so
+the launcher assembles a backend directory with:
+
+* ``python/``: the bundled python backend plus the stub for *this* interpreter;
+* ``onnxruntime/``: a Python-based backend (``server/backends/onnxruntime/model.py``) that runs
+  ``model.onnx`` with the ``onnxruntime`` package. It is a **local stand-in** for Triton's native
+  onnxruntime backend: the model repository's configs are written for the native backend and are
+  served unchanged by the NGC image in production.
+
+Usage as a library::
+
+    with TritonServer(ServerOptions(model_repository=path)) as server:
+        print(server.grpc_url)
+
+or from the shell: ``python -m server.launcher --model-repository model_repository``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STANDIN_BACKENDS = Path(__file__).resolve().parent / "backends"
+DEFAULT_BACKEND_DIR = REPO_ROOT / "build" / "triton_backends"
+
+
+class ServerError(RuntimeError):
+    """The server could not be started or stopped; the message carries the log's last lines."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def pytriton_server_dir() -> Path:
+    """Folder ``pytriton/tritonserver`` of the installed ``nvidia-pytriton`` wheel (not imported)."""
+    spec = importlib.util.find_spec("pytriton")
+    if spec is None or not spec.submodule_search_locations:
+        raise ServerError("nvidia-pytriton is not installed: run `make setup` first")
+    return Path(list(spec.submodule_search_locations)[0]) / "tritonserver"
+
+
+def pytriton_libs_dir() -> Path:
+    """The wheel's bundled shared libraries, needed once the stub is copied out of the wheel."""
+    return pytriton_server_dir().parent.parent / "nvidia_pytriton.libs"
+
+
+def prepare_backend_dir(dest: Path = DEFAULT_BACKEND_DIR) -> Path:
+    """Assemble the backend directory (idempotent; rewritten when the sources are newer)."""
+    src = pytriton_server_dir()
+    py_ver = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = src / "python_backend_stubs" / py_ver / "triton_python_backend_stub"
+    if not stub.exists():
+        raise ServerError(f"no python backend stub for Python {py_ver} in {src}")
+    python_dir = dest / "python"
+    python_dir.mkdir(parents=True, exist_ok=True)
+    for item in (src / "backends" / "python").iterdir():
+        if item.is_file():
+            shutil.copy2(item, python_dir / item.name)
+    shutil.copy2(stub, python_dir / "triton_python_backend_stub")
+    for backend in STANDIN_BACKENDS.iterdir():
+        if (backend / "model.py").exists():
+            target = dest / backend.name
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(backend / "model.py", target / "model.py")
+    return dest
+
+
+@dataclass
+class ServerOptions:
+    """What the launcher needs to start one server. Ports of 0 are replaced by free ones."""
+
+    model_repository: Path
+    http_port: int = 0
+    grpc_port: int = 0
+    metrics_port: int = 0
+    log_file: Path | None = None
+    ready_timeout_s: float = 120.0
+    exit_timeout_s: int = 30
+    log_verbose: int = 0
+    response_cache_bytes: int = 0
+    extra_args: list[str] = field(default_factory=list)
+
+    def resolved(self) -> "ServerOptions":
+        opts = ServerOptions(**{k: getattr(self, k) for k in self.__dataclass_fields__})
+        opts.model_repository = Path(opts.model_repository).resolve()
+        opts.http_port = opts.http_port or free_port()
+        opts.grpc_port = opts.grpc_port or free_port()
+        opts.metrics_port = opts.metrics_port or free_port()
+        if opts.log_file is None:
+            opts.log_file = REPO_ROOT / "build" / "logs" / f"tritonserver-{opts.grpc_port}.log"
+        opts.log_file = Path(opts.log_file).resolve()
+        return opts
+
+
+def server_command(opts: ServerOptions, backend_dir: Path) -> list[str]:
+    """The exact ``tritonserver`` command line for ``opts`` (already resolved)."""
+    binary = pytriton_server_dir() / "bin" / "tritonserver"
+    cmd = [
+        str(binary),
+        f"--model-repository={opts.model_repository}",
+        f"--backend-directory={backend_dir}",
+        f"--http-port={opts.http_port}",
+        f"--grpc-port={opts.grpc_port}",
+        f"--metrics-port={opts.metrics_port}",
+        "--allow-metrics=true",
+        "--allow-gpu-metrics=false",
+        # Ready only when every model loaded: what load balancers and our tests rely on.
+        "--strict-readiness=true",
+        f"--exit-timeout-secs={opts.exit_timeout_s}",
+        f"--log-verbose={opts.log_verbose}",
+        # Each python-backend instance starts with 8 MiB of shared memory (it grows on demand).
+        "--backend-config=python,shm-default-byte-size=8388608",
+    ]
+    if opts.response_cache_bytes:
+        cmd.append(f"--cache-config=local,size={opts.response_cache_bytes}")
+    return cmd + list(opts.extra_args)
+
+
+def server_env() -> dict[str, str]:
+    """Environment for the server: our interpreter's bin first (the stub finds the venv's packages)."""
+    env = dict(os.environ)
+    venv_bin = str(Path(sys.executable).parent)
+    env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
+    libs = str(pytriton_libs_dir())
+    env["LD_LIBRARY_PATH"] = libs + (os.pathsep + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
+    # The project's packages (runtime/, server/) must import inside the python backend stubs.
+    env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log written)"
+
+
+class TritonServer:
+    """A running ``tritonserver`` process; a context manager that always stops it."""
+
+    def __init__(self, options: ServerOptions):
+        self.options = options.resolved()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.options.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"127.0.0.1:{self.options.http_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.options.metrics_port}/metrics"
+
+    @property
+    def command(self) -> list[str]:
+        return server_command(self.options, DEFAULT_BACKEND_DIR)
+
+    def start(self) -> "TritonServer":
+        backend_dir = prepare_backend_dir()
+        opts = self.options
+        if not opts.model_repository.is_dir():
+            raise ServerError(f"model repository {opts.model_repository} does not exist: run `make build`")
+        opts.log_file.parent.mkdir(parents=True, exist_ok=True)
+        log = open(opts.log_file, "wb")
+        try:
+            self.process = subprocess.Popen(
+                server_command(opts, backend_dir), stdout=log, stderr=subprocess.STDOUT,
+                env=server_env(), start_new_session=True,
+            )
+        finally:
+            log.close()
+        try:
+            self.wait_ready(opts.ready_timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def is_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=1) as resp:
+                return resp.status == 200
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            return False
+
+    def wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            code = self.process.poll()
+            if code is not None:
+                raise ServerError(self._failure(f"tritonserver exited with code {code} before it was ready"))
+            if self.is_ready():
+                return
+            time.sleep(0.2)
+        raise ServerError(self._failure(f"tritonserver was not ready within {timeout_s:.0f} s"))
+
+    def _failure(self, headline: str) -> str:
+        tail = log_tail(self.options.log_file)
+        failed = [ln for ln in tail.splitlines() if "failed to load" in ln or "UNAVAILABLE" in ln]
+        detail = ("\nmodels that failed to load:\n  " + "\n  ".join(failed)) if failed else ""
+        return f"{headline} (log: {self.options.log_file}){detail}\nlast lines of the log:\n{tail}"
+
+    def stop(self) -> int | None:
+        """SIGTERM, wait for Triton's own exit timeout (plus margin), then SIGKILL the process group."""
+        if self.process is None or self.process.poll() is not None:
+            return None if self.process is None else self.process.returncode
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=self.options.exit_timeout_s + 10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            return self.process.wait(timeout=10)
+
+    def __enter__(self) -> "TritonServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Serve a model repository on the bundled tritonserver.")
+    parser.add_argument("--model-repository", type=Path, default=REPO_ROOT / "model_repository")
+    parser.add_argument("--http-port", type=int, default=8000)
+    parser.add_argument("--grpc-port", type=int, default=8001)
+    parser.add_argument("--metrics-port", type=int, default=8002)
+    parser.add_argument("--log-file", type=Path, default=None)
+    parser.add_argument("--ready-timeout", type=float, default=300.0)
+    parser.add_argument("--response-cache-bytes", type=int, default=0)
+    parser.add_argument("--print-command", action="store_true", help="print the command line and exit")
+    args = parser.parse_args(argv)
+    server = TritonServer(ServerOptions(
+        model_repository=args.model_repository, http_port=args.http_port, grpc_port=args.grpc_port,
+        metrics_port=args.metrics_port, log_file=args.log_file, ready_timeout_s=args.ready_timeout,
+        response_cache_bytes=args.response_cache_bytes,
+    ))
+    if args.print_command:
+        print(" ".join(server.command))
+        return 0
+    try:
+        server.start()
+    except ServerError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"tritonserver ready: gRPC {server.grpc_url}  HTTP {server.http_url}  metrics {server.metrics_url}")
+    print(f"log: {server.options.log_file}   (Ctrl-C stops it)")
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    try:
+        while not stop["now"] and server.process.poll() is None:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    code = server.process.poll()
+    server.stop()
+    if code not in (None, 0):
+        print(f"error: tritonserver exited with code {code}\n{log_tail(server.options.log_file)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
