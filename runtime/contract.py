@@ -25,8 +25,8 @@ TOP_ITEM_IDS = "TOP_ITEM_IDS"  # INT64 [-1], best first
 TOP_SCORES = "TOP_SCORES"      # FP32 [-1], the ranker's logit, best first
 
 # Intermediate tensors
-INPUT_IDS = "input_ids"            # INT64 [B, QUERY_TOKENS]
-ATTENTION_MASK = "attention_mask"  # INT64 [B, QUERY_TOKENS]
+INPUT_IDS = "input_ids"            # INT64 [B, L], L a multiple of QUERY_PAD_MULTIPLE, <= QUERY_TOKENS
+ATTENTION_MASK = "attention_mask"  # INT64 [B, L]
 SENTENCE_EMBEDDING = "sentence_embedding"  # FP32 [B, EMBED_DIM], L2-normalised
 CAT_FEATURES = "cat_features"      # INT64 [N, N_CAT]
 DENSE_FEATURES = "dense_features"  # FP32 [N, N_DENSE]
@@ -37,7 +37,8 @@ SIM_WEIGHT = "sim_weight"          # FP32 [N, 1]
 
 # Shapes and limits
 EMBED_DIM = 384
-QUERY_TOKENS = 32        # queries are padded/truncated to this many tokens so encoder requests batch
+QUERY_TOKENS = 32        # queries are truncated to this many tokens
+QUERY_PAD_MULTIPLE = 4   # and padded to a multiple of 4: same-bucket queries batch, short ones stay cheap
 MAX_CANDIDATES = 1000    # more candidates than this per request is INVALID_ARGUMENT
 MAX_QUERY_BYTES = 1024   # longer QUERY is INVALID_ARGUMENT (it would be truncated to 32 tokens anyway)
 RANKER_MAX_BATCH = 4096  # candidate rows the ranker may take in one batch (>= MAX_CANDIDATES)

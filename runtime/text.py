@@ -1,8 +1,10 @@
 """Tokenisation for the text encoder, with the ``tokenizers`` library (Rust, fast).
 
-Queries are padded and truncated to exactly ``QUERY_TOKENS`` tokens: every encoder request then has
-the same shape, which is what lets Triton's dynamic batcher group them. Titles are encoded at build
-time with the same tokenizer and a longer limit.
+Queries are truncated to ``QUERY_TOKENS`` and padded to the next multiple of ``QUERY_PAD_MULTIPLE``
+tokens. The encoder's cost grows linearly with the padded length (measured: docs/benchmarks.md), so
+padding every query to 32 would triple the cost of a typical 6-token query; length buckets of 4 keep
+short queries cheap while requests in the same bucket still share a shape, which is what Triton's
+dynamic batcher needs to group them. Titles are encoded at build time with the same tokenizer.
 """
 from __future__ import annotations
 
@@ -11,18 +13,18 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from runtime.contract import QUERY_TOKENS
+from runtime.contract import QUERY_PAD_MULTIPLE, QUERY_TOKENS
 
 
 class TextTokenizer:
-    def __init__(self, tokenizer_file: str | Path, length: int = QUERY_TOKENS):
+    def __init__(self, tokenizer_file: str | Path, length: int = QUERY_TOKENS, multiple: int = QUERY_PAD_MULTIPLE):
         self.length = length
         self._tok = Tokenizer.from_file(str(tokenizer_file))
         self._tok.enable_truncation(max_length=length)
-        self._tok.enable_padding(length=length, pad_id=0, pad_token="[PAD]")
+        self._tok.enable_padding(pad_id=0, pad_token="[PAD]", pad_to_multiple_of=multiple)
 
     def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """``(input_ids, attention_mask)``, both int64 ``[len(texts), length]``."""
+        """``(input_ids, attention_mask)``, int64 ``[len(texts), L]``: L is the longest, rounded up."""
         encodings = self._tok.encode_batch(texts)
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)

@@ -1,0 +1,54 @@
+"""The served pipeline run in-process: same files, same code, ONNX Runtime, no server.
+
+Reads a built model repository exactly as the server does (the feature store of ``search_features``,
+``model.onnx`` of the encoder and the ranker, the item embeddings of ``topk``) and chains the steps in
+one Python process. Used as the reference in the server-parity test and as the baseline in
+``make bench``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from builders.model_specs import spec_by_name
+from runtime import contract as c
+from runtime.features import FeatureStore
+from runtime.scoring import TopK
+from server.ort_runner import make_session
+
+
+class InProcessPipeline:
+    def __init__(self, repo: str | Path):
+        repo = Path(repo)
+        specs = spec_by_name()
+        self.search_store = FeatureStore.load(repo / c.SEARCH_FEATURES / "1")
+        self.recommend_store = FeatureStore.load(repo / c.RECOMMEND_FEATURES / "1", with_tokenizer=False,
+                                                 with_profiles=True)
+        self.topk = TopK.load(repo / c.TOPK / "1")
+
+        def session(name: str):
+            threads = int(specs[name].parameters.get("intra_op_thread_count", "1"))
+            return make_session(str(repo / name / "1" / "model.onnx"), intra_op_threads=threads)
+
+        self.encoder = session(c.TEXT_ENCODER)
+        self.ranker = session(c.RANKER)
+
+    def _rank(self, feats: dict, context: np.ndarray, item_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        logit, sim_weight = self.ranker.run([c.LOGIT, c.SIM_WEIGHT], {
+            c.CAT_FEATURES: feats[c.CAT_FEATURES], c.DENSE_FEATURES: feats[c.DENSE_FEATURES]})
+        out = self.topk.rank(context, logit, sim_weight, feats[c.ITEM_ROWS], item_ids, np.array([k], np.int32))
+        return out[c.TOP_ITEM_IDS], out[c.TOP_SCORES]
+
+    def search(self, user_id: int, query: str | bytes, item_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        raw = query.encode("utf-8") if isinstance(query, str) else query
+        item_ids = np.asarray(item_ids, np.int64)
+        feats = self.search_store.search(np.array([user_id], np.int64), np.array([raw], object), item_ids)
+        (emb,) = self.encoder.run([c.SENTENCE_EMBEDDING], {c.INPUT_IDS: feats[c.INPUT_IDS],
+                                                           c.ATTENTION_MASK: feats[c.ATTENTION_MASK]})
+        return self._rank(feats, emb, item_ids, k)
+
+    def recommend(self, user_id: int, item_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        item_ids = np.asarray(item_ids, np.int64)
+        feats = self.recommend_store.recommend(np.array([user_id], np.int64), item_ids)
+        return self._rank(feats, feats[c.CONTEXT_EMBEDDING], item_ids, k)

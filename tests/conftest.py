@@ -1,0 +1,58 @@
+"""Shared fixtures: the small-profile repository (built once per session) and a real tritonserver."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def small_build(tmp_path_factory):
+    """Build the small profile (cached under build/small/) into a fresh repository folder."""
+    from builders.build import build
+
+    out = tmp_path_factory.mktemp("repo") / "model_repository"
+    report = build("cpu", "small", out=out, work=REPO_ROOT / "build" / "small", progress=False, log=lambda _: None)
+    return out, report
+
+
+@pytest.fixture(scope="session")
+def small_repo(small_build) -> Path:
+    return small_build[0]
+
+
+@pytest.fixture(scope="session")
+def triton_server(small_repo, tmp_path_factory):
+    """A real tritonserver on free ports serving the small repository; always stopped."""
+    from server.launcher import ServerOptions, TritonServer
+
+    log = tmp_path_factory.mktemp("logs") / "tritonserver.log"
+    server = TritonServer(ServerOptions(model_repository=small_repo, log_file=log, ready_timeout_s=180))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def pipeline(small_repo):
+    from builders.pipeline import InProcessPipeline
+
+    return InProcessPipeline(small_repo)
+
+
+@pytest.fixture(scope="session")
+def known_ids(pipeline):
+    tables = pipeline.search_store.tables
+    return tables.user_ids_sorted.copy(), tables.item_ids_sorted.copy()
+
+
+@pytest.fixture()
+def rng():
+    return np.random.default_rng(7)

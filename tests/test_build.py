@@ -1,0 +1,44 @@
+"""The build itself: parity checks, model quality against baselines, caching."""
+import json
+
+import pytest
+
+from builders.build import PARITY_MAX_ABS, PARITY_MIN_COSINE, build
+
+pytestmark = pytest.mark.slow
+
+
+def test_encoder_matches_pytorch_on_real_titles(small_build):
+    _, report = small_build
+    assert report["encoder"]["n"] >= 100
+    assert report["encoder"]["min_cosine"] >= PARITY_MIN_COSINE
+
+
+def test_ranker_onnx_matches_pytorch(small_build):
+    _, report = small_build
+    assert report["ranker"]["parity"]["max_abs_diff"] <= PARITY_MAX_ABS
+
+
+def test_ranker_beats_popularity_and_random_on_the_test_split(small_build):
+    test = small_build[1]["ranker"]["test"]
+    assert test["ranker"]["ndcg@10_true"] > test["popularity"]["ndcg@10_true"] > test["random"]["ndcg@10_true"]
+    assert test["ranker"]["auc"] > test["random"]["auc"] + 0.1
+    assert test["ground_truth"]["ndcg@10_true"] == pytest.approx(1.0)
+
+
+def test_second_build_uses_the_cache(small_build, tmp_path):
+    from tests.conftest import REPO_ROOT
+
+    logs = []
+    build("cpu", "small", out=tmp_path / "repo", work=REPO_ROOT / "build" / "small", progress=False, log=logs.append)
+    for step in ("shop", "encoder", "embeddings", "features", "ranker"):
+        assert f"[{step}] cached" in logs
+    saved = json.loads((REPO_ROOT / "build" / "small" / "build_report.json").read_text())
+    assert saved["profile"] == "small"
+
+
+def test_gpu_target_is_refused_with_a_clear_message(tmp_path):
+    from builders.build import BuildError
+
+    with pytest.raises(BuildError, match="only 'cpu'"):
+        build("gpu", "small", out=tmp_path, work=tmp_path)

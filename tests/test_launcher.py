@@ -1,0 +1,37 @@
+import pytest
+
+from server.launcher import ServerError, ServerOptions, TritonServer, free_port, server_command
+
+pytestmark = pytest.mark.triton
+
+
+def test_command_line_has_the_production_flags(tmp_path):
+    opts = ServerOptions(model_repository=tmp_path, grpc_port=1234, response_cache_bytes=1024).resolved()
+    cmd = " ".join(server_command(opts, tmp_path))
+    for flag in ("--strict-readiness=true", "--grpc-port=1234", "--exit-timeout-secs=", "--cache-config=local,size=1024",
+                 f"--model-repository={tmp_path}"):
+        assert flag in cmd
+
+
+def test_free_ports_differ():
+    assert len({free_port() for _ in range(5)}) >= 4
+
+
+def test_a_model_that_fails_to_load_is_reported_with_the_log(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "broken" / "1").mkdir(parents=True)
+    (repo / "broken" / "config.pbtxt").write_text(
+        'name: "broken"\nbackend: "python"\nmax_batch_size: 0\n'
+        'input [{ name: "X" data_type: TYPE_INT64 dims: [1] }]\noutput [{ name: "Y" data_type: TYPE_INT64 dims: [1] }]\n')
+    (repo / "broken" / "1" / "model.py").write_text("raise RuntimeError('weights are missing')\n")
+    server = TritonServer(ServerOptions(model_repository=repo, log_file=tmp_path / "log.txt", ready_timeout_s=60))
+    with pytest.raises(ServerError) as err:
+        server.start()
+    message = str(err.value)
+    assert "broken" in message and "weights are missing" in message
+    assert server.process.poll() is not None  # nothing left running
+
+
+def test_missing_repository_is_a_clear_error(tmp_path):
+    with pytest.raises(ServerError, match="does not exist"):
+        TritonServer(ServerOptions(model_repository=tmp_path / "nope")).start()
