@@ -1,0 +1,48 @@
+# shoprank: every target, one line each (`make help`).
+PY      := .venv/bin/python
+PROFILE ?= default
+REPO    ?= model_repository
+GRPC_PORT ?= 8001
+HTTP_PORT ?= 8000
+METRICS_PORT ?= 8002
+export HF_HUB_OFFLINE := 1
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: help setup build serve up test test-unit test-triton configs validate bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+setup: ## create .venv and install the pinned dependencies
+	@bash scripts/setup.sh
+
+build: setup ## build the model repository for the CPU target (PROFILE=default|small)
+	$(PY) -m builders build --target cpu --profile $(PROFILE) --out $(REPO)
+
+serve: ## serve the built repository on the bundled tritonserver (ports 8000/8001/8002)
+	$(PY) -m server.launcher --model-repository $(REPO) --grpc-port $(GRPC_PORT) --http-port $(HTTP_PORT) --metrics-port $(METRICS_PORT)
+
+up: build serve ## setup + build + serve: the README's first command
+
+configs: setup ## regenerate model_repository/*/config.pbtxt from builders/model_specs.py
+	$(PY) -m builders configs
+
+validate: ## check a built repository against its configs (REPO=...)
+	$(PY) -m builders validate $(REPO)
+
+test: setup ## run the whole test suite (unit, build, real tritonserver)
+	$(PY) -m pytest -q
+
+test-unit: setup ## only the fast unit tests
+	$(PY) -m pytest -q -m unit
+
+test-triton: setup ## only the tests that start a real tritonserver
+	$(PY) -m pytest -q -m triton
+
+bench: setup ## served vs in-process latency/throughput on the same requests (PROFILE=default|small)
+	$(PY) -m builders build --target cpu --profile $(PROFILE) --out build/$(PROFILE)/bench_repo --no-progress
+	$(PY) -m builders.bench --repo build/$(PROFILE)/bench_repo --out docs/benchmarks.md
+
+clean: ## remove build outputs (data, weights, embeddings, logs); keeps .venv
+	rm -rf build
+	find model_repository -mindepth 3 -type f ! -name model.py ! -name .gitkeep -delete

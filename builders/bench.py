@@ -1,0 +1,188 @@
+"""Benchmark: the search ensemble over gRPC vs the same pipeline in-process, same requests, one run.
+
+``python -m builders.bench --repo build/default/bench_repo --out docs/benchmarks.md``
+
+Every request: 1 user, 1 query from the shop's query pool (popular ones more often), 100 candidates,
+k = 10. Measured: p50/p99 latency at concurrency 1, and throughput at saturation (served: many requests
+in flight with the async gRPC client; in-process: one worker per core). The client runs on the same
+2-core machine as the server and takes CPU from it; the table says so. Not a test: nothing asserts.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+from runtime import contract as c
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import onnxruntime
+
+    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, onnxruntime "
+            f"{onnxruntime.__version__}, tritonserver 2.51.0 (nvidia-pytriton 0.7.0), no GPU")
+
+
+def make_requests(pipeline, n: int, candidates: int, seed: int = 0) -> list[tuple[int, str, np.ndarray, int]]:
+    rng = np.random.default_rng(seed)
+    tables = pipeline.search_store.tables
+    lex = pipeline.search_store.lexicon
+    queries = [f"{b.lower()} {cat}" for b in lex.brands[:8] for cat in lex.categories] + list(lex.categories)
+    weights = 1.0 / np.arange(1, len(queries) + 1)
+    weights /= weights.sum()
+    out = []
+    for _ in range(n):
+        user = int(rng.choice(tables.user_ids_sorted))
+        query = queries[int(rng.choice(len(queries), p=weights))]
+        items = rng.choice(tables.item_ids_sorted, size=candidates, replace=False)
+        out.append((user, query, items, 10))
+    return out
+
+
+def percentiles(samples_ms: list[float]) -> tuple[float, float]:
+    arr = np.asarray(samples_ms)
+    return float(np.percentile(arr, 50)), float(np.percentile(arr, 99))
+
+
+def sequential(fn, requests) -> list[float]:
+    times = []
+    for r in requests:
+        t0 = time.perf_counter()
+        fn(r)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def served_saturated(url: str, requests, in_flight: int) -> float:
+    """Requests per second with ``in_flight`` requests outstanding (async gRPC client)."""
+    import tritonclient.grpc as grpcclient
+
+    from tests.grpc_helpers import request_inputs
+
+    client = grpcclient.InferenceServerClient(url)
+    prepared = [request_inputs(u, items, k, q.encode()) for u, q, items, k in requests]
+    sem = threading.Semaphore(in_flight)
+    errors = []
+    done = threading.Event()
+    remaining = [len(prepared)]
+    lock = threading.Lock()
+
+    def callback(result, error):
+        if error is not None:
+            errors.append(error)
+        sem.release()
+        with lock:
+            remaining[0] -= 1
+            if remaining[0] == 0:
+                done.set()
+
+    t0 = time.perf_counter()
+    for inputs in prepared:
+        sem.acquire()
+        client.async_infer(c.SEARCH_ENSEMBLE, inputs, callback)
+    done.wait()
+    elapsed = time.perf_counter() - t0
+    client.close()
+    if errors:
+        raise RuntimeError(f"{len(errors)} requests failed, first: {errors[0]}")
+    return len(prepared) / elapsed
+
+
+def inprocess_saturated(pipeline, requests, workers: int) -> float:
+    def one(r):
+        pipeline.search(r[0], r[1], r[2], r[3])
+
+    with ThreadPoolExecutor(workers) as pool:
+        t0 = time.perf_counter()
+        list(pool.map(one, requests))
+        return len(requests) / (time.perf_counter() - t0)
+
+
+def run(repo: Path, n: int, candidates: int, in_flight: int) -> dict:
+    import tritonclient.grpc as grpcclient
+
+    from builders.pipeline import InProcessPipeline
+    from server.launcher import ServerOptions, TritonServer
+    from tests.grpc_helpers import call
+
+    pipeline = InProcessPipeline(repo)
+    requests = make_requests(pipeline, n, candidates)
+    results: dict = {"n": n, "candidates": candidates, "in_flight": in_flight}
+    with TritonServer(ServerOptions(model_repository=repo, ready_timeout_s=600)) as server:
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        served = lambda r: call(client, r[0], r[2], r[3], r[1].encode())  # noqa: E731
+        local = lambda r: pipeline.search(r[0], r[1], r[2], r[3])  # noqa: E731
+        for r in requests[:20]:  # warm-up both paths, and check they agree
+            np.testing.assert_array_equal(served(r)[0], local(r)[0])
+        # Alternate blocks so drift on the machine hits both paths alike.
+        s_times, l_times = [], []
+        for start in range(0, n, 50):
+            block = requests[start:start + 50]
+            s_times += sequential(served, block)
+            l_times += sequential(local, block)
+        results["served_p50"], results["served_p99"] = percentiles(s_times)
+        results["local_p50"], results["local_p99"] = percentiles(l_times)
+        results["served_rps"] = max(served_saturated(server.grpc_url, requests, in_flight) for _ in range(2))
+        results["local_rps"] = max(inprocess_saturated(pipeline, requests, w) for w in (1, 2, 2))
+        client.close()
+    return results
+
+
+def table(r: dict) -> str:
+    rows = [
+        "| metric | served (gRPC, Triton) | in-process (ONNX Runtime) | ratio served / in-process |",
+        "|---|---|---|---|",
+        f"| p50 latency, concurrency 1 | {r['served_p50']:.2f} ms | {r['local_p50']:.2f} ms | "
+        f"{r['served_p50'] / r['local_p50']:.2f}x |",
+        f"| p99 latency, concurrency 1 | {r['served_p99']:.2f} ms | {r['local_p99']:.2f} ms | "
+        f"{r['served_p99'] / r['local_p99']:.2f}x |",
+        f"| throughput at saturation | {r['served_rps']:.0f} req/s | {r['local_rps']:.0f} req/s | "
+        f"{r['served_rps'] / r['local_rps']:.0%} |",
+    ]
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repo", type=Path, required=True)
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--candidates", type=int, default=100)
+    parser.add_argument("--in-flight", type=int, default=8)
+    parser.add_argument("--out", type=Path, default=None, help="markdown file to write the results into")
+    args = parser.parse_args(argv)
+    r = run(args.repo, args.requests, args.candidates, args.in_flight)
+    text = (f"Machine: {machine()}\n\nDate: {date.today().isoformat()}; repository: `{args.repo}`; "
+            f"{r['n']} search requests, 1 query + {r['candidates']} candidates, k=10; saturation: "
+            f"{r['in_flight']} requests in flight (served), best of 1 or 2 worker threads (in-process).\n\n"
+            + table(r) + "\n")
+    print(text)
+    if args.out:
+        marker_start, marker_end = "<!-- bench:start -->", "<!-- bench:end -->"
+        doc = args.out.read_text() if args.out.exists() else f"# Benchmarks\n\n{marker_start}\n{marker_end}\n"
+        if marker_start not in doc:
+            doc += f"\n{marker_start}\n{marker_end}\n"
+        head, rest = doc.split(marker_start, 1)
+        _, tail = rest.split(marker_end, 1)
+        args.out.write_text(f"{head}{marker_start}\n{text}{marker_end}{tail}")
+        print(f"written into {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

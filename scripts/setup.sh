@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Create .venv and install every pinned dependency (idempotent). Used by `make setup` and CI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.installed
+want=$(cat requirements.txt constraints.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  echo "setup: .venv is up to date"
+  exit 0
+fi
+.venv/bin/python -m pip install -q --upgrade pip==24.3.1
+# torch first and alone: 2.13.0 is the CPU build on this machine; anything else pulls GBs of CUDA wheels.
+.venv/bin/python -m pip install -q torch==2.13.0
+.venv/bin/python -m pip install -q -r requirements.txt -c constraints.txt
+.venv/bin/python -m pip install -q --no-deps -e .
+echo "$want" > "$stamp"
+echo "setup: done"
