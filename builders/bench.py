@@ -73,7 +73,7 @@ def served_saturated(url: str, requests, in_flight: int) -> float:
     """Requests per second with ``in_flight`` requests outstanding (async gRPC client)."""
     import tritonclient.grpc as grpcclient
 
-    from tests.grpc_helpers import request_inputs
+    from server.raw_requests import request_inputs
 
     client = grpcclient.InferenceServerClient(url)
     prepared = [request_inputs(u, items, k, q.encode()) for u, q, items, k in requests]
@@ -119,7 +119,7 @@ def run(repo: Path, n: int, candidates: int, in_flight: int) -> dict:
 
     from builders.pipeline import InProcessPipeline
     from server.launcher import ServerOptions, TritonServer
-    from tests.grpc_helpers import call
+    from server.raw_requests import call
 
     pipeline = InProcessPipeline(repo)
     requests = make_requests(pipeline, n, candidates)

@@ -7,7 +7,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from runtime import contract as c
-from tests.grpc_helpers import call, request_inputs, tensor
+from server.raw_requests import call, request_inputs, tensor
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 SCORE_TOLERANCE = 1e-4  # served vs in-process scores: same ONNX files, same code; only float noise

@@ -1,4 +1,4 @@
-"""Raw tritonclient requests for the tests (the SDK of issue #3 will wrap these)."""
+"""Raw tritonclient requests for the tests and `make bench` (backend services use the SDK in client/)."""
 from __future__ import annotations
 
 import numpy as np
