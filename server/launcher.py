@@ -62,8 +62,18 @@ def pytriton_libs_dir() -> Path:
     return pytriton_server_dir().parent.parent / "nvidia_pytriton.libs"
 
 
+def _sync(src: Path, dst: Path) -> None:
+    """Copy ``src`` to ``dst`` unless identical. Atomic: a server already running the old file keeps
+    it (overwriting a running stub in place would fail with 'Text file busy')."""
+    if dst.exists() and dst.stat().st_size == src.stat().st_size and dst.read_bytes() == src.read_bytes():
+        return
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    shutil.copy2(src, tmp)
+    os.replace(tmp, dst)
+
+
 def prepare_backend_dir(dest: Path = DEFAULT_BACKEND_DIR) -> Path:
-    """Assemble the backend directory (idempotent; rewritten when the sources are newer)."""
+    """Assemble the backend directory (idempotent: only changed files are copied)."""
     src = pytriton_server_dir()
     py_ver = f"{sys.version_info.major}.{sys.version_info.minor}"
     stub = src / "python_backend_stubs" / py_ver / "triton_python_backend_stub"
@@ -73,13 +83,13 @@ def prepare_backend_dir(dest: Path = DEFAULT_BACKEND_DIR) -> Path:
     python_dir.mkdir(parents=True, exist_ok=True)
     for item in (src / "backends" / "python").iterdir():
         if item.is_file():
-            shutil.copy2(item, python_dir / item.name)
-    shutil.copy2(stub, python_dir / "triton_python_backend_stub")
+            _sync(item, python_dir / item.name)
+    _sync(stub, python_dir / "triton_python_backend_stub")
     for backend in STANDIN_BACKENDS.iterdir():
         if (backend / "model.py").exists():
             target = dest / backend.name
             target.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(backend / "model.py", target / "model.py")
+            _sync(backend / "model.py", target / "model.py")
     return dest
 
 

@@ -35,3 +35,23 @@ def test_a_model_that_fails_to_load_is_reported_with_the_log(tmp_path):
 def test_missing_repository_is_a_clear_error(tmp_path):
     with pytest.raises(ServerError, match="does not exist"):
         TritonServer(ServerOptions(model_repository=tmp_path / "nope")).start()
+
+
+def test_two_servers_at_once_share_the_backend_directory(tmp_path):
+    """Starting a second server must not rewrite the stub the first one is running."""
+    repo = tmp_path / "repo"
+    (repo / "echo" / "1").mkdir(parents=True)
+    (repo / "echo" / "config.pbtxt").write_text(
+        'name: "echo"\nbackend: "python"\nmax_batch_size: 0\n'
+        'input [{ name: "X" data_type: TYPE_INT64 dims: [1] }]\noutput [{ name: "Y" data_type: TYPE_INT64 dims: [1] }]\n')
+    (repo / "echo" / "1" / "model.py").write_text(
+        "import triton_python_backend_utils as pb\n"
+        "class TritonPythonModel:\n"
+        "    def execute(self, requests):\n"
+        "        return [pb.InferenceResponse([pb.Tensor('Y', pb.get_input_tensor_by_name(r, 'X').as_numpy())])"
+        " for r in requests]\n")
+    with TritonServer(ServerOptions(model_repository=repo, log_file=tmp_path / "a.log")) as first:
+        with TritonServer(ServerOptions(model_repository=repo, log_file=tmp_path / "b.log")) as second:
+            assert first.is_ready() and second.is_ready()
+            assert first.grpc_url != second.grpc_url
+    assert first.process.poll() is not None and second.process.poll() is not None
