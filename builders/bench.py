@@ -4,8 +4,10 @@
 
 Every request: 1 user, 1 query from the shop's query pool (popular ones more often), 100 candidates,
 k = 10. Measured: p50/p99 latency at concurrency 1, and throughput at saturation (served: many requests
-in flight with the async gRPC client; in-process: one worker per core). The client runs on the same
-2-core machine as the server and takes CPU from it; the table says so. Not a test: nothing asserts.
+in flight with the async gRPC client; in-process: the best of 1, 2 and 4 worker threads). The whole
+measurement repeats ``--runs`` times against one server; the table gives the median run and the range.
+The client runs on the same 2-core machine as the server and takes CPU from it. Not a test: nothing
+asserts.
 """
 from __future__ import annotations
 
@@ -114,7 +116,7 @@ def inprocess_saturated(pipeline, requests, workers: int) -> float:
         return len(requests) / (time.perf_counter() - t0)
 
 
-def run(repo: Path, n: int, candidates: int, in_flight: int) -> dict:
+def run(repo: Path, n: int, candidates: int, in_flight: int, runs: int = 3) -> dict:
     import tritonclient.grpc as grpcclient
 
     from builders.pipeline import InProcessPipeline
@@ -123,39 +125,54 @@ def run(repo: Path, n: int, candidates: int, in_flight: int) -> dict:
 
     pipeline = InProcessPipeline(repo)
     requests = make_requests(pipeline, n, candidates)
-    results: dict = {"n": n, "candidates": candidates, "in_flight": in_flight}
+    results: dict = {"n": n, "candidates": candidates, "in_flight": in_flight, "runs": runs}
+    measured: list[dict] = []
     with TritonServer(ServerOptions(model_repository=repo, ready_timeout_s=600)) as server:
         client = grpcclient.InferenceServerClient(server.grpc_url)
         served = lambda r: call(client, r[0], r[2], r[3], r[1].encode())  # noqa: E731
         local = lambda r: pipeline.search(r[0], r[1], r[2], r[3])  # noqa: E731
         for r in requests[:20]:  # warm-up both paths, and check they agree
             np.testing.assert_array_equal(served(r)[0], local(r)[0])
-        # Alternate blocks so drift on the machine hits both paths alike.
-        s_times, l_times = [], []
-        for start in range(0, n, 50):
-            block = requests[start:start + 50]
-            s_times += sequential(served, block)
-            l_times += sequential(local, block)
-        results["served_p50"], results["served_p99"] = percentiles(s_times)
-        results["local_p50"], results["local_p99"] = percentiles(l_times)
-        results["served_rps"] = max(served_saturated(server.grpc_url, requests, in_flight) for _ in range(2))
-        results["local_rps"] = max(inprocess_saturated(pipeline, requests, w) for w in (1, 2, 2))
+        for _ in range(runs):
+            one: dict = {}
+            # Alternate blocks so drift on the machine hits both paths alike.
+            s_times, l_times = [], []
+            for start in range(0, n, 50):
+                block = requests[start:start + 50]
+                s_times += sequential(served, block)
+                l_times += sequential(local, block)
+            one["served_p50"], one["served_p99"] = percentiles(s_times)
+            one["local_p50"], one["local_p99"] = percentiles(l_times)
+            one["served_rps"] = served_saturated(server.grpc_url, requests, in_flight)
+            one["local_rps"] = max(inprocess_saturated(pipeline, requests, w) for w in (1, 2, 4))
+            measured.append(one)
         client.close()
+    results["runs_data"] = measured
     return results
 
 
 def table(r: dict) -> str:
-    rows = [
-        "| metric | served (gRPC, Triton) | in-process (ONNX Runtime) | ratio served / in-process |",
+    """Median over runs of each number and of each ratio (ratios taken within a run), with the range."""
+    runs = r["runs_data"]
+
+    def med(values: list[float], fmt: str) -> str:
+        lo, mid, hi = min(values), statistics.median(values), max(values)
+        return f"{mid:{fmt}} ({lo:{fmt}}–{hi:{fmt}})" if len(values) > 1 else f"{mid:{fmt}}"
+
+    def row(label: str, s_key: str, l_key: str, unit: str, pct: bool = False) -> str:
+        ratios = [x[s_key] / x[l_key] for x in runs]
+        ratio = med([v * 100 for v in ratios], ".0f") + " %" if pct else med(ratios, ".2f") + " x"
+        fmt = ".0f" if unit == "req/s" else ".2f"
+        return (f"| {label} | {med([x[s_key] for x in runs], fmt)} {unit} | {med([x[l_key] for x in runs], fmt)} "
+                f"{unit} | {ratio} |")
+
+    return "\n".join([
+        "| metric | served (gRPC, Triton) | in-process (ONNX Runtime) | served / in-process |",
         "|---|---|---|---|",
-        f"| p50 latency, concurrency 1 | {r['served_p50']:.2f} ms | {r['local_p50']:.2f} ms | "
-        f"{r['served_p50'] / r['local_p50']:.2f}x |",
-        f"| p99 latency, concurrency 1 | {r['served_p99']:.2f} ms | {r['local_p99']:.2f} ms | "
-        f"{r['served_p99'] / r['local_p99']:.2f}x |",
-        f"| throughput at saturation | {r['served_rps']:.0f} req/s | {r['local_rps']:.0f} req/s | "
-        f"{r['served_rps'] / r['local_rps']:.0%} |",
-    ]
-    return "\n".join(rows)
+        row("p50 latency, concurrency 1", "served_p50", "local_p50", "ms"),
+        row("p99 latency, concurrency 1", "served_p99", "local_p99", "ms"),
+        row("throughput at saturation", "served_rps", "local_rps", "req/s", pct=True),
+    ])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,12 +181,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--candidates", type=int, default=100)
     parser.add_argument("--in-flight", type=int, default=8)
+    parser.add_argument("--runs", type=int, default=3, help="repeat the whole measurement; report the median")
     parser.add_argument("--out", type=Path, default=None, help="markdown file to write the results into")
     args = parser.parse_args(argv)
-    r = run(args.repo, args.requests, args.candidates, args.in_flight)
+    r = run(args.repo, args.requests, args.candidates, args.in_flight, args.runs)
     text = (f"Machine: {machine()}\n\nDate: {date.today().isoformat()}; repository: `{args.repo}`; "
             f"{r['n']} search requests, 1 query + {r['candidates']} candidates, k=10; saturation: "
-            f"{r['in_flight']} requests in flight (served), best of 1 or 2 worker threads (in-process).\n\n"
+            f"{r['in_flight']} requests in flight (served), best of 1, 2 or 4 worker threads (in-process); "
+            f"median of {r['runs']} runs (min–max in brackets).\n\n"
             + table(r) + "\n")
     print(text)
     if args.out:
