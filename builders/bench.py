@@ -116,7 +116,31 @@ def inprocess_saturated(pipeline, requests, workers: int) -> float:
         return len(requests) / (time.perf_counter() - t0)
 
 
-def run(repo: Path, n: int, candidates: int, in_flight: int, runs: int = 3) -> dict:
+def model_stats(url: str, requests, skip_warmup: int = 30) -> list[str]:
+    """Triton's per-model queue and compute time (mean, microseconds) over sequential requests."""
+    import tritonclient.grpc as grpcclient
+
+    from server.raw_requests import call
+
+    client = grpcclient.InferenceServerClient(url)
+    for r in requests[:skip_warmup]:
+        call(client, r[0], r[2], r[3], r[1].encode())
+    before = {m.name: m.inference_stats for m in client.get_inference_statistics().model_stats}
+    for r in requests:
+        call(client, r[0], r[2], r[3], r[1].encode())
+    lines = ["| model | requests | queue | compute input | compute infer | compute output |", "|---|---|---|---|---|---|"]
+    for m in client.get_inference_statistics().model_stats:
+        now, old = m.inference_stats, before[m.name]
+        n = now.success.count - old.success.count
+        if n:
+            us = lambda field: (getattr(now, field).ns - getattr(old, field).ns) / n / 1e3  # noqa: E731
+            lines.append(f"| {m.name} | {n} | {us('queue'):.0f} us | {us('compute_input'):.0f} us | "
+                         f"{us('compute_infer'):.0f} us | {us('compute_output'):.0f} us |")
+    client.close()
+    return lines
+
+
+def run(repo: Path, n: int, candidates: int, in_flight: int, runs: int = 3, with_model_stats: bool = False) -> dict:
     import tritonclient.grpc as grpcclient
 
     from builders.pipeline import InProcessPipeline
@@ -147,6 +171,8 @@ def run(repo: Path, n: int, candidates: int, in_flight: int, runs: int = 3) -> d
             one["local_rps"] = max(inprocess_saturated(pipeline, requests, w) for w in (1, 2, 4))
             measured.append(one)
         client.close()
+        if with_model_stats:
+            results["model_stats"] = model_stats(server.grpc_url, requests)
     results["runs_data"] = measured
     return results
 
@@ -183,13 +209,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-flight", type=int, default=8)
     parser.add_argument("--runs", type=int, default=3, help="repeat the whole measurement; report the median")
     parser.add_argument("--out", type=Path, default=None, help="markdown file to write the results into")
+    parser.add_argument("--model-stats", action="store_true", help="also print Triton's per-model statistics")
     args = parser.parse_args(argv)
-    r = run(args.repo, args.requests, args.candidates, args.in_flight, args.runs)
+    r = run(args.repo, args.requests, args.candidates, args.in_flight, args.runs, args.model_stats)
     text = (f"Machine: {machine()}\n\nDate: {date.today().isoformat()}; repository: `{args.repo}`; "
             f"{r['n']} search requests, 1 query + {r['candidates']} candidates, k=10; saturation: "
             f"{r['in_flight']} requests in flight (served), best of 1, 2 or 4 worker threads (in-process); "
             f"median of {r['runs']} runs (min–max in brackets).\n\n"
             + table(r) + "\n")
+    if r.get("model_stats"):
+        print("Triton's statistics per model, sequential requests:\n" + "\n".join(r["model_stats"]) + "\n")
     print(text)
     if args.out:
         marker_start, marker_end = "<!-- bench:start -->", "<!-- bench:end -->"
