@@ -1,0 +1,59 @@
+"""Training features are serving features: the ranker's training rows for a logged session equal
+what the served feature models compute for the same user, query and candidates."""
+import numpy as np
+import pytest
+
+from builders.ranker import make_rows
+from builders.shop import Shop
+from runtime import contract as c
+from runtime.features import FeatureStore
+from server.ort_runner import make_session
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def world(small_repo):
+    work = REPO_ROOT / "build" / "small"
+    shop = Shop.load(work / "shop")
+    store = FeatureStore.load(small_repo / c.SEARCH_FEATURES / "1")
+    rec_store = FeatureStore.load(small_repo / c.RECOMMEND_FEATURES / "1", with_tokenizer=False, with_profiles=True)
+    item_emb = np.load(small_repo / c.TOPK / "1" / "item_embeddings.npy")
+    query_emb = np.load(work / "embeddings" / "queries.npy")
+    return shop, store, rec_store, item_emb, query_emb
+
+
+def session_request(shop, s):
+    items = shop.imp_item[shop.session_offsets[s]:shop.session_offsets[s + 1]]
+    return np.array([shop.user_ids[shop.session_user[s]]]), shop.item_ids[items]
+
+
+def test_search_training_rows_equal_served_features(world, small_repo):
+    shop, store, rec_store, item_emb, query_emb = world
+    sessions = np.flatnonzero(shop.session_query >= 0)[:25]
+    encoder = make_session(str(small_repo / c.TEXT_ENCODER / "1" / "model.onnx"), 2)
+    for s in sessions:
+        rows = make_rows(shop, store.tables, store.lexicon, item_emb, query_emb, rec_store.user_profiles,
+                         np.array([s]))
+        user, item_ids = session_request(shop, s)
+        query = shop.queries[shop.session_query[s]]
+        served = store.search(user, np.array([query.encode()], object), item_ids)
+        np.testing.assert_array_equal(rows.cat, served[c.CAT_FEATURES])
+        np.testing.assert_array_equal(rows.dense, served[c.DENSE_FEATURES])
+        (emb,) = encoder.run(None, {c.INPUT_IDS: served[c.INPUT_IDS], c.ATTENTION_MASK: served[c.ATTENTION_MASK]})
+        served_sim = item_emb[served[c.ITEM_ROWS]] @ emb[0]
+        np.testing.assert_allclose(rows.sim, served_sim, atol=1e-5)
+
+
+def test_recommend_training_rows_equal_served_features(world):
+    shop, _, rec_store, item_emb, query_emb = world
+    for s in np.flatnonzero(shop.session_query < 0)[:25]:
+        rows = make_rows(shop, rec_store.tables, rec_store.lexicon, item_emb, query_emb, rec_store.user_profiles,
+                         np.array([s]))
+        user, item_ids = session_request(shop, s)
+        served = rec_store.recommend(user, item_ids)
+        np.testing.assert_array_equal(rows.cat, served[c.CAT_FEATURES])
+        np.testing.assert_array_equal(rows.dense, served[c.DENSE_FEATURES])
+        served_sim = item_emb[served[c.ITEM_ROWS]] @ served[c.CONTEXT_EMBEDDING][0]
+        np.testing.assert_allclose(rows.sim, served_sim, atol=1e-5)
