@@ -49,6 +49,7 @@ class ModelSpec:
     dynamic_batching: bool = False
     preferred_batch_sizes: tuple[int, ...] = ()
     max_queue_delay_us: int = 0
+    max_queue_size: int = 0      # 0: unbounded; >0: requests beyond it are rejected (load shedding)
     steps: tuple[Step, ...] = ()
     parameters: dict[str, str] = field(default_factory=dict)
     response_cache: bool = False
@@ -67,6 +68,8 @@ class ModelSpec:
             db: dict = {"max_queue_delay_microseconds": self.max_queue_delay_us}
             if self.preferred_batch_sizes:
                 db["preferred_batch_size"] = list(self.preferred_batch_sizes)
+            if self.max_queue_size:
+                db["default_queue_policy"] = {"max_queue_size": self.max_queue_size}
             cfg["dynamic_batching"] = db
         if self.steps:
             cfg["ensemble_scheduling"] = {"step": [s.to_dict() for s in self.steps]}

@@ -45,3 +45,11 @@ def test_ranker_batch_covers_the_candidate_cap():
 
     ranker = next(s for s in specs() if s.name == "ranker")
     assert ranker.max_batch_size >= MAX_CANDIDATES
+
+
+def test_no_ensemble_step_sets_a_queue_limit():
+    """Triton 24.10 hangs an ensemble whose step rejects a request for a full queue (fixed upstream in
+    triton-inference-server/core#466): shed load at the client (deadlines) instead, see docs/serving.md."""
+    all_specs = {s.name: s for s in specs()}
+    steps = {step.model for s in specs() for step in s.steps}
+    assert steps and all(all_specs[name].max_queue_size == 0 for name in steps)

@@ -1,0 +1,148 @@
+"""The asyncio client: ``AsyncRankingClient`` mirrors ``RankingClient`` method for method."""
+from __future__ import annotations
+
+import asyncio
+from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
+
+import tritonclient.grpc.aio as aiogrpc
+from tritonclient.utils import InferenceServerException
+
+from shoprank_client.core import CallPlan, EndpointPool
+from shoprank_client.errors import RankingError, from_triton
+from shoprank_client.protocol import RECOMMEND_MODEL, SEARCH_MODEL, build_inputs, check_metadata, parse_items
+from shoprank_client.sync import client_kwargs
+from shoprank_client.types import ClientOptions, RankingResult, RecommendRequest, SearchRequest
+
+
+class AsyncRankingClient:
+    """asyncio twin of :class:`shoprank_client.RankingClient`: same constructor, same methods, awaitable.
+
+    >>> async with AsyncRankingClient("dns:triton-headless.shop.svc:8001", timeout_s=0.3) as client:
+    ...     result = await client.search(42, "wireless headphones", [101, 102, 103], k=2)
+    """
+
+    def __init__(self, endpoints: Union[str, Sequence[str]], options: Optional[ClientOptions] = None, **overrides):
+        if options is not None and overrides:
+            raise ValueError("pass either options= or keyword overrides, not both")
+        self.options = options or ClientOptions(**overrides)
+        self._pool = EndpointPool(endpoints, self.options)
+        self._clients: Dict[str, aiogrpc.InferenceServerClient] = {}
+        self._checked: Set[Tuple[str, str]] = set()
+        self._headers = dict(self.options.headers) or None
+
+    async def search(self, user_id: int, query: Union[str, bytes], candidates: Sequence[int], k: int = 10,
+                     timeout_s: Optional[float] = None) -> RankingResult:
+        """Top ``k`` of ``candidates`` for ``user_id`` searching ``query``, best first."""
+        model, inputs = build_inputs(user_id, candidates, k, query)
+        return await self._rank(model, inputs, timeout_s)
+
+    async def recommend(self, user_id: int, candidates: Sequence[int], k: int = 10,
+                        timeout_s: Optional[float] = None) -> RankingResult:
+        """Top ``k`` of ``candidates`` for ``user_id`` without a query."""
+        model, inputs = build_inputs(user_id, candidates, k)
+        return await self._rank(model, inputs, timeout_s)
+
+    async def rank_many(self, requests: Sequence[Union[SearchRequest, RecommendRequest]],
+                        timeout_s: Optional[float] = None, max_concurrency: int = 8,
+                        return_exceptions: bool = False) -> List[Union[RankingResult, RankingError]]:
+        """Many requests concurrently (at most ``max_concurrency`` in flight); results in request order."""
+        gate = asyncio.Semaphore(max(1, max_concurrency))
+
+        async def one(req):
+            async with gate:
+                try:
+                    if isinstance(req, SearchRequest):
+                        return await self.search(req.user_id, req.query, req.candidates, req.k, timeout_s)
+                    return await self.recommend(req.user_id, req.candidates, req.k, timeout_s)
+                except RankingError as err:
+                    if return_exceptions:
+                        return err
+                    raise
+
+        return list(await asyncio.gather(*(one(r) for r in requests)))
+
+    async def is_live(self, timeout_s: Optional[float] = None) -> bool:
+        """True if any endpoint's server is live."""
+        return any([await self._probe(e, "is_server_live", timeout_s) for e in self._pool.endpoints()])
+
+    async def is_ready(self, timeout_s: Optional[float] = None) -> bool:
+        """True if any endpoint's server is ready (every model loaded)."""
+        return any([await self._probe(e, "is_server_ready", timeout_s) for e in self._pool.endpoints()])
+
+    async def health(self, timeout_s: Optional[float] = None) -> Dict[str, bool]:
+        """Readiness per endpoint (after DNS expansion)."""
+        return {e: await self._probe(e, "is_server_ready", timeout_s) for e in self._pool.endpoints()}
+
+    async def model_version(self, model: str = SEARCH_MODEL, timeout_s: Optional[float] = None) -> str:
+        """The newest version the server reports for ``model``."""
+        async def fetch(c, e, plan):
+            return await c.get_model_metadata(model, as_json=True, client_timeout=plan.attempt_timeout(),
+                                              headers=self._headers)
+
+        meta = (await self._with_retries(fetch, timeout_s))[0]
+        return max(meta.get("versions", ["?"]), key=lambda v: (len(v), v))
+
+    async def check(self, timeout_s: Optional[float] = None) -> None:
+        """Fail fast: raise ContractMismatch if a served ensemble differs from what the SDK sends."""
+        for model in (SEARCH_MODEL, RECOMMEND_MODEL):
+            async def verify(c, e, plan, m=model):
+                await self._ensure_contract(c, e, m, plan.attempt_timeout())
+
+            await self._with_retries(verify, timeout_s)
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.close()
+        self._clients.clear()
+
+    async def __aenter__(self) -> "AsyncRankingClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    def _client(self, endpoint: str) -> aiogrpc.InferenceServerClient:
+        client = self._clients.get(endpoint)
+        if client is None:
+            client = self._clients.setdefault(
+                endpoint, aiogrpc.InferenceServerClient(endpoint, **client_kwargs(self.options)))
+        return client
+
+    async def _ensure_contract(self, client, endpoint: str, model: str, timeout: float) -> None:
+        if (endpoint, model) in self._checked:
+            return
+        meta = await client.get_model_metadata(model, as_json=True, client_timeout=timeout, headers=self._headers)
+        check_metadata(model, meta, endpoint)
+        self._checked.add((endpoint, model))
+
+    async def _with_retries(self, fn, timeout_s: Optional[float]):
+        plan = CallPlan(self._pool, self.options, timeout_s)
+        error: Optional[RankingError] = None
+        while True:
+            endpoint = plan.next_endpoint(error)
+            try:
+                result = await fn(self._client(endpoint), endpoint, plan)
+                self._pool.mark_up(endpoint)
+                return result, endpoint, plan
+            except InferenceServerException as exc:
+                error = from_triton(exc, endpoint)
+            await asyncio.sleep(plan.on_error(error))
+
+    async def _rank(self, model: str, inputs, timeout_s: Optional[float]) -> RankingResult:
+        async def infer(client, endpoint, plan):
+            if self.options.check_contract:
+                await self._ensure_contract(client, endpoint, model, plan.attempt_timeout())
+            return await client.infer(model, inputs, client_timeout=plan.attempt_timeout(), headers=self._headers)
+
+        result, endpoint, plan = await self._with_retries(infer, timeout_s)
+        response = result.get_response()
+        return RankingResult(parse_items(result.as_numpy("TOP_ITEM_IDS"), result.as_numpy("TOP_SCORES")),
+                             model=response.model_name, model_version=response.model_version, endpoint=endpoint,
+                             latency_ms=plan.elapsed_ms(), attempts=plan.attempts)
+
+    async def _probe(self, endpoint: str, method: str, timeout_s: Optional[float]) -> bool:
+        try:
+            return bool(await getattr(self._client(endpoint), method)(
+                headers=self._headers, client_timeout=timeout_s or self.options.timeout_s))
+        except InferenceServerException:
+            return False

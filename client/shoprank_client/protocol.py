@@ -1,0 +1,127 @@
+"""The wire contract with the served ensembles, client-side validation, tensors in and results out.
+
+Shared by the sync and the asyncio client: everything here is pure (no I/O).
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from tritonclient.grpc import InferInput
+
+from shoprank_client.errors import ContractMismatch, InvalidRequest
+from shoprank_client.types import RankedItem
+
+SEARCH_MODEL = "search"
+RECOMMEND_MODEL = "recommend"
+MAX_CANDIDATES = 1000
+MAX_QUERY_BYTES = 1024
+_INT64 = np.iinfo(np.int64)
+
+# name -> (datatype, shape) the SDK sends and reads. Must equal the served ensembles' metadata.
+CONTRACT: Dict[str, Dict[str, Dict[str, Tuple[str, List[int]]]]] = {
+    SEARCH_MODEL: {
+        "inputs": {"USER_ID": ("INT64", [1]), "QUERY": ("BYTES", [1]), "ITEM_IDS": ("INT64", [-1]),
+                   "TOP_K": ("INT32", [1])},
+        "outputs": {"TOP_ITEM_IDS": ("INT64", [-1]), "TOP_SCORES": ("FP32", [-1])},
+    },
+    RECOMMEND_MODEL: {
+        "inputs": {"USER_ID": ("INT64", [1]), "ITEM_IDS": ("INT64", [-1]), "TOP_K": ("INT32", [1])},
+        "outputs": {"TOP_ITEM_IDS": ("INT64", [-1]), "TOP_SCORES": ("FP32", [-1])},
+    },
+}
+
+
+def _user(user_id: object) -> int:
+    if isinstance(user_id, bool) or not isinstance(user_id, (int, np.integer)):
+        raise InvalidRequest(f"user_id: expected an integer, got {type(user_id).__name__}", "user_id")
+    if not _INT64.min <= int(user_id) <= _INT64.max:
+        raise InvalidRequest(f"user_id: {user_id} does not fit in int64", "user_id")
+    return int(user_id)
+
+
+def _candidates(candidates: Sequence[int]) -> np.ndarray:
+    try:
+        ids = np.asarray(candidates)
+    except (TypeError, ValueError) as err:
+        raise InvalidRequest(f"candidates: not a list of integers ({err})", "candidates") from None
+    if ids.ndim != 1:
+        raise InvalidRequest(f"candidates: expected a flat list, got shape {list(ids.shape)}", "candidates")
+    if ids.size == 0:
+        raise InvalidRequest("candidates: empty, send at least 1", "candidates")
+    if ids.size > MAX_CANDIDATES:
+        raise InvalidRequest(f"candidates: {ids.size} is more than the limit of {MAX_CANDIDATES}", "candidates")
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise InvalidRequest(f"candidates: expected integers, got {ids.dtype}", "candidates")
+    ids = ids.astype(np.int64, copy=False)
+    if np.unique(ids).size != ids.size:
+        raise InvalidRequest("candidates: contains duplicate ids", "candidates")
+    return ids
+
+
+def _k(k: object) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise InvalidRequest(f"k: expected an integer >= 1, got {k!r}", "k")
+    return min(int(k), np.iinfo(np.int32).max)
+
+
+def _query(query: Union[str, bytes]) -> bytes:
+    """Text is encoded as UTF-8 here; bytes are sent as they are (the server validates them)."""
+    if isinstance(query, str):
+        try:
+            raw = query.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise InvalidRequest(f"query: cannot be encoded as UTF-8 ({err.reason})", "query") from None
+        if not query.strip():
+            raise InvalidRequest("query: empty; use recommend() for requests without a query", "query")
+    elif isinstance(query, (bytes, bytearray)):
+        raw = bytes(query)
+        if not raw.strip():
+            raise InvalidRequest("query: empty; use recommend() for requests without a query", "query")
+    else:
+        raise InvalidRequest(f"query: expected str or bytes, got {type(query).__name__}", "query")
+    if len(raw) > MAX_QUERY_BYTES:
+        raise InvalidRequest(f"query: {len(raw)} bytes is longer than the limit of {MAX_QUERY_BYTES}", "query")
+    return raw
+
+
+def _tensor(name: str, array: np.ndarray, datatype: str) -> InferInput:
+    inp = InferInput(name, list(array.shape), datatype)
+    inp.set_data_from_numpy(array)
+    return inp
+
+
+def build_inputs(user_id: int, candidates: Sequence[int], k: int, query: Optional[Union[str, bytes]] = None
+                 ) -> Tuple[str, List[InferInput]]:
+    """Validate a request and build its tensors; returns ``(model, inputs)``. Raises InvalidRequest."""
+    user = _user(user_id)
+    ids = _candidates(candidates)
+    top = _k(k)
+    inputs = [_tensor("USER_ID", np.array([user], np.int64), "INT64")]
+    if query is not None:
+        inputs.append(_tensor("QUERY", np.array([_query(query)], dtype=np.object_), "BYTES"))
+    inputs.append(_tensor("ITEM_IDS", ids, "INT64"))
+    inputs.append(_tensor("TOP_K", np.array([top], np.int32), "INT32"))
+    return (SEARCH_MODEL if query is not None else RECOMMEND_MODEL), inputs
+
+
+def parse_items(ids: np.ndarray, scores: np.ndarray) -> Tuple[RankedItem, ...]:
+    return tuple(RankedItem(int(i), float(s)) for i, s in zip(ids.tolist(), scores.tolist()))
+
+
+def check_metadata(model: str, metadata: dict, endpoint: str) -> None:
+    """Raise ContractMismatch listing every difference between served metadata and CONTRACT."""
+    expected = CONTRACT[model]
+    problems = []
+    for kind in ("inputs", "outputs"):
+        served = {t["name"]: (t["datatype"], [int(d) for d in t["shape"]]) for t in metadata.get(kind, [])}
+        for name, (dtype, shape) in expected[kind].items():
+            if name not in served:
+                problems.append(f"{kind[:-1]} {name} is missing")
+            elif served[name] != (dtype, shape):
+                problems.append(f"{kind[:-1]} {name} is {served[name][0]}{served[name][1]}, the SDK uses {dtype}{shape}")
+        for name in sorted(set(served) - set(expected[kind])):
+            problems.append(f"{kind[:-1]} {name} is served but unknown to the SDK")
+    if problems:
+        raise ContractMismatch(f"model '{model}' does not match this SDK: " + "; ".join(problems),
+                               endpoint=endpoint)

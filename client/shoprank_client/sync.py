@@ -1,0 +1,161 @@
+"""The blocking client. ``AsyncRankingClient`` (aio.py) mirrors it method for method."""
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
+
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from shoprank_client.core import CallPlan, EndpointPool
+from shoprank_client.errors import RankingError, from_triton
+from shoprank_client.protocol import RECOMMEND_MODEL, SEARCH_MODEL, build_inputs, check_metadata, parse_items
+from shoprank_client.types import ClientOptions, RankingResult, RecommendRequest, SearchRequest
+
+
+def client_kwargs(options: ClientOptions) -> dict:
+    """Constructor keywords shared by tritonclient's sync and asyncio gRPC clients."""
+    kwargs: dict = {
+        "keepalive_options": grpcclient.KeepAliveOptions(
+            keepalive_time_ms=options.keepalive_time_ms, keepalive_timeout_ms=options.keepalive_timeout_ms,
+            keepalive_permit_without_calls=True),
+    }
+    if options.tls is not None:
+        kwargs.update(ssl=True, root_certificates=options.tls.root_certificates,
+                      private_key=options.tls.client_key, certificate_chain=options.tls.client_cert)
+    return kwargs
+
+
+class RankingClient:
+    """Rank candidates with the served ``search`` and ``recommend`` ensembles.
+
+    >>> client = RankingClient(["triton-0:8001", "triton-1:8001"], timeout_s=0.3)
+    >>> result = client.search(user_id=42, query="wireless headphones", candidates=[101, 102, 103], k=2)
+    >>> result.item_ids, result.scores
+
+    ``endpoints``: ``"host:port"`` entries, or ``"dns:name:port"`` to spread calls over every address
+    of a headless Kubernetes Service. Every call has a deadline (``timeout_s``, overridable per call);
+    retryable failures are retried with backoff inside it. All errors are ``RankingError`` subclasses.
+    The client is thread-safe; create one per process and reuse it (channels are kept open).
+    """
+
+    def __init__(self, endpoints: Union[str, Sequence[str]], options: Optional[ClientOptions] = None, **overrides):
+        self.options = options or ClientOptions(**overrides)
+        if options is not None and overrides:
+            raise ValueError("pass either options= or keyword overrides, not both")
+        self._pool = EndpointPool(endpoints, self.options)
+        self._clients: Dict[str, grpcclient.InferenceServerClient] = {}
+        self._checked: Set[Tuple[str, str]] = set()
+        self._headers = dict(self.options.headers) or None
+
+    # -- public API ---------------------------------------------------------------------------------
+    def search(self, user_id: int, query: Union[str, bytes], candidates: Sequence[int], k: int = 10,
+               timeout_s: Optional[float] = None) -> RankingResult:
+        """Top ``k`` of ``candidates`` for ``user_id`` searching ``query``, best first."""
+        model, inputs = build_inputs(user_id, candidates, k, query)
+        return self._rank(model, inputs, timeout_s)
+
+    def recommend(self, user_id: int, candidates: Sequence[int], k: int = 10,
+                  timeout_s: Optional[float] = None) -> RankingResult:
+        """Top ``k`` of ``candidates`` for ``user_id`` without a query (homepage, recommendations)."""
+        model, inputs = build_inputs(user_id, candidates, k)
+        return self._rank(model, inputs, timeout_s)
+
+    def rank_many(self, requests: Sequence[Union[SearchRequest, RecommendRequest]], timeout_s: Optional[float] = None,
+                  max_concurrency: int = 8, return_exceptions: bool = False) -> List[Union[RankingResult, RankingError]]:
+        """Many requests concurrently; results in request order. With ``return_exceptions`` a failed request
+        gives its ``RankingError`` in place of a result; otherwise the first error is raised."""
+        def one(req):
+            try:
+                if isinstance(req, SearchRequest):
+                    return self.search(req.user_id, req.query, req.candidates, req.k, timeout_s)
+                return self.recommend(req.user_id, req.candidates, req.k, timeout_s)
+            except RankingError as err:
+                if return_exceptions:
+                    return err
+                raise
+
+        with ThreadPoolExecutor(max(1, min(max_concurrency, len(requests) or 1))) as pool:
+            return list(pool.map(one, requests))
+
+    def is_live(self, timeout_s: Optional[float] = None) -> bool:
+        """True if any endpoint's server is live."""
+        return any(self._probe(e, "is_server_live", timeout_s) for e in self._pool.endpoints())
+
+    def is_ready(self, timeout_s: Optional[float] = None) -> bool:
+        """True if any endpoint's server is ready (every model loaded)."""
+        return any(self._probe(e, "is_server_ready", timeout_s) for e in self._pool.endpoints())
+
+    def health(self, timeout_s: Optional[float] = None) -> Dict[str, bool]:
+        """Readiness per endpoint (after DNS expansion)."""
+        return {e: self._probe(e, "is_server_ready", timeout_s) for e in self._pool.endpoints()}
+
+    def model_version(self, model: str = SEARCH_MODEL, timeout_s: Optional[float] = None) -> str:
+        """The newest version the server reports for ``model`` (``"search"`` or ``"recommend"``)."""
+        meta = self._with_retries(lambda c, e, plan: c.get_model_metadata(
+            model, as_json=True, client_timeout=plan.attempt_timeout(), headers=self._headers), timeout_s)[0]
+        return max(meta.get("versions", ["?"]), key=lambda v: (len(v), v))
+
+    def check(self, timeout_s: Optional[float] = None) -> None:
+        """Fail fast: raise ContractMismatch if a served ensemble differs from what the SDK sends."""
+        for model in (SEARCH_MODEL, RECOMMEND_MODEL):
+            self._with_retries(lambda c, e, plan, m=model: self._ensure_contract(c, e, m, plan.attempt_timeout()), timeout_s)
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+
+    def __enter__(self) -> "RankingClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- internals ----------------------------------------------------------------------------------
+    def _client(self, endpoint: str) -> grpcclient.InferenceServerClient:
+        client = self._clients.get(endpoint)
+        if client is None:
+            client = self._clients.setdefault(
+                endpoint, grpcclient.InferenceServerClient(endpoint, **client_kwargs(self.options)))
+        return client
+
+    def _ensure_contract(self, client, endpoint: str, model: str, timeout: float) -> None:
+        if (endpoint, model) in self._checked:
+            return
+        meta = client.get_model_metadata(model, as_json=True, client_timeout=timeout, headers=self._headers)
+        check_metadata(model, meta, endpoint)
+        self._checked.add((endpoint, model))
+
+    def _with_retries(self, fn, timeout_s: Optional[float]):
+        plan = CallPlan(self._pool, self.options, timeout_s)
+        error: Optional[RankingError] = None
+        while True:
+            endpoint = plan.next_endpoint(error)
+            try:
+                result = fn(self._client(endpoint), endpoint, plan)
+                self._pool.mark_up(endpoint)
+                return result, endpoint, plan
+            except InferenceServerException as exc:
+                error = from_triton(exc, endpoint)
+            time.sleep(plan.on_error(error))
+
+    def _rank(self, model: str, inputs, timeout_s: Optional[float]) -> RankingResult:
+        def infer(client, endpoint, plan):
+            if self.options.check_contract:
+                self._ensure_contract(client, endpoint, model, plan.attempt_timeout())
+            return client.infer(model, inputs, client_timeout=plan.attempt_timeout(), headers=self._headers)
+
+        result, endpoint, plan = self._with_retries(infer, timeout_s)
+        response = result.get_response()
+        return RankingResult(parse_items(result.as_numpy("TOP_ITEM_IDS"), result.as_numpy("TOP_SCORES")),
+                             model=response.model_name, model_version=response.model_version, endpoint=endpoint,
+                             latency_ms=plan.elapsed_ms(), attempts=plan.attempts)
+
+    def _probe(self, endpoint: str, method: str, timeout_s: Optional[float]) -> bool:
+        try:
+            return bool(getattr(self._client(endpoint), method)(
+                headers=self._headers, client_timeout=timeout_s or self.options.timeout_s))
+        except InferenceServerException:
+            return False

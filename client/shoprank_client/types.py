@@ -1,0 +1,106 @@
+"""Typed requests, results and options."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Sequence, Tuple, Union
+
+
+@dataclass(frozen=True)
+class RankedItem:
+    item_id: int
+    score: float
+
+
+@dataclass(frozen=True)
+class RankingResult:
+    """The ranked top-k, best first."""
+
+    items: Tuple[RankedItem, ...]
+    model: str                     # "search" or "recommend"
+    model_version: str             # the served version that answered
+    endpoint: str                  # the server that answered
+    latency_ms: float              # measured by the client, retries included
+    attempts: int = 1
+    server_latency_ms: Optional[float] = None  # Triton's responses carry no per-request timing: None
+
+    @property
+    def item_ids(self) -> list:
+        return [i.item_id for i in self.items]
+
+    @property
+    def scores(self) -> list:
+        return [i.score for i in self.items]
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    user_id: int
+    query: Union[str, bytes]
+    candidates: Sequence[int]
+    k: int = 10
+
+
+@dataclass(frozen=True)
+class RecommendRequest:
+    user_id: int
+    candidates: Sequence[int]
+    k: int = 10
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, for retryable errors only, always inside the deadline."""
+
+    max_attempts: int = 3          # attempts in all, the first included; 1 = no retries
+    initial_backoff_s: float = 0.01
+    max_backoff_s: float = 0.2
+    multiplier: float = 2.0
+
+    def __post_init__(self):
+        if self.max_attempts < 1:
+            raise ValueError("RetryPolicy.max_attempts must be at least 1")
+        if self.initial_backoff_s < 0 or self.max_backoff_s < 0 or self.multiplier < 1:
+            raise ValueError("RetryPolicy: backoffs must be >= 0 and multiplier >= 1")
+
+    def backoff_cap(self, retry_number: int) -> float:
+        """Upper bound of the sleep before retry ``retry_number`` (1-based); the sleep is uniform in [0, cap]."""
+        return min(self.max_backoff_s, self.initial_backoff_s * self.multiplier ** (retry_number - 1))
+
+
+NO_RETRY = RetryPolicy(max_attempts=1)
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """TLS to Triton (or to a proxy in front of it). Give ``client_cert``/``client_key`` for mutual TLS.
+    All three are file paths (PEM)."""
+
+    root_certificates: Optional[str] = None
+    client_cert: Optional[str] = None
+    client_key: Optional[str] = None
+
+    def __post_init__(self):
+        if (self.client_cert is None) != (self.client_key is None):
+            raise ValueError("TlsConfig: mutual TLS needs both client_cert and client_key")
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """Everything about how the SDK talks to the servers. Every call may override ``timeout_s``."""
+
+    timeout_s: float = 1.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    balance: str = "round_robin"        # or "failover": always the first healthy endpoint
+    down_cooldown_s: float = 2.0        # an endpoint that failed is skipped this long
+    dns_refresh_s: float = 30.0         # re-resolve "dns:" endpoints (headless Services) this often
+    keepalive_time_ms: int = 30_000
+    keepalive_timeout_ms: int = 10_000
+    tls: Optional[TlsConfig] = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    check_contract: bool = True         # compare the served model metadata at first use
+
+    def __post_init__(self):
+        if self.timeout_s <= 0:
+            raise ValueError("ClientOptions.timeout_s must be > 0")
+        if self.balance not in ("round_robin", "failover"):
+            raise ValueError("ClientOptions.balance must be 'round_robin' or 'failover'")

@@ -1,0 +1,187 @@
+"""The client SDK without a server: validation, error mapping, retries, endpoints, contract, packaging."""
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tritonclient.utils import InferenceServerException
+
+from shoprank_client import (ClientOptions, ContractMismatch, DeadlineExceeded, InvalidRequest, Overloaded,
+                             RetryPolicy, ServerError, Unavailable)
+from shoprank_client.cli import format_table, main as cli_main, parse_ids
+from shoprank_client.core import CallPlan, EndpointPool, resolve
+from shoprank_client.errors import from_triton
+from shoprank_client.protocol import CONTRACT, build_inputs, check_metadata
+from shoprank_client.types import RankedItem, RankingResult
+
+pytestmark = pytest.mark.unit
+CLIENT_DIR = Path(__file__).resolve().parent.parent / "client"
+
+
+@pytest.mark.parametrize("kwargs, field, problem", [
+    (dict(user_id="7"), "user_id", "expected an integer"),
+    (dict(user_id=2**63), "user_id", "does not fit in int64"),
+    (dict(candidates=[]), "candidates", "empty"),
+    (dict(candidates=list(range(1001))), "candidates", "more than the limit of 1000"),
+    (dict(candidates=[1, 2, 1]), "candidates", "duplicate"),
+    (dict(candidates=[1.5, 2.0]), "candidates", "expected integers"),
+    (dict(candidates=[[1, 2]]), "candidates", "flat list"),
+    (dict(k=0), "k", ">= 1"),
+    (dict(query="  "), "query", "empty"),
+    (dict(query="x" * 1025), "query", "longer than the limit"),
+    (dict(query="\ud800"), "query", "UTF-8"),
+    (dict(query=12), "query", "expected str or bytes"),
+])
+def test_bad_arguments_are_caught_before_sending(kwargs, field, problem):
+    args = dict(user_id=7, candidates=[1, 2, 3], k=2, query="shoes")
+    args.update(kwargs)
+    with pytest.raises(InvalidRequest, match=problem) as err:
+        build_inputs(**args)
+    assert err.value.field == field and err.value.status is None
+
+
+def test_build_inputs_makes_the_contract_tensors():
+    model, inputs = build_inputs(7, np.array([3, 1, 2], np.int32), 2, "shoes")
+    assert model == "search"
+    assert [(i.name(), i.datatype(), i.shape()) for i in inputs] == [
+        ("USER_ID", "INT64", [1]), ("QUERY", "BYTES", [1]), ("ITEM_IDS", "INT64", [3]), ("TOP_K", "INT32", [1])]
+    model, inputs = build_inputs(7, [3, 1], 50)
+    assert model == "recommend" and [i.name() for i in inputs] == ["USER_ID", "ITEM_IDS", "TOP_K"]
+
+
+@pytest.mark.parametrize("status, message, cls", [
+    ("StatusCode.INVALID_ARGUMENT", "in ensemble 'search', QUERY: empty", InvalidRequest),
+    ("StatusCode.UNAVAILABLE", "failed to connect to all addresses", Unavailable),
+    ("StatusCode.UNAVAILABLE", "Exceeds maximum queue size", Overloaded),
+    ("StatusCode.RESOURCE_EXHAUSTED", "too many requests", Overloaded),
+    ("StatusCode.DEADLINE_EXCEEDED", "Deadline Exceeded", DeadlineExceeded),
+    ("StatusCode.INTERNAL", "internal error: ZeroDivisionError", ServerError),
+    ("StatusCode.NOT_FOUND", "unknown model", ServerError),
+])
+def test_grpc_statuses_map_to_the_exception_tree(status, message, cls):
+    err = from_triton(InferenceServerException(message, status), "h:1")
+    assert type(err) is cls and err.status == status.split(".")[1] and message in str(err) and err.endpoint == "h:1"
+
+
+def test_invalid_argument_names_the_sdk_field():
+    err = from_triton(InferenceServerException("in ensemble 'search', ITEM_IDS: duplicate id 4",
+                                               "StatusCode.INVALID_ARGUMENT"))
+    assert err.field == "candidates"
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_round_robin_skips_endpoints_marked_down_until_the_cooldown_ends():
+    clock = Clock()
+    pool = EndpointPool(["a:1", "b:1", "c:1"], ClientOptions(down_cooldown_s=2.0), clock=clock)
+    assert [pool.pick(set()) for _ in range(3)] == ["a:1", "b:1", "c:1"]
+    pool.mark_down("b:1")
+    assert {pool.pick(set()) for _ in range(6)} == {"a:1", "c:1"}
+    clock.now += 2.5
+    assert {pool.pick(set()) for _ in range(6)} == {"a:1", "b:1", "c:1"}
+
+
+def test_failover_prefers_the_first_healthy_and_untried_endpoint():
+    pool = EndpointPool(["a:1", "b:1"], ClientOptions(balance="failover"), clock=Clock())
+    assert pool.pick(set()) == "a:1" and pool.pick({"a:1"}) == "b:1"
+    pool.mark_down("a:1")
+    assert pool.pick(set()) == "b:1"
+    pool.mark_down("b:1")
+    assert pool.pick(set()) in {"a:1", "b:1"}  # all down: still try one rather than fail without trying
+
+
+def test_dns_endpoint_expands_to_every_address():
+    assert "127.0.0.1:8001" in resolve("dns:localhost:8001")
+    assert resolve("10.0.0.1:8001") == ["10.0.0.1:8001"]
+    with pytest.raises(ValueError, match="dns:NAME:PORT"):
+        resolve("dns:nohostport")
+
+
+def test_retries_only_retryable_errors_within_attempts_and_deadline():
+    clock = Clock()
+    opts = ClientOptions(timeout_s=1.0, retry=RetryPolicy(max_attempts=3, initial_backoff_s=0.1, max_backoff_s=0.15))
+    pool = EndpointPool(["a:1", "b:1"], opts, clock=clock)
+    plan = CallPlan(pool, opts, None, clock=clock, rand=lambda lo, hi: hi)
+    plan.next_endpoint()
+    assert plan.on_error(Unavailable("down", endpoint="a:1")) == pytest.approx(0.1)
+    assert pool.is_down("a:1") and plan.next_endpoint() == "b:1"
+    assert plan.on_error(Overloaded("busy", endpoint="b:1")) == pytest.approx(0.15)  # capped by max_backoff_s
+    plan.next_endpoint()
+    with pytest.raises(Overloaded):  # third attempt was the last
+        plan.on_error(Overloaded("busy", endpoint="b:1"))
+    plan2 = CallPlan(pool, opts, None, clock=clock)
+    plan2.next_endpoint()
+    with pytest.raises(InvalidRequest):  # never retried
+        plan2.on_error(InvalidRequest("bad", "query"))
+
+
+def test_no_retry_sleeps_past_the_deadline():
+    clock = Clock()
+    opts = ClientOptions(timeout_s=0.05, retry=RetryPolicy(max_attempts=5, initial_backoff_s=0.2))
+    plan = CallPlan(EndpointPool(["a:1"], opts, clock=clock), opts, None, clock=clock, rand=lambda lo, hi: hi)
+    plan.next_endpoint()
+    with pytest.raises(Unavailable):
+        plan.on_error(Unavailable("down", endpoint="a:1"))
+    clock.now += 1
+    with pytest.raises(DeadlineExceeded, match="deadline of 50 ms"):
+        plan.next_endpoint()
+
+
+def test_options_reject_nonsense():
+    with pytest.raises(ValueError, match="timeout_s"):
+        ClientOptions(timeout_s=0)
+    with pytest.raises(ValueError, match="balance"):
+        ClientOptions(balance="random")
+    with pytest.raises(ValueError, match="max_attempts"):
+        RetryPolicy(max_attempts=0)
+
+
+def test_metadata_mismatch_lists_every_difference():
+    served = {"inputs": [{"name": "USER_ID", "datatype": "INT32", "shape": ["1"]},
+                         {"name": "ITEM_IDS", "datatype": "INT64", "shape": ["-1"]},
+                         {"name": "EXTRA", "datatype": "FP32", "shape": ["1"]}],
+              "outputs": [{"name": "TOP_ITEM_IDS", "datatype": "INT64", "shape": ["-1"]},
+                          {"name": "TOP_SCORES", "datatype": "FP32", "shape": ["-1"]}]}
+    with pytest.raises(ContractMismatch) as err:
+        check_metadata("recommend", served, "h:1")
+    text = str(err.value)
+    assert "input USER_ID is INT32[1], the SDK uses INT64[1]" in text
+    assert "input TOP_K is missing" in text and "input EXTRA is served but unknown" in text
+
+
+def test_sdk_contract_equals_the_served_ensembles():
+    from builders.model_specs import spec_by_name
+    from builders.triton_config import NUMPY_TO_TRITON
+
+    wire = {v: v.replace("TYPE_", "").replace("STRING", "BYTES") for v in NUMPY_TO_TRITON.values()}
+    for model, contract in CONTRACT.items():
+        spec = spec_by_name()[model]
+        for kind, tensors in (("inputs", spec.inputs), ("outputs", spec.outputs)):
+            served = {t.name: (wire[NUMPY_TO_TRITON[t.dtype]], list(t.dims)) for t in tensors}
+            assert served == {k: (d, s) for k, (d, s) in contract[kind].items()}, (model, kind)
+
+
+def test_client_installs_alone_with_only_tritonclient_and_numpy():
+    meta = tomllib.loads((CLIENT_DIR / "pyproject.toml").read_text())["project"]
+    assert sorted(d.split("[")[0].split("=")[0].split(">")[0] for d in meta["dependencies"]) == ["numpy", "tritonclient"]
+    code = ("import sys, shoprank_client; heavy = {'torch', 'builders', 'runtime', 'server', 'onnxruntime'};"
+            "loaded = heavy & set(sys.modules); assert not loaded, loaded")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=CLIENT_DIR)
+    assert out.returncode == 0, out.stderr
+
+
+def test_cli_parses_ids_and_prints_a_table(tmp_path):
+    assert parse_ids("1, 2\n3 4", "x") == [1, 2, 3, 4]
+    result = RankingResult((RankedItem(11, 0.5), RankedItem(7, -1.25)), "search", "1", "h:1", 3.2)
+    table = format_table(result)
+    assert table.splitlines()[1].split() == ["1", "11", "0.5000"] and "search v1" in table
+    assert cli_main(["--user", "1", "--candidates-file", str(tmp_path / "missing.txt")]) == 2
+    assert cli_main(["--endpoint", "127.0.0.1:1", "--user", "1", "--candidates", "1,1"]) == 2  # duplicate: nothing sent
