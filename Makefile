@@ -8,7 +8,7 @@ METRICS_PORT ?= 8002
 export HF_HUB_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help setup build serve up test test-unit test-triton configs validate bench clean
+.PHONY: help setup build serve up test test-unit test-triton configs validate bench bench-client clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -41,7 +41,11 @@ test-triton: setup ## only the tests that start a real tritonserver
 
 bench: setup ## served vs in-process latency/throughput on the same requests (PROFILE=default|small)
 	$(PY) -m builders build --target cpu --profile $(PROFILE) --out build/$(PROFILE)/bench_repo --no-progress
-	$(PY) -m builders.bench --repo build/$(PROFILE)/bench_repo --out docs/benchmarks.md
+	$(PY) -m benchmarks.pipeline --repo build/$(PROFILE)/bench_repo --out docs/benchmarks.md
+
+bench-client: setup ## SDK overhead per call vs raw tritonclient, same requests (PROFILE=default|small)
+	$(PY) -m builders build --target cpu --profile $(PROFILE) --out build/$(PROFILE)/bench_repo --no-progress
+	$(PY) -m benchmarks.client_overhead --repo build/$(PROFILE)/bench_repo --requests 800 --out docs/benchmarks.md
 
 clean: ## remove build outputs (data, weights, embeddings, logs); keeps .venv
 	rm -rf build

@@ -48,6 +48,7 @@ class EndpointPool:
         if not endpoints:
             raise ValueError("at least one endpoint is needed, e.g. '127.0.0.1:8001'")
         self._configured = list(endpoints)
+        self._has_dns = any(e.startswith(DNS_PREFIX) for e in self._configured)
         self._options = options
         self._clock = clock
         self._lock = threading.Lock()
@@ -57,9 +58,10 @@ class EndpointPool:
         self._counter = itertools.count()
 
     def endpoints(self) -> List[str]:
+        if self._endpoints and not self._has_dns:
+            return self._endpoints
         now = self._clock()
-        has_dns = any(e.startswith(DNS_PREFIX) for e in self._configured)
-        if not self._endpoints or (has_dns and now - self._resolved_at >= self._options.dns_refresh_s):
+        if not self._endpoints or now - self._resolved_at >= self._options.dns_refresh_s:
             resolved: List[str] = []
             for e in self._configured:
                 resolved += [r for r in resolve(e) if r not in resolved]

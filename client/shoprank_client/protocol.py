@@ -16,7 +16,8 @@ SEARCH_MODEL = "search"
 RECOMMEND_MODEL = "recommend"
 MAX_CANDIDATES = 1000
 MAX_QUERY_BYTES = 1024
-_INT64 = np.iinfo(np.int64)
+_INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
+_INT32_MAX = int(np.iinfo(np.int32).max)
 
 # name -> (datatype, shape) the SDK sends and reads. Must equal the served ensembles' metadata.
 CONTRACT: Dict[str, Dict[str, Dict[str, Tuple[str, List[int]]]]] = {
@@ -35,7 +36,7 @@ CONTRACT: Dict[str, Dict[str, Dict[str, Tuple[str, List[int]]]]] = {
 def _user(user_id: object) -> int:
     if isinstance(user_id, bool) or not isinstance(user_id, (int, np.integer)):
         raise InvalidRequest(f"user_id: expected an integer, got {type(user_id).__name__}", "user_id")
-    if not _INT64.min <= int(user_id) <= _INT64.max:
+    if not _INT64_MIN <= int(user_id) <= _INT64_MAX:
         raise InvalidRequest(f"user_id: {user_id} does not fit in int64", "user_id")
     return int(user_id)
 
@@ -51,18 +52,25 @@ def _candidates(candidates: Sequence[int]) -> np.ndarray:
         raise InvalidRequest("candidates: empty, send at least 1", "candidates")
     if ids.size > MAX_CANDIDATES:
         raise InvalidRequest(f"candidates: {ids.size} is more than the limit of {MAX_CANDIDATES}", "candidates")
-    if not np.issubdtype(ids.dtype, np.integer):
+    if ids.dtype.kind not in "iu":
         raise InvalidRequest(f"candidates: expected integers, got {ids.dtype}", "candidates")
     ids = ids.astype(np.int64, copy=False)
-    if np.unique(ids).size != ids.size:
-        raise InvalidRequest("candidates: contains duplicate ids", "candidates")
+    # A set is the cheapest duplicate check for a Python list (~5 us for 100 ids); a sort for arrays.
+    has_dup = (len(set(candidates)) != ids.size) if isinstance(candidates, list) else None
+    if has_dup is None:
+        ordered = np.sort(ids)
+        has_dup = bool((ordered[1:] == ordered[:-1]).any())
+    if has_dup:
+        ordered = np.sort(ids)
+        dup = int(ordered[1:][ordered[1:] == ordered[:-1]][0])
+        raise InvalidRequest(f"candidates: duplicate id {dup}", "candidates")
     return ids
 
 
 def _k(k: object) -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise InvalidRequest(f"k: expected an integer >= 1, got {k!r}", "k")
-    return min(int(k), np.iinfo(np.int32).max)
+    return min(int(k), _INT32_MAX)
 
 
 def _query(query: Union[str, bytes]) -> bytes:
@@ -106,7 +114,7 @@ def build_inputs(user_id: int, candidates: Sequence[int], k: int, query: Optiona
 
 
 def parse_items(ids: np.ndarray, scores: np.ndarray) -> Tuple[RankedItem, ...]:
-    return tuple(RankedItem(int(i), float(s)) for i, s in zip(ids.tolist(), scores.tolist()))
+    return tuple(map(RankedItem._make, zip(ids.tolist(), scores.tolist())))
 
 
 def check_metadata(model: str, metadata: dict, endpoint: str) -> None:

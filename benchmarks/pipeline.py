@@ -1,6 +1,6 @@
 """Benchmark: the search ensemble over gRPC vs the same pipeline in-process, same requests, one run.
 
-``python -m builders.bench --repo build/default/bench_repo --out docs/benchmarks.md``
+``python -m benchmarks.pipeline --repo build/default/bench_repo --out docs/benchmarks.md``
 
 Every request: 1 user, 1 query from the shop's query pool (popular ones more often), 100 candidates,
 k = 10. Measured: p50/p99 latency at concurrency 1, and throughput at saturation (served: many requests
@@ -39,6 +39,17 @@ def machine() -> str:
 
     return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, onnxruntime "
             f"{onnxruntime.__version__}, tritonserver 2.51.0 (nvidia-pytriton 0.7.0), no GPU")
+
+
+def write_section(path: Path, name: str, text: str) -> None:
+    """Replace the text between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` in ``path`` (added if absent)."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    doc = path.read_text() if path.exists() else "# Benchmarks\n"
+    if start not in doc:
+        doc += f"\n{start}\n{end}\n"
+    head, rest = doc.split(start, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{start}\n{text}{end}{tail}")
 
 
 def make_requests(pipeline, n: int, candidates: int, seed: int = 0) -> list[tuple[int, str, np.ndarray, int]]:
@@ -221,13 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         print("Triton's statistics per model, sequential requests:\n" + "\n".join(r["model_stats"]) + "\n")
     print(text)
     if args.out:
-        marker_start, marker_end = "<!-- bench:start -->", "<!-- bench:end -->"
-        doc = args.out.read_text() if args.out.exists() else f"# Benchmarks\n\n{marker_start}\n{marker_end}\n"
-        if marker_start not in doc:
-            doc += f"\n{marker_start}\n{marker_end}\n"
-        head, rest = doc.split(marker_start, 1)
-        _, tail = rest.split(marker_end, 1)
-        args.out.write_text(f"{head}{marker_start}\n{text}{marker_end}{tail}")
+        write_section(args.out, "bench", text)
         print(f"written into {args.out}")
     return 0
 
