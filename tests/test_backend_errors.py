@@ -6,6 +6,7 @@ from tritonclient.utils import InferenceServerException
 
 from server.launcher import ServerOptions, TritonServer
 from server.raw_requests import tensor
+from tests.helpers import add_python_model
 
 pytestmark = pytest.mark.triton
 
@@ -31,11 +32,7 @@ class TritonPythonModel:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     repo = tmp_path_factory.mktemp("errors_repo")
-    (repo / "double" / "1").mkdir(parents=True)
-    (repo / "double" / "config.pbtxt").write_text(
-        'name: "double"\nbackend: "python"\nmax_batch_size: 0\n'
-        'input [{ name: "X" data_type: TYPE_INT64 dims: [1] }]\noutput [{ name: "Y" data_type: TYPE_INT64 dims: [1] }]\n')
-    (repo / "double" / "1" / "model.py").write_text(MODEL)
+    add_python_model(repo, "double", MODEL)
     with TritonServer(ServerOptions(model_repository=repo, log_file=repo / "log.txt")) as srv:
         yield srv
 

@@ -11,6 +11,7 @@ import pytest
 from builders.model_specs import spec_by_name
 from runtime import contract as c
 from server.launcher import ServerOptions, TritonServer, free_port
+from tests.helpers import add_python_model
 from shoprank_client import (NO_RETRY, AsyncRankingClient, ContractMismatch, DeadlineExceeded, InvalidRequest,
                              Overloaded, RankingClient, RecommendRequest, RetryPolicy, SearchRequest, ServerError,
                              TlsConfig, Unavailable)
@@ -164,9 +165,7 @@ def overload_server(tmp_path_factory):
     repo = tmp_path_factory.mktemp("overload") / "repo"
     spec = dataclasses.replace(spec_by_name()[c.SEARCH_ENSEMBLE], platform="", backend="python", steps=(),
                                instances=1, dynamic_batching=True, max_queue_size=1)
-    (repo / "search" / "1").mkdir(parents=True)
-    (repo / "search" / "config.pbtxt").write_text(spec.render())
-    (repo / "search" / "1" / "model.py").write_text(SLOW_SEARCH)
+    add_python_model(repo, "search", SLOW_SEARCH, spec.render())
     with TritonServer(ServerOptions(model_repository=repo, log_file=repo.parent / "log.txt")) as srv:
         yield srv
 
@@ -204,13 +203,9 @@ def odd_server(tmp_path_factory):
     repo = tmp_path_factory.mktemp("odd") / "repo"
     search = spec_by_name()[c.SEARCH_ENSEMBLE]
     fake = dataclasses.replace(search, platform="", backend="python", steps=(), instances=1)
-    (repo / "search" / "1").mkdir(parents=True)
-    (repo / "search" / "config.pbtxt").write_text(fake.render())
-    (repo / "search" / "1" / "model.py").write_text(FAKE_SEARCH)
+    add_python_model(repo, "search", FAKE_SEARCH, fake.render())
     rec = dataclasses.replace(fake, name="recommend", inputs=fake.inputs[:1])
-    (repo / "recommend" / "1").mkdir(parents=True)
-    (repo / "recommend" / "config.pbtxt").write_text(rec.render())
-    (repo / "recommend" / "1" / "model.py").write_text(FAKE_SEARCH)
+    add_python_model(repo, "recommend", FAKE_SEARCH, rec.render())
     with TritonServer(ServerOptions(model_repository=repo, log_file=repo.parent / "log.txt")) as srv:
         yield srv
 

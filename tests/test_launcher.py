@@ -1,8 +1,17 @@
 import pytest
 
 from server.launcher import ServerError, ServerOptions, TritonServer, free_port, server_command
+from tests.helpers import add_python_model
 
 pytestmark = pytest.mark.triton
+
+ECHO = """
+import triton_python_backend_utils as pb
+
+class TritonPythonModel:
+    def execute(self, requests):
+        return [pb.InferenceResponse([pb.Tensor("Y", pb.get_input_tensor_by_name(r, "X").as_numpy())]) for r in requests]
+"""
 
 
 def test_command_line_has_the_production_flags(tmp_path):
@@ -19,11 +28,7 @@ def test_free_ports_differ():
 
 def test_a_model_that_fails_to_load_is_reported_with_the_log(tmp_path):
     repo = tmp_path / "repo"
-    (repo / "broken" / "1").mkdir(parents=True)
-    (repo / "broken" / "config.pbtxt").write_text(
-        'name: "broken"\nbackend: "python"\nmax_batch_size: 0\n'
-        'input [{ name: "X" data_type: TYPE_INT64 dims: [1] }]\noutput [{ name: "Y" data_type: TYPE_INT64 dims: [1] }]\n')
-    (repo / "broken" / "1" / "model.py").write_text("raise RuntimeError('weights are missing')\n")
+    add_python_model(repo, "broken", "raise RuntimeError('weights are missing')\n")
     server = TritonServer(ServerOptions(model_repository=repo, log_file=tmp_path / "log.txt", ready_timeout_s=60))
     with pytest.raises(ServerError) as err:
         server.start()
@@ -40,16 +45,7 @@ def test_missing_repository_is_a_clear_error(tmp_path):
 def test_two_servers_at_once_share_the_backend_directory(tmp_path):
     """Starting a second server must not rewrite the stub the first one is running."""
     repo = tmp_path / "repo"
-    (repo / "echo" / "1").mkdir(parents=True)
-    (repo / "echo" / "config.pbtxt").write_text(
-        'name: "echo"\nbackend: "python"\nmax_batch_size: 0\n'
-        'input [{ name: "X" data_type: TYPE_INT64 dims: [1] }]\noutput [{ name: "Y" data_type: TYPE_INT64 dims: [1] }]\n')
-    (repo / "echo" / "1" / "model.py").write_text(
-        "import triton_python_backend_utils as pb\n"
-        "class TritonPythonModel:\n"
-        "    def execute(self, requests):\n"
-        "        return [pb.InferenceResponse([pb.Tensor('Y', pb.get_input_tensor_by_name(r, 'X').as_numpy())])"
-        " for r in requests]\n")
+    add_python_model(repo, "echo", ECHO)
     with TritonServer(ServerOptions(model_repository=repo, log_file=tmp_path / "a.log")) as first:
         with TritonServer(ServerOptions(model_repository=repo, log_file=tmp_path / "b.log")) as second:
             assert first.is_ready() and second.is_ready()
