@@ -233,15 +233,21 @@ class TritonServer:
         return f"{headline} (log: {self.options.log_file}){detail}\nlast lines of the log:\n{tail}"
 
     def stop(self) -> int | None:
-        """SIGTERM, wait for Triton's own exit timeout (plus margin), then SIGKILL the process group."""
-        if self.process is None or self.process.poll() is not None:
-            return None if self.process is None else self.process.returncode
-        os.killpg(self.process.pid, signal.SIGTERM)
+        """SIGTERM, wait for Triton's own exit timeout (plus margin), then SIGKILL what is left of the
+        process group: also when the server died on its own, its python-backend stubs may outlive it."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=self.options.exit_timeout_s + 10)
+            except subprocess.TimeoutExpired:
+                pass
         try:
-            return self.process.wait(timeout=self.options.exit_timeout_s + 10)
-        except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
-            return self.process.wait(timeout=10)
+        except (ProcessLookupError, PermissionError):
+            pass  # the group is already empty
+        return self.process.wait(timeout=10)
 
     def __enter__(self) -> "TritonServer":
         return self.start()

@@ -3,6 +3,7 @@ import asyncio
 import dataclasses
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -102,11 +103,30 @@ def test_client_side_invalid_request_sends_nothing(ids):
     assert err.value.status is None
 
 
-def test_deadline_shorter_than_the_work(client, ids):
+def test_deadline_shorter_than_the_work(client, ids, triton_server):
     users, items = ids
-    with pytest.raises(DeadlineExceeded):
-        client.search(users[0], "waterproof hiking boots " * 5, items[:1000], 10, timeout_s=0.002)
+    for _ in range(5):
+        started = time.perf_counter()
+        with pytest.raises(DeadlineExceeded, match="deadline of 2 ms"):
+            client.search(users[0], "waterproof hiking boots " * 5, items[:1000], 10, timeout_s=0.002)
+        assert time.perf_counter() - started < 0.5  # on time, not after the work
     assert client.search(users[0], "laptop", items[:10], 3).attempts == 1  # the client is still fine
+    assert triton_server.process.poll() is None and client.is_ready()   # and so is the server
+
+
+def test_async_deadline_and_exact_deadline_mode(ids, triton_server, pipeline):
+    users, items = ids
+
+    async def go():
+        async with AsyncRankingClient(triton_server.grpc_url, timeout_s=5) as cl:
+            with pytest.raises(DeadlineExceeded):
+                await cl.search(users[0], "waterproof hiking boots " * 5, items[:1000], 10, timeout_s=0.002)
+            return await cl.search(users[0], "laptop", items[:10], 3)
+
+    assert asyncio.run(go()).attempts == 1
+    # cancel_grace_s=0 sends the exact deadline as the gRPC deadline (for servers >= 24.12).
+    with RankingClient(triton_server.grpc_url, timeout_s=5, cancel_grace_s=0) as exact:
+        same(exact.search(users[1], "tent", items[:30], 4), pipeline.search(users[1], "tent", items[:30], 4))
 
 
 def test_failover_from_a_killed_server_and_unavailable_when_all_are_down(small_repo, triton_server, ids, tmp_path):

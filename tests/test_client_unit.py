@@ -142,6 +142,8 @@ def test_options_reject_nonsense():
         ClientOptions(balance="random")
     with pytest.raises(ValueError, match="max_attempts"):
         RetryPolicy(max_attempts=0)
+    with pytest.raises(ValueError, match="cancel_grace_s"):
+        ClientOptions(cancel_grace_s=-1)
 
 
 def test_metadata_mismatch_lists_every_difference():

@@ -1,3 +1,8 @@
+import os
+import signal
+import time
+from pathlib import Path
+
 import pytest
 
 from server.launcher import ServerError, ServerOptions, TritonServer, free_port, server_command
@@ -51,3 +56,29 @@ def test_two_servers_at_once_share_the_backend_directory(tmp_path):
             assert first.is_ready() and second.is_ready()
             assert first.grpc_url != second.grpc_url
     assert first.process.poll() is not None and second.process.poll() is not None
+
+
+def test_stop_cleans_up_the_stubs_of_a_server_that_died(tmp_path):
+    repo = tmp_path / "repo"
+    add_python_model(repo, "echo", ECHO)
+    server = TritonServer(ServerOptions(model_repository=repo, log_file=tmp_path / "log.txt")).start()
+    pgid = server.process.pid
+    os.kill(server.process.pid, signal.SIGKILL)  # the server dies, its stub processes do not
+    server.process.wait(timeout=10)
+    assert live_members(pgid)  # the orphaned stubs
+    server.stop()
+    time.sleep(0.5)
+    assert live_members(pgid) == []  # killed (zombies waiting for init to reap them do not count)
+
+
+def live_members(pgid: int) -> list[int]:
+    """PIDs in process group ``pgid`` that are not zombies, from /proc."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            pids.append(int(stat.parent.name))
+    return pids

@@ -29,6 +29,7 @@ class AsyncRankingClient:
         self._clients: Dict[str, aiogrpc.InferenceServerClient] = {}
         self._checked: Set[Tuple[str, str]] = set()
         self._headers = dict(self.options.headers) or None
+        self._late: Set[asyncio.Future] = set()  # RPCs past the caller's deadline, left to finish
 
     async def search(self, user_id: int, query: Union[str, bytes], candidates: Sequence[int], k: int = 10,
                      timeout_s: Optional[float] = None) -> RankingResult:
@@ -91,6 +92,8 @@ class AsyncRankingClient:
             await self._with_retries(verify, timeout_s)
 
     async def close(self) -> None:
+        if self._late:  # let late RPCs finish (bounded by their gRPC deadline) rather than cancel them
+            await asyncio.wait(list(self._late), timeout=self.options.cancel_grace_s + self.options.timeout_s)
         for client in self._clients.values():
             await client.close()
         self._clients.clear()
@@ -128,11 +131,30 @@ class AsyncRankingClient:
                 error = from_triton(exc, endpoint)
             await asyncio.sleep(plan.on_error(error))
 
+    async def _infer(self, client, endpoint: str, model: str, inputs, plan: CallPlan):
+        """Mirror of ``RankingClient._infer``: wait until the deadline, let a late RPC finish unseen."""
+        wait = plan.attempt_timeout()
+        grace = self.options.cancel_grace_s
+        if grace <= 0:
+            return await client.infer(model, inputs, client_timeout=wait, headers=self._headers)
+        task = asyncio.ensure_future(client.infer(model, inputs, client_timeout=wait + grace, headers=self._headers))
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), wait)
+        except asyncio.TimeoutError:
+            self._late.add(task)
+            task.add_done_callback(self._forget_late)
+            raise plan.deadline_error(endpoint) from None
+
+    def _forget_late(self, task: asyncio.Future) -> None:
+        self._late.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a late failure is expected and needs no warning
+
     async def _rank(self, model: str, inputs, timeout_s: Optional[float]) -> RankingResult:
         async def infer(client, endpoint, plan):
             if self.options.check_contract:
                 await self._ensure_contract(client, endpoint, model, plan.attempt_timeout())
-            return await client.infer(model, inputs, client_timeout=plan.attempt_timeout(), headers=self._headers)
+            return await self._infer(client, endpoint, model, inputs, plan)
 
         result, endpoint, plan = await self._with_retries(infer, timeout_s)
         response = result.get_response()

@@ -114,8 +114,12 @@ class CallPlan:
         return self.deadline - self.clock()
 
     def attempt_timeout(self) -> float:
-        """The gRPC deadline for the next RPC: what is left of the call's (at least 1 ms)."""
+        """How long the client waits for the next RPC: what is left of the call's deadline (>= 1 ms)."""
         return max(self.remaining(), 1e-3)
+
+    def deadline_error(self, endpoint: str) -> DeadlineExceeded:
+        return DeadlineExceeded(f"deadline of {self.timeout * 1e3:.0f} ms passed waiting for the server "
+                                f"(attempt {self.attempts})", "DEADLINE_EXCEEDED", endpoint)
 
     def next_endpoint(self, last_error: Optional[RankingError] = None) -> str:
         if self.remaining() <= 0:

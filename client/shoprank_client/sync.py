@@ -1,6 +1,7 @@
 """The blocking client. ``AsyncRankingClient`` (aio.py) mirrors it method for method."""
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
@@ -48,6 +49,7 @@ class RankingClient:
         self._clients: Dict[str, grpcclient.InferenceServerClient] = {}
         self._checked: Set[Tuple[str, str]] = set()
         self._headers = dict(self.options.headers) or None
+        self._late: Set[threading.Event] = set()  # RPCs past the caller's deadline, left to finish
 
     # -- public API ---------------------------------------------------------------------------------
     def search(self, user_id: int, query: Union[str, bytes], candidates: Sequence[int], k: int = 10,
@@ -103,6 +105,9 @@ class RankingClient:
             self._with_retries(lambda c, e, plan, m=model: self._ensure_contract(c, e, m, plan.attempt_timeout()), timeout_s)
 
     def close(self) -> None:
+        deadline = time.monotonic() + self.options.cancel_grace_s + self.options.timeout_s
+        for late in list(self._late):  # let late RPCs finish (bounded) rather than cancel them
+            late.wait(max(0.0, deadline - time.monotonic()))
         for client in self._clients.values():
             client.close()
         self._clients.clear()
@@ -141,11 +146,37 @@ class RankingClient:
                 error = from_triton(exc, endpoint)
             time.sleep(plan.on_error(error))
 
+    def _infer(self, client, endpoint: str, model: str, inputs, plan: CallPlan):
+        """One inference RPC. The client waits until the call's deadline; the RPC's gRPC deadline is
+        ``cancel_grace_s`` later, so Triton is not sent a cancellation for a request it is finishing."""
+        wait = plan.attempt_timeout()
+        grace = self.options.cancel_grace_s
+        if grace <= 0:
+            return client.infer(model, inputs, client_timeout=wait, headers=self._headers)
+        done = threading.Event()
+        box: list = []
+
+        def callback(result, error):
+            box.append((result, error))
+            done.set()
+            self._late.discard(done)
+
+        client.async_infer(model, inputs, callback, client_timeout=wait + grace, headers=self._headers)
+        if not done.wait(wait):
+            self._late.add(done)
+            if done.is_set():  # finished between the wait and the add
+                self._late.discard(done)
+            raise plan.deadline_error(endpoint)
+        result, error = box[0]
+        if error is not None:
+            raise error
+        return result
+
     def _rank(self, model: str, inputs, timeout_s: Optional[float]) -> RankingResult:
         def infer(client, endpoint, plan):
             if self.options.check_contract:
                 self._ensure_contract(client, endpoint, model, plan.attempt_timeout())
-            return client.infer(model, inputs, client_timeout=plan.attempt_timeout(), headers=self._headers)
+            return self._infer(client, endpoint, model, inputs, plan)
 
         result, endpoint, plan = self._with_retries(infer, timeout_s)
         response = result.get_response()

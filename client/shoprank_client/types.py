@@ -99,9 +99,16 @@ class ClientOptions:
     tls: Optional[TlsConfig] = None
     headers: Mapping[str, str] = field(default_factory=dict)
     check_contract: bool = True         # compare the served model metadata at first use
+    # The caller's deadline is enforced by the client; the RPC's own gRPC deadline is this much longer,
+    # so a late request finishes on the server instead of being cancelled. Triton 24.10 can crash when
+    # a cancellation races the response (triton-inference-server/server#7368, fixed in 24.12). Set 0 to
+    # send the exact deadline to servers that have the fix.
+    cancel_grace_s: float = 2.0
 
     def __post_init__(self):
         if self.timeout_s <= 0:
             raise ValueError("ClientOptions.timeout_s must be > 0")
+        if self.cancel_grace_s < 0:
+            raise ValueError("ClientOptions.cancel_grace_s must be >= 0")
         if self.balance not in ("round_robin", "failover"):
             raise ValueError("ClientOptions.balance must be 'round_robin' or 'failover'")
