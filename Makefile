@@ -8,7 +8,7 @@ METRICS_PORT ?= 8002
 export HF_HUB_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help setup build serve up test test-unit test-triton configs validate bench bench-client clean
+.PHONY: help setup build serve up test test-unit test-triton configs validate bench bench-client loadtest capacity clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -46,6 +46,16 @@ bench: setup ## served vs in-process latency/throughput on the same requests (PR
 bench-client: setup ## SDK overhead per call vs raw tritonclient, same requests (PROFILE=default|small)
 	$(PY) -m builders build --target cpu --profile $(PROFILE) --out build/$(PROFILE)/bench_repo --no-progress
 	$(PY) -m benchmarks.client_overhead --repo build/$(PROFILE)/bench_repo --requests 800 --out docs/benchmarks.md
+
+loadtest: setup ## short headless Locust run against a local server on the small shop (reports in build/loadtest/)
+	$(PY) -m builders build --target cpu --profile small --out build/small/repo --no-progress
+	$(PY) -m loadtest.run --repo build/small/repo --shop build/small/shop --shape soak --soak-users 4 --soak-s 20 \
+		--slo-p99-ms 500 --max-fail-ratio 0.001 --out build/loadtest/soak
+
+capacity: setup ## step ramp against one replica -> replicas and HPA targets (PEAK_RPS=..., PROFILE=...)
+	$(PY) -m builders build --target cpu --profile $(PROFILE) --out build/$(PROFILE)/bench_repo --no-progress
+	$(PY) -m loadtest.capacity --repo build/$(PROFILE)/bench_repo --shop build/$(PROFILE)/shop \
+		--peak-rps $(or $(PEAK_RPS),300) --slo-p99-ms 150 --step-users 4 --step-s 12 --max-users 40 --out build/capacity
 
 clean: ## remove build outputs (data, weights, embeddings, logs); keeps .venv
 	rm -rf build

@@ -1,0 +1,204 @@
+"""Capacity planning: what one replica sustains, how many replicas a peak needs, what the HPA targets.
+
+    python -m loadtest.capacity --peak-rps 400 --headroom 0.3 --slo-p99-ms 100 --error-budget 0.001 \\
+        --out build/capacity                      # runs the step ramp against one local replica
+    python -m loadtest.capacity --samples build/capacity/samples.csv ...   # re-analyse a finished run
+
+1. A step ramp (``loadtest.run --shape step``) raises the offered load every ``step_s`` seconds:
+   ``users * rate_per_user`` requests per second.
+2. Every request is binned into its step by its start time. The first quarter of each step is
+   dropped as warm-up. Per step: offered and achieved rate, latency percentiles, error ratio.
+3. The sustainable rate is the highest achieved rate over the steps that keep p99 within the SLO,
+   errors within the budget, and the achieved rate at 90% of the offered rate or more (below that,
+   the replica is saturated and queueing).
+4. ``replicas = ceil(peak * (1 + headroom) / sustainable)``. The autoscaler targets are set below
+   saturation: ``target_utilization * sustainable`` requests per second per pod, and the matching
+   in-flight requests per pod.
+
+Writes ``capacity.md`` and ``latency.png`` / ``throughput.png`` in ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class StepStats:
+    users: int
+    offered_rps: float
+    achieved_rps: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    error_ratio: float
+    requests: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    sustainable_rps: float
+    sustainable_users: int
+    peak_rps: float
+    headroom: float
+    replicas: int
+    target_rps_per_pod: float
+    target_inflight_per_pod: float
+    p99_at_sustainable_ms: float
+
+
+def read_samples(path: Path) -> np.ndarray:
+    """Structured array of (start, ms, ok) from the locustfile's samples CSV (start = end - latency)."""
+    rows = []
+    with open(path) as f:
+        for row in csv.DictReader(f):
+            ms = float(row["ms"])
+            rows.append((float(row["time"]) - ms / 1e3, ms, int(row["ok"])))
+    return np.array(rows, dtype=[("start", float), ("ms", float), ("ok", int)])
+
+
+def step_stats(samples: np.ndarray, steps: list[tuple[float, float, int]], rate_per_user: float,
+               warmup_fraction: float = 0.25) -> list[StepStats]:
+    """Per-step statistics; ``steps`` are (start, end, users) in seconds from the first request."""
+    t0 = samples["start"].min()
+    rel = samples["start"] - t0
+    out = []
+    for start, end, users in steps:
+        lo = start + (end - start) * warmup_fraction
+        sel = samples[(rel >= lo) & (rel < end)]
+        if len(sel) == 0:
+            continue
+        ok = sel["ok"] == 1
+        lat = sel["ms"][ok] if ok.any() else sel["ms"]
+        out.append(StepStats(users, users * rate_per_user, ok.sum() / (end - lo),
+                             *(float(np.percentile(lat, q)) for q in (50, 95, 99)),
+                             float(1 - ok.mean()), int(len(sel))))
+    return out
+
+
+def sustainable(stats: list[StepStats], slo_p99_ms: float, error_budget: float, min_efficiency: float = 0.9
+                ) -> StepStats | None:
+    """The step with the highest achieved rate that meets the SLO, the budget and keeps up with offer."""
+    good = [s for s in stats if s.p99_ms <= slo_p99_ms and s.error_ratio <= error_budget
+            and s.achieved_rps >= min_efficiency * s.offered_rps]
+    return max(good, key=lambda s: s.achieved_rps) if good else None
+
+
+def plan(best: StepStats, peak_rps: float, headroom: float, target_utilization: float = 0.7) -> Plan:
+    if best.achieved_rps <= 0:
+        raise ValueError("sustainable rate must be > 0")
+    replicas = max(1, math.ceil(peak_rps * (1 + headroom) / best.achieved_rps))
+    # Little's law: requests in flight = rate * latency; at the target rate and the measured p50.
+    target_rps = target_utilization * best.achieved_rps
+    return Plan(best.achieved_rps, best.users, peak_rps, headroom, replicas, target_rps,
+                target_rps * best.p50_ms / 1e3, best.p99_ms)
+
+
+def plot(stats: list[StepStats], out: Path, slo_p99_ms: float) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    offered = [s.offered_rps for s in stats]
+    paths = []
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for q, label in (("p50_ms", "p50"), ("p95_ms", "p95"), ("p99_ms", "p99")):
+        ax.plot(offered, [getattr(s, q) for s in stats], marker="o", label=label)
+    ax.axhline(slo_p99_ms, color="red", linestyle="--", label=f"p99 SLO {slo_p99_ms:g} ms")
+    ax.set_xlabel("offered load (requests/s)")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title("Latency against offered load (one replica)")
+    ax.legend()
+    fig.tight_layout()
+    paths.append(out / "latency.png")
+    fig.savefig(paths[-1], dpi=100)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(offered, [s.achieved_rps for s in stats], marker="o", label="achieved")
+    ax.plot(offered, offered, linestyle=":", color="grey", label="offered = achieved")
+    ax.set_xlabel("offered load (requests/s)")
+    ax.set_ylabel("throughput (requests/s)")
+    ax.set_title("Throughput against offered load (one replica)")
+    ax.legend()
+    fig.tight_layout()
+    paths.append(out / "throughput.png")
+    fig.savefig(paths[-1], dpi=100)
+    plt.close(fig)
+    return paths
+
+
+def markdown(stats: list[StepStats], result: Plan | None, slo_p99_ms: float, error_budget: float) -> str:
+    lines = ["# Capacity plan (one replica)", "",
+             f"SLO: p99 ≤ {slo_p99_ms:g} ms; error budget {error_budget:.2%}.", "",
+             "| users | offered req/s | achieved req/s | p50 ms | p95 ms | p99 ms | errors | requests |",
+             "|---|---|---|---|---|---|---|---|"]
+    for s in stats:
+        lines.append(f"| {s.users} | {s.offered_rps:.0f} | {s.achieved_rps:.1f} | {s.p50_ms:.1f} | {s.p95_ms:.1f} | "
+                     f"{s.p99_ms:.1f} | {s.error_ratio:.2%} | {s.requests} |")
+    lines.append("")
+    if result is None:
+        lines.append("**No step met the SLO**: one replica cannot serve even the lowest step. Lower the step "
+                     "size or look at the server first.")
+    else:
+        lines += [
+            f"- Sustainable rate of one replica: **{result.sustainable_rps:.1f} req/s** "
+            f"(at {result.sustainable_users} users, p99 {result.p99_at_sustainable_ms:.1f} ms).",
+            f"- Peak {result.peak_rps:g} req/s with {result.headroom:.0%} headroom needs "
+            f"**{result.replicas} replicas**.",
+            f"- Autoscaler targets per pod: **{result.target_rps_per_pod:.1f} req/s**, or "
+            f"**{result.target_inflight_per_pod:.2f} requests in flight** (Little's law at p50).",
+        ]
+    lines += ["", "![latency](latency.png) ![throughput](throughput.png)", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from loadtest.shapes import StepShape
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--peak-rps", type=float, required=True)
+    p.add_argument("--headroom", type=float, default=0.3)
+    p.add_argument("--slo-p99-ms", type=float, default=100.0)
+    p.add_argument("--error-budget", type=float, default=0.001)
+    p.add_argument("--target-utilization", type=float, default=0.7)
+    p.add_argument("--rate-per-user", type=float, default=5.0)
+    p.add_argument("--step-users", type=int, default=2)
+    p.add_argument("--step-s", type=float, default=15.0)
+    p.add_argument("--max-users", type=int, default=24)
+    p.add_argument("--samples", type=Path, default=None, help="analyse this samples.csv instead of running")
+    p.add_argument("--repo", default=None)
+    p.add_argument("--shop", default=None)
+    p.add_argument("--out", type=Path, default=Path("build/capacity"))
+    args = p.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    samples_path = args.samples
+    if samples_path is None:
+        from loadtest import run as runner
+
+        run_args = ["--shape", "step", "--step-users", str(args.step_users), "--step-s", str(args.step_s),
+                    "--max-users", str(args.max_users), "--rate-per-user", str(args.rate_per_user),
+                    "--out", str(args.out)]
+        run_args += ["--repo", args.repo] if args.repo else []
+        run_args += ["--shop", args.shop] if args.shop else []
+        runner.main(run_args)
+        samples_path = args.out / "samples.csv"
+    shape = StepShape(args.step_users, args.step_s, args.max_users)
+    stats = step_stats(read_samples(samples_path), shape.steps(), args.rate_per_user)
+    best = sustainable(stats, args.slo_p99_ms, args.error_budget)
+    result = plan(best, args.peak_rps, args.headroom, args.target_utilization) if best else None
+    plot(stats, args.out, args.slo_p99_ms)
+    (args.out / "capacity.md").write_text(markdown(stats, result, args.slo_p99_ms, args.error_budget))
+    print((args.out / "capacity.md").read_text())
+    if result:
+        print(asdict(result))
+    return 0 if result else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

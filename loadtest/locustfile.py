@@ -1,0 +1,143 @@
+"""Locust load test of the ranking ensembles over gRPC, through the client SDK.
+
+    locust -f loadtest/locustfile.py --headless --host 127.0.0.1:8001 \\
+        --requests-file build/loadtest/requests.jsonl --shape step --step-users 2 --step-s 20 \\
+        --max-users 20 --rate-per-user 5 --slo-p99-ms 100 --csv build/loadtest/run --html build/loadtest/run.html
+
+Locust has no gRPC user: ``RankingUser`` calls the SDK and reports every call to Locust's
+``request`` event: the name (``search``/``recommend``), the response time, and failures with their
+gRPC status. The request mix is read from a prepared file (``python -m loadtest.traffic``), so a
+user does no heavy work per request. The shape comes from ``--shape`` (``loadtest/shapes.py``). When
+the run quits, the SLO gate (``loadtest/slo.py``) sets a non-zero exit code if p95/p99 or the failure
+ratio break their limits.
+"""
+from __future__ import annotations
+
+import csv
+import itertools
+import time
+import types
+
+from locust import LoadTestShape, User, constant_pacing, events, task
+from locust.runners import WorkerRunner
+
+from loadtest.shapes import SoakShape, SpikeShape, StepShape
+from loadtest.slo import Slo
+from loadtest.traffic import load
+
+_SAMPLES: list[tuple[float, str, float, int]] = []
+
+
+@events.init_command_line_parser.add_listener
+def _arguments(parser):
+    g = parser.add_argument_group("shoprank")
+    g.add_argument("--requests-file", default="build/loadtest/requests.jsonl", help="prepared requests (jsonl)")
+    g.add_argument("--shape", default="soak", choices=["step", "spike", "soak"], help="load shape")
+    g.add_argument("--rate-per-user", type=float, default=5.0, help="requests per second each user paces to")
+    g.add_argument("--step-users", type=int, default=2)
+    g.add_argument("--step-s", type=float, default=20.0)
+    g.add_argument("--max-users", type=int, default=20)
+    g.add_argument("--base-users", type=int, default=4, help="spike: users before and after the spike")
+    g.add_argument("--spike-users", type=int, default=20)
+    g.add_argument("--spike-s", type=float, default=10.0)
+    g.add_argument("--soak-users", type=int, default=4)
+    g.add_argument("--soak-s", type=float, default=60.0)
+    g.add_argument("--timeout-s", type=float, default=10.0, help="SDK deadline per call")
+    g.add_argument("--slo-p95-ms", type=float, default=None)
+    g.add_argument("--slo-p99-ms", type=float, default=None)
+    g.add_argument("--max-fail-ratio", type=float, default=None)
+    g.add_argument("--samples-file", default="", help="write every request (time, name, ms, ok) to this CSV")
+
+
+@events.init.add_listener
+def _init(environment, **_):
+    # gRPC must cooperate with gevent, which Locust runs on; this must happen before any channel.
+    import grpc.experimental.gevent as grpc_gevent
+
+    grpc_gevent.init_gevent()
+    if environment.parsed_options and environment.parsed_options.samples_file:
+        environment.events.request.add_listener(_record_sample)
+
+
+def _record_sample(request_type, name, response_time, response_length, exception=None, **_):
+    _SAMPLES.append((time.time(), name, response_time, 0 if exception else 1))
+
+
+class RankingUser(User):
+    """One shopper session after another: searches and homepage recommendations, as prepared."""
+
+    _requests: list[dict] = []
+    _cursor = itertools.count()
+
+    def on_start(self):
+        from shoprank_client import NO_RETRY, RankingClient
+
+        opts = self.environment.parsed_options
+        if not RankingUser._requests:
+            RankingUser._requests = load(opts.requests_file)
+        self.wait_time = types.MethodType(constant_pacing(1.0 / opts.rate_per_user), self)
+        # Exact deadlines (no cancel grace): blocking gRPC calls cooperate with gevent. No retries:
+        # a load test measures what the server does with each request.
+        self.client = RankingClient(self.host, timeout_s=opts.timeout_s, retry=NO_RETRY, cancel_grace_s=0)
+
+    def on_stop(self):
+        self.client.close()
+
+    @task
+    def rank(self):
+        from shoprank_client import RankingError
+
+        req = RankingUser._requests[next(RankingUser._cursor) % len(RankingUser._requests)]
+        start = time.perf_counter()
+        error = None
+        length = 0
+        try:
+            if req["kind"] == "search":
+                result = self.client.search(req["user_id"], req["query"], req["candidates"], req["k"])
+            else:
+                result = self.client.recommend(req["user_id"], req["candidates"], req["k"])
+            length = len(result.items)
+        except RankingError as err:
+            error = RuntimeError(f"{err.status or type(err).__name__}: {err.message}")
+        self.environment.events.request.fire(
+            request_type="grpc", name=req["kind"], response_time=(time.perf_counter() - start) * 1e3,
+            response_length=length, exception=error, context={})
+
+
+class ConfiguredShape(LoadTestShape):
+    """The shape named by ``--shape``, with its parameters from the command line."""
+
+    _shape = None
+
+    def tick(self):
+        if self._shape is None:
+            o = self.runner.environment.parsed_options
+            self._shape = {
+                "step": lambda: StepShape(o.step_users, o.step_s, o.max_users),
+                "spike": lambda: SpikeShape(o.base_users, o.spike_users, o.spike_s * 2, o.spike_s, o.spike_s * 2),
+                "soak": lambda: SoakShape(o.soak_users, o.soak_s),
+            }[o.shape]()
+        return self._shape(self.get_run_time())
+
+
+@events.quitting.add_listener
+def _quitting(environment, **_):
+    opts = environment.parsed_options
+    if isinstance(environment.runner, WorkerRunner):
+        return
+    if opts.samples_file:
+        with open(opts.samples_file, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["time", "name", "ms", "ok"])
+            writer.writerows(_SAMPLES)
+    total = environment.stats.total
+    slo = Slo(opts.slo_p95_ms, opts.slo_p99_ms, opts.max_fail_ratio)
+    problems = slo.check(total.get_response_time_percentile(0.95) or 0.0,
+                         total.get_response_time_percentile(0.99) or 0.0, total.fail_ratio, total.num_requests)
+    if problems:
+        print("SLO gate: FAILED: " + "; ".join(problems))
+        environment.process_exit_code = 1
+    else:
+        print(f"SLO gate: passed ({total.num_requests} requests, p95 "
+              f"{total.get_response_time_percentile(0.95)} ms, p99 {total.get_response_time_percentile(0.99)} ms, "
+              f"failures {total.fail_ratio:.2%})")

@@ -1,0 +1,119 @@
+"""Realistic request mix from the generated shop, prepared before a load test.
+
+* Queries follow the shop's own search log: popular queries repeat (head), others are rarer (torso),
+  and a share are queries the log never saw (long tail: new brand/attribute/category combinations).
+* Candidate-list sizes are log-normal (median about 60), clipped to [10, 300]. Candidates come mostly
+  from the query's category (what a retrieval stage returns) plus some from elsewhere.
+* A share of requests come from users the shop does not know (cold start).
+* Search and recommendation are mixed by weight.
+
+``prepare(...)`` writes the requests to a JSON-lines file; the Locust users only read it, so the
+load generator does no heavy work per request. CLI: ``python -m loadtest.traffic --repo R --out F``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+UNKNOWN_USER_BASE = 9_000_000_000
+
+
+@dataclass(frozen=True)
+class TrafficProfile:
+    search_weight: float = 0.8          # the rest is recommendation
+    unknown_user_share: float = 0.05
+    long_tail_share: float = 0.15       # queries the log never saw
+    candidates_median: int = 60
+    candidates_sigma: float = 0.6
+    candidates_min: int = 10
+    candidates_max: int = 300
+    in_category_share: float = 0.8
+    k: int = 10
+
+
+def query_log(shop_dir: Path) -> list[tuple[str, int]]:
+    """(query, count) from the shop's sessions, most frequent first."""
+    with np.load(shop_dir / "shop.npz") as data:
+        session_query = data["session_query"]
+    texts = json.loads((shop_dir / "shop_text.json").read_text())["queries"]
+    counts = Counter(int(q) for q in session_query if q >= 0)
+    return [(texts[q], n) for q, n in counts.most_common()]
+
+
+def prepare(repo: Path, shop_dir: Path, n: int, profile: TrafficProfile = TrafficProfile(), seed: int = 0
+            ) -> list[dict]:
+    from runtime.features import FeatureTables, Lexicon
+
+    rng = np.random.default_rng(seed)
+    tables = FeatureTables.load(repo / "search_features" / "1" / "feature_store.npz")
+    lexicon = Lexicon.from_json((repo / "search_features" / "1" / "lexicon.json").read_text())
+    log = query_log(shop_dir)
+    log_texts = [q for q, _ in log]
+    log_p = np.array([c for _, c in log], float)
+    log_p /= log_p.sum()
+    items = tables.item_ids_sorted
+    item_cat = tables.item_category[tables.item_rows_sorted]
+    by_cat = {c: items[item_cat == c] for c in np.unique(item_cat)}
+    out = []
+    for _ in range(n):
+        kind = "search" if rng.random() < profile.search_weight else "recommend"
+        if rng.random() < profile.unknown_user_share:
+            user = UNKNOWN_USER_BASE + int(rng.integers(1_000_000))
+        else:
+            user = int(rng.choice(tables.user_ids_sorted))
+        size = int(np.clip(rng.lognormal(np.log(profile.candidates_median), profile.candidates_sigma),
+                           profile.candidates_min, profile.candidates_max))
+        req: dict = {"kind": kind, "user_id": user, "k": profile.k}
+        category = int(rng.integers(len(lexicon.categories)))
+        if kind == "search":
+            if rng.random() < profile.long_tail_share:
+                brand = lexicon.brands[int(rng.integers(len(lexicon.brands)))].lower()
+                attr = lexicon.attributes[int(rng.integers(len(lexicon.attributes)))]
+                req["query"] = f"{brand} {attr} {lexicon.categories[category]}"
+            else:
+                req["query"] = log_texts[int(rng.choice(len(log_texts), p=log_p))]
+            parsed = lexicon.parse(req["query"]).category
+            category = parsed if parsed >= 0 else category
+        pool = by_cat.get(category, items)
+        n_in = min(int(round(size * profile.in_category_share)), len(pool))
+        inside = rng.choice(pool, size=n_in, replace=False)
+        rest = rng.choice(items, size=size - n_in + 20, replace=False)
+        cands = np.concatenate([inside, rest[~np.isin(rest, inside)][: size - n_in]])
+        req["candidates"] = [int(x) for x in cands]
+        out.append(req)
+    return out
+
+
+def save(requests: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        for r in requests:
+            f.write(json.dumps(r) + "\n")
+
+
+def load(path: Path) -> list[dict]:
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repo", type=Path, required=True, help="a built model repository")
+    parser.add_argument("--shop", type=Path, required=True, help="the shop folder (build/<profile>/shop)")
+    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    reqs = prepare(args.repo, args.shop, args.requests, seed=args.seed)
+    save(reqs, args.out)
+    print(f"wrote {len(reqs)} requests to {args.out} ({asdict(TrafficProfile())})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
