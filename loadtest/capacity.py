@@ -8,9 +8,9 @@
    ``users * rate_per_user`` requests per second.
 2. Every request is binned into its step by its start time. The first quarter of each step is
    dropped as warm-up. Per step: offered and achieved rate, latency percentiles, error ratio.
-3. The sustainable rate is the highest achieved rate over the steps that keep p99 within the SLO,
-   errors within the budget, and the achieved rate at 90% of the offered rate or more (below that,
-   the replica is saturated and queueing).
+3. The sustainable rate is the achieved rate of the last step before the first step that breaks
+   the p99 SLO, the error budget, or achieves under 90% of the offered rate (saturated and queueing).
+   Later steps do not count even if they pass: that would be luck in a noisy tail.
 4. ``replicas = ceil(peak * (1 + headroom) / sustainable)``. The autoscaler targets are set below
    saturation: ``target_utilization * sustainable`` requests per second per pod, and the matching
    in-flight requests per pod.
@@ -83,10 +83,18 @@ def step_stats(samples: np.ndarray, steps: list[tuple[float, float, int]], rate_
 
 def sustainable(stats: list[StepStats], slo_p99_ms: float, error_budget: float, min_efficiency: float = 0.9
                 ) -> StepStats | None:
-    """The step with the highest achieved rate that meets the SLO, the budget and keeps up with offer."""
-    good = [s for s in stats if s.p99_ms <= slo_p99_ms and s.error_ratio <= error_budget
-            and s.achieved_rps >= min_efficiency * s.offered_rps]
-    return max(good, key=lambda s: s.achieved_rps) if good else None
+    """The last step before the first one that breaks the SLO, the budget, or falls behind the offer.
+
+    A step that passes after a failing one is luck in a noisy tail, not capacity: the ramp stops
+    counting at the first failure.
+    """
+    best = None
+    for s in sorted(stats, key=lambda s: s.offered_rps):
+        if (s.p99_ms > slo_p99_ms or s.error_ratio > error_budget
+                or s.achieved_rps < min_efficiency * s.offered_rps):
+            break
+        best = s
+    return best
 
 
 def plan(best: StepStats, peak_rps: float, headroom: float, target_utilization: float = 0.7) -> Plan:

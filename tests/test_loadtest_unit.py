@@ -81,3 +81,9 @@ def test_report_and_plots(tmp_path):
     for path in plot(stats, tmp_path, 50):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert isinstance(result, Plan)
+
+
+def test_a_step_that_passes_after_a_failing_one_does_not_count():
+    stats = [StepStats(2, 10, 10, 10, 12, 15, 0.0, 100), StepStats(4, 20, 20, 10, 12, 200, 0.0, 200),
+             StepStats(6, 30, 30, 10, 12, 90, 0.0, 300)]
+    assert sustainable(stats, 100, 0.01).users == 2
