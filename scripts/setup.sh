@@ -8,6 +8,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.installed
 want=$(cat requirements.txt constraints.txt pyproject.toml client/pyproject.toml | sha256sum | cut -d' ' -f1)
+# Helm for the chart's tests (idempotent; its own pinned version).
+bash scripts/get_helm.sh
+# Prometheus and promtool for the monitoring tests (idempotent; pinned Debian version).
+bash scripts/get_prometheus.sh
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   echo "setup: .venv is up to date"
   exit 0

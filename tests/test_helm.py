@@ -1,0 +1,175 @@
+"""The Helm chart, rendered by the real helm binary and validated against Kubernetes schemas (no cluster
+can run here: see helm/README.md for what is and is not tested)."""
+import json
+import subprocess
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.helm
+CHART = REPO_ROOT / "helm" / "shoprank"
+HELM = REPO_ROOT / "build" / "tools" / "helm"
+KUBERNETES = "1.33.0"
+PROFILES = [None, "values-gpu.yaml", "values-cpu.yaml", "values-hybrid.yaml"]
+CRDS = {"ServiceMonitor": ("monitoring.coreos.com/v1", "endpoints"), "PrometheusRule": ("monitoring.coreos.com/v1", "groups"),
+        "ScaledObject": ("keda.sh/v1alpha1", "triggers")}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def helm_binary():
+    subprocess.run(["bash", str(REPO_ROOT / "scripts" / "get_helm.sh")], check=True, capture_output=True)
+    assert HELM.exists()
+
+
+def helm(*args):
+    return subprocess.run([str(HELM), *args], capture_output=True, text=True)
+
+
+def render(profile=None, *sets):
+    args = ["template", "rel", str(CHART), "--namespace", "shop"]
+    if profile:
+        args += ["-f", str(CHART / profile)]
+    for s in sets:
+        args += ["--set", s]
+    out = helm(*args)
+    assert out.returncode == 0, out.stderr
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def kind(docs, k, suffix=""):
+    found = [d for d in docs if d["kind"] == k and d["metadata"]["name"].endswith(suffix)]
+    assert found, f"no {k}"
+    return found[0]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_lint_and_every_manifest_is_valid_kubernetes(profile):
+    out = helm("lint", str(CHART), *(["-f", str(CHART / profile)] if profile else []))
+    assert out.returncode == 0, out.stdout + out.stderr
+    docs = render(profile)
+    assert {d["kind"] for d in docs} >= {"Deployment", "Service", "HorizontalPodAutoscaler",
+                                          "PodDisruptionBudget", "NetworkPolicy", "Pod"}
+    for doc in docs:
+        if doc["kind"] in CRDS:  # no Kubernetes schema for custom resources: check their required parts
+            assert doc["apiVersion"] == CRDS[doc["kind"]][0] and CRDS[doc["kind"]][1] in doc["spec"], doc["kind"]
+        else:
+            kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+
+
+def test_triton_flags_probes_and_security():
+    dep = kind(render(), "Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    assert c["image"].endswith(":24.10-py3-shoprank-0.1.0")
+    for flag in ("--strict-readiness=true", "--exit-timeout-secs=30", "--model-control-mode=none"):
+        assert flag in c["args"]
+    assert c["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    startup = c["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 300  # big model loads
+    assert c["securityContext"]["readOnlyRootFilesystem"] and c["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert not c["securityContext"]["allowPrivilegeEscalation"] and pod["securityContext"]["runAsNonRoot"]
+    shm = next(v for v in pod["volumes"] if v["name"] == "shm")
+    assert shm["emptyDir"]["medium"] == "Memory"
+
+
+def test_drain_sequence_fits_in_the_grace_period():
+    docs = render(None, "drain.preStopSleepSeconds=15", "server.exitTimeoutSeconds=45")
+    dep = kind(docs, "Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    assert c["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "15"]
+    assert "--exit-timeout-secs=45" in c["args"]
+    assert pod["terminationGracePeriodSeconds"] == 15 + 45 + 10  # preStop + exit timeout + margin
+    assert dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+
+def test_config_changes_roll_the_pods():
+    def checksum(*sets):
+        return kind(render(None, *sets), "Deployment")["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+
+    base = checksum()
+    assert checksum("modelRepository.cloud.uri=s3://shoprank-models/model_repository/0.2.0") != base
+    assert checksum("server.logVerbose=1") != base
+    assert checksum("replicaCount=5") == base  # not a pod change
+
+
+def test_gpu_and_cpu_profiles_schedule_differently():
+    gpu = kind(render("values-gpu.yaml"), "Deployment")["spec"]["template"]["spec"]
+    assert gpu["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert gpu["nodeSelector"]["nvidia.com/gpu.product"] == "NVIDIA-H100-80GB-HBM3"
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in gpu["tolerations"]
+    cpu_docs = render("values-cpu.yaml")
+    assert "nvidia.com/gpu" not in yaml.safe_dump(cpu_docs)
+    cpu = kind(cpu_docs, "Deployment")["spec"]["template"]["spec"]
+    init = cpu["initContainers"][0]
+    assert "sha256sum -c" in init["args"][0] and any(e["name"] == "ARTIFACT_SHA256" for e in init["env"])
+    hybrid = kind(render("values-hybrid.yaml"), "Deployment")["spec"]["template"]["spec"]
+    assert hybrid["volumes"][-1]["persistentVolumeClaim"]["claimName"] == "shoprank-models"
+
+
+def test_services_pdb_networkpolicy_and_hpa():
+    docs = render()
+    headless = kind(docs, "Service", "-headless")
+    assert headless["spec"]["clusterIP"] == "None" and headless["spec"]["ports"][0]["name"] == "grpc"
+    assert kind(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    netpol = kind(docs, "NetworkPolicy")["spec"]["ingress"]
+    assert netpol[1]["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    hpa = kind(docs, "HorizontalPodAutoscaler")["spec"]
+    assert hpa["metrics"][0]["pods"]["metric"]["name"] == "shoprank_queue_us_per_request"
+    behavior = hpa["behavior"]
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] > behavior["scaleUp"]["stabilizationWindowSeconds"]
+    assert "replicas" not in kind(docs, "Deployment")["spec"]  # the HPA owns the replica count
+
+
+def test_helm_test_hook_runs_a_real_inference():
+    pod = next(d for d in render() if d["kind"] == "Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert "/v2/models/recommend/infer" in pod["spec"]["containers"][0]["args"][0]
+
+
+@pytest.mark.parametrize("sets, message", [
+    (["modelRepository.source=pvc"], "claimName"),
+    (["modelRepository.source=artifact", "modelRepository.artifact.url=https://x/y.tgz",
+      "modelRepository.artifact.sha256=abc"], "sha256"),
+    (["modelRepository.source=ftp"], "source"),
+    (["replicaCount=0"], "replicaCount"),
+    (["server.extraArgs[0]=log-verbose=1"], "extraArgs"),
+    (["autoscaling.minReplicas=5", "autoscaling.maxReplicas=3"], "minReplicas (5) is greater than maxReplicas (3)"),
+    (["autoscaling.kind=vpa"], "kind"),
+])
+def test_wrong_values_are_rejected_with_a_clear_message(sets, message):
+    args = ["template", "rel", str(CHART)]
+    for s in sets:
+        args += ["--set", s]
+    out = helm(*args)
+    assert out.returncode != 0 and message in out.stderr, out.stderr
+
+
+def test_monitoring_objects_deploy_the_tested_rules():
+    docs = render("values-gpu.yaml")
+    rule = kind(docs, "PrometheusRule")
+    assert rule["spec"] == yaml.safe_load((CHART / "files" / "rules.yaml").read_text())  # what promtool tested
+    assert kind(docs, "ServiceMonitor")["spec"]["endpoints"][0]["port"] == "metrics"
+    dashboard = kind(docs, "ConfigMap", "-dashboard")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["shoprank.json"])["panels"]
+    assert not [d for d in render() if d["kind"] in CRDS]  # off by default: needs the operator's CRDs
+
+
+def test_keda_replaces_the_hpa_when_selected():
+    docs = render(None, "autoscaling.kind=keda", "autoscaling.queueTimeTargetMicroseconds=3000")
+    assert not [d for d in docs if d["kind"] == "HorizontalPodAutoscaler"]
+    trigger = kind(docs, "ScaledObject")["spec"]["triggers"][0]
+    assert trigger["type"] == "prometheus" and "shoprank:queue_us_per_request:rate1m" in trigger["metadata"]["query"]
+    assert trigger["metadata"]["threshold"] == "3000"
+
+
+def test_prometheus_adapter_rule_exposes_the_hpa_metric():
+    rules = yaml.safe_load((CHART / "files" / "prometheus-adapter-rules.yaml").read_text())
+    hpa = kind(render(), "HorizontalPodAutoscaler")
+    assert rules[0]["name"]["as"] == hpa["spec"]["metrics"][0]["pods"]["metric"]["name"]
+    assert "namespace" not in rules[0]["metricsQuery"].split("<<.LabelMatchers>>")[0]  # namespace-agnostic
