@@ -27,7 +27,11 @@ def test_prepared_traffic_has_the_configured_mix(small_repo):
 
 
 def run(triton_server, tmp_path, *extra):
-    args = ["--host", triton_server.grpc_url, "--metrics-url", triton_server.metrics_url, "--requests", "500",
+    from tests.conftest import REPO_ROOT
+
+    repo = triton_server.options.model_repository
+    args = ["--repo", str(repo), "--shop", str(REPO_ROOT / "build" / "small" / "shop"),
+            "--host", triton_server.grpc_url, "--metrics-url", triton_server.metrics_url, "--requests", "500",
             "--shape", "soak", "--soak-users", "3", "--soak-s", "8", "--out", str(tmp_path), *extra]
     return runner.main(args)
 
