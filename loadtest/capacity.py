@@ -167,7 +167,7 @@ def markdown(stats: list[StepStats], result: Plan | None, slo_p99_ms: float, err
 
 
 def main(argv: list[str] | None = None) -> int:
-    from loadtest.shapes import StepShape
+    from loadtest.shapes import StepShape, add_shape_arguments
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--peak-rps", type=float, required=True)
@@ -175,10 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--slo-p99-ms", type=float, default=100.0)
     p.add_argument("--error-budget", type=float, default=0.001)
     p.add_argument("--target-utilization", type=float, default=0.7)
-    p.add_argument("--rate-per-user", type=float, default=5.0)
-    p.add_argument("--step-users", type=int, default=2)
-    p.add_argument("--step-s", type=float, default=15.0)
-    p.add_argument("--max-users", type=int, default=24)
+    add_shape_arguments(p)
+    p.set_defaults(shape="step", step_s=15.0, max_users=24)
     p.add_argument("--samples", type=Path, default=None, help="analyse this samples.csv instead of running")
     p.add_argument("--repo", default=None)
     p.add_argument("--shop", default=None)

@@ -1,12 +1,14 @@
 """Locust load test of the ranking ensembles over gRPC, through the client SDK.
 
-    locust -f loadtest/locustfile.py --headless --host 127.0.0.1:8001 \\
+    locust -f loadtest/locustfile.py --headless --host 127.0.0.1:8001 --stop-timeout 15 \\
         --requests-file build/loadtest/requests.jsonl --shape step --step-users 2 --step-s 20 \\
         --max-users 20 --rate-per-user 5 --slo-p99-ms 100 --csv build/loadtest/run --html build/loadtest/run.html
 
 Locust has no gRPC user: ``RankingUser`` calls the SDK and reports every call to Locust's
 ``request`` event: the name (``search``/``recommend``), the response time, and failures with their
-gRPC status. The request mix is read from a prepared file (``python -m loadtest.traffic``), so a
+gRPC status. Always give ``--stop-timeout`` (``loadtest.run`` does): users then finish their request
+in flight when stopped, instead of cancelling it, which can crash Triton 24.10 (server#7368). The
+request mix is read from a prepared file (``python -m loadtest.traffic``), so a
 user does no heavy work per request. The shape comes from ``--shape`` (``loadtest/shapes.py``). When
 the run quits, the SLO gate (``loadtest/slo.py``) sets a non-zero exit code if p95/p99 or the failure
 ratio break their limits.
@@ -21,7 +23,7 @@ import types
 from locust import LoadTestShape, User, constant_pacing, events, task
 from locust.runners import WorkerRunner
 
-from loadtest.shapes import SoakShape, SpikeShape, StepShape
+from loadtest.shapes import SoakShape, SpikeShape, StepShape, add_shape_arguments
 from loadtest.slo import Slo
 from loadtest.traffic import load
 
@@ -32,16 +34,8 @@ _SAMPLES: list[tuple[float, str, float, int]] = []
 def _arguments(parser):
     g = parser.add_argument_group("shoprank")
     g.add_argument("--requests-file", default="build/loadtest/requests.jsonl", help="prepared requests (jsonl)")
-    g.add_argument("--shape", default="soak", choices=["step", "spike", "soak"], help="load shape")
-    g.add_argument("--rate-per-user", type=float, default=5.0, help="requests per second each user paces to")
-    g.add_argument("--step-users", type=int, default=2)
-    g.add_argument("--step-s", type=float, default=20.0)
-    g.add_argument("--max-users", type=int, default=20)
+    add_shape_arguments(g)
     g.add_argument("--base-users", type=int, default=4, help="spike: users before and after the spike")
-    g.add_argument("--spike-users", type=int, default=20)
-    g.add_argument("--spike-s", type=float, default=10.0)
-    g.add_argument("--soak-users", type=int, default=4)
-    g.add_argument("--soak-s", type=float, default=60.0)
     g.add_argument("--timeout-s", type=float, default=10.0, help="SDK deadline per call")
     g.add_argument("--slo-p95-ms", type=float, default=None)
     g.add_argument("--slo-p99-ms", type=float, default=None)

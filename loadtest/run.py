@@ -23,6 +23,8 @@ from pathlib import Path
 
 import psutil
 
+from loadtest.shapes import add_shape_arguments
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 _METRIC = re.compile(r'^(nv_inference_[a-z_]+)\{[^}]*model="([^"]+)"[^}]*\}\s+([0-9.eE+-]+)$')
@@ -60,7 +62,10 @@ def locust_command(host: str, requests_file: Path, out: Path, args: argparse.Nam
            "--requests-file", str(requests_file), "--shape", args.shape, "--rate-per-user", str(args.rate_per_user),
            "--step-users", str(args.step_users), "--step-s", str(args.step_s), "--max-users", str(args.max_users),
            "--spike-users", str(args.spike_users), "--spike-s", str(args.spike_s),
-           "--soak-users", str(args.soak_users), "--soak-s", str(args.soak_s), "--loglevel", "WARNING"]
+           "--soak-users", str(args.soak_users), "--soak-s", str(args.soak_s), "--loglevel", "WARNING",
+           # Stopping users lets each finish its request in flight: a killed user would cancel its gRPC
+           # call, and Triton 24.10 can crash on such cancellations (server#7368, docs/serving.md).
+           "--stop-timeout", "15"]
     if "--worker" in role:  # workers send their stats to the master, which writes every report
         return cmd + role
     cmd += ["--csv", str(out / "locust"), "--csv-full-history", "--html", str(out / "report.html"),
@@ -176,15 +181,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--requests", type=int, default=3000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="distributed: a master and this many workers")
-    p.add_argument("--shape", default="soak", choices=["step", "spike", "soak"])
-    p.add_argument("--rate-per-user", type=float, default=5.0)
-    p.add_argument("--step-users", type=int, default=2)
-    p.add_argument("--step-s", type=float, default=20.0)
-    p.add_argument("--max-users", type=int, default=20)
-    p.add_argument("--spike-users", type=int, default=20)
-    p.add_argument("--spike-s", type=float, default=10.0)
-    p.add_argument("--soak-users", type=int, default=4)
-    p.add_argument("--soak-s", type=float, default=20.0)
+    add_shape_arguments(p)
     p.add_argument("--slo-p95-ms", type=float, default=None)
     p.add_argument("--slo-p99-ms", type=float, default=None)
     p.add_argument("--max-fail-ratio", type=float, default=None)

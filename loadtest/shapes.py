@@ -68,3 +68,16 @@ def make_shape(name: str, **params) -> Callable[[float], Tick]:
     if name not in SHAPES:
         raise ValueError(f"--shape: unknown shape {name!r}; choose one of {sorted(SHAPES)}")
     return SHAPES[name](**params)
+
+
+def add_shape_arguments(parser) -> None:
+    """The shape and pacing options, shared by the locustfile, ``loadtest.run`` and ``loadtest.capacity``."""
+    parser.add_argument("--shape", default="soak", choices=sorted(SHAPES), help="load shape")
+    parser.add_argument("--rate-per-user", type=float, default=5.0, help="requests per second each user paces to")
+    parser.add_argument("--step-users", type=int, default=2, help="step: users added per step")
+    parser.add_argument("--step-s", type=float, default=20.0, help="step: seconds per step")
+    parser.add_argument("--max-users", type=int, default=20, help="step: last step's users")
+    parser.add_argument("--spike-users", type=int, default=20, help="spike: users during the spike")
+    parser.add_argument("--spike-s", type=float, default=10.0, help="spike: seconds of the spike")
+    parser.add_argument("--soak-users", type=int, default=4, help="soak: users")
+    parser.add_argument("--soak-s", type=float, default=20.0, help="soak: seconds")

@@ -34,10 +34,28 @@ def triton_server(small_repo, tmp_path_factory):
     log = tmp_path_factory.mktemp("logs") / "tritonserver.log"
     server = TritonServer(ServerOptions(model_repository=small_repo, log_file=log, ready_timeout_s=180))
     server.start()
+    _SHARED["server"] = server
     try:
         yield server
     finally:
+        _SHARED.pop("server", None)
         server.stop()
+
+
+_SHARED: dict = {}
+
+
+@pytest.fixture(autouse=True)
+def _shared_server_survives():
+    """Fail the test during which the shared tritonserver died, with its log, not the tests after it."""
+    yield
+    server = _SHARED.get("server")
+    if server is not None and server.process.poll() is not None:
+        from server.launcher import log_tail
+
+        _SHARED.pop("server", None)
+        pytest.fail(f"the shared tritonserver died during this test (exit {server.process.returncode}):\n"
+                    f"{log_tail(server.options.log_file, 30)}")
 
 
 @pytest.fixture(scope="session")
