@@ -140,6 +140,10 @@ def test_helm_test_hook_runs_a_real_inference():
     (["server.extraArgs[0]=log-verbose=1"], "extraArgs"),
     (["autoscaling.minReplicas=5", "autoscaling.maxReplicas=3"], "minReplicas (5) is greater than maxReplicas (3)"),
     (["autoscaling.kind=vpa"], "kind"),
+    (["engineBuild.enabled=true"], "engineBuild needs a local repository"),
+    (["engineBuild.enabled=true", "modelRepository.source=pvc", "modelRepository.pvc.claimName=m", "gpu.enabled=false"],
+     "set gpu.enabled=true"),
+    (["engineBuild.engines[0].model=enc", "engineBuild.engines[0].onnx=enc/1/model.plan"], "onnx"),
 ])
 def test_wrong_values_are_rejected_with_a_clear_message(sets, message):
     args = ["template", "rel", str(CHART)]
@@ -173,3 +177,31 @@ def test_prometheus_adapter_rule_exposes_the_hpa_metric():
     hpa = kind(render(), "HorizontalPodAutoscaler")
     assert rules[0]["name"]["as"] == hpa["spec"]["metrics"][0]["pods"]["metric"]["name"]
     assert "namespace" not in rules[0]["metricsQuery"].split("<<.LabelMatchers>>")[0]  # namespace-agnostic
+
+
+def test_engine_build_runs_on_the_node_before_triton_with_a_per_gpu_cache():
+    docs = render("values-hybrid.yaml", "engineBuild.enabled=true")
+    pod = kind(docs, "Deployment")["spec"]["template"]["spec"]
+    init = {c["name"]: c for c in pod["initContainers"]}
+    assert list(init) == ["copy-model-repository", "build-engines"]  # a writable copy, then the engines
+    build = init["build-engines"]
+    assert build["resources"]["limits"]["nvidia.com/gpu"] == 1 and build["command"][-1].endswith("build-engines.sh")
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["engine-cache"]["hostPath"]["path"] == "/var/cache/shoprank-engines"
+    assert volumes["models"] == {"name": "models", "emptyDir": {}}
+    assert volumes["models-src"]["persistentVolumeClaim"]["readOnly"] is True
+    triton_mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "models")
+    assert triton_mount["readOnly"] is True
+    cm = kind(docs, "ConfigMap", "-engine-build")["data"]
+    lines = [line for line in cm["engines.txt"].splitlines() if line.strip()]
+    assert [line.split("|")[0] for line in lines] == ["text_encoder", "ranker"]
+    assert "--maxShapes=cat_features:4096x7" in lines[1]
+    assert cm["build-engines.sh"] == (CHART / "files" / "build-engines.sh").read_text()
+
+
+def test_gpu_utilization_is_an_optional_second_hpa_metric():
+    hpa = kind(render("values-gpu.yaml", "autoscaling.gpuUtilization.enabled=true"), "HorizontalPodAutoscaler")
+    names = [m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"]]
+    assert names == ["shoprank_queue_us_per_request", "shoprank_gpu_utilization_percent"]
+    rules = yaml.safe_load((CHART / "files" / "prometheus-adapter-rules.yaml").read_text())
+    assert "shoprank_gpu_utilization_percent" in [r["name"]["as"] for r in rules]

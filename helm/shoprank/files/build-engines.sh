@@ -1,0 +1,37 @@
+#!/bin/sh
+# Build (or reuse) TensorRT engines for THIS node's GPU, before Triton starts. Runs in an init container
+# of the serving image (trtexec ships in the NGC Triton image) with the pod's GPU attached.
+# Engines are specific to the GPU product and the TensorRT version: the cache key holds both, so a new
+# node type builds its own engines and a restart on a known node type reuses them.
+# Input: $ENGINES, one "model|onnx path in the repository|trtexec arguments" per line.
+# NOT RUN ON THE PROJECT'S MACHINES: no GPU and no TensorRT builder there (tests run it with stand-ins
+# for nvidia-smi and trtexec to check the caching and copying around the build).
+set -eu
+REPO=${REPO:-/models}
+CACHE=${CACHE:-/engine-cache}
+TRTEXEC=${TRTEXEC:-/usr/src/tensorrt/bin/trtexec}
+ENGINES=${ENGINES:-/etc/shoprank/engines.txt}
+
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1 | tr -c 'A-Za-z0-9.\n' '-')
+trt=$("$TRTEXEC" --help 2>&1 | sed -n 's/.*TensorRT v\([0-9][0-9]*\).*/\1/p' | head -n 1)
+if [ -z "$gpu" ] || [ -z "$trt" ]; then
+  echo "build-engines: cannot tell the GPU product ('$gpu') or the TensorRT version ('$trt')" >&2
+  exit 1
+fi
+key="$CACHE/$gpu/trt$trt"
+mkdir -p "$key"
+while IFS='|' read -r model onnx args; do
+  [ -n "$model" ] || continue
+  plan="$key/$model.plan"
+  if [ -s "$plan" ]; then
+    echo "build-engines: reusing $plan"
+  else
+    echo "build-engines: building $model for $gpu, TensorRT $trt"
+    # shellcheck disable=SC2086 # args is a list of trtexec flags
+    "$TRTEXEC" --onnx="$REPO/$onnx" --saveEngine="$plan.tmp" $args
+    mv "$plan.tmp" "$plan"
+  fi
+  mkdir -p "$REPO/$model/1"
+  cp "$plan" "$REPO/$model/1/model.plan"
+done < "$ENGINES"
+echo "$gpu/trt$trt" > "$REPO/.engines-built-for"
