@@ -44,7 +44,11 @@ def test_short_headless_run_succeeds_and_writes_reports(triton_server, tmp_path)
     assert {"search", "recommend"} <= set(rows)
     assert "locust" in (tmp_path / "report.html").read_text().lower()
     with open(tmp_path / "samples.csv") as f:
-        assert len(list(csv.DictReader(f))) == int(rows["Aggregated"]["Request Count"])
+        samples = len(list(csv.DictReader(f)))
+    # Every request is a sample; users finishing their in-flight request during the stop (--stop-timeout)
+    # may add one each after Locust's final statistics: 3 users here.
+    requests = int(rows["Aggregated"]["Request Count"])
+    assert requests <= samples <= requests + 3
     summary = (tmp_path / "summary.md").read_text()
     assert "server mean (Triton metrics)" in summary and "| search |" in summary
 
