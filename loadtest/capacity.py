@@ -114,31 +114,30 @@ def plot(stats: list[StepStats], out: Path, slo_p99_ms: float) -> list[Path]:
     import matplotlib.pyplot as plt
 
     offered = [s.offered_rps for s in stats]
-    paths = []
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for q, label in (("p50_ms", "p50"), ("p95_ms", "p95"), ("p99_ms", "p99")):
-        ax.plot(offered, [getattr(s, q) for s in stats], marker="o", label=label)
-    ax.axhline(slo_p99_ms, color="red", linestyle="--", label=f"p99 SLO {slo_p99_ms:g} ms")
-    ax.set_xlabel("offered load (requests/s)")
-    ax.set_ylabel("latency (ms)")
-    ax.set_title("Latency against offered load (one replica)")
-    ax.legend()
-    fig.tight_layout()
-    paths.append(out / "latency.png")
-    fig.savefig(paths[-1], dpi=100)
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(offered, [s.achieved_rps for s in stats], marker="o", label="achieved")
-    ax.plot(offered, offered, linestyle=":", color="grey", label="offered = achieved")
-    ax.set_xlabel("offered load (requests/s)")
-    ax.set_ylabel("throughput (requests/s)")
-    ax.set_title("Throughput against offered load (one replica)")
-    ax.legend()
-    fig.tight_layout()
-    paths.append(out / "throughput.png")
-    fig.savefig(paths[-1], dpi=100)
-    plt.close(fig)
-    return paths
+
+    def figure(name: str, ylabel: str, title: str, draw) -> Path:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        draw(ax)
+        ax.set_xlabel("offered load (requests/s)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{title} against offered load (one replica)")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=100)
+        plt.close(fig)
+        return out / name
+
+    def latency(ax):
+        for q, label in (("p50_ms", "p50"), ("p95_ms", "p95"), ("p99_ms", "p99")):
+            ax.plot(offered, [getattr(s, q) for s in stats], marker="o", label=label)
+        ax.axhline(slo_p99_ms, color="red", linestyle="--", label=f"p99 SLO {slo_p99_ms:g} ms")
+
+    def throughput(ax):
+        ax.plot(offered, [s.achieved_rps for s in stats], marker="o", label="achieved")
+        ax.plot(offered, offered, linestyle=":", color="grey", label="offered = achieved")
+
+    return [figure("latency.png", "latency (ms)", "Latency", latency),
+            figure("throughput.png", "throughput (requests/s)", "Throughput", throughput)]
 
 
 def markdown(stats: list[StepStats], result: Plan | None, slo_p99_ms: float, error_budget: float) -> str:

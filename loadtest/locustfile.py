@@ -23,7 +23,7 @@ import types
 from locust import LoadTestShape, User, constant_pacing, events, task
 from locust.runners import WorkerRunner
 
-from loadtest.shapes import SoakShape, SpikeShape, StepShape, add_shape_arguments
+from loadtest.shapes import add_shape_arguments, make_shape
 from loadtest.slo import Slo
 from loadtest.traffic import load
 
@@ -106,11 +106,13 @@ class ConfiguredShape(LoadTestShape):
     def tick(self):
         if self._shape is None:
             o = self.runner.environment.parsed_options
-            self._shape = {
-                "step": lambda: StepShape(o.step_users, o.step_s, o.max_users),
-                "spike": lambda: SpikeShape(o.base_users, o.spike_users, o.spike_s * 2, o.spike_s, o.spike_s * 2),
-                "soak": lambda: SoakShape(o.soak_users, o.soak_s),
-            }[o.shape]()
+            params = {
+                "step": dict(step_users=o.step_users, step_s=o.step_s, max_users=o.max_users),
+                "spike": dict(base_users=o.base_users, spike_users=o.spike_users, warm_s=o.spike_s * 2,
+                              spike_s=o.spike_s, cool_s=o.spike_s * 2),
+                "soak": dict(users=o.soak_users, duration_s=o.soak_s),
+            }[o.shape]
+            self._shape = make_shape(o.shape, **params)
         return self._shape(self.get_run_time())
 
 

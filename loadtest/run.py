@@ -24,6 +24,7 @@ from pathlib import Path
 import psutil
 
 from loadtest.shapes import add_shape_arguments
+from server.launcher import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         before = scrape(metrics_url) if metrics_url else {}
         started = time.monotonic()
         if args.workers:
-            port = _free_port()
+            port = free_port()
             master = subprocess.Popen(locust_command(host, requests_file, out, args, extra, [
                 "--master", "--expect-workers", str(args.workers), "--master-bind-port", str(port)]),
                 stdout=open(out / "locust.log", "w"), stderr=subprocess.STDOUT)
@@ -131,12 +132,6 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     print((out / "summary.md").read_text())
     print(f"reports in {out}")
     return code
-
-
-def _free_port() -> int:
-    from server.launcher import free_port
-
-    return free_port()
 
 
 def locust_rows(stats_csv: Path) -> dict[str, dict]:

@@ -138,10 +138,6 @@ def _lookup(sorted_ids: np.ndarray, rows_of_sorted: np.ndarray, ids: np.ndarray)
 class FeatureTables:
     """The arrays behind the features. Item/user arrays have one extra last row: the unknown default."""
 
-    ITEM_KEYS = ("item_category", "item_brand", "item_attrs", "item_price_bucket", "item_log_price",
-                 "item_in_stock", "item_log_clicks", "item_ctr")
-    USER_KEYS = ("user_segment", "user_cat_aff", "user_brand_aff", "user_mean_log_price")
-
     def __init__(self, arrays: dict[str, np.ndarray]):
         self.arrays = arrays
         for key, value in arrays.items():

@@ -18,7 +18,6 @@ from runtime.contract import QUERY_PAD_MULTIPLE, QUERY_TOKENS
 
 class TextTokenizer:
     def __init__(self, tokenizer_file: str | Path, length: int = QUERY_TOKENS, multiple: int = QUERY_PAD_MULTIPLE):
-        self.length = length
         self._tok = Tokenizer.from_file(str(tokenizer_file))
         self._tok.enable_truncation(max_length=length)
         self._tok.enable_padding(pad_id=0, pad_token="[PAD]", pad_to_multiple_of=multiple)

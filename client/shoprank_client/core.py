@@ -74,8 +74,14 @@ class EndpointPool:
         all_eps = self.endpoints()
         now = self._clock()
         healthy = [e for e in all_eps if self._down_until.get(e, 0.0) <= now]
-        for group in ([e for e in healthy if e not in tried], healthy, [e for e in all_eps if e not in tried],
-                      all_eps):
+
+        def groups():  # each fallback is built only if the one before it is empty; most calls take the first
+            yield [e for e in healthy if e not in tried]
+            yield healthy
+            yield [e for e in all_eps if e not in tried]
+            yield all_eps
+
+        for group in groups():
             if group:
                 if self._options.balance == "failover":
                     return group[0]

@@ -56,8 +56,9 @@ def _candidates(candidates: Sequence[int]) -> np.ndarray:
         raise InvalidRequest(f"candidates: expected integers, got {ids.dtype}", "candidates")
     ids = ids.astype(np.int64, copy=False)
     # A set is the cheapest duplicate check for a Python list (~5 us for 100 ids); a sort for arrays.
-    has_dup = (len(set(candidates)) != ids.size) if isinstance(candidates, list) else None
-    if has_dup is None:
+    if isinstance(candidates, list):
+        has_dup = len(set(candidates)) != ids.size
+    else:
         ordered = np.sort(ids)
         has_dup = bool((ordered[1:] == ordered[:-1]).any())
     if has_dup:
