@@ -34,6 +34,9 @@ PARITY_MIN_COSINE = 0.999
 PARITY_MAX_ABS = 1e-4
 
 
+TARGETS = ("cpu", "gpu")
+
+
 class BuildError(RuntimeError):
     """A build step failed; the message says which and how to reproduce it."""
 
@@ -76,18 +79,52 @@ def _versions() -> dict:
             "onnxruntime": onnxruntime.__version__}
 
 
+def select_variant(work: Path, model: str, name: str, margin: float) -> tuple[Path, dict]:
+    """The file of a compressed variant that passes the quality gate, and the gate's verdict.
+
+    Reads ``variants/report.json`` (``python -m builders variants``); a variant whose NDCG@10 is more
+    than ``margin`` below the reference is refused with a ``BuildError`` that says by how much.
+    """
+    from builders.variants import gate
+    from builders.variants.run import REFERENCE
+
+    report_file = work / "variants" / "report.json"
+    hint = f"python -m builders variants --profile {work.name} --only {model}/{name}"
+    if not report_file.exists():
+        raise BuildError(f"no measured variants in {report_file}: run `{hint}` first")
+    measured = json.loads(report_file.read_text()).get(model, {})
+    if name not in measured or REFERENCE not in measured:
+        raise BuildError(f"{model} variant {name!r} was not measured (have {sorted(measured)}): run `{hint}`")
+    entry = measured[name]
+    if not Path(entry["file"]).exists():
+        raise BuildError(f"{model} variant file {entry['file']} is missing: run `{hint}`")
+    try:
+        verdict = gate.check(f"{model}/{name}", entry["quality"], measured[REFERENCE]["quality"], margin)
+    except gate.QualityGateError as err:
+        raise BuildError(str(err)) from None
+    return Path(entry["file"]), verdict
+
+
 def build(target: str = "cpu", profile: str = "small", out: Path | None = None, work: Path | None = None,
-          progress: bool = True, log: Callable[[str], None] = print) -> dict:
-    """Build everything for ``target`` and ``profile`` into ``out``; returns the build report."""
+          progress: bool = True, log: Callable[[str], None] = print, encoder_variant: str = "fp32",
+          ranker_variant: str = "fp32", quality_margin: float = 0.01, gpu_runtime: str = "tensorrt",
+          precision: str = "fp16") -> dict:
+    """Build everything for ``target`` and ``profile`` into ``out``; returns the build report.
+
+    ``encoder_variant`` / ``ranker_variant`` publish a compressed variant instead of the fp32
+    reference, if it passes the quality gate (``quality_margin``, relative NDCG@10).
+    ``target="gpu"`` writes the gpu repository (default ``build/<profile>/gpu_repository``) with
+    ``gpu_runtime`` (tensorrt | ort-trt) and ``precision`` (fp32 | fp16 | int8); see ``builders.gpu``.
+    """
     from builders import feature_tables, ranker, text_encoder
 
-    if target != "cpu":
-        raise BuildError(f"target {target!r} is not built yet: only 'cpu' (the 'gpu' target is issue #6)")
+    if target not in TARGETS:
+        raise BuildError(f"unknown target {target!r}; choose one of {TARGETS}")
     if profile not in PROFILES:
         raise BuildError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
     p = PROFILES[profile]
     work = Path(work or REPO_ROOT / "build" / profile)
-    out = Path(out or REPO_ROOT / "model_repository")
+    out = Path(out or (REPO_ROOT / "model_repository" if target == "cpu" else work / "gpu_repository"))
     work.mkdir(parents=True, exist_ok=True)
     ctx = BuildContext(profile, work, out, progress, log)
     versions = _versions()
@@ -173,6 +210,23 @@ def build(target: str = "cpu", profile: str = "small", out: Path | None = None, 
 
     ctx.cached("ranker", {"shop": p.key(), **enc_key, "code": "dcn-v2/1"}, [ranker_onnx], make_ranker)
 
+    published = {}
+    for model, name in (("encoder", encoder_variant), ("ranker", ranker_variant)):
+        if name != "fp32":
+            path, verdict = select_variant(work, model, name, quality_margin)
+            published[model] = {"variant": name, "file": str(path), "gate": verdict}
+            log(f"[{model}] publishing variant {name}: NDCG@10 {verdict['relative_drop']:+.2%} vs fp32 "
+                f"(margin {quality_margin:.0%})")
+            if model == "encoder":
+                encoder_onnx = path
+            else:
+                ranker_onnx = path
+
+    model_specs = None
+    if target == "gpu":
+        model_specs, gpu_report = gpu_target(work, shop, encoder_onnx, ranker_onnx, gpu_runtime, precision, log)
+        ctx.report["gpu"] = gpu_report
+
     def make_repository():
         artifacts = {
             c.SEARCH_FEATURES: {STORE_FILE: feat_dir / STORE_FILE, LEXICON_FILE: feat_dir / LEXICON_FILE,
@@ -183,8 +237,11 @@ def build(target: str = "cpu", profile: str = "small", out: Path | None = None, 
             c.TEXT_ENCODER: {"model.onnx": encoder_onnx},
             c.RANKER: {"model.onnx": ranker_onnx},
         }
-        repository.assemble(out, artifacts)
-        return {"checks": repository.validate(out), "out": str(out)}
+        if target == "gpu":
+            for model, files in ctx.report["gpu"]["files"].items():
+                artifacts[model].update({name: Path(path) for name, path in files.items()})
+        repository.assemble(out, artifacts, model_specs=model_specs)
+        return {"checks": repository.validate(out, model_specs), "out": str(out)}
 
     # Always reassembled and revalidated: it is cheap and the output folder may have been edited.
     ctx.report["repository"] = make_repository()
@@ -192,8 +249,78 @@ def build(target: str = "cpu", profile: str = "small", out: Path | None = None, 
         log(f"  {line}")
     ctx.report["profile"] = profile
     ctx.report["target"] = target
+    ctx.report["published_variants"] = published
     (work / "build_report.json").write_text(json.dumps(ctx.report, indent=1))
     return ctx.report
+
+
+def gpu_target(work: Path, shop: Shop, encoder_onnx: Path, ranker_onnx: Path, runtime: str, precision: str,
+               log: Callable[[str], None]) -> tuple[list, dict]:
+    """The gpu target's configs and files: INT8 calibration caches, and engines where TensorRT runs.
+
+    Without TensorRT (always so on the project's machines) the repository holds the ONNX sources and
+    the configs, and the engines are built on the GPU node (the chart's engine-build step, or
+    ``python -m builders.gpu.engine --repo ...`` on a GPU host).
+    """
+    from builders.gpu import calibration_cache, engine, naming
+    from builders.gpu import specs as gpu_specs
+    from builders.text_encoder import pretrained_dir
+    from builders.variants import calibration
+    from runtime.text import TextTokenizer
+
+    try:
+        model_specs = gpu_specs.specs(runtime, precision)
+    except ValueError as err:
+        raise BuildError(str(err)) from None
+    by_name = {s.name: s for s in model_specs}
+    sources = {c.TEXT_ENCODER: encoder_onnx, c.RANKER: ranker_onnx}
+    files: dict[str, dict[str, str]] = {name: {} for name in sources}
+    report: dict = {"runtime": runtime, "precision": precision, "files": files}
+    if runtime == "tensorrt" and precision == "int8":
+        from builders.ranker import make_rows
+        from runtime.features import FeatureStore
+
+        tok = TextTokenizer(pretrained_dir() / "tokenizer.json")
+        store = FeatureStore.load(work / "features", with_tokenizer=False, with_profiles=True)
+        rows = make_rows(shop, store.tables, store.lexicon, np.load(work / "embeddings" / "items.npy"),
+                         np.load(work / "embeddings" / "queries.npy"), store.user_profiles,
+                         np.arange(min(2000, len(shop.session_user))))
+        feeds = {c.TEXT_ENCODER: calibration.encoder_batches(tok, list(shop.item_titles) + list(shop.queries)),
+                 c.RANKER: calibration.ranker_batches(rows.cat, rows.dense)}
+        trt_int = naming.trt_version_int(naming.TRT_OF_RELEASE[naming.SERVING_RELEASE])
+        for name, src in sources.items():
+            out_dir = work / "gpu" / name
+            report[f"{name}_calibration"] = calibration_cache.write(src, feeds[name], out_dir, trt_int)
+            files[name]["calibration.cache"] = str(out_dir / "calibration.cache")
+            log(f"[gpu] {name}: INT8 calibration cache of {report[f'{name}_calibration']['tensors']} tensors")
+    reason = engine.unavailable_reason() if runtime == "tensorrt" else None
+    if runtime == "tensorrt" and reason is None:
+        for name, src in sources.items():
+            out_dir = work / "gpu" / name
+            calib = out_dir / "calibration.cache" if precision == "int8" else None
+            plan = engine.build(src, out_dir, by_name[name], precision, calib)
+            files[name][plan.name] = str(plan)
+            report[f"{name}_parity"] = engine.parity(plan, src, _parity_feeds(name, shop))
+            log(f"[gpu] built {plan}; parity vs ONNX Runtime {report[f'{name}_parity']}")
+    elif runtime == "tensorrt":
+        report["engines"] = f"not built here: {reason}"
+        log(f"[gpu] TensorRT engines NOT built on this machine: {reason}")
+    return model_specs, report
+
+
+def _parity_feeds(name: str, shop: Shop) -> list[dict]:
+    """A few real batches for the engine-vs-ONNX Runtime check."""
+    from builders.text_encoder import pretrained_dir
+    from builders.variants import calibration
+    from runtime.text import TextTokenizer
+
+    if name == c.TEXT_ENCODER:
+        tok = TextTokenizer(pretrained_dir() / "tokenizer.json")
+        return calibration.encoder_batches(tok, list(shop.queries), max_batches=4)
+    rng = np.random.default_rng(0)
+    n = 256
+    cat = np.stack([rng.integers(0, 5, n) for _ in range(c.N_CAT)], axis=1).astype(np.int64)
+    return [{c.CAT_FEATURES: cat, c.DENSE_FEATURES: rng.random((n, c.N_DENSE), dtype=np.float32)}]
 
 
 def force(work: Path, steps: list[str]) -> None:

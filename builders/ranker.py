@@ -36,6 +36,8 @@ class Rows:
     gain: np.ndarray        # 2^(click + purchase) - 1 (graded logged feedback)
     relevance: np.ndarray   # hidden ground truth, for the oracle and the "true" NDCG
     offsets: np.ndarray     # session boundaries within these rows
+    query: np.ndarray       # index into the shop's query pool, -1 = no query (recommend)
+    item: np.ndarray        # item index (row of the title embeddings)
 
     def __len__(self) -> int:
         return len(self.click)
@@ -60,7 +62,7 @@ def make_rows(shop: Shop, tables: FeatureTables, lexicon: Lexicon, item_emb: np.
     lengths = np.diff(shop.session_offsets)[sessions]
     return Rows(cat, dense, sim, shop.imp_click[imp].astype(np.float32),
                 (2.0 ** (shop.imp_click[imp] + shop.imp_purchase[imp]) - 1).astype(np.float32),
-                shop.imp_relevance[imp], np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
+                shop.imp_relevance[imp], np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64), q, items)
 
 
 def cardinalities(tables: FeatureTables, n_categories: int, n_brands: int) -> list[int]:
@@ -122,33 +124,35 @@ def quality(rows: Rows, scores: np.ndarray) -> dict:
     }
 
 
-def train(shop: Shop, tables: FeatureTables, lexicon: Lexicon, item_emb: np.ndarray, query_emb: np.ndarray,
-          user_profiles: np.ndarray, epochs: int = 4, batch: int = 2048, lr: float = 2e-3, seed: int = 0,
-          progress: bool = True):
-    """Train on the sessions between the stats window and the train cut; pick the best epoch on val.
-
-    Returns ``(model, report)``; the report has test-split quality next to the baselines.
-    """
-    import torch
-    from tqdm import tqdm
-
-    torch.manual_seed(seed)
-    torch.set_num_threads(os.cpu_count() or 1)
+def datasets(shop: Shop, tables: FeatureTables, lexicon: Lexicon, item_emb: np.ndarray, query_emb: np.ndarray,
+             user_profiles: np.ndarray) -> dict[str, Rows]:
+    """Train (sessions between the stats window and the train cut), val and test rows."""
     split = split_by_time(shop)
     stats_end = int(round(shop.profile.days * STATS_FRACTION))
     train_sessions = split["train"][shop.session_day[split["train"]] >= stats_end]
     make = lambda s: make_rows(shop, tables, lexicon, item_emb, query_emb, user_profiles, s)  # noqa: E731
-    tr, va, te = make(train_sessions), make(split["val"]), make(split["test"])
-    mean, std = tr.dense.mean(0), tr.dense.std(0) + 1e-3
-    model = build_model(cardinalities(tables, len(lexicon.categories), len(lexicon.brands)), mean, std)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    return {"train": make(train_sessions), "val": make(split["val"]), "test": make(split["test"])}
+
+
+def fit(model, tr: Rows, va: Rows, epochs: int = 4, batch: int = 2048, lr: float = 2e-3, seed: int = 0,
+        progress: bool = True, desc: str = "train ranker"):
+    """Train ``model`` on ``tr`` with BCE on clicks; keep the epoch with the best val NDCG@10.
+
+    Used for the reference ranker and for fine-tuning its compressed variants (pruned, low-rank).
+    Returns the per-epoch val history.
+    """
+    import torch
+    from tqdm import tqdm
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     rng = np.random.default_rng(seed)
     best, best_state, history = -1.0, None, []
     for epoch in range(epochs):
         model.train()
         perm = rng.permutation(len(tr))
-        for s in tqdm(range(0, len(tr), batch), desc=f"train ranker epoch {epoch + 1}/{epochs}",
+        for s in tqdm(range(0, len(tr), batch), desc=f"{desc} epoch {epoch + 1}/{epochs}",
                       disable=not progress, unit="batch"):
             idx = perm[s:s + batch]
             logit, w = model(torch.from_numpy(tr.cat[idx]), torch.from_numpy(tr.dense[idx]))
@@ -165,7 +169,25 @@ def train(shop: Shop, tables: FeatureTables, lexicon: Lexicon, item_emb: np.ndar
             best_state = {k: v.clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)
     model.eval()
-    pop = tables.item_log_clicks[shop.imp_item[impressions_of(shop, split["test"])]]
+    return history
+
+
+def train(shop: Shop, tables: FeatureTables, lexicon: Lexicon, item_emb: np.ndarray, query_emb: np.ndarray,
+          user_profiles: np.ndarray, epochs: int = 4, batch: int = 2048, lr: float = 2e-3, seed: int = 0,
+          progress: bool = True):
+    """Train the reference ranker; pick the best epoch on val.
+
+    Returns ``(model, report)``; the report has test-split quality next to the baselines.
+    """
+    import torch
+
+    torch.manual_seed(seed)
+    rows = datasets(shop, tables, lexicon, item_emb, query_emb, user_profiles)
+    tr, va, te = rows["train"], rows["val"], rows["test"]
+    mean, std = tr.dense.mean(0), tr.dense.std(0) + 1e-3
+    model = build_model(cardinalities(tables, len(lexicon.categories), len(lexicon.brands)), mean, std)
+    history = fit(model, tr, va, epochs, batch, lr, seed, progress)
+    pop = tables.item_log_clicks[shop.imp_item[impressions_of(shop, split_by_time(shop)["test"])]]
     rand = np.random.default_rng(1).random(len(te)).astype(np.float32)
     report = {
         "rows": {"train": len(tr), "val": len(va), "test": len(te)},

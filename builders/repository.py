@@ -49,11 +49,13 @@ def write_configs(repo: Path = SOURCE_REPO) -> list[Path]:
     return written
 
 
-def assemble(out: Path, artifacts: dict[str, dict[str, Path]], source: Path = SOURCE_REPO) -> Path:
+def assemble(out: Path, artifacts: dict[str, dict[str, Path]], source: Path = SOURCE_REPO,
+             model_specs: list[ModelSpec] | None = None) -> Path:
     """Build the repository in ``out``: code from ``source``, ``artifacts[model][filename]`` into the
-    version folder, then the config. ``out`` may be ``source`` itself (an in-place build)."""
+    version folder, then the config. ``out`` may be ``source`` itself (an in-place build).
+    ``model_specs`` defaults to the CPU target's (``builders.gpu.specs`` has the gpu target's)."""
     out = Path(out)
-    for spec in specs():
+    for spec in model_specs or specs():
         version_dir = out / spec.name / VERSION
         version_dir.mkdir(parents=True, exist_ok=True)
         code = source / spec.name / VERSION / "model.py"
@@ -156,12 +158,22 @@ def _check_ensemble(spec: ModelSpec, by_name: dict[str, ModelSpec]) -> None:
             raise RepositoryError(f"{spec.name}: output {t.name} ({t.dtype}) is not produced by any step")
 
 
-def validate(repo: Path) -> list[str]:
+def _check_engines(spec: ModelSpec, version_dir: Path) -> str:
+    """A tensorrt_plan model: its ONNX source matches the config; say which engines are present."""
+    _check_onnx(spec, version_dir / "model.onnx")
+    present = sorted(cc for cc, f in spec.cc_model_filenames.items() if (version_dir / f).exists())
+    missing = sorted(set(spec.cc_model_filenames) - set(present))
+    return (f"engines present for compute capability {present or 'none'}; to be built on the GPU node for "
+            f"{missing or 'none'} (python -m builders.gpu.engine, or the chart's engine build)")
+
+
+def validate(repo: Path, model_specs: list[ModelSpec] | None = None) -> list[str]:
     """Check the whole repository; returns one line per model checked, raises RepositoryError."""
     repo = Path(repo)
-    by_name = {s.name: s for s in specs()}
+    model_specs = model_specs or specs()
+    by_name = {s.name: s for s in model_specs}
     lines = []
-    for spec in specs():
+    for spec in model_specs:
         cfg_path = repo / spec.name / "config.pbtxt"
         if not cfg_path.exists():
             raise RepositoryError(f"{spec.name}: {cfg_path} is missing")
@@ -172,6 +184,8 @@ def validate(repo: Path) -> list[str]:
             _check_onnx(spec, repo / spec.name / VERSION / "model.onnx")
         elif spec.platform == "ensemble":
             _check_ensemble(spec, by_name)
+        elif spec.platform == "tensorrt_plan":
+            lines.append(f"{spec.name}: {_check_engines(spec, repo / spec.name / VERSION)}")
         lines.append(f"{spec.name}: config ok ({spec.backend or spec.platform})")
     _check_python_models(repo, by_name)
     lines.append("python models: outputs match their configs on a sample request")

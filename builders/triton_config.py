@@ -53,6 +53,9 @@ class ModelSpec:
     steps: tuple[Step, ...] = ()
     parameters: dict[str, str] = field(default_factory=dict)
     response_cache: bool = False
+    default_model_filename: str = ""
+    cc_model_filenames: dict[str, str] = field(default_factory=dict)  # compute capability -> engine file
+    gpu_accelerator: dict | None = None  # e.g. {"name": "tensorrt", "parameters": {"precision_mode": "FP16"}}
     why: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -77,6 +80,14 @@ class ModelSpec:
             cfg["parameters"] = {k: {"string_value": v} for k, v in self.parameters.items()}
         if self.response_cache:
             cfg["response_cache"] = {"enable": True}
+        if self.default_model_filename:
+            cfg["default_model_filename"] = self.default_model_filename
+        if self.cc_model_filenames:
+            cfg["cc_model_filenames"] = dict(self.cc_model_filenames)
+        if self.gpu_accelerator:
+            acc = {"name": self.gpu_accelerator["name"],
+                   "parameters": {k: str(v) for k, v in self.gpu_accelerator.get("parameters", {}).items()}}
+            cfg["optimization"] = {"execution_accelerators": {"gpu_execution_accelerator": [acc]}}
         return cfg
 
     def to_proto(self) -> model_config_pb2.ModelConfig:

@@ -11,14 +11,17 @@ from pathlib import Path
 
 import pytest
 
+from builders.gpu import naming
+
 pytestmark = pytest.mark.unit
 SCRIPT = Path(__file__).resolve().parent.parent / "helm" / "shoprank" / "files" / "build-engines.sh"
 
 
-def node(tmp_path, gpu="NVIDIA H100 80GB HBM3", trt="100500"):
+def node(tmp_path, gpu="NVIDIA H100 80GB HBM3", trt="100500", cc="9.0"):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
-    (bin_dir / "nvidia-smi").write_text(f"#!/bin/sh\necho '{gpu}'\n")
+    (bin_dir / "nvidia-smi").write_text(
+        f"#!/bin/sh\ncase \"$1\" in --query-gpu=compute_cap) echo '{cc}';; *) echo '{gpu}';; esac\n")
     (bin_dir / "trtexec").write_text(
         "#!/bin/sh\n"
         f"if [ \"$1\" = --help ]; then echo '&&&& RUNNING TensorRT.trtexec [TensorRT v{trt}] # trtexec'; exit 0; fi\n"
@@ -49,7 +52,8 @@ def test_builds_once_per_gpu_and_tensorrt_version_then_reuses(tmp_path):
     assert len(calls(tmp_path)) == 2 and "--onnx=" in calls(tmp_path)[0] and "--fp16" in calls(tmp_path)[0]
     key = tmp_path / "cache" / "NVIDIA-H100-80GB-HBM3" / "trt100500"
     assert (key / "text_encoder.plan").exists() and (key / "ranker.plan").exists()
-    assert (tmp_path / "repo" / "ranker" / "1" / "model.plan").read_text() == (key / "ranker.plan").read_text()
+    engine_file = tmp_path / "repo" / "ranker" / "1" / naming.engine_filename("9.0", "10.5.0")
+    assert engine_file.read_text() == (key / "ranker.plan").read_text()
     assert (tmp_path / "repo" / ".engines-built-for").read_text().strip() == "NVIDIA-H100-80GB-HBM3/trt100500"
     again = node(tmp_path)
     assert again.returncode == 0 and len(calls(tmp_path)) == 2 and "reusing" in again.stdout

@@ -13,11 +13,16 @@ TRTEXEC=${TRTEXEC:-/usr/src/tensorrt/bin/trtexec}
 ENGINES=${ENGINES:-/etc/shoprank/engines.txt}
 
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1 | tr -c 'A-Za-z0-9.\n' '-')
+cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -n 1 | tr -d ' .')
 trt=$("$TRTEXEC" --help 2>&1 | sed -n 's/.*TensorRT v\([0-9][0-9]*\).*/\1/p' | head -n 1)
-if [ -z "$gpu" ] || [ -z "$trt" ]; then
-  echo "build-engines: cannot tell the GPU product ('$gpu') or the TensorRT version ('$trt')" >&2
+if [ -z "$gpu" ] || [ -z "$cc" ] || [ -z "$trt" ]; then
+  echo "build-engines: cannot tell the GPU product ('$gpu'), compute capability ('$cc') or TensorRT version ('$trt')" >&2
   exit 1
 fi
+# The file name the gpu target's configs map this compute capability to (builders/gpu/naming.py):
+# model.sm<cc>.trt<major.minor.patch>.plan. A TensorRT version the configs were not made for finds no
+# file and the model fails to load, instead of running an engine built for something else.
+engine_file="model.sm$cc.trt$((trt / 10000)).$((trt / 100 % 100)).$((trt % 100)).plan"
 key="$CACHE/$gpu/trt$trt"
 mkdir -p "$key"
 while IFS='|' read -r model onnx args; do
@@ -32,6 +37,6 @@ while IFS='|' read -r model onnx args; do
     mv "$plan.tmp" "$plan"
   fi
   mkdir -p "$REPO/$model/1"
-  cp "$plan" "$REPO/$model/1/model.plan"
+  cp "$plan" "$REPO/$model/1/$engine_file"
 done < "$ENGINES"
 echo "$gpu/trt$trt" > "$REPO/.engines-built-for"

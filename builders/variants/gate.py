@@ -1,0 +1,38 @@
+"""The quality gate: a compressed variant is published only if its NDCG@10 on the test split is
+within a margin (default 1% relative) of the reference's.
+
+The metric is NDCG@10 of the logged feedback (clicks and purchases), the one a real shop has; the
+hidden-relevance NDCG@10 of the synthetic shop is reported next to it but not gated on.
+"""
+from __future__ import annotations
+
+DEFAULT_MARGIN = 0.01
+GATED_METRIC = "ndcg@10"
+
+
+class QualityGateError(RuntimeError):
+    """A variant lost more quality than the margin allows."""
+
+
+def relative_drop(reference: float, value: float) -> float:
+    """How far ``value`` is below ``reference``, as a fraction of it (negative: better)."""
+    return (reference - value) / reference
+
+
+def check(name: str, quality: dict, reference: dict, margin: float = DEFAULT_MARGIN,
+          metric: str = GATED_METRIC) -> dict:
+    """Raise ``QualityGateError`` when ``quality[metric]`` is more than ``margin`` below the reference."""
+    if not 0.0 <= margin < 1.0:
+        raise ValueError(f"quality margin must be in [0, 1), got {margin}")
+    for source, q in (("variant", quality), ("reference", reference)):
+        if metric not in q:
+            raise QualityGateError(f"{source} of {name!r} has no {metric!r} measurement; rerun "
+                                   f"`python -m builders variants`")
+    drop = relative_drop(reference[metric], quality[metric])
+    verdict = {"variant": name, "metric": metric, "reference": reference[metric], "value": quality[metric],
+               "relative_drop": drop, "margin": margin, "passed": drop <= margin}
+    if drop > margin:
+        raise QualityGateError(
+            f"variant {name!r} refused: {metric.upper()} {quality[metric]:.4f} is {drop:.2%} below the "
+            f"reference {reference[metric]:.4f}, more than the allowed {margin:.2%} (--quality-margin)")
+    return verdict

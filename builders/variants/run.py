@@ -1,0 +1,168 @@
+"""Build and measure every compressed variant of a finished build: ``python -m builders variants``.
+
+Variant files are cached under ``build/<profile>/variants/{encoder,ranker}/`` (stamped like the
+build steps); the measurements are redone on every run and written to
+``build/<profile>/variants/report.json``, which ``python -m builders build --encoder-variant ...``
+reads to gate a variant before it publishes it, and ``benchmarks/variants.py`` turns into the
+table and Pareto plot of ``docs/compression.md``.
+"""
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Callable
+from pathlib import Path
+
+from builders.variants import evaluate, gate
+
+ENCODER_VARIANTS = ("fp32", "fused", "int8-dynamic", "int8-static", "fused+int8", "distilled", "distilled+int8")
+RANKER_VARIANTS = ("fp32", "optimized", "int8-dynamic", "int8-static", "pruned", "low-rank")
+REFERENCE = "fp32"
+CODE_VERSION = "variants/1"
+
+
+def variant_path(work: Path, model: str, name: str) -> Path:
+    return work / "variants" / model / f"{name.replace('+', '_')}.onnx"
+
+
+def load_reference_ranker(work: Path):
+    """The trained reference ranker (torch) from ``ranker/ranker.pt``."""
+    import torch
+
+    from builders.ranker import build_model
+
+    state = torch.load(work / "ranker" / "ranker.pt", weights_only=True)
+    cards = [state[f"embeddings.{i}.weight"].shape[0] for i in range(sum(k.startswith("embeddings.") for k in state))]
+    hidden = tuple(state[k].shape[0] for k in sorted(k for k in state if k.startswith("deep.") and k.endswith(".weight")))
+    model = build_model(cards, state["dense_mean"].numpy(), state["dense_std"].numpy(),
+                        emb_dim=state["embeddings.0.weight"].shape[1],
+                        cross_layers=sum(k.startswith("cross.") and k.endswith(".weight") for k in state), hidden=hidden)
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def encoder_makers(work: Path, ref: evaluate.Reference, distill_epochs: int, distill_max_steps: int,
+                   progress: bool) -> dict[str, Callable[[Path], dict | None]]:
+    from builders.text_encoder import pretrained_dir
+    from builders.variants import calibration, distill, graph, quantize
+    from runtime.text import TextTokenizer
+
+    src = ref.encoder_onnx
+    path = lambda name: variant_path(work, "encoder", name)  # noqa: E731
+
+    def calibrated(dst: Path):
+        tok = TextTokenizer(pretrained_dir() / "tokenizer.json")
+        feeds = calibration.encoder_batches(tok, ref.titles[: -evaluate.HOLDOUT_TITLES] + ref.queries)
+        quantize.static(src, dst, feeds)
+        return {"calibration_batches": len(feeds)}
+
+    def distilled(dst: Path):
+        raw = dst.with_name("distilled_raw.onnx")
+        report = distill.distill_from_build(work, raw, epochs=distill_epochs, max_steps=distill_max_steps,
+                                            progress=progress)
+        graph.fuse_encoder(raw, dst)
+        return report
+
+    return {
+        "fused": lambda dst: graph.fuse_encoder(src, dst) and None,
+        "int8-dynamic": lambda dst: quantize.dynamic(src, dst) and None,
+        "int8-static": calibrated,
+        "fused+int8": lambda dst: quantize.dynamic(path("fused"), dst) and None,
+        "distilled": distilled,
+        "distilled+int8": lambda dst: quantize.dynamic(path("distilled"), dst) and None,
+    }
+
+
+def ranker_makers(work: Path, ref: evaluate.Reference, progress: bool) -> dict[str, Callable[[Path], dict | None]]:
+    from builders import ranker
+    from builders.variants import calibration, graph, lowrank, prune, quantize
+
+    src = ref.ranker_onnx
+
+    def fine_tuned(make_model: Callable, dst: Path, **info) -> dict:
+        model = make_model(load_reference_ranker(work))
+        history = ranker.fit(model, ref.rows["train"], ref.rows["val"], epochs=2, lr=5e-4, progress=progress,
+                             desc="fine-tune")
+        ranker.export_onnx(model, dst)
+        return {"parameters": prune.parameter_count(model), "fine_tune": history, **info}
+
+    def calibrated(dst: Path):
+        tr = ref.rows["train"]
+        quantize.static(src, dst, calibration.ranker_batches(tr.cat, tr.dense), op_types=("MatMul", "Gemm", "Gather"))
+        return None
+
+    return {
+        "optimized": lambda dst: graph.optimize_ranker(src, dst) and None,
+        "int8-dynamic": lambda dst: quantize.dynamic(src, dst) and None,
+        "int8-static": calibrated,
+        "pruned": lambda dst: fine_tuned(lambda m: prune.prune_deep(m, keep=0.5), dst, keep=0.5),
+        "low-rank": lambda dst: fine_tuned(lambda m: lowrank.factorize(m, embedding_rank=8, cross_rank=32), dst,
+                                           embedding_rank=8, cross_rank=32),
+    }
+
+
+def run(work: Path, encoder_onnx: Path, only: list[str] | None = None, distill_epochs: int = 1,
+        distill_max_steps: int = 0, margin: float = gate.DEFAULT_MARGIN, progress: bool = True,
+        log: Callable[[str], None] = print) -> dict:
+    """Make (cached) and measure the variants; ``only`` limits to names like ``encoder/int8-dynamic``."""
+    from builders.build import BuildContext
+
+    ctx = BuildContext(work.name, work, work, progress, log)
+    (work / "variants").mkdir(parents=True, exist_ok=True)
+    ref = evaluate.Reference.load(work, encoder_onnx)
+    ref_key = {name: json.loads((work / f"{name}.stamp.json").read_text())["key"] for name in ("encoder", "ranker")}
+    wanted = lambda model, name: name == REFERENCE or not only or f"{model}/{name}" in only  # noqa: E731
+    report: dict = {"machine": f"{platform.processor() or platform.machine()}, "
+                               f"{__import__('os').cpu_count()} cores", "margin": margin, "encoder": {}, "ranker": {}}
+    makers = {"encoder": encoder_makers(work, ref, distill_epochs, distill_max_steps, progress),
+              "ranker": ranker_makers(work, ref, progress)}
+    for model, names in (("encoder", ENCODER_VARIANTS), ("ranker", RANKER_VARIANTS)):
+        for name in names:
+            if not wanted(model, name):
+                continue
+            if name == REFERENCE:
+                path, built = (ref.encoder_onnx if model == "encoder" else ref.ranker_onnx), {}
+            else:
+                path = variant_path(work, model, name)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                key = {"reference": ref_key, "code": CODE_VERSION, "distill_epochs": distill_epochs,
+                       "distill_max_steps": distill_max_steps}
+                built = ctx.cached(f"variants/{model}/{name.replace('+', '_')}", key, [path],
+                                   lambda p=path, n=name: makers[model][n](p))
+            log(f"[measure] {model}/{name}")
+            entry = {"file": str(path), "mb": evaluate.size_mb(path), "build": built}
+            if model == "encoder":
+                entry["speed"] = evaluate.encoder_speed(path, ref.queries)
+                entry["quality"] = evaluate.encoder_quality(ref, path)
+            else:
+                entry["speed"] = evaluate.ranker_speed(path, ref.rows["test"])
+                entry["quality"] = evaluate.ranker_quality(ref, path)
+            report[model][name] = entry
+        reference = report[model][REFERENCE]
+        for name, entry in report[model].items():
+            try:
+                entry["gate"] = gate.check(f"{model}/{name}", entry["quality"], reference["quality"], margin)
+            except gate.QualityGateError as err:
+                entry["gate"] = {"passed": False, "message": str(err),
+                                 "relative_drop": gate.relative_drop(reference["quality"][gate.GATED_METRIC],
+                                                                     entry["quality"][gate.GATED_METRIC])}
+    evaluate.write_json(work / "variants" / "report.json", report)
+    return report
+
+
+def summary(report: dict) -> str:
+    lines = []
+    for model in ("encoder", "ranker"):
+        entries = report[model]
+        if not entries:
+            continue
+        ref = entries[REFERENCE]
+        speed_key = "p50_ms_8tok" if model == "encoder" else "p50_ms_200rows"
+        lines.append(f"{model:<8} {'variant':<16} {'MB':>7} {'p50 ms':>8} {'speed-up':>8} {'NDCG@10':>8} "
+                     f"{'drop':>7} {'AUC':>7}  gate")
+        for name, e in entries.items():
+            lines.append(f"{'':<8} {name:<16} {e['mb']:7.1f} {e['speed'][speed_key]:8.3f} "
+                         f"{ref['speed'][speed_key] / e['speed'][speed_key]:7.2f}x {e['quality']['ndcg@10']:8.4f} "
+                         f"{e['gate']['relative_drop']:7.2%} {e['quality']['auc']:7.4f}  "
+                         f"{'pass' if e['gate']['passed'] else 'REFUSED'}")
+    return "\n".join(lines)
