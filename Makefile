@@ -8,16 +8,24 @@ METRICS_PORT ?= 8002
 export HF_HUB_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help setup build serve up test test-unit test-triton configs validate bench bench-client loadtest capacity clean
+.PHONY: help setup build build-gpu serve up test test-unit test-triton configs validate variants bench bench-client \
+	bench-variants bench-tuning loadtest capacity clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
 setup: ## create .venv and install the pinned dependencies
 	@bash scripts/setup.sh
 
 build: setup ## build the model repository for the CPU target (PROFILE=default|small)
 	$(PY) -m builders build --target cpu --profile $(PROFILE) --out $(REPO)
+
+build-gpu: setup ## the gpu target: tensorrt_plan configs, ONNX sources, INT8 calibration caches (PRECISION=fp16|int8)
+	$(PY) -m builders build --target gpu --profile $(PROFILE) --precision $(or $(PRECISION),fp16)
+
+variants: setup ## build and measure the compressed variants (INT8, fusion, pruning, low-rank, distilled)
+	$(PY) -m builders build --target cpu --profile $(PROFILE) --out build/$(PROFILE)/bench_repo --no-progress
+	$(PY) -m builders variants --profile $(PROFILE)
 
 serve: ## serve the built repository on the bundled tritonserver (ports 8000/8001/8002)
 	$(PY) -m server.launcher --model-repository $(REPO) --grpc-port $(GRPC_PORT) --http-port $(HTTP_PORT) --metrics-port $(METRICS_PORT)
@@ -46,6 +54,13 @@ bench: setup ## served vs in-process latency/throughput on the same requests (PR
 bench-client: setup ## SDK overhead per call vs raw tritonclient, same requests (PROFILE=default|small)
 	$(PY) -m builders build --target cpu --profile $(PROFILE) --out build/$(PROFILE)/bench_repo --no-progress
 	$(PY) -m benchmarks.client_overhead --repo build/$(PROFILE)/bench_repo --requests 800 --out docs/benchmarks.md
+
+bench-variants: variants ## every variant served side by side -> docs/compression.md + Pareto plot
+	$(PY) -m benchmarks.variants --profile $(PROFILE) --out docs/compression.md
+
+bench-tuning: setup ## dynamic batching / instances sweep and the encoder response cache -> docs/tuning.md
+	$(PY) -m builders build --target cpu --profile $(PROFILE) --out build/$(PROFILE)/bench_repo --no-progress
+	$(PY) -m benchmarks.tuning --profile $(PROFILE) --out docs/tuning.md
 
 loadtest: setup ## short headless Locust run against a local server on the small shop (reports in build/loadtest/)
 	$(PY) -m builders build --target cpu --profile small --out build/small/repo --no-progress

@@ -37,8 +37,17 @@ def test_second_build_uses_the_cache(small_build, tmp_path):
     assert saved["profile"] == "small"
 
 
-def test_gpu_target_is_refused_with_a_clear_message(tmp_path):
+def test_unknown_target_or_profile_is_refused_with_a_clear_message(tmp_path):
     from builders.build import BuildError
 
-    with pytest.raises(BuildError, match="only 'cpu'"):
-        build("gpu", "small", out=tmp_path, work=tmp_path)
+    with pytest.raises(BuildError, match=r"unknown target 'tpu'; choose one of \('cpu', 'gpu'\)"):
+        build("tpu", "small", out=tmp_path, work=tmp_path)
+    with pytest.raises(BuildError, match="unknown profile 'huge'"):
+        build("cpu", "huge", out=tmp_path, work=tmp_path)
+
+
+def test_variants_need_a_finished_build(tmp_path, capsys):
+    from builders.__main__ import main
+
+    assert main(["variants", "--work", str(tmp_path / "nothing")]) == 1
+    assert "no finished build" in capsys.readouterr().err

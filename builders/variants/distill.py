@@ -73,7 +73,7 @@ def distill(texts: list[str], targets: np.ndarray, query_texts: list[str], query
             opt.zero_grad()
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             steps += 1
             if max_steps and steps >= max_steps:
                 break

@@ -1,0 +1,158 @@
+"""Tuning sweep of the served search ensemble on this machine, and Triton's response cache on the
+query encoder under the shop's real query mix.
+
+    python -m benchmarks.tuning --profile default --out docs/tuning.md      (make bench-tuning)
+
+Sweep: one setting changed at a time from the current defaults (``builders/model_specs.py``):
+dynamic batching (queue delay, preferred batch sizes) and instance counts of the encoder and the
+ranker, and the Python models' instances. Each configuration is served by a fresh tritonserver on
+a copy of the built repository (only ``config.pbtxt`` differs), and gets the same requests: p50 and
+p99 at concurrency 1, and throughput with 8 requests in flight. The sweep runs ``--rounds`` times
+in alternating order; the table has the median.
+
+Response cache: the search requests replay the shop's query log in time order (head queries
+repeat: in the default shop's last 2,000 searches, about 460 distinct queries), each with its own
+user and candidates; the encoder's response cache (``response_cache { enable: true }`` and
+``--cache-config local,size=...``) against none, same requests. Not a test: nothing asserts.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+import statistics
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.pipeline import machine, make_requests, percentiles, sequential, served_saturated, write_section
+from runtime import contract as c
+
+CACHE_BYTES = 64 * 1024 * 1024
+
+# name -> {model: overrides of its ModelSpec fields}
+SWEEP: dict[str, dict[str, dict]] = {
+    "defaults": {},
+    "encoder delay 0": {c.TEXT_ENCODER: {"max_queue_delay_us": 0}},
+    "encoder delay 1000 us": {c.TEXT_ENCODER: {"max_queue_delay_us": 1000}},
+    "encoder delay 2000 us, preferred 4/8": {c.TEXT_ENCODER: {"max_queue_delay_us": 2000,
+                                                                "preferred_batch_sizes": (4, 8)}},
+    "encoder 2 instances x 1 thread": {c.TEXT_ENCODER: {"instances": 2, "parameters": {"intra_op_thread_count": "1"}}},
+    "ranker 1 instance": {c.RANKER: {"instances": 1}},
+    "ranker delay 500 us": {c.RANKER: {"max_queue_delay_us": 500}},
+    "features/topk 1 instance": {c.SEARCH_FEATURES: {"instances": 1}, c.TOPK: {"instances": 1}},
+}
+
+
+def write_configs(repo: Path, overrides: dict[str, dict], response_cache: bool = False) -> None:
+    from builders.model_specs import specs
+
+    for spec in specs():
+        changes = dict(overrides.get(spec.name, {}))
+        if response_cache and spec.name == c.TEXT_ENCODER:
+            changes["response_cache"] = True
+        (repo / spec.name / "config.pbtxt").write_text(dataclasses.replace(spec, **changes).render())
+
+
+def measure(repo: Path, requests, in_flight: int, cache_bytes: int = 0) -> dict:
+    import tritonclient.grpc as grpcclient
+
+    from server.launcher import ServerOptions, TritonServer
+    from server.raw_requests import call
+
+    with TritonServer(ServerOptions(model_repository=repo, ready_timeout_s=600, response_cache_bytes=cache_bytes)) as s:
+        client = grpcclient.InferenceServerClient(s.grpc_url)
+        served = lambda r: call(client, r[0], r[2], r[3], r[1].encode())  # noqa: E731
+        sequential(served, requests[:20])
+        p50, p99 = percentiles(sequential(served, requests))
+        rps = served_saturated(s.grpc_url, requests, in_flight)
+        stats = {m.name: m for m in client.get_inference_statistics(c.TEXT_ENCODER).model_stats}[c.TEXT_ENCODER]
+        hits, misses = stats.inference_stats.cache_hit.count, stats.inference_stats.cache_miss.count
+        client.close()
+    return {"p50": p50, "p99": p99, "rps": rps, "cache_hit_rate": hits / (hits + misses) if hits + misses else 0.0}
+
+
+def query_log_requests(work: Path, pipeline, n: int, candidates: int, seed: int = 0):
+    """The last ``n`` searches of the shop's log in time order, each with its user and random candidates."""
+    from builders.shop import Shop
+
+    shop = Shop.load(work / "shop")
+    searches = np.flatnonzero(shop.session_query >= 0)[-n:]
+    rng = np.random.default_rng(seed)
+    items = pipeline.search_store.tables.item_ids_sorted
+    return [(int(shop.user_ids[shop.session_user[s]]), shop.queries[shop.session_query[s]],
+             rng.choice(items, size=candidates, replace=False), 10) for s in searches]
+
+
+def run(work: Path, n: int, in_flight: int, rounds: int, log=print) -> dict:
+    from builders.pipeline import InProcessPipeline
+
+    repo = work / "tuning_repo"
+    if repo.exists():
+        shutil.rmtree(repo)
+    shutil.copytree(work / "bench_repo", repo)
+    pipeline = InProcessPipeline(repo)
+    requests = make_requests(pipeline, n, 100)
+    sweep: dict[str, list[dict]] = {name: [] for name in SWEEP}
+    for r in range(rounds):
+        order = list(SWEEP) if r % 2 == 0 else list(reversed(SWEEP))
+        for name in order:
+            log(f"[sweep round {r + 1}] {name}")
+            write_configs(repo, SWEEP[name])
+            sweep[name].append(measure(repo, requests, in_flight))
+    log_requests = query_log_requests(work, pipeline, 2000, 100)
+    cache: dict[str, list[dict]] = {"no cache": [], "encoder response cache": []}
+    for r in range(rounds):
+        for name in (list(cache) if r % 2 == 0 else list(reversed(cache))):
+            log(f"[cache round {r + 1}] {name}")
+            on = name != "no cache"
+            write_configs(repo, {}, response_cache=on)
+            cache[name].append(measure(repo, log_requests, in_flight, CACHE_BYTES if on else 0))
+    write_configs(repo, {})
+    return {"sweep": sweep, "cache": cache, "n": n, "in_flight": in_flight, "rounds": rounds,
+            "distinct_queries": len({q for _, q, _, _ in log_requests}), "log_requests": len(log_requests)}
+
+
+def _med(runs: list[dict], key: str) -> float:
+    return statistics.median(x[key] for x in runs)
+
+
+def tables(r: dict) -> str:
+    base = r["sweep"]["defaults"]
+    lines = ["| configuration | p50 (conc. 1) | p99 (conc. 1) | req/s (8 in flight) | req/s vs defaults |",
+             "|---|---|---|---|---|"]
+    for name, runs in r["sweep"].items():
+        lines.append(f"| {name} | {_med(runs, 'p50'):.2f} ms | {_med(runs, 'p99'):.2f} ms | {_med(runs, 'rps'):.0f} | "
+                     f"{statistics.median(x['rps'] / b['rps'] for x, b in zip(runs, base)):.2f}x |")
+    lines += ["", f"Response cache on `text_encoder`, {r['log_requests']} searches replayed from the query log "
+                  f"({r['distinct_queries']} distinct queries):", "",
+              "| configuration | encoder cache hit rate | p50 (conc. 1) | p99 (conc. 1) | req/s (8 in flight) |",
+              "|---|---|---|---|---|"]
+    for name, runs in r["cache"].items():
+        lines.append(f"| {name} | {_med(runs, 'cache_hit_rate'):.0%} | {_med(runs, 'p50'):.2f} ms | "
+                     f"{_med(runs, 'p99'):.2f} ms | {_med(runs, 'rps'):.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--profile", default="default")
+    p.add_argument("--requests", type=int, default=300)
+    p.add_argument("--in-flight", type=int, default=8)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args(argv)
+    r = run(Path("build") / args.profile, args.requests, args.in_flight, args.rounds)
+    text = (f"Machine: {machine()}\n\nDate: {date.today().isoformat()}; profile `{args.profile}`; "
+            f"{r['n']} search requests (1 query, 100 candidates, k=10) per configuration; median of {r['rounds']} "
+            f"rounds in alternating order. Reproduce: `make bench-tuning`.\n\n{tables(r)}\n")
+    print(text)
+    if args.out:
+        write_section(args.out, "tuning", text)
+        print(f"written into {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
