@@ -6,8 +6,9 @@ Every request: 1 user, 1 query from the shop's query pool (popular ones more oft
 k = 10. Measured: p50/p99 latency at concurrency 1, and throughput at saturation (served: many requests
 in flight with the async gRPC client; in-process: the best of 1, 2 and 4 worker threads). The whole
 measurement repeats ``--runs`` times against one server; the table gives the median run and the range.
-The client runs on the same 2-core machine as the server and takes CPU from it. Not a test: nothing
-asserts.
+The client runs on the same 2-core machine as the server and takes CPU from it. The server runs
+without its response cache: the in-process path has none, and the comparison is of the same work
+(the cache is measured on its own in ``benchmarks/tuning.py``). Not a test: nothing asserts.
 """
 from __future__ import annotations
 
@@ -162,7 +163,7 @@ def run(repo: Path, n: int, candidates: int, in_flight: int, runs: int = 3, with
     requests = make_requests(pipeline, n, candidates)
     results: dict = {"n": n, "candidates": candidates, "in_flight": in_flight, "runs": runs}
     measured: list[dict] = []
-    with TritonServer(ServerOptions(model_repository=repo, ready_timeout_s=600)) as server:
+    with TritonServer(ServerOptions(model_repository=repo, ready_timeout_s=600, response_cache_bytes=0)) as server:
         client = grpcclient.InferenceServerClient(server.grpc_url)
         served = lambda r: call(client, r[0], r[2], r[3], r[1].encode())  # noqa: E731
         local = lambda r: pipeline.search(r[0], r[1], r[2], r[3])  # noqa: E731

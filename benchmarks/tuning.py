@@ -35,6 +35,7 @@ CACHE_BYTES = 64 * 1024 * 1024
 SWEEP: dict[str, dict[str, dict]] = {
     "defaults": {},
     "encoder delay 0": {c.TEXT_ENCODER: {"max_queue_delay_us": 0}},
+    "encoder delay 500 us": {c.TEXT_ENCODER: {"max_queue_delay_us": 500}},
     "encoder delay 1000 us": {c.TEXT_ENCODER: {"max_queue_delay_us": 1000}},
     "encoder delay 2000 us, preferred 4/8": {c.TEXT_ENCODER: {"max_queue_delay_us": 2000,
                                                                 "preferred_batch_sizes": (4, 8)}},
@@ -50,12 +51,18 @@ def write_configs(repo: Path, overrides: dict[str, dict], response_cache: bool =
 
     for spec in specs():
         changes = dict(overrides.get(spec.name, {}))
-        if response_cache and spec.name == c.TEXT_ENCODER:
-            changes["response_cache"] = True
+        if spec.name == c.TEXT_ENCODER:
+            changes["response_cache"] = response_cache   # the sweep measures batching without the cache
         (repo / spec.name / "config.pbtxt").write_text(dataclasses.replace(spec, **changes).render())
 
 
-def measure(repo: Path, requests, in_flight: int, cache_bytes: int = 0) -> dict:
+def _cache_counts(client) -> tuple[int, int]:
+    stats = client.get_inference_statistics(c.TEXT_ENCODER).model_stats[0].inference_stats
+    return stats.cache_hit.count, stats.cache_miss.count
+
+
+def measure(repo: Path, requests, in_flight: int, cache_bytes: int = 0, load_requests=None) -> dict:
+    """p50/p99 of ``requests`` one at a time, then req/s of ``load_requests`` (default: the same) in flight."""
     import tritonclient.grpc as grpcclient
 
     from server.launcher import ServerOptions, TritonServer
@@ -65,12 +72,15 @@ def measure(repo: Path, requests, in_flight: int, cache_bytes: int = 0) -> dict:
         client = grpcclient.InferenceServerClient(s.grpc_url)
         served = lambda r: call(client, r[0], r[2], r[3], r[1].encode())  # noqa: E731
         sequential(served, requests[:20])
+        h0, m0 = _cache_counts(client)
         p50, p99 = percentiles(sequential(served, requests))
-        rps = served_saturated(s.grpc_url, requests, in_flight)
-        stats = {m.name: m for m in client.get_inference_statistics(c.TEXT_ENCODER).model_stats}[c.TEXT_ENCODER]
-        hits, misses = stats.inference_stats.cache_hit.count, stats.inference_stats.cache_miss.count
+        h1, m1 = _cache_counts(client)
+        rps = served_saturated(s.grpc_url, load_requests or requests, in_flight)
+        h2, m2 = _cache_counts(client)
         client.close()
-    return {"p50": p50, "p99": p99, "rps": rps, "cache_hit_rate": hits / (hits + misses) if hits + misses else 0.0}
+    rate = lambda h, m: h / (h + m) if h + m else 0.0  # noqa: E731
+    return {"p50": p50, "p99": p99, "rps": rps, "hit_rate_seq": rate(h1 - h0, m1 - m0),
+            "hit_rate_load": rate(h2 - h1, m2 - m1)}
 
 
 def query_log_requests(work: Path, pipeline, n: int, candidates: int, seed: int = 0):
@@ -85,7 +95,8 @@ def query_log_requests(work: Path, pipeline, n: int, candidates: int, seed: int 
              rng.choice(items, size=candidates, replace=False), 10) for s in searches]
 
 
-def run(work: Path, n: int, in_flight: int, rounds: int, log=print) -> dict:
+def run(work: Path, n: int, in_flight: int, rounds: int, parts: tuple[str, ...] = ("sweep", "cache"),
+        configs: list[str] | None = None, log=print) -> dict:
     from builders.pipeline import InProcessPipeline
 
     repo = work / "tuning_repo"
@@ -94,24 +105,32 @@ def run(work: Path, n: int, in_flight: int, rounds: int, log=print) -> dict:
     shutil.copytree(work / "bench_repo", repo)
     pipeline = InProcessPipeline(repo)
     requests = make_requests(pipeline, n, 100)
-    sweep: dict[str, list[dict]] = {name: [] for name in SWEEP}
-    for r in range(rounds):
-        order = list(SWEEP) if r % 2 == 0 else list(reversed(SWEEP))
+    names = ["defaults"] + [n for n in (configs or SWEEP) if n != "defaults"]
+    unknown = sorted(set(names) - set(SWEEP))
+    if unknown:
+        raise SystemExit(f"unknown configuration(s) {unknown}; choose from {list(SWEEP)}")
+    sweep: dict[str, list[dict]] = {name: [] for name in names} if "sweep" in parts else {}
+    for r in range(rounds if sweep else 0):
+        order = names if r % 2 == 0 else list(reversed(names))
         for name in order:
             log(f"[sweep round {r + 1}] {name}")
             write_configs(repo, SWEEP[name])
             sweep[name].append(measure(repo, requests, in_flight))
-    log_requests = query_log_requests(work, pipeline, 2000, 100)
-    cache: dict[str, list[dict]] = {"no cache": [], "encoder response cache": []}
-    for r in range(rounds):
+    # The last 4,000 searches of the log: the first half one at a time (latency, cache warming up
+    # after 20 warm-up requests), the second half under load (the cache holds the first half's queries).
+    log_requests = query_log_requests(work, pipeline, 4000, 100)
+    first, second = log_requests[:2000], log_requests[2000:]
+    cache: dict[str, list[dict]] = {"no cache": [], "encoder response cache": []} if "cache" in parts else {}
+    for r in range(rounds if cache else 0):
         for name in (list(cache) if r % 2 == 0 else list(reversed(cache))):
             log(f"[cache round {r + 1}] {name}")
             on = name != "no cache"
             write_configs(repo, {}, response_cache=on)
-            cache[name].append(measure(repo, log_requests, in_flight, CACHE_BYTES if on else 0))
+            cache[name].append(measure(repo, first, in_flight, CACHE_BYTES if on else 0, load_requests=second))
     write_configs(repo, {})
     return {"sweep": sweep, "cache": cache, "n": n, "in_flight": in_flight, "rounds": rounds,
-            "distinct_queries": len({q for _, q, _, _ in log_requests}), "log_requests": len(log_requests)}
+            "distinct_queries": [len({q for _, q, _, _ in part}) for part in (first, second)],
+            "log_requests": len(first)}
 
 
 def _med(runs: list[dict], key: str) -> float:
@@ -119,19 +138,25 @@ def _med(runs: list[dict], key: str) -> float:
 
 
 def tables(r: dict) -> str:
-    base = r["sweep"]["defaults"]
-    lines = ["| configuration | p50 (conc. 1) | p99 (conc. 1) | req/s (8 in flight) | req/s vs defaults |",
-             "|---|---|---|---|---|"]
+    lines = []
+    if r["sweep"]:
+        lines += ["| configuration | p50 (conc. 1) | p99 (conc. 1) | req/s (8 in flight) | req/s vs defaults |",
+                  "|---|---|---|---|---|"]
     for name, runs in r["sweep"].items():
+        base = r["sweep"]["defaults"]
         lines.append(f"| {name} | {_med(runs, 'p50'):.2f} ms | {_med(runs, 'p99'):.2f} ms | {_med(runs, 'rps'):.0f} | "
                      f"{statistics.median(x['rps'] / b['rps'] for x, b in zip(runs, base)):.2f}x |")
-    lines += ["", f"Response cache on `text_encoder`, {r['log_requests']} searches replayed from the query log "
-                  f"({r['distinct_queries']} distinct queries):", "",
-              "| configuration | encoder cache hit rate | p50 (conc. 1) | p99 (conc. 1) | req/s (8 in flight) |",
-              "|---|---|---|---|---|"]
+    if not r["cache"]:
+        return "\n".join(lines)
+    n1, n2 = r["distinct_queries"]
+    lines += ["", f"Response cache on `text_encoder`, the shop's last 4,000 searches replayed in time order: the "
+                  f"first {r['log_requests']} ({n1} distinct queries) one at a time, then the next "
+                  f"{r['log_requests']} ({n2} distinct) with 8 in flight:", "",
+              "| configuration | hit rate, first half | p50 (conc. 1) | p99 (conc. 1) | hit rate, second half | "
+              "req/s (8 in flight) |", "|---|---|---|---|---|---|"]
     for name, runs in r["cache"].items():
-        lines.append(f"| {name} | {_med(runs, 'cache_hit_rate'):.0%} | {_med(runs, 'p50'):.2f} ms | "
-                     f"{_med(runs, 'p99'):.2f} ms | {_med(runs, 'rps'):.0f} |")
+        lines.append(f"| {name} | {_med(runs, 'hit_rate_seq'):.0%} | {_med(runs, 'p50'):.2f} ms | "
+                     f"{_med(runs, 'p99'):.2f} ms | {_med(runs, 'hit_rate_load'):.0%} | {_med(runs, 'rps'):.0f} |")
     return "\n".join(lines)
 
 
@@ -141,15 +166,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", type=int, default=300)
     p.add_argument("--in-flight", type=int, default=8)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--parts", nargs="+", default=["sweep", "cache"], choices=["sweep", "cache"])
+    p.add_argument("--configs", nargs="+", default=None, help="only these sweep configurations (and the defaults)")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
-    r = run(Path("build") / args.profile, args.requests, args.in_flight, args.rounds)
+    r = run(Path("build") / args.profile, args.requests, args.in_flight, args.rounds, tuple(args.parts), args.configs)
     text = (f"Machine: {machine()}\n\nDate: {date.today().isoformat()}; profile `{args.profile}`; "
             f"{r['n']} search requests (1 query, 100 candidates, k=10) per configuration; median of {r['rounds']} "
             f"rounds in alternating order. Reproduce: `make bench-tuning`.\n\n{tables(r)}\n")
     print(text)
     if args.out:
-        write_section(args.out, "tuning", text)
+        write_section(args.out, "tuning-" + "-".join(args.parts) + ("-confirm" if args.configs else ""), text)
         print(f"written into {args.out}")
     return 0
 

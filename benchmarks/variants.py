@@ -5,7 +5,8 @@ quality numbers; writes the table and the Pareto plot of docs/compression.md.
     python -m benchmarks.variants --profile default --out docs/compression.md
 
 For each variant the served repository is the reference one with only that model's ``model.onnx``
-swapped; the server is restarted per variant; every variant gets the same requests. Encoder variants
+swapped; the server is restarted per variant, without the response cache (it would hide the
+encoder's cost); every variant gets the same requests. Encoder variants
 are measured on search requests with 100 candidates (the encoder dominates), ranker variants on
 search requests with 1,000 candidates (the ranker's share grows with the candidates). Measured: p50 at
 concurrency 1 and throughput with 8 requests in flight. Not a test: nothing asserts.
@@ -33,7 +34,7 @@ def serve_and_measure(repo: Path, requests, in_flight: int) -> dict:
     from server.launcher import ServerOptions, TritonServer
     from server.raw_requests import call
 
-    with TritonServer(ServerOptions(model_repository=repo, ready_timeout_s=600)) as server:
+    with TritonServer(ServerOptions(model_repository=repo, ready_timeout_s=600, response_cache_bytes=0)) as server:
         client = grpcclient.InferenceServerClient(server.grpc_url)
         served = lambda r: call(client, r[0], r[2], r[3], r[1].encode())  # noqa: E731
         sequential(served, requests[:30])
@@ -43,7 +44,7 @@ def serve_and_measure(repo: Path, requests, in_flight: int) -> dict:
     return {"served_p50_ms": p50, "served_p99_ms": p99, "served_rps": rps}
 
 
-def run(work: Path, n: int, in_flight: int, log=print) -> dict:
+def run(work: Path, n: int, in_flight: int, rounds: int = 2, log=print) -> dict:
     from builders.pipeline import InProcessPipeline
 
     report = json.loads((work / "variants" / "report.json").read_text())
@@ -56,12 +57,16 @@ def run(work: Path, n: int, in_flight: int, log=print) -> dict:
         requests = make_requests(pipeline, n, CANDIDATES[model])
         target = repo / MODEL_DIR[model] / "1" / "model.onnx"
         reference = target.read_bytes()
-        for name, entry in report[model].items():
-            shutil.copyfile(entry["file"], target)
-            log(f"[served] {model}/{name}")
-            entry["served"] = serve_and_measure(repo, requests, in_flight)
+        runs: dict[str, list[dict]] = {name: [] for name in report[model]}
+        for r in range(rounds):   # alternating order: drift on the machine hits every variant alike
+            for name in (list(runs) if r % 2 == 0 else list(reversed(runs))):
+                shutil.copyfile(report[model][name]["file"], target)
+                log(f"[served round {r + 1}] {model}/{name}")
+                runs[name].append(serve_and_measure(repo, requests, in_flight))
+        for name, measured in runs.items():
+            report[model][name]["served"] = {k: float(np.median([m[k] for m in measured])) for k in measured[0]}
         target.write_bytes(reference)
-    report["served_setup"] = {"requests": n, "in_flight": in_flight, "candidates": CANDIDATES}
+    report["served_setup"] = {"requests": n, "in_flight": in_flight, "candidates": CANDIDATES, "rounds": rounds}
     (work / "variants" / "report_served.json").write_text(json.dumps(report, indent=1))
     return report
 
@@ -93,7 +98,7 @@ def table(report: dict, model: str) -> str:
         cos = (f" {q['cosine_queries']:.4f} / {q['cosine_held_out_titles']:.4f} |" if model == "encoder" else "")
         lines.append(
             f"| {name} | {e['mb']:.1f} MB | {s[lat]:.3f} ms | {ref['speed'][lat] / s[lat]:.2f}x | {s[thr]:,.0f} | "
-            f"{served} {q['ndcg@10']:.4f} | {-e['gate']['relative_drop']:+.2%} | {q['auc']:.4f} |{cos} "
+            f"{served} {q['ndcg@10']:.4f} | {0.0 - e['gate']['relative_drop']:+.2%} | {q['auc']:.4f} |{cos} "
             f"{'pass' if e['gate']['passed'] else 'refused'} |")
     return "\n".join(lines)
 
@@ -110,10 +115,13 @@ def plot(report: dict, out: Path) -> None:
         lat = "p50_ms_8tok" if model == "encoder" else "p50_ms_200rows"
         names = list(entries)
         points = [(entries[n]["speed"][lat], entries[n]["quality"]["ndcg@10"]) for n in names]
-        front = set(pareto(points))
+        passed = [i for i, n in enumerate(names) if entries[n]["gate"]["passed"]]
+        front = {passed[j] for j in pareto([points[i] for i in passed])}   # refused variants are not candidates
         for i, (name, (x, y)) in enumerate(zip(names, points)):
-            ax.scatter([x], [y], color="tab:red" if i in front else "tab:gray", zorder=3)
-            ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            refused = i not in passed
+            ax.scatter([x], [y], color="tab:red" if i in front else "tab:gray", marker="x" if refused else "o", zorder=3)
+            ax.annotate(name + (" (refused)" if refused else ""), (x, y), textcoords="offset points", xytext=(4, 4),
+                        fontsize=8)
         fx = sorted((points[i] for i in front))
         ax.plot([p[0] for p in fx], [p[1] for p in fx], color="tab:red", lw=1, ls="--", label="Pareto front")
         ref_q = entries["fp32"]["quality"]["ndcg@10"]
@@ -132,16 +140,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", default="default")
     p.add_argument("--requests", type=int, default=200)
     p.add_argument("--in-flight", type=int, default=8)
+    p.add_argument("--rounds", type=int, default=2, help="served rounds in alternating order; the median is shown")
     p.add_argument("--no-served", action="store_true", help="only the in-process and quality numbers")
     p.add_argument("--out", type=Path, default=None, help="markdown file for the tables (and a PNG beside it)")
     args = p.parse_args(argv)
     work = Path("build") / args.profile
     report = (json.loads((work / "variants" / "report.json").read_text()) if args.no_served
-              else run(work, args.requests, args.in_flight))
+              else run(work, args.requests, args.in_flight, args.rounds))
     text = (f"Machine: {machine()}\n\nDate: {date.today().isoformat()}; profile `{args.profile}`; "
             f"served: {args.requests} search requests per variant ({CANDIDATES['encoder']} candidates for encoder "
             f"variants, {CANDIDATES['ranker']} for ranker variants), p50 at concurrency 1, req/s with "
-            f"{args.in_flight} in flight; quality on the test split. Reproduce: `make bench-variants`.\n\n"
+            f"{args.in_flight} in flight, median of {args.rounds} rounds in alternating order (a fresh server per "
+            f"variant and round); quality on the test split. Reproduce: `make bench-variants`.\n\n"
             f"**Text encoder**\n\n{table(report, 'encoder')}\n\n**Ranker**\n\n{table(report, 'ranker')}\n")
     print(text)
     if args.out:

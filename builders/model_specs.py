@@ -53,12 +53,16 @@ def specs() -> list[ModelSpec]:
         dynamic_batching=True, max_queue_delay_us=200,
         inputs=(Tensor(c.INPUT_IDS, "int64", (-1,)), Tensor(c.ATTENTION_MASK, "int64", (-1,))),
         outputs=(Tensor(c.SENTENCE_EMBEDDING, "float32", (c.EMBED_DIM,)),),
-        parameters={"intra_op_thread_count": "2"},
+        parameters={"intra_op_thread_count": "2"}, response_cache=True,
         why={
+            "response_cache": "head queries repeat: on the shop's query log 77% of searches hit, search p50 "
+                              "8.9 -> 4.4 ms, req/s 153 -> 460 (docs/tuning.md); needs --cache-config on the server",
             "max_batch_size": "64 queries; a query is padded to a multiple of 4 tokens, so concurrent queries in "
                               "the same length bucket share a shape and batch",
-            "dynamic_batching": "200 us delay: on CPU a batch of 8 queries costs far less than 8 single runs",
-            "instance_group": "1 instance with 2 intra-op threads: MiniLM is the heaviest step and uses both cores",
+            "dynamic_batching": "200 us delay: the sweep (docs/tuning.md) found 500/1000/2000 us no faster under "
+                                "load and slower at concurrency 1",
+            "instance_group": "1 instance with 2 intra-op threads: 2 instances x 1 thread gave +7% req/s but +33% "
+                              "p50 (docs/tuning.md)",
             "dims": "sequence axis -1: length buckets of 4 up to 32 tokens (cost is linear in length)",
         },
     )
@@ -72,7 +76,7 @@ def specs() -> list[ModelSpec]:
             "max_batch_size": f"{c.RANKER_MAX_BATCH} candidate rows: the batch axis is the candidate, so the "
                               f"rows of concurrent requests are concatenated (>= {c.MAX_CANDIDATES}, the per-request cap)",
             "dynamic_batching": "100 us delay: a DCN over a few hundred rows is cheap, a short wait suffices",
-            "instance_group": CPU_THREADS_NOTE,
+            "instance_group": CPU_THREADS_NOTE + "; 1 instance measured within noise (docs/tuning.md)",
         },
     )
     topk = ModelSpec(

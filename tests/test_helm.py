@@ -205,3 +205,10 @@ def test_gpu_utilization_is_an_optional_second_hpa_metric():
     assert names == ["shoprank_queue_us_per_request", "shoprank_gpu_utilization_percent"]
     rules = yaml.safe_load((CHART / "files" / "prometheus-adapter-rules.yaml").read_text())
     assert "shoprank_gpu_utilization_percent" in [r["name"]["as"] for r in rules]
+
+
+def test_the_response_cache_the_encoder_config_enables_is_configured_and_can_be_turned_off():
+    args = kind(render(), "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--cache-config=local,size=67108864" in args
+    off = kind(render(None, "server.responseCacheBytes=0"), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert not any(a.startswith("--cache-config") for a in off["args"])

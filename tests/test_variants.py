@@ -172,7 +172,8 @@ def test_variants_are_measured_then_published_through_the_gate(small_build, tmp_
     from builders.variants import run
 
     report = run.run(SMALL, REPO_ROOT / "build" / "encoder" / "model.onnx",
-                     only=["encoder/int8-dynamic", "ranker/pruned"], progress=False, log=lambda _: None)
+                     only=["encoder/int8-dynamic", "ranker/pruned"], progress=False, log=lambda _: None,
+                     speed_rounds=1)
     assert set(report["encoder"]) == {"fp32", "int8-dynamic"} and set(report["ranker"]) == {"fp32", "pruned"}
     enc, ref = report["encoder"]["int8-dynamic"], report["encoder"]["fp32"]
     assert enc["mb"] < ref["mb"] / 2 and enc["speed"]["p50_ms_8tok"] > 0

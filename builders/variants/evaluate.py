@@ -119,7 +119,7 @@ def _p50_ms(fn, repeats: int, warmup: int = 20) -> float:
     return float(np.median(times) * 1e3)
 
 
-def encoder_speed(onnx_path: Path, queries: list[str], repeats: int = 200) -> dict:
+def encoder_speed(onnx_path: Path, queries: list[str], repeats: int = 100) -> dict:
     from builders.text_encoder import pretrained_dir
     from runtime.text import TextTokenizer
     from server.ort_runner import make_session
@@ -139,7 +139,7 @@ def encoder_speed(onnx_path: Path, queries: list[str], repeats: int = 200) -> di
     return out
 
 
-def ranker_speed(onnx_path: Path, rows, repeats: int = 200) -> dict:
+def ranker_speed(onnx_path: Path, rows, repeats: int = 100) -> dict:
     from server.ort_runner import make_session
 
     session = make_session(str(onnx_path), intra_op_threads=RANKER_THREADS)
@@ -147,6 +147,19 @@ def ranker_speed(onnx_path: Path, rows, repeats: int = 200) -> dict:
     big = {CAT_FEATURES: rows.cat[:4096], DENSE_FEATURES: rows.dense[:4096]}
     return {"p50_ms_200rows": _p50_ms(lambda: session.run(None, small), repeats),
             "rows_per_s_batch4096": 4096 / (_p50_ms(lambda: session.run(None, big), max(10, repeats // 10)) / 1e3)}
+
+
+def interleaved(paths: dict[str, Path], measure, rounds: int = 3) -> dict[str, dict]:
+    """``measure(path)`` for every variant, ``rounds`` times in alternating order; the median per number.
+
+    On a shared 2-core machine the speed drifts over minutes; interleaving makes the drift hit every
+    variant alike, so the ratios between variants are fair.
+    """
+    runs: dict[str, list[dict]] = {name: [] for name in paths}
+    for r in range(rounds):
+        for name in (list(paths) if r % 2 == 0 else list(reversed(paths))):
+            runs[name].append(measure(paths[name]))
+    return {name: {key: float(np.median([m[key] for m in ms])) for key in ms[0]} for name, ms in runs.items()}
 
 
 def size_mb(path: Path) -> float:

@@ -103,7 +103,7 @@ def ranker_makers(work: Path, ref: evaluate.Reference, progress: bool) -> dict[s
 
 def run(work: Path, encoder_onnx: Path, only: list[str] | None = None, distill_epochs: int = 1,
         distill_max_steps: int = 0, margin: float = gate.DEFAULT_MARGIN, progress: bool = True,
-        log: Callable[[str], None] = print) -> dict:
+        log: Callable[[str], None] = print, speed_rounds: int = 3) -> dict:
     """Make (cached) and measure the variants; ``only`` limits to names like ``encoder/int8-dynamic``."""
     from builders.build import BuildContext
 
@@ -129,15 +129,21 @@ def run(work: Path, encoder_onnx: Path, only: list[str] | None = None, distill_e
                        "distill_max_steps": distill_max_steps}
                 built = ctx.cached(f"variants/{model}/{name.replace('+', '_')}", key, [path],
                                    lambda p=path, n=name: makers[model][n](p))
-            log(f"[measure] {model}/{name}")
+            log(f"[measure] {model}/{name} quality")
             entry = {"file": str(path), "mb": evaluate.size_mb(path), "build": built}
             if model == "encoder":
-                entry["speed"] = evaluate.encoder_speed(path, ref.queries)
                 entry["quality"] = evaluate.encoder_quality(ref, path)
             else:
-                entry["speed"] = evaluate.ranker_speed(path, ref.rows["test"])
                 entry["quality"] = evaluate.ranker_quality(ref, path)
             report[model][name] = entry
+        log(f"[measure] {model} speed, {speed_rounds} rounds in alternating order")
+        paths = {name: Path(e["file"]) for name, e in report[model].items()}
+        if model == "encoder":
+            speeds = evaluate.interleaved(paths, lambda p: evaluate.encoder_speed(p, ref.queries), speed_rounds)
+        else:
+            speeds = evaluate.interleaved(paths, lambda p: evaluate.ranker_speed(p, ref.rows["test"]), speed_rounds)
+        for name, speed in speeds.items():
+            report[model][name]["speed"] = speed
         reference = report[model][REFERENCE]
         for name, entry in report[model].items():
             try:
