@@ -70,7 +70,7 @@ loadtest: setup ## short headless Locust run against a local server on the small
 capacity: setup ## step ramp against one replica -> replicas and HPA targets (PEAK_RPS=..., PROFILE=...)
 	$(PY) -m builders build --target cpu --profile $(PROFILE) --out build/$(PROFILE)/bench_repo --no-progress
 	$(PY) -m loadtest.capacity --repo build/$(PROFILE)/bench_repo --shop build/$(PROFILE)/shop \
-		--peak-rps $(or $(PEAK_RPS),300) --slo-p99-ms 150 --step-users 4 --step-s 12 --max-users 40 --out build/capacity
+		--peak-rps $(or $(PEAK_RPS),300) --slo-p99-ms 150 --step-users 8 --step-s 12 --max-users 96 --out build/capacity
 
 clean: ## remove build outputs (data, weights, embeddings, logs); keeps .venv
 	rm -rf build
