@@ -9,6 +9,7 @@ table and Pareto plot of ``docs/compression.md``.
 from __future__ import annotations
 
 import json
+import os
 import platform
 from collections.abc import Callable
 from pathlib import Path
@@ -112,8 +113,8 @@ def run(work: Path, encoder_onnx: Path, only: list[str] | None = None, distill_e
     ref = evaluate.Reference.load(work, encoder_onnx)
     ref_key = {name: json.loads((work / f"{name}.stamp.json").read_text())["key"] for name in ("encoder", "ranker")}
     wanted = lambda model, name: name == REFERENCE or not only or f"{model}/{name}" in only  # noqa: E731
-    report: dict = {"machine": f"{platform.processor() or platform.machine()}, "
-                               f"{__import__('os').cpu_count()} cores", "margin": margin, "encoder": {}, "ranker": {}}
+    report: dict = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+                    "margin": margin, "encoder": {}, "ranker": {}}
     makers = {"encoder": encoder_makers(work, ref, distill_epochs, distill_max_steps, progress),
               "ranker": ranker_makers(work, ref, progress)}
     for model, names in (("encoder", ENCODER_VARIANTS), ("ranker", RANKER_VARIANTS)):
