@@ -118,6 +118,36 @@ def served_saturated(url: str, requests, in_flight: int) -> float:
     return len(prepared) / elapsed
 
 
+def _cache_counts(client) -> tuple[int, int]:
+    stats = client.get_inference_statistics(c.TEXT_ENCODER).model_stats[0].inference_stats
+    return stats.cache_hit.count, stats.cache_miss.count
+
+
+def serve_and_measure(repo: Path, requests, in_flight: int, cache_bytes: int = 0, load_requests=None,
+                      warmup: int = 20) -> dict:
+    """A fresh server on ``repo``: p50/p99 (ms) of ``requests`` one at a time, then req/s of
+    ``load_requests`` (default: the same) with ``in_flight`` outstanding, and the encoder's response-cache
+    hit rate in each phase (0 without a cache)."""
+    import tritonclient.grpc as grpcclient
+
+    from server.launcher import ServerOptions, TritonServer
+    from server.raw_requests import call
+
+    with TritonServer(ServerOptions(model_repository=repo, ready_timeout_s=600, response_cache_bytes=cache_bytes)) as s:
+        client = grpcclient.InferenceServerClient(s.grpc_url)
+        served = lambda r: call(client, r[0], r[2], r[3], r[1].encode())  # noqa: E731
+        sequential(served, requests[:warmup])
+        h0, m0 = _cache_counts(client)
+        p50, p99 = percentiles(sequential(served, requests))
+        h1, m1 = _cache_counts(client)
+        rps = served_saturated(s.grpc_url, load_requests or requests, in_flight)
+        h2, m2 = _cache_counts(client)
+        client.close()
+    rate = lambda h, m: h / (h + m) if h + m else 0.0  # noqa: E731
+    return {"p50": p50, "p99": p99, "rps": rps, "hit_rate_seq": rate(h1 - h0, m1 - m0),
+            "hit_rate_load": rate(h2 - h1, m2 - m1)}
+
+
 def inprocess_saturated(pipeline, requests, workers: int) -> float:
     def one(r):
         pipeline.search(r[0], r[1], r[2], r[3])

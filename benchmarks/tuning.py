@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.pipeline import machine, make_requests, percentiles, sequential, served_saturated, write_section
+from benchmarks.pipeline import machine, make_requests, serve_and_measure, write_section
 from runtime import contract as c
 
 CACHE_BYTES = 64 * 1024 * 1024
@@ -54,33 +54,6 @@ def write_configs(repo: Path, overrides: dict[str, dict], response_cache: bool =
         if spec.name == c.TEXT_ENCODER:
             changes["response_cache"] = response_cache   # the sweep measures batching without the cache
         (repo / spec.name / "config.pbtxt").write_text(dataclasses.replace(spec, **changes).render())
-
-
-def _cache_counts(client) -> tuple[int, int]:
-    stats = client.get_inference_statistics(c.TEXT_ENCODER).model_stats[0].inference_stats
-    return stats.cache_hit.count, stats.cache_miss.count
-
-
-def measure(repo: Path, requests, in_flight: int, cache_bytes: int = 0, load_requests=None) -> dict:
-    """p50/p99 of ``requests`` one at a time, then req/s of ``load_requests`` (default: the same) in flight."""
-    import tritonclient.grpc as grpcclient
-
-    from server.launcher import ServerOptions, TritonServer
-    from server.raw_requests import call
-
-    with TritonServer(ServerOptions(model_repository=repo, ready_timeout_s=600, response_cache_bytes=cache_bytes)) as s:
-        client = grpcclient.InferenceServerClient(s.grpc_url)
-        served = lambda r: call(client, r[0], r[2], r[3], r[1].encode())  # noqa: E731
-        sequential(served, requests[:20])
-        h0, m0 = _cache_counts(client)
-        p50, p99 = percentiles(sequential(served, requests))
-        h1, m1 = _cache_counts(client)
-        rps = served_saturated(s.grpc_url, load_requests or requests, in_flight)
-        h2, m2 = _cache_counts(client)
-        client.close()
-    rate = lambda h, m: h / (h + m) if h + m else 0.0  # noqa: E731
-    return {"p50": p50, "p99": p99, "rps": rps, "hit_rate_seq": rate(h1 - h0, m1 - m0),
-            "hit_rate_load": rate(h2 - h1, m2 - m1)}
 
 
 def query_log_requests(work: Path, pipeline, n: int, candidates: int, seed: int = 0):
@@ -115,7 +88,7 @@ def run(work: Path, n: int, in_flight: int, rounds: int, parts: tuple[str, ...] 
         for name in order:
             log(f"[sweep round {r + 1}] {name}")
             write_configs(repo, SWEEP[name])
-            sweep[name].append(measure(repo, requests, in_flight))
+            sweep[name].append(serve_and_measure(repo, requests, in_flight))
     # The last 4,000 searches of the log: the first half one at a time (latency, cache warming up
     # after 20 warm-up requests), the second half under load (the cache holds the first half's queries).
     log_requests = query_log_requests(work, pipeline, 4000, 100)
@@ -126,7 +99,7 @@ def run(work: Path, n: int, in_flight: int, rounds: int, parts: tuple[str, ...] 
             log(f"[cache round {r + 1}] {name}")
             on = name != "no cache"
             write_configs(repo, {}, response_cache=on)
-            cache[name].append(measure(repo, first, in_flight, CACHE_BYTES if on else 0, load_requests=second))
+            cache[name].append(serve_and_measure(repo, first, in_flight, CACHE_BYTES if on else 0, load_requests=second))
     write_configs(repo, {})
     return {"sweep": sweep, "cache": cache, "n": n, "in_flight": in_flight, "rounds": rounds,
             "distinct_queries": [len({q for _, q, _, _ in part}) for part in (first, second)],

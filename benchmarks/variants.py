@@ -21,27 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.pipeline import machine, make_requests, percentiles, sequential, served_saturated, write_section
+from benchmarks.pipeline import machine, make_requests, serve_and_measure, write_section
 from runtime import contract as c
 
 CANDIDATES = {"encoder": 100, "ranker": 1000}
 MODEL_DIR = {"encoder": c.TEXT_ENCODER, "ranker": c.RANKER}
-
-
-def serve_and_measure(repo: Path, requests, in_flight: int) -> dict:
-    import tritonclient.grpc as grpcclient
-
-    from server.launcher import ServerOptions, TritonServer
-    from server.raw_requests import call
-
-    with TritonServer(ServerOptions(model_repository=repo, ready_timeout_s=600, response_cache_bytes=0)) as server:
-        client = grpcclient.InferenceServerClient(server.grpc_url)
-        served = lambda r: call(client, r[0], r[2], r[3], r[1].encode())  # noqa: E731
-        sequential(served, requests[:30])
-        p50, p99 = percentiles(sequential(served, requests))
-        rps = served_saturated(server.grpc_url, requests, in_flight)
-        client.close()
-    return {"served_p50_ms": p50, "served_p99_ms": p99, "served_rps": rps}
 
 
 def run(work: Path, n: int, in_flight: int, rounds: int = 2, log=print) -> dict:
@@ -62,7 +46,8 @@ def run(work: Path, n: int, in_flight: int, rounds: int = 2, log=print) -> dict:
             for name in (list(runs) if r % 2 == 0 else list(reversed(runs))):
                 shutil.copyfile(report[model][name]["file"], target)
                 log(f"[served round {r + 1}] {model}/{name}")
-                runs[name].append(serve_and_measure(repo, requests, in_flight))
+                m = serve_and_measure(repo, requests, in_flight, cache_bytes=0, warmup=30)
+                runs[name].append({"served_p50_ms": m["p50"], "served_p99_ms": m["p99"], "served_rps": m["rps"]})
         for name, measured in runs.items():
             report[model][name]["served"] = {k: float(np.median([m[k] for m in measured])) for k in measured[0]}
         target.write_bytes(reference)

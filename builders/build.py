@@ -9,6 +9,8 @@ its inputs changed or its files are missing):
 4. features    item/user statistics, lexicon and user profiles from the stats window
 5. ranker      train the DCN ranker, evaluate on the test split, export to ONNX, check parity
 6. repository  assemble the Triton repository (files first, configs last) and validate it
+
+``--target gpu`` adds the gpu step (``builders.gpu.target``) before the repository.
 """
 from __future__ import annotations
 
@@ -224,8 +226,13 @@ def build(target: str = "cpu", profile: str = "small", out: Path | None = None, 
 
     model_specs = None
     if target == "gpu":
-        model_specs, gpu_report = gpu_target(work, shop, encoder_onnx, ranker_onnx, gpu_runtime, precision, log)
-        ctx.report["gpu"] = gpu_report
+        from builders.gpu.target import build_gpu
+
+        try:
+            model_specs, ctx.report["gpu"] = build_gpu(work, shop, {c.TEXT_ENCODER: encoder_onnx, c.RANKER: ranker_onnx},
+                                                       gpu_runtime, precision, log)
+        except ValueError as err:
+            raise BuildError(str(err)) from None
 
     def make_repository():
         artifacts = {
@@ -239,7 +246,7 @@ def build(target: str = "cpu", profile: str = "small", out: Path | None = None, 
         }
         if target == "gpu":
             for model, files in ctx.report["gpu"]["files"].items():
-                artifacts[model].update({name: Path(path) for name, path in files.items()})
+                artifacts[model].update(files)
         repository.assemble(out, artifacts, model_specs=model_specs)
         return {"checks": repository.validate(out, model_specs), "out": str(out)}
 
@@ -250,77 +257,8 @@ def build(target: str = "cpu", profile: str = "small", out: Path | None = None, 
     ctx.report["profile"] = profile
     ctx.report["target"] = target
     ctx.report["published_variants"] = published
-    (work / "build_report.json").write_text(json.dumps(ctx.report, indent=1))
+    (work / "build_report.json").write_text(json.dumps(ctx.report, indent=1, default=str))  # paths as text
     return ctx.report
-
-
-def gpu_target(work: Path, shop: Shop, encoder_onnx: Path, ranker_onnx: Path, runtime: str, precision: str,
-               log: Callable[[str], None]) -> tuple[list, dict]:
-    """The gpu target's configs and files: INT8 calibration caches, and engines where TensorRT runs.
-
-    Without TensorRT (always so on the project's machines) the repository holds the ONNX sources and
-    the configs, and the engines are built on the GPU node (the chart's engine-build step, or
-    ``python -m builders.gpu.engine --repo ...`` on a GPU host).
-    """
-    from builders.gpu import calibration_cache, engine, naming
-    from builders.gpu import specs as gpu_specs
-    from builders.text_encoder import pretrained_dir
-    from builders.variants import calibration
-    from runtime.text import TextTokenizer
-
-    try:
-        model_specs = gpu_specs.specs(runtime, precision)
-    except ValueError as err:
-        raise BuildError(str(err)) from None
-    by_name = {s.name: s for s in model_specs}
-    sources = {c.TEXT_ENCODER: encoder_onnx, c.RANKER: ranker_onnx}
-    files: dict[str, dict[str, str]] = {name: {} for name in sources}
-    report: dict = {"runtime": runtime, "precision": precision, "files": files}
-    if runtime == "tensorrt" and precision == "int8":
-        from builders.ranker import make_rows
-        from runtime.features import FeatureStore
-
-        tok = TextTokenizer(pretrained_dir() / "tokenizer.json")
-        store = FeatureStore.load(work / "features", with_tokenizer=False, with_profiles=True)
-        rows = make_rows(shop, store.tables, store.lexicon, np.load(work / "embeddings" / "items.npy"),
-                         np.load(work / "embeddings" / "queries.npy"), store.user_profiles,
-                         np.arange(min(2000, len(shop.session_user))))
-        feeds = {c.TEXT_ENCODER: calibration.encoder_batches(tok, list(shop.item_titles) + list(shop.queries)),
-                 c.RANKER: calibration.ranker_batches(rows.cat, rows.dense)}
-        trt_int = naming.trt_version_int(naming.TRT_OF_RELEASE[naming.SERVING_RELEASE])
-        for name, src in sources.items():
-            out_dir = work / "gpu" / name
-            report[f"{name}_calibration"] = calibration_cache.write(src, feeds[name], out_dir, trt_int)
-            files[name]["calibration.cache"] = str(out_dir / "calibration.cache")
-            log(f"[gpu] {name}: INT8 calibration cache of {report[f'{name}_calibration']['tensors']} tensors")
-    reason = engine.unavailable_reason() if runtime == "tensorrt" else None
-    if runtime == "tensorrt" and reason is None:
-        for name, src in sources.items():
-            out_dir = work / "gpu" / name
-            calib = out_dir / "calibration.cache" if precision == "int8" else None
-            plan = engine.build(src, out_dir, by_name[name], precision, calib)
-            files[name][plan.name] = str(plan)
-            report[f"{name}_parity"] = engine.parity(plan, src, _parity_feeds(name, shop))
-            log(f"[gpu] built {plan}; parity vs ONNX Runtime {report[f'{name}_parity']}")
-    elif runtime == "tensorrt":
-        report["engines"] = f"not built here: {reason}"
-        log(f"[gpu] TensorRT engines NOT built on this machine: {reason}")
-    return model_specs, report
-
-
-def _parity_feeds(name: str, shop: Shop) -> list[dict]:
-    """A few real batches for the engine-vs-ONNX Runtime check."""
-    from builders.text_encoder import pretrained_dir
-    from builders.variants import calibration
-    from runtime.text import TextTokenizer
-
-    if name == c.TEXT_ENCODER:
-        tok = TextTokenizer(pretrained_dir() / "tokenizer.json")
-        return calibration.encoder_batches(tok, list(shop.queries), max_batches=4)
-    rng = np.random.default_rng(0)
-    n = 256
-    cat = np.stack([rng.integers(0, 5, n) for _ in range(c.N_CAT)], axis=1).astype(np.int64)
-    return [{c.CAT_FEATURES: cat, c.DENSE_FEATURES: rng.random((n, c.N_DENSE), dtype=np.float32)}]
 
 
 def force(work: Path, steps: list[str]) -> None:

@@ -7,6 +7,7 @@ text encoder and the ranker, on NVIDIA GPU nodes.
 * ``calibration_cache``  INT8 calibration caches from the generated shop data (computed on CPU)
 * ``specs``      ``tensorrt_plan`` (or onnxruntime + TensorRT EP) configs for the repository
 * ``engine``     building and checking engines: needs TensorRT and a GPU, imported lazily
+* ``target``     the build step of ``--target gpu``: configs, calibration caches, engines where possible
 
 NOT RUN ON THE PROJECT'S MACHINES: the TensorRT builder cannot be installed there (see
 docs/gpu.md). Everything except ``engine.build``/``engine.parity`` is unit-tested without it.

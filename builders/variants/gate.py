@@ -26,9 +26,9 @@ def relative_drop(reference: float, value: float) -> float:
     return (reference - value) / reference
 
 
-def check(name: str, quality: dict, reference: dict, margin: float = DEFAULT_MARGIN,
-          metric: str = GATED_METRIC) -> dict:
-    """Raise ``QualityGateError`` when ``quality[metric]`` is more than ``margin`` below the reference."""
+def verdict(name: str, quality: dict, reference: dict, margin: float = DEFAULT_MARGIN,
+            metric: str = GATED_METRIC) -> dict:
+    """The gate's decision, without raising: ``passed``, ``relative_drop`` and, when refused, ``message``."""
     if not 0.0 <= margin < 1.0:
         raise ValueError(f"quality margin must be in [0, 1), got {margin}")
     for source, q in (("variant", quality), ("reference", reference)):
@@ -36,14 +36,25 @@ def check(name: str, quality: dict, reference: dict, margin: float = DEFAULT_MAR
             raise QualityGateError(f"{source} of {name!r} has no {metric!r} measurement; rerun "
                                    f"`python -m builders variants`")
     drop = relative_drop(reference[metric], quality[metric])
-    verdict = {"variant": name, "metric": metric, "reference": reference[metric], "value": quality[metric],
-               "relative_drop": drop, "margin": margin, "passed": drop <= margin}
+    message = None
     if drop > margin:
-        raise QualityGateError(
-            f"variant {name!r} refused: {metric.upper()} {quality[metric]:.4f} is {drop:.2%} below the "
-            f"reference {reference[metric]:.4f}, more than the allowed {margin:.2%} (--quality-margin)")
-    if COSINE_METRIC in quality and quality[COSINE_METRIC] < MIN_COSINE:
-        raise QualityGateError(
-            f"variant {name!r} refused: mean cosine to the teacher on the query pool is "
-            f"{quality[COSINE_METRIC]:.4f}, below {MIN_COSINE} (its {metric.upper()} is {drop:.2%} below the reference)")
-    return verdict
+        message = (f"variant {name!r} refused: {metric.upper()} {quality[metric]:.4f} is {drop:.2%} below the "
+                   f"reference {reference[metric]:.4f}, more than the allowed {margin:.2%} (--quality-margin)")
+    elif COSINE_METRIC in quality and quality[COSINE_METRIC] < MIN_COSINE:
+        message = (f"variant {name!r} refused: mean cosine to the teacher on the query pool is "
+                   f"{quality[COSINE_METRIC]:.4f}, below {MIN_COSINE} (its {metric.upper()} is {drop:.2%} below "
+                   f"the reference)")
+    result = {"variant": name, "metric": metric, "reference": reference[metric], "value": quality[metric],
+              "relative_drop": drop, "margin": margin, "passed": message is None}
+    if message:
+        result["message"] = message
+    return result
+
+
+def check(name: str, quality: dict, reference: dict, margin: float = DEFAULT_MARGIN,
+          metric: str = GATED_METRIC) -> dict:
+    """``verdict``, raising ``QualityGateError`` with its message when the variant is refused."""
+    result = verdict(name, quality, reference, margin, metric)
+    if not result["passed"]:
+        raise QualityGateError(result["message"])
+    return result

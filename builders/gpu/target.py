@@ -1,0 +1,72 @@
+"""The gpu target's build step: configs, INT8 calibration caches and, where TensorRT runs, engines.
+
+Called by ``builders.build.build(target="gpu")`` after the shared steps (shop, encoder, features,
+ranker). Without TensorRT (always so on the project's machines) the repository holds the ONNX
+sources and the configs, and the engines are built on the GPU node (the chart's engine-build step,
+or ``python -m builders.gpu.engine --repo ...`` on a GPU host).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from runtime import contract as c
+
+CALIBRATION_SESSIONS = 2000
+PARITY_BATCHES = 4
+
+
+def shop_feeds(work: Path, shop) -> dict[str, list[dict[str, np.ndarray]]]:
+    """Real batches of the shop for both models: titles and queries in the served length buckets,
+    and the feature rows of the first sessions, computed by the serving code."""
+    from builders.ranker import make_rows
+    from builders.text_encoder import pretrained_dir
+    from builders.variants import calibration
+    from runtime.features import FeatureStore
+    from runtime.text import TextTokenizer
+
+    tok = TextTokenizer(pretrained_dir() / "tokenizer.json")
+    store = FeatureStore.load(work / "features", with_tokenizer=False, with_profiles=True)
+    rows = make_rows(shop, store.tables, store.lexicon, np.load(work / "embeddings" / "items.npy"),
+                     np.load(work / "embeddings" / "queries.npy"), store.user_profiles,
+                     np.arange(min(CALIBRATION_SESSIONS, len(shop.session_user))))
+    return {c.TEXT_ENCODER: calibration.encoder_batches(tok, list(shop.item_titles) + list(shop.queries)),
+            c.RANKER: calibration.ranker_batches(rows.cat, rows.dense)}
+
+
+def build_gpu(work: Path, shop, sources: dict[str, Path], runtime: str, precision: str,
+              log: Callable[[str], None]) -> tuple[list, dict]:
+    """``(model specs, report)``; ``report["files"][model]`` are the extra files of each version folder.
+
+    Raises ``ValueError`` for a runtime/precision pair that is not offered.
+    """
+    from builders.gpu import calibration_cache, engine, naming
+    from builders.gpu import specs as gpu_specs
+
+    model_specs = gpu_specs.specs(runtime, precision)
+    by_name = {s.name: s for s in model_specs}
+    files: dict[str, dict[str, Path]] = {name: {} for name in sources}
+    report: dict = {"runtime": runtime, "precision": precision, "files": files}
+    if runtime != "tensorrt":
+        return model_specs, report        # ORT-TRT: ONNX Runtime builds the engine when the model loads
+    reason = engine.unavailable_reason()
+    feeds = shop_feeds(work, shop) if precision == "int8" or reason is None else {}
+    for name, src in sources.items():
+        out_dir = work / "gpu" / name
+        calib = None
+        if precision == "int8":
+            trt_int = naming.trt_version_int(naming.TRT_OF_RELEASE[naming.SERVING_RELEASE])
+            report[f"{name}_calibration"] = calibration_cache.write(src, feeds[name], out_dir, trt_int)
+            calib = files[name]["calibration.cache"] = out_dir / "calibration.cache"
+            log(f"[gpu] {name}: INT8 calibration cache of {report[f'{name}_calibration']['tensors']} tensors")
+        if reason is None:
+            plan = engine.build(src, out_dir, by_name[name], precision, calib)
+            files[name][plan.name] = plan
+            report[f"{name}_parity"] = engine.parity(plan, src, feeds[name][:PARITY_BATCHES])
+            log(f"[gpu] built {plan}; parity vs ONNX Runtime {report[f'{name}_parity']}")
+    if reason is not None:
+        report["engines"] = f"not built here: {reason}"
+        log(f"[gpu] TensorRT engines NOT built on this machine: {reason}")
+    return model_specs, report
