@@ -64,12 +64,12 @@ bench-tuning: setup ## dynamic batching / instances sweep and the encoder respon
 
 loadtest: setup ## short headless Locust run against a local server on the small shop (reports in build/loadtest/)
 	$(PY) -m builders build --target cpu --profile small --out build/small/repo --no-progress
-	$(PY) -m loadtest.run --repo build/small/repo --shop build/small/shop --shape soak --soak-users 4 --soak-s 20 \
+	$(PY) -m loadtest.run --repo build/small/repo --shop build/small/data --shape soak --soak-users 4 --soak-s 20 \
 		--slo-p99-ms 500 --max-fail-ratio 0.001 --out build/loadtest/soak
 
 capacity: setup ## step ramp against one replica -> replicas and HPA targets (PEAK_RPS=..., PROFILE=...)
 	$(PY) -m builders build --target cpu --profile $(PROFILE) --out build/$(PROFILE)/bench_repo --no-progress
-	$(PY) -m loadtest.capacity --repo build/$(PROFILE)/bench_repo --shop build/$(PROFILE)/shop \
+	$(PY) -m loadtest.capacity --repo build/$(PROFILE)/bench_repo --shop build/$(PROFILE)/data \
 		--peak-rps $(or $(PEAK_RPS),300) --slo-p99-ms 150 --step-users 8 --step-s 12 --max-users 96 --out build/capacity
 
 clean: ## remove build outputs (data, weights, embeddings, logs); keeps .venv

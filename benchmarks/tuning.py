@@ -58,10 +58,10 @@ def write_configs(repo: Path, overrides: dict[str, dict], response_cache: bool =
 
 def query_log_requests(work: Path, pipeline, n: int, candidates: int, seed: int = 0):
     """The last ``n`` searches of the shop's log in time order, each with its user and random candidates."""
-    from builders.shop import Shop
+    from builders.data.dataset import ShopData
 
-    shop = Shop.load(work / "shop")
-    searches = np.flatnonzero(shop.session_query >= 0)[-n:]
+    shop = ShopData.load(work / "data")
+    searches = np.flatnonzero((shop.session_query >= 0) & (shop.session_user >= 0))[-n:]
     rng = np.random.default_rng(seed)
     items = pipeline.search_store.tables.item_ids_sorted
     return [(int(shop.user_ids[shop.session_user[s]]), shop.queries[shop.session_query[s]],

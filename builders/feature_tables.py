@@ -1,24 +1,26 @@
-"""Build the feature store (item/user statistics, lexicon, user profiles) from the shop's logs.
+"""Build the feature store (item/user statistics, lexicon, user profiles) from the shop's data.
 
-Time windows, so that no feature sees the labels it is trained or evaluated on:
-* statistics (CTR, clicks, affinities, user profiles) come from the first half of the days;
-* the ranker trains on the sessions after that up to the train cut (see ``ranker.py``);
-* validation and test come later still (``shop.split_by_time``).
-The served store is exactly this store, so serving features equal training features.
+Everything is learned from the shop's own files (``builders.data.ShopData``): the category, brand
+and attribute vocabularies from the catalogue, CTR and affinities from the events. Time windows
+(the config's ``split``), so that no feature sees the labels it is trained or evaluated on:
+* statistics (CTR, clicks, affinities, user profiles) come from the ``stats`` window;
+* the ranker trains on the lists after that up to the train cut (see ``ranker.py``);
+* validation and test come later still (``builders.data.dataset.split_by_time``).
+Anonymous lists count for item statistics, not for any user's. Events of items the catalogue does
+not have (kept as cold items) count for nothing here. The served store is exactly this store, so
+serving features equal training features.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from builders.shop import CATEGORIES, Shop, impressions_of
+from builders.data.dataset import ShopData, impressions_of, split_by_time
 from runtime.contract import N_PRICE_BUCKETS
 from runtime.features import FeatureTables, Lexicon
 
-STATS_FRACTION = 0.5  # of the days
 
-
-def stats_sessions(shop: Shop) -> np.ndarray:
-    return np.flatnonzero(shop.session_day < int(round(shop.profile.days * STATS_FRACTION)))
+def stats_sessions(shop: ShopData) -> np.ndarray:
+    return split_by_time(shop)["stats"]
 
 
 def _with_default(values: np.ndarray, default) -> np.ndarray:
@@ -27,10 +29,11 @@ def _with_default(values: np.ndarray, default) -> np.ndarray:
     return np.concatenate([values, np.broadcast_to(default, (1,) + values.shape[1:])], axis=0)
 
 
-def build_tables(shop: Shop) -> FeatureTables:
+def build_tables(shop: ShopData) -> FeatureTables:
     n_items, n_users = len(shop.item_ids), len(shop.user_ids)
-    n_cat, n_brand = len(CATEGORIES), len(shop.brands)
+    n_cat, n_brand = max(len(shop.categories), 1), max(len(shop.brands), 1)
     imp = impressions_of(shop, stats_sessions(shop))
+    imp = imp[shop.imp_item[imp] >= 0]                 # cold items have no row to count into
     items = shop.imp_item[imp]
     users = shop.session_user[shop.impression_session()[imp]]
     clicks = shop.imp_click[imp].astype(np.float64)
@@ -41,13 +44,15 @@ def build_tables(shop: Shop) -> FeatureTables:
     prior = 20.0
     item_ctr = ((item_clicks + prior * global_ctr) / (item_imps + prior)).astype(np.float32)
 
-    clicked = clicks > 0
+    clicked = (clicks > 0) & (users >= 0)               # anonymous clicks belong to no user
     cu, ci = users[clicked], items[clicked]
     cat_counts = np.zeros((n_users, n_cat))
-    np.add.at(cat_counts, (cu, shop.item_category[ci]), 1.0)
+    known_cat = shop.item_category[ci] >= 0
+    np.add.at(cat_counts, (cu[known_cat], shop.item_category[ci][known_cat]), 1.0)
     brand_counts = np.zeros((n_users, n_brand))
-    np.add.at(brand_counts, (cu, shop.item_brand[ci]), 1.0)
-    user_clicks = cat_counts.sum(1, keepdims=True)
+    known_brand = shop.item_brand[ci] >= 0
+    np.add.at(brand_counts, (cu[known_brand], shop.item_brand[ci][known_brand]), 1.0)
+    user_clicks = np.bincount(cu, minlength=n_users).astype(np.float64)[:, None]
     cat_aff = (cat_counts + 1.0 / n_cat) / (user_clicks + 1.0)
     brand_aff = (brand_counts + 1.0 / n_brand) / (user_clicks + 1.0)
     log_price = np.log(shop.item_price).astype(np.float32)
@@ -81,15 +86,16 @@ def build_tables(shop: Shop) -> FeatureTables:
     return FeatureTables(arrays)
 
 
-def build_lexicon(shop: Shop) -> Lexicon:
-    return Lexicon([c[0] for c in CATEGORIES], list(shop.brands), list(shop.attributes))
+def build_lexicon(shop: ShopData) -> Lexicon:
+    return Lexicon(list(shop.categories), list(shop.brands), list(shop.attributes))
 
 
-def build_user_profiles(shop: Shop, item_embeddings: np.ndarray) -> np.ndarray:
+def build_user_profiles(shop: ShopData, item_embeddings: np.ndarray) -> np.ndarray:
     """[U+1, D] mean title embedding of each user's clicks in the stats window (normalised; zero if none)."""
     imp = impressions_of(shop, stats_sessions(shop))
     clicked = imp[shop.imp_click[imp] > 0]
     users = shop.session_user[shop.impression_session()[clicked]]
+    clicked, users = clicked[users >= 0], users[users >= 0]
     prof = np.zeros((len(shop.user_ids) + 1, item_embeddings.shape[1]), np.float64)
     np.add.at(prof, users, item_embeddings[shop.imp_item[clicked]])
     norm = np.linalg.norm(prof, axis=1, keepdims=True)

@@ -37,7 +37,8 @@ FEATURES_WHY = {
 }
 
 
-def specs() -> list[ModelSpec]:
+def specs(embed_dim: int = c.EMBED_DIM) -> list[ModelSpec]:
+    """The models; ``embed_dim`` is the text encoder's output size (384 for the bundled MiniLM)."""
     search_features = ModelSpec(
         name=c.SEARCH_FEATURES, backend="python", instances=2, why=FEATURES_WHY,
         inputs=_request_inputs(True),
@@ -46,13 +47,13 @@ def specs() -> list[ModelSpec]:
     recommend_features = ModelSpec(
         name=c.RECOMMEND_FEATURES, backend="python", instances=2, why=FEATURES_WHY,
         inputs=_request_inputs(False),
-        outputs=RANKER_FEATURES + (Tensor(c.CONTEXT_EMBEDDING, "float32", (1, c.EMBED_DIM)),),
+        outputs=RANKER_FEATURES + (Tensor(c.CONTEXT_EMBEDDING, "float32", (1, embed_dim)),),
     )
     text_encoder = ModelSpec(
         name=c.TEXT_ENCODER, backend="onnxruntime", max_batch_size=64, instances=1,
         dynamic_batching=True, max_queue_delay_us=200,
         inputs=(Tensor(c.INPUT_IDS, "int64", (-1,)), Tensor(c.ATTENTION_MASK, "int64", (-1,))),
-        outputs=(Tensor(c.SENTENCE_EMBEDDING, "float32", (c.EMBED_DIM,)),),
+        outputs=(Tensor(c.SENTENCE_EMBEDDING, "float32", (embed_dim,)),),
         parameters={"intra_op_thread_count": "2"}, response_cache=True,
         why={
             "response_cache": "head queries repeat: on the shop's query log 77% of searches hit, search p50 "
@@ -81,7 +82,7 @@ def specs() -> list[ModelSpec]:
     )
     topk = ModelSpec(
         name=c.TOPK, backend="python", instances=2,
-        inputs=(Tensor(c.CONTEXT_EMBEDDING, "float32", (1, c.EMBED_DIM)), Tensor(c.LOGIT, "float32", (-1, 1)),
+        inputs=(Tensor(c.CONTEXT_EMBEDDING, "float32", (1, embed_dim)), Tensor(c.LOGIT, "float32", (-1, 1)),
                 Tensor(c.SIM_WEIGHT, "float32", (-1, 1)), Tensor(c.ITEM_ROWS, "int64", (-1,)),
                 Tensor(c.ITEM_IDS, "int64", (-1,)), Tensor(c.TOP_K, "int32", (1,))),
         outputs=RESPONSE,
@@ -122,5 +123,5 @@ def specs() -> list[ModelSpec]:
     return [search_features, recommend_features, text_encoder, ranker, topk, search, recommend]
 
 
-def spec_by_name() -> dict[str, ModelSpec]:
-    return {s.name: s for s in specs()}
+def spec_by_name(embed_dim: int = c.EMBED_DIM) -> dict[str, ModelSpec]:
+    return {s.name: s for s in specs(embed_dim)}

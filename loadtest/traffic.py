@@ -104,7 +104,7 @@ def load(path: Path) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", type=Path, required=True, help="a built model repository")
-    parser.add_argument("--shop", type=Path, required=True, help="the shop folder (build/<profile>/shop)")
+    parser.add_argument("--shop", type=Path, required=True, help="the build's data folder (build/<name>/data)")
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)

@@ -36,7 +36,7 @@ LOGIT = "logit"                    # FP32 [N, 1]
 SIM_WEIGHT = "sim_weight"          # FP32 [N, 1]
 
 # Shapes and limits
-EMBED_DIM = 384
+EMBED_DIM = 384          # the bundled MiniLM's; a shop's own encoder sets its own (the build's manifest)
 QUERY_TOKENS = 32        # queries are truncated to this many tokens
 QUERY_PAD_MULTIPLE = 4   # and padded to a multiple of 4: same-bucket queries batch, short ones stay cheap
 MAX_CANDIDATES = 1000    # more candidates than this per request is INVALID_ARGUMENT

@@ -30,7 +30,8 @@ STORE_FILE = "feature_store.npz"
 LEXICON_FILE = "lexicon.json"
 TOKENIZER_FILE = "tokenizer.json"
 USER_PROFILE_FILE = "user_profiles.npy"
-_WORD = re.compile(r"[a-z0-9][a-z0-9\-]*")
+_WORD = re.compile(r"\w[\w\-]*")
+CATEGORY_SEPARATOR = ">"  # category paths: "Shoes > Running Shoes"
 
 
 @dataclass(frozen=True)
@@ -42,17 +43,38 @@ class QueryIntent:
     attribute: int = -1
 
 
+def words(text: str) -> str:
+    """Lower-cased words (any script; hyphens kept inside a word) joined by single spaces."""
+    return " ".join(_WORD.findall(text.lower()))
+
+
+def category_phrase(category: str) -> str:
+    """The phrase a query names a category by: the last segment of a path ('Shoes > Running' -> 'running')."""
+    return words(category.split(CATEGORY_SEPARATOR)[-1])
+
+
 class Lexicon:
-    """Brand, category and attribute vocabulary of the catalogue, for query understanding."""
+    """The catalogue's own vocabulary (categories, brands, attributes), learned at build time.
+
+    ``parse`` finds whole-word phrases of that vocabulary in a query, longest phrase first. It
+    understands only the catalogue's words: a query that says "shoes for jogging" where the
+    catalogue says "Running Shoes" finds no category, and the text encoder's similarity is what
+    ranks it (docs/quality.md measures both).
+    """
 
     def __init__(self, categories: list[str], brands: list[str], attributes: list[str]):
         self.categories = categories
         self.brands = brands
         self.attributes = attributes
-        self._brand = {b.lower(): i for i, b in enumerate(brands)}
-        self._attr = {a.lower(): i for i, a in enumerate(attributes)}
-        # Longest phrases first, so "running shoes" wins over a shorter phrase inside it.
-        self._cats = sorted(((c.lower(), i) for i, c in enumerate(categories)), key=lambda x: -len(x[0]))
+        self._cats = self._phrases(category_phrase(c) for c in categories)
+        self._brands = self._phrases(words(b) for b in brands)
+        self._attrs = self._phrases(words(a) for a in attributes)
+
+    @staticmethod
+    def _phrases(phrases) -> list[tuple[str, int]]:
+        # Longest first, so "running shoes" wins over a shorter phrase inside it; padded for whole words.
+        found = [(f" {p} ", i) for i, p in enumerate(phrases) if p]
+        return sorted(found, key=lambda x: -len(x[0]))
 
     def to_json(self) -> str:
         return json.dumps({"categories": self.categories, "brands": self.brands, "attributes": self.attributes})
@@ -62,12 +84,9 @@ class Lexicon:
         return cls(**json.loads(text))
 
     def parse(self, query: str) -> QueryIntent:
-        text = query.lower()
-        words = _WORD.findall(text)
-        category = next((i for phrase, i in self._cats if phrase in text), -1)
-        brand = next((self._brand[w] for w in words if w in self._brand), -1)
-        attribute = next((self._attr[w] for w in words if w in self._attr), -1)
-        return QueryIntent(category, brand, attribute)
+        text = f" {words(query)} "
+        find = lambda phrases: next((i for p, i in phrases if p in text), -1)  # noqa: E731
+        return QueryIntent(find(self._cats), find(self._brands), find(self._attrs))
 
 
 def decode_query(raw: object) -> str:
@@ -129,6 +148,8 @@ def check_top_k(top_k: np.ndarray) -> int:
 
 def _lookup(sorted_ids: np.ndarray, rows_of_sorted: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """Rows of ``ids`` in a table whose ids are ``sorted_ids``; -1 where an id is unknown."""
+    if len(sorted_ids) == 0:          # a shop without known users: everyone is cold-start
+        return np.full(len(ids), -1, np.int64)
     pos = np.searchsorted(sorted_ids, ids)
     pos = np.minimum(pos, len(sorted_ids) - 1)
     found = sorted_ids[pos] == ids
@@ -186,7 +207,7 @@ def candidate_features(t: FeatureTables, user_rows: np.ndarray, item_rows: np.nd
     dense[:, 0] = has_query
     dense[:, 1] = (q_category >= 0) & (cat == q_category)
     dense[:, 2] = (q_brand >= 0) & (brand == q_brand)
-    dense[:, 3] = (q_attr >= 0) & ((attrs[:, 0] == q_attr) | (attrs[:, 1] == q_attr))
+    dense[:, 3] = (q_attr >= 0) & (attrs == q_attr[:, None]).any(axis=1)
     dense[:, 4] = t.user_cat_aff[user_rows, cat]
     dense[:, 5] = t.user_brand_aff[user_rows, brand]
     dense[:, 6] = t.item_log_clicks[item_rows]

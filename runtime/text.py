@@ -20,7 +20,11 @@ class TextTokenizer:
     def __init__(self, tokenizer_file: str | Path, length: int = QUERY_TOKENS, multiple: int = QUERY_PAD_MULTIPLE):
         self._tok = Tokenizer.from_file(str(tokenizer_file))
         self._tok.enable_truncation(max_length=length)
-        self._tok.enable_padding(pad_id=0, pad_token="[PAD]", pad_to_multiple_of=multiple)
+        # The encoder's own padding token (recorded in its tokenizer.json), else BERT's [PAD] = 0.
+        pad = self._tok.padding or {}
+        pad_token = pad.get("pad_token") or "[PAD]"
+        pad_id = pad.get("pad_id", self._tok.token_to_id(pad_token) or 0)
+        self._tok.enable_padding(pad_id=pad_id, pad_token=pad_token, pad_to_multiple_of=multiple)
 
     def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """``(input_ids, attention_mask)``, int64 ``[len(texts), L]``: L is the longest, rounded up."""

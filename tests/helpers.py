@@ -16,3 +16,12 @@ def add_python_model(repo: Path, name: str, model_py: str, config: str = X_TO_Y)
         config = f'name: "{name}"\n' + config
     (repo / name / "config.pbtxt").write_text(config)
     return repo / name
+
+
+def shop_data(shop, folder: Path):
+    """A generated ``shop`` through the data contract: written as files, loaded and validated."""
+    from builders.data import config, demo
+    from builders.data.dataset import load_shop
+
+    data, _ = load_shop(config.load(demo.write_shop(shop, folder)))
+    return data

@@ -31,10 +31,10 @@ def test_second_build_uses_the_cache(small_build, tmp_path):
 
     logs = []
     build("cpu", "small", out=tmp_path / "repo", work=REPO_ROOT / "build" / "small", progress=False, log=logs.append)
-    for step in ("shop", "encoder", "embeddings", "features", "ranker"):
+    for step in ("demo-data", "data", "encoder", "embeddings", "features", "ranker"):
         assert f"[{step}] cached" in logs
     saved = json.loads((REPO_ROOT / "build" / "small" / "build_report.json").read_text())
-    assert saved["profile"] == "small"
+    assert saved["profile"] == "small" and saved["manifest"]["embed_dim"] == 384
 
 
 def test_unknown_target_or_profile_is_refused_with_a_clear_message(tmp_path):
@@ -42,7 +42,7 @@ def test_unknown_target_or_profile_is_refused_with_a_clear_message(tmp_path):
 
     with pytest.raises(BuildError, match=r"unknown target 'tpu'; choose one of \('cpu', 'gpu'\)"):
         build("tpu", "small", out=tmp_path, work=tmp_path)
-    with pytest.raises(BuildError, match="unknown profile 'huge'"):
+    with pytest.raises(BuildError, match="unknown profile 'huge'.*or pass --config"):
         build("cpu", "huge", out=tmp_path, work=tmp_path)
 
 

@@ -21,7 +21,9 @@ CLIENT_DIR = Path(__file__).resolve().parent.parent / "client"
 
 
 @pytest.mark.parametrize("kwargs, field, problem", [
-    (dict(user_id="7"), "user_id", "expected an integer"),
+    (dict(user_id=7.0), "user_id", "expected an integer"),
+    (dict(candidates=["SKU-1", 2]), "candidates", "mixes strings and int"),
+    (dict(candidates=["SKU-1", "SKU-1"]), "candidates", "duplicate id 'SKU-1'"),
     (dict(user_id=2**63), "user_id", "does not fit in int64"),
     (dict(candidates=[]), "candidates", "empty"),
     (dict(candidates=list(range(1001))), "candidates", "more than the limit of 1000"),
@@ -43,11 +45,11 @@ def test_bad_arguments_are_caught_before_sending(kwargs, field, problem):
 
 
 def test_build_inputs_makes_the_contract_tensors():
-    model, inputs = build_inputs(7, np.array([3, 1, 2], np.int32), 2, "shoes")
+    model, inputs, _ = build_inputs(7, np.array([3, 1, 2], np.int32), 2, "shoes")
     assert model == "search"
     assert [(i.name(), i.datatype(), i.shape()) for i in inputs] == [
         ("USER_ID", "INT64", [1]), ("QUERY", "BYTES", [1]), ("ITEM_IDS", "INT64", [3]), ("TOP_K", "INT32", [1])]
-    model, inputs = build_inputs(7, [3, 1], 50)
+    model, inputs, _ = build_inputs(7, [3, 1], 50)
     assert model == "recommend" and [i.name() for i in inputs] == ["USER_ID", "ITEM_IDS", "TOP_K"]
 
 
@@ -187,3 +189,17 @@ def test_cli_parses_ids_and_prints_a_table(tmp_path):
     assert table.splitlines()[1].split() == ["1", "11", "0.5000"] and "search v1" in table
     assert cli_main(["--user", "1", "--candidates-file", str(tmp_path / "missing.txt")]) == 2
     assert cli_main(["--endpoint", "127.0.0.1:1", "--user", "1", "--candidates", "1,1"]) == 2  # duplicate: nothing sent
+
+
+def test_string_ids_are_sent_as_their_stable_int64_and_mapped_back():
+    from shoprank_client.ids import stable_id
+    from shoprank_client.protocol import parse_items
+
+    skus = ["SKU-00012-XL", "SKU-00013-S", "épicerie-7"]
+    model, inputs, keys = build_inputs("user-42", skus, 2, "shoes")
+    ids = [stable_id(s) for s in skus]
+    assert keys == dict(zip(ids, skus)) and all(0 <= i < 2**63 for i in ids)
+    assert stable_id("SKU-00012-XL") == stable_id("SKU-00012-XL") != stable_id("SKU-00012-xl")
+    items = parse_items(np.array([ids[2], ids[0]], np.int64), np.array([0.5, 0.25], np.float32), keys)
+    assert [i.item_id for i in items] == ["épicerie-7", "SKU-00012-XL"]
+    assert model == "search" and inputs[0].shape() == [1]

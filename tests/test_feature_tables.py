@@ -1,16 +1,23 @@
 import numpy as np
 import pytest
 
+from builders.data.dataset import impressions_of
 from builders.feature_tables import build_lexicon, build_tables, build_user_profiles, stats_sessions
-from builders.shop import CATEGORIES, ShopProfile, generate, impressions_of
+from builders.shop import ShopProfile, generate
+from tests.helpers import shop_data
 
 pytestmark = pytest.mark.unit
 TINY = ShopProfile("tiny", n_items=300, n_users=80, n_sessions=500, min_candidates=8, max_candidates=16)
 
 
 @pytest.fixture(scope="module")
-def shop():
+def raw():
     return generate(TINY)
+
+
+@pytest.fixture(scope="module")
+def shop(raw, tmp_path_factory):
+    return shop_data(raw, tmp_path_factory.mktemp("tiny"))
 
 
 def test_tables_have_a_default_last_row_and_round_trip_lookups(shop):
@@ -20,7 +27,7 @@ def test_tables_have_a_default_last_row_and_round_trip_lookups(shop):
     rows = t.item_rows(shop.item_ids)
     np.testing.assert_array_equal(rows, np.arange(len(shop.item_ids)))
     np.testing.assert_array_equal(t.user_rows(shop.user_ids), np.arange(len(shop.user_ids)))
-    assert t.user_cat_aff.shape == (len(shop.user_ids) + 1, len(CATEGORIES) + 1)
+    assert t.user_cat_aff.shape == (len(shop.user_ids) + 1, len(shop.categories) + 1)
 
 
 def test_ctr_is_smoothed_into_zero_one_and_affinities_are_shares(shop):
@@ -51,7 +58,14 @@ def test_user_profiles_are_unit_or_zero(shop):
     assert np.all((np.abs(norms - 1) < 1e-5) | (norms == 0))
 
 
-def test_lexicon_parses_every_pool_query_to_its_category(shop):
+def test_lexicon_learned_from_the_catalogue_parses_catalogue_queries_not_mismatch_ones(raw, shop):
+    """The vocabulary comes from the data: every query built from the catalogue's words finds its
+    category; none of the vocabulary-mismatch queries (synonyms, typos, other languages) does."""
     lex = build_lexicon(shop)
-    for text, cat in zip(shop.queries, shop.query_category):
-        assert lex.parse(text).category == cat, text
+    phrase = {i: c.split(">")[-1].strip().lower() for i, c in enumerate(shop.categories)}
+    for q, text in enumerate(raw.queries):
+        found = lex.parse(text).category
+        if raw.query_mismatch[q]:
+            assert found == -1, text
+        else:
+            assert found >= 0 and phrase[found] in text, text

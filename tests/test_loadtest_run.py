@@ -12,7 +12,7 @@ pytestmark = [pytest.mark.triton, pytest.mark.slow]
 def test_prepared_traffic_has_the_configured_mix(small_repo):
     from tests.conftest import REPO_ROOT
 
-    reqs = prepare(small_repo, REPO_ROOT / "build" / "small" / "shop", 2000, TrafficProfile())
+    reqs = prepare(small_repo, REPO_ROOT / "build" / "small" / "data", 2000, TrafficProfile())
     search = [r for r in reqs if r["kind"] == "search"]
     assert 0.75 < len(search) / len(reqs) < 0.85
     assert 0.02 < sum(r["user_id"] >= UNKNOWN_USER_BASE for r in reqs) / len(reqs) < 0.08
@@ -30,7 +30,7 @@ def run(triton_server, tmp_path, *extra):
     from tests.conftest import REPO_ROOT
 
     repo = triton_server.options.model_repository
-    args = ["--repo", str(repo), "--shop", str(REPO_ROOT / "build" / "small" / "shop"),
+    args = ["--repo", str(repo), "--shop", str(REPO_ROOT / "build" / "small" / "data"),
             "--host", triton_server.grpc_url, "--metrics-url", triton_server.metrics_url, "--requests", "500",
             "--shape", "soak", "--soak-users", "3", "--soak-s", "8", "--out", str(tmp_path), *extra]
     return runner.main(args)

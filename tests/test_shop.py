@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from builders.shop import PROFILES, ShopProfile, generate, impressions_of, split_by_time
+from builders.shop import MISMATCH_SHARE, PROFILES, ShopProfile, generate
 
 pytestmark = pytest.mark.unit
 TINY = ShopProfile("tiny", n_items=400, n_users=100, n_sessions=600, min_candidates=8, max_candidates=20)
@@ -54,18 +54,34 @@ def test_homepage_sessions_have_no_query_and_share_is_near_profile(shop):
     assert 0.1 < home < 0.3
 
 
-def test_time_split_is_ordered_and_disjoint(shop):
-    split = split_by_time(shop)
-    assert sum(len(v) for v in split.values()) == len(shop.session_user)
-    assert shop.session_day[split["train"]].max() < shop.session_day[split["val"]].min()
-    assert shop.session_day[split["val"]].max() < shop.session_day[split["test"]].min()
+def test_a_third_of_searches_phrase_the_need_without_the_catalogue_words(shop):
+    searches = shop.session_query[shop.session_query >= 0]
+    share = shop.query_mismatch[searches].mean()
+    assert share >= 1 / 3 - 0.03 and abs(share - MISMATCH_SHARE) < 0.05
+    titles = " ".join(shop.item_titles).lower()
+    for q in np.flatnonzero(shop.query_mismatch):
+        noun = next(c[0] for i, c in enumerate(__import__("builders.shop").shop.CATEGORIES)
+                    if i == shop.query_category[q])
+        assert noun not in shop.queries[q], shop.queries[q]
+    assert "running shoes" in titles
 
 
-def test_impressions_of_returns_exactly_the_sessions_rows(shop):
-    sessions = np.array([3, 10, 11, 200])
-    imp = impressions_of(shop, sessions)
-    expected = np.concatenate([np.arange(shop.session_offsets[s], shop.session_offsets[s + 1]) for s in sessions])
-    np.testing.assert_array_equal(imp, expected)
+def test_mismatch_queries_keep_the_shoppers_intent_in_the_hidden_relevance(shop):
+    """Two searches with the same intent, one in catalogue words and one not, share their relevance."""
+    from builders.shop import true_relevance
+
+    world = {k: getattr(shop, k) for k in ("item_category", "item_brand", "item_attrs", "item_price", "item_stock",
+                                           "item_quality", "item_popularity", "user_cat_pref", "user_fav_brands",
+                                           "user_price_sens")}
+    cat = int(shop.query_category[np.flatnonzero(shop.query_mismatch)[0]])
+    items = np.arange(50)
+    users = np.zeros(50, np.int64)
+    q = np.full(50, cat)
+    none = np.full(50, -1)
+    rel = true_relevance(world, users, items, q, none, none)
+    in_cat = shop.item_category[items] == cat
+    if in_cat.any() and (~in_cat).any():
+        assert rel[in_cat].mean() > rel[~in_cat].mean()
 
 
 def test_default_profile_meets_the_required_size():

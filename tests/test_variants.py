@@ -146,24 +146,24 @@ def test_distilled_student_has_two_layers_and_the_encoder_contract(tmp_path):
 
 @pytest.mark.unit
 def test_publishing_a_variant_goes_through_the_gate(tmp_path):
-    from builders.build import BuildError, select_variant
+    from builders.variants.gate import QualityGateError, publishable
 
     work = tmp_path / "small"
     (work / "variants").mkdir(parents=True)
     variant_file = work / "variants" / "ranker" / "pruned.onnx"
     variant_file.parent.mkdir()
     variant_file.write_bytes(b"onnx")
-    with pytest.raises(BuildError, match="no measured variants"):
-        select_variant(work, "ranker", "pruned", 0.01)
+    with pytest.raises(QualityGateError, match="no measured variants"):
+        publishable(work, "ranker", "pruned", 0.01)
     report = {"ranker": {"fp32": {"quality": {"ndcg@10": 0.60}, "file": "ref.onnx"},
                          "pruned": {"quality": {"ndcg@10": 0.585}, "file": str(variant_file)}}}
     (work / "variants" / "report.json").write_text(json.dumps(report))
-    with pytest.raises(BuildError, match=r"2\.50% below the reference 0\.6000"):
-        select_variant(work, "ranker", "pruned", 0.01)
-    path, verdict = select_variant(work, "ranker", "pruned", 0.03)
+    with pytest.raises(QualityGateError, match=r"2\.50% below the reference 0\.6000"):
+        publishable(work, "ranker", "pruned", 0.01)
+    path, verdict = publishable(work, "ranker", "pruned", 0.03)
     assert path == variant_file and verdict["passed"]
-    with pytest.raises(BuildError, match="was not measured"):
-        select_variant(work, "ranker", "low-rank", 0.03)
+    with pytest.raises(QualityGateError, match="was not measured"):
+        publishable(work, "ranker", "low-rank", 0.03)
 
 
 @pytest.mark.slow

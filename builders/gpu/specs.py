@@ -53,10 +53,11 @@ def gpu_model(spec: ModelSpec, runtime: str, precision: str, ccs: tuple[str, ...
 
 
 def specs(runtime: str = "tensorrt", precision: str = "fp16", ccs: tuple[str, ...] = tuple(naming.TARGET_CCS),
-          trt_version: str = naming.TRT_OF_RELEASE[naming.SERVING_RELEASE]) -> list[ModelSpec]:
-    """Every model of the gpu-target repository."""
+          trt_version: str = naming.TRT_OF_RELEASE[naming.SERVING_RELEASE], embed_dim: int = c.EMBED_DIM
+          ) -> list[ModelSpec]:
+    """Every model of the gpu-target repository (``embed_dim``: the text encoder's output size)."""
     out = []
-    for spec in cpu_specs():
+    for spec in cpu_specs(embed_dim):
         if spec.name in GPU_INSTANCES:
             spec = gpu_model(spec, runtime, precision, ccs, trt_version)
         out.append(spec)

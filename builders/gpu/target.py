@@ -1,6 +1,6 @@
 """The gpu target's build step: configs, INT8 calibration caches and, where TensorRT runs, engines.
 
-Called by ``builders.build.build(target="gpu")`` after the shared steps (shop, encoder, features,
+Called by ``builders.build.build(target="gpu")`` after the shared steps (data, encoder, features,
 ranker). Without TensorRT (always so on the project's machines) the repository holds the ONNX
 sources and the configs, and the engines are built on the GPU node (the chart's engine-build step,
 or ``python -m builders.gpu.engine --repo ...`` on a GPU host).
@@ -37,7 +37,7 @@ def shop_feeds(work: Path, shop) -> dict[str, list[dict[str, np.ndarray]]]:
 
 
 def build_gpu(work: Path, shop, sources: dict[str, Path], runtime: str, precision: str,
-              log: Callable[[str], None]) -> tuple[list, dict]:
+              log: Callable[[str], None], embed_dim: int = c.EMBED_DIM) -> tuple[list, dict]:
     """``(model specs, report)``; ``report["files"][model]`` are the extra files of each version folder.
 
     Raises ``ValueError`` for a runtime/precision pair that is not offered.
@@ -45,7 +45,7 @@ def build_gpu(work: Path, shop, sources: dict[str, Path], runtime: str, precisio
     from builders.gpu import calibration_cache, engine, naming
     from builders.gpu import specs as gpu_specs
 
-    model_specs = gpu_specs.specs(runtime, precision)
+    model_specs = gpu_specs.specs(runtime, precision, embed_dim=embed_dim)
     by_name = {s.name: s for s in model_specs}
     files: dict[str, dict[str, Path]] = {name: {} for name in sources}
     report: dict = {"runtime": runtime, "precision": precision, "files": files}

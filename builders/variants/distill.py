@@ -105,7 +105,7 @@ def export_onnx(student, out: Path) -> Path:
 
 def distill_from_build(work: Path, out: Path, epochs: int = 2, max_steps: int = 0, progress: bool = True) -> dict:
     """Distill from a finished build's texts and teacher embeddings (``build/<profile>``); write ``out``."""
-    text = json.loads((work / "shop" / "shop_text.json").read_text())
+    text = json.loads((work / "data" / "shop_text.json").read_text())
     titles, queries = text["item_titles"], text["queries"]
     items = np.load(work / "embeddings" / "items.npy")[: len(titles)]
     query_emb = np.load(work / "embeddings" / "queries.npy")

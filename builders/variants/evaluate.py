@@ -45,10 +45,10 @@ class Reference:
     @classmethod
     def load(cls, work: Path, encoder_onnx: Path) -> "Reference":
         from builders.ranker import datasets
-        from builders.shop import Shop
+        from builders.data.dataset import ShopData
         from runtime.features import FeatureStore
 
-        shop = Shop.load(work / "shop")
+        shop = ShopData.load(work / "data")
         store = FeatureStore.load(work / "features", with_tokenizer=False, with_profiles=True)
         item_emb = np.load(work / "embeddings" / "items.npy")
         query_emb = np.load(work / "embeddings" / "queries.npy")

@@ -11,6 +11,10 @@ beyond this ranker (retrieval, analytics) and must stay in the teacher's space.
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+REFERENCE = "fp32"
 DEFAULT_MARGIN = 0.01
 GATED_METRIC = "ndcg@10"
 MIN_COSINE = 0.95
@@ -58,3 +62,22 @@ def check(name: str, quality: dict, reference: dict, margin: float = DEFAULT_MAR
     if not result["passed"]:
         raise QualityGateError(result["message"])
     return result
+
+
+def publishable(work: Path, model: str, name: str, margin: float) -> tuple[Path, dict]:
+    """The file of a measured variant that passes the gate, and the gate's verdict.
+
+    Reads ``variants/report.json`` (``python -m builders variants``); raises ``QualityGateError``
+    when the variant was not measured, its file is missing, or it loses more than ``margin``.
+    """
+    report_file = work / "variants" / "report.json"
+    hint = f"python -m builders variants --work {work} --only {model}/{name}"
+    if not report_file.exists():
+        raise QualityGateError(f"no measured variants in {report_file}: run `{hint}` first")
+    measured = json.loads(report_file.read_text()).get(model, {})
+    if name not in measured or REFERENCE not in measured:
+        raise QualityGateError(f"{model} variant {name!r} was not measured (have {sorted(measured)}): run `{hint}`")
+    entry = measured[name]
+    if not Path(entry["file"]).exists():
+        raise QualityGateError(f"{model} variant file {entry['file']} is missing: run `{hint}`")
+    return Path(entry["file"]), check(f"{model}/{name}", entry["quality"], measured[REFERENCE]["quality"], margin)

@@ -14,11 +14,12 @@ import platform
 from collections.abc import Callable
 from pathlib import Path
 
+from builders.driver import Driver
 from builders.variants import evaluate, gate
+from builders.variants.gate import REFERENCE
 
 ENCODER_VARIANTS = ("fp32", "fused", "int8-dynamic", "int8-static", "fused+int8", "distilled", "distilled+int8")
 RANKER_VARIANTS = ("fp32", "optimized", "int8-dynamic", "int8-static", "pruned", "low-rank")
-REFERENCE = "fp32"
 CODE_VERSION = "variants/1"
 
 
@@ -106,9 +107,7 @@ def run(work: Path, encoder_onnx: Path, only: list[str] | None = None, distill_e
         distill_max_steps: int = 0, margin: float = gate.DEFAULT_MARGIN, progress: bool = True,
         log: Callable[[str], None] = print, speed_rounds: int = 3) -> dict:
     """Make (cached) and measure the variants; ``only`` limits to names like ``encoder/int8-dynamic``."""
-    from builders.build import BuildContext
-
-    ctx = BuildContext(work.name, work, work, progress, log)
+    ctx = Driver(work, log)
     (work / "variants").mkdir(parents=True, exist_ok=True)
     ref = evaluate.Reference.load(work, encoder_onnx)
     ref_key = {name: json.loads((work / f"{name}.stamp.json").read_text())["key"] for name in ("encoder", "ranker")}

@@ -31,17 +31,17 @@ class AsyncRankingClient:
         self._headers = dict(self.options.headers) or None
         self._late: Set[asyncio.Future] = set()  # RPCs past the caller's deadline, left to finish
 
-    async def search(self, user_id: int, query: Union[str, bytes], candidates: Sequence[int], k: int = 10,
+    async def search(self, user_id: Union[int, str], query: Union[str, bytes], candidates: Sequence[Union[int, str]], k: int = 10,
                      timeout_s: Optional[float] = None) -> RankingResult:
-        """Top ``k`` of ``candidates`` for ``user_id`` searching ``query``, best first."""
-        model, inputs = build_inputs(user_id, candidates, k, query)
-        return await self._rank(model, inputs, timeout_s)
+        """Top ``k`` of ``candidates`` for ``user_id`` searching ``query``, best first. Ids may be ints or strings."""
+        model, inputs, keys = build_inputs(user_id, candidates, k, query)
+        return await self._rank(model, inputs, timeout_s, keys)
 
-    async def recommend(self, user_id: int, candidates: Sequence[int], k: int = 10,
+    async def recommend(self, user_id: Union[int, str], candidates: Sequence[Union[int, str]], k: int = 10,
                         timeout_s: Optional[float] = None) -> RankingResult:
         """Top ``k`` of ``candidates`` for ``user_id`` without a query."""
-        model, inputs = build_inputs(user_id, candidates, k)
-        return await self._rank(model, inputs, timeout_s)
+        model, inputs, keys = build_inputs(user_id, candidates, k)
+        return await self._rank(model, inputs, timeout_s, keys)
 
     async def rank_many(self, requests: Sequence[Union[SearchRequest, RecommendRequest]],
                         timeout_s: Optional[float] = None, max_concurrency: int = 8,
@@ -150,7 +150,7 @@ class AsyncRankingClient:
         if not task.cancelled():
             task.exception()  # retrieved: a late failure is expected and needs no warning
 
-    async def _rank(self, model: str, inputs, timeout_s: Optional[float]) -> RankingResult:
+    async def _rank(self, model: str, inputs, timeout_s: Optional[float], keys=None) -> RankingResult:
         async def infer(client, endpoint, plan):
             if self.options.check_contract:
                 await self._ensure_contract(client, endpoint, model, plan.attempt_timeout())
@@ -158,7 +158,7 @@ class AsyncRankingClient:
 
         result, endpoint, plan = await self._with_retries(infer, timeout_s)
         response = result.get_response()
-        return RankingResult(parse_items(result.as_numpy("TOP_ITEM_IDS"), result.as_numpy("TOP_SCORES")),
+        return RankingResult(parse_items(result.as_numpy("TOP_ITEM_IDS"), result.as_numpy("TOP_SCORES"), keys),
                              model=response.model_name, model_version=response.model_version, endpoint=endpoint,
                              latency_ms=plan.elapsed_ms(), attempts=plan.attempts)
 

@@ -10,6 +10,7 @@ import numpy as np
 from tritonclient.grpc import InferInput
 
 from shoprank_client.errors import ContractMismatch, InvalidRequest
+from shoprank_client.ids import stable_id
 from shoprank_client.types import RankedItem
 
 SEARCH_MODEL = "search"
@@ -34,11 +35,27 @@ CONTRACT: Dict[str, Dict[str, Dict[str, Tuple[str, List[int]]]]] = {
 
 
 def _user(user_id: object) -> int:
+    if isinstance(user_id, str):
+        return stable_id(user_id)  # a shop with string user ids (see shoprank_client.ids)
     if isinstance(user_id, bool) or not isinstance(user_id, (int, np.integer)):
         raise InvalidRequest(f"user_id: expected an integer, got {type(user_id).__name__}", "user_id")
     if not _INT64_MIN <= int(user_id) <= _INT64_MAX:
         raise InvalidRequest(f"user_id: {user_id} does not fit in int64", "user_id")
     return int(user_id)
+
+
+def _string_candidates(candidates: Sequence[str]) -> Tuple[np.ndarray, Dict[int, str]]:
+    """String ids (SKUs) -> their stable INT64 ids, and the map back for the response."""
+    if not all(isinstance(c, str) for c in candidates):
+        bad = next(c for c in candidates if not isinstance(c, str))
+        raise InvalidRequest(f"candidates: mixes strings and {type(bad).__name__} ({bad!r}); send all ids of one kind",
+                             "candidates")
+    keys = {stable_id(c): c for c in candidates}
+    if len(keys) != len(candidates):
+        seen = set()
+        dup = next(c for c in candidates if c in seen or seen.add(c))
+        raise InvalidRequest(f"candidates: duplicate id {dup!r}", "candidates")
+    return np.fromiter(keys, np.int64, len(keys)), keys
 
 
 def _candidates(candidates: Sequence[int]) -> np.ndarray:
@@ -100,22 +117,37 @@ def _tensor(name: str, array: np.ndarray, datatype: str) -> InferInput:
     return inp
 
 
-def build_inputs(user_id: int, candidates: Sequence[int], k: int, query: Optional[Union[str, bytes]] = None
-                 ) -> Tuple[str, List[InferInput]]:
-    """Validate a request and build its tensors; returns ``(model, inputs)``. Raises InvalidRequest."""
+def build_inputs(user_id: Union[int, str], candidates: Sequence[Union[int, str]], k: int,
+                 query: Optional[Union[str, bytes]] = None) -> Tuple[str, List[InferInput], Optional[Dict[int, str]]]:
+    """Validate a request and build its tensors; returns ``(model, inputs, keys)``. Raises InvalidRequest.
+
+    Ids may be integers or strings (a shop built with string ids); ``keys`` maps the sent INT64 ids
+    back to the caller's strings (None for integer candidates), for ``parse_items``.
+    """
     user = _user(user_id)
-    ids = _candidates(candidates)
+    keys = None
+    if isinstance(candidates, (list, tuple)) and candidates and isinstance(candidates[0], str):
+        if len(candidates) > MAX_CANDIDATES:
+            raise InvalidRequest(f"candidates: {len(candidates)} is more than the limit of {MAX_CANDIDATES}",
+                                 "candidates")
+        ids, keys = _string_candidates(candidates)
+    else:
+        ids = _candidates(candidates)
     top = _k(k)
     inputs = [_tensor("USER_ID", np.array([user], np.int64), "INT64")]
     if query is not None:
         inputs.append(_tensor("QUERY", np.array([_query(query)], dtype=np.object_), "BYTES"))
     inputs.append(_tensor("ITEM_IDS", ids, "INT64"))
     inputs.append(_tensor("TOP_K", np.array([top], np.int32), "INT32"))
-    return (SEARCH_MODEL if query is not None else RECOMMEND_MODEL), inputs
+    return (SEARCH_MODEL if query is not None else RECOMMEND_MODEL), inputs, keys
 
 
-def parse_items(ids: np.ndarray, scores: np.ndarray) -> Tuple[RankedItem, ...]:
-    return tuple(map(RankedItem._make, zip(ids.tolist(), scores.tolist())))
+def parse_items(ids: np.ndarray, scores: np.ndarray, keys: Optional[Dict[int, str]] = None) -> Tuple[RankedItem, ...]:
+    """The ranked items; with ``keys`` (string candidates) each id is the caller's string again."""
+    id_list = ids.tolist()
+    if keys is not None:
+        id_list = [keys[i] for i in id_list]
+    return tuple(map(RankedItem._make, zip(id_list, scores.tolist())))
 
 
 def check_metadata(model: str, metadata: dict, endpoint: str) -> None:

@@ -52,17 +52,17 @@ class RankingClient:
         self._late: Set[threading.Event] = set()  # RPCs past the caller's deadline, left to finish
 
     # -- public API ---------------------------------------------------------------------------------
-    def search(self, user_id: int, query: Union[str, bytes], candidates: Sequence[int], k: int = 10,
+    def search(self, user_id: Union[int, str], query: Union[str, bytes], candidates: Sequence[Union[int, str]], k: int = 10,
                timeout_s: Optional[float] = None) -> RankingResult:
-        """Top ``k`` of ``candidates`` for ``user_id`` searching ``query``, best first."""
-        model, inputs = build_inputs(user_id, candidates, k, query)
-        return self._rank(model, inputs, timeout_s)
+        """Top ``k`` of ``candidates`` for ``user_id`` searching ``query``, best first. Ids may be ints or strings."""
+        model, inputs, keys = build_inputs(user_id, candidates, k, query)
+        return self._rank(model, inputs, timeout_s, keys)
 
-    def recommend(self, user_id: int, candidates: Sequence[int], k: int = 10,
+    def recommend(self, user_id: Union[int, str], candidates: Sequence[Union[int, str]], k: int = 10,
                   timeout_s: Optional[float] = None) -> RankingResult:
         """Top ``k`` of ``candidates`` for ``user_id`` without a query (homepage, recommendations)."""
-        model, inputs = build_inputs(user_id, candidates, k)
-        return self._rank(model, inputs, timeout_s)
+        model, inputs, keys = build_inputs(user_id, candidates, k)
+        return self._rank(model, inputs, timeout_s, keys)
 
     def rank_many(self, requests: Sequence[Union[SearchRequest, RecommendRequest]], timeout_s: Optional[float] = None,
                   max_concurrency: int = 8, return_exceptions: bool = False) -> List[Union[RankingResult, RankingError]]:
@@ -172,7 +172,7 @@ class RankingClient:
             raise error
         return result
 
-    def _rank(self, model: str, inputs, timeout_s: Optional[float]) -> RankingResult:
+    def _rank(self, model: str, inputs, timeout_s: Optional[float], keys=None) -> RankingResult:
         def infer(client, endpoint, plan):
             if self.options.check_contract:
                 self._ensure_contract(client, endpoint, model, plan.attempt_timeout())
@@ -180,7 +180,7 @@ class RankingClient:
 
         result, endpoint, plan = self._with_retries(infer, timeout_s)
         response = result.get_response()
-        return RankingResult(parse_items(result.as_numpy("TOP_ITEM_IDS"), result.as_numpy("TOP_SCORES")),
+        return RankingResult(parse_items(result.as_numpy("TOP_ITEM_IDS"), result.as_numpy("TOP_SCORES"), keys),
                              model=response.model_name, model_version=response.model_version, endpoint=endpoint,
                              latency_ms=plan.elapsed_ms(), attempts=plan.attempts)
 

@@ -8,7 +8,7 @@ from typing import Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 class RankedItem(NamedTuple):
     """One ranked candidate. A NamedTuple: immutable, and cheap to build ten of per call."""
 
-    item_id: int
+    item_id: Union[int, str]        # the caller's own id: a string when the request sent strings
     score: float
 
 
@@ -35,16 +35,16 @@ class RankingResult:
 
 @dataclass(frozen=True)
 class SearchRequest:
-    user_id: int
+    user_id: Union[int, str]        # a string id is sent as its stable INT64 (shoprank_client.ids)
     query: Union[str, bytes]
-    candidates: Sequence[int]
+    candidates: Sequence[Union[int, str]]
     k: int = 10
 
 
 @dataclass(frozen=True)
 class RecommendRequest:
-    user_id: int
-    candidates: Sequence[int]
+    user_id: Union[int, str]        # a string id is sent as its stable INT64 (shoprank_client.ids)
+    candidates: Sequence[Union[int, str]]
     k: int = 10
 
 

@@ -1,0 +1,156 @@
+"""``shoprank.yaml``: the one build config of a shop, validated before anything runs.
+
+Every field has a default except ``data.folder``; unknown keys are refused (a typo must not be
+ignored silently). Errors name the file and the field path::
+
+    shoprank.yaml: ranker.epochs: Input should be greater than 0 (got 0)
+
+Relative paths (``data.folder``, ``encoder.path``) are relative to the config file's folder.
+``docs/data.md`` documents every field; ``examples/shoprank.yaml`` is a complete example.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from builders.data.contract import CONTRACT_COLUMNS
+
+
+class ConfigError(ValueError):
+    """The build config is wrong; the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    folder: Path = Field(description="folder of the shop's exported files")
+    format: Literal["auto", "parquet", "csv"] = "auto"
+    items: str = "items"        # file name, or stem: items.parquet / items.csv
+    users: str | None = "users"  # optional: a shop may have anonymous traffic only
+    events: str = "events"
+    # contract column -> the column's name in your files, per file
+    columns: dict[Literal["items", "users", "events"], dict[str, str]] = Field(default_factory=dict)
+    # "auto": integer columns are INT64 ids, text columns are hashed (shoprank_client.ids);
+    # "string": always text (use it for CSV ids like "00012", which would otherwise parse as 12)
+    id_type: Literal["auto", "int64", "string"] = "auto"
+    unknown_items: Literal["drop", "cold"] = "cold"
+
+    @field_validator("columns")
+    @classmethod
+    def _known_columns(cls, value: dict) -> dict:
+        for table, mapping in value.items():
+            known = CONTRACT_COLUMNS[table]
+            for name in mapping:
+                if name not in known:
+                    raise ValueError(f"{table}: {name!r} is not a contract column (have {sorted(known)})")
+        return value
+
+
+class EncoderConfig(_Strict):
+    # None: the bundled all-MiniLM-L6-v2. Otherwise a local Hugging Face / sentence-transformers folder.
+    path: Path | None = None
+    title_tokens: int = Field(32, ge=4, le=512)
+
+
+class RankerConfig(_Strict):
+    epochs: int = Field(4, gt=0, le=100)
+    batch_size: int = Field(2048, gt=0)
+    learning_rate: float = Field(2e-3, gt=0, lt=1)
+    embedding_dim: int = Field(16, gt=0, le=256)
+    cross_layers: int = Field(2, ge=0, le=8)
+    hidden: tuple[int, ...] = (128, 64)
+    seed: int = 0
+
+
+class SplitConfig(_Strict):
+    """Cut points as fractions of the events' time span: statistics | train | validation | test."""
+
+    stats: float = Field(0.5, gt=0, lt=1)
+    train: float = Field(0.8, gt=0, lt=1)
+    validation: float = Field(0.9, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "SplitConfig":
+        if not self.stats < self.train < self.validation:
+            raise ValueError(f"cut points must increase: stats {self.stats} < train {self.train} < "
+                             f"validation {self.validation}")
+        return self
+
+
+class FeaturesConfig(_Strict):
+    user_segment: str | None = None  # a users column used as the categorical user segment feature
+
+
+class EvaluationConfig(_Strict):
+    # An events column with a graded true relevance per impression. Only a generated shop has one
+    # (the demo writes ``relevance``); real logs do not, and the report then says so.
+    true_relevance: str | None = None
+
+
+class ShopConfig(_Strict):
+    name: str = Field(description="names the build's cache folder build/<name>/")
+    data: DataConfig
+    encoder: EncoderConfig = EncoderConfig()
+    ranker: RankerConfig = RankerConfig()
+    split: SplitConfig = SplitConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    quality_margin: float = Field(0.01, ge=0, lt=1)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", value):
+            raise ValueError("use letters, digits, '.', '_' and '-' (it names a folder)")
+        return value
+
+    def resolved(self, base: Path) -> "ShopConfig":
+        """Relative paths made absolute against ``base`` (the config file's folder)."""
+        data = self.data.model_copy(update={"folder": (base / self.data.folder).resolve()})
+        enc = self.encoder
+        if enc.path is not None:
+            enc = enc.model_copy(update={"path": (base / enc.path).resolve()})
+        return self.model_copy(update={"data": data, "encoder": enc})
+
+
+def _format(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        got = f" (got {e['input']!r})" if e["type"] not in ("missing", "extra_forbidden") and "input" in e \
+            and not isinstance(e["input"], dict) else ""
+        msg = "unknown field: check the spelling" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"{source}: {where}: {msg}{got}")
+    return "\n".join(lines)
+
+
+def parse(raw: dict, source: str = "config", base: Path = Path(".")) -> ShopConfig:
+    try:
+        return ShopConfig.model_validate(raw).resolved(base)
+    except ValidationError as err:
+        raise ConfigError(_format(err, source)) from None
+
+
+def load(path: str | Path) -> ShopConfig:
+    """Read and validate ``path``; raises ConfigError naming the file and every wrong field."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path.name}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path.name}: expected a mapping of fields at the top level, got {type(raw).__name__}")
+    return parse(raw, path.name, path.parent)
+
+
+def cache_key(cfg: ShopConfig) -> dict:
+    """The config as plain JSON (paths as text), for the build steps' cache keys."""
+    return cfg.model_dump(mode="json")

@@ -1,0 +1,134 @@
+"""The build's steps, each a plain function from its inputs to files in its own folder.
+
+    data        read and validate the shop's files (the data contract) -> ShopData + validation report
+    encoder     export the text encoder to ONNX, write its tokenizer, check parity with PyTorch
+    embeddings  encode every item title and every distinct query with the exported encoder
+    features    item/user statistics, lexicon and user profiles from the stats window
+    ranker      train the DCN ranker, evaluate on the held-out days, export to ONNX, check parity
+    repository  assemble the Triton repository (files first, configs last) and validate it
+
+``builders.build`` chains them with their cache keys on ``builders.driver``. Data flows one way:
+every step reads only what earlier steps wrote.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from runtime.features import LEXICON_FILE, STORE_FILE, TOKENIZER_FILE, USER_PROFILE_FILE
+
+PARITY_MIN_COSINE = 0.999
+PARITY_MAX_ABS = 1e-4
+SHOP_FILES = ("shop.npz", "shop_text.json")
+FEATURE_FILES = (STORE_FILE, LEXICON_FILE, USER_PROFILE_FILE, TOKENIZER_FILE)
+
+
+class StepError(RuntimeError):
+    """A build step failed; the message says which and how to reproduce it."""
+
+
+def data(cfg, out: Path, log: Callable[[str], None]) -> dict:
+    """Load and validate the shop of ``cfg`` into ``out`` (raises ``DataError`` with the whole report)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from builders.data.dataset import load_shop
+
+    shop, report = load_shop(cfg)
+    for problem in report.warnings:
+        log(f"  {problem}")
+    out.mkdir(parents=True, exist_ok=True)
+    shop.save(out)
+    report.save(out / "validation.json")
+    if shop.item_keys is not None:   # the stable id of every string SKU, for audits and other systems
+        pq.write_table(pa.table({"item_key": shop.item_keys, "item_id": shop.item_ids}), out / "item_ids.parquet")
+    return {**report.summary, "warnings": len(report.warnings)}
+
+
+def encoder(model_dir: Path | None, out_dir: Path, sample_titles: list[str]) -> dict:
+    """Export the encoder in ``model_dir`` (None: the bundled MiniLM) to ``out_dir/model.onnx``."""
+    from builders import text_encoder
+
+    onnx = text_encoder.export_onnx(out_dir / "model.onnx", model_dir)
+    tokenizer = text_encoder.write_tokenizer(text_encoder.model_dir(model_dir), out_dir / TOKENIZER_FILE)
+    report = text_encoder.parity(onnx, sample_titles, folder=model_dir, tokenizer=tokenizer)
+    if report["min_cosine"] < PARITY_MIN_COSINE:
+        hint = f" --model-dir {model_dir}" if model_dir else ""
+        raise StepError(f"encoder parity failed: min cosine {report['min_cosine']:.6f} < {PARITY_MIN_COSINE} on "
+                        f"{report['n']} titles; reproduce: python -m builders.text_encoder --out {onnx}{hint}")
+    return report
+
+
+def embeddings(titles: list[str], queries: list[str], encoder_dir: Path, out_dir: Path, title_tokens: int,
+               progress: bool) -> dict:
+    """``items.npy`` [I+1, D] (last row zeros: unknown items) and ``queries.npy`` [Q, D]."""
+    from builders import text_encoder
+    from runtime.contract import QUERY_TOKENS
+
+    onnx, tok = encoder_dir / "model.onnx", encoder_dir / TOKENIZER_FILE
+    items = text_encoder.encode(onnx, titles, title_tokens, progress=progress, tokenizer=tok)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    np.save(out_dir / "items.npy", np.concatenate([items, np.zeros((1, items.shape[1]), np.float32)]))
+    q = text_encoder.encode(onnx, queries, QUERY_TOKENS, progress=progress, tokenizer=tok) if queries else \
+        np.zeros((0, items.shape[1]), np.float32)
+    np.save(out_dir / "queries.npy", q)
+    return {"items": len(titles), "queries": len(queries), "dim": int(items.shape[1])}
+
+
+def features(shop, item_emb: np.ndarray, tokenizer: Path, out_dir: Path) -> dict:
+    from builders import feature_tables
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tables = feature_tables.build_tables(shop)
+    tables.save(out_dir / STORE_FILE)
+    (out_dir / LEXICON_FILE).write_text(feature_tables.build_lexicon(shop).to_json())
+    np.save(out_dir / USER_PROFILE_FILE, feature_tables.build_user_profiles(shop, item_emb))
+    shutil.copyfile(tokenizer, out_dir / TOKENIZER_FILE)
+    return {"items": tables.n_items, "users": tables.n_users, "categories": len(shop.categories),
+            "brands": len(shop.brands), "attributes": len(shop.attributes)}
+
+
+def ranker(shop, feat_dir: Path, item_emb: np.ndarray, query_emb: np.ndarray, hp, out_dir: Path, hint: str,
+           progress: bool) -> dict:
+    """Train, evaluate, export ``out_dir/model.onnx`` and check its parity with PyTorch."""
+    import torch
+
+    from builders import ranker as rk
+    from runtime.features import FeatureStore
+
+    store = FeatureStore.load(feat_dir, with_tokenizer=False, with_profiles=True)
+    model, report = rk.train(shop, store.tables, store.lexicon, item_emb, query_emb, store.user_profiles, hp,
+                             progress=progress)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), out_dir / "ranker.pt")
+    onnx = rk.export_onnx(model, out_dir / "model.onnx")
+    rows = rk.make_rows(shop, store.tables, store.lexicon, item_emb, query_emb, store.user_profiles,
+                        np.arange(min(50, len(shop.session_user))))
+    report["parity"] = rk.parity(model, onnx, rows.cat, rows.dense)
+    if report["parity"]["max_abs_diff"] > PARITY_MAX_ABS:
+        raise StepError(f"ranker parity failed: max |torch - onnxruntime| = {report['parity']['max_abs_diff']:.2e} > "
+                        f"{PARITY_MAX_ABS}; reproduce: {hint}")
+    (out_dir / "report.json").write_text(json.dumps(report, indent=1))
+    return report
+
+
+def repository(out: Path, artifacts: dict[str, dict[str, Path]], model_specs, manifest: dict) -> dict:
+    """Assemble (files first, configs last) and validate; the manifest travels with the feature models."""
+    from builders import repository as repo
+    from builders.repository import MANIFEST_FILE
+    from runtime import contract as c
+
+    out.mkdir(parents=True, exist_ok=True)
+    staged = out.parent / f".{out.name}.{MANIFEST_FILE}.tmp"
+    staged.write_text(json.dumps(manifest, indent=1))
+    for model in (c.SEARCH_FEATURES, c.RECOMMEND_FEATURES):
+        artifacts.setdefault(model, {})[MANIFEST_FILE] = staged
+    try:
+        repo.assemble(out, artifacts, model_specs=model_specs)
+    finally:
+        staged.unlink(missing_ok=True)
+    return {"checks": repo.validate(out, model_specs), "out": str(out)}
