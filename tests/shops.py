@@ -83,7 +83,7 @@ def generate(n_items: int = 3000, n_users: int = 400, n_sessions: int = 4000, da
         rng.shuffle(shown)
         session_rows = []
         for p, item in enumerate(shown):
-            base = 1.8 * (cat[item] == want) + 0.6 * popularity[item] - 2.0 - 0.15 * p
+            base = 3.0 * (cat[item] == want) * (query is not None) + 1.2 * popularity[item] - 2.5 - 0.1 * p
             session_rows.append(("impression", t + p, p, item))
             if rng.random() < 1 / (1 + np.exp(-base)):
                 session_rows.append(("click", t + 30 + p, p, item))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from builders.ranker import make_rows
-from builders.shop import Shop
+from builders.data.dataset import ShopData
 from runtime import contract as c
 from runtime.features import FeatureStore
 from server.ort_runner import make_session
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def world(small_repo):
     work = REPO_ROOT / "build" / "small"
-    shop = Shop.load(work / "shop")
+    shop = ShopData.load(work / "data")
     store = FeatureStore.load(small_repo / c.SEARCH_FEATURES / "1")
     rec_store = FeatureStore.load(small_repo / c.RECOMMEND_FEATURES / "1", with_tokenizer=False, with_profiles=True)
     item_emb = np.load(small_repo / c.TOPK / "1" / "item_embeddings.npy")
