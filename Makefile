@@ -8,8 +8,8 @@ METRICS_PORT ?= 8002
 export HF_HUB_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help setup build build-gpu serve up test test-unit test-triton configs validate variants bench bench-client \
-	bench-variants bench-tuning loadtest capacity clean
+.PHONY: help setup build build-gpu serve up test test-unit test-triton configs validate check-data demo-data variants \
+	bench bench-client bench-ids bench-variants bench-tuning loadtest capacity clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -17,11 +17,19 @@ help: ## list the targets
 setup: ## create .venv and install the pinned dependencies
 	@bash scripts/setup.sh
 
-build: setup ## build the model repository for the CPU target (PROFILE=default|small)
-	$(PY) -m builders build --target cpu --profile $(PROFILE) --out $(REPO)
+SHOP := $(if $(CONFIG),--config $(CONFIG),--profile $(PROFILE))
+
+build: setup ## build the model repository for the CPU target: your shop (CONFIG=shoprank.yaml) or the demo (PROFILE=default|small)
+	$(PY) -m builders build --target cpu $(SHOP) --out $(REPO)
 
 build-gpu: setup ## the gpu target: tensorrt_plan configs, ONNX sources, INT8 calibration caches (PRECISION=fp16|int8)
-	$(PY) -m builders build --target gpu --profile $(PROFILE) --precision $(or $(PRECISION),fp16)
+	$(PY) -m builders build --target gpu $(SHOP) --precision $(or $(PRECISION),fp16)
+
+check-data: setup ## validate your shop's files against the data contract, build nothing (CONFIG=shoprank.yaml)
+	$(PY) -m builders check-data --config $(CONFIG)
+
+demo-data: setup ## write the demo shop in the data contract's format (PROFILE=..., OUT=folder)
+	$(PY) -m builders demo-data --profile $(PROFILE) --out $(or $(OUT),build/demo-data-$(PROFILE))
 
 variants: setup ## build and measure the compressed variants (INT8, fusion, pruning, low-rank, distilled)
 	$(PY) -m builders build --target cpu --profile $(PROFILE) --out build/$(PROFILE)/bench_repo --no-progress
@@ -54,6 +62,9 @@ bench: setup ## served vs in-process latency/throughput on the same requests (PR
 bench-client: setup ## SDK overhead per call vs raw tritonclient, same requests (PROFILE=default|small)
 	$(PY) -m builders build --target cpu --profile $(PROFILE) --out build/$(PROFILE)/bench_repo --no-progress
 	$(PY) -m benchmarks.client_overhead --repo build/$(PROFILE)/bench_repo --requests 800 --out docs/benchmarks.md
+
+bench-ids: setup ## what string ids (SKUs) cost per request: INT64 hash vs BYTES ids -> docs/data.md
+	$(PY) -m benchmarks.string_ids --out docs/data.md
 
 bench-variants: variants ## every variant served side by side -> docs/compression.md + Pareto plot
 	$(PY) -m benchmarks.variants --profile $(PROFILE) --out docs/compression.md

@@ -34,7 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_ENCODER_DIR = REPO_ROOT / "build" / "encoder"   # shared by every build that uses the bundled MiniLM
 TARGETS = ("cpu", "gpu")
 STEP_NAMES = ("demo-data", "data", "encoder", "embeddings", "features", "ranker")
-CODE = {"data": "data/1", "features": "features/2", "ranker": "dcn-v2/2"}
+CODE = {"data": "data/1", "features": "features/2", "ranker": "dcn-v2/3"}
 
 
 class BuildError(RuntimeError):

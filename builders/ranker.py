@@ -3,8 +3,9 @@
 Inputs per candidate: categorical ids (user, item, category, brand, price bucket, segment, query
 category) through embedding tables, and dense features (query match, affinities, popularity, CTR,
 stock, price). A cross network and a deep MLP run side by side on the concatenation. The head has two
-outputs per candidate: ``logit`` and ``sim_weight``; the final score adds ``sim_weight * cos(context,
-item title)`` (``runtime/scoring.py``), the query-item similarity from the text encoder.
+outputs per candidate: ``logit`` and ``sim_weight``; the final score adds ``sim_weight * z(cos(context,
+item title))`` (``runtime/scoring.py``), the query-item similarity from the text encoder as a
+z-score over the request's candidates.
 
 Run as the build's ``ranker`` step (``builders/steps.py``); hyper-parameters come from the config.
 """
@@ -20,6 +21,7 @@ from builders.data.dataset import ShopData, impressions_of, split_by_time
 from builders.metrics import auc, ndcg_at_k
 from runtime.contract import CAT_FEATURES, DENSE_FEATURES, LOGIT, N_DENSE, SIM_WEIGHT
 from runtime.features import FeatureTables, Lexicon, candidate_features
+from runtime.scoring import standardize_lists
 
 OPSET = 17
 
@@ -30,7 +32,8 @@ class Rows:
 
     cat: np.ndarray
     dense: np.ndarray
-    sim: np.ndarray
+    sim: np.ndarray         # z-scored cosine within the list (runtime.scoring.standardize), as served
+    cosine: np.ndarray      # the raw cosine(context, title)
     click: np.ndarray
     gain: np.ndarray        # 2^(click + purchase) - 1 (graded logged feedback)
     relevance: np.ndarray | None  # true relevance (generated shops only), for the "true" NDCG
@@ -62,12 +65,13 @@ def make_rows(shop: ShopData, tables: FeatureTables, lexicon: Lexicon, item_emb:
     q_attr = np.array([i.attribute for i in intents] + [-1])[q]
     cat, dense = candidate_features(tables, users, items, has_q, q_cat, q_brand, q_attr)
     context = np.where(has_q[:, None], query_emb[np.maximum(q, 0)], user_profiles[users])
-    sim = (context * item_emb[items]).sum(1).astype(np.float32)
+    cosine = (context * item_emb[items]).sum(1).astype(np.float32)
     lengths = np.diff(shop.session_offsets)[sessions]
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    sim = standardize_lists(cosine, offsets)
     relevance = None if shop.imp_relevance is None else shop.imp_relevance[imp]
     understood = (q_cat >= 0)[offsets[:-1]] if len(imp) else np.zeros(0, bool)
-    return Rows(cat, dense, sim, shop.imp_click[imp].astype(np.float32),
+    return Rows(cat, dense, sim, cosine, shop.imp_click[imp].astype(np.float32),
                 (2.0 ** (shop.imp_click[imp] + shop.imp_purchase[imp]) - 1).astype(np.float32),
                 relevance, offsets, q, items, understood)
 

@@ -1,10 +1,17 @@
-"""Final scoring and top-k: ``score = logit + sim_weight * cos(context, item title)``.
+"""Final scoring and top-k: ``score = logit + sim_weight * z(cos(context, item title))``.
 
 The ranker (ONNX) sees only per-candidate features, so its batch axis is the candidate axis and
 Triton batches candidates of many requests together. The query embedding enters here, at the end,
 as a late interaction: the ranker learns per candidate how much the semantic match should count
 (``sim_weight``). Item title embeddings are precomputed at build time and stored with one extra zero
 row, which unknown items (row -1) read.
+
+``z`` standardises the cosines over the request's candidates (``standardize``). Raw cosines have a
+query-dependent offset and spread (a German query scores low against every English title, a
+precise one high against many), so one learned weight cannot fit them all; as z-scores within the
+request, the weight means the same for every query. Measured on the demo shop's held-out days
+(docs/quality.md): NDCG@10 of the vocabulary-mismatch searches 0.9385 -> 0.9428 (raw -> z), and
+the similarity term's contribution on them 0.007 -> 0.009. Training rows use the same function.
 """
 from __future__ import annotations
 
@@ -17,18 +24,35 @@ from runtime.errors import InvalidInput
 from runtime.features import check_top_k
 
 ITEM_EMBEDDINGS_FILE = "item_embeddings.npy"
+SIM_EPS = 1e-2   # variance floor: a request whose candidates all match equally keeps z near 0
+
+
+def standardize(cosines: np.ndarray) -> np.ndarray:
+    """The cosines of one request's candidates as z-scores over those candidates (float32)."""
+    x = np.asarray(cosines, np.float64)
+    return ((x - x.mean()) / np.sqrt(x.var() + SIM_EPS)).astype(np.float32)
+
+
+def standardize_lists(cosines: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """``standardize`` applied to each list ``offsets[i]:offsets[i+1]`` (training rows)."""
+    out = np.empty(len(cosines), np.float32)
+    for a, b in zip(offsets[:-1], offsets[1:]):
+        if b > a:
+            out[a:b] = standardize(cosines[a:b])
+    return out
 
 
 def final_scores(context: np.ndarray, logit: np.ndarray, sim_weight: np.ndarray, item_rows: np.ndarray,
                  item_embeddings: np.ndarray) -> np.ndarray:
-    """[N] float32 scores. ``context`` is [1, D] (or [D]); ``logit`` and ``sim_weight`` are [N, 1] or [N]."""
+    """[N] float32 scores. ``context`` is [1, D] (or [D]); ``logit`` and ``sim_weight`` are [N, 1] or [N].
+    The similarity is the standardised cosine (``standardize``) over these N candidates."""
     ctx = np.asarray(context, np.float32).reshape(-1)
     if ctx.shape[0] != item_embeddings.shape[1]:
         raise InvalidInput("CONTEXT_EMBEDDING", f"expected {item_embeddings.shape[1]} values (the encoder's "
                                                 f"dimension), got {ctx.shape[0]}")
     # einsum (without optimize) never calls BLAS: a BLAS gemv wakes OpenBLAS's thread pool, whose
     # spinning threads then steal the second core from the encoder (measured: topk p50 1.4 ms -> 0.05 ms).
-    sim = np.einsum("ij,j->i", item_embeddings[item_rows], ctx)
+    sim = standardize(np.einsum("ij,j->i", item_embeddings[item_rows], ctx))
     return (np.asarray(logit, np.float32).reshape(-1) + np.asarray(sim_weight, np.float32).reshape(-1) * sim
             ).astype(np.float32)
 

@@ -208,3 +208,20 @@ def test_broken_data_never_writes_a_repository(tmp_path, tables):
         build(config=path, out=out, work=tmp_path / "work", progress=False, log=logs.append)
     assert not out.exists() and "[encoder] building..." not in logs
     assert "must be > 0" in (tmp_path / "work" / "validation_errors.txt").read_text()
+
+
+def test_the_example_config_is_valid_and_lists_every_field():
+    """examples/shoprank.yaml documents every field of the config; it must parse and stay complete."""
+    import yaml
+
+    from tests.conftest import REPO_ROOT
+
+    path = REPO_ROOT / "examples" / "shoprank.yaml"
+    cfg = cfg_mod.load(path)
+    raw = yaml.safe_load(path.read_text())
+    for section, model in (("data", cfg_mod.DataConfig), ("encoder", cfg_mod.EncoderConfig),
+                           ("ranker", cfg_mod.RankerConfig), ("split", cfg_mod.SplitConfig),
+                           ("features", cfg_mod.FeaturesConfig), ("evaluation", cfg_mod.EvaluationConfig)):
+        assert set(raw[section]) == set(model.model_fields), section
+    assert set(raw) == set(cfg_mod.ShopConfig.model_fields)
+    assert cfg.data.folder == (path.parent / "export").resolve()

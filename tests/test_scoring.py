@@ -3,7 +3,7 @@ import pytest
 
 from runtime.contract import EMBED_DIM, TOP_ITEM_IDS, TOP_SCORES
 from runtime.errors import InvalidInput
-from runtime.scoring import TopK, final_scores, top_k
+from runtime.scoring import SIM_EPS, TopK, final_scores, standardize, standardize_lists, top_k
 
 pytestmark = pytest.mark.unit
 
@@ -14,12 +14,27 @@ def embeddings():
     return emb
 
 
-def test_final_score_is_logit_plus_weighted_similarity():
+def test_final_score_is_logit_plus_weighted_standardised_similarity():
     ctx = np.zeros((1, EMBED_DIM), np.float32)
     ctx[0, 0] = 1.0
     scores = final_scores(ctx, np.array([[0.5], [0.5], [0.5], [0.5]]), np.array([[2.0], [2.0], [1.0], [3.0]]),
                           np.array([0, 1, 2, -1]), embeddings())
-    np.testing.assert_allclose(scores, [2.5, 0.5, -0.5, 0.5])   # unknown item (-1): similarity 0
+    # cosines 1, 0, -1 and 0 (unknown item, row -1): mean 0, variance 0.5 -> z = cos / sqrt(0.5 + SIM_EPS)
+    z = np.array([1.0, 0.0, -1.0, 0.0]) / np.sqrt(0.5 + SIM_EPS)
+    np.testing.assert_allclose(scores, 0.5 + np.array([2.0, 2.0, 1.0, 3.0]) * z, rtol=1e-6)
+
+
+def test_standardised_similarity_is_the_same_per_request_and_per_training_list():
+    rng = np.random.default_rng(0)
+    cos = rng.uniform(-0.2, 0.7, 30).astype(np.float32)
+    offsets = np.array([0, 1, 11, 30])
+    lists = standardize_lists(cos, offsets)
+    for a, b in zip(offsets[:-1], offsets[1:]):
+        np.testing.assert_array_equal(lists[a:b], standardize(cos[a:b]))
+    assert lists[0] == 0.0                                   # a single candidate: no spread, z = 0
+    z = standardize(cos[11:30])
+    assert abs(z.mean()) < 1e-6 and 0.9 < z.std() < 1.0      # unit spread, shrunk a little by SIM_EPS
+    np.testing.assert_allclose(standardize(cos[11:30] + 0.3), z, atol=1e-5)   # a query-wide offset is gone
 
 
 def test_context_of_wrong_size_is_invalid():

@@ -7,6 +7,7 @@ from builders.ranker import make_rows
 from builders.data.dataset import ShopData
 from runtime import contract as c
 from runtime.features import FeatureStore
+from runtime.scoring import standardize
 from server.ort_runner import make_session
 from tests.conftest import REPO_ROOT
 
@@ -42,7 +43,7 @@ def test_search_training_rows_equal_served_features(world, small_repo):
         np.testing.assert_array_equal(rows.cat, served[c.CAT_FEATURES])
         np.testing.assert_array_equal(rows.dense, served[c.DENSE_FEATURES])
         (emb,) = encoder.run(None, {c.INPUT_IDS: served[c.INPUT_IDS], c.ATTENTION_MASK: served[c.ATTENTION_MASK]})
-        served_sim = item_emb[served[c.ITEM_ROWS]] @ emb[0]
+        served_sim = standardize(item_emb[served[c.ITEM_ROWS]] @ emb[0])
         np.testing.assert_allclose(rows.sim, served_sim, atol=1e-5)
 
 
@@ -55,5 +56,5 @@ def test_recommend_training_rows_equal_served_features(world):
         served = rec_store.recommend(user, item_ids)
         np.testing.assert_array_equal(rows.cat, served[c.CAT_FEATURES])
         np.testing.assert_array_equal(rows.dense, served[c.DENSE_FEATURES])
-        served_sim = item_emb[served[c.ITEM_ROWS]] @ served[c.CONTEXT_EMBEDDING][0]
+        served_sim = standardize(item_emb[served[c.ITEM_ROWS]] @ served[c.CONTEXT_EMBEDDING][0])
         np.testing.assert_allclose(rows.sim, served_sim, atol=1e-5)

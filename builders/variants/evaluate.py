@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.contract import ATTENTION_MASK, CAT_FEATURES, DENSE_FEATURES, INPUT_IDS, LOGIT, SIM_WEIGHT
+from runtime.scoring import standardize_lists
 
 ENCODER_THREADS = 2
 RANKER_THREADS = 1
@@ -95,8 +96,9 @@ def encoder_quality(ref: Reference, onnx_path: Path) -> dict:
     te = ref.rows["test"]
     q_emb = embed(onnx_path, ref.queries, QUERY_TOKENS)
     has_q = te.query >= 0
-    sim = te.sim.copy()
-    sim[has_q] = (q_emb[te.query[has_q]] * ref.item_emb[te.item[has_q]]).sum(1)
+    cosine = te.cosine.copy()
+    cosine[has_q] = (q_emb[te.query[has_q]] * ref.item_emb[te.item[has_q]]).sum(1)
+    sim = standardize_lists(cosine, te.offsets)     # as served: z-scores over each request's candidates
     logit, weight = ref.ranker_outputs()
     quality = _quality(te, logit + weight * sim)
     held_out = ref.titles[-HOLDOUT_TITLES:]
