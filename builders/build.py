@@ -34,7 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_ENCODER_DIR = REPO_ROOT / "build" / "encoder"   # shared by every build that uses the bundled MiniLM
 TARGETS = ("cpu", "gpu")
 STEP_NAMES = ("demo-data", "data", "encoder", "embeddings", "features", "ranker")
-CODE = {"data": "data/1", "features": "features/2", "ranker": "dcn-v2/3"}
+CODE = {"data": "data/1", "features": "features/2", "ranker": "dcn-v2/4"}
 
 
 class BuildError(RuntimeError):
@@ -115,6 +115,8 @@ def build(target: str = "cpu", profile: str | None = "small", out: Path | None =
     enc_key = {"opset": text_encoder.OPSET, **_versions(),
                "encoder": text_encoder.fingerprint(text_encoder.model_dir(cfg.encoder.path))}
     state: dict = {}
+    shop_arg = f"--config {config}" if config is not None and not isinstance(config, cfg_mod.ShopConfig) \
+        else f"--profile {profile}"
 
     def shop():
         if "shop" not in state:
@@ -144,7 +146,7 @@ def build(target: str = "cpu", profile: str | None = "small", out: Path | None =
              [feat_dir / f for f in steps.FEATURE_FILES]),
         Step("ranker", lambda: steps.ranker(shop(), feat_dir, np.load(emb_dir / "items.npy"),
                                             np.load(emb_dir / "queries.npy"), cfg.ranker, ranker_dir,
-                                            f"python -m builders build --config ... --force ranker", progress),
+                                            f"python -m builders build {shop_arg} --force ranker", progress),
              {"data": data_key, "encoder": enc_key, "ranker": cfg.ranker.model_dump(mode="json"),
               "code": CODE["ranker"]},
              [ranker_dir / "model.onnx"]),

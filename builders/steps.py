@@ -109,9 +109,11 @@ def ranker(shop, feat_dir: Path, item_emb: np.ndarray, query_emb: np.ndarray, hp
     rows = rk.make_rows(shop, store.tables, store.lexicon, item_emb, query_emb, store.user_profiles,
                         np.arange(min(50, len(shop.session_user))))
     report["parity"] = rk.parity(model, onnx, rows.cat, rows.dense)
-    if report["parity"]["max_abs_diff"] > PARITY_MAX_ABS:
+    # float32 noise grows with the outputs' size: the bound is 1e-4 for outputs up to 1, relative beyond
+    bound = PARITY_MAX_ABS * max(1.0, report["parity"]["max_abs_output"])
+    if report["parity"]["max_abs_diff"] > bound:
         raise StepError(f"ranker parity failed: max |torch - onnxruntime| = {report['parity']['max_abs_diff']:.2e} > "
-                        f"{PARITY_MAX_ABS}; reproduce: {hint}")
+                        f"{bound:.2e} (outputs up to {report['parity']['max_abs_output']:.1f}); reproduce: {hint}")
     (out_dir / "report.json").write_text(json.dumps(report, indent=1))
     return report
 

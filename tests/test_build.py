@@ -16,7 +16,8 @@ def test_encoder_matches_pytorch_on_real_titles(small_build):
 
 def test_ranker_onnx_matches_pytorch(small_build):
     _, report = small_build
-    assert report["ranker"]["parity"]["max_abs_diff"] <= PARITY_MAX_ABS
+    parity = report["ranker"]["parity"]
+    assert parity["max_abs_diff"] <= PARITY_MAX_ABS * max(1.0, parity["max_abs_output"])
 
 
 def test_ranker_beats_popularity_and_random_on_the_test_split(small_build):
