@@ -9,16 +9,24 @@ docs/data.md, is about a microsecond per id in the SDK.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Iterable, List
 
 _MASK = (1 << 63) - 1
+CACHE_SIZE = 1 << 18   # ids remembered per process (~40 MB at most); candidate SKUs repeat across requests
 
 
-def stable_id(key: str) -> int:
-    """The INT64 id (>= 0) served for the string ``key``."""
+def hash_id(key: str) -> int:
+    """The INT64 id (>= 0) of the string ``key``, computed (no cache)."""
     digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "little") & _MASK
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def stable_id(key: str) -> int:
+    """The INT64 id (>= 0) served for the string ``key`` (``hash_id``, behind a bounded LRU cache)."""
+    return hash_id(key)
 
 
 def stable_ids(keys: Iterable[str]) -> List[int]:

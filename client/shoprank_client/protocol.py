@@ -46,11 +46,12 @@ def _user(user_id: object) -> int:
 
 def _string_candidates(candidates: Sequence[str]) -> Tuple[np.ndarray, Dict[int, str]]:
     """String ids (SKUs) -> their stable INT64 ids, and the map back for the response."""
-    if not all(isinstance(c, str) for c in candidates):
+    try:
+        keys = {stable_id(c): c for c in candidates}   # one pass: a non-string has no .encode
+    except (AttributeError, TypeError):
         bad = next(c for c in candidates if not isinstance(c, str))
         raise InvalidRequest(f"candidates: mixes strings and {type(bad).__name__} ({bad!r}); send all ids of one kind",
-                             "candidates")
-    keys = {stable_id(c): c for c in candidates}
+                             "candidates") from None
     if len(keys) != len(candidates):
         seen = set()
         dup = next(c for c in candidates if c in seen or seen.add(c))
