@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime import contract as c
+from runtime.features import category_phrase
 
 
 def machine() -> str:
@@ -57,7 +58,8 @@ def make_requests(pipeline, n: int, candidates: int, seed: int = 0) -> list[tupl
     rng = np.random.default_rng(seed)
     tables = pipeline.search_store.tables
     lex = pipeline.search_store.lexicon
-    queries = [f"{b.lower()} {cat}" for b in lex.brands[:8] for cat in lex.categories] + list(lex.categories)
+    phrases = [category_phrase(cat) for cat in lex.categories]
+    queries = [f"{b.lower()} {cat}" for b in lex.brands[:8] for cat in phrases] + phrases
     weights = 1.0 / np.arange(1, len(queries) + 1)
     weights /= weights.sum()
     out = []

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,97 @@ def _data_files(cfg: cfg_mod.ShopConfig) -> list[Path]:
     return [p for p in (find_file(cfg.data.folder, n, cfg.data.format) for n in names) if p is not None]
 
 
+@dataclass
+class Layout:
+    """Where each step of one build writes, and the shop's data once the data step has run."""
+
+    work: Path
+    encoder: Path                 # the exported encoder and its tokenizer.json
+    data_fingerprint: str = ""    # SHA-256 of the data files (set by ``plan``)
+    _shop: object = None
+
+    def __post_init__(self):
+        self.data, self.embeddings, self.features, self.ranker = (
+            self.work / d for d in ("data", "embeddings", "features", "ranker"))
+
+    def shop(self):
+        if self._shop is None:
+            from builders.data.dataset import ShopData
+
+            self._shop = ShopData.load(self.data)
+        return self._shop
+
+
+def plan(cfg: cfg_mod.ShopConfig, at: Layout, hint: str, progress: bool, log: Callable[[str], None]) -> list[Step]:
+    """The cached steps data -> encoder -> embeddings -> features -> ranker, each keyed by its inputs."""
+    from builders import text_encoder
+    from builders.data.load import fingerprint
+
+    data_key = {"files": fingerprint(_data_files(cfg)),
+                "config": {k: v for k, v in cfg_mod.cache_key(cfg).items()
+                           if k in ("data", "split", "features", "evaluation")},
+                "contract": CONTRACT_VERSION, "code": CODE["data"]}
+    enc_key = {"opset": text_encoder.OPSET, **_versions(),
+               "encoder": text_encoder.fingerprint(text_encoder.model_dir(cfg.encoder.path))}
+    upstream = {"data": data_key, "encoder": enc_key}
+    at.data_fingerprint = data_key["files"]
+
+    def run_data():
+        try:
+            return steps.data(cfg, at.data, log)
+        except DataError as err:
+            (at.work / "validation_errors.txt").write_text(err.report.text() + "\n")
+            raise
+
+    item_emb = lambda: np.load(at.embeddings / "items.npy")  # noqa: E731
+    return [
+        Step("data", run_data, data_key, [at.data / f for f in steps.SHOP_FILES]),
+        Step("encoder", lambda: steps.encoder(cfg.encoder.path, at.encoder, at.shop().item_titles[:200]), enc_key,
+             [at.encoder / "model.onnx", at.encoder / TOKENIZER_FILE]),
+        Step("embeddings", lambda: steps.embeddings(at.shop().item_titles, at.shop().queries, at.encoder,
+                                                    at.embeddings, cfg.encoder.title_tokens, progress),
+             {**upstream, "title_tokens": cfg.encoder.title_tokens},
+             [at.embeddings / "items.npy", at.embeddings / "queries.npy"]),
+        Step("features", lambda: steps.features(at.shop(), item_emb(), at.encoder / TOKENIZER_FILE, at.features),
+             {**upstream, "code": CODE["features"]}, [at.features / f for f in steps.FEATURE_FILES]),
+        Step("ranker", lambda: steps.ranker(at.shop(), at.features, item_emb(), np.load(at.embeddings / "queries.npy"),
+                                            cfg.ranker, at.ranker, hint, progress),
+             {**upstream, "ranker": cfg.ranker.model_dump(mode="json"), "code": CODE["ranker"]},
+             [at.ranker / "model.onnx"]),
+    ]
+
+
+def publish(work: Path, variants: dict[str, str], margin: float, sources: dict[str, Path],
+            log: Callable[[str], None]) -> tuple[dict[str, Path], dict]:
+    """The model files to serve: each model's fp32 source, or its measured variant if the gate passes it."""
+    from builders.variants import gate
+
+    files, published = dict(sources), {}
+    for model, name in variants.items():
+        if name == "fp32":
+            continue
+        try:
+            path, verdict = gate.publishable(work, model, name, margin)
+        except gate.QualityGateError as err:
+            raise BuildError(str(err)) from None
+        files[model], published[model] = path, {"variant": name, "file": str(path), "gate": verdict}
+        log(f"[{model}] publishing variant {name}: NDCG@10 {verdict['relative_drop']:+.2%} vs fp32 "
+            f"(margin {margin:.0%})")
+    return files, published
+
+
+def artifacts(at: Layout, encoder_onnx: Path, ranker_onnx: Path) -> dict[str, dict[str, Path]]:
+    """Every file of the repository's version folders, by model."""
+    feature_files = {STORE_FILE: at.features / STORE_FILE, LEXICON_FILE: at.features / LEXICON_FILE}
+    return {
+        c.SEARCH_FEATURES: {**feature_files, TOKENIZER_FILE: at.features / TOKENIZER_FILE},
+        c.RECOMMEND_FEATURES: {**feature_files, USER_PROFILE_FILE: at.features / USER_PROFILE_FILE},
+        c.TOPK: {ITEM_EMBEDDINGS_FILE: at.embeddings / "items.npy"},
+        c.TEXT_ENCODER: {"model.onnx": encoder_onnx},
+        c.RANKER: {"model.onnx": ranker_onnx},
+    }
+
+
 def build(target: str = "cpu", profile: str | None = "small", out: Path | None = None, work: Path | None = None,
           progress: bool = True, log: Callable[[str], None] = print, encoder_variant: str = "fp32",
           ranker_variant: str = "fp32", quality_margin: float | None = None, gpu_runtime: str = "tensorrt",
@@ -98,111 +190,44 @@ def build(target: str = "cpu", profile: str | None = "small", out: Path | None =
     except cfg_mod.ConfigError as err:
         raise BuildError(str(err)) from None
     out = Path(out or (REPO_ROOT / "model_repository" if target == "cpu" else work / "gpu_repository"))
-    margin = cfg.quality_margin if quality_margin is None else quality_margin
     driver = Driver(work, log)
     driver.forget(list(force))
     if demo_step is not None:
         driver.run([demo_step])
-
-    data_dir, emb_dir, feat_dir, ranker_dir = (work / d for d in ("data", "embeddings", "features", "ranker"))
-    enc_dir = BUNDLED_ENCODER_DIR if cfg.encoder.path is None else work / "encoder"
-    files = _data_files(cfg)
-    from builders.data.load import fingerprint
-
-    data_key = {"files": fingerprint(files), "config": {k: v for k, v in cfg_mod.cache_key(cfg).items()
-                                                        if k in ("data", "split", "features", "evaluation")},
-                "contract": CONTRACT_VERSION, "code": CODE["data"]}
-    enc_key = {"opset": text_encoder.OPSET, **_versions(),
-               "encoder": text_encoder.fingerprint(text_encoder.model_dir(cfg.encoder.path))}
-    state: dict = {}
-    shop_arg = f"--config {config}" if config is not None and not isinstance(config, cfg_mod.ShopConfig) \
-        else f"--profile {profile}"
-
-    def shop():
-        if "shop" not in state:
-            from builders.data.dataset import ShopData
-
-            state["shop"] = ShopData.load(data_dir)
-        return state["shop"]
-
-    def run_data():
-        try:
-            return steps.data(cfg, data_dir, log)
-        except DataError as err:
-            (work / "validation_errors.txt").write_text(err.report.text() + "\n")
-            raise
-
-    plan = [
-        Step("data", run_data, data_key, [data_dir / f for f in steps.SHOP_FILES]),
-        Step("encoder", lambda: steps.encoder(cfg.encoder.path, enc_dir, shop().item_titles[:200]), enc_key,
-             [enc_dir / "model.onnx", enc_dir / TOKENIZER_FILE]),
-        Step("embeddings", lambda: steps.embeddings(shop().item_titles, shop().queries, enc_dir, emb_dir,
-                                                    cfg.encoder.title_tokens, progress),
-             {"data": data_key, "encoder": enc_key, "title_tokens": cfg.encoder.title_tokens},
-             [emb_dir / "items.npy", emb_dir / "queries.npy"]),
-        Step("features", lambda: steps.features(shop(), np.load(emb_dir / "items.npy"), enc_dir / TOKENIZER_FILE,
-                                                feat_dir),
-             {"data": data_key, "encoder": enc_key, "code": CODE["features"]},
-             [feat_dir / f for f in steps.FEATURE_FILES]),
-        Step("ranker", lambda: steps.ranker(shop(), feat_dir, np.load(emb_dir / "items.npy"),
-                                            np.load(emb_dir / "queries.npy"), cfg.ranker, ranker_dir,
-                                            f"python -m builders build {shop_arg} --force ranker", progress),
-             {"data": data_key, "encoder": enc_key, "ranker": cfg.ranker.model_dump(mode="json"),
-              "code": CODE["ranker"]},
-             [ranker_dir / "model.onnx"]),
-    ]
+    at = Layout(work, BUNDLED_ENCODER_DIR if cfg.encoder.path is None else work / "encoder")
+    shop_arg = f"--profile {profile}" if config is None or isinstance(config, cfg_mod.ShopConfig) \
+        else f"--config {config}"
     try:
-        driver.run(plan)
+        report = driver.run(plan(cfg, at, f"python -m builders build {shop_arg} --force ranker", progress, log))
     except (DataError, StepError) as err:
         raise BuildError(str(err)) from None
-    report = driver.report
 
-    encoder_onnx, ranker_onnx = enc_dir / "model.onnx", ranker_dir / "model.onnx"
-    published = {}
-    for model, name in (("encoder", encoder_variant), ("ranker", ranker_variant)):
-        if name != "fp32":
-            from builders.variants import gate
-
-            try:
-                path, verdict = gate.publishable(work, model, name, margin)
-            except gate.QualityGateError as err:
-                raise BuildError(str(err)) from None
-            published[model] = {"variant": name, "file": str(path), "gate": verdict}
-            log(f"[{model}] publishing variant {name}: NDCG@10 {verdict['relative_drop']:+.2%} vs fp32 "
-                f"(margin {margin:.0%})")
-            encoder_onnx, ranker_onnx = (path, ranker_onnx) if model == "encoder" else (encoder_onnx, path)
-
-    embed_dim = report["embeddings"].get("dim") or text_encoder.embedding_dim(encoder_onnx)
-    model_specs = None
+    margin = cfg.quality_margin if quality_margin is None else quality_margin
+    files, published = publish(work, {"encoder": encoder_variant, "ranker": ranker_variant}, margin,
+                               {"encoder": at.encoder / "model.onnx", "ranker": at.ranker / "model.onnx"}, log)
+    embed_dim = report["embeddings"].get("dim") or text_encoder.embedding_dim(files["encoder"])
+    files_by_model = artifacts(at, files["encoder"], files["ranker"])
     if target == "gpu":
         from builders.gpu.target import build_gpu
 
         try:
-            model_specs, report["gpu"] = build_gpu(work, shop(), {c.TEXT_ENCODER: encoder_onnx, c.RANKER: ranker_onnx},
+            model_specs, report["gpu"] = build_gpu(work, at.shop(), {c.TEXT_ENCODER: files["encoder"],
+                                                                     c.RANKER: files["ranker"]},
                                                    gpu_runtime, precision, log, embed_dim=embed_dim)
         except ValueError as err:
             raise BuildError(str(err)) from None
+        for model, gpu_files in report["gpu"]["files"].items():
+            files_by_model[model].update(gpu_files)
     else:
         from builders.model_specs import specs
 
         model_specs = specs(embed_dim)
-
-    feature_files = {STORE_FILE: feat_dir / STORE_FILE, LEXICON_FILE: feat_dir / LEXICON_FILE}
-    artifacts = {
-        c.SEARCH_FEATURES: {**feature_files, TOKENIZER_FILE: feat_dir / TOKENIZER_FILE},
-        c.RECOMMEND_FEATURES: {**feature_files, USER_PROFILE_FILE: feat_dir / USER_PROFILE_FILE},
-        c.TOPK: {ITEM_EMBEDDINGS_FILE: emb_dir / "items.npy"},
-        c.TEXT_ENCODER: {"model.onnx": encoder_onnx},
-        c.RANKER: {"model.onnx": ranker_onnx},
-    }
-    if target == "gpu":
-        for model, gpu_files in report["gpu"]["files"].items():
-            artifacts[model].update(gpu_files)
-    manifest = {"shop": cfg.name, "contract_version": CONTRACT_VERSION, "ids": shop().id_kinds,
+    shop = at.shop()
+    manifest = {"shop": cfg.name, "contract_version": CONTRACT_VERSION, "ids": shop.id_kinds,
                 "embed_dim": embed_dim, "encoder": str(cfg.encoder.path or "bundled all-MiniLM-L6-v2"),
-                "items": len(shop().item_ids), "users": len(shop().user_ids), "data": data_key["files"]}
+                "items": len(shop.item_ids), "users": len(shop.user_ids), "data": at.data_fingerprint}
     # Always reassembled and revalidated: it is cheap and the output folder may have been edited.
-    driver.run([Step("repository", lambda: steps.repository(out, artifacts, model_specs, manifest))])
+    driver.run([Step("repository", lambda: steps.repository(out, files_by_model, model_specs, manifest))])
     for line in report["repository"]["checks"]:
         log(f"  {line}")
     report.update(profile=profile if config is None else None, shop=cfg.name, target=target,

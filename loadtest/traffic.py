@@ -47,7 +47,7 @@ def query_log(shop_dir: Path) -> list[tuple[str, int]]:
 
 def prepare(repo: Path, shop_dir: Path, n: int, profile: TrafficProfile = TrafficProfile(), seed: int = 0
             ) -> list[dict]:
-    from runtime.features import FeatureTables, Lexicon
+    from runtime.features import FeatureTables, Lexicon, category_phrase
 
     rng = np.random.default_rng(seed)
     tables = FeatureTables.load(repo / "search_features" / "1" / "feature_store.npz")
@@ -74,7 +74,7 @@ def prepare(repo: Path, shop_dir: Path, n: int, profile: TrafficProfile = Traffi
             if rng.random() < profile.long_tail_share:
                 brand = lexicon.brands[int(rng.integers(len(lexicon.brands)))].lower()
                 attr = lexicon.attributes[int(rng.integers(len(lexicon.attributes)))]
-                req["query"] = f"{brand} {attr} {lexicon.categories[category]}"
+                req["query"] = f"{brand} {attr} {category_phrase(lexicon.categories[category])}"
             else:
                 req["query"] = log_texts[int(rng.choice(len(log_texts), p=log_p))]
             parsed = lexicon.parse(req["query"]).category
