@@ -75,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: no finished build in {work}: run `python -m builders build --profile {args.profile}` first",
                   file=sys.stderr)
             return 1
-        report = run.run(work, build.BUNDLED_ENCODER_DIR / "model.onnx", args.only, args.distill_epochs,
+        own = work / "encoder" / "model.onnx"          # a shop built with its own encoder (encoder.path)
+        encoder = own if own.exists() else build.BUNDLED_ENCODER_DIR / "model.onnx"
+        report = run.run(work, encoder, args.only, args.distill_epochs,
                          args.distill_max_steps, args.quality_margin, progress=not args.no_progress)
         print(run.summary(report))
         return 0

@@ -43,6 +43,11 @@ class Reference:
     ranker_onnx: Path
     _ranker_out: tuple | None = None
 
+    @property
+    def tokenizer(self) -> Path:
+        """The reference encoder's tokenizer.json (written next to it by the build's encoder step)."""
+        return self.encoder_onnx.parent / "tokenizer.json"
+
     @classmethod
     def load(cls, work: Path, encoder_onnx: Path) -> "Reference":
         from builders.ranker import datasets
@@ -84,17 +89,17 @@ def ranker_quality(ref: Reference, onnx_path: Path) -> dict:
     return _quality(ref.rows["test"], logit + weight * ref.rows["test"].sim)
 
 
-def embed(onnx_path: Path, texts: list[str], length: int) -> np.ndarray:
+def embed(onnx_path: Path, texts: list[str], length: int, tokenizer: Path | None = None) -> np.ndarray:
     from builders.text_encoder import encode
 
-    return encode(onnx_path, texts, length, progress=False)
+    return encode(onnx_path, texts, length, progress=False, tokenizer=tokenizer)
 
 
 def encoder_quality(ref: Reference, onnx_path: Path) -> dict:
     from runtime.contract import QUERY_TOKENS
 
     te = ref.rows["test"]
-    q_emb = embed(onnx_path, ref.queries, QUERY_TOKENS)
+    q_emb = embed(onnx_path, ref.queries, QUERY_TOKENS, ref.tokenizer)
     has_q = te.query >= 0
     cosine = te.cosine.copy()
     cosine[has_q] = (q_emb[te.query[has_q]] * ref.item_emb[te.item[has_q]]).sum(1)
@@ -102,7 +107,7 @@ def encoder_quality(ref: Reference, onnx_path: Path) -> dict:
     logit, weight = ref.ranker_outputs()
     quality = _quality(te, logit + weight * sim)
     held_out = ref.titles[-HOLDOUT_TITLES:]
-    t_emb = embed(onnx_path, held_out, 32)
+    t_emb = embed(onnx_path, held_out, 32, ref.tokenizer)
     t_ref = ref.item_emb[len(ref.titles) - len(held_out): len(ref.titles)]
     quality["cosine_queries"] = float(np.mean((q_emb * ref.query_emb).sum(1)))
     quality["cosine_queries_min"] = float(np.min((q_emb * ref.query_emb).sum(1)))
@@ -121,12 +126,12 @@ def _p50_ms(fn, repeats: int, warmup: int = 20) -> float:
     return float(np.median(times) * 1e3)
 
 
-def encoder_speed(onnx_path: Path, queries: list[str], repeats: int = 100) -> dict:
+def encoder_speed(onnx_path: Path, queries: list[str], repeats: int = 100, tokenizer: Path | None = None) -> dict:
     from builders.text_encoder import pretrained_dir
     from runtime.text import TextTokenizer
     from server.ort_runner import make_session
 
-    tok = TextTokenizer(pretrained_dir() / "tokenizer.json")
+    tok = TextTokenizer(tokenizer or pretrained_dir() / "tokenizer.json")
     session = make_session(str(onnx_path), intra_op_threads=ENCODER_THREADS)
     ids, mask = tok.encode(queries)
     by_len = {int(-(-m.sum() // 4) * 4): i for i, m in enumerate(mask)}

@@ -45,7 +45,6 @@ def load_reference_ranker(work: Path):
 
 def encoder_makers(work: Path, ref: evaluate.Reference, distill_epochs: int, distill_max_steps: int,
                    progress: bool) -> dict[str, Callable[[Path], dict | None]]:
-    from builders.text_encoder import pretrained_dir
     from builders.variants import calibration, distill, graph, quantize
     from runtime.text import TextTokenizer
 
@@ -53,7 +52,7 @@ def encoder_makers(work: Path, ref: evaluate.Reference, distill_epochs: int, dis
     path = lambda name: variant_path(work, "encoder", name)  # noqa: E731
 
     def calibrated(dst: Path):
-        tok = TextTokenizer(pretrained_dir() / "tokenizer.json")
+        tok = TextTokenizer(ref.tokenizer)
         feeds = calibration.encoder_batches(tok, ref.titles[: -evaluate.HOLDOUT_TITLES] + ref.queries)
         quantize.static(src, dst, feeds)
         return {"calibration_batches": len(feeds)}
@@ -116,9 +115,14 @@ def run(work: Path, encoder_onnx: Path, only: list[str] | None = None, distill_e
                     "margin": margin, "encoder": {}, "ranker": {}}
     makers = {"encoder": encoder_makers(work, ref, distill_epochs, distill_max_steps, progress),
               "ranker": ranker_makers(work, ref, progress)}
+    own_encoder = encoder_onnx.resolve().parent != (Path(__file__).resolve().parents[2] / "build" / "encoder")
     for model, names in (("encoder", ENCODER_VARIANTS), ("ranker", RANKER_VARIANTS)):
         for name in names:
             if not wanted(model, name):
+                continue
+            if own_encoder and name.startswith("distilled"):
+                log(f"[variants] {model}/{name} skipped: distillation starts from MiniLM's layers, and this shop "
+                    f"has its own encoder")
                 continue
             if name == REFERENCE:
                 path, built = (ref.encoder_onnx if model == "encoder" else ref.ranker_onnx), {}
@@ -139,7 +143,8 @@ def run(work: Path, encoder_onnx: Path, only: list[str] | None = None, distill_e
         log(f"[measure] {model} speed, {speed_rounds} rounds in alternating order")
         paths = {name: Path(e["file"]) for name, e in report[model].items()}
         if model == "encoder":
-            speeds = evaluate.interleaved(paths, lambda p: evaluate.encoder_speed(p, ref.queries), speed_rounds)
+            speeds = evaluate.interleaved(paths, lambda p: evaluate.encoder_speed(p, ref.queries,
+                                                                                 tokenizer=ref.tokenizer), speed_rounds)
         else:
             speeds = evaluate.interleaved(paths, lambda p: evaluate.ranker_speed(p, ref.rows["test"]), speed_rounds)
         for name, speed in speeds.items():
