@@ -74,13 +74,15 @@ def table(report: dict, model: str) -> str:
     lat_label = "1 query, 8 tokens" if model == "encoder" else "200 rows"
     head = (f"| variant | size | in-process p50 ({lat_label}) | speed-up | in-process {thr_label} | served p50 | "
             f"served speed-up | served req/s | NDCG@10 | vs fp32 | AUC |"
-            + (" cosine to teacher (queries / held-out titles) |" if model == "encoder" else "") + " gate (1 %) |")
+            + (" encoder gain kept (searches) | cosine to teacher (queries / held-out titles) |"
+               if model == "encoder" else "") + " gate |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for name, e in entries.items():
         s, q, sv = e["speed"], e["quality"], e.get("served", {})
         served = (f"{sv['served_p50_ms']:.2f} ms | {ref['served']['served_p50_ms'] / sv['served_p50_ms']:.2f}x | "
                   f"{sv['served_rps']:.0f} |") if sv else "– | – | – |"
-        cos = (f" {q['cosine_queries']:.4f} / {q['cosine_held_out_titles']:.4f} |" if model == "encoder" else "")
+        kept = f" {q['encoder_gain_retained']:.0%} |" if "encoder_gain_retained" in q else " – |"
+        cos = (f"{kept} {q['cosine_queries']:.4f} / {q['cosine_held_out_titles']:.4f} |" if model == "encoder" else "")
         lines.append(
             f"| {name} | {e['mb']:.1f} MB | {s[lat]:.3f} ms | {ref['speed'][lat] / s[lat]:.2f}x | {s[thr]:,.0f} | "
             f"{served} {q['ndcg@10']:.4f} | {0.0 - e['gate']['relative_drop']:+.2%} | {q['auc']:.4f} |{cos} "

@@ -142,7 +142,7 @@ def quality(rows: Rows, scores: np.ndarray) -> dict:
     return out
 
 
-def _ndcg_of_lists(rows: Rows, scores: np.ndarray, lists: np.ndarray, true: bool) -> float | None:
+def ndcg_of_lists(rows: Rows, scores: np.ndarray, lists: np.ndarray, true: bool) -> float | None:
     """NDCG@10 over the lists in the boolean mask ``lists`` (None if none has a gain)."""
     idx = np.flatnonzero(lists)
     if idx.size == 0:
@@ -171,7 +171,7 @@ def similarity_breakdown(rows: Rows, logit: np.ndarray, weight: np.ndarray) -> d
         for label, true in (("logged", False), ("true", True)):
             if true and rows.relevance is None:
                 continue
-            a, b = _ndcg_of_lists(rows, with_sim, mask, true), _ndcg_of_lists(rows, without, mask, true)
+            a, b = ndcg_of_lists(rows, with_sim, mask, true), ndcg_of_lists(rows, without, mask, true)
             entry[f"ndcg@10_{label}_with_similarity"] = a
             entry[f"ndcg@10_{label}_without_similarity"] = b
         out[name] = entry

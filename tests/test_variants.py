@@ -50,6 +50,35 @@ def test_gate_passes_within_the_margin_and_refuses_beyond_it_saying_by_how_much(
 
 
 @pytest.mark.unit
+def test_encoder_variants_must_keep_most_of_what_the_encoder_adds_to_searches():
+    ref = {"ndcg@10": 0.50}
+    weak = {"ndcg@10": 0.4999, "cosine_queries": 0.99, "encoder_gain_retained": 0.55, "searches_metric": "ndcg@10_true"}
+    with pytest.raises(gate.QualityGateError, match=r"keeps 55% of what the encoder adds to the searches' "
+                                                    r"NDCG@10_TRUE, less than 80% \(its overall NDCG@10 is 0\.02% below"):
+        gate.check("encoder/x", weak, ref)
+    assert gate.check("encoder/y", {**weak, "encoder_gain_retained": 0.93}, ref)["passed"]
+
+
+@pytest.mark.unit
+def test_encoder_contribution_is_measured_against_the_reference_similarity():
+    from builders.ranker import Rows
+    from builders.variants.evaluate import encoder_contribution
+
+    # two search lists of 3 items; the relevant item is the one the reference similarity points at
+    gain = np.array([0, 0, 3, 3, 0, 0], np.float32)
+    ref_sim = np.array([-1, -1, 2, 2, -1, -1], np.float32)
+    rows = Rows(cat=None, dense=None, sim=ref_sim, cosine=ref_sim, click=gain > 0, gain=gain, relevance=None,
+                offsets=np.array([0, 3, 6]), query=np.array([0, 0, 0, 1, 1, 1]), item=np.arange(6),
+                understood=np.array([False, False]))
+    logit = np.array([1, 0.5, 0, 1, 0.5, 0], np.float32)        # alone, the logit ranks the relevant item last
+    weight = np.ones(6, np.float32)
+    same = encoder_contribution(rows, logit, weight, ref_sim)
+    assert same["encoder_gain"] > 0 and same["encoder_gain_retained"] == pytest.approx(1.0)
+    blind = encoder_contribution(rows, logit, weight, np.zeros(6, np.float32))
+    assert blind["encoder_gain_retained"] == pytest.approx(0.0) and blind["searches_metric"] == "ndcg@10"
+
+
+@pytest.mark.unit
 def test_pruning_removes_whole_neurons_and_keep_all_changes_nothing():
     import torch
 

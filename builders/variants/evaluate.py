@@ -89,6 +89,27 @@ def ranker_quality(ref: Reference, onnx_path: Path) -> dict:
     return _quality(ref.rows["test"], logit + weight * ref.rows["test"].sim)
 
 
+def encoder_contribution(te, logit: np.ndarray, weight: np.ndarray, sim: np.ndarray) -> dict:
+    """What the encoder adds to the searches' NDCG@10, and the share of it a variant keeps.
+
+    NDCG@10 over all lists barely sees an encoder (homepage lists do not use it, logged clicks are
+    position-biased): the gate needs the encoder's own contribution. It is measured on the search
+    lists, with true relevance where the data has it (a generated shop), else logged gains:
+    ``gain`` = NDCG@10(logit + w * sim) - NDCG@10(logit), and ``retained`` = the variant's gain
+    over the reference encoder's (whose similarity is ``te.sim``).
+    """
+    from builders.ranker import ndcg_of_lists
+
+    searches = te.list_query() >= 0
+    true = te.relevance is not None
+    ndcg = lambda scores: ndcg_of_lists(te, scores, searches, true)  # noqa: E731
+    without, reference, variant = ndcg(logit), ndcg(logit + weight * te.sim), ndcg(logit + weight * sim)
+    if None in (without, reference, variant) or reference <= without:
+        return {}
+    return {"searches_metric": "ndcg@10_true" if true else "ndcg@10", "ndcg@10_searches": variant,
+            "encoder_gain": variant - without, "encoder_gain_retained": (variant - without) / (reference - without)}
+
+
 def embed(onnx_path: Path, texts: list[str], length: int, tokenizer: Path | None = None) -> np.ndarray:
     from builders.text_encoder import encode
 
@@ -106,6 +127,7 @@ def encoder_quality(ref: Reference, onnx_path: Path) -> dict:
     sim = standardize_lists(cosine, te.offsets)     # as served: z-scores over each request's candidates
     logit, weight = ref.ranker_outputs()
     quality = _quality(te, logit + weight * sim)
+    quality.update(encoder_contribution(te, logit, weight, sim))
     held_out = ref.titles[-HOLDOUT_TITLES:]
     t_emb = embed(onnx_path, held_out, 32, ref.tokenizer)
     t_ref = ref.item_emb[len(ref.titles) - len(held_out): len(ref.titles)]
