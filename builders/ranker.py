@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from builders.data.dataset import ShopData, impressions_of, split_by_time
+from builders.data.dataset import ShopData, impressions_of, rows_of_lists, split_by_time
 from builders.metrics import auc, ndcg_at_k
 from runtime.contract import CAT_FEATURES, DENSE_FEATURES, LOGIT, N_DENSE, SIM_WEIGHT
 from runtime.features import FeatureTables, Lexicon, candidate_features
@@ -147,9 +147,8 @@ def ndcg_of_lists(rows: Rows, scores: np.ndarray, lists: np.ndarray, true: bool)
     idx = np.flatnonzero(lists)
     if idx.size == 0:
         return None
-    starts, ends = rows.offsets[idx], rows.offsets[idx + 1]
-    imp = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends)])
-    offsets = np.concatenate([[0], np.cumsum(ends - starts)])
+    imp = rows_of_lists(rows.offsets, idx)
+    offsets = np.concatenate([[0], np.cumsum(rows.offsets[idx + 1] - rows.offsets[idx])])
     gains = 1.0 / (1.0 + np.exp(-rows.relevance[imp])) if true else rows.gain[imp]
     try:
         return ndcg_at_k(gains, scores[imp], offsets, 10)

@@ -147,7 +147,7 @@ def encode(onnx_path: Path, texts: list[str], length: int, batch: int = 256, pro
 
     tok = TextTokenizer(tokenizer or pretrained_dir() / "tokenizer.json", length=length)
     session = make_session(str(onnx_path), intra_op_threads=threads or os.cpu_count() or 1)
-    out = np.empty((len(texts), embedding_dim(onnx_path)), np.float32)
+    out = np.empty((len(texts), int(session.get_outputs()[0].shape[1])), np.float32)
     for start in tqdm(range(0, len(texts), batch), desc=f"encode {len(texts)} texts", disable=not progress,
                       unit="batch"):
         ids, mask = tok.encode(texts[start:start + batch])

@@ -146,7 +146,7 @@ def check_top_k(top_k: np.ndarray) -> int:
     return k
 
 
-def _lookup(sorted_ids: np.ndarray, rows_of_sorted: np.ndarray, ids: np.ndarray) -> np.ndarray:
+def lookup_rows(sorted_ids: np.ndarray, rows_of_sorted: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """Rows of ``ids`` in a table whose ids are ``sorted_ids``; -1 where an id is unknown."""
     if len(sorted_ids) == 0:          # a shop without known users: everyone is cold-start
         return np.full(len(ids), -1, np.int64)
@@ -175,10 +175,10 @@ class FeatureTables:
             return cls({k: data[k] for k in data.files})
 
     def item_rows(self, ids: np.ndarray) -> np.ndarray:
-        return _lookup(self.item_ids_sorted, self.item_rows_sorted, ids)
+        return lookup_rows(self.item_ids_sorted, self.item_rows_sorted, ids)
 
     def user_rows(self, ids: np.ndarray) -> np.ndarray:
-        return _lookup(self.user_ids_sorted, self.user_rows_sorted, ids)
+        return lookup_rows(self.user_ids_sorted, self.user_rows_sorted, ids)
 
 
 def candidate_features(t: FeatureTables, user_rows: np.ndarray, item_rows: np.ndarray, has_query: np.ndarray,

@@ -24,6 +24,7 @@ from builders.data.config import ShopConfig
 from builders.data.contract import (CONTRACT_VERSION, EVENT_KINDS, MAX_ATTRIBUTES,
                                     MIN_EVAL_CLICKS, MIN_TRAIN_CLICKS)
 from builders.data.report import DataError, ValidationReport, sample
+from runtime.features import lookup_rows
 
 CLICK, CART, PURCHASE = EVENT_KINDS.index("click"), EVENT_KINDS.index("add_to_cart"), EVENT_KINDS.index("purchase")
 DAY = 86_400
@@ -88,12 +89,17 @@ class ShopData:
         return cls(**texts, **arrays)
 
 
-def impressions_of(shop, sessions: np.ndarray) -> np.ndarray:
-    """Flat impression indices of the given lists, in list order."""
-    starts, ends = shop.session_offsets[sessions], shop.session_offsets[sessions + 1]
+def rows_of_lists(offsets: np.ndarray, lists: np.ndarray) -> np.ndarray:
+    """Flat row indices of the lists ``lists`` (``offsets[i]:offsets[i+1]`` is list i), in list order."""
+    starts, ends = offsets[lists], offsets[lists + 1]
     lengths = ends - starts
     return (np.repeat(starts - np.cumsum(np.concatenate([[0], lengths[:-1]])), lengths)
             + np.arange(lengths.sum())).astype(np.int64)
+
+
+def impressions_of(shop, sessions: np.ndarray) -> np.ndarray:
+    """Flat impression indices of the given lists, in list order."""
+    return rows_of_lists(shop.session_offsets, sessions)
 
 
 def split_by_time(shop: ShopData) -> dict[str, np.ndarray]:
@@ -139,14 +145,32 @@ def _duplicate_rows(columns: list[np.ndarray]) -> np.ndarray:
     return dup
 
 
-def _check_collisions(ids: L.Ids, file: str, column: str, rep: ValidationReport) -> None:
-    if ids.keys is None:
-        return
-    ok = ~ids.null
-    pairs = {}
-    for v, k in zip(ids.values[ok].tolist(), ids.keys[ok].tolist()):
-        if pairs.setdefault(v, k) != k:
-            rep.error(file, column, f"ids {pairs[v]!r} and {k!r} hash to the same INT64 id {v}; rename one")
+def _dedupe(ids: L.Ids, content: list[np.ndarray], file: str, label: str, what: str,
+            rep: ValidationReport) -> np.ndarray:
+    """Rows to keep: identical rows are dropped (a warning); one id with two different rows, or two
+    string ids hashing to the same INT64, is an error."""
+    dup = _duplicate_rows([ids.values, *content])
+    if dup.any():
+        rep.warning(file, None, "exact duplicate rows; dropped", dup)
+    keep = ~dup
+    uniq, counts = np.unique(ids.values[keep], return_counts=True)
+    clash = np.isin(ids.values, uniq[counts > 1]) & keep
+    if clash.any():
+        shown = ids.keys if ids.keys is not None else ids.values
+        rep.error(file, label, f"duplicate {what} ids with different rows: {sample(shown, clash)}; each {what} "
+                               f"must appear once", clash)
+    if ids.keys is not None:
+        pairs: dict = {}
+        for v, k in zip(ids.values[~ids.null].tolist(), ids.keys[~ids.null].tolist()):
+            if pairs.setdefault(v, k) != k:
+                rep.error(file, label, f"ids {pairs[v]!r} and {k!r} hash to the same INT64 id {v}; rename one")
+    return keep
+
+
+def _rows(table_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Row of each id in ``table_ids`` (-1 where absent), with the serving code's lookup."""
+    order = np.argsort(table_ids, kind="stable")
+    return lookup_rows(table_ids[order], order.astype(np.int64), ids)
 
 
 def _items(loaded: L.Loaded, rep: ValidationReport) -> dict:
@@ -168,22 +192,8 @@ def _items(loaded: L.Loaded, rep: ValidationReport) -> dict:
     attrs = cols.get("attributes") or [[] for _ in range(n)]
     category = np.array([c.strip() if c is not None and c.strip() else None for c in cols["category"]], object)
     brand = np.array([b.strip() if b is not None and b.strip() else None for b in cols["brand"]], object)
-    # Duplicates: identical rows are dropped (a warning); one id with two different rows is an error.
-    cat_code, _ = _codes(category)
-    brand_code, _ = _codes(brand)
-    title_code, _ = _codes(titles)
-    attr_code, _ = _codes([";".join(a) for a in attrs])
-    dup = _duplicate_rows([ids.values, title_code, cat_code, brand_code, price, stock, attr_code])
-    if dup.any():
-        rep.warning(f, None, "exact duplicate rows; dropped", dup)
-    keep = ~dup
-    uniq, counts = np.unique(ids.values[keep], return_counts=True)
-    clash = np.isin(ids.values, uniq[counts > 1]) & keep
-    if clash.any():
-        shown = ids.keys if ids.keys is not None else ids.values
-        rep.error(f, lab("item_id"), f"duplicate item ids with different rows: {sample(shown, clash)}; each item "
-                                f"must appear once", clash)
-    _check_collisions(ids, f, lab("item_id"), rep)
+    content = [_codes(v)[0] for v in (titles, category, brand, [";".join(a) for a in attrs])] + [price, stock]
+    keep = _dedupe(ids, content, f, lab("item_id"), "item", rep)
     if rep.errors:
         return {}
     rows = np.flatnonzero(keep)
@@ -213,7 +223,7 @@ def _users(loaded: L.Loaded | None, segment_column: str | None, rep: ValidationR
         if segment_column:
             rep.error("users", segment_column, "features.user_segment names a users column, but there is no "
                                                "users file")
-        return dict(user_ids=np.zeros(0, np.int64), user_keys=None, segment=np.zeros(0, object), user_kind=None)
+        return dict(user_ids=np.zeros(0, np.int64), segment=np.zeros(0, object), user_kind=None)
     f = loaded.path.name
     L.check_nulls(loaded, rep)
     if "user_id" not in loaded.columns or rep.errors:
@@ -223,19 +233,8 @@ def _users(loaded: L.Loaded | None, segment_column: str | None, rep: ValidationR
     if segment_column and segment_column in loaded.extra:
         raw = loaded.extra[segment_column].to_pylist()
         segment = np.array([None if v is None else str(v) for v in raw], object)
-    seg_code, _ = _codes(segment)
-    dup = _duplicate_rows([ids.values, seg_code])
-    if dup.any():
-        rep.warning(f, None, "exact duplicate rows; dropped", dup)
-    uniq, counts = np.unique(ids.values[~dup], return_counts=True)
-    clash = np.isin(ids.values, uniq[counts > 1]) & ~dup
-    if clash.any():
-        shown = ids.keys if ids.keys is not None else ids.values
-        rep.error(f, "user_id", f"duplicate user ids with different rows: {sample(shown, clash)}", clash)
-    _check_collisions(ids, f, "user_id", rep)
-    keep = np.flatnonzero(~dup)
-    return dict(user_ids=ids.values[keep], user_keys=None if ids.keys is None else ids.keys[keep],
-                segment=segment[keep], user_kind=ids.kind)
+    keep = _dedupe(ids, [_codes(segment)[0]], f, loaded.labels["user_id"], "user", rep)
+    return dict(user_ids=ids.values[keep], segment=segment[keep], user_kind=ids.kind)
 
 
 def _time_cuts(times: np.ndarray, split) -> dict:
@@ -249,7 +248,7 @@ def _time_cuts(times: np.ndarray, split) -> dict:
     return cuts
 
 
-def load_shop(cfg: ShopConfig, log=print) -> tuple[ShopData, ValidationReport]:
+def load_shop(cfg: ShopConfig) -> tuple[ShopData, ValidationReport]:
     """Read, validate and assemble the shop of ``cfg``. Raises DataError listing every problem."""
     rep = ValidationReport()
     d = cfg.data
@@ -293,8 +292,7 @@ def load_shop(cfg: ShopConfig, log=print) -> tuple[ShopData, ValidationReport]:
                            item_ev.values, np.nan_to_num(pos, nan=-1), kind])
     if dup.any():
         rep.warning(ef, None, "exact duplicate events; dropped", dup)
-    row_of_item = {v: i for i, v in enumerate(items["item_ids"].tolist())}
-    item_row = np.array([row_of_item.get(v, -1) for v in item_ev.values.tolist()], np.int64)
+    item_row = _rows(items["item_ids"], item_ev.values)
     unknown = (item_row < 0) & ~dup
     if unknown.any():
         shown = item_ev.keys if item_ev.keys is not None else item_ev.values
@@ -316,26 +314,23 @@ def load_shop(cfg: ShopConfig, log=print) -> tuple[ShopData, ValidationReport]:
                                                       f"out of time order in the file; sorted by timestamp", rows_back)
 
     # Users: the users file, plus every user seen in the events (they have history but no attributes).
-    user_ids = users["user_ids"]
-    known_users = set(user_ids.tolist())
-    seen = np.unique(user_ev.values[~user_ev.null & keep])
-    new_users = np.array([u for u in seen.tolist() if u not in known_users], np.int64)
+    new_users = np.setdiff1d(user_ev.values[~user_ev.null & keep], users["user_ids"])
     segment = np.concatenate([users["segment"], np.full(len(new_users), None, object)])
-    user_ids = np.concatenate([user_ids, new_users])
+    user_ids = np.concatenate([users["user_ids"], new_users])
     seg_idx, segments = _vocabulary(segment)
-    row_of_user = {v: i for i, v in enumerate(user_ids.tolist())}
 
     # Ranked lists: (session, query), in time order.
     rows = np.flatnonzero(keep)
     order = rows[np.lexsort((ts[rows], q_code[rows], s_code[rows]))]
     key_s, key_q = s_code[order], q_code[order]
-    starts = np.flatnonzero(np.concatenate([[True], (key_s[1:] != key_s[:-1]) | (key_q[1:] != key_q[:-1])]))
-    list_of_row = np.cumsum(np.isin(np.arange(len(order)), starts)) - 1
+    boundary = np.concatenate([[True], (key_s[1:] != key_s[:-1]) | (key_q[1:] != key_q[:-1])])
+    starts = np.flatnonzero(boundary)
+    list_of_row = np.cumsum(boundary) - 1
     list_time = ts[order][starts]
     list_query = key_q[starts]
     first_user = np.full(len(starts), -1, np.int64)
     has_user = ~user_ev.null[order]
-    urow = np.array([row_of_user.get(u, -1) for u in user_ev.values[order].tolist()], np.int64)
+    urow = _rows(user_ids, user_ev.values[order])
     # the first logged-in user of the list (reversed assignment: the earliest row wins)
     idx = np.flatnonzero(has_user)[::-1]
     first_user[list_of_row[idx]] = urow[idx]
