@@ -14,6 +14,7 @@ Two measurements in one run, against one real tritonserver:
    and turning the response into typed results (vs ``as_numpy``). Response parsing uses a real
    response from the server.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,9 +33,15 @@ def prepared_requests(repo: Path, n: int, candidates: int) -> list[tuple[int, st
     tables = FeatureTables.load(repo / "search_features" / "1" / "feature_store.npz")
     rng = np.random.default_rng(0)
     queries = ["wireless headphones", "red running shoes", "laptop 16gb", "waterproof tent", "yoga mat"]
-    return [(int(rng.choice(tables.user_ids_sorted)), queries[i % len(queries)],
-             [int(x) for x in rng.choice(tables.item_ids_sorted, size=candidates, replace=False)], 10)
-            for i in range(n)]
+    return [
+        (
+            int(rng.choice(tables.user_ids_sorted)),
+            queries[i % len(queries)],
+            [int(x) for x in rng.choice(tables.item_ids_sorted, size=candidates, replace=False)],
+            10,
+        )
+        for i in range(n)
+    ]
 
 
 def per_call_us(fn, args_list, repeat: int = 3) -> float:
@@ -112,42 +119,46 @@ def run(repo: Path, n: int, candidates: int) -> dict:
         out["raw_build_us"] = per_call_us(lambda u, items, k, q: request_inputs(u, items, k, q.encode()), args)
         out["sdk_build_us"] = per_call_us(lambda u, items, k, q: build_inputs(u, items, k, q), args)
         pool = sdk._pool
-        out["sdk_plan_us"] = per_call_us(
-            lambda *_: CallPlan(pool, sdk.options, None).next_endpoint(), args)
+        out["sdk_plan_us"] = per_call_us(lambda *_: CallPlan(pool, sdk.options, None).next_endpoint(), args)
         response = raw.infer("search", request_inputs(*reqs[0][:1], reqs[0][2], reqs[0][3], reqs[0][1].encode()))
         out["raw_parse_us"] = per_call_us(
-            lambda *_: (response.as_numpy("TOP_ITEM_IDS"), response.as_numpy("TOP_SCORES")), args)
+            lambda *_: (response.as_numpy("TOP_ITEM_IDS"), response.as_numpy("TOP_SCORES")), args
+        )
         out["sdk_parse_us"] = per_call_us(
-            lambda *_: parse_items(response.as_numpy("TOP_ITEM_IDS"), response.as_numpy("TOP_SCORES")), args)
+            lambda *_: parse_items(response.as_numpy("TOP_ITEM_IDS"), response.as_numpy("TOP_SCORES")), args
+        )
         sdk.close()
         raw.close()
-    out["client_side_overhead_us"] = (out["sdk_build_us"] - out["raw_build_us"] + out["sdk_plan_us"]
-                                      + out["sdk_parse_us"] - out["raw_parse_us"])
+    out["client_side_overhead_us"] = (
+        out["sdk_build_us"] - out["raw_build_us"] + out["sdk_plan_us"] + out["sdk_parse_us"] - out["raw_parse_us"]
+    )
     return out
 
 
 def report(r: dict, repo: Path) -> str:
-    return "\n".join([
-        f"Machine: {machine()}",
-        "",
-        f"Repository: `{repo}`; {r['n']} search requests with {r['candidates']} candidates, k=10, sequential, "
-        "raw and SDK calls interleaved on the same requests.",
-        "",
-        "| measurement | raw tritonclient | SDK | SDK overhead |",
-        "|---|---|---|---|",
-        f"| end to end, default (`cancel_grace_s=2`) | {r['raw_p50_us']:.0f} us | {r['sdk_p50_us']:.0f} us | "
-        f"{r['paired_diff_us']:+.0f} us |",
-        f"| end to end, exact deadlines (`cancel_grace_s=0`) | | {r['exact_p50_us']:.0f} us | "
-        f"{r['exact_diff_us']:+.0f} us |",
-        f"| end to end, raw vs raw (A/A control) | | | {r['aa_diff_us']:+.0f} us |",
-        f"| validate + build tensors | {r['raw_build_us']:.1f} us | {r['sdk_build_us']:.1f} us | "
-        f"{r['sdk_build_us'] - r['raw_build_us']:+.1f} us |",
-        f"| call plan (deadline, endpoint) | - | {r['sdk_plan_us']:.1f} us | {r['sdk_plan_us']:+.1f} us |",
-        f"| response to results | {r['raw_parse_us']:.1f} us | {r['sdk_parse_us']:.1f} us | "
-        f"{r['sdk_parse_us'] - r['raw_parse_us']:+.1f} us |",
-        f"| **client-side work, total** | | | **{r['client_side_overhead_us']:+.1f} us** |",
-        "",
-    ])
+    return "\n".join(
+        [
+            f"Machine: {machine()}",
+            "",
+            f"Repository: `{repo}`; {r['n']} search requests with {r['candidates']} candidates, k=10, sequential, "
+            "raw and SDK calls interleaved on the same requests.",
+            "",
+            "| measurement | raw tritonclient | SDK | SDK overhead |",
+            "|---|---|---|---|",
+            f"| end to end, default (`cancel_grace_s=2`) | {r['raw_p50_us']:.0f} us | {r['sdk_p50_us']:.0f} us | "
+            f"{r['paired_diff_us']:+.0f} us |",
+            f"| end to end, exact deadlines (`cancel_grace_s=0`) | | {r['exact_p50_us']:.0f} us | "
+            f"{r['exact_diff_us']:+.0f} us |",
+            f"| end to end, raw vs raw (A/A control) | | | {r['aa_diff_us']:+.0f} us |",
+            f"| validate + build tensors | {r['raw_build_us']:.1f} us | {r['sdk_build_us']:.1f} us | "
+            f"{r['sdk_build_us'] - r['raw_build_us']:+.1f} us |",
+            f"| call plan (deadline, endpoint) | - | {r['sdk_plan_us']:.1f} us | {r['sdk_plan_us']:+.1f} us |",
+            f"| response to results | {r['raw_parse_us']:.1f} us | {r['sdk_parse_us']:.1f} us | "
+            f"{r['sdk_parse_us'] - r['raw_parse_us']:+.1f} us |",
+            f"| **client-side work, total** | | | **{r['client_side_overhead_us']:+.1f} us** |",
+            "",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ The client runs on the same 2-core machine as the server and takes CPU from it. 
 without its response cache: the in-process path has none, and the comparison is of the same work
 (the cache is measured on its own in ``benchmarks/tuning.py``). Not a test: nothing asserts.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,10 @@ def machine() -> str:
         pass
     import onnxruntime
 
-    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, onnxruntime "
-            f"{onnxruntime.__version__}, tritonserver 2.51.0 (nvidia-pytriton 0.7.0), no GPU")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, onnxruntime "
+        f"{onnxruntime.__version__}, tritonserver 2.51.0 (nvidia-pytriton 0.7.0), no GPU"
+    )
 
 
 def write_section(path: Path, name: str, text: str) -> None:
@@ -125,8 +128,9 @@ def _cache_counts(client) -> tuple[int, int]:
     return stats.cache_hit.count, stats.cache_miss.count
 
 
-def serve_and_measure(repo: Path, requests, in_flight: int, cache_bytes: int = 0, load_requests=None,
-                      warmup: int = 20) -> dict:
+def serve_and_measure(
+    repo: Path, requests, in_flight: int, cache_bytes: int = 0, load_requests=None, warmup: int = 20
+) -> dict:
     """A fresh server on ``repo``: p50/p99 (ms) of ``requests`` one at a time, then req/s of
     ``load_requests`` (default: the same) with ``in_flight`` outstanding, and the encoder's response-cache
     hit rate in each phase (0 without a cache)."""
@@ -146,8 +150,13 @@ def serve_and_measure(repo: Path, requests, in_flight: int, cache_bytes: int = 0
         h2, m2 = _cache_counts(client)
         client.close()
     rate = lambda h, m: h / (h + m) if h + m else 0.0  # noqa: E731
-    return {"p50": p50, "p99": p99, "rps": rps, "hit_rate_seq": rate(h1 - h0, m1 - m0),
-            "hit_rate_load": rate(h2 - h1, m2 - m1)}
+    return {
+        "p50": p50,
+        "p99": p99,
+        "rps": rps,
+        "hit_rate_seq": rate(h1 - h0, m1 - m0),
+        "hit_rate_load": rate(h2 - h1, m2 - m1),
+    }
 
 
 def inprocess_saturated(pipeline, requests, workers: int) -> float:
@@ -172,14 +181,19 @@ def model_stats(url: str, requests, skip_warmup: int = 30) -> list[str]:
     before = {m.name: m.inference_stats for m in client.get_inference_statistics().model_stats}
     for r in requests:
         call(client, r[0], r[2], r[3], r[1].encode())
-    lines = ["| model | requests | queue | compute input | compute infer | compute output |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| model | requests | queue | compute input | compute infer | compute output |",
+        "|---|---|---|---|---|---|",
+    ]
     for m in client.get_inference_statistics().model_stats:
         now, old = m.inference_stats, before[m.name]
         n = now.success.count - old.success.count
         if n:
             us = lambda field: (getattr(now, field).ns - getattr(old, field).ns) / n / 1e3  # noqa: E731
-            lines.append(f"| {m.name} | {n} | {us('queue'):.0f} us | {us('compute_input'):.0f} us | "
-                         f"{us('compute_infer'):.0f} us | {us('compute_output'):.0f} us |")
+            lines.append(
+                f"| {m.name} | {n} | {us('queue'):.0f} us | {us('compute_input'):.0f} us | "
+                f"{us('compute_infer'):.0f} us | {us('compute_output'):.0f} us |"
+            )
     client.close()
     return lines
 
@@ -206,7 +220,7 @@ def run(repo: Path, n: int, candidates: int, in_flight: int, runs: int = 3, with
             # Alternate blocks so drift on the machine hits both paths alike.
             s_times, l_times = [], []
             for start in range(0, n, 50):
-                block = requests[start:start + 50]
+                block = requests[start : start + 50]
                 s_times += sequential(served, block)
                 l_times += sequential(local, block)
             one["served_p50"], one["served_p99"] = percentiles(s_times)
@@ -233,16 +247,20 @@ def table(r: dict) -> str:
         ratios = [x[s_key] / x[l_key] for x in runs]
         ratio = med([v * 100 for v in ratios], ".0f") + " %" if pct else med(ratios, ".2f") + " x"
         fmt = ".0f" if unit == "req/s" else ".2f"
-        return (f"| {label} | {med([x[s_key] for x in runs], fmt)} {unit} | {med([x[l_key] for x in runs], fmt)} "
-                f"{unit} | {ratio} |")
+        return (
+            f"| {label} | {med([x[s_key] for x in runs], fmt)} {unit} | {med([x[l_key] for x in runs], fmt)} "
+            f"{unit} | {ratio} |"
+        )
 
-    return "\n".join([
-        "| metric | served (gRPC, Triton) | in-process (ONNX Runtime) | served / in-process |",
-        "|---|---|---|---|",
-        row("p50 latency, concurrency 1", "served_p50", "local_p50", "ms"),
-        row("p99 latency, concurrency 1", "served_p99", "local_p99", "ms"),
-        row("throughput at saturation", "served_rps", "local_rps", "req/s", pct=True),
-    ])
+    return "\n".join(
+        [
+            "| metric | served (gRPC, Triton) | in-process (ONNX Runtime) | served / in-process |",
+            "|---|---|---|---|",
+            row("p50 latency, concurrency 1", "served_p50", "local_p50", "ms"),
+            row("p99 latency, concurrency 1", "served_p99", "local_p99", "ms"),
+            row("throughput at saturation", "served_rps", "local_rps", "req/s", pct=True),
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -256,11 +274,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-stats", action="store_true", help="also print Triton's per-model statistics")
     args = parser.parse_args(argv)
     r = run(args.repo, args.requests, args.candidates, args.in_flight, args.runs, args.model_stats)
-    text = (f"Machine: {machine()}\n\nDate: {date.today().isoformat()}; repository: `{args.repo}`; "
-            f"{r['n']} search requests, 1 query + {r['candidates']} candidates, k=10; saturation: "
-            f"{r['in_flight']} requests in flight (served), best of 1, 2 or 4 worker threads (in-process); "
-            f"median of {r['runs']} runs (min–max in brackets).\n\n"
-            + table(r) + "\n")
+    text = (
+        f"Machine: {machine()}\n\nDate: {date.today().isoformat()}; repository: `{args.repo}`; "
+        f"{r['n']} search requests, 1 query + {r['candidates']} candidates, k=10; saturation: "
+        f"{r['in_flight']} requests in flight (served), best of 1, 2 or 4 worker threads (in-process); "
+        f"median of {r['runs']} runs (min–max in brackets).\n\n" + table(r) + "\n"
+    )
     if r.get("model_stats"):
         print("Triton's statistics per model, sequential requests:\n" + "\n".join(r["model_stats"]) + "\n")
     print(text)

@@ -12,6 +12,7 @@ requests (100 and 1,000 candidates) in one run:
 
 ``python -m benchmarks.string_ids [--out docs/data.md]``; ``make bench-ids``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,11 +52,19 @@ def measure(n_requests: int = 200) -> dict:
     skus = [f"SKU-{i:06d}-{rng.choice(['S', 'M', 'L', 'XL'])}" for i in range(CATALOGUE)]
     ids = np.array([stable_id(s) for s in skus], np.int64)
     order = np.argsort(ids)
-    tables = FeatureTables({"item_ids_sorted": ids[order], "item_rows_sorted": order.astype(np.int64),
-                            "user_ids_sorted": np.zeros(1, np.int64)})
+    tables = FeatureTables(
+        {
+            "item_ids_sorted": ids[order],
+            "item_rows_sorted": order.astype(np.int64),
+            "user_ids_sorted": np.zeros(1, np.int64),
+        }
+    )
     row_of_sku = {s.encode(): i for i, s in enumerate(skus)}
-    out: dict = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-                 "catalogue": CATALOGUE, "requests": n_requests}
+    out: dict = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "catalogue": CATALOGUE,
+        "requests": n_requests,
+    }
     for n in SIZES:
         picks = [rng.choice(CATALOGUE, n, replace=False) for _ in range(n_requests)]
         as_str = [([skus[i] for i in p],) for p in picks]
@@ -72,8 +81,9 @@ def measure(n_requests: int = 200) -> dict:
 
         keys = [build_inputs(1, s[0], 10)[2] for s in as_str]
         tops = [(np.array(list(k)[:10], np.int64), k) for k in keys]
+
         def cold(c):
-            stable_id.cache_clear()       # every SKU seen for the first time: the hash is computed
+            stable_id.cache_clear()  # every SKU seen for the first time: the hash is computed
             return build_inputs(1, c, 10)
 
         r = {
@@ -85,41 +95,55 @@ def measure(n_requests: int = 200) -> dict:
             "sdk_parse_str_us": per_call_us(lambda t, k: parse_items(t, scores, k), tops),
             "server_rows_int64_us": per_call_us(tables.item_rows, as_arr),
             "server_rows_bytes_us": per_call_us(
-                lambda raw: [row_of_sku.get(s, -1) for s in deserialize_bytes_tensor(raw)], wire),
+                lambda raw: [row_of_sku.get(s, -1) for s in deserialize_bytes_tensor(raw)], wire
+            ),
             "wire_int64_bytes": 8 * n,
             "wire_bytes_bytes": int(np.mean([len(w[0]) for w in wire])),
         }
-        r["hash_cost_us"] = r["sdk_build_str_us"] - r["sdk_build_int_us"] + r["sdk_parse_str_us"] - r["sdk_parse_int_us"]
-        r["hash_cold_cost_us"] = (r["sdk_build_str_cold_us"] - r["sdk_build_int_us"] + r["sdk_parse_str_us"]
-                                  - r["sdk_parse_int_us"])
-        r["bytes_cost_us"] = (r["bytes_input_us"] - r["sdk_build_int_us"] + r["server_rows_bytes_us"]
-                              - r["server_rows_int64_us"])
+        r["hash_cost_us"] = (
+            r["sdk_build_str_us"] - r["sdk_build_int_us"] + r["sdk_parse_str_us"] - r["sdk_parse_int_us"]
+        )
+        r["hash_cold_cost_us"] = (
+            r["sdk_build_str_cold_us"] - r["sdk_build_int_us"] + r["sdk_parse_str_us"] - r["sdk_parse_int_us"]
+        )
+        r["bytes_cost_us"] = (
+            r["bytes_input_us"] - r["sdk_build_int_us"] + r["server_rows_bytes_us"] - r["server_rows_int64_us"]
+        )
         out[n] = r
     return out
 
 
 def table(res: dict) -> str:
-    lines = [f"Measured on {res['machine']}, catalogue of {res['catalogue']:,} SKUs, {res['requests']} requests "
-             f"per size, median of 5 rounds (`make bench-ids`).", "",
-             "| per request | 100 candidates | 1,000 candidates |", "|---|---|---|"]
-    rows = [("SDK builds the request, integer ids", "sdk_build_int_us"),
-            ("SDK builds the request, string SKUs, each hashed (first sight)", "sdk_build_str_cold_us"),
-            ("SDK builds the request, string SKUs seen before (LRU cache)", "sdk_build_str_us"),
-            ("raw BYTES `InferInput` of the SKUs", "bytes_input_us"),
-            ("SDK maps the top-10 back (integer / string)", None),
-            ("server finds the rows, INT64 (`searchsorted`)", "server_rows_int64_us"),
-            ("server finds the rows, BYTES (deserialise + dict)", "server_rows_bytes_us"),
-            ("**added by string ids, INT64 hash (chosen), SKUs seen before**", "hash_cost_us"),
-            ("**added by string ids, INT64 hash (chosen), first sight**", "hash_cold_cost_us"),
-            ("**added by string ids, BYTES on the wire**", "bytes_cost_us")]
+    lines = [
+        f"Measured on {res['machine']}, catalogue of {res['catalogue']:,} SKUs, {res['requests']} requests "
+        f"per size, median of 5 rounds (`make bench-ids`).",
+        "",
+        "| per request | 100 candidates | 1,000 candidates |",
+        "|---|---|---|",
+    ]
+    rows = [
+        ("SDK builds the request, integer ids", "sdk_build_int_us"),
+        ("SDK builds the request, string SKUs, each hashed (first sight)", "sdk_build_str_cold_us"),
+        ("SDK builds the request, string SKUs seen before (LRU cache)", "sdk_build_str_us"),
+        ("raw BYTES `InferInput` of the SKUs", "bytes_input_us"),
+        ("SDK maps the top-10 back (integer / string)", None),
+        ("server finds the rows, INT64 (`searchsorted`)", "server_rows_int64_us"),
+        ("server finds the rows, BYTES (deserialise + dict)", "server_rows_bytes_us"),
+        ("**added by string ids, INT64 hash (chosen), SKUs seen before**", "hash_cost_us"),
+        ("**added by string ids, INT64 hash (chosen), first sight**", "hash_cold_cost_us"),
+        ("**added by string ids, BYTES on the wire**", "bytes_cost_us"),
+    ]
     for label, key in rows:
         if key is None:
             cells = [f"{res[n]['sdk_parse_int_us']:.1f} / {res[n]['sdk_parse_str_us']:.1f} µs" for n in SIZES]
         else:
             cells = [f"{res[n][key]:.1f} µs" for n in SIZES]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines.append("| request payload of the ids (INT64 / BYTES) | " + " | ".join(
-        f"{res[n]['wire_int64_bytes']:,} / {res[n]['wire_bytes_bytes']:,} B" for n in SIZES) + " |")
+    lines.append(
+        "| request payload of the ids (INT64 / BYTES) | "
+        + " | ".join(f"{res[n]['wire_int64_bytes']:,} / {res[n]['wire_bytes_bytes']:,} B" for n in SIZES)
+        + " |"
+    )
     return "\n".join(lines)
 
 
@@ -134,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         begin, end = "<!-- bench-ids:begin -->", "<!-- bench-ids:end -->"
         doc = args.out.read_text()
         if begin in doc and end in doc:
-            doc = doc[:doc.index(begin) + len(begin)] + "\n" + text + "\n" + doc[doc.index(end):]
+            doc = doc[: doc.index(begin) + len(begin)] + "\n" + text + "\n" + doc[doc.index(end) :]
             args.out.write_text(doc)
     return 0
 

@@ -15,6 +15,7 @@ repeat: in the default shop's last 2,000 searches, about 460 distinct queries), 
 user and candidates; the encoder's response cache (``response_cache { enable: true }`` and
 ``--cache-config local,size=...``) against none, same requests. Not a test: nothing asserts.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,9 @@ SWEEP: dict[str, dict[str, dict]] = {
     "encoder delay 0": {c.TEXT_ENCODER: {"max_queue_delay_us": 0}},
     "encoder delay 500 us": {c.TEXT_ENCODER: {"max_queue_delay_us": 500}},
     "encoder delay 1000 us": {c.TEXT_ENCODER: {"max_queue_delay_us": 1000}},
-    "encoder delay 2000 us, preferred 4/8": {c.TEXT_ENCODER: {"max_queue_delay_us": 2000,
-                                                                "preferred_batch_sizes": (4, 8)}},
+    "encoder delay 2000 us, preferred 4/8": {
+        c.TEXT_ENCODER: {"max_queue_delay_us": 2000, "preferred_batch_sizes": (4, 8)}
+    },
     "encoder 2 instances x 1 thread": {c.TEXT_ENCODER: {"instances": 2, "parameters": {"intra_op_thread_count": "1"}}},
     "ranker 1 instance": {c.RANKER: {"instances": 1}},
     "ranker delay 500 us": {c.RANKER: {"max_queue_delay_us": 500}},
@@ -52,7 +54,7 @@ def write_configs(repo: Path, overrides: dict[str, dict], response_cache: bool =
     for spec in specs():
         changes = dict(overrides.get(spec.name, {}))
         if spec.name == c.TEXT_ENCODER:
-            changes["response_cache"] = response_cache   # the sweep measures batching without the cache
+            changes["response_cache"] = response_cache  # the sweep measures batching without the cache
         (repo / spec.name / "config.pbtxt").write_text(dataclasses.replace(spec, **changes).render())
 
 
@@ -64,12 +66,26 @@ def query_log_requests(work: Path, pipeline, n: int, candidates: int, seed: int 
     searches = np.flatnonzero((shop.session_query >= 0) & (shop.session_user >= 0))[-n:]
     rng = np.random.default_rng(seed)
     items = pipeline.search_store.tables.item_ids_sorted
-    return [(int(shop.user_ids[shop.session_user[s]]), shop.queries[shop.session_query[s]],
-             rng.choice(items, size=candidates, replace=False), 10) for s in searches]
+    return [
+        (
+            int(shop.user_ids[shop.session_user[s]]),
+            shop.queries[shop.session_query[s]],
+            rng.choice(items, size=candidates, replace=False),
+            10,
+        )
+        for s in searches
+    ]
 
 
-def run(work: Path, n: int, in_flight: int, rounds: int, parts: tuple[str, ...] = ("sweep", "cache"),
-        configs: list[str] | None = None, log=print) -> dict:
+def run(
+    work: Path,
+    n: int,
+    in_flight: int,
+    rounds: int,
+    parts: tuple[str, ...] = ("sweep", "cache"),
+    configs: list[str] | None = None,
+    log=print,
+) -> dict:
     from builders.pipeline import InProcessPipeline
 
     repo = work / "tuning_repo"
@@ -95,15 +111,23 @@ def run(work: Path, n: int, in_flight: int, rounds: int, parts: tuple[str, ...] 
     first, second = log_requests[:2000], log_requests[2000:]
     cache: dict[str, list[dict]] = {"no cache": [], "encoder response cache": []} if "cache" in parts else {}
     for r in range(rounds if cache else 0):
-        for name in (list(cache) if r % 2 == 0 else list(reversed(cache))):
+        for name in list(cache) if r % 2 == 0 else list(reversed(cache)):
             log(f"[cache round {r + 1}] {name}")
             on = name != "no cache"
             write_configs(repo, {}, response_cache=on)
-            cache[name].append(serve_and_measure(repo, first, in_flight, CACHE_BYTES if on else 0, load_requests=second))
+            cache[name].append(
+                serve_and_measure(repo, first, in_flight, CACHE_BYTES if on else 0, load_requests=second)
+            )
     write_configs(repo, {})
-    return {"sweep": sweep, "cache": cache, "n": n, "in_flight": in_flight, "rounds": rounds,
-            "distinct_queries": [len({q for _, q, _, _ in part}) for part in (first, second)],
-            "log_requests": len(first)}
+    return {
+        "sweep": sweep,
+        "cache": cache,
+        "n": n,
+        "in_flight": in_flight,
+        "rounds": rounds,
+        "distinct_queries": [len({q for _, q, _, _ in part}) for part in (first, second)],
+        "log_requests": len(first),
+    }
 
 
 def _med(runs: list[dict], key: str) -> float:
@@ -113,23 +137,34 @@ def _med(runs: list[dict], key: str) -> float:
 def tables(r: dict) -> str:
     lines = []
     if r["sweep"]:
-        lines += ["| configuration | p50 (conc. 1) | p99 (conc. 1) | req/s (8 in flight) | req/s vs defaults |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            "| configuration | p50 (conc. 1) | p99 (conc. 1) | req/s (8 in flight) | req/s vs defaults |",
+            "|---|---|---|---|---|",
+        ]
     for name, runs in r["sweep"].items():
         base = r["sweep"]["defaults"]
-        lines.append(f"| {name} | {_med(runs, 'p50'):.2f} ms | {_med(runs, 'p99'):.2f} ms | {_med(runs, 'rps'):.0f} | "
-                     f"{statistics.median(x['rps'] / b['rps'] for x, b in zip(runs, base)):.2f}x |")
+        lines.append(
+            f"| {name} | {_med(runs, 'p50'):.2f} ms | {_med(runs, 'p99'):.2f} ms | {_med(runs, 'rps'):.0f} | "
+            f"{statistics.median(x['rps'] / b['rps'] for x, b in zip(runs, base)):.2f}x |"
+        )
     if not r["cache"]:
         return "\n".join(lines)
     n1, n2 = r["distinct_queries"]
-    lines += ["", f"Response cache on `text_encoder`, the shop's last 4,000 searches replayed in time order: the "
-                  f"first {r['log_requests']} ({n1} distinct queries) one at a time, then the next "
-                  f"{r['log_requests']} ({n2} distinct) with 8 in flight:", "",
-              "| configuration | hit rate, first half | p50 (conc. 1) | p99 (conc. 1) | hit rate, second half | "
-              "req/s (8 in flight) |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"Response cache on `text_encoder`, the shop's last 4,000 searches replayed in time order: the "
+        f"first {r['log_requests']} ({n1} distinct queries) one at a time, then the next "
+        f"{r['log_requests']} ({n2} distinct) with 8 in flight:",
+        "",
+        "| configuration | hit rate, first half | p50 (conc. 1) | p99 (conc. 1) | hit rate, second half | "
+        "req/s (8 in flight) |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, runs in r["cache"].items():
-        lines.append(f"| {name} | {_med(runs, 'hit_rate_seq'):.0%} | {_med(runs, 'p50'):.2f} ms | "
-                     f"{_med(runs, 'p99'):.2f} ms | {_med(runs, 'hit_rate_load'):.0%} | {_med(runs, 'rps'):.0f} |")
+        lines.append(
+            f"| {name} | {_med(runs, 'hit_rate_seq'):.0%} | {_med(runs, 'p50'):.2f} ms | "
+            f"{_med(runs, 'p99'):.2f} ms | {_med(runs, 'hit_rate_load'):.0%} | {_med(runs, 'rps'):.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -144,9 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     r = run(Path("build") / args.profile, args.requests, args.in_flight, args.rounds, tuple(args.parts), args.configs)
-    text = (f"Machine: {machine()}\n\nDate: {date.today().isoformat()}; profile `{args.profile}`; "
-            f"{r['n']} search requests (1 query, 100 candidates, k=10) per configuration; median of {r['rounds']} "
-            f"rounds in alternating order. Reproduce: `make bench-tuning`.\n\n{tables(r)}\n")
+    text = (
+        f"Machine: {machine()}\n\nDate: {date.today().isoformat()}; profile `{args.profile}`; "
+        f"{r['n']} search requests (1 query, 100 candidates, k=10) per configuration; median of {r['rounds']} "
+        f"rounds in alternating order. Reproduce: `make bench-tuning`.\n\n{tables(r)}\n"
+    )
     print(text)
     if args.out:
         write_section(args.out, "tuning-" + "-".join(args.parts) + ("-confirm" if args.configs else ""), text)

@@ -11,6 +11,7 @@ are measured on search requests with 100 candidates (the encoder dominates), ran
 search requests with 1,000 candidates (the ranker's share grows with the candidates). Measured: p50 at
 concurrency 1 and throughput with 8 requests in flight. Not a test: nothing asserts.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,8 @@ def run(work: Path, n: int, in_flight: int, rounds: int = 2, log=print) -> dict:
         target = repo / MODEL_DIR[model] / "1" / "model.onnx"
         reference = target.read_bytes()
         runs: dict[str, list[dict]] = {name: [] for name in report[model]}
-        for r in range(rounds):   # alternating order: drift on the machine hits every variant alike
-            for name in (list(runs) if r % 2 == 0 else list(reversed(runs))):
+        for r in range(rounds):  # alternating order: drift on the machine hits every variant alike
+            for name in list(runs) if r % 2 == 0 else list(reversed(runs)):
                 shutil.copyfile(report[model][name]["file"], target)
                 log(f"[served round {r + 1}] {model}/{name}")
                 m = serve_and_measure(repo, requests, in_flight, cache_bytes=0, warmup=30)
@@ -72,21 +73,34 @@ def table(report: dict, model: str) -> str:
     thr = "queries_per_s_batch32" if model == "encoder" else "rows_per_s_batch4096"
     thr_label = "queries/s (batch 32)" if model == "encoder" else "rows/s (batch 4096)"
     lat_label = "1 query, 8 tokens" if model == "encoder" else "200 rows"
-    head = (f"| variant | size | in-process p50 ({lat_label}) | speed-up | in-process {thr_label} | served p50 | "
-            f"served speed-up | served req/s | NDCG@10 | vs fp32 | AUC |"
-            + (" encoder gain kept (searches) | cosine to teacher (queries / held-out titles) |"
-               if model == "encoder" else "") + " gate |")
+    head = (
+        f"| variant | size | in-process p50 ({lat_label}) | speed-up | in-process {thr_label} | served p50 | "
+        f"served speed-up | served req/s | NDCG@10 | vs fp32 | AUC |"
+        + (
+            " encoder gain kept (searches) | cosine to teacher (queries / held-out titles) |"
+            if model == "encoder"
+            else ""
+        )
+        + " gate |"
+    )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for name, e in entries.items():
         s, q, sv = e["speed"], e["quality"], e.get("served", {})
-        served = (f"{sv['served_p50_ms']:.2f} ms | {ref['served']['served_p50_ms'] / sv['served_p50_ms']:.2f}x | "
-                  f"{sv['served_rps']:.0f} |") if sv else "– | – | – |"
+        served = (
+            (
+                f"{sv['served_p50_ms']:.2f} ms | {ref['served']['served_p50_ms'] / sv['served_p50_ms']:.2f}x | "
+                f"{sv['served_rps']:.0f} |"
+            )
+            if sv
+            else "– | – | – |"
+        )
         kept = f" {q['encoder_gain_retained']:.0%} |" if "encoder_gain_retained" in q else " – |"
-        cos = (f"{kept} {q['cosine_queries']:.4f} / {q['cosine_held_out_titles']:.4f} |" if model == "encoder" else "")
+        cos = f"{kept} {q['cosine_queries']:.4f} / {q['cosine_held_out_titles']:.4f} |" if model == "encoder" else ""
         lines.append(
             f"| {name} | {e['mb']:.1f} MB | {s[lat]:.3f} ms | {ref['speed'][lat] / s[lat]:.2f}x | {s[thr]:,.0f} | "
             f"{served} {q['ndcg@10']:.4f} | {0.0 - e['gate']['relative_drop']:+.2%} | {q['auc']:.4f} |{cos} "
-            f"{'pass' if e['gate']['passed'] else 'refused'} |")
+            f"{'pass' if e['gate']['passed'] else 'refused'} |"
+        )
     return "\n".join(lines)
 
 
@@ -103,12 +117,15 @@ def plot(report: dict, out: Path) -> None:
         names = list(entries)
         points = [(entries[n]["speed"][lat], entries[n]["quality"]["ndcg@10"]) for n in names]
         passed = [i for i, n in enumerate(names) if entries[n]["gate"]["passed"]]
-        front = {passed[j] for j in pareto([points[i] for i in passed])}   # refused variants are not candidates
+        front = {passed[j] for j in pareto([points[i] for i in passed])}  # refused variants are not candidates
         for i, (name, (x, y)) in enumerate(zip(names, points)):
             refused = i not in passed
-            ax.scatter([x], [y], color="tab:red" if i in front else "tab:gray", marker="x" if refused else "o", zorder=3)
-            ax.annotate(name + (" (refused)" if refused else ""), (x, y), textcoords="offset points", xytext=(4, 4),
-                        fontsize=8)
+            ax.scatter(
+                [x], [y], color="tab:red" if i in front else "tab:gray", marker="x" if refused else "o", zorder=3
+            )
+            ax.annotate(
+                name + (" (refused)" if refused else ""), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8
+            )
         fx = sorted((points[i] for i in front))
         ax.plot([p[0] for p in fx], [p[1] for p in fx], color="tab:red", lw=1, ls="--", label="Pareto front")
         ref_q = entries["fp32"]["quality"]["ndcg@10"]
@@ -132,14 +149,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="markdown file for the tables (and a PNG beside it)")
     args = p.parse_args(argv)
     work = Path("build") / args.profile
-    report = (json.loads((work / "variants" / "report.json").read_text()) if args.no_served
-              else run(work, args.requests, args.in_flight, args.rounds))
-    text = (f"Machine: {machine()}\n\nDate: {date.today().isoformat()}; profile `{args.profile}`; "
-            f"served: {args.requests} search requests per variant ({CANDIDATES['encoder']} candidates for encoder "
-            f"variants, {CANDIDATES['ranker']} for ranker variants), p50 at concurrency 1, req/s with "
-            f"{args.in_flight} in flight, median of {args.rounds} rounds in alternating order (a fresh server per "
-            f"variant and round); quality on the test split. Reproduce: `make bench-variants`.\n\n"
-            f"**Text encoder**\n\n{table(report, 'encoder')}\n\n**Ranker**\n\n{table(report, 'ranker')}\n")
+    report = (
+        json.loads((work / "variants" / "report.json").read_text())
+        if args.no_served
+        else run(work, args.requests, args.in_flight, args.rounds)
+    )
+    text = (
+        f"Machine: {machine()}\n\nDate: {date.today().isoformat()}; profile `{args.profile}`; "
+        f"served: {args.requests} search requests per variant ({CANDIDATES['encoder']} candidates for encoder "
+        f"variants, {CANDIDATES['ranker']} for ranker variants), p50 at concurrency 1, req/s with "
+        f"{args.in_flight} in flight, median of {args.rounds} rounds in alternating order (a fresh server per "
+        f"variant and round); quality on the test split. Reproduce: `make bench-variants`.\n\n"
+        f"**Text encoder**\n\n{table(report, 'encoder')}\n\n**Ranker**\n\n{table(report, 'ranker')}\n"
+    )
     print(text)
     if args.out:
         write_section(args.out, "variants", text)

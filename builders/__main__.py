@@ -1,4 +1,5 @@
 """Command line of the builders: ``python -m builders {build,check-data,demo-data,variants,configs,validate}``."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,20 +14,37 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--config", type=Path, default=None, help="the shop's shoprank.yaml (docs/data.md)")
     b.add_argument("--target", default="cpu", choices=["cpu", "gpu"])
     b.add_argument("--profile", default=None, help="the demo shop instead of --config: small (tests) or default")
-    b.add_argument("--out", type=Path, default=None,
-                   help="repository folder (default: model_repository/ for cpu, build/<profile>/gpu_repository for gpu)")
+    b.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="repository folder (default: model_repository/ for cpu, build/<profile>/gpu_repository for gpu)",
+    )
     b.add_argument("--work", type=Path, default=None, help="cache folder (default: build/<name or profile>/)")
-    b.add_argument("--force", nargs="*", default=[], metavar="STEP",
-                   help="rerun these steps: demo-data data encoder embeddings features ranker")
+    b.add_argument(
+        "--force",
+        nargs="*",
+        default=[],
+        metavar="STEP",
+        help="rerun these steps: demo-data data encoder embeddings features ranker",
+    )
     b.add_argument("--no-progress", action="store_true")
-    b.add_argument("--gpu-runtime", default="tensorrt", choices=["tensorrt", "ort-trt"],
-                   help="gpu target: TensorRT engines (tensorrt_plan) or onnxruntime with the TensorRT EP")
+    b.add_argument(
+        "--gpu-runtime",
+        default="tensorrt",
+        choices=["tensorrt", "ort-trt"],
+        help="gpu target: TensorRT engines (tensorrt_plan) or onnxruntime with the TensorRT EP",
+    )
     b.add_argument("--precision", default="fp16", choices=["fp32", "fp16", "int8"], help="gpu target precision")
     b.add_argument("--encoder-variant", default="fp32", help="publish this measured encoder variant (see `variants`)")
     b.add_argument("--ranker-variant", default="fp32", help="publish this measured ranker variant")
-    b.add_argument("--quality-margin", type=float, default=None,
-                   help="refuse a variant whose NDCG@10 is more than this fraction below fp32 (default: the "
-                        "config's quality_margin, 0.01)")
+    b.add_argument(
+        "--quality-margin",
+        type=float,
+        default=None,
+        help="refuse a variant whose NDCG@10 is more than this fraction below fp32 (default: the "
+        "config's quality_margin, 0.01)",
+    )
     chk = sub.add_parser("check-data", help="validate a shop's files against the data contract, build nothing")
     chk.add_argument("--config", type=Path, required=True)
     demo = sub.add_parser("demo-data", help="write the generated demo shop in the data contract's format")
@@ -34,10 +52,19 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--out", type=Path, required=True)
     var = sub.add_parser("variants", help="build and measure the compressed variants of a finished build")
     var.add_argument("--profile", default="default")
-    var.add_argument("--work", type=Path, default=None,
-                     help="the build's cache folder (default: build/<profile>/; build/<name>/ for a --config build)")
-    var.add_argument("--only", nargs="*", default=None, metavar="MODEL/VARIANT",
-                     help="e.g. encoder/int8-dynamic ranker/pruned (the fp32 references are always measured)")
+    var.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="the build's cache folder (default: build/<profile>/; build/<name>/ for a --config build)",
+    )
+    var.add_argument(
+        "--only",
+        nargs="*",
+        default=None,
+        metavar="MODEL/VARIANT",
+        help="e.g. encoder/int8-dynamic ranker/pruned (the fp32 references are always measured)",
+    )
     var.add_argument("--distill-epochs", type=int, default=1)
     var.add_argument("--distill-max-steps", type=int, default=0, help="cap the distillation steps (0: no cap)")
     var.add_argument("--quality-margin", type=float, default=0.01)
@@ -72,13 +99,22 @@ def main(argv: list[str] | None = None) -> int:
         from builders.variants import run
 
         if not (work / "ranker.stamp.json").exists():
-            print(f"error: no finished build in {work}: run `python -m builders build --profile {args.profile}` first",
-                  file=sys.stderr)
+            print(
+                f"error: no finished build in {work}: run `python -m builders build --profile {args.profile}` first",
+                file=sys.stderr,
+            )
             return 1
-        own = work / "encoder" / "model.onnx"          # a shop built with its own encoder (encoder.path)
+        own = work / "encoder" / "model.onnx"  # a shop built with its own encoder (encoder.path)
         encoder = own if own.exists() else build.BUNDLED_ENCODER_DIR / "model.onnx"
-        report = run.run(work, encoder, args.only, args.distill_epochs,
-                         args.distill_max_steps, args.quality_margin, progress=not args.no_progress)
+        report = run.run(
+            work,
+            encoder,
+            args.only,
+            args.distill_epochs,
+            args.distill_max_steps,
+            args.quality_margin,
+            progress=not args.no_progress,
+        )
         print(run.summary(report))
         return 0
     if args.config is not None and args.profile is not None:
@@ -86,15 +122,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     unknown = sorted(set(args.force) - set(build.STEP_NAMES))
     if unknown:
-        print(f"error: --force {' '.join(unknown)}: no such step; steps are {' '.join(build.STEP_NAMES)}",
-              file=sys.stderr)
+        print(
+            f"error: --force {' '.join(unknown)}: no such step; steps are {' '.join(build.STEP_NAMES)}", file=sys.stderr
+        )
         return 2
     try:
-        report = build.build(args.target, args.profile or "default", args.out, args.work,
-                             progress=not args.no_progress, encoder_variant=args.encoder_variant,
-                             ranker_variant=args.ranker_variant, quality_margin=args.quality_margin,
-                             gpu_runtime=args.gpu_runtime, precision=args.precision, config=args.config,
-                             force=tuple(args.force))
+        report = build.build(
+            args.target,
+            args.profile or "default",
+            args.out,
+            args.work,
+            progress=not args.no_progress,
+            encoder_variant=args.encoder_variant,
+            ranker_variant=args.ranker_variant,
+            quality_margin=args.quality_margin,
+            gpu_runtime=args.gpu_runtime,
+            precision=args.precision,
+            config=args.config,
+            force=tuple(args.force),
+        )
     except (build.BuildError, repository.RepositoryError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

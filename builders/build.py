@@ -12,6 +12,7 @@ A step reruns only when its key changed (the data's content, the config, the enc
 version) or its files are missing. Data errors stop the build before any training; the repository
 folder is never written from broken data.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,7 +33,7 @@ from runtime.features import LEXICON_FILE, STORE_FILE, TOKENIZER_FILE, USER_PROF
 from runtime.scoring import ITEM_EMBEDDINGS_FILE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-BUNDLED_ENCODER_DIR = REPO_ROOT / "build" / "encoder"   # shared by every build that uses the bundled MiniLM
+BUNDLED_ENCODER_DIR = REPO_ROOT / "build" / "encoder"  # shared by every build that uses the bundled MiniLM
 TARGETS = ("cpu", "gpu")
 STEP_NAMES = ("demo-data", "data", "encoder", "embeddings", "features", "ranker")
 CODE = {"data": "data/1", "features": "features/2", "ranker": "dcn-v2/4"}
@@ -48,12 +49,17 @@ def _versions() -> dict:
     import torch
     import transformers
 
-    return {"torch": torch.__version__, "transformers": transformers.__version__, "onnx": onnx.__version__,
-            "onnxruntime": onnxruntime.__version__}
+    return {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
 
 
-def resolve(profile: str | None, config: str | Path | cfg_mod.ShopConfig | None, work: Path | None
-            ) -> tuple[cfg_mod.ShopConfig, Path, Step | None]:
+def resolve(
+    profile: str | None, config: str | Path | cfg_mod.ShopConfig | None, work: Path | None
+) -> tuple[cfg_mod.ShopConfig, Path, Step | None]:
     """The shop's config, its work folder, and (for a demo profile) the step that writes its files."""
     if config is not None:
         cfg = config if isinstance(config, cfg_mod.ShopConfig) else cfg_mod.load(config)
@@ -66,9 +72,12 @@ def resolve(profile: str | None, config: str | Path | cfg_mod.ShopConfig | None,
     work = Path(work or REPO_ROOT / "build" / profile)
     folder = work / "demo_data"
     cfg = cfg_mod.parse(demo.config_dict(profile, folder), "demo config")
-    step = Step("demo-data", lambda: {"config": str(demo.write(profile, folder))},
-                {"profile": PROFILES[profile].key(), "format": CONTRACT_VERSION},
-                [folder / f"{t}.parquet" for t in ("items", "users", "events")])
+    step = Step(
+        "demo-data",
+        lambda: {"config": str(demo.write(profile, folder))},
+        {"profile": PROFILES[profile].key(), "format": CONTRACT_VERSION},
+        [folder / f"{t}.parquet" for t in ("items", "users", "events")],
+    )
     return cfg, work, step
 
 
@@ -84,13 +93,14 @@ class Layout:
     """Where each step of one build writes, and the shop's data once the data step has run."""
 
     work: Path
-    encoder: Path                 # the exported encoder and its tokenizer.json
-    data_fingerprint: str = ""    # SHA-256 of the data files (set by ``plan``)
+    encoder: Path  # the exported encoder and its tokenizer.json
+    data_fingerprint: str = ""  # SHA-256 of the data files (set by ``plan``)
     _shop: object = None
 
     def __post_init__(self):
         self.data, self.embeddings, self.features, self.ranker = (
-            self.work / d for d in ("data", "embeddings", "features", "ranker"))
+            self.work / d for d in ("data", "embeddings", "features", "ranker")
+        )
 
     def shop(self):
         if self._shop is None:
@@ -105,12 +115,17 @@ def plan(cfg: cfg_mod.ShopConfig, at: Layout, hint: str, progress: bool, log: Ca
     from builders import text_encoder
     from builders.data.load import fingerprint
 
-    data_key = {"files": fingerprint(_data_files(cfg)),
-                "config": {k: v for k, v in cfg_mod.cache_key(cfg).items()
-                           if k in ("data", "split", "features", "evaluation")},
-                "contract": CONTRACT_VERSION, "code": CODE["data"]}
-    enc_key = {"opset": text_encoder.OPSET, **_versions(),
-               "encoder": text_encoder.fingerprint(text_encoder.model_dir(cfg.encoder.path))}
+    data_key = {
+        "files": fingerprint(_data_files(cfg)),
+        "config": {k: v for k, v in cfg_mod.cache_key(cfg).items() if k in ("data", "split", "features", "evaluation")},
+        "contract": CONTRACT_VERSION,
+        "code": CODE["data"],
+    }
+    enc_key = {
+        "opset": text_encoder.OPSET,
+        **_versions(),
+        "encoder": text_encoder.fingerprint(text_encoder.model_dir(cfg.encoder.path)),
+    }
     upstream = {"data": data_key, "encoder": enc_key}
     at.data_fingerprint = data_key["files"]
 
@@ -124,23 +139,47 @@ def plan(cfg: cfg_mod.ShopConfig, at: Layout, hint: str, progress: bool, log: Ca
     item_emb = lambda: np.load(at.embeddings / "items.npy")  # noqa: E731
     return [
         Step("data", run_data, data_key, [at.data / f for f in steps.SHOP_FILES]),
-        Step("encoder", lambda: steps.encoder(cfg.encoder.path, at.encoder, at.shop().item_titles[:200]), enc_key,
-             [at.encoder / "model.onnx", at.encoder / TOKENIZER_FILE]),
-        Step("embeddings", lambda: steps.embeddings(at.shop().item_titles, at.shop().queries, at.encoder,
-                                                    at.embeddings, cfg.encoder.title_tokens, progress),
-             {**upstream, "title_tokens": cfg.encoder.title_tokens},
-             [at.embeddings / "items.npy", at.embeddings / "queries.npy"]),
-        Step("features", lambda: steps.features(at.shop(), item_emb(), at.encoder / TOKENIZER_FILE, at.features),
-             {**upstream, "code": CODE["features"]}, [at.features / f for f in steps.FEATURE_FILES]),
-        Step("ranker", lambda: steps.ranker(at.shop(), at.features, item_emb(), np.load(at.embeddings / "queries.npy"),
-                                            cfg.ranker, at.ranker, hint, progress),
-             {**upstream, "ranker": cfg.ranker.model_dump(mode="json"), "code": CODE["ranker"]},
-             [at.ranker / "model.onnx"]),
+        Step(
+            "encoder",
+            lambda: steps.encoder(cfg.encoder.path, at.encoder, at.shop().item_titles[:200]),
+            enc_key,
+            [at.encoder / "model.onnx", at.encoder / TOKENIZER_FILE],
+        ),
+        Step(
+            "embeddings",
+            lambda: steps.embeddings(
+                at.shop().item_titles, at.shop().queries, at.encoder, at.embeddings, cfg.encoder.title_tokens, progress
+            ),
+            {**upstream, "title_tokens": cfg.encoder.title_tokens},
+            [at.embeddings / "items.npy", at.embeddings / "queries.npy"],
+        ),
+        Step(
+            "features",
+            lambda: steps.features(at.shop(), item_emb(), at.encoder / TOKENIZER_FILE, at.features),
+            {**upstream, "code": CODE["features"]},
+            [at.features / f for f in steps.FEATURE_FILES],
+        ),
+        Step(
+            "ranker",
+            lambda: steps.ranker(
+                at.shop(),
+                at.features,
+                item_emb(),
+                np.load(at.embeddings / "queries.npy"),
+                cfg.ranker,
+                at.ranker,
+                hint,
+                progress,
+            ),
+            {**upstream, "ranker": cfg.ranker.model_dump(mode="json"), "code": CODE["ranker"]},
+            [at.ranker / "model.onnx"],
+        ),
     ]
 
 
-def publish(work: Path, variants: dict[str, str], margin: float, sources: dict[str, Path],
-            log: Callable[[str], None]) -> tuple[dict[str, Path], dict]:
+def publish(
+    work: Path, variants: dict[str, str], margin: float, sources: dict[str, Path], log: Callable[[str], None]
+) -> tuple[dict[str, Path], dict]:
     """The model files to serve: each model's fp32 source, or its measured variant if the gate passes it."""
     from builders.variants import gate
 
@@ -153,8 +192,10 @@ def publish(work: Path, variants: dict[str, str], margin: float, sources: dict[s
         except gate.QualityGateError as err:
             raise BuildError(str(err)) from None
         files[model], published[model] = path, {"variant": name, "file": str(path), "gate": verdict}
-        log(f"[{model}] publishing variant {name}: NDCG@10 {verdict['relative_drop']:+.2%} vs fp32 "
-            f"(margin {margin:.0%})")
+        log(
+            f"[{model}] publishing variant {name}: NDCG@10 {verdict['relative_drop']:+.2%} vs fp32 "
+            f"(margin {margin:.0%})"
+        )
     return files, published
 
 
@@ -170,11 +211,21 @@ def artifacts(at: Layout, encoder_onnx: Path, ranker_onnx: Path) -> dict[str, di
     }
 
 
-def build(target: str = "cpu", profile: str | None = "small", out: Path | None = None, work: Path | None = None,
-          progress: bool = True, log: Callable[[str], None] = print, encoder_variant: str = "fp32",
-          ranker_variant: str = "fp32", quality_margin: float | None = None, gpu_runtime: str = "tensorrt",
-          precision: str = "fp16", config: str | Path | cfg_mod.ShopConfig | None = None,
-          force: tuple[str, ...] = ()) -> dict:
+def build(
+    target: str = "cpu",
+    profile: str | None = "small",
+    out: Path | None = None,
+    work: Path | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    encoder_variant: str = "fp32",
+    ranker_variant: str = "fp32",
+    quality_margin: float | None = None,
+    gpu_runtime: str = "tensorrt",
+    precision: str = "fp16",
+    config: str | Path | cfg_mod.ShopConfig | None = None,
+    force: tuple[str, ...] = (),
+) -> dict:
     """Build the repository of a shop (``config``) or of a demo ``profile`` into ``out``; returns the report.
 
     ``encoder_variant`` / ``ranker_variant`` publish a compressed variant through the quality gate
@@ -195,25 +246,37 @@ def build(target: str = "cpu", profile: str | None = "small", out: Path | None =
     if demo_step is not None:
         driver.run([demo_step])
     at = Layout(work, BUNDLED_ENCODER_DIR if cfg.encoder.path is None else work / "encoder")
-    shop_arg = f"--profile {profile}" if config is None or isinstance(config, cfg_mod.ShopConfig) \
-        else f"--config {config}"
+    shop_arg = (
+        f"--profile {profile}" if config is None or isinstance(config, cfg_mod.ShopConfig) else f"--config {config}"
+    )
     try:
         report = driver.run(plan(cfg, at, f"python -m builders build {shop_arg} --force ranker", progress, log))
     except (DataError, StepError) as err:
         raise BuildError(str(err)) from None
 
     margin = cfg.quality_margin if quality_margin is None else quality_margin
-    files, published = publish(work, {"encoder": encoder_variant, "ranker": ranker_variant}, margin,
-                               {"encoder": at.encoder / "model.onnx", "ranker": at.ranker / "model.onnx"}, log)
+    files, published = publish(
+        work,
+        {"encoder": encoder_variant, "ranker": ranker_variant},
+        margin,
+        {"encoder": at.encoder / "model.onnx", "ranker": at.ranker / "model.onnx"},
+        log,
+    )
     embed_dim = report["embeddings"].get("dim") or text_encoder.embedding_dim(files["encoder"])
     files_by_model = artifacts(at, files["encoder"], files["ranker"])
     if target == "gpu":
         from builders.gpu.target import build_gpu
 
         try:
-            model_specs, report["gpu"] = build_gpu(work, at.shop(), {c.TEXT_ENCODER: files["encoder"],
-                                                                     c.RANKER: files["ranker"]},
-                                                   gpu_runtime, precision, log, embed_dim=embed_dim)
+            model_specs, report["gpu"] = build_gpu(
+                work,
+                at.shop(),
+                {c.TEXT_ENCODER: files["encoder"], c.RANKER: files["ranker"]},
+                gpu_runtime,
+                precision,
+                log,
+                embed_dim=embed_dim,
+            )
         except ValueError as err:
             raise BuildError(str(err)) from None
         for model, gpu_files in report["gpu"]["files"].items():
@@ -223,29 +286,43 @@ def build(target: str = "cpu", profile: str | None = "small", out: Path | None =
 
         model_specs = specs(embed_dim)
     shop = at.shop()
-    manifest = {"shop": cfg.name, "contract_version": CONTRACT_VERSION, "ids": shop.id_kinds,
-                "embed_dim": embed_dim, "encoder": str(cfg.encoder.path or "bundled all-MiniLM-L6-v2"),
-                "items": len(shop.item_ids), "users": len(shop.user_ids), "data": at.data_fingerprint}
+    manifest = {
+        "shop": cfg.name,
+        "contract_version": CONTRACT_VERSION,
+        "ids": shop.id_kinds,
+        "embed_dim": embed_dim,
+        "encoder": str(cfg.encoder.path or "bundled all-MiniLM-L6-v2"),
+        "items": len(shop.item_ids),
+        "users": len(shop.user_ids),
+        "data": at.data_fingerprint,
+    }
     # Always reassembled and revalidated: it is cheap and the output folder may have been edited.
     driver.run([Step("repository", lambda: steps.repository(out, files_by_model, model_specs, manifest))])
     for line in report["repository"]["checks"]:
         log(f"  {line}")
-    report.update(profile=profile if config is None else None, shop=cfg.name, target=target,
-                  published_variants=published, manifest=manifest)
+    report.update(
+        profile=profile if config is None else None,
+        shop=cfg.name,
+        target=target,
+        published_variants=published,
+        manifest=manifest,
+    )
     (work / "build_report.json").write_text(json.dumps(report, indent=1, default=str))
     return report
 
 
 def summary(report: dict) -> str:
     r = report.get("ranker", {}).get("test", {})
-    lines = [f"model repository ready: {report['repository']['out']}  (shop {report['shop']}, "
-             f"target {report['target']})"]
+    lines = [
+        f"model repository ready: {report['repository']['out']}  (shop {report['shop']}, target {report['target']})"
+    ]
     if r:
         true = "ndcg@10_true" in r.get("ranker", {})
         lines.append("held-out days  AUC     NDCG@10" + ("  NDCG@10(true relevance)" if true else ""))
         for name, q in r.items():
-            lines.append(f"  {name:<12} {q['auc']:.4f}  {q['ndcg@10']:.4f}" + (f"   {q['ndcg@10_true']:.4f}"
-                                                                            if true else ""))
+            lines.append(
+                f"  {name:<12} {q['auc']:.4f}  {q['ndcg@10']:.4f}" + (f"   {q['ndcg@10_true']:.4f}" if true else "")
+            )
         if not true:
             lines.append("  (no true relevance in real logs: quality is measured on logged clicks and purchases)")
     sim = report.get("ranker", {}).get("similarity", {})

@@ -5,6 +5,7 @@ runs a list of them in order: a step whose stamp (``<work>/<name>.stamp.json``) 
 and whose outputs all exist is skipped ("cached"); otherwise it runs and its report is stamped.
 Nothing here knows what a step does, and no step imports the driver's caller.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,7 @@ from pathlib import Path
 class Step:
     name: str
     run: Callable[[], dict | None]
-    key: dict | None = None        # None: always run (cheap steps whose output may have been edited)
+    key: dict | None = None  # None: always run (cheap steps whose output may have been edited)
     outputs: list[Path] = field(default_factory=list)
 
 

@@ -10,6 +10,7 @@ Anonymous lists count for item statistics, not for any user's. Events of items t
 not have (kept as cold items) count for nothing here. The served store is exactly this store, so
 serving features equal training features.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,7 +34,7 @@ def build_tables(shop: ShopData) -> FeatureTables:
     n_items, n_users = len(shop.item_ids), len(shop.user_ids)
     n_cat, n_brand = max(len(shop.categories), 1), max(len(shop.brands), 1)
     imp = impressions_of(shop, stats_sessions(shop))
-    imp = imp[shop.imp_item[imp] >= 0]                 # cold items have no row to count into
+    imp = imp[shop.imp_item[imp] >= 0]  # cold items have no row to count into
     items = shop.imp_item[imp]
     users = shop.session_user[shop.impression_session()[imp]]
     clicks = shop.imp_click[imp].astype(np.float64)
@@ -44,7 +45,7 @@ def build_tables(shop: ShopData) -> FeatureTables:
     prior = 20.0
     item_ctr = ((item_clicks + prior * global_ctr) / (item_imps + prior)).astype(np.float32)
 
-    clicked = (clicks > 0) & (users >= 0)               # anonymous clicks belong to no user
+    clicked = (clicks > 0) & (users >= 0)  # anonymous clicks belong to no user
     cu, ci = users[clicked], items[clicked]
     cat_counts = np.zeros((n_users, n_cat))
     known_cat = shop.item_category[ci] >= 0
@@ -65,8 +66,10 @@ def build_tables(shop: ShopData) -> FeatureTables:
     item_order = np.argsort(shop.item_ids, kind="stable")
     user_order = np.argsort(shop.user_ids, kind="stable")
     arrays = {
-        "item_ids_sorted": shop.item_ids[item_order], "item_rows_sorted": item_order.astype(np.int64),
-        "user_ids_sorted": shop.user_ids[user_order], "user_rows_sorted": user_order.astype(np.int64),
+        "item_ids_sorted": shop.item_ids[item_order],
+        "item_rows_sorted": item_order.astype(np.int64),
+        "user_ids_sorted": shop.user_ids[user_order],
+        "user_rows_sorted": user_order.astype(np.int64),
         # Unknown item: its category/brand are unknown (-1 -> 0 in the ranker's embedding tables).
         "item_category": _with_default(shop.item_category, -1),
         "item_brand": _with_default(shop.item_brand, -1),

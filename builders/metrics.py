@@ -1,4 +1,5 @@
 """Ranking-quality metrics: ROC AUC and per-session NDCG@k (numpy only)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,14 +27,14 @@ def ndcg_at_k(gains: np.ndarray, scores: np.ndarray, offsets: np.ndarray, k: int
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     values = []
     for s in range(len(offsets) - 1):
-        g = gains[offsets[s]:offsets[s + 1]]
+        g = gains[offsets[s] : offsets[s + 1]]
         if g.size == 0:
             continue
         ideal = np.sort(g)[::-1][:k]
         idcg = float((ideal * discounts[: ideal.size]).sum())
         if idcg <= 0:
             continue
-        order = np.argsort(-scores[offsets[s]:offsets[s + 1]], kind="stable")[:k]
+        order = np.argsort(-scores[offsets[s] : offsets[s + 1]], kind="stable")[:k]
         values.append(float((g[order] * discounts[: order.size]).sum()) / idcg)
     if not values:
         raise ValueError("no session has a positive gain")

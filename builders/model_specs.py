@@ -13,6 +13,7 @@ Layout (see docs/serving.md for the full reasoning):
   the dynamic batcher concatenates the rows of concurrent requests (up to 4,096) into one run.
 * The encoder and the ranker do not depend on each other and run in parallel.
 """
+
 from __future__ import annotations
 
 from runtime import contract as c
@@ -28,8 +29,11 @@ def _request_inputs(with_query: bool) -> tuple[Tensor, ...]:
     return tuple(tensors + [Tensor(c.ITEM_IDS, "int64", (-1,))])
 
 
-RANKER_FEATURES = (Tensor(c.CAT_FEATURES, "int64", (-1, c.N_CAT)), Tensor(c.DENSE_FEATURES, "float32", (-1, c.N_DENSE)),
-                   Tensor(c.ITEM_ROWS, "int64", (-1,)))
+RANKER_FEATURES = (
+    Tensor(c.CAT_FEATURES, "int64", (-1, c.N_CAT)),
+    Tensor(c.DENSE_FEATURES, "float32", (-1, c.N_DENSE)),
+    Tensor(c.ITEM_ROWS, "int64", (-1,)),
+)
 RESPONSE = (Tensor(c.TOP_ITEM_IDS, "int64", (-1,)), Tensor(c.TOP_SCORES, "float32", (-1,)))
 FEATURES_WHY = {
     "max_batch_size": "0: each request has its own candidate count, the work is per request (numpy, ~100 us)",
@@ -40,85 +44,157 @@ FEATURES_WHY = {
 def specs(embed_dim: int = c.EMBED_DIM) -> list[ModelSpec]:
     """The models; ``embed_dim`` is the text encoder's output size (384 for the bundled MiniLM)."""
     search_features = ModelSpec(
-        name=c.SEARCH_FEATURES, backend="python", instances=2, why=FEATURES_WHY,
+        name=c.SEARCH_FEATURES,
+        backend="python",
+        instances=2,
+        why=FEATURES_WHY,
         inputs=_request_inputs(True),
         outputs=(Tensor(c.INPUT_IDS, "int64", (1, -1)), Tensor(c.ATTENTION_MASK, "int64", (1, -1))) + RANKER_FEATURES,
     )
     recommend_features = ModelSpec(
-        name=c.RECOMMEND_FEATURES, backend="python", instances=2, why=FEATURES_WHY,
+        name=c.RECOMMEND_FEATURES,
+        backend="python",
+        instances=2,
+        why=FEATURES_WHY,
         inputs=_request_inputs(False),
         outputs=RANKER_FEATURES + (Tensor(c.CONTEXT_EMBEDDING, "float32", (1, embed_dim)),),
     )
     text_encoder = ModelSpec(
-        name=c.TEXT_ENCODER, backend="onnxruntime", max_batch_size=64, instances=1,
-        dynamic_batching=True, max_queue_delay_us=200,
+        name=c.TEXT_ENCODER,
+        backend="onnxruntime",
+        max_batch_size=64,
+        instances=1,
+        dynamic_batching=True,
+        max_queue_delay_us=200,
         inputs=(Tensor(c.INPUT_IDS, "int64", (-1,)), Tensor(c.ATTENTION_MASK, "int64", (-1,))),
         outputs=(Tensor(c.SENTENCE_EMBEDDING, "float32", (embed_dim,)),),
-        parameters={"intra_op_thread_count": "2"}, response_cache=True,
+        parameters={"intra_op_thread_count": "2"},
+        response_cache=True,
         why={
             "response_cache": "head queries repeat: on the shop's query log 77% of searches hit, search p50 "
-                              "8.9 -> 4.4 ms, req/s 153 -> 460 (docs/tuning.md); needs --cache-config on the server",
+            "8.9 -> 4.4 ms, req/s 153 -> 460 (docs/tuning.md); needs --cache-config on the server",
             "max_batch_size": "64 queries; a query is padded to a multiple of 4 tokens, so concurrent queries in "
-                              "the same length bucket share a shape and batch",
+            "the same length bucket share a shape and batch",
             "dynamic_batching": "200 us delay: the sweep (docs/tuning.md) found 500/1000/2000 us no faster under "
-                                "load and slower at concurrency 1",
+            "load and slower at concurrency 1",
             "instance_group": "1 instance with 2 intra-op threads: 2 instances x 1 thread gave +7% req/s but +33% "
-                              "p50 (docs/tuning.md)",
+            "p50 (docs/tuning.md)",
             "dims": "sequence axis -1: length buckets of 4 up to 32 tokens (cost is linear in length)",
         },
     )
     ranker = ModelSpec(
-        name=c.RANKER, backend="onnxruntime", max_batch_size=c.RANKER_MAX_BATCH, instances=2,
-        dynamic_batching=True, max_queue_delay_us=100,
+        name=c.RANKER,
+        backend="onnxruntime",
+        max_batch_size=c.RANKER_MAX_BATCH,
+        instances=2,
+        dynamic_batching=True,
+        max_queue_delay_us=100,
         inputs=(Tensor(c.CAT_FEATURES, "int64", (c.N_CAT,)), Tensor(c.DENSE_FEATURES, "float32", (c.N_DENSE,))),
         outputs=(Tensor(c.LOGIT, "float32", (1,)), Tensor(c.SIM_WEIGHT, "float32", (1,))),
         parameters={"intra_op_thread_count": "1"},
         why={
             "max_batch_size": f"{c.RANKER_MAX_BATCH} candidate rows: the batch axis is the candidate, so the "
-                              f"rows of concurrent requests are concatenated (>= {c.MAX_CANDIDATES}, the per-request cap)",
+            f"rows of concurrent requests are concatenated (>= {c.MAX_CANDIDATES}, the per-request cap)",
             "dynamic_batching": "100 us delay: a DCN over a few hundred rows is cheap, a short wait suffices",
             "instance_group": CPU_THREADS_NOTE + "; 1 instance measured within noise (docs/tuning.md)",
         },
     )
     topk = ModelSpec(
-        name=c.TOPK, backend="python", instances=2,
-        inputs=(Tensor(c.CONTEXT_EMBEDDING, "float32", (1, embed_dim)), Tensor(c.LOGIT, "float32", (-1, 1)),
-                Tensor(c.SIM_WEIGHT, "float32", (-1, 1)), Tensor(c.ITEM_ROWS, "int64", (-1,)),
-                Tensor(c.ITEM_IDS, "int64", (-1,)), Tensor(c.TOP_K, "int32", (1,))),
+        name=c.TOPK,
+        backend="python",
+        instances=2,
+        inputs=(
+            Tensor(c.CONTEXT_EMBEDDING, "float32", (1, embed_dim)),
+            Tensor(c.LOGIT, "float32", (-1, 1)),
+            Tensor(c.SIM_WEIGHT, "float32", (-1, 1)),
+            Tensor(c.ITEM_ROWS, "int64", (-1,)),
+            Tensor(c.ITEM_IDS, "int64", (-1,)),
+            Tensor(c.TOP_K, "int32", (1,)),
+        ),
         outputs=RESPONSE,
-        why={"max_batch_size": "0: top-k is per request (its own candidate list)",
-             "instance_group": "2 CPU instances: tens of microseconds of numpy per request"},
+        why={
+            "max_batch_size": "0: top-k is per request (its own candidate list)",
+            "instance_group": "2 CPU instances: tens of microseconds of numpy per request",
+        },
     )
     search = ModelSpec(
-        name=c.SEARCH_ENSEMBLE, platform="ensemble",
-        inputs=_request_inputs(True) + (Tensor(c.TOP_K, "int32", (1,)),), outputs=RESPONSE,
+        name=c.SEARCH_ENSEMBLE,
+        platform="ensemble",
+        inputs=_request_inputs(True) + (Tensor(c.TOP_K, "int32", (1,)),),
+        outputs=RESPONSE,
         steps=(
-            Step(c.SEARCH_FEATURES, {t: t for t in (c.USER_ID, c.QUERY, c.ITEM_IDS)},
-                 {c.INPUT_IDS: "tokens", c.ATTENTION_MASK: "mask", c.CAT_FEATURES: "cat", c.DENSE_FEATURES: "dense",
-                  c.ITEM_ROWS: "rows"}),
-            Step(c.TEXT_ENCODER, {c.INPUT_IDS: "tokens", c.ATTENTION_MASK: "mask"}, {c.SENTENCE_EMBEDDING: "query_emb"}),
-            Step(c.RANKER, {c.CAT_FEATURES: "cat", c.DENSE_FEATURES: "dense"}, {c.LOGIT: "logit", c.SIM_WEIGHT: "simw"}),
-            Step(c.TOPK, {c.CONTEXT_EMBEDDING: "query_emb", c.LOGIT: "logit", c.SIM_WEIGHT: "simw", c.ITEM_ROWS: "rows",
-                          c.ITEM_IDS: c.ITEM_IDS, c.TOP_K: c.TOP_K},
-                 {c.TOP_ITEM_IDS: c.TOP_ITEM_IDS, c.TOP_SCORES: c.TOP_SCORES}),
+            Step(
+                c.SEARCH_FEATURES,
+                {t: t for t in (c.USER_ID, c.QUERY, c.ITEM_IDS)},
+                {
+                    c.INPUT_IDS: "tokens",
+                    c.ATTENTION_MASK: "mask",
+                    c.CAT_FEATURES: "cat",
+                    c.DENSE_FEATURES: "dense",
+                    c.ITEM_ROWS: "rows",
+                },
+            ),
+            Step(
+                c.TEXT_ENCODER, {c.INPUT_IDS: "tokens", c.ATTENTION_MASK: "mask"}, {c.SENTENCE_EMBEDDING: "query_emb"}
+            ),
+            Step(
+                c.RANKER, {c.CAT_FEATURES: "cat", c.DENSE_FEATURES: "dense"}, {c.LOGIT: "logit", c.SIM_WEIGHT: "simw"}
+            ),
+            Step(
+                c.TOPK,
+                {
+                    c.CONTEXT_EMBEDDING: "query_emb",
+                    c.LOGIT: "logit",
+                    c.SIM_WEIGHT: "simw",
+                    c.ITEM_ROWS: "rows",
+                    c.ITEM_IDS: c.ITEM_IDS,
+                    c.TOP_K: c.TOP_K,
+                },
+                {c.TOP_ITEM_IDS: c.TOP_ITEM_IDS, c.TOP_SCORES: c.TOP_SCORES},
+            ),
         ),
-        why={"max_batch_size": "0: a request is one user, one query and its own candidate list; the composing "
-                               "models batch instead (encoder per query, ranker per candidate row)",
-             "steps": "text_encoder and ranker both depend only on search_features, so they run in parallel"},
+        why={
+            "max_batch_size": "0: a request is one user, one query and its own candidate list; the composing "
+            "models batch instead (encoder per query, ranker per candidate row)",
+            "steps": "text_encoder and ranker both depend only on search_features, so they run in parallel",
+        },
     )
     recommend = ModelSpec(
-        name=c.RECOMMEND_ENSEMBLE, platform="ensemble",
-        inputs=_request_inputs(False) + (Tensor(c.TOP_K, "int32", (1,)),), outputs=RESPONSE,
+        name=c.RECOMMEND_ENSEMBLE,
+        platform="ensemble",
+        inputs=_request_inputs(False) + (Tensor(c.TOP_K, "int32", (1,)),),
+        outputs=RESPONSE,
         steps=(
-            Step(c.RECOMMEND_FEATURES, {t: t for t in (c.USER_ID, c.ITEM_IDS)},
-                 {c.CAT_FEATURES: "cat", c.DENSE_FEATURES: "dense", c.ITEM_ROWS: "rows", c.CONTEXT_EMBEDDING: "user_emb"}),
-            Step(c.RANKER, {c.CAT_FEATURES: "cat", c.DENSE_FEATURES: "dense"}, {c.LOGIT: "logit", c.SIM_WEIGHT: "simw"}),
-            Step(c.TOPK, {c.CONTEXT_EMBEDDING: "user_emb", c.LOGIT: "logit", c.SIM_WEIGHT: "simw", c.ITEM_ROWS: "rows",
-                          c.ITEM_IDS: c.ITEM_IDS, c.TOP_K: c.TOP_K},
-                 {c.TOP_ITEM_IDS: c.TOP_ITEM_IDS, c.TOP_SCORES: c.TOP_SCORES}),
+            Step(
+                c.RECOMMEND_FEATURES,
+                {t: t for t in (c.USER_ID, c.ITEM_IDS)},
+                {
+                    c.CAT_FEATURES: "cat",
+                    c.DENSE_FEATURES: "dense",
+                    c.ITEM_ROWS: "rows",
+                    c.CONTEXT_EMBEDDING: "user_emb",
+                },
+            ),
+            Step(
+                c.RANKER, {c.CAT_FEATURES: "cat", c.DENSE_FEATURES: "dense"}, {c.LOGIT: "logit", c.SIM_WEIGHT: "simw"}
+            ),
+            Step(
+                c.TOPK,
+                {
+                    c.CONTEXT_EMBEDDING: "user_emb",
+                    c.LOGIT: "logit",
+                    c.SIM_WEIGHT: "simw",
+                    c.ITEM_ROWS: "rows",
+                    c.ITEM_IDS: c.ITEM_IDS,
+                    c.TOP_K: c.TOP_K,
+                },
+                {c.TOP_ITEM_IDS: c.TOP_ITEM_IDS, c.TOP_SCORES: c.TOP_SCORES},
+            ),
         ),
-        why={"max_batch_size": "0: one user and its own candidate list per request; the ranker batches rows",
-             "steps": "no query: the user's profile embedding (mean of clicked titles) is the context"},
+        why={
+            "max_batch_size": "0: one user and its own candidate list per request; the ranker batches rows",
+            "steps": "no query: the user's profile embedding (mean of clicked titles) is the context",
+        },
     )
     return [search_features, recommend_features, text_encoder, ranker, topk, search, recommend]
 

@@ -5,6 +5,7 @@ Reads a built model repository exactly as the server does (the feature store of 
 one Python process. Used as the reference in the server-parity test and as the baseline in
 ``make bench``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,8 +24,9 @@ class InProcessPipeline:
         repo = Path(repo)
         specs = spec_by_name()
         self.search_store = FeatureStore.load(repo / c.SEARCH_FEATURES / "1")
-        self.recommend_store = FeatureStore.load(repo / c.RECOMMEND_FEATURES / "1", with_tokenizer=False,
-                                                 with_profiles=True)
+        self.recommend_store = FeatureStore.load(
+            repo / c.RECOMMEND_FEATURES / "1", with_tokenizer=False, with_profiles=True
+        )
         self.topk = TopK.load(repo / c.TOPK / "1")
 
         def session(name: str):
@@ -35,8 +37,9 @@ class InProcessPipeline:
         self.ranker = session(c.RANKER)
 
     def _rank(self, feats: dict, context: np.ndarray, item_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        logit, sim_weight = self.ranker.run([c.LOGIT, c.SIM_WEIGHT], {
-            c.CAT_FEATURES: feats[c.CAT_FEATURES], c.DENSE_FEATURES: feats[c.DENSE_FEATURES]})
+        logit, sim_weight = self.ranker.run(
+            [c.LOGIT, c.SIM_WEIGHT], {c.CAT_FEATURES: feats[c.CAT_FEATURES], c.DENSE_FEATURES: feats[c.DENSE_FEATURES]}
+        )
         out = self.topk.rank(context, logit, sim_weight, feats[c.ITEM_ROWS], item_ids, np.array([k], np.int32))
         return out[c.TOP_ITEM_IDS], out[c.TOP_SCORES]
 
@@ -44,8 +47,9 @@ class InProcessPipeline:
         raw = query.encode("utf-8") if isinstance(query, str) else query
         item_ids = np.asarray(item_ids, np.int64)
         feats = self.search_store.search(np.array([user_id], np.int64), np.array([raw], object), item_ids)
-        (emb,) = self.encoder.run([c.SENTENCE_EMBEDDING], {c.INPUT_IDS: feats[c.INPUT_IDS],
-                                                           c.ATTENTION_MASK: feats[c.ATTENTION_MASK]})
+        (emb,) = self.encoder.run(
+            [c.SENTENCE_EMBEDDING], {c.INPUT_IDS: feats[c.INPUT_IDS], c.ATTENTION_MASK: feats[c.ATTENTION_MASK]}
+        )
         return self._rank(feats, emb, item_ids, k)
 
     def recommend(self, user_id: int, item_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -9,6 +9,7 @@ z-score over the request's candidates.
 
 Run as the build's ``ranker`` step (``builders/steps.py``); hyper-parameters come from the config.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,14 +33,14 @@ class Rows:
 
     cat: np.ndarray
     dense: np.ndarray
-    sim: np.ndarray         # z-scored cosine within the list (runtime.scoring.standardize), as served
-    cosine: np.ndarray      # the raw cosine(context, title)
+    sim: np.ndarray  # z-scored cosine within the list (runtime.scoring.standardize), as served
+    cosine: np.ndarray  # the raw cosine(context, title)
     click: np.ndarray
-    gain: np.ndarray        # 2^(click + purchase) - 1 (graded logged feedback)
+    gain: np.ndarray  # 2^(click + purchase) - 1 (graded logged feedback)
     relevance: np.ndarray | None  # true relevance (generated shops only), for the "true" NDCG
-    offsets: np.ndarray     # session boundaries within these rows
-    query: np.ndarray       # index into the shop's query pool, -1 = no query (recommend)
-    item: np.ndarray        # item index (row of the title embeddings)
+    offsets: np.ndarray  # session boundaries within these rows
+    query: np.ndarray  # index into the shop's query pool, -1 = no query (recommend)
+    item: np.ndarray  # item index (row of the title embeddings)
     understood: np.ndarray | None = None  # per list: the lexicon found a category in its query
 
     def __len__(self) -> int:
@@ -50,8 +51,15 @@ class Rows:
         return self.query[self.offsets[:-1]] if len(self.offsets) > 1 else np.zeros(0, np.int64)
 
 
-def make_rows(shop: ShopData, tables: FeatureTables, lexicon: Lexicon, item_emb: np.ndarray,
-              query_emb: np.ndarray, user_profiles: np.ndarray, sessions: np.ndarray) -> Rows:
+def make_rows(
+    shop: ShopData,
+    tables: FeatureTables,
+    lexicon: Lexicon,
+    item_emb: np.ndarray,
+    query_emb: np.ndarray,
+    user_profiles: np.ndarray,
+    sessions: np.ndarray,
+) -> Rows:
     """Features for every impression of ``sessions``, computed by the serving code (``candidate_features``)."""
     imp = impressions_of(shop, sessions)
     sess = shop.impression_session()[imp]
@@ -60,7 +68,7 @@ def make_rows(shop: ShopData, tables: FeatureTables, lexicon: Lexicon, item_emb:
     q = shop.session_query[sess]
     has_q = q >= 0
     intents = [lexicon.parse(text) for text in shop.queries]
-    q_cat = np.array([i.category for i in intents] + [-1])[q]   # q = -1 reads the trailing -1
+    q_cat = np.array([i.category for i in intents] + [-1])[q]  # q = -1 reads the trailing -1
     q_brand = np.array([i.brand for i in intents] + [-1])[q]
     q_attr = np.array([i.attribute for i in intents] + [-1])[q]
     cat, dense = candidate_features(tables, users, items, has_q, q_cat, q_brand, q_attr)
@@ -71,19 +79,42 @@ def make_rows(shop: ShopData, tables: FeatureTables, lexicon: Lexicon, item_emb:
     sim = standardize_lists(cosine, offsets)
     relevance = None if shop.imp_relevance is None else shop.imp_relevance[imp]
     understood = (q_cat >= 0)[offsets[:-1]] if len(imp) else np.zeros(0, bool)
-    return Rows(cat, dense, sim, cosine, shop.imp_click[imp].astype(np.float32),
-                (2.0 ** (shop.imp_click[imp] + shop.imp_purchase[imp]) - 1).astype(np.float32),
-                relevance, offsets, q, items, understood)
+    return Rows(
+        cat,
+        dense,
+        sim,
+        cosine,
+        shop.imp_click[imp].astype(np.float32),
+        (2.0 ** (shop.imp_click[imp] + shop.imp_purchase[imp]) - 1).astype(np.float32),
+        relevance,
+        offsets,
+        q,
+        items,
+        understood,
+    )
 
 
 def cardinalities(tables: FeatureTables, n_categories: int, n_brands: int) -> list[int]:
     """Embedding-table sizes for the categorical columns (index 0 = unknown)."""
-    return [tables.n_users + 1, tables.n_items + 1, n_categories + 1, n_brands + 1,
-            int(tables.item_price_bucket.max()) + 2, int(tables.user_segment.max()) + 2, n_categories + 1]
+    return [
+        tables.n_users + 1,
+        tables.n_items + 1,
+        n_categories + 1,
+        n_brands + 1,
+        int(tables.item_price_bucket.max()) + 2,
+        int(tables.user_segment.max()) + 2,
+        n_categories + 1,
+    ]
 
 
-def build_model(cards: list[int], dense_mean: np.ndarray, dense_std: np.ndarray, emb_dim: int = 16,
-                cross_layers: int = 2, hidden: tuple[int, ...] = (128, 64)):
+def build_model(
+    cards: list[int],
+    dense_mean: np.ndarray,
+    dense_std: np.ndarray,
+    emb_dim: int = 16,
+    cross_layers: int = 2,
+    hidden: tuple[int, ...] = (128, 64),
+):
     import torch
     from torch import nn
 
@@ -123,8 +154,8 @@ def predict_parts(model, rows: Rows, batch: int = 65536) -> tuple[np.ndarray, np
     weight = np.empty(len(rows), np.float32)
     with torch.no_grad():
         for s in range(0, len(rows), batch):
-            lg, w = model(torch.from_numpy(rows.cat[s:s + batch]), torch.from_numpy(rows.dense[s:s + batch]))
-            logit[s:s + batch], weight[s:s + batch] = lg[:, 0].numpy(), w[:, 0].numpy()
+            lg, w = model(torch.from_numpy(rows.cat[s : s + batch]), torch.from_numpy(rows.dense[s : s + batch]))
+            logit[s : s + batch], weight[s : s + batch] = lg[:, 0].numpy(), w[:, 0].numpy()
     return logit, weight
 
 
@@ -161,8 +192,11 @@ def similarity_breakdown(rows: Rows, logit: np.ndarray, weight: np.ndarray) -> d
     list and on the lists whose query the lexicon does not understand (no catalogue category found:
     the vocabulary-mismatch queries). The difference is what the text encoder contributes."""
     search = rows.list_query() >= 0
-    groups = {"all_searches": search, "not_understood": search & ~rows.understood,
-              "understood": search & rows.understood}
+    groups = {
+        "all_searches": search,
+        "not_understood": search & ~rows.understood,
+        "understood": search & rows.understood,
+    }
     with_sim, without = logit + weight * rows.sim, logit
     out = {}
     for name, mask in groups.items():
@@ -177,16 +211,31 @@ def similarity_breakdown(rows: Rows, logit: np.ndarray, weight: np.ndarray) -> d
     return out
 
 
-def datasets(shop: ShopData, tables: FeatureTables, lexicon: Lexicon, item_emb: np.ndarray, query_emb: np.ndarray,
-             user_profiles: np.ndarray) -> dict[str, Rows]:
+def datasets(
+    shop: ShopData,
+    tables: FeatureTables,
+    lexicon: Lexicon,
+    item_emb: np.ndarray,
+    query_emb: np.ndarray,
+    user_profiles: np.ndarray,
+) -> dict[str, Rows]:
     """Train (lists between the stats window and the train cut), val and test rows."""
     split = split_by_time(shop)
     make = lambda s: make_rows(shop, tables, lexicon, item_emb, query_emb, user_profiles, s)  # noqa: E731
     return {"train": make(split["train"]), "val": make(split["val"]), "test": make(split["test"])}
 
 
-def fit(model, tr: Rows, va: Rows, epochs: int = 4, batch: int = 2048, lr: float = 2e-3, seed: int = 0,
-        progress: bool = True, desc: str = "train ranker"):
+def fit(
+    model,
+    tr: Rows,
+    va: Rows,
+    epochs: int = 4,
+    batch: int = 2048,
+    lr: float = 2e-3,
+    seed: int = 0,
+    progress: bool = True,
+    desc: str = "train ranker",
+):
     """Train ``model`` on ``tr`` with BCE on clicks; keep the epoch with the best val NDCG@10.
 
     Used for the reference ranker and for fine-tuning its compressed variants (pruned, low-rank).
@@ -203,9 +252,10 @@ def fit(model, tr: Rows, va: Rows, epochs: int = 4, batch: int = 2048, lr: float
     for epoch in range(epochs):
         model.train()
         perm = rng.permutation(len(tr))
-        for s in tqdm(range(0, len(tr), batch), desc=f"{desc} epoch {epoch + 1}/{epochs}",
-                      disable=not progress, unit="batch"):
-            idx = perm[s:s + batch]
+        for s in tqdm(
+            range(0, len(tr), batch), desc=f"{desc} epoch {epoch + 1}/{epochs}", disable=not progress, unit="batch"
+        ):
+            idx = perm[s : s + batch]
             logit, w = model(torch.from_numpy(tr.cat[idx]), torch.from_numpy(tr.dense[idx]))
             score = logit[:, 0] + w[:, 0] * torch.from_numpy(tr.sim[idx])
             loss = loss_fn(score, torch.from_numpy(tr.click[idx]))
@@ -223,8 +273,16 @@ def fit(model, tr: Rows, va: Rows, epochs: int = 4, batch: int = 2048, lr: float
     return history
 
 
-def train(shop: ShopData, tables: FeatureTables, lexicon: Lexicon, item_emb: np.ndarray, query_emb: np.ndarray,
-          user_profiles: np.ndarray, hp=None, progress: bool = True):
+def train(
+    shop: ShopData,
+    tables: FeatureTables,
+    lexicon: Lexicon,
+    item_emb: np.ndarray,
+    query_emb: np.ndarray,
+    user_profiles: np.ndarray,
+    hp=None,
+    progress: bool = True,
+):
     """Train the reference ranker with the hyper-parameters ``hp`` (``RankerConfig``); best epoch on val.
 
     Returns ``(model, report)``; the report has test-split quality next to the baselines, and the
@@ -239,14 +297,19 @@ def train(shop: ShopData, tables: FeatureTables, lexicon: Lexicon, item_emb: np.
     rows = datasets(shop, tables, lexicon, item_emb, query_emb, user_profiles)
     tr, va, te = rows["train"], rows["val"], rows["test"]
     mean, std = tr.dense.mean(0), tr.dense.std(0) + 1e-3
-    model = build_model(cardinalities(tables, len(lexicon.categories), len(lexicon.brands)), mean, std,
-                        emb_dim=hp.embedding_dim, cross_layers=hp.cross_layers, hidden=tuple(hp.hidden))
+    model = build_model(
+        cardinalities(tables, len(lexicon.categories), len(lexicon.brands)),
+        mean,
+        std,
+        emb_dim=hp.embedding_dim,
+        cross_layers=hp.cross_layers,
+        hidden=tuple(hp.hidden),
+    )
     history = fit(model, tr, va, hp.epochs, hp.batch_size, hp.learning_rate, hp.seed, progress)
     pop = tables.item_log_clicks[shop.imp_item[impressions_of(shop, split_by_time(shop)["test"])]]
     rand = np.random.default_rng(1).random(len(te)).astype(np.float32)
     logit, weight = predict_parts(model, te)
-    test = {"ranker": quality(te, logit + weight * te.sim), "popularity": quality(te, pop),
-            "random": quality(te, rand)}
+    test = {"ranker": quality(te, logit + weight * te.sim), "popularity": quality(te, pop), "random": quality(te, rand)}
     if te.relevance is not None:
         test["ground_truth"] = quality(te, te.relevance)
     report = {
@@ -254,8 +317,9 @@ def train(shop: ShopData, tables: FeatureTables, lexicon: Lexicon, item_emb: np.
         "val_history": history,
         "test": test,
         "similarity": similarity_breakdown(te, logit, weight),
-        "true_relevance": "generated shop: NDCG@10 (true) uses its hidden relevance" if te.relevance is not None
-                          else "none: real logs have no true relevance; quality is on logged clicks and purchases",
+        "true_relevance": "generated shop: NDCG@10 (true) uses its hidden relevance"
+        if te.relevance is not None
+        else "none: real logs have no true relevance; quality is on logged clicks and purchases",
     }
     return model, report
 
@@ -270,10 +334,16 @@ def export_onnx(model, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp.onnx")
     with torch.no_grad():
-        torch.onnx.export(model, (cat, dense), str(tmp), dynamo=False, opset_version=OPSET,
-                          input_names=[CAT_FEATURES, DENSE_FEATURES], output_names=[LOGIT, SIM_WEIGHT],
-                          dynamic_axes={CAT_FEATURES: {0: "n"}, DENSE_FEATURES: {0: "n"}, LOGIT: {0: "n"},
-                                        SIM_WEIGHT: {0: "n"}})
+        torch.onnx.export(
+            model,
+            (cat, dense),
+            str(tmp),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=[CAT_FEATURES, DENSE_FEATURES],
+            output_names=[LOGIT, SIM_WEIGHT],
+            dynamic_axes={CAT_FEATURES: {0: "n"}, DENSE_FEATURES: {0: "n"}, LOGIT: {0: "n"}, SIM_WEIGHT: {0: "n"}},
+        )
     os.replace(tmp, out)
     return out
 
@@ -287,5 +357,8 @@ def parity(model, onnx_path: Path, cat: np.ndarray, dense: np.ndarray) -> dict:
     with torch.no_grad():
         ref = [t.numpy() for t in model(torch.from_numpy(cat), torch.from_numpy(dense))]
     got = make_session(str(onnx_path)).run([LOGIT, SIM_WEIGHT], {CAT_FEATURES: cat, DENSE_FEATURES: dense})
-    return {"n": len(cat), "max_abs_diff": float(max(np.abs(r - g).max() for r, g in zip(ref, got))),
-            "max_abs_output": float(max(np.abs(r).max() for r in ref))}
+    return {
+        "n": len(cat),
+        "max_abs_diff": float(max(np.abs(r - g).max() for r, g in zip(ref, got))),
+        "max_abs_output": float(max(np.abs(r).max() for r in ref)),
+    }

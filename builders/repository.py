@@ -7,6 +7,7 @@ the spec, and that the model's real inputs and outputs (names, dtypes, shapes) m
 ONNX models through an ONNX Runtime session, Python models by running their logic on a sample request,
 ensembles by following every step's tensor mapping.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,7 +21,7 @@ from builders.triton_config import ModelSpec, parse_pbtxt
 
 SOURCE_REPO = Path(__file__).resolve().parent.parent / "model_repository"
 VERSION = "1"
-MANIFEST_FILE = "manifest.json"   # which shop, ids and encoder dimension a built repository serves
+MANIFEST_FILE = "manifest.json"  # which shop, ids and encoder dimension a built repository serves
 
 
 class RepositoryError(RuntimeError):
@@ -50,8 +51,12 @@ def write_configs(repo: Path = SOURCE_REPO) -> list[Path]:
     return written
 
 
-def assemble(out: Path, artifacts: dict[str, dict[str, Path]], source: Path = SOURCE_REPO,
-             model_specs: list[ModelSpec] | None = None) -> Path:
+def assemble(
+    out: Path,
+    artifacts: dict[str, dict[str, Path]],
+    source: Path = SOURCE_REPO,
+    model_specs: list[ModelSpec] | None = None,
+) -> Path:
     """Build the repository in ``out``: code from ``source``, ``artifacts[model][filename]`` into the
     version folder, then the config. ``out`` may be ``source`` itself (an in-place build).
     ``model_specs`` defaults to the CPU target's (``builders.gpu.specs`` has the gpu target's)."""
@@ -79,41 +84,54 @@ def _full_dims(spec: ModelSpec, dims: tuple[int, ...]) -> list[int]:
     return ([-1] if spec.max_batch_size > 0 else []) + list(dims)
 
 
-_ORT_TYPES = {"tensor(int64)": "int64", "tensor(float)": "float32", "tensor(int32)": "int32",
-              "tensor(float16)": "float16", "tensor(string)": "bytes", "tensor(bool)": "bool"}
+_ORT_TYPES = {
+    "tensor(int64)": "int64",
+    "tensor(float)": "float32",
+    "tensor(int32)": "int32",
+    "tensor(float16)": "float16",
+    "tensor(string)": "bytes",
+    "tensor(bool)": "bool",
+}
 
 
 def _check_onnx(spec: ModelSpec, path: Path) -> None:
     from server.ort_runner import make_session
 
     session = make_session(str(path), graph_opt="disable")
-    for kind, tensors, actual in (("input", spec.inputs, session.get_inputs()),
-                                  ("output", spec.outputs, session.get_outputs())):
+    for kind, tensors, actual in (
+        ("input", spec.inputs, session.get_inputs()),
+        ("output", spec.outputs, session.get_outputs()),
+    ):
         got = {t.name: t for t in actual}
         if set(got) != {t.name for t in tensors}:
-            raise RepositoryError(f"{spec.name}: {kind}s in the model {sorted(got)} != config "
-                                  f"{sorted(t.name for t in tensors)}")
+            raise RepositoryError(
+                f"{spec.name}: {kind}s in the model {sorted(got)} != config {sorted(t.name for t in tensors)}"
+            )
         for t in tensors:
             g = got[t.name]
             if _ORT_TYPES.get(g.type) != t.dtype:
                 raise RepositoryError(f"{spec.name}: {kind} {t.name} is {g.type} in the model, {t.dtype} in the config")
             if not _dims_match(_full_dims(spec, t.dims), list(g.shape)):
-                raise RepositoryError(f"{spec.name}: {kind} {t.name} has shape {g.shape} in the model, "
-                                      f"{_full_dims(spec, t.dims)} in the config")
+                raise RepositoryError(
+                    f"{spec.name}: {kind} {t.name} has shape {g.shape} in the model, "
+                    f"{_full_dims(spec, t.dims)} in the config"
+                )
 
 
 def _check_arrays(spec: ModelSpec, outputs: dict[str, np.ndarray]) -> None:
     if set(outputs) != {t.name for t in spec.outputs}:
-        raise RepositoryError(f"{spec.name}: logic returns {sorted(outputs)}, config has "
-                              f"{sorted(t.name for t in spec.outputs)}")
+        raise RepositoryError(
+            f"{spec.name}: logic returns {sorted(outputs)}, config has {sorted(t.name for t in spec.outputs)}"
+        )
     for t in spec.outputs:
         arr = outputs[t.name]
         dtype = "bytes" if arr.dtype == object else str(arr.dtype)
         if dtype != t.dtype:
             raise RepositoryError(f"{spec.name}: output {t.name} is {dtype}, config says {t.dtype}")
         if not _dims_match(_full_dims(spec, t.dims), list(arr.shape)):
-            raise RepositoryError(f"{spec.name}: output {t.name} has shape {list(arr.shape)}, config "
-                                  f"{_full_dims(spec, t.dims)}")
+            raise RepositoryError(
+                f"{spec.name}: output {t.name} has shape {list(arr.shape)}, config {_full_dims(spec, t.dims)}"
+            )
 
 
 def _check_python_models(repo: Path, by_name: dict[str, ModelSpec]) -> None:
@@ -131,8 +149,13 @@ def _check_python_models(repo: Path, by_name: dict[str, ModelSpec]) -> None:
     _check_arrays(by_name[c.RECOMMEND_FEATURES], rec_feats)
     n = len(item_ids)
     top = TopK.load(repo / c.TOPK / VERSION).rank(
-        rec_feats[c.CONTEXT_EMBEDDING], np.zeros((n, 1), np.float32), np.zeros((n, 1), np.float32),
-        rec_feats[c.ITEM_ROWS], item_ids, np.array([3], np.int32))
+        rec_feats[c.CONTEXT_EMBEDDING],
+        np.zeros((n, 1), np.float32),
+        np.zeros((n, 1), np.float32),
+        rec_feats[c.ITEM_ROWS],
+        item_ids,
+        np.array([3], np.int32),
+    )
     _check_arrays(by_name[c.TOPK], top)
 
 
@@ -143,14 +166,17 @@ def _check_ensemble(spec: ModelSpec, by_name: dict[str, ModelSpec]) -> None:
         model = by_name[step.model]
         model_inputs = {t.name: t.dtype for t in model.inputs}
         if set(step.inputs) != set(model_inputs):
-            raise RepositoryError(f"{spec.name}: step {step.model} maps {sorted(step.inputs)}, the model takes "
-                                  f"{sorted(model_inputs)}")
+            raise RepositoryError(
+                f"{spec.name}: step {step.model} maps {sorted(step.inputs)}, the model takes {sorted(model_inputs)}"
+            )
         for model_name, tensor in step.inputs.items():
             if tensor not in produced:
                 raise RepositoryError(f"{spec.name}: step {step.model} reads {tensor}, which nothing produced before")
             if produced[tensor] != model_inputs[model_name]:
-                raise RepositoryError(f"{spec.name}: {tensor} is {produced[tensor]} but {step.model}.{model_name} "
-                                      f"wants {model_inputs[model_name]}")
+                raise RepositoryError(
+                    f"{spec.name}: {tensor} is {produced[tensor]} but {step.model}.{model_name} "
+                    f"wants {model_inputs[model_name]}"
+                )
         model_outputs = {t.name: t.dtype for t in model.outputs}
         for model_name, tensor in step.outputs.items():
             produced[tensor] = model_outputs[model_name]
@@ -164,8 +190,10 @@ def _check_engines(spec: ModelSpec, version_dir: Path) -> str:
     _check_onnx(spec, version_dir / "model.onnx")
     present = sorted(cc for cc, f in spec.cc_model_filenames.items() if (version_dir / f).exists())
     missing = sorted(set(spec.cc_model_filenames) - set(present))
-    return (f"engines present for compute capability {present or 'none'}; to be built on the GPU node for "
-            f"{missing or 'none'} (python -m builders.gpu.engine, or the chart's engine build)")
+    return (
+        f"engines present for compute capability {present or 'none'}; to be built on the GPU node for "
+        f"{missing or 'none'} (python -m builders.gpu.engine, or the chart's engine build)"
+    )
 
 
 def built_specs(repo: Path) -> list[ModelSpec]:
@@ -203,4 +231,3 @@ def validate(repo: Path, model_specs: list[ModelSpec] | None = None) -> list[str
     _check_python_models(repo, by_name)
     lines.append("python models: outputs match their configs on a sample request")
     return lines
-

@@ -14,6 +14,7 @@ Search traffic is realistic where it matters: ``MISMATCH_SHARE`` of the searches
 without the catalogue's words (synonyms, paraphrases, typos, other languages); their hidden
 relevance is still defined by the shopper's intent (category, attribute).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -26,44 +27,139 @@ GENERATOR_VERSION = 4
 # Synonyms, paraphrases, typos and other languages; none contains the category's own phrase, so the
 # catalogue-vocabulary parser finds no category in them and only the text encoder can match them.
 MISMATCH_QUERIES: dict[str, list[tuple[str, str | None]]] = {
-    "running shoes": [("shoes for jogging", None), ("jogging sneakers", None), ("marathon trainers", None),
-                      ("laufschuhe", None), ("zapatillas para correr", None), ("runing shoes", None)],
-    "hiking boots": [("mountain walking boots", None), ("trekking shoes", None), ("wanderschuhe", None),
-                     ("chaussures de randonnée", None), ("hikking boots", None), ("boots for mountain walks", None)],
-    "t-shirt": [("tee", None), ("short sleeve top", None), ("camiseta", None), ("tshirt", None),
-                ("cotton tee", "cotton")],
-    "jeans": [("denim trousers", None), ("denim pants", None), ("vaqueros", None), ("jenas", None),
-              ("slim fit denim", "slim")],
-    "laptop": [("notebook computer", None), ("labtop 16gb", "16gb"), ("portable computer for work", None),
-               ("ordinateur portable", None), ("gaming notebook", "gaming")],
-    "smartphone": [("mobile phone", None), ("cell phone", None), ("handy", None), ("téléphone portable", None),
-                   ("smarphone 5g", "5g")],
-    "headphones": [("noise cancelling earbuds", "noise-cancelling"), ("earphones", None), ("over-ear cans", None),
-                   ("kopfhörer", None), ("écouteurs sans fil", "wireless"), ("hedphones", None)],
-    "smartwatch": [("fitness tracker watch", "fitness"), ("reloj inteligente", None), ("smart wrist watch", None),
-                   ("smartwach", None), ("watch that counts steps", None)],
-    "coffee maker": [("espresso machine", "espresso"), ("machine à café", None), ("kaffeemaschine", None),
-                     ("coffee brewer", None), ("cofee maker", None)],
-    "blender": [("smoothie maker", None), ("food mixer", None), ("licuadora", None), ("mixer for shakes", None),
-                ("blendr", None)],
-    "backpack": [("rucksack", None), ("school bag", None), ("daypack for trips", None),
-                 ("sac à dos étanche", "waterproof"), ("mochila", None), ("backpak", None)],
+    "running shoes": [
+        ("shoes for jogging", None),
+        ("jogging sneakers", None),
+        ("marathon trainers", None),
+        ("laufschuhe", None),
+        ("zapatillas para correr", None),
+        ("runing shoes", None),
+    ],
+    "hiking boots": [
+        ("mountain walking boots", None),
+        ("trekking shoes", None),
+        ("wanderschuhe", None),
+        ("chaussures de randonnée", None),
+        ("hikking boots", None),
+        ("boots for mountain walks", None),
+    ],
+    "t-shirt": [
+        ("tee", None),
+        ("short sleeve top", None),
+        ("camiseta", None),
+        ("tshirt", None),
+        ("cotton tee", "cotton"),
+    ],
+    "jeans": [
+        ("denim trousers", None),
+        ("denim pants", None),
+        ("vaqueros", None),
+        ("jenas", None),
+        ("slim fit denim", "slim"),
+    ],
+    "laptop": [
+        ("notebook computer", None),
+        ("labtop 16gb", "16gb"),
+        ("portable computer for work", None),
+        ("ordinateur portable", None),
+        ("gaming notebook", "gaming"),
+    ],
+    "smartphone": [
+        ("mobile phone", None),
+        ("cell phone", None),
+        ("handy", None),
+        ("téléphone portable", None),
+        ("smarphone 5g", "5g"),
+    ],
+    "headphones": [
+        ("noise cancelling earbuds", "noise-cancelling"),
+        ("earphones", None),
+        ("over-ear cans", None),
+        ("kopfhörer", None),
+        ("écouteurs sans fil", "wireless"),
+        ("hedphones", None),
+    ],
+    "smartwatch": [
+        ("fitness tracker watch", "fitness"),
+        ("reloj inteligente", None),
+        ("smart wrist watch", None),
+        ("smartwach", None),
+        ("watch that counts steps", None),
+    ],
+    "coffee maker": [
+        ("espresso machine", "espresso"),
+        ("machine à café", None),
+        ("kaffeemaschine", None),
+        ("coffee brewer", None),
+        ("cofee maker", None),
+    ],
+    "blender": [
+        ("smoothie maker", None),
+        ("food mixer", None),
+        ("licuadora", None),
+        ("mixer for shakes", None),
+        ("blendr", None),
+    ],
+    "backpack": [
+        ("rucksack", None),
+        ("school bag", None),
+        ("daypack for trips", None),
+        ("sac à dos étanche", "waterproof"),
+        ("mochila", None),
+        ("backpak", None),
+    ],
     "sofa": [("couch", None), ("settee", None), ("canapé", None), ("corner couch", "corner"), ("divano", None)],
-    "desk lamp": [("reading light", None), ("table light", None), ("schreibtischlampe", None),
-                  ("lampe de bureau", None), ("led reading light", "led"), ("desk lmap", None)],
-    "tent": [("camping shelter", None), ("zelt", None), ("tienda de campaña", None), ("dome shelter for two", None),
-             ("tnet", None)],
-    "yoga mat": [("exercise mat", None), ("pilates mat", None), ("gym floor mat", None), ("tapis de yoga", None),
-                 ("yogamatte", None)],
-    "sunglasses": [("shades", None), ("sun glasses", None), ("polarised shades", "polarized"), ("gafas de sol", None),
-                   ("sonnenbrille", None), ("sunglases", None)],
+    "desk lamp": [
+        ("reading light", None),
+        ("table light", None),
+        ("schreibtischlampe", None),
+        ("lampe de bureau", None),
+        ("led reading light", "led"),
+        ("desk lmap", None),
+    ],
+    "tent": [
+        ("camping shelter", None),
+        ("zelt", None),
+        ("tienda de campaña", None),
+        ("dome shelter for two", None),
+        ("tnet", None),
+    ],
+    "yoga mat": [
+        ("exercise mat", None),
+        ("pilates mat", None),
+        ("gym floor mat", None),
+        ("tapis de yoga", None),
+        ("yogamatte", None),
+    ],
+    "sunglasses": [
+        ("shades", None),
+        ("sun glasses", None),
+        ("polarised shades", "polarized"),
+        ("gafas de sol", None),
+        ("sonnenbrille", None),
+        ("sunglases", None),
+    ],
 }
-MISMATCH_SHARE = 0.35   # of search sessions: at least a third of the search traffic
+MISMATCH_SHARE = 0.35  # of search sessions: at least a third of the search traffic
 # Departments: the catalogue's categories are paths, as real shops export them.
-DEPARTMENTS = {"running shoes": "Shoes", "hiking boots": "Shoes", "t-shirt": "Clothing", "jeans": "Clothing",
-               "laptop": "Electronics", "smartphone": "Electronics", "headphones": "Electronics",
-               "smartwatch": "Electronics", "coffee maker": "Kitchen", "blender": "Kitchen", "backpack": "Bags",
-               "sofa": "Home", "desk lamp": "Home", "tent": "Outdoor", "yoga mat": "Sports", "sunglasses": "Accessories"}
+DEPARTMENTS = {
+    "running shoes": "Shoes",
+    "hiking boots": "Shoes",
+    "t-shirt": "Clothing",
+    "jeans": "Clothing",
+    "laptop": "Electronics",
+    "smartphone": "Electronics",
+    "headphones": "Electronics",
+    "smartwatch": "Electronics",
+    "coffee maker": "Kitchen",
+    "blender": "Kitchen",
+    "backpack": "Bags",
+    "sofa": "Home",
+    "desk lamp": "Home",
+    "tent": "Outdoor",
+    "yoga mat": "Sports",
+    "sunglasses": "Accessories",
+}
 
 # Category noun phrase, its attribute words, and a typical log-price (EUR).
 CATEGORIES: list[tuple[str, list[str], float]] = [
@@ -85,10 +181,46 @@ CATEGORIES: list[tuple[str, list[str], float]] = [
     ("sunglasses", ["polarized", "black", "aviator", "sport", "round", "kids"], 4.3),
 ]
 BRAND_NAMES = [
-    "Nordwind", "Altavia", "Brio", "Corvex", "Dunmore", "Elara", "Fjordline", "Galen", "Helix", "Ivora",
-    "Juno", "Kestrel", "Lumio", "Marlow", "Nexa", "Orbit", "Pellucid", "Quorra", "Ridgeway", "Solace",
-    "Tundra", "Umbra", "Vantor", "Wexley", "Xylo", "Yarrow", "Zephyr", "Arcadia", "Bolt", "Cinder",
-    "Delmar", "Evergreen", "Flint", "Granite", "Harbor", "Indigo", "Jasper", "Kinetic", "Lattice", "Monarch",
+    "Nordwind",
+    "Altavia",
+    "Brio",
+    "Corvex",
+    "Dunmore",
+    "Elara",
+    "Fjordline",
+    "Galen",
+    "Helix",
+    "Ivora",
+    "Juno",
+    "Kestrel",
+    "Lumio",
+    "Marlow",
+    "Nexa",
+    "Orbit",
+    "Pellucid",
+    "Quorra",
+    "Ridgeway",
+    "Solace",
+    "Tundra",
+    "Umbra",
+    "Vantor",
+    "Wexley",
+    "Xylo",
+    "Yarrow",
+    "Zephyr",
+    "Arcadia",
+    "Bolt",
+    "Cinder",
+    "Delmar",
+    "Evergreen",
+    "Flint",
+    "Granite",
+    "Harbor",
+    "Indigo",
+    "Jasper",
+    "Kinetic",
+    "Lattice",
+    "Monarch",
 ]
 SERIES = ["Pro", "Max", "Lite", "Air", "Plus", "Classic", "Sport", "Ultra", "Mini", "Eco", "Prime", "Core"]
 
@@ -114,8 +246,9 @@ class ShopProfile:
 PROFILES: dict[str, ShopProfile] = {
     "small": ShopProfile("small", n_items=2_000, n_users=600, n_sessions=4_000, min_candidates=10, max_candidates=40),
     # 50,000 items; 25,000 sessions x 20..60 candidates (40 on average) = about 1,000,000 impressions.
-    "default": ShopProfile("default", n_items=50_000, n_users=20_000, n_sessions=25_000,
-                           min_candidates=20, max_candidates=60),
+    "default": ShopProfile(
+        "default", n_items=50_000, n_users=20_000, n_sessions=25_000, min_candidates=20, max_candidates=60
+    ),
 }
 
 
@@ -125,40 +258,40 @@ class Shop:
 
     profile: ShopProfile
     # catalogue
-    item_ids: np.ndarray        # [I] int64
-    item_titles: list[str]      # [I]
-    item_category: np.ndarray   # [I] int64
-    item_brand: np.ndarray      # [I] int64, index into brands
-    item_attrs: np.ndarray      # [I, 2] int64, index into attributes (-1 none)
-    item_price: np.ndarray      # [I] float32, EUR
-    item_stock: np.ndarray      # [I] int64, units in stock
-    item_quality: np.ndarray    # [I] float32, hidden
+    item_ids: np.ndarray  # [I] int64
+    item_titles: list[str]  # [I]
+    item_category: np.ndarray  # [I] int64
+    item_brand: np.ndarray  # [I] int64, index into brands
+    item_attrs: np.ndarray  # [I, 2] int64, index into attributes (-1 none)
+    item_price: np.ndarray  # [I] float32, EUR
+    item_stock: np.ndarray  # [I] int64, units in stock
+    item_quality: np.ndarray  # [I] float32, hidden
     item_popularity: np.ndarray  # [I] float32, hidden
     brands: list[str]
     attributes: list[str]
     # users
-    user_ids: np.ndarray        # [U] int64
-    user_segment: np.ndarray    # [U] int64
-    user_cat_pref: np.ndarray   # [U, C] float32, hidden
+    user_ids: np.ndarray  # [U] int64
+    user_segment: np.ndarray  # [U] int64
+    user_cat_pref: np.ndarray  # [U, C] float32, hidden
     user_fav_brands: np.ndarray  # [U, 3] int64, hidden
     user_price_sens: np.ndarray  # [U] float32, hidden
     # queries (the pool sessions draw from)
     queries: list[str]
     query_category: np.ndarray  # [Q] int64
-    query_brand: np.ndarray     # [Q] int64 (-1 none)
-    query_attr: np.ndarray      # [Q] int64 (-1 none)
+    query_brand: np.ndarray  # [Q] int64 (-1 none)
+    query_attr: np.ndarray  # [Q] int64 (-1 none)
     query_mismatch: np.ndarray  # [Q] bool: phrased without the catalogue's words
     # sessions
-    session_user: np.ndarray    # [S] int64 user row
-    session_day: np.ndarray     # [S] int64
-    session_query: np.ndarray   # [S] int64 query index, -1 for a homepage session
+    session_user: np.ndarray  # [S] int64 user row
+    session_day: np.ndarray  # [S] int64
+    session_query: np.ndarray  # [S] int64 query index, -1 for a homepage session
     # impressions (flat; session_offsets[s]:session_offsets[s+1] belong to session s)
     session_offsets: np.ndarray  # [S+1] int64
-    imp_item: np.ndarray        # [N] int64 item row
-    imp_position: np.ndarray    # [N] int64, 0 = top
-    imp_relevance: np.ndarray   # [N] float32, hidden ground truth
-    imp_click: np.ndarray       # [N] int8
-    imp_purchase: np.ndarray    # [N] int8
+    imp_item: np.ndarray  # [N] int64 item row
+    imp_position: np.ndarray  # [N] int64, 0 = top
+    imp_relevance: np.ndarray  # [N] float32, hidden ground truth
+    imp_click: np.ndarray  # [N] int8
+    imp_purchase: np.ndarray  # [N] int8
 
     @property
     def n_impressions(self) -> int:
@@ -173,8 +306,9 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def true_relevance(shop_like: dict, users: np.ndarray, items: np.ndarray, q_cat: np.ndarray,
-                   q_brand: np.ndarray, q_attr: np.ndarray) -> np.ndarray:
+def true_relevance(
+    shop_like: dict, users: np.ndarray, items: np.ndarray, q_cat: np.ndarray, q_brand: np.ndarray, q_attr: np.ndarray
+) -> np.ndarray:
     """Hidden ground-truth relevance (a logit) of item rows for (user, query) rows; q_cat -1 = homepage."""
     cat = shop_like["item_category"][items]
     brand = shop_like["item_brand"][items]
@@ -223,11 +357,21 @@ def _catalogue(p: ShopProfile, rng: np.random.Generator) -> dict:
     price = np.round(np.exp(log_price), 2).astype(np.float32)
     stock = np.where(rng.random(p.n_items) < 0.06, 0, rng.integers(1, 500, p.n_items)).astype(np.int64)
     item_ids = (100_000 + rng.permutation(p.n_items * 3)[: p.n_items]).astype(np.int64)
-    return dict(item_ids=item_ids, item_titles=titles, item_category=category.astype(np.int64), item_brand=brand,
-                item_attrs=attrs, item_price=price, item_stock=stock,
-                item_quality=rng.normal(0, 1, p.n_items).astype(np.float32),
-                item_popularity=np.clip(rng.gumbel(0, 0.8, p.n_items), -2, 4).astype(np.float32),
-                brands=list(BRAND_NAMES), attributes=attributes, cat_brands=cat_brands, cat_weights=cat_weights)
+    return dict(
+        item_ids=item_ids,
+        item_titles=titles,
+        item_category=category.astype(np.int64),
+        item_brand=brand,
+        item_attrs=attrs,
+        item_price=price,
+        item_stock=stock,
+        item_quality=rng.normal(0, 1, p.n_items).astype(np.float32),
+        item_popularity=np.clip(rng.gumbel(0, 0.8, p.n_items), -2, 4).astype(np.float32),
+        brands=list(BRAND_NAMES),
+        attributes=attributes,
+        cat_brands=cat_brands,
+        cat_weights=cat_weights,
+    )
 
 
 def _users(p: ShopProfile, rng: np.random.Generator, cat_weights: np.ndarray) -> dict:
@@ -269,9 +413,14 @@ def _query_pool(rng: np.random.Generator, cat_brands: list[np.ndarray], attribut
             q_attr.append(attr_index[attr] if attr else -1)
             q_weight.append(1.0)
             mismatch.append(True)
-    return dict(queries=texts, query_category=np.array(q_cat, np.int64), query_brand=np.array(q_brand, np.int64),
-                query_attr=np.array(q_attr, np.int64), query_weight=np.array(q_weight),
-                query_mismatch=np.array(mismatch))
+    return dict(
+        queries=texts,
+        query_category=np.array(q_cat, np.int64),
+        query_brand=np.array(q_brand, np.int64),
+        query_attr=np.array(q_attr, np.int64),
+        query_weight=np.array(q_weight),
+        query_mismatch=np.array(mismatch),
+    )
 
 
 def generate(p: ShopProfile) -> Shop:
@@ -339,15 +488,34 @@ def generate(p: ShopProfile) -> Shop:
 
     return Shop(
         profile=p,
-        item_ids=cat["item_ids"], item_titles=cat["item_titles"], item_category=cat["item_category"],
-        item_brand=cat["item_brand"], item_attrs=cat["item_attrs"], item_price=cat["item_price"],
-        item_stock=cat["item_stock"], item_quality=cat["item_quality"], item_popularity=cat["item_popularity"],
-        brands=cat["brands"], attributes=cat["attributes"],
-        user_ids=users["user_ids"], user_segment=users["user_segment"], user_cat_pref=users["user_cat_pref"],
-        user_fav_brands=users["user_fav_brands"], user_price_sens=users["user_price_sens"],
-        queries=qp["queries"], query_category=qp["query_category"], query_brand=qp["query_brand"],
-        query_attr=qp["query_attr"], query_mismatch=qp["query_mismatch"],
-        session_user=s_user, session_day=s_day, session_query=s_query, session_offsets=offsets,
-        imp_item=imp_item, imp_position=imp_pos, imp_relevance=rel,
-        imp_click=click.astype(np.int8), imp_purchase=purchase.astype(np.int8),
+        item_ids=cat["item_ids"],
+        item_titles=cat["item_titles"],
+        item_category=cat["item_category"],
+        item_brand=cat["item_brand"],
+        item_attrs=cat["item_attrs"],
+        item_price=cat["item_price"],
+        item_stock=cat["item_stock"],
+        item_quality=cat["item_quality"],
+        item_popularity=cat["item_popularity"],
+        brands=cat["brands"],
+        attributes=cat["attributes"],
+        user_ids=users["user_ids"],
+        user_segment=users["user_segment"],
+        user_cat_pref=users["user_cat_pref"],
+        user_fav_brands=users["user_fav_brands"],
+        user_price_sens=users["user_price_sens"],
+        queries=qp["queries"],
+        query_category=qp["query_category"],
+        query_brand=qp["query_brand"],
+        query_attr=qp["query_attr"],
+        query_mismatch=qp["query_mismatch"],
+        session_user=s_user,
+        session_day=s_day,
+        session_query=s_query,
+        session_offsets=offsets,
+        imp_item=imp_item,
+        imp_position=imp_pos,
+        imp_relevance=rel,
+        imp_click=click.astype(np.int8),
+        imp_purchase=purchase.astype(np.int8),
     )

@@ -10,6 +10,7 @@
 ``builders.build`` chains them with their cache keys on ``builders.driver``. Data flows one way:
 every step reads only what earlier steps wrote.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,7 +45,7 @@ def data(cfg, out: Path, log: Callable[[str], None]) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     shop.save(out)
     report.save(out / "validation.json")
-    if shop.item_keys is not None:   # the stable id of every string SKU, for audits and other systems
+    if shop.item_keys is not None:  # the stable id of every string SKU, for audits and other systems
         pq.write_table(pa.table({"item_key": shop.item_keys, "item_id": shop.item_ids}), out / "item_ids.parquet")
     return {**report.summary, "warnings": len(report.warnings)}
 
@@ -58,13 +59,16 @@ def encoder(model_dir: Path | None, out_dir: Path, sample_titles: list[str]) -> 
     report = text_encoder.parity(onnx, sample_titles, folder=model_dir, tokenizer=tokenizer)
     if report["min_cosine"] < PARITY_MIN_COSINE:
         hint = f" --model-dir {model_dir}" if model_dir else ""
-        raise StepError(f"encoder parity failed: min cosine {report['min_cosine']:.6f} < {PARITY_MIN_COSINE} on "
-                        f"{report['n']} titles; reproduce: python -m builders.text_encoder --out {onnx}{hint}")
+        raise StepError(
+            f"encoder parity failed: min cosine {report['min_cosine']:.6f} < {PARITY_MIN_COSINE} on "
+            f"{report['n']} titles; reproduce: python -m builders.text_encoder --out {onnx}{hint}"
+        )
     return report
 
 
-def embeddings(titles: list[str], queries: list[str], encoder_dir: Path, out_dir: Path, title_tokens: int,
-               progress: bool) -> dict:
+def embeddings(
+    titles: list[str], queries: list[str], encoder_dir: Path, out_dir: Path, title_tokens: int, progress: bool
+) -> dict:
     """``items.npy`` [I+1, D] (last row zeros: unknown items) and ``queries.npy`` [Q, D]."""
     from builders import text_encoder
     from runtime.contract import QUERY_TOKENS
@@ -73,8 +77,11 @@ def embeddings(titles: list[str], queries: list[str], encoder_dir: Path, out_dir
     items = text_encoder.encode(onnx, titles, title_tokens, progress=progress, tokenizer=tok)
     out_dir.mkdir(parents=True, exist_ok=True)
     np.save(out_dir / "items.npy", np.concatenate([items, np.zeros((1, items.shape[1]), np.float32)]))
-    q = text_encoder.encode(onnx, queries, QUERY_TOKENS, progress=progress, tokenizer=tok) if queries else \
-        np.zeros((0, items.shape[1]), np.float32)
+    q = (
+        text_encoder.encode(onnx, queries, QUERY_TOKENS, progress=progress, tokenizer=tok)
+        if queries
+        else np.zeros((0, items.shape[1]), np.float32)
+    )
     np.save(out_dir / "queries.npy", q)
     return {"items": len(titles), "queries": len(queries), "dim": int(items.shape[1])}
 
@@ -88,12 +95,18 @@ def features(shop, item_emb: np.ndarray, tokenizer: Path, out_dir: Path) -> dict
     (out_dir / LEXICON_FILE).write_text(feature_tables.build_lexicon(shop).to_json())
     np.save(out_dir / USER_PROFILE_FILE, feature_tables.build_user_profiles(shop, item_emb))
     shutil.copyfile(tokenizer, out_dir / TOKENIZER_FILE)
-    return {"items": tables.n_items, "users": tables.n_users, "categories": len(shop.categories),
-            "brands": len(shop.brands), "attributes": len(shop.attributes)}
+    return {
+        "items": tables.n_items,
+        "users": tables.n_users,
+        "categories": len(shop.categories),
+        "brands": len(shop.brands),
+        "attributes": len(shop.attributes),
+    }
 
 
-def ranker(shop, feat_dir: Path, item_emb: np.ndarray, query_emb: np.ndarray, hp, out_dir: Path, hint: str,
-           progress: bool) -> dict:
+def ranker(
+    shop, feat_dir: Path, item_emb: np.ndarray, query_emb: np.ndarray, hp, out_dir: Path, hint: str, progress: bool
+) -> dict:
     """Train, evaluate, export ``out_dir/model.onnx`` and check its parity with PyTorch."""
     import torch
 
@@ -101,19 +114,29 @@ def ranker(shop, feat_dir: Path, item_emb: np.ndarray, query_emb: np.ndarray, hp
     from runtime.features import FeatureStore
 
     store = FeatureStore.load(feat_dir, with_tokenizer=False, with_profiles=True)
-    model, report = rk.train(shop, store.tables, store.lexicon, item_emb, query_emb, store.user_profiles, hp,
-                             progress=progress)
+    model, report = rk.train(
+        shop, store.tables, store.lexicon, item_emb, query_emb, store.user_profiles, hp, progress=progress
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), out_dir / "ranker.pt")
     onnx = rk.export_onnx(model, out_dir / "model.onnx")
-    rows = rk.make_rows(shop, store.tables, store.lexicon, item_emb, query_emb, store.user_profiles,
-                        np.arange(min(50, len(shop.session_user))))
+    rows = rk.make_rows(
+        shop,
+        store.tables,
+        store.lexicon,
+        item_emb,
+        query_emb,
+        store.user_profiles,
+        np.arange(min(50, len(shop.session_user))),
+    )
     report["parity"] = rk.parity(model, onnx, rows.cat, rows.dense)
     # float32 noise grows with the outputs' size: the bound is 1e-4 for outputs up to 1, relative beyond
     bound = PARITY_MAX_ABS * max(1.0, report["parity"]["max_abs_output"])
     if report["parity"]["max_abs_diff"] > bound:
-        raise StepError(f"ranker parity failed: max |torch - onnxruntime| = {report['parity']['max_abs_diff']:.2e} > "
-                        f"{bound:.2e} (outputs up to {report['parity']['max_abs_output']:.1f}); reproduce: {hint}")
+        raise StepError(
+            f"ranker parity failed: max |torch - onnxruntime| = {report['parity']['max_abs_diff']:.2e} > "
+            f"{bound:.2e} (outputs up to {report['parity']['max_abs_output']:.1f}); reproduce: {hint}"
+        )
     (out_dir / "report.json").write_text(json.dumps(report, indent=1))
     return report
 

@@ -10,6 +10,7 @@ D being the model's hidden size.
 
 CLI: ``python -m builders.text_encoder --out build/encoder/model.onnx [--model-dir DIR]``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,10 +51,13 @@ def pooling(folder: Path) -> str:
 
 def fingerprint(folder: Path) -> dict:
     """What identifies an encoder for the cache: its folder, config and weight files' sizes and times."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in (".json", ".safetensors", ".bin",
-                                                                               ".txt", ".model"))
-    return {"dir": str(folder), "files": [[str(p.relative_to(folder)), p.stat().st_size, int(p.stat().st_mtime)]
-                                          for p in files]}
+    files = sorted(
+        p for p in folder.rglob("*") if p.is_file() and p.suffix in (".json", ".safetensors", ".bin", ".txt", ".model")
+    )
+    return {
+        "dir": str(folder),
+        "files": [[str(p.relative_to(folder)), p.stat().st_size, int(p.stat().st_mtime)] for p in files],
+    }
 
 
 def write_tokenizer(folder: Path, dst: Path) -> Path:
@@ -120,10 +124,18 @@ def export_onnx(out: Path, folder: Path | None = None) -> Path:
     tmp = out.with_suffix(".tmp.onnx")
     with torch.no_grad():
         torch.onnx.export(
-            model, (ids, mask), str(tmp), dynamo=False, opset_version=OPSET,
-            input_names=[INPUT_IDS, ATTENTION_MASK], output_names=[SENTENCE_EMBEDDING],
-            dynamic_axes={INPUT_IDS: {0: "batch", 1: "seq"}, ATTENTION_MASK: {0: "batch", 1: "seq"},
-                          SENTENCE_EMBEDDING: {0: "batch"}},
+            model,
+            (ids, mask),
+            str(tmp),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=[INPUT_IDS, ATTENTION_MASK],
+            output_names=[SENTENCE_EMBEDDING],
+            dynamic_axes={
+                INPUT_IDS: {0: "batch", 1: "seq"},
+                ATTENTION_MASK: {0: "batch", 1: "seq"},
+                SENTENCE_EMBEDDING: {0: "batch"},
+            },
         )
     os.replace(tmp, out)
     return out
@@ -135,8 +147,15 @@ def embedding_dim(onnx_path: Path) -> int:
     return int(make_session(str(onnx_path), graph_opt="disable").get_outputs()[0].shape[1])
 
 
-def encode(onnx_path: Path, texts: list[str], length: int, batch: int = 256, progress: bool = True,
-           threads: int = 0, tokenizer: Path | None = None) -> np.ndarray:
+def encode(
+    onnx_path: Path,
+    texts: list[str],
+    length: int,
+    batch: int = 256,
+    progress: bool = True,
+    threads: int = 0,
+    tokenizer: Path | None = None,
+) -> np.ndarray:
     """Embeddings [len(texts), D] float32 of ``texts`` with the exported ONNX encoder.
 
     ``tokenizer`` is the encoder's ``tokenizer.json`` (default: the bundled MiniLM's)."""
@@ -148,17 +167,19 @@ def encode(onnx_path: Path, texts: list[str], length: int, batch: int = 256, pro
     tok = TextTokenizer(tokenizer or pretrained_dir() / "tokenizer.json", length=length)
     session = make_session(str(onnx_path), intra_op_threads=threads or os.cpu_count() or 1)
     out = np.empty((len(texts), int(session.get_outputs()[0].shape[1])), np.float32)
-    for start in tqdm(range(0, len(texts), batch), desc=f"encode {len(texts)} texts", disable=not progress,
-                      unit="batch"):
-        ids, mask = tok.encode(texts[start:start + batch])
+    for start in tqdm(
+        range(0, len(texts), batch), desc=f"encode {len(texts)} texts", disable=not progress, unit="batch"
+    ):
+        ids, mask = tok.encode(texts[start : start + batch])
         # Trim padding columns no text in this batch uses: same result, less work.
         used = int(mask.sum(axis=1).max())
-        out[start:start + batch] = session.run(None, {INPUT_IDS: ids[:, :used], ATTENTION_MASK: mask[:, :used]})[0]
+        out[start : start + batch] = session.run(None, {INPUT_IDS: ids[:, :used], ATTENTION_MASK: mask[:, :used]})[0]
     return out
 
 
-def parity(onnx_path: Path, texts: list[str], length: int = 32, folder: Path | None = None,
-           tokenizer: Path | None = None) -> dict:
+def parity(
+    onnx_path: Path, texts: list[str], length: int = 32, folder: Path | None = None, tokenizer: Path | None = None
+) -> dict:
     """Cosine between PyTorch and ONNX Runtime embeddings of ``texts`` (min and mean)."""
     import torch
 
@@ -171,8 +192,13 @@ def parity(onnx_path: Path, texts: list[str], length: int = 32, folder: Path | N
         ref = load_torch_encoder(folder)(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
     got = encode(onnx_path, texts, length, progress=False, tokenizer=tokenizer)
     cos = (ref * got).sum(1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1))
-    return {"n": len(texts), "min_cosine": float(cos.min()), "mean_cosine": float(cos.mean()),
-            "max_abs_diff": float(np.abs(ref - got).max()), "dim": int(got.shape[1])}
+    return {
+        "n": len(texts),
+        "min_cosine": float(cos.min()),
+        "mean_cosine": float(cos.mean()),
+        "max_abs_diff": float(np.abs(ref - got).max()),
+        "dim": int(got.shape[1]),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,8 +208,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     export_onnx(args.out, args.model_dir)
     tokenizer = write_tokenizer(model_dir(args.model_dir), args.out.with_name("tokenizer.json"))
-    report = parity(args.out, ["Nordwind Pro 3 waterproof Hiking Boots", "wireless headphones", "a b c"],
-                    folder=args.model_dir, tokenizer=tokenizer)
+    report = parity(
+        args.out,
+        ["Nordwind Pro 3 waterproof Hiking Boots", "wireless headphones", "a b c"],
+        folder=args.model_dir,
+        tokenizer=tokenizer,
+    )
     print(f"exported {args.out}; parity {report}")
     return 0 if report["min_cosine"] >= 0.999 else 1
 

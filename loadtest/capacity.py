@@ -17,6 +17,7 @@
 
 Writes ``capacity.md`` and ``latency.png`` / ``throughput.png`` in ``--out``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,8 +63,9 @@ def read_samples(path: Path) -> np.ndarray:
     return np.array(rows, dtype=[("start", float), ("ms", float), ("ok", int)])
 
 
-def step_stats(samples: np.ndarray, steps: list[tuple[float, float, int]], rate_per_user: float,
-               warmup_fraction: float = 0.25) -> list[StepStats]:
+def step_stats(
+    samples: np.ndarray, steps: list[tuple[float, float, int]], rate_per_user: float, warmup_fraction: float = 0.25
+) -> list[StepStats]:
     """Per-step statistics; ``steps`` are (start, end, users) in seconds from the first request."""
     t0 = samples["start"].min()
     rel = samples["start"] - t0
@@ -75,14 +77,22 @@ def step_stats(samples: np.ndarray, steps: list[tuple[float, float, int]], rate_
             continue
         ok = sel["ok"] == 1
         lat = sel["ms"][ok] if ok.any() else sel["ms"]
-        out.append(StepStats(users, users * rate_per_user, ok.sum() / (end - lo),
-                             *(float(np.percentile(lat, q)) for q in (50, 95, 99)),
-                             float(1 - ok.mean()), int(len(sel))))
+        out.append(
+            StepStats(
+                users,
+                users * rate_per_user,
+                ok.sum() / (end - lo),
+                *(float(np.percentile(lat, q)) for q in (50, 95, 99)),
+                float(1 - ok.mean()),
+                int(len(sel)),
+            )
+        )
     return out
 
 
-def sustainable(stats: list[StepStats], slo_p99_ms: float, error_budget: float, min_efficiency: float = 0.9
-                ) -> StepStats | None:
+def sustainable(
+    stats: list[StepStats], slo_p99_ms: float, error_budget: float, min_efficiency: float = 0.9
+) -> StepStats | None:
     """The last step before the first one that breaks the SLO, the budget, or falls behind the offer.
 
     A step that passes after a failing one is luck in a noisy tail, not capacity: the ramp stops
@@ -90,8 +100,7 @@ def sustainable(stats: list[StepStats], slo_p99_ms: float, error_budget: float, 
     """
     best = None
     for s in sorted(stats, key=lambda s: s.offered_rps):
-        if (s.p99_ms > slo_p99_ms or s.error_ratio > error_budget
-                or s.achieved_rps < min_efficiency * s.offered_rps):
+        if s.p99_ms > slo_p99_ms or s.error_ratio > error_budget or s.achieved_rps < min_efficiency * s.offered_rps:
             break
         best = s
     return best
@@ -103,8 +112,16 @@ def plan(best: StepStats, peak_rps: float, headroom: float, target_utilization: 
     replicas = max(1, math.ceil(peak_rps * (1 + headroom) / best.achieved_rps))
     # Little's law: requests in flight = rate * latency; at the target rate and the measured p50.
     target_rps = target_utilization * best.achieved_rps
-    return Plan(best.achieved_rps, best.users, peak_rps, headroom, replicas, target_rps,
-                target_rps * best.p50_ms / 1e3, best.p99_ms)
+    return Plan(
+        best.achieved_rps,
+        best.users,
+        peak_rps,
+        headroom,
+        replicas,
+        target_rps,
+        target_rps * best.p50_ms / 1e3,
+        best.p99_ms,
+    )
 
 
 def plot(stats: list[StepStats], out: Path, slo_p99_ms: float) -> list[Path]:
@@ -136,22 +153,32 @@ def plot(stats: list[StepStats], out: Path, slo_p99_ms: float) -> list[Path]:
         ax.plot(offered, [s.achieved_rps for s in stats], marker="o", label="achieved")
         ax.plot(offered, offered, linestyle=":", color="grey", label="offered = achieved")
 
-    return [figure("latency.png", "latency (ms)", "Latency", latency),
-            figure("throughput.png", "throughput (requests/s)", "Throughput", throughput)]
+    return [
+        figure("latency.png", "latency (ms)", "Latency", latency),
+        figure("throughput.png", "throughput (requests/s)", "Throughput", throughput),
+    ]
 
 
 def markdown(stats: list[StepStats], result: Plan | None, slo_p99_ms: float, error_budget: float) -> str:
-    lines = ["# Capacity plan (one replica)", "",
-             f"SLO: p99 ≤ {slo_p99_ms:g} ms; error budget {error_budget:.2%}.", "",
-             "| users | offered req/s | achieved req/s | p50 ms | p95 ms | p99 ms | errors | requests |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Capacity plan (one replica)",
+        "",
+        f"SLO: p99 ≤ {slo_p99_ms:g} ms; error budget {error_budget:.2%}.",
+        "",
+        "| users | offered req/s | achieved req/s | p50 ms | p95 ms | p99 ms | errors | requests |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for s in stats:
-        lines.append(f"| {s.users} | {s.offered_rps:.0f} | {s.achieved_rps:.1f} | {s.p50_ms:.1f} | {s.p95_ms:.1f} | "
-                     f"{s.p99_ms:.1f} | {s.error_ratio:.2%} | {s.requests} |")
+        lines.append(
+            f"| {s.users} | {s.offered_rps:.0f} | {s.achieved_rps:.1f} | {s.p50_ms:.1f} | {s.p95_ms:.1f} | "
+            f"{s.p99_ms:.1f} | {s.error_ratio:.2%} | {s.requests} |"
+        )
     lines.append("")
     if result is None:
-        lines.append("**No step met the SLO**: one replica cannot serve even the lowest step. Lower the step "
-                     "size or look at the server first.")
+        lines.append(
+            "**No step met the SLO**: one replica cannot serve even the lowest step. Lower the step "
+            "size or look at the server first."
+        )
     else:
         lines += [
             f"- Sustainable rate of one replica: **{result.sustainable_rps:.1f} req/s** "
@@ -186,9 +213,20 @@ def main(argv: list[str] | None = None) -> int:
     if samples_path is None:
         from loadtest import run as runner
 
-        run_args = ["--shape", "step", "--step-users", str(args.step_users), "--step-s", str(args.step_s),
-                    "--max-users", str(args.max_users), "--rate-per-user", str(args.rate_per_user),
-                    "--out", str(args.out)]
+        run_args = [
+            "--shape",
+            "step",
+            "--step-users",
+            str(args.step_users),
+            "--step-s",
+            str(args.step_s),
+            "--max-users",
+            str(args.max_users),
+            "--rate-per-user",
+            str(args.rate_per_user),
+            "--out",
+            str(args.out),
+        ]
         run_args += ["--repo", args.repo] if args.repo else []
         run_args += ["--shop", args.shop] if args.shop else []
         runner.main(run_args)

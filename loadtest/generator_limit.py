@@ -8,6 +8,7 @@ increasing offered load, one Locust process, and later with workers. Where the a
 following the offered rate while the Locust process nears a full core, the generator is the limit.
 Writes ``generator_limit.md`` in ``--out``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,7 +16,7 @@ import csv
 import dataclasses
 from pathlib import Path
 
-TRIVIAL = '''
+TRIVIAL = """
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
@@ -28,7 +29,7 @@ class TritonPythonModel:
             out.append(pb_utils.InferenceResponse([pb_utils.Tensor("TOP_ITEM_IDS", ids[:k]),
                                                    pb_utils.Tensor("TOP_SCORES", np.zeros(min(k, len(ids)), np.float32))]))
         return out
-'''
+"""
 
 
 def trivial_repository(dest: Path) -> Path:
@@ -62,24 +63,55 @@ def main(argv: list[str] | None = None) -> int:
         for workers in [int(w) for w in args.workers.split(",")]:
             for users in [int(u) for u in args.users.split(",")]:
                 out = args.out / f"w{workers}_u{users}"
-                run_args = ["--host", server.grpc_url, "--metrics-url", server.metrics_url, "--shape", "soak",
-                            "--soak-users", str(users), "--soak-s", str(args.seconds), "--rate-per-user",
-                            str(args.rate_per_user), "--requests", "2000", "--out", str(out),
-                            "--workers", str(workers)]
+                run_args = [
+                    "--host",
+                    server.grpc_url,
+                    "--metrics-url",
+                    server.metrics_url,
+                    "--shape",
+                    "soak",
+                    "--soak-users",
+                    str(users),
+                    "--soak-s",
+                    str(args.seconds),
+                    "--rate-per-user",
+                    str(args.rate_per_user),
+                    "--requests",
+                    "2000",
+                    "--out",
+                    str(out),
+                    "--workers",
+                    str(workers),
+                ]
                 run_args += ["--repo", args.repo] if args.repo else []
                 runner.main(run_args)
                 with open(out / "locust_stats.csv") as f:
                     agg = {r["Name"]: r for r in csv.DictReader(f)}["Aggregated"]
                 cpu = (out / "summary.md").read_text().split("busiest Locust process used ")[1].split("%")[0]
-                rows.append((workers, users, users * args.rate_per_user, float(agg["Requests/s"]),
-                             float(agg["50%"]), float(agg["99%"]), int(cpu)))
-    lines = ["# Load-generator limit on this machine", "",
-             "Server: trivial `search`/`recommend` python models (no work). Generator: Locust 2.18.4, "
-             "gRPC through the SDK, on the same 2 cores.", "",
-             "| Locust workers | users | offered req/s | achieved req/s | p50 ms | p99 ms | busiest Locust process CPU |",
-             "|---|---|---|---|---|---|---|"]
-    lines += [f"| {w or 'none (1 process)'} | {u} | {o:.0f} | {a:.0f} | {p50:.0f} | {p99:.0f} | {c}% |"
-              for w, u, o, a, p50, p99, c in rows]
+                rows.append(
+                    (
+                        workers,
+                        users,
+                        users * args.rate_per_user,
+                        float(agg["Requests/s"]),
+                        float(agg["50%"]),
+                        float(agg["99%"]),
+                        int(cpu),
+                    )
+                )
+    lines = [
+        "# Load-generator limit on this machine",
+        "",
+        "Server: trivial `search`/`recommend` python models (no work). Generator: Locust 2.18.4, "
+        "gRPC through the SDK, on the same 2 cores.",
+        "",
+        "| Locust workers | users | offered req/s | achieved req/s | p50 ms | p99 ms | busiest Locust process CPU |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {w or 'none (1 process)'} | {u} | {o:.0f} | {a:.0f} | {p50:.0f} | {p99:.0f} | {c}% |"
+        for w, u, o, a, p50, p99, c in rows
+    ]
     (args.out / "generator_limit.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -13,6 +13,7 @@ user does no heavy work per request. The shape comes from ``--shape`` (``loadtes
 the run quits, the SLO gate (``loadtest/slo.py``) sets a non-zero exit code if p95/p99 or the failure
 ratio break their limits.
 """
+
 from __future__ import annotations
 
 import csv
@@ -94,8 +95,13 @@ class RankingUser(User):
         except RankingError as err:
             error = RuntimeError(f"{err.status or type(err).__name__}: {err.message}")
         self.environment.events.request.fire(
-            request_type="grpc", name=req["kind"], response_time=(time.perf_counter() - start) * 1e3,
-            response_length=length, exception=error, context={})
+            request_type="grpc",
+            name=req["kind"],
+            response_time=(time.perf_counter() - start) * 1e3,
+            response_length=length,
+            exception=error,
+            context={},
+        )
 
 
 class ConfiguredShape(LoadTestShape):
@@ -108,8 +114,13 @@ class ConfiguredShape(LoadTestShape):
             o = self.runner.environment.parsed_options
             params = {
                 "step": dict(step_users=o.step_users, step_s=o.step_s, max_users=o.max_users),
-                "spike": dict(base_users=o.base_users, spike_users=o.spike_users, warm_s=o.spike_s * 2,
-                              spike_s=o.spike_s, cool_s=o.spike_s * 2),
+                "spike": dict(
+                    base_users=o.base_users,
+                    spike_users=o.spike_users,
+                    warm_s=o.spike_s * 2,
+                    spike_s=o.spike_s,
+                    cool_s=o.spike_s * 2,
+                ),
                 "soak": dict(users=o.soak_users, duration_s=o.soak_s),
             }[o.shape]
             self._shape = make_shape(o.shape, **params)
@@ -128,12 +139,18 @@ def _quitting(environment, **_):
             writer.writerows(_SAMPLES)
     total = environment.stats.total
     slo = Slo(opts.slo_p95_ms, opts.slo_p99_ms, opts.max_fail_ratio)
-    problems = slo.check(total.get_response_time_percentile(0.95) or 0.0,
-                         total.get_response_time_percentile(0.99) or 0.0, total.fail_ratio, total.num_requests)
+    problems = slo.check(
+        total.get_response_time_percentile(0.95) or 0.0,
+        total.get_response_time_percentile(0.99) or 0.0,
+        total.fail_ratio,
+        total.num_requests,
+    )
     if problems:
         print("SLO gate: FAILED: " + "; ".join(problems))
         environment.process_exit_code = 1
     else:
-        print(f"SLO gate: passed ({total.num_requests} requests, p95 "
-              f"{total.get_response_time_percentile(0.95)} ms, p99 {total.get_response_time_percentile(0.99)} ms, "
-              f"failures {total.fail_ratio:.2%})")
+        print(
+            f"SLO gate: passed ({total.num_requests} requests, p95 "
+            f"{total.get_response_time_percentile(0.95)} ms, p99 {total.get_response_time_percentile(0.99)} ms, "
+            f"failures {total.fail_ratio:.2%})"
+        )

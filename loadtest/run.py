@@ -10,6 +10,7 @@ time from the metrics endpoint, read before and after the run. It also gives the
 use: when the generator needs a full core, it is the bottleneck, not the server.
 Exit status: Locust's (non-zero when the SLO gate or a failure says so).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,27 +53,70 @@ def server_latency(before: dict, after: dict, model: str) -> dict:
     def mean(metric):
         return (after.get((metric, model), 0) - before.get((metric, model), 0)) / n / 1e3
 
-    return {"requests": int(n), "request_ms": mean("nv_inference_request_duration_us"),
-            "queue_ms": mean("nv_inference_queue_duration_us"),
-            "compute_ms": mean("nv_inference_compute_infer_duration_us")}
+    return {
+        "requests": int(n),
+        "request_ms": mean("nv_inference_request_duration_us"),
+        "queue_ms": mean("nv_inference_queue_duration_us"),
+        "compute_ms": mean("nv_inference_compute_infer_duration_us"),
+    }
 
 
-def locust_command(host: str, requests_file: Path, out: Path, args: argparse.Namespace, extra: list[str],
-                   role: list[str]) -> list[str]:
-    cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", host,
-           "--requests-file", str(requests_file), "--shape", args.shape, "--rate-per-user", str(args.rate_per_user),
-           "--step-users", str(args.step_users), "--step-s", str(args.step_s), "--max-users", str(args.max_users),
-           "--spike-users", str(args.spike_users), "--spike-s", str(args.spike_s),
-           "--soak-users", str(args.soak_users), "--soak-s", str(args.soak_s), "--loglevel", "WARNING",
-           # Stopping users lets each finish its request in flight: a killed user would cancel its gRPC
-           # call, and Triton 24.10 can crash on such cancellations (server#7368, docs/serving.md).
-           "--stop-timeout", "15"]
+def locust_command(
+    host: str, requests_file: Path, out: Path, args: argparse.Namespace, extra: list[str], role: list[str]
+) -> list[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "--host",
+        host,
+        "--requests-file",
+        str(requests_file),
+        "--shape",
+        args.shape,
+        "--rate-per-user",
+        str(args.rate_per_user),
+        "--step-users",
+        str(args.step_users),
+        "--step-s",
+        str(args.step_s),
+        "--max-users",
+        str(args.max_users),
+        "--spike-users",
+        str(args.spike_users),
+        "--spike-s",
+        str(args.spike_s),
+        "--soak-users",
+        str(args.soak_users),
+        "--soak-s",
+        str(args.soak_s),
+        "--loglevel",
+        "WARNING",
+        # Stopping users lets each finish its request in flight: a killed user would cancel its gRPC
+        # call, and Triton 24.10 can crash on such cancellations (server#7368, docs/serving.md).
+        "--stop-timeout",
+        "15",
+    ]
     if "--worker" in role:  # workers send their stats to the master, which writes every report
         return cmd + role
-    cmd += ["--csv", str(out / "locust"), "--csv-full-history", "--html", str(out / "report.html"),
-            "--samples-file", str(out / "samples.csv"), "--only-summary"]
-    for flag, value in (("--slo-p95-ms", args.slo_p95_ms), ("--slo-p99-ms", args.slo_p99_ms),
-                        ("--max-fail-ratio", args.max_fail_ratio)):
+    cmd += [
+        "--csv",
+        str(out / "locust"),
+        "--csv-full-history",
+        "--html",
+        str(out / "report.html"),
+        "--samples-file",
+        str(out / "samples.csv"),
+        "--only-summary",
+    ]
+    for flag, value in (
+        ("--slo-p95-ms", args.slo_p95_ms),
+        ("--slo-p99-ms", args.slo_p99_ms),
+        ("--max-fail-ratio", args.max_fail_ratio),
+    ):
         if value is not None:
             cmd += [flag, str(value)]
     return cmd + role + extra
@@ -99,16 +143,33 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         started = time.monotonic()
         if args.workers:
             port = free_port()
-            master = subprocess.Popen(locust_command(host, requests_file, out, args, extra, [
-                "--master", "--expect-workers", str(args.workers), "--master-bind-port", str(port)]),
-                stdout=open(out / "locust.log", "w"), stderr=subprocess.STDOUT)
-            workers = [subprocess.Popen(locust_command(host, requests_file, out, args, [], [
-                "--worker", "--master-port", str(port)]), stdout=open(out / f"worker{i}.log", "w"),
-                stderr=subprocess.STDOUT) for i in range(args.workers)]
+            master = subprocess.Popen(
+                locust_command(
+                    host,
+                    requests_file,
+                    out,
+                    args,
+                    extra,
+                    ["--master", "--expect-workers", str(args.workers), "--master-bind-port", str(port)],
+                ),
+                stdout=open(out / "locust.log", "w"),
+                stderr=subprocess.STDOUT,
+            )
+            workers = [
+                subprocess.Popen(
+                    locust_command(host, requests_file, out, args, [], ["--worker", "--master-port", str(port)]),
+                    stdout=open(out / f"worker{i}.log", "w"),
+                    stderr=subprocess.STDOUT,
+                )
+                for i in range(args.workers)
+            ]
             procs = [master] + workers
         else:
-            master = subprocess.Popen(locust_command(host, requests_file, out, args, extra, []),
-                                      stdout=open(out / "locust.log", "w"), stderr=subprocess.STDOUT)
+            master = subprocess.Popen(
+                locust_command(host, requests_file, out, args, extra, []),
+                stdout=open(out / "locust.log", "w"),
+                stderr=subprocess.STDOUT,
+            )
             procs = [master]
         watched = [psutil.Process(p.pid) for p in procs]
         cpu = {p.pid: 0.0 for p in watched}
@@ -142,12 +203,17 @@ def locust_rows(stats_csv: Path) -> dict[str, dict]:
 def write_summary(out: Path, before: dict, after: dict, cpu: dict, wall: float, args, code: int) -> None:
     rows = locust_rows(out / "locust_stats.csv")
     agg = rows.get("Aggregated", {})
-    lines = [f"# Load test: shape `{args.shape}`", "",
-             f"Exit code {code}; {agg.get('Request Count', 0)} requests, {agg.get('Failure Count', 0)} failures, "
-             f"{float(agg.get('Requests/s', 0) or 0):.1f} req/s over {wall:.0f} s "
-             f"({'distributed, ' + str(args.workers) + ' workers' if args.workers else 'one Locust process'}).", "",
-             "| request | Locust mean | Locust p50 | Locust p95 | Locust p99 | server mean (Triton metrics) | "
-             "server queue | gap: client + network + generator |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Load test: shape `{args.shape}`",
+        "",
+        f"Exit code {code}; {agg.get('Request Count', 0)} requests, {agg.get('Failure Count', 0)} failures, "
+        f"{float(agg.get('Requests/s', 0) or 0):.1f} req/s over {wall:.0f} s "
+        f"({'distributed, ' + str(args.workers) + ' workers' if args.workers else 'one Locust process'}).",
+        "",
+        "| request | Locust mean | Locust p50 | Locust p95 | Locust p99 | server mean (Triton metrics) | "
+        "server queue | gap: client + network + generator |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name in ("search", "recommend"):
         if name not in rows:
             continue
@@ -155,14 +221,20 @@ def write_summary(out: Path, before: dict, after: dict, cpu: dict, wall: float, 
         s = server_latency(before, after, name)
         mean = float(r["Average Response Time"])
         if s.get("requests"):
-            lines.append(f"| {name} | {mean:.1f} ms | {r['50%']} ms | {r['95%']} ms | {r['99%']} ms | "
-                         f"{s['request_ms']:.1f} ms | {s['queue_ms']:.2f} ms | {mean - s['request_ms']:.1f} ms |")
+            lines.append(
+                f"| {name} | {mean:.1f} ms | {r['50%']} ms | {r['95%']} ms | {r['99%']} ms | "
+                f"{s['request_ms']:.1f} ms | {s['queue_ms']:.2f} ms | {mean - s['request_ms']:.1f} ms |"
+            )
         else:
             lines.append(f"| {name} | {mean:.1f} ms | {r['50%']} ms | {r['95%']} ms | {r['99%']} ms | - | - | - |")
     busiest = max(cpu.values()) / wall if wall > 0 and cpu else 0.0
-    lines += ["", f"Load generator CPU: busiest Locust process used {busiest:.0%} of one core "
-              f"({sum(cpu.values()) / wall:.0%} over all its processes). A Locust process is single-threaded "
-              "(gevent): near 100% it is the bottleneck, not the server.", ""]
+    lines += [
+        "",
+        f"Load generator CPU: busiest Locust process used {busiest:.0%} of one core "
+        f"({sum(cpu.values()) / wall:.0%} over all its processes). A Locust process is single-threaded "
+        "(gevent): near 100% it is the bottleneck, not the server.",
+        "",
+    ]
     (out / "summary.md").write_text("\n".join(lines))
 
 
@@ -185,7 +257,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     args = parser().parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     return run(args, extra)
 

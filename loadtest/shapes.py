@@ -7,6 +7,7 @@
 Each user paces itself to ``rate_per_user`` requests per second (Locust ``constant_pacing``), so the
 offered load is ``users * rate_per_user`` until the server (or the generator) saturates.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ class SpikeShape:
         if t < self.warm_s:
             return self.base_users, 10.0
         if t < self.warm_s + self.spike_s:
-            return self.spike_users, 100.0   # as fast as Locust spawns: a real spike
+            return self.spike_users, 100.0  # as fast as Locust spawns: a real spike
         if t < self.warm_s + self.spike_s + self.cool_s:
             return self.base_users, 100.0
         return None

@@ -3,6 +3,7 @@
 Locust itself checks neither percentile. ``check`` is pure; the locustfile calls it when the run
 quits and sets the process exit code.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

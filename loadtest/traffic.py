@@ -10,6 +10,7 @@
 ``prepare(...)`` writes the requests to a JSON-lines file; the Locust users only read it, so the
 load generator does no heavy work per request. CLI: ``python -m loadtest.traffic --repo R --out F``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,9 +26,9 @@ UNKNOWN_USER_BASE = 9_000_000_000
 
 @dataclass(frozen=True)
 class TrafficProfile:
-    search_weight: float = 0.8          # the rest is recommendation
+    search_weight: float = 0.8  # the rest is recommendation
     unknown_user_share: float = 0.05
-    long_tail_share: float = 0.15       # queries the log never saw
+    long_tail_share: float = 0.15  # queries the log never saw
     candidates_median: int = 60
     candidates_sigma: float = 0.6
     candidates_min: int = 10
@@ -45,8 +46,9 @@ def query_log(shop_dir: Path) -> list[tuple[str, int]]:
     return [(texts[q], n) for q, n in counts.most_common()]
 
 
-def prepare(repo: Path, shop_dir: Path, n: int, profile: TrafficProfile = TrafficProfile(), seed: int = 0
-            ) -> list[dict]:
+def prepare(
+    repo: Path, shop_dir: Path, n: int, profile: TrafficProfile = TrafficProfile(), seed: int = 0
+) -> list[dict]:
     from runtime.features import FeatureTables, Lexicon, category_phrase
 
     rng = np.random.default_rng(seed)
@@ -66,8 +68,13 @@ def prepare(repo: Path, shop_dir: Path, n: int, profile: TrafficProfile = Traffi
             user = UNKNOWN_USER_BASE + int(rng.integers(1_000_000))
         else:
             user = int(rng.choice(tables.user_ids_sorted))
-        size = int(np.clip(rng.lognormal(np.log(profile.candidates_median), profile.candidates_sigma),
-                           profile.candidates_min, profile.candidates_max))
+        size = int(
+            np.clip(
+                rng.lognormal(np.log(profile.candidates_median), profile.candidates_sigma),
+                profile.candidates_min,
+                profile.candidates_max,
+            )
+        )
         req: dict = {"kind": kind, "user_id": user, "k": profile.k}
         category = int(rng.integers(len(lexicon.categories)))
         if kind == "search":

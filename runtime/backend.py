@@ -4,6 +4,7 @@
 imports nothing from Triton. ``InvalidInput`` -> INVALID_ARGUMENT with the field-naming message; any
 other exception -> INTERNAL for that request alone: the model keeps serving the others.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -13,21 +14,31 @@ import numpy as np
 from runtime.errors import InvalidInput
 
 
-def serve(pb_utils, requests: Sequence, inputs: Sequence[str], handler: Callable[..., dict[str, np.ndarray]],
-          logger=None) -> list:
+def serve(
+    pb_utils, requests: Sequence, inputs: Sequence[str], handler: Callable[..., dict[str, np.ndarray]], logger=None
+) -> list:
     responses = []
     for request in requests:
         try:
             arrays = {name: pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in inputs}
             outputs = handler(*(arrays[name] for name in inputs))
-            responses.append(pb_utils.InferenceResponse(
-                output_tensors=[pb_utils.Tensor(name, value) for name, value in outputs.items()]))
+            responses.append(
+                pb_utils.InferenceResponse(
+                    output_tensors=[pb_utils.Tensor(name, value) for name, value in outputs.items()]
+                )
+            )
         except InvalidInput as err:
-            responses.append(pb_utils.InferenceResponse(
-                error=pb_utils.TritonError(str(err), pb_utils.TritonError.INVALID_ARG)))
+            responses.append(
+                pb_utils.InferenceResponse(error=pb_utils.TritonError(str(err), pb_utils.TritonError.INVALID_ARG))
+            )
         except Exception as err:  # noqa: BLE001 - one bad request must not take the model down
             if logger is not None:
                 logger.log_error(f"internal error: {type(err).__name__}: {err}")
-            responses.append(pb_utils.InferenceResponse(
-                error=pb_utils.TritonError(f"internal error: {type(err).__name__}: {err}", pb_utils.TritonError.INTERNAL)))
+            responses.append(
+                pb_utils.InferenceResponse(
+                    error=pb_utils.TritonError(
+                        f"internal error: {type(err).__name__}: {err}", pb_utils.TritonError.INTERNAL
+                    )
+                )
+            )
     return responses

@@ -3,6 +3,7 @@
 One place that the Triton configs (``builders/model_specs.py``), the Python-backend logic, the
 in-process pipeline and the tests all read, so a rename cannot drift between them.
 """
+
 from __future__ import annotations
 
 # Ensembles (what clients call)
@@ -16,37 +17,46 @@ RANKER = "ranker"
 TOPK = "topk"
 
 # Request tensors (ensemble inputs)
-USER_ID = "USER_ID"        # INT64 [1]
-QUERY = "QUERY"            # BYTES [1], UTF-8
-ITEM_IDS = "ITEM_IDS"      # INT64 [-1], the candidate list
-TOP_K = "TOP_K"            # INT32 [1]
+USER_ID = "USER_ID"  # INT64 [1]
+QUERY = "QUERY"  # BYTES [1], UTF-8
+ITEM_IDS = "ITEM_IDS"  # INT64 [-1], the candidate list
+TOP_K = "TOP_K"  # INT32 [1]
 # Response tensors (ensemble outputs)
 TOP_ITEM_IDS = "TOP_ITEM_IDS"  # INT64 [-1], best first
-TOP_SCORES = "TOP_SCORES"      # FP32 [-1], the ranker's logit, best first
+TOP_SCORES = "TOP_SCORES"  # FP32 [-1], the ranker's logit, best first
 
 # Intermediate tensors
-INPUT_IDS = "input_ids"            # INT64 [B, L], L a multiple of QUERY_PAD_MULTIPLE, <= QUERY_TOKENS
+INPUT_IDS = "input_ids"  # INT64 [B, L], L a multiple of QUERY_PAD_MULTIPLE, <= QUERY_TOKENS
 ATTENTION_MASK = "attention_mask"  # INT64 [B, L]
 SENTENCE_EMBEDDING = "sentence_embedding"  # FP32 [B, EMBED_DIM], L2-normalised
-CAT_FEATURES = "cat_features"      # INT64 [N, N_CAT]
+CAT_FEATURES = "cat_features"  # INT64 [N, N_CAT]
 DENSE_FEATURES = "dense_features"  # FP32 [N, N_DENSE]
-ITEM_ROWS = "ITEM_ROWS"            # INT64 [N], row in the item tables, -1 = unknown item
+ITEM_ROWS = "ITEM_ROWS"  # INT64 [N], row in the item tables, -1 = unknown item
 CONTEXT_EMBEDDING = "CONTEXT_EMBEDDING"  # FP32 [1, EMBED_DIM]: query (search) or user profile (recommend)
-LOGIT = "logit"                    # FP32 [N, 1]
-SIM_WEIGHT = "sim_weight"          # FP32 [N, 1]
+LOGIT = "logit"  # FP32 [N, 1]
+SIM_WEIGHT = "sim_weight"  # FP32 [N, 1]
 
 # Shapes and limits
-EMBED_DIM = 384          # the bundled MiniLM's; a shop's own encoder sets its own (the build's manifest)
-QUERY_TOKENS = 32        # queries are truncated to this many tokens
-QUERY_PAD_MULTIPLE = 4   # and padded to a multiple of 4: same-bucket queries batch, short ones stay cheap
-MAX_CANDIDATES = 1000    # more candidates than this per request is INVALID_ARGUMENT
-MAX_QUERY_BYTES = 1024   # longer QUERY is INVALID_ARGUMENT (it would be truncated to 32 tokens anyway)
+EMBED_DIM = 384  # the bundled MiniLM's; a shop's own encoder sets its own (the build's manifest)
+QUERY_TOKENS = 32  # queries are truncated to this many tokens
+QUERY_PAD_MULTIPLE = 4  # and padded to a multiple of 4: same-bucket queries batch, short ones stay cheap
+MAX_CANDIDATES = 1000  # more candidates than this per request is INVALID_ARGUMENT
+MAX_QUERY_BYTES = 1024  # longer QUERY is INVALID_ARGUMENT (it would be truncated to 32 tokens anyway)
 RANKER_MAX_BATCH = 4096  # candidate rows the ranker may take in one batch (>= MAX_CANDIDATES)
 
 CAT_COLUMNS = ("user", "item", "category", "brand", "price_bucket", "segment", "query_category")
 DENSE_COLUMNS = (
-    "has_query", "query_category_match", "query_brand_match", "query_attr_match", "user_category_affinity",
-    "user_brand_affinity", "item_log_clicks", "item_ctr", "item_in_stock", "price_vs_user", "user_known",
+    "has_query",
+    "query_category_match",
+    "query_brand_match",
+    "query_attr_match",
+    "user_category_affinity",
+    "user_brand_affinity",
+    "item_log_clicks",
+    "item_ctr",
+    "item_in_stock",
+    "price_vs_user",
+    "user_known",
     "item_known",
 )
 N_CAT = len(CAT_COLUMNS)

@@ -1,4 +1,5 @@
 """Errors of the serving logic. ``InvalidInput`` becomes INVALID_ARGUMENT at the model boundary."""
+
 from __future__ import annotations
 
 

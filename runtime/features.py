@@ -13,6 +13,7 @@ Documented behaviour for unusual requests (see docs/serving.md):
 * empty ITEM_IDS, more than MAX_CANDIDATES, duplicate ids: INVALID_ARGUMENT naming ITEM_IDS;
 * empty / whitespace QUERY, non-UTF-8 bytes, over MAX_QUERY_BYTES: INVALID_ARGUMENT naming QUERY.
 """
+
 from __future__ import annotations
 
 import json
@@ -148,7 +149,7 @@ def check_top_k(top_k: np.ndarray) -> int:
 
 def lookup_rows(sorted_ids: np.ndarray, rows_of_sorted: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """Rows of ``ids`` in a table whose ids are ``sorted_ids``; -1 where an id is unknown."""
-    if len(sorted_ids) == 0:          # a shop without known users: everyone is cold-start
+    if len(sorted_ids) == 0:  # a shop without known users: everyone is cold-start
         return np.full(len(ids), -1, np.int64)
     pos = np.searchsorted(sorted_ids, ids)
     pos = np.minimum(pos, len(sorted_ids) - 1)
@@ -181,9 +182,15 @@ class FeatureTables:
         return lookup_rows(self.user_ids_sorted, self.user_rows_sorted, ids)
 
 
-def candidate_features(t: FeatureTables, user_rows: np.ndarray, item_rows: np.ndarray, has_query: np.ndarray,
-                       q_category: np.ndarray, q_brand: np.ndarray, q_attr: np.ndarray
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def candidate_features(
+    t: FeatureTables,
+    user_rows: np.ndarray,
+    item_rows: np.ndarray,
+    has_query: np.ndarray,
+    q_category: np.ndarray,
+    q_brand: np.ndarray,
+    q_attr: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """Ranker inputs for N (user, query, item) rows: ``cat [N, N_CAT] int64``, ``dense [N, N_DENSE] fp32``.
 
     Rows of -1 (unknown user or item) read the tables' default last row. ``has_query`` is False for
@@ -196,13 +203,13 @@ def candidate_features(t: FeatureTables, user_rows: np.ndarray, item_rows: np.nd
     user_known = user_rows >= 0
     item_known = item_rows >= 0
     cats = np.empty((n, N_CAT), np.int64)
-    cats[:, 0] = user_rows + 1           # 0 = unknown user
-    cats[:, 1] = item_rows + 1           # 0 = unknown item
-    cats[:, 2] = cat + 1                 # 0 = unknown
+    cats[:, 0] = user_rows + 1  # 0 = unknown user
+    cats[:, 1] = item_rows + 1  # 0 = unknown item
+    cats[:, 2] = cat + 1  # 0 = unknown
     cats[:, 3] = brand + 1
     cats[:, 4] = t.item_price_bucket[item_rows] + 1
     cats[:, 5] = t.user_segment[user_rows] + 1
-    cats[:, 6] = q_category + 1          # 0 = no category in the query
+    cats[:, 6] = q_category + 1  # 0 = no category in the query
     dense = np.empty((n, N_DENSE), np.float32)
     dense[:, 0] = has_query
     dense[:, 1] = (q_category >= 0) & (cat == q_category)
@@ -222,8 +229,13 @@ def candidate_features(t: FeatureTables, user_rows: np.ndarray, item_rows: np.nd
 class FeatureStore:
     """Everything a feature-extraction model loads from its version folder, and the per-request API."""
 
-    def __init__(self, tables: FeatureTables, lexicon: Lexicon, tokenizer: TextTokenizer | None,
-                 user_profiles: np.ndarray | None = None):
+    def __init__(
+        self,
+        tables: FeatureTables,
+        lexicon: Lexicon,
+        tokenizer: TextTokenizer | None,
+        user_profiles: np.ndarray | None = None,
+    ):
         self.tables = tables
         self.lexicon = lexicon
         self.tokenizer = tokenizer
@@ -252,11 +264,22 @@ class FeatureStore:
         intent = self.lexicon.parse(text)
         n = len(ids)
         cat, dense = candidate_features(
-            self.tables, users, items, np.ones(n, bool), np.full(n, intent.category), np.full(n, intent.brand),
-            np.full(n, intent.attribute))
+            self.tables,
+            users,
+            items,
+            np.ones(n, bool),
+            np.full(n, intent.category),
+            np.full(n, intent.brand),
+            np.full(n, intent.attribute),
+        )
         input_ids, mask = self.tokenizer.encode_one(text)
-        return {"input_ids": input_ids, "attention_mask": mask, "cat_features": cat,
-                "dense_features": dense, "ITEM_ROWS": items}
+        return {
+            "input_ids": input_ids,
+            "attention_mask": mask,
+            "cat_features": cat,
+            "dense_features": dense,
+            "ITEM_ROWS": items,
+        }
 
     def recommend(self, user_id: np.ndarray, item_ids: np.ndarray) -> dict[str, np.ndarray]:
         """Tensors for one recommendation request; the context embedding is the user's profile."""
@@ -265,5 +288,9 @@ class FeatureStore:
         none = np.full(n, -1, np.int64)
         cat, dense = candidate_features(self.tables, users, items, np.zeros(n, bool), none, none, none)
         profile = self.user_profiles[users[:1]]
-        return {"cat_features": cat, "dense_features": dense, "ITEM_ROWS": items,
-                "CONTEXT_EMBEDDING": profile.astype(np.float32)}
+        return {
+            "cat_features": cat,
+            "dense_features": dense,
+            "ITEM_ROWS": items,
+            "CONTEXT_EMBEDDING": profile.astype(np.float32),
+        }

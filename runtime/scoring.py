@@ -13,6 +13,7 @@ request, the weight means the same for every query. Measured on the demo shop's 
 (docs/quality.md): NDCG@10 of the vocabulary-mismatch searches 0.9385 -> 0.9428 (raw -> z), and
 the similarity term's contribution on them 0.007 -> 0.009. Training rows use the same function.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,7 +25,7 @@ from runtime.errors import InvalidInput
 from runtime.features import check_top_k
 
 ITEM_EMBEDDINGS_FILE = "item_embeddings.npy"
-SIM_EPS = 1e-2   # variance floor: a request whose candidates all match equally keeps z near 0
+SIM_EPS = 1e-2  # variance floor: a request whose candidates all match equally keeps z near 0
 
 
 def standardize(cosines: np.ndarray) -> np.ndarray:
@@ -42,19 +43,23 @@ def standardize_lists(cosines: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return out
 
 
-def final_scores(context: np.ndarray, logit: np.ndarray, sim_weight: np.ndarray, item_rows: np.ndarray,
-                 item_embeddings: np.ndarray) -> np.ndarray:
+def final_scores(
+    context: np.ndarray, logit: np.ndarray, sim_weight: np.ndarray, item_rows: np.ndarray, item_embeddings: np.ndarray
+) -> np.ndarray:
     """[N] float32 scores. ``context`` is [1, D] (or [D]); ``logit`` and ``sim_weight`` are [N, 1] or [N].
     The similarity is the standardised cosine (``standardize``) over these N candidates."""
     ctx = np.asarray(context, np.float32).reshape(-1)
     if ctx.shape[0] != item_embeddings.shape[1]:
-        raise InvalidInput("CONTEXT_EMBEDDING", f"expected {item_embeddings.shape[1]} values (the encoder's "
-                                                f"dimension), got {ctx.shape[0]}")
+        raise InvalidInput(
+            "CONTEXT_EMBEDDING",
+            f"expected {item_embeddings.shape[1]} values (the encoder's dimension), got {ctx.shape[0]}",
+        )
     # einsum (without optimize) never calls BLAS: a BLAS gemv wakes OpenBLAS's thread pool, whose
     # spinning threads then steal the second core from the encoder (measured: topk p50 1.4 ms -> 0.05 ms).
     sim = standardize(np.einsum("ij,j->i", item_embeddings[item_rows], ctx))
-    return (np.asarray(logit, np.float32).reshape(-1) + np.asarray(sim_weight, np.float32).reshape(-1) * sim
-            ).astype(np.float32)
+    return (np.asarray(logit, np.float32).reshape(-1) + np.asarray(sim_weight, np.float32).reshape(-1) * sim).astype(
+        np.float32
+    )
 
 
 def top_k(scores: np.ndarray, item_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -77,8 +82,15 @@ class TopK:
     def load(cls, folder) -> "TopK":
         return cls(np.load(Path(folder) / ITEM_EMBEDDINGS_FILE))
 
-    def rank(self, context: np.ndarray, logit: np.ndarray, sim_weight: np.ndarray, item_rows: np.ndarray,
-             item_ids: np.ndarray, k: np.ndarray) -> dict[str, np.ndarray]:
+    def rank(
+        self,
+        context: np.ndarray,
+        logit: np.ndarray,
+        sim_weight: np.ndarray,
+        item_rows: np.ndarray,
+        item_ids: np.ndarray,
+        k: np.ndarray,
+    ) -> dict[str, np.ndarray]:
         scores = final_scores(context, logit, sim_weight, item_rows, self.item_embeddings)
         ids, best = top_k(scores, item_ids, check_top_k(k))
         return {TOP_ITEM_IDS: ids, TOP_SCORES: best}

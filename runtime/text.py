@@ -6,6 +6,7 @@ padding every query to 32 would triple the cost of a typical 6-token query; leng
 short queries cheap while requests in the same bucket still share a shape, which is what Triton's
 dynamic batcher needs to group them. Titles are encoded at build time with the same tokenizer.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,5 +36,4 @@ class TextTokenizer:
 
     def encode_one(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         enc = self._tok.encode(text)
-        return (np.asarray(enc.ids, dtype=np.int64)[None, :],
-                np.asarray(enc.attention_mask, dtype=np.int64)[None, :])
+        return (np.asarray(enc.ids, dtype=np.int64)[None, :], np.asarray(enc.attention_mask, dtype=np.int64)[None, :])

@@ -17,6 +17,7 @@ Usage as a library::
 
 or from the shell: ``python -m server.launcher --model-repository model_repository``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -110,7 +111,7 @@ class ServerOptions:
     ready_timeout_s: float = 120.0
     exit_timeout_s: int = 30
     log_verbose: int = 0
-    response_cache_bytes: int = DEFAULT_RESPONSE_CACHE_BYTES   # 0: no cache (models that enable it run uncached)
+    response_cache_bytes: int = DEFAULT_RESPONSE_CACHE_BYTES  # 0: no cache (models that enable it run uncached)
     extra_args: list[str] = field(default_factory=list)
 
     def resolved(self) -> "ServerOptions":
@@ -146,8 +147,10 @@ def server_command(opts: ServerOptions, backend_dir: Path) -> list[str]:
     ]
     if opts.response_cache_bytes:
         # The local cache implementation ships in the wheel next to the server, not in /opt/tritonserver.
-        cmd += [f"--cache-directory={pytriton_server_dir() / 'caches'}",
-                f"--cache-config=local,size={opts.response_cache_bytes}"]
+        cmd += [
+            f"--cache-directory={pytriton_server_dir() / 'caches'}",
+            f"--cache-config=local,size={opts.response_cache_bytes}",
+        ]
     return cmd + list(opts.extra_args)
 
 
@@ -203,8 +206,11 @@ class TritonServer:
         log = open(opts.log_file, "wb")
         try:
             self.process = subprocess.Popen(
-                server_command(opts, backend_dir), stdout=log, stderr=subprocess.STDOUT,
-                env=server_env(), start_new_session=True,
+                server_command(opts, backend_dir),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=server_env(),
+                start_new_session=True,
             )
         finally:
             log.close()
@@ -271,15 +277,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics-port", type=int, default=8002)
     parser.add_argument("--log-file", type=Path, default=None)
     parser.add_argument("--ready-timeout", type=float, default=300.0)
-    parser.add_argument("--response-cache-bytes", type=int, default=DEFAULT_RESPONSE_CACHE_BYTES,
-                        help="Triton's local response cache (used by text_encoder); 0 turns it off")
+    parser.add_argument(
+        "--response-cache-bytes",
+        type=int,
+        default=DEFAULT_RESPONSE_CACHE_BYTES,
+        help="Triton's local response cache (used by text_encoder); 0 turns it off",
+    )
     parser.add_argument("--print-command", action="store_true", help="print the command line and exit")
     args = parser.parse_args(argv)
-    server = TritonServer(ServerOptions(
-        model_repository=args.model_repository, http_port=args.http_port, grpc_port=args.grpc_port,
-        metrics_port=args.metrics_port, log_file=args.log_file, ready_timeout_s=args.ready_timeout,
-        response_cache_bytes=args.response_cache_bytes,
-    ))
+    server = TritonServer(
+        ServerOptions(
+            model_repository=args.model_repository,
+            http_port=args.http_port,
+            grpc_port=args.grpc_port,
+            metrics_port=args.metrics_port,
+            log_file=args.log_file,
+            ready_timeout_s=args.ready_timeout,
+            response_cache_bytes=args.response_cache_bytes,
+        )
+    )
     if args.print_command:
         print(" ".join(server.command))
         return 0

@@ -5,6 +5,7 @@ pipeline. Triton's dynamic batcher hands a backend several requests at once; for
 ``max_batch_size > 0`` the backend concatenates them along the batch axis, runs the session once and
 splits the outputs back per request. This module holds that logic so it is unit-tested without a server.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -13,8 +14,9 @@ import numpy as np
 import onnxruntime as ort
 
 
-def make_session(model_path: str, intra_op_threads: int = 1, graph_opt: str = "all",
-                 spinning: bool = False) -> ort.InferenceSession:
+def make_session(
+    model_path: str, intra_op_threads: int = 1, graph_opt: str = "all", spinning: bool = False
+) -> ort.InferenceSession:
     """An ONNX Runtime CPU session. ``intra_op_threads`` mirrors the native backend's
     ``intra_op_thread_count`` parameter; ``graph_opt`` is one of disable/basic/extended/all.
 

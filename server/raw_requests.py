@@ -1,4 +1,5 @@
 """Raw tritonclient requests for the tests and `make bench` (backend services use the SDK in client/)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,8 +18,10 @@ def request_inputs(user_id: int, item_ids, k: int, query: bytes | None = None) -
     inputs = [tensor(c.USER_ID, np.array([user_id], np.int64), "INT64")]
     if query is not None:
         inputs.append(tensor(c.QUERY, np.array([query], dtype=object), "BYTES"))
-    inputs += [tensor(c.ITEM_IDS, np.asarray(item_ids, np.int64), "INT64"),
-               tensor(c.TOP_K, np.array([k], np.int32), "INT32")]
+    inputs += [
+        tensor(c.ITEM_IDS, np.asarray(item_ids, np.int64), "INT64"),
+        tensor(c.TOP_K, np.array([k], np.int32), "INT32"),
+    ]
     return inputs
 
 

@@ -1,4 +1,5 @@
 """Shared fixtures: the small-profile repository (built once per session) and a real tritonserver."""
+
 from __future__ import annotations
 
 import os
@@ -54,8 +55,10 @@ def _shared_server_survives():
         from server.launcher import log_tail
 
         _SHARED.pop("server", None)
-        pytest.fail(f"the shared tritonserver died during this test (exit {server.process.returncode}):\n"
-                    f"{log_tail(server.options.log_file, 30)}")
+        pytest.fail(
+            f"the shared tritonserver died during this test (exit {server.process.returncode}):\n"
+            f"{log_tail(server.options.log_file, 30)}"
+        )
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,14 @@
 """Small helpers for tests that serve one-off models on a real tritonserver."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
-X_TO_Y = ('backend: "python"\nmax_batch_size: 0\n'
-          'input [{ name: "X" data_type: TYPE_INT64 dims: [1] }]\n'
-          'output [{ name: "Y" data_type: TYPE_INT64 dims: [1] }]\n')
+X_TO_Y = (
+    'backend: "python"\nmax_batch_size: 0\n'
+    'input [{ name: "X" data_type: TYPE_INT64 dims: [1] }]\n'
+    'output [{ name: "Y" data_type: TYPE_INT64 dims: [1] }]\n'
+)
 
 
 def add_python_model(repo: Path, name: str, model_py: str, config: str = X_TO_Y) -> Path:

@@ -6,6 +6,7 @@ mixed, warehouse column names (mapped in the config), one event of an item the c
 have and one duplicated event row. Clicks follow a simple hidden model (query-category match,
 popularity, position bias), so a ranker has something to learn.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,11 +35,17 @@ ATTRIBUTES = ["bio", "sans gluten", "vegan", "lokal"]
 
 CONFIG = {
     "name": "groceries",
-    "data": {"folder": ".", "items": "catalogue.csv", "users": "customers.parquet", "events": "events.csv",
-             "columns": {"items": {"item_id": "sku", "title": "name", "price": "unit_price", "stock": "qty",
-                                   "attributes": "labels"},
-                         "events": {"timestamp": "ts", "event": "type"}},
-             "id_type": "string"},
+    "data": {
+        "folder": ".",
+        "items": "catalogue.csv",
+        "users": "customers.parquet",
+        "events": "events.csv",
+        "columns": {
+            "items": {"item_id": "sku", "title": "name", "price": "unit_price", "stock": "qty", "attributes": "labels"},
+            "events": {"timestamp": "ts", "event": "type"},
+        },
+        "id_type": "string",
+    },
     "features": {"user_segment": "tier"},
     "ranker": {"epochs": 3},
 }
@@ -59,13 +66,18 @@ def generate(n_items: int = 3000, n_users: int = 400, n_sessions: int = 4000, da
     skus = [f"SKU-{i:05d}-{SIZES[size[i]]}" for i in range(n_items)]
     labels = [";".join(rng.choice(ATTRIBUTES, size=rng.integers(0, 3), replace=False)) or None for _ in range(n_items)]
     popularity = rng.normal(0, 1, n_items)
-    catalogue = pa.table({
-        "sku": skus, "name": names, "category": [cats[c] for c in cat],
-        "brand": [BRANDS[b] if b >= 0 else None for b in brand],
-        "unit_price": np.round(rng.uniform(0.5, 15, n_items), 2),
-        "qty": np.where(rng.random(n_items) < 0.1, 0, rng.integers(1, 200, n_items)),
-        "labels": labels, "supplier_code": rng.integers(1000, 9999, n_items),   # an extra column, ignored
-    })
+    catalogue = pa.table(
+        {
+            "sku": skus,
+            "name": names,
+            "category": [cats[c] for c in cat],
+            "brand": [BRANDS[b] if b >= 0 else None for b in brand],
+            "unit_price": np.round(rng.uniform(0.5, 15, n_items), 2),
+            "qty": np.where(rng.random(n_items) < 0.1, 0, rng.integers(1, 200, n_items)),
+            "labels": labels,
+            "supplier_code": rng.integers(1000, 9999, n_items),  # an extra column, ignored
+        }
+    )
     users = [f"client-{u:04d}" for u in range(n_users)]
     customers = pa.table({"user_id": users, "tier": rng.choice(["gold", "silver", "standard"], n_users)})
 
@@ -74,12 +86,16 @@ def generate(n_items: int = 3000, n_users: int = 400, n_sessions: int = 4000, da
     by_cat = [np.flatnonzero(cat == c) for c in range(len(cats))]
     for s in range(n_sessions):
         t = start + int(s / n_sessions * days * 86_400)
-        user = users[rng.integers(n_users)] if rng.random() > 0.25 else None      # a quarter anonymous
+        user = users[rng.integers(n_users)] if rng.random() > 0.25 else None  # a quarter anonymous
         want = int(rng.integers(len(cats)))
-        query = None if rng.random() < 0.3 else rng.choice([CATEGORIES[cats[want]][1],
-                                                             CATEGORIES[cats[want]][0][0].lower()])
-        shown = np.unique(np.concatenate([rng.choice(by_cat[want], 8, replace=False),
-                                          rng.choice(n_items, 4, replace=False)]))
+        query = (
+            None
+            if rng.random() < 0.3
+            else rng.choice([CATEGORIES[cats[want]][1], CATEGORIES[cats[want]][0][0].lower()])
+        )
+        shown = np.unique(
+            np.concatenate([rng.choice(by_cat[want], 8, replace=False), rng.choice(n_items, 4, replace=False)])
+        )
         rng.shuffle(shown)
         session_rows = []
         for p, item in enumerate(shown):
@@ -89,23 +105,25 @@ def generate(n_items: int = 3000, n_users: int = 400, n_sessions: int = 4000, da
                 session_rows.append(("click", t + 30 + p, p, item))
                 if rng.random() < 0.3:
                     session_rows.append(("purchase", t + 300 + p, p, item))
-        for kind, ts, p, item in sorted(session_rows, key=lambda r: r[1]):   # exported in time order
-                rows["ts"].append(ts)
-                rows["session_id"].append(f"sess-{s}")
-                rows["user_id"].append(user)
-                rows["query"].append(query)
-                rows["item_id"].append(skus[item])
-                rows["position"].append(p)
-                rows["type"].append(kind)
+        for kind, ts, p, item in sorted(session_rows, key=lambda r: r[1]):  # exported in time order
+            rows["ts"].append(ts)
+            rows["session_id"].append(f"sess-{s}")
+            rows["user_id"].append(user)
+            rows["query"].append(query)
+            rows["item_id"].append(skus[item])
+            rows["position"].append(p)
+            rows["type"].append(kind)
     # one event of an item the catalogue does not have, and one duplicated row
     for key, value in zip(rows, (start + 5, "sess-0", None, "fromages", "SKU-99999-1KG", 20, "impression")):
         rows[key].append(value)
     for key in rows:
         rows[key].append(rows[key][0])
-    events = pa.table({
-        "ts": pa.array(np.array(rows["ts"]) * 1_000_000, pa.timestamp("us")),
-        **{k: rows[k] for k in ("session_id", "user_id", "query", "item_id", "position", "type")},
-    })
+    events = pa.table(
+        {
+            "ts": pa.array(np.array(rows["ts"]) * 1_000_000, pa.timestamp("us")),
+            **{k: rows[k] for k in ("session_id", "user_id", "query", "item_id", "position", "type")},
+        }
+    )
     return catalogue, customers, events
 
 

@@ -1,4 +1,5 @@
 """runtime/backend.py inside a real python backend: errors map to status codes per request."""
+
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
@@ -10,7 +11,7 @@ from tests.helpers import add_python_model
 
 pytestmark = pytest.mark.triton
 
-MODEL = '''
+MODEL = """
 import triton_python_backend_utils as pb_utils
 import numpy as np
 from runtime.backend import serve
@@ -26,7 +27,7 @@ def handler(x):
 class TritonPythonModel:
     def execute(self, requests):
         return serve(pb_utils, requests, ("X",), handler, pb_utils.Logger)
-'''
+"""
 
 
 @pytest.fixture(scope="module")

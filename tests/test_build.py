@@ -1,4 +1,5 @@
 """The build itself: parity checks, model quality against baselines, caching."""
+
 import json
 
 import pytest

@@ -1,4 +1,5 @@
 """The client SDK against real tritonservers: every method, sync and async, and every error for real."""
+
 import asyncio
 import dataclasses
 import shutil
@@ -13,9 +14,21 @@ from builders.model_specs import spec_by_name
 from runtime import contract as c
 from server.launcher import ServerOptions, TritonServer, free_port
 from tests.helpers import add_python_model
-from shoprank_client import (NO_RETRY, AsyncRankingClient, ContractMismatch, DeadlineExceeded, InvalidRequest,
-                             Overloaded, RankingClient, RecommendRequest, RetryPolicy, SearchRequest, ServerError,
-                             TlsConfig, Unavailable)
+from shoprank_client import (
+    NO_RETRY,
+    AsyncRankingClient,
+    ContractMismatch,
+    DeadlineExceeded,
+    InvalidRequest,
+    Overloaded,
+    RankingClient,
+    RecommendRequest,
+    RetryPolicy,
+    SearchRequest,
+    ServerError,
+    TlsConfig,
+    Unavailable,
+)
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 
@@ -45,7 +58,9 @@ def test_sync_methods(client, pipeline, ids, triton_server):
     assert (res.model, res.model_version, res.endpoint, res.attempts) == ("search", "1", triton_server.grpc_url, 1)
     assert res.latency_ms > 0 and res.server_latency_ms is None
     same(client.recommend(users[1], items[:50], k=5), pipeline.recommend(users[1], items[:50], 5))
-    batch = client.rank_many([SearchRequest(users[2], "tent", items[:30], 3), RecommendRequest(users[3], items[:30], 4)])
+    batch = client.rank_many(
+        [SearchRequest(users[2], "tent", items[:30], 3), RecommendRequest(users[3], items[:30], 4)]
+    )
     same(batch[0], pipeline.search(users[2], "tent", items[:30], 3))
     same(batch[1], pipeline.recommend(users[3], items[:30], 4))
     assert client.is_live() and client.is_ready() and client.health() == {triton_server.grpc_url: True}
@@ -58,10 +73,13 @@ def test_async_methods_mirror_the_sync_ones(pipeline, ids, triton_server):
 
     async def go():
         async with AsyncRankingClient(triton_server.grpc_url, timeout_s=5) as cl:
-            same(await cl.search(users[0], "laptop", items[:40], k=6), pipeline.search(users[0], "laptop", items[:40], 6))
+            same(
+                await cl.search(users[0], "laptop", items[:40], k=6), pipeline.search(users[0], "laptop", items[:40], 6)
+            )
             same(await cl.recommend(users[1], items[:40], k=6), pipeline.recommend(users[1], items[:40], 6))
-            batch = await cl.rank_many([SearchRequest(users[2], "backpack", items[:20], 2),
-                                        RecommendRequest(users[2], items[:20], 2)])
+            batch = await cl.rank_many(
+                [SearchRequest(users[2], "backpack", items[:20], 2), RecommendRequest(users[2], items[:20], 2)]
+            )
             same(batch[1], pipeline.recommend(users[2], items[:20], 2))
             assert await cl.is_live() and await cl.is_ready()
             assert await cl.health() == {triton_server.grpc_url: True}
@@ -77,8 +95,10 @@ def test_async_methods_mirror_the_sync_ones(pipeline, ids, triton_server):
 
 def test_many_concurrent_async_calls(pipeline, ids, triton_server):
     users, items = ids
-    reqs = [SearchRequest(users[i % 20], ["tent", "red t-shirt", "laptop 16gb"][i % 3], items[i:i + 60], 10)
-            for i in range(150)]
+    reqs = [
+        SearchRequest(users[i % 20], ["tent", "red t-shirt", "laptop 16gb"][i % 3], items[i : i + 60], 10)
+        for i in range(150)
+    ]
 
     async def go():
         async with AsyncRankingClient(triton_server.grpc_url, timeout_s=30) as cl:
@@ -111,7 +131,7 @@ def test_deadline_shorter_than_the_work(client, ids, triton_server):
             client.search(users[0], "waterproof hiking boots " * 5, items[:1000], 10, timeout_s=0.002)
         assert time.perf_counter() - started < 0.5  # on time, not after the work
     assert client.search(users[0], "laptop", items[:10], 3).attempts == 1  # the client is still fine
-    assert triton_server.process.poll() is None and client.is_ready()   # and so is the server
+    assert triton_server.process.poll() is None and client.is_ready()  # and so is the server
 
 
 def test_async_deadline_and_exact_deadline_mode(ids, triton_server, pipeline):
@@ -158,7 +178,7 @@ def test_dns_endpoint_spreads_over_every_address(triton_server, ids):
         assert f"127.0.0.1:{port}" in cl.health()
 
 
-SLOW_SEARCH = '''
+SLOW_SEARCH = """
 import time
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -172,7 +192,7 @@ class TritonPythonModel:
             out.append(pb_utils.InferenceResponse([pb_utils.Tensor("TOP_ITEM_IDS", ids),
                                                    pb_utils.Tensor("TOP_SCORES", np.zeros(len(ids), np.float32))]))
         return out
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -183,8 +203,15 @@ def overload_server(tmp_path_factory):
     hangs (fixed upstream in triton-inference-server/core#466, Feb 2026), see docs/serving.md.
     """
     repo = tmp_path_factory.mktemp("overload") / "repo"
-    spec = dataclasses.replace(spec_by_name()[c.SEARCH_ENSEMBLE], platform="", backend="python", steps=(),
-                               instances=1, dynamic_batching=True, max_queue_size=1)
+    spec = dataclasses.replace(
+        spec_by_name()[c.SEARCH_ENSEMBLE],
+        platform="",
+        backend="python",
+        steps=(),
+        instances=1,
+        dynamic_batching=True,
+        max_queue_size=1,
+    )
     add_python_model(repo, "search", SLOW_SEARCH, spec.render())
     with TritonServer(ServerOptions(model_repository=repo, log_file=repo.parent / "log.txt")) as srv:
         yield srv
@@ -206,7 +233,7 @@ def test_overloaded_queue_is_overloaded_and_retries_recover(overload_server):
     assert max(r.attempts for r in patient) > 1
 
 
-FAKE_SEARCH = '''
+FAKE_SEARCH = """
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
@@ -214,7 +241,7 @@ class TritonPythonModel:
     def execute(self, requests):
         return [pb_utils.InferenceResponse(error=pb_utils.TritonError("ranker exploded", pb_utils.TritonError.INTERNAL))
                 for _ in requests]
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -249,17 +276,62 @@ def _openssl(*args, cwd):
 def tls_server(small_repo, tmp_path_factory):
     """Triton with mutual TLS and a required header on inference (what an auth proxy would check)."""
     d = tmp_path_factory.mktemp("tls")
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test-ca",
-             "-keyout", "ca.key", "-out", "ca.crt", cwd=d)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        cwd=d,
+    )
     (d / "san.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
     for name in ("server", "client"):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", f"{name}.key",
-                 "-out", f"{name}.csr", cwd=d)
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-                 "-days", "1", "-extfile", "san.cnf", "-out", f"{name}.crt", cwd=d)
-    flags = ["--grpc-use-ssl-mutual=true", f"--grpc-server-cert={d / 'server.crt'}",
-             f"--grpc-server-key={d / 'server.key'}", f"--grpc-root-cert={d / 'ca.crt'}",
-             "--grpc-restricted-protocol=inference:x-shop-key=s3cret"]
+        _openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            f"/CN={name}",
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+            cwd=d,
+        )
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "san.cnf",
+            "-out",
+            f"{name}.crt",
+            cwd=d,
+        )
+    flags = [
+        "--grpc-use-ssl-mutual=true",
+        f"--grpc-server-cert={d / 'server.crt'}",
+        f"--grpc-server-key={d / 'server.key'}",
+        f"--grpc-root-cert={d / 'ca.crt'}",
+        "--grpc-restricted-protocol=inference:x-shop-key=s3cret",
+    ]
     srv = TritonServer(ServerOptions(model_repository=small_repo, log_file=d / "log.txt", extra_args=flags))
     with srv:
         yield srv, d
@@ -275,8 +347,9 @@ def test_mutual_tls_and_required_headers(tls_server, ids):
     with RankingClient(srv.grpc_url, timeout_s=5, tls=tls, check_contract=False, retry=NO_RETRY) as no_header:
         with pytest.raises(Unavailable, match="x-shop-key"):
             no_header.search(users[0], "tent", items[:10], 3)
-    with RankingClient(srv.grpc_url, timeout_s=2, tls=TlsConfig(str(d / "ca.crt")), headers=header,
-                       retry=NO_RETRY) as no_client_cert:
+    with RankingClient(
+        srv.grpc_url, timeout_s=2, tls=TlsConfig(str(d / "ca.crt")), headers=header, retry=NO_RETRY
+    ) as no_client_cert:
         with pytest.raises(Unavailable):
             no_client_cert.search(users[0], "tent", items[:10], 3)
 
@@ -289,17 +362,49 @@ def test_client_installs_alone_and_its_cli_ranks(tmp_path, triton_server, ids):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     client_dir = Path(__file__).resolve().parent.parent / "client"
-    pip = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(client_dir)],
-                         capture_output=True, text=True)
+    pip = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(client_dir)], capture_output=True, text=True
+    )
     assert pip.returncode == 0, pip.stderr[-2000:]
-    freeze = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "freeze"], capture_output=True, text=True).stdout
+    freeze = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "freeze"], capture_output=True, text=True
+    ).stdout
     assert "torch" not in freeze and "onnxruntime" not in freeze and "shoprank-client" in freeze
-    out = subprocess.run([str(venv / "bin" / "shoprank-rank"), "--endpoint", triton_server.grpc_url, "--user",
-                          str(users[0]), "--query", "red t-shirt", "--candidates", ",".join(map(str, items[:8])),
-                          "--k", "3"], capture_output=True, text=True, cwd=tmp_path)
+    out = subprocess.run(
+        [
+            str(venv / "bin" / "shoprank-rank"),
+            "--endpoint",
+            triton_server.grpc_url,
+            "--user",
+            str(users[0]),
+            "--query",
+            "red t-shirt",
+            "--candidates",
+            ",".join(map(str, items[:8])),
+            "--k",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].split() == ["rank", "item_id", "score"] and len(lines) == 5 and "model search v1" in lines[-1]
-    bad = subprocess.run([str(venv / "bin" / "shoprank-rank"), "--endpoint", triton_server.grpc_url, "--user", "1",
-                          "--query", "x", "--candidates", ""], capture_output=True, text=True, cwd=tmp_path)
+    bad = subprocess.run(
+        [
+            str(venv / "bin" / "shoprank-rank"),
+            "--endpoint",
+            triton_server.grpc_url,
+            "--user",
+            "1",
+            "--query",
+            "x",
+            "--candidates",
+            "",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert bad.returncode == 2 and "candidates: empty" in bad.stderr

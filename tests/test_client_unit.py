@@ -1,4 +1,5 @@
 """The client SDK without a server: validation, error mapping, retries, endpoints, contract, packaging."""
+
 import subprocess
 import sys
 import tomllib
@@ -8,8 +9,16 @@ import numpy as np
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from shoprank_client import (ClientOptions, ContractMismatch, DeadlineExceeded, InvalidRequest, Overloaded,
-                             RetryPolicy, ServerError, Unavailable)
+from shoprank_client import (
+    ClientOptions,
+    ContractMismatch,
+    DeadlineExceeded,
+    InvalidRequest,
+    Overloaded,
+    RetryPolicy,
+    ServerError,
+    Unavailable,
+)
 from shoprank_client.cli import format_table, main as cli_main, parse_ids
 from shoprank_client.core import CallPlan, EndpointPool, resolve
 from shoprank_client.errors import from_triton
@@ -20,22 +29,25 @@ pytestmark = pytest.mark.unit
 CLIENT_DIR = Path(__file__).resolve().parent.parent / "client"
 
 
-@pytest.mark.parametrize("kwargs, field, problem", [
-    (dict(user_id=7.0), "user_id", "expected an integer"),
-    (dict(candidates=["SKU-1", 2]), "candidates", "mixes strings and int"),
-    (dict(candidates=["SKU-1", "SKU-1"]), "candidates", "duplicate id 'SKU-1'"),
-    (dict(user_id=2**63), "user_id", "does not fit in int64"),
-    (dict(candidates=[]), "candidates", "empty"),
-    (dict(candidates=list(range(1001))), "candidates", "more than the limit of 1000"),
-    (dict(candidates=[1, 2, 1]), "candidates", "duplicate"),
-    (dict(candidates=[1.5, 2.0]), "candidates", "expected integers"),
-    (dict(candidates=[[1, 2]]), "candidates", "flat list"),
-    (dict(k=0), "k", ">= 1"),
-    (dict(query="  "), "query", "empty"),
-    (dict(query="x" * 1025), "query", "longer than the limit"),
-    (dict(query="\ud800"), "query", "UTF-8"),
-    (dict(query=12), "query", "expected str or bytes"),
-])
+@pytest.mark.parametrize(
+    "kwargs, field, problem",
+    [
+        (dict(user_id=7.0), "user_id", "expected an integer"),
+        (dict(candidates=["SKU-1", 2]), "candidates", "mixes strings and int"),
+        (dict(candidates=["SKU-1", "SKU-1"]), "candidates", "duplicate id 'SKU-1'"),
+        (dict(user_id=2**63), "user_id", "does not fit in int64"),
+        (dict(candidates=[]), "candidates", "empty"),
+        (dict(candidates=list(range(1001))), "candidates", "more than the limit of 1000"),
+        (dict(candidates=[1, 2, 1]), "candidates", "duplicate"),
+        (dict(candidates=[1.5, 2.0]), "candidates", "expected integers"),
+        (dict(candidates=[[1, 2]]), "candidates", "flat list"),
+        (dict(k=0), "k", ">= 1"),
+        (dict(query="  "), "query", "empty"),
+        (dict(query="x" * 1025), "query", "longer than the limit"),
+        (dict(query="\ud800"), "query", "UTF-8"),
+        (dict(query=12), "query", "expected str or bytes"),
+    ],
+)
 def test_bad_arguments_are_caught_before_sending(kwargs, field, problem):
     args = dict(user_id=7, candidates=[1, 2, 3], k=2, query="shoes")
     args.update(kwargs)
@@ -48,28 +60,36 @@ def test_build_inputs_makes_the_contract_tensors():
     model, inputs, _ = build_inputs(7, np.array([3, 1, 2], np.int32), 2, "shoes")
     assert model == "search"
     assert [(i.name(), i.datatype(), i.shape()) for i in inputs] == [
-        ("USER_ID", "INT64", [1]), ("QUERY", "BYTES", [1]), ("ITEM_IDS", "INT64", [3]), ("TOP_K", "INT32", [1])]
+        ("USER_ID", "INT64", [1]),
+        ("QUERY", "BYTES", [1]),
+        ("ITEM_IDS", "INT64", [3]),
+        ("TOP_K", "INT32", [1]),
+    ]
     model, inputs, _ = build_inputs(7, [3, 1], 50)
     assert model == "recommend" and [i.name() for i in inputs] == ["USER_ID", "ITEM_IDS", "TOP_K"]
 
 
-@pytest.mark.parametrize("status, message, cls", [
-    ("StatusCode.INVALID_ARGUMENT", "in ensemble 'search', QUERY: empty", InvalidRequest),
-    ("StatusCode.UNAVAILABLE", "failed to connect to all addresses", Unavailable),
-    ("StatusCode.UNAVAILABLE", "Exceeds maximum queue size", Overloaded),
-    ("StatusCode.RESOURCE_EXHAUSTED", "too many requests", Overloaded),
-    ("StatusCode.DEADLINE_EXCEEDED", "Deadline Exceeded", DeadlineExceeded),
-    ("StatusCode.INTERNAL", "internal error: ZeroDivisionError", ServerError),
-    ("StatusCode.NOT_FOUND", "unknown model", ServerError),
-])
+@pytest.mark.parametrize(
+    "status, message, cls",
+    [
+        ("StatusCode.INVALID_ARGUMENT", "in ensemble 'search', QUERY: empty", InvalidRequest),
+        ("StatusCode.UNAVAILABLE", "failed to connect to all addresses", Unavailable),
+        ("StatusCode.UNAVAILABLE", "Exceeds maximum queue size", Overloaded),
+        ("StatusCode.RESOURCE_EXHAUSTED", "too many requests", Overloaded),
+        ("StatusCode.DEADLINE_EXCEEDED", "Deadline Exceeded", DeadlineExceeded),
+        ("StatusCode.INTERNAL", "internal error: ZeroDivisionError", ServerError),
+        ("StatusCode.NOT_FOUND", "unknown model", ServerError),
+    ],
+)
 def test_grpc_statuses_map_to_the_exception_tree(status, message, cls):
     err = from_triton(InferenceServerException(message, status), "h:1")
     assert type(err) is cls and err.status == status.split(".")[1] and message in str(err) and err.endpoint == "h:1"
 
 
 def test_invalid_argument_names_the_sdk_field():
-    err = from_triton(InferenceServerException("in ensemble 'search', ITEM_IDS: duplicate id 4",
-                                               "StatusCode.INVALID_ARGUMENT"))
+    err = from_triton(
+        InferenceServerException("in ensemble 'search', ITEM_IDS: duplicate id 4", "StatusCode.INVALID_ARGUMENT")
+    )
     assert err.field == "candidates"
 
 
@@ -149,11 +169,17 @@ def test_options_reject_nonsense():
 
 
 def test_metadata_mismatch_lists_every_difference():
-    served = {"inputs": [{"name": "USER_ID", "datatype": "INT32", "shape": ["1"]},
-                         {"name": "ITEM_IDS", "datatype": "INT64", "shape": ["-1"]},
-                         {"name": "EXTRA", "datatype": "FP32", "shape": ["1"]}],
-              "outputs": [{"name": "TOP_ITEM_IDS", "datatype": "INT64", "shape": ["-1"]},
-                          {"name": "TOP_SCORES", "datatype": "FP32", "shape": ["-1"]}]}
+    served = {
+        "inputs": [
+            {"name": "USER_ID", "datatype": "INT32", "shape": ["1"]},
+            {"name": "ITEM_IDS", "datatype": "INT64", "shape": ["-1"]},
+            {"name": "EXTRA", "datatype": "FP32", "shape": ["1"]},
+        ],
+        "outputs": [
+            {"name": "TOP_ITEM_IDS", "datatype": "INT64", "shape": ["-1"]},
+            {"name": "TOP_SCORES", "datatype": "FP32", "shape": ["-1"]},
+        ],
+    }
     with pytest.raises(ContractMismatch) as err:
         check_metadata("recommend", served, "h:1")
     text = str(err.value)
@@ -175,9 +201,14 @@ def test_sdk_contract_equals_the_served_ensembles():
 
 def test_client_installs_alone_with_only_tritonclient_and_numpy():
     meta = tomllib.loads((CLIENT_DIR / "pyproject.toml").read_text())["project"]
-    assert sorted(d.split("[")[0].split("=")[0].split(">")[0] for d in meta["dependencies"]) == ["numpy", "tritonclient"]
-    code = ("import sys, shoprank_client; heavy = {'torch', 'builders', 'runtime', 'server', 'onnxruntime'};"
-            "loaded = heavy & set(sys.modules); assert not loaded, loaded")
+    assert sorted(d.split("[")[0].split("=")[0].split(">")[0] for d in meta["dependencies"]) == [
+        "numpy",
+        "tritonclient",
+    ]
+    code = (
+        "import sys, shoprank_client; heavy = {'torch', 'builders', 'runtime', 'server', 'onnxruntime'};"
+        "loaded = heavy & set(sys.modules); assert not loaded, loaded"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=CLIENT_DIR)
     assert out.returncode == 0, out.stderr
 

@@ -3,6 +3,7 @@
 Each test writes a small grocery shop (``tests/shops.py``: CSV and Parquet, string SKUs, mapped
 column names), breaks one thing, and loads it the way the build does.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -54,13 +55,13 @@ def test_the_grocery_shop_loads_with_its_warnings(tmp_path, tables):
     assert report.errors == [] and shop.id_kinds == {"item": "string", "user": "string"}
     assert len(shop.item_ids) == SMALL["n_items"] and shop.item_keys[0] == "SKU-00000-" + shop.item_keys[0][10:]
     assert "Épicerie > Pâtes" in shop.categories and "Le Petit Marseillais" in shop.brands
-    assert (shop.item_brand == -1).any()                     # null brands kept as "no brand"
-    assert (shop.session_user == -1).any()                   # anonymous sessions
+    assert (shop.item_brand == -1).any()  # null brands kept as "no brand"
+    assert (shop.session_user == -1).any()  # anonymous sessions
     assert set(shop.segments) == {"gold", "silver", "standard"}
     text = report.text()
     assert "events.csv, row" in text and "exact duplicate events; dropped" in text
     assert "1 events reference items not in catalogue.csv (e.g. 'SKU-99999-1KG'): kept as cold items" in text
-    assert (shop.imp_item == -1).sum() == 1                  # the cold item is a training row
+    assert (shop.imp_item == -1).sum() == 1  # the cold item is a training row
     assert np.all(np.diff(shop.session_time) >= 0)
     split = split_by_time(shop)
     assert sum(len(v) for v in split.values()) == len(shop.session_time)
@@ -69,17 +70,27 @@ def test_the_grocery_shop_loads_with_its_warnings(tmp_path, tables):
 def test_missing_required_column_names_the_mapping(tmp_path, tables):
     catalogue = tables[0].drop_columns(["unit_price"])
     msg = problems(tmp_path, (catalogue, *tables[1:]))
-    assert ("error: catalogue.csv, column 'unit_price': missing required column (mapped from 'price' in "
-            "data.columns.items); the file has brand, category, labels, name, qty, sku, supplier_code") in msg
+    assert (
+        "error: catalogue.csv, column 'unit_price': missing required column (mapped from 'price' in "
+        "data.columns.items); the file has brand, category, labels, name, qty, sku, supplier_code"
+    ) in msg
     assert msg.startswith("the data has 1 error; nothing was built")
 
 
 def test_wrong_type_names_the_rows_and_values(tmp_path, tables):
-    catalogue = tables[0].set_column(4, "unit_price", pa.array(
-        [str(v) for v in tables[0].column("unit_price").to_pylist()[:2]] + ["abc"]
-        + [str(v) for v in tables[0].column("unit_price").to_pylist()[3:]]))
+    catalogue = tables[0].set_column(
+        4,
+        "unit_price",
+        pa.array(
+            [str(v) for v in tables[0].column("unit_price").to_pylist()[:2]]
+            + ["abc"]
+            + [str(v) for v in tables[0].column("unit_price").to_pylist()[3:]]
+        ),
+    )
     msg = problems(tmp_path, (catalogue, *tables[1:]))
-    assert "catalogue.csv, column 'unit_price' (contract 'price'), row 3: expected a number, got text such as 'abc'" in msg
+    assert (
+        "catalogue.csv, column 'unit_price' (contract 'price'), row 3: expected a number, got text such as 'abc'" in msg
+    )
 
 
 def test_null_ids_are_refused(tmp_path, tables):
@@ -95,8 +106,10 @@ def test_duplicate_item_ids_with_different_rows_are_an_error_identical_rows_a_wa
     sku = tables[0].column("sku").to_pylist()[1]
     catalogue = replace(tables[0], "sku", 6, sku)
     msg = problems(tmp_path, (catalogue, *tables[1:]))
-    assert f"catalogue.csv, column 'sku' (contract 'item_id'), rows 2, 7 (2 rows): duplicate item ids with " \
-           f"different rows: '{sku}', '{sku}'; each item must appear once" in msg
+    assert (
+        f"catalogue.csv, column 'sku' (contract 'item_id'), rows 2, 7 (2 rows): duplicate item ids with "
+        f"different rows: '{sku}', '{sku}'; each item must appear once" in msg
+    )
     doubled = pa.concat_tables([tables[0], tables[0].slice(3, 1)])
     _, report = load(tmp_path / "2", (doubled, *tables[1:]))
     assert f"warning: catalogue.csv, row {SMALL['n_items'] + 1}: exact duplicate rows; dropped" in report.text()
@@ -119,7 +132,9 @@ def test_events_of_unknown_items_are_counted_then_dropped_or_kept_cold(tmp_path,
 def test_events_out_of_time_order_are_reported_and_sorted(tmp_path, tables):
     _, report = load(tmp_path, tables)
     back = [p for p in report.warnings if "out of time order" in p.message]
-    assert len(back) == 1 and back[0].message == "1 session has events out of time order in the file; sorted by timestamp"
+    assert (
+        len(back) == 1 and back[0].message == "1 session has events out of time order in the file; sorted by timestamp"
+    )
     # the late event of sess-0 and the duplicated first row, both appended at the end
     assert back[0].rows == (tables[2].num_rows - 1, tables[2].num_rows)
 
@@ -144,9 +159,13 @@ def test_too_few_events_says_how_many_are_needed(tmp_path):
 def test_unknown_event_kinds_and_unreadable_timestamps(tmp_path, tables):
     events = replace(tables[2], "type", 2, "view")
     msg = problems(tmp_path, (tables[0], tables[1], events))
-    assert ("events.csv, column 'type' (contract 'event'), row 3: 'view' is not one of impression, click, "
-            "add_to_cart, purchase") in msg
-    events = tables[2].set_column(0, "ts", pa.array(["yesterday"] + [str(t) for t in tables[2].column("ts").to_pylist()[1:]]))
+    assert (
+        "events.csv, column 'type' (contract 'event'), row 3: 'view' is not one of impression, click, "
+        "add_to_cart, purchase"
+    ) in msg
+    events = tables[2].set_column(
+        0, "ts", pa.array(["yesterday"] + [str(t) for t in tables[2].column("ts").to_pylist()[1:]])
+    )
     msg = problems(tmp_path / "2", (tables[0], tables[1], events))
     assert "events.csv, column 'ts' (contract 'timestamp'), row 1: not a timestamp" in msg
 
@@ -163,8 +182,9 @@ def test_missing_file_and_mismatched_id_kinds(tmp_path, tables):
 
 def test_attributes_as_lists_or_separated_strings_and_category_paths(tmp_path, tables):
     labels = tables[0].column("labels").to_pylist()
-    as_lists = tables[0].set_column(6, "labels", pa.array([v.split(";") if v else None for v in labels],
-                                                           pa.list_(pa.string())))
+    as_lists = tables[0].set_column(
+        6, "labels", pa.array([v.split(";") if v else None for v in labels], pa.list_(pa.string()))
+    )
     import pyarrow.parquet as pq
 
     shops.write(tmp_path, tables, **SMALL)
@@ -177,15 +197,26 @@ def test_attributes_as_lists_or_separated_strings_and_category_paths(tmp_path, t
     assert from_csv.attributes == ["bio", "lokal", "sans gluten", "vegan"]
 
 
-@pytest.mark.parametrize("raw, message", [
-    ({"name": "x", "data": {"folder": "."}, "ranker": {"epochs": 0}}, "ranker.epochs: Input should be greater than 0 (got 0)"),
-    ({"name": "x", "data": {"folder": "."}, "rankr": {}}, "rankr: unknown field: check the spelling"),
-    ({"name": "x", "data": {"folder": "."}, "split": {"stats": 0.9}}, "split: Value error, cut points must increase"),
-    ({"name": "x/y", "data": {"folder": "."}}, "name: Value error, use letters, digits"),
-    ({"name": "x"}, "data: Field required"),
-    ({"name": "x", "data": {"folder": ".", "columns": {"items": {"sku": "id"}}}},
-     "data.columns: Value error, items: 'sku' is not a contract column"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (
+            {"name": "x", "data": {"folder": "."}, "ranker": {"epochs": 0}},
+            "ranker.epochs: Input should be greater than 0 (got 0)",
+        ),
+        ({"name": "x", "data": {"folder": "."}, "rankr": {}}, "rankr: unknown field: check the spelling"),
+        (
+            {"name": "x", "data": {"folder": "."}, "split": {"stats": 0.9}},
+            "split: Value error, cut points must increase",
+        ),
+        ({"name": "x/y", "data": {"folder": "."}}, "name: Value error, use letters, digits"),
+        ({"name": "x"}, "data: Field required"),
+        (
+            {"name": "x", "data": {"folder": ".", "columns": {"items": {"sku": "id"}}}},
+            "data.columns: Value error, items: 'sku' is not a contract column",
+        ),
+    ],
+)
 def test_config_errors_name_the_file_and_the_field(tmp_path, raw, message):
     import yaml
 
@@ -219,9 +250,14 @@ def test_the_example_config_is_valid_and_lists_every_field():
     path = REPO_ROOT / "examples" / "shoprank.yaml"
     cfg = cfg_mod.load(path)
     raw = yaml.safe_load(path.read_text())
-    for section, model in (("data", cfg_mod.DataConfig), ("encoder", cfg_mod.EncoderConfig),
-                           ("ranker", cfg_mod.RankerConfig), ("split", cfg_mod.SplitConfig),
-                           ("features", cfg_mod.FeaturesConfig), ("evaluation", cfg_mod.EvaluationConfig)):
+    for section, model in (
+        ("data", cfg_mod.DataConfig),
+        ("encoder", cfg_mod.EncoderConfig),
+        ("ranker", cfg_mod.RankerConfig),
+        ("split", cfg_mod.SplitConfig),
+        ("features", cfg_mod.FeaturesConfig),
+        ("evaluation", cfg_mod.EvaluationConfig),
+    ):
         assert set(raw[section]) == set(model.model_fields), section
     assert set(raw) == set(cfg_mod.ShopConfig.model_fields)
     assert cfg.data.folder == (path.parent / "export").resolve()

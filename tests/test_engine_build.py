@@ -5,6 +5,7 @@ here (shell scripts that print what the real tools print and write a file for --
 tested is everything around the build: the cache key per GPU product and TensorRT version, reuse,
 copying into the repository, and the failure when the versions cannot be read.
 """
+
 import os
 import subprocess
 from pathlib import Path
@@ -21,12 +22,14 @@ def node(tmp_path, gpu="NVIDIA H100 80GB HBM3", trt="100500", cc="9.0"):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     (bin_dir / "nvidia-smi").write_text(
-        f"#!/bin/sh\ncase \"$1\" in --query-gpu=compute_cap) echo '{cc}';; *) echo '{gpu}';; esac\n")
+        f"#!/bin/sh\ncase \"$1\" in --query-gpu=compute_cap) echo '{cc}';; *) echo '{gpu}';; esac\n"
+    )
     (bin_dir / "trtexec").write_text(
         "#!/bin/sh\n"
         f"if [ \"$1\" = --help ]; then echo '&&&& RUNNING TensorRT.trtexec [TensorRT v{trt}] # trtexec'; exit 0; fi\n"
-        f"echo \"$@\" >> {tmp_path}/trtexec.calls\n"
-        "for a in \"$@\"; do case $a in --saveEngine=*) echo \"plan for $*\" > \"${a#--saveEngine=}\";; esac; done\n")
+        f'echo "$@" >> {tmp_path}/trtexec.calls\n'
+        'for a in "$@"; do case $a in --saveEngine=*) echo "plan for $*" > "${a#--saveEngine=}";; esac; done\n'
+    )
     for f in bin_dir.iterdir():
         f.chmod(0o755)
     repo = tmp_path / "repo"
@@ -34,10 +37,16 @@ def node(tmp_path, gpu="NVIDIA H100 80GB HBM3", trt="100500", cc="9.0"):
         (repo / model / "1").mkdir(parents=True, exist_ok=True)
         (repo / model / "1" / "model.onnx").write_text("onnx")
     (tmp_path / "engines.txt").write_text(
-        "text_encoder|text_encoder/1/model.onnx|--fp16 --minShapes=input_ids:1x4\n"
-        "ranker|ranker/1/model.onnx|--fp16\n")
-    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", REPO=str(repo), CACHE=str(tmp_path / "cache"),
-               TRTEXEC=str(bin_dir / "trtexec"), ENGINES=str(tmp_path / "engines.txt"))
+        "text_encoder|text_encoder/1/model.onnx|--fp16 --minShapes=input_ids:1x4\nranker|ranker/1/model.onnx|--fp16\n"
+    )
+    env = dict(
+        os.environ,
+        PATH=f"{bin_dir}:{os.environ['PATH']}",
+        REPO=str(repo),
+        CACHE=str(tmp_path / "cache"),
+        TRTEXEC=str(bin_dir / "trtexec"),
+        ENGINES=str(tmp_path / "engines.txt"),
+    )
     return subprocess.run(["sh", str(SCRIPT)], env=env, capture_output=True, text=True)
 
 

@@ -3,8 +3,16 @@ import pytest
 
 from runtime.contract import MAX_CANDIDATES, MAX_QUERY_BYTES, N_CAT, N_DENSE, QUERY_PAD_MULTIPLE
 from runtime.errors import InvalidInput
-from runtime.features import (FeatureStore, FeatureTables, Lexicon, candidate_features, check_item_ids,
-                              check_top_k, check_user_id, decode_query)
+from runtime.features import (
+    FeatureStore,
+    FeatureTables,
+    Lexicon,
+    candidate_features,
+    check_item_ids,
+    check_top_k,
+    check_user_id,
+    decode_query,
+)
 from runtime.text import TextTokenizer
 
 pytestmark = pytest.mark.unit
@@ -12,18 +20,26 @@ pytestmark = pytest.mark.unit
 
 def tables() -> FeatureTables:
     """2 items (ids 500, 300) and 1 user (id 9), plus the default rows."""
-    return FeatureTables({
-        "item_ids_sorted": np.array([300, 500]), "item_rows_sorted": np.array([1, 0]),
-        "user_ids_sorted": np.array([9]), "user_rows_sorted": np.array([0]),
-        "item_category": np.array([0, 1, -1]), "item_brand": np.array([2, 0, -1]),
-        "item_attrs": np.array([[0, -1], [1, 2], [-1, -1]]), "item_price_bucket": np.array([3, 5, -1]),
-        "item_log_price": np.array([4.0, 2.0, 3.0], np.float32), "item_in_stock": np.array([1, 0, 1], np.float32),
-        "item_log_clicks": np.array([2.0, 1.0, 0.0], np.float32), "item_ctr": np.array([.3, .1, .2], np.float32),
-        "user_segment": np.array([2, -1]),
-        "user_cat_aff": np.array([[0.7, 0.2, 0.5], [0.5, 0.5, 0.5]], np.float32),
-        "user_brand_aff": np.array([[0.1, 0.0, 0.9, 0.3], [0.3, 0.3, 0.3, 0.3]], np.float32),
-        "user_mean_log_price": np.array([3.5, 3.0], np.float32),
-    })
+    return FeatureTables(
+        {
+            "item_ids_sorted": np.array([300, 500]),
+            "item_rows_sorted": np.array([1, 0]),
+            "user_ids_sorted": np.array([9]),
+            "user_rows_sorted": np.array([0]),
+            "item_category": np.array([0, 1, -1]),
+            "item_brand": np.array([2, 0, -1]),
+            "item_attrs": np.array([[0, -1], [1, 2], [-1, -1]]),
+            "item_price_bucket": np.array([3, 5, -1]),
+            "item_log_price": np.array([4.0, 2.0, 3.0], np.float32),
+            "item_in_stock": np.array([1, 0, 1], np.float32),
+            "item_log_clicks": np.array([2.0, 1.0, 0.0], np.float32),
+            "item_ctr": np.array([0.3, 0.1, 0.2], np.float32),
+            "user_segment": np.array([2, -1]),
+            "user_cat_aff": np.array([[0.7, 0.2, 0.5], [0.5, 0.5, 0.5]], np.float32),
+            "user_brand_aff": np.array([[0.1, 0.0, 0.9, 0.3], [0.3, 0.3, 0.3, 0.3]], np.float32),
+            "user_mean_log_price": np.array([3.5, 3.0], np.float32),
+        }
+    )
 
 
 LEXICON = Lexicon(["running shoes", "shoes", "laptop"], ["Nordwind", "Brio", "Helix"], ["red", "16gb", "waterproof"])
@@ -50,24 +66,27 @@ def test_candidate_features_known_and_unknown_rows():
     cat, dense = candidate_features(t, users, items, np.ones(3, bool), np.full(3, 0), np.full(3, 2), np.full(3, 0))
     assert cat.shape == (3, N_CAT) and cat.dtype == np.int64
     assert dense.shape == (3, N_DENSE) and dense.dtype == np.float32
-    np.testing.assert_array_equal(cat[:, 0], [1, 1, 0])        # unknown user -> 0
-    np.testing.assert_array_equal(cat[:, 1], [1, 0, 2])        # unknown item -> 0
-    np.testing.assert_array_equal(cat[:, 2], [1, 0, 2])        # category + 1, unknown -> 0
-    np.testing.assert_array_equal(dense[:, 1], [1, 0, 0])      # category match only for item 0
-    np.testing.assert_array_equal(dense[:, 2], [1, 0, 0])      # brand 2 == query brand 2
-    np.testing.assert_array_equal(dense[:, 3], [1, 0, 0])      # attribute 0
-    np.testing.assert_allclose(dense[:, 4], [0.7, 0.5, 0.5])   # user 0 cat 0; default row for unknowns
+    np.testing.assert_array_equal(cat[:, 0], [1, 1, 0])  # unknown user -> 0
+    np.testing.assert_array_equal(cat[:, 1], [1, 0, 2])  # unknown item -> 0
+    np.testing.assert_array_equal(cat[:, 2], [1, 0, 2])  # category + 1, unknown -> 0
+    np.testing.assert_array_equal(dense[:, 1], [1, 0, 0])  # category match only for item 0
+    np.testing.assert_array_equal(dense[:, 2], [1, 0, 0])  # brand 2 == query brand 2
+    np.testing.assert_array_equal(dense[:, 3], [1, 0, 0])  # attribute 0
+    np.testing.assert_allclose(dense[:, 4], [0.7, 0.5, 0.5])  # user 0 cat 0; default row for unknowns
     np.testing.assert_allclose(dense[:, 9], [0.5, -0.5, -1.0])  # log price - user's mean log price
     np.testing.assert_array_equal(dense[:, 10], [1, 1, 0])
     np.testing.assert_array_equal(dense[:, 11], [1, 0, 1])
 
 
-@pytest.mark.parametrize("raw, message", [
-    (b"\xff\xfeabc", "QUERY: not valid UTF-8 (byte 0xff at offset 0)"),
-    (b"", "QUERY: empty"),
-    (b"   ", "QUERY: empty"),
-    (b"x" * (MAX_QUERY_BYTES + 1), f"longer than the limit of {MAX_QUERY_BYTES}"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (b"\xff\xfeabc", "QUERY: not valid UTF-8 (byte 0xff at offset 0)"),
+        (b"", "QUERY: empty"),
+        (b"   ", "QUERY: empty"),
+        (b"x" * (MAX_QUERY_BYTES + 1), f"longer than the limit of {MAX_QUERY_BYTES}"),
+    ],
+)
 def test_decode_query_rejects_bad_bytes_naming_the_field(raw, message):
     with pytest.raises(InvalidInput, match=message.replace("(", r"\(").replace(")", r"\)")) as err:
         decode_query(np.array([raw], dtype=object))
@@ -78,13 +97,16 @@ def test_decode_query_accepts_utf8():
     assert decode_query(np.array(["laufschuhe größe 42".encode()], dtype=object)) == "laufschuhe größe 42"
 
 
-@pytest.mark.parametrize("ids, message", [
-    (np.array([], np.int64), "empty"),
-    (np.arange(MAX_CANDIDATES + 1, dtype=np.int64), "more than the limit"),
-    (np.array([1, 2, 1], np.int64), "duplicate id 1"),
-    (np.array([[1, 2]], np.int64), "expected a 1-D list"),
-    (np.array([1, 2], np.int32), "expected INT64"),
-])
+@pytest.mark.parametrize(
+    "ids, message",
+    [
+        (np.array([], np.int64), "empty"),
+        (np.arange(MAX_CANDIDATES + 1, dtype=np.int64), "more than the limit"),
+        (np.array([1, 2, 1], np.int64), "duplicate id 1"),
+        (np.array([[1, 2]], np.int64), "expected a 1-D list"),
+        (np.array([1, 2], np.int32), "expected INT64"),
+    ],
+)
 def test_check_item_ids_rejects(ids, message):
     with pytest.raises(InvalidInput, match=f"ITEM_IDS: .*{message}"):
         check_item_ids(ids)
@@ -120,7 +142,7 @@ def test_feature_store_search_and_recommend(tokenizer):
     np.testing.assert_array_equal(out["ITEM_ROWS"], [1, -1])
     assert out["dense_features"][:, 0].tolist() == [1.0, 1.0]
     assert out["input_ids"].shape == out["attention_mask"].shape
-    rec = store.recommend(np.array([12345]), np.array([500]))          # unknown user: cold start
+    rec = store.recommend(np.array([12345]), np.array([500]))  # unknown user: cold start
     assert rec["dense_features"][0, 0] == 0.0 and rec["cat_features"][0, 0] == 0
     np.testing.assert_array_equal(rec["CONTEXT_EMBEDDING"], np.zeros((1, 4), np.float32))
     np.testing.assert_array_equal(store.recommend(np.array([9]), np.array([500]))["CONTEXT_EMBEDDING"], profiles[:1])

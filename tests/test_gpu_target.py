@@ -4,6 +4,7 @@ Profiles, engine names, trtexec command lines, configs, INT8 calibration caches 
 ``--target gpu`` build are tested here without TensorRT. The engine build and its parity check need
 TensorRT and a GPU: those tests are skipped with the exact reason (``engine.unavailable_reason``).
 """
+
 import dataclasses
 from pathlib import Path
 
@@ -40,8 +41,10 @@ def test_engine_names_carry_compute_capability_and_tensorrt_version():
     assert naming.engine_filename("9.0", "10.5.0") == "model.sm90.trt10.5.0.plan"
     assert naming.trt_version_from_int("100500") == "10.5.0"
     assert naming.trt_version_int("10.5.0") == 100500
-    assert naming.cc_model_filenames(("8.0", "9.0"), "10.5.0") == {"8.0": "model.sm80.trt10.5.0.plan",
-                                                                   "9.0": "model.sm90.trt10.5.0.plan"}
+    assert naming.cc_model_filenames(("8.0", "9.0"), "10.5.0") == {
+        "8.0": "model.sm80.trt10.5.0.plan",
+        "9.0": "model.sm90.trt10.5.0.plan",
+    }
     with pytest.raises(ValueError, match="compute capability"):
         naming.engine_filename("sm90", "10.5.0")
     with pytest.raises(ValueError, match="TensorRT version"):
@@ -80,10 +83,10 @@ def test_tensorrt_configs_validate_with_tritons_schema():
         assert cfg.instance_group[0].kind == cfg.instance_group[0].KIND_GPU
         assert dict(cfg.cc_model_filenames)["9.0"] == "model.sm90.trt10.5.0.plan"
         assert list(cfg.dynamic_batching.preferred_batch_size) == list(specs.PREFERRED[name])
-        assert cfg.max_batch_size == spec_by_name()[name].max_batch_size    # same contract as the cpu target
+        assert cfg.max_batch_size == spec_by_name()[name].max_batch_size  # same contract as the cpu target
         assert [i.name for i in cfg.input] == [t.name for t in spec_by_name()[name].inputs]
     for name in (c.SEARCH_FEATURES, c.TOPK, c.SEARCH_ENSEMBLE):
-        assert by_name[name] == spec_by_name()[name]      # python models stay on CPU, ensembles unchanged
+        assert by_name[name] == spec_by_name()[name]  # python models stay on CPU, ensembles unchanged
 
 
 @pytest.mark.unit
@@ -136,8 +139,10 @@ def test_a_failed_engine_build_names_the_command_to_reproduce_it(monkeypatch, tm
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "nvidia-smi").write_text("#!/bin/sh\necho 'NVIDIA H100 80GB HBM3, 9.0'\n")
-    (bin_dir / "trtexec").write_text("#!/bin/sh\n[ \"$1\" = --help ] && echo '[TensorRT v100500]' && exit 0\n"
-                                     "echo '[E] parse error in node /cross.0/Gemm' >&2; exit 3\n")
+    (bin_dir / "trtexec").write_text(
+        "#!/bin/sh\n[ \"$1\" = --help ] && echo '[TensorRT v100500]' && exit 0\n"
+        "echo '[E] parse error in node /cross.0/Gemm' >&2; exit 3\n"
+    )
     for f in bin_dir.iterdir():
         f.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
@@ -153,13 +158,20 @@ def test_gpu_target_build_writes_a_valid_repository_with_calibration_caches(smal
     from builders.build import build
 
     out = tmp_path / "gpu_repo"
-    report = build("gpu", "small", out=out, work=REPO_ROOT / "build" / "small", progress=False, log=lambda _: None,
-                   precision="int8")
+    report = build(
+        "gpu",
+        "small",
+        out=out,
+        work=REPO_ROOT / "build" / "small",
+        progress=False,
+        log=lambda _: None,
+        precision="int8",
+    )
     assert report["target"] == "gpu" and report["gpu"]["precision"] == "int8"
     for name in (c.TEXT_ENCODER, c.RANKER):
         cfg = parse_pbtxt((out / name / "config.pbtxt").read_text())
         assert cfg.platform == "tensorrt_plan"
-        assert (out / name / "1" / "model.onnx").exists()       # the engine's source, for the on-node build
+        assert (out / name / "1" / "model.onnx").exists()  # the engine's source, for the on-node build
         header, scales = calibration_cache.parse_tensorrt_cache((out / name / "1" / "calibration.cache").read_text())
         assert header == "TRT-100500-MinMaxCalibration" and all(v > 0 for v in scales.values())
     checks = "\n".join(report["repository"]["checks"])
@@ -169,13 +181,20 @@ def test_gpu_target_build_writes_a_valid_repository_with_calibration_caches(smal
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(engine.unavailable_reason() is not None,
-                    reason=f"needs TensorRT and a GPU: {engine.unavailable_reason()}")
+@pytest.mark.skipif(
+    engine.unavailable_reason() is not None, reason=f"needs TensorRT and a GPU: {engine.unavailable_reason()}"
+)
 def test_engines_build_and_match_onnxruntime(small_build, tmp_path):
     from builders.build import build
 
-    report = build("gpu", "small", out=tmp_path / "gpu_repo", work=REPO_ROOT / "build" / "small", progress=False,
-                   log=lambda _: None)
+    report = build(
+        "gpu",
+        "small",
+        out=tmp_path / "gpu_repo",
+        work=REPO_ROOT / "build" / "small",
+        progress=False,
+        log=lambda _: None,
+    )
     for name in (c.TEXT_ENCODER, c.RANKER):
         parity = report["gpu"][f"{name}_parity"]
         assert parity["min_cosine"] > 0.999, parity

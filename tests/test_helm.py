@@ -1,5 +1,6 @@
 """The Helm chart, rendered by the real helm binary and validated against Kubernetes schemas (no cluster
 can run here: see helm/README.md for what is and is not tested)."""
+
 import json
 import subprocess
 
@@ -14,8 +15,11 @@ CHART = REPO_ROOT / "helm" / "shoprank"
 HELM = REPO_ROOT / "build" / "tools" / "helm"
 KUBERNETES = "1.33.0"
 PROFILES = [None, "values-gpu.yaml", "values-cpu.yaml", "values-hybrid.yaml"]
-CRDS = {"ServiceMonitor": ("monitoring.coreos.com/v1", "endpoints"), "PrometheusRule": ("monitoring.coreos.com/v1", "groups"),
-        "ScaledObject": ("keda.sh/v1alpha1", "triggers")}
+CRDS = {
+    "ServiceMonitor": ("monitoring.coreos.com/v1", "endpoints"),
+    "PrometheusRule": ("monitoring.coreos.com/v1", "groups"),
+    "ScaledObject": ("keda.sh/v1alpha1", "triggers"),
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -50,8 +54,14 @@ def test_lint_and_every_manifest_is_valid_kubernetes(profile):
     out = helm("lint", str(CHART), *(["-f", str(CHART / profile)] if profile else []))
     assert out.returncode == 0, out.stdout + out.stderr
     docs = render(profile)
-    assert {d["kind"] for d in docs} >= {"Deployment", "Service", "HorizontalPodAutoscaler",
-                                          "PodDisruptionBudget", "NetworkPolicy", "Pod"}
+    assert {d["kind"] for d in docs} >= {
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "Pod",
+    }
     for doc in docs:
         if doc["kind"] in CRDS:  # no Kubernetes schema for custom resources: check their required parts
             assert doc["apiVersion"] == CRDS[doc["kind"]][0] and CRDS[doc["kind"]][1] in doc["spec"], doc["kind"]
@@ -131,20 +141,36 @@ def test_helm_test_hook_runs_a_real_inference():
     assert "/v2/models/recommend/infer" in pod["spec"]["containers"][0]["args"][0]
 
 
-@pytest.mark.parametrize("sets, message", [
-    (["modelRepository.source=pvc"], "claimName"),
-    (["modelRepository.source=artifact", "modelRepository.artifact.url=https://x/y.tgz",
-      "modelRepository.artifact.sha256=abc"], "sha256"),
-    (["modelRepository.source=ftp"], "source"),
-    (["replicaCount=0"], "replicaCount"),
-    (["server.extraArgs[0]=log-verbose=1"], "extraArgs"),
-    (["autoscaling.minReplicas=5", "autoscaling.maxReplicas=3"], "minReplicas (5) is greater than maxReplicas (3)"),
-    (["autoscaling.kind=vpa"], "kind"),
-    (["engineBuild.enabled=true"], "engineBuild needs a local repository"),
-    (["engineBuild.enabled=true", "modelRepository.source=pvc", "modelRepository.pvc.claimName=m", "gpu.enabled=false"],
-     "set gpu.enabled=true"),
-    (["engineBuild.engines[0].model=enc", "engineBuild.engines[0].onnx=enc/1/model.plan"], "onnx"),
-])
+@pytest.mark.parametrize(
+    "sets, message",
+    [
+        (["modelRepository.source=pvc"], "claimName"),
+        (
+            [
+                "modelRepository.source=artifact",
+                "modelRepository.artifact.url=https://x/y.tgz",
+                "modelRepository.artifact.sha256=abc",
+            ],
+            "sha256",
+        ),
+        (["modelRepository.source=ftp"], "source"),
+        (["replicaCount=0"], "replicaCount"),
+        (["server.extraArgs[0]=log-verbose=1"], "extraArgs"),
+        (["autoscaling.minReplicas=5", "autoscaling.maxReplicas=3"], "minReplicas (5) is greater than maxReplicas (3)"),
+        (["autoscaling.kind=vpa"], "kind"),
+        (["engineBuild.enabled=true"], "engineBuild needs a local repository"),
+        (
+            [
+                "engineBuild.enabled=true",
+                "modelRepository.source=pvc",
+                "modelRepository.pvc.claimName=m",
+                "gpu.enabled=false",
+            ],
+            "set gpu.enabled=true",
+        ),
+        (["engineBuild.engines[0].model=enc", "engineBuild.engines[0].onnx=enc/1/model.plan"], "onnx"),
+    ],
+)
 def test_wrong_values_are_rejected_with_a_clear_message(sets, message):
     args = ["template", "rel", str(CHART)]
     for s in sets:

@@ -22,8 +22,13 @@ class TritonPythonModel:
 def test_command_line_has_the_production_flags(tmp_path):
     opts = ServerOptions(model_repository=tmp_path, grpc_port=1234, response_cache_bytes=1024).resolved()
     cmd = " ".join(server_command(opts, tmp_path))
-    for flag in ("--strict-readiness=true", "--grpc-port=1234", "--exit-timeout-secs=", "--cache-config=local,size=1024",
-                 f"--model-repository={tmp_path}"):
+    for flag in (
+        "--strict-readiness=true",
+        "--grpc-port=1234",
+        "--exit-timeout-secs=",
+        "--cache-config=local,size=1024",
+        f"--model-repository={tmp_path}",
+    ):
         assert flag in cmd
     cache_dir = next(a for a in server_command(opts, tmp_path) if a.startswith("--cache-directory="))
     assert (Path(cache_dir.split("=", 1)[1]) / "local" / "libtritoncache_local.so").exists()

@@ -1,4 +1,5 @@
 """Headless Locust runs against the real local server: requests, reports, SLO gate, distributed."""
+
 import csv
 
 import pytest
@@ -30,9 +31,27 @@ def run(triton_server, tmp_path, *extra):
     from tests.conftest import REPO_ROOT
 
     repo = triton_server.options.model_repository
-    args = ["--repo", str(repo), "--shop", str(REPO_ROOT / "build" / "small" / "data"),
-            "--host", triton_server.grpc_url, "--metrics-url", triton_server.metrics_url, "--requests", "500",
-            "--shape", "soak", "--soak-users", "3", "--soak-s", "8", "--out", str(tmp_path), *extra]
+    args = [
+        "--repo",
+        str(repo),
+        "--shop",
+        str(REPO_ROOT / "build" / "small" / "data"),
+        "--host",
+        triton_server.grpc_url,
+        "--metrics-url",
+        triton_server.metrics_url,
+        "--requests",
+        "500",
+        "--shape",
+        "soak",
+        "--soak-users",
+        "3",
+        "--soak-s",
+        "8",
+        "--out",
+        str(tmp_path),
+        *extra,
+    ]
     return runner.main(args)
 
 

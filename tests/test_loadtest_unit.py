@@ -1,4 +1,5 @@
 """Load shapes, the SLO gate and the capacity calculator, on synthetic data with known answers."""
+
 import numpy as np
 import pytest
 
@@ -84,6 +85,9 @@ def test_report_and_plots(tmp_path):
 
 
 def test_a_step_that_passes_after_a_failing_one_does_not_count():
-    stats = [StepStats(2, 10, 10, 10, 12, 15, 0.0, 100), StepStats(4, 20, 20, 10, 12, 200, 0.0, 200),
-             StepStats(6, 30, 30, 10, 12, 90, 0.0, 300)]
+    stats = [
+        StepStats(2, 10, 10, 10, 12, 15, 0.0, 100),
+        StepStats(4, 20, 20, 10, 12, 200, 0.0, 200),
+        StepStats(6, 30, 30, 10, 12, 90, 0.0, 300),
+    ]
     assert sustainable(stats, 100, 0.01).users == 2

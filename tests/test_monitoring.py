@@ -1,5 +1,6 @@
 """Monitoring: promtool unit tests for every alert, and the scaling signal on a real Prometheus
 scraping the real local tritonserver while load runs."""
+
 import json
 import subprocess
 import threading
@@ -25,17 +26,29 @@ def prometheus_tools():
 
 @pytest.mark.unit
 def test_rules_are_valid_and_every_alert_has_a_promtool_test():
-    check = subprocess.run([str(TOOLS / "promtool"), "check", "rules", str(FILES / "rules.yaml")],
-                           capture_output=True, text=True)
+    check = subprocess.run(
+        [str(TOOLS / "promtool"), "check", "rules", str(FILES / "rules.yaml")], capture_output=True, text=True
+    )
     assert check.returncode == 0, check.stdout + check.stderr
-    out = subprocess.run([str(TOOLS / "promtool"), "test", "rules", "rules_test.yaml"], capture_output=True,
-                         text=True, cwd=REPO_ROOT / "tests" / "prometheus")
+    out = subprocess.run(
+        [str(TOOLS / "promtool"), "test", "rules", "rules_test.yaml"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT / "tests" / "prometheus",
+    )
     assert out.returncode == 0 and "SUCCESS" in out.stdout, out.stdout + out.stderr
-    alerts = {r["alert"] for g in yaml.safe_load((FILES / "rules.yaml").read_text())["groups"] for r in g["rules"]
-              if "alert" in r}
-    tested = {t["alertname"] for case in yaml.safe_load((REPO_ROOT / "tests" / "prometheus" / "rules_test.yaml")
-                                                         .read_text())["tests"]
-              for t in case.get("alert_rule_test", []) if t.get("exp_alerts")}
+    alerts = {
+        r["alert"]
+        for g in yaml.safe_load((FILES / "rules.yaml").read_text())["groups"]
+        for r in g["rules"]
+        if "alert" in r
+    }
+    tested = {
+        t["alertname"]
+        for case in yaml.safe_load((REPO_ROOT / "tests" / "prometheus" / "rules_test.yaml").read_text())["tests"]
+        for t in case.get("alert_rule_test", [])
+        if t.get("exp_alerts")
+    }
     assert alerts and alerts == tested, alerts ^ tested
 
 
@@ -59,15 +72,26 @@ def prometheus(triton_server, tmp_path_factory):
     d = tmp_path_factory.mktemp("prometheus")
     (d / "rules.yaml").write_text((FILES / "rules.yaml").read_text().replace("[1m]", "[5s]").replace("[5m]", "[10s]"))
     metrics = triton_server.metrics_url.split("//", 1)[1].split("/", 1)[0]
-    (d / "prometheus.yml").write_text(yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(d / "rules.yaml")],
-        "scrape_configs": [{"job_name": "triton", "static_configs": [{"targets": [metrics]}]}],
-    }))
+    (d / "prometheus.yml").write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(d / "rules.yaml")],
+                "scrape_configs": [{"job_name": "triton", "static_configs": [{"targets": [metrics]}]}],
+            }
+        )
+    )
     port = free_port()
-    proc = subprocess.Popen([str(TOOLS / "prometheus"), f"--config.file={d / 'prometheus.yml'}",
-                             f"--storage.tsdb.path={d / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-                            stdout=open(d / "log.txt", "w"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            str(TOOLS / "prometheus"),
+            f"--config.file={d / 'prometheus.yml'}",
+            f"--storage.tsdb.path={d / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=open(d / "log.txt", "w"),
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):

@@ -6,6 +6,7 @@ local Hugging Face folder (CLS pooling, 32 dimensions, no tokenizer.json). Serve
 tritonserver and called through the SDK with the shop's own string ids, its top-k equals the
 in-process pipeline's.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,12 +34,22 @@ def make_tiny_encoder(folder):
     tok.save_pretrained(str(folder))
     (folder / "tokenizer.json").unlink()
     torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=TINY_DIM, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=128)).save_pretrained(str(folder))
+    BertModel(
+        BertConfig(
+            vocab_size=tok.vocab_size,
+            hidden_size=TINY_DIM,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+        )
+    ).save_pretrained(str(folder))
     (folder / "1_Pooling").mkdir()
-    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": TINY_DIM,
-                                                                  "pooling_mode_cls_token": True,
-                                                                  "pooling_mode_mean_tokens": False}))
+    (folder / "1_Pooling" / "config.json").write_text(
+        json.dumps(
+            {"word_embedding_dimension": TINY_DIM, "pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +70,9 @@ def served(grocery):
     from server.launcher import ServerOptions, TritonServer
 
     root = grocery[0]
-    server = TritonServer(ServerOptions(model_repository=root / "repo", log_file=root / "triton.log",
-                                        ready_timeout_s=180))
+    server = TritonServer(
+        ServerOptions(model_repository=root / "repo", log_file=root / "triton.log", ready_timeout_s=180)
+    )
     server.start()
     try:
         yield server
@@ -78,7 +90,7 @@ def test_the_build_learns_from_the_shops_own_data_and_encoder(grocery):
     assert report["data"]["duplicate_events_dropped"] == 1 and report["data"]["true_relevance"] is False
     assert any("exact duplicate events; dropped" in line for line in logs)
     test = report["ranker"]["test"]
-    assert "ndcg@10_true" not in test["ranker"] and "ground_truth" not in test   # real logs: no hidden truth
+    assert "ndcg@10_true" not in test["ranker"] and "ground_truth" not in test  # real logs: no hidden truth
     assert test["ranker"]["auc"] > test["random"]["auc"] + 0.1
     assert test["ranker"]["ndcg@10"] > test["random"]["ndcg@10"]
     lexicon = json.loads((root / "repo" / "search_features" / "1" / "lexicon.json").read_text())
@@ -100,7 +112,7 @@ def test_served_top_k_equals_the_in_process_pipeline_with_string_ids(grocery, se
         for i in range(24):
             cands = [skus[j] for j in rng.choice(len(skus), int(rng.integers(2, 60)), replace=False)]
             if i % 6 == 0:
-                cands.append("SKU-NEW-0001")                      # an item the build never saw
+                cands.append("SKU-NEW-0001")  # an item the build never saw
             user = f"client-{int(rng.integers(400)):04d}" if i % 4 else "visitor-without-account"
             ids = np.array([stable_id(s) for s in cands], np.int64)
             if i % 3:
@@ -123,6 +135,6 @@ def test_the_repository_validates_with_its_own_dimension(grocery):
     assert lines[-1] == "python models: outputs match their configs on a sample request"
     copy = root / "repo_copy"
     shutil.copytree(root / "repo", copy)
-    (copy / "search_features" / "1" / "manifest.json").unlink()   # without it: MiniLM's 384 is assumed
+    (copy / "search_features" / "1" / "manifest.json").unlink()  # without it: MiniLM's 384 is assumed
     with pytest.raises(repository.RepositoryError, match="differs from its spec"):
         repository.validate(copy)

@@ -4,6 +4,7 @@ The text_encoder config enables ``response_cache`` and the launcher starts the s
 cache (``--cache-config local,size=...``): a repeated query is answered from the cache, with the
 same ranking, and a new query is not.
 """
+
 import uuid
 
 import numpy as np
@@ -28,13 +29,13 @@ def test_encoder_config_enables_the_cache():
 
 def test_a_repeated_query_is_served_from_the_cache_with_the_same_ranking(triton_server, pipeline, known_ids):
     users, items = known_ids
-    query = f"running shoes {uuid.uuid4().hex[:8]}".encode()    # new to this server
+    query = f"running shoes {uuid.uuid4().hex[:8]}".encode()  # new to this server
     with grpcclient.InferenceServerClient(triton_server.grpc_url) as client:
         hits0, misses0 = encoder_cache_counts(client)
         first = call(client, int(users[0]), items[:20], 5, query)
         hits1, misses1 = encoder_cache_counts(client)
         assert (hits1, misses1) == (hits0, misses0 + 1)
-        again = call(client, int(users[1]), items[:20], 5, query)   # another user, same query: a hit
+        again = call(client, int(users[1]), items[:20], 5, query)  # another user, same query: a hit
         hits2, misses2 = encoder_cache_counts(client)
         assert (hits2, misses2) == (hits1 + 1, misses1)
     want = pipeline.search(int(users[0]), query, items[:20], 5)

@@ -9,7 +9,7 @@ pytestmark = pytest.mark.unit
 
 
 def embeddings():
-    emb = np.zeros((4, EMBED_DIM), np.float32)   # 3 items + the zero row for unknown items
+    emb = np.zeros((4, EMBED_DIM), np.float32)  # 3 items + the zero row for unknown items
     emb[0, 0], emb[1, 1], emb[2, 0] = 1.0, 1.0, -1.0
     return emb
 
@@ -17,8 +17,13 @@ def embeddings():
 def test_final_score_is_logit_plus_weighted_standardised_similarity():
     ctx = np.zeros((1, EMBED_DIM), np.float32)
     ctx[0, 0] = 1.0
-    scores = final_scores(ctx, np.array([[0.5], [0.5], [0.5], [0.5]]), np.array([[2.0], [2.0], [1.0], [3.0]]),
-                          np.array([0, 1, 2, -1]), embeddings())
+    scores = final_scores(
+        ctx,
+        np.array([[0.5], [0.5], [0.5], [0.5]]),
+        np.array([[2.0], [2.0], [1.0], [3.0]]),
+        np.array([0, 1, 2, -1]),
+        embeddings(),
+    )
     # cosines 1, 0, -1 and 0 (unknown item, row -1): mean 0, variance 0.5 -> z = cos / sqrt(0.5 + SIM_EPS)
     z = np.array([1.0, 0.0, -1.0, 0.0]) / np.sqrt(0.5 + SIM_EPS)
     np.testing.assert_allclose(scores, 0.5 + np.array([2.0, 2.0, 1.0, 3.0]) * z, rtol=1e-6)
@@ -31,10 +36,10 @@ def test_standardised_similarity_is_the_same_per_request_and_per_training_list()
     lists = standardize_lists(cos, offsets)
     for a, b in zip(offsets[:-1], offsets[1:]):
         np.testing.assert_array_equal(lists[a:b], standardize(cos[a:b]))
-    assert lists[0] == 0.0                                   # a single candidate: no spread, z = 0
+    assert lists[0] == 0.0  # a single candidate: no spread, z = 0
     z = standardize(cos[11:30])
-    assert abs(z.mean()) < 1e-6 and 0.9 < z.std() < 1.0      # unit spread, shrunk a little by SIM_EPS
-    np.testing.assert_allclose(standardize(cos[11:30] + 0.3), z, atol=1e-5)   # a query-wide offset is gone
+    assert abs(z.mean()) < 1e-6 and 0.9 < z.std() < 1.0  # unit spread, shrunk a little by SIM_EPS
+    np.testing.assert_allclose(standardize(cos[11:30] + 0.3), z, atol=1e-5)  # a query-wide offset is gone
 
 
 def test_context_of_wrong_size_is_invalid():
@@ -50,7 +55,12 @@ def test_top_k_orders_best_first_keeps_request_order_on_ties_and_clips_k():
 
 
 def test_topk_rank_returns_the_response_tensors():
-    out = TopK(embeddings()).rank(np.zeros((1, EMBED_DIM), np.float32), np.array([[0.1], [0.9]], np.float32),
-                                  np.zeros((2, 1), np.float32), np.array([0, 1]), np.array([7, 8]),
-                                  np.array([1], np.int32))
+    out = TopK(embeddings()).rank(
+        np.zeros((1, EMBED_DIM), np.float32),
+        np.array([[0.1], [0.9]], np.float32),
+        np.zeros((2, 1), np.float32),
+        np.array([0, 1]),
+        np.array([7, 8]),
+        np.array([1], np.int32),
+    )
     assert out[TOP_ITEM_IDS].tolist() == [8] and out[TOP_SCORES].dtype == np.float32

@@ -1,4 +1,5 @@
 """Integration: the real tritonserver serving the small repository, called with raw tritonclient."""
+
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -30,15 +31,28 @@ def random_request(rng, users, items, queries):
 
 
 def test_all_models_ready(client):
-    for name in (c.SEARCH_ENSEMBLE, c.RECOMMEND_ENSEMBLE, c.TEXT_ENCODER, c.RANKER, c.TOPK, c.SEARCH_FEATURES,
-                 c.RECOMMEND_FEATURES):
+    for name in (
+        c.SEARCH_ENSEMBLE,
+        c.RECOMMEND_ENSEMBLE,
+        c.TEXT_ENCODER,
+        c.RANKER,
+        c.TOPK,
+        c.SEARCH_FEATURES,
+        c.RECOMMEND_FEATURES,
+    ):
         assert client.is_model_ready(name), name
 
 
 def test_served_search_equals_in_process_pipeline(client, pipeline, known_ids, rng):
     users, items = known_ids
-    queries = ["wireless headphones", "helix red running shoes", "laptop", "cheap waterproof tent for 4",
-               "größe 42 laufschuhe", "zzqx"]
+    queries = [
+        "wireless headphones",
+        "helix red running shoes",
+        "laptop",
+        "cheap waterproof tent for 4",
+        "größe 42 laufschuhe",
+        "zzqx",
+    ]
     for _ in range(40):
         user, cands, k, query = random_request(rng, users, items, queries)
         got_ids, got_scores = call(client, user, cands, k, query.encode())
@@ -71,15 +85,18 @@ def test_cold_start_user_and_unknown_items_still_get_a_ranking(client, known_ids
     assert set(ids.tolist()) == set(cands.tolist()) and np.isfinite(scores).all()
 
 
-@pytest.mark.parametrize("query, items, k, field, problem", [
-    (b"\xff\xfe", [1, 2], 3, "QUERY", "not valid UTF-8"),
-    (b"  ", [1, 2], 3, "QUERY", "empty"),
-    (b"x" * 2000, [1, 2], 3, "QUERY", "longer than the limit"),
-    (b"shoes", [], 3, "ITEM_IDS", "empty"),
-    (b"shoes", list(range(c.MAX_CANDIDATES + 1)), 3, "ITEM_IDS", "more than the limit"),
-    (b"shoes", [4, 4], 3, "ITEM_IDS", "duplicate id 4"),
-    (b"shoes", [1, 2], 0, "TOP_K", "must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "query, items, k, field, problem",
+    [
+        (b"\xff\xfe", [1, 2], 3, "QUERY", "not valid UTF-8"),
+        (b"  ", [1, 2], 3, "QUERY", "empty"),
+        (b"x" * 2000, [1, 2], 3, "QUERY", "longer than the limit"),
+        (b"shoes", [], 3, "ITEM_IDS", "empty"),
+        (b"shoes", list(range(c.MAX_CANDIDATES + 1)), 3, "ITEM_IDS", "more than the limit"),
+        (b"shoes", [4, 4], 3, "ITEM_IDS", "duplicate id 4"),
+        (b"shoes", [1, 2], 0, "TOP_K", "must be at least 1"),
+    ],
+)
 def test_bad_input_is_invalid_argument_naming_the_field(client, query, items, k, field, problem):
     with pytest.raises(InferenceServerException) as err:
         call(client, 1, items, k, query)
@@ -115,8 +132,9 @@ def test_server_keeps_serving_after_bad_requests(client, known_ids):
 
 def test_concurrent_requests_are_answered_correctly(triton_server, pipeline, known_ids):
     users, items = known_ids
-    reqs = [(int(users[i % len(users)]), items[i:i + 40], 10, ["laptop", "red t-shirt", "tent"][i % 3])
-            for i in range(48)]
+    reqs = [
+        (int(users[i % len(users)]), items[i : i + 40], 10, ["laptop", "red t-shirt", "tent"][i % 3]) for i in range(48)
+    ]
 
     def one(r):
         with grpcclient.InferenceServerClient(triton_server.grpc_url) as cl:

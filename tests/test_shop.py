@@ -60,8 +60,9 @@ def test_a_third_of_searches_phrase_the_need_without_the_catalogue_words(shop):
     assert share >= 1 / 3 - 0.03 and abs(share - MISMATCH_SHARE) < 0.05
     titles = " ".join(shop.item_titles).lower()
     for q in np.flatnonzero(shop.query_mismatch):
-        noun = next(c[0] for i, c in enumerate(__import__("builders.shop").shop.CATEGORIES)
-                    if i == shop.query_category[q])
+        noun = next(
+            c[0] for i, c in enumerate(__import__("builders.shop").shop.CATEGORIES) if i == shop.query_category[q]
+        )
         assert noun not in shop.queries[q], shop.queries[q]
     assert "running shoes" in titles
 
@@ -70,9 +71,21 @@ def test_mismatch_queries_keep_the_shoppers_intent_in_the_hidden_relevance(shop)
     """Two searches with the same intent, one in catalogue words and one not, share their relevance."""
     from builders.shop import true_relevance
 
-    world = {k: getattr(shop, k) for k in ("item_category", "item_brand", "item_attrs", "item_price", "item_stock",
-                                           "item_quality", "item_popularity", "user_cat_pref", "user_fav_brands",
-                                           "user_price_sens")}
+    world = {
+        k: getattr(shop, k)
+        for k in (
+            "item_category",
+            "item_brand",
+            "item_attrs",
+            "item_price",
+            "item_stock",
+            "item_quality",
+            "item_popularity",
+            "user_cat_pref",
+            "user_fav_brands",
+            "user_price_sens",
+        )
+    }
     cat = int(shop.query_category[np.flatnonzero(shop.query_mismatch)[0]])
     items = np.arange(50)
     users = np.zeros(50, np.int64)

@@ -1,5 +1,6 @@
 """Training features are serving features: the ranker's training rows for a logged session equal
 what the served feature models compute for the same user, query and candidates."""
+
 import numpy as np
 import pytest
 
@@ -26,7 +27,7 @@ def world(small_repo):
 
 
 def session_request(shop, s):
-    items = shop.imp_item[shop.session_offsets[s]:shop.session_offsets[s + 1]]
+    items = shop.imp_item[shop.session_offsets[s] : shop.session_offsets[s + 1]]
     return np.array([shop.user_ids[shop.session_user[s]]]), shop.item_ids[items]
 
 
@@ -35,8 +36,7 @@ def test_search_training_rows_equal_served_features(world, small_repo):
     sessions = np.flatnonzero(shop.session_query >= 0)[:25]
     encoder = make_session(str(small_repo / c.TEXT_ENCODER / "1" / "model.onnx"), 2)
     for s in sessions:
-        rows = make_rows(shop, store.tables, store.lexicon, item_emb, query_emb, rec_store.user_profiles,
-                         np.array([s]))
+        rows = make_rows(shop, store.tables, store.lexicon, item_emb, query_emb, rec_store.user_profiles, np.array([s]))
         user, item_ids = session_request(shop, s)
         query = shop.queries[shop.session_query[s]]
         served = store.search(user, np.array([query.encode()], object), item_ids)
@@ -50,8 +50,9 @@ def test_search_training_rows_equal_served_features(world, small_repo):
 def test_recommend_training_rows_equal_served_features(world):
     shop, _, rec_store, item_emb, query_emb = world
     for s in np.flatnonzero(shop.session_query < 0)[:25]:
-        rows = make_rows(shop, rec_store.tables, rec_store.lexicon, item_emb, query_emb, rec_store.user_profiles,
-                         np.array([s]))
+        rows = make_rows(
+            shop, rec_store.tables, rec_store.lexicon, item_emb, query_emb, rec_store.user_profiles, np.array([s])
+        )
         user, item_ids = session_request(shop, s)
         served = rec_store.recommend(user, item_ids)
         np.testing.assert_array_equal(rows.cat, served[c.CAT_FEATURES])

@@ -1,4 +1,5 @@
 """Compressed variants: each technique's contract, the quality gate, and publishing a variant."""
+
 import json
 from pathlib import Path
 
@@ -18,7 +19,9 @@ def tiny_ranker(seed=0):
     from builders.ranker import build_model
 
     torch.manual_seed(seed)
-    return build_model([3000, 50, 7, 7, 13, 5, 7], np.zeros(c.N_DENSE, np.float32), np.ones(c.N_DENSE, np.float32)).eval()
+    return build_model(
+        [3000, 50, 7, 7, 13, 5, 7], np.zeros(c.N_DENSE, np.float32), np.ones(c.N_DENSE, np.float32)
+    ).eval()
 
 
 def tiny_rows(n=64, seed=0):
@@ -36,8 +39,11 @@ def test_gate_passes_within_the_margin_and_refuses_beyond_it_saying_by_how_much(
     ok = gate.check("ranker/pruned", {"ndcg@10": 0.496}, ref)
     assert ok["passed"] and ok["relative_drop"] == pytest.approx(0.008)
     assert gate.check("ranker/better", {"ndcg@10": 0.51}, ref)["relative_drop"] < 0
-    with pytest.raises(gate.QualityGateError, match=r"'encoder/tiny' refused: NDCG@10 0\.4900 is 2\.00% below the "
-                                                    r"reference 0\.5000, more than the allowed 1\.00%"):
+    with pytest.raises(
+        gate.QualityGateError,
+        match=r"'encoder/tiny' refused: NDCG@10 0\.4900 is 2\.00% below the "
+        r"reference 0\.5000, more than the allowed 1\.00%",
+    ):
         gate.check("encoder/tiny", {"ndcg@10": 0.49}, ref)
     assert gate.check("encoder/tiny", {"ndcg@10": 0.49}, ref, margin=0.025)["passed"]
     with pytest.raises(ValueError, match="margin"):
@@ -53,8 +59,11 @@ def test_gate_passes_within_the_margin_and_refuses_beyond_it_saying_by_how_much(
 def test_encoder_variants_must_keep_most_of_what_the_encoder_adds_to_searches():
     ref = {"ndcg@10": 0.50}
     weak = {"ndcg@10": 0.4999, "cosine_queries": 0.99, "encoder_gain_retained": 0.55, "searches_metric": "ndcg@10_true"}
-    with pytest.raises(gate.QualityGateError, match=r"keeps 55% of what the encoder adds to the searches' "
-                                                    r"NDCG@10_TRUE, less than 80% \(its overall NDCG@10 is 0\.02% below"):
+    with pytest.raises(
+        gate.QualityGateError,
+        match=r"keeps 55% of what the encoder adds to the searches' "
+        r"NDCG@10_TRUE, less than 80% \(its overall NDCG@10 is 0\.02% below",
+    ):
         gate.check("encoder/x", weak, ref)
     assert gate.check("encoder/y", {**weak, "encoder_gain_retained": 0.93}, ref)["passed"]
 
@@ -67,10 +76,20 @@ def test_encoder_contribution_is_measured_against_the_reference_similarity():
     # two search lists of 3 items; the relevant item is the one the reference similarity points at
     gain = np.array([0, 0, 3, 3, 0, 0], np.float32)
     ref_sim = np.array([-1, -1, 2, 2, -1, -1], np.float32)
-    rows = Rows(cat=None, dense=None, sim=ref_sim, cosine=ref_sim, click=gain > 0, gain=gain, relevance=None,
-                offsets=np.array([0, 3, 6]), query=np.array([0, 0, 0, 1, 1, 1]), item=np.arange(6),
-                understood=np.array([False, False]))
-    logit = np.array([1, 0.5, 0, 1, 0.5, 0], np.float32)        # alone, the logit ranks the relevant item last
+    rows = Rows(
+        cat=None,
+        dense=None,
+        sim=ref_sim,
+        cosine=ref_sim,
+        click=gain > 0,
+        gain=gain,
+        relevance=None,
+        offsets=np.array([0, 3, 6]),
+        query=np.array([0, 0, 0, 1, 1, 1]),
+        item=np.arange(6),
+        understood=np.array([False, False]),
+    )
+    logit = np.array([1, 0.5, 0, 1, 0.5, 0], np.float32)  # alone, the logit ranks the relevant item last
     weight = np.ones(6, np.float32)
     same = encoder_contribution(rows, logit, weight, ref_sim)
     assert same["encoder_gain"] > 0 and same["encoder_gain_retained"] == pytest.approx(1.0)
@@ -100,14 +119,14 @@ def test_low_rank_factorisation_is_exact_for_low_rank_weights_and_smaller():
     import torch
 
     model = tiny_ranker()
-    with torch.no_grad():   # make the big table and the cross layers exactly low-rank
+    with torch.no_grad():  # make the big table and the cross layers exactly low-rank
         table = model.embeddings[0].weight
         table.copy_(torch.randn(table.shape[0], 4) @ torch.randn(4, table.shape[1]))
         for layer in model.cross:
             layer.weight.copy_(torch.randn(layer.out_features, 8) @ torch.randn(8, layer.in_features) / 10)
     small = lowrank.factorize(model, embedding_rank=4, cross_rank=8, min_rows=1000)
     assert type(small.embeddings[0]).__name__ == "LowRankEmbedding"
-    assert isinstance(small.embeddings[1], torch.nn.Embedding)       # 50 rows: below min_rows, left whole
+    assert isinstance(small.embeddings[1], torch.nn.Embedding)  # 50 rows: below min_rows, left whole
     assert prune.parameter_count(small) < prune.parameter_count(model)
     cat, dense = tiny_rows()
     with torch.no_grad():
@@ -146,14 +165,18 @@ def test_quantized_rankers_keep_the_contract_and_shrink(small_build, tmp_path):
     cat = rng.integers(0, 5, (256, c.N_CAT)).astype(np.int64)
     dense = rng.random((256, c.N_DENSE), dtype=np.float32)
     dyn = quantize.dynamic(src, tmp_path / "dyn.onnx")
-    sta = quantize.static(src, tmp_path / "static.onnx", calibration.ranker_batches(cat, dense, batch=64),
-                          op_types=("MatMul", "Gemm", "Gather"))
+    sta = quantize.static(
+        src,
+        tmp_path / "static.onnx",
+        calibration.ranker_batches(cat, dense, batch=64),
+        op_types=("MatMul", "Gemm", "Gather"),
+    )
     ref = make_session(str(src)).run(None, {c.CAT_FEATURES: cat, c.DENSE_FEATURES: dense})[0]
     for path in (dyn, sta):
-        _check_onnx(spec_by_name()[c.RANKER], path)     # same inputs, outputs, dtypes, dynamic batch axis
+        _check_onnx(spec_by_name()[c.RANKER], path)  # same inputs, outputs, dtypes, dynamic batch axis
         assert path.stat().st_size < src.stat().st_size / 2
         got = make_session(str(path)).run(None, {c.CAT_FEATURES: cat, c.DENSE_FEATURES: dense})[0]
-        assert np.corrcoef(ref[:, 0], got[:, 0])[0, 1] > 0.95     # INT8 is close to fp32, not equal
+        assert np.corrcoef(ref[:, 0], got[:, 0])[0, 1] > 0.95  # INT8 is close to fp32, not equal
 
 
 @pytest.mark.slow
@@ -165,8 +188,9 @@ def test_distilled_student_has_two_layers_and_the_encoder_contract(tmp_path):
     texts = ["red running shoes", "steel blender 1200w", "yoga mat"] * 4
     targets = np.random.default_rng(0).normal(size=(len(texts), c.EMBED_DIM)).astype(np.float32)
     targets /= np.linalg.norm(targets, axis=1, keepdims=True)
-    student, history = distill.distill(texts, targets, texts[:3], targets[:3], epochs=1, batch=4, max_steps=2,
-                                       query_repeats=1, progress=False)
+    student, history = distill.distill(
+        texts, targets, texts[:3], targets[:3], epochs=1, batch=4, max_steps=2, query_repeats=1, progress=False
+    )
     assert len(student.backbone.encoder.layer) == len(distill.KEEP_LAYERS) == 2
     assert history and np.isfinite(history[0]["mean_loss"])
     out = distill.export_onnx(student, tmp_path / "student.onnx")
@@ -184,8 +208,12 @@ def test_publishing_a_variant_goes_through_the_gate(tmp_path):
     variant_file.write_bytes(b"onnx")
     with pytest.raises(QualityGateError, match="no measured variants"):
         publishable(work, "ranker", "pruned", 0.01)
-    report = {"ranker": {"fp32": {"quality": {"ndcg@10": 0.60}, "file": "ref.onnx"},
-                         "pruned": {"quality": {"ndcg@10": 0.585}, "file": str(variant_file)}}}
+    report = {
+        "ranker": {
+            "fp32": {"quality": {"ndcg@10": 0.60}, "file": "ref.onnx"},
+            "pruned": {"quality": {"ndcg@10": 0.585}, "file": str(variant_file)},
+        }
+    }
     (work / "variants" / "report.json").write_text(json.dumps(report))
     with pytest.raises(QualityGateError, match=r"2\.50% below the reference 0\.6000"):
         publishable(work, "ranker", "pruned", 0.01)
@@ -200,9 +228,14 @@ def test_variants_are_measured_then_published_through_the_gate(small_build, tmp_
     from builders.build import BuildError, build
     from builders.variants import run
 
-    report = run.run(SMALL, REPO_ROOT / "build" / "encoder" / "model.onnx",
-                     only=["encoder/int8-dynamic", "ranker/pruned"], progress=False, log=lambda _: None,
-                     speed_rounds=1)
+    report = run.run(
+        SMALL,
+        REPO_ROOT / "build" / "encoder" / "model.onnx",
+        only=["encoder/int8-dynamic", "ranker/pruned"],
+        progress=False,
+        log=lambda _: None,
+        speed_rounds=1,
+    )
     assert set(report["encoder"]) == {"fp32", "int8-dynamic"} and set(report["ranker"]) == {"fp32", "pruned"}
     enc, ref = report["encoder"]["int8-dynamic"], report["encoder"]["fp32"]
     assert enc["mb"] < ref["mb"] / 2 and enc["speed"]["p50_ms_8tok"] > 0
@@ -214,11 +247,27 @@ def test_variants_are_measured_then_published_through_the_gate(small_build, tmp_
 
     out = tmp_path / "repo"
     drop = pruned["gate"]["relative_drop"]
-    published = build("cpu", "small", out=out, work=SMALL, progress=False, log=lambda _: None,
-                      ranker_variant="pruned", quality_margin=max(drop, 0.0) + 0.01)
+    published = build(
+        "cpu",
+        "small",
+        out=out,
+        work=SMALL,
+        progress=False,
+        log=lambda _: None,
+        ranker_variant="pruned",
+        quality_margin=max(drop, 0.0) + 0.01,
+    )
     assert (out / c.RANKER / "1" / "model.onnx").read_bytes() == Path(pruned["file"]).read_bytes()
     assert published["published_variants"]["ranker"]["variant"] == "pruned"
-    if drop > 0:   # a margin below the measured drop refuses the variant, naming the drop
+    if drop > 0:  # a margin below the measured drop refuses the variant, naming the drop
         with pytest.raises(BuildError, match=f"{drop:.2%} below"):
-            build("cpu", "small", out=tmp_path / "refused", work=SMALL, progress=False, log=lambda _: None,
-                  ranker_variant="pruned", quality_margin=drop / 2)
+            build(
+                "cpu",
+                "small",
+                out=tmp_path / "refused",
+                work=SMALL,
+                progress=False,
+                log=lambda _: None,
+                ranker_variant="pruned",
+                quality_margin=drop / 2,
+            )

@@ -8,6 +8,7 @@ ignored silently). Errors name the file and the field path::
 Relative paths (``data.folder``, ``encoder.path``) are relative to the config file's folder.
 ``docs/data.md`` documents every field; ``examples/shoprank.yaml`` is a complete example.
 """
+
 from __future__ import annotations
 
 import re
@@ -31,7 +32,7 @@ class _Strict(BaseModel):
 class DataConfig(_Strict):
     folder: Path = Field(description="folder of the shop's exported files")
     format: Literal["auto", "parquet", "csv"] = "auto"
-    items: str = "items"        # file name, or stem: items.parquet / items.csv
+    items: str = "items"  # file name, or stem: items.parquet / items.csv
     users: str | None = "users"  # optional: a shop may have anonymous traffic only
     events: str = "events"
     # contract column -> the column's name in your files, per file
@@ -78,8 +79,9 @@ class SplitConfig(_Strict):
     @model_validator(mode="after")
     def _ordered(self) -> "SplitConfig":
         if not self.stats < self.train < self.validation:
-            raise ValueError(f"cut points must increase: stats {self.stats} < train {self.train} < "
-                             f"validation {self.validation}")
+            raise ValueError(
+                f"cut points must increase: stats {self.stats} < train {self.train} < validation {self.validation}"
+            )
         return self
 
 
@@ -123,8 +125,11 @@ def _format(err: ValidationError, source: str) -> str:
     lines = []
     for e in err.errors():
         where = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        got = f" (got {e['input']!r})" if e["type"] not in ("missing", "extra_forbidden") and "input" in e \
-            and not isinstance(e["input"], dict) else ""
+        got = (
+            f" (got {e['input']!r})"
+            if e["type"] not in ("missing", "extra_forbidden") and "input" in e and not isinstance(e["input"], dict)
+            else ""
+        )
         msg = "unknown field: check the spelling" if e["type"] == "extra_forbidden" else e["msg"]
         lines.append(f"{source}: {where}: {msg}{got}")
     return "\n".join(lines)

@@ -9,6 +9,7 @@ Three tables, each one file in the data folder, Parquet or CSV:
 Column names can be mapped in the build config (``data.columns``); extra columns are ignored
 unless the config names them (``features.user_segment``, ``evaluation.true_relevance``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,13 +19,13 @@ from runtime.features import CATEGORY_SEPARATOR  # noqa: F401  (paths like "Shoe
 CONTRACT_VERSION = 1
 EVENT_KINDS = ("impression", "click", "add_to_cart", "purchase")
 ATTRIBUTE_SEPARATOR = ";"
-MAX_ATTRIBUTES = 4          # attributes kept per item (the rest are ignored, counted in the report)
+MAX_ATTRIBUTES = 4  # attributes kept per item (the rest are ignored, counted in the report)
 
 
 @dataclass(frozen=True)
 class Column:
     name: str
-    kind: str               # id | text | number | count | timestamp | attributes | event | position
+    kind: str  # id | text | number | count | timestamp | attributes | event | position
     required: bool = True
     nullable: bool = False
     doc: str = ""
@@ -37,13 +38,12 @@ ITEMS = (
     Column("brand", "text", nullable=True, doc="null = no brand"),
     Column("price", "number", doc="> 0"),
     Column("stock", "count", doc="units in stock, >= 0"),
-    Column("attributes", "attributes", required=False, nullable=True,
-           doc="a list of strings, or one ';'-separated string"),
+    Column(
+        "attributes", "attributes", required=False, nullable=True, doc="a list of strings, or one ';'-separated string"
+    ),
     Column("created_at", "timestamp", required=False, nullable=True, doc="when the item was listed"),
 )
-USERS = (
-    Column("user_id", "id", doc="int64 or string; unique"),
-)
+USERS = (Column("user_id", "id", doc="int64 or string; unique"),)
 EVENTS = (
     Column("timestamp", "timestamp", doc="a timestamp, an ISO-8601 string, or integer unix seconds"),
     Column("session_id", "id", doc="int64 or string"),

@@ -10,6 +10,7 @@ Labels per (list, item): ``click`` if it was clicked or added to the cart, ``pur
 (a purchase counts as a click). Items clicked without a logged impression are kept as shown.
 Items are ordered in a list by position, then by their first event's time.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,7 @@ import numpy as np
 
 from builders.data import load as L
 from builders.data.config import ShopConfig
-from builders.data.contract import (CONTRACT_VERSION, EVENT_KINDS, MAX_ATTRIBUTES,
-                                    MIN_EVAL_CLICKS, MIN_TRAIN_CLICKS)
+from builders.data.contract import CONTRACT_VERSION, EVENT_KINDS, MAX_ATTRIBUTES, MIN_EVAL_CLICKS, MIN_TRAIN_CLICKS
 from builders.data.report import DataError, ValidationReport, sample
 from runtime.features import lookup_rows
 
@@ -35,33 +35,33 @@ class ShopData:
     """Everything the build learns from. Item/user arrays are indexed by row; -1 = unknown/anonymous."""
 
     name: str
-    id_kinds: dict                 # {"item": "int64"|"string", "user": ...}
+    id_kinds: dict  # {"item": "int64"|"string", "user": ...}
     # catalogue [I]
-    item_ids: np.ndarray           # int64, served ids (stable hashes of string SKUs)
-    item_keys: list | None         # the original string SKUs, or None
+    item_ids: np.ndarray  # int64, served ids (stable hashes of string SKUs)
+    item_keys: list | None  # the original string SKUs, or None
     item_titles: list[str]
-    item_category: np.ndarray      # int64 index into categories, -1 = none
-    item_brand: np.ndarray         # int64 index into brands, -1 = none
-    item_attrs: np.ndarray         # [I, A] int64 indices into attributes, -1 padding
-    item_price: np.ndarray         # float32
-    item_stock: np.ndarray         # int64
+    item_category: np.ndarray  # int64 index into categories, -1 = none
+    item_brand: np.ndarray  # int64 index into brands, -1 = none
+    item_attrs: np.ndarray  # [I, A] int64 indices into attributes, -1 padding
+    item_price: np.ndarray  # float32
+    item_stock: np.ndarray  # int64
     categories: list[str]
     brands: list[str]
     attributes: list[str]
     # users [U]
-    user_ids: np.ndarray           # int64
-    user_segment: np.ndarray       # int64 index into segments, -1 = none
+    user_ids: np.ndarray  # int64
+    user_segment: np.ndarray  # int64 index into segments, -1 = none
     segments: list[str]
     # ranked lists [S] ("sessions" for the training code) and their impressions [N]
-    queries: list[str]             # distinct query texts
-    session_user: np.ndarray       # int64 user row, -1 = anonymous or unknown
-    session_time: np.ndarray       # int64 unix seconds of the list's first event, ascending
-    session_query: np.ndarray      # int64 index into queries, -1 = homepage / browse
-    session_offsets: np.ndarray    # [S+1]
-    imp_item: np.ndarray           # int64 item row, -1 = an item the catalogue does not have (cold)
-    imp_position: np.ndarray       # int64, -1 = unknown
-    imp_click: np.ndarray          # int8
-    imp_purchase: np.ndarray       # int8
+    queries: list[str]  # distinct query texts
+    session_user: np.ndarray  # int64 user row, -1 = anonymous or unknown
+    session_time: np.ndarray  # int64 unix seconds of the list's first event, ascending
+    session_query: np.ndarray  # int64 index into queries, -1 = homepage / browse
+    session_offsets: np.ndarray  # [S+1]
+    imp_item: np.ndarray  # int64 item row, -1 = an item the catalogue does not have (cold)
+    imp_position: np.ndarray  # int64, -1 = unknown
+    imp_click: np.ndarray  # int8
+    imp_purchase: np.ndarray  # int8
     imp_relevance: np.ndarray | None = None  # float32 true relevance: generated shops only
     cuts: dict = field(default_factory=dict)  # unix seconds: stats, train, validation
 
@@ -72,8 +72,18 @@ class ShopData:
     def impression_session(self) -> np.ndarray:
         return np.repeat(np.arange(len(self.session_user)), np.diff(self.session_offsets))
 
-    _TEXT = ("name", "id_kinds", "item_keys", "item_titles", "categories", "brands", "attributes", "segments",
-             "queries", "cuts")
+    _TEXT = (
+        "name",
+        "id_kinds",
+        "item_keys",
+        "item_titles",
+        "categories",
+        "brands",
+        "attributes",
+        "segments",
+        "queries",
+        "cuts",
+    )
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -93,8 +103,9 @@ def rows_of_lists(offsets: np.ndarray, lists: np.ndarray) -> np.ndarray:
     """Flat row indices of the lists ``lists`` (``offsets[i]:offsets[i+1]`` is list i), in list order."""
     starts, ends = offsets[lists], offsets[lists + 1]
     lengths = ends - starts
-    return (np.repeat(starts - np.cumsum(np.concatenate([[0], lengths[:-1]])), lengths)
-            + np.arange(lengths.sum())).astype(np.int64)
+    return (
+        np.repeat(starts - np.cumsum(np.concatenate([[0], lengths[:-1]])), lengths) + np.arange(lengths.sum())
+    ).astype(np.int64)
 
 
 def impressions_of(shop, sessions: np.ndarray) -> np.ndarray:
@@ -105,10 +116,12 @@ def impressions_of(shop, sessions: np.ndarray) -> np.ndarray:
 def split_by_time(shop: ShopData) -> dict[str, np.ndarray]:
     """List indices of stats / train / val / test, by the config's time cuts (no list straddles one)."""
     t, c = shop.session_time, shop.cuts
-    return {"stats": np.flatnonzero(t < c["stats"]),
-            "train": np.flatnonzero((t >= c["stats"]) & (t < c["train"])),
-            "val": np.flatnonzero((t >= c["train"]) & (t < c["validation"])),
-            "test": np.flatnonzero(t >= c["validation"])}
+    return {
+        "stats": np.flatnonzero(t < c["stats"]),
+        "train": np.flatnonzero((t >= c["stats"]) & (t < c["train"])),
+        "val": np.flatnonzero((t >= c["train"]) & (t < c["validation"])),
+        "test": np.flatnonzero(t >= c["validation"]),
+    }
 
 
 def day(ts: int) -> str:
@@ -118,8 +131,9 @@ def day(ts: int) -> str:
 def _codes(values) -> tuple[np.ndarray, list]:
     """Integer codes of hashable values in first-seen order (None -> -1), and the distinct values."""
     lookup: dict = {}
-    codes = np.fromiter((lookup.setdefault(v, len(lookup)) if v is not None else -1 for v in values), np.int64,
-                        len(values))
+    codes = np.fromiter(
+        (lookup.setdefault(v, len(lookup)) if v is not None else -1 for v in values), np.int64, len(values)
+    )
     return codes, list(lookup)
 
 
@@ -145,8 +159,9 @@ def _duplicate_rows(columns: list[np.ndarray]) -> np.ndarray:
     return dup
 
 
-def _dedupe(ids: L.Ids, content: list[np.ndarray], file: str, label: str, what: str,
-            rep: ValidationReport) -> np.ndarray:
+def _dedupe(
+    ids: L.Ids, content: list[np.ndarray], file: str, label: str, what: str, rep: ValidationReport
+) -> np.ndarray:
     """Rows to keep: identical rows are dropped (a warning); one id with two different rows, or two
     string ids hashing to the same INT64, is an error."""
     dup = _duplicate_rows([ids.values, *content])
@@ -157,8 +172,12 @@ def _dedupe(ids: L.Ids, content: list[np.ndarray], file: str, label: str, what: 
     clash = np.isin(ids.values, uniq[counts > 1]) & keep
     if clash.any():
         shown = ids.keys if ids.keys is not None else ids.values
-        rep.error(file, label, f"duplicate {what} ids with different rows: {sample(shown, clash)}; each {what} "
-                               f"must appear once", clash)
+        rep.error(
+            file,
+            label,
+            f"duplicate {what} ids with different rows: {sample(shown, clash)}; each {what} must appear once",
+            clash,
+        )
     if ids.keys is not None:
         pairs: dict = {}
         for v, k in zip(ids.values[~ids.null].tolist(), ids.keys[~ids.null].tolist()):
@@ -202,8 +221,12 @@ def _items(loaded: L.Loaded, rep: ValidationReport) -> dict:
     kept_attrs = [attrs[i] for i in rows]
     too_many = np.array([len(a) > MAX_ATTRIBUTES for a in kept_attrs])
     if too_many.any():
-        rep.warning(f, lab("attributes"), f"more than {MAX_ATTRIBUTES} attributes; the first {MAX_ATTRIBUTES} are used",
-                    rows[too_many])
+        rep.warning(
+            f,
+            lab("attributes"),
+            f"more than {MAX_ATTRIBUTES} attributes; the first {MAX_ATTRIBUTES} are used",
+            rows[too_many],
+        )
     vocab = sorted({a for a_list in kept_attrs for a in a_list})
     aidx = {a: i for i, a in enumerate(vocab)}
     width = max(1, min(MAX_ATTRIBUTES, max((len(a) for a in kept_attrs), default=0)))
@@ -211,18 +234,26 @@ def _items(loaded: L.Loaded, rep: ValidationReport) -> dict:
     for r, a_list in enumerate(kept_attrs):
         for j, a in enumerate(a_list[:width]):
             attr_arr[r, j] = aidx[a]
-    return dict(item_ids=ids.values[rows], item_keys=None if ids.keys is None else list(ids.keys[rows]),
-                item_titles=[titles[i].strip() for i in rows], item_category=cat_idx, item_brand=brand_idx,
-                item_attrs=attr_arr, item_price=price[rows].astype(np.float32),
-                item_stock=stock[rows].astype(np.int64), categories=categories, brands=brands, attributes=vocab,
-                item_kind=ids.kind)
+    return dict(
+        item_ids=ids.values[rows],
+        item_keys=None if ids.keys is None else list(ids.keys[rows]),
+        item_titles=[titles[i].strip() for i in rows],
+        item_category=cat_idx,
+        item_brand=brand_idx,
+        item_attrs=attr_arr,
+        item_price=price[rows].astype(np.float32),
+        item_stock=stock[rows].astype(np.int64),
+        categories=categories,
+        brands=brands,
+        attributes=vocab,
+        item_kind=ids.kind,
+    )
 
 
 def _users(loaded: L.Loaded | None, segment_column: str | None, rep: ValidationReport) -> dict:
     if loaded is None:
         if segment_column:
-            rep.error("users", segment_column, "features.user_segment names a users column, but there is no "
-                                               "users file")
+            rep.error("users", segment_column, "features.user_segment names a users column, but there is no users file")
         return dict(user_ids=np.zeros(0, np.int64), segment=np.zeros(0, object), user_kind=None)
     f = loaded.path.name
     L.check_nulls(loaded, rep)
@@ -242,7 +273,7 @@ def _time_cuts(times: np.ndarray, split) -> dict:
     cuts = {}
     for name in ("stats", "train", "validation"):
         cut = t0 + getattr(split, name) * (t1 - t0)
-        if t1 - t0 >= 10 * DAY:   # whole days: "held-out days", not a cut in the middle of one
+        if t1 - t0 >= 10 * DAY:  # whole days: "held-out days", not a cut in the middle of one
             cut = round(cut / DAY) * DAY
         cuts[name] = int(cut)
     return cuts
@@ -269,11 +300,19 @@ def load_shop(cfg: ShopConfig) -> tuple[ShopData, ValidationReport]:
     user_ev: L.Ids = ev["user_id"]
     sess: L.Ids = ev["session_id"]
     if item_ev.kind != items["item_kind"]:
-        rep.error(ef, "item_id", f"{item_ev.kind} ids, but {items_l.path.name} has {items['item_kind']} ids: both "
-                                 f"files must use the same ids (for text ids read as numbers, set data.id_type: string)")
+        rep.error(
+            ef,
+            "item_id",
+            f"{item_ev.kind} ids, but {items_l.path.name} has {items['item_kind']} ids: both "
+            f"files must use the same ids (for text ids read as numbers, set data.id_type: string)",
+        )
     if users["user_kind"] and not user_ev.null.all() and user_ev.kind != users["user_kind"]:
-        rep.error(ef, "user_id", f"{user_ev.kind} ids, but {users_l.path.name} has {users['user_kind']} ids; set "
-                                 f"data.id_type: string if text ids were read as numbers")
+        rep.error(
+            ef,
+            "user_id",
+            f"{user_ev.kind} ids, but {users_l.path.name} has {users['user_kind']} ids; set "
+            f"data.id_type: string if text ids were read as numbers",
+        )
     rep.raise_if_errors()
 
     n = events_l.rows
@@ -288,18 +327,36 @@ def load_shop(cfg: ShopConfig) -> tuple[ShopData, ValidationReport]:
     if rel:
         relevance = events_l.extra[rel].cast("float64").to_numpy(zero_copy_only=False)
 
-    dup = _duplicate_rows([ts, sess.values, user_ev.values, user_ev.null.astype(np.int64), q_code,
-                           item_ev.values, np.nan_to_num(pos, nan=-1), kind])
+    dup = _duplicate_rows(
+        [
+            ts,
+            sess.values,
+            user_ev.values,
+            user_ev.null.astype(np.int64),
+            q_code,
+            item_ev.values,
+            np.nan_to_num(pos, nan=-1),
+            kind,
+        ]
+    )
     if dup.any():
         rep.warning(ef, None, "exact duplicate events; dropped", dup)
     item_row = _rows(items["item_ids"], item_ev.values)
     unknown = (item_row < 0) & ~dup
     if unknown.any():
         shown = item_ev.keys if item_ev.keys is not None else item_ev.values
-        action = ("dropped (data.unknown_items: drop)" if d.unknown_items == "drop" else
-                  "kept as cold items, ranked with the unknown-item features (data.unknown_items: cold)")
-        rep.warning(ef, events_l.labels["item_id"], f"{int(unknown.sum())} events reference items not in {items_l.path.name} "
-                                   f"(e.g. {sample(shown, unknown, 2)}): {action}", unknown)
+        action = (
+            "dropped (data.unknown_items: drop)"
+            if d.unknown_items == "drop"
+            else "kept as cold items, ranked with the unknown-item features (data.unknown_items: cold)"
+        )
+        rep.warning(
+            ef,
+            events_l.labels["item_id"],
+            f"{int(unknown.sum())} events reference items not in {items_l.path.name} "
+            f"(e.g. {sample(shown, unknown, 2)}): {action}",
+            unknown,
+        )
     keep = ~dup & ~(unknown & (d.unknown_items == "drop"))
 
     # Out of order: a session's events must be in time order in the file; they are sorted here.
@@ -310,8 +367,13 @@ def load_shop(cfg: ShopConfig) -> tuple[ShopData, ValidationReport]:
     if back.any():
         rows_back = order_in_file[1:][back]
         n_back = len(np.unique(s_code[rows_back]))
-        rep.warning(ef, events_l.labels["timestamp"], f"{n_back} session{'s have' if n_back > 1 else ' has'} events "
-                                                      f"out of time order in the file; sorted by timestamp", rows_back)
+        rep.warning(
+            ef,
+            events_l.labels["timestamp"],
+            f"{n_back} session{'s have' if n_back > 1 else ' has'} events "
+            f"out of time order in the file; sorted by timestamp",
+            rows_back,
+        )
 
     # Users: the users file, plus every user seen in the events (they have history but no attributes).
     new_users = np.setdiff1d(user_ev.values[~user_ev.null & keep], users["user_ids"])
@@ -369,17 +431,31 @@ def load_shop(cfg: ShopConfig) -> tuple[ShopData, ValidationReport]:
     imp_pos = position[pair_order]
 
     data = ShopData(
-        name=cfg.name, id_kinds={"item": items["item_kind"], "user": users["user_kind"] or user_ev.kind},
-        item_ids=items["item_ids"], item_keys=items["item_keys"], item_titles=items["item_titles"],
-        item_category=items["item_category"], item_brand=items["item_brand"], item_attrs=items["item_attrs"],
-        item_price=items["item_price"], item_stock=items["item_stock"], categories=items["categories"],
-        brands=items["brands"], attributes=items["attributes"],
-        user_ids=user_ids, user_segment=seg_idx, segments=segments,
-        queries=[str(q) for q in query_texts], session_user=first_user[list_order],
-        session_time=list_time[list_order].astype(np.int64), session_query=list_query[list_order],
-        session_offsets=offsets, imp_item=pair_item_row[pair_order],
+        name=cfg.name,
+        id_kinds={"item": items["item_kind"], "user": users["user_kind"] or user_ev.kind},
+        item_ids=items["item_ids"],
+        item_keys=items["item_keys"],
+        item_titles=items["item_titles"],
+        item_category=items["item_category"],
+        item_brand=items["item_brand"],
+        item_attrs=items["item_attrs"],
+        item_price=items["item_price"],
+        item_stock=items["item_stock"],
+        categories=items["categories"],
+        brands=items["brands"],
+        attributes=items["attributes"],
+        user_ids=user_ids,
+        user_segment=seg_idx,
+        segments=segments,
+        queries=[str(q) for q in query_texts],
+        session_user=first_user[list_order],
+        session_time=list_time[list_order].astype(np.int64),
+        session_query=list_query[list_order],
+        session_offsets=offsets,
+        imp_item=pair_item_row[pair_order],
         imp_position=np.where(np.isfinite(imp_pos), imp_pos, -1).astype(np.int64),
-        imp_click=click[pair_order], imp_purchase=purchase[pair_order],
+        imp_click=click[pair_order],
+        imp_purchase=purchase[pair_order],
         imp_relevance=None if rel_pair is None else rel_pair[pair_order],
     )
     if len(data.session_time) == 0:
@@ -401,23 +477,35 @@ def _check_enough(data: ShopData, file: str, rep: ValidationReport) -> None:
         t = data.session_time[split[part]]
         window = f"{day(t.min())} .. {day(t.max())}" if len(t) else "an empty window"
         if clicks < need or negatives < need:
-            rep.error(file, None, f"too few events to {'train' if part == 'train' else 'evaluate'}: the {part} "
-                                  f"window ({window}, split in the config) has {clicks} clicked and {negatives} "
-                                  f"unclicked impressions; at least {need} of each are needed. Export more days "
-                                  f"of events, or move the split's cut points")
+            rep.error(
+                file,
+                None,
+                f"too few events to {'train' if part == 'train' else 'evaluate'}: the {part} "
+                f"window ({window}, split in the config) has {clicks} clicked and {negatives} "
+                f"unclicked impressions; at least {need} of each are needed. Export more days "
+                f"of events, or move the split's cut points",
+            )
 
 
 def _summary(data: ShopData, n_events: int, dups: int, unknown: int, new_users: int) -> dict:
     split = split_by_time(data)
     return {
-        "contract_version": CONTRACT_VERSION, "items": len(data.item_ids), "users": len(data.user_ids),
-        "users_only_in_events": new_users, "events": n_events, "duplicate_events_dropped": dups,
-        "unknown_item_events": unknown, "lists": len(data.session_time),
-        "search_lists": int((data.session_query >= 0).sum()), "impressions": data.n_impressions,
-        "clicks": int(data.imp_click.sum()), "purchases": int(data.imp_purchase.sum()),
+        "contract_version": CONTRACT_VERSION,
+        "items": len(data.item_ids),
+        "users": len(data.user_ids),
+        "users_only_in_events": new_users,
+        "events": n_events,
+        "duplicate_events_dropped": dups,
+        "unknown_item_events": unknown,
+        "lists": len(data.session_time),
+        "search_lists": int((data.session_query >= 0).sum()),
+        "impressions": data.n_impressions,
+        "clicks": int(data.imp_click.sum()),
+        "purchases": int(data.imp_purchase.sum()),
         "anonymous_lists": int((data.session_user < 0).sum()),
-        "windows": {k: [day(data.session_time[v].min()), day(data.session_time[v].max())] if len(v) else []
-                    for k, v in split.items()},
+        "windows": {
+            k: [day(data.session_time[v].min()), day(data.session_time[v].max())] if len(v) else []
+            for k, v in split.items()
+        },
         "true_relevance": data.imp_relevance is not None,
     }
-

@@ -6,6 +6,7 @@ The events carry one column beyond the contract, ``relevance`` (the generator's 
 relevance of each impression), which the config names in ``evaluation.true_relevance``; a real
 shop has no such column.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,29 +20,36 @@ import yaml
 
 from builders.shop import CATEGORIES, DEPARTMENTS, PROFILES, Shop, generate
 
-START = 1_788_220_800   # 2026-09-01T00:00:00Z: the demo's first day
+START = 1_788_220_800  # 2026-09-01T00:00:00Z: the demo's first day
 
 
 def config_dict(name: str, folder: Path | str = ".") -> dict:
-    return {"name": name, "data": {"folder": str(folder)}, "features": {"user_segment": "segment"},
-            "evaluation": {"true_relevance": "relevance"}}
+    return {
+        "name": name,
+        "data": {"folder": str(folder)},
+        "features": {"user_segment": "segment"},
+        "evaluation": {"true_relevance": "relevance"},
+    }
 
 
 def tables(shop: Shop, seed: int = 0) -> dict[str, pa.Table]:
     rng = np.random.default_rng(seed)
     cat_names = [f"{DEPARTMENTS[noun]} > {noun.title()}" for noun, _, _ in CATEGORIES]
     attrs = [[shop.attributes[a] for a in row if a >= 0] for row in shop.item_attrs]
-    items = pa.table({
-        "item_id": pa.array(shop.item_ids, pa.int64()),
-        "title": shop.item_titles,
-        "category": [cat_names[c] for c in shop.item_category],
-        "brand": [shop.brands[b] for b in shop.item_brand],
-        "price": pa.array(shop.item_price.astype(np.float64)),
-        "stock": pa.array(shop.item_stock, pa.int64()),
-        "attributes": pa.array(attrs, pa.list_(pa.string())),
-    })
-    users = pa.table({"user_id": pa.array(shop.user_ids, pa.int64()),
-                      "segment": [f"segment-{s}" for s in shop.user_segment]})
+    items = pa.table(
+        {
+            "item_id": pa.array(shop.item_ids, pa.int64()),
+            "title": shop.item_titles,
+            "category": [cat_names[c] for c in shop.item_category],
+            "brand": [shop.brands[b] for b in shop.item_brand],
+            "price": pa.array(shop.item_price.astype(np.float64)),
+            "stock": pa.array(shop.item_stock, pa.int64()),
+            "attributes": pa.array(attrs, pa.list_(pa.string())),
+        }
+    )
+    users = pa.table(
+        {"user_id": pa.array(shop.user_ids, pa.int64()), "segment": [f"segment-{s}" for s in shop.user_segment]}
+    )
     # One impression event per shown item, a click event some seconds later, a purchase later still.
     n_s = len(shop.session_user)
     session_start = START + shop.session_day * 86_400 + rng.integers(0, 86_400 - 3_600, n_s)
@@ -50,27 +58,36 @@ def tables(shop: Shop, seed: int = 0) -> dict[str, pa.Table]:
     clicked = np.flatnonzero(shop.imp_click > 0)
     bought = np.flatnonzero(shop.imp_purchase > 0)
     rows = np.concatenate([np.arange(shop.n_impressions), clicked, bought])
-    kind = np.concatenate([np.zeros(shop.n_impressions, np.int8), np.ones(len(clicked), np.int8),
-                           np.full(len(bought), 3, np.int8)])
-    delay = np.concatenate([np.zeros(shop.n_impressions, np.int64), rng.integers(5, 600, len(clicked)),
-                            rng.integers(600, 1800, len(bought))])
+    kind = np.concatenate(
+        [np.zeros(shop.n_impressions, np.int8), np.ones(len(clicked), np.int8), np.full(len(bought), 3, np.int8)]
+    )
+    delay = np.concatenate(
+        [
+            np.zeros(shop.n_impressions, np.int64),
+            rng.integers(5, 600, len(clicked)),
+            rng.integers(600, 1800, len(bought)),
+        ]
+    )
     order = np.lexsort((kind, rows, imp_time[rows] + delay))
     rows, kind, delay = rows[order], kind[order], delay[order]
     sess = imp_session[rows]
     query = shop.session_query[sess]
     query_text = pa.array([shop.queries[q] if q >= 0 else None for q in query.tolist()], pa.string())
     kinds = np.array(["impression", "click", "add_to_cart", "purchase"], object)
-    events = pa.table({
-        "timestamp": pa.array((imp_time[rows] + delay) * 1_000_000, pa.timestamp("us", tz="UTC")),
-        "session_id": pa.array(sess + 1, pa.int64()),
-        "user_id": pa.array(shop.user_ids[shop.session_user[sess]], pa.int64()),
-        "query": query_text,
-        "item_id": pa.array(shop.item_ids[shop.imp_item[rows]], pa.int64()),
-        "position": pa.array(shop.imp_position[rows], pa.int64()),
-        "event": pa.array(kinds[kind].tolist(), pa.string()).dictionary_encode(),
-        "relevance": pa.array(np.where(kind == 0, shop.imp_relevance[rows], np.nan).astype(np.float32),
-                              from_pandas=True),
-    })
+    events = pa.table(
+        {
+            "timestamp": pa.array((imp_time[rows] + delay) * 1_000_000, pa.timestamp("us", tz="UTC")),
+            "session_id": pa.array(sess + 1, pa.int64()),
+            "user_id": pa.array(shop.user_ids[shop.session_user[sess]], pa.int64()),
+            "query": query_text,
+            "item_id": pa.array(shop.item_ids[shop.imp_item[rows]], pa.int64()),
+            "position": pa.array(shop.imp_position[rows], pa.int64()),
+            "event": pa.array(kinds[kind].tolist(), pa.string()).dictionary_encode(),
+            "relevance": pa.array(
+                np.where(kind == 0, shop.imp_relevance[rows], np.nan).astype(np.float32), from_pandas=True
+            ),
+        }
+    )
     return {"items": items, "users": users, "events": events}
 
 
@@ -82,8 +99,10 @@ def write_shop(shop: Shop, out: Path) -> Path:
         pq.write_table(table, tmp)
         tmp.replace(out / f"{name}.parquet")
     config = out / "shoprank.yaml"
-    config.write_text(f"# The demo shop ({shop.profile.name} profile), written by `python -m builders demo-data`.\n"
-                      + yaml.safe_dump(config_dict(f"demo-{shop.profile.name}"), sort_keys=False))
+    config.write_text(
+        f"# The demo shop ({shop.profile.name} profile), written by `python -m builders demo-data`.\n"
+        + yaml.safe_dump(config_dict(f"demo-{shop.profile.name}"), sort_keys=False)
+    )
     return config
 
 

@@ -5,6 +5,7 @@ column that cannot be read at all is reported and skipped, so one run lists ever
 Text columns are read as raw bytes and decoded here, so a row that is not UTF-8 is named instead
 of failing the whole file. Repeated values (queries, categories, ids) are decoded and hashed once.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,9 +28,9 @@ SUFFIXES = {"parquet": (".parquet", ".pq"), "csv": (".csv", ".csv.gz")}
 class Ids:
     """An id column: the served INT64 ids, the original strings (None for integer ids), nulls."""
 
-    values: np.ndarray          # int64 (0 where null)
-    keys: np.ndarray | None     # object array of the original strings, or None
-    null: np.ndarray            # bool
+    values: np.ndarray  # int64 (0 where null)
+    keys: np.ndarray | None  # object array of the original strings, or None
+    null: np.ndarray  # bool
 
     @property
     def kind(self) -> str:
@@ -43,9 +44,9 @@ class Loaded:
     name: str
     path: Path
     rows: int
-    columns: dict[str, object]   # contract name -> Ids | np.ndarray | list
+    columns: dict[str, object]  # contract name -> Ids | np.ndarray | list
     extra: dict[str, pa.ChunkedArray]  # columns the config names beyond the contract
-    labels: dict[str, str]       # contract name -> how messages name it (the file's own name if mapped)
+    labels: dict[str, str]  # contract name -> how messages name it (the file's own name if mapped)
 
 
 def find_file(folder: Path, name: str, fmt: str) -> Path | None:
@@ -83,7 +84,7 @@ def _read(path: Path, mapping: dict[str, str], columns: tuple[Column, ...], id_t
     for col in columns:
         source = mapping.get(col.name, col.name)
         if col.kind in ("text", "attributes", "event"):
-            types[source] = pa.binary()      # decoded here, row by row, so bad UTF-8 is named
+            types[source] = pa.binary()  # decoded here, row by row, so bad UTF-8 is named
         elif col.kind == "id" and id_type == "string":
             types[source] = pa.binary()
     return csv.read_csv(path, convert_options=csv.ConvertOptions(column_types=types, strings_can_be_null=True))
@@ -113,8 +114,9 @@ def _decode(file: str, column: str, arr: pa.ChunkedArray, rep: ValidationReport)
         for code, message in list(bad.items())[:3]:
             rep.error(file, column, message, idx == code)
         if len(bad) > 3:
-            rep.error(file, column, f"{len(bad) - 3} more distinct values are not valid UTF-8",
-                      np.isin(idx, list(bad)[3:]))
+            rep.error(
+                file, column, f"{len(bad) - 3} more distinct values are not valid UTF-8", np.isin(idx, list(bad)[3:])
+            )
     return decoded[idx]
 
 
@@ -124,11 +126,20 @@ def _ids(file: str, column: str, arr: pa.ChunkedArray, id_type: str, rep: Valida
     if pa.types.is_integer(t) and id_type != "string":
         values = arr.fill_null(0).cast(pa.int64()).to_numpy(zero_copy_only=False)
         return Ids(values.astype(np.int64), None, null)
-    if pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) \
-            or pa.types.is_large_binary(t):
+    if (
+        pa.types.is_integer(t)
+        or pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+    ):
         if id_type == "int64":
-            rep.error(file, column, f"expected INT64 ids (data.id_type: int64), got text such as "
-                                    f"{sample(arr.to_pylist(), ~null, 2)}", ~null)
+            rep.error(
+                file,
+                column,
+                f"expected INT64 ids (data.id_type: int64), got text such as {sample(arr.to_pylist(), ~null, 2)}",
+                ~null,
+            )
             return None
         text = _decode(file, column, arr, rep)
         uniq, inverse = np.unique(text[~null].astype(str), return_inverse=True)
@@ -157,8 +168,12 @@ def _numbers(file: str, column: str, arr: pa.ChunkedArray, rep: ValidationReport
             except (TypeError, ValueError):
                 bad[i] = True
         if bad.any():
-            rep.error(file, column, f"expected {'an integer' if integer else 'a number'}, got text such as "
-                                    f"{sample(raw, bad)}", bad)
+            rep.error(
+                file,
+                column,
+                f"expected {'an integer' if integer else 'a number'}, got text such as {sample(raw, bad)}",
+                bad,
+            )
     if integer:
         frac = ~np.isnan(values) & (values != np.round(values))
         if frac.any():
@@ -192,8 +207,12 @@ def _timestamps(file: str, column: str, arr: pa.ChunkedArray, rep: ValidationRep
         except ValueError:
             bad[i] = True
     if bad.any():
-        rep.error(file, column, f"not a timestamp (ISO-8601 like 2026-11-24T10:15:00, or unix seconds): "
-                                f"{sample(text, bad)}", bad)
+        rep.error(
+            file,
+            column,
+            f"not a timestamp (ISO-8601 like 2026-11-24T10:15:00, or unix seconds): {sample(text, bad)}",
+            bad,
+        )
     return out
 
 
@@ -222,8 +241,12 @@ def load_table(name: str, cfg: DataConfig, rep: ValidationReport, extra: tuple[s
     if path is None:
         if name == "users":
             return None
-        rep.error(f"{filename}.*", None, f"no {name} file in {cfg.folder} (looked for {filename} with "
-                                          f"{', '.join(SUFFIXES['parquet'] + SUFFIXES['csv'])})")
+        rep.error(
+            f"{filename}.*",
+            None,
+            f"no {name} file in {cfg.folder} (looked for {filename} with "
+            f"{', '.join(SUFFIXES['parquet'] + SUFFIXES['csv'])})",
+        )
         return None
     columns = TABLES[name]
     mapping = cfg.columns.get(name, {})
@@ -241,8 +264,11 @@ def load_table(name: str, cfg: DataConfig, rep: ValidationReport, extra: tuple[s
         if source not in present:
             if col.required:
                 mapped = f" (mapped from '{col.name}' in data.columns.{name})" if source != col.name else ""
-                rep.error(path.name, source, f"missing required column{mapped}; the file has "
-                                             f"{', '.join(sorted(present)) or 'no columns'}")
+                rep.error(
+                    path.name,
+                    source,
+                    f"missing required column{mapped}; the file has {', '.join(sorted(present)) or 'no columns'}",
+                )
             continue
         arr = table.column(source)
         if col.kind == "id":
@@ -288,8 +314,11 @@ def check_nulls(loaded: Loaded, rep: ValidationReport) -> np.ndarray:
         else:
             continue
         if null.any():
-            rep.error(loaded.path.name, loaded.labels[col.name],
-                      f"null {'id' if col.kind == 'id' else 'value'}s are not allowed", null)
+            rep.error(
+                loaded.path.name,
+                loaded.labels[col.name],
+                f"null {'id' if col.kind == 'id' else 'value'}s are not allowed",
+                null,
+            )
         bad |= null
     return bad
-

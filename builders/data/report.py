@@ -4,6 +4,7 @@ Rows are 1-based data rows (the header of a CSV file is not counted: row 1 is th
 Errors stop the build before any training; warnings say what the build did about them (dropped,
 kept as cold items, sorted) and are kept in ``build/<name>/data/validation.json``.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,12 +18,12 @@ SHOW_ROWS = 5
 
 @dataclass(frozen=True)
 class Problem:
-    level: str               # "error" | "warning"
-    file: str                # e.g. "items.csv"
+    level: str  # "error" | "warning"
+    file: str  # e.g. "items.csv"
     column: str | None
     message: str
-    rows: tuple[int, ...] = ()   # the first rows, 1-based
-    count: int = 0               # how many rows in all (0: not about rows)
+    rows: tuple[int, ...] = ()  # the first rows, 1-based
+    count: int = 0  # how many rows in all (0: not about rows)
 
     def __str__(self) -> str:
         column = self.column if self.column is None or self.column.startswith("'") else f"'{self.column}'"
@@ -85,8 +86,9 @@ class ValidationReport:
             raise DataError(self)
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps({"problems": [asdict(p) for p in self.problems], "summary": self.summary},
-                                   indent=1, default=str))
+        path.write_text(
+            json.dumps({"problems": [asdict(p) for p in self.problems], "summary": self.summary}, indent=1, default=str)
+        )
 
 
 class DataError(ValueError):

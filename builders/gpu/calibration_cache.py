@@ -11,6 +11,7 @@ The TensorRT format is written for the serving image's TensorRT version. NOT VER
 TensorRT builder can run on the project's machines, so whether TensorRT accepts this cache is
 checked only where it runs (``engine.build``); the ranges themselves are unit-tested.
 """
+
 from __future__ import annotations
 
 import struct
@@ -29,15 +30,20 @@ def tensor_ranges(onnx_path: Path, feeds: list[dict[str, np.ndarray]]) -> dict[s
     from builders.variants.calibration import FeedReader
 
     with tempfile.TemporaryDirectory() as tmp:
-        calibrator = create_calibrator(str(onnx_path), op_types_to_calibrate=None,
-                                       augmented_model_path=str(Path(tmp) / "augmented.onnx"),
-                                       calibrate_method=CalibrationMethod.MinMax)
+        calibrator = create_calibrator(
+            str(onnx_path),
+            op_types_to_calibrate=None,
+            augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+            calibrate_method=CalibrationMethod.MinMax,
+        )
         calibrator.collect_data(FeedReader(feeds))
         data = calibrator.compute_data()
     ranges = {}
     for name, td in data.items():
-        lo, hi = (float(np.asarray(v).max() if np.asarray(v).size else 0.0) for v in (np.abs(td.range_value[0]),
-                                                                                         np.abs(td.range_value[1])))
+        lo, hi = (
+            float(np.asarray(v).max() if np.asarray(v).size else 0.0)
+            for v in (np.abs(td.range_value[0]), np.abs(td.range_value[1]))
+        )
         ranges[name] = max(lo, hi)
     return ranges
 

@@ -9,6 +9,7 @@ docs/gpu.md). Runs on a GPU host with the NGC Triton or TensorRT image, where ``
 the project imports this module fine without them. A failed build raises ``EngineBuildError`` with
 the exact ``trtexec`` command to reproduce it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,9 +40,11 @@ def find_trtexec() -> str | None:
 def unavailable_reason() -> str | None:
     """Why engines cannot be built on this machine, or None when they can."""
     if find_trtexec() is None:
-        return ("no trtexec on PATH or in /usr/src/tensorrt/bin: the TensorRT builder is not installed (it cannot be "
-                "installed from the registries this project's machines reach; run on a GPU host with the NGC "
-                f"Triton {naming.SERVING_RELEASE} image, or let the Helm chart's engine-build step do it)")
+        return (
+            "no trtexec on PATH or in /usr/src/tensorrt/bin: the TensorRT builder is not installed (it cannot be "
+            "installed from the registries this project's machines reach; run on a GPU host with the NGC "
+            f"Triton {naming.SERVING_RELEASE} image, or let the Helm chart's engine-build step do it)"
+        )
     if shutil.which("nvidia-smi") is None:
         return "no nvidia-smi: no NVIDIA GPU/driver on this machine, and engines must be built on the target GPU"
     return None
@@ -49,8 +52,16 @@ def unavailable_reason() -> str | None:
 
 def local_gpu() -> tuple[str, str]:
     """``(product name, compute capability)`` of GPU 0, from nvidia-smi."""
-    out = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"],
-                         capture_output=True, text=True, check=True).stdout.strip().splitlines()[0]
+    out = (
+        subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[0]
+    )
     name, cc = (part.strip() for part in out.rsplit(",", 1))
     return name, cc
 
@@ -73,8 +84,14 @@ def build(onnx: Path, out_dir: Path, spec, precision: str = "fp16", calib_cache:
         raise EngineBuildError(reason)
     _, cc = local_gpu()
     plan = out_dir / naming.engine_filename(cc, trt_version())
-    cmd = trtexec.command(onnx, plan.with_suffix(".tmp"), profiles.for_spec(spec), precision,
-                          str(calib_cache) if calib_cache else None, trtexec=find_trtexec() or "trtexec")
+    cmd = trtexec.command(
+        onnx,
+        plan.with_suffix(".tmp"),
+        profiles.for_spec(spec),
+        precision,
+        str(calib_cache) if calib_cache else None,
+        trtexec=find_trtexec() or "trtexec",
+    )
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).splitlines()[-20:])
@@ -95,8 +112,11 @@ def run_engine(plan: Path, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]
     for name, array in feed.items():
         buffers[name] = torch.from_numpy(np.ascontiguousarray(array)).cuda()
         context.set_input_shape(name, tuple(array.shape))
-    outputs = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)
-               if engine.get_tensor_mode(engine.get_tensor_name(i)) == trt.TensorIOMode.OUTPUT]
+    outputs = [
+        engine.get_tensor_name(i)
+        for i in range(engine.num_io_tensors)
+        if engine.get_tensor_mode(engine.get_tensor_name(i)) == trt.TensorIOMode.OUTPUT
+    ]
     for name in outputs:
         dtype = torch.from_numpy(np.zeros(1, trt.nptype(engine.get_tensor_dtype(name)))).dtype
         buffers[name] = torch.empty(tuple(context.get_tensor_shape(name)), dtype=dtype, device="cuda")

@@ -5,6 +5,7 @@ model with "file not found" instead of running a wrong engine.
 
     model.sm90.trt10.5.0.plan   H100 (compute capability 9.0), TensorRT 10.5.0 (NGC 24.10)
 """
+
 from __future__ import annotations
 
 import re

@@ -5,6 +5,7 @@
 * opt: the shape the engine is tuned for: a typical dynamic batch (8 queries of 8 tokens; 256
   candidate rows, a couple of 100-candidate requests).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from builders.triton_config import ModelSpec
 from runtime import contract as c
 
-ENCODER_OPT = (8, 8)     # (queries, tokens)
+ENCODER_OPT = (8, 8)  # (queries, tokens)
 RANKER_OPT_ROWS = 256
 
 

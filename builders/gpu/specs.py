@@ -11,6 +11,7 @@ Two runtimes for the encoder and the ranker (``--gpu-runtime``):
 
 The Python models (features, top-k) stay on CPU instances: they are numpy and tokenizer work.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,29 +33,56 @@ def gpu_model(spec: ModelSpec, runtime: str, precision: str, ccs: tuple[str, ...
         raise ValueError(f"gpu runtime must be one of {RUNTIMES}, got {runtime!r}")
     why = dict(spec.why)
     why["instance_group"] = "1 GPU instance: one engine execution at a time saturates a GPU for models this small"
-    why["dynamic_batching"] = (f"preferred {list(PREFERRED[spec.name])}: the engine's profile is tuned for "
-                               f"these batch sizes; {QUEUE_DELAY_US[spec.name]} us delay")
-    common = dict(instances=GPU_INSTANCES[spec.name], instance_kind="KIND_GPU", dynamic_batching=True,
-                  preferred_batch_sizes=PREFERRED[spec.name], max_queue_delay_us=QUEUE_DELAY_US[spec.name],
-                  parameters={})
+    why["dynamic_batching"] = (
+        f"preferred {list(PREFERRED[spec.name])}: the engine's profile is tuned for "
+        f"these batch sizes; {QUEUE_DELAY_US[spec.name]} us delay"
+    )
+    common = dict(
+        instances=GPU_INSTANCES[spec.name],
+        instance_kind="KIND_GPU",
+        dynamic_batching=True,
+        preferred_batch_sizes=PREFERRED[spec.name],
+        max_queue_delay_us=QUEUE_DELAY_US[spec.name],
+        parameters={},
+    )
     if runtime == "tensorrt":
-        why["platform"] = (f"tensorrt_plan, {precision}: engines per compute capability for TensorRT {trt_version} "
-                           f"(NGC {naming.SERVING_RELEASE}); a GPU without its engine fails to load, never runs a wrong one")
-        return dataclasses.replace(spec, backend="", platform="tensorrt_plan",
-                                   cc_model_filenames=naming.cc_model_filenames(ccs, trt_version), why=why, **common)
+        why["platform"] = (
+            f"tensorrt_plan, {precision}: engines per compute capability for TensorRT {trt_version} "
+            f"(NGC {naming.SERVING_RELEASE}); a GPU without its engine fails to load, never runs a wrong one"
+        )
+        return dataclasses.replace(
+            spec,
+            backend="",
+            platform="tensorrt_plan",
+            cc_model_filenames=naming.cc_model_filenames(ccs, trt_version),
+            why=why,
+            **common,
+        )
     if precision == "int8":
-        raise ValueError("int8 on the GPU needs the calibration cache of the tensorrt runtime: use "
-                         "--gpu-runtime tensorrt (ort-trt offers fp32 and fp16)")
-    params = {"precision_mode": precision.upper(), "max_workspace_size_bytes": str(1 << 32),
-              "trt_engine_cache_enable": "1", "trt_engine_cache_path": f"{ORT_TRT_CACHE}/{spec.name}"}
-    why["optimization"] = ("onnxruntime + TensorRT execution provider: ONNX Runtime builds the engine at load "
-                           "and caches it per GPU; ops TensorRT cannot take fall back to CUDA")
+        raise ValueError(
+            "int8 on the GPU needs the calibration cache of the tensorrt runtime: use "
+            "--gpu-runtime tensorrt (ort-trt offers fp32 and fp16)"
+        )
+    params = {
+        "precision_mode": precision.upper(),
+        "max_workspace_size_bytes": str(1 << 32),
+        "trt_engine_cache_enable": "1",
+        "trt_engine_cache_path": f"{ORT_TRT_CACHE}/{spec.name}",
+    }
+    why["optimization"] = (
+        "onnxruntime + TensorRT execution provider: ONNX Runtime builds the engine at load "
+        "and caches it per GPU; ops TensorRT cannot take fall back to CUDA"
+    )
     return dataclasses.replace(spec, gpu_accelerator={"name": "tensorrt", "parameters": params}, why=why, **common)
 
 
-def specs(runtime: str = "tensorrt", precision: str = "fp16", ccs: tuple[str, ...] = tuple(naming.TARGET_CCS),
-          trt_version: str = naming.TRT_OF_RELEASE[naming.SERVING_RELEASE], embed_dim: int = c.EMBED_DIM
-          ) -> list[ModelSpec]:
+def specs(
+    runtime: str = "tensorrt",
+    precision: str = "fp16",
+    ccs: tuple[str, ...] = tuple(naming.TARGET_CCS),
+    trt_version: str = naming.TRT_OF_RELEASE[naming.SERVING_RELEASE],
+    embed_dim: int = c.EMBED_DIM,
+) -> list[ModelSpec]:
     """Every model of the gpu-target repository (``embed_dim``: the text encoder's output size)."""
     out = []
     for spec in cpu_specs(embed_dim):

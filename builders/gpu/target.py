@@ -5,6 +5,7 @@ ranker). Without TensorRT (always so on the project's machines) the repository h
 sources and the configs, and the engines are built on the GPU node (the chart's engine-build step,
 or ``python -m builders.gpu.engine --repo ...`` on a GPU host).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -29,15 +30,30 @@ def shop_feeds(work: Path, shop) -> dict[str, list[dict[str, np.ndarray]]]:
 
     tok = TextTokenizer(pretrained_dir() / "tokenizer.json")
     store = FeatureStore.load(work / "features", with_tokenizer=False, with_profiles=True)
-    rows = make_rows(shop, store.tables, store.lexicon, np.load(work / "embeddings" / "items.npy"),
-                     np.load(work / "embeddings" / "queries.npy"), store.user_profiles,
-                     np.arange(min(CALIBRATION_SESSIONS, len(shop.session_user))))
-    return {c.TEXT_ENCODER: calibration.encoder_batches(tok, list(shop.item_titles) + list(shop.queries)),
-            c.RANKER: calibration.ranker_batches(rows.cat, rows.dense)}
+    rows = make_rows(
+        shop,
+        store.tables,
+        store.lexicon,
+        np.load(work / "embeddings" / "items.npy"),
+        np.load(work / "embeddings" / "queries.npy"),
+        store.user_profiles,
+        np.arange(min(CALIBRATION_SESSIONS, len(shop.session_user))),
+    )
+    return {
+        c.TEXT_ENCODER: calibration.encoder_batches(tok, list(shop.item_titles) + list(shop.queries)),
+        c.RANKER: calibration.ranker_batches(rows.cat, rows.dense),
+    }
 
 
-def build_gpu(work: Path, shop, sources: dict[str, Path], runtime: str, precision: str,
-              log: Callable[[str], None], embed_dim: int = c.EMBED_DIM) -> tuple[list, dict]:
+def build_gpu(
+    work: Path,
+    shop,
+    sources: dict[str, Path],
+    runtime: str,
+    precision: str,
+    log: Callable[[str], None],
+    embed_dim: int = c.EMBED_DIM,
+) -> tuple[list, dict]:
     """``(model specs, report)``; ``report["files"][model]`` are the extra files of each version folder.
 
     Raises ``ValueError`` for a runtime/precision pair that is not offered.
@@ -50,7 +66,7 @@ def build_gpu(work: Path, shop, sources: dict[str, Path], runtime: str, precisio
     files: dict[str, dict[str, Path]] = {name: {} for name in sources}
     report: dict = {"runtime": runtime, "precision": precision, "files": files}
     if runtime != "tensorrt":
-        return model_specs, report        # ORT-TRT: ONNX Runtime builds the engine when the model loads
+        return model_specs, report  # ORT-TRT: ONNX Runtime builds the engine when the model loads
     reason = engine.unavailable_reason()
     feeds = shop_feeds(work, shop) if precision == "int8" or reason is None else {}
     for name, src in sources.items():

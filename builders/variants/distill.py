@@ -12,6 +12,7 @@ reported next to the queries'.
 
 CLI: ``python -m builders.variants.distill --work build/default --out build/default/variants/distilled.onnx``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,9 +40,19 @@ def make_student(keep_layers: tuple[int, ...] = KEEP_LAYERS):
     return model
 
 
-def distill(texts: list[str], targets: np.ndarray, query_texts: list[str], query_targets: np.ndarray,
-            epochs: int = 2, batch: int = 64, lr: float = 1e-4, query_repeats: int = 20, max_steps: int = 0,
-            seed: int = 0, progress: bool = True):
+def distill(
+    texts: list[str],
+    targets: np.ndarray,
+    query_texts: list[str],
+    query_targets: np.ndarray,
+    epochs: int = 2,
+    batch: int = 64,
+    lr: float = 1e-4,
+    query_repeats: int = 20,
+    max_steps: int = 0,
+    seed: int = 0,
+    progress: bool = True,
+):
     """Train a student on ``texts`` (+ ``query_texts`` repeated ``query_repeats`` times) towards the
     teacher's normalised embeddings. Returns ``(student, history)``."""
     import torch
@@ -64,9 +75,10 @@ def distill(texts: list[str], targets: np.ndarray, query_texts: list[str], query
         student.train()
         perm = rng.permutation(len(all_texts))
         losses = []
-        for s in tqdm(range(0, len(perm), batch), desc=f"distill epoch {epoch + 1}/{epochs}", disable=not progress,
-                      unit="batch"):
-            idx = perm[s:s + batch]
+        for s in tqdm(
+            range(0, len(perm), batch), desc=f"distill epoch {epoch + 1}/{epochs}", disable=not progress, unit="batch"
+        ):
+            idx = perm[s : s + batch]
             ids, mask = tok.encode([all_texts[i] for i in idx])
             emb = student(torch.from_numpy(ids), torch.from_numpy(mask))
             loss = (1.0 - (emb * torch.from_numpy(all_targets[idx])).sum(1)).mean()
@@ -95,10 +107,20 @@ def export_onnx(student, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp.onnx")
     with torch.no_grad():
-        torch.onnx.export(student, (ids, ids.clone()), str(tmp), dynamo=False, opset_version=OPSET,
-                          input_names=[INPUT_IDS, ATTENTION_MASK], output_names=[SENTENCE_EMBEDDING],
-                          dynamic_axes={INPUT_IDS: {0: "batch", 1: "seq"}, ATTENTION_MASK: {0: "batch", 1: "seq"},
-                                        SENTENCE_EMBEDDING: {0: "batch"}})
+        torch.onnx.export(
+            student,
+            (ids, ids.clone()),
+            str(tmp),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=[INPUT_IDS, ATTENTION_MASK],
+            output_names=[SENTENCE_EMBEDDING],
+            dynamic_axes={
+                INPUT_IDS: {0: "batch", 1: "seq"},
+                ATTENTION_MASK: {0: "batch", 1: "seq"},
+                SENTENCE_EMBEDDING: {0: "batch"},
+            },
+        )
     os.replace(tmp, out)
     return out
 
@@ -110,11 +132,17 @@ def distill_from_build(work: Path, out: Path, epochs: int = 2, max_steps: int = 
     items = np.load(work / "embeddings" / "items.npy")[: len(titles)]
     query_emb = np.load(work / "embeddings" / "queries.npy")
     n_train = max(1, len(titles) - HOLDOUT_TITLES)
-    student, history = distill(titles[:n_train], items[:n_train], queries, query_emb, epochs=epochs,
-                               max_steps=max_steps, progress=progress)
+    student, history = distill(
+        titles[:n_train], items[:n_train], queries, query_emb, epochs=epochs, max_steps=max_steps, progress=progress
+    )
     export_onnx(student, out)
-    return {"train_titles": n_train, "held_out_titles": len(titles) - n_train, "queries": len(queries),
-            "keep_layers": list(KEEP_LAYERS), "history": history}
+    return {
+        "train_titles": n_train,
+        "held_out_titles": len(titles) - n_train,
+        "queries": len(queries),
+        "keep_layers": list(KEEP_LAYERS),
+        "history": history,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

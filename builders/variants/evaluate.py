@@ -12,6 +12,7 @@ Speed is in-process ONNX Runtime with the served thread settings (encoder: 2 int
 query of 8 and of 16 tokens, and a batch of 32 queries; ranker: 1 thread, 200 candidates, and a
 batch of 4,096 rows). Served numbers come from ``benchmarks/variants.py``.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,7 +39,7 @@ class Reference:
     queries: list[str]
     item_emb: np.ndarray
     query_emb: np.ndarray
-    rows: dict          # train / val / test Rows
+    rows: dict  # train / val / test Rows
     encoder_onnx: Path
     ranker_onnx: Path
     _ranker_out: tuple | None = None
@@ -59,8 +60,16 @@ class Reference:
         item_emb = np.load(work / "embeddings" / "items.npy")
         query_emb = np.load(work / "embeddings" / "queries.npy")
         rows = datasets(shop, store.tables, store.lexicon, item_emb, query_emb, store.user_profiles)
-        return cls(work, list(shop.item_titles), list(shop.queries), item_emb, query_emb, rows, encoder_onnx,
-                   work / "ranker" / "model.onnx")
+        return cls(
+            work,
+            list(shop.item_titles),
+            list(shop.queries),
+            item_emb,
+            query_emb,
+            rows,
+            encoder_onnx,
+            work / "ranker" / "model.onnx",
+        )
 
     def ranker_outputs(self, onnx_path: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(logit, sim_weight)`` of the test rows; the reference's are cached."""
@@ -70,8 +79,12 @@ class Reference:
 
         te = self.rows["test"]
         session = make_session(str(onnx_path or self.ranker_onnx), intra_op_threads=2)
-        out = [session.run([LOGIT, SIM_WEIGHT], {CAT_FEATURES: te.cat[s:s + 65536], DENSE_FEATURES: te.dense[s:s + 65536]})
-               for s in range(0, len(te), 65536)]
+        out = [
+            session.run(
+                [LOGIT, SIM_WEIGHT], {CAT_FEATURES: te.cat[s : s + 65536], DENSE_FEATURES: te.dense[s : s + 65536]}
+            )
+            for s in range(0, len(te), 65536)
+        ]
         logit, weight = (np.concatenate([o[i][:, 0] for o in out]) for i in (0, 1))
         if onnx_path is None:
             self._ranker_out = (logit, weight)
@@ -106,8 +119,12 @@ def encoder_contribution(te, logit: np.ndarray, weight: np.ndarray, sim: np.ndar
     without, reference, variant = ndcg(logit), ndcg(logit + weight * te.sim), ndcg(logit + weight * sim)
     if None in (without, reference, variant) or reference <= without:
         return {}
-    return {"searches_metric": "ndcg@10_true" if true else "ndcg@10", "ndcg@10_searches": variant,
-            "encoder_gain": variant - without, "encoder_gain_retained": (variant - without) / (reference - without)}
+    return {
+        "searches_metric": "ndcg@10_true" if true else "ndcg@10",
+        "ndcg@10_searches": variant,
+        "encoder_gain": variant - without,
+        "encoder_gain_retained": (variant - without) / (reference - without),
+    }
 
 
 def embed(onnx_path: Path, texts: list[str], length: int, tokenizer: Path | None = None) -> np.ndarray:
@@ -124,13 +141,13 @@ def encoder_quality(ref: Reference, onnx_path: Path) -> dict:
     has_q = te.query >= 0
     cosine = te.cosine.copy()
     cosine[has_q] = (q_emb[te.query[has_q]] * ref.item_emb[te.item[has_q]]).sum(1)
-    sim = standardize_lists(cosine, te.offsets)     # as served: z-scores over each request's candidates
+    sim = standardize_lists(cosine, te.offsets)  # as served: z-scores over each request's candidates
     logit, weight = ref.ranker_outputs()
     quality = _quality(te, logit + weight * sim)
     quality.update(encoder_contribution(te, logit, weight, sim))
     held_out = ref.titles[-HOLDOUT_TITLES:]
     t_emb = embed(onnx_path, held_out, 32, ref.tokenizer)
-    t_ref = ref.item_emb[len(ref.titles) - len(held_out): len(ref.titles)]
+    t_ref = ref.item_emb[len(ref.titles) - len(held_out) : len(ref.titles)]
     quality["cosine_queries"] = float(np.mean((q_emb * ref.query_emb).sum(1)))
     quality["cosine_queries_min"] = float(np.min((q_emb * ref.query_emb).sum(1)))
     quality["cosine_held_out_titles"] = float(np.mean((t_emb * t_ref).sum(1)))
@@ -160,7 +177,7 @@ def encoder_speed(onnx_path: Path, queries: list[str], repeats: int = 100, token
     out = {}
     for width in (8, 16):
         i = by_len.get(width, 0)
-        feed = {INPUT_IDS: ids[i:i + 1, :width], ATTENTION_MASK: mask[i:i + 1, :width]}
+        feed = {INPUT_IDS: ids[i : i + 1, :width], ATTENTION_MASK: mask[i : i + 1, :width]}
         out[f"p50_ms_{width}tok"] = _p50_ms(lambda f=feed: session.run(None, f), repeats)
     batch = [i for i, m in enumerate(mask) if m.sum() <= 8][:32]
     feed = {INPUT_IDS: ids[batch, :8], ATTENTION_MASK: mask[batch, :8]}
@@ -174,8 +191,10 @@ def ranker_speed(onnx_path: Path, rows, repeats: int = 100) -> dict:
     session = make_session(str(onnx_path), intra_op_threads=RANKER_THREADS)
     small = {CAT_FEATURES: rows.cat[:200], DENSE_FEATURES: rows.dense[:200]}
     big = {CAT_FEATURES: rows.cat[:4096], DENSE_FEATURES: rows.dense[:4096]}
-    return {"p50_ms_200rows": _p50_ms(lambda: session.run(None, small), repeats),
-            "rows_per_s_batch4096": 4096 / (_p50_ms(lambda: session.run(None, big), max(10, repeats // 10)) / 1e3)}
+    return {
+        "p50_ms_200rows": _p50_ms(lambda: session.run(None, small), repeats),
+        "rows_per_s_batch4096": 4096 / (_p50_ms(lambda: session.run(None, big), max(10, repeats // 10)) / 1e3),
+    }
 
 
 def interleaved(paths: dict[str, Path], measure, rounds: int = 3) -> dict[str, dict]:
@@ -186,7 +205,7 @@ def interleaved(paths: dict[str, Path], measure, rounds: int = 3) -> dict[str, d
     """
     runs: dict[str, list[dict]] = {name: [] for name in paths}
     for r in range(rounds):
-        for name in (list(paths) if r % 2 == 0 else list(reversed(paths))):
+        for name in list(paths) if r % 2 == 0 else list(reversed(paths)):
             runs[name].append(measure(paths[name]))
     return {name: {key: float(np.median([m[key] for m in ms])) for key in ms[0]} for name, ms in runs.items()}
 

@@ -13,6 +13,7 @@ against the reference's), and a mean cosine to the teacher of at least ``MIN_COS
 queries: the embedding is also used beyond this ranker (retrieval, analytics) and must stay in the
 teacher's space.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,37 +37,53 @@ def relative_drop(reference: float, value: float) -> float:
     return (reference - value) / reference
 
 
-def verdict(name: str, quality: dict, reference: dict, margin: float = DEFAULT_MARGIN,
-            metric: str = GATED_METRIC) -> dict:
+def verdict(
+    name: str, quality: dict, reference: dict, margin: float = DEFAULT_MARGIN, metric: str = GATED_METRIC
+) -> dict:
     """The gate's decision, without raising: ``passed``, ``relative_drop`` and, when refused, ``message``."""
     if not 0.0 <= margin < 1.0:
         raise ValueError(f"quality margin must be in [0, 1), got {margin}")
     for source, q in (("variant", quality), ("reference", reference)):
         if metric not in q:
-            raise QualityGateError(f"{source} of {name!r} has no {metric!r} measurement; rerun "
-                                   f"`python -m builders variants`")
+            raise QualityGateError(
+                f"{source} of {name!r} has no {metric!r} measurement; rerun `python -m builders variants`"
+            )
     drop = relative_drop(reference[metric], quality[metric])
     message = None
     if drop > margin:
-        message = (f"variant {name!r} refused: {metric.upper()} {quality[metric]:.4f} is {drop:.2%} below the "
-                   f"reference {reference[metric]:.4f}, more than the allowed {margin:.2%} (--quality-margin)")
+        message = (
+            f"variant {name!r} refused: {metric.upper()} {quality[metric]:.4f} is {drop:.2%} below the "
+            f"reference {reference[metric]:.4f}, more than the allowed {margin:.2%} (--quality-margin)"
+        )
     elif RETAINED_METRIC in quality and quality[RETAINED_METRIC] < MIN_RETAINED:
-        message = (f"variant {name!r} refused: it keeps {quality[RETAINED_METRIC]:.0%} of what the encoder adds to the "
-                   f"searches' {quality.get('searches_metric', 'ndcg@10').upper()}, less than {MIN_RETAINED:.0%} "
-                   f"(its overall {metric.upper()} is {drop:.2%} below the reference)")
+        message = (
+            f"variant {name!r} refused: it keeps {quality[RETAINED_METRIC]:.0%} of what the encoder adds to the "
+            f"searches' {quality.get('searches_metric', 'ndcg@10').upper()}, less than {MIN_RETAINED:.0%} "
+            f"(its overall {metric.upper()} is {drop:.2%} below the reference)"
+        )
     elif COSINE_METRIC in quality and quality[COSINE_METRIC] < MIN_COSINE:
-        message = (f"variant {name!r} refused: mean cosine to the teacher on the query pool is "
-                   f"{quality[COSINE_METRIC]:.4f}, below {MIN_COSINE} (its {metric.upper()} is {drop:.2%} below "
-                   f"the reference)")
-    result = {"variant": name, "metric": metric, "reference": reference[metric], "value": quality[metric],
-              "relative_drop": drop, "margin": margin, "passed": message is None}
+        message = (
+            f"variant {name!r} refused: mean cosine to the teacher on the query pool is "
+            f"{quality[COSINE_METRIC]:.4f}, below {MIN_COSINE} (its {metric.upper()} is {drop:.2%} below "
+            f"the reference)"
+        )
+    result = {
+        "variant": name,
+        "metric": metric,
+        "reference": reference[metric],
+        "value": quality[metric],
+        "relative_drop": drop,
+        "margin": margin,
+        "passed": message is None,
+    }
     if message:
         result["message"] = message
     return result
 
 
-def check(name: str, quality: dict, reference: dict, margin: float = DEFAULT_MARGIN,
-          metric: str = GATED_METRIC) -> dict:
+def check(
+    name: str, quality: dict, reference: dict, margin: float = DEFAULT_MARGIN, metric: str = GATED_METRIC
+) -> dict:
     """``verdict``, raising ``QualityGateError`` with its message when the variant is refused."""
     result = verdict(name, quality, reference, margin, metric)
     if not result["passed"]:

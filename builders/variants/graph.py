@@ -8,6 +8,7 @@
 
 CLI: ``python -m builders.variants.graph encoder|ranker SRC DST``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,9 @@ def fuse_encoder(src: Path, dst: Path, num_heads: int = MINILM_HEADS, hidden_siz
     from onnxruntime.transformers import optimizer
 
     dst.parent.mkdir(parents=True, exist_ok=True)
-    model = optimizer.optimize_model(str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden_size,
-                                     opt_level=1)
+    model = optimizer.optimize_model(
+        str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden_size, opt_level=1
+    )
     tmp = dst.with_suffix(".tmp.onnx")
     model.save_model_to_file(str(tmp))
     os.replace(tmp, dst)

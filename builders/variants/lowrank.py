@@ -7,6 +7,7 @@
 
 Initialised from the SVD of the trained weights, then fine-tuned on the training rows.
 """
+
 from __future__ import annotations
 
 
@@ -39,7 +40,7 @@ def factorize(model, embedding_rank: int = 8, cross_rank: int = 32, min_rows: in
             return self.project(self.rows(ids))
 
     def low_rank_linear(layer: nn.Linear, rank: int) -> nn.Sequential:
-        u, v = _svd(layer.weight, rank)      # W [out, in] = u [out, r] @ v [r, in]
+        u, v = _svd(layer.weight, rank)  # W [out, in] = u [out, r] @ v [r, in]
         first, second = nn.Linear(layer.in_features, rank, bias=False), nn.Linear(rank, layer.out_features)
         with torch.no_grad():
             first.weight.copy_(v)

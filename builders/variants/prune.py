@@ -7,6 +7,7 @@ masks), so the exported ONNX graph does less work. The cross layers are left who
 multiplies the input elementwise, so their width is the feature width. A short fine-tune on the
 training rows recovers the quality the cut lost.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,7 +24,7 @@ def prune_deep(model, keep: float = 0.5):
         raise ValueError(f"keep must be in (0, 1], got {keep}")
     model = copy.deepcopy(model)
     linears = [m for m in model.deep if isinstance(m, nn.Linear)]
-    width = model.head.in_features - linears[-1].out_features   # the cross part of the head's input
+    width = model.head.in_features - linears[-1].out_features  # the cross part of the head's input
     prev_keep = None
     new_layers = []
     for i, layer in enumerate(linears):

@@ -8,6 +8,7 @@
 CLI: ``python -m builders.variants.quantize dynamic SRC DST``; static needs calibration data and runs
 from ``python -m builders variants``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,27 +30,44 @@ def dynamic(src: Path, dst: Path, per_channel: bool = True) -> Path:
 
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_suffix(".tmp.onnx")
-    quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, per_channel=per_channel,
-                     extra_options=_float_default(src))
+    quantize_dynamic(
+        str(src), str(tmp), weight_type=QuantType.QInt8, per_channel=per_channel, extra_options=_float_default(src)
+    )
     os.replace(tmp, dst)
     return dst
 
 
-def static(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]], op_types: tuple[str, ...] = ("MatMul", "Gemm"),
-           method: str = "minmax") -> Path:
+def static(
+    src: Path,
+    dst: Path,
+    feeds: list[dict[str, np.ndarray]],
+    op_types: tuple[str, ...] = ("MatMul", "Gemm"),
+    method: str = "minmax",
+) -> Path:
     """QDQ static INT8 of ``op_types`` with activation ranges from ``feeds`` (MinMax or Percentile)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     from builders.variants.calibration import FeedReader
 
-    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
-               "entropy": CalibrationMethod.Entropy}
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+        "entropy": CalibrationMethod.Entropy,
+    }
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_suffix(".tmp.onnx")
-    quantize_static(str(src), str(tmp), FeedReader(feeds), quant_format=QuantFormat.QDQ,
-                    op_types_to_quantize=list(op_types), per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=methods[method], extra_options=_float_default(src))
+    quantize_static(
+        str(src),
+        str(tmp),
+        FeedReader(feeds),
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=list(op_types),
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=methods[method],
+        extra_options=_float_default(src),
+    )
     os.replace(tmp, dst)
     return dst
 

@@ -6,6 +6,7 @@ build steps); the measurements are redone on every run and written to
 reads to gate a variant before it publishes it, and ``benchmarks/variants.py`` turns into the
 table and Pareto plot of ``docs/compression.md``.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,16 +36,24 @@ def load_reference_ranker(work: Path):
 
     state = torch.load(work / "ranker" / "ranker.pt", weights_only=True)
     cards = [state[f"embeddings.{i}.weight"].shape[0] for i in range(sum(k.startswith("embeddings.") for k in state))]
-    hidden = tuple(state[k].shape[0] for k in sorted(k for k in state if k.startswith("deep.") and k.endswith(".weight")))
-    model = build_model(cards, state["dense_mean"].numpy(), state["dense_std"].numpy(),
-                        emb_dim=state["embeddings.0.weight"].shape[1],
-                        cross_layers=sum(k.startswith("cross.") and k.endswith(".weight") for k in state), hidden=hidden)
+    hidden = tuple(
+        state[k].shape[0] for k in sorted(k for k in state if k.startswith("deep.") and k.endswith(".weight"))
+    )
+    model = build_model(
+        cards,
+        state["dense_mean"].numpy(),
+        state["dense_std"].numpy(),
+        emb_dim=state["embeddings.0.weight"].shape[1],
+        cross_layers=sum(k.startswith("cross.") and k.endswith(".weight") for k in state),
+        hidden=hidden,
+    )
     model.load_state_dict(state)
     return model.eval()
 
 
-def encoder_makers(work: Path, ref: evaluate.Reference, distill_epochs: int, distill_max_steps: int,
-                   progress: bool) -> dict[str, Callable[[Path], dict | None]]:
+def encoder_makers(
+    work: Path, ref: evaluate.Reference, distill_epochs: int, distill_max_steps: int, progress: bool
+) -> dict[str, Callable[[Path], dict | None]]:
     from builders.variants import calibration, distill, graph, quantize
     from runtime.text import TextTokenizer
 
@@ -59,8 +68,9 @@ def encoder_makers(work: Path, ref: evaluate.Reference, distill_epochs: int, dis
 
     def distilled(dst: Path):
         raw = dst.with_name("distilled_raw.onnx")
-        report = distill.distill_from_build(work, raw, epochs=distill_epochs, max_steps=distill_max_steps,
-                                            progress=progress)
+        report = distill.distill_from_build(
+            work, raw, epochs=distill_epochs, max_steps=distill_max_steps, progress=progress
+        )
         graph.fuse_encoder(raw, dst)
         return report
 
@@ -82,8 +92,9 @@ def ranker_makers(work: Path, ref: evaluate.Reference, progress: bool) -> dict[s
 
     def fine_tuned(make_model: Callable, dst: Path, **info) -> dict:
         model = make_model(load_reference_ranker(work))
-        history = ranker.fit(model, ref.rows["train"], ref.rows["val"], epochs=2, lr=5e-4, progress=progress,
-                             desc="fine-tune")
+        history = ranker.fit(
+            model, ref.rows["train"], ref.rows["val"], epochs=2, lr=5e-4, progress=progress, desc="fine-tune"
+        )
         ranker.export_onnx(model, dst)
         return {"parameters": prune.parameter_count(model), "fine_tune": history, **info}
 
@@ -97,42 +108,67 @@ def ranker_makers(work: Path, ref: evaluate.Reference, progress: bool) -> dict[s
         "int8-dynamic": lambda dst: quantize.dynamic(src, dst) and None,
         "int8-static": calibrated,
         "pruned": lambda dst: fine_tuned(lambda m: prune.prune_deep(m, keep=0.5), dst, keep=0.5),
-        "low-rank": lambda dst: fine_tuned(lambda m: lowrank.factorize(m, embedding_rank=8, cross_rank=32), dst,
-                                           embedding_rank=8, cross_rank=32),
+        "low-rank": lambda dst: fine_tuned(
+            lambda m: lowrank.factorize(m, embedding_rank=8, cross_rank=32), dst, embedding_rank=8, cross_rank=32
+        ),
     }
 
 
-def run(work: Path, encoder_onnx: Path, only: list[str] | None = None, distill_epochs: int = 1,
-        distill_max_steps: int = 0, margin: float = gate.DEFAULT_MARGIN, progress: bool = True,
-        log: Callable[[str], None] = print, speed_rounds: int = 3) -> dict:
+def run(
+    work: Path,
+    encoder_onnx: Path,
+    only: list[str] | None = None,
+    distill_epochs: int = 1,
+    distill_max_steps: int = 0,
+    margin: float = gate.DEFAULT_MARGIN,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    speed_rounds: int = 3,
+) -> dict:
     """Make (cached) and measure the variants; ``only`` limits to names like ``encoder/int8-dynamic``."""
     ctx = Driver(work, log)
     (work / "variants").mkdir(parents=True, exist_ok=True)
     ref = evaluate.Reference.load(work, encoder_onnx)
     ref_key = {name: json.loads((work / f"{name}.stamp.json").read_text())["key"] for name in ("encoder", "ranker")}
     wanted = lambda model, name: name == REFERENCE or not only or f"{model}/{name}" in only  # noqa: E731
-    report: dict = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-                    "margin": margin, "encoder": {}, "ranker": {}}
-    makers = {"encoder": encoder_makers(work, ref, distill_epochs, distill_max_steps, progress),
-              "ranker": ranker_makers(work, ref, progress)}
+    report: dict = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "margin": margin,
+        "encoder": {},
+        "ranker": {},
+    }
+    makers = {
+        "encoder": encoder_makers(work, ref, distill_epochs, distill_max_steps, progress),
+        "ranker": ranker_makers(work, ref, progress),
+    }
     own_encoder = encoder_onnx.resolve().parent != (Path(__file__).resolve().parents[2] / "build" / "encoder")
     for model, names in (("encoder", ENCODER_VARIANTS), ("ranker", RANKER_VARIANTS)):
         for name in names:
             if not wanted(model, name):
                 continue
             if own_encoder and name.startswith("distilled"):
-                log(f"[variants] {model}/{name} skipped: distillation starts from MiniLM's layers, and this shop "
-                    f"has its own encoder")
+                log(
+                    f"[variants] {model}/{name} skipped: distillation starts from MiniLM's layers, and this shop "
+                    f"has its own encoder"
+                )
                 continue
             if name == REFERENCE:
                 path, built = (ref.encoder_onnx if model == "encoder" else ref.ranker_onnx), {}
             else:
                 path = variant_path(work, model, name)
                 path.parent.mkdir(parents=True, exist_ok=True)
-                key = {"reference": ref_key, "code": CODE_VERSION, "distill_epochs": distill_epochs,
-                       "distill_max_steps": distill_max_steps}
-                built = ctx.cached(f"variants/{model}/{name.replace('+', '_')}", key, [path],
-                                   lambda p=path, n=name: makers[model][n](p))
+                key = {
+                    "reference": ref_key,
+                    "code": CODE_VERSION,
+                    "distill_epochs": distill_epochs,
+                    "distill_max_steps": distill_max_steps,
+                }
+                built = ctx.cached(
+                    f"variants/{model}/{name.replace('+', '_')}",
+                    key,
+                    [path],
+                    lambda p=path, n=name: makers[model][n](p),
+                )
             log(f"[measure] {model}/{name} quality")
             entry = {"file": str(path), "mb": evaluate.size_mb(path), "build": built}
             if model == "encoder":
@@ -143,8 +179,9 @@ def run(work: Path, encoder_onnx: Path, only: list[str] | None = None, distill_e
         log(f"[measure] {model} speed, {speed_rounds} rounds in alternating order")
         paths = {name: Path(e["file"]) for name, e in report[model].items()}
         if model == "encoder":
-            speeds = evaluate.interleaved(paths, lambda p: evaluate.encoder_speed(p, ref.queries,
-                                                                                 tokenizer=ref.tokenizer), speed_rounds)
+            speeds = evaluate.interleaved(
+                paths, lambda p: evaluate.encoder_speed(p, ref.queries, tokenizer=ref.tokenizer), speed_rounds
+            )
         else:
             speeds = evaluate.interleaved(paths, lambda p: evaluate.ranker_speed(p, ref.rows["test"]), speed_rounds)
         for name, speed in speeds.items():
@@ -164,11 +201,15 @@ def summary(report: dict) -> str:
             continue
         ref = entries[REFERENCE]
         speed_key = "p50_ms_8tok" if model == "encoder" else "p50_ms_200rows"
-        lines.append(f"{model:<8} {'variant':<16} {'MB':>7} {'p50 ms':>8} {'speed-up':>8} {'NDCG@10':>8} "
-                     f"{'drop':>7} {'AUC':>7}  gate")
+        lines.append(
+            f"{model:<8} {'variant':<16} {'MB':>7} {'p50 ms':>8} {'speed-up':>8} {'NDCG@10':>8} "
+            f"{'drop':>7} {'AUC':>7}  gate"
+        )
         for name, e in entries.items():
-            lines.append(f"{'':<8} {name:<16} {e['mb']:7.1f} {e['speed'][speed_key]:8.3f} "
-                         f"{ref['speed'][speed_key] / e['speed'][speed_key]:7.2f}x {e['quality']['ndcg@10']:8.4f} "
-                         f"{e['gate']['relative_drop']:7.2%} {e['quality']['auc']:7.4f}  "
-                         f"{'pass' if e['gate']['passed'] else 'REFUSED'}")
+            lines.append(
+                f"{'':<8} {name:<16} {e['mb']:7.1f} {e['speed'][speed_key]:8.3f} "
+                f"{ref['speed'][speed_key] / e['speed'][speed_key]:7.2f}x {e['quality']['ndcg@10']:8.4f} "
+                f"{e['gate']['relative_drop']:7.2%} {e['quality']['auc']:7.4f}  "
+                f"{'pass' if e['gate']['passed'] else 'REFUSED'}"
+            )
     return "\n".join(lines)

@@ -1,4 +1,5 @@
 """The asyncio client: ``AsyncRankingClient`` mirrors ``RankingClient`` method for method."""
+
 from __future__ import annotations
 
 import asyncio
@@ -31,21 +32,36 @@ class AsyncRankingClient:
         self._headers = dict(self.options.headers) or None
         self._late: Set[asyncio.Future] = set()  # RPCs past the caller's deadline, left to finish
 
-    async def search(self, user_id: Union[int, str], query: Union[str, bytes], candidates: Sequence[Union[int, str]], k: int = 10,
-                     timeout_s: Optional[float] = None) -> RankingResult:
+    async def search(
+        self,
+        user_id: Union[int, str],
+        query: Union[str, bytes],
+        candidates: Sequence[Union[int, str]],
+        k: int = 10,
+        timeout_s: Optional[float] = None,
+    ) -> RankingResult:
         """Top ``k`` of ``candidates`` for ``user_id`` searching ``query``, best first. Ids may be ints or strings."""
         model, inputs, keys = build_inputs(user_id, candidates, k, query)
         return await self._rank(model, inputs, timeout_s, keys)
 
-    async def recommend(self, user_id: Union[int, str], candidates: Sequence[Union[int, str]], k: int = 10,
-                        timeout_s: Optional[float] = None) -> RankingResult:
+    async def recommend(
+        self,
+        user_id: Union[int, str],
+        candidates: Sequence[Union[int, str]],
+        k: int = 10,
+        timeout_s: Optional[float] = None,
+    ) -> RankingResult:
         """Top ``k`` of ``candidates`` for ``user_id`` without a query."""
         model, inputs, keys = build_inputs(user_id, candidates, k)
         return await self._rank(model, inputs, timeout_s, keys)
 
-    async def rank_many(self, requests: Sequence[Union[SearchRequest, RecommendRequest]],
-                        timeout_s: Optional[float] = None, max_concurrency: int = 8,
-                        return_exceptions: bool = False) -> List[Union[RankingResult, RankingError]]:
+    async def rank_many(
+        self,
+        requests: Sequence[Union[SearchRequest, RecommendRequest]],
+        timeout_s: Optional[float] = None,
+        max_concurrency: int = 8,
+        return_exceptions: bool = False,
+    ) -> List[Union[RankingResult, RankingError]]:
         """Many requests concurrently (at most ``max_concurrency`` in flight); results in request order."""
         gate = asyncio.Semaphore(max(1, max_concurrency))
 
@@ -76,9 +92,11 @@ class AsyncRankingClient:
 
     async def model_version(self, model: str = SEARCH_MODEL, timeout_s: Optional[float] = None) -> str:
         """The newest version the server reports for ``model``."""
+
         async def fetch(c, e, plan):
-            return await c.get_model_metadata(model, as_json=True, client_timeout=plan.attempt_timeout(),
-                                              headers=self._headers)
+            return await c.get_model_metadata(
+                model, as_json=True, client_timeout=plan.attempt_timeout(), headers=self._headers
+            )
 
         meta = (await self._with_retries(fetch, timeout_s))[0]
         return max(meta.get("versions", ["?"]), key=lambda v: (len(v), v))
@@ -86,6 +104,7 @@ class AsyncRankingClient:
     async def check(self, timeout_s: Optional[float] = None) -> None:
         """Fail fast: raise ContractMismatch if a served ensemble differs from what the SDK sends."""
         for model in (SEARCH_MODEL, RECOMMEND_MODEL):
+
             async def verify(c, e, plan, m=model):
                 await self._ensure_contract(c, e, m, plan.attempt_timeout())
 
@@ -108,7 +127,8 @@ class AsyncRankingClient:
         client = self._clients.get(endpoint)
         if client is None:
             client = self._clients.setdefault(
-                endpoint, aiogrpc.InferenceServerClient(endpoint, **client_kwargs(self.options)))
+                endpoint, aiogrpc.InferenceServerClient(endpoint, **client_kwargs(self.options))
+            )
         return client
 
     async def _ensure_contract(self, client, endpoint: str, model: str, timeout: float) -> None:
@@ -158,13 +178,21 @@ class AsyncRankingClient:
 
         result, endpoint, plan = await self._with_retries(infer, timeout_s)
         response = result.get_response()
-        return RankingResult(parse_items(result.as_numpy("TOP_ITEM_IDS"), result.as_numpy("TOP_SCORES"), keys),
-                             model=response.model_name, model_version=response.model_version, endpoint=endpoint,
-                             latency_ms=plan.elapsed_ms(), attempts=plan.attempts)
+        return RankingResult(
+            parse_items(result.as_numpy("TOP_ITEM_IDS"), result.as_numpy("TOP_SCORES"), keys),
+            model=response.model_name,
+            model_version=response.model_version,
+            endpoint=endpoint,
+            latency_ms=plan.elapsed_ms(),
+            attempts=plan.attempts,
+        )
 
     async def _probe(self, endpoint: str, method: str, timeout_s: Optional[float]) -> bool:
         try:
-            return bool(await getattr(self._client(endpoint), method)(
-                headers=self._headers, client_timeout=timeout_s or self.options.timeout_s))
+            return bool(
+                await getattr(self._client(endpoint), method)(
+                    headers=self._headers, client_timeout=timeout_s or self.options.timeout_s
+                )
+            )
         except InferenceServerException:
             return False

@@ -7,6 +7,7 @@
 Exit status: 0 ranked, 2 invalid request, 3 unavailable or overloaded, 4 deadline exceeded,
 5 server error or contract mismatch.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,14 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from shoprank_client.errors import (ContractMismatch, DeadlineExceeded, InvalidRequest, Overloaded, RankingError,
-                                    Unavailable)
+from shoprank_client.errors import (
+    ContractMismatch,
+    DeadlineExceeded,
+    InvalidRequest,
+    Overloaded,
+    RankingError,
+    Unavailable,
+)
 from shoprank_client.sync import RankingClient
 from shoprank_client.types import RetryPolicy
 
@@ -35,15 +42,21 @@ def format_table(result) -> str:
     width = max([len(str(i.item_id)) for i in result.items] + [7])
     lines = [f"{'rank':>4}  {'item_id':>{width}}  {'score':>10}"]
     lines += [f"{n:>4}  {i.item_id:>{width}}  {i.score:>10.4f}" for n, i in enumerate(result.items, 1)]
-    lines.append(f"model {result.model} v{result.model_version} · {result.latency_ms:.1f} ms · "
-                 f"{result.endpoint} · {result.attempts} attempt(s)")
+    lines.append(
+        f"model {result.model} v{result.model_version} · {result.latency_ms:.1f} ms · "
+        f"{result.endpoint} · {result.attempts} attempt(s)"
+    )
     return "\n".join(lines)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="shoprank-rank", description="Rank candidates with a shoprank server.")
-    parser.add_argument("--endpoint", action="append", default=None,
-                        help="host:port or dns:name:port; repeat for failover (default 127.0.0.1:8001)")
+    parser.add_argument(
+        "--endpoint",
+        action="append",
+        default=None,
+        help="host:port or dns:name:port; repeat for failover (default 127.0.0.1:8001)",
+    )
     parser.add_argument("--user", type=int, required=True, help="user id (unknown users get a cold-start ranking)")
     parser.add_argument("--query", default=None, help="search query; leave out for a recommendation")
     ids = parser.add_mutually_exclusive_group(required=True)
@@ -71,8 +84,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 2
         headers[key] = value
     try:
-        with RankingClient(args.endpoint or ["127.0.0.1:8001"], timeout_s=args.timeout, headers=headers,
-                           retry=RetryPolicy(max_attempts=max(1, args.attempts))) as client:
+        with RankingClient(
+            args.endpoint or ["127.0.0.1:8001"],
+            timeout_s=args.timeout,
+            headers=headers,
+            retry=RetryPolicy(max_attempts=max(1, args.attempts)),
+        ) as client:
             if args.query is not None:
                 result = client.search(args.user, args.query, candidates, args.k)
             else:

@@ -9,6 +9,7 @@
 * ``CallPlan``: one call's deadline, attempts and backoff. Only retryable errors (Unavailable,
   Overloaded) are retried, at most ``max_attempts`` in all, and never past the deadline.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -28,7 +29,7 @@ def resolve(endpoint: str) -> List[str]:
     """``dns:name:port`` -> every ``ip:port`` it resolves to (sorted); other endpoints unchanged."""
     if not endpoint.startswith(DNS_PREFIX):
         return [endpoint]
-    hostport = endpoint[len(DNS_PREFIX):].lstrip("/")
+    hostport = endpoint[len(DNS_PREFIX) :].lstrip("/")
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit():
         raise ValueError(f"endpoint {endpoint!r}: expected dns:NAME:PORT")
@@ -41,8 +42,7 @@ def resolve(endpoint: str) -> List[str]:
 
 
 class EndpointPool:
-    def __init__(self, endpoints: Sequence[str], options: ClientOptions,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(self, endpoints: Sequence[str], options: ClientOptions, clock: Callable[[], float] = time.monotonic):
         if isinstance(endpoints, str):
             endpoints = [endpoints]
         if not endpoints:
@@ -104,8 +104,14 @@ class EndpointPool:
 class CallPlan:
     """State of one call: which endpoints it tried, how many attempts, how much time is left."""
 
-    def __init__(self, pool: EndpointPool, options: ClientOptions, timeout_s: Optional[float],
-                 clock: Callable[[], float] = time.monotonic, rand: Callable[[float, float], float] = random.uniform):
+    def __init__(
+        self,
+        pool: EndpointPool,
+        options: ClientOptions,
+        timeout_s: Optional[float],
+        clock: Callable[[], float] = time.monotonic,
+        rand: Callable[[float, float], float] = random.uniform,
+    ):
         timeout = options.timeout_s if timeout_s is None else timeout_s
         if timeout <= 0:
             raise ValueError("timeout_s must be > 0")
@@ -124,13 +130,18 @@ class CallPlan:
         return max(self.remaining(), 1e-3)
 
     def deadline_error(self, endpoint: str) -> DeadlineExceeded:
-        return DeadlineExceeded(f"deadline of {self.timeout * 1e3:.0f} ms passed waiting for the server "
-                                f"(attempt {self.attempts})", "DEADLINE_EXCEEDED", endpoint)
+        return DeadlineExceeded(
+            f"deadline of {self.timeout * 1e3:.0f} ms passed waiting for the server (attempt {self.attempts})",
+            "DEADLINE_EXCEEDED",
+            endpoint,
+        )
 
     def next_endpoint(self, last_error: Optional[RankingError] = None) -> str:
         if self.remaining() <= 0:
-            raise DeadlineExceeded(f"deadline of {self.timeout * 1e3:.0f} ms passed after {self.attempts} attempt(s)"
-                                   + (f"; last error: {last_error.message}" if last_error else ""))
+            raise DeadlineExceeded(
+                f"deadline of {self.timeout * 1e3:.0f} ms passed after {self.attempts} attempt(s)"
+                + (f"; last error: {last_error.message}" if last_error else "")
+            )
         self.attempts += 1
         endpoint = self.pool.pick(self.tried)
         self.tried.add(endpoint)

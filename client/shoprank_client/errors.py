@@ -1,4 +1,5 @@
 """One exception tree for every failure, and the one place where gRPC statuses are mapped to it."""
+
 from __future__ import annotations
 
 from typing import Optional
@@ -22,8 +23,9 @@ class InvalidRequest(RankingError):
     """The request is wrong (caught client-side, or INVALID_ARGUMENT from the server).
     ``field`` names the request field when known (``"query"``, ``"candidates"``...)."""
 
-    def __init__(self, message: str, field: Optional[str] = None, status: Optional[str] = None,
-                 endpoint: Optional[str] = None):
+    def __init__(
+        self, message: str, field: Optional[str] = None, status: Optional[str] = None, endpoint: Optional[str] = None
+    ):
         self.field = field
         super().__init__(message, status, endpoint)
 

@@ -7,6 +7,7 @@ build time (a new item) gets the same id everywhere, and the build refuses a cat
 strings collide (at 63 bits, about one chance in 10^7 for a million items). The cost, measured in
 docs/data.md, is about a microsecond per id in the SDK.
 """
+
 from __future__ import annotations
 
 import functools
@@ -14,7 +15,7 @@ import hashlib
 from typing import Iterable, List
 
 _MASK = (1 << 63) - 1
-CACHE_SIZE = 1 << 18   # ids remembered per process (~40 MB at most); candidate SKUs repeat across requests
+CACHE_SIZE = 1 << 18  # ids remembered per process (~40 MB at most); candidate SKUs repeat across requests
 
 
 def hash_id(key: str) -> int:

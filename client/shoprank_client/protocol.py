@@ -2,6 +2,7 @@
 
 Shared by the sync and the asyncio client: everything here is pure (no I/O).
 """
+
 from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -23,8 +24,12 @@ _INT32_MAX = int(np.iinfo(np.int32).max)
 # name -> (datatype, shape) the SDK sends and reads. Must equal the served ensembles' metadata.
 CONTRACT: Dict[str, Dict[str, Dict[str, Tuple[str, List[int]]]]] = {
     SEARCH_MODEL: {
-        "inputs": {"USER_ID": ("INT64", [1]), "QUERY": ("BYTES", [1]), "ITEM_IDS": ("INT64", [-1]),
-                   "TOP_K": ("INT32", [1])},
+        "inputs": {
+            "USER_ID": ("INT64", [1]),
+            "QUERY": ("BYTES", [1]),
+            "ITEM_IDS": ("INT64", [-1]),
+            "TOP_K": ("INT32", [1]),
+        },
         "outputs": {"TOP_ITEM_IDS": ("INT64", [-1]), "TOP_SCORES": ("FP32", [-1])},
     },
     RECOMMEND_MODEL: {
@@ -47,11 +52,12 @@ def _user(user_id: object) -> int:
 def _string_candidates(candidates: Sequence[str]) -> Tuple[np.ndarray, Dict[int, str]]:
     """String ids (SKUs) -> their stable INT64 ids, and the map back for the response."""
     try:
-        keys = {stable_id(c): c for c in candidates}   # one pass: a non-string has no .encode
+        keys = {stable_id(c): c for c in candidates}  # one pass: a non-string has no .encode
     except (AttributeError, TypeError):
         bad = next(c for c in candidates if not isinstance(c, str))
-        raise InvalidRequest(f"candidates: mixes strings and {type(bad).__name__} ({bad!r}); send all ids of one kind",
-                             "candidates") from None
+        raise InvalidRequest(
+            f"candidates: mixes strings and {type(bad).__name__} ({bad!r}); send all ids of one kind", "candidates"
+        ) from None
     if len(keys) != len(candidates):
         seen = set()
         dup = next(c for c in candidates if c in seen or seen.add(c))
@@ -118,8 +124,9 @@ def _tensor(name: str, array: np.ndarray, datatype: str) -> InferInput:
     return inp
 
 
-def build_inputs(user_id: Union[int, str], candidates: Sequence[Union[int, str]], k: int,
-                 query: Optional[Union[str, bytes]] = None) -> Tuple[str, List[InferInput], Optional[Dict[int, str]]]:
+def build_inputs(
+    user_id: Union[int, str], candidates: Sequence[Union[int, str]], k: int, query: Optional[Union[str, bytes]] = None
+) -> Tuple[str, List[InferInput], Optional[Dict[int, str]]]:
     """Validate a request and build its tensors; returns ``(model, inputs, keys)``. Raises InvalidRequest.
 
     Ids may be integers or strings (a shop built with string ids); ``keys`` maps the sent INT64 ids
@@ -129,8 +136,9 @@ def build_inputs(user_id: Union[int, str], candidates: Sequence[Union[int, str]]
     keys = None
     if isinstance(candidates, (list, tuple)) and candidates and isinstance(candidates[0], str):
         if len(candidates) > MAX_CANDIDATES:
-            raise InvalidRequest(f"candidates: {len(candidates)} is more than the limit of {MAX_CANDIDATES}",
-                                 "candidates")
+            raise InvalidRequest(
+                f"candidates: {len(candidates)} is more than the limit of {MAX_CANDIDATES}", "candidates"
+            )
         ids, keys = _string_candidates(candidates)
     else:
         ids = _candidates(candidates)
@@ -161,9 +169,10 @@ def check_metadata(model: str, metadata: dict, endpoint: str) -> None:
             if name not in served:
                 problems.append(f"{kind[:-1]} {name} is missing")
             elif served[name] != (dtype, shape):
-                problems.append(f"{kind[:-1]} {name} is {served[name][0]}{served[name][1]}, the SDK uses {dtype}{shape}")
+                problems.append(
+                    f"{kind[:-1]} {name} is {served[name][0]}{served[name][1]}, the SDK uses {dtype}{shape}"
+                )
         for name in sorted(set(served) - set(expected[kind])):
             problems.append(f"{kind[:-1]} {name} is served but unknown to the SDK")
     if problems:
-        raise ContractMismatch(f"model '{model}' does not match this SDK: " + "; ".join(problems),
-                               endpoint=endpoint)
+        raise ContractMismatch(f"model '{model}' does not match this SDK: " + "; ".join(problems), endpoint=endpoint)

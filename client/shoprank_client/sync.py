@@ -1,4 +1,5 @@
 """The blocking client. ``AsyncRankingClient`` (aio.py) mirrors it method for method."""
+
 from __future__ import annotations
 
 import threading
@@ -19,12 +20,18 @@ def client_kwargs(options: ClientOptions) -> dict:
     """Constructor keywords shared by tritonclient's sync and asyncio gRPC clients."""
     kwargs: dict = {
         "keepalive_options": grpcclient.KeepAliveOptions(
-            keepalive_time_ms=options.keepalive_time_ms, keepalive_timeout_ms=options.keepalive_timeout_ms,
-            keepalive_permit_without_calls=True),
+            keepalive_time_ms=options.keepalive_time_ms,
+            keepalive_timeout_ms=options.keepalive_timeout_ms,
+            keepalive_permit_without_calls=True,
+        ),
     }
     if options.tls is not None:
-        kwargs.update(ssl=True, root_certificates=options.tls.root_certificates,
-                      private_key=options.tls.client_key, certificate_chain=options.tls.client_cert)
+        kwargs.update(
+            ssl=True,
+            root_certificates=options.tls.root_certificates,
+            private_key=options.tls.client_key,
+            certificate_chain=options.tls.client_cert,
+        )
     return kwargs
 
 
@@ -52,22 +59,39 @@ class RankingClient:
         self._late: Set[threading.Event] = set()  # RPCs past the caller's deadline, left to finish
 
     # -- public API ---------------------------------------------------------------------------------
-    def search(self, user_id: Union[int, str], query: Union[str, bytes], candidates: Sequence[Union[int, str]], k: int = 10,
-               timeout_s: Optional[float] = None) -> RankingResult:
+    def search(
+        self,
+        user_id: Union[int, str],
+        query: Union[str, bytes],
+        candidates: Sequence[Union[int, str]],
+        k: int = 10,
+        timeout_s: Optional[float] = None,
+    ) -> RankingResult:
         """Top ``k`` of ``candidates`` for ``user_id`` searching ``query``, best first. Ids may be ints or strings."""
         model, inputs, keys = build_inputs(user_id, candidates, k, query)
         return self._rank(model, inputs, timeout_s, keys)
 
-    def recommend(self, user_id: Union[int, str], candidates: Sequence[Union[int, str]], k: int = 10,
-                  timeout_s: Optional[float] = None) -> RankingResult:
+    def recommend(
+        self,
+        user_id: Union[int, str],
+        candidates: Sequence[Union[int, str]],
+        k: int = 10,
+        timeout_s: Optional[float] = None,
+    ) -> RankingResult:
         """Top ``k`` of ``candidates`` for ``user_id`` without a query (homepage, recommendations)."""
         model, inputs, keys = build_inputs(user_id, candidates, k)
         return self._rank(model, inputs, timeout_s, keys)
 
-    def rank_many(self, requests: Sequence[Union[SearchRequest, RecommendRequest]], timeout_s: Optional[float] = None,
-                  max_concurrency: int = 8, return_exceptions: bool = False) -> List[Union[RankingResult, RankingError]]:
+    def rank_many(
+        self,
+        requests: Sequence[Union[SearchRequest, RecommendRequest]],
+        timeout_s: Optional[float] = None,
+        max_concurrency: int = 8,
+        return_exceptions: bool = False,
+    ) -> List[Union[RankingResult, RankingError]]:
         """Many requests concurrently; results in request order. With ``return_exceptions`` a failed request
         gives its ``RankingError`` in place of a result; otherwise the first error is raised."""
+
         def one(req):
             try:
                 if isinstance(req, SearchRequest):
@@ -95,14 +119,20 @@ class RankingClient:
 
     def model_version(self, model: str = SEARCH_MODEL, timeout_s: Optional[float] = None) -> str:
         """The newest version the server reports for ``model`` (``"search"`` or ``"recommend"``)."""
-        meta = self._with_retries(lambda c, e, plan: c.get_model_metadata(
-            model, as_json=True, client_timeout=plan.attempt_timeout(), headers=self._headers), timeout_s)[0]
+        meta = self._with_retries(
+            lambda c, e, plan: c.get_model_metadata(
+                model, as_json=True, client_timeout=plan.attempt_timeout(), headers=self._headers
+            ),
+            timeout_s,
+        )[0]
         return max(meta.get("versions", ["?"]), key=lambda v: (len(v), v))
 
     def check(self, timeout_s: Optional[float] = None) -> None:
         """Fail fast: raise ContractMismatch if a served ensemble differs from what the SDK sends."""
         for model in (SEARCH_MODEL, RECOMMEND_MODEL):
-            self._with_retries(lambda c, e, plan, m=model: self._ensure_contract(c, e, m, plan.attempt_timeout()), timeout_s)
+            self._with_retries(
+                lambda c, e, plan, m=model: self._ensure_contract(c, e, m, plan.attempt_timeout()), timeout_s
+            )
 
     def close(self) -> None:
         deadline = time.monotonic() + self.options.cancel_grace_s + self.options.timeout_s
@@ -123,7 +153,8 @@ class RankingClient:
         client = self._clients.get(endpoint)
         if client is None:
             client = self._clients.setdefault(
-                endpoint, grpcclient.InferenceServerClient(endpoint, **client_kwargs(self.options)))
+                endpoint, grpcclient.InferenceServerClient(endpoint, **client_kwargs(self.options))
+            )
         return client
 
     def _ensure_contract(self, client, endpoint: str, model: str, timeout: float) -> None:
@@ -180,13 +211,21 @@ class RankingClient:
 
         result, endpoint, plan = self._with_retries(infer, timeout_s)
         response = result.get_response()
-        return RankingResult(parse_items(result.as_numpy("TOP_ITEM_IDS"), result.as_numpy("TOP_SCORES"), keys),
-                             model=response.model_name, model_version=response.model_version, endpoint=endpoint,
-                             latency_ms=plan.elapsed_ms(), attempts=plan.attempts)
+        return RankingResult(
+            parse_items(result.as_numpy("TOP_ITEM_IDS"), result.as_numpy("TOP_SCORES"), keys),
+            model=response.model_name,
+            model_version=response.model_version,
+            endpoint=endpoint,
+            latency_ms=plan.elapsed_ms(),
+            attempts=plan.attempts,
+        )
 
     def _probe(self, endpoint: str, method: str, timeout_s: Optional[float]) -> bool:
         try:
-            return bool(getattr(self._client(endpoint), method)(
-                headers=self._headers, client_timeout=timeout_s or self.options.timeout_s))
+            return bool(
+                getattr(self._client(endpoint), method)(
+                    headers=self._headers, client_timeout=timeout_s or self.options.timeout_s
+                )
+            )
         except InferenceServerException:
             return False

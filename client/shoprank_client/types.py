@@ -1,4 +1,5 @@
 """Typed requests, results and options."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -8,7 +9,7 @@ from typing import Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 class RankedItem(NamedTuple):
     """One ranked candidate. A NamedTuple: immutable, and cheap to build ten of per call."""
 
-    item_id: Union[int, str]        # the caller's own id: a string when the request sent strings
+    item_id: Union[int, str]  # the caller's own id: a string when the request sent strings
     score: float
 
 
@@ -17,10 +18,10 @@ class RankingResult:
     """The ranked top-k, best first."""
 
     items: Tuple[RankedItem, ...]
-    model: str                     # "search" or "recommend"
-    model_version: str             # the served version that answered
-    endpoint: str                  # the server that answered
-    latency_ms: float              # measured by the client, retries included
+    model: str  # "search" or "recommend"
+    model_version: str  # the served version that answered
+    endpoint: str  # the server that answered
+    latency_ms: float  # measured by the client, retries included
     attempts: int = 1
     server_latency_ms: Optional[float] = None  # Triton's responses carry no per-request timing: None
 
@@ -35,7 +36,7 @@ class RankingResult:
 
 @dataclass(frozen=True)
 class SearchRequest:
-    user_id: Union[int, str]        # a string id is sent as its stable INT64 (shoprank_client.ids)
+    user_id: Union[int, str]  # a string id is sent as its stable INT64 (shoprank_client.ids)
     query: Union[str, bytes]
     candidates: Sequence[Union[int, str]]
     k: int = 10
@@ -43,7 +44,7 @@ class SearchRequest:
 
 @dataclass(frozen=True)
 class RecommendRequest:
-    user_id: Union[int, str]        # a string id is sent as its stable INT64 (shoprank_client.ids)
+    user_id: Union[int, str]  # a string id is sent as its stable INT64 (shoprank_client.ids)
     candidates: Sequence[Union[int, str]]
     k: int = 10
 
@@ -52,7 +53,7 @@ class RecommendRequest:
 class RetryPolicy:
     """Exponential backoff with full jitter, for retryable errors only, always inside the deadline."""
 
-    max_attempts: int = 3          # attempts in all, the first included; 1 = no retries
+    max_attempts: int = 3  # attempts in all, the first included; 1 = no retries
     initial_backoff_s: float = 0.01
     max_backoff_s: float = 0.2
     multiplier: float = 2.0
@@ -91,14 +92,14 @@ class ClientOptions:
 
     timeout_s: float = 1.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    balance: str = "round_robin"        # or "failover": always the first healthy endpoint
-    down_cooldown_s: float = 2.0        # an endpoint that failed is skipped this long
-    dns_refresh_s: float = 30.0         # re-resolve "dns:" endpoints (headless Services) this often
+    balance: str = "round_robin"  # or "failover": always the first healthy endpoint
+    down_cooldown_s: float = 2.0  # an endpoint that failed is skipped this long
+    dns_refresh_s: float = 30.0  # re-resolve "dns:" endpoints (headless Services) this often
     keepalive_time_ms: int = 30_000
     keepalive_timeout_ms: int = 10_000
     tls: Optional[TlsConfig] = None
     headers: Mapping[str, str] = field(default_factory=dict)
-    check_contract: bool = True         # compare the served model metadata at first use
+    check_contract: bool = True  # compare the served model metadata at first use
     # The caller's deadline is enforced by the client; the RPC's own gRPC deadline is this much longer,
     # so a late request finishes on the server instead of being cancelled. Triton 24.10 can crash when
     # a cancellation races the response (triton-inference-server/server#7368, fixed in 24.12). Set 0 to

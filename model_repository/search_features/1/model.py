@@ -2,6 +2,7 @@
 
 Thin Triton wrapper; the logic is runtime/features.py (FeatureStore.search), unit-tested without Triton.
 """
+
 import os
 
 import triton_python_backend_utils as pb_utils

@@ -2,6 +2,7 @@
 
 Thin Triton wrapper; the logic is runtime/scoring.py (TopK.rank), unit-tested without Triton.
 """
+
 import os
 
 import triton_python_backend_utils as pb_utils

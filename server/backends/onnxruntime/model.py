@@ -7,6 +7,7 @@ Python package. Triton's dynamic batcher works as usual: requests arrive here al
 Production uses the NGC tritonserver:24.10-py3 image, whose native C++ onnxruntime backend serves the
 same, unchanged configs. The batching logic lives in ``server/ort_runner.py``.
 """
+
 import json
 import os
 
@@ -24,9 +25,7 @@ class TritonPythonModel:
         params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
         self.session = make_session(path, int(params.get("intra_op_thread_count", "1") or 1))
         self.output_names = [o["name"] for o in config["output"]]
-        self.output_dtypes = {
-            o["name"]: pb_utils.triton_string_to_numpy(o["data_type"]) for o in config["output"]
-        }
+        self.output_dtypes = {o["name"]: pb_utils.triton_string_to_numpy(o["data_type"]) for o in config["output"]}
         self.input_names = [i["name"] for i in config["input"]]
 
     def execute(self, requests):
@@ -40,9 +39,11 @@ class TritonPythonModel:
             error = pb_utils.TritonError(f"onnxruntime: {err}")
             return [pb_utils.InferenceResponse(error=error) for _ in requests]
         return [
-            pb_utils.InferenceResponse(output_tensors=[
-                pb_utils.Tensor(name, np.ascontiguousarray(res[name], dtype=self.output_dtypes[name]))
-                for name in self.output_names
-            ])
+            pb_utils.InferenceResponse(
+                output_tensors=[
+                    pb_utils.Tensor(name, np.ascontiguousarray(res[name], dtype=self.output_dtypes[name]))
+                    for name in self.output_names
+                ]
+            )
             for res in results
         ]
