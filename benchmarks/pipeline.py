@@ -189,7 +189,10 @@ def model_stats(url: str, requests, skip_warmup: int = 30) -> list[str]:
         now, old = m.inference_stats, before[m.name]
         n = now.success.count - old.success.count
         if n:
-            us = lambda field: (getattr(now, field).ns - getattr(old, field).ns) / n / 1e3  # noqa: E731
+
+            def us(field, now=now, old=old, n=n):
+                return (getattr(now, field).ns - getattr(old, field).ns) / n / 1e3
+
             lines.append(
                 f"| {m.name} | {n} | {us('queue'):.0f} us | {us('compute_input'):.0f} us | "
                 f"{us('compute_infer'):.0f} us | {us('compute_output'):.0f} us |"

@@ -65,6 +65,7 @@ def measure(n_requests: int = 200) -> dict:
         "catalogue": CATALOGUE,
         "requests": n_requests,
     }
+    scores = np.linspace(1, 0, 10, dtype=np.float32)
     for n in SIZES:
         picks = [rng.choice(CATALOGUE, n, replace=False) for _ in range(n_requests)]
         as_str = [([skus[i] for i in p],) for p in picks]
@@ -72,7 +73,6 @@ def measure(n_requests: int = 200) -> dict:
         as_bytes = [(np.array([skus[i].encode() for i in p], dtype=np.object_),) for p in picks]
         wire = [(serialize_byte_tensor(b[0]).item(),) for b in as_bytes]
         as_arr = [(ids[p],) for p in picks]
-        scores = np.linspace(1, 0, 10, dtype=np.float32)
 
         def bytes_input(arr):
             inp = InferInput("ITEM_IDS", [len(arr)], "BYTES")

@@ -145,7 +145,7 @@ def tables(r: dict) -> str:
         base = r["sweep"]["defaults"]
         lines.append(
             f"| {name} | {_med(runs, 'p50'):.2f} ms | {_med(runs, 'p99'):.2f} ms | {_med(runs, 'rps'):.0f} | "
-            f"{statistics.median(x['rps'] / b['rps'] for x, b in zip(runs, base)):.2f}x |"
+            f"{statistics.median(x['rps'] / b['rps'] for x, b in zip(runs, base, strict=True)):.2f}x |"
         )
     if not r["cache"]:
         return "\n".join(lines)

@@ -111,14 +111,14 @@ def plot(report: dict, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for ax, model in zip(axes, ("encoder", "ranker")):
+    for ax, model in zip(axes, ("encoder", "ranker"), strict=True):
         entries = report[model]
         lat = "p50_ms_8tok" if model == "encoder" else "p50_ms_200rows"
         names = list(entries)
         points = [(entries[n]["speed"][lat], entries[n]["quality"]["ndcg@10"]) for n in names]
         passed = [i for i, n in enumerate(names) if entries[n]["gate"]["passed"]]
         front = {passed[j] for j in pareto([points[i] for i in passed])}  # refused variants are not candidates
-        for i, (name, (x, y)) in enumerate(zip(names, points)):
+        for i, (name, (x, y)) in enumerate(zip(names, points, strict=True)):
             refused = i not in passed
             ax.scatter(
                 [x], [y], color="tab:red" if i in front else "tab:gray", marker="x" if refused else "o", zorder=3
@@ -126,7 +126,7 @@ def plot(report: dict, out: Path) -> None:
             ax.annotate(
                 name + (" (refused)" if refused else ""), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8
             )
-        fx = sorted((points[i] for i in front))
+        fx = sorted(points[i] for i in front)
         ax.plot([p[0] for p in fx], [p[1] for p in fx], color="tab:red", lw=1, ls="--", label="Pareto front")
         ref_q = entries["fp32"]["quality"]["ndcg@10"]
         ax.axhline(ref_q * (1 - report.get("margin", 0.01)), color="tab:blue", lw=0.8, ls=":", label="quality gate")

@@ -16,8 +16,8 @@ Layout (see docs/serving.md for the full reasoning):
 
 from __future__ import annotations
 
-from runtime import contract as c
 from builders.triton_config import ModelSpec, Step, Tensor
+from runtime import contract as c
 
 CPU_THREADS_NOTE = "this machine has 2 cores: 1 intra-op thread per instance, 2 instances use both"
 

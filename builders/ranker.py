@@ -359,6 +359,6 @@ def parity(model, onnx_path: Path, cat: np.ndarray, dense: np.ndarray) -> dict:
     got = make_session(str(onnx_path)).run([LOGIT, SIM_WEIGHT], {CAT_FEATURES: cat, DENSE_FEATURES: dense})
     return {
         "n": len(cat),
-        "max_abs_diff": float(max(np.abs(r - g).max() for r, g in zip(ref, got))),
+        "max_abs_diff": float(max(np.abs(r - g).max() for r, g in zip(ref, got, strict=True))),
         "max_abs_output": float(max(np.abs(r).max() for r in ref)),
     }

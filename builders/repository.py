@@ -77,7 +77,7 @@ def _dims_match(expected: list[int], actual: list) -> bool:
     """-1 in the config or a symbolic/None dim in the model matches anything."""
     if len(expected) != len(actual):
         return False
-    return all(e == -1 or a is None or isinstance(a, str) or e == a for e, a in zip(expected, actual))
+    return all(e == -1 or a is None or isinstance(a, str) or e == a for e, a in zip(expected, actual, strict=True))
 
 
 def _full_dims(spec: ModelSpec, dims: tuple[int, ...]) -> list[int]:

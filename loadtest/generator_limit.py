@@ -26,8 +26,9 @@ class TritonPythonModel:
         for r in requests:
             ids = pb_utils.get_input_tensor_by_name(r, "ITEM_IDS").as_numpy()
             k = int(pb_utils.get_input_tensor_by_name(r, "TOP_K").as_numpy()[0])
+            scores = np.zeros(min(k, len(ids)), np.float32)
             out.append(pb_utils.InferenceResponse([pb_utils.Tensor("TOP_ITEM_IDS", ids[:k]),
-                                                   pb_utils.Tensor("TOP_SCORES", np.zeros(min(k, len(ids)), np.float32))]))
+                                                   pb_utils.Tensor("TOP_SCORES", scores)]))
         return out
 """
 

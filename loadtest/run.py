@@ -32,6 +32,12 @@ LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 _METRIC = re.compile(r'^(nv_inference_[a-z_]+)\{[^}]*model="([^"]+)"[^}]*\}\s+([0-9.eE+-]+)$')
 
 
+def spawn(command: list[str], log_path: Path) -> subprocess.Popen:
+    """Start a Locust process with its output in `log_path` (the child keeps its own copy of the handle)."""
+    with open(log_path, "w") as log:
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+
+
 def scrape(metrics_url: str) -> dict[tuple[str, str], float]:
     """Triton's per-model counters: {(metric, model): value}."""
     with urllib.request.urlopen(metrics_url, timeout=5) as resp:
@@ -143,7 +149,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         started = time.monotonic()
         if args.workers:
             port = free_port()
-            master = subprocess.Popen(
+            master = spawn(
                 locust_command(
                     host,
                     requests_file,
@@ -152,24 +158,18 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
                     extra,
                     ["--master", "--expect-workers", str(args.workers), "--master-bind-port", str(port)],
                 ),
-                stdout=open(out / "locust.log", "w"),
-                stderr=subprocess.STDOUT,
+                out / "locust.log",
             )
             workers = [
-                subprocess.Popen(
+                spawn(
                     locust_command(host, requests_file, out, args, [], ["--worker", "--master-port", str(port)]),
-                    stdout=open(out / f"worker{i}.log", "w"),
-                    stderr=subprocess.STDOUT,
+                    out / f"worker{i}.log",
                 )
                 for i in range(args.workers)
             ]
             procs = [master] + workers
         else:
-            master = subprocess.Popen(
-                locust_command(host, requests_file, out, args, extra, []),
-                stdout=open(out / "locust.log", "w"),
-                stderr=subprocess.STDOUT,
-            )
+            master = spawn(locust_command(host, requests_file, out, args, extra, []), out / "locust.log")
             procs = [master]
         watched = [psutil.Process(p.pid) for p in procs]
         cpu = {p.pid: 0.0 for p in watched}

@@ -10,10 +10,10 @@ offered load is ``users * rate_per_user`` until the server (or the generator) sa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional, Tuple
 
-Tick = Optional[Tuple[int, float]]
+Tick = tuple[int, float] | None
 
 
 @dataclass(frozen=True)

@@ -7,14 +7,13 @@ quits and sets the process exit code.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 
 @dataclass(frozen=True)
 class Slo:
-    p95_ms: Optional[float] = None
-    p99_ms: Optional[float] = None
-    max_fail_ratio: Optional[float] = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    max_fail_ratio: float | None = None
 
     def check(self, p95_ms: float, p99_ms: float, fail_ratio: float, requests: int) -> list[str]:
         """Every violated limit, as a sentence; empty when the run passes."""

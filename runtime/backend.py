@@ -31,7 +31,7 @@ def serve(
             responses.append(
                 pb_utils.InferenceResponse(error=pb_utils.TritonError(str(err), pb_utils.TritonError.INVALID_ARG))
             )
-        except Exception as err:  # noqa: BLE001 - one bad request must not take the model down
+        except Exception as err:
             if logger is not None:
                 logger.log_error(f"internal error: {type(err).__name__}: {err}")
             responses.append(

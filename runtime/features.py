@@ -81,7 +81,7 @@ class Lexicon:
         return json.dumps({"categories": self.categories, "brands": self.brands, "attributes": self.attributes})
 
     @classmethod
-    def from_json(cls, text: str) -> "Lexicon":
+    def from_json(cls, text: str) -> Lexicon:
         return cls(**json.loads(text))
 
     def parse(self, query: str) -> QueryIntent:
@@ -171,7 +171,7 @@ class FeatureTables:
         np.savez(path, **self.arrays)
 
     @classmethod
-    def load(cls, path: Path) -> "FeatureTables":
+    def load(cls, path: Path) -> FeatureTables:
         with np.load(path) as data:
             return cls({k: data[k] for k in data.files})
 
@@ -242,7 +242,7 @@ class FeatureStore:
         self.user_profiles = user_profiles  # [U+1, D] float32, last row zeros (recommendation only)
 
     @classmethod
-    def load(cls, folder: str | Path, with_tokenizer: bool = True, with_profiles: bool = False) -> "FeatureStore":
+    def load(cls, folder: str | Path, with_tokenizer: bool = True, with_profiles: bool = False) -> FeatureStore:
         folder = Path(folder)
         return cls(
             FeatureTables.load(folder / STORE_FILE),

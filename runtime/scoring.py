@@ -37,7 +37,7 @@ def standardize(cosines: np.ndarray) -> np.ndarray:
 def standardize_lists(cosines: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """``standardize`` applied to each list ``offsets[i]:offsets[i+1]`` (training rows)."""
     out = np.empty(len(cosines), np.float32)
-    for a, b in zip(offsets[:-1], offsets[1:]):
+    for a, b in zip(offsets[:-1], offsets[1:], strict=True):
         if b > a:
             out[a:b] = standardize(cosines[a:b])
     return out
@@ -79,7 +79,7 @@ class TopK:
         self.item_embeddings = item_embeddings  # [I+1, D], last row zeros (unknown items)
 
     @classmethod
-    def load(cls, folder) -> "TopK":
+    def load(cls, folder) -> TopK:
         return cls(np.load(Path(folder) / ITEM_EMBEDDINGS_FILE))
 
     def rank(

@@ -114,7 +114,7 @@ class ServerOptions:
     response_cache_bytes: int = DEFAULT_RESPONSE_CACHE_BYTES  # 0: no cache (models that enable it run uncached)
     extra_args: list[str] = field(default_factory=list)
 
-    def resolved(self) -> "ServerOptions":
+    def resolved(self) -> ServerOptions:
         opts = ServerOptions(**{k: getattr(self, k) for k in self.__dataclass_fields__})
         opts.model_repository = Path(opts.model_repository).resolve()
         opts.http_port = opts.http_port or free_port()
@@ -197,14 +197,13 @@ class TritonServer:
     def command(self) -> list[str]:
         return server_command(self.options, DEFAULT_BACKEND_DIR)
 
-    def start(self) -> "TritonServer":
+    def start(self) -> TritonServer:
         backend_dir = prepare_backend_dir()
         opts = self.options
         if not opts.model_repository.is_dir():
             raise ServerError(f"model repository {opts.model_repository} does not exist: run `make build`")
         opts.log_file.parent.mkdir(parents=True, exist_ok=True)
-        log = open(opts.log_file, "wb")
-        try:
+        with open(opts.log_file, "wb") as log:  # the child keeps its own copy of the handle
             self.process = subprocess.Popen(
                 server_command(opts, backend_dir),
                 stdout=log,
@@ -212,8 +211,6 @@ class TritonServer:
                 env=server_env(),
                 start_new_session=True,
             )
-        finally:
-            log.close()
         try:
             self.wait_ready(opts.ready_timeout_s)
         except BaseException:
@@ -262,7 +259,7 @@ class TritonServer:
             pass  # the group is already empty
         return self.process.wait(timeout=10)
 
-    def __enter__(self) -> "TritonServer":
+    def __enter__(self) -> TritonServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

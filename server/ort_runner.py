@@ -60,7 +60,7 @@ def run_batched(
         feeds = {name: np.concatenate([req[name] for req in requests], axis=0) for name in input_names}
     outputs = session.run(list(output_names), feeds)
     if len(requests) == 1:
-        return [dict(zip(output_names, outputs))]
+        return [dict(zip(output_names, outputs, strict=True))]
     bounds = np.cumsum(sizes)[:-1]
     per_output = [np.split(out, bounds, axis=0) for out in outputs]
     return [{name: per_output[j][i] for j, name in enumerate(output_names)} for i in range(len(requests))]

@@ -114,7 +114,9 @@ def generate(n_items: int = 3000, n_users: int = 400, n_sessions: int = 4000, da
             rows["position"].append(p)
             rows["type"].append(kind)
     # one event of an item the catalogue does not have, and one duplicated row
-    for key, value in zip(rows, (start + 5, "sess-0", None, "fromages", "SKU-99999-1KG", 20, "impression")):
+    for key, value in zip(
+        rows, (start + 5, "sess-0", None, "fromages", "SKU-99999-1KG", 20, "impression"), strict=True
+    ):
         rows[key].append(value)
     for key in rows:
         rows[key].append(rows[key][0])

@@ -2,7 +2,6 @@
 
 import asyncio
 import dataclasses
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -13,7 +12,6 @@ import pytest
 from builders.model_specs import spec_by_name
 from runtime import contract as c
 from server.launcher import ServerOptions, TritonServer, free_port
-from tests.helpers import add_python_model
 from shoprank_client import (
     NO_RETRY,
     AsyncRankingClient,
@@ -29,6 +27,7 @@ from shoprank_client import (
     TlsConfig,
     Unavailable,
 )
+from tests.helpers import add_python_model
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 
@@ -104,7 +103,7 @@ def test_many_concurrent_async_calls(pipeline, ids, triton_server):
         async with AsyncRankingClient(triton_server.grpc_url, timeout_s=30) as cl:
             return await cl.rank_many(reqs, max_concurrency=32)
 
-    for req, res in zip(reqs, asyncio.run(go())):
+    for req, res in zip(reqs, asyncio.run(go()), strict=True):
         same(res, pipeline.search(req.user_id, req.query, req.candidates, req.k))
 
 

@@ -19,7 +19,8 @@ from shoprank_client import (
     ServerError,
     Unavailable,
 )
-from shoprank_client.cli import format_table, main as cli_main, parse_ids
+from shoprank_client.cli import format_table, parse_ids
+from shoprank_client.cli import main as cli_main
 from shoprank_client.core import CallPlan, EndpointPool, resolve
 from shoprank_client.errors import from_triton
 from shoprank_client.protocol import CONTRACT, build_inputs, check_metadata
@@ -229,7 +230,7 @@ def test_string_ids_are_sent_as_their_stable_int64_and_mapped_back():
     skus = ["SKU-00012-XL", "SKU-00013-S", "épicerie-7"]
     model, inputs, keys = build_inputs("user-42", skus, 2, "shoes")
     ids = [stable_id(s) for s in skus]
-    assert keys == dict(zip(ids, skus)) and all(0 <= i < 2**63 for i in ids)
+    assert keys == dict(zip(ids, skus, strict=True)) and all(0 <= i < 2**63 for i in ids)
     assert stable_id("SKU-00012-XL") == stable_id("SKU-00012-XL") != stable_id("SKU-00012-xl")
     items = parse_items(np.array([ids[2], ids[0]], np.int64), np.array([0.5, 0.25], np.float32), keys)
     assert [i.item_id for i in items] == ["épicerie-7", "SKU-00012-XL"]

@@ -15,7 +15,8 @@ import triton_python_backend_utils as pb
 
 class TritonPythonModel:
     def execute(self, requests):
-        return [pb.InferenceResponse([pb.Tensor("Y", pb.get_input_tensor_by_name(r, "X").as_numpy())]) for r in requests]
+        get = pb.get_input_tensor_by_name
+        return [pb.InferenceResponse([pb.Tensor("Y", get(r, "X").as_numpy())]) for r in requests]
 """
 
 

@@ -5,7 +5,7 @@ import csv
 import pytest
 
 from loadtest import run as runner
-from loadtest.traffic import TrafficProfile, UNKNOWN_USER_BASE, prepare
+from loadtest.traffic import UNKNOWN_USER_BASE, TrafficProfile, prepare
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 

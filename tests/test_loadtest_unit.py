@@ -46,7 +46,7 @@ def synthetic_samples(capacity_rps: float, rate_per_user: float, steps, seed=0):
         starts = start + np.arange(n) / achieved  # evenly spaced: the achieved rate is exact
         slow = offered > capacity_rps
         ms = rng.uniform(300, 400, n) if slow else rng.uniform(10, 20, n)
-        rows += [(s, m, 1) for s, m in zip(starts, ms)]
+        rows += [(s, m, 1) for s, m in zip(starts, ms, strict=True)]
     return np.array(rows, dtype=[("start", float), ("ms", float), ("ok", int)])
 
 

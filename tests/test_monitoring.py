@@ -82,16 +82,17 @@ def prometheus(triton_server, tmp_path_factory):
         )
     )
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            str(TOOLS / "prometheus"),
-            f"--config.file={d / 'prometheus.yml'}",
-            f"--storage.tsdb.path={d / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=open(d / "log.txt", "w"),
-        stderr=subprocess.STDOUT,
-    )
+    with open(d / "log.txt", "w") as log:  # the child keeps its own copy of the handle
+        proc = subprocess.Popen(
+            [
+                str(TOOLS / "prometheus"),
+                f"--config.file={d / 'prometheus.yml'}",
+                f"--storage.tsdb.path={d / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):

@@ -29,7 +29,7 @@ def session(tmp_path_factory):
 def test_batched_run_equals_separate_runs(session):
     reqs = [{"x": np.random.default_rng(i).random((n, 3), dtype=np.float32)} for i, n in enumerate((1, 4, 2))]
     together = run_batched(session, reqs, ["y"])
-    for req, out in zip(reqs, together):
+    for req, out in zip(reqs, together, strict=True):
         np.testing.assert_allclose(out["y"], session.run(["y"], req)[0], rtol=1e-6)
         assert out["y"].shape == (len(req["x"]), 2)
 

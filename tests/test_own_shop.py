@@ -121,7 +121,7 @@ def test_served_top_k_equals_the_in_process_pipeline_with_string_ids(grocery, se
             else:
                 got = client.recommend(user, cands, k=7)
                 want_ids, want_scores = pipeline.recommend(stable_id(user), ids, 7)
-            key = dict(zip(ids.tolist(), cands))
+            key = dict(zip(ids.tolist(), cands, strict=True))
             assert got.item_ids == [key[j] for j in want_ids.tolist()]
             np.testing.assert_allclose(got.scores, want_scores, atol=1e-4, rtol=0)
             assert all(isinstance(item, str) for item in got.item_ids)

@@ -34,7 +34,7 @@ def test_standardised_similarity_is_the_same_per_request_and_per_training_list()
     cos = rng.uniform(-0.2, 0.7, 30).astype(np.float32)
     offsets = np.array([0, 1, 11, 30])
     lists = standardize_lists(cos, offsets)
-    for a, b in zip(offsets[:-1], offsets[1:]):
+    for a, b in zip(offsets[:-1], offsets[1:], strict=True):
         np.testing.assert_array_equal(lists[a:b], standardize(cos[a:b]))
     assert lists[0] == 0.0  # a single candidate: no spread, z = 0
     z = standardize(cos[11:30])

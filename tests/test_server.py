@@ -142,7 +142,7 @@ def test_concurrent_requests_are_answered_correctly(triton_server, pipeline, kno
 
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(one, reqs))
-    for r, (ids, scores) in zip(reqs, results):
+    for r, (ids, scores) in zip(reqs, results, strict=True):
         want_ids, want_scores = pipeline.search(*r[:1], r[3], r[1], r[2])
         np.testing.assert_array_equal(ids, want_ids)
         np.testing.assert_allclose(scores, want_scores, atol=SCORE_TOLERANCE, rtol=0)

@@ -4,8 +4,8 @@ what the served feature models compute for the same user, query and candidates."
 import numpy as np
 import pytest
 
-from builders.ranker import make_rows
 from builders.data.dataset import ShopData
+from builders.ranker import make_rows
 from runtime import contract as c
 from runtime.features import FeatureStore
 from runtime.scoring import standardize

@@ -130,7 +130,7 @@ def test_low_rank_factorisation_is_exact_for_low_rank_weights_and_smaller():
     assert prune.parameter_count(small) < prune.parameter_count(model)
     cat, dense = tiny_rows()
     with torch.no_grad():
-        for a, b in zip(small(cat, dense), model(cat, dense)):
+        for a, b in zip(small(cat, dense), model(cat, dense), strict=True):
             np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-3, atol=1e-4)
 
 
@@ -155,8 +155,8 @@ def test_encoder_calibration_batches_use_the_served_length_buckets():
 
 @pytest.mark.unit
 def test_quantized_rankers_keep_the_contract_and_shrink(small_build, tmp_path):
-    from builders.repository import _check_onnx
     from builders.model_specs import spec_by_name
+    from builders.repository import _check_onnx
     from builders.variants import quantize
     from server.ort_runner import make_session
 

@@ -77,7 +77,7 @@ class SplitConfig(_Strict):
     validation: float = Field(0.9, gt=0, lt=1)
 
     @model_validator(mode="after")
-    def _ordered(self) -> "SplitConfig":
+    def _ordered(self) -> SplitConfig:
         if not self.stats < self.train < self.validation:
             raise ValueError(
                 f"cut points must increase: stats {self.stats} < train {self.train} < validation {self.validation}"
@@ -112,7 +112,7 @@ class ShopConfig(_Strict):
             raise ValueError("use letters, digits, '.', '_' and '-' (it names a folder)")
         return value
 
-    def resolved(self, base: Path) -> "ShopConfig":
+    def resolved(self, base: Path) -> ShopConfig:
         """Relative paths made absolute against ``base`` (the config file's folder)."""
         data = self.data.model_copy(update={"folder": (base / self.data.folder).resolve()})
         enc = self.encoder

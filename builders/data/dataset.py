@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +92,7 @@ class ShopData:
         (folder / "shop_text.json").write_text(json.dumps({k: getattr(self, k) for k in self._TEXT}))
 
     @classmethod
-    def load(cls, folder: Path) -> "ShopData":
+    def load(cls, folder: Path) -> ShopData:
         with np.load(folder / "shop.npz") as data:
             arrays = {k: data[k] for k in data.files}
         texts = json.loads((folder / "shop_text.json").read_text())
@@ -125,7 +125,7 @@ def split_by_time(shop: ShopData) -> dict[str, np.ndarray]:
 
 
 def day(ts: int) -> str:
-    return datetime.fromtimestamp(int(ts), timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def _codes(values) -> tuple[np.ndarray, list]:
@@ -180,7 +180,7 @@ def _dedupe(
         )
     if ids.keys is not None:
         pairs: dict = {}
-        for v, k in zip(ids.values[~ids.null].tolist(), ids.keys[~ids.null].tolist()):
+        for v, k in zip(ids.values[~ids.null].tolist(), ids.keys[~ids.null].tolist(), strict=True):
             if pairs.setdefault(v, k) != k:
                 rep.error(file, label, f"ids {pairs[v]!r} and {k!r} hash to the same INT64 id {v}; rename one")
     return keep

@@ -136,7 +136,7 @@ def parity(plan: Path, onnx: Path, feeds: list[dict[str, np.ndarray]]) -> dict:
     max_abs, min_cos = 0.0, 1.0
     for feed in feeds:
         names = [o.name for o in session.get_outputs()]
-        want = dict(zip(names, session.run(names, feed)))
+        want = dict(zip(names, session.run(names, feed), strict=True))
         got = run_engine(plan, feed)
         for name in names:
             a, b = want[name].reshape(len(want[name]), -1), got[name].reshape(len(got[name]), -1).astype(np.float32)

@@ -28,7 +28,9 @@ class Profile:
     def __post_init__(self):
         for name in self.opt:
             lo, mid, hi = self.min[name], self.opt[name], self.max[name]
-            if not (len(lo) == len(mid) == len(hi)) or any(not a <= b <= m for a, b, m in zip(lo, mid, hi)):
+            if not (len(lo) == len(mid) == len(hi)) or any(
+                not a <= b <= m for a, b, m in zip(lo, mid, hi, strict=True)
+            ):
                 raise ValueError(f"profile for {name}: need min <= opt <= max per axis, got {lo} {mid} {hi}")
 
 

@@ -50,9 +50,9 @@ class Reference:
         return self.encoder_onnx.parent / "tokenizer.json"
 
     @classmethod
-    def load(cls, work: Path, encoder_onnx: Path) -> "Reference":
-        from builders.ranker import datasets
+    def load(cls, work: Path, encoder_onnx: Path) -> Reference:
         from builders.data.dataset import ShopData
+        from builders.ranker import datasets
         from runtime.features import FeatureStore
 
         shop = ShopData.load(work / "data")

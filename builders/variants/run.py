@@ -167,7 +167,7 @@ def run(
                     f"variants/{model}/{name.replace('+', '_')}",
                     key,
                     [path],
-                    lambda p=path, n=name: makers[model][n](p),
+                    lambda p=path, n=name, m=model: makers[m][n](p),
                 )
             log(f"[measure] {model}/{name} quality")
             entry = {"file": str(path), "mb": evaluate.size_mb(path), "build": built}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
+from collections.abc import Sequence
 
 import tritonclient.grpc.aio as aiogrpc
 from tritonclient.utils import InferenceServerException
@@ -22,23 +22,23 @@ class AsyncRankingClient:
     ...     result = await client.search(42, "wireless headphones", [101, 102, 103], k=2)
     """
 
-    def __init__(self, endpoints: Union[str, Sequence[str]], options: Optional[ClientOptions] = None, **overrides):
+    def __init__(self, endpoints: str | Sequence[str], options: ClientOptions | None = None, **overrides):
         if options is not None and overrides:
             raise ValueError("pass either options= or keyword overrides, not both")
         self.options = options or ClientOptions(**overrides)
         self._pool = EndpointPool(endpoints, self.options)
-        self._clients: Dict[str, aiogrpc.InferenceServerClient] = {}
-        self._checked: Set[Tuple[str, str]] = set()
+        self._clients: dict[str, aiogrpc.InferenceServerClient] = {}
+        self._checked: set[tuple[str, str]] = set()
         self._headers = dict(self.options.headers) or None
-        self._late: Set[asyncio.Future] = set()  # RPCs past the caller's deadline, left to finish
+        self._late: set[asyncio.Future] = set()  # RPCs past the caller's deadline, left to finish
 
     async def search(
         self,
-        user_id: Union[int, str],
-        query: Union[str, bytes],
-        candidates: Sequence[Union[int, str]],
+        user_id: int | str,
+        query: str | bytes,
+        candidates: Sequence[int | str],
         k: int = 10,
-        timeout_s: Optional[float] = None,
+        timeout_s: float | None = None,
     ) -> RankingResult:
         """Top ``k`` of ``candidates`` for ``user_id`` searching ``query``, best first. Ids may be ints or strings."""
         model, inputs, keys = build_inputs(user_id, candidates, k, query)
@@ -46,10 +46,10 @@ class AsyncRankingClient:
 
     async def recommend(
         self,
-        user_id: Union[int, str],
-        candidates: Sequence[Union[int, str]],
+        user_id: int | str,
+        candidates: Sequence[int | str],
         k: int = 10,
-        timeout_s: Optional[float] = None,
+        timeout_s: float | None = None,
     ) -> RankingResult:
         """Top ``k`` of ``candidates`` for ``user_id`` without a query."""
         model, inputs, keys = build_inputs(user_id, candidates, k)
@@ -57,11 +57,11 @@ class AsyncRankingClient:
 
     async def rank_many(
         self,
-        requests: Sequence[Union[SearchRequest, RecommendRequest]],
-        timeout_s: Optional[float] = None,
+        requests: Sequence[SearchRequest | RecommendRequest],
+        timeout_s: float | None = None,
         max_concurrency: int = 8,
         return_exceptions: bool = False,
-    ) -> List[Union[RankingResult, RankingError]]:
+    ) -> list[RankingResult | RankingError]:
         """Many requests concurrently (at most ``max_concurrency`` in flight); results in request order."""
         gate = asyncio.Semaphore(max(1, max_concurrency))
 
@@ -78,19 +78,19 @@ class AsyncRankingClient:
 
         return list(await asyncio.gather(*(one(r) for r in requests)))
 
-    async def is_live(self, timeout_s: Optional[float] = None) -> bool:
+    async def is_live(self, timeout_s: float | None = None) -> bool:
         """True if any endpoint's server is live."""
         return any([await self._probe(e, "is_server_live", timeout_s) for e in self._pool.endpoints()])
 
-    async def is_ready(self, timeout_s: Optional[float] = None) -> bool:
+    async def is_ready(self, timeout_s: float | None = None) -> bool:
         """True if any endpoint's server is ready (every model loaded)."""
         return any([await self._probe(e, "is_server_ready", timeout_s) for e in self._pool.endpoints()])
 
-    async def health(self, timeout_s: Optional[float] = None) -> Dict[str, bool]:
+    async def health(self, timeout_s: float | None = None) -> dict[str, bool]:
         """Readiness per endpoint (after DNS expansion)."""
         return {e: await self._probe(e, "is_server_ready", timeout_s) for e in self._pool.endpoints()}
 
-    async def model_version(self, model: str = SEARCH_MODEL, timeout_s: Optional[float] = None) -> str:
+    async def model_version(self, model: str = SEARCH_MODEL, timeout_s: float | None = None) -> str:
         """The newest version the server reports for ``model``."""
 
         async def fetch(c, e, plan):
@@ -101,7 +101,7 @@ class AsyncRankingClient:
         meta = (await self._with_retries(fetch, timeout_s))[0]
         return max(meta.get("versions", ["?"]), key=lambda v: (len(v), v))
 
-    async def check(self, timeout_s: Optional[float] = None) -> None:
+    async def check(self, timeout_s: float | None = None) -> None:
         """Fail fast: raise ContractMismatch if a served ensemble differs from what the SDK sends."""
         for model in (SEARCH_MODEL, RECOMMEND_MODEL):
 
@@ -117,7 +117,7 @@ class AsyncRankingClient:
             await client.close()
         self._clients.clear()
 
-    async def __aenter__(self) -> "AsyncRankingClient":
+    async def __aenter__(self) -> AsyncRankingClient:
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -138,9 +138,9 @@ class AsyncRankingClient:
         check_metadata(model, meta, endpoint)
         self._checked.add((endpoint, model))
 
-    async def _with_retries(self, fn, timeout_s: Optional[float]):
+    async def _with_retries(self, fn, timeout_s: float | None):
         plan = CallPlan(self._pool, self.options, timeout_s)
-        error: Optional[RankingError] = None
+        error: RankingError | None = None
         while True:
             endpoint = plan.next_endpoint(error)
             try:
@@ -170,7 +170,7 @@ class AsyncRankingClient:
         if not task.cancelled():
             task.exception()  # retrieved: a late failure is expected and needs no warning
 
-    async def _rank(self, model: str, inputs, timeout_s: Optional[float], keys=None) -> RankingResult:
+    async def _rank(self, model: str, inputs, timeout_s: float | None, keys=None) -> RankingResult:
         async def infer(client, endpoint, plan):
             if self.options.check_contract:
                 await self._ensure_contract(client, endpoint, model, plan.attempt_timeout())
@@ -187,7 +187,7 @@ class AsyncRankingClient:
             attempts=plan.attempts,
         )
 
-    async def _probe(self, endpoint: str, method: str, timeout_s: Optional[float]) -> bool:
+    async def _probe(self, endpoint: str, method: str, timeout_s: float | None) -> bool:
         try:
             return bool(
                 await getattr(self._client(endpoint), method)(

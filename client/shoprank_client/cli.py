@@ -14,7 +14,6 @@ import argparse
 import re
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 from shoprank_client.errors import (
     ContractMismatch,
@@ -30,7 +29,7 @@ from shoprank_client.types import RetryPolicy
 EXIT_CODES = ((InvalidRequest, 2), (Unavailable, 3), (Overloaded, 3), (DeadlineExceeded, 4), (ContractMismatch, 5))
 
 
-def parse_ids(text: str, source: str) -> List[int]:
+def parse_ids(text: str, source: str) -> list[int]:
     tokens = [t for t in re.split(r"[\s,]+", text.strip()) if t]
     try:
         return [int(t) for t in tokens]
@@ -49,7 +48,7 @@ def format_table(result) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="shoprank-rank", description="Rank candidates with a shoprank server.")
     parser.add_argument(
         "--endpoint",

@@ -17,7 +17,8 @@ import random
 import socket
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Set
+from collections.abc import Sequence
+from typing import Callable
 
 from shoprank_client.errors import DeadlineExceeded, RankingError, Unavailable
 from shoprank_client.types import ClientOptions
@@ -25,7 +26,7 @@ from shoprank_client.types import ClientOptions
 DNS_PREFIX = "dns:"
 
 
-def resolve(endpoint: str) -> List[str]:
+def resolve(endpoint: str) -> list[str]:
     """``dns:name:port`` -> every ``ip:port`` it resolves to (sorted); other endpoints unchanged."""
     if not endpoint.startswith(DNS_PREFIX):
         return [endpoint]
@@ -52,24 +53,24 @@ class EndpointPool:
         self._options = options
         self._clock = clock
         self._lock = threading.Lock()
-        self._down_until: Dict[str, float] = {}
+        self._down_until: dict[str, float] = {}
         self._resolved_at = -float("inf")
-        self._endpoints: List[str] = []
+        self._endpoints: list[str] = []
         self._counter = itertools.count()
 
-    def endpoints(self) -> List[str]:
+    def endpoints(self) -> list[str]:
         if self._endpoints and not self._has_dns:
             return self._endpoints
         now = self._clock()
         if not self._endpoints or now - self._resolved_at >= self._options.dns_refresh_s:
-            resolved: List[str] = []
+            resolved: list[str] = []
             for e in self._configured:
                 resolved += [r for r in resolve(e) if r not in resolved]
             with self._lock:
                 self._endpoints, self._resolved_at = resolved, now
         return self._endpoints
 
-    def pick(self, tried: Set[str]) -> str:
+    def pick(self, tried: set[str]) -> str:
         """The next endpoint: healthy and not yet tried in this call if possible, else the least bad."""
         all_eps = self.endpoints()
         now = self._clock()
@@ -108,7 +109,7 @@ class CallPlan:
         self,
         pool: EndpointPool,
         options: ClientOptions,
-        timeout_s: Optional[float],
+        timeout_s: float | None,
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[float, float], float] = random.uniform,
     ):
@@ -120,7 +121,7 @@ class CallPlan:
         self.deadline = self.started + timeout
         self.timeout = timeout
         self.attempts = 0
-        self.tried: Set[str] = set()
+        self.tried: set[str] = set()
 
     def remaining(self) -> float:
         return self.deadline - self.clock()
@@ -136,7 +137,7 @@ class CallPlan:
             endpoint,
         )
 
-    def next_endpoint(self, last_error: Optional[RankingError] = None) -> str:
+    def next_endpoint(self, last_error: RankingError | None = None) -> str:
         if self.remaining() <= 0:
             raise DeadlineExceeded(
                 f"deadline of {self.timeout * 1e3:.0f} ms passed after {self.attempts} attempt(s)"

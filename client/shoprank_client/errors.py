@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 
 class RankingError(Exception):
     """Base of every error the SDK raises. ``status`` is the gRPC status name when the server answered
@@ -11,7 +9,7 @@ class RankingError(Exception):
 
     retryable = False
 
-    def __init__(self, message: str, status: Optional[str] = None, endpoint: Optional[str] = None):
+    def __init__(self, message: str, status: str | None = None, endpoint: str | None = None):
         self.message = message
         self.status = status
         self.endpoint = endpoint
@@ -23,9 +21,7 @@ class InvalidRequest(RankingError):
     """The request is wrong (caught client-side, or INVALID_ARGUMENT from the server).
     ``field`` names the request field when known (``"query"``, ``"candidates"``...)."""
 
-    def __init__(
-        self, message: str, field: Optional[str] = None, status: Optional[str] = None, endpoint: Optional[str] = None
-    ):
+    def __init__(self, message: str, field: str | None = None, status: str | None = None, endpoint: str | None = None):
         self.field = field
         super().__init__(message, status, endpoint)
 
@@ -60,14 +56,14 @@ _OVERLOAD_MARKERS = ("exceeds maximum queue size", "resource_exhausted")
 _FIELD_OF_TENSOR = {"USER_ID": "user_id", "QUERY": "query", "ITEM_IDS": "candidates", "TOP_K": "k"}
 
 
-def _field_from_message(message: str) -> Optional[str]:
+def _field_from_message(message: str) -> str | None:
     for tensor, field in _FIELD_OF_TENSOR.items():
         if f"{tensor}:" in message or f"'{tensor}'" in message:
             return field
     return None
 
 
-def from_triton(exc: Exception, endpoint: Optional[str] = None) -> RankingError:
+def from_triton(exc: Exception, endpoint: str | None = None) -> RankingError:
     """Convert a tritonclient ``InferenceServerException`` (or any error) into the SDK's tree."""
     status_fn = getattr(exc, "status", None)
     raw_status = status_fn() if callable(status_fn) else None

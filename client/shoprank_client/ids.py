@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from typing import Iterable, List
+from collections.abc import Iterable
 
 _MASK = (1 << 63) - 1
 CACHE_SIZE = 1 << 18  # ids remembered per process (~40 MB at most); candidate SKUs repeat across requests
@@ -30,5 +30,5 @@ def stable_id(key: str) -> int:
     return hash_id(key)
 
 
-def stable_ids(keys: Iterable[str]) -> List[int]:
+def stable_ids(keys: Iterable[str]) -> list[int]:
     return [stable_id(k) for k in keys]

@@ -5,7 +5,7 @@ Shared by the sync and the asyncio client: everything here is pure (no I/O).
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
 
 import numpy as np
 from tritonclient.grpc import InferInput
@@ -22,7 +22,7 @@ _INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max
 _INT32_MAX = int(np.iinfo(np.int32).max)
 
 # name -> (datatype, shape) the SDK sends and reads. Must equal the served ensembles' metadata.
-CONTRACT: Dict[str, Dict[str, Dict[str, Tuple[str, List[int]]]]] = {
+CONTRACT: dict[str, dict[str, dict[str, tuple[str, list[int]]]]] = {
     SEARCH_MODEL: {
         "inputs": {
             "USER_ID": ("INT64", [1]),
@@ -49,7 +49,7 @@ def _user(user_id: object) -> int:
     return int(user_id)
 
 
-def _string_candidates(candidates: Sequence[str]) -> Tuple[np.ndarray, Dict[int, str]]:
+def _string_candidates(candidates: Sequence[str]) -> tuple[np.ndarray, dict[int, str]]:
     """String ids (SKUs) -> their stable INT64 ids, and the map back for the response."""
     try:
         keys = {stable_id(c): c for c in candidates}  # one pass: a non-string has no .encode
@@ -98,7 +98,7 @@ def _k(k: object) -> int:
     return min(int(k), _INT32_MAX)
 
 
-def _query(query: Union[str, bytes]) -> bytes:
+def _query(query: str | bytes) -> bytes:
     """Text is encoded as UTF-8 here; bytes are sent as they are (the server validates them)."""
     if isinstance(query, str):
         try:
@@ -125,8 +125,8 @@ def _tensor(name: str, array: np.ndarray, datatype: str) -> InferInput:
 
 
 def build_inputs(
-    user_id: Union[int, str], candidates: Sequence[Union[int, str]], k: int, query: Optional[Union[str, bytes]] = None
-) -> Tuple[str, List[InferInput], Optional[Dict[int, str]]]:
+    user_id: int | str, candidates: Sequence[int | str], k: int, query: str | bytes | None = None
+) -> tuple[str, list[InferInput], dict[int, str] | None]:
     """Validate a request and build its tensors; returns ``(model, inputs, keys)``. Raises InvalidRequest.
 
     Ids may be integers or strings (a shop built with string ids); ``keys`` maps the sent INT64 ids
@@ -151,7 +151,7 @@ def build_inputs(
     return (SEARCH_MODEL if query is not None else RECOMMEND_MODEL), inputs, keys
 
 
-def parse_items(ids: np.ndarray, scores: np.ndarray, keys: Optional[Dict[int, str]] = None) -> Tuple[RankedItem, ...]:
+def parse_items(ids: np.ndarray, scores: np.ndarray, keys: dict[int, str] | None = None) -> tuple[RankedItem, ...]:
     """The ranked items; with ``keys`` (string candidates) each id is the caller's string again."""
     id_list = ids.tolist()
     if keys is not None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
@@ -48,24 +48,24 @@ class RankingClient:
     The client is thread-safe; create one per process and reuse it (channels are kept open).
     """
 
-    def __init__(self, endpoints: Union[str, Sequence[str]], options: Optional[ClientOptions] = None, **overrides):
+    def __init__(self, endpoints: str | Sequence[str], options: ClientOptions | None = None, **overrides):
         self.options = options or ClientOptions(**overrides)
         if options is not None and overrides:
             raise ValueError("pass either options= or keyword overrides, not both")
         self._pool = EndpointPool(endpoints, self.options)
-        self._clients: Dict[str, grpcclient.InferenceServerClient] = {}
-        self._checked: Set[Tuple[str, str]] = set()
+        self._clients: dict[str, grpcclient.InferenceServerClient] = {}
+        self._checked: set[tuple[str, str]] = set()
         self._headers = dict(self.options.headers) or None
-        self._late: Set[threading.Event] = set()  # RPCs past the caller's deadline, left to finish
+        self._late: set[threading.Event] = set()  # RPCs past the caller's deadline, left to finish
 
     # -- public API ---------------------------------------------------------------------------------
     def search(
         self,
-        user_id: Union[int, str],
-        query: Union[str, bytes],
-        candidates: Sequence[Union[int, str]],
+        user_id: int | str,
+        query: str | bytes,
+        candidates: Sequence[int | str],
         k: int = 10,
-        timeout_s: Optional[float] = None,
+        timeout_s: float | None = None,
     ) -> RankingResult:
         """Top ``k`` of ``candidates`` for ``user_id`` searching ``query``, best first. Ids may be ints or strings."""
         model, inputs, keys = build_inputs(user_id, candidates, k, query)
@@ -73,10 +73,10 @@ class RankingClient:
 
     def recommend(
         self,
-        user_id: Union[int, str],
-        candidates: Sequence[Union[int, str]],
+        user_id: int | str,
+        candidates: Sequence[int | str],
         k: int = 10,
-        timeout_s: Optional[float] = None,
+        timeout_s: float | None = None,
     ) -> RankingResult:
         """Top ``k`` of ``candidates`` for ``user_id`` without a query (homepage, recommendations)."""
         model, inputs, keys = build_inputs(user_id, candidates, k)
@@ -84,11 +84,11 @@ class RankingClient:
 
     def rank_many(
         self,
-        requests: Sequence[Union[SearchRequest, RecommendRequest]],
-        timeout_s: Optional[float] = None,
+        requests: Sequence[SearchRequest | RecommendRequest],
+        timeout_s: float | None = None,
         max_concurrency: int = 8,
         return_exceptions: bool = False,
-    ) -> List[Union[RankingResult, RankingError]]:
+    ) -> list[RankingResult | RankingError]:
         """Many requests concurrently; results in request order. With ``return_exceptions`` a failed request
         gives its ``RankingError`` in place of a result; otherwise the first error is raised."""
 
@@ -105,19 +105,19 @@ class RankingClient:
         with ThreadPoolExecutor(max(1, min(max_concurrency, len(requests) or 1))) as pool:
             return list(pool.map(one, requests))
 
-    def is_live(self, timeout_s: Optional[float] = None) -> bool:
+    def is_live(self, timeout_s: float | None = None) -> bool:
         """True if any endpoint's server is live."""
         return any(self._probe(e, "is_server_live", timeout_s) for e in self._pool.endpoints())
 
-    def is_ready(self, timeout_s: Optional[float] = None) -> bool:
+    def is_ready(self, timeout_s: float | None = None) -> bool:
         """True if any endpoint's server is ready (every model loaded)."""
         return any(self._probe(e, "is_server_ready", timeout_s) for e in self._pool.endpoints())
 
-    def health(self, timeout_s: Optional[float] = None) -> Dict[str, bool]:
+    def health(self, timeout_s: float | None = None) -> dict[str, bool]:
         """Readiness per endpoint (after DNS expansion)."""
         return {e: self._probe(e, "is_server_ready", timeout_s) for e in self._pool.endpoints()}
 
-    def model_version(self, model: str = SEARCH_MODEL, timeout_s: Optional[float] = None) -> str:
+    def model_version(self, model: str = SEARCH_MODEL, timeout_s: float | None = None) -> str:
         """The newest version the server reports for ``model`` (``"search"`` or ``"recommend"``)."""
         meta = self._with_retries(
             lambda c, e, plan: c.get_model_metadata(
@@ -127,7 +127,7 @@ class RankingClient:
         )[0]
         return max(meta.get("versions", ["?"]), key=lambda v: (len(v), v))
 
-    def check(self, timeout_s: Optional[float] = None) -> None:
+    def check(self, timeout_s: float | None = None) -> None:
         """Fail fast: raise ContractMismatch if a served ensemble differs from what the SDK sends."""
         for model in (SEARCH_MODEL, RECOMMEND_MODEL):
             self._with_retries(
@@ -142,7 +142,7 @@ class RankingClient:
             client.close()
         self._clients.clear()
 
-    def __enter__(self) -> "RankingClient":
+    def __enter__(self) -> RankingClient:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -164,9 +164,9 @@ class RankingClient:
         check_metadata(model, meta, endpoint)
         self._checked.add((endpoint, model))
 
-    def _with_retries(self, fn, timeout_s: Optional[float]):
+    def _with_retries(self, fn, timeout_s: float | None):
         plan = CallPlan(self._pool, self.options, timeout_s)
-        error: Optional[RankingError] = None
+        error: RankingError | None = None
         while True:
             endpoint = plan.next_endpoint(error)
             try:
@@ -203,7 +203,7 @@ class RankingClient:
             raise error
         return result
 
-    def _rank(self, model: str, inputs, timeout_s: Optional[float], keys=None) -> RankingResult:
+    def _rank(self, model: str, inputs, timeout_s: float | None, keys=None) -> RankingResult:
         def infer(client, endpoint, plan):
             if self.options.check_contract:
                 self._ensure_contract(client, endpoint, model, plan.attempt_timeout())
@@ -220,7 +220,7 @@ class RankingClient:
             attempts=plan.attempts,
         )
 
-    def _probe(self, endpoint: str, method: str, timeout_s: Optional[float]) -> bool:
+    def _probe(self, endpoint: str, method: str, timeout_s: float | None) -> bool:
         try:
             return bool(
                 getattr(self._client(endpoint), method)(

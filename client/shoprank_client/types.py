@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import NamedTuple
 
 
 class RankedItem(NamedTuple):
     """One ranked candidate. A NamedTuple: immutable, and cheap to build ten of per call."""
 
-    item_id: Union[int, str]  # the caller's own id: a string when the request sent strings
+    item_id: int | str  # the caller's own id: a string when the request sent strings
     score: float
 
 
@@ -17,13 +18,13 @@ class RankedItem(NamedTuple):
 class RankingResult:
     """The ranked top-k, best first."""
 
-    items: Tuple[RankedItem, ...]
+    items: tuple[RankedItem, ...]
     model: str  # "search" or "recommend"
     model_version: str  # the served version that answered
     endpoint: str  # the server that answered
     latency_ms: float  # measured by the client, retries included
     attempts: int = 1
-    server_latency_ms: Optional[float] = None  # Triton's responses carry no per-request timing: None
+    server_latency_ms: float | None = None  # Triton's responses carry no per-request timing: None
 
     @property
     def item_ids(self) -> list:
@@ -36,16 +37,16 @@ class RankingResult:
 
 @dataclass(frozen=True)
 class SearchRequest:
-    user_id: Union[int, str]  # a string id is sent as its stable INT64 (shoprank_client.ids)
-    query: Union[str, bytes]
-    candidates: Sequence[Union[int, str]]
+    user_id: int | str  # a string id is sent as its stable INT64 (shoprank_client.ids)
+    query: str | bytes
+    candidates: Sequence[int | str]
     k: int = 10
 
 
 @dataclass(frozen=True)
 class RecommendRequest:
-    user_id: Union[int, str]  # a string id is sent as its stable INT64 (shoprank_client.ids)
-    candidates: Sequence[Union[int, str]]
+    user_id: int | str  # a string id is sent as its stable INT64 (shoprank_client.ids)
+    candidates: Sequence[int | str]
     k: int = 10
 
 
@@ -77,9 +78,9 @@ class TlsConfig:
     """TLS to Triton (or to a proxy in front of it). Give ``client_cert``/``client_key`` for mutual TLS.
     All three are file paths (PEM)."""
 
-    root_certificates: Optional[str] = None
-    client_cert: Optional[str] = None
-    client_key: Optional[str] = None
+    root_certificates: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
 
     def __post_init__(self):
         if (self.client_cert is None) != (self.client_key is None):
@@ -97,7 +98,7 @@ class ClientOptions:
     dns_refresh_s: float = 30.0  # re-resolve "dns:" endpoints (headless Services) this often
     keepalive_time_ms: int = 30_000
     keepalive_timeout_ms: int = 10_000
-    tls: Optional[TlsConfig] = None
+    tls: TlsConfig | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     check_contract: bool = True  # compare the served model metadata at first use
     # The caller's deadline is enforced by the client; the RPC's own gRPC deadline is this much longer,
