@@ -8,7 +8,7 @@ METRICS_PORT ?= 8002
 export HF_HUB_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help setup build build-gpu serve up test test-unit test-triton configs validate check-data demo-data variants \
+.PHONY: help setup build build-gpu serve up lint format test test-unit test-triton configs validate check-data demo-data variants \
 	bench bench-client bench-ids bench-variants bench-tuning loadtest capacity clean
 
 help: ## list the targets
@@ -46,7 +46,18 @@ configs: setup ## regenerate model_repository/*/config.pbtxt from builders/model
 validate: ## check a built repository against its configs (REPO=...)
 	$(PY) -m builders validate $(REPO)
 
-test: setup ## run the whole test suite (unit, build, real tritonserver)
+lint: setup ## ruff (lint + format check) and mypy (strict on client/, runtime/ and the model.py files)
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
+	@for f in model_repository/*/1/model.py; do .venv/bin/mypy --strict --no-error-summary $$f || exit 1; done
+	@echo "lint: ruff and mypy clean"
+
+format: setup ## apply ruff's formatter and its safe fixes (then `make lint`)
+	.venv/bin/ruff format .
+	.venv/bin/ruff check --fix .
+
+test: setup lint ## lint, then the whole test suite (unit, build, real tritonserver)
 	$(PY) -m pytest -q
 
 test-unit: setup ## only the fast unit tests

@@ -56,7 +56,9 @@ def per_call_us(fn, args_list, repeat: int = 3) -> float:
 
 def interleaved(base, other, reqs) -> tuple[float, float, float]:
     """Median latency of ``base`` and ``other`` (us) and the order-balanced paired difference."""
-    base_t, other_t, diffs = [], [], {0: [], 1: []}
+    base_t: list[float] = []
+    other_t: list[float] = []
+    diffs: dict[int, list[float]] = {0: [], 1: []}
     for i, r in enumerate(reqs):
         order = (base, other) if i % 2 == 0 else (other, base)
         times = {}

@@ -79,7 +79,7 @@ def measure(n_requests: int = 200) -> dict:
             inp.set_data_from_numpy(arr)
             return inp
 
-        keys = [build_inputs(1, s[0], 10)[2] for s in as_str]
+        keys = [build_inputs(1, s[0], 10)[2] or {} for s in as_str]  # string candidates: never None
         tops = [(np.array(list(k)[:10], np.int64), k) for k in keys]
 
         def cold(c):

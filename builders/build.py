@@ -115,8 +115,9 @@ def plan(cfg: cfg_mod.ShopConfig, at: Layout, hint: str, progress: bool, log: Ca
     from builders import text_encoder
     from builders.data.load import fingerprint
 
+    files = fingerprint(_data_files(cfg))
     data_key = {
-        "files": fingerprint(_data_files(cfg)),
+        "files": files,
         "config": {k: v for k, v in cfg_mod.cache_key(cfg).items() if k in ("data", "split", "features", "evaluation")},
         "contract": CONTRACT_VERSION,
         "code": CODE["data"],
@@ -127,7 +128,7 @@ def plan(cfg: cfg_mod.ShopConfig, at: Layout, hint: str, progress: bool, log: Ca
         "encoder": text_encoder.fingerprint(text_encoder.model_dir(cfg.encoder.path)),
     }
     upstream = {"data": data_key, "encoder": enc_key}
-    at.data_fingerprint = data_key["files"]
+    at.data_fingerprint = files
 
     def run_data():
         try:

@@ -180,7 +180,9 @@ def ndcg_of_lists(rows: Rows, scores: np.ndarray, lists: np.ndarray, true: bool)
         return None
     imp = rows_of_lists(rows.offsets, idx)
     offsets = np.concatenate([[0], np.cumsum(rows.offsets[idx + 1] - rows.offsets[idx])])
-    gains = 1.0 / (1.0 + np.exp(-rows.relevance[imp])) if true else rows.gain[imp]
+    if true and rows.relevance is None:
+        return None
+    gains = 1.0 / (1.0 + np.exp(-rows.relevance[imp])) if rows.relevance is not None and true else rows.gain[imp]
     try:
         return ndcg_at_k(gains, scores[imp], offsets, 10)
     except ValueError:
@@ -192,6 +194,8 @@ def similarity_breakdown(rows: Rows, logit: np.ndarray, weight: np.ndarray) -> d
     list and on the lists whose query the lexicon does not understand (no catalogue category found:
     the vocabulary-mismatch queries). The difference is what the text encoder contributes."""
     search = rows.list_query() >= 0
+    if rows.understood is None:
+        raise ValueError("similarity_breakdown needs rows.understood (make_rows sets it)")
     groups = {
         "all_searches": search,
         "not_understood": search & ~rows.understood,
@@ -200,7 +204,7 @@ def similarity_breakdown(rows: Rows, logit: np.ndarray, weight: np.ndarray) -> d
     with_sim, without = logit + weight * rows.sim, logit
     out = {}
     for name, mask in groups.items():
-        entry = {"lists": int(mask.sum())}
+        entry: dict[str, float | None] = {"lists": int(mask.sum())}
         for label, true in (("logged", False), ("true", True)):
             if true and rows.relevance is None:
                 continue

@@ -115,7 +115,7 @@ def ranker(
 
     store = FeatureStore.load(feat_dir, with_tokenizer=False, with_profiles=True)
     model, report = rk.train(
-        shop, store.tables, store.lexicon, item_emb, query_emb, store.user_profiles, hp, progress=progress
+        shop, store.tables, store.lexicon, item_emb, query_emb, store.profiles(), hp, progress=progress
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), out_dir / "ranker.pt")
@@ -126,7 +126,7 @@ def ranker(
         store.lexicon,
         item_emb,
         query_emb,
-        store.user_profiles,
+        store.profiles(),
         np.arange(min(50, len(shop.session_user))),
     )
     report["parity"] = rk.parity(model, onnx, rows.cat, rows.dense)

@@ -77,14 +77,17 @@ def step_stats(
             continue
         ok = sel["ok"] == 1
         lat = sel["ms"][ok] if ok.any() else sel["ms"]
+        p50, p95, p99 = (float(np.percentile(lat, q)) for q in (50, 95, 99))
         out.append(
             StepStats(
-                users,
-                users * rate_per_user,
-                ok.sum() / (end - lo),
-                *(float(np.percentile(lat, q)) for q in (50, 95, 99)),
-                float(1 - ok.mean()),
-                int(len(sel)),
+                users=users,
+                offered_rps=users * rate_per_user,
+                achieved_rps=float(ok.sum() / (end - lo)),
+                p50_ms=p50,
+                p95_ms=p95,
+                p99_ms=p99,
+                error_ratio=float(1 - ok.mean()),
+                requests=int(len(sel)),
             )
         )
     return out

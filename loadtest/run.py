@@ -174,10 +174,10 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         watched = [psutil.Process(p.pid) for p in procs]
         cpu = {p.pid: 0.0 for p in watched}
         while master.poll() is None:
-            for p in watched:
+            for w in watched:
                 try:
-                    t = p.cpu_times()
-                    cpu[p.pid] = t.user + t.system
+                    t = w.cpu_times()
+                    cpu[w.pid] = t.user + t.system
                 except psutil.NoSuchProcess:
                     pass
             time.sleep(0.5)

@@ -62,7 +62,7 @@ class SoakShape:
         return (self.users, 10.0) if t < self.duration_s else None
 
 
-SHAPES: dict[str, Callable[..., object]] = {"step": StepShape, "spike": SpikeShape, "soak": SoakShape}
+SHAPES: dict[str, Callable[..., Callable[[float], Tick]]] = {"step": StepShape, "spike": SpikeShape, "soak": SoakShape}
 
 
 def make_shape(name: str, **params) -> Callable[[float], Tick]:

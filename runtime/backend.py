@@ -8,15 +8,21 @@ other exception -> INTERNAL for that request alone: the model keeps serving the 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
-import numpy as np
-
+from runtime.arrays import Array
 from runtime.errors import InvalidInput
 
 
 def serve(
-    pb_utils, requests: Sequence, inputs: Sequence[str], handler: Callable[..., dict[str, np.ndarray]], logger=None
-) -> list:
+    pb_utils: Any,
+    requests: Sequence[Any],
+    inputs: Sequence[str],
+    handler: Callable[..., dict[str, Array]],
+    logger: Any = None,
+) -> list[Any]:
+    """One response per request, in order. ``pb_utils``, the requests, the responses and the logger are
+    the Python backend's own objects, untyped (``triton_python_backend_utils`` exists only inside Triton)."""
     responses = []
     for request in requests:
         try:

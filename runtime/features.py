@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from runtime.arrays import Array
 from runtime.contract import MAX_CANDIDATES, MAX_QUERY_BYTES, N_CAT, N_DENSE
 from runtime.errors import InvalidInput
 from runtime.text import TextTokenizer
@@ -72,7 +74,7 @@ class Lexicon:
         self._attrs = self._phrases(words(a) for a in attributes)
 
     @staticmethod
-    def _phrases(phrases) -> list[tuple[str, int]]:
+    def _phrases(phrases: Iterable[str]) -> list[tuple[str, int]]:
         # Longest first, so "running shoes" wins over a shorter phrase inside it; padded for whole words.
         found = [(f" {p} ", i) for i, p in enumerate(phrases) if p]
         return sorted(found, key=lambda x: -len(x[0]))
@@ -86,7 +88,10 @@ class Lexicon:
 
     def parse(self, query: str) -> QueryIntent:
         text = f" {words(query)} "
-        find = lambda phrases: next((i for p, i in phrases if p in text), -1)  # noqa: E731
+
+        def find(phrases: list[tuple[str, int]]) -> int:
+            return next((i for p, i in phrases if p in text), -1)
+
         return QueryIntent(find(self._cats), find(self._brands), find(self._attrs))
 
 
@@ -111,7 +116,7 @@ def decode_query(raw: object) -> str:
     return text
 
 
-def check_item_ids(item_ids: np.ndarray) -> np.ndarray:
+def check_item_ids(item_ids: Array) -> Array:
     """The candidate list as a 1-D int64 array, or InvalidInput naming ITEM_IDS."""
     ids = np.asarray(item_ids)
     if ids.ndim != 1:
@@ -130,14 +135,14 @@ def check_item_ids(item_ids: np.ndarray) -> np.ndarray:
     return ids
 
 
-def check_user_id(user_id: np.ndarray) -> int:
+def check_user_id(user_id: Array) -> int:
     arr = np.asarray(user_id)
     if arr.size != 1:
         raise InvalidInput("USER_ID", f"expected exactly 1 element, got {arr.size}")
     return int(arr.reshape(-1)[0])
 
 
-def check_top_k(top_k: np.ndarray) -> int:
+def check_top_k(top_k: Array) -> int:
     arr = np.asarray(top_k)
     if arr.size != 1:
         raise InvalidInput("TOP_K", f"expected exactly 1 element, got {arr.size}")
@@ -147,7 +152,7 @@ def check_top_k(top_k: np.ndarray) -> int:
     return k
 
 
-def lookup_rows(sorted_ids: np.ndarray, rows_of_sorted: np.ndarray, ids: np.ndarray) -> np.ndarray:
+def lookup_rows(sorted_ids: Array, rows_of_sorted: Array, ids: Array) -> Array:
     """Rows of ``ids`` in a table whose ids are ``sorted_ids``; -1 where an id is unknown."""
     if len(sorted_ids) == 0:  # a shop without known users: everyone is cold-start
         return np.full(len(ids), -1, np.int64)
@@ -160,7 +165,27 @@ def lookup_rows(sorted_ids: np.ndarray, rows_of_sorted: np.ndarray, ids: np.ndar
 class FeatureTables:
     """The arrays behind the features. Item/user arrays have one extra last row: the unknown default."""
 
-    def __init__(self, arrays: dict[str, np.ndarray]):
+    item_ids_sorted: Array  # the shop's item ids, sorted, and the table row of each
+    item_rows_sorted: Array
+    user_ids_sorted: Array
+    user_rows_sorted: Array
+    item_category: Array  # [I+1] index into the lexicon's categories, -1 unknown
+    item_brand: Array
+    item_attrs: Array  # [I+1, A]
+    item_price_bucket: Array
+    item_log_price: Array
+    item_in_stock: Array
+    item_log_clicks: Array
+    item_ctr: Array
+    user_segment: Array  # [U+1]
+    user_cat_aff: Array  # [U+1, C+1]
+    user_brand_aff: Array  # [U+1, B+1]
+    user_mean_log_price: Array
+
+    def __init__(self, arrays: dict[str, Array]):
+        missing = sorted(set(self.__annotations__) - set(arrays))
+        if missing:
+            raise ValueError(f"feature tables: missing {', '.join(missing)}")
         self.arrays = arrays
         for key, value in arrays.items():
             setattr(self, key, value)
@@ -175,22 +200,22 @@ class FeatureTables:
         with np.load(path) as data:
             return cls({k: data[k] for k in data.files})
 
-    def item_rows(self, ids: np.ndarray) -> np.ndarray:
+    def item_rows(self, ids: Array) -> Array:
         return lookup_rows(self.item_ids_sorted, self.item_rows_sorted, ids)
 
-    def user_rows(self, ids: np.ndarray) -> np.ndarray:
+    def user_rows(self, ids: Array) -> Array:
         return lookup_rows(self.user_ids_sorted, self.user_rows_sorted, ids)
 
 
 def candidate_features(
     t: FeatureTables,
-    user_rows: np.ndarray,
-    item_rows: np.ndarray,
-    has_query: np.ndarray,
-    q_category: np.ndarray,
-    q_brand: np.ndarray,
-    q_attr: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
+    user_rows: Array,
+    item_rows: Array,
+    has_query: Array,
+    q_category: Array,
+    q_brand: Array,
+    q_attr: Array,
+) -> tuple[Array, Array]:
     """Ranker inputs for N (user, query, item) rows: ``cat [N, N_CAT] int64``, ``dense [N, N_DENSE] fp32``.
 
     Rows of -1 (unknown user or item) read the tables' default last row. ``has_query`` is False for
@@ -234,7 +259,7 @@ class FeatureStore:
         tables: FeatureTables,
         lexicon: Lexicon,
         tokenizer: TextTokenizer | None,
-        user_profiles: np.ndarray | None = None,
+        user_profiles: Array | None = None,
     ):
         self.tables = tables
         self.lexicon = lexicon
@@ -251,13 +276,19 @@ class FeatureStore:
             np.load(folder / USER_PROFILE_FILE) if with_profiles else None,
         )
 
-    def _context(self, user_id: np.ndarray, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def profiles(self) -> Array:
+        """The user profile embeddings ``[U+1, D]``; an error if the store was loaded without them."""
+        if self.user_profiles is None:
+            raise RuntimeError("this FeatureStore has no user profiles: load it with with_profiles=True")
+        return self.user_profiles
+
+    def _context(self, user_id: Array, item_ids: Array) -> tuple[Array, Array, Array]:
         uid = check_user_id(user_id)
         ids = check_item_ids(item_ids)
         user_row = int(self.tables.user_rows(np.array([uid], np.int64))[0])
         return ids, np.full(len(ids), user_row, np.int64), self.tables.item_rows(ids)
 
-    def search(self, user_id: np.ndarray, query: np.ndarray, item_ids: np.ndarray) -> dict[str, np.ndarray]:
+    def search(self, user_id: Array, query: Array, item_ids: Array) -> dict[str, Array]:
         """Tensors for one search request: tokens for the encoder, features for the ranker."""
         text = decode_query(query)
         ids, users, items = self._context(user_id, item_ids)
@@ -272,6 +303,8 @@ class FeatureStore:
             np.full(n, intent.brand),
             np.full(n, intent.attribute),
         )
+        if self.tokenizer is None:
+            raise RuntimeError("FeatureStore.search needs the tokenizer: load it with with_tokenizer=True")
         input_ids, mask = self.tokenizer.encode_one(text)
         return {
             "input_ids": input_ids,
@@ -281,13 +314,13 @@ class FeatureStore:
             "ITEM_ROWS": items,
         }
 
-    def recommend(self, user_id: np.ndarray, item_ids: np.ndarray) -> dict[str, np.ndarray]:
+    def recommend(self, user_id: Array, item_ids: Array) -> dict[str, Array]:
         """Tensors for one recommendation request; the context embedding is the user's profile."""
         ids, users, items = self._context(user_id, item_ids)
         n = len(ids)
         none = np.full(n, -1, np.int64)
         cat, dense = candidate_features(self.tables, users, items, np.zeros(n, bool), none, none, none)
-        profile = self.user_profiles[users[:1]]
+        profile = self.profiles()[users[:1]]
         return {
             "cat_features": cat,
             "dense_features": dense,

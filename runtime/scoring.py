@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.arrays import Array
 from runtime.contract import TOP_ITEM_IDS, TOP_SCORES
 from runtime.errors import InvalidInput
 from runtime.features import check_top_k
@@ -28,13 +29,14 @@ ITEM_EMBEDDINGS_FILE = "item_embeddings.npy"
 SIM_EPS = 1e-2  # variance floor: a request whose candidates all match equally keeps z near 0
 
 
-def standardize(cosines: np.ndarray) -> np.ndarray:
+def standardize(cosines: Array) -> Array:
     """The cosines of one request's candidates as z-scores over those candidates (float32)."""
     x = np.asarray(cosines, np.float64)
-    return ((x - x.mean()) / np.sqrt(x.var() + SIM_EPS)).astype(np.float32)
+    z: Array = ((x - x.mean()) / np.sqrt(x.var() + SIM_EPS)).astype(np.float32)
+    return z
 
 
-def standardize_lists(cosines: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+def standardize_lists(cosines: Array, offsets: Array) -> Array:
     """``standardize`` applied to each list ``offsets[i]:offsets[i+1]`` (training rows)."""
     out = np.empty(len(cosines), np.float32)
     for a, b in zip(offsets[:-1], offsets[1:], strict=True):
@@ -43,9 +45,7 @@ def standardize_lists(cosines: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return out
 
 
-def final_scores(
-    context: np.ndarray, logit: np.ndarray, sim_weight: np.ndarray, item_rows: np.ndarray, item_embeddings: np.ndarray
-) -> np.ndarray:
+def final_scores(context: Array, logit: Array, sim_weight: Array, item_rows: Array, item_embeddings: Array) -> Array:
     """[N] float32 scores. ``context`` is [1, D] (or [D]); ``logit`` and ``sim_weight`` are [N, 1] or [N].
     The similarity is the standardised cosine (``standardize``) over these N candidates."""
     ctx = np.asarray(context, np.float32).reshape(-1)
@@ -62,7 +62,7 @@ def final_scores(
     )
 
 
-def top_k(scores: np.ndarray, item_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def top_k(scores: Array, item_ids: Array, k: int) -> tuple[Array, Array]:
     """The ``k`` best ``(ids, scores)``, best first; ties keep the request's order. ``k`` is clipped to N."""
     n = scores.shape[0]
     if len(item_ids) != n:
@@ -75,22 +75,22 @@ def top_k(scores: np.ndarray, item_ids: np.ndarray, k: int) -> tuple[np.ndarray,
 class TopK:
     """The top-k step: item embeddings loaded once, one ``rank`` call per request."""
 
-    def __init__(self, item_embeddings: np.ndarray):
+    def __init__(self, item_embeddings: Array):
         self.item_embeddings = item_embeddings  # [I+1, D], last row zeros (unknown items)
 
     @classmethod
-    def load(cls, folder) -> TopK:
+    def load(cls, folder: str | Path) -> TopK:
         return cls(np.load(Path(folder) / ITEM_EMBEDDINGS_FILE))
 
     def rank(
         self,
-        context: np.ndarray,
-        logit: np.ndarray,
-        sim_weight: np.ndarray,
-        item_rows: np.ndarray,
-        item_ids: np.ndarray,
-        k: np.ndarray,
-    ) -> dict[str, np.ndarray]:
+        context: Array,
+        logit: Array,
+        sim_weight: Array,
+        item_rows: Array,
+        item_ids: Array,
+        k: Array,
+    ) -> dict[str, Array]:
         scores = final_scores(context, logit, sim_weight, item_rows, self.item_embeddings)
         ids, best = top_k(scores, item_ids, check_top_k(k))
         return {TOP_ITEM_IDS: ids, TOP_SCORES: best}

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
+from runtime.arrays import Array
 from runtime.contract import QUERY_PAD_MULTIPLE, QUERY_TOKENS
 
 
@@ -27,13 +28,13 @@ class TextTokenizer:
         pad_id = pad.get("pad_id", self._tok.token_to_id(pad_token) or 0)
         self._tok.enable_padding(pad_id=pad_id, pad_token=pad_token, pad_to_multiple_of=multiple)
 
-    def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    def encode(self, texts: list[str]) -> tuple[Array, Array]:
         """``(input_ids, attention_mask)``, int64 ``[len(texts), L]``: L is the longest, rounded up."""
         encodings = self._tok.encode_batch(texts)
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
         return ids, mask
 
-    def encode_one(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+    def encode_one(self, text: str) -> tuple[Array, Array]:
         enc = self._tok.encode(text)
         return (np.asarray(enc.ids, dtype=np.int64)[None, :], np.asarray(enc.attention_mask, dtype=np.int64)[None, :])

@@ -125,6 +125,13 @@ class ServerOptions:
         opts.log_file = Path(opts.log_file).resolve()
         return opts
 
+    @property
+    def log_path(self) -> Path:
+        """The server's log file (``resolved`` sets it)."""
+        if self.log_file is None:
+            raise ValueError("ServerOptions.log_file is None: call resolved() first")
+        return self.log_file
+
 
 def server_command(opts: ServerOptions, backend_dir: Path) -> list[str]:
     """The exact ``tritonserver`` command line for ``opts`` (already resolved)."""
@@ -179,7 +186,14 @@ class TritonServer:
 
     def __init__(self, options: ServerOptions):
         self.options = options.resolved()
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        """The tritonserver process; ServerError before ``start``."""
+        if self.process is None:
+            raise ServerError("tritonserver has not been started")
+        return self.process
 
     @property
     def grpc_url(self) -> str:
@@ -202,8 +216,8 @@ class TritonServer:
         opts = self.options
         if not opts.model_repository.is_dir():
             raise ServerError(f"model repository {opts.model_repository} does not exist: run `make build`")
-        opts.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with open(opts.log_file, "wb") as log:  # the child keeps its own copy of the handle
+        opts.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(opts.log_path, "wb") as log:  # the child keeps its own copy of the handle
             self.process = subprocess.Popen(
                 server_command(opts, backend_dir),
                 stdout=log,
@@ -228,7 +242,7 @@ class TritonServer:
     def wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            code = self.process.poll()
+            code = self.proc.poll()
             if code is not None:
                 raise ServerError(self._failure(f"tritonserver exited with code {code} before it was ready"))
             if self.is_ready():
@@ -237,7 +251,7 @@ class TritonServer:
         raise ServerError(self._failure(f"tritonserver was not ready within {timeout_s:.0f} s"))
 
     def _failure(self, headline: str) -> str:
-        tail = log_tail(self.options.log_file)
+        tail = log_tail(self.options.log_path)
         failed = [ln for ln in tail.splitlines() if "failed to load" in ln or "UNAVAILABLE" in ln]
         detail = ("\nmodels that failed to load:\n  " + "\n  ".join(failed)) if failed else ""
         return f"{headline} (log: {self.options.log_file}){detail}\nlast lines of the log:\n{tail}"
@@ -306,14 +320,14 @@ def main(argv: list[str] | None = None) -> int:
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     try:
-        while not stop["now"] and server.process.poll() is None:
+        while not stop["now"] and server.proc.poll() is None:
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
-    code = server.process.poll()
+    code = server.proc.poll()
     server.stop()
     if code not in (None, 0):
-        print(f"error: tritonserver exited with code {code}\n{log_tail(server.options.log_file)}", file=sys.stderr)
+        print(f"error: tritonserver exited with code {code}\n{log_tail(server.options.log_path)}", file=sys.stderr)
         return 1
     return 0
 

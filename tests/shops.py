@@ -10,6 +10,7 @@ popularity, position bias), so a ranker has something to learn.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -33,7 +34,7 @@ BRANDS = ["Barilla", "Lustucru", "Président", "Danone", "Evian", "Tropicana", "
 SIZES = ["250G", "500G", "1KG", "1L", "6X1L"]
 ATTRIBUTES = ["bio", "sans gluten", "vegan", "lokal"]
 
-CONFIG = {
+CONFIG: dict[str, Any] = {
     "name": "groceries",
     "data": {
         "folder": ".",
@@ -81,7 +82,9 @@ def generate(n_items: int = 3000, n_users: int = 400, n_sessions: int = 4000, da
     users = [f"client-{u:04d}" for u in range(n_users)]
     customers = pa.table({"user_id": users, "tier": rng.choice(["gold", "silver", "standard"], n_users)})
 
-    rows = {k: [] for k in ("ts", "session_id", "user_id", "query", "item_id", "position", "type")}
+    rows: dict[str, list[Any]] = {
+        k: [] for k in ("ts", "session_id", "user_id", "query", "item_id", "position", "type")
+    }
     start = 1_790_000_000
     by_cat = [np.flatnonzero(cat == c) for c in range(len(cats))]
     for s in range(n_sessions):

@@ -60,7 +60,7 @@ def grocery(tmp_path_factory):
     make_tiny_encoder(root / "encoder")
     config = {**shops.CONFIG, "encoder": {"path": "../encoder"}}
     path = shops.write(root / "data", config=config)
-    logs: list[str] = []
+    logs = []  # what the build logged
     report = build(config=path, out=root / "repo", work=root / "work", progress=False, log=logs.append)
     return root, report, logs
 

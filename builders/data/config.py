@@ -18,7 +18,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from builders.data.contract import CONTRACT_COLUMNS
+from builders.data.contract import CONTRACT_COLUMNS, TableName
 
 
 class ConfigError(ValueError):
@@ -36,7 +36,7 @@ class DataConfig(_Strict):
     users: str | None = "users"  # optional: a shop may have anonymous traffic only
     events: str = "events"
     # contract column -> the column's name in your files, per file
-    columns: dict[Literal["items", "users", "events"], dict[str, str]] = Field(default_factory=dict)
+    columns: dict[TableName, dict[str, str]] = Field(default_factory=dict)
     # "auto": integer columns are INT64 ids, text columns are hashed (shoprank_client.ids);
     # "string": always text (use it for CSV ids like "00012", which would otherwise parse as 12)
     id_type: Literal["auto", "int64", "string"] = "auto"

@@ -13,6 +13,7 @@ unless the config names them (``features.user_segment``, ``evaluation.true_relev
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from runtime.features import CATEGORY_SEPARATOR  # noqa: F401  (paths like "Shoes > Running"; shared with serving)
 
@@ -53,7 +54,8 @@ EVENTS = (
     Column("position", "position", required=False, nullable=True, doc="0 = top; null where unknown"),
     Column("event", "event", doc="one of " + ", ".join(EVENT_KINDS)),
 )
-TABLES: dict[str, tuple[Column, ...]] = {"items": ITEMS, "users": USERS, "events": EVENTS}
+TableName = Literal["items", "users", "events"]
+TABLES: dict[TableName, tuple[Column, ...]] = {"items": ITEMS, "users": USERS, "events": EVENTS}
 CONTRACT_COLUMNS: dict[str, set[str]] = {t: {c.name for c in cols} for t, cols in TABLES.items()}
 
 # Thresholds of the "too few events" check: below these a ranker cannot be trained or judged.

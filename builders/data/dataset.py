@@ -194,7 +194,7 @@ def _rows(table_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
 
 def _items(loaded: L.Loaded, rep: ValidationReport) -> dict:
     f, cols, n = loaded.path.name, loaded.columns, loaded.rows
-    lab = loaded.labels.get
+    lab = loaded.labels.__getitem__  # every contract column has its label, read or not
     L.check_nulls(loaded, rep)
     if rep.errors:
         return {}
@@ -290,6 +290,7 @@ def load_shop(cfg: ShopConfig) -> tuple[ShopData, ValidationReport]:
     users_l = L.load_table("users", d, rep, extra=(cfg.features.user_segment,) if cfg.features.user_segment else ())
     events_l = L.load_table("events", d, rep, extra=(rel,) if rel else ())
     rep.raise_if_errors()
+    assert items_l is not None and events_l is not None  # an unreadable items or events file is an error above
     items = _items(items_l, rep)
     users = _users(users_l, cfg.features.user_segment, rep)
     L.check_nulls(events_l, rep)
@@ -310,7 +311,7 @@ def load_shop(cfg: ShopConfig) -> tuple[ShopData, ValidationReport]:
         rep.error(
             ef,
             "user_id",
-            f"{user_ev.kind} ids, but {users_l.path.name} has {users['user_kind']} ids; set "
+            f"{user_ev.kind} ids, but {users_l.path.name if users_l else 'users'} has {users['user_kind']} ids; set "
             f"data.id_type: string if text ids were read as numbers",
         )
     rep.raise_if_errors()

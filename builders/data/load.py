@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from builders.data.config import DataConfig
-from builders.data.contract import ATTRIBUTE_SEPARATOR, EVENT_KINDS, TABLES, Column
+from builders.data.contract import ATTRIBUTE_SEPARATOR, EVENT_KINDS, TABLES, Column, TableName
 from builders.data.report import ValidationReport, sample
 from shoprank_client.ids import stable_id
 
@@ -41,10 +42,10 @@ class Ids:
 class Loaded:
     """One file: its path, its rows, and the contract columns that could be read."""
 
-    name: str
+    name: TableName
     path: Path
     rows: int
-    columns: dict[str, object]  # contract name -> Ids | np.ndarray | list
+    columns: dict[str, Any]  # contract name -> Ids | np.ndarray | list, by the column's type
     extra: dict[str, pa.ChunkedArray]  # columns the config names beyond the contract
     labels: dict[str, str]  # contract name -> how messages name it (the file's own name if mapped)
 
@@ -234,7 +235,7 @@ def _events(file: str, column: str, arr: pa.ChunkedArray, rep: ValidationReport)
     return codes
 
 
-def load_table(name: str, cfg: DataConfig, rep: ValidationReport, extra: tuple[str, ...] = ()) -> Loaded | None:
+def load_table(name: TableName, cfg: DataConfig, rep: ValidationReport, extra: tuple[str, ...] = ()) -> Loaded | None:
     """Read one contract table, or None (with the problems reported) if it cannot be read."""
     filename = getattr(cfg, name)
     path = find_file(cfg.folder, filename, cfg.format)
@@ -255,7 +256,7 @@ def load_table(name: str, cfg: DataConfig, rep: ValidationReport, extra: tuple[s
     except (pa.ArrowInvalid, OSError) as err:
         rep.error(path.name, None, f"cannot be read: {err}")
         return None
-    out: dict[str, object] = {}
+    out: dict[str, Any] = {}
     labels: dict[str, str] = {}
     present = set(table.column_names)
     for col in columns:
@@ -271,6 +272,7 @@ def load_table(name: str, cfg: DataConfig, rep: ValidationReport, extra: tuple[s
                 )
             continue
         arr = table.column(source)
+        value: Any  # Ids, an array or a list, by the column's kind
         if col.kind == "id":
             value = _ids(path.name, label, arr, cfg.id_type, rep)
         elif col.kind == "text":

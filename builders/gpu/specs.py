@@ -15,6 +15,7 @@ The Python models (features, top-k) stay on CPU instances: they are numpy and to
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from builders.gpu import naming
 from builders.model_specs import specs as cpu_specs
@@ -37,7 +38,7 @@ def gpu_model(spec: ModelSpec, runtime: str, precision: str, ccs: tuple[str, ...
         f"preferred {list(PREFERRED[spec.name])}: the engine's profile is tuned for "
         f"these batch sizes; {QUEUE_DELAY_US[spec.name]} us delay"
     )
-    common = dict(
+    common: dict[str, Any] = dict(
         instances=GPU_INSTANCES[spec.name],
         instance_kind="KIND_GPU",
         dynamic_batching=True,

@@ -36,7 +36,7 @@ def shop_feeds(work: Path, shop) -> dict[str, list[dict[str, np.ndarray]]]:
         store.lexicon,
         np.load(work / "embeddings" / "items.npy"),
         np.load(work / "embeddings" / "queries.npy"),
-        store.user_profiles,
+        store.profiles(),
         np.arange(min(CALIBRATION_SESSIONS, len(shop.session_user))),
     )
     return {

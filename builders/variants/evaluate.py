@@ -59,7 +59,7 @@ class Reference:
         store = FeatureStore.load(work / "features", with_tokenizer=False, with_profiles=True)
         item_emb = np.load(work / "embeddings" / "items.npy")
         query_emb = np.load(work / "embeddings" / "queries.npy")
-        rows = datasets(shop, store.tables, store.lexicon, item_emb, query_emb, store.user_profiles)
+        rows = datasets(shop, store.tables, store.lexicon, item_emb, query_emb, store.profiles())
         return cls(
             work,
             list(shop.item_titles),
@@ -115,9 +115,10 @@ def encoder_contribution(te, logit: np.ndarray, weight: np.ndarray, sim: np.ndar
 
     searches = te.list_query() >= 0
     true = te.relevance is not None
-    ndcg = lambda scores: ndcg_of_lists(te, scores, searches, true)  # noqa: E731
-    without, reference, variant = ndcg(logit), ndcg(logit + weight * te.sim), ndcg(logit + weight * sim)
-    if None in (without, reference, variant) or reference <= without:
+    without = ndcg_of_lists(te, logit, searches, true)
+    reference = ndcg_of_lists(te, logit + weight * te.sim, searches, true)
+    variant = ndcg_of_lists(te, logit + weight * sim, searches, true)
+    if without is None or reference is None or variant is None or reference <= without:
         return {}
     return {
         "searches_metric": "ndcg@10_true" if true else "ndcg@10",

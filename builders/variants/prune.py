@@ -25,7 +25,7 @@ def prune_deep(model, keep: float = 0.5):
     model = copy.deepcopy(model)
     linears = [m for m in model.deep if isinstance(m, nn.Linear)]
     width = model.head.in_features - linears[-1].out_features  # the cross part of the head's input
-    prev_keep = None
+    prev_keep: torch.Tensor | None = None
     new_layers = []
     for i, layer in enumerate(linears):
         w = layer.weight.detach()
@@ -42,6 +42,7 @@ def prune_deep(model, keep: float = 0.5):
         new_layers += [new, nn.ReLU()]
         prev_keep = kept
     model.deep = nn.Sequential(*new_layers)
+    assert prev_keep is not None  # the model has at least one deep layer
     head = nn.Linear(width + len(prev_keep), model.head.out_features)
     with torch.no_grad():
         head.weight.copy_(torch.cat([model.head.weight[:, :width], model.head.weight[:, width:][:, prev_keep]], dim=1))

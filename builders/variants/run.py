@@ -13,15 +13,28 @@ import json
 import os
 import platform
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from builders.driver import Driver
 from builders.variants import evaluate, gate
 from builders.variants.gate import REFERENCE
 
+Maker = Callable[[Path], dict | None]  # writes one variant to the path; returns build info for the report, or None
+
 ENCODER_VARIANTS = ("fp32", "fused", "int8-dynamic", "int8-static", "fused+int8", "distilled", "distilled+int8")
 RANKER_VARIANTS = ("fp32", "optimized", "int8-dynamic", "int8-static", "pruned", "low-rank")
 CODE_VERSION = "variants/1"
+
+
+def without_info(make: Callable[[Path], object]) -> Maker:
+    """A maker whose result (the file it wrote) adds nothing to the report's build info."""
+
+    def run(dst: Path) -> dict | None:
+        make(dst)
+        return None
+
+    return run
 
 
 def variant_path(work: Path, model: str, name: str) -> Path:
@@ -53,7 +66,7 @@ def load_reference_ranker(work: Path):
 
 def encoder_makers(
     work: Path, ref: evaluate.Reference, distill_epochs: int, distill_max_steps: int, progress: bool
-) -> dict[str, Callable[[Path], dict | None]]:
+) -> dict[str, Maker]:
     from builders.variants import calibration, distill, graph, quantize
     from runtime.text import TextTokenizer
 
@@ -75,16 +88,16 @@ def encoder_makers(
         return report
 
     return {
-        "fused": lambda dst: graph.fuse_encoder(src, dst) and None,
-        "int8-dynamic": lambda dst: quantize.dynamic(src, dst) and None,
+        "fused": without_info(lambda dst: graph.fuse_encoder(src, dst)),
+        "int8-dynamic": without_info(lambda dst: quantize.dynamic(src, dst)),
         "int8-static": calibrated,
-        "fused+int8": lambda dst: quantize.dynamic(path("fused"), dst) and None,
+        "fused+int8": without_info(lambda dst: quantize.dynamic(path("fused"), dst)),
         "distilled": distilled,
-        "distilled+int8": lambda dst: quantize.dynamic(path("distilled"), dst) and None,
+        "distilled+int8": without_info(lambda dst: quantize.dynamic(path("distilled"), dst)),
     }
 
 
-def ranker_makers(work: Path, ref: evaluate.Reference, progress: bool) -> dict[str, Callable[[Path], dict | None]]:
+def ranker_makers(work: Path, ref: evaluate.Reference, progress: bool) -> dict[str, Maker]:
     from builders import ranker
     from builders.variants import calibration, graph, lowrank, prune, quantize
 
@@ -104,8 +117,8 @@ def ranker_makers(work: Path, ref: evaluate.Reference, progress: bool) -> dict[s
         return None
 
     return {
-        "optimized": lambda dst: graph.optimize_ranker(src, dst) and None,
-        "int8-dynamic": lambda dst: quantize.dynamic(src, dst) and None,
+        "optimized": without_info(lambda dst: graph.optimize_ranker(src, dst)),
+        "int8-dynamic": without_info(lambda dst: quantize.dynamic(src, dst)),
         "int8-static": calibrated,
         "pruned": lambda dst: fine_tuned(lambda m: prune.prune_deep(m, keep=0.5), dst, keep=0.5),
         "low-rank": lambda dst: fine_tuned(
@@ -164,10 +177,7 @@ def run(
                     "distill_max_steps": distill_max_steps,
                 }
                 built = ctx.cached(
-                    f"variants/{model}/{name.replace('+', '_')}",
-                    key,
-                    [path],
-                    lambda p=path, n=name, m=model: makers[m][n](p),
+                    f"variants/{model}/{name.replace('+', '_')}", key, [path], partial(makers[model][name], path)
                 )
             log(f"[measure] {model}/{name} quality")
             entry = {"file": str(path), "mb": evaluate.size_mb(path), "build": built}

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import tritonclient.grpc.aio as aiogrpc
 from tritonclient.utils import InferenceServerException
@@ -11,8 +12,10 @@ from tritonclient.utils import InferenceServerException
 from shoprank_client.core import CallPlan, EndpointPool
 from shoprank_client.errors import RankingError, from_triton
 from shoprank_client.protocol import RECOMMEND_MODEL, SEARCH_MODEL, build_inputs, check_metadata, parse_items
-from shoprank_client.sync import client_kwargs
+from shoprank_client.sync import InferResult, TritonClient, client_kwargs
 from shoprank_client.types import ClientOptions, RankingResult, RecommendRequest, SearchRequest
+
+T = TypeVar("T")
 
 
 class AsyncRankingClient:
@@ -22,7 +25,7 @@ class AsyncRankingClient:
     ...     result = await client.search(42, "wireless headphones", [101, 102, 103], k=2)
     """
 
-    def __init__(self, endpoints: str | Sequence[str], options: ClientOptions | None = None, **overrides):
+    def __init__(self, endpoints: str | Sequence[str], options: ClientOptions | None = None, **overrides: Any) -> None:
         if options is not None and overrides:
             raise ValueError("pass either options= or keyword overrides, not both")
         self.options = options or ClientOptions(**overrides)
@@ -30,7 +33,7 @@ class AsyncRankingClient:
         self._clients: dict[str, aiogrpc.InferenceServerClient] = {}
         self._checked: set[tuple[str, str]] = set()
         self._headers = dict(self.options.headers) or None
-        self._late: set[asyncio.Future] = set()  # RPCs past the caller's deadline, left to finish
+        self._late: set[asyncio.Future[InferResult]] = set()  # RPCs past the caller's deadline, left to finish
 
     async def search(
         self,
@@ -65,7 +68,7 @@ class AsyncRankingClient:
         """Many requests concurrently (at most ``max_concurrency`` in flight); results in request order."""
         gate = asyncio.Semaphore(max(1, max_concurrency))
 
-        async def one(req):
+        async def one(req: SearchRequest | RecommendRequest) -> RankingResult | RankingError:
             async with gate:
                 try:
                     if isinstance(req, SearchRequest):
@@ -93,19 +96,20 @@ class AsyncRankingClient:
     async def model_version(self, model: str = SEARCH_MODEL, timeout_s: float | None = None) -> str:
         """The newest version the server reports for ``model``."""
 
-        async def fetch(c, e, plan):
-            return await c.get_model_metadata(
+        async def fetch(c: TritonClient, e: str, plan: CallPlan) -> dict[str, Any]:
+            meta: dict[str, Any] = await c.get_model_metadata(
                 model, as_json=True, client_timeout=plan.attempt_timeout(), headers=self._headers
             )
+            return meta
 
         meta = (await self._with_retries(fetch, timeout_s))[0]
-        return max(meta.get("versions", ["?"]), key=lambda v: (len(v), v))
+        return str(max(meta.get("versions", ["?"]), key=lambda v: (len(v), v)))
 
     async def check(self, timeout_s: float | None = None) -> None:
         """Fail fast: raise ContractMismatch if a served ensemble differs from what the SDK sends."""
         for model in (SEARCH_MODEL, RECOMMEND_MODEL):
 
-            async def verify(c, e, plan, m=model):
+            async def verify(c: TritonClient, e: str, plan: CallPlan, m: str = model) -> None:
                 await self._ensure_contract(c, e, m, plan.attempt_timeout())
 
             await self._with_retries(verify, timeout_s)
@@ -120,7 +124,7 @@ class AsyncRankingClient:
     async def __aenter__(self) -> AsyncRankingClient:
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
     def _client(self, endpoint: str) -> aiogrpc.InferenceServerClient:
@@ -131,14 +135,16 @@ class AsyncRankingClient:
             )
         return client
 
-    async def _ensure_contract(self, client, endpoint: str, model: str, timeout: float) -> None:
+    async def _ensure_contract(self, client: TritonClient, endpoint: str, model: str, timeout: float) -> None:
         if (endpoint, model) in self._checked:
             return
         meta = await client.get_model_metadata(model, as_json=True, client_timeout=timeout, headers=self._headers)
         check_metadata(model, meta, endpoint)
         self._checked.add((endpoint, model))
 
-    async def _with_retries(self, fn, timeout_s: float | None):
+    async def _with_retries(
+        self, fn: Callable[[TritonClient, str, CallPlan], Awaitable[T]], timeout_s: float | None
+    ) -> tuple[T, str, CallPlan]:
         plan = CallPlan(self._pool, self.options, timeout_s)
         error: RankingError | None = None
         while True:
@@ -151,7 +157,9 @@ class AsyncRankingClient:
                 error = from_triton(exc, endpoint)
             await asyncio.sleep(plan.on_error(error))
 
-    async def _infer(self, client, endpoint: str, model: str, inputs, plan: CallPlan):
+    async def _infer(
+        self, client: TritonClient, endpoint: str, model: str, inputs: list[aiogrpc.InferInput], plan: CallPlan
+    ) -> InferResult:
         """Mirror of ``RankingClient._infer``: wait until the deadline, let a late RPC finish unseen."""
         wait = plan.attempt_timeout()
         grace = self.options.cancel_grace_s
@@ -165,13 +173,19 @@ class AsyncRankingClient:
             task.add_done_callback(self._forget_late)
             raise plan.deadline_error(endpoint) from None
 
-    def _forget_late(self, task: asyncio.Future) -> None:
+    def _forget_late(self, task: asyncio.Future[InferResult]) -> None:
         self._late.discard(task)
         if not task.cancelled():
             task.exception()  # retrieved: a late failure is expected and needs no warning
 
-    async def _rank(self, model: str, inputs, timeout_s: float | None, keys=None) -> RankingResult:
-        async def infer(client, endpoint, plan):
+    async def _rank(
+        self,
+        model: str,
+        inputs: list[aiogrpc.InferInput],
+        timeout_s: float | None,
+        keys: dict[int, str] | None = None,
+    ) -> RankingResult:
+        async def infer(client: TritonClient, endpoint: str, plan: CallPlan) -> InferResult:
             if self.options.check_contract:
                 await self._ensure_contract(client, endpoint, model, plan.attempt_timeout())
             return await self._infer(client, endpoint, model, inputs, plan)

@@ -24,7 +24,7 @@ from shoprank_client.errors import (
     Unavailable,
 )
 from shoprank_client.sync import RankingClient
-from shoprank_client.types import RetryPolicy
+from shoprank_client.types import RankingResult, RetryPolicy
 
 EXIT_CODES = ((InvalidRequest, 2), (Unavailable, 3), (Overloaded, 3), (DeadlineExceeded, 4), (ContractMismatch, 5))
 
@@ -37,7 +37,7 @@ def parse_ids(text: str, source: str) -> list[int]:
         raise SystemExit(f"error: {source}: not an integer id ({err})") from None
 
 
-def format_table(result) -> str:
+def format_table(result: RankingResult) -> str:
     width = max([len(str(i.item_id)) for i in result.items] + [7])
     lines = [f"{'rank':>4}  {'item_id':>{width}}  {'score':>10}"]
     lines += [f"{n:>4}  {i.item_id:>{width}}  {i.score:>10.4f}" for n, i in enumerate(result.items, 1)]

@@ -17,8 +17,7 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Sequence
-from typing import Callable
+from collections.abc import Callable, Iterator, Sequence
 
 from shoprank_client.errors import DeadlineExceeded, RankingError, Unavailable
 from shoprank_client.types import ClientOptions
@@ -38,12 +37,14 @@ def resolve(endpoint: str) -> list[str]:
         infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
     except socket.gaierror as err:
         raise Unavailable(f"cannot resolve {host}: {err}", endpoint=endpoint) from None
-    addrs = sorted({info[4][0] for info in infos})
+    addrs = sorted({str(info[4][0]) for info in infos})
     return [f"[{a}]:{port}" if ":" in a else f"{a}:{port}" for a in addrs]
 
 
 class EndpointPool:
-    def __init__(self, endpoints: Sequence[str], options: ClientOptions, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, endpoints: str | Sequence[str], options: ClientOptions, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         if isinstance(endpoints, str):
             endpoints = [endpoints]
         if not endpoints:
@@ -76,7 +77,9 @@ class EndpointPool:
         now = self._clock()
         healthy = [e for e in all_eps if self._down_until.get(e, 0.0) <= now]
 
-        def groups():  # each fallback is built only if the one before it is empty; most calls take the first
+        def groups() -> Iterator[
+            list[str]
+        ]:  # each fallback is built only if the one before it is empty; most calls take the first
             yield [e for e in healthy if e not in tried]
             yield healthy
             yield [e for e in all_eps if e not in tried]
@@ -112,7 +115,7 @@ class CallPlan:
         timeout_s: float | None,
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[float, float], float] = random.uniform,
-    ):
+    ) -> None:
         timeout = options.timeout_s if timeout_s is None else timeout_s
         if timeout <= 0:
             raise ValueError("timeout_s must be > 0")

@@ -6,8 +6,10 @@ Shared by the sync and the asyncio client: everything here is pure (no I/O).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from tritonclient.grpc import InferInput
 
 from shoprank_client.errors import ContractMismatch, InvalidRequest
@@ -49,7 +51,7 @@ def _user(user_id: object) -> int:
     return int(user_id)
 
 
-def _string_candidates(candidates: Sequence[str]) -> tuple[np.ndarray, dict[int, str]]:
+def _string_candidates(candidates: Sequence[str]) -> tuple[npt.NDArray[np.int64], dict[int, str]]:
     """String ids (SKUs) -> their stable INT64 ids, and the map back for the response."""
     try:
         keys = {stable_id(c): c for c in candidates}  # one pass: a non-string has no .encode
@@ -59,13 +61,15 @@ def _string_candidates(candidates: Sequence[str]) -> tuple[np.ndarray, dict[int,
             f"candidates: mixes strings and {type(bad).__name__} ({bad!r}); send all ids of one kind", "candidates"
         ) from None
     if len(keys) != len(candidates):
-        seen = set()
-        dup = next(c for c in candidates if c in seen or seen.add(c))
-        raise InvalidRequest(f"candidates: duplicate id {dup!r}", "candidates")
+        seen: set[str] = set()
+        for c in candidates:
+            if c in seen:
+                raise InvalidRequest(f"candidates: duplicate id {c!r}", "candidates")
+            seen.add(c)
     return np.fromiter(keys, np.int64, len(keys)), keys
 
 
-def _candidates(candidates: Sequence[int]) -> np.ndarray:
+def _candidates(candidates: Sequence[int | str] | npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.int64]:
     try:
         ids = np.asarray(candidates)
     except (TypeError, ValueError) as err:
@@ -118,7 +122,7 @@ def _query(query: str | bytes) -> bytes:
     return raw
 
 
-def _tensor(name: str, array: np.ndarray, datatype: str) -> InferInput:
+def _tensor(name: str, array: npt.NDArray[Any], datatype: str) -> InferInput:
     inp = InferInput(name, list(array.shape), datatype)
     inp.set_data_from_numpy(array)
     return inp
@@ -151,7 +155,9 @@ def build_inputs(
     return (SEARCH_MODEL if query is not None else RECOMMEND_MODEL), inputs, keys
 
 
-def parse_items(ids: np.ndarray, scores: np.ndarray, keys: dict[int, str] | None = None) -> tuple[RankedItem, ...]:
+def parse_items(
+    ids: npt.NDArray[np.int64], scores: npt.NDArray[np.float32], keys: dict[int, str] | None = None
+) -> tuple[RankedItem, ...]:
     """The ranked items; with ``keys`` (string candidates) each id is the caller's string again."""
     id_list = ids.tolist()
     if keys is not None:
@@ -159,7 +165,7 @@ def parse_items(ids: np.ndarray, scores: np.ndarray, keys: dict[int, str] | None
     return tuple(map(RankedItem._make, zip(id_list, scores.tolist())))
 
 
-def check_metadata(model: str, metadata: dict, endpoint: str) -> None:
+def check_metadata(model: str, metadata: dict[str, Any], endpoint: str) -> None:
     """Raise ContractMismatch listing every difference between served metadata and CONTRACT."""
     expected = CONTRACT[model]
     problems = []

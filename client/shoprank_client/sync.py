@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
@@ -15,10 +16,15 @@ from shoprank_client.errors import RankingError, from_triton
 from shoprank_client.protocol import RECOMMEND_MODEL, SEARCH_MODEL, build_inputs, check_metadata, parse_items
 from shoprank_client.types import ClientOptions, RankingResult, RecommendRequest, SearchRequest
 
+T = TypeVar("T")
+# tritonclient ships no type hints: its clients and results are Any here, named for the reader.
+TritonClient = Any
+InferResult = Any
 
-def client_kwargs(options: ClientOptions) -> dict:
+
+def client_kwargs(options: ClientOptions) -> dict[str, Any]:
     """Constructor keywords shared by tritonclient's sync and asyncio gRPC clients."""
-    kwargs: dict = {
+    kwargs: dict[str, Any] = {
         "keepalive_options": grpcclient.KeepAliveOptions(
             keepalive_time_ms=options.keepalive_time_ms,
             keepalive_timeout_ms=options.keepalive_timeout_ms,
@@ -48,7 +54,7 @@ class RankingClient:
     The client is thread-safe; create one per process and reuse it (channels are kept open).
     """
 
-    def __init__(self, endpoints: str | Sequence[str], options: ClientOptions | None = None, **overrides):
+    def __init__(self, endpoints: str | Sequence[str], options: ClientOptions | None = None, **overrides: Any) -> None:
         self.options = options or ClientOptions(**overrides)
         if options is not None and overrides:
             raise ValueError("pass either options= or keyword overrides, not both")
@@ -92,7 +98,7 @@ class RankingClient:
         """Many requests concurrently; results in request order. With ``return_exceptions`` a failed request
         gives its ``RankingError`` in place of a result; otherwise the first error is raised."""
 
-        def one(req):
+        def one(req: SearchRequest | RecommendRequest) -> RankingResult | RankingError:
             try:
                 if isinstance(req, SearchRequest):
                     return self.search(req.user_id, req.query, req.candidates, req.k, timeout_s)
@@ -125,14 +131,16 @@ class RankingClient:
             ),
             timeout_s,
         )[0]
-        return max(meta.get("versions", ["?"]), key=lambda v: (len(v), v))
+        return str(max(meta.get("versions", ["?"]), key=lambda v: (len(v), v)))
 
     def check(self, timeout_s: float | None = None) -> None:
         """Fail fast: raise ContractMismatch if a served ensemble differs from what the SDK sends."""
         for model in (SEARCH_MODEL, RECOMMEND_MODEL):
-            self._with_retries(
-                lambda c, e, plan, m=model: self._ensure_contract(c, e, m, plan.attempt_timeout()), timeout_s
-            )
+
+            def verify(c: TritonClient, e: str, plan: CallPlan, m: str = model) -> None:
+                self._ensure_contract(c, e, m, plan.attempt_timeout())
+
+            self._with_retries(verify, timeout_s)
 
     def close(self) -> None:
         deadline = time.monotonic() + self.options.cancel_grace_s + self.options.timeout_s
@@ -145,7 +153,7 @@ class RankingClient:
     def __enter__(self) -> RankingClient:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- internals ----------------------------------------------------------------------------------
@@ -157,14 +165,16 @@ class RankingClient:
             )
         return client
 
-    def _ensure_contract(self, client, endpoint: str, model: str, timeout: float) -> None:
+    def _ensure_contract(self, client: TritonClient, endpoint: str, model: str, timeout: float) -> None:
         if (endpoint, model) in self._checked:
             return
         meta = client.get_model_metadata(model, as_json=True, client_timeout=timeout, headers=self._headers)
         check_metadata(model, meta, endpoint)
         self._checked.add((endpoint, model))
 
-    def _with_retries(self, fn, timeout_s: float | None):
+    def _with_retries(
+        self, fn: Callable[[TritonClient, str, CallPlan], T], timeout_s: float | None
+    ) -> tuple[T, str, CallPlan]:
         plan = CallPlan(self._pool, self.options, timeout_s)
         error: RankingError | None = None
         while True:
@@ -177,7 +187,9 @@ class RankingClient:
                 error = from_triton(exc, endpoint)
             time.sleep(plan.on_error(error))
 
-    def _infer(self, client, endpoint: str, model: str, inputs, plan: CallPlan):
+    def _infer(
+        self, client: TritonClient, endpoint: str, model: str, inputs: list[grpcclient.InferInput], plan: CallPlan
+    ) -> InferResult:
         """One inference RPC. The client waits until the call's deadline; the RPC's gRPC deadline is
         ``cancel_grace_s`` later, so Triton is not sent a cancellation for a request it is finishing."""
         wait = plan.attempt_timeout()
@@ -185,9 +197,9 @@ class RankingClient:
         if grace <= 0:
             return client.infer(model, inputs, client_timeout=wait, headers=self._headers)
         done = threading.Event()
-        box: list = []
+        box: list[tuple[InferResult, InferenceServerException | None]] = []
 
-        def callback(result, error):
+        def callback(result: InferResult, error: InferenceServerException | None) -> None:
             box.append((result, error))
             done.set()
             self._late.discard(done)
@@ -203,8 +215,14 @@ class RankingClient:
             raise error
         return result
 
-    def _rank(self, model: str, inputs, timeout_s: float | None, keys=None) -> RankingResult:
-        def infer(client, endpoint, plan):
+    def _rank(
+        self,
+        model: str,
+        inputs: list[grpcclient.InferInput],
+        timeout_s: float | None,
+        keys: dict[int, str] | None = None,
+    ) -> RankingResult:
+        def infer(client: TritonClient, endpoint: str, plan: CallPlan) -> InferResult:
             if self.options.check_contract:
                 self._ensure_contract(client, endpoint, model, plan.attempt_timeout())
             return self._infer(client, endpoint, model, inputs, plan)

@@ -27,11 +27,11 @@ class RankingResult:
     server_latency_ms: float | None = None  # Triton's responses carry no per-request timing: None
 
     @property
-    def item_ids(self) -> list:
+    def item_ids(self) -> list[int | str]:
         return [i.item_id for i in self.items]
 
     @property
-    def scores(self) -> list:
+    def scores(self) -> list[float]:
         return [i.score for i in self.items]
 
 
@@ -59,7 +59,7 @@ class RetryPolicy:
     max_backoff_s: float = 0.2
     multiplier: float = 2.0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("RetryPolicy.max_attempts must be at least 1")
         if self.initial_backoff_s < 0 or self.max_backoff_s < 0 or self.multiplier < 1:
@@ -82,7 +82,7 @@ class TlsConfig:
     client_cert: str | None = None
     client_key: str | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if (self.client_cert is None) != (self.client_key is None):
             raise ValueError("TlsConfig: mutual TLS needs both client_cert and client_key")
 
@@ -107,7 +107,7 @@ class ClientOptions:
     # send the exact deadline to servers that have the fix.
     cancel_grace_s: float = 2.0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.timeout_s <= 0:
             raise ValueError("ClientOptions.timeout_s must be > 0")
         if self.cancel_grace_s < 0:

@@ -4,6 +4,7 @@ Thin Triton wrapper; the logic is runtime/features.py (FeatureStore.recommend), 
 """
 
 import os
+from typing import Any
 
 import triton_python_backend_utils as pb_utils
 
@@ -13,9 +14,9 @@ from runtime.features import FeatureStore
 
 
 class TritonPythonModel:
-    def initialize(self, args):
+    def initialize(self, args: dict[str, str]) -> None:
         folder = os.path.join(args["model_repository"], args["model_version"])
         self.store = FeatureStore.load(folder, with_tokenizer=False, with_profiles=True)
 
-    def execute(self, requests):
+    def execute(self, requests: list[Any]) -> list[Any]:
         return serve(pb_utils, requests, (c.USER_ID, c.ITEM_IDS), self.store.recommend, pb_utils.Logger)

@@ -4,6 +4,7 @@ Thin Triton wrapper; the logic is runtime/features.py (FeatureStore.search), uni
 """
 
 import os
+from typing import Any
 
 import triton_python_backend_utils as pb_utils
 
@@ -13,8 +14,8 @@ from runtime.features import FeatureStore
 
 
 class TritonPythonModel:
-    def initialize(self, args):
+    def initialize(self, args: dict[str, str]) -> None:
         self.store = FeatureStore.load(os.path.join(args["model_repository"], args["model_version"]))
 
-    def execute(self, requests):
+    def execute(self, requests: list[Any]) -> list[Any]:
         return serve(pb_utils, requests, (c.USER_ID, c.QUERY, c.ITEM_IDS), self.store.search, pb_utils.Logger)

@@ -4,6 +4,7 @@ Thin Triton wrapper; the logic is runtime/scoring.py (TopK.rank), unit-tested wi
 """
 
 import os
+from typing import Any
 
 import triton_python_backend_utils as pb_utils
 
@@ -13,9 +14,9 @@ from runtime.scoring import TopK
 
 
 class TritonPythonModel:
-    def initialize(self, args):
+    def initialize(self, args: dict[str, str]) -> None:
         self.topk = TopK.load(os.path.join(args["model_repository"], args["model_version"]))
 
-    def execute(self, requests):
+    def execute(self, requests: list[Any]) -> list[Any]:
         names = (c.CONTEXT_EMBEDDING, c.LOGIT, c.SIM_WEIGHT, c.ITEM_ROWS, c.ITEM_IDS, c.TOP_K)
         return serve(pb_utils, requests, names, self.topk.rank, pb_utils.Logger)
