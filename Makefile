@@ -8,7 +8,7 @@ METRICS_PORT ?= 8002
 export HF_HUB_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help setup build build-gpu serve up lint format test test-unit test-triton configs validate check-data demo-data variants \
+.PHONY: help setup build build-gpu serve up redis seed lint format test test-unit test-triton configs validate check-data demo-data variants \
 	bench bench-client bench-ids bench-variants bench-tuning loadtest capacity clean
 
 help: ## list the targets
@@ -39,6 +39,12 @@ serve: ## serve the built repository on the bundled tritonserver (ports 8000/800
 	$(PY) -m server.launcher --model-repository $(REPO) --grpc-port $(GRPC_PORT) --http-port $(HTTP_PORT) --metrics-port $(METRICS_PORT)
 
 up: build serve ## setup + build + serve: the README's first command
+
+redis: setup ## a local redis-server for the online feature store (REDIS_PORT, default 6379); docs/online.md
+	$(PY) -m server.redis_server --port $(or $(REDIS_PORT),6379)
+
+seed: ## load the build's price and stock into the online store (SHOPRANK_ONLINE_URL=redis://...)
+	$(PY) -m online seed --repo $(REPO)
 
 configs: setup ## regenerate model_repository/*/config.pbtxt from builders/model_specs.py
 	$(PY) -m builders configs

@@ -30,13 +30,14 @@ from builders.driver import Driver, Step
 from builders.steps import PARITY_MAX_ABS, PARITY_MIN_COSINE, StepError  # noqa: F401  (re-exported for callers)
 from runtime import contract as c
 from runtime.features import LEXICON_FILE, STORE_FILE, TOKENIZER_FILE, USER_PROFILE_FILE
+from runtime.online import SNAPSHOT_FILE
 from runtime.scoring import ITEM_EMBEDDINGS_FILE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_ENCODER_DIR = REPO_ROOT / "build" / "encoder"  # shared by every build that uses the bundled MiniLM
 TARGETS = ("cpu", "gpu")
 STEP_NAMES = ("demo-data", "data", "encoder", "embeddings", "features", "ranker")
-CODE = {"data": "data/1", "features": "features/2", "ranker": "dcn-v2/4"}
+CODE = {"data": "data/1", "features": "features/3", "ranker": "dcn-v2/4"}
 
 
 class BuildError(RuntimeError):
@@ -204,7 +205,11 @@ def artifacts(at: Layout, encoder_onnx: Path, ranker_onnx: Path) -> dict[str, di
     """Every file of the repository's version folders, by model."""
     feature_files = {STORE_FILE: at.features / STORE_FILE, LEXICON_FILE: at.features / LEXICON_FILE}
     return {
-        c.SEARCH_FEATURES: {**feature_files, TOKENIZER_FILE: at.features / TOKENIZER_FILE},
+        c.SEARCH_FEATURES: {
+            **feature_files,
+            TOKENIZER_FILE: at.features / TOKENIZER_FILE,
+            SNAPSHOT_FILE: at.features / SNAPSHOT_FILE,
+        },
         c.RECOMMEND_FEATURES: {**feature_files, USER_PROFILE_FILE: at.features / USER_PROFILE_FILE},
         c.TOPK: {ITEM_EMBEDDINGS_FILE: at.embeddings / "items.npy"},
         c.TEXT_ENCODER: {"model.onnx": encoder_onnx},

@@ -75,6 +75,7 @@ def build_tables(shop: ShopData) -> FeatureTables:
         "item_brand": _with_default(shop.item_brand, -1),
         "item_attrs": _with_default(shop.item_attrs, -1),
         "item_price_bucket": _with_default(bucket, -1),
+        "price_edges": edges.astype(np.float32),
         "item_log_price": _with_default(log_price, mean_price),
         "item_in_stock": _with_default((shop.item_stock > 0).astype(np.float32), 1.0),
         "item_log_clicks": _with_default(np.log1p(item_clicks).astype(np.float32), 0.0),

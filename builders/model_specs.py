@@ -33,6 +33,7 @@ RANKER_FEATURES = (
     Tensor(c.CAT_FEATURES, "int64", (-1, c.N_CAT)),
     Tensor(c.DENSE_FEATURES, "float32", (-1, c.N_DENSE)),
     Tensor(c.ITEM_ROWS, "int64", (-1,)),
+    Tensor(c.AVAILABLE, "bool", (-1,)),
 )
 RESPONSE = (Tensor(c.TOP_ITEM_IDS, "int64", (-1,)), Tensor(c.TOP_SCORES, "float32", (-1,)))
 FEATURES_WHY = {
@@ -110,6 +111,7 @@ def specs(embed_dim: int = c.EMBED_DIM) -> list[ModelSpec]:
             Tensor(c.ITEM_ROWS, "int64", (-1,)),
             Tensor(c.ITEM_IDS, "int64", (-1,)),
             Tensor(c.TOP_K, "int32", (1,)),
+            Tensor(c.AVAILABLE, "bool", (-1,)),
         ),
         outputs=RESPONSE,
         why={
@@ -132,6 +134,7 @@ def specs(embed_dim: int = c.EMBED_DIM) -> list[ModelSpec]:
                     c.CAT_FEATURES: "cat",
                     c.DENSE_FEATURES: "dense",
                     c.ITEM_ROWS: "rows",
+                    c.AVAILABLE: "available",
                 },
             ),
             Step(
@@ -149,6 +152,7 @@ def specs(embed_dim: int = c.EMBED_DIM) -> list[ModelSpec]:
                     c.ITEM_ROWS: "rows",
                     c.ITEM_IDS: c.ITEM_IDS,
                     c.TOP_K: c.TOP_K,
+                    c.AVAILABLE: "available",
                 },
                 {c.TOP_ITEM_IDS: c.TOP_ITEM_IDS, c.TOP_SCORES: c.TOP_SCORES},
             ),
@@ -173,6 +177,7 @@ def specs(embed_dim: int = c.EMBED_DIM) -> list[ModelSpec]:
                     c.DENSE_FEATURES: "dense",
                     c.ITEM_ROWS: "rows",
                     c.CONTEXT_EMBEDDING: "user_emb",
+                    c.AVAILABLE: "available",
                 },
             ),
             Step(
@@ -187,6 +192,7 @@ def specs(embed_dim: int = c.EMBED_DIM) -> list[ModelSpec]:
                     c.ITEM_ROWS: "rows",
                     c.ITEM_IDS: c.ITEM_IDS,
                     c.TOP_K: c.TOP_K,
+                    c.AVAILABLE: "available",
                 },
                 {c.TOP_ITEM_IDS: c.TOP_ITEM_IDS, c.TOP_SCORES: c.TOP_SCORES},
             ),

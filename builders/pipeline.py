@@ -40,7 +40,9 @@ class InProcessPipeline:
         logit, sim_weight = self.ranker.run(
             [c.LOGIT, c.SIM_WEIGHT], {c.CAT_FEATURES: feats[c.CAT_FEATURES], c.DENSE_FEATURES: feats[c.DENSE_FEATURES]}
         )
-        out = self.topk.rank(context, logit, sim_weight, feats[c.ITEM_ROWS], item_ids, np.array([k], np.int32))
+        out = self.topk.rank(
+            context, logit, sim_weight, feats[c.ITEM_ROWS], item_ids, np.array([k], np.int32), feats.get(c.AVAILABLE)
+        )
         return out[c.TOP_ITEM_IDS], out[c.TOP_SCORES]
 
     def search(self, user_id: int, query: str | bytes, item_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

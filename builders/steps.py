@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from runtime.features import LEXICON_FILE, STORE_FILE, TOKENIZER_FILE, USER_PROFILE_FILE
+from runtime.online import SNAPSHOT_FILE
 
 PARITY_MIN_COSINE = 0.999
 PARITY_MAX_ABS = 1e-4
 SHOP_FILES = ("shop.npz", "shop_text.json")
-FEATURE_FILES = (STORE_FILE, LEXICON_FILE, USER_PROFILE_FILE, TOKENIZER_FILE)
+FEATURE_FILES = (STORE_FILE, LEXICON_FILE, USER_PROFILE_FILE, TOKENIZER_FILE, SNAPSHOT_FILE)
 
 
 class StepError(RuntimeError):
@@ -95,6 +96,8 @@ def features(shop, item_emb: np.ndarray, tokenizer: Path, out_dir: Path) -> dict
     (out_dir / LEXICON_FILE).write_text(feature_tables.build_lexicon(shop).to_json())
     np.save(out_dir / USER_PROFILE_FILE, feature_tables.build_user_profiles(shop, item_emb))
     shutil.copyfile(tokenizer, out_dir / TOKENIZER_FILE)
+    # The online store's initial values (`python -m online seed` loads them into Redis).
+    np.savez(out_dir / SNAPSHOT_FILE, item_id=shop.item_ids, price=shop.item_price, stock=shop.item_stock)
     return {
         "items": tables.n_items,
         "users": tables.n_users,

@@ -12,6 +12,7 @@ from typing import Any
 
 from runtime.arrays import Array
 from runtime.errors import InvalidInput
+from runtime.online import OnlineItems, OnlineSettings
 
 
 def serve(
@@ -48,3 +49,39 @@ def serve(
                 )
             )
     return responses
+
+
+READ_OUTCOMES = ("ok", "cached", "failed", "skipped")
+
+
+def online_store(pb_utils: Any, model: str) -> OnlineItems | None:
+    """The online store of a feature model, from the environment (``runtime/online.py``), with Triton
+    metrics on the server's metrics port: ``shoprank_online_up`` (1 while Redis answers, 0 while the
+    model ranks with the build's values) and ``shoprank_online_reads_total`` by outcome. None when
+    ``SHOPRANK_ONLINE_URL`` is unset."""
+    settings = OnlineSettings.from_env()
+    if not settings.enabled:
+        return None
+    up_family = pb_utils.MetricFamily(
+        name="shoprank_online_up",
+        description="1 while the online store (Redis) answers; 0 while requests use the build's values",
+        kind=pb_utils.MetricFamily.GAUGE,
+    )
+    reads_family = pb_utils.MetricFamily(
+        name="shoprank_online_reads_total",
+        description="online-store reads by outcome: ok (one MGET), cached, failed (error or timeout: "
+        "build values used), skipped (Redis down: build values used until the retry)",
+        kind=pb_utils.MetricFamily.COUNTER,
+    )
+    up = up_family.Metric(labels={"model": model})
+    up.set(1)
+    reads = {o: reads_family.Metric(labels={"model": model, "outcome": o}) for o in READ_OUTCOMES}
+    logger = pb_utils.Logger
+    store = OnlineItems(
+        settings,
+        log=lambda msg: logger.log_warn(f"{model}: {msg}"),
+        on_state=lambda ok: up.set(1 if ok else 0),
+        on_read=lambda outcome: reads[outcome].increment(1),
+    )
+    store.keep_alive += [up_family, reads_family, up, reads]
+    return store

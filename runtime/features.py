@@ -27,6 +27,7 @@ import numpy as np
 from runtime.arrays import Array
 from runtime.contract import MAX_CANDIDATES, MAX_QUERY_BYTES, N_CAT, N_DENSE
 from runtime.errors import InvalidInput
+from runtime.online import OnlineItems
 from runtime.text import TextTokenizer
 
 STORE_FILE = "feature_store.npz"
@@ -173,6 +174,7 @@ class FeatureTables:
     item_brand: Array
     item_attrs: Array  # [I+1, A]
     item_price_bucket: Array
+    price_edges: Array  # [N_PRICE_BUCKETS - 1] log-price bucket edges (fresh prices are bucketed with them)
     item_log_price: Array
     item_in_stock: Array
     item_log_clicks: Array
@@ -260,20 +262,29 @@ class FeatureStore:
         lexicon: Lexicon,
         tokenizer: TextTokenizer | None,
         user_profiles: Array | None = None,
+        online: OnlineItems | None = None,
     ):
         self.tables = tables
         self.lexicon = lexicon
         self.tokenizer = tokenizer
         self.user_profiles = user_profiles  # [U+1, D] float32, last row zeros (recommendation only)
+        self.online = online  # fresh price and stock from Redis (runtime/online.py); None = build values only
 
     @classmethod
-    def load(cls, folder: str | Path, with_tokenizer: bool = True, with_profiles: bool = False) -> FeatureStore:
+    def load(
+        cls,
+        folder: str | Path,
+        with_tokenizer: bool = True,
+        with_profiles: bool = False,
+        online: OnlineItems | None = None,
+    ) -> FeatureStore:
         folder = Path(folder)
         return cls(
             FeatureTables.load(folder / STORE_FILE),
             Lexicon.from_json((folder / LEXICON_FILE).read_text()),
             TextTokenizer(folder / TOKENIZER_FILE) if with_tokenizer else None,
             np.load(folder / USER_PROFILE_FILE) if with_profiles else None,
+            online,
         )
 
     def profiles(self) -> Array:
@@ -281,6 +292,25 @@ class FeatureStore:
         if self.user_profiles is None:
             raise RuntimeError("this FeatureStore has no user profiles: load it with with_profiles=True")
         return self.user_profiles
+
+    def _fresh(self, ids: Array, users: Array, cat: Array, dense: Array) -> Array:
+        """Overwrite the price and stock features with the online store's values where it has them;
+        returns AVAILABLE (False = sold out and filtered, with ``SHOPRANK_SOLD_OUT=filter``)."""
+        available = np.ones(len(ids), bool)
+        if self.online is None:
+            return available
+        fresh = self.online.fetch(ids)
+        price, stock = fresh[:, 0], fresh[:, 1]
+        priced = np.isfinite(price) & (price > 0)
+        if priced.any():
+            log_price = np.log(price[priced])
+            cat[priced, 4] = np.searchsorted(self.tables.price_edges, log_price) + 1
+            dense[priced, 9] = log_price - self.tables.user_mean_log_price[users[priced]]
+        stocked = np.isfinite(stock)
+        dense[stocked, 8] = stock[stocked] > 0
+        if self.online.settings.sold_out == "filter":
+            available = dense[:, 8] > 0
+        return available
 
     def _context(self, user_id: Array, item_ids: Array) -> tuple[Array, Array, Array]:
         uid = check_user_id(user_id)
@@ -306,12 +336,14 @@ class FeatureStore:
         if self.tokenizer is None:
             raise RuntimeError("FeatureStore.search needs the tokenizer: load it with with_tokenizer=True")
         input_ids, mask = self.tokenizer.encode_one(text)
+        available = self._fresh(ids, users, cat, dense)
         return {
             "input_ids": input_ids,
             "attention_mask": mask,
             "cat_features": cat,
             "dense_features": dense,
             "ITEM_ROWS": items,
+            "AVAILABLE": available,
         }
 
     def recommend(self, user_id: Array, item_ids: Array) -> dict[str, Array]:
@@ -321,9 +353,11 @@ class FeatureStore:
         none = np.full(n, -1, np.int64)
         cat, dense = candidate_features(self.tables, users, items, np.zeros(n, bool), none, none, none)
         profile = self.profiles()[users[:1]]
+        available = self._fresh(ids, users, cat, dense)
         return {
             "cat_features": cat,
             "dense_features": dense,
             "ITEM_ROWS": items,
+            "AVAILABLE": available,
             "CONTEXT_EMBEDDING": profile.astype(np.float32),
         }

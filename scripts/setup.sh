@@ -12,6 +12,8 @@ want=$(cat requirements.txt constraints.txt pyproject.toml client/pyproject.toml
 bash scripts/get_helm.sh
 # Prometheus and promtool for the monitoring tests (idempotent; pinned Debian version).
 bash scripts/get_prometheus.sh
+# Redis for the online feature store's tests and `make redis` (idempotent; pinned Debian version).
+bash scripts/get_redis.sh
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   echo "setup: .venv is up to date"
   exit 0

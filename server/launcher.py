@@ -113,6 +113,7 @@ class ServerOptions:
     log_verbose: int = 0
     response_cache_bytes: int = DEFAULT_RESPONSE_CACHE_BYTES  # 0: no cache (models that enable it run uncached)
     extra_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # on top of server_env(), e.g. SHOPRANK_ONLINE_URL
 
     def resolved(self) -> ServerOptions:
         opts = ServerOptions(**{k: getattr(self, k) for k in self.__dataclass_fields__})
@@ -222,7 +223,7 @@ class TritonServer:
                 server_command(opts, backend_dir),
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=server_env(),
+                env={**server_env(), **opts.env},
                 start_new_session=True,
             )
         try:

@@ -74,6 +74,18 @@ def known_ids(pipeline):
     return tables.user_ids_sorted.copy(), tables.item_ids_sorted.copy()
 
 
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A real redis-server (Debian's, scripts/get_redis.sh) on a free port; always stopped."""
+    from server.redis_server import RedisServer
+
+    server = RedisServer(log_file=tmp_path_factory.mktemp("redis") / "redis.log").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture()
 def rng():
     return np.random.default_rng(7)

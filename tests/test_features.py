@@ -30,6 +30,7 @@ def tables() -> FeatureTables:
             "item_brand": np.array([2, 0, -1]),
             "item_attrs": np.array([[0, -1], [1, 2], [-1, -1]]),
             "item_price_bucket": np.array([3, 5, -1]),
+            "price_edges": np.array([0.0, 1.0], np.float32),
             "item_log_price": np.array([4.0, 2.0, 3.0], np.float32),
             "item_in_stock": np.array([1, 0, 1], np.float32),
             "item_log_clicks": np.array([2.0, 1.0, 0.0], np.float32),
@@ -146,3 +147,10 @@ def test_feature_store_search_and_recommend(tokenizer):
     assert rec["dense_features"][0, 0] == 0.0 and rec["cat_features"][0, 0] == 0
     np.testing.assert_array_equal(rec["CONTEXT_EMBEDDING"], np.zeros((1, 4), np.float32))
     np.testing.assert_array_equal(store.recommend(np.array([9]), np.array([500]))["CONTEXT_EMBEDDING"], profiles[:1])
+
+
+def test_tables_missing_an_array_name_it():
+    arrays = dict(tables().arrays)
+    del arrays["item_ctr"]
+    with pytest.raises(ValueError, match="missing item_ctr"):
+        FeatureTables(arrays)

@@ -9,14 +9,15 @@ from typing import Any
 import triton_python_backend_utils as pb_utils
 
 from runtime import contract as c
-from runtime.backend import serve
+from runtime.backend import online_store, serve
 from runtime.features import FeatureStore
 
 
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         folder = os.path.join(args["model_repository"], args["model_version"])
-        self.store = FeatureStore.load(folder, with_tokenizer=False, with_profiles=True)
+        online = online_store(pb_utils, args["model_name"])
+        self.store = FeatureStore.load(folder, with_tokenizer=False, with_profiles=True, online=online)
 
     def execute(self, requests: list[Any]) -> list[Any]:
         return serve(pb_utils, requests, (c.USER_ID, c.ITEM_IDS), self.store.recommend, pb_utils.Logger)

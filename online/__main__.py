@@ -1,0 +1,133 @@
+"""``python -m online``: seed the online store from a build and push item updates.
+
+    python -m online seed --repo model_repository                  # the build's price and stock of every item
+    python -m online push --item SKU-0042 --price 12.90 --stock 0  # one item (string ids as the build hashed them)
+    python -m online push --file updates.parquet                   # bulk: item_id + price and/or stock (CSV too)
+    tail -f feed.jsonl | python -m online push --stream -          # {"item_id": ..., "price": ...} per line
+
+The store is ``--url`` or ``$SHOPRANK_ONLINE_URL``; keys use ``--prefix`` (``$SHOPRANK_ONLINE_PREFIX``,
+default ``shoprank``), which must match the serving side's. A bad line of a stream is reported with its
+line number and skipped; the others are applied. Exit status: 0 done, 2 bad input, 3 store unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from online.writer import ItemUpdate, OnlineWriter, UpdateError, check
+from runtime.online import ONLINE_FIELDS, OnlineSettings, connect
+
+
+def item_id(raw: Any) -> int:
+    """An item id as the build served it: integers as they are, strings by their stable hash."""
+    from shoprank_client.ids import stable_id
+
+    if isinstance(raw, bool):
+        raise UpdateError(f"item_id: expected an integer or a string, got {raw!r}")
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, str) and raw.strip():
+        text = raw.strip()
+        return int(text) if text.lstrip("-").isdigit() else stable_id(text)
+    raise UpdateError(f"item_id: expected an integer or a string, got {raw!r}")
+
+
+def read_file(path: Path) -> list[ItemUpdate]:
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path) if path.suffix in (".parquet", ".pq") else pacsv.read_csv(path)
+    if "item_id" not in table.column_names:
+        raise UpdateError(f"{path.name}: no item_id column (columns: {', '.join(table.column_names)})")
+    fields = [f for f in ONLINE_FIELDS if f in table.column_names]
+    if not fields:
+        raise UpdateError(f"{path.name}: no field to update; expected one of {', '.join(ONLINE_FIELDS)}")
+    rows = table.select(["item_id", *fields]).to_pylist()
+    out = []
+    for n, row in enumerate(rows, 2 if path.suffix == ".csv" else 1):
+        values = {f: row[f] for f in fields if row[f] is not None}
+        try:
+            out.append(ItemUpdate(item_id(row["item_id"]), values))
+        except UpdateError as err:
+            raise UpdateError(f"{path.name}: row {n}: {err}") from None
+    return out
+
+
+def stream(writer: OnlineWriter, lines: TextIO, flush_s: float = 0.05, batch: int = 500) -> tuple[int, int]:
+    """Apply JSON lines as they come, in small transactions; returns (applied, rejected)."""
+    pending: list[ItemUpdate] = []
+    applied = rejected = 0
+    last = time.monotonic()
+    for n, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                rec = json.loads(line)
+                if not isinstance(rec, dict):
+                    raise UpdateError("expected a JSON object")
+                values = {k: v for k, v in rec.items() if k != "item_id"}
+                pending.append(check(ItemUpdate(item_id(rec.get("item_id")), values)))
+            except (json.JSONDecodeError, UpdateError) as err:
+                rejected += 1
+                print(f"line {n}: {err}", file=sys.stderr)
+        if pending and (len(pending) >= batch or time.monotonic() - last >= flush_s):
+            applied += writer.apply(pending)
+            pending, last = [], time.monotonic()
+    if pending:
+        applied += writer.apply(pending)
+    return applied, rejected
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m online", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", default=os.environ.get("SHOPRANK_ONLINE_URL"))
+    parser.add_argument("--prefix", default=os.environ.get("SHOPRANK_ONLINE_PREFIX") or "shoprank")
+    sub = parser.add_subparsers(dest="command", required=True)
+    seed = sub.add_parser("seed", help="load the build's snapshot (every item's price and stock)")
+    seed.add_argument("--repo", type=Path, default=Path("model_repository"))
+    push = sub.add_parser("push", help="apply updates: one item, a file, or a stream of JSON lines")
+    what = push.add_mutually_exclusive_group(required=True)
+    what.add_argument("--item", help="one item's id (integer, or the shop's string id)")
+    what.add_argument("--file", type=Path, help="Parquet or CSV with item_id and price and/or stock")
+    what.add_argument("--stream", type=argparse.FileType("r"), help="JSON lines ('-' = stdin)")
+    for f in ONLINE_FIELDS:
+        push.add_argument(f"--{f}", type=float)
+    args = parser.parse_args(argv)
+    if not args.url:
+        print("error: no online store: pass --url or set SHOPRANK_ONLINE_URL", file=sys.stderr)
+        return 2
+    import redis
+
+    writer = OnlineWriter(connect(OnlineSettings(url=args.url, timeout_s=5.0)), prefix=args.prefix)
+    started = time.monotonic()
+    try:
+        if args.command == "seed":
+            n = writer.seed(args.repo)
+            print(f"seeded {n} items from {args.repo} in {time.monotonic() - started:.1f} s")
+        elif args.item is not None:
+            values = {f: getattr(args, f) for f in ONLINE_FIELDS if getattr(args, f) is not None}
+            n = writer.apply([ItemUpdate(item_id(args.item), values)])
+            print(f"updated item {args.item}: {values}")
+        elif args.file is not None:
+            n = writer.apply(read_file(args.file))
+            print(f"updated {n} items from {args.file} in {time.monotonic() - started:.1f} s")
+        else:
+            n, bad = stream(writer, args.stream)
+            print(f"stream ended: {n} updates applied, {bad} rejected")
+            return 2 if bad else 0
+    except UpdateError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except redis.RedisError as err:
+        print(f"error: online store {args.url} unreachable: {err}", file=sys.stderr)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""Fresh item fields (price, stock) from the online store, a real Redis, for a request's candidates.
+
+The build freezes every feature into the repository; a shop's prices and stock change all day. When
+``SHOPRANK_ONLINE_URL`` is set, the feature models read the candidates' current values from Redis in
+one round trip (one ``MGET``) through a small in-process cache, and rank with them. Anything Redis does
+not hold, and everything while Redis is down or slow, comes from the build's snapshot: a Redis failure
+never fails a ranking request.
+
+Layout in Redis (``online/writer.py`` writes it, this module only reads):
+
+* ``{prefix}:item:{item_id}`` -> ``ONLINE_FIELDS`` as little-endian float32, packed (8 bytes). A NaN
+  field was never pushed: the build's value is used. Packed values keep the read to one ``MGET`` and
+  its decoding to one ``np.frombuffer``.
+
+Settings (environment of the tritonserver process; the Helm chart sets them from its values):
+
+=============================== ========= ===============================================================
+``SHOPRANK_ONLINE_URL``          unset     ``redis://[:password@]host:port/db`` (or ``rediss://``); unset = off
+``SHOPRANK_ONLINE_PREFIX``       shoprank  key prefix, so several shops or releases can share one Redis
+``SHOPRANK_ONLINE_STALENESS_MS`` 1000      a cached value is used at most this long after it was read
+``SHOPRANK_ONLINE_TIMEOUT_MS``   20        one round trip longer than this counts as a failure
+``SHOPRANK_ONLINE_RETRY_MS``     1000      after a failure, Redis is not asked again for this long
+``SHOPRANK_SOLD_OUT``            filter    ``filter``: stock 0 leaves the ranking; ``demote``: only its
+                                           in-stock feature turns 0 and the ranker decides
+=============================== ========= ===============================================================
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from runtime.arrays import Floats, Int64s
+
+ONLINE_FIELDS = ("price", "stock")
+FIELD_BYTES = 4
+VALUE_BYTES = FIELD_BYTES * len(ONLINE_FIELDS)
+UNSET = float("nan")
+SNAPSHOT_FILE = "online_snapshot.npz"  # the build's values (item_id, price, stock), in search_features/1
+SoldOut = Literal["filter", "demote"]
+
+
+class OnlineConfigError(ValueError):
+    """A setting of the online store is invalid; the message names the environment variable."""
+
+
+def item_key(prefix: str, item_id: int) -> bytes:
+    return f"{prefix}:item:{int(item_id)}".encode()
+
+
+def encode(values: Mapping[str, float]) -> bytes:
+    """One item's packed value; fields not given are NaN (unset: the build's value is used)."""
+    unknown = set(values) - set(ONLINE_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown online field(s) {sorted(unknown)}; the online fields are {list(ONLINE_FIELDS)}")
+    return np.array([values.get(f, UNSET) for f in ONLINE_FIELDS], "<f4").tobytes()
+
+
+def field_offset(name: str) -> int:
+    return ONLINE_FIELDS.index(name) * FIELD_BYTES
+
+
+@dataclass(frozen=True)
+class OnlineSettings:
+    url: str | None = None
+    prefix: str = "shoprank"
+    max_staleness_s: float = 1.0
+    timeout_s: float = 0.02
+    retry_after_s: float = 1.0
+    sold_out: SoldOut = "filter"
+    cache_items: int = 200_000
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> OnlineSettings:
+        env = os.environ if env is None else env
+
+        def ms(name: str, default: float, minimum: float) -> float:
+            raw = env.get(name)
+            if raw is None or raw == "":
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise OnlineConfigError(f"{name}: expected milliseconds, got {raw!r}") from None
+            if not math.isfinite(value) or value < minimum:
+                raise OnlineConfigError(f"{name}: must be >= {minimum:g} ms, got {raw}")
+            return value / 1e3
+
+        sold_out = env.get("SHOPRANK_SOLD_OUT") or "filter"
+        if sold_out not in ("filter", "demote"):
+            raise OnlineConfigError(f"SHOPRANK_SOLD_OUT: expected 'filter' or 'demote', got {sold_out!r}")
+        url = env.get("SHOPRANK_ONLINE_URL") or None
+        if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+            raise OnlineConfigError(f"SHOPRANK_ONLINE_URL: expected redis://host:port/db, got {url!r}")
+        return cls(
+            url=url,
+            prefix=env.get("SHOPRANK_ONLINE_PREFIX") or "shoprank",
+            max_staleness_s=ms("SHOPRANK_ONLINE_STALENESS_MS", 1000, 0),
+            timeout_s=ms("SHOPRANK_ONLINE_TIMEOUT_MS", 20, 1),
+            retry_after_s=ms("SHOPRANK_ONLINE_RETRY_MS", 1000, 0),
+            sold_out="filter" if sold_out == "filter" else "demote",
+        )
+
+
+def ensure_ssl() -> None:
+    """Make ``import ssl`` work where the interpreter's stdlib does not match it (redis imports ssl).
+
+    The python backend stub of the local tritonserver wheel embeds Debian's libpython 3.11.2 but reads
+    the project venv's stdlib (a newer 3.11), whose ``_ssl`` needs symbols 3.11.2 lacks. Debian's own
+    ``_ssl`` for that libpython is loaded instead. Elsewhere (the NGC image, a plain Python) ``ssl``
+    imports normally and nothing happens here.
+    """
+    try:
+        import ssl
+    except ImportError as err:
+        import importlib.machinery
+        import importlib.util
+        import sys
+
+        minor = sys.version_info.minor
+        path = f"/usr/lib/python3.{minor}/lib-dynload/_ssl.cpython-3{minor}-x86_64-linux-gnu.so"
+        if not os.path.exists(path):
+            raise ImportError(f"ssl cannot be imported ({err}) and {path} does not exist") from None
+        loader = importlib.machinery.ExtensionFileLoader("_ssl", path)
+        spec = importlib.util.spec_from_loader("_ssl", loader)
+        if spec is None:
+            raise ImportError(f"ssl cannot be imported ({err}); {path} does not load") from None
+        sys.modules["_ssl"] = importlib.util.module_from_spec(spec)
+        loader.exec_module(sys.modules["_ssl"])
+        sys.modules.pop("ssl", None)
+        import ssl  # noqa: F401
+
+
+def connect(settings: OnlineSettings) -> Any:
+    """A ``redis.Redis`` client with the settings' timeouts (no retries: a slow read falls back instead)."""
+    ensure_ssl()
+    import redis
+
+    return redis.Redis.from_url(
+        settings.url or "",
+        socket_timeout=settings.timeout_s,
+        socket_connect_timeout=settings.timeout_s,
+        retry=None,
+        health_check_interval=0,
+    )
+
+
+class OnlineItems:
+    """Current values of ``ONLINE_FIELDS`` for a request's candidates.
+
+    ``fetch(ids)`` returns ``[N, len(ONLINE_FIELDS)]`` float32, NaN where the online store has no value
+    (never pushed, or Redis unreachable): the caller keeps the build's value there. Values come from the
+    cache when they were read less than ``max_staleness_s`` ago; the rest in one ``MGET``. After a
+    failure (error or timeout) Redis is skipped for ``retry_after_s``, then tried again: the first
+    success brings it back. Each change of state is logged once and reported through ``on_state``.
+    """
+
+    def __init__(
+        self,
+        settings: OnlineSettings,
+        client: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+        log: Callable[[str], None] = print,
+        on_state: Callable[[bool], None] | None = None,
+        on_read: Callable[[str], None] | None = None,
+    ):
+        self.settings = settings
+        self._client = client if client is not None else connect(settings)
+        self._clock = clock
+        self._log = log
+        self._on_state = on_state
+        self._on_read = on_read
+        self._cache: OrderedDict[int, tuple[float, bytes | None]] = OrderedDict()
+        self._skip_until = -math.inf
+        self.up = True
+        self.failures = 0
+        self.last_error = ""
+        self.keep_alive: list[Any] = []  # objects the hooks need (Triton deletes a MetricFamily it loses)
+        self._hook_failed = False
+
+    def fetch(self, ids: Int64s) -> Floats:
+        now = self._clock()
+        out = np.full((len(ids), len(ONLINE_FIELDS)), np.nan, np.float32)
+        id_list = ids.tolist()
+        fresh_after = now - self.settings.max_staleness_s
+        cached: list[bytes | None] = []
+        missing: list[int] = []
+        for i, item in enumerate(id_list):
+            hit = self._cache.get(item)
+            if hit is not None and hit[0] >= fresh_after:
+                cached.append(hit[1])
+            else:
+                cached.append(None)
+                missing.append(i)
+        if missing:
+            if now < self._skip_until:
+                self._read("skipped")
+            else:
+                try:
+                    values = self._client.mget([item_key(self.settings.prefix, id_list[i]) for i in missing])
+                except Exception as err:  # any client error (timeout, refused, protocol) is a fallback
+                    self._failed(now, err)
+                else:
+                    self._recovered()
+                    for i, value in zip(missing, values, strict=True):
+                        self._remember(id_list[i], now, value)
+                        cached[i] = value
+                    self._read("ok")
+        else:
+            self._read("cached")
+        for i, value in enumerate(cached):
+            if value is not None and len(value) == VALUE_BYTES:
+                out[i] = np.frombuffer(value, "<f4")
+        return out
+
+    def _remember(self, item: int, now: float, value: bytes | None) -> None:
+        self._cache[item] = (now, value)
+        self._cache.move_to_end(item)
+        if len(self._cache) > self.settings.cache_items:
+            self._cache.popitem(last=False)
+
+    def _read(self, outcome: str) -> None:
+        if self._on_read is not None:
+            self._hook(self._on_read, outcome)
+
+    def _hook(self, hook: Callable[[Any], None], value: object) -> None:
+        """Metrics are best effort: a failing hook is logged once and never fails the request."""
+        try:
+            hook(value)
+        except Exception as err:
+            if not self._hook_failed:
+                self._hook_failed = True
+                self._log(f"online store metrics failed ({type(err).__name__}: {err}); ranking is unaffected")
+
+    def _failed(self, now: float, err: Exception) -> None:
+        self.failures += 1
+        self.last_error = f"{type(err).__name__}: {err}"
+        self._skip_until = now + self.settings.retry_after_s
+        self._read("failed")
+        if self.up:
+            self.up = False
+            self._log(
+                f"online store unreachable ({self.last_error}): ranking with the build's values; "
+                f"retrying every {self.settings.retry_after_s * 1e3:.0f} ms"
+            )
+            if self._on_state is not None:
+                self._hook(self._on_state, False)
+
+    def _recovered(self) -> None:
+        if not self.up:
+            self.up = True
+            self._log(f"online store reachable again after {self.failures} failed read(s)")
+            if self._on_state is not None:
+                self._hook(self._on_state, True)

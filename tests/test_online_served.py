@@ -1,0 +1,111 @@
+"""The real tritonserver reading the online store (a real redis-server): fresh stock and prices change the
+served ranking without a rebuild, and Redis going down or slow never fails a ranking request."""
+
+from __future__ import annotations
+
+import re
+import time
+import urllib.request
+
+import pytest
+
+from online.writer import ItemUpdate, OnlineWriter
+from runtime.online import OnlineSettings, connect
+
+pytestmark = [pytest.mark.triton, pytest.mark.redis, pytest.mark.slow]
+PREFIX = "served"
+STALENESS_MS = 200
+
+
+@pytest.fixture(scope="module")
+def online_server(small_repo, redis_server, tmp_path_factory):
+    from server.launcher import ServerOptions, TritonServer
+
+    writer = OnlineWriter(connect(OnlineSettings(url=redis_server.url, timeout_s=2)), prefix=PREFIX)
+    writer.seed(small_repo)
+    env = {
+        "SHOPRANK_ONLINE_URL": redis_server.url,
+        "SHOPRANK_ONLINE_PREFIX": PREFIX,
+        "SHOPRANK_ONLINE_STALENESS_MS": str(STALENESS_MS),
+        "SHOPRANK_ONLINE_TIMEOUT_MS": "30",
+        "SHOPRANK_ONLINE_RETRY_MS": "300",
+    }
+    log = tmp_path_factory.mktemp("online-logs") / "tritonserver.log"
+    server = TritonServer(ServerOptions(model_repository=small_repo, log_file=log, ready_timeout_s=180, env=env))
+    server.start()
+    try:
+        yield server, writer
+    finally:
+        server.stop()
+        writer.clear()
+
+
+def metric(server, name: str, model: str) -> float:
+    with urllib.request.urlopen(server.metrics_url, timeout=5) as resp:
+        text = resp.read().decode()
+    values = [
+        float(m.group(1)) for m in re.finditer(rf'^{name}\{{[^}}]*model="{model}"[^}}]*\}} ([0-9.eE+-]+)$', text, re.M)
+    ]
+    assert values, f"{name} for {model} not exported"
+    return sum(values)
+
+
+def wait_for(check, timeout_s: float = 5.0):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.05)
+
+
+def test_sold_out_item_leaves_the_ranking_and_comes_back(online_server, known_ids):
+    from shoprank_client import RankingClient
+
+    server, writer = online_server
+    users, items = known_ids
+    cands = [int(i) for i in items[:40]]
+    user = int(users[0])
+    with RankingClient(server.grpc_url, timeout_s=10) as client:
+        first = client.search(user, "shoes", cands, k=5).item_ids
+        top = first[0]
+        writer.apply([ItemUpdate(top, {"stock": 0})])
+        gone = wait_for(lambda: top not in client.search(user, "shoes", cands, k=5).item_ids)
+        assert gone, "a sold-out item is still ranked after the staleness bound"
+        assert top not in client.recommend(user, cands, k=40).item_ids  # filtered, not only demoted
+        writer.apply([ItemUpdate(top, {"stock": 7})])
+        back = wait_for(lambda: client.search(user, "shoes", cands, k=5).item_ids == first)
+        assert back, "the restocked item did not come back to its place"
+
+
+def test_redis_down_or_slow_never_fails_a_request(online_server, redis_server, known_ids):
+    from shoprank_client import RankingClient
+
+    server, _ = online_server
+    users, items = known_ids
+    cands = [int(i) for i in items[:30]]
+    time.sleep(2 * STALENESS_MS / 1e3)  # an instance may cache an earlier test's push for up to the bound
+    with RankingClient(server.grpc_url, timeout_s=10) as client:
+        want_r = client.search(int(users[1]), "shoes", cands, k=5)
+        want = want_r.item_ids  # every value in Redis equals the build's now
+        assert metric(server, "shoprank_online_up", "search_features") == 1
+        redis_server.pause()
+        try:
+            started = time.monotonic()
+            for _ in range(20):
+                got = client.search(int(users[1]), "shoes", cands, k=5)
+                assert got.item_ids == want, (got.items, want_r.items)
+            assert time.monotonic() - started < 10
+            assert metric(server, "shoprank_online_up", "search_features") == 0
+            assert metric(server, "shoprank_online_reads_total", "search_features") > 0
+        finally:
+            redis_server.resume()
+
+        def recovered() -> bool:
+            client.search(int(users[1]), "shoes", cands, k=5)  # a request is what retries Redis
+            return metric(server, "shoprank_online_up", "search_features") == 1
+
+        assert wait_for(recovered), "the feature model did not go back to the online store"
+    log = server.options.log_path.read_text(errors="replace")
+    assert 1 <= log.count("online store unreachable") <= 2  # once per search_features instance, not per request
+    assert log.count("online store reachable again") >= 1
