@@ -42,6 +42,27 @@ FEATURES_WHY = {
 }
 
 
+def _ranker_step() -> Step:
+    return Step(c.RANKER, {c.CAT_FEATURES: "cat", c.DENSE_FEATURES: "dense"}, {c.LOGIT: "logit", c.SIM_WEIGHT: "simw"})
+
+
+def _topk_step(context: str) -> Step:
+    """The last step of both ensembles; ``context`` is the query (search) or user (recommend) embedding."""
+    return Step(
+        c.TOPK,
+        {
+            c.CONTEXT_EMBEDDING: context,
+            c.LOGIT: "logit",
+            c.SIM_WEIGHT: "simw",
+            c.ITEM_ROWS: "rows",
+            c.ITEM_IDS: c.ITEM_IDS,
+            c.TOP_K: c.TOP_K,
+            c.AVAILABLE: "available",
+        },
+        {c.TOP_ITEM_IDS: c.TOP_ITEM_IDS, c.TOP_SCORES: c.TOP_SCORES},
+    )
+
+
 def specs(embed_dim: int = c.EMBED_DIM) -> list[ModelSpec]:
     """The models; ``embed_dim`` is the text encoder's output size (384 for the bundled MiniLM)."""
     search_features = ModelSpec(
@@ -140,22 +161,8 @@ def specs(embed_dim: int = c.EMBED_DIM) -> list[ModelSpec]:
             Step(
                 c.TEXT_ENCODER, {c.INPUT_IDS: "tokens", c.ATTENTION_MASK: "mask"}, {c.SENTENCE_EMBEDDING: "query_emb"}
             ),
-            Step(
-                c.RANKER, {c.CAT_FEATURES: "cat", c.DENSE_FEATURES: "dense"}, {c.LOGIT: "logit", c.SIM_WEIGHT: "simw"}
-            ),
-            Step(
-                c.TOPK,
-                {
-                    c.CONTEXT_EMBEDDING: "query_emb",
-                    c.LOGIT: "logit",
-                    c.SIM_WEIGHT: "simw",
-                    c.ITEM_ROWS: "rows",
-                    c.ITEM_IDS: c.ITEM_IDS,
-                    c.TOP_K: c.TOP_K,
-                    c.AVAILABLE: "available",
-                },
-                {c.TOP_ITEM_IDS: c.TOP_ITEM_IDS, c.TOP_SCORES: c.TOP_SCORES},
-            ),
+            _ranker_step(),
+            _topk_step("query_emb"),
         ),
         why={
             "max_batch_size": "0: a request is one user, one query and its own candidate list; the composing "
@@ -180,22 +187,8 @@ def specs(embed_dim: int = c.EMBED_DIM) -> list[ModelSpec]:
                     c.AVAILABLE: "available",
                 },
             ),
-            Step(
-                c.RANKER, {c.CAT_FEATURES: "cat", c.DENSE_FEATURES: "dense"}, {c.LOGIT: "logit", c.SIM_WEIGHT: "simw"}
-            ),
-            Step(
-                c.TOPK,
-                {
-                    c.CONTEXT_EMBEDDING: "user_emb",
-                    c.LOGIT: "logit",
-                    c.SIM_WEIGHT: "simw",
-                    c.ITEM_ROWS: "rows",
-                    c.ITEM_IDS: c.ITEM_IDS,
-                    c.TOP_K: c.TOP_K,
-                    c.AVAILABLE: "available",
-                },
-                {c.TOP_ITEM_IDS: c.TOP_ITEM_IDS, c.TOP_SCORES: c.TOP_SCORES},
-            ),
+            _ranker_step(),
+            _topk_step("user_emb"),
         ),
         why={
             "max_batch_size": "0: one user and its own candidate list per request; the ranker batches rows",

@@ -115,9 +115,14 @@ def load_torch_encoder(folder: Path | None = None):
 
 def export_onnx(out: Path, folder: Path | None = None) -> Path:
     """Export the encoder to ``out`` (written to a temp name first, then renamed)."""
+    return export_module(load_torch_encoder(folder), out)
+
+
+def export_module(model, out: Path) -> Path:
+    """Any sentence-encoder module (ids, mask -> normalised embedding) to ONNX with the repository's
+    inputs, outputs and dynamic axes: the bundled encoder, a shop's own and the distilled student."""
     import torch
 
-    model = load_torch_encoder(folder)
     ids = torch.ones((2, 16), dtype=torch.int64)
     mask = torch.ones((2, 16), dtype=torch.int64)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ from server.launcher import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
-_METRIC = re.compile(r'^(nv_inference_[a-z_]+)\{[^}]*model="([^"]+)"[^}]*\}\s+([0-9.eE+-]+)$')
+_METRIC = re.compile(r'^([a-z_]+)\{[^}]*model="([^"]+)"[^}]*\}\s+([0-9.eE+-]+)$')
 
 
 def spawn(command: list[str], log_path: Path) -> subprocess.Popen:
@@ -39,7 +39,8 @@ def spawn(command: list[str], log_path: Path) -> subprocess.Popen:
 
 
 def scrape(metrics_url: str) -> dict[tuple[str, str], float]:
-    """Triton's per-model counters: {(metric, model): value}."""
+    """Triton's per-model metrics (its own and the models' custom ones): {(metric, model): value},
+    summed over the other labels."""
     with urllib.request.urlopen(metrics_url, timeout=5) as resp:
         text = resp.read().decode()
     out: dict[tuple[str, str], float] = {}

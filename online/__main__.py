@@ -76,10 +76,10 @@ def stream(writer: OnlineWriter, lines: TextIO, flush_s: float = 0.05, batch: in
                 rejected += 1
                 print(f"line {n}: {err}", file=sys.stderr)
         if pending and (len(pending) >= batch or time.monotonic() - last >= flush_s):
-            applied += writer.apply(pending)
+            applied += writer.write(pending)
             pending, last = [], time.monotonic()
     if pending:
-        applied += writer.apply(pending)
+        applied += writer.write(pending)
     return applied, rejected
 
 

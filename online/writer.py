@@ -57,7 +57,10 @@ class OnlineWriter:
 
     def apply(self, updates: Iterable[ItemUpdate]) -> int:
         """Write the updates (checked first: nothing is written if one is invalid); returns how many."""
-        batch = [check(u) for u in updates]
+        return self.write([check(u) for u in updates])
+
+    def write(self, batch: list[ItemUpdate]) -> int:
+        """Write updates that ``check`` has passed already."""
         for start in range(0, len(batch), self.chunk):
             pipe = self.client.pipeline(transaction=True)
             for u in batch[start : start + self.chunk]:

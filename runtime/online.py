@@ -219,9 +219,10 @@ class OnlineItems:
                     self._read("ok")
         else:
             self._read("cached")
-        for i, value in enumerate(cached):
-            if value is not None and len(value) == VALUE_BYTES:
-                out[i] = np.frombuffer(value, "<f4")
+        held = [i for i, value in enumerate(cached) if value is not None and len(value) == VALUE_BYTES]
+        if held:
+            packed = b"".join([cached[i] or b"" for i in held])
+            out[held] = np.frombuffer(packed, "<f4").reshape(len(held), len(ONLINE_FIELDS))
         return out
 
     def _remember(self, item: int, now: float, value: bytes | None) -> None:

@@ -95,10 +95,8 @@ class TopK:
         """The best ``k``; candidates whose ``available`` is False (sold out, filtered) are left out, so a
         request may get fewer than ``k``. The similarity is standardised over all the candidates."""
         scores = final_scores(context, logit, sim_weight, item_rows, self.item_embeddings)
-        n = int(check_top_k(k))
         if available is not None and not np.all(available):
-            keep = np.flatnonzero(np.asarray(available, bool).reshape(-1))
-            ids, best = top_k(scores[keep], np.asarray(item_ids)[keep], n) if keep.size else (keep, scores[:0])
-            return {TOP_ITEM_IDS: np.asarray(ids, np.int64), TOP_SCORES: best}
-        ids, best = top_k(scores, item_ids, n)
+            keep = np.asarray(available, bool).reshape(-1)
+            scores, item_ids = scores[keep], np.asarray(item_ids)[keep]
+        ids, best = top_k(scores, item_ids, check_top_k(k))
         return {TOP_ITEM_IDS: ids, TOP_SCORES: best}

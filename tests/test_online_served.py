@@ -3,9 +3,7 @@ served ranking without a rebuild, and Redis going down or slow never fails a ran
 
 from __future__ import annotations
 
-import re
 import time
-import urllib.request
 
 import pytest
 
@@ -41,13 +39,11 @@ def online_server(small_repo, redis_server, tmp_path_factory):
 
 
 def metric(server, name: str, model: str) -> float:
-    with urllib.request.urlopen(server.metrics_url, timeout=5) as resp:
-        text = resp.read().decode()
-    values = [
-        float(m.group(1)) for m in re.finditer(rf'^{name}\{{[^}}]*model="{model}"[^}}]*\}} ([0-9.eE+-]+)$', text, re.M)
-    ]
-    assert values, f"{name} for {model} not exported"
-    return sum(values)
+    from loadtest.run import scrape
+
+    value = scrape(server.metrics_url).get((name, model))
+    assert value is not None, f"{name} for {model} not exported"
+    return value
 
 
 def wait_for(check, timeout_s: float = 5.0):

@@ -98,31 +98,9 @@ def distill(
 
 def export_onnx(student, out: Path) -> Path:
     """Same inputs, outputs and dynamic axes as the teacher's export (the repository contract)."""
-    import torch
+    from builders.text_encoder import export_module
 
-    from builders.text_encoder import OPSET
-    from runtime.contract import ATTENTION_MASK, INPUT_IDS, SENTENCE_EMBEDDING
-
-    ids = torch.ones((2, 16), dtype=torch.int64)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.onnx")
-    with torch.no_grad():
-        torch.onnx.export(
-            student,
-            (ids, ids.clone()),
-            str(tmp),
-            dynamo=False,
-            opset_version=OPSET,
-            input_names=[INPUT_IDS, ATTENTION_MASK],
-            output_names=[SENTENCE_EMBEDDING],
-            dynamic_axes={
-                INPUT_IDS: {0: "batch", 1: "seq"},
-                ATTENTION_MASK: {0: "batch", 1: "seq"},
-                SENTENCE_EMBEDDING: {0: "batch"},
-            },
-        )
-    os.replace(tmp, out)
-    return out
+    return export_module(student, out)
 
 
 def distill_from_build(work: Path, out: Path, epochs: int = 2, max_steps: int = 0, progress: bool = True) -> dict:
