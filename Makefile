@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)
 
 .PHONY: help setup build build-gpu serve up redis seed lint format test test-unit test-triton configs validate check-data demo-data variants \
-	bench bench-client bench-ids bench-variants bench-tuning loadtest capacity clean
+	bench bench-client bench-ids bench-online bench-variants bench-tuning loadtest capacity clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -82,6 +82,9 @@ bench-client: setup ## SDK overhead per call vs raw tritonclient, same requests 
 
 bench-ids: setup ## what string ids (SKUs) cost per request: INT64 hash vs BYTES ids -> docs/data.md
 	$(PY) -m benchmarks.string_ids --out docs/data.md
+
+bench-online: setup ## what the online store's read adds to the feature model per request -> docs/online.md
+	$(PY) -m benchmarks.online_read --out docs/online.md
 
 bench-variants: variants ## every variant served side by side -> docs/compression.md + Pareto plot
 	$(PY) -m benchmarks.variants --profile $(PROFILE) --out docs/compression.md

@@ -30,7 +30,6 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -51,8 +50,12 @@ class OnlineConfigError(ValueError):
     """A setting of the online store is invalid; the message names the environment variable."""
 
 
+def key_prefix(prefix: str) -> bytes:
+    return f"{prefix}:item:".encode()
+
+
 def item_key(prefix: str, item_id: int) -> bytes:
-    return f"{prefix}:item:{int(item_id)}".encode()
+    return key_prefix(prefix) + b"%d" % int(item_id)
 
 
 def encode(values: Mapping[str, float]) -> bytes:
@@ -159,7 +162,7 @@ def connect(settings: OnlineSettings) -> Any:
 class OnlineItems:
     """Current values of ``ONLINE_FIELDS`` for a request's candidates.
 
-    ``fetch(ids)`` returns ``[N, len(ONLINE_FIELDS)]`` float32, NaN where the online store has no value
+    ``fetch(ids)`` returns ``[N, len(ONLINE_FIELDS)]`` float32 (read-only), NaN where the online store has no value
     (never pushed, or Redis unreachable): the caller keeps the build's value there. Values come from the
     cache when they were read less than ``max_staleness_s`` ago; the rest in one ``MGET``. After a
     failure (error or timeout) Redis is skipped for ``retry_after_s``, then tried again: the first
@@ -181,7 +184,9 @@ class OnlineItems:
         self._log = log
         self._on_state = on_state
         self._on_read = on_read
-        self._cache: OrderedDict[int, tuple[float, bytes | None]] = OrderedDict()
+        self._cache: dict[int, tuple[float, bytes | None]] = {}  # item -> (read at, value)
+        self._key_prefix = key_prefix(settings.prefix)
+        self._unset = encode({})
         self._skip_until = -math.inf
         self.up = True
         self.failures = 0
@@ -190,46 +195,34 @@ class OnlineItems:
         self._hook_failed = False
 
     def fetch(self, ids: Int64s) -> Floats:
+        # Per request on the feature model's hot path: list comprehensions over the candidates, one MGET,
+        # one decode of all values (measured: make bench-online).
         now = self._clock()
-        out = np.full((len(ids), len(ONLINE_FIELDS)), np.nan, np.float32)
         id_list = ids.tolist()
         fresh_after = now - self.settings.max_staleness_s
-        cached: list[bytes | None] = []
-        missing: list[int] = []
-        for i, item in enumerate(id_list):
-            hit = self._cache.get(item)
-            if hit is not None and hit[0] >= fresh_after:
-                cached.append(hit[1])
-            else:
-                cached.append(None)
-                missing.append(i)
-        if missing:
-            if now < self._skip_until:
-                self._read("skipped")
-            else:
-                try:
-                    values = self._client.mget([item_key(self.settings.prefix, id_list[i]) for i in missing])
-                except Exception as err:  # any client error (timeout, refused, protocol) is a fallback
-                    self._failed(now, err)
-                else:
-                    self._recovered()
-                    for i, value in zip(missing, values, strict=True):
-                        self._remember(id_list[i], now, value)
-                        cached[i] = value
-                    self._read("ok")
-        else:
+        hits = list(map(self._cache.get, id_list))
+        values = [h[1] if h is not None and h[0] >= fresh_after else None for h in hits]
+        missing = [i for i, h in enumerate(hits) if h is None or h[0] < fresh_after]
+        if not missing:
             self._read("cached")
-        held = [i for i, value in enumerate(cached) if value is not None and len(value) == VALUE_BYTES]
-        if held:
-            packed = b"".join([cached[i] or b"" for i in held])
-            out[held] = np.frombuffer(packed, "<f4").reshape(len(held), len(ONLINE_FIELDS))
+        elif now < self._skip_until:
+            self._read("skipped")
+        else:
+            try:
+                got = self._client.mget([self._key_prefix + b"%d" % id_list[i] for i in missing])
+            except Exception as err:  # any client error (timeout, refused, protocol) is a fallback
+                self._failed(now, err)
+            else:
+                self._recovered()
+                self._cache.update((id_list[i], (now, v)) for i, v in zip(missing, got, strict=True))
+                for i, v in zip(missing, got, strict=True):
+                    values[i] = v
+                while len(self._cache) > self.settings.cache_items:  # oldest first-insertion out
+                    del self._cache[next(iter(self._cache))]
+                self._read("ok")
+        packed = b"".join([v if v is not None and len(v) == VALUE_BYTES else self._unset for v in values])
+        out: Floats = np.frombuffer(packed, "<f4").reshape(len(values), len(ONLINE_FIELDS))
         return out
-
-    def _remember(self, item: int, now: float, value: bytes | None) -> None:
-        self._cache[item] = (now, value)
-        self._cache.move_to_end(item)
-        if len(self._cache) > self.settings.cache_items:
-            self._cache.popitem(last=False)
 
     def _read(self, outcome: str) -> None:
         if self._on_read is not None:
