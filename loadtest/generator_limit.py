@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# Load-generator limit on this machine",
         "",
-        "Server: trivial `search`/`recommend` python models (no work). Generator: Locust 2.18.4, "
+        "Server: trivial `search`/`recommend` python models (no work). "
+        f"Generator: Locust {locust_version()}, "
         "gRPC through the SDK, on the same 2 cores.",
         "",
         "| Locust workers | users | offered req/s | achieved req/s | p50 ms | p99 ms | busiest Locust process CPU |",
@@ -120,3 +121,9 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def locust_version() -> str:
+    from importlib.metadata import version
+
+    return version("locust")

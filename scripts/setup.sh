@@ -7,7 +7,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.installed
-want=$(cat requirements.txt constraints.txt pyproject.toml client/pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(cat requirements.txt requirements-server.txt constraints.txt pyproject.toml client/pyproject.toml | sha256sum | cut -d' ' -f1)
 # Helm for the chart's tests (idempotent; its own pinned version).
 bash scripts/get_helm.sh
 # Prometheus and promtool for the monitoring tests (idempotent; pinned Debian version).
@@ -22,6 +22,8 @@ fi
 # torch first and alone: 2.13.0 is the CPU build on this machine; anything else pulls GBs of CUDA wheels.
 .venv/bin/python -m pip install -q torch==2.13.0
 .venv/bin/python -m pip install -q -r requirements.txt -c constraints.txt
+# The tritonserver binary's wheel, without its client dependencies (why: requirements-server.txt).
+.venv/bin/python -m pip install -q --no-deps -r requirements-server.txt
 .venv/bin/python -m pip install -q --no-deps -e .
 # The client SDK (its own distribution; its two dependencies are already pinned above).
 .venv/bin/python -m pip install -q --no-deps -e ./client
