@@ -40,6 +40,15 @@ serve: ## serve the built repository on the bundled tritonserver (ports 8000/800
 
 up: build serve ## setup + build + serve: the README's first command
 
+serve-live: ## serve with explicit model control, so releases can be published while serving (make publish)
+	$(PY) -m server.launcher --model-repository $(REPO) --grpc-port $(GRPC_PORT) --http-port $(HTTP_PORT) --metrics-port $(METRICS_PORT) --model-control explicit
+
+publish: ## publish a new build (FROM=its repository) into the served REPO as the next release, no request failed
+	$(PY) -m server.publish publish --repo $(REPO) --url 127.0.0.1:$(GRPC_PORT) --from $(FROM)
+
+rollback: ## switch the served REPO back to the previous release on disk
+	$(PY) -m server.publish rollback --repo $(REPO) --url 127.0.0.1:$(GRPC_PORT)
+
 redis: setup ## a local redis-server for the online feature store (REDIS_PORT, default 6379); docs/online.md
 	$(PY) -m server.redis_server --port $(or $(REDIS_PORT),6379)
 

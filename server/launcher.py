@@ -114,6 +114,9 @@ class ServerOptions:
     response_cache_bytes: int = DEFAULT_RESPONSE_CACHE_BYTES  # 0: no cache (models that enable it run uncached)
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # on top of server_env(), e.g. SHOPRANK_ONLINE_URL
+    # "none": the repository is fixed while serving; "explicit": every model loaded at start, then changed
+    # only through the model control API (server/publish.py publishes and rolls back releases that way)
+    model_control: str = "none"
 
     def resolved(self) -> ServerOptions:
         opts = ServerOptions(**{k: getattr(self, k) for k in self.__dataclass_fields__})
@@ -153,6 +156,10 @@ def server_command(opts: ServerOptions, backend_dir: Path) -> list[str]:
         # Each python-backend instance starts with 8 MiB of shared memory (it grows on demand).
         "--backend-config=python,shm-default-byte-size=8388608",
     ]
+    if opts.model_control == "explicit":
+        cmd += ["--model-control-mode=explicit", "--load-model=*"]
+    elif opts.model_control != "none":
+        raise ServerError(f"model_control: expected 'none' or 'explicit', got {opts.model_control!r}")
     if opts.response_cache_bytes:
         # The local cache implementation ships in the wheel next to the server, not in /opt/tritonserver.
         cmd += [
@@ -295,6 +302,12 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_RESPONSE_CACHE_BYTES,
         help="Triton's local response cache (used by text_encoder); 0 turns it off",
     )
+    parser.add_argument(
+        "--model-control",
+        choices=("none", "explicit"),
+        default="none",
+        help="explicit: releases are published and rolled back while serving (python -m server.publish)",
+    )
     parser.add_argument("--print-command", action="store_true", help="print the command line and exit")
     args = parser.parse_args(argv)
     server = TritonServer(
@@ -306,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
             log_file=args.log_file,
             ready_timeout_s=args.ready_timeout,
             response_cache_bytes=args.response_cache_bytes,
+            model_control=args.model_control,
         )
     )
     if args.print_command:

@@ -1,0 +1,159 @@
+"""Model updates on a running server (server/publish.py): a new release and a rollback under a steady
+load from the SDK, with zero failed requests and every response wholly from one release."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from server.publish import Publisher, PublishError, check_compatible, layout, serving_version, versions_on_disk
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class NoServer:
+    """Stands where the gRPC client goes in tests that must fail before anything is loaded."""
+
+    def load_model(self, name: str) -> None:
+        raise AssertionError(f"load_model({name!r}) called: the publish should have been refused first")
+
+
+@pytest.fixture(scope="module")
+def release_two(small_build, tmp_path_factory) -> Path:
+    """The same demo shop a day later: statistics over a longer window (refreshed tables) and a ranker
+    retrained with another seed. Cached in build/small-v2/ (the encoder steps rerun once, ~15 s)."""
+    from builders.build import build
+    from builders.data import config as cfg_mod
+    from builders.data import demo
+
+    raw = demo.config_dict("small-v2", REPO_ROOT / "build" / "small" / "demo_data")
+    raw.update(ranker={"seed": 1}, split={"stats": 0.6})
+    out = tmp_path_factory.mktemp("release2") / "model_repository"
+    build(
+        "cpu",
+        None,
+        out=out,
+        work=REPO_ROOT / "build" / "small-v2",
+        progress=False,
+        log=lambda _: None,
+        config=cfg_mod.parse(raw, "release 2"),
+    )
+    return out
+
+
+@pytest.mark.unit
+def test_a_fresh_build_serves_its_one_version_and_names_its_models(small_repo):
+    lay = layout(small_repo)
+    assert set(lay.ensembles) == {"search", "recommend"}
+    assert {"search_features", "recommend_features", "text_encoder", "ranker", "topk"} == set(lay.steps)
+    assert serving_version(small_repo, lay) == 1
+
+
+@pytest.mark.unit
+def test_a_build_whose_config_changed_is_refused_naming_the_model(small_repo, tmp_path):
+    live, new = tmp_path / "live", tmp_path / "new"
+    shutil.copytree(small_repo, live)
+    shutil.copytree(small_repo, new)
+    cfg = new / "ranker" / "config.pbtxt"
+    cfg.write_text(cfg.read_text().replace("max_batch_size: 4096", "max_batch_size: 2048"))
+    with pytest.raises(PublishError, match=r"ranker: config differs .*max_batch_size: 2048"):
+        check_compatible(live, new)
+    with pytest.raises(PublishError, match="ranker: config differs"):
+        Publisher(live, NoServer()).publish(new)
+    assert versions_on_disk(live / "ranker") == [1]  # nothing was copied
+
+
+@pytest.mark.unit
+def test_rollback_without_an_older_release_is_refused(small_repo, tmp_path):
+    live = tmp_path / "live"
+    shutil.copytree(small_repo, live)
+    with pytest.raises(PublishError, match="release 1 is serving and no older release is on disk"):
+        Publisher(live, NoServer()).rollback()
+
+
+def _ranking(result) -> tuple:
+    return tuple((item.item_id, round(item.score, 3)) for item in result.items)
+
+
+@pytest.mark.triton
+@pytest.mark.slow
+def test_publish_and_rollback_under_load_fail_no_request_and_never_mix_releases(
+    small_repo, release_two, known_ids, tmp_path
+):
+    import tritonclient.grpc as grpcclient
+
+    from server.launcher import ServerOptions, TritonServer
+    from shoprank_client import RankingClient
+    from shoprank_client.types import ClientOptions, RetryPolicy
+
+    live = tmp_path / "live"
+    shutil.copytree(small_repo, live)
+    users, items = known_ids
+    rng = np.random.default_rng(3)
+    requests = [
+        (int(users[i % len(users)]), ["running shoes", "red dress", "gift"][i % 3] if i % 4 else None)
+        + ([int(x) for x in rng.choice(items, 100, replace=False)],)
+        for i in range(16)
+    ]
+    options = ServerOptions(model_repository=live, model_control="explicit", log_file=tmp_path / "ts.log")
+    with TritonServer(options) as server:
+        # No retries: a request that fails once counts as failed.
+        client = RankingClient(server.grpc_url, ClientOptions(timeout_s=10, retry=RetryPolicy(max_attempts=1)))
+
+        def ask(i: int) -> tuple:
+            user, query, candidates = requests[i]
+            if query is None:
+                return _ranking(client.recommend(user, candidates, k=10))
+            return _ranking(client.search(user, query, candidates, k=10))
+
+        def under_load(action):
+            answers: list[tuple[int, tuple]] = []
+            failures: list[str] = []
+            stop = threading.Event()
+
+            def loop(start: int) -> None:
+                i = start
+                while not stop.is_set():
+                    try:
+                        answers.append((i % len(requests), ask(i % len(requests))))
+                    except Exception as err:
+                        failures.append(f"{type(err).__name__}: {err}")
+                    i += 1
+
+            threads = [threading.Thread(target=loop, args=(n * 5,)) for n in range(3)]
+            for t in threads:
+                t.start()
+            try:
+                time.sleep(0.5)
+                result = action()
+                time.sleep(0.5)
+            finally:
+                stop.set()
+                for t in threads:
+                    t.join()
+            return result, answers, failures
+
+        release1 = [ask(i) for i in range(len(requests))]
+        publisher = Publisher(live, grpcclient.InferenceServerClient(server.grpc_url), drain_s=1.0, log=lambda _: None)
+        version, answers, failures = under_load(lambda: publisher.publish(release_two))
+        release2 = [ask(i) for i in range(len(requests))]
+
+        assert version == 2 and publisher.status()["serving"] == 2
+        # Every request ranks differently in the two releases, so a mixed or wrong one would show.
+        assert all(a != b for a, b in zip(release1, release2, strict=True))
+        assert failures == []
+        mixed = [i for i, got in answers if got not in (release1[i], release2[i])]
+        assert mixed == [], f"{len(mixed)} of {len(answers)} responses came from neither release alone"
+        assert {got == release2[i] for i, got in answers} == {True, False}  # the load saw both releases
+
+        version, answers, failures = under_load(publisher.rollback)
+        assert version == 1 and publisher.status()["serving"] == 1
+        assert failures == []
+        assert [i for i, got in answers if got not in (release1[i], release2[i])] == []
+        assert [ask(i) for i in range(len(requests))] == release1
+        assert versions_on_disk(live / "ranker") == [1, 2]  # release 2 kept: it can be published again
