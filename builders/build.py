@@ -37,7 +37,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_ENCODER_DIR = REPO_ROOT / "build" / "encoder"  # shared by every build that uses the bundled MiniLM
 TARGETS = ("cpu", "gpu")
 STEP_NAMES = ("demo-data", "data", "encoder", "embeddings", "features", "ranker")
-CODE = {"data": "data/1", "features": "features/3", "ranker": "dcn-v2/4"}
+CODE = {"data": "data/1", "features": "features/4", "ranker": "dcn-v2/5"}
 
 
 class BuildError(RuntimeError):
@@ -297,6 +297,7 @@ def build(
         "contract_version": CONTRACT_VERSION,
         "ids": shop.id_kinds,
         "embed_dim": embed_dim,
+        "title_tokens": cfg.encoder.title_tokens,  # new items pushed online are embedded the way the build did
         "encoder": str(cfg.encoder.path or "bundled all-MiniLM-L6-v2"),
         "items": len(shop.item_ids),
         "users": len(shop.user_ids),

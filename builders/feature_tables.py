@@ -86,6 +86,7 @@ def build_tables(shop: ShopData) -> FeatureTables:
         "user_cat_aff": _with_default(np.pad(cat_aff, ((0, 0), (0, 1))).astype(np.float32), 1.0 / n_cat),
         "user_brand_aff": _with_default(np.pad(brand_aff, ((0, 0), (0, 1))).astype(np.float32), 1.0 / n_brand),
         "user_mean_log_price": _with_default(user_mean_price, mean_price),
+        "user_clicks": _with_default(user_clicks[:, 0].astype(np.float32), 0.0),
     }
     return FeatureTables(arrays)
 

@@ -29,12 +29,17 @@ def _request_inputs(with_query: bool) -> tuple[Tensor, ...]:
     return tuple(tensors + [Tensor(c.ITEM_IDS, "int64", (-1,))])
 
 
-RANKER_FEATURES = (
-    Tensor(c.CAT_FEATURES, "int64", (-1, c.N_CAT)),
-    Tensor(c.DENSE_FEATURES, "float32", (-1, c.N_DENSE)),
-    Tensor(c.ITEM_ROWS, "int64", (-1,)),
-    Tensor(c.AVAILABLE, "bool", (-1,)),
-)
+def _ranker_features(embed_dim: int) -> tuple[Tensor, ...]:
+    """What a features model hands on: the ranker's inputs, and to topk the rows, AVAILABLE and new items."""
+    return (
+        Tensor(c.CAT_FEATURES, "int64", (-1, c.N_CAT)),
+        Tensor(c.DENSE_FEATURES, "float32", (-1, c.N_DENSE)),
+        Tensor(c.ITEM_ROWS, "int64", (-1,)),
+        Tensor(c.AVAILABLE, "bool", (-1,)),
+        Tensor(c.NEW_EMBEDDINGS, "float32", (-1, embed_dim)),
+    )
+
+
 RESPONSE = (Tensor(c.TOP_ITEM_IDS, "int64", (-1,)), Tensor(c.TOP_SCORES, "float32", (-1,)))
 FEATURES_WHY = {
     "max_batch_size": "0: each request has its own candidate count, the work is per request (numpy, ~100 us)",
@@ -58,6 +63,7 @@ def _topk_step(context: str) -> Step:
             c.ITEM_IDS: c.ITEM_IDS,
             c.TOP_K: c.TOP_K,
             c.AVAILABLE: "available",
+            c.NEW_EMBEDDINGS: "new_emb",
         },
         {c.TOP_ITEM_IDS: c.TOP_ITEM_IDS, c.TOP_SCORES: c.TOP_SCORES},
     )
@@ -71,7 +77,8 @@ def specs(embed_dim: int = c.EMBED_DIM) -> list[ModelSpec]:
         instances=2,
         why=FEATURES_WHY,
         inputs=_request_inputs(True),
-        outputs=(Tensor(c.INPUT_IDS, "int64", (1, -1)), Tensor(c.ATTENTION_MASK, "int64", (1, -1))) + RANKER_FEATURES,
+        outputs=(Tensor(c.INPUT_IDS, "int64", (1, -1)), Tensor(c.ATTENTION_MASK, "int64", (1, -1)))
+        + _ranker_features(embed_dim),
     )
     recommend_features = ModelSpec(
         name=c.RECOMMEND_FEATURES,
@@ -79,7 +86,7 @@ def specs(embed_dim: int = c.EMBED_DIM) -> list[ModelSpec]:
         instances=2,
         why=FEATURES_WHY,
         inputs=_request_inputs(False),
-        outputs=RANKER_FEATURES + (Tensor(c.CONTEXT_EMBEDDING, "float32", (1, embed_dim)),),
+        outputs=_ranker_features(embed_dim) + (Tensor(c.CONTEXT_EMBEDDING, "float32", (1, embed_dim)),),
     )
     text_encoder = ModelSpec(
         name=c.TEXT_ENCODER,
@@ -133,6 +140,7 @@ def specs(embed_dim: int = c.EMBED_DIM) -> list[ModelSpec]:
             Tensor(c.ITEM_IDS, "int64", (-1,)),
             Tensor(c.TOP_K, "int32", (1,)),
             Tensor(c.AVAILABLE, "bool", (-1,)),
+            Tensor(c.NEW_EMBEDDINGS, "float32", (-1, embed_dim)),
         ),
         outputs=RESPONSE,
         why={
@@ -156,6 +164,7 @@ def specs(embed_dim: int = c.EMBED_DIM) -> list[ModelSpec]:
                     c.DENSE_FEATURES: "dense",
                     c.ITEM_ROWS: "rows",
                     c.AVAILABLE: "available",
+                    c.NEW_EMBEDDINGS: "new_emb",
                 },
             ),
             Step(
@@ -185,6 +194,7 @@ def specs(embed_dim: int = c.EMBED_DIM) -> list[ModelSpec]:
                     c.ITEM_ROWS: "rows",
                     c.CONTEXT_EMBEDDING: "user_emb",
                     c.AVAILABLE: "available",
+                    c.NEW_EMBEDDINGS: "new_emb",
                 },
             ),
             _ranker_step(),

@@ -41,7 +41,14 @@ class InProcessPipeline:
             [c.LOGIT, c.SIM_WEIGHT], {c.CAT_FEATURES: feats[c.CAT_FEATURES], c.DENSE_FEATURES: feats[c.DENSE_FEATURES]}
         )
         out = self.topk.rank(
-            context, logit, sim_weight, feats[c.ITEM_ROWS], item_ids, np.array([k], np.int32), feats.get(c.AVAILABLE)
+            context,
+            logit,
+            sim_weight,
+            feats[c.ITEM_ROWS],
+            item_ids,
+            np.array([k], np.int32),
+            feats.get(c.AVAILABLE),
+            feats.get(c.NEW_EMBEDDINGS),
         )
         return out[c.TOP_ITEM_IDS], out[c.TOP_SCORES]
 

@@ -300,7 +300,11 @@ def train(
     torch.manual_seed(hp.seed)
     rows = datasets(shop, tables, lexicon, item_emb, query_emb, user_profiles)
     tr, va, te = rows["train"], rows["val"], rows["test"]
-    mean, std = tr.dense.mean(0), tr.dense.std(0) + 1e-3
+    mean, std = tr.dense.mean(0), tr.dense.std(0)
+    # A column constant in training (item_known is 1 on every training row) keeps a scale of 1: with
+    # std + 1e-3 a cold item's 0 became -1,000 standard deviations, and its logit about 7,000 (cold items
+    # ranked first). Training is unchanged: the column is 0 after centering either way.
+    std = np.where(std < 1e-3, 1.0, std + 1e-3)
     model = build_model(
         cardinalities(tables, len(lexicon.categories), len(lexicon.brands)),
         mean,

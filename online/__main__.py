@@ -4,6 +4,11 @@
     python -m online push --item SKU-0042 --price 12.90 --stock 0  # one item (string ids as the build hashed them)
     python -m online push --file updates.parquet                   # bulk: item_id + price and/or stock (CSV too)
     tail -f feed.jsonl | python -m online push --stream -          # {"item_id": ..., "price": ...} per line
+    python -m online push --new-items new.csv --repo model_repository  # item_id, title (+ price, stock): embedded
+
+A stream line may also be an interaction, ``{"event": "click", "user_id": ..., "item_id": ...}`` (``cart``,
+``purchase``; ``session_id`` instead of ``user_id`` for an anonymous session), or a new item with its
+``title`` (then ``--repo`` names the repository whose encoder embeds it).
 
 The store is ``--url`` or ``$SHOPRANK_ONLINE_URL``; keys use ``--prefix`` (``$SHOPRANK_ONLINE_PREFIX``,
 default ``shoprank``), which must match the serving side's. A bad line of a stream is reported with its
@@ -20,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from online.writer import ItemUpdate, OnlineWriter, UpdateError, check
+from online.writer import Interaction, ItemUpdate, OnlineWriter, UpdateError, check, check_interaction
 from runtime.online import ONLINE_FIELDS, OnlineSettings, connect
 
 
@@ -59,9 +64,22 @@ def read_file(path: Path) -> list[ItemUpdate]:
     return out
 
 
-def stream(writer: OnlineWriter, lines: TextIO, flush_s: float = 0.05, batch: int = 500) -> tuple[int, int]:
-    """Apply JSON lines as they come, in small transactions; returns (applied, rejected)."""
+def interaction(rec: dict[str, Any]) -> Interaction:
+    """A stream line with an ``event``: who (``user_id``, or ``session_id`` when anonymous) did what to which item."""
+    who = "user_id" if rec.get("user_id") is not None else "session_id"
+    if rec.get(who) is None:
+        raise UpdateError("an event needs user_id (or session_id for an anonymous session)")
+    return check_interaction(
+        Interaction(item_id(rec.get(who)), item_id(rec.get("item_id")), str(rec["event"]), who == "session_id")
+    )
+
+
+def stream(
+    writer: OnlineWriter, lines: TextIO, flush_s: float = 0.05, batch: int = 500, embed: Any = None
+) -> tuple[int, int]:
+    """Apply JSON lines as they come, in small batches; returns (applied, rejected)."""
     pending: list[ItemUpdate] = []
+    events: list[Interaction] = []
     applied = rejected = 0
     last = time.monotonic()
     for n, line in enumerate(lines, 1):
@@ -70,17 +88,37 @@ def stream(writer: OnlineWriter, lines: TextIO, flush_s: float = 0.05, batch: in
                 rec = json.loads(line)
                 if not isinstance(rec, dict):
                     raise UpdateError("expected a JSON object")
-                values = {k: v for k, v in rec.items() if k != "item_id"}
-                pending.append(check(ItemUpdate(item_id(rec.get("item_id")), values)))
+                if "event" in rec:
+                    events.append(interaction(rec))
+                elif "title" in rec:
+                    if embed is None:
+                        raise UpdateError("a new item (with a title) needs --repo: its encoder embeds the title")
+                    fields = {k: [v] for k, v in rec.items() if k not in ("item_id", "title")}
+                    applied += writer.add_items([(item_id(rec.get("item_id")), rec["title"])], embed, **fields)
+                else:
+                    values = {k: v for k, v in rec.items() if k != "item_id"}
+                    pending.append(check(ItemUpdate(item_id(rec.get("item_id")), values)))
             except (json.JSONDecodeError, UpdateError) as err:
                 rejected += 1
                 print(f"line {n}: {err}", file=sys.stderr)
-        if pending and (len(pending) >= batch or time.monotonic() - last >= flush_s):
-            applied += writer.write(pending)
-            pending, last = [], time.monotonic()
-    if pending:
-        applied += writer.write(pending)
+        if (pending or events) and (len(pending) + len(events) >= batch or time.monotonic() - last >= flush_s):
+            applied += writer.write(pending) + writer.record(events)
+            pending, events, last = [], [], time.monotonic()
+    applied += writer.write(pending) + writer.record(events)
     return applied, rejected
+
+
+def read_new_items(path: Path) -> tuple[list[tuple[int, str]], dict[str, list[float]]]:
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path) if path.suffix in (".parquet", ".pq") else pacsv.read_csv(path)
+    for column in ("item_id", "title"):
+        if column not in table.column_names:
+            raise UpdateError(f"{path.name}: no {column} column (columns: {', '.join(table.column_names)})")
+    ids = [item_id(v) for v in table.column("item_id").to_pylist()]
+    fields = {f: table.column(f).to_pylist() for f in ONLINE_FIELDS if f in table.column_names}
+    return list(zip(ids, table.column("title").to_pylist(), strict=True)), fields
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     what.add_argument("--item", help="one item's id (integer, or the shop's string id)")
     what.add_argument("--file", type=Path, help="Parquet or CSV with item_id and price and/or stock")
     what.add_argument("--stream", type=argparse.FileType("r"), help="JSON lines ('-' = stdin)")
+    what.add_argument("--new-items", type=Path, help="Parquet or CSV: item_id, title (+ price, stock); needs --repo")
+    push.add_argument("--repo", type=Path, help="the served repository, whose encoder embeds new items' titles")
     for f in ONLINE_FIELDS:
         push.add_argument(f"--{f}", type=float)
     args = parser.parse_args(argv)
@@ -113,11 +153,24 @@ def main(argv: list[str] | None = None) -> int:
             values = {f: getattr(args, f) for f in ONLINE_FIELDS if getattr(args, f) is not None}
             n = writer.apply([ItemUpdate(item_id(args.item), values)])
             print(f"updated item {args.item}: {values}")
+        elif args.new_items is not None:
+            from online.embed import RepositoryEncoder
+
+            if args.repo is None:
+                raise UpdateError("--new-items needs --repo: the repository whose encoder embeds the titles")
+            new, fields = read_new_items(args.new_items)
+            n = writer.add_items(new, RepositoryEncoder(args.repo), **fields)
+            print(f"added {n} new items from {args.new_items} in {time.monotonic() - started:.1f} s")
         elif args.file is not None:
             n = writer.apply(read_file(args.file))
             print(f"updated {n} items from {args.file} in {time.monotonic() - started:.1f} s")
         else:
-            n, bad = stream(writer, args.stream)
+            embed = None
+            if args.repo is not None:
+                from online.embed import RepositoryEncoder
+
+                embed = RepositoryEncoder(args.repo)
+            n, bad = stream(writer, args.stream, embed=embed)
             print(f"stream ended: {n} updates applied, {bad} rejected")
             return 2 if bad else 0
     except UpdateError as err:

@@ -5,6 +5,14 @@ store has never seen gets NaN (unset: the build's value) for the fields not give
 with ``SET key <all unset> NX`` then ``SETRANGE`` per field, all items of one call in one MULTI/EXEC
 transaction: a reader never sees half an update, and concurrent writers of different fields do not
 overwrite each other.
+
+Interactions (``record``): a click, cart or purchase is pushed onto the user's recent list (newest
+first, trimmed to ``recent_keep``, expiring ``ttl`` after the last one: 30 days for a user, 30 minutes
+for an anonymous session, whose id the shop sends as USER_ID).
+
+New items (``add_items``): an item the build never saw, pushed with its title, gets the title embedded
+by the repository's own encoder (``online/embed.py``) and stored next to its price and stock, so topk
+ranks it by its text.
 """
 
 from __future__ import annotations
@@ -17,7 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from runtime.online import ONLINE_FIELDS, SNAPSHOT_FILE, encode, field_offset, item_key
+from runtime.online import ONLINE_FIELDS, SNAPSHOT_FILE, embedding_key, encode, field_offset, item_key, recent_key
+
+EVENTS = ("click", "cart", "purchase")
+USER_TTL_S = 30 * 24 * 3600
+SESSION_TTL_S = 30 * 60
 
 
 class UpdateError(ValueError):
@@ -46,13 +58,31 @@ def check(update: ItemUpdate, where: str = "") -> ItemUpdate:
     return update
 
 
+@dataclass(frozen=True)
+class Interaction:
+    """``user_id``: the id the shop's requests send as USER_ID (a user's, or an anonymous session's)."""
+
+    user_id: int
+    item_id: int
+    event: str = "click"
+    session: bool = False  # an anonymous session: shorter expiry
+
+
+def check_interaction(it: Interaction, where: str = "") -> Interaction:
+    at = f"{where}: " if where else ""
+    if it.event not in EVENTS:
+        raise UpdateError(f"{at}event: expected one of {', '.join(EVENTS)}, got {it.event!r}")
+    return it
+
+
 class OnlineWriter:
     """Applies updates to a Redis; ``prefix`` must be the serving side's ``SHOPRANK_ONLINE_PREFIX``."""
 
-    def __init__(self, client: Any, prefix: str = "shoprank", chunk: int = 1000):
+    def __init__(self, client: Any, prefix: str = "shoprank", chunk: int = 1000, recent_keep: int = 50):
         self.client = client
         self.prefix = prefix
         self.chunk = chunk
+        self.recent_keep = recent_keep
         self._unset = encode({})
 
     def apply(self, updates: Iterable[ItemUpdate]) -> int:
@@ -64,12 +94,15 @@ class OnlineWriter:
         for start in range(0, len(batch), self.chunk):
             pipe = self.client.pipeline(transaction=True)
             for u in batch[start : start + self.chunk]:
-                key = item_key(self.prefix, u.item_id)
-                pipe.set(key, self._unset, nx=True)
-                for name, value in u.values.items():
-                    pipe.setrange(key, field_offset(name), np.array([value], "<f4").tobytes())
+                self._queue(pipe, u)
             pipe.execute()
         return len(batch)
+
+    def _queue(self, pipe: Any, u: ItemUpdate) -> None:
+        key = item_key(self.prefix, u.item_id)
+        pipe.set(key, self._unset, nx=True)
+        for name, value in u.values.items():
+            pipe.setrange(key, field_offset(name), np.array([value], "<f4").tobytes())
 
     def set_items(self, item_ids: Sequence[int], **fields: Sequence[float]) -> int:
         """Bulk: the same fields for many items, e.g. ``set_items(ids, price=p, stock=s)``."""
@@ -89,7 +122,43 @@ class OnlineWriter:
         with np.load(path) as snap:
             return self.set_items(snap["item_id"].tolist(), price=snap["price"], stock=snap["stock"])
 
+    def record(self, interactions: Iterable[Interaction]) -> int:
+        """Push interactions onto their users' recent lists, in one pipeline; returns how many."""
+        batch = [check_interaction(i) for i in interactions]
+        pipe = self.client.pipeline(transaction=False)
+        for it in batch:
+            key = recent_key(self.prefix, it.user_id)
+            pipe.lpush(key, b"%d" % it.item_id)
+            pipe.ltrim(key, 0, self.recent_keep - 1)
+            pipe.expire(key, SESSION_TTL_S if it.session else USER_TTL_S)
+        if batch:
+            pipe.execute()
+        return len(batch)
+
+    def recent(self, user_id: int) -> list[int]:
+        return [int(v) for v in self.client.lrange(recent_key(self.prefix, user_id), 0, -1)]
+
+    def add_items(self, items: Sequence[tuple[int, str]], embed: Any, **fields: Sequence[float]) -> int:
+        """New items ``(item_id, title)``: titles embedded by ``embed`` (``online.embed.RepositoryEncoder``),
+        stored with the fields given (e.g. ``price=[...]``, ``stock=[...]``) in one transaction."""
+        for item_id, title in items:
+            if not isinstance(title, str) or not title.strip():
+                raise UpdateError(f"item {item_id}: title must be a non-empty string, got {title!r}")
+        updates = []
+        for n, (item_id, _) in enumerate(items):
+            values = {k: float(v[n]) for k, v in fields.items() if v[n] is not None}
+            if values:
+                updates.append(check(ItemUpdate(int(item_id), values)))
+        vectors = np.asarray(embed([t for _, t in items]), "<f4")
+        pipe = self.client.pipeline(transaction=True)
+        for (item_id, _), vector in zip(items, vectors, strict=True):
+            pipe.set(embedding_key(self.prefix, item_id), vector.tobytes())
+        for u in updates:
+            self._queue(pipe, u)
+        pipe.execute()
+        return len(items)
+
     def clear(self) -> int:
-        """Delete every item key of this prefix (tests, or a shop starting over)."""
-        keys = list(self.client.scan_iter(match=f"{self.prefix}:item:*", count=1000))
+        """Delete every key of this prefix (tests, or a shop starting over)."""
+        keys = list(self.client.scan_iter(match=f"{self.prefix}:*", count=1000))
         return int(self.client.delete(*keys)) if keys else 0

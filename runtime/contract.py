@@ -31,7 +31,9 @@ ATTENTION_MASK = "attention_mask"  # INT64 [B, L]
 SENTENCE_EMBEDDING = "sentence_embedding"  # FP32 [B, EMBED_DIM], L2-normalised
 CAT_FEATURES = "cat_features"  # INT64 [N, N_CAT]
 DENSE_FEATURES = "dense_features"  # FP32 [N, N_DENSE]
-ITEM_ROWS = "ITEM_ROWS"  # INT64 [N], row in the item tables, -1 = unknown item
+ITEM_ROWS = "ITEM_ROWS"  # INT64 [N], row in the item tables, -1 = unknown item, -2-j = NEW_EMBEDDINGS[j + 1]
+# FP32 [1+M, EMBED_DIM]: row 0 zeros, then the title embeddings of the M new candidates (online store)
+NEW_EMBEDDINGS = "NEW_EMBEDDINGS"
 AVAILABLE = "AVAILABLE"  # BOOL [N], False = sold out (online store, SHOPRANK_SOLD_OUT=filter): not returned
 CONTEXT_EMBEDDING = "CONTEXT_EMBEDDING"  # FP32 [1, EMBED_DIM]: query (search) or user profile (recommend)
 LOGIT = "logit"  # FP32 [N, 1]

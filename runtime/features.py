@@ -25,7 +25,16 @@ from pathlib import Path
 import numpy as np
 
 from runtime.arrays import Array
-from runtime.contract import MAX_CANDIDATES, MAX_QUERY_BYTES, N_CAT, N_DENSE
+from runtime.contract import (
+    AVAILABLE,
+    EMBED_DIM,
+    ITEM_ROWS,
+    MAX_CANDIDATES,
+    MAX_QUERY_BYTES,
+    N_CAT,
+    N_DENSE,
+    NEW_EMBEDDINGS,
+)
 from runtime.errors import InvalidInput
 from runtime.online import OnlineItems
 from runtime.text import TextTokenizer
@@ -34,6 +43,7 @@ STORE_FILE = "feature_store.npz"
 LEXICON_FILE = "lexicon.json"
 TOKENIZER_FILE = "tokenizer.json"
 USER_PROFILE_FILE = "user_profiles.npy"
+MANIFEST_FILE = "manifest.json"  # written by the build next to the tables; names the encoder's dimension
 _WORD = re.compile(r"\w[\w\-]*")
 CATEGORY_SEPARATOR = ">"  # category paths: "Shoes > Running Shoes"
 
@@ -183,6 +193,7 @@ class FeatureTables:
     user_cat_aff: Array  # [U+1, C+1]
     user_brand_aff: Array  # [U+1, B+1]
     user_mean_log_price: Array
+    user_clicks: Array  # [U+1] clicks the affinities were counted from (fresh clicks are added to them)
 
     def __init__(self, arrays: dict[str, Array]):
         missing = sorted(set(self.__annotations__) - set(arrays))
@@ -263,12 +274,15 @@ class FeatureStore:
         tokenizer: TextTokenizer | None,
         user_profiles: Array | None = None,
         online: OnlineItems | None = None,
+        embed_dim: int = EMBED_DIM,
     ):
         self.tables = tables
         self.lexicon = lexicon
         self.tokenizer = tokenizer
         self.user_profiles = user_profiles  # [U+1, D] float32, last row zeros (recommendation only)
         self.online = online  # fresh price and stock from Redis (runtime/online.py); None = build values only
+        self.embed_dim = embed_dim
+        self._no_new = np.zeros((1, embed_dim), np.float32)  # NEW_EMBEDDINGS when no candidate is new
 
     @classmethod
     def load(
@@ -279,12 +293,15 @@ class FeatureStore:
         online: OnlineItems | None = None,
     ) -> FeatureStore:
         folder = Path(folder)
+        manifest = folder / MANIFEST_FILE
+        embed_dim = int(json.loads(manifest.read_text())["embed_dim"]) if manifest.exists() else EMBED_DIM
         return cls(
             FeatureTables.load(folder / STORE_FILE),
             Lexicon.from_json((folder / LEXICON_FILE).read_text()),
             TextTokenizer(folder / TOKENIZER_FILE) if with_tokenizer else None,
             np.load(folder / USER_PROFILE_FILE) if with_profiles else None,
             online,
+            embed_dim,
         )
 
     def profiles(self) -> Array:
@@ -293,14 +310,15 @@ class FeatureStore:
             raise RuntimeError("this FeatureStore has no user profiles: load it with with_profiles=True")
         return self.user_profiles
 
-    def _fresh(self, ids: Array, users: Array, cat: Array, dense: Array) -> Array:
-        """Overwrite the price and stock features with the online store's values where it has them;
-        returns AVAILABLE (False = sold out and filtered, with ``SHOPRANK_SOLD_OUT=filter``)."""
-        available = np.ones(len(ids), bool)
+    def _fresh(self, uid: int, ids: Array, users: Array, items: Array, cat: Array, dense: Array) -> dict[str, Array]:
+        """The online store's part of a request, in place on ``cat``/``dense``: fresh price and stock, the
+        user's recent interactions in the affinities, new items' title embeddings. Returns AVAILABLE (False =
+        sold out and filtered, with ``SHOPRANK_SOLD_OUT=filter``), ITEM_ROWS and NEW_EMBEDDINGS for topk."""
+        out = {ITEM_ROWS: items, AVAILABLE: np.ones(len(ids), bool), NEW_EMBEDDINGS: self._no_new}
         if self.online is None:
-            return available
-        fresh = self.online.fetch(ids)
-        price, stock = fresh[:, 0], fresh[:, 1]
+            return out
+        got = self.online.read(ids, uid, np.flatnonzero(items < 0))
+        price, stock = got.values[:, 0], got.values[:, 1]
         priced = np.isfinite(price) & (price > 0)
         if priced.any():
             log_price = np.log(price[priced])
@@ -309,19 +327,44 @@ class FeatureStore:
         stocked = np.isfinite(stock)
         dense[stocked, 8] = stock[stocked] > 0
         if self.online.settings.sold_out == "filter":
-            available = dense[:, 8] > 0
-        return available
+            out[AVAILABLE] = dense[:, 8] > 0
+        if got.recent.size:
+            self._recent_affinities(int(users[0]), got.recent, cat, dense)
+        vectors = [(p, v) for p, v in sorted(got.embeddings.items()) if v.shape == (self.embed_dim,)]
+        if vectors:
+            rows = items.copy()
+            rows[[p for p, _ in vectors]] = -2 - np.arange(len(vectors))
+            out[ITEM_ROWS] = rows
+            out[NEW_EMBEDDINGS] = np.vstack([self._no_new] + [v for _, v in vectors])
+        return out
 
-    def _context(self, user_id: Array, item_ids: Array) -> tuple[Array, Array, Array]:
+    def _recent_affinities(self, user_row: int, recent: Array, cat: Array, dense: Array) -> None:
+        """Add the recent interactions to the user's category and brand affinities, as the build counts them:
+        ``(clicks in the category + 1/n) / (clicks + 1)`` with the recent ones among the clicks."""
+        t = self.tables
+        rows = t.item_rows(recent)
+        rows = rows[rows >= 0]  # items the build does not know have no category to count
+        if rows.size == 0:
+            return
+        before = float(t.user_clicks[user_row]) + 1.0
+        after = before + rows.size
+        for col, table, item_values in ((4, t.user_cat_aff, t.item_category), (5, t.user_brand_aff, t.item_brand)):
+            values = item_values[rows]
+            counts = np.bincount(values[values >= 0], minlength=table.shape[1])
+            candidate = cat[:, col - 2] - 1  # the candidates' category (col 4) or brand (col 5); -1 unknown
+            known = candidate >= 0
+            dense[known, col] = (dense[known, col] * before + counts[candidate[known]]) / after
+
+    def _context(self, user_id: Array, item_ids: Array) -> tuple[int, Array, Array, Array]:
         uid = check_user_id(user_id)
         ids = check_item_ids(item_ids)
         user_row = int(self.tables.user_rows(np.array([uid], np.int64))[0])
-        return ids, np.full(len(ids), user_row, np.int64), self.tables.item_rows(ids)
+        return uid, ids, np.full(len(ids), user_row, np.int64), self.tables.item_rows(ids)
 
     def search(self, user_id: Array, query: Array, item_ids: Array) -> dict[str, Array]:
         """Tensors for one search request: tokens for the encoder, features for the ranker."""
         text = decode_query(query)
-        ids, users, items = self._context(user_id, item_ids)
+        uid, ids, users, items = self._context(user_id, item_ids)
         intent = self.lexicon.parse(text)
         n = len(ids)
         cat, dense = candidate_features(
@@ -336,28 +379,15 @@ class FeatureStore:
         if self.tokenizer is None:
             raise RuntimeError("FeatureStore.search needs the tokenizer: load it with with_tokenizer=True")
         input_ids, mask = self.tokenizer.encode_one(text)
-        available = self._fresh(ids, users, cat, dense)
-        return {
-            "input_ids": input_ids,
-            "attention_mask": mask,
-            "cat_features": cat,
-            "dense_features": dense,
-            "ITEM_ROWS": items,
-            "AVAILABLE": available,
-        }
+        fresh = self._fresh(uid, ids, users, items, cat, dense)
+        return {"input_ids": input_ids, "attention_mask": mask, "cat_features": cat, "dense_features": dense, **fresh}
 
     def recommend(self, user_id: Array, item_ids: Array) -> dict[str, Array]:
         """Tensors for one recommendation request; the context embedding is the user's profile."""
-        ids, users, items = self._context(user_id, item_ids)
+        uid, ids, users, items = self._context(user_id, item_ids)
         n = len(ids)
         none = np.full(n, -1, np.int64)
         cat, dense = candidate_features(self.tables, users, items, np.zeros(n, bool), none, none, none)
         profile = self.profiles()[users[:1]]
-        available = self._fresh(ids, users, cat, dense)
-        return {
-            "cat_features": cat,
-            "dense_features": dense,
-            "ITEM_ROWS": items,
-            "AVAILABLE": available,
-            "CONTEXT_EMBEDDING": profile.astype(np.float32),
-        }
+        fresh = self._fresh(uid, ids, users, items, cat, dense)
+        return {"cat_features": cat, "dense_features": dense, **fresh, "CONTEXT_EMBEDDING": profile.astype(np.float32)}

@@ -11,6 +11,12 @@ Layout in Redis (``online/writer.py`` writes it, this module only reads):
 * ``{prefix}:item:{item_id}`` -> ``ONLINE_FIELDS`` as little-endian float32, packed (8 bytes). A NaN
   field was never pushed: the build's value is used. Packed values keep the read to one ``MGET`` and
   its decoding to one ``np.frombuffer``.
+* ``{prefix}:emb:{item_id}`` -> the title embedding of an item the build never saw (a new item), as
+  little-endian float32 ``[D]``, computed on write by the repository's own encoder. Read in the same
+  ``MGET``, only for candidates the build does not know.
+* ``{prefix}:recent:{user_id}`` -> a list, newest first, of the item ids a user (or an anonymous
+  session, whose id the request sends as USER_ID) clicked, carted or bought. Read with ``LRANGE`` in the
+  same round trip (one pipeline), never cached: a click changes the next request.
 
 Settings (environment of the tritonserver process; the Helm chart sets them from its values):
 
@@ -22,6 +28,7 @@ Settings (environment of the tritonserver process; the Helm chart sets them from
 ``SHOPRANK_ONLINE_RETRY_MS``     1000      after a failure, Redis is not asked again for this long
 ``SHOPRANK_SOLD_OUT``            filter    ``filter``: stock 0 leaves the ranking; ``demote``: only its
                                            in-stock feature turns 0 and the ranker decides
+``SHOPRANK_ONLINE_RECENT``       20        the newest N interactions of the user read per request; 0 = off
 =============================== ========= ===============================================================
 """
 
@@ -50,8 +57,16 @@ class OnlineConfigError(ValueError):
     """A setting of the online store is invalid; the message names the environment variable."""
 
 
-def key_prefix(prefix: str) -> bytes:
-    return f"{prefix}:item:".encode()
+def key_prefix(prefix: str, kind: str = "item") -> bytes:
+    return f"{prefix}:{kind}:".encode()
+
+
+def embedding_key(prefix: str, item_id: int) -> bytes:
+    return key_prefix(prefix, "emb") + b"%d" % int(item_id)
+
+
+def recent_key(prefix: str, user_id: int) -> bytes:
+    return key_prefix(prefix, "recent") + b"%d" % int(user_id)
 
 
 def item_key(prefix: str, item_id: int) -> bytes:
@@ -79,6 +94,7 @@ class OnlineSettings:
     retry_after_s: float = 1.0
     sold_out: SoldOut = "filter"
     cache_items: int = 200_000
+    recent: int = 20
 
     @property
     def enabled(self) -> bool:
@@ -103,6 +119,9 @@ class OnlineSettings:
         sold_out = env.get("SHOPRANK_SOLD_OUT") or "filter"
         if sold_out not in ("filter", "demote"):
             raise OnlineConfigError(f"SHOPRANK_SOLD_OUT: expected 'filter' or 'demote', got {sold_out!r}")
+        recent_raw = env.get("SHOPRANK_ONLINE_RECENT") or "20"
+        if not recent_raw.isdigit() or int(recent_raw) > 1000:
+            raise OnlineConfigError(f"SHOPRANK_ONLINE_RECENT: expected a count from 0 to 1000, got {recent_raw!r}")
         url = env.get("SHOPRANK_ONLINE_URL") or None
         if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
             raise OnlineConfigError(f"SHOPRANK_ONLINE_URL: expected redis://host:port/db, got {url!r}")
@@ -113,6 +132,7 @@ class OnlineSettings:
             timeout_s=ms("SHOPRANK_ONLINE_TIMEOUT_MS", 20, 1),
             retry_after_s=ms("SHOPRANK_ONLINE_RETRY_MS", 1000, 0),
             sold_out="filter" if sold_out == "filter" else "demote",
+            recent=int(recent_raw),
         )
 
 
@@ -159,14 +179,27 @@ def connect(settings: OnlineSettings) -> Any:
     )
 
 
-class OnlineItems:
-    """Current values of ``ONLINE_FIELDS`` for a request's candidates.
+@dataclass(frozen=True)
+class OnlineRead:
+    """What one request read: ``values [N, len(ONLINE_FIELDS)]`` float32 (NaN: the build's value), the title
+    embeddings of new candidates by position, and the user's recent item ids, newest first."""
 
-    ``fetch(ids)`` returns ``[N, len(ONLINE_FIELDS)]`` float32 (read-only), NaN where the online store has no value
-    (never pushed, or Redis unreachable): the caller keeps the build's value there. Values come from the
-    cache when they were read less than ``max_staleness_s`` ago; the rest in one ``MGET``. After a
-    failure (error or timeout) Redis is skipped for ``retry_after_s``, then tried again: the first
-    success brings it back. Each change of state is logged once and reported through ``on_state``.
+    values: Floats
+    embeddings: dict[int, Floats]
+    recent: Int64s
+
+
+NO_RECENT: Int64s = np.zeros(0, np.int64)
+
+
+class OnlineItems:
+    """Current values of ``ONLINE_FIELDS`` for a request's candidates, new items' embeddings, recent activity.
+
+    ``read(ids, user_id, new)`` asks Redis once (one pipeline: an ``MGET`` of what the cache lacks, and an
+    ``LRANGE`` of the user's recent items). Item values and embeddings come from the cache when they were
+    read less than ``max_staleness_s`` ago. After a failure (error or timeout) Redis is skipped for
+    ``retry_after_s``: every value is NaN, nothing is recent, the build's values rank. The first success
+    brings it back. Each change of state is logged once and reported through ``on_state``.
     """
 
     def __init__(
@@ -184,8 +217,10 @@ class OnlineItems:
         self._log = log
         self._on_state = on_state
         self._on_read = on_read
-        self._cache: dict[int, tuple[float, bytes | None]] = {}  # item -> (read at, value)
+        self._cache: dict[bytes, tuple[float, bytes | None]] = {}  # key -> (read at, value)
         self._key_prefix = key_prefix(settings.prefix)
+        self._emb_prefix = key_prefix(settings.prefix, "emb")
+        self._recent_prefix = key_prefix(settings.prefix, "recent")
         self._unset = encode({})
         self._skip_until = -math.inf
         self.up = True
@@ -195,34 +230,56 @@ class OnlineItems:
         self._hook_failed = False
 
     def fetch(self, ids: Int64s) -> Floats:
-        # Per request on the feature model's hot path: list comprehensions over the candidates, one MGET,
-        # one decode of all values (measured: make bench-online).
+        """Only the item values (``read`` without embeddings or recent activity)."""
+        return self.read(ids).values
+
+    def read(self, ids: Int64s, user_id: int | None = None, new: Int64s | None = None) -> OnlineRead:
+        """``new``: positions in ``ids`` of candidates the build does not know (their embeddings are read)."""
+        # Per request on the feature model's hot path: list comprehensions over the candidates, one round
+        # trip, one decode of all values (measured: make bench-online).
         now = self._clock()
         id_list = ids.tolist()
+        keys = [self._key_prefix + b"%d" % i for i in id_list]
+        new_pos = [] if new is None else new.tolist()
+        keys += [self._emb_prefix + b"%d" % id_list[p] for p in new_pos]
         fresh_after = now - self.settings.max_staleness_s
-        hits = list(map(self._cache.get, id_list))
-        values = [h[1] if h is not None and h[0] >= fresh_after else None for h in hits]
+        hits = list(map(self._cache.get, keys))
+        got: list[bytes | None] = [h[1] if h is not None and h[0] >= fresh_after else None for h in hits]
         missing = [i for i, h in enumerate(hits) if h is None or h[0] < fresh_after]
-        if not missing:
+        want_recent = user_id is not None and self.settings.recent > 0
+        recent = NO_RECENT
+        if not missing and not want_recent:
             self._read("cached")
         elif now < self._skip_until:
             self._read("skipped")
         else:
             try:
-                got = self._client.mget([self._key_prefix + b"%d" % id_list[i] for i in missing])
+                if want_recent:
+                    pipe = self._client.pipeline(transaction=False)
+                    if missing:
+                        pipe.mget([keys[i] for i in missing])
+                    pipe.lrange(self._recent_prefix + b"%d" % int(user_id or 0), 0, self.settings.recent - 1)
+                    replies = pipe.execute()
+                    fetched, recent_raw = (replies[0] if missing else []), replies[-1]
+                else:
+                    fetched, recent_raw = self._client.mget([keys[i] for i in missing]), []
             except Exception as err:  # any client error (timeout, refused, protocol) is a fallback
                 self._failed(now, err)
             else:
                 self._recovered()
-                self._cache.update((id_list[i], (now, v)) for i, v in zip(missing, got, strict=True))
-                for i, v in zip(missing, got, strict=True):
-                    values[i] = v
+                self._cache.update((keys[i], (now, v)) for i, v in zip(missing, fetched, strict=True))
+                for i, v in zip(missing, fetched, strict=True):
+                    got[i] = v
                 while len(self._cache) > self.settings.cache_items:  # oldest first-insertion out
                     del self._cache[next(iter(self._cache))]
+                if recent_raw:
+                    recent = np.array([int(r) for r in recent_raw if r.isdigit() or r[1:].isdigit()], np.int64)
                 self._read("ok")
-        packed = b"".join([v if v is not None and len(v) == VALUE_BYTES else self._unset for v in values])
-        out: Floats = np.frombuffer(packed, "<f4").reshape(len(values), len(ONLINE_FIELDS))
-        return out
+        n = len(id_list)
+        packed = b"".join([v if v is not None and len(v) == VALUE_BYTES else self._unset for v in got[:n]])
+        values: Floats = np.frombuffer(packed, "<f4").reshape(n, len(ONLINE_FIELDS))
+        embeddings = {p: np.frombuffer(v, "<f4") for p, v in zip(new_pos, got[n:], strict=True) if v}
+        return OnlineRead(values, embeddings, recent)
 
     def _read(self, outcome: str) -> None:
         if self._on_read is not None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime import contract as c
 from runtime.arrays import Array
 from runtime.contract import TOP_ITEM_IDS, TOP_SCORES
 from runtime.errors import InvalidInput
@@ -45,7 +46,35 @@ def standardize_lists(cosines: Array, offsets: Array) -> Array:
     return out
 
 
-def final_scores(context: Array, logit: Array, sim_weight: Array, item_rows: Array, item_embeddings: Array) -> Array:
+def candidate_vectors(item_rows: Array, item_embeddings: Array, new_embeddings: Array | None = None) -> Array:
+    """The title embedding of each candidate ``[N, D]``: table rows, zeros for unknown items (-1), and
+    ``new_embeddings[-row - 1]`` for rows below -1 (new items embedded on write; row 0 there is zeros)."""
+    rows = np.asarray(item_rows, np.int64).reshape(-1)
+    vectors: Array = item_embeddings[np.maximum(rows, -1)]
+    new_rows = rows < -1
+    if new_rows.any():
+        index = -rows[new_rows] - 1
+        if new_embeddings is None or index.max() >= len(new_embeddings):
+            have = 0 if new_embeddings is None else len(new_embeddings)
+            raise InvalidInput(
+                c.ITEM_ROWS, f"row {int(rows.min())} needs {int(index.max()) + 1} new embeddings, got {have}"
+            )
+        if new_embeddings.shape[1] != item_embeddings.shape[1]:
+            raise InvalidInput(
+                c.NEW_EMBEDDINGS, f"expected {item_embeddings.shape[1]} values per row, got {new_embeddings.shape[1]}"
+            )
+        vectors[new_rows] = new_embeddings[index]
+    return vectors
+
+
+def final_scores(
+    context: Array,
+    logit: Array,
+    sim_weight: Array,
+    item_rows: Array,
+    item_embeddings: Array,
+    new_embeddings: Array | None = None,
+) -> Array:
     """[N] float32 scores. ``context`` is [1, D] (or [D]); ``logit`` and ``sim_weight`` are [N, 1] or [N].
     The similarity is the standardised cosine (``standardize``) over these N candidates."""
     ctx = np.asarray(context, np.float32).reshape(-1)
@@ -56,7 +85,8 @@ def final_scores(context: Array, logit: Array, sim_weight: Array, item_rows: Arr
         )
     # einsum (without optimize) never calls BLAS: a BLAS gemv wakes OpenBLAS's thread pool, whose
     # spinning threads then steal the second core from the encoder (measured: topk p50 1.4 ms -> 0.05 ms).
-    sim = standardize(np.einsum("ij,j->i", item_embeddings[item_rows], ctx))
+    vectors = candidate_vectors(item_rows, item_embeddings, new_embeddings)
+    sim = standardize(np.einsum("ij,j->i", vectors, ctx))
     return (np.asarray(logit, np.float32).reshape(-1) + np.asarray(sim_weight, np.float32).reshape(-1) * sim).astype(
         np.float32
     )
@@ -91,10 +121,12 @@ class TopK:
         item_ids: Array,
         k: Array,
         available: Array | None = None,
+        new_embeddings: Array | None = None,
     ) -> dict[str, Array]:
         """The best ``k``; candidates whose ``available`` is False (sold out, filtered) are left out, so a
-        request may get fewer than ``k``. The similarity is standardised over all the candidates."""
-        scores = final_scores(context, logit, sim_weight, item_rows, self.item_embeddings)
+        request may get fewer than ``k``. The similarity is standardised over all the candidates. New items
+        (rows below -1) take their embedding from ``new_embeddings`` (``candidate_vectors``)."""
+        scores = final_scores(context, logit, sim_weight, item_rows, self.item_embeddings, new_embeddings)
         if available is not None and not np.all(available):
             keep = np.asarray(available, bool).reshape(-1)
             scores, item_ids = scores[keep], np.asarray(item_ids)[keep]

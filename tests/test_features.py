@@ -39,6 +39,7 @@ def tables() -> FeatureTables:
             "user_cat_aff": np.array([[0.7, 0.2, 0.5], [0.5, 0.5, 0.5]], np.float32),
             "user_brand_aff": np.array([[0.1, 0.0, 0.9, 0.3], [0.3, 0.3, 0.3, 0.3]], np.float32),
             "user_mean_log_price": np.array([3.5, 3.0], np.float32),
+            "user_clicks": np.array([4.0, 0.0], np.float32),
         }
     )
 

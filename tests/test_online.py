@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -178,3 +179,117 @@ def test_cli_push_one_item_a_file_and_a_stream(store, tmp_path, capsys):
     assert got[0, 0] == 4.5 and got[1, 1] == 0 and got[2, 1] == 3 and got[3, 0] == 2.0 and np.isnan(got[4]).all()
     assert online_cli([*base, "push", "--item", "5", "--price", "-2"]) == 2
     assert "price must be > 0" in capsys.readouterr().err
+
+
+def test_recent_clicks_enter_the_affinities_as_the_build_counts_them(store, small_repo, known_ids):
+    from online.writer import Interaction
+    from runtime import contract as c
+    from runtime.features import FeatureStore
+
+    writer, settings = store
+    folder = small_repo / c.SEARCH_FEATURES / "1"
+    offline = FeatureStore.load(folder)
+    t = offline.tables
+    users, items = known_ids
+    user = int(users[3])
+    cands = items[:40].copy()
+    cand_cat = t.item_category[t.item_rows(cands)]
+    category = int(np.bincount(cand_cat[cand_cat >= 0]).argmax())  # a category among the candidates
+    clicked = [int(i) for i in items if t.item_category[t.item_rows(np.array([i]))[0]] == category][:5]
+    args = (np.array([user]), np.array([b"gift"], object), cands)
+    before = offline.search(*args)[c.DENSE_FEATURES]
+    online = FeatureStore.load(folder, online=OnlineItems(settings))
+    np.testing.assert_allclose(online.search(*args)[c.DENSE_FEATURES], before, atol=1e-6)  # nothing recent yet
+
+    assert writer.record([Interaction(user, i, "click") for i in clicked]) == 5
+    assert writer.recent(user) == clicked[::-1]  # newest first
+    after = online.search(*args)[c.DENSE_FEATURES]  # the next request: not cached
+    row = int(t.user_rows(np.array([user]))[0])
+    n = float(t.user_clicks[row])
+    in_cat = cand_cat == category
+    expected = (before[in_cat, 4] * (n + 1) + 5) / (n + 1 + 5)  # (count + 1/k) / (clicks + 1), 5 clicks more
+    np.testing.assert_allclose(after[in_cat, 4], expected, rtol=1e-5)
+    assert (after[in_cat, 4] > before[in_cat, 4]).all()
+    other = (cand_cat >= 0) & ~in_cat
+    assert (after[other, 4] < before[other, 4]).all()  # the same clicks dilute the other categories
+    np.testing.assert_allclose(np.delete(after, [4, 5], axis=1), np.delete(before, [4, 5], axis=1), atol=1e-6)
+
+    with pytest.raises(UpdateError, match="event: expected one of click, cart, purchase, got 'view'"):
+        writer.record([Interaction(user, clicked[0], "view")])
+    writer.record([Interaction(991, clicked[0], "cart", session=True)])
+    assert 0 < writer.client.ttl(f"{writer.prefix}:recent:991") <= 1800  # an anonymous session expires soon
+
+
+def test_a_new_item_is_embedded_by_the_repository_encoder_and_ranked_by_its_text(store, small_repo, known_ids):
+    from online.embed import RepositoryEncoder
+    from runtime import contract as c
+    from runtime.features import FeatureStore
+    from runtime.scoring import TopK
+
+    writer, settings = store
+    folder = small_repo / c.SEARCH_FEATURES / "1"
+    topk = TopK.load(small_repo / c.TOPK / "1")
+    users, items = known_ids
+    twin = int(items[7])  # a catalogue item: the new item gets its title, so it must get its vector
+    title = _title_of(small_repo, twin)
+    new_id = 10**12 + 7
+    encoder = RepositoryEncoder(small_repo)
+    assert writer.add_items([(new_id, title)], encoder, price=[19.9], stock=[3]) == 1
+    with pytest.raises(UpdateError, match="title must be a non-empty string"):
+        writer.add_items([(new_id + 1, " ")], encoder)
+
+    online = FeatureStore.load(folder, online=OnlineItems(settings))
+    cands = np.array([*items[20:30], new_id], np.int64)
+    feats = online.search(np.array([users[0]]), np.array([title.encode()], object), cands)
+    assert feats[c.ITEM_ROWS][-1] == -2 and (feats[c.ITEM_ROWS][:-1] >= 0).all()
+    assert feats[c.NEW_EMBEDDINGS].shape == (2, topk.item_embeddings.shape[1])
+    row = int(online.tables.item_rows(np.array([twin]))[0])
+    np.testing.assert_allclose(feats[c.NEW_EMBEDDINGS][1], topk.item_embeddings[row], atol=1e-5)
+    assert not feats[c.NEW_EMBEDDINGS][0].any()
+
+    # Ranked by its text: with the query's own embedding as context, the new item has the top similarity.
+    context = topk.item_embeddings[row][None, :]
+    flat = np.zeros((len(cands), 1), np.float32)
+    ranked = topk.rank(
+        context, flat, flat + 1, feats[c.ITEM_ROWS], cands, np.array([3], np.int32), None, feats[c.NEW_EMBEDDINGS]
+    )
+    assert ranked[c.TOP_ITEM_IDS][0] == new_id
+    anonymous = topk.rank(context, flat, flat + 1, np.maximum(feats[c.ITEM_ROWS], -1), cands, np.array([11], np.int32))
+    assert anonymous[c.TOP_ITEM_IDS][0] != new_id  # the same item without its embedding: a zero vector
+
+
+def _title_of(repo, item_id: int) -> str:
+    import json as _json
+
+    import pyarrow.parquet as pq
+
+    manifest = _json.loads((repo / "search_features" / "1" / "manifest.json").read_text())
+    assert manifest["title_tokens"] > 0
+    root = Path(__file__).resolve().parent.parent
+    table = pq.read_table(root / "build" / "small" / "demo_data" / "items.parquet", columns=["item_id", "title"])
+    ids = table.column("item_id").to_pylist()
+    return table.column("title").to_pylist()[ids.index(item_id)]
+
+
+def test_cli_stream_takes_interactions_and_names_bad_events(store, capsys):
+    writer, settings = store
+    lines = io.StringIO(
+        "\n".join(
+            [
+                json.dumps({"event": "click", "user_id": 5, "item_id": 11}),
+                json.dumps({"event": "purchase", "session_id": "s-abc", "item_id": 12}),
+                json.dumps({"event": "click", "item_id": 12}),
+                json.dumps({"event": "like", "user_id": 5, "item_id": 11}),
+                json.dumps({"item_id": 13, "title": "a new lamp"}),
+            ]
+        )
+    )
+    applied, rejected = stream(writer, lines)
+    assert (applied, rejected) == (2, 3)
+    from shoprank_client.ids import stable_id
+
+    assert writer.recent(5) == [11] and writer.recent(stable_id("s-abc")) == [12]
+    err = capsys.readouterr().err
+    assert "line 3: an event needs user_id (or session_id for an anonymous session)" in err
+    assert "line 4: event: expected one of click, cart, purchase, got 'like'" in err
+    assert "line 5: a new item (with a title) needs --repo" in err

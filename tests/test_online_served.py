@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 
 from online.writer import ItemUpdate, OnlineWriter
@@ -105,3 +106,44 @@ def test_redis_down_or_slow_never_fails_a_request(online_server, redis_server, k
     log = server.options.log_path.read_text(errors="replace")
     assert 1 <= log.count("online store unreachable") <= 2  # once per search_features instance, not per request
     assert log.count("online store reachable again") >= 1
+
+
+def test_a_new_item_and_a_session_click_change_the_served_ranking(online_server, small_repo, known_ids):
+    from online.embed import RepositoryEncoder
+    from online.writer import Interaction
+    from runtime.features import FeatureStore
+    from shoprank_client import RankingClient
+
+    server, writer = online_server
+    users, items = known_ids
+    tables = FeatureStore.load(small_repo / "search_features" / "1", with_tokenizer=False).tables
+    cands = [int(i) for i in items[100:160]]
+    new_id = 10**12 + 42
+    query = "waterproof hiking boots"
+    with RankingClient(server.grpc_url, timeout_s=10) as client:
+
+        def score_of_new() -> float:
+            result = client.search(int(users[1]), query, [*cands, new_id], k=61)
+            return next(item.score for item in result.items if item.item_id == new_id)
+
+        # Without its title the new item is a cold item: a zero title vector, an average similarity z.
+        anonymous = score_of_new()
+        writer.add_items([(new_id, "Waterproof Hiking Boots")], RepositoryEncoder(small_repo), stock=[5])
+        # With it, a search for its own words finds its text: the similarity term raises its score.
+        raised = wait_for(lambda: score_of_new() > anonymous + 0.1)
+        assert raised, f"score {score_of_new():.3f} with its title embedded, {anonymous:.3f} without"
+
+        # An anonymous session (a user id the build never saw) clicks items of one category: the next
+        # recommendation for that session ranks that category's candidates higher.
+        session = 987_654_321
+        cats = tables.item_category[tables.item_rows(np.array(cands))]
+        category = int(np.bincount(cats[cats >= 0]).argmax())
+
+        def share(ranked: list[int]) -> int:
+            return int(np.sum(tables.item_category[tables.item_rows(np.array(ranked))] == category))
+
+        cold = client.recommend(session, cands, k=10).item_ids
+        clicked = [int(i) for i in items if tables.item_category[tables.item_rows(np.array([i]))[0]] == category][:8]
+        writer.record([Interaction(session, i, "click", session=True) for i in clicked])
+        warm = wait_for(lambda: share(client.recommend(session, cands, k=10).item_ids) > share(cold))
+        assert warm, f"{share(cold)} of the top 10 in the clicked category before the clicks, no more after"

@@ -64,3 +64,17 @@ def test_topk_rank_returns_the_response_tensors():
         np.array([1], np.int32),
     )
     assert out[TOP_ITEM_IDS].tolist() == [8] and out[TOP_SCORES].dtype == np.float32
+
+
+def test_new_items_read_their_embedding_unknown_items_zeros_and_bad_rows_are_named():
+    from runtime.scoring import candidate_vectors
+
+    table = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]], np.float32)  # 2 items + the zero row
+    new = np.array([[0.0, 0.0], [0.6, 0.8], [0.8, 0.6]], np.float32)
+    got = candidate_vectors(np.array([1, -1, -3, -2, 0]), table, new)
+    np.testing.assert_allclose(got, [[0, 1], [0, 0], [0.8, 0.6], [0.6, 0.8], [1, 0]], atol=1e-7)
+    np.testing.assert_array_equal(candidate_vectors(np.array([0, -1]), table), [[1, 0], [0, 0]])
+    with pytest.raises(InvalidInput, match="ITEM_ROWS: row -4 needs 4 new embeddings, got 0"):
+        candidate_vectors(np.array([-4]), table)
+    with pytest.raises(InvalidInput, match="NEW_EMBEDDINGS: expected 2 values per row, got 3"):
+        candidate_vectors(np.array([-2]), table, np.zeros((2, 3), np.float32))

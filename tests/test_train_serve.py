@@ -59,3 +59,17 @@ def test_recommend_training_rows_equal_served_features(world):
         np.testing.assert_array_equal(rows.dense, served[c.DENSE_FEATURES])
         served_sim = standardize(item_emb[served[c.ITEM_ROWS]] @ served[c.CONTEXT_EMBEDDING][0])
         np.testing.assert_allclose(rows.sim, served_sim, atol=1e-5)
+
+
+def test_an_unknown_item_scores_in_the_range_of_known_ones(pipeline, known_ids):
+    """The ranker never saw item_known = 0 in training; its scaling must not turn that into an outlier
+    (it did: a cold item's logit was about 7,000 and it ranked first in every request)."""
+    users, items = known_ids
+    cands = np.array([*items[100:150], 10**12 + 1], np.int64)
+    feats = pipeline.search_store.search(np.array([users[1]]), np.array([b"hiking boots"], object), cands)
+    logit, weight = pipeline.ranker.run(
+        [c.LOGIT, c.SIM_WEIGHT], {c.CAT_FEATURES: feats[c.CAT_FEATURES], c.DENSE_FEATURES: feats[c.DENSE_FEATURES]}
+    )
+    known_logit, known_weight = np.abs(logit[:-1]).max(), np.abs(weight[:-1]).max()
+    assert abs(logit[-1, 0]) < 3 * known_logit, (logit[-1, 0], known_logit)
+    assert abs(weight[-1, 0]) < 3 * known_weight, (weight[-1, 0], known_weight)

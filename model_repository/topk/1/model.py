@@ -18,5 +18,14 @@ class TritonPythonModel:
         self.topk = TopK.load(os.path.join(args["model_repository"], args["model_version"]))
 
     def execute(self, requests: list[Any]) -> list[Any]:
-        names = (c.CONTEXT_EMBEDDING, c.LOGIT, c.SIM_WEIGHT, c.ITEM_ROWS, c.ITEM_IDS, c.TOP_K, c.AVAILABLE)
+        names = (
+            c.CONTEXT_EMBEDDING,
+            c.LOGIT,
+            c.SIM_WEIGHT,
+            c.ITEM_ROWS,
+            c.ITEM_IDS,
+            c.TOP_K,
+            c.AVAILABLE,
+            c.NEW_EMBEDDINGS,
+        )
         return serve(pb_utils, requests, names, self.topk.rank, pb_utils.Logger)
