@@ -169,6 +169,10 @@ def test_helm_test_hook_runs_a_real_inference():
             "set gpu.enabled=true",
         ),
         (["engineBuild.engines[0].model=enc", "engineBuild.engines[0].onnx=enc/1/model.plan"], "onnx"),
+        (["online.enabled=true"], "online.enabled needs the store's address"),
+        (["online.enabled=true", "online.existingSecret=s"], "set online.egress.cidr"),
+        (["online.enabled=true", "online.url=http://x"], "/online/url"),
+        (["online.soldOut=hide"], "soldOut"),
     ],
 )
 def test_wrong_values_are_rejected_with_a_clear_message(sets, message):
@@ -238,3 +242,40 @@ def test_the_response_cache_the_encoder_config_enables_is_configured_and_can_be_
     assert "--cache-config=local,size=67108864" in args
     off = kind(render(None, "server.responseCacheBytes=0"), "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert not any(a.startswith("--cache-config") for a in off["args"])
+
+
+def test_the_online_store_is_configured_from_a_secret_and_only_it_is_reachable():
+    docs = render(None, "online.enabled=true", "online.redis.enabled=true", "online.timeoutMs=30")
+    for doc in docs:
+        if doc["kind"] not in CRDS:
+            kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+    triton = kind(docs, "Deployment", "shoprank")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in triton["env"]}
+    secret = kind(docs, "Secret", "-online")
+    assert env["SHOPRANK_ONLINE_URL"]["valueFrom"]["secretKeyRef"] == {"name": secret["metadata"]["name"], "key": "url"}
+    assert secret["stringData"]["url"] == "redis://rel-shoprank-redis:6379/0"
+    assert env["SHOPRANK_ONLINE_TIMEOUT_MS"]["value"] == "30" and env["SHOPRANK_SOLD_OUT"]["value"] == "filter"
+    redis = kind(docs, "Deployment", "-redis")["spec"]["template"]["spec"]["containers"][0]
+    assert "--save" in redis["args"] and redis["securityContext"]["readOnlyRootFilesystem"]
+
+    policies = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "NetworkPolicy"}
+    serving = policies["rel-shoprank"]
+    assert serving["policyTypes"] == ["Ingress", "Egress"]
+    targets = [rule.get("to") for rule in serving["egress"]]
+    assert [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "rel-shoprank-redis"}}}] in targets
+    assert {p["port"] for rule in serving["egress"] for p in rule["ports"]} == {53, 6379, 443}  # DNS, Redis, S3
+    store = policies["rel-shoprank-redis"]
+    assert store["ingress"][0]["ports"] == [{"port": "redis", "protocol": "TCP"}]
+
+    # A managed Redis: the user's Secret, an egress rule to its address range, no Redis pod.
+    docs = render(None, "online.enabled=true", "online.existingSecret=shop-redis", "online.egress.cidr=10.8.0.0/24")
+    triton = kind(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert triton["env"][0]["valueFrom"]["secretKeyRef"]["name"] == "shop-redis"
+    assert not [d for d in docs if d["kind"] in ("Secret",) or d["metadata"]["name"].endswith("-redis")]
+    egress = kind(docs, "NetworkPolicy")["spec"]["egress"]
+    assert {"to": [{"ipBlock": {"cidr": "10.8.0.0/24"}}], "ports": [{"port": 6379, "protocol": "TCP"}]} in egress
+
+    # Off (the default): no egress rules, nothing of the store.
+    docs = render()
+    assert kind(docs, "NetworkPolicy")["spec"]["policyTypes"] == ["Ingress"]
+    assert "env" not in kind(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]

@@ -27,3 +27,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "shoprank.gracePeriod" -}}
 {{ add .Values.drain.preStopSleepSeconds .Values.server.exitTimeoutSeconds .Values.drain.marginSeconds }}
 {{- end -}}
+
+{{/* The Secret holding the online store's URL: the user's own, or the one this chart writes. */}}
+{{- define "shoprank.onlineSecret" -}}
+{{- .Values.online.existingSecret | default (printf "%s-online" (include "shoprank.fullname" .)) -}}
+{{- end -}}
