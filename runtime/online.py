@@ -107,7 +107,7 @@ class OnlineSettings:
         def ms(name: str, default: float, minimum: float) -> float:
             raw = env.get(name)
             if raw is None or raw == "":
-                return default
+                return default / 1e3
             try:
                 value = float(raw)
             except ValueError:

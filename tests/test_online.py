@@ -66,6 +66,9 @@ def test_settings_from_env_name_the_variable():
     assert not OnlineSettings.from_env({}).enabled
     s = OnlineSettings.from_env({"SHOPRANK_ONLINE_URL": "redis://h:1/0", "SHOPRANK_ONLINE_STALENESS_MS": "250"})
     assert s.enabled and s.max_staleness_s == 0.25 and s.sold_out == "filter"
+    # Unset variables take the documented defaults, in seconds (1,000 ms staleness, 20 ms timeout, 1 s retry).
+    d = OnlineSettings.from_env({"SHOPRANK_ONLINE_URL": "redis://h:1/0"})
+    assert (d.max_staleness_s, d.timeout_s, d.retry_after_s, d.recent) == (1.0, 0.02, 1.0, 20)
     for env, name in (
         ({"SHOPRANK_ONLINE_URL": "http://h"}, "SHOPRANK_ONLINE_URL"),
         ({"SHOPRANK_ONLINE_TIMEOUT_MS": "fast"}, "SHOPRANK_ONLINE_TIMEOUT_MS"),
