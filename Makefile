@@ -95,6 +95,9 @@ bench-ids: setup ## what string ids (SKUs) cost per request: INT64 hash vs BYTES
 bench-online: setup ## what the online store's read adds to the feature model per request -> docs/online.md
 	$(PY) -m benchmarks.online_read --out docs/online.md
 
+bench-online-served: setup ## served search with vs without the store, update-to-visible, Locust with vs without 1,000 writes/s -> docs/online.md
+	$(PY) -m benchmarks.online_served --out docs/online.md
+
 bench-variants: variants ## every variant served side by side -> docs/compression.md + Pareto plot
 	$(PY) -m benchmarks.variants --profile $(PROFILE) --out docs/compression.md
 

@@ -11,7 +11,8 @@ in flight when stopped, instead of cancelling it, which can crash Triton 24.10 (
 request mix is read from a prepared file (``python -m loadtest.traffic``), so a
 user does no heavy work per request. The shape comes from ``--shape`` (``loadtest/shapes.py``). When
 the run quits, the SLO gate (``loadtest/slo.py``) sets a non-zero exit code if p95/p99 or the failure
-ratio break their limits.
+ratio break their limits. With ``--online-url``, one ``OnlineLoad`` (``loadtest/online_writes.py``)
+writes item updates and session clicks into that Redis during the run, reported as ``redis`` requests.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ def _arguments(parser):
     g.add_argument("--slo-p99-ms", type=float, default=None)
     g.add_argument("--max-fail-ratio", type=float, default=None)
     g.add_argument("--samples-file", default="", help="write every request (time, name, ms, ok) to this CSV")
+    g.add_argument("--online-url", default="", help="redis:// URL: write item updates and clicks there too")
+    g.add_argument("--online-prefix", default="shoprank", help="the server's SHOPRANK_ONLINE_PREFIX")
+    g.add_argument("--update-rate", type=float, default=1000.0, help="online writes per second")
+    g.add_argument("--click-share", type=float, default=0.2, help="share of the online writes that are clicks")
 
 
 @events.init.add_listener
@@ -127,6 +132,51 @@ class ConfiguredShape(LoadTestShape):
         return self._shape(self.get_run_time())
 
 
+_ONLINE: list = []
+
+
+@events.test_start.add_listener
+def _start_online_writes(environment, **_):
+    opts = environment.parsed_options
+    if not (opts and opts.online_url) or isinstance(environment.runner, WorkerRunner):
+        return
+    import gevent  # type: ignore[import-untyped]
+
+    from loadtest.online_writes import OnlineLoad, WritePlan
+    from online.writer import OnlineWriter
+    from runtime.online import OnlineSettings, connect
+
+    writer = OnlineWriter(connect(OnlineSettings(url=opts.online_url, timeout_s=5)), prefix=opts.online_prefix)
+    load_ = OnlineLoad(writer, WritePlan(opts.update_rate, opts.click_share), load(opts.requests_file))
+
+    def report(name, ms, n, error):
+        environment.events.request.fire(
+            request_type="redis", name=name, response_time=ms, response_length=n, exception=error, context={}
+        )
+
+    _ONLINE.append((load_, gevent.spawn(load_.run, report, gevent.sleep)))
+
+
+@events.test_stop.add_listener
+def _stop_online_writes(environment, **_):
+    while _ONLINE:
+        load_, greenlet = _ONLINE.pop()
+        load_.stop()
+        greenlet.join(timeout=5)
+        print(f"online writes: {load_.written} written")
+
+
+def ranking_total(stats):
+    """The ranking requests (gRPC) aggregated: the SLO gate leaves the online store's writes out."""
+    from locust.stats import StatsEntry
+
+    total = StatsEntry(stats, "ranking", "grpc")
+    for (_, method), entry in stats.entries.items():
+        if method == "grpc":
+            total.extend(entry)
+    return total
+
+
 @events.quitting.add_listener
 def _quitting(environment, **_):
     opts = environment.parsed_options
@@ -137,7 +187,7 @@ def _quitting(environment, **_):
             writer = csv.writer(f)
             writer.writerow(["time", "name", "ms", "ok"])
             writer.writerows(_SAMPLES)
-    total = environment.stats.total
+    total = ranking_total(environment.stats)
     slo = Slo(opts.slo_p95_ms, opts.slo_p99_ms, opts.max_fail_ratio)
     problems = slo.check(
         total.get_response_time_percentile(0.95) or 0.0,

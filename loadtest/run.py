@@ -203,12 +203,15 @@ def locust_rows(stats_csv: Path) -> dict[str, dict]:
 
 def write_summary(out: Path, before: dict, after: dict, cpu: dict, wall: float, args, code: int) -> None:
     rows = locust_rows(out / "locust_stats.csv")
-    agg = rows.get("Aggregated", {})
+    ranking = [rows[n] for n in ("search", "recommend") if n in rows]
+    count = sum(int(r["Request Count"]) for r in ranking)
+    failures = sum(int(r["Failure Count"]) for r in ranking)
+    rate = sum(float(r["Requests/s"] or 0) for r in ranking)
     lines = [
         f"# Load test: shape `{args.shape}`",
         "",
-        f"Exit code {code}; {agg.get('Request Count', 0)} requests, {agg.get('Failure Count', 0)} failures, "
-        f"{float(agg.get('Requests/s', 0) or 0):.1f} req/s over {wall:.0f} s "
+        f"Exit code {code}; {count} ranking requests, {failures} failures, "
+        f"{rate:.1f} req/s over {wall:.0f} s "
         f"({'distributed, ' + str(args.workers) + ' workers' if args.workers else 'one Locust process'}).",
         "",
         "| request | Locust mean | Locust p50 | Locust p95 | Locust p99 | server mean (Triton metrics) | "
@@ -228,6 +231,21 @@ def write_summary(out: Path, before: dict, after: dict, cpu: dict, wall: float, 
             )
         else:
             lines.append(f"| {name} | {mean:.1f} ms | {r['50%']} ms | {r['95%']} ms | {r['99%']} ms | - | - | - |")
+    writes = [(n, rows[n]) for n in ("update", "click") if n in rows]
+    if writes:
+        lines += [
+            "",
+            "Online-store writes during the run (`--online-url`), pipelined batches:",
+            "",
+            "| write | batches | failed batches | writes/s | batch p50 | batch p99 |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, r in writes:
+            lines.append(
+                f"| {name} | {r['Request Count']} | {r['Failure Count']} | "
+                f"{float(r['Average Content Size'] or 0) * float(r['Requests/s'] or 0):.0f} | {r['50%']} ms | "
+                f"{r['99%']} ms |"
+            )
     busiest = max(cpu.values()) / wall if wall > 0 and cpu else 0.0
     lines += [
         "",

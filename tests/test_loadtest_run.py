@@ -82,3 +82,45 @@ def test_distributed_run_with_two_workers(triton_server, tmp_path):
         rows = {r["Name"]: r for r in csv.DictReader(f)}
     assert int(rows["Aggregated"]["Request Count"]) >= 40
     assert "2 workers" in (tmp_path / "summary.md").read_text()
+
+
+def test_run_with_online_writes_lands_them_in_redis_and_reports_them(triton_server, redis_server, tmp_path):
+    """``--online-url``: item updates and clicks written into the real Redis during the run, reported as
+    their own rows, and left out of the ranking requests' count and SLO gate."""
+    import json
+
+    from online.writer import OnlineWriter
+    from runtime.online import OnlineSettings, connect, recent_key
+
+    client = connect(OnlineSettings(url=redis_server.url, timeout_s=5))
+    writer = OnlineWriter(client, prefix="lt")
+    writer.clear()
+    code = run(
+        triton_server,
+        tmp_path,
+        "--max-fail-ratio",
+        "0",
+        "--",
+        "--online-url",
+        redis_server.url,
+        "--online-prefix",
+        "lt",
+        "--update-rate",
+        "200",
+    )
+    assert code == 0
+    with open(tmp_path / "locust_stats.csv") as f:
+        rows = {r["Name"]: r for r in csv.DictReader(f)}
+    assert int(rows["update"]["Failure Count"]) == 0 and int(rows["click"]["Failure Count"]) == 0
+    # 8 s at 50 batches/s: far more than 100 batches of each, unless the writer stalled.
+    assert int(rows["update"]["Request Count"]) > 100 and int(rows["click"]["Request Count"]) > 100
+    item_keys = list(client.scan_iter(match="lt:item:*", count=1000))
+    recent_keys = list(client.scan_iter(match="lt:recent:*", count=1000))
+    assert len(item_keys) > 100 and len(recent_keys) > 10
+    users = {r["user_id"] for r in map(json.loads, (tmp_path / "requests.jsonl").read_text().splitlines())}
+    assert all(int(k.rsplit(b":", 1)[1]) in users for k in recent_keys)  # clicks of the requests' users
+    assert client.ttl(recent_key("lt", int(recent_keys[0].rsplit(b":", 1)[1]))) <= 30 * 60  # session expiry
+    summary = (tmp_path / "summary.md").read_text()
+    ranking = int(rows["search"]["Request Count"]) + int(rows["recommend"]["Request Count"])
+    assert f"{ranking} ranking requests, 0 failures" in summary and "| update |" in summary
+    writer.clear()

@@ -91,3 +91,14 @@ def test_a_step_that_passes_after_a_failing_one_does_not_count():
         StepStats(6, 30, 30, 10, 12, 90, 0.0, 300),
     ]
     assert sustainable(stats, 100, 0.01).users == 2
+
+
+def test_online_write_plan_splits_each_tick_into_updates_and_clicks():
+    from loadtest.online_writes import WritePlan
+
+    assert WritePlan(rate=1000, click_share=0.2, ticks_per_s=50).batch() == (16, 4)
+    assert WritePlan(rate=10, click_share=0.0, ticks_per_s=50).batch() == (1, 0)  # never an empty tick
+    with pytest.raises(ValueError, match="--update-rate"):
+        WritePlan(rate=0)
+    with pytest.raises(ValueError, match="--click-share"):
+        WritePlan(click_share=1.5)
