@@ -15,7 +15,6 @@ without the store and one reading a real redis-server, the same requests sent to
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -209,20 +208,9 @@ def measure(repo: Path, n_requests: int) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.pipeline import write_section
-    from builders.build import build
+    from benchmarks.pipeline import small_build_main
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--repo", type=Path, default=Path("build/small/bench_repo"))
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args(argv)
-    build("cpu", "small", out=args.repo, progress=False, log=lambda _: None)
-    text = "\n".join(measure(args.repo, args.requests))
-    print(text)
-    if args.out is not None:
-        write_section(args.out, "bench-online-served", text + "\n")
-    return 0
+    return small_build_main(argv, __doc__, "bench-online-served", 200, measure)
 
 
 if __name__ == "__main__":

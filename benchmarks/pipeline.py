@@ -19,6 +19,7 @@ import platform
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
@@ -55,6 +56,26 @@ def write_section(path: Path, name: str, text: str) -> None:
     head, rest = doc.split(start, 1)
     _, tail = rest.split(end, 1)
     path.write_text(f"{head}{start}\n{text}{end}{tail}")
+
+
+def small_build_main(
+    argv: list[str] | None, doc: str | None, section: str, requests: int, measure: Callable[[Path, int], list[str]]
+) -> int:
+    """The CLI of a benchmark on the small build: ``[--requests N] [--repo R] [--out DOC]``; builds the
+    repository (cached), prints ``measure(repo, requests)`` and writes it into ``DOC``'s ``section``."""
+    from builders.build import build
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=requests)
+    parser.add_argument("--repo", type=Path, default=Path("build/small/bench_repo"))
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    build("cpu", "small", out=args.repo, progress=False, log=lambda _: None)
+    text = "\n".join(measure(args.repo, args.requests))
+    print(text)
+    if args.out is not None:
+        write_section(args.out, section, text + "\n")
+    return 0
 
 
 def make_requests(pipeline, n: int, candidates: int, seed: int = 0) -> list[tuple[int, str, np.ndarray, int]]:

@@ -43,13 +43,20 @@ def item_id(raw: Any) -> int:
     raise UpdateError(f"item_id: expected an integer or a string, got {raw!r}")
 
 
-def read_file(path: Path) -> list[ItemUpdate]:
+def read_table(path: Path, required: tuple[str, ...]) -> Any:
+    """A Parquet or CSV file as an Arrow table; an error names a required column it lacks."""
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
     table = pq.read_table(path) if path.suffix in (".parquet", ".pq") else pacsv.read_csv(path)
-    if "item_id" not in table.column_names:
-        raise UpdateError(f"{path.name}: no item_id column (columns: {', '.join(table.column_names)})")
+    for column in required:
+        if column not in table.column_names:
+            raise UpdateError(f"{path.name}: no {column} column (columns: {', '.join(table.column_names)})")
+    return table
+
+
+def read_file(path: Path) -> list[ItemUpdate]:
+    table = read_table(path, ("item_id",))
     fields = [f for f in ONLINE_FIELDS if f in table.column_names]
     if not fields:
         raise UpdateError(f"{path.name}: no field to update; expected one of {', '.join(ONLINE_FIELDS)}")
@@ -109,13 +116,7 @@ def stream(
 
 
 def read_new_items(path: Path) -> tuple[list[tuple[int, str]], dict[str, list[float]]]:
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(path) if path.suffix in (".parquet", ".pq") else pacsv.read_csv(path)
-    for column in ("item_id", "title"):
-        if column not in table.column_names:
-            raise UpdateError(f"{path.name}: no {column} column (columns: {', '.join(table.column_names)})")
+    table = read_table(path, ("item_id", "title"))
     ids = [item_id(v) for v in table.column("item_id").to_pylist()]
     fields = {f: table.column(f).to_pylist() for f in ONLINE_FIELDS if f in table.column_names}
     return list(zip(ids, table.column("title").to_pylist(), strict=True)), fields
@@ -146,6 +147,11 @@ def main(argv: list[str] | None = None) -> int:
     writer = OnlineWriter(connect(OnlineSettings(url=args.url, timeout_s=5.0)), prefix=args.prefix)
     started = time.monotonic()
     try:
+        embed = None  # push --repo: the served encoder embeds new items' titles (--new-items, or a stream's)
+        if args.command == "push" and args.repo is not None:
+            from online.embed import RepositoryEncoder
+
+            embed = RepositoryEncoder(args.repo)
         if args.command == "seed":
             n = writer.seed(args.repo)
             print(f"seeded {n} items from {args.repo} in {time.monotonic() - started:.1f} s")
@@ -154,22 +160,15 @@ def main(argv: list[str] | None = None) -> int:
             n = writer.apply([ItemUpdate(item_id(args.item), values)])
             print(f"updated item {args.item}: {values}")
         elif args.new_items is not None:
-            from online.embed import RepositoryEncoder
-
-            if args.repo is None:
+            if embed is None:
                 raise UpdateError("--new-items needs --repo: the repository whose encoder embeds the titles")
             new, fields = read_new_items(args.new_items)
-            n = writer.add_items(new, RepositoryEncoder(args.repo), **fields)
+            n = writer.add_items(new, embed, **fields)
             print(f"added {n} new items from {args.new_items} in {time.monotonic() - started:.1f} s")
         elif args.file is not None:
             n = writer.apply(read_file(args.file))
             print(f"updated {n} items from {args.file} in {time.monotonic() - started:.1f} s")
         else:
-            embed = None
-            if args.repo is not None:
-                from online.embed import RepositoryEncoder
-
-                embed = RepositoryEncoder(args.repo)
             n, bad = stream(writer, args.stream, embed=embed)
             print(f"stream ended: {n} updates applied, {bad} rejected")
             return 2 if bad else 0
