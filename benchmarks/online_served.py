@@ -48,7 +48,7 @@ def fallbacks(before: dict[str, float], after: dict[str, float]) -> str:
 
 def locust_row(repo: Path, server, redis_url: str, round_: int, with_writes: bool) -> str:
     """One headless Locust run (``loadtest.run``) against ``server``; its table row."""
-    from loadtest.run import locust_rows
+    from loadtest.run import locust_rows, writes_per_s
     from loadtest.run import main as locust_run
 
     out = Path("build/bench-online-served") / f"round{round_}-{'writes' if with_writes else 'plain'}"
@@ -63,7 +63,7 @@ def locust_row(repo: Path, server, redis_url: str, round_: int, with_writes: boo
     rows = locust_rows(out / "locust_stats.csv")
     ranking = [rows[n] for n in ("search", "recommend") if n in rows]
     writes = [rows[n] for n in ("update", "click") if n in rows]
-    rate = sum(float(r["Average Content Size"] or 0) * float(r["Requests/s"] or 0) for r in writes)
+    rate = sum(writes_per_s(r) for r in writes)
     return (
         f"| {round_} | {'1,000/s' if with_writes else 'none'} | {sum(int(r['Request Count']) for r in ranking)} "
         f"| {sum(int(r['Failure Count']) for r in ranking)} | {rows['search']['50%']} ms | {rows['search']['99%']} ms "
