@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)
 
 .PHONY: help setup build build-gpu serve up redis seed lint format test test-unit test-triton configs validate check-data demo-data variants \
-	bench bench-client bench-ids bench-online bench-variants bench-tuning loadtest capacity clean
+	bench bench-client bench-ids bench-online bench-variants bench-tuning loadtest capacity verify clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -114,6 +114,9 @@ capacity: setup ## step ramp against one replica -> replicas and HPA targets (PE
 	$(PY) -m builders build --target cpu --profile $(PROFILE) --out build/$(PROFILE)/bench_repo --no-progress
 	$(PY) -m loadtest.capacity --repo build/$(PROFILE)/bench_repo --shop build/$(PROFILE)/data \
 		--peak-rps $(or $(PEAK_RPS),300) --slo-p99-ms 150 --step-users 8 --step-s 12 --max-users 96 --out build/capacity
+
+verify: ## the built REPO's golden set against the local server (HTTP_PORT): same answers as the build? (python -m rollout)
+	$(PY) -m rollout verify --golden $(REPO) --url 127.0.0.1:$(HTTP_PORT)
 
 clean: ## remove build outputs (data, weights, embeddings, logs); keeps .venv
 	rm -rf build

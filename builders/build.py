@@ -231,9 +231,12 @@ def build(
     precision: str = "fp16",
     config: str | Path | cfg_mod.ShopConfig | None = None,
     force: tuple[str, ...] = (),
+    golden_size: int = 300,
 ) -> dict:
     """Build the repository of a shop (``config``) or of a demo ``profile`` into ``out``; returns the report.
 
+    ``golden_size`` requests (plus edge and error cases) and the build's answers to them are written
+    to ``golden.json`` at the repository's root, for ``python -m rollout verify``.
     ``encoder_variant`` / ``ranker_variant`` publish a compressed variant through the quality gate
     (``quality_margin``, relative NDCG@10; default: the config's). ``target="gpu"`` writes the gpu
     repository (default ``build/<name>/gpu_repository``); see ``builders.gpu``.
@@ -307,6 +310,7 @@ def build(
     driver.run([Step("repository", lambda: steps.repository(out, files_by_model, model_specs, manifest))])
     for line in report["repository"]["checks"]:
         log(f"  {line}")
+    report["golden"] = write_golden(out, shop.queries, cfg.name, target, precision, golden_size, log)
     report.update(
         profile=profile if config is None else None,
         shop=cfg.name,
@@ -316,6 +320,26 @@ def build(
     )
     (work / "build_report.json").write_text(json.dumps(report, indent=1, default=str))
     return report
+
+
+def write_golden(
+    out: Path, queries, shop: str, target: str, precision: str, size: int, log: Callable[[str], None]
+) -> dict:
+    """The golden request set and the build's answers, written beside the configs (``rollout/golden.py``)."""
+    import time
+
+    from rollout import golden
+
+    start = time.perf_counter()
+    gs = golden.make(out, queries, shop, target, precision if target == "gpu" else None, size=size)
+    path = golden.write(gs, out)
+    log(f"golden set: {len(gs.requests)} requests and their answers -> {path} ({gs.repository_checksum})")
+    return {
+        "file": str(path),
+        "requests": len(gs.requests),
+        "repository_checksum": gs.repository_checksum,
+        "seconds": round(time.perf_counter() - start, 2),
+    }
 
 
 def summary(report: dict) -> str:

@@ -7,12 +7,23 @@ other exception -> INTERNAL for that request alone: the model keeps serving the 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from runtime.arrays import Array
+from runtime.contract import BUILD_VALUES
 from runtime.errors import InvalidInput
 from runtime.online import OnlineItems, OnlineSettings
+
+
+def build_values_asked(request: Any) -> bool:
+    """Whether the request carries ``BUILD_VALUES: true`` (``request.parameters()`` is a JSON object)."""
+    try:
+        params = json.loads(request.parameters() or "{}")
+    except (ValueError, TypeError):
+        return False
+    return isinstance(params, dict) and params.get(BUILD_VALUES) is True
 
 
 def serve(
@@ -21,14 +32,17 @@ def serve(
     inputs: Sequence[str],
     handler: Callable[..., dict[str, Array]],
     logger: Any = None,
+    build_values: bool = False,
 ) -> list[Any]:
     """One response per request, in order. ``pb_utils``, the requests, the responses and the logger are
-    the Python backend's own objects, untyped (``triton_python_backend_utils`` exists only inside Triton)."""
+    the Python backend's own objects, untyped (``triton_python_backend_utils`` exists only inside Triton).
+    ``build_values``: the handler takes ``build_values=`` (the feature models), read from each request."""
     responses = []
     for request in requests:
         try:
             arrays = {name: pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in inputs}
-            outputs = handler(*(arrays[name] for name in inputs))
+            extra = {"build_values": build_values_asked(request)} if build_values else {}
+            outputs = handler(*(arrays[name] for name in inputs), **extra)
             responses.append(
                 pb_utils.InferenceResponse(
                     output_tensors=[pb_utils.Tensor(name, value) for name, value in outputs.items()]

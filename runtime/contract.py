@@ -39,6 +39,12 @@ CONTEXT_EMBEDDING = "CONTEXT_EMBEDDING"  # FP32 [1, EMBED_DIM]: query (search) o
 LOGIT = "logit"  # FP32 [N, 1]
 SIM_WEIGHT = "sim_weight"  # FP32 [N, 1]
 
+# Request parameter (KServe v2 "parameters"; an ensemble passes its request's parameters to every step):
+# true = the feature models rank this request with the build's values, without the online store. The
+# golden set's checks send it (`python -m rollout verify`), so a pod's answers compare with the build's
+# while live prices and stock move.
+BUILD_VALUES = "shoprank_build_values"
+
 # Shapes and limits
 EMBED_DIM = 384  # the bundled MiniLM's; a shop's own encoder sets its own (the build's manifest)
 QUERY_TOKENS = 32  # queries are truncated to this many tokens

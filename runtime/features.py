@@ -310,12 +310,15 @@ class FeatureStore:
             raise RuntimeError("this FeatureStore has no user profiles: load it with with_profiles=True")
         return self.user_profiles
 
-    def _fresh(self, uid: int, ids: Array, users: Array, items: Array, cat: Array, dense: Array) -> dict[str, Array]:
+    def _fresh(
+        self, uid: int, ids: Array, users: Array, items: Array, cat: Array, dense: Array, build_values: bool
+    ) -> dict[str, Array]:
         """The online store's part of a request, in place on ``cat``/``dense``: fresh price and stock, the
         user's recent interactions in the affinities, new items' title embeddings. Returns AVAILABLE (False =
-        sold out and filtered, with ``SHOPRANK_SOLD_OUT=filter``), ITEM_ROWS and NEW_EMBEDDINGS for topk."""
+        sold out and filtered, with ``SHOPRANK_SOLD_OUT=filter``), ITEM_ROWS and NEW_EMBEDDINGS for topk.
+        ``build_values``: skip the store, rank with the build's values (the golden set's checks)."""
         out = {ITEM_ROWS: items, AVAILABLE: np.ones(len(ids), bool), NEW_EMBEDDINGS: self._no_new}
-        if self.online is None:
+        if self.online is None or build_values:
             return out
         got = self.online.read(ids, uid, np.flatnonzero(items < 0))
         price, stock = got.values[:, 0], got.values[:, 1]
@@ -361,8 +364,9 @@ class FeatureStore:
         user_row = int(self.tables.user_rows(np.array([uid], np.int64))[0])
         return uid, ids, np.full(len(ids), user_row, np.int64), self.tables.item_rows(ids)
 
-    def search(self, user_id: Array, query: Array, item_ids: Array) -> dict[str, Array]:
-        """Tensors for one search request: tokens for the encoder, features for the ranker."""
+    def search(self, user_id: Array, query: Array, item_ids: Array, build_values: bool = False) -> dict[str, Array]:
+        """Tensors for one search request: tokens for the encoder, features for the ranker.
+        ``build_values``: the request asked for the build's values (``BUILD_VALUES`` parameter), no store read."""
         text = decode_query(query)
         uid, ids, users, items = self._context(user_id, item_ids)
         intent = self.lexicon.parse(text)
@@ -379,15 +383,15 @@ class FeatureStore:
         if self.tokenizer is None:
             raise RuntimeError("FeatureStore.search needs the tokenizer: load it with with_tokenizer=True")
         input_ids, mask = self.tokenizer.encode_one(text)
-        fresh = self._fresh(uid, ids, users, items, cat, dense)
+        fresh = self._fresh(uid, ids, users, items, cat, dense, build_values)
         return {"input_ids": input_ids, "attention_mask": mask, "cat_features": cat, "dense_features": dense, **fresh}
 
-    def recommend(self, user_id: Array, item_ids: Array) -> dict[str, Array]:
+    def recommend(self, user_id: Array, item_ids: Array, build_values: bool = False) -> dict[str, Array]:
         """Tensors for one recommendation request; the context embedding is the user's profile."""
         uid, ids, users, items = self._context(user_id, item_ids)
         n = len(ids)
         none = np.full(n, -1, np.int64)
         cat, dense = candidate_features(self.tables, users, items, np.zeros(n, bool), none, none, none)
         profile = self.profiles()[users[:1]]
-        fresh = self._fresh(uid, ids, users, items, cat, dense)
+        fresh = self._fresh(uid, ids, users, items, cat, dense, build_values)
         return {"cat_features": cat, "dense_features": dense, **fresh, "CONTEXT_EMBEDDING": profile.astype(np.float32)}

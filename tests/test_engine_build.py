@@ -46,6 +46,7 @@ def node(tmp_path, gpu="NVIDIA H100 80GB HBM3", trt="100500", cc="9.0"):
         CACHE=str(tmp_path / "cache"),
         TRTEXEC=str(bin_dir / "trtexec"),
         ENGINES=str(tmp_path / "engines.txt"),
+        TERMINATION_LOG=str(tmp_path / "termination-log"),
     )
     return subprocess.run(["sh", str(SCRIPT)], env=env, capture_output=True, text=True)
 
@@ -59,6 +60,9 @@ def test_builds_once_per_gpu_and_tensorrt_version_then_reuses(tmp_path):
     first = node(tmp_path)
     assert first.returncode == 0, first.stderr
     assert len(calls(tmp_path)) == 2 and "--onnx=" in calls(tmp_path)[0] and "--fp16" in calls(tmp_path)[0]
+    assert (tmp_path / "termination-log").read_text().strip() == (
+        "NVIDIA-H100-80GB-HBM3 sm90 trt100500: text_encoder=built ranker=built"
+    )
     key = tmp_path / "cache" / "NVIDIA-H100-80GB-HBM3" / "trt100500"
     assert (key / "text_encoder.plan").exists() and (key / "ranker.plan").exists()
     engine_file = tmp_path / "repo" / "ranker" / "1" / naming.engine_filename("9.0", "10.5.0")
@@ -66,6 +70,10 @@ def test_builds_once_per_gpu_and_tensorrt_version_then_reuses(tmp_path):
     assert (tmp_path / "repo" / ".engines-built-for").read_text().strip() == "NVIDIA-H100-80GB-HBM3/trt100500"
     again = node(tmp_path)
     assert again.returncode == 0 and len(calls(tmp_path)) == 2 and "reusing" in again.stdout
+    # The termination message Kubernetes shows (python -m rollout status): what this start built or reused.
+    assert (tmp_path / "termination-log").read_text().strip() == (
+        "NVIDIA-H100-80GB-HBM3 sm90 trt100500: text_encoder=reused ranker=reused"
+    )
     other_gpu = node(tmp_path, gpu="NVIDIA L40S")
     assert other_gpu.returncode == 0 and len(calls(tmp_path)) == 4
     other_trt = node(tmp_path, trt="100800")

@@ -107,6 +107,29 @@ def test_config_changes_roll_the_pods():
     assert checksum("replicaCount=5") == base  # not a pod change
 
 
+def test_the_builds_repository_checksum_labels_the_pods_and_rolls_them():
+    """`python -m rollout status|wait` tell pods apart by this annotation (rollout/status.py)."""
+    digest = "sha256:" + "ab" * 32
+
+    def annotations(*sets):
+        return kind(render(None, *sets), "Deployment")["spec"]["template"]["metadata"]["annotations"]
+
+    plain, marked = annotations(), annotations(f"modelRepository.checksum={digest}")
+    assert "shoprank.io/repository-checksum" not in plain
+    assert marked["shoprank.io/repository-checksum"] == digest
+    assert marked["checksum/config"] != plain["checksum/config"]  # a new build at the same URI rolls the pods
+
+
+def test_the_api_servers_pod_proxy_is_admitted_to_the_http_port_only_when_asked():
+    assert len(kind(render(), "NetworkPolicy")["spec"]["ingress"]) == 2
+    ingress = kind(render(None, "networkPolicy.allowApiServer.cidrs={172.16.0.0/28,10.0.0.2/32}"), "NetworkPolicy")
+    rule = ingress["spec"]["ingress"][2]
+    assert rule == {
+        "from": [{"ipBlock": {"cidr": "172.16.0.0/28"}}, {"ipBlock": {"cidr": "10.0.0.2/32"}}],
+        "ports": [{"port": "http", "protocol": "TCP"}],
+    }
+
+
 def test_gpu_and_cpu_profiles_schedule_differently():
     gpu = kind(render("values-gpu.yaml"), "Deployment")["spec"]["template"]["spec"]
     assert gpu["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
@@ -173,6 +196,8 @@ def test_helm_test_hook_runs_a_real_inference():
         (["online.enabled=true", "online.existingSecret=s"], "set online.egress.cidr"),
         (["online.enabled=true", "online.url=http://x"], "/online/url"),
         (["online.soldOut=hide"], "soldOut"),
+        (["modelRepository.checksum=abc123"], "/modelRepository/checksum"),
+        (["networkPolicy.allowApiServer.cidrs={10.0.0.1}"], "/networkPolicy/allowApiServer/cidrs/0"),
     ],
 )
 def test_wrong_values_are_rejected_with_a_clear_message(sets, message):
@@ -216,6 +241,7 @@ def test_engine_build_runs_on_the_node_before_triton_with_a_per_gpu_cache():
     assert list(init) == ["copy-model-repository", "build-engines"]  # a writable copy, then the engines
     build = init["build-engines"]
     assert build["resources"]["limits"]["nvidia.com/gpu"] == 1 and build["command"][-1].endswith("build-engines.sh")
+    assert build["terminationMessagePolicy"] == "FallbackToLogsOnError"  # its summary or log tail: rollout status
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["engine-cache"]["hostPath"]["path"] == "/var/cache/shoprank-engines"
     assert volumes["models"] == {"name": "models", "emptyDir": {}}

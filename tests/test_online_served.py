@@ -75,6 +75,29 @@ def test_sold_out_item_leaves_the_ranking_and_comes_back(online_server, known_id
         assert back, "the restocked item did not come back to its place"
 
 
+def test_golden_checks_rank_with_the_builds_values_while_the_store_moves(online_server, small_repo):
+    """`python -m rollout verify` asks for the build's values (request parameter shoprank_build_values),
+    which the ensembles pass to the feature models: a sold-out item is gone from ordinary requests and
+    still where the build ranked it in the golden set's."""
+    from rollout.__main__ import main
+    from rollout.golden import load
+    from shoprank_client import RankingClient
+
+    server, writer = online_server
+    req = next(r for r in load(small_repo).requests if r.kind == "search/known-user" and len(r.top_ids) >= 3)
+    top = req.top_ids[0]
+    writer.apply([ItemUpdate(top, {"stock": 0})])
+    try:
+        with RankingClient(server.grpc_url, timeout_s=10) as client:
+            gone = wait_for(lambda: top not in client.search(req.user_id, req.query, req.item_ids, k=req.k).item_ids)
+        assert gone, "the sold-out item is still ranked for ordinary requests"
+        out: list[str] = []
+        assert main(["verify", "--golden", str(small_repo), "--url", server.http_url], out=out.append) == 0, out
+        assert "verify: PASSED" in out[-1]
+    finally:
+        writer.apply([ItemUpdate(top, {"stock": 7})])
+
+
 def test_redis_down_or_slow_never_fails_a_request(online_server, redis_server, known_ids):
     from shoprank_client import RankingClient
 

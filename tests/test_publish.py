@@ -23,29 +23,6 @@ class NoServer:
         raise AssertionError(f"load_model({name!r}) called: the publish should have been refused first")
 
 
-@pytest.fixture(scope="module")
-def release_two(small_build, tmp_path_factory) -> Path:
-    """The same demo shop a day later: statistics over a longer window (refreshed tables) and a ranker
-    retrained with another seed. Cached in build/small-v2/ (the encoder steps rerun once, ~15 s)."""
-    from builders.build import build
-    from builders.data import config as cfg_mod
-    from builders.data import demo
-
-    raw = demo.config_dict("small-v2", REPO_ROOT / "build" / "small" / "demo_data")
-    raw.update(ranker={"seed": 1}, split={"stats": 0.6})
-    out = tmp_path_factory.mktemp("release2") / "model_repository"
-    build(
-        "cpu",
-        None,
-        out=out,
-        work=REPO_ROOT / "build" / "small-v2",
-        progress=False,
-        log=lambda _: None,
-        config=cfg_mod.parse(raw, "release 2"),
-    )
-    return out
-
-
 @pytest.mark.unit
 def test_a_fresh_build_serves_its_one_version_and_names_its_models(small_repo):
     lay = layout(small_repo)

@@ -11,6 +11,8 @@ REPO=${REPO:-/models}
 CACHE=${CACHE:-/engine-cache}
 TRTEXEC=${TRTEXEC:-/usr/src/tensorrt/bin/trtexec}
 ENGINES=${ENGINES:-/etc/shoprank/engines.txt}
+# Kubernetes shows this file's content as the container's termination message (python -m rollout status).
+TERMINATION_LOG=${TERMINATION_LOG:-/dev/termination-log}
 
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1 | tr -c 'A-Za-z0-9.\n' '-')
 cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -n 1 | tr -d ' .')
@@ -25,18 +27,22 @@ fi
 engine_file="model.sm$cc.trt$((trt / 10000)).$((trt / 100 % 100)).$((trt % 100)).plan"
 key="$CACHE/$gpu/trt$trt"
 mkdir -p "$key"
+done_list=""
 while IFS='|' read -r model onnx args; do
   [ -n "$model" ] || continue
   plan="$key/$model.plan"
   if [ -s "$plan" ]; then
     echo "build-engines: reusing $plan"
+    done_list="$done_list $model=reused"
   else
     echo "build-engines: building $model for $gpu, TensorRT $trt"
     # shellcheck disable=SC2086 # args is a list of trtexec flags
     "$TRTEXEC" --onnx="$REPO/$onnx" --saveEngine="$plan.tmp" $args
     mv "$plan.tmp" "$plan"
+    done_list="$done_list $model=built"
   fi
   mkdir -p "$REPO/$model/1"
   cp "$plan" "$REPO/$model/1/$engine_file"
 done < "$ENGINES"
 echo "$gpu/trt$trt" > "$REPO/.engines-built-for"
+echo "$gpu sm$cc trt$trt:$done_list" > "$TERMINATION_LOG" 2>/dev/null || true

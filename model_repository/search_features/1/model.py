@@ -19,4 +19,6 @@ class TritonPythonModel:
         self.store = FeatureStore.load(folder, online=online_store(pb_utils, args["model_name"]))
 
     def execute(self, requests: list[Any]) -> list[Any]:
-        return serve(pb_utils, requests, (c.USER_ID, c.QUERY, c.ITEM_IDS), self.store.search, pb_utils.Logger)
+        return serve(
+            pb_utils, requests, (c.USER_ID, c.QUERY, c.ITEM_IDS), self.store.search, pb_utils.Logger, build_values=True
+        )

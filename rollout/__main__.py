@@ -1,0 +1,182 @@
+"""``python -m rollout status|verify|wait``: check a shoprank release on the cluster.
+
+    status  the pods of a release: ready, restarts, node and GPU, image, repository checksum, engine
+            build, and Triton's own view (server ready, each model's loaded versions); what disagrees
+    verify  the build's golden request set to every pod, each answer compared with the build's
+    wait    until the rollout is finished (every pod ready on the current template) and verify passes
+    checksum  a built repository's checksum, for the chart's modelRepository.checksum
+
+Exit status: 0 all good, 1 a check failed (a pipeline stops the rollout), 2 the tool could not run
+(no kubeconfig, no golden set, no such release). The cluster layer is NOT tested against a real cluster
+(see rollout/kube.py); ``verify --url`` checks any reachable Triton HTTP endpoints without one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m rollout", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def cluster_flags(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("-n", "--namespace", default="default", help="the release's namespace")
+        sp.add_argument("--release", default="shop", help="the Helm release name (default: shop)")
+        sp.add_argument("--context", help="kube context (default: the kubeconfig's current one)")
+        sp.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+        sp.add_argument("--in-cluster", action="store_true", help="use the pod's service account (a pipeline Job)")
+        sp.add_argument("--json", action="store_true", help="machine-readable output")
+
+    def golden_flags(sp: argparse.ArgumentParser, required: bool) -> None:
+        sp.add_argument(
+            "--golden",
+            type=Path,
+            required=required,
+            help="golden.json, or the built repository folder holding it (the build writes it)",
+        )
+        sp.add_argument("--tolerance", type=float, help="score tolerance (default: the golden set's)")
+        sp.add_argument("--workers", type=int, default=8, help="requests in flight at once")
+
+    st = sub.add_parser("status", help="pods, versions, checksums, engines, Triton's view; what disagrees")
+    cluster_flags(st)
+    st.add_argument("--golden", type=Path, help="also check the release serves this golden set's repository")
+    st.add_argument("--no-triton", action="store_true", help="do not ask each pod's Triton (API objects only)")
+
+    vf = sub.add_parser("verify", help="the golden request set to every pod; compare with the build's answers")
+    cluster_flags(vf)
+    golden_flags(vf, required=True)
+    vf.add_argument(
+        "--url",
+        action="append",
+        default=[],
+        help="a Triton HTTP endpoint to verify instead of the cluster's pods (repeatable), e.g. after "
+        "`kubectl port-forward pod/NAME 8000`",
+    )
+
+    wt = sub.add_parser("wait", help="wait for the rollout to finish, then verify")
+    cluster_flags(wt)
+    golden_flags(wt, required=False)
+    wt.add_argument("--timeout", type=float, default=900, help="seconds before giving up (default 900)")
+    wt.add_argument("--interval", type=float, default=5, help="seconds between checks (default 5)")
+    ck = sub.add_parser("checksum", help="a built repository's checksum (the chart's modelRepository.checksum)")
+    ck.add_argument("repo", type=Path, help="the built model repository folder")
+    return p
+
+
+def _pod_port(pod) -> int:
+    from rollout.status import SERVER_CONTAINER
+
+    for ctr in pod.spec.containers or []:
+        if ctr.name == SERVER_CONTAINER:
+            for port in ctr.ports or []:
+                if port.name == "http":
+                    return int(port.container_port)
+    return 8000
+
+
+def _transports(cluster, release) -> dict:
+    return {
+        p.metadata.name: cluster.proxy(release.namespace, p.metadata.name, _pod_port(p))
+        for p in sorted(release.pods, key=lambda p: p.metadata.name)
+        if p.metadata.deletion_timestamp is None and p.status is not None and p.status.pod_ip
+    }
+
+
+def _status(cluster, args, golden_checksum: str | None, ask_triton: bool = True):
+    from rollout.status import release_status
+    from rollout.triton_http import view
+
+    release = cluster.release(args.namespace, args.release)
+    views = {name: view(send) for name, send in _transports(cluster, release).items()} if ask_triton else {}
+    return release, release_status(release, views, golden_checksum)
+
+
+def main(argv: list[str] | None = None, out=print) -> int:
+    args = _parser().parse_args(argv)
+    from rollout import golden as golden_mod
+
+    if args.command == "checksum":
+        if not args.repo.is_dir():
+            out(f"error: {args.repo}: not a folder")
+            return EXIT_ERROR
+        out(golden_mod.repository_checksum(args.repo))
+        return EXIT_OK
+    from rollout.kube import Cluster, KubeError
+    from rollout.status import NOT_ON_A_CLUSTER, table
+    from rollout.verify import verify
+
+    try:
+        gs = golden_mod.load(args.golden) if getattr(args, "golden", None) else None
+    except golden_mod.GoldenError as err:
+        out(f"error: {err}")
+        return EXIT_ERROR
+    workers = getattr(args, "workers", 8)
+    tolerance = getattr(args, "tolerance", None)
+
+    if args.command == "verify" and args.url:
+        from rollout.triton_http import direct
+
+        assert gs is not None
+        verdict = verify(gs, {u: direct(u) for u in args.url}, tolerance, workers)
+        out(json.dumps(verdict.to_json(), indent=1) if args.json else verdict.text())
+        return EXIT_OK if verdict.ok else EXIT_FAILED
+
+    try:
+        cluster = Cluster.connect(args.context, args.kubeconfig, args.in_cluster)
+        if args.command == "status":
+            _, st = _status(cluster, args, gs.repository_checksum if gs else None, not args.no_triton)
+            out(json.dumps(st.to_json(), indent=1) if args.json else table(st))
+            return EXIT_OK if st.ok else EXIT_FAILED
+        if args.command == "verify":
+            assert gs is not None
+            release = cluster.release(args.namespace, args.release)
+            pods = _transports(cluster, release)
+            if not pods:
+                out(f"error: release {args.release} in {args.namespace} has no running pods to verify")
+                return EXIT_FAILED
+            verdict = verify(gs, pods, tolerance, workers, progress=None if args.json else out)
+            out(json.dumps(verdict.to_json() | {"note": NOT_ON_A_CLUSTER}, indent=1) if args.json else verdict.text())
+            if not args.json:
+                out(NOT_ON_A_CLUSTER)
+            return EXIT_OK if verdict.ok else EXIT_FAILED
+        # wait
+        from rollout.wait import wait
+
+        def run_verify():
+            release = cluster.release(args.namespace, args.release)
+            return verify(gs, _transports(cluster, release), tolerance, workers)
+
+        result = wait(
+            lambda: _status(cluster, args, gs.repository_checksum if gs else None)[1],
+            run_verify if gs is not None else None,
+            args.timeout,
+            args.interval,
+            out=(lambda _: None) if args.json else out,
+        )
+        if args.json:
+            payload = {"ok": result.ok, "message": result.message, "waited_s": round(result.waited_s, 1)}
+            if result.status is not None:
+                payload["status"] = result.status.to_json()
+            if result.verdict is not None:
+                payload["verify"] = result.verdict.to_json()
+            out(json.dumps(payload, indent=1))
+        else:
+            if result.verdict is not None:
+                out(result.verdict.text())
+            elif not result.ok and result.status is not None:
+                out(table(result.status))
+            out(f"wait: {result.message} ({result.waited_s:.0f}s)")
+        return EXIT_OK if result.ok else EXIT_FAILED
+    except KubeError as err:
+        out(f"error: {err}")
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""What one pod's Triton says, over its HTTP endpoint (KServe v2 protocol, JSON).
+
+HTTP, not gRPC, because the Kubernetes API server's pod proxy (how ``rollout`` reaches each pod, see
+``rollout/kube.py``) forwards HTTP only. The same code runs over a direct URL (a port-forward, or the
+local tritonservers the tests start), so what the tests check is what runs against a cluster.
+
+A transport is one function: ``(method, path, body or None) -> (HTTP status, body bytes)``; it raises
+``Unreachable`` when no answer came at all.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from runtime import contract as c
+
+Transport = Callable[[str, str, bytes | None], tuple[int, bytes]]
+
+
+class Unreachable(ConnectionError):
+    """No HTTP answer from the pod (refused, timed out, proxy error); the message says which."""
+
+
+@dataclass
+class TritonView:
+    """Triton's own view of itself: ready, and each model's versions by state."""
+
+    ready: bool
+    models: dict[str, dict[str, str]] = field(default_factory=dict)  # model -> {version: state}
+    error: str | None = None  # why the view could not be read
+
+    def loaded(self) -> dict[str, list[str]]:
+        return {m: sorted(v for v, s in vs.items() if s == "READY") for m, vs in sorted(self.models.items())}
+
+
+def direct(base_url: str, timeout_s: float = 10.0) -> Transport:
+    """A transport to ``http://host:port`` (a port-forward, or a local tritonserver)."""
+    import urllib3
+
+    pool = urllib3.PoolManager(timeout=urllib3.Timeout(total=timeout_s), retries=False)
+    base = base_url.rstrip("/")
+    if "://" not in base:
+        base = "http://" + base
+
+    def send(method: str, path: str, body: bytes | None) -> tuple[int, bytes]:
+        try:
+            resp = pool.request(method, base + path, body=body, headers={"Content-Type": "application/json"})
+        except urllib3.exceptions.HTTPError as err:
+            raise Unreachable(f"{base}: {err}") from None
+        return resp.status, resp.data
+
+    return send
+
+
+def view(send: Transport) -> TritonView:
+    """Server readiness and the repository index (every model, every version, its state)."""
+    try:
+        status, _ = send("GET", "/v2/health/ready", None)
+        ready = status == 200
+        status, body = send("POST", "/v2/repository/index", b"{}")
+    except Unreachable as err:
+        return TritonView(False, error=str(err))
+    if status != 200:
+        return TritonView(ready, error=f"repository index: HTTP {status} {body[:200]!r}")
+    models: dict[str, dict[str, str]] = {}
+    for entry in json.loads(body):
+        if "version" in entry:
+            models.setdefault(entry["name"], {})[str(entry["version"])] = entry.get("state", "")
+        else:
+            models.setdefault(entry["name"], {})
+    return TritonView(ready, models)
+
+
+def infer_body(user_id: int, item_ids: list[int], k: int, query: str | None = None) -> bytes:
+    """The request of the search (with a query) or recommend ensemble, as KServe v2 JSON."""
+    inputs = [{"name": c.USER_ID, "shape": [1], "datatype": "INT64", "data": [user_id]}]
+    if query is not None:
+        inputs.append({"name": c.QUERY, "shape": [1], "datatype": "BYTES", "data": [query]})
+    inputs += [
+        {"name": c.ITEM_IDS, "shape": [len(item_ids)], "datatype": "INT64", "data": item_ids},
+        {"name": c.TOP_K, "shape": [1], "datatype": "INT32", "data": [k]},
+    ]
+    outputs = [{"name": c.TOP_ITEM_IDS}, {"name": c.TOP_SCORES}]
+    return json.dumps({"parameters": {c.BUILD_VALUES: True}, "inputs": inputs, "outputs": outputs}).encode()
+
+
+@dataclass(frozen=True)
+class Answer:
+    ids: list[int]
+    scores: list[float]
+    error: str | None = None  # the server's error message (HTTP 4xx/5xx)
+
+
+def infer(send: Transport, model: str, body: bytes) -> Answer:
+    """One ranking over the transport; an error answer carries the server's message."""
+    status, raw = send("POST", f"/v2/models/{model}/infer", body)
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError:
+        return Answer([], [], f"HTTP {status}: {raw[:200]!r}")
+    if status != 200:
+        return Answer([], [], str(data.get("error", data)) if isinstance(data, dict) else str(data))
+    out = {o["name"]: o.get("data", []) for o in data.get("outputs", [])}
+    return Answer([int(x) for x in out.get(c.TOP_ITEM_IDS, [])], [float(x) for x in out.get(c.TOP_SCORES, [])])

@@ -1,0 +1,161 @@
+"""Send the golden set to every pod and compare each answer with the build's.
+
+A pod passes when every answer matches within the golden set's tolerance:
+
+* a ranking has the expected length, every returned item was a candidate the build ranked, the pod's
+  score of each item is within the tolerance of the build's score of that item, and each position
+  holds an item whose build score is within the tolerance of the build's score at that position (two
+  near-tied items may change places; anything else is a difference);
+* a bad request is refused with the build's error message (the field named), not answered.
+
+The first differing request of each pod is shown in full, so the operator sees what differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from rollout.golden import GoldenRequest, GoldenSet
+from rollout.triton_http import Answer, Transport, Unreachable, infer, infer_body
+
+
+def difference(req: GoldenRequest, got: Answer, tol: float) -> str | None:
+    """Why ``got`` is not the build's answer to ``req`` (None: it is, within ``tol``)."""
+    if req.error is not None:
+        if got.error is None:
+            return f"expected the error {req.error!r}, got a ranking of {len(got.ids)} items"
+        if req.error not in got.error:
+            return f"expected the error {req.error!r}, got the error {got.error!r}"
+        return None
+    if got.error is not None:
+        return f"expected a ranking of {len(req.top_ids)} items, got the error {got.error!r}"
+    if len(got.ids) != len(got.scores) or len(got.ids) != len(req.top_ids):
+        return (
+            f"returned {len(got.ids)} items, expected {len(req.top_ids)}: got {got.ids[:10]}, want {req.top_ids[:10]}"
+        )
+    build = dict(zip(req.item_ids, req.candidate_scores, strict=True))
+    seen: set[int] = set()
+    for pos, (item, score) in enumerate(zip(got.ids, got.scores, strict=True)):
+        want_item, want_score = req.top_ids[pos], req.top_scores[pos]
+        if item in seen:
+            return f"position {pos}: item {item} returned twice"
+        seen.add(item)
+        if item not in build:
+            return f"position {pos}: item {item} is not one of the request's candidates"
+        built = build[item]
+        if built is None:
+            return f"position {pos}: item {item} is ranked; the build left it out (sold out)"
+        if abs(score - built) > tol:
+            return (
+                f"position {pos}: item {item} scored {score:.6f}, the build scored it {built:.6f} "
+                f"(|diff| {abs(score - built):.2g} > tolerance {tol:g})"
+            )
+        if abs(built - want_score) > tol:
+            return (
+                f"position {pos}: item {item} (build score {built:.6f}) where the build ranks item {want_item} "
+                f"(score {want_score:.6f})"
+            )
+    return None
+
+
+@dataclass
+class PodResult:
+    """One pod's verdict over the golden set."""
+
+    pod: str
+    checked: int = 0
+    differing: int = 0
+    first: tuple[GoldenRequest, str] | None = None  # the first differing request (by id) and how
+    unreachable: str | None = None  # no answer at all: the pod fails
+
+    @property
+    def ok(self) -> bool:
+        return self.unreachable is None and self.differing == 0 and self.checked > 0
+
+    def to_json(self) -> dict:
+        out: dict = {"pod": self.pod, "ok": self.ok, "checked": self.checked, "differing": self.differing}
+        if self.first is not None:
+            req, why = self.first
+            out["first_difference"] = {"request": req.id, "kind": req.kind, "what": req.describe(), "why": why}
+        if self.unreachable:
+            out["unreachable"] = self.unreachable
+        return out
+
+
+@dataclass
+class Verdict:
+    golden: GoldenSet
+    tolerance: float
+    pods: list[PodResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.pods) and all(p.ok for p in self.pods)
+
+    def to_json(self) -> dict:
+        return {
+            "ok": self.ok,
+            "requests": len(self.golden.requests),
+            "tolerance": self.tolerance,
+            "repository_checksum": self.golden.repository_checksum,
+            "pods": [p.to_json() for p in self.pods],
+        }
+
+    def text(self) -> str:
+        lines = [
+            f"golden set: {len(self.golden.requests)} requests (shop {self.golden.shop}, target "
+            f"{self.golden.target}), score tolerance {self.tolerance:g}",
+        ]
+        for p in self.pods:
+            if p.unreachable:
+                lines.append(f"FAIL  {p.pod}: unreachable: {p.unreachable}")
+            elif p.ok:
+                lines.append(f"ok    {p.pod}: {p.checked}/{p.checked} requests match")
+            else:
+                lines.append(f"FAIL  {p.pod}: {p.differing} of {p.checked} requests differ")
+                if p.first is not None:
+                    req, why = p.first
+                    lines.append(f"      first: {req.describe()}")
+                    lines.append(f"      {why}")
+        lines.append("verify: PASSED" if self.ok else "verify: FAILED")
+        return "\n".join(lines)
+
+
+def verify(
+    golden: GoldenSet,
+    pods: Mapping[str, Transport],
+    tolerance: float | None = None,
+    workers: int = 8,
+    progress: Callable[[str], None] | None = None,
+) -> Verdict:
+    """Every golden request to every pod; a pod that cannot be reached at all fails as unreachable."""
+    tol = golden.tolerance if tolerance is None else tolerance
+    verdict = Verdict(golden, tol)
+    bodies = [infer_body(r.user_id, r.item_ids, r.k, r.query) for r in golden.requests]
+
+    def one(send: Transport, i: int) -> Answer | str:
+        try:
+            return infer(send, golden.requests[i].model, bodies[i])
+        except Unreachable as err:
+            return str(err)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for name, send in pods.items():
+            result = PodResult(name)
+            answers = list(pool.map(lambda i, s=send: one(s, i), range(len(golden.requests))))
+            for req, got in zip(golden.requests, answers, strict=True):
+                if isinstance(got, str):
+                    result.unreachable = got
+                    break
+                result.checked += 1
+                why = difference(req, got, tol)
+                if why is not None:
+                    result.differing += 1
+                    if result.first is None:
+                        result.first = (req, why)
+            verdict.pods.append(result)
+            if progress is not None:
+                progress(f"verify: {name}: {'ok' if result.ok else 'FAIL'} ({result.checked} checked)")
+    return verdict
