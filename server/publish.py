@@ -40,6 +40,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from builders.triton_config import parse_pbtxt
+from rollout.golden import GOLDEN_FILE
 
 CONFIG = "config.pbtxt"
 
@@ -182,6 +183,8 @@ class Publisher:
         for model in lay.steps:
             os.replace(staging / model, self.repo / model / str(target))
         shutil.rmtree(staging, ignore_errors=True)
+        if (new_repo / GOLDEN_FILE).exists():  # the release's golden set, swapped in by switch()
+            shutil.copyfile(new_repo / GOLDEN_FILE, self._golden(target))
         self.log(f"release {target}: files of {len(lay.steps)} models in place")
         self.switch(target, lay, current)
         return target
@@ -206,6 +209,7 @@ class Publisher:
         for model in lay.steps:  # both versions loaded: the old one serves while the new one loads
             self._policy(model, sorted({current, target}))
         self._name(lay, target)  # new requests: the new release, every step
+        self._swap_golden(current, target)
         self.log(f"release {target} serving (switched in {time.monotonic() - started:.1f} s); draining {current}")
         time.sleep(self.drain_s)  # requests already inside the old ensemble finish on the old versions
         for model in lay.steps:
@@ -214,7 +218,20 @@ class Publisher:
             for old in versions_on_disk(self.repo / model)[: -self.keep]:
                 if old not in (target, current):
                     shutil.rmtree(self.repo / model / str(old))
+                    self._golden(old).unlink(missing_ok=True)
         self.log(f"release {target} alone loaded; release {current} kept on disk for rollback")
+
+    def _golden(self, version: int) -> Path:
+        """Where a release's golden set waits while another release serves (hidden: not checksummed)."""
+        return self.repo / f".golden.{version}.json"
+
+    def _swap_golden(self, current: int, target: int) -> None:
+        """``golden.json`` at the root always belongs to the serving release (``python -m rollout verify``)."""
+        live = self.repo / GOLDEN_FILE
+        if live.exists():
+            os.replace(live, self._golden(current))
+        if self._golden(target).exists():
+            os.replace(self._golden(target), live)
 
     def _name(self, lay: Layout, version: int) -> None:
         """Every step of every ensemble names ``version``; an ensemble whose steps already do is left alone."""

@@ -64,6 +64,8 @@ def test_publish_and_rollback_under_load_fail_no_request_and_never_mix_releases(
 ):
     import tritonclient.grpc as grpcclient
 
+    from rollout.__main__ import main as rollout_main
+    from rollout.golden import load as load_golden
     from server.launcher import ServerOptions, TritonServer
     from shoprank_client import RankingClient
     from shoprank_client.types import ClientOptions, RetryPolicy
@@ -127,10 +129,15 @@ def test_publish_and_rollback_under_load_fail_no_request_and_never_mix_releases(
         mixed = [i for i, got in answers if got not in (release1[i], release2[i])]
         assert mixed == [], f"{len(mixed)} of {len(answers)} responses came from neither release alone"
         assert {got == release2[i] for i, got in answers} == {True, False}  # the load saw both releases
+        # golden.json follows the serving release: the server answers release 2's golden set
+        assert load_golden(live).repository_checksum == load_golden(release_two).repository_checksum
+        assert rollout_main(["verify", "--golden", str(live), "--url", server.http_url], out=lambda _: None) == 0
 
         version, answers, failures = under_load(publisher.rollback)
         assert version == 1 and publisher.status()["serving"] == 1
         assert failures == []
         assert [i for i, got in answers if got not in (release1[i], release2[i])] == []
         assert [ask(i) for i in range(len(requests))] == release1
+        assert load_golden(live).repository_checksum == load_golden(small_repo).repository_checksum
+        assert rollout_main(["verify", "--golden", str(live), "--url", server.http_url], out=lambda _: None) == 0
         assert versions_on_disk(live / "ranker") == [1, 2]  # release 2 kept: it can be published again
