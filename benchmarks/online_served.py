@@ -29,15 +29,10 @@ SOAK_S = 20
 
 def store_reads(server) -> dict[str, float]:
     """The online server's ``shoprank_online_reads_total`` by outcome, both feature models together."""
-    import urllib.request
+    from loadtest.run import scrape
 
-    out: dict[str, float] = {}
-    with urllib.request.urlopen(server.metrics_url, timeout=5) as resp:
-        for line in resp.read().decode().splitlines():
-            if line.startswith("shoprank_online_reads_total{"):
-                outcome = line.split('outcome="', 1)[1].split('"', 1)[0]
-                out[outcome] = out.get(outcome, 0.0) + float(line.rsplit(" ", 1)[1])
-    return out
+    by_outcome = scrape(server.metrics_url, label="outcome")
+    return {outcome: v for (name, outcome), v in by_outcome.items() if name == "shoprank_online_reads_total"}
 
 
 def fallbacks(before: dict[str, float], after: dict[str, float]) -> str:

@@ -29,7 +29,10 @@ from server.launcher import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
-_METRIC = re.compile(r'^([a-z_]+)\{[^}]*model="([^"]+)"[^}]*\}\s+([0-9.eE+-]+)$')
+
+
+def _metric_line(label: str) -> re.Pattern[str]:
+    return re.compile(rf'^([a-z_]+)\{{[^}}]*{label}="([^"]+)"[^}}]*\}}\s+([0-9.eE+-]+)$')
 
 
 def spawn(command: list[str], log_path: Path) -> subprocess.Popen:
@@ -38,14 +41,15 @@ def spawn(command: list[str], log_path: Path) -> subprocess.Popen:
         return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
 
 
-def scrape(metrics_url: str) -> dict[tuple[str, str], float]:
-    """Triton's per-model metrics (its own and the models' custom ones): {(metric, model): value},
-    summed over the other labels."""
+def scrape(metrics_url: str, label: str = "model") -> dict[tuple[str, str], float]:
+    """Triton's metrics (its own and the models' custom ones) by one label: {(metric, value of ``label``):
+    value}, summed over the other labels; metrics without that label are left out."""
     with urllib.request.urlopen(metrics_url, timeout=5) as resp:
         text = resp.read().decode()
+    pattern = _metric_line(label)
     out: dict[tuple[str, str], float] = {}
     for line in text.splitlines():
-        m = _METRIC.match(line)
+        m = pattern.match(line)
         if m:
             out[(m.group(1), m.group(2))] = out.get((m.group(1), m.group(2)), 0.0) + float(m.group(3))
     return out

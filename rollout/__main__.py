@@ -94,7 +94,7 @@ def _status(cluster, args, golden_checksum: str | None, ask_triton: bool = True)
 
     release = cluster.release(args.namespace, args.release)
     views = {name: view(send) for name, send in _transports(cluster, release).items()} if ask_triton else {}
-    return release, release_status(release, views, golden_checksum)
+    return release_status(release, views, golden_checksum)
 
 
 def main(argv: list[str] | None = None, out=print) -> int:
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None, out=print) -> int:
     try:
         cluster = Cluster.connect(args.context, args.kubeconfig, args.in_cluster)
         if args.command == "status":
-            _, st = _status(cluster, args, gs.repository_checksum if gs else None, not args.no_triton)
+            st = _status(cluster, args, gs.repository_checksum if gs else None, not args.no_triton)
             out(json.dumps(st.to_json(), indent=1) if args.json else table(st))
             return EXIT_OK if st.ok else EXIT_FAILED
         if args.command == "verify":
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None, out=print) -> int:
             return verify(gs, _transports(cluster, release), tolerance, workers)
 
         result = wait(
-            lambda: _status(cluster, args, gs.repository_checksum if gs else None)[1],
+            lambda: _status(cluster, args, gs.repository_checksum if gs else None),
             run_verify if gs is not None else None,
             args.timeout,
             args.interval,

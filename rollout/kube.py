@@ -77,28 +77,21 @@ class Cluster:
         except HTTPError as err:
             raise KubeError(f"{what}: {err}") from None
 
+    def _list(self, fn, kind: str, namespace: str, selector: str) -> list:
+        return self._call(f"list {kind} -l {selector} -n {namespace}", fn, namespace, label_selector=selector).items
+
     def release(self, namespace: str, name: str) -> Release:
         """The release's Deployment (chart labels), its pods (the Deployment's selector) and their nodes."""
         from kubernetes.client.exceptions import ApiException
 
         selector = f"app.kubernetes.io/instance={name},app.kubernetes.io/name={CHART}"
-        deps = self._call(
-            f"list deployments -l {selector} -n {namespace}",
-            self.apps.list_namespaced_deployment,
-            namespace,
-            label_selector=selector,
-        ).items
+        deps = self._list(self.apps.list_namespaced_deployment, "deployments", namespace, selector)
         if not deps:
             raise KubeError(f"no Deployment of release {name!r} in namespace {namespace!r} (labels {selector})")
         dep = deps[0]
         match = dep.spec.selector.match_labels or {}
         pod_selector = ",".join(f"{k}={v}" for k, v in sorted(match.items()))
-        pods = self._call(
-            f"list pods -l {pod_selector} -n {namespace}",
-            self.core.list_namespaced_pod,
-            namespace,
-            label_selector=pod_selector,
-        ).items
+        pods = self._list(self.core.list_namespaced_pod, "pods", namespace, pod_selector)
         nodes: dict = {}
         for pod in pods:
             node = pod.spec.node_name

@@ -169,14 +169,12 @@ def release_status(release, views: dict[str, TritonView], golden_checksum: str |
             problems.append(f"{r.pod}: Triton says not ready")
     answered = [r for r in rows if r.triton_ready is not None]
     if answered:
-        layouts = Counter(tuple(sorted((m, tuple(v)) for m, v in r.models.items())) for r in answered)
-        if len(layouts) > 1:
-            common = layouts.most_common(1)[0][0]
-            for r in answered:
-                mine = tuple(sorted((m, tuple(v)) for m, v in r.models.items()))
-                if mine != common:
-                    diff = sorted(set(mine) ^ set(common))
-                    problems.append(f"{r.pod}: loaded models differ from the other pods: {_fmt_models(diff, common)}")
+        layouts = {r.pod: tuple(sorted((m, tuple(v)) for m, v in r.models.items())) for r in answered}
+        common = Counter(layouts.values()).most_common(1)[0][0]
+        for r in answered:
+            if layouts[r.pod] != common:
+                diff = _model_difference(dict(layouts[r.pod]), dict(common))
+                problems.append(f"{r.pod}: loaded models differ from the other pods: {diff}")
         for r in answered:
             if not r.models or any(not v for v in r.models.values()):
                 empty = sorted(m for m, v in r.models.items() if not v)
@@ -200,14 +198,12 @@ def release_status(release, views: dict[str, TritonView], golden_checksum: str |
     )
 
 
-def _fmt_models(diff: list, common: tuple) -> str:
-    common_d = dict(common)
-    parts = []
-    for model, versions in diff:
-        if common_d.get(model) == versions:
-            continue
-        parts.append(f"{model} versions {list(versions)} (others: {list(common_d.get(model, ()))})")
-    return "; ".join(parts) or "models missing: " + ", ".join(sorted({m for m, _ in diff}))
+def _model_difference(mine: dict, common: dict) -> str:
+    """What one pod's loaded versions (model -> versions) have that most pods' do not."""
+    changed = [
+        f"{m} versions {list(v)} (others: {list(common.get(m, ()))})" for m, v in mine.items() if v != common.get(m)
+    ]
+    return "; ".join(changed) or "models missing: " + ", ".join(sorted(set(common) - set(mine)))
 
 
 def _engines_cell(r: PodRow) -> str:

@@ -19,8 +19,11 @@ from runtime.online import OnlineItems, OnlineSettings
 
 def build_values_asked(request: Any) -> bool:
     """Whether the request carries ``BUILD_VALUES: true`` (``request.parameters()`` is a JSON object)."""
+    raw = request.parameters()
+    if not raw or BUILD_VALUES not in raw:  # ordinary traffic: no JSON parse per request
+        return False
     try:
-        params = json.loads(request.parameters() or "{}")
+        params = json.loads(raw)
     except (ValueError, TypeError):
         return False
     return isinstance(params, dict) and params.get(BUILD_VALUES) is True

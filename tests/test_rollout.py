@@ -279,11 +279,9 @@ def test_wait_polls_until_the_rollout_is_done_then_verifies_once():
     from rollout.wait import wait
 
     def st(problems):
-        return (
-            ReleaseStatus("shop", "shop", "d", 2, "c", "c", "img", [], problems)
-            if problems is not None
-            else (ReleaseStatus("shop", "shop", "d", 2, "c", "c", "img", [_row()], []))
-        )
+        """A release with ``problems``; None: one pod, nothing wrong."""
+        rows, problems = ([_row()], []) if problems is None else ([], problems)
+        return ReleaseStatus("shop", "shop", "d", 2, "c", "c", "img", rows, problems)
 
     now = [0.0]
     seq = iter([st(["p-old: not on the current pod template"]), st(["p-new: not ready"]), st(None)])
@@ -296,27 +294,17 @@ def test_wait_polls_until_the_rollout_is_done_then_verifies_once():
         verified.append(now[0])
         return Verdict()
 
-    res = wait(
-        lambda: next(seq),
-        run_verify,
-        timeout_s=60,
-        interval_s=5,
-        out=lines.append,
-        clock=lambda: now[0],
-        sleep=lambda s: now.__setitem__(0, now[0] + s),
-    )
+    def on_fake_clock(fetch, timeout_s):
+        """wait() polling every 5 s of a clock that only its sleeps move, from 0."""
+        now[0] = 0.0
+        return wait(
+            fetch, run_verify, timeout_s, 5, lines.append, lambda: now[0], lambda s: now.__setitem__(0, now[0] + s)
+        )
+
+    res = on_fake_clock(lambda: next(seq), timeout_s=60)
     assert res.ok and verified == [10.0] and res.message == "rollout finished and verified"
     assert "waiting for: p-old: not on the current pod template" in lines[0] and "p-new: not ready" in lines[1]
-    now[0] = 0.0
-    stuck = wait(
-        lambda: st(["p-old: not ready"]),
-        run_verify,
-        timeout_s=12,
-        interval_s=5,
-        out=lines.append,
-        clock=lambda: now[0],
-        sleep=lambda s: now.__setitem__(0, now[0] + s),
-    )
+    stuck = on_fake_clock(lambda: st(["p-old: not ready"]), timeout_s=12)
     assert not stuck.ok and stuck.message == "timed out after 12s: p-old: not ready" and len(verified) == 1
     Verdict.ok = False
     failed = wait(lambda: st(None), run_verify, 60, 5, lines.append, lambda: 0.0, lambda s: None)
