@@ -6,7 +6,7 @@ The input is a shop's data in the contract's format (``docs/data.md``) and its `
 
 The steps (``builders/steps.py``), each cached under ``build/<name>/`` by a key of its inputs:
 
-    [demo-data] -> data -> encoder -> embeddings -> features -> ranker -> [gpu] -> repository
+    [demo-data] -> data -> encoder -> embeddings -> features -> retrieval -> ranker -> [gpu] -> repository
 
 A step reruns only when its key changed (the data's content, the config, the encoder, the code
 version) or its files are missing. Data errors stop the build before any training; the repository
@@ -31,13 +31,14 @@ from builders.steps import PARITY_MAX_ABS, PARITY_MIN_COSINE, StepError  # noqa:
 from runtime import contract as c
 from runtime.features import LEXICON_FILE, STORE_FILE, TOKENIZER_FILE, USER_PROFILE_FILE
 from runtime.online import SNAPSHOT_FILE
+from runtime.retrieval import INDEX_FILE, PURCHASES_FILE, SETTINGS_FILE
 from runtime.scoring import ITEM_EMBEDDINGS_FILE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_ENCODER_DIR = REPO_ROOT / "build" / "encoder"  # shared by every build that uses the bundled MiniLM
 TARGETS = ("cpu", "gpu")
-STEP_NAMES = ("demo-data", "data", "encoder", "embeddings", "features", "ranker")
-CODE = {"data": "data/1", "features": "features/4", "ranker": "dcn-v2/5"}
+STEP_NAMES = ("demo-data", "data", "encoder", "embeddings", "features", "retrieval", "ranker")
+CODE = {"data": "data/1", "features": "features/4", "ranker": "dcn-v2/5", "retrieval": "faiss/1"}
 
 
 class BuildError(RuntimeError):
@@ -99,8 +100,8 @@ class Layout:
     _shop: object = None
 
     def __post_init__(self):
-        self.data, self.embeddings, self.features, self.ranker = (
-            self.work / d for d in ("data", "embeddings", "features", "ranker")
+        self.data, self.embeddings, self.features, self.ranker, self.retrieval = (
+            self.work / d for d in ("data", "embeddings", "features", "ranker", "retrieval")
         )
 
     def shop(self):
@@ -162,6 +163,12 @@ def plan(cfg: cfg_mod.ShopConfig, at: Layout, hint: str, progress: bool, log: Ca
             [at.features / f for f in steps.FEATURE_FILES],
         ),
         Step(
+            "retrieval",
+            lambda: steps.retrieval(at.shop(), at.embeddings, at.features, cfg.retrieval, at.retrieval, log),
+            {**upstream, "retrieval": cfg.retrieval.model_dump(mode="json"), "code": CODE["retrieval"]},
+            [at.retrieval / f for f in (INDEX_FILE, SETTINGS_FILE, PURCHASES_FILE)],
+        ),
+        Step(
             "ranker",
             lambda: steps.ranker(
                 at.shop(),
@@ -204,14 +211,23 @@ def publish(
 def artifacts(at: Layout, encoder_onnx: Path, ranker_onnx: Path) -> dict[str, dict[str, Path]]:
     """Every file of the repository's version folders, by model."""
     feature_files = {STORE_FILE: at.features / STORE_FILE, LEXICON_FILE: at.features / LEXICON_FILE}
+    item_embeddings = {ITEM_EMBEDDINGS_FILE: at.embeddings / "items.npy"}
+    retrieval_files = {
+        **feature_files,
+        **item_embeddings,
+        **{f: at.retrieval / f for f in (INDEX_FILE, SETTINGS_FILE, PURCHASES_FILE)},
+    }
     return {
+        c.QUERY_TOKENIZER: {TOKENIZER_FILE: at.features / TOKENIZER_FILE},
+        c.RETRIEVE_SEARCH: retrieval_files,
+        c.RETRIEVE_RECOMMEND: {**retrieval_files, USER_PROFILE_FILE: at.features / USER_PROFILE_FILE},
         c.SEARCH_FEATURES: {
             **feature_files,
             TOKENIZER_FILE: at.features / TOKENIZER_FILE,
             SNAPSHOT_FILE: at.features / SNAPSHOT_FILE,
         },
         c.RECOMMEND_FEATURES: {**feature_files, USER_PROFILE_FILE: at.features / USER_PROFILE_FILE},
-        c.TOPK: {ITEM_EMBEDDINGS_FILE: at.embeddings / "items.npy"},
+        c.TOPK: item_embeddings,
         c.TEXT_ENCODER: {"model.onnx": encoder_onnx},
         c.RANKER: {"model.onnx": ranker_onnx},
     }

@@ -6,6 +6,9 @@ Layout (see docs/serving.md for the full reasoning):
                                 └─> ranker ───────┴─> topk
     recommend: recommend_features ──> ranker ───────> topk
 
+    search_catalog:    query_tokens -> text_encoder -> retrieve_search -> ranker -> topk
+    recommend_catalog: retrieve_recommend ---------------------------> ranker -> topk
+
 * The ensembles do not batch (max_batch_size 0): one request is one user with its own candidate list.
 * ``text_encoder`` batches queries: a query is padded to the next multiple of 4 tokens, so queries in
   the same length bucket have the same shape and the dynamic batcher groups them.
@@ -51,8 +54,9 @@ def _ranker_step() -> Step:
     return Step(c.RANKER, {c.CAT_FEATURES: "cat", c.DENSE_FEATURES: "dense"}, {c.LOGIT: "logit", c.SIM_WEIGHT: "simw"})
 
 
-def _topk_step(context: str) -> Step:
-    """The last step of both ensembles; ``context`` is the query (search) or user (recommend) embedding."""
+def _topk_step(context: str, candidates: str = c.ITEM_IDS) -> Step:
+    """The last step of every ensemble; ``context`` is the query (search) or user (recommend) embedding,
+    ``candidates`` the request's ITEM_IDS or the retrieved ones."""
     return Step(
         c.TOPK,
         {
@@ -60,7 +64,7 @@ def _topk_step(context: str) -> Step:
             c.LOGIT: "logit",
             c.SIM_WEIGHT: "simw",
             c.ITEM_ROWS: "rows",
-            c.ITEM_IDS: c.ITEM_IDS,
+            c.ITEM_IDS: candidates,
             c.TOP_K: c.TOP_K,
             c.AVAILABLE: "available",
             c.NEW_EMBEDDINGS: "new_emb",
@@ -205,7 +209,123 @@ def specs(embed_dim: int = c.EMBED_DIM) -> list[ModelSpec]:
             "steps": "no query: the user's profile embedding (mean of clicked titles) is the context",
         },
     )
-    return [search_features, recommend_features, text_encoder, ranker, topk, search, recommend]
+    return [search_features, recommend_features, text_encoder, ranker, topk, search, recommend] + catalog_specs(
+        embed_dim
+    )
+
+
+RETRIEVE_WHY = {
+    "max_batch_size": "0: one vector per request; the index search, filters and features are per request",
+    "instance_group": "2 CPU instances, single-threaded FAISS each; the index and tables are memory-mapped, "
+    "so the instances (and both retrieval models) share one copy in the page cache",
+}
+
+
+def _retrieved() -> Tensor:
+    return Tensor(c.ITEM_IDS, "int64", (-1,))
+
+
+def catalog_specs(embed_dim: int = c.EMBED_DIM, instance_kind: str = "KIND_CPU") -> list[ModelSpec]:
+    """The models of retrieval from the whole catalogue (runtime/retrieval.py), beside the re-ranking ones:
+
+    search_catalog:    query_tokens -> text_encoder -> retrieve_search ----> ranker -> topk
+    recommend_catalog: retrieve_recommend ----------------------------------> ranker -> topk
+    """
+    id_list = Tensor(c.EXCLUDE_IDS, "int64", (-1,))
+    query_tokens = ModelSpec(
+        name=c.QUERY_TOKENIZER,
+        backend="python",
+        instances=2,
+        inputs=(Tensor(c.QUERY, "bytes", (1,)),),
+        outputs=(Tensor(c.INPUT_IDS, "int64", (1, -1)), Tensor(c.ATTENTION_MASK, "int64", (1, -1))),
+        why={
+            "max_batch_size": "0: one query per request (the encoder batches queries)",
+            "instance_group": "2 CPU instances: tokenising one query takes tens of microseconds",
+        },
+    )
+    retrieve_search = ModelSpec(
+        name=c.RETRIEVE_SEARCH,
+        backend="python",
+        instances=2,
+        instance_kind=instance_kind,
+        inputs=(
+            Tensor(c.USER_ID, "int64", (1,)),
+            Tensor(c.QUERY, "bytes", (1,)),
+            Tensor(c.CONTEXT_EMBEDDING, "float32", (1, embed_dim)),
+            id_list,
+        ),
+        outputs=(_retrieved(),) + _ranker_features(embed_dim),
+        why=RETRIEVE_WHY,
+    )
+    retrieve_recommend = ModelSpec(
+        name=c.RETRIEVE_RECOMMEND,
+        backend="python",
+        instances=2,
+        instance_kind=instance_kind,
+        inputs=(Tensor(c.USER_ID, "int64", (1,)), Tensor(c.CONTEXT_ITEM_IDS, "int64", (-1,)), id_list),
+        outputs=(_retrieved(),)
+        + _ranker_features(embed_dim)
+        + (Tensor(c.CONTEXT_EMBEDDING, "float32", (1, embed_dim)),),
+        why=RETRIEVE_WHY,
+    )
+    features_out = {
+        c.ITEM_IDS: "candidates",
+        c.CAT_FEATURES: "cat",
+        c.DENSE_FEATURES: "dense",
+        c.ITEM_ROWS: "rows",
+        c.AVAILABLE: "available",
+        c.NEW_EMBEDDINGS: "new_emb",
+    }
+    request = (Tensor(c.USER_ID, "int64", (1,)),)
+    tail = (id_list, Tensor(c.TOP_K, "int32", (1,)))
+    search_catalog = ModelSpec(
+        name=c.SEARCH_CATALOG,
+        platform="ensemble",
+        inputs=request + (Tensor(c.QUERY, "bytes", (1,)),) + tail,
+        outputs=RESPONSE,
+        steps=(
+            Step(c.QUERY_TOKENIZER, {c.QUERY: c.QUERY}, {c.INPUT_IDS: "tokens", c.ATTENTION_MASK: "mask"}),
+            Step(
+                c.TEXT_ENCODER, {c.INPUT_IDS: "tokens", c.ATTENTION_MASK: "mask"}, {c.SENTENCE_EMBEDDING: "query_emb"}
+            ),
+            Step(
+                c.RETRIEVE_SEARCH,
+                {
+                    c.USER_ID: c.USER_ID,
+                    c.QUERY: c.QUERY,
+                    c.CONTEXT_EMBEDDING: "query_emb",
+                    c.EXCLUDE_IDS: c.EXCLUDE_IDS,
+                },
+                features_out,
+            ),
+            _ranker_step(),
+            _topk_step("query_emb", "candidates"),
+        ),
+        why={
+            "max_batch_size": "0: one user and one query per request; the encoder and the ranker batch",
+            "steps": "sequential: retrieval needs the query's embedding, the ranker the retrieved candidates",
+        },
+    )
+    recommend_catalog = ModelSpec(
+        name=c.RECOMMEND_CATALOG,
+        platform="ensemble",
+        inputs=request + (Tensor(c.CONTEXT_ITEM_IDS, "int64", (-1,)),) + tail,
+        outputs=RESPONSE,
+        steps=(
+            Step(
+                c.RETRIEVE_RECOMMEND,
+                {t: t for t in (c.USER_ID, c.CONTEXT_ITEM_IDS, c.EXCLUDE_IDS)},
+                {**features_out, c.CONTEXT_EMBEDDING: "user_emb"},
+            ),
+            _ranker_step(),
+            _topk_step("user_emb", "candidates"),
+        ),
+        why={
+            "max_batch_size": "0: one user per request; the ranker batches the candidates' rows",
+            "steps": "the user's vector (profile + context items) retrieves; topk's similarity uses it too",
+        },
+    )
+    return [query_tokens, retrieve_search, retrieve_recommend, search_catalog, recommend_catalog]
 
 
 def spec_by_name(embed_dim: int = c.EMBED_DIM) -> dict[str, ModelSpec]:

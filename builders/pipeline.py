@@ -14,7 +14,8 @@ import numpy as np
 
 from builders.model_specs import spec_by_name
 from runtime import contract as c
-from runtime.features import FeatureStore
+from runtime.features import FeatureStore, decode_query
+from runtime.retrieval import Retriever
 from runtime.scoring import TopK
 from server.ort_runner import make_session
 
@@ -28,6 +29,8 @@ class InProcessPipeline:
             repo / c.RECOMMEND_FEATURES / "1", with_tokenizer=False, with_profiles=True
         )
         self.topk = TopK.load(repo / c.TOPK / "1")
+        self.repo = repo
+        self._retrievers: dict[str, Retriever] = {}  # loaded on first use (older repositories have none)
 
         def session(name: str):
             threads = int(specs[name].parameters.get("intra_op_thread_count", "1"))
@@ -65,3 +68,30 @@ class InProcessPipeline:
         item_ids = np.asarray(item_ids, np.int64)
         feats = self.recommend_store.recommend(np.array([user_id], np.int64), item_ids)
         return self._rank(feats, feats[c.CONTEXT_EMBEDDING], item_ids, k)
+
+    def retriever(self, recommend: bool) -> Retriever:
+        name = c.RETRIEVE_RECOMMEND if recommend else c.RETRIEVE_SEARCH
+        if name not in self._retrievers:
+            self._retrievers[name] = Retriever.load(self.repo / name / "1", recommend=recommend)
+        return self._retrievers[name]
+
+    def search_catalog(
+        self, user_id: int, query: str | bytes, k: int, exclude: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """search_catalog: retrieve from the whole catalogue, rank, the best ``k``."""
+        raw = query.encode("utf-8") if isinstance(query, str) else query
+        input_ids, mask = self.search_store.tokens(decode_query(raw))  # query_tokens' tokenizer and checks
+        (emb,) = self.encoder.run([c.SENTENCE_EMBEDDING], {c.INPUT_IDS: input_ids, c.ATTENTION_MASK: mask})
+        feats = self.retriever(False).search(np.array([user_id], np.int64), np.array([raw], object), emb, _ids(exclude))
+        return self._rank(feats, emb, feats[c.ITEM_IDS], k)
+
+    def recommend_catalog(
+        self, user_id: int, k: int, context: np.ndarray | None = None, exclude: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """recommend_catalog: retrieve for the user (and the context items), rank, the best ``k``."""
+        feats = self.retriever(True).recommend(np.array([user_id], np.int64), _ids(context), _ids(exclude))
+        return self._rank(feats, feats[c.CONTEXT_EMBEDDING], feats[c.ITEM_IDS], k)
+
+
+def _ids(values: np.ndarray | None) -> np.ndarray:
+    return np.zeros(0, np.int64) if values is None else np.asarray(values, np.int64)

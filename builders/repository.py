@@ -157,6 +157,24 @@ def _check_python_models(repo: Path, by_name: dict[str, ModelSpec]) -> None:
         np.array([3], np.int32),
     )
     _check_arrays(by_name[c.TOPK], top)
+    if c.RETRIEVE_SEARCH in by_name:
+        _check_retrieval(repo, by_name, user)
+
+
+def _check_retrieval(repo: Path, by_name: dict[str, ModelSpec], user: np.ndarray) -> None:
+    from runtime import contract as c
+    from runtime.features import QueryTokens
+    from runtime.retrieval import Retriever
+
+    query = np.array([b"running shoes"], object)
+    tokens = QueryTokens.load(repo / c.QUERY_TOKENIZER / VERSION).tokens(query)
+    _check_arrays(by_name[c.QUERY_TOKENIZER], tokens)
+    search = Retriever.load(repo / c.RETRIEVE_SEARCH / VERSION, recommend=False)
+    vector = np.asarray(search.item_embeddings[:1], np.float32)  # any unit vector of the right size
+    none = np.zeros(0, np.int64)
+    _check_arrays(by_name[c.RETRIEVE_SEARCH], search.search(user, query, vector, none))
+    rec = Retriever.load(repo / c.RETRIEVE_RECOMMEND / VERSION, recommend=True)
+    _check_arrays(by_name[c.RETRIEVE_RECOMMEND], rec.recommend(user, none, none))
 
 
 def _check_ensemble(spec: ModelSpec, by_name: dict[str, ModelSpec]) -> None:

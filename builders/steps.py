@@ -4,6 +4,7 @@
     encoder     export the text encoder to ONNX, write its tokenizer, check parity with PyTorch
     embeddings  encode every item title and every distinct query with the exported encoder
     features    item/user statistics, lexicon and user profiles from the stats window
+    retrieval   the ANN index over the item embeddings (recall@N measured), the users' purchases
     ranker      train the DCN ranker, evaluate on the held-out days, export to ONNX, check parity
     repository  assemble the Triton repository (files first, configs last) and validate it
 
@@ -107,6 +108,20 @@ def features(shop, item_emb: np.ndarray, tokenizer: Path, out_dir: Path) -> dict
     }
 
 
+def retrieval(shop, emb_dir: Path, feat_dir: Path, rcfg, out_dir: Path, log: Callable[[str], None]) -> dict:
+    """The ANN index over the item embeddings, nprobe chosen by measured recall@N, and the users' purchases
+    before the test days (``builders/retrieval.py``)."""
+    from builders import retrieval as rt
+
+    emb = np.load(emb_dir / "items.npy", mmap_mode="r")
+    samples = {
+        "queries": rt.sample_rows(np.load(emb_dir / "queries.npy", mmap_mode="r"), rt.SAMPLE_QUERIES, 1),
+        "users": rt.sample_rows(np.load(feat_dir / USER_PROFILE_FILE, mmap_mode="r")[:-1], rt.SAMPLE_QUERIES, 2),
+    }
+    bought = rt.purchases(shop, int(shop.cuts["validation"]))
+    return rt.write(emb, samples, bought, out_dir, rcfg.index, rcfg.candidates, rcfg.recall_target, rcfg.nlist, log)
+
+
 def ranker(
     shop, feat_dir: Path, item_emb: np.ndarray, query_emb: np.ndarray, hp, out_dir: Path, hint: str, progress: bool
 ) -> dict:
@@ -153,7 +168,7 @@ def repository(out: Path, artifacts: dict[str, dict[str, Path]], model_specs, ma
     out.mkdir(parents=True, exist_ok=True)
     staged = out.parent / f".{out.name}.{MANIFEST_FILE}.tmp"
     staged.write_text(json.dumps(manifest, indent=1))
-    for model in (c.SEARCH_FEATURES, c.RECOMMEND_FEATURES):
+    for model in (c.SEARCH_FEATURES, c.RECOMMEND_FEATURES, c.RETRIEVE_SEARCH, c.RETRIEVE_RECOMMEND):
         artifacts.setdefault(model, {})[MANIFEST_FILE] = staged
     try:
         repo.assemble(out, artifacts, model_specs=model_specs)

@@ -12,12 +12,13 @@ for an anonymous session, whose id the shop sends as USER_ID).
 
 New items (``add_items``): an item the build never saw, pushed with its title, gets the title embedded
 by the repository's own encoder (``online/embed.py``) and stored next to its price and stock, so topk
-ranks it by its text.
+ranks it by its text, and listed in ``{prefix}:new_items``, so retrieval finds it (``runtime/retrieval.py``).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,16 @@ from typing import Any
 
 import numpy as np
 
-from runtime.online import ONLINE_FIELDS, SNAPSHOT_FILE, embedding_key, encode, field_offset, item_key, recent_key
+from runtime.online import (
+    ONLINE_FIELDS,
+    SNAPSHOT_FILE,
+    embedding_key,
+    encode,
+    field_offset,
+    item_key,
+    new_items_key,
+    recent_key,
+)
 
 EVENTS = ("click", "cart", "purchase")
 USER_TTL_S = 30 * 24 * 3600
@@ -151,8 +161,11 @@ class OnlineWriter:
                 updates.append(check(ItemUpdate(int(item_id), values)))
         vectors = np.asarray(embed([t for _, t in items]), "<f4")
         pipe = self.client.pipeline(transaction=True)
+        added_at = time.time()
         for (item_id, _), vector in zip(items, vectors, strict=True):
             pipe.set(embedding_key(self.prefix, item_id), vector.tobytes())
+        # the retrieval models poll this set: the items become retrievable from the whole catalogue
+        pipe.zadd(new_items_key(self.prefix), {b"%d" % int(item_id): added_at for item_id, _ in items})
         for u in updates:
             self._queue(pipe, u)
         pipe.execute()

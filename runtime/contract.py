@@ -9,18 +9,26 @@ from __future__ import annotations
 # Ensembles (what clients call)
 SEARCH_ENSEMBLE = "search"
 RECOMMEND_ENSEMBLE = "recommend"
+# Ensembles that retrieve from the whole catalogue (no candidate list; runtime/retrieval.py)
+SEARCH_CATALOG = "search_catalog"
+RECOMMEND_CATALOG = "recommend_catalog"
 # Composing models
 SEARCH_FEATURES = "search_features"
 RECOMMEND_FEATURES = "recommend_features"
 TEXT_ENCODER = "text_encoder"
 RANKER = "ranker"
 TOPK = "topk"
+QUERY_TOKENIZER = "query_tokens"  # QUERY -> the encoder's tokens (search_catalog's first step)
+RETRIEVE_SEARCH = "retrieve_search"
+RETRIEVE_RECOMMEND = "retrieve_recommend"
 
 # Request tensors (ensemble inputs)
 USER_ID = "USER_ID"  # INT64 [1]
 QUERY = "QUERY"  # BYTES [1], UTF-8
 ITEM_IDS = "ITEM_IDS"  # INT64 [-1], the candidate list
 TOP_K = "TOP_K"  # INT32 [1]
+EXCLUDE_IDS = "EXCLUDE_IDS"  # INT64 [-1], may be empty: items the caller does not want (catalogue ensembles)
+CONTEXT_ITEM_IDS = "CONTEXT_ITEM_IDS"  # INT64 [-1], may be empty: what the user is viewing (recommend_catalog)
 # Response tensors (ensemble outputs)
 TOP_ITEM_IDS = "TOP_ITEM_IDS"  # INT64 [-1], best first
 TOP_SCORES = "TOP_SCORES"  # FP32 [-1], the ranker's logit, best first

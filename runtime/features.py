@@ -369,6 +369,21 @@ class FeatureStore:
         ``build_values``: the request asked for the build's values (``BUILD_VALUES`` parameter), no store read."""
         text = decode_query(query)
         uid, ids, users, items = self._context(user_id, item_ids)
+        input_ids, mask = self.tokens(text)
+        feats = self.search_features(uid, text, ids, users, items, build_values)
+        return {"input_ids": input_ids, "attention_mask": mask, **feats}
+
+    def tokens(self, text: str) -> tuple[Array, Array]:
+        """The encoder's ``input_ids`` and ``attention_mask`` ``[1, L]`` for a decoded query."""
+        if self.tokenizer is None:
+            raise RuntimeError("FeatureStore.search needs the tokenizer: load it with with_tokenizer=True")
+        return self.tokenizer.encode_one(text)
+
+    def search_features(
+        self, uid: int, text: str, ids: Array, users: Array, items: Array, build_values: bool
+    ) -> dict[str, Array]:
+        """The ranker's features of checked candidates ``ids`` (table rows ``items``) for a decoded query,
+        with the online store's part (``_fresh``). Shared by re-ranking and retrieval (``runtime/retrieval.py``)."""
         intent = self.lexicon.parse(text)
         n = len(ids)
         cat, dense = candidate_features(
@@ -380,18 +395,37 @@ class FeatureStore:
             np.full(n, intent.brand),
             np.full(n, intent.attribute),
         )
-        if self.tokenizer is None:
-            raise RuntimeError("FeatureStore.search needs the tokenizer: load it with with_tokenizer=True")
-        input_ids, mask = self.tokenizer.encode_one(text)
         fresh = self._fresh(uid, ids, users, items, cat, dense, build_values)
-        return {"input_ids": input_ids, "attention_mask": mask, "cat_features": cat, "dense_features": dense, **fresh}
+        return {"cat_features": cat, "dense_features": dense, **fresh}
 
     def recommend(self, user_id: Array, item_ids: Array, build_values: bool = False) -> dict[str, Array]:
         """Tensors for one recommendation request; the context embedding is the user's profile."""
         uid, ids, users, items = self._context(user_id, item_ids)
+        profile = self.profiles()[users[:1]]
+        feats = self.recommend_features(uid, ids, users, items, build_values)
+        return {**feats, "CONTEXT_EMBEDDING": profile.astype(np.float32)}
+
+    def recommend_features(
+        self, uid: int, ids: Array, users: Array, items: Array, build_values: bool
+    ) -> dict[str, Array]:
+        """The ranker's features of checked candidates without a query, with the online store's part."""
         n = len(ids)
         none = np.full(n, -1, np.int64)
         cat, dense = candidate_features(self.tables, users, items, np.zeros(n, bool), none, none, none)
-        profile = self.profiles()[users[:1]]
         fresh = self._fresh(uid, ids, users, items, cat, dense, build_values)
-        return {"cat_features": cat, "dense_features": dense, **fresh, "CONTEXT_EMBEDDING": profile.astype(np.float32)}
+        return {"cat_features": cat, "dense_features": dense, **fresh}
+
+
+class QueryTokens:
+    """``query_tokens``, the first step of ``search_catalog``: QUERY -> the encoder's tokens ``[1, L]``."""
+
+    def __init__(self, tokenizer: TextTokenizer):
+        self.tokenizer = tokenizer
+
+    @classmethod
+    def load(cls, folder: str | Path) -> QueryTokens:
+        return cls(TextTokenizer(Path(folder) / TOKENIZER_FILE))
+
+    def tokens(self, query: Array) -> dict[str, Array]:
+        input_ids, mask = self.tokenizer.encode_one(decode_query(query))
+        return {"input_ids": input_ids, "attention_mask": mask}

@@ -14,6 +14,8 @@ Layout in Redis (``online/writer.py`` writes it, this module only reads):
 * ``{prefix}:emb:{item_id}`` -> the title embedding of an item the build never saw (a new item), as
   little-endian float32 ``[D]``, computed on write by the repository's own encoder. Read in the same
   ``MGET``, only for candidates the build does not know.
+* ``{prefix}:new_items`` -> a sorted set of the new items' ids, scored by the time they were added: the
+  retrieval models (``runtime/retrieval.py``) poll it, so new items become retrievable without a rebuild.
 * ``{prefix}:recent:{user_id}`` -> a list, newest first, of the item ids a user (or an anonymous
   session, whose id the request sends as USER_ID) clicked, carted or bought. Read with ``LRANGE`` in the
   same round trip (one pipeline), never cached: a click changes the next request.
@@ -67,6 +69,11 @@ def embedding_key(prefix: str, item_id: int) -> bytes:
 
 def recent_key(prefix: str, user_id: int) -> bytes:
     return key_prefix(prefix, "recent") + b"%d" % int(user_id)
+
+
+def new_items_key(prefix: str) -> bytes:
+    """The sorted set of item ids added online (``OnlineWriter.add_items``), scored by the time of addition."""
+    return f"{prefix}:new_items".encode()
 
 
 def item_key(prefix: str, item_id: int) -> bytes:
@@ -280,6 +287,26 @@ class OnlineItems:
         values: Floats = np.frombuffer(packed, "<f4").reshape(n, len(ONLINE_FIELDS))
         embeddings = {p: np.frombuffer(v, "<f4") for p, v in zip(new_pos, got[n:], strict=True) if v}
         return OnlineRead(values, embeddings, recent)
+
+    def new_items(self, known: int) -> tuple[Int64s, list[bytes | None]] | None:
+        """The items added online, oldest first, with their raw embeddings (``embedding_key``), when their
+        number differs from ``known``; None when it does not, or while Redis is skipped or failing (one
+        ``ZCARD`` per call when nothing changed). Failures count like ``read``'s."""
+        now = self._clock()
+        if now < self._skip_until:
+            return None
+        key = new_items_key(self.settings.prefix)
+        try:
+            if int(self._client.zcard(key)) == known:
+                return None
+            members = self._client.zrange(key, 0, -1)
+            ids = np.array([int(m) for m in members if m.isdigit() or m[1:].isdigit()], np.int64)
+            vectors = self._client.mget([self._emb_prefix + b"%d" % i for i in ids.tolist()]) if ids.size else []
+        except Exception as err:
+            self._failed(now, err)
+            return None
+        self._recovered()
+        return ids, list(vectors)
 
     def _read(self, outcome: str) -> None:
         if self._on_read is not None:

@@ -102,6 +102,13 @@ def top_k(scores: Array, item_ids: Array, k: int) -> tuple[Array, Array]:
     return np.asarray(item_ids, np.int64)[order], scores[order]
 
 
+def load_item_embeddings(folder: str | Path) -> Array:
+    """The item title embeddings ``[I+1, D]`` of a version folder, memory-mapped read-only: the instances
+    of topk and of the retrieval models read one copy in the page cache (a request gathers its rows)."""
+    table: Array = np.load(Path(folder) / ITEM_EMBEDDINGS_FILE, mmap_mode="r")
+    return table
+
+
 class TopK:
     """The top-k step: item embeddings loaded once, one ``rank`` call per request."""
 
@@ -110,7 +117,7 @@ class TopK:
 
     @classmethod
     def load(cls, folder: str | Path) -> TopK:
-        return cls(np.load(Path(folder) / ITEM_EMBEDDINGS_FILE))
+        return cls(load_item_embeddings(folder))
 
     def rank(
         self,

@@ -235,3 +235,35 @@ def test_string_ids_are_sent_as_their_stable_int64_and_mapped_back():
     items = parse_items(np.array([ids[2], ids[0]], np.int64), np.array([0.5, 0.25], np.float32), keys)
     assert [i.item_id for i in items] == ["épicerie-7", "SKU-00012-XL"]
     assert model == "search" and inputs[0].shape() == [1]
+
+
+def test_catalogue_requests_send_empty_or_hashed_id_lists():
+    from shoprank_client.ids import stable_id
+    from shoprank_client.protocol import build_catalog_inputs
+
+    model, inputs = build_catalog_inputs(7, 5, query="shoes")
+    by_name = {i.name(): i for i in inputs}
+    assert model == "search_catalog" and set(by_name) == {"USER_ID", "QUERY", "EXCLUDE_IDS", "TOP_K"}
+    assert by_name["EXCLUDE_IDS"].shape() == [0]
+    model, inputs = build_catalog_inputs("u-1", 5, context=["sku-9"], exclude=np.array([3, 4]))
+    by_name = {i.name(): i for i in inputs}
+    assert model == "recommend_catalog" and set(by_name) == {"USER_ID", "CONTEXT_ITEM_IDS", "EXCLUDE_IDS", "TOP_K"}
+    assert by_name["CONTEXT_ITEM_IDS"].shape() == [1] and by_name["EXCLUDE_IDS"].shape() == [2]
+    assert stable_id("sku-9") != 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"exclude": "sku-1"}, "^exclude: expected a list of ids, got a single str"),
+        ({"exclude": [1.5, 2.0]}, "^exclude: expected integers"),
+        ({"context": list(range(1001))}, "^context: 1001 ids is more than the limit of 1000"),
+        ({"k": 0}, "^k: expected an integer >= 1"),
+    ],
+)
+def test_bad_catalogue_requests_name_the_field(kwargs, message):
+    from shoprank_client import InvalidRequest
+    from shoprank_client.protocol import build_catalog_inputs
+
+    with pytest.raises(InvalidRequest, match=message):
+        build_catalog_inputs(1, **{"k": 3, **kwargs})

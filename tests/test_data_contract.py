@@ -257,6 +257,7 @@ def test_the_example_config_is_valid_and_lists_every_field():
         ("split", cfg_mod.SplitConfig),
         ("features", cfg_mod.FeaturesConfig),
         ("evaluation", cfg_mod.EvaluationConfig),
+        ("retrieval", cfg_mod.RetrievalConfig),
     ):
         assert set(raw[section]) == set(model.model_fields), section
     assert set(raw) == set(cfg_mod.ShopConfig.model_fields)

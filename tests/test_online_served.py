@@ -170,3 +170,26 @@ def test_a_new_item_and_a_session_click_change_the_served_ranking(online_server,
         writer.record([Interaction(session, i, "click", session=True) for i in clicked])
         warm = wait_for(lambda: share(client.recommend(session, cands, k=10).item_ids) > share(cold))
         assert warm, f"{share(cold)} of the top 10 in the clicked category before the clicks, no more after"
+
+
+def test_catalogue_retrieval_finds_a_new_item_and_drops_a_sold_out_one(online_server, small_repo, known_ids):
+    """search_catalog retrieves from the index the build made plus the items added online since: a new
+    item becomes retrievable without a rebuild, and a sold-out one leaves the retrieved candidates."""
+    from online.embed import RepositoryEncoder
+    from shoprank_client import RankingClient
+
+    server, writer = online_server
+    users, _ = known_ids
+    new_id = 10**12 + 777
+    query = "insulated titanium camping kettle"
+    with RankingClient(server.grpc_url, timeout_s=10) as client:
+        before = client.search_catalog(int(users[2]), query, k=20).item_ids
+        assert new_id not in before
+        writer.add_items([(new_id, "Insulated Titanium Camping Kettle")], RepositoryEncoder(small_repo), stock=[3])
+        found = wait_for(lambda: new_id in client.search_catalog(int(users[2]), query, k=20).item_ids, 8.0)
+        assert found, "an item added online is not retrieved by search_catalog"
+        top = client.search_catalog(int(users[2]), "running shoes", k=5).item_ids[0]
+        writer.apply([ItemUpdate(top, {"stock": 0})])
+        gone = wait_for(lambda: top not in client.search_catalog(int(users[2]), "running shoes", k=50).item_ids)
+        assert gone, "a sold-out item is still returned from the whole catalogue"
+        writer.apply([ItemUpdate(top, {"stock": 4})])

@@ -26,8 +26,17 @@ class NoServer:
 @pytest.mark.unit
 def test_a_fresh_build_serves_its_one_version_and_names_its_models(small_repo):
     lay = layout(small_repo)
-    assert set(lay.ensembles) == {"search", "recommend"}
-    assert {"search_features", "recommend_features", "text_encoder", "ranker", "topk"} == set(lay.steps)
+    assert set(lay.ensembles) == {"search", "recommend", "search_catalog", "recommend_catalog"}
+    assert {
+        "search_features",
+        "recommend_features",
+        "text_encoder",
+        "ranker",
+        "topk",
+        "query_tokens",
+        "retrieve_search",
+        "retrieve_recommend",
+    } == set(lay.steps)
     assert serving_version(small_repo, lay) == 1
 
 

@@ -417,7 +417,7 @@ def test_status_and_verify_through_the_kubernetes_client_and_pod_proxy(world, ot
         code, out = rollout("status", *flags, "--golden", str(small_repo))
         assert code == 0, out
         assert "all pods agree" in out and "built: sm90 trt100500: text_encoder=built" in out
-        assert "7 models, versions 1" in out
+        assert "12 models, versions 1" in out
         code, out = rollout("verify", *flags, "--golden", str(small_repo))
         assert code == 0 and out.count("requests match") == 2 and "verify: PASSED" in out
         assert any("/pods/shop-shoprank-new-0:8000/proxy/v2/models/search/infer" in c for c in world.calls)

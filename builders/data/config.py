@@ -95,6 +95,15 @@ class EvaluationConfig(_Strict):
     true_relevance: str | None = None
 
 
+class RetrievalConfig(_Strict):
+    """Retrieval from the whole catalogue (the search_catalog / recommend_catalog ensembles)."""
+
+    candidates: int = Field(300, ge=1, le=1000, description="N: items retrieved, filtered and ranked per request")
+    index: Literal["auto", "flat", "ivf"] = "auto"  # auto: exact below 20,000 items, IVF above
+    nlist: int | None = Field(None, ge=1, description="ivf lists; default about 2*sqrt(items), at most 4096")
+    recall_target: float = Field(0.95, gt=0, le=1, description="ivf: recall@N vs exact that picks nprobe")
+
+
 class ShopConfig(_Strict):
     name: str = Field(description="names the build's cache folder build/<name>/")
     data: DataConfig
@@ -103,6 +112,7 @@ class ShopConfig(_Strict):
     split: SplitConfig = SplitConfig()
     features: FeaturesConfig = FeaturesConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    retrieval: RetrievalConfig = RetrievalConfig()
     quality_margin: float = Field(0.01, ge=0, lt=1)
 
     @field_validator("name")

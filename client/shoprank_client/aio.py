@@ -11,7 +11,14 @@ from tritonclient.utils import InferenceServerException
 
 from shoprank_client.core import CallPlan, EndpointPool
 from shoprank_client.errors import RankingError, from_triton
-from shoprank_client.protocol import RECOMMEND_MODEL, SEARCH_MODEL, build_inputs, check_metadata, parse_items
+from shoprank_client.protocol import (
+    CONTRACT,
+    SEARCH_MODEL,
+    build_catalog_inputs,
+    build_inputs,
+    check_metadata,
+    parse_items,
+)
 from shoprank_client.sync import InferResult, TritonClient, client_kwargs
 from shoprank_client.types import ClientOptions, RankingResult, RecommendRequest, SearchRequest
 
@@ -57,6 +64,32 @@ class AsyncRankingClient:
         """Top ``k`` of ``candidates`` for ``user_id`` without a query."""
         model, inputs, keys = build_inputs(user_id, candidates, k)
         return await self._rank(model, inputs, timeout_s, keys)
+
+    async def search_catalog(
+        self,
+        user_id: int | str,
+        query: str | bytes,
+        k: int = 10,
+        exclude: Sequence[int | str] = (),
+        timeout_s: float | None = None,
+    ) -> RankingResult:
+        """Top ``k`` of the whole catalogue for ``user_id`` searching ``query``: the server retrieves, filters
+        (sold out, bought, ``exclude``) and ranks. Item ids come back as the served INT64 ids."""
+        model, inputs = build_catalog_inputs(user_id, k, query=query, exclude=exclude)
+        return await self._rank(model, inputs, timeout_s)
+
+    async def recommend_catalog(
+        self,
+        user_id: int | str,
+        k: int = 10,
+        context: Sequence[int | str] = (),
+        exclude: Sequence[int | str] = (),
+        timeout_s: float | None = None,
+    ) -> RankingResult:
+        """Top ``k`` of the whole catalogue for ``user_id`` (homepage; with ``context``, the items being
+        viewed, "more like this"): retrieved, filtered (sold out, bought, ``exclude``, the context) and ranked."""
+        model, inputs = build_catalog_inputs(user_id, k, context=context, exclude=exclude)
+        return await self._rank(model, inputs, timeout_s)
 
     async def rank_many(
         self,
@@ -107,7 +140,7 @@ class AsyncRankingClient:
 
     async def check(self, timeout_s: float | None = None) -> None:
         """Fail fast: raise ContractMismatch if a served ensemble differs from what the SDK sends."""
-        for model in (SEARCH_MODEL, RECOMMEND_MODEL):
+        for model in CONTRACT:  # the re-ranking and the catalogue ensembles
 
             async def verify(c: TritonClient, e: str, plan: CallPlan, m: str = model) -> None:
                 await self._ensure_contract(c, e, m, plan.attempt_timeout())

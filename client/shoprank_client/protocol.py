@@ -18,6 +18,8 @@ from shoprank_client.types import RankedItem
 
 SEARCH_MODEL = "search"
 RECOMMEND_MODEL = "recommend"
+SEARCH_CATALOG_MODEL = "search_catalog"  # retrieval from the whole catalogue: no candidate list
+RECOMMEND_CATALOG_MODEL = "recommend_catalog"
 MAX_CANDIDATES = 1000
 MAX_QUERY_BYTES = 1024
 _INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
@@ -38,7 +40,26 @@ CONTRACT: dict[str, dict[str, dict[str, tuple[str, list[int]]]]] = {
         "inputs": {"USER_ID": ("INT64", [1]), "ITEM_IDS": ("INT64", [-1]), "TOP_K": ("INT32", [1])},
         "outputs": {"TOP_ITEM_IDS": ("INT64", [-1]), "TOP_SCORES": ("FP32", [-1])},
     },
+    SEARCH_CATALOG_MODEL: {
+        "inputs": {
+            "USER_ID": ("INT64", [1]),
+            "QUERY": ("BYTES", [1]),
+            "EXCLUDE_IDS": ("INT64", [-1]),
+            "TOP_K": ("INT32", [1]),
+        },
+        "outputs": {"TOP_ITEM_IDS": ("INT64", [-1]), "TOP_SCORES": ("FP32", [-1])},
+    },
+    RECOMMEND_CATALOG_MODEL: {
+        "inputs": {
+            "USER_ID": ("INT64", [1]),
+            "CONTEXT_ITEM_IDS": ("INT64", [-1]),
+            "EXCLUDE_IDS": ("INT64", [-1]),
+            "TOP_K": ("INT32", [1]),
+        },
+        "outputs": {"TOP_ITEM_IDS": ("INT64", [-1]), "TOP_SCORES": ("FP32", [-1])},
+    },
 }
+MAX_ID_LIST = 1000  # exclude / context ids per request (the server's limit too)
 
 
 def _user(user_id: object) -> int:
@@ -153,6 +174,48 @@ def build_inputs(
     inputs.append(_tensor("ITEM_IDS", ids, "INT64"))
     inputs.append(_tensor("TOP_K", np.array([top], np.int32), "INT32"))
     return (SEARCH_MODEL if query is not None else RECOMMEND_MODEL), inputs, keys
+
+
+def _id_list(name: str, ids: Sequence[int | str] | npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.int64]:
+    """An exclusion or context list: integers, or strings sent as their stable INT64 ids; may be empty."""
+    if isinstance(ids, (str, bytes)):
+        raise InvalidRequest(f"{name}: expected a list of ids, got a single {type(ids).__name__}", name)
+    if isinstance(ids, (list, tuple)) and ids and all(isinstance(i, str) for i in ids):
+        values = np.fromiter((stable_id(i) for i in ids), np.int64, len(ids))
+    else:
+        try:
+            values = np.asarray(ids)
+        except (TypeError, ValueError) as err:
+            raise InvalidRequest(f"{name}: not a list of ids ({err})", name) from None
+        if values.size == 0:
+            return np.zeros(0, np.int64)
+        if values.ndim != 1:
+            raise InvalidRequest(f"{name}: expected a flat list, got shape {list(values.shape)}", name)
+        if values.dtype.kind not in "iu":
+            raise InvalidRequest(f"{name}: expected integers (or all strings), got {values.dtype}", name)
+        values = values.astype(np.int64, copy=False)
+    if values.size > MAX_ID_LIST:
+        raise InvalidRequest(f"{name}: {values.size} ids is more than the limit of {MAX_ID_LIST}", name)
+    return values
+
+
+def build_catalog_inputs(
+    user_id: int | str,
+    k: int,
+    query: str | bytes | None = None,
+    context: Sequence[int | str] = (),
+    exclude: Sequence[int | str] = (),
+) -> tuple[str, list[InferInput]]:
+    """A request to retrieve from the whole catalogue: ``search_catalog`` with a query, else
+    ``recommend_catalog`` (``context``: the items the user is viewing). Raises InvalidRequest."""
+    inputs = [_tensor("USER_ID", np.array([_user(user_id)], np.int64), "INT64")]
+    if query is not None:
+        inputs.append(_tensor("QUERY", np.array([_query(query)], dtype=np.object_), "BYTES"))
+    else:
+        inputs.append(_tensor("CONTEXT_ITEM_IDS", _id_list("context", context), "INT64"))
+    inputs.append(_tensor("EXCLUDE_IDS", _id_list("exclude", exclude), "INT64"))
+    inputs.append(_tensor("TOP_K", np.array([_k(k)], np.int32), "INT32"))
+    return (SEARCH_CATALOG_MODEL if query is not None else RECOMMEND_CATALOG_MODEL), inputs
 
 
 def parse_items(

@@ -1,0 +1,338 @@
+"""Retrieval from the whole catalogue: the first stage of the ``search_catalog`` and ``recommend_catalog``
+ensembles, which take no candidate list.
+
+One request: a vector (the query's embedding, or the user's), its nearest items in the build's ANN index
+(FAISS, inner product over the L2-normalised title embeddings), merged with the items added online since
+the build (exact search over their embeddings), minus what may not be shown (the caller's EXCLUDE_IDS,
+the user's purchases, for recommendations the CONTEXT_ITEM_IDS themselves), then the ranker's features
+of what is left (``FeatureStore``, online store included). Sold-out candidates (the build's stock, or the
+online store's when it has one) are dropped, and the first ``candidates`` in the index's order go to the
+ranker. The ranker and topk are the re-ranking ensembles' own.
+
+Files in a retrieval model's version folder (``builders/retrieval.py`` writes them):
+
+* ``items.faiss``: the index; its ids are rows of the item tables. ``flat`` (exact) or ``ivf`` (IVF with
+  8-bit scalar-quantised codes, ``nprobe`` lists searched); read memory-mapped, so every instance and
+  both retrieval models share the page cache's one copy.
+* ``retrieval.json``: the settings (``RetrievalSettings``) and what the build measured (recall@N).
+* ``purchases.npz``: the items each known user bought, before the test split's days (CSR by user row).
+
+A user's recommendation vector is their profile (the mean title embedding of their clicks) plus the mean
+embedding of the context items (what they are viewing). A user with neither (cold, no context) gets the
+catalogue's most clicked items instead.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runtime import contract as c
+from runtime.arrays import Array, Floats, Int64s
+from runtime.errors import InvalidInput
+from runtime.features import FeatureStore, check_user_id, decode_query
+from runtime.online import OnlineItems
+
+INDEX_FILE = "items.faiss"
+SETTINGS_FILE = "retrieval.json"
+PURCHASES_FILE = "purchases.npz"
+INDEX_KINDS = ("flat", "ivf")
+NEW_ITEMS_POLL_S = 2.0  # how often a retrieval model asks the online store whether items were added
+
+
+@dataclass(frozen=True)
+class RetrievalSettings:
+    """How a repository retrieves; written by the build into ``retrieval.json``."""
+
+    kind: str = "flat"  # flat: exact inner product; ivf: IVF lists of 8-bit codes
+    candidates: int = 300  # N: retrieved, filtered and ranked per request (<= MAX_CANDIDATES)
+    nprobe: int = 1  # ivf: lists searched per query
+    measured: dict[str, Any] = field(default_factory=dict)  # what the build measured (recall@N vs exact)
+
+    def __post_init__(self) -> None:
+        if self.kind not in INDEX_KINDS:
+            raise ValueError(f"retrieval kind: expected one of {INDEX_KINDS}, got {self.kind!r}")
+        if not 1 <= self.candidates <= c.MAX_CANDIDATES:
+            raise ValueError(f"retrieval candidates: expected 1..{c.MAX_CANDIDATES}, got {self.candidates}")
+        if self.nprobe < 1:
+            raise ValueError(f"retrieval nprobe: must be at least 1, got {self.nprobe}")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> RetrievalSettings:
+        return cls(**json.loads(text))
+
+
+def faiss_module(threads: int = 1) -> Any:
+    """``faiss``, imported when needed (not at import time). Serving is single-threaded (``threads=1``):
+    each Triton instance serves one request at a time and the instances share the cores."""
+    import faiss
+
+    faiss.omp_set_num_threads(threads)
+    return faiss
+
+
+class ItemIndex:
+    """The build's ANN index over item rows, memory-mapped read-only."""
+
+    def __init__(self, index: Any, settings: RetrievalSettings):
+        self.index = index
+        self.settings = settings
+        if settings.kind == "ivf":
+            faiss_module().extract_index_ivf(index).nprobe = settings.nprobe
+
+    @classmethod
+    def load(cls, folder: str | Path, settings: RetrievalSettings) -> ItemIndex:
+        faiss = faiss_module()
+        mmap = faiss.IO_FLAG_MMAP if settings.kind == "ivf" else faiss.IO_FLAG_MMAP_IFC
+        return cls(faiss.read_index(str(Path(folder) / INDEX_FILE), mmap | faiss.IO_FLAG_READ_ONLY), settings)
+
+    @property
+    def size(self) -> int:
+        return int(self.index.ntotal)
+
+    def search(self, vector: Floats, n: int) -> tuple[Int64s, Floats]:
+        """The ``n`` nearest rows to ``vector [D]`` and their inner products, best first."""
+        n = max(1, min(int(n), self.size))
+        scores, rows = self.index.search(np.ascontiguousarray(vector, np.float32).reshape(1, -1), n)
+        keep = rows[0] >= 0  # an IVF search may find fewer than n in the lists it probes
+        return rows[0][keep].astype(np.int64), scores[0][keep]
+
+
+class Purchases:
+    """The item rows each user row bought (CSR; row -1, an unknown user, bought nothing)."""
+
+    def __init__(self, offsets: Int64s, items: Int64s):
+        self.offsets = offsets  # [U+1]
+        self.items = items
+
+    @classmethod
+    def from_pairs(cls, user_rows: Array, item_rows: Array, n_users: int) -> Purchases:
+        order = np.lexsort((item_rows, user_rows))
+        users, items = np.asarray(user_rows)[order], np.asarray(item_rows, np.int64)[order]
+        offsets = np.concatenate([[0], np.cumsum(np.bincount(users, minlength=n_users))]).astype(np.int64)
+        return cls(offsets, items)
+
+    def save(self, path: Path) -> None:
+        np.savez(path, offsets=self.offsets, items=self.items)
+
+    @classmethod
+    def load(cls, path: Path) -> Purchases:
+        with np.load(path) as data:
+            return cls(data["offsets"], data["items"])
+
+    def of(self, user_row: int) -> Int64s:
+        if user_row < 0 or user_row + 1 >= len(self.offsets):
+            return np.zeros(0, np.int64)
+        return self.items[self.offsets[user_row] : self.offsets[user_row + 1]]
+
+
+class NewItems:
+    """Items added through the online store since the build, searched exactly (there are few of them):
+    polled every ``NEW_ITEMS_POLL_S`` from ``{prefix}:new_items``; items the build knows are left out."""
+
+    def __init__(self, online: OnlineItems | None, known_ids: Int64s, dim: int, clock: Callable[[], float]):
+        self.online = online
+        self.known_ids = known_ids  # sorted: the build's items
+        self.dim = dim
+        self.clock = clock
+        self.ids: Int64s = np.zeros(0, np.int64)
+        self.vectors: Floats = np.zeros((0, dim), np.float32)
+        self.listed = 0
+        self.polled = -math.inf
+
+    def refresh(self) -> None:
+        if self.online is None or self.clock() - self.polled < NEW_ITEMS_POLL_S:
+            return
+        self.polled = self.clock()
+        got = self.online.new_items(self.listed)
+        if got is None:
+            return
+        ids, raw = got
+        keep = [(i, np.frombuffer(v, "<f4")) for i, v in zip(ids.tolist(), raw, strict=True) if v is not None]
+        keep = [(i, v) for i, v in keep if v.shape == (self.dim,)]
+        pos = np.searchsorted(self.known_ids, [i for i, _ in keep]) if keep else np.zeros(0, np.int64)
+        pos = np.minimum(pos, max(len(self.known_ids) - 1, 0))
+        unknown = [
+            kv for kv, p in zip(keep, pos, strict=True) if len(self.known_ids) == 0 or self.known_ids[p] != kv[0]
+        ]
+        self.ids = np.array([i for i, _ in unknown], np.int64)
+        self.vectors = np.vstack([v for _, v in unknown]).astype(np.float32) if unknown else self.vectors[:0]
+        self.listed = len(ids)
+
+    def search(self, vector: Floats, n: int) -> tuple[Int64s, Floats]:
+        """Up to ``n`` new items nearest to ``vector``, best first."""
+        self.refresh()
+        if self.ids.size == 0:
+            return self.ids, np.zeros(0, np.float32)
+        scores = self.vectors @ np.asarray(vector, np.float32).reshape(-1)
+        order = np.argsort(-scores, kind="stable")[:n]
+        return self.ids[order], scores[order]
+
+
+def check_id_list(field_name: str, values: Array, limit: int = c.MAX_CANDIDATES) -> Int64s:
+    """An optional id list (EXCLUDE_IDS, CONTEXT_ITEM_IDS) as 1-D int64; empty is allowed."""
+    ids = np.asarray(values)
+    if ids.ndim != 1:
+        raise InvalidInput(field_name, f"expected a 1-D list, got shape {list(ids.shape)}")
+    if ids.dtype != np.int64:
+        raise InvalidInput(field_name, f"expected INT64, got {ids.dtype}")
+    if ids.size > limit:
+        raise InvalidInput(field_name, f"{ids.size} ids is more than the limit of {limit}")
+    return ids
+
+
+class Retriever:
+    """One retrieval model's state: the feature store, the index, purchases, new items, the item vectors."""
+
+    def __init__(
+        self,
+        store: FeatureStore,
+        index: ItemIndex,
+        purchases: Purchases,
+        item_embeddings: Floats,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.store = store
+        self.index = index
+        self.settings = index.settings
+        self.purchases = purchases
+        self.item_embeddings = item_embeddings  # [I+1, D] (topk's table; context items' vectors)
+        t = store.tables
+        self.id_of_row = np.empty(t.n_items, np.int64)
+        self.id_of_row[t.item_rows_sorted] = t.item_ids_sorted
+        in_stock = float(np.mean(t.item_in_stock[:-1] > 0)) if t.n_items else 1.0
+        self.fetch_factor = 1.0 / max(in_stock, 0.25)  # over-fetch so that N remain after sold-out items leave
+        self.max_fetch = min(8 * c.MAX_CANDIDATES, max(t.n_items, 1))  # the deepest a request looks
+        self.popular = np.argsort(-t.item_log_clicks[:-1], kind="stable")[: self.max_fetch].astype(np.int64)
+        self.new_items = NewItems(store.online, t.item_ids_sorted, store.embed_dim, clock)
+
+    @classmethod
+    def load(cls, folder: str | Path, recommend: bool, online: OnlineItems | None = None) -> Retriever:
+        from runtime.scoring import load_item_embeddings
+
+        folder = Path(folder)
+        settings = RetrievalSettings.from_json((folder / SETTINGS_FILE).read_text())
+        store = FeatureStore.load(folder, with_tokenizer=False, with_profiles=recommend, online=online)
+        return cls(
+            store,
+            ItemIndex.load(folder, settings),
+            Purchases.load(folder / PURCHASES_FILE),
+            load_item_embeddings(folder),
+        )
+
+    def _retrieve(self, vector: Floats, user_row: int, exclude: Int64s, want: int, new_items: bool) -> Int64s:
+        """Up to ``want`` candidate ids nearest to ``vector`` (index and, with ``new_items``, the items added
+        online, merged by score), minus ``exclude`` and the user's purchases."""
+        banned_rows = np.concatenate([self.purchases.of(user_row), self.store.tables.item_rows(exclude)])
+        rows, scores = self.index.search(vector, want + len(banned_rows))
+        if banned_rows.size:
+            keep = ~np.isin(rows, banned_rows)
+            rows, scores = rows[keep], scores[keep]
+        ids = self.id_of_row[rows]
+        new_ids, new_scores = self.new_items.search(vector, want) if new_items else (rows[:0], scores[:0])
+        if new_ids.size:
+            ids = np.concatenate([ids, new_ids])
+            order = np.argsort(-np.concatenate([scores, new_scores]), kind="stable")
+            ids = ids[order]
+        if exclude.size and new_ids.size:
+            ids = ids[~np.isin(ids, exclude)]
+        return ids[:want]
+
+    def _popular(self, user_row: int, exclude: Int64s) -> Int64s:
+        banned_rows = np.concatenate([self.purchases.of(user_row), self.store.tables.item_rows(exclude)])
+        rows = self.popular[~np.isin(self.popular, banned_rows)] if banned_rows.size else self.popular
+        ids: Int64s = self.id_of_row[rows]
+        return ids
+
+    def _keep_available(self, ids: Int64s, feats: dict[str, Array]) -> dict[str, Array]:
+        """The first N candidates in stock (the build's stock, or the online store's): the ranker's rows."""
+        in_stock = feats[c.DENSE_FEATURES][:, c.DENSE_COLUMNS.index("item_in_stock")] > 0
+        keep = np.flatnonzero(in_stock)[: self.settings.candidates]
+        out = {k: (v if k == c.NEW_EMBEDDINGS else v[keep]) for k, v in feats.items()}
+        out[c.AVAILABLE] = np.ones(len(keep), bool)
+        out[c.ITEM_IDS] = ids[keep]
+        return out
+
+    def _context(self, user_id: Array, exclude_ids: Array) -> tuple[int, int, Int64s]:
+        uid = check_user_id(user_id)
+        exclude = check_id_list(c.EXCLUDE_IDS, exclude_ids)
+        user_row = int(self.store.tables.user_rows(np.array([uid], np.int64))[0])
+        return uid, user_row, exclude
+
+    def _candidates(
+        self, retrieve: Callable[[int], Int64s], uid: int, user_row: int, build: Callable[..., dict[str, Array]]
+    ) -> dict[str, Array]:
+        """Retrieve, take the ranker's features, keep N in stock. The first fetch is N over the catalogue's
+        in-stock share; a neighbourhood with more sold-out items than that is fetched again, twice as deep."""
+        want = math.ceil(self.settings.candidates * self.fetch_factor)
+        while True:
+            ids = retrieve(want)
+            if ids.size == 0:
+                raise InvalidInput(c.EXCLUDE_IDS, "nothing left to rank: every retrieved item is excluded or bought")
+            users = np.full(len(ids), user_row, np.int64)
+            out = self._keep_available(ids, build(uid, ids, users, self.store.tables.item_rows(ids)))
+            if len(out[c.ITEM_IDS]) >= self.settings.candidates or len(ids) < want or want >= self.max_fetch:
+                return out
+            want = min(2 * want, self.max_fetch)
+
+    def search(
+        self, user_id: Array, query: Array, query_embedding: Array, exclude_ids: Array, build_values: bool = False
+    ) -> dict[str, Array]:
+        """Candidates for a query (its embedding from the encoder) and their ranker features."""
+        text = decode_query(query)
+        uid, user_row, exclude = self._context(user_id, exclude_ids)
+        vector = self._vector(c.CONTEXT_EMBEDDING, query_embedding)
+        return self._candidates(
+            lambda want: self._retrieve(vector, user_row, exclude, want, not build_values),
+            uid,
+            user_row,
+            lambda u, i, us, it: self.store.search_features(u, text, i, us, it, build_values),
+        )
+
+    def recommend(
+        self, user_id: Array, context_item_ids: Array, exclude_ids: Array, build_values: bool = False
+    ) -> dict[str, Array]:
+        """Candidates for a user (profile + context items) and their ranker features; CONTEXT_EMBEDDING is the
+        vector they were retrieved with (topk's similarity)."""
+        uid, user_row, exclude = self._context(user_id, exclude_ids)
+        context = check_id_list(c.CONTEXT_ITEM_IDS, context_item_ids)
+        vector = self.user_vector(user_row, context)
+        exclude = np.concatenate([exclude, context])  # the item being viewed is not recommended back
+        if np.any(vector):
+            retrieve = lambda want: self._retrieve(vector, user_row, exclude, want, not build_values)  # noqa: E731
+        else:
+            retrieve = lambda want: self._popular(user_row, exclude)[:want]  # noqa: E731
+        feats = self._candidates(
+            retrieve, uid, user_row, lambda u, i, us, it: self.store.recommend_features(u, i, us, it, build_values)
+        )
+        feats[c.CONTEXT_EMBEDDING] = vector.reshape(1, -1)
+        return feats
+
+    def user_vector(self, user_row: int, context: Int64s) -> Floats:
+        """The user's profile plus the mean of the context items' title embeddings, normalised (zeros when
+        the user has no profile and no context item is known)."""
+        vector = self.store.profiles()[user_row].astype(np.float32)
+        rows = self.store.tables.item_rows(context)
+        rows = rows[rows >= 0]
+        if rows.size:
+            mean = np.asarray(self.item_embeddings[rows], np.float32).mean(axis=0)
+            vector = vector + mean / max(float(np.linalg.norm(mean)), 1e-9)
+        norm = float(np.linalg.norm(vector))
+        unit: Floats = (vector / norm if norm > 0 else vector).astype(np.float32)
+        return unit
+
+    def _vector(self, name: str, value: Array) -> Floats:
+        v = np.asarray(value, np.float32).reshape(-1)
+        if v.shape[0] != self.store.embed_dim:
+            raise InvalidInput(name, f"expected {self.store.embed_dim} values, got {v.shape[0]}")
+        return v

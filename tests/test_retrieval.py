@@ -1,0 +1,192 @@
+"""Retrieval from the whole catalogue: the index build (builders/retrieval.py) and the retrieval stage
+(runtime/retrieval.py) on the small demo repository, in process. The served ensembles are tested in
+test_retrieval_served.py."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from builders import retrieval as rt
+from runtime import contract as c
+from runtime.errors import InvalidInput
+from runtime.retrieval import INDEX_FILE, SETTINGS_FILE, ItemIndex, Purchases, RetrievalSettings
+
+
+def clustered(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    """Unit vectors around 50 centres, with the zero row an items.npy ends with."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(50, dim))
+    x = centres[rng.integers(0, 50, n)] + 0.6 * rng.normal(size=(n, dim))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return np.concatenate([x, np.zeros((1, dim))]).astype(np.float32)
+
+
+@pytest.mark.unit
+def test_exact_top_in_chunks_equals_a_full_sort(monkeypatch):
+    emb = clustered(1_000, 16)
+    queries = emb[:5] + 0.1
+    monkeypatch.setattr(rt, "CHUNK", 64)  # many chunks, and a last one shorter than n
+    got = rt.exact_top(emb, queries, 40)
+    full = np.argsort(-(queries @ emb[:-1].T), axis=1)[:, :40]
+    for g, f in zip(got, full, strict=True):
+        assert set(g.tolist()) == set(f.tolist())
+    assert got.max() < 1_000  # the zero row of unknown items is never an item
+
+
+@pytest.mark.unit
+def test_ivf_index_reaches_the_recall_target_with_the_nprobe_it_chose(tmp_path):
+    emb = clustered(30_000, 32)
+    samples = {"items": rt.sample_rows(emb[:-1], 100, 1)}
+    report = rt.write(emb, samples, None, tmp_path, kind="auto", candidates=100, recall_target=0.9)
+    assert report["kind"] == "ivf" and report["nlist"] == rt.choose_nlist(30_000)
+    tried = report["tried"]
+    assert tried[-1]["nprobe"] == report["nprobe"] and tried[-1]["recall@100_items"] >= 0.9
+    assert all(t["recall@100_items"] < 0.9 for t in tried[:-1])  # the smallest that reaches it
+    settings = RetrievalSettings.from_json((tmp_path / SETTINGS_FILE).read_text())
+    assert settings.kind == "ivf" and settings.nprobe == report["nprobe"] and settings.candidates == 100
+    index = ItemIndex.load(tmp_path, settings)
+    assert type(rt.faiss_module().downcast_InvertedLists(index.index.invlists)).__name__ == "OnDiskInvertedLists"
+    # measured again on other queries, through the served class: the recall holds
+    queries = rt.sample_rows(emb[:-1], 50, 7) + 0.05
+    exact = rt.exact_top(emb, queries, 100)
+    found = [index.search(q, 100)[0] for q in queries]
+    recall = np.mean([len(np.intersect1d(f, e)) / 100 for f, e in zip(found, exact, strict=True)])
+    assert recall >= 0.85
+
+
+@pytest.mark.unit
+def test_small_catalogues_get_an_exact_index(tmp_path):
+    emb = clustered(500, 8)
+    report = rt.write(emb, {}, None, tmp_path)
+    assert report["kind"] == "flat"
+    index = ItemIndex.load(tmp_path, RetrievalSettings.from_json((tmp_path / SETTINGS_FILE).read_text()))
+    rows, scores = index.search(emb[3], 5)
+    assert rows[0] == 3 and scores[0] == pytest.approx(1.0, abs=1e-5)
+    assert (tmp_path / INDEX_FILE).exists()
+
+
+@pytest.mark.unit
+def test_purchases_by_user_row():
+    bought = Purchases.from_pairs(np.array([2, 0, 2, 2]), np.array([7, 1, 3, 5]), n_users=4)
+    assert bought.of(2).tolist() == [3, 5, 7] and bought.of(0).tolist() == [1]
+    assert bought.of(1).size == 0 and bought.of(3).size == 0 and bought.of(-1).size == 0
+
+
+@pytest.mark.unit
+def test_settings_reject_what_cannot_be_served():
+    with pytest.raises(ValueError, match="candidates"):
+        RetrievalSettings(candidates=c.MAX_CANDIDATES + 1)
+    with pytest.raises(ValueError, match="kind"):
+        RetrievalSettings(kind="hnsw")
+
+
+# -- the retrieval stage on the small demo repository --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def retrievers(pipeline):
+    return pipeline.retriever(False), pipeline.retriever(True)
+
+
+def _uid(pipeline, bought: bool = False) -> int:
+    r = pipeline.retriever(True)
+    users = r.store.tables.user_ids_sorted
+    rows = r.store.tables.user_rows(users)
+    for uid, row in zip(users, rows, strict=True):
+        if not bought or r.purchases.of(int(row)).size:
+            return int(uid)
+    raise AssertionError("no user with purchases in the small shop")
+
+
+def _none():
+    return np.zeros(0, np.int64)
+
+
+def test_search_retrieves_the_nearest_items_in_stock(pipeline, retrievers):
+    search, _ = retrievers
+    uid = _uid(pipeline)
+    emb = pipeline.encoder.run(
+        [c.SENTENCE_EMBEDDING],
+        dict(zip((c.INPUT_IDS, c.ATTENTION_MASK), pipeline.search_store.tokens("running shoes"), strict=True)),
+    )[0]
+    out = search.search(np.array([uid]), np.array([b"running shoes"], object), emb, _none())
+    ids = out[c.ITEM_IDS]
+    n = search.settings.candidates
+    assert len(ids) == n and len(set(ids.tolist())) == n
+    t = search.store.tables
+    rows = t.item_rows(ids)
+    assert (rows >= 0).all() and (t.item_in_stock[rows] > 0).all()
+    # the flat index is exact: what it retrieved is the best in-stock, not-bought items by inner product
+    sims = search.item_embeddings[:-1] @ emb.reshape(-1)
+    allowed = (t.item_in_stock[:-1] > 0) & ~np.isin(
+        np.arange(t.n_items), search.purchases.of(int(t.user_rows(np.array([uid]))[0]))
+    )
+    best = np.argsort(-np.where(allowed, sims, -np.inf))[:n]
+    assert set(rows.tolist()) == set(best.tolist())
+    for name in (c.CAT_FEATURES, c.DENSE_FEATURES, c.ITEM_ROWS, c.AVAILABLE):
+        assert len(out[name]) == n
+
+
+def test_search_catalog_leaves_out_the_excluded_and_returns_k(pipeline):
+    uid = _uid(pipeline)
+    ids, scores = pipeline.search_catalog(uid, "running shoes", 10)
+    assert len(ids) == 10 and (np.diff(scores) <= 0).all()
+    again, _ = pipeline.search_catalog(uid, "running shoes", 10, exclude=ids[:3])
+    assert not set(ids[:3].tolist()) & set(again.tolist())
+    assert again[0] == ids[3]  # the rest keep their order
+
+
+def test_recommendations_leave_out_purchases_and_context(pipeline, retrievers):
+    _, rec = retrievers
+    uid = _uid(pipeline, bought=True)
+    row = int(rec.store.tables.user_rows(np.array([uid]))[0])
+    bought = rec.id_of_row[rec.purchases.of(row)]
+    out = rec.recommend(np.array([uid]), _none(), _none())
+    assert not set(bought.tolist()) & set(out[c.ITEM_IDS].tolist())
+    viewed = out[c.ITEM_IDS][:1]
+    with_context = rec.recommend(np.array([uid]), viewed, _none())
+    assert viewed[0] not in with_context[c.ITEM_IDS]
+    # the context pulls the candidates towards the viewed item
+    v = rec.item_embeddings[rec.store.tables.item_rows(viewed)[0]]
+
+    def closeness(ids):
+        return float(np.mean(rec.item_embeddings[rec.store.tables.item_rows(ids)] @ v))
+
+    assert closeness(with_context[c.ITEM_IDS][:50]) > closeness(out[c.ITEM_IDS][1:51])
+    np.testing.assert_allclose(np.linalg.norm(with_context[c.CONTEXT_EMBEDDING]), 1.0, rtol=1e-5)
+
+
+def test_a_cold_user_without_context_gets_the_popular_items(retrievers):
+    _, rec = retrievers
+    out = rec.recommend(np.array([-12345]), _none(), _none())
+    t = rec.store.tables
+    rows = t.item_rows(out[c.ITEM_IDS])
+    popular_in_stock = [r for r in rec.popular.tolist() if t.item_in_stock[r] > 0][: len(rows)]
+    assert rows.tolist() == popular_in_stock
+    assert not np.any(out[c.CONTEXT_EMBEDDING])
+
+
+def test_bad_id_lists_name_their_field(retrievers):
+    search, rec = retrievers
+    with pytest.raises(InvalidInput, match="^EXCLUDE_IDS: expected a 1-D list"):
+        rec.recommend(np.array([1]), _none(), np.zeros((2, 2), np.int64))
+    with pytest.raises(InvalidInput, match="^CONTEXT_ITEM_IDS: expected INT64"):
+        rec.recommend(np.array([1]), np.zeros(2, np.int32), _none())
+    with pytest.raises(InvalidInput, match="^CONTEXT_ITEM_IDS: 1001 ids is more than the limit"):
+        rec.recommend(np.array([1]), np.arange(1001, dtype=np.int64), _none())
+    with pytest.raises(InvalidInput, match="^CONTEXT_EMBEDDING: expected 384 values"):
+        search.search(np.array([1]), np.array([b"shoes"], object), np.zeros((1, 3), np.float32), _none())
+    with pytest.raises(InvalidInput, match="^QUERY: empty"):
+        search.search(np.array([1]), np.array([b" "], object), np.zeros((1, 384), np.float32), _none())
+
+
+def test_the_build_records_the_index_and_its_recall(small_build):
+    repo, report = small_build
+    settings = json.loads((repo / c.RETRIEVE_SEARCH / "1" / SETTINGS_FILE).read_text())
+    assert settings["kind"] == "flat" and settings["measured"]["items"] == report["manifest"]["items"]
+    assert report["retrieval"]["kind"] == "flat"
+    for model in (c.RETRIEVE_SEARCH, c.RETRIEVE_RECOMMEND):
+        assert (repo / model / "1" / INDEX_FILE).stat().st_size > 0
