@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)
 
 .PHONY: help setup build build-gpu serve up redis seed lint format test test-unit test-triton configs validate check-data demo-data variants \
-	bench bench-client bench-ids bench-online bench-variants bench-tuning loadtest capacity verify clean
+	bench bench-client bench-ids bench-retrieval bench-online bench-variants bench-tuning loadtest capacity verify clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -92,6 +92,10 @@ bench-client: setup ## SDK overhead per call vs raw tritonclient, same requests 
 bench-ids: setup ## what string ids (SKUs) cost per request: INT64 hash vs BYTES ids -> docs/data.md
 	$(PY) -m benchmarks.string_ids --out docs/data.md
 
+bench-retrieval: setup ## quality of retrieval from the whole catalogue vs re-ranking on the test days (table in docs/retrieval.md)
+	$(PY) -m builders build --target cpu --profile $(PROFILE) --out build/$(PROFILE)/bench_repo --no-progress
+	$(PY) -m benchmarks.retrieval --repo build/$(PROFILE)/bench_repo --data build/$(PROFILE)/data
+
 bench-online: setup ## what the online store's read adds to the feature model per request -> docs/online.md
 	$(PY) -m benchmarks.online_read --out docs/online.md
 
@@ -107,7 +111,7 @@ bench-tuning: setup ## dynamic batching / instances sweep and the encoder respon
 
 loadtest: setup ## short headless Locust run against a local server on the small shop (reports in build/loadtest/)
 	$(PY) -m builders build --target cpu --profile small --out build/small/repo --no-progress
-	$(PY) -m loadtest.run --repo build/small/repo --shop build/small/data --shape soak --soak-users 4 --soak-s 20 \
+	$(PY) -m loadtest.run --repo build/small/repo --shop build/small/data --shape soak --soak-users 4 --soak-s 20 --catalog-share 0.3 \
 		--slo-p99-ms 500 --max-fail-ratio 0.001 --out build/loadtest/soak
 
 capacity: setup ## step ramp against one replica -> replicas and HPA targets (PEAK_RPS=..., PROFILE=...)

@@ -158,6 +158,7 @@ def write(
     recall_target: float = 0.95,
     nlist: int | None = None,
     log: Callable[[str], None] = print,
+    popular_share: float = 0.5,
 ) -> dict:
     """Build, measure and write ``items.faiss``, ``retrieval.json`` (and ``purchases.npz``) into ``out``."""
     faiss = faiss_module()
@@ -182,7 +183,9 @@ def write(
     tmp.replace(out / INDEX_FILE)
     if bought is not None:
         bought.save(out / PURCHASES_FILE)
-    settings = RetrievalSettings(kind=kind, candidates=candidates, nprobe=nprobe, measured=measured)
+    settings = RetrievalSettings(
+        kind=kind, candidates=candidates, nprobe=nprobe, popular_share=popular_share, measured=measured
+    )
     (out / SETTINGS_FILE).write_text(settings.to_json())
     log(f"  retrieval index: {kind}, {n:,} items, built in {built_s:.1f} s")
     return {"kind": kind, "nprobe": nprobe, **measured}

@@ -119,7 +119,18 @@ def retrieval(shop, emb_dir: Path, feat_dir: Path, rcfg, out_dir: Path, log: Cal
         "users": rt.sample_rows(np.load(feat_dir / USER_PROFILE_FILE, mmap_mode="r")[:-1], rt.SAMPLE_QUERIES, 2),
     }
     bought = rt.purchases(shop, int(shop.cuts["validation"]))
-    return rt.write(emb, samples, bought, out_dir, rcfg.index, rcfg.candidates, rcfg.recall_target, rcfg.nlist, log)
+    return rt.write(
+        emb,
+        samples,
+        bought,
+        out_dir,
+        rcfg.index,
+        rcfg.candidates,
+        rcfg.recall_target,
+        rcfg.nlist,
+        log,
+        rcfg.popular_share,
+    )
 
 
 def ranker(

@@ -5,11 +5,12 @@
         --max-users 20 --rate-per-user 5 --slo-p99-ms 100 --csv build/loadtest/run --html build/loadtest/run.html
 
 Locust has no gRPC user: ``RankingUser`` calls the SDK and reports every call to Locust's
-``request`` event: the name (``search``/``recommend``), the response time, and failures with their
-gRPC status. Always give ``--stop-timeout`` (``loadtest.run`` does): users then finish their request
-in flight when stopped, instead of cancelling it, which can crash Triton 24.10 (server#7368). The
-request mix is read from a prepared file (``python -m loadtest.traffic``), so a
-user does no heavy work per request. The shape comes from ``--shape`` (``loadtest/shapes.py``). When
+``request`` event: the name (``search``, ``recommend``, ``search_catalog``, ``recommend_catalog``), the
+response time, and failures with their gRPC status. Always give ``--stop-timeout`` (``loadtest.run``
+does): users then finish their request in flight when stopped, instead of cancelling it, which can
+crash Triton 24.10 (server#7368). The request mix is read from a prepared file
+(``python -m loadtest.traffic``), so a user does no heavy work per request. The shape comes from
+``--shape`` (``loadtest/shapes.py``). When
 the run quits, the SLO gate (``loadtest/slo.py``) sets a non-zero exit code if p95/p99 or the failure
 ratio break their limits. With ``--online-url``, one ``OnlineLoad`` (``loadtest/online_writes.py``)
 writes item updates and session clicks into that Redis during the run, reported as ``redis`` requests.
@@ -92,10 +93,15 @@ class RankingUser(User):
         error = None
         length = 0
         try:
-            if req["kind"] == "search":
+            kind = req["kind"]
+            if kind == "search":
                 result = self.client.search(req["user_id"], req["query"], req["candidates"], req["k"])
-            else:
+            elif kind == "recommend":
                 result = self.client.recommend(req["user_id"], req["candidates"], req["k"])
+            elif kind == "search_catalog":
+                result = self.client.search_catalog(req["user_id"], req["query"], req["k"], req["exclude"])
+            else:
+                result = self.client.recommend_catalog(req["user_id"], req["k"], req["context"], req["exclude"])
             length = len(result.items)
         except RankingError as err:
             error = RuntimeError(f"{err.status or type(err).__name__}: {err.message}")

@@ -134,12 +134,13 @@ def locust_command(
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    from loadtest.traffic import prepare, save
+    from loadtest.traffic import TrafficProfile, prepare, save
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     requests_file = out / "requests.jsonl"
-    save(prepare(Path(args.repo), Path(args.shop), args.requests, seed=args.seed), requests_file)
+    profile = TrafficProfile(catalog_share=args.catalog_share)
+    save(prepare(Path(args.repo), Path(args.shop), args.requests, profile, seed=args.seed), requests_file)
     server = None
     if args.host:
         host, metrics_url = args.host, args.metrics_url
@@ -275,6 +276,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-url", default="", help="its metrics URL, with --host")
     p.add_argument("--requests", type=int, default=3000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--catalog-share", type=float, default=0.0, help="share of requests without candidates")
     p.add_argument("--workers", type=int, default=0, help="distributed: a master and this many workers")
     add_shape_arguments(p)
     p.add_argument("--slo-p95-ms", type=float, default=None)

@@ -6,6 +6,9 @@
   from the query's category (what a retrieval stage returns) plus some from elsewhere.
 * A share of requests come from users the shop does not know (cold start).
 * Search and recommendation are mixed by weight.
+* ``catalog_share`` of the requests send no candidates (kinds ``search_catalog`` / ``recommend_catalog``):
+  the server retrieves from the whole catalogue; half the catalogue recommendations name an item being
+  viewed (context), and a fifth of catalogue requests exclude a few items.
 
 ``prepare(...)`` writes the requests to a JSON-lines file; the Locust users only read it, so the
 load generator does no heavy work per request. CLI: ``python -m loadtest.traffic --repo R --out F``.
@@ -35,6 +38,9 @@ class TrafficProfile:
     candidates_max: int = 300
     in_category_share: float = 0.8
     k: int = 10
+    # requests without a candidate list (search_catalog / recommend_catalog: the server retrieves); 0 keeps
+    # the re-ranking-only mix the capacity numbers in docs/capacity.md were measured with
+    catalog_share: float = 0.0
 
 
 def query_log(shop_dir: Path) -> list[tuple[str, int]]:
@@ -86,6 +92,13 @@ def prepare(
                 req["query"] = log_texts[int(rng.choice(len(log_texts), p=log_p))]
             parsed = lexicon.parse(req["query"]).category
             category = parsed if parsed >= 0 else category
+        if profile.catalog_share > 0 and rng.random() < profile.catalog_share:
+            req["kind"] = f"{kind}_catalog"
+            req["exclude"] = [int(x) for x in rng.choice(items, 3)] if rng.random() < 0.2 else []
+            if kind == "recommend":
+                req["context"] = [int(rng.choice(items))] if rng.random() < 0.5 else []
+            out.append(req)
+            continue
         pool = by_cat.get(category, items)
         n_in = min(int(round(size * profile.in_category_share)), len(pool))
         inside = rng.choice(pool, size=n_in, replace=False)
@@ -115,10 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--catalog-share", type=float, default=0.0, help="requests without candidates")
     args = parser.parse_args(argv)
-    reqs = prepare(args.repo, args.shop, args.requests, seed=args.seed)
+    profile = TrafficProfile(catalog_share=args.catalog_share)
+    reqs = prepare(args.repo, args.shop, args.requests, profile, seed=args.seed)
     save(reqs, args.out)
-    print(f"wrote {len(reqs)} requests to {args.out} ({asdict(TrafficProfile())})")
+    print(f"wrote {len(reqs)} requests to {args.out} ({asdict(profile)})")
     return 0
 
 

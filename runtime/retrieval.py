@@ -18,8 +18,10 @@ Files in a retrieval model's version folder (``builders/retrieval.py`` writes th
 * ``purchases.npz``: the items each known user bought, before the test split's days (CSR by user row).
 
 A user's recommendation vector is their profile (the mean title embedding of their clicks) plus the mean
-embedding of the context items (what they are viewing). A user with neither (cold, no context) gets the
-catalogue's most clicked items instead.
+embedding of the context items (what they are viewing). Its nearest items fill ``1 - popular_share`` of the
+N candidates and the catalogue's most clicked items the rest (on the demo's test days the profile alone
+found fewer of the clicked items than popularity: docs/retrieval.md). A user with neither profile nor
+context gets the most clicked items only.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class RetrievalSettings:
     kind: str = "flat"  # flat: exact inner product; ivf: IVF lists of 8-bit codes
     candidates: int = 300  # N: retrieved, filtered and ranked per request (<= MAX_CANDIDATES)
     nprobe: int = 1  # ivf: lists searched per query
+    popular_share: float = 0.5  # recommendations: this share of the N from the most clicked items (measured)
     measured: dict[str, Any] = field(default_factory=dict)  # what the build measured (recall@N vs exact)
 
     def __post_init__(self) -> None:
@@ -61,6 +64,8 @@ class RetrievalSettings:
             raise ValueError(f"retrieval kind: expected one of {INDEX_KINDS}, got {self.kind!r}")
         if not 1 <= self.candidates <= c.MAX_CANDIDATES:
             raise ValueError(f"retrieval candidates: expected 1..{c.MAX_CANDIDATES}, got {self.candidates}")
+        if not 0 <= self.popular_share <= 1:
+            raise ValueError(f"retrieval popular_share: expected 0..1, got {self.popular_share}")
         if self.nprobe < 1:
             raise ValueError(f"retrieval nprobe: must be at least 1, got {self.nprobe}")
 
@@ -308,10 +313,18 @@ class Retriever:
         context = check_id_list(c.CONTEXT_ITEM_IDS, context_item_ids)
         vector = self.user_vector(user_row, context)
         exclude = np.concatenate([exclude, context])  # the item being viewed is not recommended back
-        if np.any(vector):
-            retrieve = lambda want: self._retrieve(vector, user_row, exclude, want, not build_values)  # noqa: E731
-        else:
-            retrieve = lambda want: self._popular(user_row, exclude)[:want]  # noqa: E731
+        share = self.settings.popular_share if np.any(vector) else 1.0
+
+        def retrieve(want: int) -> Int64s:
+            popular = self._popular(user_row, exclude)[: math.ceil(want * share)]
+            if share >= 1.0:
+                return popular
+            similar = self._retrieve(vector, user_row, exclude, want, not build_values)
+            both = np.concatenate([similar[: want - len(popular)], popular, similar[want - len(popular) :]])
+            _, first = np.unique(both, return_index=True)  # each id once, where it first appears
+            ids: Int64s = both[np.sort(first)][:want]
+            return ids
+
         feats = self._candidates(
             retrieve, uid, user_row, lambda u, i, us, it: self.store.recommend_features(u, i, us, it, build_values)
         )

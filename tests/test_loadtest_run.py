@@ -27,6 +27,18 @@ def test_prepared_traffic_has_the_configured_mix(small_repo):
     assert ranked[0] > 10 * ranked[len(ranked) // 2]  # a head that repeats, a long tail that does not
 
 
+def test_prepared_traffic_mixes_in_catalogue_requests(small_repo):
+    from tests.conftest import REPO_ROOT
+
+    reqs = prepare(small_repo, REPO_ROOT / "build" / "small" / "data", 2000, TrafficProfile(catalog_share=0.3))
+    catalogue = [r for r in reqs if r["kind"].endswith("_catalog")]
+    assert 0.25 < len(catalogue) / len(reqs) < 0.35
+    assert all("candidates" not in r and isinstance(r["exclude"], list) for r in catalogue)
+    recs = [r for r in catalogue if r["kind"] == "recommend_catalog"]
+    assert recs and any(r["context"] for r in recs) and any(not r["context"] for r in recs)
+    assert all(r["query"] for r in catalogue if r["kind"] == "search_catalog")
+
+
 def run(triton_server, tmp_path, *extra):
     from tests.conftest import REPO_ROOT
 
@@ -56,11 +68,12 @@ def run(triton_server, tmp_path, *extra):
 
 
 def test_short_headless_run_succeeds_and_writes_reports(triton_server, tmp_path):
-    assert run(triton_server, tmp_path, "--slo-p99-ms", "2000", "--max-fail-ratio", "0") == 0
+    args = ("--slo-p99-ms", "2000", "--max-fail-ratio", "0", "--catalog-share", "0.3")
+    assert run(triton_server, tmp_path, *args) == 0
     with open(tmp_path / "locust_stats.csv") as f:
         rows = {r["Name"]: r for r in csv.DictReader(f)}
     assert int(rows["Aggregated"]["Request Count"]) >= 40 and int(rows["Aggregated"]["Failure Count"]) == 0
-    assert {"search", "recommend"} <= set(rows)
+    assert {"search", "recommend", "search_catalog"} <= set(rows)  # the catalogue calls succeed under load
     assert "locust" in (tmp_path / "report.html").read_text().lower()
     with open(tmp_path / "samples.csv") as f:
         samples = len(list(csv.DictReader(f)))

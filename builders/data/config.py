@@ -102,6 +102,7 @@ class RetrievalConfig(_Strict):
     index: Literal["auto", "flat", "ivf"] = "auto"  # auto: exact below 20,000 items, IVF above
     nlist: int | None = Field(None, ge=1, description="ivf lists; default about 2*sqrt(items), at most 4096")
     recall_target: float = Field(0.95, gt=0, le=1, description="ivf: recall@N vs exact that picks nprobe")
+    popular_share: float = Field(0.5, ge=0, le=1, description="recommendations: share of N from the most clicked")
 
 
 class ShopConfig(_Strict):
