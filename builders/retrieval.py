@@ -27,7 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.retrieval import INDEX_FILE, PURCHASES_FILE, SETTINGS_FILE, Purchases, RetrievalSettings, faiss_module
+from runtime.retrieval import (
+    INDEX_FILE,
+    PURCHASES_FILE,
+    SETTINGS_FILE,
+    ItemIndex,
+    Purchases,
+    RetrievalSettings,
+    faiss_module,
+)
 
 FLAT_MAX_ITEMS = 20_000  # below this an exact search of one query costs well under a millisecond
 NPROBES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -95,27 +103,26 @@ def exact_top(embeddings: np.ndarray, queries: np.ndarray, n: int) -> np.ndarray
     return best_rows
 
 
-def recall_at(index, exact: np.ndarray, queries: np.ndarray, n: int) -> float:
-    """Mean |index's top n ∩ exact top n| / n over the queries."""
-    _, found = index.search(np.asarray(queries, np.float32), n)
-    hits = [len(np.intersect1d(f[f >= 0], e)) / len(e) for f, e in zip(found, exact, strict=True) if len(e)]
+def recall_at(index: ItemIndex, exact: np.ndarray, queries: np.ndarray, n: int) -> float:
+    """Mean |top n as served (``ItemIndex.search``, refined) ∩ exact top n| / n over the queries."""
+    hits = [len(np.intersect1d(index.search(q, n)[0], e)) / len(e) for q, e in zip(queries, exact, strict=True)]
     return float(np.mean(hits)) if hits else 1.0
 
 
 def choose_nprobe(index, embeddings: np.ndarray, samples: dict[str, np.ndarray], n: int, target: float) -> dict:
     """The smallest nprobe whose recall@n against exact search reaches ``target`` on every sample."""
     faiss = faiss_module()
-    ivf = faiss.extract_index_ivf(index)
+    nlist = faiss.extract_index_ivf(index).nlist
     exact = {name: exact_top(embeddings, q, n) for name, q in samples.items() if len(q)}
     tried: list[dict] = []
     chosen: int | None = None
     for nprobe in NPROBES:
-        if nprobe > ivf.nlist:
+        if nprobe > nlist:
             break
-        ivf.nprobe = nprobe
+        served = ItemIndex(index, RetrievalSettings(kind="ivf", nprobe=nprobe), embeddings)
         row = {
             "nprobe": nprobe,
-            **{f"recall@{n}_{k}": round(recall_at(index, e, samples[k], n), 4) for k, e in exact.items()},
+            **{f"recall@{n}_{k}": round(recall_at(served, e, samples[k], n), 4) for k, e in exact.items()},
         }
         tried.append(row)
         if all(v >= target for k, v in row.items() if k != "nprobe"):

@@ -86,20 +86,29 @@ def faiss_module(threads: int = 1) -> Any:
     return faiss
 
 
-class ItemIndex:
-    """The build's ANN index over item rows, memory-mapped read-only."""
+REFINE = 2  # ivf: candidates fetched per one kept, re-scored with the exact embeddings
 
-    def __init__(self, index: Any, settings: RetrievalSettings):
+
+class ItemIndex:
+    """The build's ANN index over item rows, memory-mapped read-only.
+
+    An IVF search fetches ``REFINE`` times the rows asked for and re-scores them with the exact item
+    embeddings (``vectors``, the memory-mapped table topk reads too): the 8-bit codes only choose the
+    shortlist, so near-ties the quantisation would misorder keep their exact order."""
+
+    def __init__(self, index: Any, settings: RetrievalSettings, vectors: Array | None = None):
         self.index = index
         self.settings = settings
+        self.vectors = vectors if settings.kind == "ivf" else None
         if settings.kind == "ivf":
             faiss_module().extract_index_ivf(index).nprobe = settings.nprobe
 
     @classmethod
-    def load(cls, folder: str | Path, settings: RetrievalSettings) -> ItemIndex:
+    def load(cls, folder: str | Path, settings: RetrievalSettings, vectors: Array | None = None) -> ItemIndex:
         faiss = faiss_module()
         mmap = faiss.IO_FLAG_MMAP if settings.kind == "ivf" else faiss.IO_FLAG_MMAP_IFC
-        return cls(faiss.read_index(str(Path(folder) / INDEX_FILE), mmap | faiss.IO_FLAG_READ_ONLY), settings)
+        index = faiss.read_index(str(Path(folder) / INDEX_FILE), mmap | faiss.IO_FLAG_READ_ONLY)
+        return cls(index, settings, vectors)
 
     @property
     def size(self) -> int:
@@ -108,9 +117,16 @@ class ItemIndex:
     def search(self, vector: Floats, n: int) -> tuple[Int64s, Floats]:
         """The ``n`` nearest rows to ``vector [D]`` and their inner products, best first."""
         n = max(1, min(int(n), self.size))
-        scores, rows = self.index.search(np.ascontiguousarray(vector, np.float32).reshape(1, -1), n)
-        keep = rows[0] >= 0  # an IVF search may find fewer than n in the lists it probes
-        return rows[0][keep].astype(np.int64), scores[0][keep]
+        query = np.ascontiguousarray(vector, np.float32).reshape(1, -1)
+        fetch = min(n * REFINE, self.size) if self.vectors is not None else n
+        scores, rows = self.index.search(query, fetch)
+        keep = rows[0] >= 0  # an IVF search may find fewer than asked in the lists it probes
+        found, approx = rows[0][keep].astype(np.int64), scores[0][keep]
+        if self.vectors is None:
+            return found, approx
+        exact = np.einsum("ij,j->i", np.asarray(self.vectors[found], np.float32), query[0])
+        order = np.argsort(-exact, kind="stable")[:n]
+        return found[order], exact[order].astype(np.float32)
 
 
 class Purchases:
@@ -228,12 +244,8 @@ class Retriever:
         folder = Path(folder)
         settings = RetrievalSettings.from_json((folder / SETTINGS_FILE).read_text())
         store = FeatureStore.load(folder, with_tokenizer=False, with_profiles=recommend, online=online)
-        return cls(
-            store,
-            ItemIndex.load(folder, settings),
-            Purchases.load(folder / PURCHASES_FILE),
-            load_item_embeddings(folder),
-        )
+        vectors = load_item_embeddings(folder)
+        return cls(store, ItemIndex.load(folder, settings, vectors), Purchases.load(folder / PURCHASES_FILE), vectors)
 
     def _retrieve(self, vector: Floats, user_row: int, exclude: Int64s, want: int, new_items: bool) -> Int64s:
         """Up to ``want`` candidate ids nearest to ``vector`` (index and, with ``new_items``, the items added

@@ -47,7 +47,7 @@ def test_ivf_index_reaches_the_recall_target_with_the_nprobe_it_chose(tmp_path):
     assert all(t["recall@100_items"] < 0.9 for t in tried[:-1])  # the smallest that reaches it
     settings = RetrievalSettings.from_json((tmp_path / SETTINGS_FILE).read_text())
     assert settings.kind == "ivf" and settings.nprobe == report["nprobe"] and settings.candidates == 100
-    index = ItemIndex.load(tmp_path, settings)
+    index = ItemIndex.load(tmp_path, settings, emb)
     assert type(rt.faiss_module().downcast_InvertedLists(index.index.invlists)).__name__ == "OnDiskInvertedLists"
     # measured again on other queries, through the served class: the recall holds
     queries = rt.sample_rows(emb[:-1], 50, 7) + 0.05
@@ -190,3 +190,22 @@ def test_the_build_records_the_index_and_its_recall(small_build):
     assert report["retrieval"]["kind"] == "flat"
     for model in (c.RETRIEVE_SEARCH, c.RETRIEVE_RECOMMEND):
         assert (repo / model / "1" / INDEX_FILE).stat().st_size > 0
+
+
+def test_recommendations_mix_the_users_nearest_items_with_the_popular_ones(pipeline, retrievers):
+    import dataclasses
+
+    _, rec = retrievers
+    uid = _uid(pipeline)
+    row = int(rec.store.tables.user_rows(np.array([uid]))[0])
+    base = rec.settings
+    got = {}
+    try:
+        for share in (0.0, 0.5, 1.0):
+            rec.settings = dataclasses.replace(base, popular_share=share)
+            got[share] = set(rec.recommend(np.array([uid]), _none(), _none())[c.ITEM_IDS].tolist())
+    finally:
+        rec.settings = base
+    popular = set(rec.id_of_row[rec.popular[:100]].tolist()) - set(rec.id_of_row[rec.purchases.of(row)].tolist())
+    assert len(got[0.5] & popular) > len(got[0.0] & popular)
+    assert len(got[0.5] & got[0.0]) > 0 and len(got[0.5] & got[1.0]) > 0  # some of each
