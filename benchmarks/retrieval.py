@@ -123,8 +123,7 @@ def catalogue(pipe: InProcessPipeline, x: dict) -> tuple[np.ndarray, np.ndarray]
         ids, _ = pipe.recommend_catalog(x["user"], K)
         return ids, pipe.retriever(True).recommend(np.array([x["user"]]), none, none)[c.ITEM_IDS]
     ids, _ = pipe.search_catalog(x["user"], x["query"], K)
-    tokens = dict(zip((c.INPUT_IDS, c.ATTENTION_MASK), pipe.search_store.tokens(x["query"]), strict=True))
-    emb = pipe.encoder.run([c.SENTENCE_EMBEDDING], tokens)[0]
+    emb = pipe.query_embedding(x["query"])
     query = np.array([x["query"].encode()], object)
     return ids, pipe.retriever(False).search(np.array([x["user"]]), query, emb, none)[c.ITEM_IDS]
 

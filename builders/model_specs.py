@@ -50,6 +50,21 @@ FEATURES_WHY = {
 }
 
 
+TOKENS = (Tensor(c.INPUT_IDS, "int64", (1, -1)), Tensor(c.ATTENTION_MASK, "int64", (1, -1)))  # one query's
+# What every features / retrieval step hands on to the ranker and topk, by ensemble tensor name
+FEATURES_OUT = {
+    c.CAT_FEATURES: "cat",
+    c.DENSE_FEATURES: "dense",
+    c.ITEM_ROWS: "rows",
+    c.AVAILABLE: "available",
+    c.NEW_EMBEDDINGS: "new_emb",
+}
+
+
+def _encoder_step() -> Step:
+    return Step(c.TEXT_ENCODER, {c.INPUT_IDS: "tokens", c.ATTENTION_MASK: "mask"}, {c.SENTENCE_EMBEDDING: "query_emb"})
+
+
 def _ranker_step() -> Step:
     return Step(c.RANKER, {c.CAT_FEATURES: "cat", c.DENSE_FEATURES: "dense"}, {c.LOGIT: "logit", c.SIM_WEIGHT: "simw"})
 
@@ -81,8 +96,7 @@ def specs(embed_dim: int = c.EMBED_DIM) -> list[ModelSpec]:
         instances=2,
         why=FEATURES_WHY,
         inputs=_request_inputs(True),
-        outputs=(Tensor(c.INPUT_IDS, "int64", (1, -1)), Tensor(c.ATTENTION_MASK, "int64", (1, -1)))
-        + _ranker_features(embed_dim),
+        outputs=TOKENS + _ranker_features(embed_dim),
     )
     recommend_features = ModelSpec(
         name=c.RECOMMEND_FEATURES,
@@ -161,19 +175,9 @@ def specs(embed_dim: int = c.EMBED_DIM) -> list[ModelSpec]:
             Step(
                 c.SEARCH_FEATURES,
                 {t: t for t in (c.USER_ID, c.QUERY, c.ITEM_IDS)},
-                {
-                    c.INPUT_IDS: "tokens",
-                    c.ATTENTION_MASK: "mask",
-                    c.CAT_FEATURES: "cat",
-                    c.DENSE_FEATURES: "dense",
-                    c.ITEM_ROWS: "rows",
-                    c.AVAILABLE: "available",
-                    c.NEW_EMBEDDINGS: "new_emb",
-                },
+                {c.INPUT_IDS: "tokens", c.ATTENTION_MASK: "mask", **FEATURES_OUT},
             ),
-            Step(
-                c.TEXT_ENCODER, {c.INPUT_IDS: "tokens", c.ATTENTION_MASK: "mask"}, {c.SENTENCE_EMBEDDING: "query_emb"}
-            ),
+            _encoder_step(),
             _ranker_step(),
             _topk_step("query_emb"),
         ),
@@ -192,14 +196,7 @@ def specs(embed_dim: int = c.EMBED_DIM) -> list[ModelSpec]:
             Step(
                 c.RECOMMEND_FEATURES,
                 {t: t for t in (c.USER_ID, c.ITEM_IDS)},
-                {
-                    c.CAT_FEATURES: "cat",
-                    c.DENSE_FEATURES: "dense",
-                    c.ITEM_ROWS: "rows",
-                    c.CONTEXT_EMBEDDING: "user_emb",
-                    c.AVAILABLE: "available",
-                    c.NEW_EMBEDDINGS: "new_emb",
-                },
+                {**FEATURES_OUT, c.CONTEXT_EMBEDDING: "user_emb"},
             ),
             _ranker_step(),
             _topk_step("user_emb"),
@@ -225,7 +222,7 @@ def _retrieved() -> Tensor:
     return Tensor(c.ITEM_IDS, "int64", (-1,))
 
 
-def catalog_specs(embed_dim: int = c.EMBED_DIM, instance_kind: str = "KIND_CPU") -> list[ModelSpec]:
+def catalog_specs(embed_dim: int = c.EMBED_DIM) -> list[ModelSpec]:
     """The models of retrieval from the whole catalogue (runtime/retrieval.py), beside the re-ranking ones:
 
     search_catalog:    query_tokens -> text_encoder -> retrieve_search ----> ranker -> topk
@@ -237,7 +234,7 @@ def catalog_specs(embed_dim: int = c.EMBED_DIM, instance_kind: str = "KIND_CPU")
         backend="python",
         instances=2,
         inputs=(Tensor(c.QUERY, "bytes", (1,)),),
-        outputs=(Tensor(c.INPUT_IDS, "int64", (1, -1)), Tensor(c.ATTENTION_MASK, "int64", (1, -1))),
+        outputs=TOKENS,
         why={
             "max_batch_size": "0: one query per request (the encoder batches queries)",
             "instance_group": "2 CPU instances: tokenising one query takes tens of microseconds",
@@ -247,7 +244,6 @@ def catalog_specs(embed_dim: int = c.EMBED_DIM, instance_kind: str = "KIND_CPU")
         name=c.RETRIEVE_SEARCH,
         backend="python",
         instances=2,
-        instance_kind=instance_kind,
         inputs=(
             Tensor(c.USER_ID, "int64", (1,)),
             Tensor(c.QUERY, "bytes", (1,)),
@@ -261,21 +257,13 @@ def catalog_specs(embed_dim: int = c.EMBED_DIM, instance_kind: str = "KIND_CPU")
         name=c.RETRIEVE_RECOMMEND,
         backend="python",
         instances=2,
-        instance_kind=instance_kind,
         inputs=(Tensor(c.USER_ID, "int64", (1,)), Tensor(c.CONTEXT_ITEM_IDS, "int64", (-1,)), id_list),
         outputs=(_retrieved(),)
         + _ranker_features(embed_dim)
         + (Tensor(c.CONTEXT_EMBEDDING, "float32", (1, embed_dim)),),
         why=RETRIEVE_WHY,
     )
-    features_out = {
-        c.ITEM_IDS: "candidates",
-        c.CAT_FEATURES: "cat",
-        c.DENSE_FEATURES: "dense",
-        c.ITEM_ROWS: "rows",
-        c.AVAILABLE: "available",
-        c.NEW_EMBEDDINGS: "new_emb",
-    }
+    features_out = {c.ITEM_IDS: "candidates", **FEATURES_OUT}
     request = (Tensor(c.USER_ID, "int64", (1,)),)
     tail = (id_list, Tensor(c.TOP_K, "int32", (1,)))
     search_catalog = ModelSpec(
@@ -285,9 +273,7 @@ def catalog_specs(embed_dim: int = c.EMBED_DIM, instance_kind: str = "KIND_CPU")
         outputs=RESPONSE,
         steps=(
             Step(c.QUERY_TOKENIZER, {c.QUERY: c.QUERY}, {c.INPUT_IDS: "tokens", c.ATTENTION_MASK: "mask"}),
-            Step(
-                c.TEXT_ENCODER, {c.INPUT_IDS: "tokens", c.ATTENTION_MASK: "mask"}, {c.SENTENCE_EMBEDDING: "query_emb"}
-            ),
+            _encoder_step(),
             Step(
                 c.RETRIEVE_SEARCH,
                 {

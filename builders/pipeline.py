@@ -75,13 +75,19 @@ class InProcessPipeline:
             self._retrievers[name] = Retriever.load(self.repo / name / "1", recommend=recommend)
         return self._retrievers[name]
 
+    def query_embedding(self, query: str | bytes) -> np.ndarray:
+        """The encoder's ``[1, D]`` embedding of a query, tokenised and checked as ``query_tokens`` does."""
+        raw = query.encode("utf-8") if isinstance(query, str) else query
+        input_ids, mask = self.search_store.tokens(decode_query(raw))
+        (emb,) = self.encoder.run([c.SENTENCE_EMBEDDING], {c.INPUT_IDS: input_ids, c.ATTENTION_MASK: mask})
+        return emb
+
     def search_catalog(
         self, user_id: int, query: str | bytes, k: int, exclude: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """search_catalog: retrieve from the whole catalogue, rank, the best ``k``."""
         raw = query.encode("utf-8") if isinstance(query, str) else query
-        input_ids, mask = self.search_store.tokens(decode_query(raw))  # query_tokens' tokenizer and checks
-        (emb,) = self.encoder.run([c.SENTENCE_EMBEDDING], {c.INPUT_IDS: input_ids, c.ATTENTION_MASK: mask})
+        emb = self.query_embedding(raw)
         feats = self.retriever(False).search(np.array([user_id], np.int64), np.array([raw], object), emb, _ids(exclude))
         return self._rank(feats, emb, feats[c.ITEM_IDS], k)
 

@@ -92,14 +92,12 @@ def exact_top(embeddings: np.ndarray, queries: np.ndarray, n: int) -> np.ndarray
         b = min(a + CHUNK, items)
         scores = q @ np.asarray(embeddings[a:b], np.float32).T
         rows = np.broadcast_to(np.arange(a, b), scores.shape)
-        all_scores = np.concatenate([best_scores, scores], axis=1)
-        all_rows = np.concatenate([best_rows, rows], axis=1)
-        top = np.argpartition(-all_scores, n - 1, axis=1)[:, :n] if all_scores.shape[1] > n else None
-        if top is not None:
-            best_scores = np.take_along_axis(all_scores, top, axis=1)
-            best_rows = np.take_along_axis(all_rows, top, axis=1)
-        else:
-            best_scores, best_rows = all_scores, all_rows
+        best_scores = np.concatenate([best_scores, scores], axis=1)
+        best_rows = np.concatenate([best_rows, rows], axis=1)
+        if best_scores.shape[1] > n:
+            top = np.argpartition(-best_scores, n - 1, axis=1)[:, :n]
+            best_scores = np.take_along_axis(best_scores, top, axis=1)
+            best_rows = np.take_along_axis(best_rows, top, axis=1)
     return best_rows
 
 

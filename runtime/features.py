@@ -127,11 +127,26 @@ def decode_query(raw: object) -> str:
     return text
 
 
+def _one_dimensional(field: str, values: Array) -> Array:
+    ids = np.asarray(values)
+    if ids.ndim != 1:
+        raise InvalidInput(field, f"expected a 1-D list, got shape {list(ids.shape)}")
+    return ids
+
+
+def check_id_list(field: str, values: Array, limit: int = MAX_CANDIDATES) -> Array:
+    """An id list that may be empty (EXCLUDE_IDS, CONTEXT_ITEM_IDS) as 1-D int64, or InvalidInput naming it."""
+    ids = _one_dimensional(field, values)
+    if ids.dtype != np.int64:
+        raise InvalidInput(field, f"expected INT64, got {ids.dtype}")
+    if ids.size > limit:
+        raise InvalidInput(field, f"{ids.size} ids is more than the limit of {limit}")
+    return ids
+
+
 def check_item_ids(item_ids: Array) -> Array:
     """The candidate list as a 1-D int64 array, or InvalidInput naming ITEM_IDS."""
-    ids = np.asarray(item_ids)
-    if ids.ndim != 1:
-        raise InvalidInput("ITEM_IDS", f"expected a 1-D list, got shape {list(ids.shape)}")
+    ids = _one_dimensional("ITEM_IDS", item_ids)
     if ids.size == 0:
         raise InvalidInput("ITEM_IDS", "empty: send at least 1 candidate")
     if ids.size > MAX_CANDIDATES:

@@ -39,13 +39,14 @@ import numpy as np
 from runtime import contract as c
 from runtime.arrays import Array, Floats, Int64s
 from runtime.errors import InvalidInput
-from runtime.features import FeatureStore, check_user_id, decode_query
+from runtime.features import FeatureStore, check_id_list, check_user_id, decode_query
 from runtime.online import OnlineItems
 
 INDEX_FILE = "items.faiss"
 SETTINGS_FILE = "retrieval.json"
 PURCHASES_FILE = "purchases.npz"
 INDEX_KINDS = ("flat", "ivf")
+IN_STOCK_COLUMN = c.DENSE_COLUMNS.index("item_in_stock")
 NEW_ITEMS_POLL_S = 2.0  # how often a retrieval model asks the online store whether items were added
 
 
@@ -200,18 +201,6 @@ class NewItems:
         return self.ids[order], scores[order]
 
 
-def check_id_list(field_name: str, values: Array, limit: int = c.MAX_CANDIDATES) -> Int64s:
-    """An optional id list (EXCLUDE_IDS, CONTEXT_ITEM_IDS) as 1-D int64; empty is allowed."""
-    ids = np.asarray(values)
-    if ids.ndim != 1:
-        raise InvalidInput(field_name, f"expected a 1-D list, got shape {list(ids.shape)}")
-    if ids.dtype != np.int64:
-        raise InvalidInput(field_name, f"expected INT64, got {ids.dtype}")
-    if ids.size > limit:
-        raise InvalidInput(field_name, f"{ids.size} ids is more than the limit of {limit}")
-    return ids
-
-
 class Retriever:
     """One retrieval model's state: the feature store, the index, purchases, new items, the item vectors."""
 
@@ -247,10 +236,14 @@ class Retriever:
         vectors = load_item_embeddings(folder)
         return cls(store, ItemIndex.load(folder, settings, vectors), Purchases.load(folder / PURCHASES_FILE), vectors)
 
-    def _retrieve(self, vector: Floats, user_row: int, exclude: Int64s, want: int, new_items: bool) -> Int64s:
+    def _banned(self, user_row: int, exclude: Int64s) -> Int64s:
+        """The item rows a request may not get: the user's purchases and the excluded ids the build knows."""
+        banned: Int64s = np.concatenate([self.purchases.of(user_row), self.store.tables.item_rows(exclude)])
+        return banned
+
+    def _retrieve(self, vector: Floats, banned_rows: Int64s, exclude: Int64s, want: int, new_items: bool) -> Int64s:
         """Up to ``want`` candidate ids nearest to ``vector`` (index and, with ``new_items``, the items added
-        online, merged by score), minus ``exclude`` and the user's purchases."""
-        banned_rows = np.concatenate([self.purchases.of(user_row), self.store.tables.item_rows(exclude)])
+        online, merged by score), minus ``banned_rows`` and, among the new items, ``exclude``."""
         rows, scores = self.index.search(vector, want + len(banned_rows))
         if banned_rows.size:
             keep = ~np.isin(rows, banned_rows)
@@ -265,15 +258,14 @@ class Retriever:
             ids = ids[~np.isin(ids, exclude)]
         return ids[:want]
 
-    def _popular(self, user_row: int, exclude: Int64s) -> Int64s:
-        banned_rows = np.concatenate([self.purchases.of(user_row), self.store.tables.item_rows(exclude)])
+    def _popular(self, banned_rows: Int64s) -> Int64s:
         rows = self.popular[~np.isin(self.popular, banned_rows)] if banned_rows.size else self.popular
         ids: Int64s = self.id_of_row[rows]
         return ids
 
     def _keep_available(self, ids: Int64s, feats: dict[str, Array]) -> dict[str, Array]:
         """The first N candidates in stock (the build's stock, or the online store's): the ranker's rows."""
-        in_stock = feats[c.DENSE_FEATURES][:, c.DENSE_COLUMNS.index("item_in_stock")] > 0
+        in_stock = feats[c.DENSE_FEATURES][:, IN_STOCK_COLUMN] > 0
         keep = np.flatnonzero(in_stock)[: self.settings.candidates]
         out = {k: (v if k == c.NEW_EMBEDDINGS else v[keep]) for k, v in feats.items()}
         out[c.AVAILABLE] = np.ones(len(keep), bool)
@@ -309,8 +301,9 @@ class Retriever:
         text = decode_query(query)
         uid, user_row, exclude = self._context(user_id, exclude_ids)
         vector = self._vector(c.CONTEXT_EMBEDDING, query_embedding)
+        banned = self._banned(user_row, exclude)
         return self._candidates(
-            lambda want: self._retrieve(vector, user_row, exclude, want, not build_values),
+            lambda want: self._retrieve(vector, banned, exclude, want, not build_values),
             uid,
             user_row,
             lambda u, i, us, it: self.store.search_features(u, text, i, us, it, build_values),
@@ -326,12 +319,14 @@ class Retriever:
         vector = self.user_vector(user_row, context)
         exclude = np.concatenate([exclude, context])  # the item being viewed is not recommended back
         share = self.settings.popular_share if np.any(vector) else 1.0
+        banned = self._banned(user_row, exclude)
+        most_clicked = self._popular(banned)
 
         def retrieve(want: int) -> Int64s:
-            popular = self._popular(user_row, exclude)[: math.ceil(want * share)]
+            popular = most_clicked[: math.ceil(want * share)]
             if share >= 1.0:
                 return popular
-            similar = self._retrieve(vector, user_row, exclude, want, not build_values)
+            similar = self._retrieve(vector, banned, exclude, want, not build_values)
             both = np.concatenate([similar[: want - len(popular)], popular, similar[want - len(popular) :]])
             _, first = np.unique(both, return_index=True)  # each id once, where it first appears
             ids: Int64s = both[np.sort(first)][:want]

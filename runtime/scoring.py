@@ -105,7 +105,8 @@ def top_k(scores: Array, item_ids: Array, k: int) -> tuple[Array, Array]:
 def load_item_embeddings(folder: str | Path) -> Array:
     """The item title embeddings ``[I+1, D]`` of a version folder, memory-mapped read-only: the instances
     of topk and of the retrieval models read one copy in the page cache (a request gathers its rows)."""
-    table: Array = np.load(Path(folder) / ITEM_EMBEDDINGS_FILE, mmap_mode="r")
+    # a plain ndarray view of the map: np.memmap's subclass hooks would run on every per-request gather
+    table: Array = np.asarray(np.load(Path(folder) / ITEM_EMBEDDINGS_FILE, mmap_mode="r"))
     return table
 
 

@@ -108,10 +108,7 @@ def _none():
 def test_search_retrieves_the_nearest_items_in_stock(pipeline, retrievers):
     search, _ = retrievers
     uid = _uid(pipeline)
-    emb = pipeline.encoder.run(
-        [c.SENTENCE_EMBEDDING],
-        dict(zip((c.INPUT_IDS, c.ATTENTION_MASK), pipeline.search_store.tokens("running shoes"), strict=True)),
-    )[0]
+    emb = pipeline.query_embedding("running shoes")
     out = search.search(np.array([uid]), np.array([b"running shoes"], object), emb, _none())
     ids = out[c.ITEM_IDS]
     n = search.settings.candidates
