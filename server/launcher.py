@@ -45,9 +45,21 @@ class ServerError(RuntimeError):
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports on 127.0.0.1 that nothing listens on right now. The sockets stay
+    bound until all are chosen: picked one at a time, the kernel may hand out a just-closed port again
+    (a server then fails with 'cannot listen to GRPC requests and metrics requests at the same port')."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 def pytriton_server_dir() -> Path:
@@ -121,9 +133,10 @@ class ServerOptions:
     def resolved(self) -> ServerOptions:
         opts = ServerOptions(**{k: getattr(self, k) for k in self.__dataclass_fields__})
         opts.model_repository = Path(opts.model_repository).resolve()
-        opts.http_port = opts.http_port or free_port()
-        opts.grpc_port = opts.grpc_port or free_port()
-        opts.metrics_port = opts.metrics_port or free_port()
+        fresh = iter(free_ports(3))
+        opts.http_port = opts.http_port or next(fresh)
+        opts.grpc_port = opts.grpc_port or next(fresh)
+        opts.metrics_port = opts.metrics_port or next(fresh)
         if opts.log_file is None:
             opts.log_file = REPO_ROOT / "build" / "logs" / f"tritonserver-{opts.grpc_port}.log"
         opts.log_file = Path(opts.log_file).resolve()

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from server.launcher import ServerError, ServerOptions, TritonServer, free_port, server_command
+from server.launcher import ServerError, ServerOptions, TritonServer, free_port, free_ports, server_command
 from tests.helpers import add_python_model
 
 pytestmark = pytest.mark.triton
@@ -37,6 +37,15 @@ def test_command_line_has_the_production_flags(tmp_path):
 
 def test_free_ports_differ():
     assert len({free_port() for _ in range(5)}) >= 4
+    assert all(len(set(free_ports(3))) == 3 for _ in range(200))
+
+
+def test_chosen_server_ports_are_distinct_and_given_ones_are_kept(tmp_path):
+    for _ in range(100):
+        opts = ServerOptions(model_repository=tmp_path).resolved()
+        assert len({opts.http_port, opts.grpc_port, opts.metrics_port}) == 3
+    opts = ServerOptions(model_repository=tmp_path, grpc_port=1234).resolved()
+    assert opts.grpc_port == 1234 and 1234 not in (opts.http_port, opts.metrics_port)
 
 
 def test_a_model_that_fails_to_load_is_reported_with_the_log(tmp_path):
