@@ -28,9 +28,9 @@ from benchmarks.pipeline import machine, write_section
 
 
 def prepared_requests(repo: Path, n: int, candidates: int) -> list[tuple[int, str, list[int], int]]:
-    from runtime.features import FeatureTables
+    from runtime.features import STORE_DIR, FeatureTables
 
-    tables = FeatureTables.load(repo / "search_features" / "1" / "feature_store.npz")
+    tables = FeatureTables.load(repo / "search_features" / "1" / STORE_DIR)
     rng = np.random.default_rng(0)
     queries = ["wireless headphones", "red running shoes", "laptop 16gb", "waterproof tent", "yoga mat"]
     return [

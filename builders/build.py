@@ -29,7 +29,7 @@ from builders.data.report import DataError
 from builders.driver import Driver, Step
 from builders.steps import PARITY_MAX_ABS, PARITY_MIN_COSINE, StepError  # noqa: F401  (re-exported for callers)
 from runtime import contract as c
-from runtime.features import LEXICON_FILE, STORE_FILE, TOKENIZER_FILE, USER_PROFILE_FILE
+from runtime.features import LEXICON_FILE, TOKENIZER_FILE, USER_PROFILE_FILE
 from runtime.online import SNAPSHOT_FILE
 from runtime.retrieval import INDEX_FILE, PURCHASES_FILE, SETTINGS_FILE
 from runtime.scoring import ITEM_EMBEDDINGS_FILE
@@ -38,7 +38,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_ENCODER_DIR = REPO_ROOT / "build" / "encoder"  # shared by every build that uses the bundled MiniLM
 TARGETS = ("cpu", "gpu")
 STEP_NAMES = ("demo-data", "data", "encoder", "embeddings", "features", "retrieval", "ranker")
-CODE = {"data": "data/1", "features": "features/4", "ranker": "dcn-v2/5", "retrieval": "faiss/1"}
+CODE = {"data": "data/1", "features": "features/5", "ranker": "dcn-v2/5", "retrieval": "faiss/1"}
 
 
 class BuildError(RuntimeError):
@@ -210,7 +210,7 @@ def publish(
 
 def artifacts(at: Layout, encoder_onnx: Path, ranker_onnx: Path) -> dict[str, dict[str, Path]]:
     """Every file of the repository's version folders, by model."""
-    feature_files = {STORE_FILE: at.features / STORE_FILE, LEXICON_FILE: at.features / LEXICON_FILE}
+    feature_files = {f: at.features / f for f in (*steps.TABLE_FILES, LEXICON_FILE)}
     item_embeddings = {ITEM_EMBEDDINGS_FILE: at.embeddings / "items.npy"}
     retrieval_files = {
         **feature_files,

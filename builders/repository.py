@@ -28,10 +28,33 @@ class RepositoryError(RuntimeError):
     """The built repository does not match its configs; the message names the model and the tensor."""
 
 
-def _atomic_copy(src: Path, dst: Path) -> None:
+def _atomic_copy(src: Path, dst: Path, link_from: Path | None = None) -> None:
+    """Copy ``src`` to ``dst`` under a temporary name, then rename. With ``link_from`` (an earlier copy of
+    the same source in the same repository), hard-link to it instead: the models then map one inode, and
+    the page cache holds one copy of a table that four models and their instances read."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    if link_from is not None:
+        try:
+            os.link(link_from, tmp)
+            os.replace(tmp, dst)
+            return
+        except OSError:
+            pass  # a file system without hard links: copy
     shutil.copyfile(src, tmp)
     os.replace(tmp, dst)
+
+
+def copy_files(pairs: list[tuple[Path, Path]]) -> None:
+    """Copy each ``(src, dst)``; destinations of the same source file (same inode) are hard links of one
+    copy. The copies are new inodes: rewriting a source later never changes a served file."""
+    first: dict[tuple[int, int], Path] = {}
+    for src, dst in pairs:
+        st = os.stat(src)
+        key = (st.st_dev, st.st_ino)
+        _atomic_copy(src, dst, first.get(key))
+        first.setdefault(key, dst)
 
 
 def _atomic_write(dst: Path, text: str) -> None:
@@ -61,14 +84,17 @@ def assemble(
     version folder, then the config. ``out`` may be ``source`` itself (an in-place build).
     ``model_specs`` defaults to the CPU target's (``builders.gpu.specs`` has the gpu target's)."""
     out = Path(out)
-    for spec in model_specs or specs():
+    all_specs = model_specs or specs()
+    pairs = []
+    for spec in all_specs:
         version_dir = out / spec.name / VERSION
         version_dir.mkdir(parents=True, exist_ok=True)
         code = source / spec.name / VERSION / "model.py"
         if code.exists() and code.resolve() != (version_dir / "model.py").resolve():
-            _atomic_copy(code, version_dir / "model.py")
-        for filename, src in artifacts.get(spec.name, {}).items():
-            _atomic_copy(Path(src), version_dir / filename)
+            pairs.append((code, version_dir / "model.py"))
+        pairs += [(Path(src), version_dir / filename) for filename, src in artifacts.get(spec.name, {}).items()]
+    copy_files(pairs)  # every model's files first (a file shared by models is one inode) ...
+    for spec in all_specs:  # ... then the configs
         _atomic_write(out / spec.name / "config.pbtxt", spec.render())
     return out
 

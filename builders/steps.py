@@ -21,13 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.features import LEXICON_FILE, STORE_FILE, TOKENIZER_FILE, USER_PROFILE_FILE
+from runtime.features import LEXICON_FILE, STORE_DIR, TOKENIZER_FILE, USER_PROFILE_FILE, FeatureTables
 from runtime.online import SNAPSHOT_FILE
 
 PARITY_MIN_COSINE = 0.999
 PARITY_MAX_ABS = 1e-4
 SHOP_FILES = ("shop.npz", "shop_text.json")
-FEATURE_FILES = (STORE_FILE, LEXICON_FILE, USER_PROFILE_FILE, TOKENIZER_FILE, SNAPSHOT_FILE)
+TABLE_FILES = tuple(FeatureTables.files())  # feature_store/<table>.npy
+FEATURE_FILES = (*TABLE_FILES, LEXICON_FILE, USER_PROFILE_FILE, TOKENIZER_FILE, SNAPSHOT_FILE)
 
 
 class StepError(RuntimeError):
@@ -93,7 +94,7 @@ def features(shop, item_emb: np.ndarray, tokenizer: Path, out_dir: Path) -> dict
 
     out_dir.mkdir(parents=True, exist_ok=True)
     tables = feature_tables.build_tables(shop)
-    tables.save(out_dir / STORE_FILE)
+    tables.save(out_dir / STORE_DIR)
     (out_dir / LEXICON_FILE).write_text(feature_tables.build_lexicon(shop).to_json())
     np.save(out_dir / USER_PROFILE_FILE, feature_tables.build_user_profiles(shop, item_emb))
     shutil.copyfile(tokenizer, out_dir / TOKENIZER_FILE)

@@ -55,10 +55,10 @@ def query_log(shop_dir: Path) -> list[tuple[str, int]]:
 def prepare(
     repo: Path, shop_dir: Path, n: int, profile: TrafficProfile = TrafficProfile(), seed: int = 0
 ) -> list[dict]:
-    from runtime.features import FeatureTables, Lexicon, category_phrase
+    from runtime.features import STORE_DIR, FeatureTables, Lexicon, category_phrase
 
     rng = np.random.default_rng(seed)
-    tables = FeatureTables.load(repo / "search_features" / "1" / "feature_store.npz")
+    tables = FeatureTables.load(repo / "search_features" / "1" / STORE_DIR)
     lexicon = Lexicon.from_json((repo / "search_features" / "1" / "lexicon.json").read_text())
     log = query_log(shop_dir)
     log_texts = [q for q, _ in log]

@@ -17,6 +17,7 @@ Documented behaviour for unusual requests (see docs/serving.md):
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from runtime.errors import InvalidInput
 from runtime.online import OnlineItems
 from runtime.text import TextTokenizer
 
-STORE_FILE = "feature_store.npz"
+STORE_DIR = "feature_store"  # one .npy per table, memory-mapped by every instance of every model
 LEXICON_FILE = "lexicon.json"
 TOKENIZER_FILE = "tokenizer.json"
 USER_PROFILE_FILE = "user_profiles.npy"
@@ -220,13 +221,29 @@ class FeatureTables:
         self.n_items = len(arrays["item_ids_sorted"])
         self.n_users = len(arrays["user_ids_sorted"])
 
-    def save(self, path: Path) -> None:
-        np.savez(path, **self.arrays)
+    @classmethod
+    def files(cls) -> list[str]:
+        """The table files, relative to a version folder: ``feature_store/<table>.npy``."""
+        return [f"{STORE_DIR}/{name}.npy" for name in sorted(cls.__annotations__)]
+
+    def save(self, folder: Path) -> None:
+        """One ``.npy`` per table in ``folder``, written under a temporary name and renamed."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in sorted(self.__annotations__):
+            tmp = folder / f".{name}.npy.tmp"
+            with tmp.open("wb") as f:
+                np.save(f, np.ascontiguousarray(self.arrays[name]))
+            os.replace(tmp, folder / f"{name}.npy")
 
     @classmethod
-    def load(cls, path: Path) -> FeatureTables:
-        with np.load(path) as data:
-            return cls({k: data[k] for k in data.files})
+    def load(cls, folder: Path) -> FeatureTables:
+        """Read-only views of the memory-mapped tables: every process that loads the same files shares
+        the page cache's one copy (the build hard-links the files of all models to one inode)."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"feature tables: no folder {folder}")
+        return cls({name: np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r")) for name in cls.__annotations__})
 
     def item_rows(self, ids: Array) -> Array:
         return lookup_rows(self.item_ids_sorted, self.item_rows_sorted, ids)
@@ -311,10 +328,10 @@ class FeatureStore:
         manifest = folder / MANIFEST_FILE
         embed_dim = int(json.loads(manifest.read_text())["embed_dim"]) if manifest.exists() else EMBED_DIM
         return cls(
-            FeatureTables.load(folder / STORE_FILE),
+            FeatureTables.load(folder / STORE_DIR),
             Lexicon.from_json((folder / LEXICON_FILE).read_text()),
             TextTokenizer(folder / TOKENIZER_FILE) if with_tokenizer else None,
-            np.load(folder / USER_PROFILE_FILE) if with_profiles else None,
+            np.asarray(np.load(folder / USER_PROFILE_FILE, mmap_mode="r")) if with_profiles else None,
             online,
             embed_dim,
         )

@@ -39,6 +39,7 @@ from typing import Any
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
+from builders.repository import copy_files
 from builders.triton_config import parse_pbtxt
 from rollout.golden import GOLDEN_FILE
 
@@ -177,9 +178,12 @@ class Publisher:
             self._policy(model, [current])
         staging = self.repo.parent / f".{self.repo.name}.staging"
         shutil.rmtree(staging, ignore_errors=True)
-        for model in lay.steps:  # files first, configs last: nothing loads a half-copied version
+        pairs = []  # files first, configs last: nothing loads a half-copied version
+        for model in lay.steps:
             src = new_repo / model / str(max(versions_on_disk(new_repo / model)))
-            shutil.copytree(src, staging / model)
+            (staging / model).mkdir(parents=True)  # an ensemble's version folder is empty
+            pairs += [(f, staging / model / f.relative_to(src)) for f in sorted(src.rglob("*")) if f.is_file()]
+        copy_files(pairs)  # files the build hard-linked between models stay one inode (one page-cache copy)
         for model in lay.steps:
             os.replace(staging / model, self.repo / model / str(target))
         shutil.rmtree(staging, ignore_errors=True)

@@ -155,3 +155,23 @@ def test_tables_missing_an_array_name_it():
     del arrays["item_ctr"]
     with pytest.raises(ValueError, match="missing item_ctr"):
         FeatureTables(arrays)
+
+
+def test_tables_round_trip_through_memory_mapped_read_only_files(tmp_path):
+    t = tables()
+    t.save(tmp_path / "feature_store")
+    assert sorted(p.name for p in (tmp_path / "feature_store").iterdir()) == [
+        f.split("/")[1] for f in FeatureTables.files()
+    ]
+    back = FeatureTables.load(tmp_path / "feature_store")
+    for name, arr in t.arrays.items():
+        got = getattr(back, name)
+        np.testing.assert_array_equal(got, arr)
+        assert type(got) is np.ndarray and not got.flags.writeable  # a plain view of a read-only map
+        assert isinstance(got.base, np.memmap)  # served from the page cache, not a private copy
+    assert back.item_rows(np.array([500, 7])).tolist() == [0, -1]
+
+
+def test_loading_tables_from_a_missing_folder_names_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="feature tables: no folder"):
+        FeatureTables.load(tmp_path / "nowhere")

@@ -132,6 +132,16 @@ def test_publish_and_rollback_under_load_fail_no_request_and_never_mix_releases(
         release2 = [ask(i) for i in range(len(requests))]
 
         assert version == 2 and publisher.status()["serving"] == 2
+        # The release's tables are shared between its models as in the build (one inode each).
+        assert (
+            len(
+                {
+                    (live / m / "2" / "feature_store" / "item_ctr.npy").stat().st_ino
+                    for m in ("search_features", "recommend_features", "retrieve_search")
+                }
+            )
+            == 1
+        )
         # Every request ranks differently in the two releases, so a mixed or wrong one would show.
         assert all(a != b for a, b in zip(release1, release2, strict=True))
         assert failures == []

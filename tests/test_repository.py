@@ -5,6 +5,7 @@ import pytest
 
 from builders.repository import RepositoryError, validate
 from runtime import contract as c
+from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -46,3 +47,34 @@ def test_item_embeddings_have_the_zero_row_for_unknown_items(small_repo):
     emb = np.load(small_repo / c.TOPK / "1" / "item_embeddings.npy")
     assert emb.shape[1] == c.EMBED_DIM and not emb[-1].any()
     np.testing.assert_allclose(np.linalg.norm(emb[:-1], axis=1), 1.0, atol=1e-4)
+
+
+def test_models_share_one_inode_of_each_table_and_the_repository_owns_it(small_repo):
+    from builders.steps import TABLE_FILES
+    from runtime.features import LEXICON_FILE
+
+    readers = [c.SEARCH_FEATURES, c.RECOMMEND_FEATURES, c.RETRIEVE_SEARCH, c.RETRIEVE_RECOMMEND]
+    for name in [*TABLE_FILES, LEXICON_FILE]:
+        inodes = {(small_repo / m / "1" / name).stat().st_ino for m in readers}
+        assert len(inodes) == 1, name
+        assert (small_repo / readers[0] / "1" / name).stat().st_nlink == len(readers)
+    emb = {(small_repo / m / "1" / "item_embeddings.npy").stat().st_ino for m in (c.TOPK, c.RETRIEVE_SEARCH)}
+    assert len(emb) == 1
+    # The build's own work files are not the served ones: a later build cannot change a served table.
+    work = REPO_ROOT / "build" / "small" / "features" / TABLE_FILES[0]
+    assert work.stat().st_ino not in {(small_repo / m / "1" / TABLE_FILES[0]).stat().st_ino for m in readers}
+
+
+def test_copy_files_links_copies_of_one_source_and_copies_others(tmp_path):
+    from builders.repository import copy_files
+
+    a, b = tmp_path / "a.npy", tmp_path / "b.npy"
+    a.write_bytes(b"table a")
+    b.write_bytes(b"table b")
+    out = tmp_path / "out"
+    copy_files([(a, out / "m1" / "t.npy"), (a, out / "m2" / "sub" / "t.npy"), (b, out / "m2" / "u.npy")])
+    assert (out / "m1" / "t.npy").stat().st_ino == (out / "m2" / "sub" / "t.npy").stat().st_ino != a.stat().st_ino
+    assert (out / "m2" / "u.npy").read_bytes() == b"table b" and (out / "m2" / "u.npy").stat().st_nlink == 1
+    a.write_bytes(b"rewritten")  # the source changes in place: the copies do not
+    assert (out / "m2" / "sub" / "t.npy").read_bytes() == b"table a"
+    assert not list(out.rglob(".*.tmp"))
