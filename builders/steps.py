@@ -77,16 +77,15 @@ def embeddings(
     from runtime.contract import QUERY_TOKENS
 
     onnx, tok = encoder_dir / "model.onnx", encoder_dir / TOKENIZER_FILE
-    items = text_encoder.encode(onnx, titles, title_tokens, progress=progress, tokenizer=tok)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    np.save(out_dir / "items.npy", np.concatenate([items, np.zeros((1, items.shape[1]), np.float32)]))
-    q = (
-        text_encoder.encode(onnx, queries, QUERY_TOKENS, progress=progress, tokenizer=tok)
-        if queries
-        else np.zeros((0, items.shape[1]), np.float32)
+    # Chunked and resumable: a catalogue of millions is never in memory whole, and a stopped build
+    # goes on from the last chunk written (text_encoder.encode_to_file).
+    done = text_encoder.encode_to_file(
+        onnx, titles, title_tokens, out_dir / "items.npy", progress=progress, tokenizer=tok
     )
-    np.save(out_dir / "queries.npy", q)
-    return {"items": len(titles), "queries": len(queries), "dim": int(items.shape[1])}
+    text_encoder.encode_to_file(
+        onnx, queries, QUERY_TOKENS, out_dir / "queries.npy", progress=progress, tokenizer=tok, zero_row=False
+    )
+    return {"items": len(titles), "queries": len(queries), "dim": done["dim"], "resumed_from": done["resumed_from"]}
 
 
 def features(shop, item_emb: np.ndarray, tokenizer: Path, out_dir: Path) -> dict:

@@ -14,10 +14,12 @@ CLI: ``python -m builders.text_encoder --out build/encoder/model.onnx [--model-d
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -164,22 +166,105 @@ def encode(
     """Embeddings [len(texts), D] float32 of ``texts`` with the exported ONNX encoder.
 
     ``tokenizer`` is the encoder's ``tokenizer.json`` (default: the bundled MiniLM's)."""
+    enc = _Encoder(onnx_path, length, tokenizer, threads)
+    out = np.empty((len(texts), enc.dim), np.float32)
+    enc.into(out, texts, batch, progress)
+    return out
+
+
+class _Encoder:
+    """One ONNX Runtime session and tokenizer, reused for every chunk of a long encoding."""
+
+    def __init__(self, onnx_path: Path, length: int, tokenizer: Path | None, threads: int = 0):
+        from runtime.text import TextTokenizer
+        from server.ort_runner import make_session
+
+        self.tok = TextTokenizer(tokenizer or pretrained_dir() / "tokenizer.json", length=length)
+        self.session = make_session(str(onnx_path), intra_op_threads=threads or os.cpu_count() or 1)
+        self.dim = int(self.session.get_outputs()[0].shape[1])
+
+    def into(self, out: np.ndarray, texts: list[str], batch: int, progress: bool) -> None:
+        from tqdm import tqdm
+
+        for start in tqdm(
+            range(0, len(texts), batch), desc=f"encode {len(texts)} texts", disable=not progress, unit="batch"
+        ):
+            ids, mask = self.tok.encode(texts[start : start + batch])
+            # Trim padding columns no text in this batch uses: same result, less work.
+            used = int(mask.sum(axis=1).max())
+            feeds = {INPUT_IDS: ids[:, :used], ATTENTION_MASK: mask[:, :used]}
+            out[start : start + batch] = self.session.run(None, feeds)[0]
+
+
+def _fingerprint(onnx_path: Path, texts: list[str], length: int, tokenizer: Path | None) -> str:
+    """What a partial embedding file was computed from: the encoder, its tokenizer, the length, the texts."""
+    digest = hashlib.sha256(f"{length}\0{len(texts)}\0".encode())
+    for path in (onnx_path, tokenizer):
+        if path is not None:
+            st = Path(path).stat()
+            digest.update(f"{Path(path).resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+    for text in texts:
+        digest.update(text.encode("utf-8", "surrogatepass") + b"\0")
+    return digest.hexdigest()
+
+
+def encode_to_file(
+    onnx_path: Path,
+    texts: list[str],
+    length: int,
+    out: Path,
+    chunk: int = 16384,
+    batch: int = 256,
+    progress: bool = True,
+    tokenizer: Path | None = None,
+    zero_row: bool = True,
+    on_chunk: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Embed ``texts`` into ``out`` (``.npy``, float32 ``[len(texts) (+1 zero row), D]``), chunk by chunk.
+
+    Rows go into a memory-mapped ``.<name>.partial`` file; after each chunk, the count of rows done goes
+    to ``.<name>.progress.json``. A build stopped half-way (killed, out of time) starts again after the
+    last whole chunk when the encoder, tokenizer, length and texts are the same, else from the start.
+    One chunk of embeddings is in memory at a time; the file is renamed to ``out`` when complete.
+    ``zero_row`` appends the zero row of unknown items. ``on_chunk(done, total)`` runs after each chunk."""
     from tqdm import tqdm
 
-    from runtime.text import TextTokenizer
-    from server.ort_runner import make_session
-
-    tok = TextTokenizer(tokenizer or pretrained_dir() / "tokenizer.json", length=length)
-    session = make_session(str(onnx_path), intra_op_threads=threads or os.cpu_count() or 1)
-    out = np.empty((len(texts), int(session.get_outputs()[0].shape[1])), np.float32)
-    for start in tqdm(
-        range(0, len(texts), batch), desc=f"encode {len(texts)} texts", disable=not progress, unit="batch"
-    ):
-        ids, mask = tok.encode(texts[start : start + batch])
-        # Trim padding columns no text in this batch uses: same result, less work.
-        used = int(mask.sum(axis=1).max())
-        out[start : start + batch] = session.run(None, {INPUT_IDS: ids[:, :used], ATTENTION_MASK: mask[:, :used]})[0]
-    return out
+    out = Path(out)
+    partial = out.with_name(f".{out.name}.partial")
+    state_file = out.with_name(f".{out.name}.progress.json")
+    fingerprint = _fingerprint(onnx_path, texts, length, tokenizer)
+    total, done = len(texts), 0
+    if partial.exists() and state_file.exists():
+        state = json.loads(state_file.read_text())
+        if state.get("fingerprint") == fingerprint:
+            done = int(state["done"])
+    enc = _Encoder(onnx_path, length, tokenizer)
+    if done:
+        table = np.lib.format.open_memmap(partial, mode="r+")
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shape = (total + int(zero_row), enc.dim)
+        table = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=shape)
+    resumed = done
+    with tqdm(total=total, initial=done, desc=f"embed {total:,} texts", disable=not progress, unit="text") as bar:
+        while done < total:
+            end = min(done + chunk, total)
+            enc.into(table[done:end], texts[done:end], batch, progress=False)
+            table.flush()
+            tmp = state_file.with_name(state_file.name + ".tmp")
+            tmp.write_text(json.dumps({"fingerprint": fingerprint, "done": end, "total": total}))
+            os.replace(tmp, state_file)
+            bar.update(end - done)
+            done = end
+            if on_chunk is not None:
+                on_chunk(done, total)
+    if zero_row:
+        table[total] = 0
+    table.flush()
+    del table
+    os.replace(partial, out)
+    state_file.unlink(missing_ok=True)
+    return {"texts": total, "dim": enc.dim, "resumed_from": resumed}
 
 
 def parity(
