@@ -38,7 +38,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_ENCODER_DIR = REPO_ROOT / "build" / "encoder"  # shared by every build that uses the bundled MiniLM
 TARGETS = ("cpu", "gpu")
 STEP_NAMES = ("demo-data", "data", "encoder", "embeddings", "features", "retrieval", "ranker")
-CODE = {"data": "data/1", "features": "features/5", "ranker": "dcn-v2/5", "retrieval": "faiss/1"}
+CODE = {"data": "data/1", "features": "features/5", "ranker": "dcn-v2/5", "retrieval": "faiss/2"}
 
 
 class BuildError(RuntimeError):
@@ -139,7 +139,7 @@ def plan(cfg: cfg_mod.ShopConfig, at: Layout, hint: str, progress: bool, log: Ca
             (at.work / "validation_errors.txt").write_text(err.report.text() + "\n")
             raise
 
-    item_emb = lambda: np.load(at.embeddings / "items.npy")  # noqa: E731
+    item_emb = lambda: np.load(at.embeddings / "items.npy", mmap_mode="r")  # noqa: E731
     return [
         Step("data", run_data, data_key, [at.data / f for f in steps.SHOP_FILES]),
         Step(
@@ -166,7 +166,7 @@ def plan(cfg: cfg_mod.ShopConfig, at: Layout, hint: str, progress: bool, log: Ca
             "retrieval",
             lambda: steps.retrieval(at.shop(), at.embeddings, at.features, cfg.retrieval, at.retrieval, log),
             {**upstream, "retrieval": cfg.retrieval.model_dump(mode="json"), "code": CODE["retrieval"]},
-            [at.retrieval / f for f in (INDEX_FILE, SETTINGS_FILE, PURCHASES_FILE)],
+            [at.retrieval / f for f in (INDEX_FILE, SETTINGS_FILE, PURCHASES_FILE, ITEM_EMBEDDINGS_FILE)],
         ),
         Step(
             "ranker",
@@ -211,7 +211,7 @@ def publish(
 def artifacts(at: Layout, encoder_onnx: Path, ranker_onnx: Path) -> dict[str, dict[str, Path]]:
     """Every file of the repository's version folders, by model."""
     feature_files = {f: at.features / f for f in (*steps.TABLE_FILES, LEXICON_FILE)}
-    item_embeddings = {ITEM_EMBEDDINGS_FILE: at.embeddings / "items.npy"}
+    item_embeddings = {ITEM_EMBEDDINGS_FILE: at.retrieval / ITEM_EMBEDDINGS_FILE}  # in the served dtype
     retrieval_files = {
         **feature_files,
         **item_embeddings,

@@ -9,6 +9,9 @@ an index alone (the step's reproduction command).
   the catalogue is never in memory twice. ``nprobe`` is chosen by measurement: the smallest that
   reaches ``recall_target`` (recall@N of the index against exact search, on a sample of the shop's
   queries and of its users' profiles). Every nprobe tried and its recall go into ``retrieval.json``.
+* ``item_embeddings.npy``: the served item table (topk's scores, the IVF re-scoring, context items) in
+  ``embedding_dtype``: float16 halves fp32's bytes (docs/scale.md measures what it costs). The nprobe
+  measurement re-scores with this table, as the server does.
 
 Why FAISS: the reference retrieval library (Merlin's multi-stage recommender uses it), an exact and an
 IVF index behind one API, indexes read memory-mapped (``IO_FLAG_MMAP``) so Triton's instances share
@@ -36,6 +39,7 @@ from runtime.retrieval import (
     RetrievalSettings,
     faiss_module,
 )
+from runtime.scoring import ITEM_EMBEDDINGS_FILE
 
 FLAT_MAX_ITEMS = 20_000  # below this an exact search of one query costs well under a millisecond
 NPROBES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -107,20 +111,29 @@ def recall_at(index: ItemIndex, exact: np.ndarray, queries: np.ndarray, n: int) 
     return float(np.mean(hits)) if hits else 1.0
 
 
-def choose_nprobe(index, embeddings: np.ndarray, samples: dict[str, np.ndarray], n: int, target: float) -> dict:
-    """The smallest nprobe whose recall@n against exact search reaches ``target`` on every sample."""
+def choose_nprobe(
+    index,
+    embeddings: np.ndarray,
+    samples: dict[str, np.ndarray],
+    n: int,
+    target: float,
+    served: np.ndarray | None = None,
+) -> dict:
+    """The smallest nprobe whose recall@n against exact search (over ``embeddings``) reaches ``target`` on
+    every sample, re-scoring with ``served`` (the served table; default ``embeddings``) as the server does."""
     faiss = faiss_module()
     nlist = faiss.extract_index_ivf(index).nlist
     exact = {name: exact_top(embeddings, q, n) for name, q in samples.items() if len(q)}
     tried: list[dict] = []
     chosen: int | None = None
+    vectors = embeddings if served is None else served
     for nprobe in NPROBES:
         if nprobe > nlist:
             break
-        served = ItemIndex(index, RetrievalSettings(kind="ivf", nprobe=nprobe), embeddings)
+        served_index = ItemIndex(index, RetrievalSettings(kind="ivf", nprobe=nprobe), vectors)
         row = {
             "nprobe": nprobe,
-            **{f"recall@{n}_{k}": round(recall_at(served, e, samples[k], n), 4) for k, e in exact.items()},
+            **{f"recall@{n}_{k}": round(recall_at(served_index, e, samples[k], n), 4) for k, e in exact.items()},
         }
         tried.append(row)
         if all(v >= target for k, v in row.items() if k != "nprobe"):
@@ -129,6 +142,19 @@ def choose_nprobe(index, embeddings: np.ndarray, samples: dict[str, np.ndarray],
     if chosen is None:
         chosen = int(tried[-1]["nprobe"])
     return {"nprobe": chosen, "tried": tried, "target": target}
+
+
+def write_table(embeddings: np.ndarray, out: Path, dtype: str) -> np.ndarray:
+    """``embeddings`` converted to ``dtype`` into ``out`` chunk by chunk (renamed when complete); the
+    result memory-mapped read-only."""
+    tmp = out.with_name(f".{out.name}.tmp")
+    table = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(dtype), shape=embeddings.shape)
+    for start in range(0, len(embeddings), CHUNK):
+        table[start : start + CHUNK] = embeddings[start : start + CHUNK]
+    table.flush()
+    del table
+    os.replace(tmp, out)
+    return np.asarray(np.load(out, mmap_mode="r"))
 
 
 def sample_rows(values: np.ndarray, size: int, seed: int) -> np.ndarray:
@@ -164,20 +190,28 @@ def write(
     nlist: int | None = None,
     log: Callable[[str], None] = print,
     popular_share: float = 0.5,
+    embedding_dtype: str = "float32",
 ) -> dict:
-    """Build, measure and write ``items.faiss``, ``retrieval.json`` (and ``purchases.npz``) into ``out``."""
+    """Build, measure and write ``items.faiss``, ``retrieval.json``, ``item_embeddings.npy`` (the served
+    table, ``embedding_dtype``) and ``purchases.npz`` (when ``bought``) into ``out``."""
     faiss = faiss_module()
     n = item_count(embeddings)
     kind = choose_kind(n, kind)
     nlist = nlist or choose_nlist(n)
     out.mkdir(parents=True, exist_ok=True)
+    served = write_table(embeddings, out / ITEM_EMBEDDINGS_FILE, embedding_dtype)
     start = time.perf_counter()
     index = build_index(embeddings, kind, nlist, log=log)
     built_s = time.perf_counter() - start
-    measured: dict = {"items": n, "build_seconds": round(built_s, 2), "faiss": faiss.__version__}
+    measured: dict = {
+        "items": n,
+        "build_seconds": round(built_s, 2),
+        "faiss": faiss.__version__,
+        "embedding_dtype": embedding_dtype,
+    }
     nprobe = 1
     if kind == "ivf":
-        chosen = choose_nprobe(index, embeddings, samples, candidates, recall_target)
+        chosen = choose_nprobe(index, embeddings, samples, candidates, recall_target, served)
         nprobe = chosen["nprobe"]
         measured.update(nlist=nlist, **chosen)
         log(f"  ivf: {nlist} lists, nprobe {nprobe}: " + json.dumps(chosen["tried"][-1]))
@@ -205,12 +239,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--candidates", type=int, default=300)
     p.add_argument("--nlist", type=int)
     p.add_argument("--recall-target", type=float, default=0.95)
+    p.add_argument("--embedding-dtype", default="float16", choices=("float16", "float32"))
     args = p.parse_args(argv)
     emb = np.load(args.embeddings, mmap_mode="r")
     samples = {"items": sample_rows(emb[:-1], SAMPLE_QUERIES, 0)}
     if args.queries:
         samples["queries"] = sample_rows(np.load(args.queries, mmap_mode="r"), SAMPLE_QUERIES, 1)
-    report = write(emb, samples, None, args.out, args.kind, args.candidates, args.recall_target, args.nlist)
+    report = write(
+        emb,
+        samples,
+        None,
+        args.out,
+        args.kind,
+        args.candidates,
+        args.recall_target,
+        args.nlist,
+        embedding_dtype=args.embedding_dtype,
+    )
     print(json.dumps(report, indent=1))
     return 0
 

@@ -130,6 +130,7 @@ def retrieval(shop, emb_dir: Path, feat_dir: Path, rcfg, out_dir: Path, log: Cal
         rcfg.nlist,
         log,
         rcfg.popular_share,
+        rcfg.embedding_dtype,
     )
 
 

@@ -38,6 +38,7 @@ from runtime.contract import (
 )
 from runtime.errors import InvalidInput
 from runtime.online import OnlineItems
+from runtime.pages import map_npy, warm
 from runtime.text import TextTokenizer
 
 STORE_DIR = "feature_store"  # one .npy per table, memory-mapped by every instance of every model
@@ -238,12 +239,14 @@ class FeatureTables:
 
     @classmethod
     def load(cls, folder: Path) -> FeatureTables:
-        """Read-only views of the memory-mapped tables: every process that loads the same files shares
-        the page cache's one copy (the build hard-links the files of all models to one inode)."""
+        """Read-only arrays over the mapped tables (``runtime.pages``): every process that loads the same
+        files shares the page cache's one copy (the build hard-links the files of all models to one inode)."""
         folder = Path(folder)
         if not folder.is_dir():
             raise FileNotFoundError(f"feature tables: no folder {folder}")
-        return cls({name: np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r")) for name in cls.__annotations__})
+        paths = {name: folder / f"{name}.npy" for name in cls.__annotations__}
+        warm(*paths.values())
+        return cls({name: map_npy(path) for name, path in paths.items()})
 
     def item_rows(self, ids: Array) -> Array:
         return lookup_rows(self.item_ids_sorted, self.item_rows_sorted, ids)
@@ -331,7 +334,7 @@ class FeatureStore:
             FeatureTables.load(folder / STORE_DIR),
             Lexicon.from_json((folder / LEXICON_FILE).read_text()),
             TextTokenizer(folder / TOKENIZER_FILE) if with_tokenizer else None,
-            np.asarray(np.load(folder / USER_PROFILE_FILE, mmap_mode="r")) if with_profiles else None,
+            map_npy(folder / USER_PROFILE_FILE) if with_profiles else None,
             online,
             embed_dim,
         )

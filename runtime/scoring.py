@@ -25,6 +25,7 @@ from runtime.arrays import Array
 from runtime.contract import TOP_ITEM_IDS, TOP_SCORES
 from runtime.errors import InvalidInput
 from runtime.features import check_top_k
+from runtime.pages import map_npy, warm
 
 ITEM_EMBEDDINGS_FILE = "item_embeddings.npy"
 SIM_EPS = 1e-2  # variance floor: a request whose candidates all match equally keeps z near 0
@@ -50,7 +51,8 @@ def candidate_vectors(item_rows: Array, item_embeddings: Array, new_embeddings: 
     """The title embedding of each candidate ``[N, D]``: table rows, zeros for unknown items (-1), and
     ``new_embeddings[-row - 1]`` for rows below -1 (new items embedded on write; row 0 there is zeros)."""
     rows = np.asarray(item_rows, np.int64).reshape(-1)
-    vectors: Array = item_embeddings[np.maximum(rows, -1)]
+    # float32 whatever the table stores (the build may serve a float16 table)
+    vectors: Array = np.asarray(item_embeddings[np.maximum(rows, -1)], np.float32)
     new_rows = rows < -1
     if new_rows.any():
         index = -rows[new_rows] - 1
@@ -105,9 +107,10 @@ def top_k(scores: Array, item_ids: Array, k: int) -> tuple[Array, Array]:
 def load_item_embeddings(folder: str | Path) -> Array:
     """The item title embeddings ``[I+1, D]`` of a version folder, memory-mapped read-only: the instances
     of topk and of the retrieval models read one copy in the page cache (a request gathers its rows)."""
-    # a plain ndarray view of the map: np.memmap's subclass hooks would run on every per-request gather
-    table: Array = np.asarray(np.load(Path(folder) / ITEM_EMBEDDINGS_FILE, mmap_mode="r"))
-    return table
+    # a plain ndarray over the map (runtime.pages): no np.memmap subclass hooks on each per-request gather
+    path = Path(folder) / ITEM_EMBEDDINGS_FILE
+    warm(path)
+    return map_npy(path)
 
 
 class TopK:

@@ -247,7 +247,8 @@ def test_a_new_item_is_embedded_by_the_repository_encoder_and_ranked_by_its_text
     assert feats[c.ITEM_ROWS][-1] == -2 and (feats[c.ITEM_ROWS][:-1] >= 0).all()
     assert feats[c.NEW_EMBEDDINGS].shape == (2, topk.item_embeddings.shape[1])
     row = int(online.tables.item_rows(np.array([twin]))[0])
-    np.testing.assert_allclose(feats[c.NEW_EMBEDDINGS][1], topk.item_embeddings[row], atol=1e-5)
+    # the same vector, up to the served table's float16 rounding
+    np.testing.assert_allclose(feats[c.NEW_EMBEDDINGS][1], topk.item_embeddings[row], atol=1e-4)
     assert not feats[c.NEW_EMBEDDINGS][0].any()
 
     # Ranked by its text: with the query's own embedding as context, the new item has the top similarity.

@@ -103,6 +103,9 @@ class RetrievalConfig(_Strict):
     nlist: int | None = Field(None, ge=1, description="ivf lists; default about 2*sqrt(items), at most 4096")
     recall_target: float = Field(0.95, gt=0, le=1, description="ivf: recall@N vs exact that picks nprobe")
     popular_share: float = Field(0.5, ge=0, le=1, description="recommendations: share of N from the most clicked")
+    embedding_dtype: Literal["float16", "float32"] = Field(
+        "float16", description="the served item embedding table (topk, re-scoring); float16 halves its memory"
+    )
 
 
 class ShopConfig(_Strict):
