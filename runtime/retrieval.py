@@ -41,6 +41,7 @@ from runtime.arrays import Array, Floats, Int64s
 from runtime.errors import InvalidInput
 from runtime.features import FeatureStore, check_id_list, check_user_id, decode_query
 from runtime.online import OnlineItems
+from runtime.pages import warm
 
 INDEX_FILE = "items.faiss"
 SETTINGS_FILE = "retrieval.json"
@@ -108,6 +109,7 @@ class ItemIndex:
     def load(cls, folder: str | Path, settings: RetrievalSettings, vectors: Array | None = None) -> ItemIndex:
         faiss = faiss_module()
         mmap = faiss.IO_FLAG_MMAP if settings.kind == "ivf" else faiss.IO_FLAG_MMAP_IFC
+        warm(Path(folder) / INDEX_FILE)  # the lists in the page cache before the first request
         index = faiss.read_index(str(Path(folder) / INDEX_FILE), mmap | faiss.IO_FLAG_READ_ONLY)
         return cls(index, settings, vectors)
 
@@ -279,20 +281,37 @@ class Retriever:
         return uid, user_row, exclude
 
     def _candidates(
-        self, retrieve: Callable[[int], Int64s], uid: int, user_row: int, build: Callable[..., dict[str, Array]]
+        self,
+        retrieve: Callable[[int], Int64s],
+        uid: int,
+        user_row: int,
+        build: Callable[..., dict[str, Array]],
+        backfill: Callable[[], Int64s],
     ) -> dict[str, Array]:
         """Retrieve, take the ranker's features, keep N in stock. The first fetch is N over the catalogue's
-        in-stock share; a neighbourhood with more sold-out items than that is fetched again, twice as deep."""
+        in-stock share; a neighbourhood with more sold-out items than that is fetched again, twice as deep.
+        When nothing retrieved is in stock even at ``max_fetch``, the candidates are the most clicked items
+        in stock (``backfill``): the ranker is never sent an empty list."""
         want = math.ceil(self.settings.candidates * self.fetch_factor)
         while True:
             ids = retrieve(want)
             if ids.size == 0:
                 raise InvalidInput(c.EXCLUDE_IDS, "nothing left to rank: every retrieved item is excluded or bought")
-            users = np.full(len(ids), user_row, np.int64)
-            out = self._keep_available(ids, build(uid, ids, users, self.store.tables.item_rows(ids)))
+            out = self._available(ids, uid, user_row, build)
             if len(out[c.ITEM_IDS]) >= self.settings.candidates or len(ids) < want or want >= self.max_fetch:
-                return out
+                break
             want = min(2 * want, self.max_fetch)
+        if len(out[c.ITEM_IDS]) == 0:
+            out = self._available(backfill(), uid, user_row, build)
+        if len(out[c.ITEM_IDS]) == 0:
+            raise InvalidInput(c.EXCLUDE_IDS, "nothing left to rank: no item that may be shown is in stock")
+        return out
+
+    def _available(
+        self, ids: Int64s, uid: int, user_row: int, build: Callable[..., dict[str, Array]]
+    ) -> dict[str, Array]:
+        users = np.full(len(ids), user_row, np.int64)
+        return self._keep_available(ids, build(uid, ids, users, self.store.tables.item_rows(ids)))
 
     def search(
         self, user_id: Array, query: Array, query_embedding: Array, exclude_ids: Array, build_values: bool = False
@@ -307,6 +326,7 @@ class Retriever:
             uid,
             user_row,
             lambda u, i, us, it: self.store.search_features(u, text, i, us, it, build_values),
+            lambda: self._popular(banned),
         )
 
     def recommend(
@@ -333,7 +353,11 @@ class Retriever:
             return ids
 
         feats = self._candidates(
-            retrieve, uid, user_row, lambda u, i, us, it: self.store.recommend_features(u, i, us, it, build_values)
+            retrieve,
+            uid,
+            user_row,
+            lambda u, i, us, it: self.store.recommend_features(u, i, us, it, build_values),
+            lambda: most_clicked,
         )
         feats[c.CONTEXT_EMBEDDING] = vector.reshape(1, -1)
         return feats

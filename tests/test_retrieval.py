@@ -206,3 +206,24 @@ def test_recommendations_mix_the_users_nearest_items_with_the_popular_ones(pipel
     popular = set(rec.id_of_row[rec.popular[:100]].tolist()) - set(rec.id_of_row[rec.purchases.of(row)].tolist())
     assert len(got[0.5] & popular) > len(got[0.0] & popular)
     assert len(got[0.5] & got[0.0]) > 0 and len(got[0.5] & got[1.0]) > 0  # some of each
+
+
+def test_a_sold_out_neighbourhood_gets_the_popular_items_in_stock(small_repo, pipeline):
+    from runtime.features import FeatureTables
+    from runtime.retrieval import Retriever
+
+    search = Retriever.load(small_repo / c.RETRIEVE_SEARCH / "1", recommend=False)
+    emb = pipeline.query_embedding("running shoes")
+    t = search.store.tables
+    search.max_fetch = 400  # the deepest fetch; everything it can reach is sold out below
+    nearest = np.argsort(-(np.asarray(search.item_embeddings[:-1], np.float32) @ emb.reshape(-1)))[:400]
+    stock = np.array(t.item_in_stock)
+    stock[nearest] = 0
+    search.store.tables = FeatureTables({**t.arrays, "item_in_stock": stock})
+    excluded = search.id_of_row[search.popular[:3]]  # the caller's exclusions still hold
+    out = search.search(np.array([-5]), np.array([b"running shoes"], object), emb, excluded)
+    rows = t.item_rows(out[c.ITEM_IDS])
+    assert len(rows) == search.settings.candidates  # never an empty list for the ranker
+    assert (stock[rows] > 0).all() and not np.isin(out[c.ITEM_IDS], excluded).any()
+    want = [r for r in search.popular.tolist() if stock[r] > 0 and search.id_of_row[r] not in excluded]
+    assert rows.tolist() == want[: len(rows)]
