@@ -6,7 +6,11 @@ generated: each is one of the small demo shop's real title embeddings plus Gauss
 renormalised, which keeps neighbourhoods as tight as real text's (mean best-neighbour cosine 0.87 at 50k
 vs 0.91 among the demo's 2,000 real titles). Queries are the demo shop's real query embeddings.
 Only the retrieval stage is measured here (``ItemIndex.search`` with its exact re-scoring, one thread,
-as a served instance runs it); the served end-to-end scale benchmark is not part of this.
+as a served instance runs it); ``benchmarks.server_scale`` measures the whole server.
+
+What the re-scoring table costs: recall@N vs exact (float32) search of the same index re-scored with the
+float32 table, with the float16 table the build serves by default, and not re-scored at all (the 8-bit
+codes alone: what an int8 table would give, with no table beside the index).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from numpy.lib.format import open_memmap
 
 from builders import retrieval as rt
 from runtime.retrieval import SETTINGS_FILE, ItemIndex, RetrievalSettings
+from runtime.scoring import load_item_embeddings
 
 NOISE = 0.33
 
@@ -47,9 +52,15 @@ def measure(n: int, work: Path, base: np.ndarray, queries: np.ndarray, candidate
     emb = np.load(path, mmap_mode="r")
     folder = work / f"index_{n}"
     samples = {"queries": rt.sample_rows(queries, rt.SAMPLE_QUERIES, 1)}
-    report = rt.write(emb, samples, None, folder, candidates=candidates, log=lambda _: None)
+    report = rt.write(emb, samples, None, folder, candidates=candidates, log=lambda _: None, embedding_dtype="float16")
     settings = RetrievalSettings.from_json((folder / SETTINGS_FILE).read_text())
-    index = ItemIndex.load(folder, settings, emb)
+    served = load_item_embeddings(folder)  # float16
+    exact = rt.exact_top(emb, samples["queries"], candidates)
+    by_table = {}
+    for name, vectors in (("fp32", np.asarray(emb)), ("fp16", served), ("8-bit codes only", None)):
+        scored = ItemIndex.load(folder, settings, vectors)  # vectors None: the 8-bit scores order the rows
+        by_table[name] = round(rt.recall_at(scored, exact, samples["queries"], candidates), 4)
+    index = ItemIndex.load(folder, settings, served)
     rt.faiss_module(1)
     times = []
     for q in queries[:500]:
@@ -63,6 +74,7 @@ def measure(n: int, work: Path, base: np.ndarray, queries: np.ndarray, candidate
         "nprobe": report["nprobe"],
         "build_s": report["build_seconds"],
         "recall": report.get("tried", [{}])[-1].get(f"recall@{candidates}_queries", 1.0),
+        "recall_by_table": by_table,
         "search_p50_ms": round(float(np.percentile(times, 50)), 3),
         "search_p99_ms": round(float(np.percentile(times, 99)), 3),
         "index_mb": round((folder / "items.faiss").stat().st_size / 2**20, 1),
@@ -85,12 +97,16 @@ def main(argv: list[str] | None = None) -> int:
         f"machine: {platform.node()}, {platform.machine()}; peak RSS of this process "
         f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:.0f} MB"
     )
-    print("| items | index | nprobe | build s | recall@N vs exact | search p50 ms | p99 ms | index MB | fp32 emb MB |")
+    print(
+        "| items | index | nprobe | build s | recall@N vs exact, re-scored fp32 / fp16 / 8-bit only | "
+        "search p50 ms | p99 ms | index MB | fp32 emb MB |"
+    )
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         kind = r["kind"] + (f" ({r['nlist']} lists)" if r["nlist"] else "")
         print(
-            f"| {r['items']:,} | {kind} | {r['nprobe']} | {r['build_s']} | {r['recall']} | "
+            f"| {r['items']:,} | {kind} | {r['nprobe']} | {r['build_s']} | "
+            f"{' / '.join(str(v) for v in r['recall_by_table'].values())} | "
             f"{r['search_p50_ms']} | {r['search_p99_ms']} | {r['index_mb']} | {r['embeddings_mb']} |"
         )
     (args.work / "index_scale.json").write_text(json.dumps(rows, indent=1))

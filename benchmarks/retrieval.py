@@ -11,6 +11,8 @@ retrieval's own recall@N (the share of the clicked items among the N candidates 
 Recommendations also compare shares of popular items among the N (``popular_share``: 0 = the user's vector
 alone, 1 = the most clicked items alone).
 Everything runs in process on the repository's own files (``builders.pipeline.InProcessPipeline``).
+``--compare-table items.npy`` runs the same lists again with that item table (e.g. the build's float32
+embeddings) in place of the served one (float16 by default), to measure what the compact table costs.
 """
 
 from __future__ import annotations
@@ -70,8 +72,27 @@ def test_lists(shop: ShopData, limit: int, seed: int = 0) -> list[dict]:
     return [out[i] for i in sorted(picked)]
 
 
-def evaluate(repo: Path, data: Path, limit: int, depths: tuple[int, ...], shares: tuple[float, ...]) -> dict:
+def use_table(pipe: InProcessPipeline, table: np.ndarray) -> None:
+    """Serve ``table`` ``[I+1, D]`` as the item embeddings: topk's scores, retrieval's re-scoring and context."""
+    pipe.topk.item_embeddings = table
+    for recommend in (False, True):
+        retriever = pipe.retriever(recommend)
+        retriever.item_embeddings = table
+        if retriever.index.vectors is not None:
+            retriever.index.vectors = table
+
+
+def evaluate(
+    repo: Path,
+    data: Path,
+    limit: int,
+    depths: tuple[int, ...],
+    shares: tuple[float, ...],
+    table: np.ndarray | None = None,
+) -> dict:
     pipe = InProcessPipeline(repo)
+    if table is not None:
+        use_table(pipe, table)
     shop = ShopData.load(data)
     lists = test_lists(shop, limit)
     report: dict = {"lists": {}, "modes": {}}
@@ -113,6 +134,7 @@ def evaluate(repo: Path, data: Path, limit: int, depths: tuple[int, ...], shares
             for name, vals in rows.items()
         }
     report["machine"] = f"{platform.node()} ({platform.processor() or platform.machine()})"
+    report["item_table"] = str(pipe.topk.item_embeddings.dtype)
     return report
 
 
@@ -131,7 +153,7 @@ def catalogue(pipe: InProcessPipeline, x: dict) -> tuple[np.ndarray, np.ndarray]
 def table(report: dict) -> str:
     lines = []
     for kind, modes in report["modes"].items():
-        lines.append(f"{kind} ({report['lists'][kind]} test lists with a click)")
+        lines.append(f"{kind} ({report['lists'][kind]} test lists with a click; item table {report['item_table']})")
         lines.append(f"  {'mode':<42} {'NDCG@10':>8} {'recall@10':>10} {'retrieval recall@N':>19}")
         for name, m in modes.items():
             lines.append(f"  {name:<42} {m['ndcg@10']:>8.4f} {m['recall@10']:>10.4f} {m['retrieval recall@N']:>19.4f}")
@@ -145,13 +167,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lists", type=int, default=1500, help="test lists sampled (search and homepage together)")
     p.add_argument("--depths", default="100,300,1000", help="N values to retrieve")
     p.add_argument("--shares", default="0,0.5,1", help="recommendations: popular_share values to compare")
+    p.add_argument("--compare-table", type=Path, help="an items.npy to evaluate again in the served table's place")
     p.add_argument("--json", type=Path, help="also write the report here")
     args = p.parse_args(argv)
     depths = tuple(int(d) for d in args.depths.split(","))
-    report = evaluate(args.repo, args.data, args.lists, depths, tuple(float(s) for s in args.shares.split(",")))
-    print(table(report))
+    shares = tuple(float(s) for s in args.shares.split(","))
+    reports = [evaluate(args.repo, args.data, args.lists, depths, shares)]
+    print(table(reports[0]))
+    if args.compare_table:
+        other = np.asarray(np.load(args.compare_table, mmap_mode="r"))
+        reports.append(evaluate(args.repo, args.data, args.lists, depths, shares, other))
+        print(table(reports[1]))
     if args.json:
-        args.json.write_text(json.dumps(report, indent=1))
+        args.json.write_text(json.dumps(reports if args.compare_table else reports[0], indent=1))
     return 0
 
 
