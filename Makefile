@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)
 
 .PHONY: help setup build build-gpu serve up redis seed lint format test test-unit test-triton configs validate check-data demo-data variants \
-	bench bench-client bench-ids bench-retrieval bench-scale bench-online bench-variants bench-tuning loadtest capacity verify clean
+	bench bench-client bench-ids bench-retrieval bench-scale bench-scan bench-online bench-variants bench-tuning loadtest capacity verify clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -97,10 +97,14 @@ bench-retrieval: setup ## quality of retrieval from the whole catalogue vs re-ra
 	$(PY) -m benchmarks.retrieval --repo build/$(PROFILE)/bench_repo --data build/$(PROFILE)/data --compare-table build/$(PROFILE)/embeddings/items.npy
 
 SIZES ?= 50000,1000000,10000000
+SIZES_SCAN ?= 50000,1000000
 bench-scale: setup ## the whole server at generated catalogues of SIZES items: memory, build, p50/p99, recall -> docs/scale.md (10M: ~20 min, 25 GB disk)
 	$(PY) -m builders build --target cpu --profile small --out build/small/bench_repo --no-progress
 	$(PY) -m benchmarks.server_scale --sizes $(SIZES) --small build/small --small-repo build/small/bench_repo --plot docs/scale.png
 	$(PY) -m benchmarks.index_scale --sizes 50000,1000000
+
+bench-scan: setup ## retrieval by the item_scan model (exact matrix product) beside FAISS at SIZES_SCAN items; GPU rows need onnxruntime-gpu and a GPU -> docs/scale.md
+	$(PY) -m benchmarks.scan_retrieval --sizes $(SIZES_SCAN) --small build/small
 
 bench-online: setup ## what the online store's read adds to the feature model per request -> docs/online.md
 	$(PY) -m benchmarks.online_read --out docs/online.md

@@ -27,6 +27,7 @@ from builders.data import config as cfg_mod
 from builders.data.contract import CONTRACT_VERSION
 from builders.data.report import DataError
 from builders.driver import Driver, Step
+from builders.item_scan import SCAN_FILE
 from builders.steps import PARITY_MAX_ABS, PARITY_MIN_COSINE, StepError  # noqa: F401  (re-exported for callers)
 from runtime import contract as c
 from runtime.features import LEXICON_FILE, TOKENIZER_FILE, USER_PROFILE_FILE
@@ -38,7 +39,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_ENCODER_DIR = REPO_ROOT / "build" / "encoder"  # shared by every build that uses the bundled MiniLM
 TARGETS = ("cpu", "gpu")
 STEP_NAMES = ("demo-data", "data", "encoder", "embeddings", "features", "retrieval", "ranker")
-CODE = {"data": "data/1", "features": "features/5", "ranker": "dcn-v2/5", "retrieval": "faiss/2"}
+CODE = {"data": "data/1", "features": "features/5", "ranker": "dcn-v2/5", "retrieval": "faiss/3"}
 
 
 class BuildError(RuntimeError):
@@ -165,8 +166,12 @@ def plan(cfg: cfg_mod.ShopConfig, at: Layout, hint: str, progress: bool, log: Ca
         Step(
             "retrieval",
             lambda: steps.retrieval(at.shop(), at.embeddings, at.features, cfg.retrieval, at.retrieval, log),
-            {**upstream, "retrieval": cfg.retrieval.model_dump(mode="json"), "code": CODE["retrieval"]},
-            [at.retrieval / f for f in (INDEX_FILE, SETTINGS_FILE, PURCHASES_FILE, ITEM_EMBEDDINGS_FILE)],
+            {
+                **upstream,
+                "retrieval": cfg.retrieval.model_dump(mode="json", exclude={"engine"}),  # engine: configs only
+                "code": CODE["retrieval"],
+            },
+            [at.retrieval / f for f in (INDEX_FILE, SETTINGS_FILE, PURCHASES_FILE, ITEM_EMBEDDINGS_FILE, SCAN_FILE)],
         ),
         Step(
             "ranker",
@@ -208,8 +213,8 @@ def publish(
     return files, published
 
 
-def artifacts(at: Layout, encoder_onnx: Path, ranker_onnx: Path) -> dict[str, dict[str, Path]]:
-    """Every file of the repository's version folders, by model."""
+def artifacts(at: Layout, encoder_onnx: Path, ranker_onnx: Path, scan: bool = False) -> dict[str, dict[str, Path]]:
+    """Every file of the repository's version folders, by model (``scan``: with the ``item_scan`` model)."""
     feature_files = {f: at.features / f for f in (*steps.TABLE_FILES, LEXICON_FILE)}
     item_embeddings = {ITEM_EMBEDDINGS_FILE: at.retrieval / ITEM_EMBEDDINGS_FILE}  # in the served dtype
     retrieval_files = {
@@ -217,7 +222,8 @@ def artifacts(at: Layout, encoder_onnx: Path, ranker_onnx: Path) -> dict[str, di
         **item_embeddings,
         **{f: at.retrieval / f for f in (INDEX_FILE, SETTINGS_FILE, PURCHASES_FILE)},
     }
-    return {
+    scan_files = {c.ITEM_SCAN: {"model.onnx": at.retrieval / SCAN_FILE, **item_embeddings}} if scan else {}
+    return scan_files | {
         c.QUERY_TOKENIZER: {TOKENIZER_FILE: at.features / TOKENIZER_FILE},
         c.RETRIEVE_SEARCH: retrieval_files,
         c.RETRIEVE_RECOMMEND: {**retrieval_files, USER_PROFILE_FILE: at.features / USER_PROFILE_FILE},
@@ -288,7 +294,8 @@ def build(
         log,
     )
     embed_dim = report["embeddings"].get("dim") or text_encoder.embedding_dim(files["encoder"])
-    files_by_model = artifacts(at, files["encoder"], files["ranker"])
+    scan = cfg.retrieval.uses_scan(target)
+    files_by_model = artifacts(at, files["encoder"], files["ranker"], scan)
     if target == "gpu":
         from builders.gpu.target import build_gpu
 
@@ -301,6 +308,7 @@ def build(
                 precision,
                 log,
                 embed_dim=embed_dim,
+                scan=scan,
             )
         except ValueError as err:
             raise BuildError(str(err)) from None
@@ -309,13 +317,14 @@ def build(
     else:
         from builders.model_specs import specs
 
-        model_specs = specs(embed_dim)
+        model_specs = specs(embed_dim, scan)
     shop = at.shop()
     manifest = {
         "shop": cfg.name,
         "contract_version": CONTRACT_VERSION,
         "ids": shop.id_kinds,
         "embed_dim": embed_dim,
+        "item_scan": scan,  # retrieval by the item_scan model (retrieval.engine), not FAISS
         "title_tokens": cfg.encoder.title_tokens,  # new items pushed online are embedded the way the build did
         "encoder": str(cfg.encoder.path or "bundled all-MiniLM-L6-v2"),
         "items": len(shop.item_ids),

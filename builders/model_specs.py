@@ -88,8 +88,9 @@ def _topk_step(context: str, candidates: str = c.ITEM_IDS) -> Step:
     )
 
 
-def specs(embed_dim: int = c.EMBED_DIM) -> list[ModelSpec]:
-    """The models; ``embed_dim`` is the text encoder's output size (384 for the bundled MiniLM)."""
+def specs(embed_dim: int = c.EMBED_DIM, scan: bool = False) -> list[ModelSpec]:
+    """The models; ``embed_dim`` is the text encoder's output size (384 for the bundled MiniLM). ``scan``:
+    the retrieval models call the ``item_scan`` model (exact, a matrix product) instead of FAISS."""
     search_features = ModelSpec(
         name=c.SEARCH_FEATURES,
         backend="python",
@@ -207,7 +208,7 @@ def specs(embed_dim: int = c.EMBED_DIM) -> list[ModelSpec]:
         },
     )
     return [search_features, recommend_features, text_encoder, ranker, topk, search, recommend] + catalog_specs(
-        embed_dim
+        embed_dim, scan
     )
 
 
@@ -218,17 +219,54 @@ RETRIEVE_WHY = {
 }
 
 
+SCAN_MAX_BATCH = 16  # vectors per scan: the table is read once for the whole batch
+
+
 def _retrieved() -> Tensor:
     return Tensor(c.ITEM_IDS, "int64", (-1,))
 
 
-def catalog_specs(embed_dim: int = c.EMBED_DIM) -> list[ModelSpec]:
+def scan_spec(embed_dim: int = c.EMBED_DIM) -> ModelSpec:
+    """``item_scan`` (builders/item_scan.py) on a CPU instance; the gpu target puts it on the GPU."""
+    return ModelSpec(
+        name=c.ITEM_SCAN,
+        backend="onnxruntime",
+        max_batch_size=SCAN_MAX_BATCH,
+        instances=1,
+        dynamic_batching=True,
+        max_queue_delay_us=100,
+        inputs=(Tensor(c.SCAN_VECTOR, "float32", (embed_dim,)), Tensor(c.SCAN_DEPTH, "int64", (1,))),
+        outputs=(Tensor(c.SCAN_ROWS, "int64", (-1,)), Tensor(c.SCAN_SCORES, "float32", (-1,))),
+        parameters={"intra_op_thread_count": "1"},
+        why={
+            "max_batch_size": f"{SCAN_MAX_BATCH} vectors: one pass over the item table scores the whole batch; "
+            "a batch answers as deep as its deepest request",
+            "dynamic_batching": "100 us delay: concurrent retrieval requests share one read of the table",
+            "instance_group": "1 instance: the table is in its memory once (the model file references "
+            "item_embeddings.npy, hard-linked with topk's)",
+        },
+    )
+
+
+def catalog_specs(embed_dim: int = c.EMBED_DIM, scan: bool = False) -> list[ModelSpec]:
     """The models of retrieval from the whole catalogue (runtime/retrieval.py), beside the re-ranking ones:
 
     search_catalog:    query_tokens -> text_encoder -> retrieve_search ----> ranker -> topk
     recommend_catalog: retrieve_recommend ----------------------------------> ranker -> topk
+
+    With ``scan`` the retrieval models call ``item_scan`` through BLS (config parameter ``item_scan``)
+    instead of searching the FAISS index, and ``item_scan`` is one more model of the repository.
     """
     id_list = Tensor(c.EXCLUDE_IDS, "int64", (-1,))
+    retrieve_why = dict(RETRIEVE_WHY)
+    if scan:
+        retrieve_why["instance_group"] = (
+            f"2 CPU instances: filters and features per request; the nearest items come from {c.ITEM_SCAN}"
+        )
+        retrieve_why["parameters"] = (
+            f"{c.SCAN_PARAMETER}: retrieval is an exact scan by the {c.ITEM_SCAN} model (BLS), not FAISS"
+        )
+    retrieve_params = {c.SCAN_PARAMETER: c.ITEM_SCAN} if scan else {}
     query_tokens = ModelSpec(
         name=c.QUERY_TOKENIZER,
         backend="python",
@@ -251,7 +289,8 @@ def catalog_specs(embed_dim: int = c.EMBED_DIM) -> list[ModelSpec]:
             id_list,
         ),
         outputs=(_retrieved(),) + _ranker_features(embed_dim),
-        why=RETRIEVE_WHY,
+        parameters=retrieve_params,
+        why=retrieve_why,
     )
     retrieve_recommend = ModelSpec(
         name=c.RETRIEVE_RECOMMEND,
@@ -261,7 +300,8 @@ def catalog_specs(embed_dim: int = c.EMBED_DIM) -> list[ModelSpec]:
         outputs=(_retrieved(),)
         + _ranker_features(embed_dim)
         + (Tensor(c.CONTEXT_EMBEDDING, "float32", (1, embed_dim)),),
-        why=RETRIEVE_WHY,
+        parameters=retrieve_params,
+        why=retrieve_why,
     )
     features_out = {c.ITEM_IDS: "candidates", **FEATURES_OUT}
     request = (Tensor(c.USER_ID, "int64", (1,)),)
@@ -311,8 +351,9 @@ def catalog_specs(embed_dim: int = c.EMBED_DIM) -> list[ModelSpec]:
             "steps": "the user's vector (profile + context items) retrieves; topk's similarity uses it too",
         },
     )
-    return [query_tokens, retrieve_search, retrieve_recommend, search_catalog, recommend_catalog]
+    models = [query_tokens, retrieve_search, retrieve_recommend, search_catalog, recommend_catalog]
+    return models + ([scan_spec(embed_dim)] if scan else [])
 
 
-def spec_by_name(embed_dim: int = c.EMBED_DIM) -> dict[str, ModelSpec]:
-    return {s.name: s for s in specs(embed_dim)}
+def spec_by_name(embed_dim: int = c.EMBED_DIM, scan: bool = False) -> dict[str, ModelSpec]:
+    return {s.name: s for s in specs(embed_dim, scan)}

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from builders.model_specs import spec_by_name
+from builders.repository import retrieval_scan
 from runtime import contract as c
 from runtime.features import FeatureStore, decode_query
 from runtime.retrieval import Retriever
@@ -72,7 +73,8 @@ class InProcessPipeline:
     def retriever(self, recommend: bool) -> Retriever:
         name = c.RETRIEVE_RECOMMEND if recommend else c.RETRIEVE_SEARCH
         if name not in self._retrievers:
-            self._retrievers[name] = Retriever.load(self.repo / name / "1", recommend=recommend)
+            scan = retrieval_scan(self.repo, name)  # the item_scan model where the repository's configs use it
+            self._retrievers[name] = Retriever.load(self.repo / name / "1", recommend=recommend, scan=scan)
         return self._retrievers[name]
 
     def query_embedding(self, query: str | bytes) -> np.ndarray:

@@ -18,6 +18,7 @@ import numpy as np
 
 from builders.model_specs import specs
 from builders.triton_config import ModelSpec, parse_pbtxt
+from runtime.scan import Scan
 
 SOURCE_REPO = Path(__file__).resolve().parent.parent / "model_repository"
 VERSION = "1"
@@ -187,6 +188,17 @@ def _check_python_models(repo: Path, by_name: dict[str, ModelSpec]) -> None:
         _check_retrieval(repo, by_name, user)
 
 
+def retrieval_scan(repo: Path, model: str) -> Scan | None:
+    """The scan a retrieval model of ``repo`` calls (its config's ``item_scan`` parameter), run in-process by
+    ONNX Runtime on the same model file; None when the model searches the FAISS index."""
+    from runtime import contract as c
+    from runtime.scan import ort_scan
+
+    cfg = parse_pbtxt((repo / model / "config.pbtxt").read_text())
+    name = cfg.parameters[c.SCAN_PARAMETER].string_value if c.SCAN_PARAMETER in cfg.parameters else ""
+    return ort_scan(repo / name / VERSION / "model.onnx") if name else None
+
+
 def _check_retrieval(repo: Path, by_name: dict[str, ModelSpec], user: np.ndarray) -> None:
     from runtime import contract as c
     from runtime.features import QueryTokens
@@ -195,11 +207,15 @@ def _check_retrieval(repo: Path, by_name: dict[str, ModelSpec], user: np.ndarray
     query = np.array([b"running shoes"], object)
     tokens = QueryTokens.load(repo / c.QUERY_TOKENIZER / VERSION).tokens(query)
     _check_arrays(by_name[c.QUERY_TOKENIZER], tokens)
-    search = Retriever.load(repo / c.RETRIEVE_SEARCH / VERSION, recommend=False)
+    search = Retriever.load(
+        repo / c.RETRIEVE_SEARCH / VERSION, recommend=False, scan=retrieval_scan(repo, c.RETRIEVE_SEARCH)
+    )
     vector = np.asarray(search.item_embeddings[:1], np.float32)  # any unit vector of the right size
     none = np.zeros(0, np.int64)
     _check_arrays(by_name[c.RETRIEVE_SEARCH], search.search(user, query, vector, none))
-    rec = Retriever.load(repo / c.RETRIEVE_RECOMMEND / VERSION, recommend=True)
+    rec = Retriever.load(
+        repo / c.RETRIEVE_RECOMMEND / VERSION, recommend=True, scan=retrieval_scan(repo, c.RETRIEVE_RECOMMEND)
+    )
     _check_arrays(by_name[c.RETRIEVE_RECOMMEND], rec.recommend(user, none, none))
 
 
@@ -241,14 +257,16 @@ def _check_engines(spec: ModelSpec, version_dir: Path) -> str:
 
 
 def built_specs(repo: Path) -> list[ModelSpec]:
-    """The CPU specs a built repository was made with: its manifest names the encoder's dimension."""
+    """The CPU specs a built repository was made with: its manifest names the encoder's dimension and
+    whether retrieval runs the ``item_scan`` model."""
     import json
 
     from runtime import contract as c
 
     manifest = repo / c.SEARCH_FEATURES / VERSION / MANIFEST_FILE
     if manifest.exists():
-        return specs(int(json.loads(manifest.read_text())["embed_dim"]))
+        built = json.loads(manifest.read_text())
+        return specs(int(built["embed_dim"]), bool(built.get("item_scan", False)))
     return specs()
 
 

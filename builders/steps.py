@@ -109,8 +109,9 @@ def features(shop, item_emb: np.ndarray, tokenizer: Path, out_dir: Path) -> dict
 
 
 def retrieval(shop, emb_dir: Path, feat_dir: Path, rcfg, out_dir: Path, log: Callable[[str], None]) -> dict:
-    """The ANN index over the item embeddings, nprobe chosen by measured recall@N, and the users' purchases
-    before the test days (``builders/retrieval.py``)."""
+    """The ANN index over the item embeddings, nprobe chosen by measured recall@N, the served item table,
+    the users' purchases before the test days (``builders/retrieval.py``), and the ``item_scan`` model over
+    the table (``builders/item_scan.py``)."""
     from builders import retrieval as rt
 
     emb = np.load(emb_dir / "items.npy", mmap_mode="r")
@@ -118,8 +119,11 @@ def retrieval(shop, emb_dir: Path, feat_dir: Path, rcfg, out_dir: Path, log: Cal
         "queries": rt.sample_rows(np.load(emb_dir / "queries.npy", mmap_mode="r"), rt.SAMPLE_QUERIES, 1),
         "users": rt.sample_rows(np.load(feat_dir / USER_PROFILE_FILE, mmap_mode="r")[:-1], rt.SAMPLE_QUERIES, 2),
     }
+    from builders import item_scan
+    from runtime.scoring import ITEM_EMBEDDINGS_FILE
+
     bought = rt.purchases(shop, int(shop.cuts["validation"]))
-    return rt.write(
+    report = rt.write(
         emb,
         samples,
         bought,
@@ -132,6 +136,9 @@ def retrieval(shop, emb_dir: Path, feat_dir: Path, rcfg, out_dir: Path, log: Cal
         rcfg.popular_share,
         rcfg.embedding_dtype,
     )
+    # the exact scan over the served table, for the repositories whose retrieval runs it (the gpu target)
+    item_scan.export(out_dir / ITEM_EMBEDDINGS_FILE, out_dir / item_scan.SCAN_FILE)
+    return report
 
 
 def ranker(

@@ -11,10 +11,11 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from runtime.arrays import Array
-from runtime.contract import BUILD_VALUES
+from runtime.arrays import Array, Floats, Int64s
+from runtime.contract import BUILD_VALUES, SCAN_PARAMETER, SCAN_ROWS, SCAN_SCORES
 from runtime.errors import InvalidInput
 from runtime.online import OnlineItems, OnlineSettings
+from runtime.scan import Scan, scan_inputs
 
 
 def build_values_asked(request: Any) -> bool:
@@ -102,3 +103,35 @@ def online_store(pb_utils: Any, model: str) -> OnlineItems | None:
     )
     store.keep_alive += [up_family, reads_family, up, reads]
     return store
+
+
+def scan_model(model_config: str) -> str:
+    """The scan model a retrieval model calls (its config parameter ``item_scan``), or "" (FAISS)."""
+    params = json.loads(model_config).get("parameters", {})
+    name = params.get(SCAN_PARAMETER, {}).get("string_value", "")
+    return str(name)
+
+
+def bls_scan(pb_utils: Any, model: str, version: int) -> Scan:
+    """``runtime.scan.Scan`` as a BLS request to ``version`` of ``model`` (the ``item_scan`` model, on the
+    GPU in the gpu target; the caller's own version, so a release switch never pairs a retrieval model with
+    another release's table), its outputs asked for in CPU memory. An error of the scan model raises:
+    that request alone fails with INTERNAL (``serve``)."""
+    cpu = pb_utils.PreferredMemory(pb_utils.TRITONSERVER_MEMORY_CPU, 0)
+
+    def scan(vector: Floats, depth: int) -> tuple[Int64s, Floats]:
+        request = pb_utils.InferenceRequest(
+            model_name=model,
+            model_version=version,
+            requested_output_names=[SCAN_ROWS, SCAN_SCORES],
+            inputs=[pb_utils.Tensor(name, value) for name, value in scan_inputs(vector, depth).items()],
+            preferred_memory=cpu,
+        )
+        response = request.exec()
+        if response.has_error():
+            raise RuntimeError(f"{model}: {response.error().message()}")
+        rows = pb_utils.get_output_tensor_by_name(response, SCAN_ROWS).as_numpy()
+        scores = pb_utils.get_output_tensor_by_name(response, SCAN_SCORES).as_numpy()
+        return rows[0], scores[0]
+
+    return scan

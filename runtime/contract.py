@@ -21,6 +21,10 @@ TOPK = "topk"
 QUERY_TOKENIZER = "query_tokens"  # QUERY -> the encoder's tokens (search_catalog's first step)
 RETRIEVE_SEARCH = "retrieve_search"
 RETRIEVE_RECOMMEND = "retrieve_recommend"
+# Exact retrieval as one matrix product over the item table (builders/item_scan.py): the gpu target's
+# retrieval models call it through BLS (runtime/scan.py) instead of searching the FAISS index
+ITEM_SCAN = "item_scan"
+SCAN_PARAMETER = "item_scan"  # a retrieval model's config parameter: the scan model it calls ("" = FAISS)
 
 # Request tensors (ensemble inputs)
 USER_ID = "USER_ID"  # INT64 [1]
@@ -46,6 +50,10 @@ AVAILABLE = "AVAILABLE"  # BOOL [N], False = sold out (online store, SHOPRANK_SO
 CONTEXT_EMBEDDING = "CONTEXT_EMBEDDING"  # FP32 [1, EMBED_DIM]: query (search) or user profile (recommend)
 LOGIT = "logit"  # FP32 [N, 1]
 SIM_WEIGHT = "sim_weight"  # FP32 [N, 1]
+SCAN_VECTOR = "VECTOR"  # FP32 [B, EMBED_DIM]: item_scan's query or user vectors
+SCAN_DEPTH = "DEPTH"  # INT64 [B, 1]: rows wanted per vector; a batch answers as deep as its deepest request
+SCAN_ROWS = "ROWS"  # INT64 [B, K]: item rows, best first
+SCAN_SCORES = "SCORES"  # FP32 [B, K]: their inner products
 
 # Request parameter (KServe v2 "parameters"; an ensemble passes its request's parameters to every step):
 # true = the feature models rank this request with the build's values, without the online store. The

@@ -42,6 +42,7 @@ from runtime.errors import InvalidInput
 from runtime.features import FeatureStore, check_id_list, check_user_id, decode_query
 from runtime.online import OnlineItems
 from runtime.pages import warm
+from runtime.scan import Scan, ScanIndex
 
 INDEX_FILE = "items.faiss"
 SETTINGS_FILE = "retrieval.json"
@@ -209,7 +210,7 @@ class Retriever:
     def __init__(
         self,
         store: FeatureStore,
-        index: ItemIndex,
+        index: ItemIndex | ScanIndex,
         purchases: Purchases,
         item_embeddings: Floats,
         clock: Callable[[], float] = time.monotonic,
@@ -229,14 +230,23 @@ class Retriever:
         self.new_items = NewItems(store.online, t.item_ids_sorted, store.embed_dim, clock)
 
     @classmethod
-    def load(cls, folder: str | Path, recommend: bool, online: OnlineItems | None = None) -> Retriever:
+    def load(
+        cls, folder: str | Path, recommend: bool, online: OnlineItems | None = None, scan: Scan | None = None
+    ) -> Retriever:
+        """The retrieval model of a version folder; with ``scan`` (the ``item_scan`` model, the gpu target)
+        the index is that exact scan, and the FAISS index is not read."""
         from runtime.scoring import load_item_embeddings
 
         folder = Path(folder)
         settings = RetrievalSettings.from_json((folder / SETTINGS_FILE).read_text())
         store = FeatureStore.load(folder, with_tokenizer=False, with_profiles=recommend, online=online)
         vectors = load_item_embeddings(folder)
-        return cls(store, ItemIndex.load(folder, settings, vectors), Purchases.load(folder / PURCHASES_FILE), vectors)
+        index: ItemIndex | ScanIndex
+        if scan is not None:
+            index = ScanIndex(scan, len(vectors) - 1, settings)  # the table's last row is the unknown item's
+        else:
+            index = ItemIndex.load(folder, settings, vectors)
+        return cls(store, index, Purchases.load(folder / PURCHASES_FILE), vectors)
 
     def _banned(self, user_row: int, exclude: Int64s) -> Int64s:
         """The item rows a request may not get: the user's purchases and the excluded ids the build knows."""

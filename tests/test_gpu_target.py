@@ -178,6 +178,16 @@ def test_gpu_target_build_writes_a_valid_repository_with_calibration_caches(smal
     assert "to be built on the GPU node" in checks
     if engine.unavailable_reason():
         assert "not built here" in report["gpu"]["engines"]
+    # retrieval: the exact scan on a GPU instance, called by the retrieval models (retrieval.engine auto)
+    scan = parse_pbtxt((out / c.ITEM_SCAN / "config.pbtxt").read_text())
+    assert scan.backend == "onnxruntime" and [g.kind for g in scan.instance_group] == [scan.instance_group[0].KIND_GPU]
+    for name in (c.RETRIEVE_SEARCH, c.RETRIEVE_RECOMMEND):
+        cfg = parse_pbtxt((out / name / "config.pbtxt").read_text())
+        assert cfg.parameters[c.SCAN_PARAMETER].string_value == c.ITEM_SCAN
+        assert [g.kind for g in cfg.instance_group] == [cfg.instance_group[0].KIND_CPU]
+    table = out / c.ITEM_SCAN / "1" / "item_embeddings.npy"
+    assert table.stat().st_ino == (out / c.TOPK / "1" / "item_embeddings.npy").stat().st_ino  # one copy
+    assert "item_scan: config ok (onnxruntime)" in checks
 
 
 @pytest.mark.gpu

@@ -106,6 +106,16 @@ class RetrievalConfig(_Strict):
     embedding_dtype: Literal["float16", "float32"] = Field(
         "float16", description="the served item embedding table (topk, re-scoring); float16 halves its memory"
     )
+    engine: Literal["auto", "faiss", "scan"] = Field(
+        "auto",
+        description="nearest neighbours by the FAISS index, or by scan: the item_scan model, an exact matrix "
+        "product over the item table (builders/item_scan.py); auto: scan on the gpu target (on the GPU), "
+        "faiss on the cpu target",
+    )
+
+    def uses_scan(self, target: str) -> bool:
+        """Whether the ``target``'s retrieval models call the ``item_scan`` model."""
+        return self.engine == "scan" or (self.engine == "auto" and target == "gpu")
 
 
 class ShopConfig(_Strict):

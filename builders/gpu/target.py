@@ -53,15 +53,17 @@ def build_gpu(
     precision: str,
     log: Callable[[str], None],
     embed_dim: int = c.EMBED_DIM,
+    scan: bool = True,
 ) -> tuple[list, dict]:
     """``(model specs, report)``; ``report["files"][model]`` are the extra files of each version folder.
+    ``scan``: retrieval by the ``item_scan`` model on the GPU (the config's ``retrieval.engine``).
 
     Raises ``ValueError`` for a runtime/precision pair that is not offered.
     """
     from builders.gpu import calibration_cache, engine, naming
     from builders.gpu import specs as gpu_specs
 
-    model_specs = gpu_specs.specs(runtime, precision, embed_dim=embed_dim)
+    model_specs = gpu_specs.specs(runtime, precision, embed_dim=embed_dim, scan=scan)
     by_name = {s.name: s for s in model_specs}
     files: dict[str, dict[str, Path]] = {name: {} for name in sources}
     report: dict = {"runtime": runtime, "precision": precision, "files": files}

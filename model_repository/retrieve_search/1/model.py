@@ -10,7 +10,7 @@ from typing import Any
 import triton_python_backend_utils as pb_utils
 
 from runtime import contract as c
-from runtime.backend import online_store, serve
+from runtime.backend import bls_scan, online_store, scan_model, serve
 from runtime.retrieval import Retriever
 
 
@@ -18,7 +18,9 @@ class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         folder = os.path.join(args["model_repository"], args["model_version"])
         online = online_store(pb_utils, args["model_name"])
-        self.retriever = Retriever.load(folder, recommend=False, online=online)
+        scanner = scan_model(args["model_config"])  # the gpu target: exact scan on the GPU through BLS
+        scan = bls_scan(pb_utils, scanner, int(args["model_version"])) if scanner else None
+        self.retriever = Retriever.load(folder, scan=scan, recommend=False, online=online)
 
     def execute(self, requests: list[Any]) -> list[Any]:
         names = (c.USER_ID, c.QUERY, c.CONTEXT_EMBEDDING, c.EXCLUDE_IDS)
