@@ -20,6 +20,7 @@ import json
 import platform
 import resource
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,9 @@ def generate(n: int, base: np.ndarray, path: Path, seed: int = 0) -> None:
     out.flush()
 
 
-def measure(n: int, work: Path, base: np.ndarray, queries: np.ndarray, candidates: int) -> dict:
+def catalogue(n: int, work: Path, base: np.ndarray, queries: np.ndarray, candidates: int) -> tuple:
+    """A generated catalogue of ``n`` items (its embeddings cached in ``work``) and its retrieval folder as the
+    build writes it: ``(embeddings, folder, query samples, the build's report)``."""
     path = work / f"items_{n}.npy"
     if not path.exists():
         generate(n, base, path)
@@ -53,6 +56,23 @@ def measure(n: int, work: Path, base: np.ndarray, queries: np.ndarray, candidate
     folder = work / f"index_{n}"
     samples = {"queries": rt.sample_rows(queries, rt.SAMPLE_QUERIES, 1)}
     report = rt.write(emb, samples, None, folder, candidates=candidates, log=lambda _: None, embedding_dtype="float16")
+    return emb, folder, samples, report
+
+
+def search_times(search: Callable[[np.ndarray], object], vectors: np.ndarray, count: int) -> list[float]:
+    """Milliseconds of ``count`` calls of ``search`` on ``vectors`` (cycled), after one warm-up call."""
+    search(vectors[0])
+    times = []
+    for i in range(count):
+        start = time.perf_counter()
+        search(vectors[i % len(vectors)])
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def measure(n: int, work: Path, base: np.ndarray, queries: np.ndarray, candidates: int) -> dict:
+    emb, folder, samples, report = catalogue(n, work, base, queries, candidates)
+    path = work / f"items_{n}.npy"
     settings = RetrievalSettings.from_json((folder / SETTINGS_FILE).read_text())
     served = load_item_embeddings(folder)  # float16
     exact = rt.exact_top(emb, samples["queries"], candidates)
@@ -62,11 +82,7 @@ def measure(n: int, work: Path, base: np.ndarray, queries: np.ndarray, candidate
         by_table[name] = round(rt.recall_at(scored, exact, samples["queries"], candidates), 4)
     index = ItemIndex.load(folder, settings, served)
     rt.faiss_module(1)
-    times = []
-    for q in queries[:500]:
-        start = time.perf_counter()
-        index.search(q, candidates)
-        times.append((time.perf_counter() - start) * 1e3)
+    times = search_times(lambda q: index.search(q, candidates), queries, min(500, len(queries)))
     return {
         "items": n,
         "kind": report["kind"],

@@ -20,12 +20,11 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.index_scale import generate
+from benchmarks.index_scale import catalogue, search_times
 from builders import item_scan
 from builders import retrieval as rt
 from runtime import contract as c
@@ -49,13 +48,7 @@ def cuda_session(model: Path):
 
 
 def timed(call, vectors: np.ndarray, repeat: int) -> tuple[float, float]:
-    call(vectors[0])  # warm-up: first-run allocations, the table's first read
-    times = []
-    for i in range(repeat):
-        start = time.perf_counter()
-        call(vectors[i % len(vectors)])
-        times.append((time.perf_counter() - start) * 1e3)
-    p50, p99 = np.percentile(times, [50, 99])
+    p50, p99 = np.percentile(search_times(call, vectors, repeat), [50, 99])
     return round(float(p50), 2), round(float(p99), 2)
 
 
@@ -66,13 +59,7 @@ def recall(found: list[np.ndarray], exact: np.ndarray, n: int) -> float:
 
 
 def measure(n: int, work: Path, base: np.ndarray, queries: np.ndarray, candidates: int, repeat: int) -> dict:
-    path = work / f"items_{n}.npy"
-    if not path.exists():
-        generate(n, base, path)
-    emb = np.load(path, mmap_mode="r")
-    folder = work / f"index_{n}"
-    samples = {"queries": rt.sample_rows(queries, rt.SAMPLE_QUERIES, 1)}
-    built = rt.write(emb, samples, None, folder, candidates=candidates, log=lambda _: None, embedding_dtype="float16")
+    emb, folder, samples, built = catalogue(n, work, base, queries, candidates)
     model = item_scan.export(folder / ITEM_EMBEDDINGS_FILE, folder / item_scan.SCAN_FILE)
     settings = RetrievalSettings.from_json((folder / SETTINGS_FILE).read_text())
     index = ItemIndex.load(folder, settings, load_item_embeddings(folder))

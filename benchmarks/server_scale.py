@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.format import open_memmap
 
-from benchmarks.index_scale import NOISE
+from benchmarks.index_scale import NOISE, search_times
 from builders import retrieval as rt
 from runtime import contract as c
 from runtime.features import LEXICON_FILE, STORE_DIR, TOKENIZER_FILE, USER_PROFILE_FILE, FeatureTables
@@ -196,12 +196,7 @@ def retrieval_latency(repo: Path, query_emb: np.ndarray, candidates: int) -> tup
     settings = RetrievalSettings.from_json((folder / SETTINGS_FILE).read_text())
     index = ItemIndex.load(folder, settings, load_item_embeddings(folder))
     rt.faiss_module(1)
-    times = []
-    for q in query_emb[:500]:
-        start = time.perf_counter()
-        index.search(q, candidates)
-        times.append((time.perf_counter() - start) * 1e3)
-    return percentiles(times)
+    return percentiles(search_times(lambda q: index.search(q, candidates), query_emb, min(500, len(query_emb))))
 
 
 def repo_mb(repo: Path) -> float:

@@ -43,27 +43,26 @@ def triton_server(small_repo, tmp_path_factory):
         server.stop()
 
 
-@pytest.fixture(scope="session")
-def release_two(small_build, tmp_path_factory) -> Path:
-    """The same demo shop a day later: statistics over a longer window (refreshed tables) and a ranker
-    retrained with another seed. Cached in build/small-v2/ (the encoder steps rerun once, ~15 s)."""
+def build_small_variant(name: str, out: Path, **changes: dict) -> Path:
+    """The small demo shop's data under the config ``changes`` (top-level sections replaced), built for the
+    cpu target into ``out``; cached in build/<name>/ (build/small/: only the steps the changes touch rerun)."""
     from builders.build import build
     from builders.data import config as cfg_mod
     from builders.data import demo
 
-    raw = demo.config_dict("small-v2", REPO_ROOT / "build" / "small" / "demo_data")
-    raw.update(ranker={"seed": 1}, split={"stats": 0.6})
-    out = tmp_path_factory.mktemp("release2") / "model_repository"
-    build(
-        "cpu",
-        None,
-        out=out,
-        work=REPO_ROOT / "build" / "small-v2",
-        progress=False,
-        log=lambda _: None,
-        config=cfg_mod.parse(raw, "release 2"),
-    )
+    raw = demo.config_dict(name, REPO_ROOT / "build" / "small" / "demo_data")
+    raw.update(changes)
+    config = cfg_mod.parse(raw, f"{name} variant")
+    build("cpu", None, out=out, work=REPO_ROOT / "build" / name, progress=False, log=lambda _: None, config=config)
     return out
+
+
+@pytest.fixture(scope="session")
+def release_two(small_build, tmp_path_factory) -> Path:
+    """The same demo shop a day later: statistics over a longer window (refreshed tables) and a ranker
+    retrained with another seed. Cached in build/small-v2/ (the encoder steps rerun once, ~15 s)."""
+    out = tmp_path_factory.mktemp("release2") / "model_repository"
+    return build_small_variant("small-v2", out, ranker={"seed": 1}, split={"stats": 0.6})
 
 
 _SHARED: dict = {}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from runtime import contract as c
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, build_small_variant
 
 pytestmark = [pytest.mark.triton]
 
@@ -16,23 +16,11 @@ pytestmark = [pytest.mark.triton]
 @pytest.fixture(scope="module")
 def scan_repo(small_build, tmp_path_factory):
     """The small demo shop with ``retrieval.engine: scan`` on the cpu target (the build's cached steps)."""
-    from builders.build import build
-    from builders.data import config as cfg_mod
     from builders.data import demo
 
-    raw = demo.config_dict("small", REPO_ROOT / "build" / "small" / "demo_data")
-    raw.setdefault("retrieval", {})["engine"] = "scan"
+    retrieval = dict(demo.config_dict("small", REPO_ROOT / "build" / "small" / "demo_data").get("retrieval") or {})
     out = tmp_path_factory.mktemp("scan") / "model_repository"
-    build(
-        "cpu",
-        None,
-        out=out,
-        work=REPO_ROOT / "build" / "small",
-        progress=False,
-        log=lambda _: None,
-        config=cfg_mod.parse(raw, "scan engine"),
-    )
-    return out
+    return build_small_variant("small", out, retrieval={**retrieval, "engine": "scan"})
 
 
 @pytest.fixture(scope="module")
