@@ -1,5 +1,9 @@
 """The golden request set: requests of every kind the stack serves, with the build's own answers.
 
+Re-ranking requests (``search``, ``recommend``: the caller's candidates) and catalogue requests
+(``search_catalog``, ``recommend_catalog``: the server retrieves; their record holds what the build
+retrieved, so a pod's item the build did not retrieve is named as such).
+
 The build writes ``golden.json`` at the root of the model repository it built (Triton loads only
 folders, so the file travels with the repository and is never served). ``python -m rollout verify``
 sends each request to every pod and compares the answers with the ones recorded here.
@@ -25,7 +29,9 @@ from runtime import contract as c
 from runtime.errors import InvalidInput
 
 GOLDEN_FILE = "golden.json"
-FORMAT = 1
+FORMAT = 2  # 2: catalogue requests (search_catalog, recommend_catalog); format 1 files are still read
+READS = (1, 2)
+CATALOGUE = (c.SEARCH_CATALOG, c.RECOMMEND_CATALOG)
 # Scores may differ by this much (absolute, on the ranker's logit) between a pod and the build.
 # cpu: the same ONNX files and code on ONNX Runtime; only float noise (the server-parity tests use 1e-4).
 # gpu: TensorRT engines built on the node in fp16 or INT8. NOT MEASURED on these machines (no GPU): a
@@ -51,12 +57,30 @@ class GoldenRequest:
     # score of every candidate in the full ranking (None: not ranked, e.g. filtered as sold out)
     candidate_scores: list[float | None] = field(default_factory=list)
     error: str | None = None  # the served error message must contain this
+    # catalogue requests (no candidate list): what the caller excludes and is viewing, and the candidates
+    # the build retrieved, best first (``candidate_scores`` are theirs)
+    exclude_ids: list[int] = field(default_factory=list)
+    context_ids: list[int] = field(default_factory=list)
+    retrieved_ids: list[int] = field(default_factory=list)
+
+    @property
+    def catalogue(self) -> bool:
+        return self.model in CATALOGUE
+
+    def ranked_ids(self) -> list[int]:
+        """The items ``candidate_scores`` score: the request's candidates, or the ones the build retrieved."""
+        return self.retrieved_ids if self.catalogue else self.item_ids
 
     def describe(self) -> str:
         what = f"#{self.id} {self.kind}: {self.model} user {self.user_id}"
         if self.query is not None:
             q = self.query if len(self.query) <= 40 else self.query[:37] + "..."
             what += f", query {q!r}"
+        if self.catalogue:
+            what += f", {len(self.exclude_ids)} excluded" + (
+                f", context {self.context_ids}" if self.context_ids else ""
+            )
+            return what + f", {len(self.retrieved_ids)} retrieved by the build, k={self.k}"
         return what + f", {len(self.item_ids)} candidates, k={self.k}"
 
 
@@ -181,6 +205,32 @@ def _plan(users: np.ndarray, items: np.ndarray, queries: Sequence[str], size: in
             k=5,
         ),
     ]
+    # Catalogue requests (no candidate list; after the others, so their draws are unchanged)
+    catalogue = [  # kind, model, share, (cold user, excluded, context items)
+        ("search_catalog/known-user", c.SEARCH_CATALOG, 0.05, (False, 2, 0)),
+        ("search_catalog/cold-user", c.SEARCH_CATALOG, 0.02, (True, 0, 0)),
+        ("recommend_catalog/known-user", c.RECOMMEND_CATALOG, 0.04, (False, 2, 1)),
+        ("recommend_catalog/cold-user", c.RECOMMEND_CATALOG, 0.02, (True, 0, 0)),
+    ]
+    for kind, model, share, (cold, excluded, context) in catalogue:
+        for _ in range(max(1, round(size * share))):
+            plan.append(
+                dict(
+                    kind=kind,
+                    model=model,
+                    user_id=user(cold),
+                    item_ids=[],
+                    k=int(rng.choice([1, 5, 10, 20])),
+                    exclude_ids=cands(int(rng.integers(excluded + 1))),
+                    context_ids=cands(context) if model == c.RECOMMEND_CATALOG else [],
+                )
+                | ({"query": query()} if model == c.SEARCH_CATALOG else {})
+            )
+    plan.append(
+        dict(
+            kind="error/catalogue-blank-query", model=c.SEARCH_CATALOG, user_id=user(False), item_ids=[], k=5, query=" "
+        )
+    )
     return plan
 
 
@@ -206,24 +256,33 @@ def make(
         cand = np.asarray(spec["item_ids"], np.int64)
 
         def rank(k: int, spec: dict = spec, cand: np.ndarray = cand) -> tuple[np.ndarray, np.ndarray]:
-            if spec["model"] == c.SEARCH_ENSEMBLE:
-                return pipe.search(spec["user_id"], spec["query"], cand, k)
-            return pipe.recommend(spec["user_id"], cand, k)
+            user, model = spec["user_id"], spec["model"]
+            exclude = np.asarray(spec.get("exclude_ids", []), np.int64)
+            if model == c.SEARCH_CATALOG:
+                return pipe.search_catalog(user, spec["query"], k, exclude)
+            if model == c.RECOMMEND_CATALOG:
+                return pipe.recommend_catalog(user, k, np.asarray(spec["context_ids"], np.int64), exclude)
+            if model == c.SEARCH_ENSEMBLE:
+                return pipe.search(user, spec["query"], cand, k)
+            return pipe.recommend(user, cand, k)
 
         try:
             top_ids, top_scores = rank(spec["k"])  # the request as sent: the serving code's own checks apply
         except InvalidInput as err:
             requests.append(GoldenRequest(id=i, **spec, error=str(err)))
             continue
-        all_ids, all_scores = rank(len(cand))  # every candidate's score, to tell near-ties from differences
+        # every candidate's score, to tell near-ties from differences (catalogue: every retrieved one's)
+        all_ids, all_scores = rank(c.MAX_CANDIDATES if spec["model"] in CATALOGUE else len(cand))
         by_id = dict(zip(all_ids.tolist(), all_scores.tolist(), strict=True))
+        ranked = all_ids if spec["model"] in CATALOGUE else cand
         requests.append(
             GoldenRequest(
                 id=i,
                 **spec,
                 top_ids=[int(x) for x in top_ids],
                 top_scores=[round(float(s), 6) for s in top_scores],
-                candidate_scores=[None if (s := by_id.get(int(x))) is None else round(s, 6) for x in cand],
+                candidate_scores=[None if (s := by_id.get(int(x))) is None else round(s, 6) for x in ranked],
+                retrieved_ids=[int(x) for x in all_ids] if spec["model"] in CATALOGUE else [],
             )
         )
     key = "cpu" if target == "cpu" else f"gpu/{precision or 'fp16'}"
@@ -231,7 +290,8 @@ def make(
         "the same ONNX files and code as the build: float noise only"
         if target == "cpu"
         else f"TensorRT {precision or 'fp16'} engines vs the build's fp32 ONNX Runtime answers: NOT MEASURED on a "
-        "GPU by this project; tighten with --tolerance after a verify run on your node type"
+        "GPU by this project; tighten with --tolerance after a verify run on your node type. Catalogue "
+        "requests: the GPU scan may retrieve another float16 near-tie at the N-th place"
     )
     return GoldenSet(shop, target, repository_checksum(repo), TOLERANCE[key], note, requests)
 
@@ -256,8 +316,8 @@ def load(path: Path) -> GoldenSet:
         raise GoldenError(f"{path}: no golden set here; the build writes it (python -m builders build)") from None
     except json.JSONDecodeError as err:
         raise GoldenError(f"{path}: not JSON ({err})") from None
-    if raw.get("format") != FORMAT:
-        raise GoldenError(f"{path}: format {raw.get('format')!r}, this tool reads format {FORMAT}")
+    if raw.get("format") not in READS:
+        raise GoldenError(f"{path}: format {raw.get('format')!r}, this tool reads formats {list(READS)}")
     try:
         requests = [GoldenRequest(**r) for r in raw["requests"]]
         return GoldenSet(

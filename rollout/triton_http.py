@@ -86,6 +86,25 @@ def infer_body(user_id: int, item_ids: list[int], k: int, query: str | None = No
     return json.dumps({"parameters": {c.BUILD_VALUES: True}, "inputs": inputs, "outputs": outputs}).encode()
 
 
+def catalogue_body(
+    user_id: int, k: int, query: str | None = None, exclude: list[int] | None = None, context: list[int] | None = None
+) -> bytes:
+    """The request of the search_catalog (with a query) or recommend_catalog ensemble, as KServe v2 JSON."""
+    inputs = [{"name": c.USER_ID, "shape": [1], "datatype": "INT64", "data": [user_id]}]
+    if query is not None:
+        inputs.append({"name": c.QUERY, "shape": [1], "datatype": "BYTES", "data": [query]})
+    else:
+        ids = list(context or [])
+        inputs.append({"name": c.CONTEXT_ITEM_IDS, "shape": [len(ids)], "datatype": "INT64", "data": ids})
+    excluded = list(exclude or [])
+    inputs += [
+        {"name": c.EXCLUDE_IDS, "shape": [len(excluded)], "datatype": "INT64", "data": excluded},
+        {"name": c.TOP_K, "shape": [1], "datatype": "INT32", "data": [k]},
+    ]
+    outputs = [{"name": c.TOP_ITEM_IDS}, {"name": c.TOP_SCORES}]
+    return json.dumps({"parameters": {c.BUILD_VALUES: True}, "inputs": inputs, "outputs": outputs}).encode()
+
+
 @dataclass(frozen=True)
 class Answer:
     ids: list[int]

@@ -2,7 +2,8 @@
 
 A pod passes when every answer matches within the golden set's tolerance:
 
-* a ranking has the expected length, every returned item was a candidate the build ranked, the pod's
+* a ranking has the expected length, every returned item was a candidate the build ranked (for the
+  catalogue ensembles: one the build retrieved), the pod's
   score of each item is within the tolerance of the build's score of that item, and each position
   holds an item whose build score is within the tolerance of the build's score at that position (two
   near-tied items may change places; anything else is a difference);
@@ -18,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from rollout.golden import GoldenRequest, GoldenSet
-from rollout.triton_http import Answer, Transport, Unreachable, infer, infer_body
+from rollout.triton_http import Answer, Transport, Unreachable, catalogue_body, infer, infer_body
 
 
 def difference(req: GoldenRequest, got: Answer, tol: float) -> str | None:
@@ -35,7 +36,8 @@ def difference(req: GoldenRequest, got: Answer, tol: float) -> str | None:
         return (
             f"returned {len(got.ids)} items, expected {len(req.top_ids)}: got {got.ids[:10]}, want {req.top_ids[:10]}"
         )
-    build = dict(zip(req.item_ids, req.candidate_scores, strict=True))
+    build = dict(zip(req.ranked_ids(), req.candidate_scores, strict=True))
+    unranked = "was not retrieved by the build" if req.catalogue else "is not one of the request's candidates"
     seen: set[int] = set()
     for pos, (item, score) in enumerate(zip(got.ids, got.scores, strict=True)):
         want_item, want_score = req.top_ids[pos], req.top_scores[pos]
@@ -43,7 +45,7 @@ def difference(req: GoldenRequest, got: Answer, tol: float) -> str | None:
             return f"position {pos}: item {item} returned twice"
         seen.add(item)
         if item not in build:
-            return f"position {pos}: item {item} is not one of the request's candidates"
+            return f"position {pos}: item {item} {unranked}"
         built = build[item]
         if built is None:
             return f"position {pos}: item {item} is ranked; the build left it out (sold out)"
@@ -133,7 +135,12 @@ def verify(
     """Every golden request to every pod; a pod that cannot be reached at all fails as unreachable."""
     tol = golden.tolerance if tolerance is None else tolerance
     verdict = Verdict(golden, tol)
-    bodies = [infer_body(r.user_id, r.item_ids, r.k, r.query) for r in golden.requests]
+    bodies = [
+        catalogue_body(r.user_id, r.k, r.query, r.exclude_ids, r.context_ids)
+        if r.catalogue
+        else infer_body(r.user_id, r.item_ids, r.k, r.query)
+        for r in golden.requests
+    ]
 
     def one(send: Transport, i: int) -> Answer | str:
         try:

@@ -9,6 +9,7 @@ to real local tritonservers.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -63,17 +64,26 @@ def test_the_build_writes_a_golden_set_of_every_kind_with_its_answers(small_repo
         "error/empty-query",
         "error/k-zero",
         "error/too-many-candidates",
+        "search_catalog/known-user",
+        "search_catalog/cold-user",
+        "recommend_catalog/known-user",
+        "recommend_catalog/cold-user",
+        "error/catalogue-blank-query",
     }
-    assert 250 <= len(golden.requests) <= 400
+    assert 250 <= len(golden.requests) <= 450
     assert golden.repository_checksum == golden_mod.repository_checksum(small_repo)
     for r in golden.requests:
         if r.kind.startswith("error/"):
             # the serving code's own message, which names the field
             assert r.error and r.error.split(":")[0] in ("ITEM_IDS", "QUERY", "TOP_K") and not r.top_ids
             continue
-        assert r.error is None and len(r.top_ids) == min(r.k, len(r.item_ids)) == len(r.top_scores)
+        ranked = r.ranked_ids()
+        assert r.error is None and len(r.top_ids) == min(r.k, len(ranked)) == len(r.top_scores)
         assert r.top_scores == sorted(r.top_scores, reverse=True)
-        assert set(r.top_ids) <= set(r.item_ids) and len(r.candidate_scores) == len(r.item_ids)
+        assert set(r.top_ids) <= set(ranked) and len(r.candidate_scores) == len(ranked)
+        if r.catalogue:  # no candidate list sent; the build's retrieved candidates, none excluded or viewed
+            assert not r.item_ids and len(ranked) > r.k and None not in r.candidate_scores
+            assert not set(ranked) & set(r.exclude_ids + r.context_ids)
         if "cold-user" in r.kind:
             assert r.user_id not in set(users.tolist())
         if "unknown-items" in r.kind:
@@ -99,10 +109,24 @@ def test_a_missing_or_foreign_golden_set_is_refused_with_the_path(tmp_path):
     with pytest.raises(GoldenError, match=rf"{tmp_path}/golden.json: no golden set here; the build writes it"):
         golden_mod.load(tmp_path)
     (tmp_path / "golden.json").write_text('{"format": 99}')
-    with pytest.raises(GoldenError, match="format 99, this tool reads format 1"):
+    with pytest.raises(GoldenError, match=r"format 99, this tool reads formats \[1, 2\]"):
         golden_mod.load(tmp_path / "golden.json")
     code, out = rollout("verify", "--golden", str(tmp_path / "none.json"), "--url", "127.0.0.1:1")
     assert code == 2 and "none.json: no golden set here" in out
+
+
+@pytest.mark.unit
+def test_a_format_1_golden_set_without_catalogue_fields_still_loads(golden, tmp_path):
+    old = {**golden.to_json(), "format": 1}
+    keep = ("id", "kind", "model", "user_id", "item_ids", "k", "query", "top_ids", "top_scores")
+    old["requests"] = [
+        {k: v for k, v in r.items() if k in keep + ("candidate_scores", "error")}
+        for r in old["requests"]
+        if r["model"] in ("search", "recommend")
+    ]
+    (tmp_path / "golden.json").write_text(json.dumps(old))
+    back = golden_mod.load(tmp_path)
+    assert len(back.requests) == len(old["requests"]) and not any(r.catalogue for r in back.requests)
 
 
 @pytest.mark.unit
@@ -158,6 +182,10 @@ def test_each_kind_of_difference_is_named(golden):
     assert "got the error 'boom'" in str(difference(r, Answer([], [], "boom"), 1e-3))
     bad = next(x for x in golden.requests if x.error)
     assert "got a ranking of 2 items" in str(difference(bad, Answer([1, 2], [0.0, 0.0]), 1e-3))
+    cat = next(x for x in golden.requests if x.catalogue and x.error is None and len(x.top_ids) >= 2)
+    elsewhere = Answer([10**18, *cat.top_ids[1:]], list(cat.top_scores))
+    assert "item 1000000000000000000 was not retrieved by the build" in str(difference(cat, elsewhere, 1e-3))
+    assert "retrieved by the build, k=" in cat.describe()
     assert "got the error 'other'" in str(difference(bad, Answer([], [], "other"), 1e-3))
 
 

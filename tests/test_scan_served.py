@@ -87,6 +87,17 @@ def test_a_release_carries_the_scan_model_at_the_retrieval_models_version(scan_r
     assert c.ITEM_SCAN in lay.steps and c.RETRIEVE_SEARCH in lay.steps
 
 
+def test_rollout_verify_passes_the_scan_repository_catalogue_requests_included(scan_server, scan_repo):
+    from rollout.__main__ import main
+    from rollout.golden import load
+
+    lines: list[str] = []
+    assert main(["verify", "--golden", str(scan_repo), "--url", scan_server.http_url], out=lines.append) == 0
+    requests = load(scan_repo).requests
+    assert sum(r.catalogue for r in requests) >= 10
+    assert f"{len(requests)}/{len(requests)} requests match" in "\n".join(lines)
+
+
 def test_without_the_scan_model_retrieval_fails_per_request_and_recovers_when_it_is_back(scan_server, known_ids):
     import tritonclient.grpc as grpcclient
 
