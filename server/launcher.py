@@ -28,6 +28,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -48,18 +49,33 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
+_HANDED_OUT: set[int] = set()  # ports free_ports returned in this process: never returned twice
+_HANDED_OUT_LOCK = threading.Lock()
+
+
 def free_ports(count: int) -> list[int]:
-    """``count`` distinct TCP ports on 127.0.0.1 that nothing listens on right now. The sockets stay
-    bound until all are chosen: picked one at a time, the kernel may hand out a just-closed port again
-    (a server then fails with 'cannot listen to GRPC requests and metrics requests at the same port')."""
-    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
+    """``count`` distinct TCP ports on 127.0.0.1 that nothing listens on right now, and that no earlier
+    call in this process returned. The sockets stay bound until all are chosen: picked one at a time,
+    the kernel may hand out a just-closed port again (a server then fails with 'cannot listen to GRPC
+    requests and metrics requests at the same port'); and a port handed to one server may not have been
+    bound by it yet when the next server's ports are chosen ('Socket ... already in use' when the test
+    fixtures start two servers at once)."""
+    socks: list[socket.socket] = []
+    chosen: list[int] = []
+    with _HANDED_OUT_LOCK:
+        try:
+            while len(chosen) < count:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(sock)  # held bound: the kernel cannot offer this port again meanwhile
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+                if port not in _HANDED_OUT:
+                    chosen.append(port)
+            _HANDED_OUT.update(chosen)
+            return chosen
+        finally:
+            for sock in socks:
+                sock.close()
 
 
 def pytriton_server_dir() -> Path:

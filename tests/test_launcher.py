@@ -36,8 +36,15 @@ def test_command_line_has_the_production_flags(tmp_path):
 
 
 def test_free_ports_differ():
-    assert len({free_port() for _ in range(5)}) >= 4
+    assert len({free_port() for _ in range(5)}) == 5
     assert all(len(set(free_ports(3))) == 3 for _ in range(200))
+
+
+def test_no_port_is_handed_out_twice_in_a_process():
+    """Two servers whose ports are chosen one after the other (the rollout tests start two at once) must
+    not share one: the first may not have bound its ports yet when the second's are chosen."""
+    picked = [p for _ in range(300) for p in free_ports(3)]
+    assert len(set(picked)) == len(picked)
 
 
 def test_chosen_server_ports_are_distinct_and_given_ones_are_kept(tmp_path):
