@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)
 
 .PHONY: help setup build build-gpu serve up redis seed lint format test test-unit test-triton configs validate check-data demo-data variants \
-	bench bench-client bench-ids bench-retrieval bench-scale bench-scan bench-online bench-variants bench-tuning loadtest capacity verify clean
+	bench bench-client bench-ids bench-retrieval bench-lexical bench-scale bench-scan bench-online bench-variants bench-tuning loadtest capacity verify clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -95,6 +95,10 @@ bench-ids: setup ## what string ids (SKUs) cost per request: INT64 hash vs BYTES
 bench-retrieval: setup ## quality of retrieval from the whole catalogue vs re-ranking on the test days (table in docs/retrieval.md)
 	$(PY) -m builders build --target cpu --profile $(PROFILE) --out build/$(PROFILE)/bench_repo --no-progress
 	$(PY) -m benchmarks.retrieval --repo build/$(PROFILE)/bench_repo --data build/$(PROFILE)/data --compare-table build/$(PROFILE)/embeddings/items.npy
+
+bench-lexical: setup ## would BM25 help search retrieval? semantic vs BM25 vs both (RRF) per query class on the test days (docs/retrieval.md)
+	$(PY) -m builders build --target cpu --profile $(PROFILE) --out build/$(PROFILE)/bench_repo --no-progress
+	$(PY) -m benchmarks.lexical --repo build/$(PROFILE)/bench_repo --data build/$(PROFILE)/data
 
 SIZES ?= 50000,1000000,10000000
 SIZES_SCAN ?= 50000,1000000
