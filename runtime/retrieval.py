@@ -2,7 +2,8 @@
 ensembles, which take no candidate list.
 
 One request: a vector (the query's embedding, or the user's), its nearest items in the build's ANN index
-(FAISS, inner product over the L2-normalised title embeddings), merged with the items added online since
+(FAISS, inner product over the L2-normalised title embeddings; or, with ``retrieval.engine: scan`` and on
+the gpu target, an exact scan by the ``item_scan`` model: ``runtime/scan.py``), merged with the items added online since
 the build (exact search over their embeddings), minus what may not be shown (the caller's EXCLUDE_IDS,
 the user's purchases, for recommendations the CONTEXT_ITEM_IDS themselves), then the ranker's features
 of what is left (``FeatureStore``, online store included). Sold-out candidates (the build's stock, or the
