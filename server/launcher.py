@@ -49,6 +49,8 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
+READY_GRACE_S = 0.3  # after the first ready answer, how long the server must stay up to count as started
+START_FAILED = "failed to start"  # Triton's log line when a service (HTTP, gRPC, metrics) cannot start
 _HANDED_OUT: set[int] = set()  # ports free_ports returned in this process: never returned twice
 _HANDED_OUT_LOCK = threading.Lock()
 
@@ -283,6 +285,11 @@ class TritonServer:
             if code is not None:
                 raise ServerError(self._failure(f"tritonserver exited with code {code} before it was ready"))
             if self.is_ready():
+                # the metrics service starts after HTTP answers: a server that cannot bind it logs
+                # "failed to start Metrics service" and shuts down while it still answers ready
+                time.sleep(READY_GRACE_S)
+                if self.proc.poll() is not None or START_FAILED in self.options.log_path.read_text(errors="replace"):
+                    raise ServerError(self._failure("tritonserver shut down right after it was ready"))
                 return
             time.sleep(0.2)
         raise ServerError(self._failure(f"tritonserver was not ready within {timeout_s:.0f} s"))

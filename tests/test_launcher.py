@@ -66,6 +66,23 @@ def test_a_model_that_fails_to_load_is_reported_with_the_log(tmp_path):
     assert server.process.poll() is not None  # nothing left running
 
 
+def test_a_server_whose_metrics_port_is_taken_fails_to_start_with_the_log(tmp_path):
+    """Triton answers ready before it binds the metrics port, then exits: start() must not return."""
+    import socket
+
+    repo = tmp_path / "repo"
+    add_python_model(repo, "echo", ECHO)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        opts = ServerOptions(model_repository=repo, log_file=tmp_path / "log.txt", metrics_port=taken.getsockname()[1])
+        server = TritonServer(opts)
+        with pytest.raises(ServerError, match="shut down right after it was ready") as err:
+            server.start()
+    assert "already in use" in str(err.value)  # the log's own reason
+    assert server.process.poll() is not None
+
+
 def test_missing_repository_is_a_clear_error(tmp_path):
     with pytest.raises(ServerError, match="does not exist"):
         TritonServer(ServerOptions(model_repository=tmp_path / "nope")).start()
