@@ -70,6 +70,11 @@ def search_times(search: Callable[[np.ndarray], object], vectors: np.ndarray, co
     return times
 
 
+def percentiles(times: list[float]) -> tuple[float, float]:
+    """p50 and p99 of ``times`` (ms), rounded to 0.01 ms."""
+    return round(float(np.percentile(times, 50)), 2), round(float(np.percentile(times, 99)), 2)
+
+
 def measure(n: int, work: Path, base: np.ndarray, queries: np.ndarray, candidates: int) -> dict:
     emb, folder, samples, report = catalogue(n, work, base, queries, candidates)
     path = work / f"items_{n}.npy"

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.index_scale import catalogue, search_times
+from benchmarks.index_scale import catalogue, percentiles, search_times
 from builders import item_scan
 from builders import retrieval as rt
 from runtime import contract as c
@@ -48,8 +48,7 @@ def cuda_session(model: Path):
 
 
 def timed(call, vectors: np.ndarray, repeat: int) -> tuple[float, float]:
-    p50, p99 = np.percentile(search_times(call, vectors, repeat), [50, 99])
-    return round(float(p50), 2), round(float(p99), 2)
+    return percentiles(search_times(call, vectors, repeat))
 
 
 def recall(found: list[np.ndarray], exact: np.ndarray, n: int) -> float:

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.format import open_memmap
 
-from benchmarks.index_scale import NOISE, search_times
+from benchmarks.index_scale import NOISE, percentiles, search_times
 from builders import retrieval as rt
 from runtime import contract as c
 from runtime.features import LEXICON_FILE, STORE_DIR, TOKENIZER_FILE, USER_PROFILE_FILE, FeatureTables
@@ -156,10 +156,6 @@ def pss_mb(pgid: int) -> float:
         except (OSError, ProcessLookupError):
             continue
     return round(total / 1024, 1)
-
-
-def percentiles(times: list[float]) -> tuple[float, float]:
-    return round(float(np.percentile(times, 50)), 2), round(float(np.percentile(times, 99)), 2)
 
 
 def serve_and_measure(repo: Path, work: Path, queries: list[str], users: list[int], requests: int) -> dict:

@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
 from runtime import contract as c
+from runtime.pages import npy_layout
 
 OPSET = 17
 IR_VERSION = 8  # ONNX Runtime of the serving image (NGC 24.10) reads it
@@ -40,18 +40,13 @@ _ONNX_DTYPES = {np.dtype(np.float16): TensorProto.FLOAT16, np.dtype(np.float32):
 
 
 def table_layout(table: Path) -> tuple[tuple[int, ...], np.dtype, int]:
-    """``(shape, dtype, offset of the first value)`` of a ``.npy`` file, read from its header alone."""
-    fmt: Any = np.lib.format  # its functions carry no type annotations
-    with open(table, "rb") as f:
-        version = fmt.read_magic(f)
-        read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
-        shape, fortran, dtype = read(f)
-        offset = f.tell()
+    """``(shape, dtype, offset of the first value)`` of the item table, from its ``.npy`` header alone."""
+    shape, fortran, dtype, offset = npy_layout(table)
     if fortran or len(shape) != 2:
         raise ValueError(f"{table}: expected a C-ordered [items + 1, dim] table, got shape {shape}")
-    if np.dtype(dtype) not in _ONNX_DTYPES:
+    if dtype not in _ONNX_DTYPES:
         raise ValueError(f"{table}: dtype {dtype} is not float16 or float32")
-    return tuple(shape), np.dtype(dtype), offset
+    return shape, dtype, offset
 
 
 def graph(table: Path) -> onnx.ModelProto:

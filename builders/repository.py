@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from builders.model_specs import specs
-from builders.triton_config import ModelSpec, parse_pbtxt
+from builders.triton_config import ModelSpec, parse_pbtxt, scan_target
 from runtime.scan import Scan
 
 SOURCE_REPO = Path(__file__).resolve().parent.parent / "model_repository"
@@ -191,11 +191,9 @@ def _check_python_models(repo: Path, by_name: dict[str, ModelSpec]) -> None:
 def retrieval_scan(repo: Path, model: str) -> Scan | None:
     """The scan a retrieval model of ``repo`` calls (its config's ``item_scan`` parameter), run in-process by
     ONNX Runtime on the same model file; None when the model searches the FAISS index."""
-    from runtime import contract as c
     from runtime.scan import ort_scan
 
-    cfg = parse_pbtxt((repo / model / "config.pbtxt").read_text())
-    name = cfg.parameters[c.SCAN_PARAMETER].string_value if c.SCAN_PARAMETER in cfg.parameters else ""
+    name = scan_target(parse_pbtxt((repo / model / "config.pbtxt").read_text()))
     return ort_scan(repo / name / VERSION / "model.onnx") if name else None
 
 

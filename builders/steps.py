@@ -112,16 +112,15 @@ def retrieval(shop, emb_dir: Path, feat_dir: Path, rcfg, out_dir: Path, log: Cal
     """The ANN index over the item embeddings, nprobe chosen by measured recall@N, the served item table,
     the users' purchases before the test days (``builders/retrieval.py``), and the ``item_scan`` model over
     the table (``builders/item_scan.py``)."""
+    from builders import item_scan
     from builders import retrieval as rt
+    from runtime.scoring import ITEM_EMBEDDINGS_FILE
 
     emb = np.load(emb_dir / "items.npy", mmap_mode="r")
     samples = {
         "queries": rt.sample_rows(np.load(emb_dir / "queries.npy", mmap_mode="r"), rt.SAMPLE_QUERIES, 1),
         "users": rt.sample_rows(np.load(feat_dir / USER_PROFILE_FILE, mmap_mode="r")[:-1], rt.SAMPLE_QUERIES, 2),
     }
-    from builders import item_scan
-    from runtime.scoring import ITEM_EMBEDDINGS_FILE
-
     bought = rt.purchases(shop, int(shop.cuts["validation"]))
     report = rt.write(
         emb,

@@ -272,9 +272,10 @@ def make(
             requests.append(GoldenRequest(id=i, **spec, error=str(err)))
             continue
         # every candidate's score, to tell near-ties from differences (catalogue: every retrieved one's)
-        all_ids, all_scores = rank(c.MAX_CANDIDATES if spec["model"] in CATALOGUE else len(cand))
+        catalogue = spec["model"] in CATALOGUE
+        all_ids, all_scores = rank(c.MAX_CANDIDATES if catalogue else len(cand))
         by_id = dict(zip(all_ids.tolist(), all_scores.tolist(), strict=True))
-        ranked = all_ids if spec["model"] in CATALOGUE else cand
+        ranked = all_ids if catalogue else cand
         requests.append(
             GoldenRequest(
                 id=i,
@@ -282,7 +283,7 @@ def make(
                 top_ids=[int(x) for x in top_ids],
                 top_scores=[round(float(s), 6) for s in top_scores],
                 candidate_scores=[None if (s := by_id.get(int(x))) is None else round(s, 6) for x in ranked],
-                retrieved_ids=[int(x) for x in all_ids] if spec["model"] in CATALOGUE else [],
+                retrieved_ids=[int(x) for x in all_ids] if catalogue else [],
             )
         )
     key = "cpu" if target == "cpu" else f"gpu/{precision or 'fp16'}"

@@ -73,36 +73,32 @@ def view(send: Transport) -> TritonView:
     return TritonView(ready, models)
 
 
-def infer_body(user_id: int, item_ids: list[int], k: int, query: str | None = None) -> bytes:
-    """The request of the search (with a query) or recommend ensemble, as KServe v2 JSON."""
-    inputs = [{"name": c.USER_ID, "shape": [1], "datatype": "INT64", "data": [user_id]}]
+def _ids(name: str, ids: list[int]) -> dict:
+    return {"name": name, "shape": [len(ids)], "datatype": "INT64", "data": list(ids)}
+
+
+def _request(user_id: int, query: str | None, middle: list[dict], k: int) -> bytes:
+    """USER_ID, QUERY (search kinds), ``middle``, TOP_K: a ranking request with the build's values, as
+    KServe v2 JSON."""
+    inputs = [_ids(c.USER_ID, [user_id])]
     if query is not None:
         inputs.append({"name": c.QUERY, "shape": [1], "datatype": "BYTES", "data": [query]})
-    inputs += [
-        {"name": c.ITEM_IDS, "shape": [len(item_ids)], "datatype": "INT64", "data": item_ids},
-        {"name": c.TOP_K, "shape": [1], "datatype": "INT32", "data": [k]},
-    ]
+    inputs += [*middle, {"name": c.TOP_K, "shape": [1], "datatype": "INT32", "data": [k]}]
     outputs = [{"name": c.TOP_ITEM_IDS}, {"name": c.TOP_SCORES}]
     return json.dumps({"parameters": {c.BUILD_VALUES: True}, "inputs": inputs, "outputs": outputs}).encode()
+
+
+def infer_body(user_id: int, item_ids: list[int], k: int, query: str | None = None) -> bytes:
+    """The request of the search (with a query) or recommend ensemble, as KServe v2 JSON."""
+    return _request(user_id, query, [_ids(c.ITEM_IDS, item_ids)], k)
 
 
 def catalogue_body(
     user_id: int, k: int, query: str | None = None, exclude: list[int] | None = None, context: list[int] | None = None
 ) -> bytes:
     """The request of the search_catalog (with a query) or recommend_catalog ensemble, as KServe v2 JSON."""
-    inputs = [{"name": c.USER_ID, "shape": [1], "datatype": "INT64", "data": [user_id]}]
-    if query is not None:
-        inputs.append({"name": c.QUERY, "shape": [1], "datatype": "BYTES", "data": [query]})
-    else:
-        ids = list(context or [])
-        inputs.append({"name": c.CONTEXT_ITEM_IDS, "shape": [len(ids)], "datatype": "INT64", "data": ids})
-    excluded = list(exclude or [])
-    inputs += [
-        {"name": c.EXCLUDE_IDS, "shape": [len(excluded)], "datatype": "INT64", "data": excluded},
-        {"name": c.TOP_K, "shape": [1], "datatype": "INT32", "data": [k]},
-    ]
-    outputs = [{"name": c.TOP_ITEM_IDS}, {"name": c.TOP_SCORES}]
-    return json.dumps({"parameters": {c.BUILD_VALUES: True}, "inputs": inputs, "outputs": outputs}).encode()
+    middle = [] if query is not None else [_ids(c.CONTEXT_ITEM_IDS, context or [])]
+    return _request(user_id, query, [*middle, _ids(c.EXCLUDE_IDS, exclude or [])], k)
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from runtime.contract import (
 )
 from runtime.errors import InvalidInput
 from runtime.online import OnlineItems
-from runtime.pages import map_npy, warm
+from runtime.pages import map_npy
 from runtime.text import TextTokenizer
 
 STORE_DIR = "feature_store"  # one .npy per table, memory-mapped by every instance of every model
@@ -244,9 +244,7 @@ class FeatureTables:
         folder = Path(folder)
         if not folder.is_dir():
             raise FileNotFoundError(f"feature tables: no folder {folder}")
-        paths = {name: folder / f"{name}.npy" for name in cls.__annotations__}
-        warm(*paths.values())
-        return cls({name: map_npy(path) for name, path in paths.items()})
+        return cls({name: map_npy(folder / f"{name}.npy") for name in cls.__annotations__})
 
     def item_rows(self, ids: Array) -> Array:
         return lookup_rows(self.item_ids_sorted, self.item_rows_sorted, ids)

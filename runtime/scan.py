@@ -31,17 +31,13 @@ class ScanIndex:
 
     def __init__(self, scan: Scan, size: int, settings: Any):
         self.scan = scan
-        self._size = int(size)
+        self.size = int(size)
         self.settings = settings
-
-    @property
-    def size(self) -> int:
-        return self._size
 
     def search(self, vector: Floats, n: int) -> tuple[Int64s, Floats]:
         """The ``n`` nearest rows to ``vector [D]`` and their inner products, best first."""
         n = max(1, min(int(n), self.size))
-        rows, scores = self.scan(np.ascontiguousarray(vector, np.float32).reshape(-1), n)
+        rows, scores = self.scan(vector, n)  # scan_inputs makes the float32 [1, D] the model takes
         rows, scores = np.asarray(rows, np.int64).reshape(-1), np.asarray(scores, np.float32).reshape(-1)
         if len(rows) < n or len(scores) != len(rows):
             raise RuntimeError(f"{c.ITEM_SCAN}: asked for {n} rows, got {len(rows)} rows and {len(scores)} scores")

@@ -25,7 +25,7 @@ from runtime.arrays import Array
 from runtime.contract import TOP_ITEM_IDS, TOP_SCORES
 from runtime.errors import InvalidInput
 from runtime.features import check_top_k
-from runtime.pages import map_npy, warm
+from runtime.pages import map_npy
 
 ITEM_EMBEDDINGS_FILE = "item_embeddings.npy"
 SIM_EPS = 1e-2  # variance floor: a request whose candidates all match equally keeps z near 0
@@ -108,9 +108,7 @@ def load_item_embeddings(folder: str | Path) -> Array:
     """The item title embeddings ``[I+1, D]`` of a version folder, memory-mapped read-only: the instances
     of topk and of the retrieval models read one copy in the page cache (a request gathers its rows)."""
     # a plain ndarray over the map (runtime.pages): no np.memmap subclass hooks on each per-request gather
-    path = Path(folder) / ITEM_EMBEDDINGS_FILE
-    warm(path)
-    return map_npy(path)
+    return map_npy(Path(folder) / ITEM_EMBEDDINGS_FILE)
 
 
 class TopK:

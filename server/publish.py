@@ -40,9 +40,8 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from builders.repository import copy_files
-from builders.triton_config import parse_pbtxt
+from builders.triton_config import parse_pbtxt, scan_target
 from rollout.golden import GOLDEN_FILE
-from runtime.contract import SCAN_PARAMETER
 
 CONFIG = "config.pbtxt"
 
@@ -86,13 +85,8 @@ def layout(repo: Path) -> Layout:
         raise PublishError(f"{repo}: no ensemble found (is it a model repository?)")
     # a model a step calls through BLS (the retrieval models' item_scan) is released with it, at the same
     # version: the step calls the scan of its own version, so rows always index the same item table
-    called = [_bls_target(repo / m) for m in dict.fromkeys(steps)]
+    called = [scan_target(read_config(repo / m)) for m in dict.fromkeys(steps) if (repo / m / CONFIG).exists()]
     return Layout(tuple(ensembles), tuple(dict.fromkeys(steps + [m for m in called if m])))
-
-
-def _bls_target(model_dir: Path) -> str:
-    params = read_config(model_dir).parameters if (model_dir / CONFIG).exists() else {}
-    return params[SCAN_PARAMETER].string_value if SCAN_PARAMETER in params else ""
 
 
 def versions_on_disk(model_dir: Path) -> list[int]:
