@@ -37,6 +37,7 @@ import numpy as np
 
 from benchmarks.retrieval import K, ndcg_recall, test_lists
 from builders.data.dataset import ShopData
+from builders.metrics import paired_interval
 from builders.pipeline import InProcessPipeline
 
 RRF_K = 60
@@ -93,14 +94,6 @@ def rrf(*ranked: np.ndarray) -> np.ndarray:
         for rank, row in enumerate(rows.tolist()):
             score[row] = score.get(row, 0.0) + 1.0 / (RRF_K + rank + 1)
     return np.array(sorted(score, key=lambda r: -score[r]), np.int64)
-
-
-def paired_interval(deltas: np.ndarray, resamples: int = 2000, seed: int = 0) -> list[float]:
-    """The mean per-list difference and its 95% bootstrap interval (the same lists, resampled)."""
-    rng = np.random.default_rng(seed)
-    means = deltas[rng.integers(0, len(deltas), (resamples, len(deltas)))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return [round(float(deltas.mean()), 4), round(float(low), 4), round(float(high), 4)]
 
 
 def evaluate(repo: Path, data: Path, limit: int, depth: int) -> dict:

@@ -40,6 +40,7 @@ from builders import retrieval as rt
 from runtime import contract as c
 from runtime.features import LEXICON_FILE, STORE_DIR, TOKENIZER_FILE, USER_PROFILE_FILE, FeatureTables
 from runtime.online import SNAPSHOT_FILE
+from runtime.query_stats import QueryStats
 from runtime.retrieval import SETTINGS_FILE, ItemIndex, Purchases, RetrievalSettings
 
 ID_BASE = 10**9  # generated items' ids start here (the demo's ids are below)
@@ -72,6 +73,8 @@ def generate_catalogue(n: int, small: Path, work: Path, seed: int = 0) -> dict:
     FeatureTables(arrays).save(feats / STORE_DIR)
     for f in (LEXICON_FILE, USER_PROFILE_FILE, TOKENIZER_FILE):
         shutil.copyfile(small / "features" / f, feats / f)
+    for f in QueryStats.files():  # the demo's query statistics: they name only its real items' rows
+        shutil.copyfile(small / "features" / STORE_DIR / f, feats / STORE_DIR / f)
     stock = np.where(arrays["item_in_stock"][:-1] > 0, 5, 0)
     price = np.exp(arrays["item_log_price"][:-1]).round(2)
     np.savez(feats / SNAPSHOT_FILE, item_id=ids, price=price, stock=stock)

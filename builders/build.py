@@ -6,7 +6,8 @@ The input is a shop's data in the contract's format (``docs/data.md``) and its `
 
 The steps (``builders/steps.py``), each cached under ``build/<name>/`` by a key of its inputs:
 
-    [demo-data] -> data -> encoder -> embeddings -> features -> retrieval -> ranker -> [gpu] -> repository
+    [demo-data] -> data -> encoder -> embeddings -> query-stats -> features -> retrieval -> ranker -> [gpu]
+    -> repository
 
 A step reruns only when its key changed (the data's content, the config, the encoder, the code
 version) or its files are missing. Data errors stop the build before any training; the repository
@@ -38,8 +39,14 @@ from runtime.scoring import ITEM_EMBEDDINGS_FILE
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_ENCODER_DIR = REPO_ROOT / "build" / "encoder"  # shared by every build that uses the bundled MiniLM
 TARGETS = ("cpu", "gpu")
-STEP_NAMES = ("demo-data", "data", "encoder", "embeddings", "features", "retrieval", "ranker")
-CODE = {"data": "data/1", "features": "features/5", "ranker": "dcn-v2/5", "retrieval": "faiss/3"}
+STEP_NAMES = ("demo-data", "data", "encoder", "embeddings", "query-stats", "features", "retrieval", "ranker")
+CODE = {
+    "data": "data/1",
+    "query-stats": "query-stats/1",
+    "features": "features/6",
+    "ranker": "dcn-v2/6",
+    "retrieval": "faiss/3",
+}
 
 
 class BuildError(RuntimeError):
@@ -68,18 +75,17 @@ def resolve(
         cfg = config if isinstance(config, cfg_mod.ShopConfig) else cfg_mod.load(config)
         return cfg, Path(work or REPO_ROOT / "build" / cfg.name), None
     from builders.data import demo
-    from builders.shop import PROFILES
 
-    if profile not in PROFILES:
-        raise BuildError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}, or pass --config")
+    if profile not in demo.profiles():
+        raise BuildError(f"unknown profile {profile!r}; choose one of {demo.profiles()}, or pass --config")
     work = Path(work or REPO_ROOT / "build" / profile)
     folder = work / "demo_data"
-    cfg = cfg_mod.parse(demo.config_dict(profile, folder), "demo config")
+    cfg = cfg_mod.parse(demo.profile_config(profile, folder), "demo config")
     step = Step(
         "demo-data",
         lambda: {"config": str(demo.write(profile, folder))},
-        {"profile": PROFILES[profile].key(), "format": CONTRACT_VERSION},
-        [folder / f"{t}.parquet" for t in ("items", "users", "events")],
+        {"profile": demo.profile_key(profile), "format": CONTRACT_VERSION},
+        demo.profile_files(profile, folder),
     )
     return cfg, work, step
 
@@ -101,8 +107,8 @@ class Layout:
     _shop: object = None
 
     def __post_init__(self):
-        self.data, self.embeddings, self.features, self.ranker, self.retrieval = (
-            self.work / d for d in ("data", "embeddings", "features", "ranker", "retrieval")
+        self.data, self.embeddings, self.features, self.ranker, self.retrieval, self.query_stats = (
+            self.work / d for d in ("data", "embeddings", "features", "ranker", "retrieval", "query_stats")
         )
 
     def shop(self):
@@ -131,6 +137,7 @@ def plan(cfg: cfg_mod.ShopConfig, at: Layout, hint: str, progress: bool, log: Ca
         "encoder": text_encoder.fingerprint(text_encoder.model_dir(cfg.encoder.path)),
     }
     upstream = {"data": data_key, "encoder": enc_key}
+    query_key = {**upstream, "code": CODE["query-stats"]}  # the config is in data's key; embeddings: the encoder's
     at.data_fingerprint = files
 
     def run_data():
@@ -158,9 +165,17 @@ def plan(cfg: cfg_mod.ShopConfig, at: Layout, hint: str, progress: bool, log: Ca
             [at.embeddings / "items.npy", at.embeddings / "queries.npy"],
         ),
         Step(
+            "query-stats",
+            lambda: steps.query_stats(
+                at.shop(), cfg.features.query_stats, np.load(at.embeddings / "queries.npy"), at.query_stats
+            ),
+            query_key,
+            [at.query_stats / f for f in steps.QUERY_FILES],
+        ),
+        Step(
             "features",
-            lambda: steps.features(at.shop(), item_emb(), at.encoder / TOKENIZER_FILE, at.features),
-            {**upstream, "code": CODE["features"]},
+            lambda: steps.features(at.shop(), item_emb(), at.encoder / TOKENIZER_FILE, at.features, at.query_stats),
+            {**upstream, "query-stats": query_key, "code": CODE["features"]},
             [at.features / f for f in steps.FEATURE_FILES],
         ),
         Step(
@@ -185,7 +200,12 @@ def plan(cfg: cfg_mod.ShopConfig, at: Layout, hint: str, progress: bool, log: Ca
                 hint,
                 progress,
             ),
-            {**upstream, "ranker": cfg.ranker.model_dump(mode="json"), "code": CODE["ranker"]},
+            {
+                **upstream,
+                "query-stats": query_key,
+                "ranker": cfg.ranker.model_dump(mode="json"),
+                "code": CODE["ranker"],
+            },
             [at.ranker / "model.onnx"],
         ),
     ]
@@ -227,11 +247,7 @@ def artifacts(at: Layout, encoder_onnx: Path, ranker_onnx: Path, scan: bool = Fa
         c.QUERY_TOKENIZER: {TOKENIZER_FILE: at.features / TOKENIZER_FILE},
         c.RETRIEVE_SEARCH: retrieval_files,
         c.RETRIEVE_RECOMMEND: {**retrieval_files, USER_PROFILE_FILE: at.features / USER_PROFILE_FILE},
-        c.SEARCH_FEATURES: {
-            **feature_files,
-            TOKENIZER_FILE: at.features / TOKENIZER_FILE,
-            SNAPSHOT_FILE: at.features / SNAPSHOT_FILE,
-        },
+        c.SEARCH_FEATURES: {**feature_files, SNAPSHOT_FILE: at.features / SNAPSHOT_FILE},
         c.RECOMMEND_FEATURES: {**feature_files, USER_PROFILE_FILE: at.features / USER_PROFILE_FILE},
         c.TOPK: item_embeddings,
         c.TEXT_ENCODER: {"model.onnx": encoder_onnx},

@@ -2,9 +2,8 @@
 
 Layout (see docs/serving.md for the full reasoning):
 
-    search:    search_features ─┬─> text_encoder ─┐
-                                └─> ranker ───────┴─> topk
-    recommend: recommend_features ──> ranker ───────> topk
+    search:    query_tokens -> text_encoder -> search_features -> ranker -> topk
+    recommend: recommend_features ---------------------------> ranker -> topk
 
     search_catalog:    query_tokens -> text_encoder -> retrieve_search -> ranker -> topk
     recommend_catalog: retrieve_recommend ---------------------------> ranker -> topk
@@ -14,7 +13,8 @@ Layout (see docs/serving.md for the full reasoning):
   the same length bucket have the same shape and the dynamic batcher groups them.
 * ``ranker``'s batch axis is the *candidate*: a request with 100 candidates is a batch of 100 rows, and
   the dynamic batcher concatenates the rows of concurrent requests (up to 4,096) into one run.
-* The encoder and the ranker do not depend on each other and run in parallel.
+* search_features needs the query's embedding (a query the query statistics do not know borrows from its
+  nearest head queries by it), so the encoder runs first; its response cache answers the head queries.
 """
 
 from __future__ import annotations
@@ -61,6 +61,10 @@ FEATURES_OUT = {
 }
 
 
+def _tokens_step() -> Step:
+    return Step(c.QUERY_TOKENIZER, {c.QUERY: c.QUERY}, {c.INPUT_IDS: "tokens", c.ATTENTION_MASK: "mask"})
+
+
 def _encoder_step() -> Step:
     return Step(c.TEXT_ENCODER, {c.INPUT_IDS: "tokens", c.ATTENTION_MASK: "mask"}, {c.SENTENCE_EMBEDDING: "query_emb"})
 
@@ -96,8 +100,8 @@ def specs(embed_dim: int = c.EMBED_DIM, scan: bool = False) -> list[ModelSpec]:
         backend="python",
         instances=2,
         why=FEATURES_WHY,
-        inputs=_request_inputs(True),
-        outputs=TOKENS + _ranker_features(embed_dim),
+        inputs=_request_inputs(True) + (Tensor(c.CONTEXT_EMBEDDING, "float32", (1, embed_dim)),),
+        outputs=_ranker_features(embed_dim),
     )
     recommend_features = ModelSpec(
         name=c.RECOMMEND_FEATURES,
@@ -173,19 +177,21 @@ def specs(embed_dim: int = c.EMBED_DIM, scan: bool = False) -> list[ModelSpec]:
         inputs=_request_inputs(True) + (Tensor(c.TOP_K, "int32", (1,)),),
         outputs=RESPONSE,
         steps=(
+            _tokens_step(),
+            _encoder_step(),
             Step(
                 c.SEARCH_FEATURES,
-                {t: t for t in (c.USER_ID, c.QUERY, c.ITEM_IDS)},
-                {c.INPUT_IDS: "tokens", c.ATTENTION_MASK: "mask", **FEATURES_OUT},
+                {**{t: t for t in (c.USER_ID, c.QUERY, c.ITEM_IDS)}, c.CONTEXT_EMBEDDING: "query_emb"},
+                FEATURES_OUT,
             ),
-            _encoder_step(),
             _ranker_step(),
             _topk_step("query_emb"),
         ),
         why={
             "max_batch_size": "0: a request is one user, one query and its own candidate list; the composing "
             "models batch instead (encoder per query, ranker per candidate row)",
-            "steps": "text_encoder and ranker both depend only on search_features, so they run in parallel",
+            "steps": "sequential: the features need the query's embedding (query statistics borrowed by "
+            "similarity), the ranker the features",
         },
     )
     recommend = ModelSpec(
@@ -312,7 +318,7 @@ def catalog_specs(embed_dim: int = c.EMBED_DIM, scan: bool = False) -> list[Mode
         inputs=request + (Tensor(c.QUERY, "bytes", (1,)),) + tail,
         outputs=RESPONSE,
         steps=(
-            Step(c.QUERY_TOKENIZER, {c.QUERY: c.QUERY}, {c.INPUT_IDS: "tokens", c.ATTENTION_MASK: "mask"}),
+            _tokens_step(),
             _encoder_step(),
             Step(
                 c.RETRIEVE_SEARCH,

@@ -1,7 +1,8 @@
 """The served pipeline run in-process: same files, same code, ONNX Runtime, no server.
 
-Reads a built model repository exactly as the server does (the feature store of ``search_features``,
-``model.onnx`` of the encoder and the ranker, the item embeddings of ``topk``) and chains the steps in
+Reads a built model repository exactly as the server does (the tokenizer of ``query_tokens``, the
+feature store of ``search_features``, ``model.onnx`` of the encoder and the ranker, the item embeddings
+of ``topk``) and chains the steps in
 one Python process. Used as the reference in the server-parity test and as the baseline in
 ``make bench``.
 """
@@ -15,7 +16,7 @@ import numpy as np
 from builders.model_specs import spec_by_name
 from builders.repository import retrieval_scan
 from runtime import contract as c
-from runtime.features import FeatureStore, decode_query
+from runtime.features import FeatureStore, QueryTokens
 from runtime.retrieval import Retriever
 from runtime.scoring import TopK
 from server.ort_runner import make_session
@@ -30,6 +31,7 @@ class InProcessPipeline:
             repo / c.RECOMMEND_FEATURES / "1", with_tokenizer=False, with_profiles=True
         )
         self.topk = TopK.load(repo / c.TOPK / "1")
+        self.query_tokens = QueryTokens.load(repo / c.QUERY_TOKENIZER / "1")
         self.repo = repo
         self._retrievers: dict[str, Retriever] = {}  # loaded on first use (older repositories have none)
 
@@ -59,10 +61,8 @@ class InProcessPipeline:
     def search(self, user_id: int, query: str | bytes, item_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         raw = query.encode("utf-8") if isinstance(query, str) else query
         item_ids = np.asarray(item_ids, np.int64)
-        feats = self.search_store.search(np.array([user_id], np.int64), np.array([raw], object), item_ids)
-        (emb,) = self.encoder.run(
-            [c.SENTENCE_EMBEDDING], {c.INPUT_IDS: feats[c.INPUT_IDS], c.ATTENTION_MASK: feats[c.ATTENTION_MASK]}
-        )
+        emb = self.query_embedding(raw)
+        feats = self.search_store.search(np.array([user_id], np.int64), np.array([raw], object), item_ids, emb)
         return self._rank(feats, emb, item_ids, k)
 
     def recommend(self, user_id: int, item_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -80,8 +80,8 @@ class InProcessPipeline:
     def query_embedding(self, query: str | bytes) -> np.ndarray:
         """The encoder's ``[1, D]`` embedding of a query, tokenised and checked as ``query_tokens`` does."""
         raw = query.encode("utf-8") if isinstance(query, str) else query
-        input_ids, mask = self.search_store.tokens(decode_query(raw))
-        (emb,) = self.encoder.run([c.SENTENCE_EMBEDDING], {c.INPUT_IDS: input_ids, c.ATTENTION_MASK: mask})
+        tokens = self.query_tokens.tokens(np.array([raw], object))
+        (emb,) = self.encoder.run([c.SENTENCE_EMBEDDING], tokens)
         return emb
 
     def search_catalog(

@@ -20,11 +20,13 @@ import numpy as np
 
 from builders.data.dataset import ShopData, impressions_of, rows_of_lists, split_by_time
 from builders.metrics import auc, ndcg_at_k
-from runtime.contract import CAT_FEATURES, DENSE_FEATURES, LOGIT, N_DENSE, SIM_WEIGHT
-from runtime.features import FeatureTables, Lexicon, candidate_features
+from runtime.contract import CAT_FEATURES, DENSE_COLUMNS, DENSE_FEATURES, LOGIT, N_DENSE, SIM_WEIGHT
+from runtime.features import FeatureStore, FeatureTables, candidate_features
 from runtime.scoring import standardize_lists
 
 OPSET = 17
+MAX_POSITION = 63  # positions below this get their own examination probability in training; deeper share one
+SEEN_LR = 0.05  # Adam step of the examination logits (the model's own step is the config's learning_rate)
 
 
 @dataclass
@@ -42,6 +44,7 @@ class Rows:
     query: np.ndarray  # index into the shop's query pool, -1 = no query (recommend)
     item: np.ndarray  # item index (row of the title embeddings)
     understood: np.ndarray | None = None  # per list: the lexicon found a category in its query
+    position: np.ndarray | None = None  # the logged position, clipped to MAX_POSITION (unknown: MAX_POSITION + 1)
 
     def __len__(self) -> int:
         return len(self.click)
@@ -53,25 +56,31 @@ class Rows:
 
 def make_rows(
     shop: ShopData,
-    tables: FeatureTables,
-    lexicon: Lexicon,
+    store: FeatureStore,
     item_emb: np.ndarray,
     query_emb: np.ndarray,
     user_profiles: np.ndarray,
     sessions: np.ndarray,
 ) -> Rows:
-    """Features for every impression of ``sessions``, computed by the serving code (``candidate_features``)."""
+    """Features for every impression of ``sessions``, computed by the serving code (``candidate_features``)
+    from the served tables (``store``: feature tables, lexicon and query statistics)."""
     imp = impressions_of(shop, sessions)
     sess = shop.impression_session()[imp]
     users = shop.session_user[sess]
     items = shop.imp_item[imp]
     q = shop.session_query[sess]
     has_q = q >= 0
-    intents = [lexicon.parse(text) for text in shop.queries]
+    intents = [store.lexicon.parse(text) for text in shop.queries]
     q_cat = np.array([i.category for i in intents] + [-1])[q]  # q = -1 reads the trailing -1
     q_brand = np.array([i.brand for i in intents] + [-1])[q]
     q_attr = np.array([i.attribute for i in intents] + [-1])[q]
-    cat, dense = candidate_features(tables, users, items, has_q, q_cat, q_brand, q_attr)
+    # each distinct query matched once, as search_features matches a request's (its own row, or borrowed)
+    rows_q, weights_q = store.queries.match(shop.queries, query_emb)
+    q_rows = np.vstack([rows_q, np.full((1, rows_q.shape[1]), -1)])[q]  # q = -1: the homepage, no query
+    q_weights = np.vstack([weights_q, np.zeros((1, rows_q.shape[1]), np.float32)])[q]
+    cat, dense = candidate_features(
+        store.tables, users, items, has_q, q_cat, q_brand, q_attr, store.queries, q_rows, q_weights
+    )
     context = np.where(has_q[:, None], query_emb[np.maximum(q, 0)], user_profiles[users])
     cosine = (context * item_emb[items]).sum(1).astype(np.float32)
     lengths = np.diff(shop.session_offsets)[sessions]
@@ -79,6 +88,8 @@ def make_rows(
     sim = standardize_lists(cosine, offsets)
     relevance = None if shop.imp_relevance is None else shop.imp_relevance[imp]
     understood = (q_cat >= 0)[offsets[:-1]] if len(imp) else np.zeros(0, bool)
+    pos = shop.imp_position[imp]
+    position = np.where(pos < 0, MAX_POSITION + 1, np.minimum(pos, MAX_POSITION)).astype(np.int64)
     return Rows(
         cat,
         dense,
@@ -91,6 +102,7 @@ def make_rows(
         q,
         items,
         understood,
+        position,
     )
 
 
@@ -217,15 +229,14 @@ def similarity_breakdown(rows: Rows, logit: np.ndarray, weight: np.ndarray) -> d
 
 def datasets(
     shop: ShopData,
-    tables: FeatureTables,
-    lexicon: Lexicon,
+    store: FeatureStore,
     item_emb: np.ndarray,
     query_emb: np.ndarray,
     user_profiles: np.ndarray,
 ) -> dict[str, Rows]:
     """Train (lists between the stats window and the train cut), val and test rows."""
     split = split_by_time(shop)
-    make = lambda s: make_rows(shop, tables, lexicon, item_emb, query_emb, user_profiles, s)  # noqa: E731
+    make = lambda s: make_rows(shop, store, item_emb, query_emb, user_profiles, s)  # noqa: E731
     return {"train": make(split["train"]), "val": make(split["val"]), "test": make(split["test"])}
 
 
@@ -239,18 +250,29 @@ def fit(
     seed: int = 0,
     progress: bool = True,
     desc: str = "train ranker",
+    position_bias: str = "pal",
 ):
     """Train ``model`` on ``tr`` with BCE on clicks; keep the epoch with the best val NDCG@10.
 
-    Used for the reference ranker and for fine-tuning its compressed variants (pruned, low-rank).
-    Returns the per-epoch val history.
+    ``position_bias="pal"`` (where the rows know positions): a click is modelled as seen x relevant,
+    ``P(click) = sigmoid(b[position]) * sigmoid(score)`` with one learned ``b`` per position (PAL, Guo et
+    al., RecSys 2019), trained jointly; only ``score`` is the model, exported and served, so the ranker
+    learns what shoppers click once they see an item, not the old ranking's order. ``"none"``: BCE of
+    ``sigmoid(score)`` on clicks. Used for the reference ranker and for fine-tuning its compressed variants
+    (pruned, low-rank). Returns the per-epoch val history.
     """
     import torch
     from tqdm import tqdm
 
     torch.set_num_threads(os.cpu_count() or 1)
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    pal = position_bias == "pal" and tr.position is not None
+    seen = torch.zeros(MAX_POSITION + 2, requires_grad=True)  # examination logits, training only
+    groups: list[dict] = [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    if pal:  # a few dozen numbers that must travel far (deep positions are rarely seen): their own step size
+        groups.append({"params": [seen], "lr": SEEN_LR})
+    opt = torch.optim.Adam(groups, lr=lr)
     loss_fn = torch.nn.BCEWithLogitsLoss()
+    logsig = torch.nn.functional.logsigmoid
     rng = np.random.default_rng(seed)
     best, best_state, history = -1.0, None, []
     for epoch in range(epochs):
@@ -262,7 +284,13 @@ def fit(
             idx = perm[s : s + batch]
             logit, w = model(torch.from_numpy(tr.cat[idx]), torch.from_numpy(tr.dense[idx]))
             score = logit[:, 0] + w[:, 0] * torch.from_numpy(tr.sim[idx])
-            loss = loss_fn(score, torch.from_numpy(tr.click[idx]))
+            y = torch.from_numpy(tr.click[idx])
+            if pal and tr.position is not None:
+                log_p = logsig(seen[torch.from_numpy(tr.position[idx])]) + logsig(score)
+                log_not = torch.log1p(-torch.exp(log_p).clamp(max=1 - 1e-6))
+                loss = -(y * log_p + (1 - y) * log_not).mean()
+            else:
+                loss = loss_fn(score, y)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -279,8 +307,7 @@ def fit(
 
 def train(
     shop: ShopData,
-    tables: FeatureTables,
-    lexicon: Lexicon,
+    store: FeatureStore,
     item_emb: np.ndarray,
     query_emb: np.ndarray,
     user_profiles: np.ndarray,
@@ -298,7 +325,8 @@ def train(
 
     hp = hp or RankerConfig()
     torch.manual_seed(hp.seed)
-    rows = datasets(shop, tables, lexicon, item_emb, query_emb, user_profiles)
+    rows = datasets(shop, store, item_emb, query_emb, user_profiles)
+    tables, lexicon = store.tables, store.lexicon
     tr, va, te = rows["train"], rows["val"], rows["test"]
     mean, std = tr.dense.mean(0), tr.dense.std(0)
     # A column constant in training (item_known is 1 on every training row) keeps a scale of 1: with
@@ -313,11 +341,20 @@ def train(
         cross_layers=hp.cross_layers,
         hidden=tuple(hp.hidden),
     )
-    history = fit(model, tr, va, hp.epochs, hp.batch_size, hp.learning_rate, hp.seed, progress)
+    history = fit(
+        model, tr, va, hp.epochs, hp.batch_size, hp.learning_rate, hp.seed, progress, position_bias=hp.position_bias
+    )
     pop = tables.item_log_clicks[shop.imp_item[impressions_of(shop, split_by_time(shop)["test"])]]
     rand = np.random.default_rng(1).random(len(te)).astype(np.float32)
     logit, weight = predict_parts(model, te)
-    test = {"ranker": quality(te, logit + weight * te.sim), "popularity": quality(te, pop), "random": quality(te, rand)}
+    # the simple baseline that uses the same logs: P(click | query, category), ties broken at random
+    prior = te.dense[:, DENSE_COLUMNS.index("query_category_ctr")] + 1e-6 * rand
+    test = {
+        "ranker": quality(te, logit + weight * te.sim),
+        "popularity": quality(te, pop),
+        "click_prior": quality(te, prior),
+        "random": quality(te, rand),
+    }
     if te.relevance is not None:
         test["ground_truth"] = quality(te, te.relevance)
     report = {

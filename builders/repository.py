@@ -169,7 +169,9 @@ def _check_python_models(repo: Path, by_name: dict[str, ModelSpec]) -> None:
     search_store = FeatureStore.load(repo / c.SEARCH_FEATURES / VERSION)
     item_ids = search_store.tables.item_ids_sorted[:5].copy()
     user = search_store.tables.user_ids_sorted[:1].copy()
-    feats = search_store.search(user, np.array([b"running shoes"], object), item_ids)
+    vector = np.zeros((1, search_store.embed_dim), np.float32)
+    vector[0, 0] = 1.0  # any unit vector of the right size
+    feats = search_store.search(user, np.array([b"running shoes"], object), item_ids, vector)
     _check_arrays(by_name[c.SEARCH_FEATURES], feats)
     rec = FeatureStore.load(repo / c.RECOMMEND_FEATURES / VERSION, with_tokenizer=False, with_profiles=True)
     rec_feats = rec.recommend(user, item_ids)

@@ -3,7 +3,8 @@
     data        read and validate the shop's files (the data contract) -> ShopData + validation report
     encoder     export the text encoder to ONNX, write its tokenizer, check parity with PyTorch
     embeddings  encode every item title and every distinct query with the exported encoder
-    features    item/user statistics, lexicon and user profiles from the stats window
+    query-stats what shoppers clicked and bought after each frequent query, from the stats window
+    features    item/user statistics, lexicon and user profiles from the stats window (with the query tables)
     retrieval   the ANN index over the item embeddings (recall@N measured), the users' purchases
     ranker      train the DCN ranker, evaluate on the held-out days, export to ONNX, check parity
     repository  assemble the Triton repository (files first, configs last) and validate it
@@ -15,6 +16,7 @@ every step reads only what earlier steps wrote.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -23,11 +25,13 @@ import numpy as np
 
 from runtime.features import LEXICON_FILE, STORE_DIR, TOKENIZER_FILE, USER_PROFILE_FILE, FeatureTables
 from runtime.online import SNAPSHOT_FILE
+from runtime.query_stats import QueryStats
 
 PARITY_MIN_COSINE = 0.999
 PARITY_MAX_ABS = 1e-4
 SHOP_FILES = ("shop.npz", "shop_text.json")
-TABLE_FILES = tuple(FeatureTables.files())  # feature_store/<table>.npy
+QUERY_FILES = tuple(f"{STORE_DIR}/{name}" for name in QueryStats.files())  # feature_store/query_<table>.npy
+TABLE_FILES = (*FeatureTables.files(), *QUERY_FILES)  # feature_store/<table>.npy
 FEATURE_FILES = (*TABLE_FILES, LEXICON_FILE, USER_PROFILE_FILE, TOKENIZER_FILE, SNAPSHOT_FILE)
 
 
@@ -88,12 +92,33 @@ def embeddings(
     return {"items": len(titles), "queries": len(queries), "dim": done["dim"], "resumed_from": done["resumed_from"]}
 
 
-def features(shop, item_emb: np.ndarray, tokenizer: Path, out_dir: Path) -> dict:
+def query_stats(shop, settings, query_embeddings: np.ndarray, out_dir: Path) -> dict:
+    """``out_dir/feature_store/query_*.npy``: the query behaviour statistics (``builders/learning/query_stats.py``);
+    with ``settings.enabled`` false, tables that know no query."""
+    from builders.learning import query_stats as qs
+
+    if settings.enabled:
+        stats, report = qs.build(shop, settings, query_embeddings)
+    else:
+        dim = query_embeddings.shape[1]
+        stats = QueryStats.empty(len(shop.categories), len(shop.brands), len(shop.item_ids), dim=dim)
+        report = {"kept_queries": 0, "disabled": "features.query_stats.enabled: false"}
+    stats.save(out_dir / STORE_DIR)
+    return report
+
+
+def features(shop, item_emb: np.ndarray, tokenizer: Path, out_dir: Path, query_dir: Path) -> dict:
+    """The feature tables, lexicon, user profiles and online snapshot; the query tables of ``query_dir``
+    are hard-linked beside the feature tables, so every reader of the tables finds them there."""
     from builders import feature_tables
 
     out_dir.mkdir(parents=True, exist_ok=True)
     tables = feature_tables.build_tables(shop)
     tables.save(out_dir / STORE_DIR)
+    for name in QUERY_FILES:
+        target = out_dir / name
+        target.unlink(missing_ok=True)
+        os.link(query_dir / name, target)
     (out_dir / LEXICON_FILE).write_text(feature_tables.build_lexicon(shop).to_json())
     np.save(out_dir / USER_PROFILE_FILE, feature_tables.build_user_profiles(shop, item_emb))
     shutil.copyfile(tokenizer, out_dir / TOKENIZER_FILE)
@@ -150,16 +175,13 @@ def ranker(
     from runtime.features import FeatureStore
 
     store = FeatureStore.load(feat_dir, with_tokenizer=False, with_profiles=True)
-    model, report = rk.train(
-        shop, store.tables, store.lexicon, item_emb, query_emb, store.profiles(), hp, progress=progress
-    )
+    model, report = rk.train(shop, store, item_emb, query_emb, store.profiles(), hp, progress=progress)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), out_dir / "ranker.pt")
     onnx = rk.export_onnx(model, out_dir / "model.onnx")
     rows = rk.make_rows(
         shop,
-        store.tables,
-        store.lexicon,
+        store,
         item_emb,
         query_emb,
         store.profiles(),

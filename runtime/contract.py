@@ -18,7 +18,7 @@ RECOMMEND_FEATURES = "recommend_features"
 TEXT_ENCODER = "text_encoder"
 RANKER = "ranker"
 TOPK = "topk"
-QUERY_TOKENIZER = "query_tokens"  # QUERY -> the encoder's tokens (search_catalog's first step)
+QUERY_TOKENIZER = "query_tokens"  # QUERY -> the encoder's tokens (the first step of search and search_catalog)
 RETRIEVE_SEARCH = "retrieve_search"
 RETRIEVE_RECOMMEND = "retrieve_recommend"
 # Exact retrieval as one matrix product over the item table (builders/item_scan.py): the gpu target's
@@ -83,6 +83,13 @@ DENSE_COLUMNS = (
     "price_vs_user",
     "user_known",
     "item_known",
+    # what shoppers did after the query (runtime/query_stats.py: QUERY_COLUMNS)
+    "query_known",
+    "query_log_lists",
+    "query_category_share",
+    "query_category_ctr",
+    "query_brand_share",
+    "query_item_ctr",
 )
 N_CAT = len(CAT_COLUMNS)
 N_DENSE = len(DENSE_COLUMNS)

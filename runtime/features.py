@@ -28,6 +28,7 @@ import numpy as np
 from runtime.arrays import Array
 from runtime.contract import (
     AVAILABLE,
+    DENSE_COLUMNS,
     EMBED_DIM,
     ITEM_ROWS,
     MAX_CANDIDATES,
@@ -39,6 +40,7 @@ from runtime.contract import (
 from runtime.errors import InvalidInput
 from runtime.online import OnlineItems
 from runtime.pages import map_npy
+from runtime.query_stats import QUERY_COLUMNS, QueryStats
 from runtime.text import TextTokenizer
 
 STORE_DIR = "feature_store"  # one .npy per table, memory-mapped by every instance of every model
@@ -48,6 +50,7 @@ USER_PROFILE_FILE = "user_profiles.npy"
 MANIFEST_FILE = "manifest.json"  # written by the build next to the tables; names the encoder's dimension
 _WORD = re.compile(r"\w[\w\-]*")
 CATEGORY_SEPARATOR = ">"  # category paths: "Shoes > Running Shoes"
+QUERY_DENSE = slice(DENSE_COLUMNS.index(QUERY_COLUMNS[0]), DENSE_COLUMNS.index(QUERY_COLUMNS[-1]) + 1)
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,14 @@ def check_item_ids(item_ids: Array) -> Array:
     return ids
 
 
+def check_embedding(embedding: Array, dim: int, field: str = "CONTEXT_EMBEDDING") -> Array:
+    """One query's embedding ``[1, D]`` (or ``[D]``) as ``[D]`` float32, or InvalidInput naming ``field``."""
+    arr = np.asarray(embedding, np.float32).reshape(-1)
+    if arr.shape[0] != dim:
+        raise InvalidInput(field, f"expected {dim} values, got {arr.shape[0]}")
+    return arr
+
+
 def check_user_id(user_id: Array) -> int:
     arr = np.asarray(user_id)
     if arr.size != 1:
@@ -261,11 +272,16 @@ def candidate_features(
     q_category: Array,
     q_brand: Array,
     q_attr: Array,
+    queries: QueryStats,
+    q_rows: Array,
+    q_weights: Array,
 ) -> tuple[Array, Array]:
     """Ranker inputs for N (user, query, item) rows: ``cat [N, N_CAT] int64``, ``dense [N, N_DENSE] fp32``.
 
     Rows of -1 (unknown user or item) read the tables' default last row. ``has_query`` is False for
-    recommendation rows; ``q_*`` are -1 where the query names no category/brand/attribute.
+    recommendation rows; ``q_*`` are -1 where the query names no category/brand/attribute; ``q_rows`` /
+    ``q_weights`` ``[N, width]`` are each row's matched queries in the query statistics ``queries``
+    (``QueryStats.match``; -1 and 0: none, as for every recommendation row).
     """
     n = len(item_rows)
     cat = t.item_category[item_rows]
@@ -294,6 +310,7 @@ def candidate_features(
     dense[:, 9] = t.item_log_price[item_rows] - t.user_mean_log_price[user_rows]
     dense[:, 10] = user_known
     dense[:, 11] = item_known
+    dense[:, QUERY_DENSE] = queries.features(q_rows, q_weights, item_rows, cat, brand)
     return cats, dense
 
 
@@ -308,8 +325,11 @@ class FeatureStore:
         user_profiles: Array | None = None,
         online: OnlineItems | None = None,
         embed_dim: int = EMBED_DIM,
+        queries: QueryStats | None = None,
     ):
         self.tables = tables
+        # what shoppers did after each query (runtime/query_stats.py); None: no query known
+        self.queries = queries or QueryStats.empty(len(lexicon.categories), len(lexicon.brands), tables.n_items)
         self.lexicon = lexicon
         self.tokenizer = tokenizer
         self.user_profiles = user_profiles  # [U+1, D] float32, last row zeros (recommendation only)
@@ -321,7 +341,7 @@ class FeatureStore:
     def load(
         cls,
         folder: str | Path,
-        with_tokenizer: bool = True,
+        with_tokenizer: bool = False,
         with_profiles: bool = False,
         online: OnlineItems | None = None,
     ) -> FeatureStore:
@@ -335,6 +355,7 @@ class FeatureStore:
             map_npy(folder / USER_PROFILE_FILE) if with_profiles else None,
             online,
             embed_dim,
+            QueryStats.load(folder / STORE_DIR),
         )
 
     def profiles(self) -> Array:
@@ -397,14 +418,16 @@ class FeatureStore:
         user_row = int(self.tables.user_rows(np.array([uid], np.int64))[0])
         return uid, ids, np.full(len(ids), user_row, np.int64), self.tables.item_rows(ids)
 
-    def search(self, user_id: Array, query: Array, item_ids: Array, build_values: bool = False) -> dict[str, Array]:
-        """Tensors for one search request: tokens for the encoder, features for the ranker.
-        ``build_values``: the request asked for the build's values (``BUILD_VALUES`` parameter), no store read."""
+    def search(
+        self, user_id: Array, query: Array, item_ids: Array, query_embedding: Array, build_values: bool = False
+    ) -> dict[str, Array]:
+        """The ranker's features for one search request; ``query_embedding`` ``[1, D]`` is the encoder's (a
+        query the statistics do not know borrows from its nearest head queries by it). ``build_values``: the
+        request asked for the build's values (``BUILD_VALUES`` parameter), no store read."""
         text = decode_query(query)
         uid, ids, users, items = self._context(user_id, item_ids)
-        input_ids, mask = self.tokens(text)
-        feats = self.search_features(uid, text, ids, users, items, build_values)
-        return {"input_ids": input_ids, "attention_mask": mask, **feats}
+        vector = check_embedding(query_embedding, self.embed_dim)
+        return self.search_features(uid, text, ids, users, items, build_values, vector)
 
     def tokens(self, text: str) -> tuple[Array, Array]:
         """The encoder's ``input_ids`` and ``attention_mask`` ``[1, L]`` for a decoded query."""
@@ -413,12 +436,14 @@ class FeatureStore:
         return self.tokenizer.encode_one(text)
 
     def search_features(
-        self, uid: int, text: str, ids: Array, users: Array, items: Array, build_values: bool
+        self, uid: int, text: str, ids: Array, users: Array, items: Array, build_values: bool, vector: Array | None
     ) -> dict[str, Array]:
-        """The ranker's features of checked candidates ``ids`` (table rows ``items``) for a decoded query,
-        with the online store's part (``_fresh``). Shared by re-ranking and retrieval (``runtime/retrieval.py``)."""
+        """The ranker's features of checked candidates ``ids`` (table rows ``items``) for a decoded query and
+        its embedding ``vector`` ``[D]``, with the online store's part (``_fresh``). Shared by re-ranking and
+        retrieval (``runtime/retrieval.py``)."""
         intent = self.lexicon.parse(text)
         n = len(ids)
+        q_rows, q_weights = self.queries.match([text], None if vector is None else vector.reshape(1, -1))
         cat, dense = candidate_features(
             self.tables,
             users,
@@ -427,6 +452,9 @@ class FeatureStore:
             np.full(n, intent.category),
             np.full(n, intent.brand),
             np.full(n, intent.attribute),
+            self.queries,
+            np.broadcast_to(q_rows, (n, q_rows.shape[1])),
+            np.broadcast_to(q_weights, (n, q_weights.shape[1])),
         )
         fresh = self._fresh(uid, ids, users, items, cat, dense, build_values)
         return {"cat_features": cat, "dense_features": dense, **fresh}
@@ -444,13 +472,25 @@ class FeatureStore:
         """The ranker's features of checked candidates without a query, with the online store's part."""
         n = len(ids)
         none = np.full(n, -1, np.int64)
-        cat, dense = candidate_features(self.tables, users, items, np.zeros(n, bool), none, none, none)
+        cat, dense = candidate_features(
+            self.tables,
+            users,
+            items,
+            np.zeros(n, bool),
+            none,
+            none,
+            none,
+            self.queries,
+            none[:, None],
+            np.zeros((n, 1)),
+        )
         fresh = self._fresh(uid, ids, users, items, cat, dense, build_values)
         return {"cat_features": cat, "dense_features": dense, **fresh}
 
 
 class QueryTokens:
-    """``query_tokens``, the first step of ``search_catalog``: QUERY -> the encoder's tokens ``[1, L]``."""
+    """``query_tokens``, the first step of ``search`` and ``search_catalog``: QUERY -> the encoder's tokens
+    ``[1, L]``."""
 
     def __init__(self, tokenizer: TextTokenizer):
         self.tokenizer = tokenizer

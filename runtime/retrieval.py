@@ -40,7 +40,7 @@ import numpy as np
 from runtime import contract as c
 from runtime.arrays import Array, Floats, Int64s
 from runtime.errors import InvalidInput
-from runtime.features import FeatureStore, check_id_list, check_user_id, decode_query
+from runtime.features import FeatureStore, check_embedding, check_id_list, check_user_id, decode_query
 from runtime.online import OnlineItems
 from runtime.pages import warm
 from runtime.scan import Scan, ScanIndex
@@ -336,7 +336,7 @@ class Retriever:
             lambda want: self._retrieve(vector, banned, exclude, want, not build_values),
             uid,
             user_row,
-            lambda u, i, us, it: self.store.search_features(u, text, i, us, it, build_values),
+            lambda u, i, us, it: self.store.search_features(u, text, i, us, it, build_values, vector),
             lambda: self._popular(banned),
         )
 
@@ -387,7 +387,4 @@ class Retriever:
         return unit
 
     def _vector(self, name: str, value: Array) -> Floats:
-        v = np.asarray(value, np.float32).reshape(-1)
-        if v.shape[0] != self.store.embed_dim:
-            raise InvalidInput(name, f"expected {self.store.embed_dim} values, got {v.shape[0]}")
-        return v
+        return check_embedding(value, self.store.embed_dim, name)

@@ -14,6 +14,7 @@ from runtime.features import (
     decode_query,
 )
 from runtime.pages import is_mapped
+from runtime.query_stats import QueryStats
 from runtime.text import TextTokenizer
 
 pytestmark = pytest.mark.unit
@@ -66,7 +67,19 @@ def test_candidate_features_known_and_unknown_rows():
     t = tables()
     users = np.array([0, 0, -1])
     items = np.array([0, -1, 1])
-    cat, dense = candidate_features(t, users, items, np.ones(3, bool), np.full(3, 0), np.full(3, 2), np.full(3, 0))
+    none = QueryStats.empty(3, 3, 2)
+    cat, dense = candidate_features(
+        t,
+        users,
+        items,
+        np.ones(3, bool),
+        np.full(3, 0),
+        np.full(3, 2),
+        np.full(3, 0),
+        none,
+        np.full((3, 1), -1),
+        np.zeros((3, 1)),
+    )
     assert cat.shape == (3, N_CAT) and cat.dtype == np.int64
     assert dense.shape == (3, N_DENSE) and dense.dtype == np.float32
     np.testing.assert_array_equal(cat[:, 0], [1, 1, 0])  # unknown user -> 0
@@ -140,11 +153,13 @@ def test_tokenizer_pads_to_a_multiple_and_truncates(tokenizer):
 
 def test_feature_store_search_and_recommend(tokenizer):
     profiles = np.vstack([np.eye(4, dtype=np.float32)[:1], np.zeros((1, 4), np.float32)])
-    store = FeatureStore(tables(), LEXICON, tokenizer, profiles)
-    out = store.search(np.array([9]), np.array([b"helix red running shoes"], object), np.array([300, 42]))
+    store = FeatureStore(tables(), LEXICON, tokenizer, profiles, embed_dim=4)
+    query = np.array([b"helix red running shoes"], object)
+    out = store.search(np.array([9]), query, np.array([300, 42]), np.ones((1, 4), np.float32) / 2)
     np.testing.assert_array_equal(out["ITEM_ROWS"], [1, -1])
     assert out["dense_features"][:, 0].tolist() == [1.0, 1.0]
-    assert out["input_ids"].shape == out["attention_mask"].shape
+    with pytest.raises(InvalidInput, match="CONTEXT_EMBEDDING: expected 4 values, got 3"):
+        store.search(np.array([9]), query, np.array([300]), np.ones((1, 3), np.float32))
     rec = store.recommend(np.array([12345]), np.array([500]))  # unknown user: cold start
     assert rec["dense_features"][0, 0] == 0.0 and rec["cat_features"][0, 0] == 0
     np.testing.assert_array_equal(rec["CONTEXT_EMBEDDING"], np.zeros((1, 4), np.float32))

@@ -56,8 +56,8 @@ def test_trtexec_command_lines():
     prof = profiles.for_spec(spec_by_name()[c.RANKER])
     cmd = trtexec.command("r/model.onnx", "r/model.plan", prof, "fp16", timing_cache="t.cache")
     assert cmd[:3] == ["trtexec", "--onnx=r/model.onnx", "--saveEngine=r/model.plan"]
-    assert "--minShapes=cat_features:1x7,dense_features:1x12" in cmd
-    assert "--maxShapes=cat_features:4096x7,dense_features:4096x12" in cmd
+    assert f"--minShapes=cat_features:1x7,dense_features:1x{c.N_DENSE}" in cmd
+    assert f"--maxShapes=cat_features:4096x7,dense_features:4096x{c.N_DENSE}" in cmd
     assert "--fp16" in cmd and "--int8" not in cmd and "--timingCacheFile=t.cache" in cmd
     int8 = trtexec.command("m.onnx", "m.plan", prof, "int8", calib_cache="cal.cache")
     assert "--int8" in int8 and "--calib=cal.cache" in int8 and "--fp16" in int8

@@ -7,7 +7,8 @@ import pytest
 from builders.data.dataset import ShopData
 from builders.ranker import make_rows
 from runtime import contract as c
-from runtime.features import FeatureStore
+from runtime.features import FeatureStore, QueryTokens
+from runtime.query_stats import QUERY_COLUMNS
 from runtime.scoring import standardize
 from server.ort_runner import make_session
 from tests.conftest import REPO_ROOT
@@ -32,27 +33,40 @@ def session_request(shop, s):
 
 
 def test_search_training_rows_equal_served_features(world, small_repo):
+    """Head queries (their own statistics), and queries the statistics do not know (borrowed from the nearest
+    head queries by the served encoder's embedding, or the defaults)."""
     shop, store, rec_store, item_emb, query_emb = world
-    sessions = np.flatnonzero(shop.session_query >= 0)[:25]
+    search = np.flatnonzero(shop.session_query >= 0)
+    known = np.append(store.queries.rows(shop.queries) >= 0, False)[shop.session_query[search]]
+    sessions = np.concatenate([search[known][:20], search[~known][:15]])
     encoder = make_session(str(small_repo / c.TEXT_ENCODER / "1" / "model.onnx"), 2)
+    tokens = QueryTokens.load(small_repo / c.QUERY_TOKENIZER / "1")
+    query_cols = [c.DENSE_COLUMNS.index(n) for n in QUERY_COLUMNS]
+    other_cols = [i for i in range(c.N_DENSE) if i not in query_cols]
+    match = []
     for s in sessions:
-        rows = make_rows(shop, store.tables, store.lexicon, item_emb, query_emb, rec_store.user_profiles, np.array([s]))
+        rows = make_rows(shop, store, item_emb, query_emb, rec_store.user_profiles, np.array([s]))
         user, item_ids = session_request(shop, s)
-        query = shop.queries[shop.session_query[s]]
-        served = store.search(user, np.array([query.encode()], object), item_ids)
+        query = np.array([shop.queries[shop.session_query[s]].encode()], object)
+        (emb,) = encoder.run(None, tokens.tokens(query))
+        served = store.search(user, query, item_ids, emb)
         np.testing.assert_array_equal(rows.cat, served[c.CAT_FEATURES])
-        np.testing.assert_array_equal(rows.dense, served[c.DENSE_FEATURES])
-        (emb,) = encoder.run(None, {c.INPUT_IDS: served[c.INPUT_IDS], c.ATTENTION_MASK: served[c.ATTENTION_MASK]})
+        np.testing.assert_array_equal(rows.dense[:, other_cols], served[c.DENSE_FEATURES][:, other_cols])
+        # borrowed statistics are weighted by cosines: the build's batch encoding and the served one agree to
+        # float32 noise
+        np.testing.assert_allclose(rows.dense[:, query_cols], served[c.DENSE_FEATURES][:, query_cols], atol=1e-5)
         served_sim = standardize(item_emb[served[c.ITEM_ROWS]] @ emb[0])
         np.testing.assert_allclose(rows.sim, served_sim, atol=1e-5)
+        match.append(served[c.DENSE_FEATURES][0, query_cols[0]])
+    match = np.array(match)
+    assert (match == 1).sum() == 20  # the head queries matched themselves
+    assert ((match > 0) & (match < 1)).any()  # some others borrowed
 
 
 def test_recommend_training_rows_equal_served_features(world):
     shop, _, rec_store, item_emb, query_emb = world
     for s in np.flatnonzero(shop.session_query < 0)[:25]:
-        rows = make_rows(
-            shop, rec_store.tables, rec_store.lexicon, item_emb, query_emb, rec_store.user_profiles, np.array([s])
-        )
+        rows = make_rows(shop, rec_store, item_emb, query_emb, rec_store.user_profiles, np.array([s]))
         user, item_ids = session_request(shop, s)
         served = rec_store.recommend(user, item_ids)
         np.testing.assert_array_equal(rows.cat, served[c.CAT_FEATURES])
@@ -66,7 +80,8 @@ def test_an_unknown_item_scores_in_the_range_of_known_ones(pipeline, known_ids):
     (it did: a cold item's logit was about 7,000 and it ranked first in every request)."""
     users, items = known_ids
     cands = np.array([*items[100:150], 10**12 + 1], np.int64)
-    feats = pipeline.search_store.search(np.array([users[1]]), np.array([b"hiking boots"], object), cands)
+    query = np.array([b"hiking boots"], object)
+    feats = pipeline.search_store.search(np.array([users[1]]), query, cands, pipeline.query_embedding(query[0]))
     logit, weight = pipeline.ranker.run(
         [c.LOGIT, c.SIM_WEIGHT], {c.CAT_FEATURES: feats[c.CAT_FEATURES], c.DENSE_FEATURES: feats[c.DENSE_FEATURES]}
     )

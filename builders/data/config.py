@@ -67,6 +67,9 @@ class RankerConfig(_Strict):
     cross_layers: int = Field(2, ge=0, le=8)
     hidden: tuple[int, ...] = (128, 64)
     seed: int = 0
+    # pal: clicks modelled as P(seen | position) x P(click | seen), the first learned in training only
+    # (builders/ranker.fit); none: plain BCE on clicks, which also learns the logged order
+    position_bias: Literal["pal", "none"] = "pal"
 
 
 class SplitConfig(_Strict):
@@ -85,8 +88,24 @@ class SplitConfig(_Strict):
         return self
 
 
+class QueryStatsConfig(_Strict):
+    """The query behaviour statistics (``builders/learning/query_stats.py``; docs/quality.md measures them)."""
+
+    enabled: bool = Field(True, description="false: no query is known; the ranker sees only the lexicon and encoder")
+    min_lists: int = Field(2, ge=1, description="a query needs this many ranked lists in the statistics window")
+    max_queries: int = Field(1_000_000, ge=1, description="the most frequent queries kept")
+    top_items: int = Field(200, ge=1, le=10_000, description="items kept per query (most clicked, then shown)")
+    top_categories: int = Field(16, ge=1, le=1_000)
+    top_brands: int = Field(16, ge=1, le=1_000)
+    # a query not in the tables borrows from its nearest head queries by the encoder's cosine
+    borrow_neighbours: int = Field(3, ge=0, le=16, description="head queries a query borrows from; 0: none")
+    borrow_min_similarity: float = Field(0.8, ge=-1, le=1, description="the cosine a borrowed query needs")
+    borrow_queries: int = Field(20_000, ge=0, description="the most frequent queries that can be borrowed")
+
+
 class FeaturesConfig(_Strict):
     user_segment: str | None = None  # a users column used as the categorical user segment feature
+    query_stats: QueryStatsConfig = QueryStatsConfig()
 
 
 class EvaluationConfig(_Strict):

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from builders.data import market
 from builders.shop import CATEGORIES, DEPARTMENTS, PROFILES, Shop, generate
 
 START = 1_788_220_800  # 2026-09-01T00:00:00Z: the demo's first day
@@ -30,6 +31,27 @@ def config_dict(name: str, folder: Path | str = ".") -> dict:
         "features": {"user_segment": "segment"},
         "evaluation": {"true_relevance": "relevance"},
     }
+
+
+def profiles() -> list[str]:
+    """Every generated shop a build can take as ``--profile``: the demo's sizes and the market shop's."""
+    return sorted([*PROFILES, *market.PROFILES])
+
+
+def profile_key(profile: str) -> dict:
+    """What the generated files of ``profile`` depend on (the demo-data step's cache key)."""
+    return market.PROFILES[profile].key() if profile in market.PROFILES else PROFILES[profile].key()
+
+
+def profile_config(profile: str, folder: Path | str) -> dict:
+    """The config that builds the generated files of ``profile`` in ``folder``."""
+    return market.config_dict(profile, folder) if profile in market.PROFILES else config_dict(profile, folder)
+
+
+def profile_files(profile: str, folder: Path) -> list[Path]:
+    """The data files ``write(profile, folder)`` writes."""
+    cfg = profile_config(profile, folder)["data"]
+    return [folder / f"{cfg.get(t, t)}.parquet" for t in ("items", "users", "events")]
 
 
 def tables(shop: Shop, seed: int = 0) -> dict[str, pa.Table]:
@@ -107,15 +129,18 @@ def write_shop(shop: Shop, out: Path) -> Path:
 
 
 def write(profile: str, out: Path) -> Path:
-    """Generate the demo shop of ``profile`` into ``out``; returns the path of its ``shoprank.yaml``."""
+    """Generate the shop of ``profile`` (the demo's, or the market shop's) into ``out``; returns the path of
+    its ``shoprank.yaml``."""
+    if profile in market.PROFILES:
+        return market.write(profile, out)
     if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+        raise ValueError(f"unknown profile {profile!r}; choose one of {profiles()}")
     return write_shop(generate(PROFILES[profile]), out)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m builders demo-data", description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="default", choices=sorted(PROFILES))
+    parser.add_argument("--profile", default="default", choices=profiles())
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     config = write(args.profile, args.out)

@@ -32,8 +32,7 @@ def shop_feeds(work: Path, shop) -> dict[str, list[dict[str, np.ndarray]]]:
     store = FeatureStore.load(work / "features", with_tokenizer=False, with_profiles=True)
     rows = make_rows(
         shop,
-        store.tables,
-        store.lexicon,
+        store,
         np.load(work / "embeddings" / "items.npy"),
         np.load(work / "embeddings" / "queries.npy"),
         store.profiles(),

@@ -59,7 +59,7 @@ class Reference:
         store = FeatureStore.load(work / "features", with_tokenizer=False, with_profiles=True)
         item_emb = np.load(work / "embeddings" / "items.npy")
         query_emb = np.load(work / "embeddings" / "queries.npy")
-        rows = datasets(shop, store.tables, store.lexicon, item_emb, query_emb, store.profiles())
+        rows = datasets(shop, store, item_emb, query_emb, store.profiles())
         return cls(
             work,
             list(shop.item_titles),

@@ -1,4 +1,4 @@
-"""query_tokens: QUERY -> the text encoder's input_ids and attention_mask (search_catalog's first step).
+"""query_tokens: QUERY -> the text encoder's input_ids and attention_mask (the first step of search and search_catalog).
 
 Thin Triton wrapper; the logic is runtime/features.py (QueryTokens), unit-tested without Triton.
 """

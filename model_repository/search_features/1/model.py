@@ -1,4 +1,4 @@
-"""search_features: raw search request -> query tokens and per-candidate ranker features.
+"""search_features: raw search request and the query's embedding -> per-candidate ranker features.
 
 Thin Triton wrapper; the logic is runtime/features.py (FeatureStore.search), unit-tested without Triton.
 """
@@ -20,5 +20,10 @@ class TritonPythonModel:
 
     def execute(self, requests: list[Any]) -> list[Any]:
         return serve(
-            pb_utils, requests, (c.USER_ID, c.QUERY, c.ITEM_IDS), self.store.search, pb_utils.Logger, build_values=True
+            pb_utils,
+            requests,
+            (c.USER_ID, c.QUERY, c.ITEM_IDS, c.CONTEXT_EMBEDDING),
+            self.store.search,
+            pb_utils.Logger,
+            build_values=True,
         )
