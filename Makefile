@@ -9,7 +9,8 @@ export HF_HUB_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)
 
 .PHONY: help setup build build-gpu serve up redis seed lint format test test-unit test-triton configs validate check-data demo-data variants \
-	bench bench-client bench-ids bench-retrieval bench-lexical bench-scale bench-scan bench-online bench-variants bench-tuning loadtest capacity verify clean
+	bench bench-client bench-ids bench-retrieval bench-lexical bench-search bench-search-cost bench-scale bench-scan bench-online \
+	bench-variants bench-tuning loadtest capacity verify clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -99,6 +100,21 @@ bench-retrieval: setup ## quality of retrieval from the whole catalogue vs re-ra
 bench-lexical: setup ## would BM25 help search retrieval? semantic vs BM25 vs both (RRF) per query class on the test days (docs/retrieval.md)
 	$(PY) -m builders build --target cpu --profile $(PROFILE) --out build/$(PROFILE)/bench_repo --no-progress
 	$(PY) -m benchmarks.lexical --repo build/$(PROFILE)/bench_repo --data build/$(PROFILE)/data
+
+bench-search: setup ## search vs the click prior and popularity per query class, demo and market shop; search_catalog's retrieval (docs/quality.md)
+	$(PY) -m builders build --target cpu --profile default --out build/default_repo --no-progress
+	$(PY) -m builders build --target cpu --profile market --out build/market_repo --no-progress
+	$(PY) -m benchmarks.search_quality --work build/default build/market --markdown
+	$(PY) -m benchmarks.search_quality --work build/default build/market --catalogue
+
+BEFORE ?= 2ec0533
+bench-search-cost: setup ## served search / search_catalog p50 and p99 before (BEFORE=commit) and after, same requests, one run (docs/quality.md)
+	test -d build/before-src || git worktree add --detach build/before-src $(BEFORE)
+	cd build/before-src && PYTHONPATH=$(CURDIR)/build/before-src $(CURDIR)/$(PY) -m builders build --profile default \
+		--work $(CURDIR)/build/before-default --out $(CURDIR)/build/before-default/repo --no-progress
+	$(PY) -m builders build --target cpu --profile default --out build/default_repo --no-progress
+	$(PY) -m benchmarks.search_cost --before-code build/before-src --before-repo build/before-default/repo \
+		--after-repo build/default_repo --data build/default/data
 
 SIZES ?= 50000,1000000,10000000
 SIZES_SCAN ?= 50000,1000000

@@ -34,7 +34,7 @@ from runtime import contract as c
 from runtime.features import LEXICON_FILE, TOKENIZER_FILE, USER_PROFILE_FILE
 from runtime.online import SNAPSHOT_FILE
 from runtime.retrieval import INDEX_FILE, PURCHASES_FILE, SETTINGS_FILE
-from runtime.scoring import ITEM_EMBEDDINGS_FILE
+from runtime.scoring import ITEM_EMBEDDINGS_FILE, ITEM_KEYS_FILE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_ENCODER_DIR = REPO_ROOT / "build" / "encoder"  # shared by every build that uses the bundled MiniLM
@@ -43,9 +43,9 @@ STEP_NAMES = ("demo-data", "data", "encoder", "embeddings", "query-stats", "feat
 CODE = {
     "data": "data/1",
     "query-stats": "query-stats/1",
-    "features": "features/6",
+    "features": "features/7",
     "ranker": "dcn-v2/6",
-    "retrieval": "faiss/3",
+    "retrieval": "faiss/4",
 }
 
 
@@ -243,13 +243,15 @@ def artifacts(at: Layout, encoder_onnx: Path, ranker_onnx: Path, scan: bool = Fa
         **{f: at.retrieval / f for f in (INDEX_FILE, SETTINGS_FILE, PURCHASES_FILE)},
     }
     scan_files = {c.ITEM_SCAN: {"model.onnx": at.retrieval / SCAN_FILE, **item_embeddings}} if scan else {}
+    # a string-id shop's SKUs for TOP_ITEM_KEYS (an integer shop's keys are its ids, written by topk)
+    keys = {ITEM_KEYS_FILE: at.features / ITEM_KEYS_FILE} if (at.features / ITEM_KEYS_FILE).exists() else {}
     return scan_files | {
         c.QUERY_TOKENIZER: {TOKENIZER_FILE: at.features / TOKENIZER_FILE},
         c.RETRIEVE_SEARCH: retrieval_files,
         c.RETRIEVE_RECOMMEND: {**retrieval_files, USER_PROFILE_FILE: at.features / USER_PROFILE_FILE},
         c.SEARCH_FEATURES: {**feature_files, SNAPSHOT_FILE: at.features / SNAPSHOT_FILE},
         c.RECOMMEND_FEATURES: {**feature_files, USER_PROFILE_FILE: at.features / USER_PROFILE_FILE},
-        c.TOPK: item_embeddings,
+        c.TOPK: {**item_embeddings, **keys},
         c.TEXT_ENCODER: {"model.onnx": encoder_onnx},
         c.RANKER: {"model.onnx": ranker_onnx},
     }

@@ -43,7 +43,11 @@ def _ranker_features(embed_dim: int) -> tuple[Tensor, ...]:
     )
 
 
-RESPONSE = (Tensor(c.TOP_ITEM_IDS, "int64", (-1,)), Tensor(c.TOP_SCORES, "float32", (-1,)))
+RESPONSE = (
+    Tensor(c.TOP_ITEM_IDS, "int64", (-1,)),
+    Tensor(c.TOP_SCORES, "float32", (-1,)),
+    Tensor(c.TOP_ITEM_KEYS, "bytes", (-1,)),  # the shop's own ids (string SKUs), beside the INT64 ones
+)
 FEATURES_WHY = {
     "max_batch_size": "0: each request has its own candidate count, the work is per request (numpy, ~100 us)",
     "instance_group": "2 CPU instances so one slow request does not queue the next",
@@ -88,7 +92,7 @@ def _topk_step(context: str, candidates: str = c.ITEM_IDS) -> Step:
             c.AVAILABLE: "available",
             c.NEW_EMBEDDINGS: "new_emb",
         },
-        {c.TOP_ITEM_IDS: c.TOP_ITEM_IDS, c.TOP_SCORES: c.TOP_SCORES},
+        {name: name for name in (c.TOP_ITEM_IDS, c.TOP_SCORES, c.TOP_ITEM_KEYS)},
     )
 
 

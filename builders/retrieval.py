@@ -191,9 +191,11 @@ def write(
     log: Callable[[str], None] = print,
     popular_share: float = 0.5,
     embedding_dtype: str = "float32",
+    search: dict | None = None,
 ) -> dict:
     """Build, measure and write ``items.faiss``, ``retrieval.json``, ``item_embeddings.npy`` (the served
-    table, ``embedding_dtype``) and ``purchases.npz`` (when ``bought``) into ``out``."""
+    table, ``embedding_dtype``) and ``purchases.npz`` (when ``bought``) into ``out``. ``search``: the
+    settings of search's behavioural retrieval (``behaviour_share``, ``category_boost``)."""
     faiss = faiss_module()
     n = item_count(embeddings)
     kind = choose_kind(n, kind)
@@ -223,7 +225,12 @@ def write(
     if bought is not None:
         bought.save(out / PURCHASES_FILE)
     settings = RetrievalSettings(
-        kind=kind, candidates=candidates, nprobe=nprobe, popular_share=popular_share, measured=measured
+        kind=kind,
+        candidates=candidates,
+        nprobe=nprobe,
+        popular_share=popular_share,
+        measured=measured,
+        **(search or {}),
     )
     (out / SETTINGS_FILE).write_text(settings.to_json())
     log(f"  retrieval index: {kind}, {n:,} items, built in {built_s:.1f} s")

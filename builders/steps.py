@@ -26,6 +26,7 @@ import numpy as np
 from runtime.features import LEXICON_FILE, STORE_DIR, TOKENIZER_FILE, USER_PROFILE_FILE, FeatureTables
 from runtime.online import SNAPSHOT_FILE
 from runtime.query_stats import QueryStats
+from runtime.scoring import ITEM_KEYS_FILE
 
 PARITY_MIN_COSINE = 0.999
 PARITY_MAX_ABS = 1e-4
@@ -122,6 +123,12 @@ def features(shop, item_emb: np.ndarray, tokenizer: Path, out_dir: Path, query_d
     (out_dir / LEXICON_FILE).write_text(feature_tables.build_lexicon(shop).to_json())
     np.save(out_dir / USER_PROFILE_FILE, feature_tables.build_user_profiles(shop, item_emb))
     shutil.copyfile(tokenizer, out_dir / TOKENIZER_FILE)
+    # A string-id shop's SKUs by item row (last: the unknown item), for topk's TOP_ITEM_KEYS: fixed-width
+    # UTF-8, memory-mapped (about 20 bytes an item).
+    keys = out_dir / ITEM_KEYS_FILE
+    keys.unlink(missing_ok=True)
+    if shop.item_keys is not None:
+        np.save(keys, np.array([k.encode("utf-8") for k in shop.item_keys] + [b""], dtype=np.bytes_))
     # The online store's initial values (`python -m online seed` loads them into Redis).
     np.savez(out_dir / SNAPSHOT_FILE, item_id=shop.item_ids, price=shop.item_price, stock=shop.item_stock)
     return {
@@ -159,6 +166,7 @@ def retrieval(shop, emb_dir: Path, feat_dir: Path, rcfg, out_dir: Path, log: Cal
         log,
         rcfg.popular_share,
         rcfg.embedding_dtype,
+        {"behaviour_share": rcfg.behaviour_share, "category_boost": rcfg.category_boost},
     )
     # the exact scan over the served table, for the repositories whose retrieval runs it (the gpu target)
     item_scan.export(out_dir / ITEM_EMBEDDINGS_FILE, out_dir / item_scan.SCAN_FILE)

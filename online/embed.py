@@ -32,7 +32,7 @@ class RepositoryEncoder:
         manifest = json.loads((features / "manifest.json").read_text())
         self.title_tokens = int(manifest.get("title_tokens", DEFAULT_TITLE_TOKENS))
         self.dim = int(manifest["embed_dim"])
-        self.tokenizer = features / "tokenizer.json"
+        self.tokenizer = repo / c.QUERY_TOKENIZER / version / "tokenizer.json"  # the encoder's tokenizer
 
     def __call__(self, titles: list[str]) -> np.ndarray:
         from builders.text_encoder import encode

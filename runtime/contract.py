@@ -36,6 +36,9 @@ CONTEXT_ITEM_IDS = "CONTEXT_ITEM_IDS"  # INT64 [-1], may be empty: what the user
 # Response tensors (ensemble outputs)
 TOP_ITEM_IDS = "TOP_ITEM_IDS"  # INT64 [-1], best first
 TOP_SCORES = "TOP_SCORES"  # FP32 [-1], the ranker's logit, best first
+# BYTES [-1], beside TOP_ITEM_IDS: the shop's own id of each, as UTF-8 (a string SKU, or an integer id in
+# decimal); an item the build does not know (added online) has its INT64 id in decimal
+TOP_ITEM_KEYS = "TOP_ITEM_KEYS"
 
 # Intermediate tensors
 INPUT_IDS = "input_ids"  # INT64 [B, L], L a multiple of QUERY_PAD_MULTIPLE, <= QUERY_TOKENS

@@ -193,6 +193,41 @@ class QueryStats:
             rows[other], weights[other] = self.nearest(np.asarray(vectors)[other])
         return rows, weights
 
+    def clicked_items(self, rows: Array, weights: Array, limit: int) -> Array:
+        """Up to ``limit`` item rows clicked after the matched queries ``rows`` / ``weights`` ``[width]``
+        (``match``), by weighted clicks (each query's clicks times its weight), most first."""
+        found_items, found_clicks = [], []
+        for q, w in zip(np.asarray(rows).tolist(), np.asarray(weights).tolist(), strict=True):
+            if q < 0 or w <= 0:
+                continue
+            a, b = np.searchsorted(self.item_keys, [q * self._n_item, (q + 1) * self._n_item])
+            clicks = np.asarray(self.item_clicks[a:b], np.float64)
+            hit = clicks > 0
+            found_items.append(np.asarray(self.item_keys[a:b])[hit] % self._n_item - 1)
+            found_clicks.append(w * clicks[hit])
+        if not found_items or limit <= 0:
+            return np.zeros(0, np.int64)
+        items, inverse = np.unique(np.concatenate(found_items), return_inverse=True)
+        total = np.bincount(inverse, weights=np.concatenate(found_clicks))
+        out: Array = items[np.argsort(-total, kind="stable")[:limit]].astype(np.int64)
+        return out
+
+    def category_shares(self, rows: Array, weights: Array) -> Array:
+        """``[C+1]`` the matched queries' smoothed click share of each category (by index + 1; 0 = none), the
+        weighted mean as in ``features``; the catalogue's prior where nothing matched."""
+        shares = np.zeros(self._n_cat)
+        total = 0.0
+        for q, w in zip(np.asarray(rows).tolist(), np.asarray(weights).tolist(), strict=True):
+            if q < 0 or w <= 0:
+                continue
+            a, b = np.searchsorted(self.cat_keys, [q * self._n_cat, (q + 1) * self._n_cat])
+            clicks = np.zeros(self._n_cat)
+            clicks[np.asarray(self.cat_keys[a:b]) % self._n_cat] = self.cat_clicks[a:b]
+            shares += w * (clicks + SHARE_PRIOR * self.cat_prior) / (float(self.clicks[q]) + SHARE_PRIOR)
+            total += w
+        out: Array = shares / total if total > 0 else np.asarray(self.cat_prior, np.float64)
+        return out
+
     def features(self, q_rows: Array, q_weights: Array, item_rows: Array, category: Array, brand: Array) -> Array:
         """``[N, len(QUERY_COLUMNS)]`` float32 for candidates (``item_rows``, their ``category``/``brand``
         indices, -1 unknown) of matched queries ``q_rows`` / ``q_weights`` ``[N, width]`` (``match``; a row -1

@@ -61,6 +61,12 @@ class RetrievalSettings:
     candidates: int = 300  # N: retrieved, filtered and ranked per request (<= MAX_CANDIDATES)
     nprobe: int = 1  # ivf: lists searched per query
     popular_share: float = 0.5  # recommendations: this share of the N from the most clicked items (measured)
+    # search: at most this share of the N are the items shoppers clicked after the query (or its nearest
+    # head queries), ahead of the nearest items; 0 = nearest items only
+    behaviour_share: float = 0.0
+    # search: the nearest items re-ordered by cosine + category_boost * the query's click share of their
+    # category (fetched twice as deep); 0 = by cosine only
+    category_boost: float = 0.0
     measured: dict[str, Any] = field(default_factory=dict)  # what the build measured (recall@N vs exact)
 
     def __post_init__(self) -> None:
@@ -72,6 +78,10 @@ class RetrievalSettings:
             raise ValueError(f"retrieval popular_share: expected 0..1, got {self.popular_share}")
         if self.nprobe < 1:
             raise ValueError(f"retrieval nprobe: must be at least 1, got {self.nprobe}")
+        if not 0 <= self.behaviour_share <= 1:
+            raise ValueError(f"retrieval behaviour_share: expected 0..1, got {self.behaviour_share}")
+        if self.category_boost < 0:
+            raise ValueError(f"retrieval category_boost: must be >= 0, got {self.category_boost}")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -254,10 +264,30 @@ class Retriever:
         banned: Int64s = np.concatenate([self.purchases.of(user_row), self.store.tables.item_rows(exclude)])
         return banned
 
-    def _retrieve(self, vector: Floats, banned_rows: Int64s, exclude: Int64s, want: int, new_items: bool) -> Int64s:
+    def _retrieve(
+        self,
+        vector: Floats,
+        banned_rows: Int64s,
+        exclude: Int64s,
+        want: int,
+        new_items: bool,
+        first: Int64s | None = None,
+        boost: Floats | None = None,
+    ) -> Int64s:
         """Up to ``want`` candidate ids nearest to ``vector`` (index and, with ``new_items``, the items added
-        online, merged by score), minus ``banned_rows`` and, among the new items, ``exclude``."""
-        rows, scores = self.index.search(vector, want + len(banned_rows))
+        online, merged by score), minus ``banned_rows`` and, among the new items, ``exclude``. ``first``: item
+        rows put ahead of the nearest ones (the query's clicked items); ``boost`` ``[C+1]``: added to the index's
+        scores by each item's category + 1, over a fetch twice as deep (the query's learned categories)."""
+        depth = want + len(banned_rows) + (0 if first is None else len(first))
+        rows, scores = self.index.search(vector, 2 * depth if boost is not None else depth)
+        if boost is not None and rows.size:
+            scores = scores + boost[self.store.tables.item_category[rows] + 1]
+            order = np.argsort(-scores, kind="stable")[:depth]
+            rows, scores = rows[order], scores[order]
+        if first is not None and first.size:
+            rest = ~np.isin(rows, first)
+            top = np.full(len(first), np.inf, np.float32)  # ahead of every nearest item, in their order
+            rows, scores = np.concatenate([first, rows[rest]]), np.concatenate([top, scores[rest]])
         if banned_rows.size:
             keep = ~np.isin(rows, banned_rows)
             rows, scores = rows[keep], scores[keep]
@@ -332,13 +362,27 @@ class Retriever:
         uid, user_row, exclude = self._context(user_id, exclude_ids)
         vector = self._vector(c.CONTEXT_EMBEDDING, query_embedding)
         banned = self._banned(user_row, exclude)
+        first, boost = self._behaviour(text, vector)
         return self._candidates(
-            lambda want: self._retrieve(vector, banned, exclude, want, not build_values),
+            lambda want: self._retrieve(vector, banned, exclude, want, not build_values, first, boost),
             uid,
             user_row,
             lambda u, i, us, it: self.store.search_features(u, text, i, us, it, build_values, vector),
             lambda: self._popular(banned),
         )
+
+    def _behaviour(self, text: str, vector: Floats) -> tuple[Int64s | None, Floats | None]:
+        """What the query statistics add to a search's retrieval: the items clicked after the query (or its
+        nearest head queries), and the category boost; None where the settings or the statistics give none."""
+        s, queries = self.settings, self.store.queries
+        if s.behaviour_share <= 0 and s.category_boost <= 0:
+            return None, None
+        rows, weights = queries.match([text], vector.reshape(1, -1))
+        if not (weights > 0).any():
+            return None, None
+        clicked = queries.clicked_items(rows[0], weights[0], int(s.behaviour_share * s.candidates))
+        boost = s.category_boost * queries.category_shares(rows[0], weights[0]) if s.category_boost > 0 else None
+        return (clicked if clicked.size else None), boost
 
     def recommend(
         self, user_id: Array, context_item_ids: Array, exclude_ids: Array, build_values: bool = False

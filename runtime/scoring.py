@@ -22,12 +22,13 @@ import numpy as np
 
 from runtime import contract as c
 from runtime.arrays import Array
-from runtime.contract import TOP_ITEM_IDS, TOP_SCORES
+from runtime.contract import TOP_ITEM_IDS, TOP_ITEM_KEYS, TOP_SCORES
 from runtime.errors import InvalidInput
 from runtime.features import check_top_k
 from runtime.pages import map_npy
 
 ITEM_EMBEDDINGS_FILE = "item_embeddings.npy"
+ITEM_KEYS_FILE = "item_keys.npy"  # [I+1] fixed-width UTF-8 string SKUs by item row (string-id shops only)
 SIM_EPS = 1e-2  # variance floor: a request whose candidates all match equally keeps z near 0
 
 
@@ -94,14 +95,30 @@ def final_scores(
     )
 
 
+def best(scores: Array, k: int) -> Array:
+    """Positions of the ``k`` best scores, best first; ties keep the request's order. ``k`` is clipped to N."""
+    # A full stable sort: N is at most MAX_CANDIDATES (1,000), where it costs tens of microseconds.
+    order: Array = np.argsort(-scores, kind="stable")[: min(int(k), scores.shape[0])]
+    return order
+
+
 def top_k(scores: Array, item_ids: Array, k: int) -> tuple[Array, Array]:
     """The ``k`` best ``(ids, scores)``, best first; ties keep the request's order. ``k`` is clipped to N."""
     n = scores.shape[0]
     if len(item_ids) != n:
         raise InvalidInput("ITEM_IDS", f"{len(item_ids)} ids but {n} scores")
-    # A full stable sort: N is at most MAX_CANDIDATES (1,000), where it costs tens of microseconds.
-    order = np.argsort(-scores, kind="stable")[: min(int(k), n)]
+    order = best(scores, k)
     return np.asarray(item_ids, np.int64)[order], scores[order]
+
+
+def item_keys(ids: Array, rows: Array, keys: Array | None) -> Array:
+    """The shop's own id of each item as UTF-8 bytes (BYTES): its string SKU from ``keys`` (by table row) where
+    the shop has them and the build knows the item, else its INT64 id in decimal."""
+    out = np.array([str(i).encode() for i in np.asarray(ids).tolist()], object)
+    if keys is not None:
+        known = np.flatnonzero(np.asarray(rows) >= 0)
+        out[known] = [bytes(k) for k in keys[np.asarray(rows)[known]]]
+    return out
 
 
 def load_item_embeddings(folder: str | Path) -> Array:
@@ -112,14 +129,16 @@ def load_item_embeddings(folder: str | Path) -> Array:
 
 
 class TopK:
-    """The top-k step: item embeddings loaded once, one ``rank`` call per request."""
+    """The top-k step: item embeddings (and a string-id shop's SKUs) loaded once, one ``rank`` call per request."""
 
-    def __init__(self, item_embeddings: Array):
+    def __init__(self, item_embeddings: Array, keys: Array | None = None):
         self.item_embeddings = item_embeddings  # [I+1, D], last row zeros (unknown items)
+        self.keys = keys  # [I+1] fixed-width bytes, the shop's string SKUs by row; None: integer ids
 
     @classmethod
     def load(cls, folder: str | Path) -> TopK:
-        return cls(load_item_embeddings(folder))
+        keys = Path(folder) / ITEM_KEYS_FILE
+        return cls(load_item_embeddings(folder), map_npy(keys) if keys.exists() else None)
 
     def rank(
         self,
@@ -136,8 +155,13 @@ class TopK:
         request may get fewer than ``k``. The similarity is standardised over all the candidates. New items
         (rows below -1) take their embedding from ``new_embeddings`` (``candidate_vectors``)."""
         scores = final_scores(context, logit, sim_weight, item_rows, self.item_embeddings, new_embeddings)
+        rows = np.asarray(item_rows, np.int64).reshape(-1)
+        item_ids = np.asarray(item_ids, np.int64)
+        if len(item_ids) != scores.shape[0]:
+            raise InvalidInput("ITEM_IDS", f"{len(item_ids)} ids but {scores.shape[0]} scores")
         if available is not None and not np.all(available):
             keep = np.asarray(available, bool).reshape(-1)
-            scores, item_ids = scores[keep], np.asarray(item_ids)[keep]
-        ids, best = top_k(scores, item_ids, check_top_k(k))
-        return {TOP_ITEM_IDS: ids, TOP_SCORES: best}
+            scores, item_ids, rows = scores[keep], item_ids[keep], rows[keep]
+        order = best(scores, check_top_k(k))
+        ids = item_ids[order]
+        return {TOP_ITEM_IDS: ids, TOP_SCORES: scores[order], TOP_ITEM_KEYS: item_keys(ids, rows[order], self.keys)}

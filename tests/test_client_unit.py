@@ -191,13 +191,31 @@ def test_metadata_mismatch_lists_every_difference():
 def test_sdk_contract_equals_the_served_ensembles():
     from builders.model_specs import spec_by_name
     from builders.triton_config import NUMPY_TO_TRITON
+    from shoprank_client.protocol import OPTIONAL_OUTPUTS
 
     wire = {v: v.replace("TYPE_", "").replace("STRING", "BYTES") for v in NUMPY_TO_TRITON.values()}
     for model, contract in CONTRACT.items():
         spec = spec_by_name()[model]
         for kind, tensors in (("inputs", spec.inputs), ("outputs", spec.outputs)):
             served = {t.name: (wire[NUMPY_TO_TRITON[t.dtype]], list(t.dims)) for t in tensors}
-            assert served == {k: (d, s) for k, (d, s) in contract[kind].items()}, (model, kind)
+            optional = OPTIONAL_OUTPUTS if kind == "outputs" else {}
+            assert served == {k: (d, s) for k, (d, s) in {**contract[kind], **optional}.items()}, (model, kind)
+
+
+def test_the_optional_keys_output_may_be_missing_but_not_of_another_type():
+    outputs = [
+        {"name": "TOP_ITEM_IDS", "datatype": "INT64", "shape": ["-1"]},
+        {"name": "TOP_SCORES", "datatype": "FP32", "shape": ["-1"]},
+    ]
+    inputs = [
+        {"name": n, "datatype": d, "shape": [str(x) for x in s]}
+        for n, (d, s) in CONTRACT["recommend"]["inputs"].items()
+    ]
+    check_metadata("recommend", {"inputs": inputs, "outputs": outputs}, "h:1")  # a release built before it
+    keys = {"name": "TOP_ITEM_KEYS", "datatype": "BYTES", "shape": ["-1"]}
+    check_metadata("recommend", {"inputs": inputs, "outputs": outputs + [keys]}, "h:1")
+    with pytest.raises(ContractMismatch, match="output TOP_ITEM_KEYS is INT64\\[-1\\], the SDK uses BYTES\\[-1\\]"):
+        check_metadata("recommend", {"inputs": inputs, "outputs": outputs + [{**keys, "datatype": "INT64"}]}, "h:1")
 
 
 def test_client_installs_alone_with_only_tritonclient_and_numpy():
@@ -235,6 +253,12 @@ def test_string_ids_are_sent_as_their_stable_int64_and_mapped_back():
     items = parse_items(np.array([ids[2], ids[0]], np.int64), np.array([0.5, 0.25], np.float32), keys)
     assert [i.item_id for i in items] == ["épicerie-7", "SKU-00012-XL"]
     assert model == "search" and inputs[0].shape() == [1]
+    # no candidates sent (the catalogue models): the server's TOP_ITEM_KEYS name the shop's own ids
+    served = np.array([b"SKU-00013-S", str(ids[0]).encode()], object)  # the second: added online
+    items = parse_items(np.array([ids[1], ids[0]], np.int64), np.array([0.5, 0.25], np.float32), None, served)
+    assert [i.item_id for i in items] == ["SKU-00013-S", ids[0]]
+    ints = parse_items(np.array([5, 7], np.int64), np.array([1, 0], np.float32), None, np.array([b"5", b"7"], object))
+    assert [i.item_id for i in ints] == [5, 7]  # an integer shop: unchanged
 
 
 def test_catalogue_requests_send_empty_or_hashed_id_lists():

@@ -260,5 +260,6 @@ def test_the_example_config_is_valid_and_lists_every_field():
         ("retrieval", cfg_mod.RetrievalConfig),
     ):
         assert set(raw[section]) == set(model.model_fields), section
+    assert set(raw["features"]["query_stats"]) == set(cfg_mod.QueryStatsConfig.model_fields)
     assert set(raw) == set(cfg_mod.ShopConfig.model_fields)
     assert cfg.data.folder == (path.parent / "export").resolve()

@@ -127,6 +127,42 @@ def test_served_top_k_equals_the_in_process_pipeline_with_string_ids(grocery, se
             assert all(isinstance(item, str) for item in got.item_ids)
 
 
+def test_catalogue_calls_return_the_shops_own_skus(grocery, served):
+    """search_catalog and recommend_catalog take no candidates: the SKUs come back from the server
+    (TOP_ITEM_KEYS), through the SDK and to a raw tritonclient caller alike."""
+    import tritonclient.grpc as grpcclient
+
+    from builders.pipeline import InProcessPipeline
+    from shoprank_client import RankingClient
+
+    root = grocery[0]
+    pipeline = InProcessPipeline(root / "repo")
+    skus = shops.generate()[0].column("sku").to_pylist()
+    sku_of = {stable_id(s): s for s in skus}
+    with RankingClient(served.grpc_url, timeout_s=10) as client:
+        for query in ("fromages", "jus d'orange", "brioche"):
+            got = client.search_catalog("client-0007", query, k=8)
+            want_ids, want_scores = pipeline.search_catalog(stable_id("client-0007"), query, 8)
+            assert got.item_ids == [sku_of[i] for i in want_ids.tolist()] and len(got.item_ids) == 8
+            np.testing.assert_allclose(got.scores, want_scores, atol=1e-4, rtol=0)
+        home = client.recommend_catalog("client-0007", k=5, context=[skus[3]])
+        assert all(isinstance(i, str) and i.startswith("SKU-") for i in home.item_ids)
+    raw = grpcclient.InferenceServerClient(served.grpc_url)
+    inputs = [
+        grpcclient.InferInput("USER_ID", [1], "INT64"),
+        grpcclient.InferInput("QUERY", [1], "BYTES"),
+        grpcclient.InferInput("EXCLUDE_IDS", [0], "INT64"),
+        grpcclient.InferInput("TOP_K", [1], "INT32"),
+    ]
+    inputs[0].set_data_from_numpy(np.array([stable_id("client-0007")], np.int64))
+    inputs[1].set_data_from_numpy(np.array([b"fromages"], object))
+    inputs[2].set_data_from_numpy(np.zeros(0, np.int64))
+    inputs[3].set_data_from_numpy(np.array([4], np.int32))
+    result = raw.infer("search_catalog", inputs)
+    ids, keys = result.as_numpy("TOP_ITEM_IDS"), result.as_numpy("TOP_ITEM_KEYS")
+    assert [k.decode() for k in keys] == [sku_of[i] for i in ids.tolist()]
+
+
 def test_the_repository_validates_with_its_own_dimension(grocery):
     from builders import repository
 

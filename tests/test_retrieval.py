@@ -4,6 +4,7 @@ test_retrieval_served.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -109,7 +110,11 @@ def test_search_retrieves_the_nearest_items_in_stock(pipeline, retrievers):
     search, _ = retrievers
     uid = _uid(pipeline)
     emb = pipeline.query_embedding("running shoes")
-    out = search.search(np.array([uid]), np.array([b"running shoes"], object), emb, _none())
+    search.settings = dataclasses.replace(search.settings, behaviour_share=0.0)  # the nearest items alone
+    try:
+        out = search.search(np.array([uid]), np.array([b"running shoes"], object), emb, _none())
+    finally:
+        search.settings = search.index.settings
     ids = out[c.ITEM_IDS]
     n = search.settings.candidates
     assert len(ids) == n and len(set(ids.tolist())) == n
@@ -213,6 +218,7 @@ def test_a_sold_out_neighbourhood_gets_the_popular_items_in_stock(small_repo, pi
     from runtime.retrieval import Retriever
 
     search = Retriever.load(small_repo / c.RETRIEVE_SEARCH / "1", recommend=False)
+    search.settings = dataclasses.replace(search.settings, behaviour_share=0.0)  # the neighbourhood alone
     emb = pipeline.query_embedding("running shoes")
     t = search.store.tables
     search.max_fetch = 400  # the deepest fetch; everything it can reach is sold out below
@@ -227,3 +233,60 @@ def test_a_sold_out_neighbourhood_gets_the_popular_items_in_stock(small_repo, pi
     assert (stock[rows] > 0).all() and not np.isin(out[c.ITEM_IDS], excluded).any()
     want = [r for r in search.popular.tolist() if stock[r] > 0 and search.id_of_row[r] not in excluded]
     assert rows.tolist() == want[: len(rows)]
+
+
+def test_a_query_with_statistics_retrieves_what_shoppers_clicked_first(small_repo, pipeline):
+    """behaviour_share: the items clicked after the query (or its nearest head queries) lead the
+    candidates, minus the excluded ones; a query the statistics do not know retrieves the nearest items."""
+    from runtime.retrieval import Retriever
+
+    search = Retriever.load(small_repo / c.RETRIEVE_SEARCH / "1", recommend=False)
+    queries = search.store.queries
+    head = next(
+        q for q in pipeline.search_store.lexicon.categories if queries.row(q.split(">")[-1].strip().lower()) >= 0
+    )
+    text = head.split(">")[-1].strip().lower()
+    emb = pipeline.query_embedding(text)
+    rows, weights = queries.match([text], emb)
+    clicked = queries.clicked_items(rows[0], weights[0], 10**6)
+    assert clicked.size > 0
+    share = 0.3
+    search.settings = dataclasses.replace(search.settings, behaviour_share=share)
+    limit = int(share * search.settings.candidates)
+    in_stock = np.asarray(search.store.tables.item_in_stock)[clicked[:limit]] > 0
+    want = search.id_of_row[clicked[:limit][in_stock]]
+    excluded = want[:2]
+    out = search.search(np.array([-5]), np.array([text.encode()], object), emb, excluded)
+    got = out[c.ITEM_IDS]
+    assert got[: len(want) - 2].tolist() == want[2:].tolist()  # first, in click order, the excluded left out
+    assert not np.isin(got, excluded).any() and len(set(got.tolist())) == len(got) == search.settings.candidates
+    far = np.zeros_like(emb)
+    far[0, 0] = 1.0
+    none = search.search(np.array([-5]), np.array([b"zzqx unknown"], object), far, _none())[c.ITEM_IDS]
+    search.settings = dataclasses.replace(search.settings, behaviour_share=0.0)
+    plain = search.search(np.array([-5]), np.array([b"zzqx unknown"], object), far, _none())[c.ITEM_IDS]
+    np.testing.assert_array_equal(none, plain)  # nothing matched: the nearest items only
+
+
+def test_the_category_boost_moves_the_querys_clicked_categories_up(small_repo, pipeline):
+    """A query phrased without the catalogue's words ("laufschuhe"): its nearest items mix categories; the
+    boost puts the category shoppers clicked for it first."""
+    from builders.shop import MISMATCH_QUERIES
+    from runtime.retrieval import Retriever
+
+    search = Retriever.load(small_repo / c.RETRIEVE_SEARCH / "1", recommend=False)
+    queries, t = search.store.queries, search.store.tables
+
+    def first_50_in_top(text: str, boost: float) -> float:
+        emb = pipeline.query_embedding(text)
+        rows, weights = queries.match([text], emb)
+        top = int(np.argmax(queries.category_shares(rows[0], weights[0]))) - 1  # most clicked for the query
+        search.settings = dataclasses.replace(search.settings, behaviour_share=0.0, category_boost=boost)
+        ids = search.search(np.array([-5]), np.array([text.encode()], object), emb, _none())[c.ITEM_IDS]
+        return float(np.mean(t.item_category[t.item_rows(ids[:50])] == top))
+
+    known = [q for qs in MISMATCH_QUERIES.values() for q, _ in qs if queries.row(q) >= 0]
+    mixed = [q for q in known if first_50_in_top(q, 0.0) < 0.8]
+    assert mixed, known
+    for text in mixed[:3]:
+        assert first_50_in_top(text, 2.0) > first_50_in_top(text, 0.0), text

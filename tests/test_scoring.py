@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from runtime.contract import EMBED_DIM, TOP_ITEM_IDS, TOP_SCORES
+from runtime.contract import EMBED_DIM, TOP_ITEM_IDS, TOP_ITEM_KEYS, TOP_SCORES
 from runtime.errors import InvalidInput
 from runtime.scoring import SIM_EPS, TopK, final_scores, standardize, standardize_lists, top_k
 
@@ -64,6 +64,22 @@ def test_topk_rank_returns_the_response_tensors():
         np.array([1], np.int32),
     )
     assert out[TOP_ITEM_IDS].tolist() == [8] and out[TOP_SCORES].dtype == np.float32
+    assert out[TOP_ITEM_KEYS].tolist() == [b"8"]  # an integer shop: its ids in decimal
+
+
+def test_topk_names_a_string_shops_skus_and_new_items_by_their_id():
+    keys = np.array([b"SKU-1", "épi-2".encode(), b""], np.bytes_)  # rows 0, 1 and the unknown item
+    out = TopK(embeddings(), keys).rank(
+        np.zeros((1, EMBED_DIM), np.float32),
+        np.array([[0.1], [0.9], [0.5]], np.float32),
+        np.zeros((3, 1), np.float32),
+        np.array([0, 1, -1]),
+        np.array([7, 8, 9]),
+        np.array([3], np.int32),
+        np.array([True, True, True]),
+    )
+    assert out[TOP_ITEM_IDS].tolist() == [8, 9, 7]
+    assert [k.decode() for k in out[TOP_ITEM_KEYS]] == ["épi-2", "9", "SKU-1"]
 
 
 def test_new_items_read_their_embedding_unknown_items_zeros_and_bad_rows_are_named():

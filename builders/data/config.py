@@ -99,7 +99,8 @@ class QueryStatsConfig(_Strict):
     top_brands: int = Field(16, ge=1, le=1_000)
     # a query not in the tables borrows from its nearest head queries by the encoder's cosine
     borrow_neighbours: int = Field(3, ge=0, le=16, description="head queries a query borrows from; 0: none")
-    borrow_min_similarity: float = Field(0.8, ge=-1, le=1, description="the cosine a borrowed query needs")
+    # 0.5: the best validation NDCG@10 of tail and unseen queries on both generated shops (docs/quality.md)
+    borrow_min_similarity: float = Field(0.5, ge=-1, le=1, description="the cosine a borrowed query needs")
     borrow_queries: int = Field(20_000, ge=0, description="the most frequent queries that can be borrowed")
 
 
@@ -122,6 +123,12 @@ class RetrievalConfig(_Strict):
     nlist: int | None = Field(None, ge=1, description="ivf lists; default about 2*sqrt(items), at most 4096")
     recall_target: float = Field(0.95, gt=0, le=1, description="ivf: recall@N vs exact that picks nprobe")
     popular_share: float = Field(0.5, ge=0, le=1, description="recommendations: share of N from the most clicked")
+    behaviour_share: float = Field(
+        0.3, ge=0, le=1, description="search: share of N at most from the items clicked after the query"
+    )
+    category_boost: float = Field(
+        0.0, ge=0, description="search: the nearest items re-ordered by cosine + this x the query's category share"
+    )
     embedding_dtype: Literal["float16", "float32"] = Field(
         "float16", description="the served item embedding table (topk, re-scoring); float16 halves its memory"
     )

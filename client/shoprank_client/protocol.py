@@ -60,6 +60,9 @@ CONTRACT: dict[str, dict[str, dict[str, tuple[str, list[int]]]]] = {
     },
 }
 MAX_ID_LIST = 1000  # exclude / context ids per request (the server's limit too)
+# Outputs a served model may have beside CONTRACT's (a release built before them has not): the shop's own
+# id of each ranked item, so a string-id shop gets its SKUs back from the catalogue models too
+OPTIONAL_OUTPUTS = {"TOP_ITEM_KEYS": ("BYTES", [-1])}
 
 
 def _user(user_id: object) -> int:
@@ -219,12 +222,20 @@ def build_catalog_inputs(
 
 
 def parse_items(
-    ids: npt.NDArray[np.int64], scores: npt.NDArray[np.float32], keys: dict[int, str] | None = None
+    ids: npt.NDArray[np.int64],
+    scores: npt.NDArray[np.float32],
+    keys: dict[int, str] | None = None,
+    served_keys: npt.NDArray[np.object_] | None = None,
 ) -> tuple[RankedItem, ...]:
-    """The ranked items; with ``keys`` (string candidates) each id is the caller's string again."""
-    id_list = ids.tolist()
+    """The ranked items; with ``keys`` (string candidates) each id is the caller's string again. Otherwise,
+    with the server's ``TOP_ITEM_KEYS`` (``served_keys``), an item whose key is not its INT64 id in decimal
+    is a string-id shop's item: its id is that string (its SKU)."""
+    id_list: list[Any] = ids.tolist()
     if keys is not None:
         id_list = [keys[i] for i in id_list]
+    elif served_keys is not None and len(served_keys) == len(id_list):
+        texts = [k.decode("utf-8") if isinstance(k, bytes) else str(k) for k in served_keys.tolist()]
+        id_list = [i if t == str(i) else t for i, t in zip(id_list, texts, strict=True)]
     return tuple(map(RankedItem._make, zip(id_list, scores.tolist())))
 
 
@@ -241,7 +252,14 @@ def check_metadata(model: str, metadata: dict[str, Any], endpoint: str) -> None:
                 problems.append(
                     f"{kind[:-1]} {name} is {served[name][0]}{served[name][1]}, the SDK uses {dtype}{shape}"
                 )
+        optional = OPTIONAL_OUTPUTS if kind == "outputs" else {}
         for name in sorted(set(served) - set(expected[kind])):
-            problems.append(f"{kind[:-1]} {name} is served but unknown to the SDK")
+            if name not in optional:
+                problems.append(f"{kind[:-1]} {name} is served but unknown to the SDK")
+            elif served[name] != optional[name]:
+                problems.append(
+                    f"{kind[:-1]} {name} is {served[name][0]}{served[name][1]}, the SDK uses "
+                    f"{optional[name][0]}{optional[name][1]}"
+                )
     if problems:
         raise ContractMismatch(f"model '{model}' does not match this SDK: " + "; ".join(problems), endpoint=endpoint)

@@ -104,7 +104,8 @@ class RankingClient:
         timeout_s: float | None = None,
     ) -> RankingResult:
         """Top ``k`` of the whole catalogue for ``user_id`` searching ``query``: the server retrieves, filters
-        (sold out, bought, ``exclude``) and ranks. Item ids come back as the served INT64 ids."""
+        (sold out, bought, ``exclude``) and ranks. Item ids come back as the shop's own: a string-id shop's SKUs
+        (the server's ``TOP_ITEM_KEYS``), else the INT64 ids."""
         model, inputs = build_catalog_inputs(user_id, k, query=query, exclude=exclude)
         return self._rank(model, inputs, timeout_s)
 
@@ -263,7 +264,9 @@ class RankingClient:
         result, endpoint, plan = self._with_retries(infer, timeout_s)
         response = result.get_response()
         return RankingResult(
-            parse_items(result.as_numpy("TOP_ITEM_IDS"), result.as_numpy("TOP_SCORES"), keys),
+            parse_items(
+                result.as_numpy("TOP_ITEM_IDS"), result.as_numpy("TOP_SCORES"), keys, result.as_numpy("TOP_ITEM_KEYS")
+            ),
             model=response.model_name,
             model_version=response.model_version,
             endpoint=endpoint,
