@@ -56,7 +56,7 @@ redis: setup ## a local redis-server for the online feature store (REDIS_PORT, d
 seed: ## load the build's price and stock into the online store (SHOPRANK_ONLINE_URL=redis://...)
 	$(PY) -m online seed --repo $(REPO)
 
-configs: setup ## regenerate model_repository/*/config.pbtxt from builders/model_specs.py
+configs: setup ## regenerate model_repository/*/config.pbtxt from builders/repository/model_specs.py
 	$(PY) -m builders configs
 
 validate: ## check a built repository against its configs (REPO=...)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.format import open_memmap
 
-from builders import retrieval as rt
+from builders.learning import retrieval as rt
 from runtime.retrieval import SETTINGS_FILE, ItemIndex, RetrievalSettings
 from runtime.scoring import load_item_embeddings
 

@@ -37,8 +37,8 @@ import numpy as np
 
 from benchmarks.retrieval import K, ndcg_recall, test_lists
 from builders.data.dataset import ShopData
-from builders.metrics import paired_interval
-from builders.pipeline import InProcessPipeline
+from builders.learning.metrics import paired_interval
+from builders.repository.pipeline import InProcessPipeline
 
 RRF_K = 60
 WORD = re.compile(r"[\w-]+", re.UNICODE)

@@ -55,18 +55,17 @@ def measure(repo: Path, n_requests: int) -> list[str]:
         items = stores[0].tables.item_ids_sorted
         user = stores[0].tables.user_ids_sorted[:1]
         query = np.array([b"shoes"], object)
-        vector = np.zeros((1, stores[0].embed_dim), np.float32)  # the query is a head query: no borrowing
         for n in SIZES:
             n = min(n, len(items))
             reqs = [rng.choice(items, n, replace=False) for _ in range(n_requests)]
             for s in stores:  # warm-up (and fills the cached store)
                 for r in reqs[:20]:
-                    s.search(user, query, r, vector)
+                    s.search(user, query, r)
             times: list[list[float]] = [[] for _ in stores]
             for r in reqs:
                 for i, s in enumerate(stores):
                     start = time.perf_counter()
-                    s.search(user, query, r, vector)
+                    s.search(user, query, r)
                     times[i].append((time.perf_counter() - start) * 1e3)
             p50 = [statistics.median(t) for t in times]
             p99 = [float(np.percentile(t, 99)) for t in times]

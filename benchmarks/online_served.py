@@ -78,7 +78,7 @@ def progress(text: str) -> None:
 
 def measure(repo: Path, n_requests: int) -> list[str]:
     from benchmarks.pipeline import machine
-    from builders.pipeline import InProcessPipeline
+    from builders.repository.pipeline import InProcessPipeline
     from online.writer import ItemUpdate, OnlineWriter
     from runtime.online import OnlineSettings, connect
     from server.launcher import ServerOptions, TritonServer

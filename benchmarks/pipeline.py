@@ -225,7 +225,7 @@ def model_stats(url: str, requests, skip_warmup: int = 30) -> list[str]:
 def run(repo: Path, n: int, candidates: int, in_flight: int, runs: int = 3, with_model_stats: bool = False) -> dict:
     import tritonclient.grpc as grpcclient
 
-    from builders.pipeline import InProcessPipeline
+    from builders.repository.pipeline import InProcessPipeline
     from server.launcher import ServerOptions, TritonServer
     from server.raw_requests import call
 

@@ -10,7 +10,7 @@ Relevance: a clicked item 1, a bought one 2. NDCG@10 and recall@10 of the return
 retrieval's own recall@N (the share of the clicked items among the N candidates the ranker saw), per N.
 Recommendations also compare shares of popular items among the N (``popular_share``: 0 = the user's vector
 alone, 1 = the most clicked items alone).
-Everything runs in process on the repository's own files (``builders.pipeline.InProcessPipeline``).
+Everything runs in process on the repository's own files (``builders.repository.pipeline.InProcessPipeline``).
 ``--compare-table items.npy`` runs the same lists again with that item table (e.g. the build's float32
 embeddings) in place of the served one (float16 by default), to measure what the compact table costs.
 """
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from builders.data.dataset import ShopData, split_by_time
-from builders.pipeline import InProcessPipeline
+from builders.repository.pipeline import InProcessPipeline
 from runtime import contract as c
 from runtime.retrieval import ItemIndex
 

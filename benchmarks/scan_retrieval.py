@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.index_scale import catalogue, percentiles, search_times
-from builders import item_scan
-from builders import retrieval as rt
+from builders.learning import retrieval as rt
+from builders.repository import item_scan
 from runtime import contract as c
 from runtime.retrieval import SETTINGS_FILE, ItemIndex, RetrievalSettings
 from runtime.scan import ort_scan, scan_inputs

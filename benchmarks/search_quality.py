@@ -33,8 +33,8 @@ import numpy as np
 
 from builders.data.config import RankerConfig
 from builders.data.dataset import ShopData, split_by_time
-from builders.metrics import ndcg_per_list, paired_interval
-from builders.ranker import Rows
+from builders.learning.metrics import ndcg_per_list, paired_interval
+from builders.learning.ranker import Rows
 from runtime import contract as c
 from runtime.contract import DENSE_COLUMNS
 from runtime.features import FeatureStore
@@ -55,8 +55,8 @@ def query_classes(shop: ShopData, store: FeatureStore, lists: np.ndarray) -> np.
 
 
 def scorers(shop, store, item_emb, query_emb, hp, progress: bool) -> tuple[dict[str, np.ndarray], Rows]:
-    """Every scorer's scores of the test rows, and those rows (``builders.ranker.Rows``)."""
-    from builders import ranker as rk
+    """Every scorer's scores of the test rows, and those rows (``builders.learning.ranker.Rows``)."""
+    from builders.learning import ranker as rk
 
     blind = FeatureStore(store.tables, store.lexicon, None, store.user_profiles, embed_dim=store.embed_dim)
     scores: dict[str, np.ndarray] = {}
@@ -130,7 +130,7 @@ def borrow_sweep(work: Path, thresholds: list[float], window: str = "val") -> li
     """How close a query must be to a head query to borrow its statistics: for each minimum cosine, the
     ranker retrained with it (its training rows borrow the same way) and NDCG@10 on the ``window``'s search
     lists whose query the tables do not know (tail and unseen); 1.01 borrows nothing."""
-    from builders import ranker as rk
+    from builders.learning import ranker as rk
 
     shop = ShopData.load(work / "data")
     store = FeatureStore.load(work / "features", with_tokenizer=False, with_profiles=True)
@@ -177,7 +177,7 @@ def catalogue_quality(work: Path, repo: Path, limit: int) -> dict:
     import dataclasses
 
     from benchmarks.retrieval import K, ndcg_recall, test_lists
-    from builders.pipeline import InProcessPipeline
+    from builders.repository.pipeline import InProcessPipeline
 
     shop = ShopData.load(work / "data")
     pipe = InProcessPipeline(repo)

@@ -36,7 +36,7 @@ import numpy as np
 from numpy.lib.format import open_memmap
 
 from benchmarks.index_scale import NOISE, percentiles, search_times
-from builders import retrieval as rt
+from builders.learning import retrieval as rt
 from runtime import contract as c
 from runtime.features import LEXICON_FILE, STORE_DIR, TOKENIZER_FILE, USER_PROFILE_FILE, FeatureTables
 from runtime.online import SNAPSHOT_FILE
@@ -116,8 +116,8 @@ def grow_ranker(small_repo: Path, base_rows: np.ndarray, out: Path) -> dict:
 def build_repository(n: int, small: Path, small_repo: Path, work: Path, queries: np.ndarray, candidates: int) -> dict:
     """Generate the catalogue, build its index (timed), assemble and validate a repository in ``work/repo``."""
     from builders.build import Layout, artifacts
-    from builders.model_specs import specs
-    from builders.repository import MANIFEST_FILE
+    from builders.repository.assemble import MANIFEST_FILE
+    from builders.repository.model_specs import specs
     from builders.steps import repository
 
     shutil.rmtree(work, ignore_errors=True)

@@ -3,7 +3,7 @@ query encoder under the shop's real query mix.
 
     python -m benchmarks.tuning --profile default --out docs/tuning.md      (make bench-tuning)
 
-Sweep: one setting changed at a time from the current defaults (``builders/model_specs.py``):
+Sweep: one setting changed at a time from the current defaults (``builders/repository/model_specs.py``):
 dynamic batching (queue delay, preferred batch sizes) and instance counts of the encoder and the
 ranker, and the Python models' instances. Each configuration is served by a fresh tritonserver on
 a copy of the built repository (only ``config.pbtxt`` differs), and gets the same requests: p50 and
@@ -49,7 +49,7 @@ SWEEP: dict[str, dict[str, dict]] = {
 
 
 def write_configs(repo: Path, overrides: dict[str, dict], response_cache: bool = False) -> None:
-    from builders.model_specs import specs
+    from builders.repository.model_specs import specs
 
     for spec in specs():
         changes = dict(overrides.get(spec.name, {}))
@@ -86,7 +86,7 @@ def run(
     configs: list[str] | None = None,
     log=print,
 ) -> dict:
-    from builders.pipeline import InProcessPipeline
+    from builders.repository.pipeline import InProcessPipeline
 
     repo = work / "tuning_repo"
     if repo.exists():

@@ -30,7 +30,7 @@ MODEL_DIR = {"encoder": c.TEXT_ENCODER, "ranker": c.RANKER}
 
 
 def run(work: Path, n: int, in_flight: int, rounds: int = 2, log=print) -> dict:
-    from builders.pipeline import InProcessPipeline
+    from builders.repository.pipeline import InProcessPipeline
 
     report = json.loads((work / "variants" / "report.json").read_text())
     repo = work / "variants" / "served_repo"

@@ -69,12 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     var.add_argument("--distill-max-steps", type=int, default=0, help="cap the distillation steps (0: no cap)")
     var.add_argument("--quality-margin", type=float, default=0.01)
     var.add_argument("--no-progress", action="store_true")
-    sub.add_parser("configs", help="rewrite model_repository/*/config.pbtxt from builders/model_specs.py")
+    sub.add_parser("configs", help="rewrite model_repository/*/config.pbtxt from builders/repository/model_specs.py")
     v = sub.add_parser("validate", help="check a built repository against its configs")
     v.add_argument("repo", type=Path, nargs="?", default=None)
     args = parser.parse_args(argv)
 
-    from builders import build, repository
+    from builders import build
+    from builders.repository import assemble as repository
 
     if args.command == "demo-data":
         from builders.data import demo as demo_mod

@@ -28,7 +28,7 @@ from builders.data import config as cfg_mod
 from builders.data.contract import CONTRACT_VERSION
 from builders.data.report import DataError
 from builders.driver import Driver, Step
-from builders.item_scan import SCAN_FILE
+from builders.repository.item_scan import SCAN_FILE
 from builders.steps import PARITY_MAX_ABS, PARITY_MIN_COSINE, StepError  # noqa: F401  (re-exported for callers)
 from runtime import contract as c
 from runtime.features import LEXICON_FILE, TOKENIZER_FILE, USER_PROFILE_FILE
@@ -121,8 +121,8 @@ class Layout:
 
 def plan(cfg: cfg_mod.ShopConfig, at: Layout, hint: str, progress: bool, log: Callable[[str], None]) -> list[Step]:
     """The cached steps data -> encoder -> embeddings -> features -> ranker, each keyed by its inputs."""
-    from builders import text_encoder
     from builders.data.load import fingerprint
+    from builders.learning import text_encoder
 
     files = fingerprint(_data_files(cfg))
     data_key = {
@@ -249,7 +249,11 @@ def artifacts(at: Layout, encoder_onnx: Path, ranker_onnx: Path, scan: bool = Fa
         c.QUERY_TOKENIZER: {TOKENIZER_FILE: at.features / TOKENIZER_FILE},
         c.RETRIEVE_SEARCH: retrieval_files,
         c.RETRIEVE_RECOMMEND: {**retrieval_files, USER_PROFILE_FILE: at.features / USER_PROFILE_FILE},
-        c.SEARCH_FEATURES: {**feature_files, SNAPSHOT_FILE: at.features / SNAPSHOT_FILE},
+        c.SEARCH_FEATURES: {
+            **feature_files,
+            TOKENIZER_FILE: at.features / TOKENIZER_FILE,
+            SNAPSHOT_FILE: at.features / SNAPSHOT_FILE,
+        },
         c.RECOMMEND_FEATURES: {**feature_files, USER_PROFILE_FILE: at.features / USER_PROFILE_FILE},
         c.TOPK: {**item_embeddings, **keys},
         c.TEXT_ENCODER: {"model.onnx": encoder_onnx},
@@ -281,7 +285,7 @@ def build(
     (``quality_margin``, relative NDCG@10; default: the config's). ``target="gpu"`` writes the gpu
     repository (default ``build/<name>/gpu_repository``); see ``builders.gpu``.
     """
-    from builders import text_encoder
+    from builders.learning import text_encoder
 
     if target not in TARGETS:
         raise BuildError(f"unknown target {target!r}; choose one of {TARGETS}")
@@ -333,7 +337,7 @@ def build(
         for model, gpu_files in report["gpu"]["files"].items():
             files_by_model[model].update(gpu_files)
     else:
-        from builders.model_specs import specs
+        from builders.repository.model_specs import specs
 
         model_specs = specs(embed_dim, scan)
     shop = at.shop()

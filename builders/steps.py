@@ -60,7 +60,7 @@ def data(cfg, out: Path, log: Callable[[str], None]) -> dict:
 
 def encoder(model_dir: Path | None, out_dir: Path, sample_titles: list[str]) -> dict:
     """Export the encoder in ``model_dir`` (None: the bundled MiniLM) to ``out_dir/model.onnx``."""
-    from builders import text_encoder
+    from builders.learning import text_encoder
 
     onnx = text_encoder.export_onnx(out_dir / "model.onnx", model_dir)
     tokenizer = text_encoder.write_tokenizer(text_encoder.model_dir(model_dir), out_dir / TOKENIZER_FILE)
@@ -69,7 +69,7 @@ def encoder(model_dir: Path | None, out_dir: Path, sample_titles: list[str]) -> 
         hint = f" --model-dir {model_dir}" if model_dir else ""
         raise StepError(
             f"encoder parity failed: min cosine {report['min_cosine']:.6f} < {PARITY_MIN_COSINE} on "
-            f"{report['n']} titles; reproduce: python -m builders.text_encoder --out {onnx}{hint}"
+            f"{report['n']} titles; reproduce: python -m builders.learning.text_encoder --out {onnx}{hint}"
         )
     return report
 
@@ -78,7 +78,7 @@ def embeddings(
     titles: list[str], queries: list[str], encoder_dir: Path, out_dir: Path, title_tokens: int, progress: bool
 ) -> dict:
     """``items.npy`` [I+1, D] (last row zeros: unknown items) and ``queries.npy`` [Q, D]."""
-    from builders import text_encoder
+    from builders.learning import text_encoder
     from runtime.contract import QUERY_TOKENS
 
     onnx, tok = encoder_dir / "model.onnx", encoder_dir / TOKENIZER_FILE
@@ -111,7 +111,7 @@ def query_stats(shop, settings, query_embeddings: np.ndarray, out_dir: Path) -> 
 def features(shop, item_emb: np.ndarray, tokenizer: Path, out_dir: Path, query_dir: Path) -> dict:
     """The feature tables, lexicon, user profiles and online snapshot; the query tables of ``query_dir``
     are hard-linked beside the feature tables, so every reader of the tables finds them there."""
-    from builders import feature_tables
+    from builders.learning import feature_tables
 
     out_dir.mkdir(parents=True, exist_ok=True)
     tables = feature_tables.build_tables(shop)
@@ -142,10 +142,10 @@ def features(shop, item_emb: np.ndarray, tokenizer: Path, out_dir: Path, query_d
 
 def retrieval(shop, emb_dir: Path, feat_dir: Path, rcfg, out_dir: Path, log: Callable[[str], None]) -> dict:
     """The ANN index over the item embeddings, nprobe chosen by measured recall@N, the served item table,
-    the users' purchases before the test days (``builders/retrieval.py``), and the ``item_scan`` model over
-    the table (``builders/item_scan.py``)."""
-    from builders import item_scan
-    from builders import retrieval as rt
+    the users' purchases before the test days (``builders/learning/retrieval.py``), and the ``item_scan`` model over
+    the table (``builders/repository/item_scan.py``)."""
+    from builders.learning import retrieval as rt
+    from builders.repository import item_scan
     from runtime.scoring import ITEM_EMBEDDINGS_FILE
 
     emb = np.load(emb_dir / "items.npy", mmap_mode="r")
@@ -179,7 +179,7 @@ def ranker(
     """Train, evaluate, export ``out_dir/model.onnx`` and check its parity with PyTorch."""
     import torch
 
-    from builders import ranker as rk
+    from builders.learning import ranker as rk
     from runtime.features import FeatureStore
 
     store = FeatureStore.load(feat_dir, with_tokenizer=False, with_profiles=True)
@@ -209,8 +209,8 @@ def ranker(
 
 def repository(out: Path, artifacts: dict[str, dict[str, Path]], model_specs, manifest: dict) -> dict:
     """Assemble (files first, configs last) and validate; the manifest travels with the feature models."""
-    from builders import repository as repo
-    from builders.repository import MANIFEST_FILE
+    from builders.repository import assemble as repo
+    from builders.repository.assemble import MANIFEST_FILE
     from runtime import contract as c
 
     out.mkdir(parents=True, exist_ok=True)

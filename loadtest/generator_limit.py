@@ -35,7 +35,7 @@ class TritonPythonModel:
 
 def trivial_repository(dest: Path) -> Path:
     """``search`` and ``recommend`` with the served ensembles' exact tensors, doing no work."""
-    from builders.model_specs import spec_by_name
+    from builders.repository.model_specs import spec_by_name
 
     for name in ("search", "recommend"):
         spec = dataclasses.replace(spec_by_name()[name], platform="", backend="python", steps=(), instances=2)

@@ -32,10 +32,10 @@ class RepositoryEncoder:
         manifest = json.loads((features / "manifest.json").read_text())
         self.title_tokens = int(manifest.get("title_tokens", DEFAULT_TITLE_TOKENS))
         self.dim = int(manifest["embed_dim"])
-        self.tokenizer = repo / c.QUERY_TOKENIZER / version / "tokenizer.json"  # the encoder's tokenizer
+        self.tokenizer = features / "tokenizer.json"
 
     def __call__(self, titles: list[str]) -> np.ndarray:
-        from builders.text_encoder import encode
+        from builders.learning.text_encoder import encode
 
         vectors = encode(self.onnx, titles, self.title_tokens, progress=False, threads=1, tokenizer=self.tokenizer)
         if vectors.shape[1] != self.dim:

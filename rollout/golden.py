@@ -8,7 +8,7 @@ The build writes ``golden.json`` at the root of the model repository it built (T
 folders, so the file travels with the repository and is never served). ``python -m rollout verify``
 sends each request to every pod and compares the answers with the ones recorded here.
 
-The expected answers come from the in-process pipeline (``builders.pipeline``): the repository's own
+The expected answers come from the in-process pipeline (``builders.repository.pipeline``): the repository's own
 files and code run under ONNX Runtime on the build machine, the reference the server-parity tests
 hold the server to. Each request records the expected top-k *and* the score of every candidate, so a
 comparison can tell a real difference from two near-tied items changing places.
@@ -245,7 +245,7 @@ def make(
 ) -> GoldenSet:
     """The golden set of a built repository: ``size`` requests (plus the edge and error cases), answered
     by the in-process pipeline over the repository's own files."""
-    from builders.pipeline import InProcessPipeline
+    from builders.repository.pipeline import InProcessPipeline
 
     repo = Path(repo)
     pipe = InProcessPipeline(repo)

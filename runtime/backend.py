@@ -12,7 +12,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from runtime.arrays import Array, Floats, Int64s
-from runtime.contract import BUILD_VALUES, SCAN_PARAMETER, SCAN_ROWS, SCAN_SCORES
+from runtime.contract import (
+    ATTENTION_MASK,
+    BUILD_VALUES,
+    INPUT_IDS,
+    SCAN_PARAMETER,
+    SCAN_ROWS,
+    SCAN_SCORES,
+    SENTENCE_EMBEDDING,
+)
 from runtime.errors import InvalidInput
 from runtime.online import OnlineItems, OnlineSettings
 from runtime.scan import Scan, scan_inputs
@@ -110,6 +118,33 @@ def scan_model(model_config: str) -> str:
     params = json.loads(model_config).get("parameters", {})
     name = params.get(SCAN_PARAMETER, {}).get("string_value", "")
     return str(name)
+
+
+def bls_encoder(pb_utils: Any, model: str, version: int) -> Callable[[Array, Array], Array]:
+    """The query embedding ``[1, D]`` of ``input_ids`` / ``attention_mask`` as a BLS request to ``version`` of
+    the encoder ``model`` (the feature model's own release), its output asked for in CPU memory. The
+    encoder's response cache then answers the ensemble's own request for the same tokens."""
+    cpu = pb_utils.PreferredMemory(pb_utils.TRITONSERVER_MEMORY_CPU, 0)
+
+    def embed(input_ids: Array, attention_mask: Array) -> Array:
+        request = pb_utils.InferenceRequest(
+            model_name=model,
+            model_version=version,
+            requested_output_names=[SENTENCE_EMBEDDING],
+            inputs=[pb_utils.Tensor(INPUT_IDS, input_ids), pb_utils.Tensor(ATTENTION_MASK, attention_mask)],
+            preferred_memory=cpu,
+        )
+        response = request.exec()
+        if response.has_error():
+            raise RuntimeError(f"{model}: {response.error().message()}")
+        tensor = pb_utils.get_output_tensor_by_name(response, SENTENCE_EMBEDDING)
+        if tensor is None:
+            names = [t.name() for t in response.output_tensors()]
+            raise RuntimeError(f"{model}: no {SENTENCE_EMBEDDING} in its response (got {names})")
+        out: Array = tensor.as_numpy()
+        return out
+
+    return embed
 
 
 def bls_scan(pb_utils: Any, model: str, version: int) -> Scan:

@@ -1,6 +1,6 @@
 """The serving contract: model names, tensor names, dtypes, shapes and limits.
 
-One place that the Triton configs (``builders/model_specs.py``), the Python-backend logic, the
+One place that the Triton configs (``builders/repository/model_specs.py``), the Python-backend logic, the
 in-process pipeline and the tests all read, so a rename cannot drift between them.
 """
 
@@ -21,7 +21,7 @@ TOPK = "topk"
 QUERY_TOKENIZER = "query_tokens"  # QUERY -> the encoder's tokens (the first step of search and search_catalog)
 RETRIEVE_SEARCH = "retrieve_search"
 RETRIEVE_RECOMMEND = "retrieve_recommend"
-# Exact retrieval as one matrix product over the item table (builders/item_scan.py): the gpu target's
+# Exact retrieval as one matrix product over the item table (builders/repository/item_scan.py): the gpu target's
 # retrieval models call it through BLS (runtime/scan.py) instead of searching the FAISS index
 ITEM_SCAN = "item_scan"
 SCAN_PARAMETER = "item_scan"  # a retrieval model's config parameter: the scan model it calls ("" = FAISS)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +36,7 @@ from runtime.contract import (
     N_CAT,
     N_DENSE,
     NEW_EMBEDDINGS,
+    SENTENCE_EMBEDDING,
 )
 from runtime.errors import InvalidInput
 from runtime.online import OnlineItems
@@ -326,10 +327,14 @@ class FeatureStore:
         online: OnlineItems | None = None,
         embed_dim: int = EMBED_DIM,
         queries: QueryStats | None = None,
+        embed: Callable[[Array, Array], Array] | None = None,
     ):
         self.tables = tables
         # what shoppers did after each query (runtime/query_stats.py); None: no query known
         self.queries = queries or QueryStats.empty(len(lexicon.categories), len(lexicon.brands), tables.n_items)
+        # the query's embedding from its tokens (the encoder, through BLS when served), asked only for a query
+        # the statistics do not know, which borrows from its nearest head queries by it; None: no borrowing
+        self.embed = embed
         self.lexicon = lexicon
         self.tokenizer = tokenizer
         self.user_profiles = user_profiles  # [U+1, D] float32, last row zeros (recommendation only)
@@ -341,9 +346,10 @@ class FeatureStore:
     def load(
         cls,
         folder: str | Path,
-        with_tokenizer: bool = False,
+        with_tokenizer: bool = True,
         with_profiles: bool = False,
         online: OnlineItems | None = None,
+        embed: Callable[[Array, Array], Array] | None = None,
     ) -> FeatureStore:
         folder = Path(folder)
         manifest = folder / MANIFEST_FILE
@@ -356,6 +362,7 @@ class FeatureStore:
             online,
             embed_dim,
             QueryStats.load(folder / STORE_DIR),
+            embed,
         )
 
     def profiles(self) -> Array:
@@ -418,16 +425,18 @@ class FeatureStore:
         user_row = int(self.tables.user_rows(np.array([uid], np.int64))[0])
         return uid, ids, np.full(len(ids), user_row, np.int64), self.tables.item_rows(ids)
 
-    def search(
-        self, user_id: Array, query: Array, item_ids: Array, query_embedding: Array, build_values: bool = False
-    ) -> dict[str, Array]:
-        """The ranker's features for one search request; ``query_embedding`` ``[1, D]`` is the encoder's (a
-        query the statistics do not know borrows from its nearest head queries by it). ``build_values``: the
-        request asked for the build's values (``BUILD_VALUES`` parameter), no store read."""
+    def search(self, user_id: Array, query: Array, item_ids: Array, build_values: bool = False) -> dict[str, Array]:
+        """Tensors for one search request: tokens for the encoder, features for the ranker. A query the query
+        statistics do not know is embedded (``embed``) to borrow from its nearest head queries.
+        ``build_values``: the request asked for the build's values (``BUILD_VALUES`` parameter), no store read."""
         text = decode_query(query)
         uid, ids, users, items = self._context(user_id, item_ids)
-        vector = check_embedding(query_embedding, self.embed_dim)
-        return self.search_features(uid, text, ids, users, items, build_values, vector)
+        input_ids, mask = self.tokens(text)
+        vector = None
+        if self.embed is not None and self.queries.neighbours > 0 and self.queries.row(text) < 0:
+            vector = check_embedding(self.embed(input_ids, mask), self.embed_dim, SENTENCE_EMBEDDING)
+        feats = self.search_features(uid, text, ids, users, items, build_values, vector)
+        return {"input_ids": input_ids, "attention_mask": mask, **feats}
 
     def tokens(self, text: str) -> tuple[Array, Array]:
         """The encoder's ``input_ids`` and ``attention_mask`` ``[1, L]`` for a decoded query."""

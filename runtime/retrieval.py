@@ -10,7 +10,7 @@ of what is left (``FeatureStore``, online store included). Sold-out candidates (
 online store's when it has one) are dropped, and the first ``candidates`` in the index's order go to the
 ranker. The ranker and topk are the re-ranking ensembles' own.
 
-Files in a retrieval model's version folder (``builders/retrieval.py`` writes them):
+Files in a retrieval model's version folder (``builders/learning/retrieval.py`` writes them):
 
 * ``items.faiss``: the index; its ids are rows of the item tables. ``flat`` (exact) or ``ivf`` (IVF with
   8-bit scalar-quantised codes, ``nprobe`` lists searched); read memory-mapped, so every instance and

@@ -1,6 +1,6 @@
 """Retrieval through the ``item_scan`` model: an exact inner-product scan of the item table.
 
-The gpu target serves ``item_scan`` (``builders/item_scan.py``) on a GPU instance, and the retrieval
+The gpu target serves ``item_scan`` (``builders/repository/item_scan.py``) on a GPU instance, and the retrieval
 models call it instead of searching the FAISS index: ``ScanIndex`` has ``ItemIndex``'s ``size``,
 ``settings`` and ``search``, so ``Retriever`` does not know which one it holds. A scan is exact: every
 item row is scored, so its recall@N against exact search is 1 up to the table's float16 rounding.

@@ -39,8 +39,8 @@ from typing import Any
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from builders.repository import copy_files
-from builders.triton_config import parse_pbtxt, scan_target
+from builders.repository.assemble import copy_files
+from builders.repository.triton_config import parse_pbtxt, scan_target
 from rollout.golden import GOLDEN_FILE
 
 CONFIG = "config.pbtxt"

@@ -85,7 +85,7 @@ def _shared_server_survives():
 
 @pytest.fixture(scope="session")
 def pipeline(small_repo):
-    from builders.pipeline import InProcessPipeline
+    from builders.repository.pipeline import InProcessPipeline
 
     return InProcessPipeline(small_repo)
 

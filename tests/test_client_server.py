@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from builders.model_specs import spec_by_name
+from builders.repository.model_specs import spec_by_name
 from runtime import contract as c
 from server.launcher import ServerOptions, TritonServer, free_port
 from shoprank_client import (

@@ -189,8 +189,8 @@ def test_metadata_mismatch_lists_every_difference():
 
 
 def test_sdk_contract_equals_the_served_ensembles():
-    from builders.model_specs import spec_by_name
-    from builders.triton_config import NUMPY_TO_TRITON
+    from builders.repository.model_specs import spec_by_name
+    from builders.repository.triton_config import NUMPY_TO_TRITON
     from shoprank_client.protocol import OPTIONAL_OUTPUTS
 
     wire = {v: v.replace("TYPE_", "").replace("STRING", "BYTES") for v in NUMPY_TO_TRITON.values()}

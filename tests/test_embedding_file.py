@@ -1,11 +1,11 @@
-"""Chunked, resumable embedding of a catalogue's titles (builders.text_encoder.encode_to_file)."""
+"""Chunked, resumable embedding of a catalogue's titles (builders.learning.text_encoder.encode_to_file)."""
 
 import json
 
 import numpy as np
 import pytest
 
-from builders.text_encoder import encode, encode_to_file
+from builders.learning.text_encoder import encode, encode_to_file
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.slow

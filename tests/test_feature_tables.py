@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from builders.data.dataset import impressions_of
-from builders.feature_tables import build_lexicon, build_tables, build_user_profiles, stats_sessions
-from builders.shop import ShopProfile, generate
+from builders.data.shop import ShopProfile, generate
+from builders.learning.feature_tables import build_lexicon, build_tables, build_user_profiles, stats_sessions
 from tests.helpers import shop_data
 
 pytestmark = pytest.mark.unit

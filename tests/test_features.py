@@ -14,7 +14,7 @@ from runtime.features import (
     decode_query,
 )
 from runtime.pages import is_mapped
-from runtime.query_stats import QueryStats
+from runtime.query_stats import QueryStats, normalize, query_key
 from runtime.text import TextTokenizer
 
 pytestmark = pytest.mark.unit
@@ -138,7 +138,7 @@ def test_check_user_and_top_k():
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from builders.text_encoder import pretrained_dir
+    from builders.learning.text_encoder import pretrained_dir
 
     return TextTokenizer(pretrained_dir() / "tokenizer.json")
 
@@ -154,12 +154,10 @@ def test_tokenizer_pads_to_a_multiple_and_truncates(tokenizer):
 def test_feature_store_search_and_recommend(tokenizer):
     profiles = np.vstack([np.eye(4, dtype=np.float32)[:1], np.zeros((1, 4), np.float32)])
     store = FeatureStore(tables(), LEXICON, tokenizer, profiles, embed_dim=4)
-    query = np.array([b"helix red running shoes"], object)
-    out = store.search(np.array([9]), query, np.array([300, 42]), np.ones((1, 4), np.float32) / 2)
+    out = store.search(np.array([9]), np.array([b"helix red running shoes"], object), np.array([300, 42]))
     np.testing.assert_array_equal(out["ITEM_ROWS"], [1, -1])
     assert out["dense_features"][:, 0].tolist() == [1.0, 1.0]
-    with pytest.raises(InvalidInput, match="CONTEXT_EMBEDDING: expected 4 values, got 3"):
-        store.search(np.array([9]), query, np.array([300]), np.ones((1, 3), np.float32))
+    assert out["input_ids"].shape == out["attention_mask"].shape
     rec = store.recommend(np.array([12345]), np.array([500]))  # unknown user: cold start
     assert rec["dense_features"][0, 0] == 0.0 and rec["cat_features"][0, 0] == 0
     np.testing.assert_array_equal(rec["CONTEXT_EMBEDDING"], np.zeros((1, 4), np.float32))
@@ -191,3 +189,32 @@ def test_tables_round_trip_through_memory_mapped_read_only_files(tmp_path):
 def test_loading_tables_from_a_missing_folder_names_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="feature tables: no folder"):
         FeatureTables.load(tmp_path / "nowhere")
+
+
+def test_only_a_query_the_statistics_do_not_know_is_embedded(tokenizer):
+    """search_features asks the encoder (BLS when served) for the embedding of tail and unseen queries alone:
+    the head queries' requests skip it; an embedding of the wrong size is named."""
+    asked = []
+
+    def embed(ids, mask):
+        asked.append(ids.shape)
+        return np.full((1, 4), 0.5, np.float32)
+
+    arrays = dict(QueryStats.empty(3, 3, 2).arrays)
+    arrays.update(
+        keys_sorted=np.array([query_key(normalize("running shoes"))]),
+        rows_sorted=np.array([0]),
+        log_lists=np.array([1.0, 0.0], np.float32),
+        clicks=np.array([3.0, 0.0], np.float32),
+        ctr=np.array([0.2, 0.1], np.float32),
+        head_embeddings=np.full((1, 4), 0.5, np.float32),
+        borrow=np.array([0.5, 1.0], np.float32),
+    )
+    store = FeatureStore(tables(), LEXICON, tokenizer, embed_dim=4, queries=QueryStats(arrays), embed=embed)
+    known = store.search(np.array([9]), np.array([b"Running  Shoes!"], object), np.array([300]))
+    assert asked == [] and known["dense_features"][0, N_DENSE - 6] == 1.0  # matched itself, nothing asked
+    tail = store.search(np.array([9]), np.array([b"runing shoes"], object), np.array([300]))
+    assert len(asked) == 1 and tail["dense_features"][0, N_DENSE - 6] == pytest.approx(1.0)  # borrowed, cosine 1
+    store.embed = lambda ids, mask: np.ones((1, 3), np.float32)
+    with pytest.raises(InvalidInput, match="sentence_embedding: expected 4 values, got 3"):
+        store.search(np.array([9]), np.array([b"runing shoes"], object), np.array([300]))

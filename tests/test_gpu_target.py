@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from builders.gpu import calibration_cache, engine, naming, profiles, specs, trtexec
-from builders.model_specs import spec_by_name
-from builders.triton_config import parse_pbtxt
+from builders.repository.model_specs import spec_by_name
+from builders.repository.triton_config import parse_pbtxt
 from runtime import contract as c
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

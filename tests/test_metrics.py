@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from builders.metrics import auc, ndcg_at_k
+from builders.learning.metrics import auc, ndcg_at_k
 
 pytestmark = pytest.mark.unit
 

@@ -17,8 +17,6 @@ from runtime.online import OnlineConfigError, OnlineItems, OnlineSettings, conne
 
 pytestmark = pytest.mark.redis
 
-NO_EMBEDDING = np.zeros((1, 384), np.float32)  # a query embedding near no head query: nothing borrowed
-
 
 class Clock:
     def __init__(self) -> None:
@@ -139,10 +137,10 @@ def test_fresh_price_and_stock_change_the_served_features(store, small_repo, kno
     users, items = known_ids
     user, cands = users[:1], items[:6].copy()
     query = np.array([b"shoes"], object)
-    before = offline.search(user, query, cands, NO_EMBEDDING)
+    before = offline.search(user, query, cands)
     writer.seed(small_repo)
     online = FeatureStore.load(folder, online=OnlineItems(settings))
-    seeded = online.search(user, query, cands, NO_EMBEDDING)
+    seeded = online.search(user, query, cands)
     in_stock = before[c.DENSE_FEATURES][:, 8] > 0
     np.testing.assert_allclose(seeded[c.DENSE_FEATURES], before[c.DENSE_FEATURES], atol=1e-5)  # the same values
     np.testing.assert_array_equal(seeded[c.CAT_FEATURES], before[c.CAT_FEATURES])
@@ -151,7 +149,7 @@ def test_fresh_price_and_stock_change_the_served_features(store, small_repo, kno
     target = int(np.flatnonzero(in_stock)[0])
     price = float(np.exp(offline.tables.item_log_price[offline.tables.item_rows(cands[target : target + 1])[0]]))
     writer.apply([ItemUpdate(int(cands[target]), {"price": price * 20, "stock": 0})])
-    fresh = FeatureStore.load(folder, online=OnlineItems(settings)).search(user, query, cands, NO_EMBEDDING)
+    fresh = FeatureStore.load(folder, online=OnlineItems(settings)).search(user, query, cands)
     assert fresh[c.AVAILABLE][target] == False  # noqa: E712  (sold out: filtered)
     assert fresh[c.DENSE_FEATURES][target, 8] == 0
     assert fresh[c.DENSE_FEATURES][target, 9] == pytest.approx(before[c.DENSE_FEATURES][target, 9] + np.log(20), 1e-4)
@@ -160,7 +158,7 @@ def test_fresh_price_and_stock_change_the_served_features(store, small_repo, kno
     np.testing.assert_allclose(fresh[c.DENSE_FEATURES][others], before[c.DENSE_FEATURES][others], atol=1e-5)
 
     demote = OnlineItems(OnlineSettings(**{**settings.__dict__, "sold_out": "demote"}))
-    kept = FeatureStore.load(folder, online=demote).search(user, query, cands, NO_EMBEDDING)
+    kept = FeatureStore.load(folder, online=demote).search(user, query, cands)
     assert kept[c.AVAILABLE].all() and kept[c.DENSE_FEATURES][target, 8] == 0
 
 
@@ -201,7 +199,7 @@ def test_recent_clicks_enter_the_affinities_as_the_build_counts_them(store, smal
     cand_cat = t.item_category[t.item_rows(cands)]
     category = int(np.bincount(cand_cat[cand_cat >= 0]).argmax())  # a category among the candidates
     clicked = [int(i) for i in items if t.item_category[t.item_rows(np.array([i]))[0]] == category][:5]
-    args = (np.array([user]), np.array([b"gift"], object), cands, NO_EMBEDDING)
+    args = (np.array([user]), np.array([b"gift"], object), cands)
     before = offline.search(*args)[c.DENSE_FEATURES]
     online = FeatureStore.load(folder, online=OnlineItems(settings))
     np.testing.assert_allclose(online.search(*args)[c.DENSE_FEATURES], before, atol=1e-6)  # nothing recent yet
@@ -245,7 +243,7 @@ def test_a_new_item_is_embedded_by_the_repository_encoder_and_ranked_by_its_text
 
     online = FeatureStore.load(folder, online=OnlineItems(settings))
     cands = np.array([*items[20:30], new_id], np.int64)
-    feats = online.search(np.array([users[0]]), np.array([title.encode()], object), cands, NO_EMBEDDING)
+    feats = online.search(np.array([users[0]]), np.array([title.encode()], object), cands)
     assert feats[c.ITEM_ROWS][-1] == -2 and (feats[c.ITEM_ROWS][:-1] >= 0).all()
     assert feats[c.NEW_EMBEDDINGS].shape == (2, topk.item_embeddings.shape[1])
     row = int(online.tables.item_rows(np.array([twin]))[0])

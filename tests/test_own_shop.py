@@ -28,7 +28,7 @@ def make_tiny_encoder(folder):
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
-    from builders.text_encoder import pretrained_dir
+    from builders.learning.text_encoder import pretrained_dir
 
     tok = BertTokenizerFast(vocab_file=str(pretrained_dir() / "vocab.txt"), do_lower_case=True)
     tok.save_pretrained(str(folder))
@@ -99,7 +99,7 @@ def test_the_build_learns_from_the_shops_own_data_and_encoder(grocery):
 
 
 def test_served_top_k_equals_the_in_process_pipeline_with_string_ids(grocery, served):
-    from builders.pipeline import InProcessPipeline
+    from builders.repository.pipeline import InProcessPipeline
     from shoprank_client import RankingClient
 
     root = grocery[0]
@@ -132,7 +132,7 @@ def test_catalogue_calls_return_the_shops_own_skus(grocery, served):
     (TOP_ITEM_KEYS), through the SDK and to a raw tritonclient caller alike."""
     import tritonclient.grpc as grpcclient
 
-    from builders.pipeline import InProcessPipeline
+    from builders.repository.pipeline import InProcessPipeline
     from shoprank_client import RankingClient
 
     root = grocery[0]
@@ -164,7 +164,7 @@ def test_catalogue_calls_return_the_shops_own_skus(grocery, served):
 
 
 def test_the_repository_validates_with_its_own_dimension(grocery):
-    from builders import repository
+    from builders.repository import assemble as repository
 
     root = grocery[0]
     lines = repository.validate(root / "repo")

@@ -3,7 +3,7 @@ import shutil
 import numpy as np
 import pytest
 
-from builders.repository import RepositoryError, validate
+from builders.repository.assemble import RepositoryError, validate
 from runtime import contract as c
 from tests.conftest import REPO_ROOT
 
@@ -67,7 +67,7 @@ def test_models_share_one_inode_of_each_table_and_the_repository_owns_it(small_r
 
 
 def test_copy_files_links_copies_of_one_source_and_copies_others(tmp_path):
-    from builders.repository import copy_files
+    from builders.repository.assemble import copy_files
 
     a, b = tmp_path / "a.npy", tmp_path / "b.npy"
     a.write_bytes(b"table a")

@@ -1,4 +1,4 @@
-"""Retrieval from the whole catalogue: the index build (builders/retrieval.py) and the retrieval stage
+"""Retrieval from the whole catalogue: the index build (builders/learning/retrieval.py) and the retrieval stage
 (runtime/retrieval.py) on the small demo repository, in process. The served ensembles are tested in
 test_retrieval_served.py."""
 
@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from builders import retrieval as rt
+from builders.learning import retrieval as rt
 from runtime import contract as c
 from runtime.errors import InvalidInput
 from runtime.retrieval import INDEX_FILE, SETTINGS_FILE, ItemIndex, Purchases, RetrievalSettings
@@ -218,7 +218,8 @@ def test_a_sold_out_neighbourhood_gets_the_popular_items_in_stock(small_repo, pi
     from runtime.retrieval import Retriever
 
     search = Retriever.load(small_repo / c.RETRIEVE_SEARCH / "1", recommend=False)
-    search.settings = dataclasses.replace(search.settings, behaviour_share=0.0)  # the neighbourhood alone
+    # the neighbourhood alone: no clicked items, no boost (which would look twice as deep)
+    search.settings = dataclasses.replace(search.settings, behaviour_share=0.0, category_boost=0.0)
     emb = pipeline.query_embedding("running shoes")
     t = search.store.tables
     search.max_fetch = 400  # the deepest fetch; everything it can reach is sold out below
@@ -271,7 +272,7 @@ def test_a_query_with_statistics_retrieves_what_shoppers_clicked_first(small_rep
 def test_the_category_boost_moves_the_querys_clicked_categories_up(small_repo, pipeline):
     """A query phrased without the catalogue's words ("laufschuhe"): its nearest items mix categories; the
     boost puts the category shoppers clicked for it first."""
-    from builders.shop import MISMATCH_QUERIES
+    from builders.data.shop import MISMATCH_QUERIES
     from runtime.retrieval import Retriever
 
     search = Retriever.load(small_repo / c.RETRIEVE_SEARCH / "1", recommend=False)

@@ -1,11 +1,11 @@
-"""The item_scan model (builders/item_scan.py) and retrieval through it (runtime/scan.py)."""
+"""The item_scan model (builders/repository/item_scan.py) and retrieval through it (runtime/scan.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from builders import item_scan
+from builders.repository import item_scan
 from runtime import contract as c
 from runtime.scan import ScanIndex, ort_scan, scan_inputs
 from server.ort_runner import make_session, run_batched

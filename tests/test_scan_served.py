@@ -46,7 +46,7 @@ def _executions(url: str, model: str) -> int:
 
 
 def test_scan_retrieval_is_served_through_bls_and_equals_the_pipeline(scan_server, scan_repo, known_ids):
-    from builders.pipeline import InProcessPipeline
+    from builders.repository.pipeline import InProcessPipeline
     from runtime.scan import ScanIndex
     from shoprank_client import RankingClient
 
@@ -68,7 +68,7 @@ def test_scan_retrieval_is_served_through_bls_and_equals_the_pipeline(scan_serve
 
 def test_the_exact_scan_finds_what_the_exact_faiss_index_finds(scan_repo, small_repo, pipeline):
     """The small shop's FAISS index is exact (flat, fp32); the scan reads the float16 table."""
-    from builders.pipeline import InProcessPipeline
+    from builders.repository.pipeline import InProcessPipeline
 
     scan = InProcessPipeline(scan_repo).retriever(False)
     flat = pipeline.retriever(False)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from builders.shop import MISMATCH_SHARE, PROFILES, ShopProfile, generate
+from builders.data.shop import CATEGORIES, MISMATCH_SHARE, PROFILES, ShopProfile, generate
 
 pytestmark = pytest.mark.unit
 TINY = ShopProfile("tiny", n_items=400, n_users=100, n_sessions=600, min_candidates=8, max_candidates=20)
@@ -60,16 +60,14 @@ def test_a_third_of_searches_phrase_the_need_without_the_catalogue_words(shop):
     assert share >= 1 / 3 - 0.03 and abs(share - MISMATCH_SHARE) < 0.05
     titles = " ".join(shop.item_titles).lower()
     for q in np.flatnonzero(shop.query_mismatch):
-        noun = next(
-            c[0] for i, c in enumerate(__import__("builders.shop").shop.CATEGORIES) if i == shop.query_category[q]
-        )
+        noun = next(c[0] for i, c in enumerate(CATEGORIES) if i == shop.query_category[q])
         assert noun not in shop.queries[q], shop.queries[q]
     assert "running shoes" in titles
 
 
 def test_mismatch_queries_keep_the_shoppers_intent_in_the_hidden_relevance(shop):
     """Two searches with the same intent, one in catalogue words and one not, share their relevance."""
-    from builders.shop import true_relevance
+    from builders.data.shop import true_relevance
 
     world = {
         k: getattr(shop, k)

@@ -1,9 +1,9 @@
 import pytest
 from google.protobuf import json_format
 
-from builders.model_specs import specs
-from builders.repository import SOURCE_REPO
-from builders.triton_config import ModelSpec, Tensor, parse_pbtxt
+from builders.repository.assemble import SOURCE_REPO
+from builders.repository.model_specs import specs
+from builders.repository.triton_config import ModelSpec, Tensor, parse_pbtxt
 
 pytestmark = pytest.mark.unit
 

@@ -16,7 +16,7 @@ SMALL = REPO_ROOT / "build" / "small"
 def tiny_ranker(seed=0):
     import torch
 
-    from builders.ranker import build_model
+    from builders.learning.ranker import build_model
 
     torch.manual_seed(seed)
     return build_model(
@@ -70,7 +70,7 @@ def test_encoder_variants_must_keep_most_of_what_the_encoder_adds_to_searches():
 
 @pytest.mark.unit
 def test_encoder_contribution_is_measured_against_the_reference_similarity():
-    from builders.ranker import Rows
+    from builders.learning.ranker import Rows
     from builders.variants.evaluate import encoder_contribution
 
     # two search lists of 3 items; the relevant item is the one the reference similarity points at
@@ -136,7 +136,7 @@ def test_low_rank_factorisation_is_exact_for_low_rank_weights_and_smaller():
 
 @pytest.mark.unit
 def test_encoder_calibration_batches_use_the_served_length_buckets():
-    from builders.text_encoder import pretrained_dir
+    from builders.learning.text_encoder import pretrained_dir
     from runtime.text import TextTokenizer
 
     tok = TextTokenizer(pretrained_dir() / "tokenizer.json")
@@ -155,8 +155,8 @@ def test_encoder_calibration_batches_use_the_served_length_buckets():
 
 @pytest.mark.unit
 def test_quantized_rankers_keep_the_contract_and_shrink(small_build, tmp_path):
-    from builders.model_specs import spec_by_name
-    from builders.repository import _check_onnx
+    from builders.repository.assemble import _check_onnx
+    from builders.repository.model_specs import spec_by_name
     from builders.variants import quantize
     from server.ort_runner import make_session
 
@@ -181,8 +181,8 @@ def test_quantized_rankers_keep_the_contract_and_shrink(small_build, tmp_path):
 
 @pytest.mark.slow
 def test_distilled_student_has_two_layers_and_the_encoder_contract(tmp_path):
-    from builders.model_specs import spec_by_name
-    from builders.repository import _check_onnx
+    from builders.repository.assemble import _check_onnx
+    from builders.repository.model_specs import spec_by_name
     from builders.variants import distill
 
     texts = ["red running shoes", "steel blender 1200w", "yoga mat"] * 4

@@ -127,7 +127,7 @@ class RetrievalConfig(_Strict):
         0.3, ge=0, le=1, description="search: share of N at most from the items clicked after the query"
     )
     category_boost: float = Field(
-        0.0, ge=0, description="search: the nearest items re-ordered by cosine + this x the query's category share"
+        0.3, ge=0, description="search: the nearest items re-ordered by cosine + this x the query's category share"
     )
     embedding_dtype: Literal["float16", "float32"] = Field(
         "float16", description="the served item embedding table (topk, re-scoring); float16 halves its memory"
@@ -135,7 +135,7 @@ class RetrievalConfig(_Strict):
     engine: Literal["auto", "faiss", "scan"] = Field(
         "auto",
         description="nearest neighbours by the FAISS index, or by scan: the item_scan model, an exact matrix "
-        "product over the item table (builders/item_scan.py); auto: scan on the gpu target (on the GPU), "
+        "product over the item table (builders/repository/item_scan.py); auto: scan on the gpu target (on the GPU), "
         "faiss on the cpu target",
     )
 

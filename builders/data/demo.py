@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from builders.data import market
-from builders.shop import CATEGORIES, DEPARTMENTS, PROFILES, Shop, generate
+from builders.data.shop import CATEGORIES, DEPARTMENTS, PROFILES, Shop, generate
 
 START = 1_788_220_800  # 2026-09-01T00:00:00Z: the demo's first day
 

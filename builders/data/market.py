@@ -1,6 +1,6 @@
 """A second generated shop, made by another generator than the demo's: a grocery and book market.
 
-The demo shop (``builders/shop.py``) is an electronics-and-fashion store whose queries mostly use the
+The demo shop (``builders/data/shop.py``) is an electronics-and-fashion store whose queries mostly use the
 catalogue's words. This one is hard in the ways a real shop's search is hard:
 
 * **queries never share a word with a title**: shoppers type needs, moods, slang and other

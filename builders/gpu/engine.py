@@ -148,7 +148,7 @@ def parity(plan: Path, onnx: Path, feeds: list[dict[str, np.ndarray]]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     from builders.gpu.specs import GPU_INSTANCES
-    from builders.model_specs import spec_by_name
+    from builders.repository.model_specs import spec_by_name
 
     p = argparse.ArgumentParser(description="Build the TensorRT engines of a gpu-target repository on this GPU host.")
     p.add_argument("--repo", type=Path, required=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from builders.triton_config import ModelSpec
+from builders.repository.triton_config import ModelSpec
 from runtime import contract as c
 
 ENCODER_OPT = (8, 8)  # (queries, tokens)
@@ -39,7 +39,7 @@ def _shape(spec: ModelSpec, tensor_dims: tuple[int, ...], batch: int, variable: 
 
 
 def for_spec(spec: ModelSpec) -> Profile:
-    """The profile of the encoder or the ranker spec (``builders.model_specs``)."""
+    """The profile of the encoder or the ranker spec (``builders.repository.model_specs``)."""
     if spec.max_batch_size <= 0:
         raise ValueError(f"{spec.name}: a TensorRT profile needs a batching model (max_batch_size > 0)")
     if spec.name == c.TEXT_ENCODER:

@@ -11,7 +11,7 @@ Two runtimes for the encoder and the ranker (``--gpu-runtime``):
 
 The Python models (features, top-k, retrieval) stay on CPU instances: they are numpy and tokenizer
 work. Retrieval's nearest-neighbour search moves to the GPU (``scan``, the default): ``item_scan``
-(``builders/item_scan.py``), an exact matrix product over the float16 item table, on a GPU instance of
+(``builders/repository/item_scan.py``), an exact matrix product over the float16 item table, on a GPU instance of
 the onnxruntime backend (CUDA), which the retrieval models call through BLS instead of searching FAISS.
 """
 
@@ -21,8 +21,8 @@ import dataclasses
 from typing import Any
 
 from builders.gpu import naming
-from builders.model_specs import specs as cpu_specs
-from builders.triton_config import ModelSpec
+from builders.repository.model_specs import specs as cpu_specs
+from builders.repository.triton_config import ModelSpec
 from runtime import contract as c
 
 RUNTIMES = ("tensorrt", "ort-trt")

@@ -22,8 +22,8 @@ PARITY_BATCHES = 4
 def shop_feeds(work: Path, shop) -> dict[str, list[dict[str, np.ndarray]]]:
     """Real batches of the shop for both models: titles and queries in the served length buckets,
     and the feature rows of the first sessions, computed by the serving code."""
-    from builders.ranker import make_rows
-    from builders.text_encoder import pretrained_dir
+    from builders.learning.ranker import make_rows
+    from builders.learning.text_encoder import pretrained_dir
     from builders.variants import calibration
     from runtime.features import FeatureStore
     from runtime.text import TextTokenizer

@@ -13,7 +13,7 @@ import shlex
 from pathlib import Path
 
 from builders.gpu.profiles import Profile, for_spec
-from builders.model_specs import spec_by_name
+from builders.repository.model_specs import spec_by_name
 from runtime import contract as c
 
 PRECISIONS = ("fp32", "fp16", "int8")

@@ -1,0 +1,1 @@
+"""What the build learns from the shop's data: the encoder, statistics, query behaviour, the index, the ranker."""

@@ -31,7 +31,7 @@ def make_student(keep_layers: tuple[int, ...] = KEEP_LAYERS):
     """The teacher wrapper with only ``keep_layers`` of its transformer layers."""
     import torch
 
-    from builders.text_encoder import load_torch_encoder
+    from builders.learning.text_encoder import load_torch_encoder
 
     model = load_torch_encoder()
     layers = model.backbone.encoder.layer
@@ -58,7 +58,7 @@ def distill(
     import torch
     from tqdm import tqdm
 
-    from builders.text_encoder import pretrained_dir
+    from builders.learning.text_encoder import pretrained_dir
     from runtime.text import TextTokenizer
 
     torch.manual_seed(seed)
@@ -98,7 +98,7 @@ def distill(
 
 def export_onnx(student, out: Path) -> Path:
     """Same inputs, outputs and dynamic axes as the teacher's export (the repository contract)."""
-    from builders.text_encoder import export_module
+    from builders.learning.text_encoder import export_module
 
     return export_module(student, out)
 

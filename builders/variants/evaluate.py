@@ -52,7 +52,7 @@ class Reference:
     @classmethod
     def load(cls, work: Path, encoder_onnx: Path) -> Reference:
         from builders.data.dataset import ShopData
-        from builders.ranker import datasets
+        from builders.learning.ranker import datasets
         from runtime.features import FeatureStore
 
         shop = ShopData.load(work / "data")
@@ -92,7 +92,7 @@ class Reference:
 
 
 def _quality(rows, scores: np.ndarray) -> dict:
-    from builders.ranker import quality
+    from builders.learning.ranker import quality
 
     return quality(rows, scores)
 
@@ -111,7 +111,7 @@ def encoder_contribution(te, logit: np.ndarray, weight: np.ndarray, sim: np.ndar
     ``gain`` = NDCG@10(logit + w * sim) - NDCG@10(logit), and ``retained`` = the variant's gain
     over the reference encoder's (whose similarity is ``te.sim``).
     """
-    from builders.ranker import ndcg_of_lists
+    from builders.learning.ranker import ndcg_of_lists
 
     searches = te.list_query() >= 0
     true = te.relevance is not None
@@ -129,7 +129,7 @@ def encoder_contribution(te, logit: np.ndarray, weight: np.ndarray, sim: np.ndar
 
 
 def embed(onnx_path: Path, texts: list[str], length: int, tokenizer: Path | None = None) -> np.ndarray:
-    from builders.text_encoder import encode
+    from builders.learning.text_encoder import encode
 
     return encode(onnx_path, texts, length, progress=False, tokenizer=tokenizer)
 
@@ -167,7 +167,7 @@ def _p50_ms(fn, repeats: int, warmup: int = 20) -> float:
 
 
 def encoder_speed(onnx_path: Path, queries: list[str], repeats: int = 100, tokenizer: Path | None = None) -> dict:
-    from builders.text_encoder import pretrained_dir
+    from builders.learning.text_encoder import pretrained_dir
     from runtime.text import TextTokenizer
     from server.ort_runner import make_session
 

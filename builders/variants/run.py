@@ -45,7 +45,7 @@ def load_reference_ranker(work: Path):
     """The trained reference ranker (torch) from ``ranker/ranker.pt``."""
     import torch
 
-    from builders.ranker import build_model
+    from builders.learning.ranker import build_model
 
     state = torch.load(work / "ranker" / "ranker.pt", weights_only=True)
     cards = [state[f"embeddings.{i}.weight"].shape[0] for i in range(sum(k.startswith("embeddings.") for k in state))]
@@ -98,7 +98,7 @@ def encoder_makers(
 
 
 def ranker_makers(work: Path, ref: evaluate.Reference, progress: bool) -> dict[str, Maker]:
-    from builders import ranker
+    from builders.learning import ranker
     from builders.variants import calibration, graph, lowrank, prune, quantize
 
     src = ref.ranker_onnx

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from builders.model_specs import specs
-from builders.triton_config import ModelSpec, parse_pbtxt, scan_target
+from builders.repository.model_specs import specs
+from builders.repository.triton_config import ModelSpec, parse_pbtxt, scan_target
 from runtime.scan import Scan
 
-SOURCE_REPO = Path(__file__).resolve().parent.parent / "model_repository"
+SOURCE_REPO = Path(__file__).resolve().parents[2] / "model_repository"  # builders/repository/ -> the root
 VERSION = "1"
 MANIFEST_FILE = "manifest.json"  # which shop, ids and encoder dimension a built repository serves
 
@@ -169,9 +169,7 @@ def _check_python_models(repo: Path, by_name: dict[str, ModelSpec]) -> None:
     search_store = FeatureStore.load(repo / c.SEARCH_FEATURES / VERSION)
     item_ids = search_store.tables.item_ids_sorted[:5].copy()
     user = search_store.tables.user_ids_sorted[:1].copy()
-    vector = np.zeros((1, search_store.embed_dim), np.float32)
-    vector[0, 0] = 1.0  # any unit vector of the right size
-    feats = search_store.search(user, np.array([b"running shoes"], object), item_ids, vector)
+    feats = search_store.search(user, np.array([b"running shoes"], object), item_ids)
     _check_arrays(by_name[c.SEARCH_FEATURES], feats)
     rec = FeatureStore.load(repo / c.RECOMMEND_FEATURES / VERSION, with_tokenizer=False, with_profiles=True)
     rec_feats = rec.recommend(user, item_ids)

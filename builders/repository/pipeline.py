@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from builders.model_specs import spec_by_name
-from builders.repository import retrieval_scan
+from builders.repository.assemble import retrieval_scan
+from builders.repository.model_specs import spec_by_name
 from runtime import contract as c
 from runtime.features import FeatureStore, QueryTokens
 from runtime.retrieval import Retriever
@@ -40,6 +40,7 @@ class InProcessPipeline:
             return make_session(str(repo / name / "1" / "model.onnx"), intra_op_threads=threads)
 
         self.encoder = session(c.TEXT_ENCODER)
+        self.search_store.embed = self.embed  # a query the statistics do not know borrows by its embedding
         self.ranker = session(c.RANKER)
 
     def _rank(self, feats: dict, context: np.ndarray, item_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -61,8 +62,10 @@ class InProcessPipeline:
     def search(self, user_id: int, query: str | bytes, item_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         raw = query.encode("utf-8") if isinstance(query, str) else query
         item_ids = np.asarray(item_ids, np.int64)
-        emb = self.query_embedding(raw)
-        feats = self.search_store.search(np.array([user_id], np.int64), np.array([raw], object), item_ids, emb)
+        feats = self.search_store.search(np.array([user_id], np.int64), np.array([raw], object), item_ids)
+        (emb,) = self.encoder.run(
+            [c.SENTENCE_EMBEDDING], {c.INPUT_IDS: feats[c.INPUT_IDS], c.ATTENTION_MASK: feats[c.ATTENTION_MASK]}
+        )
         return self._rank(feats, emb, item_ids, k)
 
     def recommend(self, user_id: int, item_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -76,6 +79,11 @@ class InProcessPipeline:
             scan = retrieval_scan(self.repo, name)  # the item_scan model where the repository's configs use it
             self._retrievers[name] = Retriever.load(self.repo / name / "1", recommend=recommend, scan=scan)
         return self._retrievers[name]
+
+    def embed(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """The encoder's ``[1, D]`` embedding of one query's tokens (what search_features asks through BLS)."""
+        (emb,) = self.encoder.run([c.SENTENCE_EMBEDDING], {c.INPUT_IDS: input_ids, c.ATTENTION_MASK: attention_mask})
+        return emb
 
     def query_embedding(self, query: str | bytes) -> np.ndarray:
         """The encoder's ``[1, D]`` embedding of a query, tokenised and checked as ``query_tokens`` does."""

@@ -8,7 +8,7 @@ The exported graph includes pooling and normalisation, so it maps ``input_ids`` 
 ``attention_mask`` ([batch, seq], both axes dynamic) straight to ``sentence_embedding`` [batch, D],
 D being the model's hidden size.
 
-CLI: ``python -m builders.text_encoder --out build/encoder/model.onnx [--model-dir DIR]``.
+CLI: ``python -m builders.learning.text_encoder --out build/encoder/model.onnx [--model-dir DIR]``.
 """
 
 from __future__ import annotations

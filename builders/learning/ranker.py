@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from builders.data.dataset import ShopData, impressions_of, rows_of_lists, split_by_time
-from builders.metrics import auc, ndcg_at_k
+from builders.learning.metrics import auc, ndcg_at_k
 from runtime.contract import CAT_FEATURES, DENSE_COLUMNS, DENSE_FEATURES, LOGIT, N_DENSE, SIM_WEIGHT
 from runtime.features import FeatureStore, FeatureTables, candidate_features
 from runtime.scoring import standardize_lists

@@ -18,7 +18,7 @@ Served by the onnxruntime backend: on the gpu target a GPU instance (the whole t
 measured only where a GPU is lent (docs/gpu.md).
 
 CLI (the build writes it; this reproduces it alone):
-    python -m builders.item_scan --table build/small/retrieval/item_embeddings.npy --out /tmp/item_scan.onnx
+    python -m builders.repository.item_scan --table build/small/retrieval/item_embeddings.npy --out /tmp/item_scan.onnx
 """
 
 from __future__ import annotations

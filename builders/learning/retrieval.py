@@ -1,6 +1,6 @@
 """The build's retrieval step: the ANN index over the item title embeddings, its measured recall, purchases.
 
-``python -m builders.retrieval --embeddings build/small/embeddings/items.npy --out /tmp/index`` builds
+``python -m builders.learning.retrieval --embeddings build/small/embeddings/items.npy --out /tmp/index`` builds
 an index alone (the step's reproduction command).
 
 * ``flat`` (catalogues below ``FLAT_MAX_ITEMS``): exact inner product, nothing to tune.
@@ -238,7 +238,7 @@ def write(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m builders.retrieval", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m builders.learning.retrieval", description=__doc__.split("\n")[0])
     p.add_argument("--embeddings", required=True, type=Path, help="items.npy [I+1, D] (last row: unknown item)")
     p.add_argument("--queries", type=Path, help="queries.npy: a sample of them measures recall@N")
     p.add_argument("--out", required=True, type=Path)

@@ -2,8 +2,9 @@
 
 Layout (see docs/serving.md for the full reasoning):
 
-    search:    query_tokens -> text_encoder -> search_features -> ranker -> topk
-    recommend: recommend_features ---------------------------> ranker -> topk
+    search:    search_features ─┬─> text_encoder ─┐
+                                └─> ranker ───────┴─> topk
+    recommend: recommend_features ──> ranker ───────> topk
 
     search_catalog:    query_tokens -> text_encoder -> retrieve_search -> ranker -> topk
     recommend_catalog: retrieve_recommend ---------------------------> ranker -> topk
@@ -13,13 +14,15 @@ Layout (see docs/serving.md for the full reasoning):
   the same length bucket have the same shape and the dynamic batcher groups them.
 * ``ranker``'s batch axis is the *candidate*: a request with 100 candidates is a batch of 100 rows, and
   the dynamic batcher concatenates the rows of concurrent requests (up to 4,096) into one run.
-* search_features needs the query's embedding (a query the query statistics do not know borrows from its
-  nearest head queries by it), so the encoder runs first; its response cache answers the head queries.
+* The encoder and the ranker do not depend on each other and run in parallel. A query the query
+  statistics do not know borrows them from its nearest head queries by the encoder's embedding:
+  search_features asks text_encoder for it through BLS, for those queries only (the head queries,
+  most of the traffic, skip it), and the ensemble's own encoder step then finds it in the response cache.
 """
 
 from __future__ import annotations
 
-from builders.triton_config import ModelSpec, Step, Tensor
+from builders.repository.triton_config import ModelSpec, Step, Tensor
 from runtime import contract as c
 
 CPU_THREADS_NOTE = "this machine has 2 cores: 1 intra-op thread per instance, 2 instances use both"
@@ -104,8 +107,8 @@ def specs(embed_dim: int = c.EMBED_DIM, scan: bool = False) -> list[ModelSpec]:
         backend="python",
         instances=2,
         why=FEATURES_WHY,
-        inputs=_request_inputs(True) + (Tensor(c.CONTEXT_EMBEDDING, "float32", (1, embed_dim)),),
-        outputs=_ranker_features(embed_dim),
+        inputs=_request_inputs(True),
+        outputs=TOKENS + _ranker_features(embed_dim),
     )
     recommend_features = ModelSpec(
         name=c.RECOMMEND_FEATURES,
@@ -181,21 +184,19 @@ def specs(embed_dim: int = c.EMBED_DIM, scan: bool = False) -> list[ModelSpec]:
         inputs=_request_inputs(True) + (Tensor(c.TOP_K, "int32", (1,)),),
         outputs=RESPONSE,
         steps=(
-            _tokens_step(),
-            _encoder_step(),
             Step(
                 c.SEARCH_FEATURES,
-                {**{t: t for t in (c.USER_ID, c.QUERY, c.ITEM_IDS)}, c.CONTEXT_EMBEDDING: "query_emb"},
-                FEATURES_OUT,
+                {t: t for t in (c.USER_ID, c.QUERY, c.ITEM_IDS)},
+                {c.INPUT_IDS: "tokens", c.ATTENTION_MASK: "mask", **FEATURES_OUT},
             ),
+            _encoder_step(),
             _ranker_step(),
             _topk_step("query_emb"),
         ),
         why={
             "max_batch_size": "0: a request is one user, one query and its own candidate list; the composing "
             "models batch instead (encoder per query, ranker per candidate row)",
-            "steps": "sequential: the features need the query's embedding (query statistics borrowed by "
-            "similarity), the ranker the features",
+            "steps": "text_encoder and ranker both depend only on search_features, so they run in parallel",
         },
     )
     recommend = ModelSpec(
@@ -237,7 +238,7 @@ def _retrieved() -> Tensor:
 
 
 def scan_spec(embed_dim: int = c.EMBED_DIM) -> ModelSpec:
-    """``item_scan`` (builders/item_scan.py) on a CPU instance; the gpu target puts it on the GPU."""
+    """``item_scan`` (builders/repository/item_scan.py) on a CPU instance; the gpu target puts it on the GPU."""
     return ModelSpec(
         name=c.ITEM_SCAN,
         backend="onnxruntime",
