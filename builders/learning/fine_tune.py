@@ -53,7 +53,9 @@ def batches(data: list[tuple[str, str]], size: int, rng: np.random.Generator) ->
     order = [data[i] for i in rng.permutation(len(data))]
     out: list[list[tuple[str, str]]] = []
     while order:
-        batch, seen, rest = [], set(), []
+        batch: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        rest: list[tuple[str, str]] = []
         for pair in order:
             if len(batch) < size and pair[0] not in seen:
                 batch.append(pair)
@@ -77,13 +79,14 @@ def fine_tune(
 ) -> dict:
     """Train a copy of the sentence-transformers folder ``source`` on ``data`` into ``out``."""
     import torch
-    from sentence_transformers import SentenceTransformer, losses
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.losses import MultipleNegativesRankingLoss
     from tqdm import tqdm
 
     torch.manual_seed(seed)
     torch.set_num_threads(os.cpu_count() or 1)
     model = SentenceTransformer(str(source), device="cpu")
-    loss_fn = losses.MultipleNegativesRankingLoss(model)
+    loss_fn = MultipleNegativesRankingLoss(model)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
     started, steps, last = time.perf_counter(), 0, float("nan")
