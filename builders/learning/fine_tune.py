@@ -80,7 +80,7 @@ def fine_tune(
     """Train a copy of the sentence-transformers folder ``source`` on ``data`` into ``out``."""
     import torch
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from tqdm import tqdm
 
     torch.manual_seed(seed)
@@ -95,12 +95,12 @@ def fine_tune(
         for b in tqdm(batches(data, batch, rng), desc=f"fine-tune epoch {epoch + 1}/{epochs}", disable=not progress):
             if len(b) < 2:
                 continue
-            features = [model.tokenize([q for q, _ in b]), model.tokenize([t for _, t in b])]
+            features = [model.preprocess([q for q, _ in b]), model.preprocess([t for _, t in b])]
             loss = loss_fn(features, None)
             opt.zero_grad()
             loss.backward()
             opt.step()
-            steps, last = steps + 1, float(loss)
+            steps, last = steps + 1, float(loss.detach())
     model.eval()
     out.mkdir(parents=True, exist_ok=True)
     model.save(str(out))
