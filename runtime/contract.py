@@ -72,6 +72,17 @@ MAX_CANDIDATES = 1000  # more candidates than this per request is INVALID_ARGUME
 MAX_QUERY_BYTES = 1024  # longer QUERY is INVALID_ARGUMENT (it would be truncated to 32 tokens anyway)
 RANKER_MAX_BATCH = 4096  # candidate rows the ranker may take in one batch (>= MAX_CANDIDATES)
 
+# What shoppers did after the query (runtime/query_stats.py): the match weight (1 the query itself, the
+# cosine of a borrowed head query, 0 none), its frequency, the candidate's category share of its clicks,
+# P(click | query, category), the brand share, the query-item CTR
+QUERY_DENSE_COLUMNS = (
+    "query_known",
+    "query_log_lists",
+    "query_category_share",
+    "query_category_ctr",
+    "query_brand_share",
+    "query_item_ctr",
+)
 CAT_COLUMNS = ("user", "item", "category", "brand", "price_bucket", "segment", "query_category")
 DENSE_COLUMNS = (
     "has_query",
@@ -86,13 +97,7 @@ DENSE_COLUMNS = (
     "price_vs_user",
     "user_known",
     "item_known",
-    # what shoppers did after the query (runtime/query_stats.py: QUERY_COLUMNS)
-    "query_known",
-    "query_log_lists",
-    "query_category_share",
-    "query_category_ctr",
-    "query_brand_share",
-    "query_item_ctr",
+    *QUERY_DENSE_COLUMNS,
 )
 N_CAT = len(CAT_COLUMNS)
 N_DENSE = len(DENSE_COLUMNS)

@@ -17,7 +17,6 @@ Documented behaviour for unusual requests (see docs/serving.md):
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from runtime.contract import (
 )
 from runtime.errors import InvalidInput
 from runtime.online import OnlineItems
-from runtime.pages import map_npy
+from runtime.pages import load_tables, map_npy, save_tables
 from runtime.query_stats import QUERY_COLUMNS, QueryStats
 from runtime.text import TextTokenizer
 
@@ -241,22 +240,13 @@ class FeatureTables:
 
     def save(self, folder: Path) -> None:
         """One ``.npy`` per table in ``folder``, written under a temporary name and renamed."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        for name in sorted(self.__annotations__):
-            tmp = folder / f".{name}.npy.tmp"
-            with tmp.open("wb") as f:
-                np.save(f, np.ascontiguousarray(self.arrays[name]))
-            os.replace(tmp, folder / f"{name}.npy")
+        save_tables({name: self.arrays[name] for name in self.__annotations__}, folder)
 
     @classmethod
     def load(cls, folder: Path) -> FeatureTables:
         """Read-only arrays over the mapped tables (``runtime.pages``): every process that loads the same
         files shares the page cache's one copy (the build hard-links the files of all models to one inode)."""
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"feature tables: no folder {folder}")
-        return cls({name: map_npy(folder / f"{name}.npy") for name in cls.__annotations__})
+        return cls(load_tables(list(cls.__annotations__), folder, what="feature tables"))
 
     def item_rows(self, ids: Array) -> Array:
         return lookup_rows(self.item_ids_sorted, self.item_rows_sorted, ids)

@@ -90,3 +90,24 @@ def warm(*paths: str | Path) -> None:
             continue
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
             _populate(mapped)
+
+
+def save_tables(arrays: dict[str, Array], folder: Path, prefix: str = "") -> None:
+    """One ``<prefix><name>.npy`` per array in ``folder``, each written under a temporary name and renamed
+    (a reader never maps half a table)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in sorted(arrays):
+        tmp = folder / f".{prefix}{name}.npy.tmp"
+        with tmp.open("wb") as f:
+            np.save(f, np.ascontiguousarray(arrays[name]))
+        os.replace(tmp, folder / f"{prefix}{name}.npy")
+
+
+def load_tables(names: list[str], folder: Path, prefix: str = "", what: str = "tables") -> dict[str, Array]:
+    """Read-only views (``map_npy``) of the tables ``save_tables`` wrote: processes that map the same files
+    share the page cache's one copy. A missing folder is named, with ``what`` it should have held."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{what}: no folder {folder}")
+    return {name: map_npy(folder / f"{prefix}{name}.npy") for name in names}

@@ -27,7 +27,6 @@ priors, ``query_known = 0``; the lexicon and encoder features still apply.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import unicodedata
 from pathlib import Path
@@ -35,18 +34,12 @@ from pathlib import Path
 import numpy as np
 
 from runtime.arrays import Array
-from runtime.pages import map_npy
+from runtime.contract import QUERY_DENSE_COLUMNS
+from runtime.pages import load_tables, save_tables
 
 SHARE_PRIOR = 5.0  # A: pseudo-clicks spread over the categories (brands) by their window-wide share
 CTR_PRIOR = 20.0  # M: pseudo-impressions at the prior's rate
-QUERY_COLUMNS = (
-    "query_known",
-    "query_log_lists",
-    "query_category_share",
-    "query_category_ctr",
-    "query_brand_share",
-    "query_item_ctr",
-)
+QUERY_COLUMNS = QUERY_DENSE_COLUMNS  # the features ``QueryStats.features`` computes, in the ranker's order
 _NOT_WORD = re.compile(r"[\W_]+")
 
 
@@ -139,18 +132,12 @@ class QueryStats:
         return [f"query_{name}.npy" for name in sorted(cls.__annotations__)]
 
     def save(self, folder: Path) -> None:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        for name in sorted(self.__annotations__):
-            tmp = folder / f".query_{name}.npy.tmp"
-            with tmp.open("wb") as f:
-                np.save(f, np.ascontiguousarray(self.arrays[name]))
-            os.replace(tmp, folder / f"query_{name}.npy")
+        save_tables({name: self.arrays[name] for name in self.__annotations__}, folder, "query_")
 
     @classmethod
     def load(cls, folder: Path) -> QueryStats:
         """Read-only views of the mapped tables, shared through the page cache like the feature tables."""
-        return cls({name: map_npy(Path(folder) / f"query_{name}.npy") for name in cls.__annotations__})
+        return cls(load_tables(list(cls.__annotations__), folder, "query_", "query statistics"))
 
     def rows(self, texts: list[str]) -> Array:
         """The row of each (raw) query text, -1 where the tables do not have it."""
