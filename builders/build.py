@@ -167,7 +167,10 @@ def plan(cfg: cfg_mod.ShopConfig, at: Layout, hint: str, progress: bool, log: Ca
         Step(
             "query-stats",
             lambda: steps.query_stats(
-                at.shop(), cfg.features.query_stats, np.load(at.embeddings / "queries.npy"), at.query_stats
+                at.shop(),
+                cfg.features.query_stats,
+                np.load(at.embeddings / "queries.npy", mmap_mode="r"),
+                at.query_stats,
             ),
             query_key,
             [at.query_stats / f for f in steps.QUERY_FILES],

@@ -164,3 +164,19 @@ def test_a_query_not_in_the_tables_borrows_from_its_nearest_head_queries():
     alone_books = stats.features(np.array([[books]] * 2), np.ones((2, 1)), items, cats, brands)
     np.testing.assert_allclose(mixed[:, 1:], 0.75 * own[:, 1:] + 0.25 * alone_books[:, 1:], rtol=1e-5)
     assert mixed[0, COL["query_known"]] == pytest.approx(0.75)
+
+
+def test_counting_in_many_chunks_gives_the_same_tables(monkeypatch):
+    rng = np.random.default_rng(3)
+    texts = ["tea", "books", "coffee", "Tea!", "wine"]
+    lists = [
+        (texts[rng.integers(5)], [(int(i), int(rng.random() < 0.4), 0) for i in rng.choice(4, 3, replace=False)])
+        for _ in range(60)
+    ]
+    s = shop(lists, stats_lists=60)
+    settings = QueryStatsConfig(min_lists=1)
+    one, _ = build_qs.build(s, settings, embeddings(s))
+    monkeypatch.setattr(build_qs, "CHUNK_IMPRESSIONS", 4)  # a chunk is about one list: many chunks
+    many, _ = build_qs.build(s, settings, embeddings(s))
+    for name, value in one.arrays.items():
+        np.testing.assert_allclose(many.arrays[name], value, rtol=1e-6, err_msg=name)

@@ -9,10 +9,10 @@ most frequent, which a query not in the tables borrows from (``runtime.query_sta
 Bounded: at most ``max_queries * (top_items + top_categories + top_brands)`` pairs, 16 bytes each (key
 and float32 counts), and ``borrow_queries * D * 4`` bytes of embeddings.
 
-Built in chunks of queries over the window's impressions sorted by query once, so the peak beside
-the shop's own arrays is one int32 query code and one sort order per impression (12 bytes) plus one
-chunk's pair keys. Run as the build's ``query-stats`` step (``builders/steps.py``); the features step
-puts its tables beside the other feature tables.
+Built in chunks of about 4 million impressions (whole queries each) over the window's lists sorted by
+query, so beside the shop's own arrays only per-list arrays and one chunk's impressions are in memory
+(``benchmarks/query_stats_scale.py`` measures it). Run as the build's ``query-stats`` step
+(``builders/steps.py``); the features step puts its tables beside the other feature tables.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 from builders.data.dataset import ShopData, impressions_of, split_by_time
 from runtime.query_stats import CTR_PRIOR, QueryStats, normalize, query_key
 
-CHUNK_QUERIES = 50_000
+CHUNK_IMPRESSIONS = 4_000_000
 
 
 def _top(keys: np.ndarray, query: np.ndarray, clicks: np.ndarray, imps: np.ndarray, k: int) -> np.ndarray:
@@ -64,33 +64,45 @@ def build(shop: ShopData, settings, query_embeddings: np.ndarray) -> tuple[Query
     row_of_code = np.full(len(distinct), -1, np.int64)
     row_of_code[frequent] = np.arange(len(frequent))
 
-    imp = impressions_of(shop, lists)
-    imp_row = row_of_code[np.repeat(list_code, np.diff(shop.session_offsets)[lists])].astype(np.int32)
-    items = shop.imp_item[imp]
-    weight = shop.imp_click[imp].astype(np.float64) + shop.imp_purchase[imp]
-    window_ctr = float(weight.sum() / max(len(imp), 1))
-    known_item = items >= 0
-    cat = np.where(known_item, shop.item_category[np.maximum(items, 0)], -1)
-    brand = np.where(known_item, shop.item_brand[np.maximum(items, 0)], -1)
-    cat_prior = np.bincount(cat + 1, weights=weight, minlength=n_cat + 1) + 1.0
-    brand_prior = np.bincount(brand + 1, weights=weight, minlength=n_brand + 1) + 1.0
-
+    # Lists sorted by their query's row (the unkept ones, -1, first), counted in chunks of about
+    # CHUNK_IMPRESSIONS impressions cut at query boundaries: only one chunk's impressions are in memory.
+    list_row = row_of_code[list_code]
+    by_row = np.argsort(list_row, kind="stable")
+    lists_s, rows_s = lists[by_row], list_row[by_row]
+    lengths = np.diff(shop.session_offsets)[lists_s]
+    ends = np.cumsum(lengths)
     q = len(frequent)
-    q_imps = np.bincount(imp_row[imp_row >= 0], minlength=q).astype(np.float64)
-    q_clicks = np.bincount(imp_row[imp_row >= 0], weights=weight[imp_row >= 0], minlength=q)
-    q_ctr = (q_clicks + CTR_PRIOR * window_ctr) / (q_imps + CTR_PRIOR)
+    q_imps, q_clicks = np.zeros(q), np.zeros(q)
+    cat_prior, brand_prior = np.ones(n_cat + 1), np.ones(n_brand + 1)
+    total_w, total_n = 0.0, 0
     parts: dict[str, list] = {k: [] for k in ("cat", "brand", "item")}
-    order = np.argsort(imp_row, kind="stable")
-    bounds = np.searchsorted(imp_row[order], np.arange(0, q + CHUNK_QUERIES, CHUNK_QUERIES))
-    for a, b in zip(bounds[:-1], bounds[1:], strict=False):
-        sel = order[a:b]
-        if sel.size == 0:
-            continue
-        r, w = imp_row[sel], weight[sel]
-        parts["cat"].append(_pair_counts(r, cat[sel] + 1, n_cat + 1, w, settings.top_categories))
-        parts["brand"].append(_pair_counts(r, brand[sel] + 1, n_brand + 1, w, settings.top_brands))
-        ok = known_item[sel]
-        parts["item"].append(_pair_counts(r[ok], items[sel][ok] + 1, n_items + 1, w[ok], settings.top_items))
+    a = 0
+    while a < len(lists_s):
+        done = ends[a - 1] if a else 0
+        b = max(int(np.searchsorted(ends, done + CHUNK_IMPRESSIONS, side="right")), a + 1)
+        if b < len(lists_s) and rows_s[b - 1] >= 0:  # never split one query's lists between two chunks
+            b = int(np.searchsorted(rows_s, rows_s[b - 1], side="right"))
+        imp = impressions_of(shop, lists_s[a:b])
+        r = np.repeat(rows_s[a:b], lengths[a:b])
+        items = shop.imp_item[imp]
+        w = shop.imp_click[imp].astype(np.float64) + shop.imp_purchase[imp]
+        known = items >= 0
+        cat = np.where(known, shop.item_category[np.maximum(items, 0)], -1)
+        brand = np.where(known, shop.item_brand[np.maximum(items, 0)], -1)
+        total_w, total_n = total_w + float(w.sum()), total_n + len(imp)
+        cat_prior += np.bincount(cat + 1, weights=w, minlength=n_cat + 1)
+        brand_prior += np.bincount(brand + 1, weights=w, minlength=n_brand + 1)
+        kept = r >= 0
+        if kept.any():
+            r, w, items, known, cat, brand = r[kept], w[kept], items[kept], known[kept], cat[kept], brand[kept]
+            q_imps += np.bincount(r, minlength=q)
+            q_clicks += np.bincount(r, weights=w, minlength=q)
+            parts["cat"].append(_pair_counts(r, cat + 1, n_cat + 1, w, settings.top_categories))
+            parts["brand"].append(_pair_counts(r, brand + 1, n_brand + 1, w, settings.top_brands))
+            parts["item"].append(_pair_counts(r[known], items[known] + 1, n_items + 1, w[known], settings.top_items))
+        a = b
+    window_ctr = total_w / max(total_n, 1)
+    q_ctr = (q_clicks + CTR_PRIOR * window_ctr) / (q_imps + CTR_PRIOR)
 
     def joined(name: str, i: int, dtype) -> np.ndarray:
         return np.concatenate([p[i] for p in parts[name]]).astype(dtype) if parts[name] else np.zeros(0, dtype)
