@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         nargs="*",
         default=[],
         metavar="STEP",
-        help="rerun these steps: demo-data data encoder embeddings features ranker",
+        help="rerun these steps: demo-data data fine-tune encoder embeddings query-stats features retrieval ranker",
     )
     b.add_argument("--no-progress", action="store_true")
     b.add_argument(

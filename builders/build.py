@@ -6,8 +6,8 @@ The input is a shop's data in the contract's format (``docs/data.md``) and its `
 
 The steps (``builders/steps.py``), each cached under ``build/<name>/`` by a key of its inputs:
 
-    [demo-data] -> data -> encoder -> embeddings -> query-stats -> features -> retrieval -> ranker -> [gpu]
-    -> repository
+    [demo-data] -> data -> [fine-tune] -> encoder -> embeddings -> query-stats -> features -> retrieval
+    -> ranker -> [gpu] -> repository
 
 A step reruns only when its key changed (the data's content, the config, the encoder, the code
 version) or its files are missing. Data errors stop the build before any training; the repository
@@ -39,9 +39,20 @@ from runtime.scoring import ITEM_EMBEDDINGS_FILE, ITEM_KEYS_FILE
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_ENCODER_DIR = REPO_ROOT / "build" / "encoder"  # shared by every build that uses the bundled MiniLM
 TARGETS = ("cpu", "gpu")
-STEP_NAMES = ("demo-data", "data", "encoder", "embeddings", "query-stats", "features", "retrieval", "ranker")
+STEP_NAMES = (
+    "demo-data",
+    "data",
+    "fine-tune",
+    "encoder",
+    "embeddings",
+    "query-stats",
+    "features",
+    "retrieval",
+    "ranker",
+)
 CODE = {
     "data": "data/1",
+    "fine-tune": "mnrl/1",
     "query-stats": "query-stats/1",
     "features": "features/7",
     "ranker": "dcn-v2/6",
@@ -136,7 +147,23 @@ def plan(cfg: cfg_mod.ShopConfig, at: Layout, hint: str, progress: bool, log: Ca
         **_versions(),
         "encoder": text_encoder.fingerprint(text_encoder.model_dir(cfg.encoder.path)),
     }
+    tuned = at.work / "fine_tune"
+    if cfg.encoder.fine_tune == "auto":  # the encoder served depends on what the fine-tune step decided
+        enc_key["fine_tune"] = {
+            "data": data_key,
+            "from": enc_key["encoder"],
+            **cfg.encoder.model_dump(mode="json", include={"fine_tune_pairs", "fine_tune_epochs"}),
+            "code": CODE["fine-tune"],
+        }
     upstream = {"data": data_key, "encoder": enc_key}
+
+    def chosen_encoder() -> Path | None:
+        """The folder the encoder step exports: the fine-tuned one where the fine-tune step kept it."""
+        choice = tuned / "choice.json"
+        if cfg.encoder.fine_tune == "auto" and choice.exists() and json.loads(choice.read_text())["kept"]:
+            return tuned / "model"
+        return cfg.encoder.path
+
     query_key = {**upstream, "code": CODE["query-stats"]}  # the config is in data's key; embeddings: the encoder's
     at.data_fingerprint = files
 
@@ -148,11 +175,20 @@ def plan(cfg: cfg_mod.ShopConfig, at: Layout, hint: str, progress: bool, log: Ca
             raise
 
     item_emb = lambda: np.load(at.embeddings / "items.npy", mmap_mode="r")  # noqa: E731
+    fine_tune = [
+        Step(
+            "fine-tune",
+            lambda: steps.fine_tune(at.shop(), cfg.encoder.path, cfg.encoder, tuned, log, progress),
+            enc_key.get("fine_tune"),
+            [tuned / "choice.json"],
+        )
+    ]
     return [
         Step("data", run_data, data_key, [at.data / f for f in steps.SHOP_FILES]),
+        *(fine_tune if cfg.encoder.fine_tune == "auto" else []),
         Step(
             "encoder",
-            lambda: steps.encoder(cfg.encoder.path, at.encoder, at.shop().item_titles[:200]),
+            lambda: steps.encoder(chosen_encoder(), at.encoder, at.shop().item_titles[:200]),
             enc_key,
             [at.encoder / "model.onnx", at.encoder / TOKENIZER_FILE],
         ),
@@ -301,7 +337,8 @@ def build(
     driver.forget(list(force))
     if demo_step is not None:
         driver.run([demo_step])
-    at = Layout(work, BUNDLED_ENCODER_DIR if cfg.encoder.path is None else work / "encoder")
+    shared = cfg.encoder.path is None and cfg.encoder.fine_tune == "off"  # the bundled MiniLM as it is
+    at = Layout(work, BUNDLED_ENCODER_DIR if shared else work / "encoder")
     shop_arg = (
         f"--profile {profile}" if config is None or isinstance(config, cfg_mod.ShopConfig) else f"--config {config}"
     )

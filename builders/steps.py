@@ -1,7 +1,9 @@
 """The build's steps, each a plain function from its inputs to files in its own folder.
 
     data        read and validate the shop's files (the data contract) -> ShopData + validation report
-    encoder     export the text encoder to ONNX, write its tokenizer, check parity with PyTorch
+    fine-tune   (encoder.fine_tune: auto) train the encoder on the shop's query -> clicked-title pairs, keep
+                it only where it beats the one it started from on the validation window
+    encoder     export the text encoder (the kept one) to ONNX, write its tokenizer, check parity with PyTorch
     embeddings  encode every item title and every distinct query with the exported encoder
     query-stats what shoppers clicked and bought after each frequent query, from the stats window
     features    item/user statistics, lexicon and user profiles from the stats window (with the query tables)
@@ -71,6 +73,37 @@ def encoder(model_dir: Path | None, out_dir: Path, sample_titles: list[str]) -> 
             f"encoder parity failed: min cosine {report['min_cosine']:.6f} < {PARITY_MIN_COSINE} on "
             f"{report['n']} titles; reproduce: python -m builders.learning.text_encoder --out {onnx}{hint}"
         )
+    return report
+
+
+def fine_tune(shop, source: Path | None, settings, out_dir: Path, log: Callable[[str], None], progress: bool) -> dict:
+    """Fine-tune the encoder ``source`` (None: the bundled MiniLM) on the shop's pairs into ``out_dir/model``,
+    measure both on the validation window, and write ``out_dir/choice.json``: ``kept`` when the tuned one
+    wins in retrieval recall@300 and NDCG@10 by cosine both (``builders/learning/fine_tune.py``)."""
+    from builders.learning import fine_tune as ft
+    from builders.learning import text_encoder
+
+    start = text_encoder.model_dir(source)
+    data = ft.pairs(shop, max_pairs=settings.fine_tune_pairs)
+    report: dict = {"pairs": len(data), "kept": False}
+    if not (start / "modules.json").exists():
+        report["why"] = f"{start} is not a sentence-transformers folder (no modules.json): its pooling is not known"
+    elif len(data) < 100:
+        report["why"] = f"{len(data)} (query, clicked title) pairs in the training window: too few to fine-tune"
+    else:
+        report["train"] = ft.fine_tune(start, data, out_dir / "model", settings.fine_tune_epochs, progress=progress)
+        report["started from"] = ft.evaluate(start, shop)
+        report["fine-tuned"] = ft.evaluate(out_dir / "model", shop)
+        before, after = report["started from"].get("all searches"), report["fine-tuned"].get("all searches")
+        if before and after:
+            keys = [k for k in after if k != "lists"]
+            report["kept"] = all(after[k] > before[k] for k in keys)
+            report["why"] = ", ".join(f"{k} {before[k]:.4f} -> {after[k]:.4f}" for k in keys) + " (validation window)"
+        else:
+            report["why"] = "no search list with a click in the validation window to compare on"
+    log(f"  fine-tuned encoder {'kept' if report['kept'] else 'not kept'}: {report['why']}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "choice.json").write_text(json.dumps(report, indent=1))
     return report
 
 

@@ -49,6 +49,7 @@ CONFIG: dict[str, Any] = {
     },
     "features": {"user_segment": "tier"},
     "ranker": {"epochs": 3},
+    "encoder": {"fine_tune": "off"},  # the test shop's own tiny encoder is served as it is
 }
 
 

@@ -58,7 +58,7 @@ def grocery(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("groceries")
     make_tiny_encoder(root / "encoder")
-    config = {**shops.CONFIG, "encoder": {"path": "../encoder"}}
+    config = {**shops.CONFIG, "encoder": {"path": "../encoder", "fine_tune": "off"}}
     path = shops.write(root / "data", config=config)
     logs = []  # what the build logged
     report = build(config=path, out=root / "repo", work=root / "work", progress=False, log=logs.append)

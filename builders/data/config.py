@@ -57,6 +57,12 @@ class EncoderConfig(_Strict):
     # None: the bundled all-MiniLM-L6-v2. Otherwise a local Hugging Face / sentence-transformers folder.
     path: Path | None = None
     title_tokens: int = Field(32, ge=4, le=512)
+    # auto: fine-tune the encoder on the training window's query -> clicked-title pairs and serve it only
+    # where it beats the encoder it started from on the validation window, in retrieval recall@300 and
+    # NDCG@10 by cosine both (builders/learning/fine_tune.py; docs/quality.md); off: never
+    fine_tune: Literal["auto", "off"] = "auto"
+    fine_tune_pairs: int = Field(20_000, ge=100, description="the most (query, clicked title) pairs trained on")
+    fine_tune_epochs: int = Field(1, ge=1, le=10)
 
 
 class RankerConfig(_Strict):

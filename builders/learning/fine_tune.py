@@ -15,8 +15,9 @@ Measured on the validation window, both encoders the same way:
 
 Each is reported per query class (head / tail / unseen by the statistics window).
 
-Not yet a build step: the build serves the pretrained (or the shop's own) encoder. This module's
-numbers decide whether ``encoder.fine_tune`` joins the build (docs/quality.md).
+The build's ``fine-tune`` step (``encoder.fine_tune: auto``, ``builders/steps.py``) runs these on the
+shop and serves the tuned encoder only where it wins on both measures; the CLI runs them on a finished
+build without changing it.
 """
 
 from __future__ import annotations

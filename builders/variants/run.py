@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 
 from builders.driver import Driver
+from builders.learning import text_encoder
 from builders.variants import evaluate, gate
 from builders.variants.gate import REFERENCE
 
@@ -154,7 +155,8 @@ def run(
         "encoder": encoder_makers(work, ref, distill_epochs, distill_max_steps, progress),
         "ranker": ranker_makers(work, ref, progress),
     }
-    own_encoder = encoder_onnx.resolve().parent != (Path(__file__).resolve().parents[2] / "build" / "encoder")
+    # a shop's own encoder (encoder.path), not MiniLM, pretrained or fine-tuned: no MiniLM layers to start from
+    own_encoder = ref_key["encoder"].get("encoder") != text_encoder.fingerprint(text_encoder.pretrained_dir())
     for model, names in (("encoder", ENCODER_VARIANTS), ("ranker", RANKER_VARIANTS)):
         for name in names:
             if not wanted(model, name):
