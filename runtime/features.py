@@ -422,10 +422,15 @@ class FeatureStore:
         text = decode_query(query)
         uid, ids, users, items = self._context(user_id, item_ids)
         input_ids, mask = self.tokens(text)
-        vector = None
-        if self.embed is not None and self.queries.neighbours > 0 and self.queries.row(text) < 0:
-            vector = check_embedding(self.embed(input_ids, mask), self.embed_dim, SENTENCE_EMBEDDING)
-        feats = self.search_features(uid, text, ids, users, items, build_values, vector)
+        embed = self.embed
+        vector_of = (
+            None
+            if embed is None
+            else lambda: check_embedding(embed(input_ids, mask), self.embed_dim, SENTENCE_EMBEDDING)
+        )
+        feats = self.search_features(
+            uid, text, ids, users, items, build_values, self.queries.match_one(text, vector_of)
+        )
         return {"input_ids": input_ids, "attention_mask": mask, **feats}
 
     def tokens(self, text: str) -> tuple[Array, Array]:
@@ -435,14 +440,21 @@ class FeatureStore:
         return self.tokenizer.encode_one(text)
 
     def search_features(
-        self, uid: int, text: str, ids: Array, users: Array, items: Array, build_values: bool, vector: Array | None
+        self,
+        uid: int,
+        text: str,
+        ids: Array,
+        users: Array,
+        items: Array,
+        build_values: bool,
+        match: tuple[Array, Array],
     ) -> dict[str, Array]:
         """The ranker's features of checked candidates ``ids`` (table rows ``items``) for a decoded query and
-        its embedding ``vector`` ``[D]``, with the online store's part (``_fresh``). Shared by re-ranking and
-        retrieval (``runtime/retrieval.py``)."""
+        its match in the query statistics (``QueryStats.match_one``, made once per request), with the online
+        store's part (``_fresh``). Shared by re-ranking and retrieval (``runtime/retrieval.py``)."""
         intent = self.lexicon.parse(text)
         n = len(ids)
-        q_rows, q_weights = self.queries.match([text], None if vector is None else vector.reshape(1, -1))
+        q_rows, q_weights = match
         cat, dense = candidate_features(
             self.tables,
             users,

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -214,6 +215,16 @@ class QueryStats:
             total += w
         out: Array = shares / total if total > 0 else np.asarray(self.cat_prior, np.float64)
         return out
+
+    def match_one(self, text: str, vector_of: Callable[[], Array] | None) -> tuple[Array, Array]:
+        """``match`` for one served query, ``[1, width]``: its embedding is asked of ``vector_of`` only when
+        the tables do not know the query and it may borrow (the encoder call, through BLS when served)."""
+        own = self.row(text)
+        if own >= 0 or vector_of is None or self.neighbours == 0 or len(self.head_embeddings) == 0:
+            rows, weights = np.full((1, self.width), -1, np.int64), np.zeros((1, self.width), np.float32)
+            rows[0, 0], weights[0, 0] = own, float(own >= 0)
+            return rows, weights
+        return self.nearest(np.asarray(vector_of(), np.float32).reshape(1, -1))
 
     def features(self, q_rows: Array, q_weights: Array, item_rows: Array, category: Array, brand: Array) -> Array:
         """``[N, len(QUERY_COLUMNS)]`` float32 for candidates (``item_rows``, their ``category``/``brand``

@@ -362,22 +362,24 @@ class Retriever:
         uid, user_row, exclude = self._context(user_id, exclude_ids)
         vector = self._vector(c.CONTEXT_EMBEDDING, query_embedding)
         banned = self._banned(user_row, exclude)
-        first, boost = self._behaviour(text, vector)
+        match = self.store.queries.match_one(text, lambda: vector)  # once: every fetch's features reuse it
+        first, boost = self._behaviour(match)
         return self._candidates(
             lambda want: self._retrieve(vector, banned, exclude, want, not build_values, first, boost),
             uid,
             user_row,
-            lambda u, i, us, it: self.store.search_features(u, text, i, us, it, build_values, vector),
+            lambda u, i, us, it: self.store.search_features(u, text, i, us, it, build_values, match),
             lambda: self._popular(banned),
         )
 
-    def _behaviour(self, text: str, vector: Floats) -> tuple[Int64s | None, Floats | None]:
-        """What the query statistics add to a search's retrieval: the items clicked after the query (or its
-        nearest head queries), and the category boost; None where the settings or the statistics give none."""
+    def _behaviour(self, match: tuple[Array, Array]) -> tuple[Int64s | None, Floats | None]:
+        """What the query statistics add to a search's retrieval, from the query's ``match``: the items clicked
+        after the query (or its nearest head queries), and the category boost; None where the settings or
+        the statistics give none."""
         s, queries = self.settings, self.store.queries
         if s.behaviour_share <= 0 and s.category_boost <= 0:
             return None, None
-        rows, weights = queries.match([text], vector.reshape(1, -1))
+        rows, weights = match
         if not (weights > 0).any():
             return None, None
         clicked = queries.clicked_items(rows[0], weights[0], int(s.behaviour_share * s.candidates))

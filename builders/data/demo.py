@@ -15,10 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
-import yaml
 
 from builders.data import market
+from builders.data.load import write_export
 from builders.data.shop import CATEGORIES, DEPARTMENTS, PROFILES, Shop, generate
 
 START = 1_788_220_800  # 2026-09-01T00:00:00Z: the demo's first day
@@ -118,17 +117,9 @@ def tables(shop: Shop, seed: int = 0) -> dict[str, pa.Table]:
 
 def write_shop(shop: Shop, out: Path) -> Path:
     """Write a generated ``shop`` into ``out`` in the contract's format; returns its ``shoprank.yaml``."""
-    out.mkdir(parents=True, exist_ok=True)
-    for name, table in tables(shop).items():
-        tmp = out / f".{name}.parquet.tmp"
-        pq.write_table(table, tmp)
-        tmp.replace(out / f"{name}.parquet")
-    config = out / "shoprank.yaml"
-    config.write_text(
-        f"# The demo shop ({shop.profile.name} profile), written by `python -m builders demo-data`.\n"
-        + yaml.safe_dump(config_dict(f"demo-{shop.profile.name}"), sort_keys=False)
-    )
-    return config
+    name = shop.profile.name
+    comment = f"The demo shop ({name} profile), written by `python -m builders demo-data`."
+    return write_export(out, tables(shop), config_dict(f"demo-{name}"), comment)
 
 
 def write(profile: str, out: Path) -> Path:

@@ -324,3 +324,19 @@ def check_nulls(loaded: Loaded, rep: ValidationReport) -> np.ndarray:
             )
         bad |= null
     return bad
+
+
+def write_export(out: Path, tables: dict[str, pa.Table], config: dict, comment: str) -> Path:
+    """A generated shop written as a shop exports it: one Parquet file per table (each under a temporary
+    name, then renamed) and the ``shoprank.yaml`` that builds them; returns the config's path."""
+    import pyarrow.parquet as pq
+    import yaml
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name, table in tables.items():
+        tmp = out / f".{name}.parquet.tmp"
+        pq.write_table(table, tmp)
+        tmp.replace(out / f"{name}.parquet")
+    path = out / "shoprank.yaml"
+    path.write_text(f"# {comment}\n" + yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    return path

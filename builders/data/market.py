@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
-import yaml
+
+from builders.data.load import write_export
 
 GENERATOR_VERSION = 2
 START = 1_790_812_800  # 2026-10-01T00:00:00Z
@@ -476,14 +476,5 @@ def write(profile: str, out: Path) -> Path:
     """Write the market shop of ``profile`` into ``out`` (Parquet); returns the path of its ``shoprank.yaml``."""
     if profile not in PROFILES:
         raise ValueError(f"unknown market profile {profile!r}; choose one of {sorted(PROFILES)}")
-    out.mkdir(parents=True, exist_ok=True)
-    for name, table in generate(PROFILES[profile]).items():
-        tmp = out / f".{name}.parquet.tmp"
-        pq.write_table(table, tmp)
-        tmp.replace(out / f"{name}.parquet")
-    config = out / "shoprank.yaml"
-    config.write_text(
-        f"# The market shop ({profile}), written by `python -m builders demo-data --profile {profile}`.\n"
-        + yaml.safe_dump(config_dict(profile), sort_keys=False, allow_unicode=True)
-    )
-    return config
+    comment = f"The market shop ({profile}), written by `python -m builders demo-data --profile {profile}`."
+    return write_export(out, generate(PROFILES[profile]), config_dict(profile), comment)
