@@ -9,7 +9,8 @@ export HF_HUB_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)
 
 .PHONY: help setup build build-gpu serve up redis seed lint format test test-unit test-triton configs validate check-data demo-data variants \
-	bench bench-client bench-ids bench-retrieval bench-lexical bench-search bench-search-cost bench-scale bench-scan bench-online \
+	bench bench-client bench-ids bench-retrieval bench-lexical bench-search bench-search-cost bench-recommend \
+	bench-recommend-cost bench-scale bench-scan bench-online \
 	bench-variants bench-tuning loadtest capacity verify clean
 
 help: ## list the targets
@@ -115,6 +116,20 @@ bench-search-cost: setup ## served search / search_catalog p50 and p99 before (B
 	$(PY) -m builders build --target cpu --profile default --out build/default_repo --no-progress
 	$(PY) -m benchmarks.search_cost --before-code build/before-src --before-repo build/before-default/repo \
 		--after-repo build/default_repo --data build/default/data
+
+bench-recommend: setup ## recommendations on held-out sessions: served vs popular, today's, co-visitation, embedding neighbours, demo and market (docs/retrieval.md)
+	$(PY) -m builders build --target cpu --profile default --out build/default_repo --no-progress
+	$(PY) -m builders build --target cpu --profile market --out build/market_repo --no-progress
+	$(PY) -m benchmarks.next_item --shop build/default build/default_repo --shop build/market build/market_repo --markdown --sweep
+
+BEFORE_RECOMMEND ?= 39a2620
+bench-recommend-cost: setup ## served recommend_catalog / recommend p50 and p99 before (BEFORE_RECOMMEND=commit) and after, one run, real Redis (docs/retrieval.md)
+	test -d build/before25-src || git worktree add --detach build/before25-src $(BEFORE_RECOMMEND)
+	cd build/before25-src && PYTHONPATH=$(CURDIR)/build/before25-src $(CURDIR)/$(PY) -m builders build --profile default \
+		--work $(CURDIR)/build/before25-default --out $(CURDIR)/build/before25-default/repo --no-progress
+	$(PY) -m builders build --target cpu --profile default --out build/default_repo --no-progress
+	$(PY) -m benchmarks.recommend_cost --before-code build/before25-src --before-repo build/before25-default/repo \
+		--after-repo build/default_repo
 
 SIZES ?= 50000,1000000,10000000
 SIZES_SCAN ?= 50000,1000000

@@ -25,12 +25,13 @@ import numpy as np
 from benchmarks.pipeline import machine, percentiles
 
 
-def start_before(code: Path, repo: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    """The earlier commit's launcher serving its repository on free ports; returns the process and gRPC url."""
+def start_before(code: Path, repo: Path, log: Path, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """The earlier commit's launcher serving its repository on free ports (with ``env`` added to this
+    process's environment); returns the process and gRPC url."""
     from server.launcher import free_ports
 
     grpc, http, metrics = free_ports(3)
-    env = {**os.environ, "PYTHONPATH": str(code)}
+    env = {**os.environ, **(env or {}), "PYTHONPATH": str(code)}
     cmd = [sys.executable, "-m", "server.launcher", "--model-repository", str(repo)]
     cmd += ["--grpc-port", str(grpc), "--http-port", str(http), "--metrics-port", str(metrics)]
     proc = subprocess.Popen(cmd, cwd=code, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)

@@ -46,17 +46,19 @@ STEP_NAMES = (
     "encoder",
     "embeddings",
     "query-stats",
+    "covisit",
     "features",
     "retrieval",
     "ranker",
 )
 CODE = {
-    "data": "data/1",
+    "data": "data/2",
     "fine-tune": "mnrl/1",
     "query-stats": "query-stats/1",
-    "features": "features/7",
-    "ranker": "dcn-v2/6",
-    "retrieval": "faiss/4",
+    "covisit": "covisit/2",
+    "features": "features/9",
+    "ranker": "dcn-v2/14",
+    "retrieval": "faiss/5",
 }
 
 
@@ -118,8 +120,8 @@ class Layout:
     _shop: object = None
 
     def __post_init__(self):
-        self.data, self.embeddings, self.features, self.ranker, self.retrieval, self.query_stats = (
-            self.work / d for d in ("data", "embeddings", "features", "ranker", "retrieval", "query_stats")
+        self.data, self.embeddings, self.features, self.ranker, self.retrieval, self.query_stats, self.covisit = (
+            self.work / d for d in ("data", "embeddings", "features", "ranker", "retrieval", "query_stats", "covisit")
         )
 
     def shop(self):
@@ -165,6 +167,7 @@ def plan(cfg: cfg_mod.ShopConfig, at: Layout, hint: str, progress: bool, log: Ca
         return cfg.encoder.path
 
     query_key = {**upstream, "code": CODE["query-stats"]}  # the config is in data's key; embeddings: the encoder's
+    covisit_key = {"data": data_key, "code": CODE["covisit"]}  # no embedding: the encoder does not matter
     at.data_fingerprint = files
 
     def run_data():
@@ -212,9 +215,17 @@ def plan(cfg: cfg_mod.ShopConfig, at: Layout, hint: str, progress: bool, log: Ca
             [at.query_stats / f for f in steps.QUERY_FILES],
         ),
         Step(
+            "covisit",
+            lambda: steps.covisit(at.shop(), cfg.features.covisit, at.covisit),
+            covisit_key,
+            [at.covisit / f for f in steps.COVISIT_FILES],
+        ),
+        Step(
             "features",
-            lambda: steps.features(at.shop(), item_emb(), at.encoder / TOKENIZER_FILE, at.features, at.query_stats),
-            {**upstream, "query-stats": query_key, "code": CODE["features"]},
+            lambda: steps.features(
+                at.shop(), item_emb(), at.encoder / TOKENIZER_FILE, at.features, at.query_stats, at.covisit
+            ),
+            {**upstream, "query-stats": query_key, "covisit": covisit_key, "code": CODE["features"]},
             [at.features / f for f in steps.FEATURE_FILES],
         ),
         Step(
@@ -242,6 +253,7 @@ def plan(cfg: cfg_mod.ShopConfig, at: Layout, hint: str, progress: bool, log: Ca
             {
                 **upstream,
                 "query-stats": query_key,
+                "covisit": covisit_key,
                 "ranker": cfg.ranker.model_dump(mode="json"),
                 "code": CODE["ranker"],
             },
@@ -293,7 +305,11 @@ def artifacts(at: Layout, encoder_onnx: Path, ranker_onnx: Path, scan: bool = Fa
             TOKENIZER_FILE: at.features / TOKENIZER_FILE,
             SNAPSHOT_FILE: at.features / SNAPSHOT_FILE,
         },
-        c.RECOMMEND_FEATURES: {**feature_files, USER_PROFILE_FILE: at.features / USER_PROFILE_FILE},
+        c.RECOMMEND_FEATURES: {
+            **feature_files,
+            **item_embeddings,  # the context similarity
+            USER_PROFILE_FILE: at.features / USER_PROFILE_FILE,
+        },
         c.TOPK: {**item_embeddings, **keys},
         c.TEXT_ENCODER: {"model.onnx": encoder_onnx},
         c.RANKER: {"model.onnx": ranker_onnx},
@@ -443,6 +459,18 @@ def summary(report: dict) -> str:
             )
         if not true:
             lines.append("  (no true relevance in real logs: quality is measured on logged clicks and purchases)")
+    kinds = report.get("ranker", {}).get("test_by_list_kind", {})
+    if kinds:
+        lines.append("held-out days by kind of list, NDCG@10 logged (true): ranker | popularity | covisitation")
+        for kind, e in kinds.items():
+
+            def cell(name: str, e=e) -> str:
+                q = e.get(name, {})
+                logged, true = q.get("ndcg@10"), q.get("ndcg@10_true")
+                return ("  -   " if logged is None else f"{logged:.4f}") + ("" if true is None else f" ({true:.4f})")
+
+            cells = " | ".join(cell(n) for n in ("ranker", "popularity", "covisitation"))
+            lines.append(f"  {kind:<13} {e['lists']:>6} lists  {cells}")
     sim = report.get("ranker", {}).get("similarity", {})
     if sim:
         lines.append("searches, NDCG@10 with / without the query-title similarity term:")

@@ -6,6 +6,7 @@
     encoder     export the text encoder (the kept one) to ONNX, write its tokenizer, check parity with PyTorch
     embeddings  encode every item title and every distinct query with the exported encoder
     query-stats what shoppers clicked and bought after each frequent query, from the stats window
+    covisit     the items each item's sessions also interacted with, from the stats window
     features    item/user statistics, lexicon and user profiles from the stats window (with the query tables)
     retrieval   the ANN index over the item embeddings (recall@N measured), the users' purchases
     ranker      train the DCN ranker, evaluate on the held-out days, export to ONNX, check parity
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.covisit import CoVisits
 from runtime.features import LEXICON_FILE, STORE_DIR, TOKENIZER_FILE, USER_PROFILE_FILE, FeatureTables
 from runtime.online import SNAPSHOT_FILE
 from runtime.query_stats import QueryStats
@@ -34,7 +36,8 @@ PARITY_MIN_COSINE = 0.999
 PARITY_MAX_ABS = 1e-4
 SHOP_FILES = ("shop.npz", "shop_text.json")
 QUERY_FILES = tuple(f"{STORE_DIR}/{name}" for name in QueryStats.files())  # feature_store/query_<table>.npy
-TABLE_FILES = (*FeatureTables.files(), *QUERY_FILES)  # feature_store/<table>.npy
+COVISIT_FILES = tuple(f"{STORE_DIR}/{name}" for name in CoVisits.files())  # feature_store/covisit_<table>.npy
+TABLE_FILES = (*FeatureTables.files(), *QUERY_FILES, *COVISIT_FILES)  # feature_store/<table>.npy
 FEATURE_FILES = (*TABLE_FILES, LEXICON_FILE, USER_PROFILE_FILE, TOKENIZER_FILE, SNAPSHOT_FILE)
 
 
@@ -141,18 +144,34 @@ def query_stats(shop, settings, query_embeddings: np.ndarray, out_dir: Path) -> 
     return report
 
 
-def features(shop, item_emb: np.ndarray, tokenizer: Path, out_dir: Path, query_dir: Path) -> dict:
+def covisit(shop, settings, out_dir: Path) -> dict:
+    """``out_dir/feature_store/covisit_*.npy``: the co-visitation tables (``builders/learning/covisit.py``);
+    with ``settings.enabled`` false, tables that know no pair."""
+    from builders.learning import covisit as cv
+
+    if settings.enabled:
+        tables, report = cv.build(shop, settings)
+    else:
+        tables = CoVisits.empty(len(shop.item_ids), len(shop.categories))
+        report = {"pairs": 0, "disabled": "features.covisit.enabled: false"}
+    tables.save(out_dir / STORE_DIR)
+    return report
+
+
+def features(shop, item_emb: np.ndarray, tokenizer: Path, out_dir: Path, query_dir: Path, covisit_dir: Path) -> dict:
     """The feature tables, lexicon, user profiles and online snapshot; the query tables of ``query_dir``
-    are hard-linked beside the feature tables, so every reader of the tables finds them there."""
+    and the co-visitation tables of ``covisit_dir`` are hard-linked beside the feature tables, so every
+    reader of the tables finds them there."""
     from builders.learning import feature_tables
 
     out_dir.mkdir(parents=True, exist_ok=True)
     tables = feature_tables.build_tables(shop)
     tables.save(out_dir / STORE_DIR)
-    for name in QUERY_FILES:
-        target = out_dir / name
-        target.unlink(missing_ok=True)
-        os.link(query_dir / name, target)
+    for folder, names in ((query_dir, QUERY_FILES), (covisit_dir, COVISIT_FILES)):
+        for name in names:
+            target = out_dir / name
+            target.unlink(missing_ok=True)
+            os.link(folder / name, target)
     (out_dir / LEXICON_FILE).write_text(feature_tables.build_lexicon(shop).to_json())
     np.save(out_dir / USER_PROFILE_FILE, feature_tables.build_user_profiles(shop, item_emb))
     shutil.copyfile(tokenizer, out_dir / TOKENIZER_FILE)
@@ -199,7 +218,12 @@ def retrieval(shop, emb_dir: Path, feat_dir: Path, rcfg, out_dir: Path, log: Cal
         log,
         rcfg.popular_share,
         rcfg.embedding_dtype,
-        {"behaviour_share": rcfg.behaviour_share, "category_boost": rcfg.category_boost},
+        {
+            "behaviour_share": rcfg.behaviour_share,
+            "category_boost": rcfg.category_boost,
+            "covisit_share": rcfg.covisit_share,
+            "viewed_popular_share": rcfg.viewed_popular_share,
+        },
     )
     # the exact scan over the served table, for the repositories whose retrieval runs it (the gpu target)
     item_scan.export(out_dir / ITEM_EMBEDDINGS_FILE, out_dir / item_scan.SCAN_FILE)

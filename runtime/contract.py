@@ -83,6 +83,20 @@ QUERY_DENSE_COLUMNS = (
     "query_brand_share",
     "query_item_ctr",
 )
+# What the shopper is viewing and did last (runtime/covisit.py): the candidate's co-visitation weight with
+# the context items (log 1 + sum, log 1 + max), its best title cosine with them, whether an item is being
+# viewed (a product page), and for the viewed items and the recent ones apart: the share of them in the
+# candidate's category, its category's best co-visitation with theirs
+COVISIT_DENSE_COLUMNS = (
+    "context_covisit_sum",
+    "context_covisit_max",
+    "context_similarity",
+    "viewing_item",
+    "viewed_same_category",
+    "viewed_category_covisit",
+    "recent_same_category",
+    "recent_category_covisit",
+)
 CAT_COLUMNS = ("user", "item", "category", "brand", "price_bucket", "segment", "query_category")
 DENSE_COLUMNS = (
     "has_query",
@@ -98,6 +112,7 @@ DENSE_COLUMNS = (
     "user_known",
     "item_known",
     *QUERY_DENSE_COLUMNS,
+    *COVISIT_DENSE_COLUMNS,
 )
 N_CAT = len(CAT_COLUMNS)
 N_DENSE = len(DENSE_COLUMNS)

@@ -27,6 +27,7 @@ import numpy as np
 from runtime.arrays import Array
 from runtime.contract import (
     AVAILABLE,
+    COVISIT_DENSE_COLUMNS,
     DENSE_COLUMNS,
     EMBED_DIM,
     ITEM_ROWS,
@@ -37,8 +38,9 @@ from runtime.contract import (
     NEW_EMBEDDINGS,
     SENTENCE_EMBEDDING,
 )
+from runtime.covisit import CoVisits, context_rows, context_vector
 from runtime.errors import InvalidInput
-from runtime.online import OnlineItems
+from runtime.online import OnlineItems, OnlineRead
 from runtime.pages import load_tables, map_npy, save_tables
 from runtime.query_stats import QUERY_COLUMNS, QueryStats
 from runtime.text import TextTokenizer
@@ -47,9 +49,11 @@ STORE_DIR = "feature_store"  # one .npy per table, memory-mapped by every instan
 LEXICON_FILE = "lexicon.json"
 TOKENIZER_FILE = "tokenizer.json"
 USER_PROFILE_FILE = "user_profiles.npy"
+ITEM_EMBEDDINGS_FILE = "item_embeddings.npy"  # the title embeddings [I+1, D] (runtime.scoring reads the same file)
 MANIFEST_FILE = "manifest.json"  # written by the build next to the tables; names the encoder's dimension
 _WORD = re.compile(r"\w[\w\-]*")
 CATEGORY_SEPARATOR = ">"  # category paths: "Shoes > Running Shoes"
+COVISIT_DENSE = slice(DENSE_COLUMNS.index(COVISIT_DENSE_COLUMNS[0]), DENSE_COLUMNS.index(COVISIT_DENSE_COLUMNS[-1]) + 1)
 QUERY_DENSE = slice(DENSE_COLUMNS.index(QUERY_COLUMNS[0]), DENSE_COLUMNS.index(QUERY_COLUMNS[-1]) + 1)
 
 
@@ -266,13 +270,20 @@ def candidate_features(
     queries: QueryStats,
     q_rows: Array,
     q_weights: Array,
+    covisits: CoVisits | None = None,
+    context: Array | None = None,
+    embeddings: Array | None = None,
+    viewing: Array | None = None,
 ) -> tuple[Array, Array]:
     """Ranker inputs for N (user, query, item) rows: ``cat [N, N_CAT] int64``, ``dense [N, N_DENSE] fp32``.
 
     Rows of -1 (unknown user or item) read the tables' default last row. ``has_query`` is False for
     recommendation rows; ``q_*`` are -1 where the query names no category/brand/attribute; ``q_rows`` /
     ``q_weights`` ``[N, width]`` are each row's matched queries in the query statistics ``queries``
-    (``QueryStats.match``; -1 and 0: none, as for every recommendation row).
+    (``QueryStats.match``; -1 and 0: none, as for every recommendation row). ``context [N, K]``: each row's
+    context item rows (``runtime.covisit.context_rows``; -1 padding; None: none, as for every search row),
+    read in the co-visitation tables ``covisits`` and, for the similarity, the title ``embeddings [I+1, D]``;
+    ``viewing [N]``: how many of the row's context items, first, are viewed ones (a product page's).
     """
     n = len(item_rows)
     cat = t.item_category[item_rows]
@@ -302,7 +313,30 @@ def candidate_features(
     dense[:, 10] = user_known
     dense[:, 11] = item_known
     dense[:, QUERY_DENSE] = queries.features(q_rows, q_weights, item_rows, cat, brand)
+    if covisits is None or context is None:
+        dense[:, COVISIT_DENSE] = 0.0
+    else:
+        dense[:, COVISIT_DENSE] = covisits.features(context, item_rows, embeddings, t.item_category, viewing)
     return cats, dense
+
+
+def recent_affinities(t: FeatureTables, user_row: int, recent_rows: Array, cat: Array, dense: Array) -> None:
+    """Add the recent interactions (item rows, -1 left out) to the user's category and brand affinities in
+    ``dense``, as the build counts them: ``(clicks in the category + 1/n) / (clicks + 1)`` with the recent ones
+    among the clicks. Served requests (their online store's recent list) and recommendation training rows
+    (the interactions before the list) alike."""
+    rows = np.asarray(recent_rows, np.int64)
+    rows = rows[rows >= 0]  # items the build does not know have no category to count
+    if rows.size == 0:
+        return
+    before = float(t.user_clicks[user_row]) + 1.0
+    after = before + rows.size
+    for col, table, item_values in ((4, t.user_cat_aff, t.item_category), (5, t.user_brand_aff, t.item_brand)):
+        values = item_values[rows]
+        counts = np.bincount(values[values >= 0], minlength=table.shape[1])
+        candidate = cat[:, col - 2] - 1  # the candidates' category (col 4) or brand (col 5); -1 unknown
+        known = candidate >= 0
+        dense[known, col] = (dense[known, col] * before + counts[candidate[known]]) / after
 
 
 class FeatureStore:
@@ -318,8 +352,13 @@ class FeatureStore:
         embed_dim: int = EMBED_DIM,
         queries: QueryStats | None = None,
         embed: Callable[[Array, Array], Array] | None = None,
+        covisits: CoVisits | None = None,
+        item_embeddings: Array | None = None,
     ):
         self.tables = tables
+        # the items co-visited in sessions (runtime/covisit.py); None: no pair known
+        self.covisits = covisits or CoVisits.empty(tables.n_items, len(lexicon.categories))
+        self.item_embeddings = item_embeddings  # [I+1, D] titles (recommendation: the context similarity)
         # what shoppers did after each query (runtime/query_stats.py); None: no query known
         self.queries = queries or QueryStats.empty(len(lexicon.categories), len(lexicon.brands), tables.n_items)
         # the query's embedding from its tokens (the encoder, through BLS when served), asked only for a query
@@ -341,6 +380,8 @@ class FeatureStore:
         online: OnlineItems | None = None,
         embed: Callable[[Array, Array], Array] | None = None,
     ) -> FeatureStore:
+        """``with_profiles``: a recommendation model's store, with the user profiles and, where the folder has
+        them (a served model's), the title embeddings (``item_embeddings.npy``) for the context similarity."""
         folder = Path(folder)
         manifest = folder / MANIFEST_FILE
         embed_dim = int(json.loads(manifest.read_text())["embed_dim"]) if manifest.exists() else EMBED_DIM
@@ -353,6 +394,10 @@ class FeatureStore:
             embed_dim,
             QueryStats.load(folder / STORE_DIR),
             embed,
+            CoVisits.load(folder / STORE_DIR),
+            map_npy(folder / ITEM_EMBEDDINGS_FILE)
+            if with_profiles and (folder / ITEM_EMBEDDINGS_FILE).exists()
+            else None,
         )
 
     def profiles(self) -> Array:
@@ -362,16 +407,30 @@ class FeatureStore:
         return self.user_profiles
 
     def _fresh(
-        self, uid: int, ids: Array, users: Array, items: Array, cat: Array, dense: Array, build_values: bool
+        self,
+        uid: int,
+        ids: Array,
+        users: Array,
+        items: Array,
+        cat: Array,
+        dense: Array,
+        build_values: bool,
+        recent: Array | None = None,
+        got: OnlineRead | None = None,
     ) -> dict[str, Array]:
         """The online store's part of a request, in place on ``cat``/``dense``: fresh price and stock, the
         user's recent interactions in the affinities, new items' title embeddings. Returns AVAILABLE (False =
         sold out and filtered, with ``SHOPRANK_SOLD_OUT=filter``), ITEM_ROWS and NEW_EMBEDDINGS for topk.
-        ``build_values``: skip the store, rank with the build's values (the golden set's checks)."""
+        ``build_values``: skip the store, rank with the build's values (the golden set's checks). ``recent``:
+        the user's recent interactions when the request has read them already: not read again, and not added
+        to the affinities here (``recommend_features`` did, as training rows have them); ``got``: the whole
+        read, when the request made it already."""
         out = {ITEM_ROWS: items, AVAILABLE: np.ones(len(ids), bool), NEW_EMBEDDINGS: self._no_new}
         if self.online is None or build_values:
             return out
-        got = self.online.read(ids, uid, np.flatnonzero(items < 0))
+        given = recent is not None  # a recommendation: its features counted the recent list already
+        if got is None:
+            got = self.online.read(ids, uid if recent is None else None, np.flatnonzero(items < 0))
         price, stock = got.values[:, 0], got.values[:, 1]
         priced = np.isfinite(price) & (price > 0)
         if priced.any():
@@ -382,8 +441,8 @@ class FeatureStore:
         dense[stocked, 8] = stock[stocked] > 0
         if self.online.settings.sold_out == "filter":
             out[AVAILABLE] = dense[:, 8] > 0
-        if got.recent.size:
-            self._recent_affinities(int(users[0]), got.recent, cat, dense)
+        if not given and got.recent.size:
+            recent_affinities(self.tables, int(users[0]), self.tables.item_rows(got.recent), cat, dense)
         vectors = [(p, v) for p, v in sorted(got.embeddings.items()) if v.shape == (self.embed_dim,)]
         if vectors:
             rows = items.copy()
@@ -391,23 +450,6 @@ class FeatureStore:
             out[ITEM_ROWS] = rows
             out[NEW_EMBEDDINGS] = np.vstack([self._no_new] + [v for _, v in vectors])
         return out
-
-    def _recent_affinities(self, user_row: int, recent: Array, cat: Array, dense: Array) -> None:
-        """Add the recent interactions to the user's category and brand affinities, as the build counts them:
-        ``(clicks in the category + 1/n) / (clicks + 1)`` with the recent ones among the clicks."""
-        t = self.tables
-        rows = t.item_rows(recent)
-        rows = rows[rows >= 0]  # items the build does not know have no category to count
-        if rows.size == 0:
-            return
-        before = float(t.user_clicks[user_row]) + 1.0
-        after = before + rows.size
-        for col, table, item_values in ((4, t.user_cat_aff, t.item_category), (5, t.user_brand_aff, t.item_brand)):
-            values = item_values[rows]
-            counts = np.bincount(values[values >= 0], minlength=table.shape[1])
-            candidate = cat[:, col - 2] - 1  # the candidates' category (col 4) or brand (col 5); -1 unknown
-            known = candidate >= 0
-            dense[known, col] = (dense[known, col] * before + counts[candidate[known]]) / after
 
     def _context(self, user_id: Array, item_ids: Array) -> tuple[int, Array, Array, Array]:
         uid = check_user_id(user_id)
@@ -470,17 +512,65 @@ class FeatureStore:
         fresh = self._fresh(uid, ids, users, items, cat, dense, build_values)
         return {"cat_features": cat, "dense_features": dense, **fresh}
 
-    def recommend(self, user_id: Array, item_ids: Array, build_values: bool = False) -> dict[str, Array]:
-        """Tensors for one recommendation request; the context embedding is the user's profile."""
+    def recommend(
+        self,
+        user_id: Array,
+        item_ids: Array,
+        build_values: bool = False,
+        viewed: Array | None = None,
+        recent: Array | None = None,
+    ) -> dict[str, Array]:
+        """Tensors for one recommendation request. Its context (``runtime.covisit.context_rows``) is the
+        ``viewed`` item ids (none in the served ``recommend`` ensemble, which takes no CONTEXT_ITEM_IDS) and
+        the user's recent interactions (``recent`` ids, newest first; by default the online store's); the
+        context embedding is the user's profile plus their mean title embedding
+        (``runtime.covisit.context_vector``), as ``recommend_catalog`` retrieves with."""
         uid, ids, users, items = self._context(user_id, item_ids)
-        profile = self.profiles()[users[:1]]
-        feats = self.recommend_features(uid, ids, users, items, build_values)
-        return {**feats, "CONTEXT_EMBEDDING": profile.astype(np.float32)}
+        got = None
+        if recent is None and self.online is not None and not build_values:
+            # one round trip: the candidates' fresh values and the user's recent list, before the features
+            got = self.online.read(ids, uid, np.flatnonzero(items < 0))
+            recent = got.recent
+        recent = np.zeros(0, np.int64) if recent is None else np.asarray(recent, np.int64)
+        seen = np.zeros(0, np.int64) if viewed is None else np.asarray(viewed, np.int64)
+        context = context_rows(self.tables.item_rows(seen), self.tables.item_rows(recent))
+        # the viewed items the build knows lead the context (context_rows puts them first)
+        n_viewed = min(int((self.tables.item_rows(seen) >= 0).sum()), len(context))
+        viewed_known = n_viewed > 0
+        feats = self.recommend_features(uid, ids, users, items, build_values, context, n_viewed, recent, got)
+        profile = self.profiles()[users[0]] if len(users) else np.zeros(self.embed_dim, np.float32)
+        if self.item_embeddings is None:
+            vector = np.asarray(profile, np.float32)
+        else:
+            vector = context_vector(profile, context, self.item_embeddings, viewed_known)
+        return {**feats, "CONTEXT_EMBEDDING": vector.reshape(1, -1).astype(np.float32)}
+
+    def recent(self, uid: int, build_values: bool = False) -> Array:
+        """The ids the user (or anonymous session) ``uid`` interacted with lately, newest first: the online
+        store's ``recent`` list (none without a store, or with ``build_values``)."""
+        if self.online is None or build_values:
+            return np.zeros(0, np.int64)
+        recent: Array = self.online.read(np.zeros(0, np.int64), uid).recent
+        return recent
 
     def recommend_features(
-        self, uid: int, ids: Array, users: Array, items: Array, build_values: bool
+        self,
+        uid: int,
+        ids: Array,
+        users: Array,
+        items: Array,
+        build_values: bool,
+        context: Array | None = None,
+        viewing: int = 0,
+        recent: Array | None = None,
+        got: OnlineRead | None = None,
     ) -> dict[str, Array]:
-        """The ranker's features of checked candidates without a query, with the online store's part."""
+        """The ranker's features of checked candidates without a query, with the online store's part.
+        ``context [K]``: the request's context item rows (``runtime.covisit.context_rows``); None: none;
+        ``viewing``: how many of its items, first, are viewed ones (a product page's); ``recent``: the user's
+        recent ids when the request has read them (the online store is then not asked again; they are added to
+        the affinities here, as training rows have them); ``got``: the request's whole read of the online
+        store, when made already."""
         n = len(ids)
         none = np.full(n, -1, np.int64)
         cat, dense = candidate_features(
@@ -494,8 +584,14 @@ class FeatureStore:
             self.queries,
             none[:, None],
             np.zeros((n, 1)),
+            self.covisits,
+            None if context is None else np.broadcast_to(context, (n, len(context))),
+            self.item_embeddings,
+            np.full(n, viewing),
         )
-        fresh = self._fresh(uid, ids, users, items, cat, dense, build_values)
+        if recent is not None and n:
+            recent_affinities(self.tables, int(users[0]), self.tables.item_rows(recent), cat, dense)
+        fresh = self._fresh(uid, ids, users, items, cat, dense, build_values, recent, got)
         return {"cat_features": cat, "dense_features": dense, **fresh}
 
 

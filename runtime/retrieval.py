@@ -39,6 +39,7 @@ import numpy as np
 
 from runtime import contract as c
 from runtime.arrays import Array, Floats, Int64s
+from runtime.covisit import context_rows, context_vector
 from runtime.errors import InvalidInput
 from runtime.features import FeatureStore, check_embedding, check_id_list, check_user_id, decode_query
 from runtime.online import OnlineItems
@@ -50,6 +51,7 @@ SETTINGS_FILE = "retrieval.json"
 PURCHASES_FILE = "purchases.npz"
 INDEX_KINDS = ("flat", "ivf")
 IN_STOCK_COLUMN = c.DENSE_COLUMNS.index("item_in_stock")
+RECENT_WEIGHT = 0.5  # a recent interaction's co-visited items count half as much as a viewed item's
 NEW_ITEMS_POLL_S = 2.0  # how often a retrieval model asks the online store whether items were added
 
 
@@ -61,6 +63,9 @@ class RetrievalSettings:
     candidates: int = 300  # N: retrieved, filtered and ranked per request (<= MAX_CANDIDATES)
     nprobe: int = 1  # ivf: lists searched per query
     popular_share: float = 0.5  # recommendations: this share of the N from the most clicked items (measured)
+    # recommendations with a context: at most this share of the N are the items co-visited with it
+    covisit_share: float = 0.0
+    viewed_popular_share: float = 0.0  # recommendations beside viewed items: the most clicked items' share (measured)
     # search: at most this share of the N are the items shoppers clicked after the query (or its nearest
     # head queries), ahead of the nearest items; 0 = nearest items only
     behaviour_share: float = 0.0
@@ -78,6 +83,10 @@ class RetrievalSettings:
             raise ValueError(f"retrieval popular_share: expected 0..1, got {self.popular_share}")
         if self.nprobe < 1:
             raise ValueError(f"retrieval nprobe: must be at least 1, got {self.nprobe}")
+        if not 0 <= self.viewed_popular_share <= 1:
+            raise ValueError(f"retrieval viewed_popular_share: expected 0..1, got {self.viewed_popular_share}")
+        if not 0 <= self.covisit_share <= 1:
+            raise ValueError(f"retrieval covisit_share: expected 0..1, got {self.covisit_share}")
         if not 0 <= self.behaviour_share <= 1:
             raise ValueError(f"retrieval behaviour_share: expected 0..1, got {self.behaviour_share}")
         if self.category_boost < 0:
@@ -235,7 +244,10 @@ class Retriever:
         self.id_of_row = np.empty(t.n_items, np.int64)
         self.id_of_row[t.item_rows_sorted] = t.item_ids_sorted
         in_stock = float(np.mean(t.item_in_stock[:-1] > 0)) if t.n_items else 1.0
-        self.fetch_factor = 1.0 / max(in_stock, 0.25)  # over-fetch so that N remain after sold-out items leave
+        # over-fetch so that N remain after sold-out items leave, with a 10% margin: at exactly N / in-stock share
+        # half the product-page requests fell short by a few and fetched again, twice as deep (in process on the
+        # demo: 4.4 ms a request before the margin, 2.0 after)
+        self.fetch_factor = 1.1 / max(in_stock, 0.25)
         self.max_fetch = min(8 * c.MAX_CANDIDATES, max(t.n_items, 1))  # the deepest a request looks
         self.popular = np.argsort(-t.item_log_clicks[:-1], kind="stable")[: self.max_fetch].astype(np.int64)
         self.new_items = NewItems(store.online, t.item_ids_sorted, store.embed_dim, clock)
@@ -273,12 +285,17 @@ class Retriever:
         new_items: bool,
         first: Int64s | None = None,
         boost: Floats | None = None,
+        tight: bool = False,
     ) -> Int64s:
         """Up to ``want`` candidate ids nearest to ``vector`` (index and, with ``new_items``, the items added
         online, merged by score), minus ``banned_rows`` and, among the new items, ``exclude``. ``first``: item
         rows put ahead of the nearest ones (the query's clicked items); ``boost`` ``[C+1]``: added to the index's
-        scores by each item's category + 1, over a fetch twice as deep (the query's learned categories)."""
-        depth = want + len(banned_rows) + (0 if first is None else len(first))
+        scores by each item's category + 1, over a fetch twice as deep (the query's learned categories).
+        ``tight``: the index is asked for ``want`` beyond the banned rows, not also ``len(first)`` more, which is
+        enough (each of ``first`` the nearest items also hold is one they need not supply); recommendations
+        ask so (measured: the deeper fetch cost a product page about 1 ms), search keeps its measured depth."""
+        extra = 0 if first is None or tight else len(first)
+        depth = want + len(banned_rows) + extra
         rows, scores = self.index.search(vector, 2 * depth if boost is not None else depth)
         if boost is not None and rows.size:
             scores = scores + boost[self.store.tables.item_category[rows] + 1]
@@ -387,50 +404,74 @@ class Retriever:
         return (clicked if clicked.size else None), boost
 
     def recommend(
-        self, user_id: Array, context_item_ids: Array, exclude_ids: Array, build_values: bool = False
+        self,
+        user_id: Array,
+        context_item_ids: Array,
+        exclude_ids: Array,
+        build_values: bool = False,
+        recent: Int64s | None = None,
     ) -> dict[str, Array]:
-        """Candidates for a user (profile + context items) and their ranker features; CONTEXT_EMBEDDING is the
-        vector they were retrieved with (topk's similarity)."""
+        """Candidates for a user and their ranker features. The context is the viewed items
+        (CONTEXT_ITEM_IDS) and the user's recent interactions in the online store (``runtime.covisit``):
+        the items co-visited with it come first (at most ``covisit_share`` of N); the rest of the N are the
+        items nearest the user's vector (profile + context) mixed with the most clicked ones
+        (``viewed_popular_share`` of it beside viewed items, ``popular_share`` otherwise), which also fill
+        whatever is left. A user with neither a profile nor a
+        context gets the most clicked. CONTEXT_EMBEDDING is the vector (topk's similarity). ``recent``:
+        the recent ids, newest first, in place of the online store's (offline evaluation)."""
         uid, user_row, exclude = self._context(user_id, exclude_ids)
-        context = check_id_list(c.CONTEXT_ITEM_IDS, context_item_ids)
-        vector = self.user_vector(user_row, context)
-        exclude = np.concatenate([exclude, context])  # the item being viewed is not recommended back
-        share = self.settings.popular_share if np.any(vector) else 1.0
+        viewed = check_id_list(c.CONTEXT_ITEM_IDS, context_item_ids)
+        t = self.store.tables
+        if recent is None:
+            recent = self.store.recent(uid, build_values)
+        context = context_rows(t.item_rows(viewed), t.item_rows(recent))
+        n_viewed = int((t.item_rows(viewed) >= 0).sum())
+        vector = self.user_vector(user_row, context, n_viewed > 0)
+        exclude = np.concatenate([exclude, viewed])  # the items being viewed are not recommended back
         banned = self._banned(user_row, exclude)
         most_clicked = self._popular(banned)
+        has_context = bool((context >= 0).any())
+        first = None
+        if has_context and self.settings.covisit_share > 0:
+            weights = np.where(np.arange(len(context)) < n_viewed, 1.0, RECENT_WEIGHT)
+            rows, _ = self.store.covisits.neighbours(context, weights)
+            rows = rows[~np.isin(rows, banned)] if banned.size else rows
+            first = rows[: int(self.settings.covisit_share * self.settings.candidates)]
+        # the most clicked items take a share of what the co-visited ones leave (all of it without a vector):
+        # beside viewed items viewed_popular_share, otherwise popular_share
+        mix = self.settings.viewed_popular_share if n_viewed else self.settings.popular_share
+        share = mix if np.any(vector) else 1.0
+        reserved = 0 if first is None else len(first)
 
         def retrieve(want: int) -> Int64s:
-            popular = most_clicked[: math.ceil(want * share)]
-            if share >= 1.0:
+            popular = most_clicked[: math.ceil(max(want - reserved, 0) * share)]
+            if share >= 1.0 and first is None:
                 return popular
-            similar = self._retrieve(vector, banned, exclude, want, not build_values)
+            similar = self._retrieve(vector, banned, exclude, want, not build_values, first, tight=True)
             both = np.concatenate([similar[: want - len(popular)], popular, similar[want - len(popular) :]])
-            _, first = np.unique(both, return_index=True)  # each id once, where it first appears
-            ids: Int64s = both[np.sort(first)][:want]
+            if len(both) < want:  # popularity fills what the context and the vector left
+                both = np.concatenate([both, most_clicked[:want]])
+            _, once = np.unique(both, return_index=True)  # each id once, where it first appears
+            ids: Int64s = both[np.sort(once)][:want]
             return ids
 
         feats = self._candidates(
             retrieve,
             uid,
             user_row,
-            lambda u, i, us, it: self.store.recommend_features(u, i, us, it, build_values),
+            lambda u, i, us, it: self.store.recommend_features(
+                u, i, us, it, build_values, context, min(n_viewed, len(context)), recent
+            ),
             lambda: most_clicked,
         )
         feats[c.CONTEXT_EMBEDDING] = vector.reshape(1, -1)
         return feats
 
-    def user_vector(self, user_row: int, context: Int64s) -> Floats:
-        """The user's profile plus the mean of the context items' title embeddings, normalised (zeros when
-        the user has no profile and no context item is known)."""
-        vector = self.store.profiles()[user_row].astype(np.float32)
-        rows = self.store.tables.item_rows(context)
-        rows = rows[rows >= 0]
-        if rows.size:
-            mean = np.asarray(self.item_embeddings[rows], np.float32).mean(axis=0)
-            vector = vector + mean / max(float(np.linalg.norm(mean)), 1e-9)
-        norm = float(np.linalg.norm(vector))
-        unit: Floats = (vector / norm if norm > 0 else vector).astype(np.float32)
-        return unit
+    def user_vector(self, user_row: int, context: Int64s, viewed: bool = False) -> Floats:
+        """The user's profile plus the mean title embedding of the ``context`` item rows, normalised (zeros
+        when the user has no profile and there is no context); the context's alone beside ``viewed`` items:
+        ``runtime.covisit.context_vector``."""
+        return context_vector(self.store.profiles()[user_row], context, self.item_embeddings, viewed)
 
     def _vector(self, name: str, value: Array) -> Floats:
         return check_embedding(value, self.store.embed_dim, name)

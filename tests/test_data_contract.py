@@ -263,3 +263,33 @@ def test_the_example_config_is_valid_and_lists_every_field():
     assert set(raw["features"]["query_stats"]) == set(cfg_mod.QueryStatsConfig.model_fields)
     assert set(raw) == set(cfg_mod.ShopConfig.model_fields)
     assert cfg.data.folder == (path.parent / "export").resolve()
+
+
+def test_a_product_page_list_is_a_list_of_its_own_with_its_viewed_item(tmp_path, tables):
+    """The optional context_item_id column (here mapped from 'viewed'): the events of one session shown on a
+    product page form a list of their own beside the session's other list, in the same session group; a
+    viewed item the catalogue does not have is named, and its list kept without a context."""
+    catalogue, customers, events = tables
+    session = events.column("session_id").to_pylist()
+    position = events.column("position").to_pylist()
+    sku = catalogue.column("sku").to_pylist()
+    viewed = [
+        (sku[7] if s == "sess-3" else "SKU-00000-NOPE" if s == "sess-4" else None) if p is not None and p >= 6 else None
+        for s, p in zip(session, position, strict=True)
+    ]
+    events = events.append_column("viewed", pa.array(viewed, pa.string()))
+    cfg = config()
+    cfg["data"]["columns"] = {
+        **cfg["data"]["columns"],
+        "events": {**cfg["data"]["columns"]["events"], "context_item_id": "viewed"},
+    }
+    shop, report = load(tmp_path, (catalogue, customers, events), cfg)
+    assert report.summary["product_page_lists"] == 1
+    page = int(np.flatnonzero(shop.session_context >= 0)[0])
+    assert shop.item_keys[shop.session_context[page]] == sku[7]
+    same_visit = np.flatnonzero(shop.session_group == shop.session_group[page])
+    assert sorted(shop.session_context[same_visit].tolist()) == [-1, int(shop.session_context[page])]
+    assert len(np.unique(shop.session_group)) < len(shop.session_group)
+    assert any(
+        "'viewed' (contract 'context_item_id')" in str(w.column) and "not in" in w.message for w in report.warnings
+    )

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from runtime.contract import MAX_CANDIDATES, MAX_QUERY_BYTES, N_CAT, N_DENSE, QUERY_PAD_MULTIPLE
+from runtime.contract import DENSE_COLUMNS, MAX_CANDIDATES, MAX_QUERY_BYTES, N_CAT, N_DENSE, QUERY_PAD_MULTIPLE
 from runtime.errors import InvalidInput
 from runtime.features import (
     FeatureStore,
@@ -212,9 +212,13 @@ def test_only_a_query_the_statistics_do_not_know_is_embedded(tokenizer):
     )
     store = FeatureStore(tables(), LEXICON, tokenizer, embed_dim=4, queries=QueryStats(arrays), embed=embed)
     known = store.search(np.array([9]), np.array([b"Running  Shoes!"], object), np.array([300]))
-    assert asked == [] and known["dense_features"][0, N_DENSE - 6] == 1.0  # matched itself, nothing asked
+    assert (
+        asked == [] and known["dense_features"][0, DENSE_COLUMNS.index("query_known")] == 1.0
+    )  # matched itself, nothing asked
     tail = store.search(np.array([9]), np.array([b"runing shoes"], object), np.array([300]))
-    assert len(asked) == 1 and tail["dense_features"][0, N_DENSE - 6] == pytest.approx(1.0)  # borrowed, cosine 1
+    assert len(asked) == 1 and tail["dense_features"][0, DENSE_COLUMNS.index("query_known")] == pytest.approx(
+        1.0
+    )  # borrowed, cosine 1
     store.embed = lambda ids, mask: np.ones((1, 3), np.float32)
     with pytest.raises(InvalidInput, match="sentence_embedding: expected 4 values, got 3"):
         store.search(np.array([9]), np.array([b"runing shoes"], object), np.array([300]))

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from builders.data.shop import CATEGORIES, MISMATCH_SHARE, PROFILES, ShopProfile, generate
+from builders.data.shop import CATEGORIES, COMPLEMENTS, MISMATCH_SHARE, PROFILES, ShopProfile, generate
 
 pytestmark = pytest.mark.unit
 TINY = ShopProfile("tiny", n_items=400, n_users=100, n_sessions=600, min_candidates=8, max_candidates=20)
@@ -50,8 +50,40 @@ def test_clicks_follow_hidden_relevance(shop):
 
 
 def test_homepage_sessions_have_no_query_and_share_is_near_profile(shop):
-    home = (shop.session_query < 0).mean()
+    first = shop.session_depth == 0  # the lists a visit begins with (product pages follow them)
+    assert len(shop.session_user[first]) == TINY.n_sessions
+    home = (shop.session_query[first] < 0).mean()
     assert 0.1 < home < 0.3
+    assert (shop.session_query[shop.session_context >= 0] == -1).all()  # a product page has no query
+
+
+def test_product_pages_follow_a_click_and_their_truth_follows_the_intent(shop):
+    """A page is opened from an item clicked in the list before it, in the same visit; it never shows the
+    viewed item; its clicks go to the viewed item's category or to a complementary one far more often
+    than the page's other items would get them."""
+    pages = np.flatnonzero(shop.session_context >= 0)
+    assert 0.2 < len(pages) / len(shop.session_user) < 0.6
+    assert (shop.session_depth[pages] >= 1).all() and (shop.session_depth[pages] <= 2).any()
+    lengths = np.diff(shop.session_offsets)
+    list_of = np.repeat(np.arange(len(lengths)), lengths)
+    nouns = [c[0] for c in CATEGORIES]
+    comp = {c: {nouns.index(x) for x in COMPLEMENTS[n]} for c, n in enumerate(nouns)}
+    followed, shown_followed = [], []
+    for s in pages[:300]:
+        a, b = shop.session_offsets[s], shop.session_offsets[s + 1]
+        viewed = shop.session_context[s]
+        assert viewed not in shop.imp_item[a:b]
+        root = shop.session_root[s]
+        parent_lists = np.flatnonzero((shop.session_root == root) & (shop.session_depth == shop.session_depth[s] - 1))
+        parents_clicked = {
+            int(shop.imp_item[i]) for i in np.flatnonzero(np.isin(list_of, parent_lists) & (shop.imp_click > 0))
+        }
+        assert int(viewed) in parents_clicked
+        vc = shop.item_category[viewed]
+        near = np.array([c == vc or c in comp[vc] for c in shop.item_category[shop.imp_item[a:b]]])
+        followed += list(near[shop.imp_click[a:b] > 0])
+        shown_followed += list(near)
+    assert np.mean(followed) > np.mean(shown_followed) + 0.1
 
 
 def test_a_third_of_searches_phrase_the_need_without_the_catalogue_words(shop):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from builders.data.dataset import ShopData
-from builders.learning.ranker import make_rows
+from builders.learning.ranker import list_contexts, make_rows
 from runtime import contract as c
 from runtime.features import FeatureStore
 from runtime.query_stats import QUERY_COLUMNS
@@ -65,15 +65,31 @@ def test_search_training_rows_equal_served_features(world, small_repo):
 
 
 def test_recommend_training_rows_equal_served_features(world):
+    """Homepage lists and product pages: the viewed item as CONTEXT_ITEM_IDS, and what the user did before
+    the list as the online store's recent list (``list_contexts``), give the training rows' features,
+    co-visitation and context similarity included."""
     shop, _, rec_store, item_emb, query_emb = world
-    for s in np.flatnonzero(shop.session_query < 0)[:25]:
+    home = np.flatnonzero((shop.session_query < 0) & (shop.session_context < 0))
+    pages = np.flatnonzero(shop.session_context >= 0)
+    with_context, covisited = 0, 0
+    for s in np.concatenate([home[:15], pages[:20]]):
         rows = make_rows(shop, rec_store, item_emb, query_emb, rec_store.user_profiles, np.array([s]))
         user, item_ids = session_request(shop, s)
-        served = rec_store.recommend(user, item_ids)
+        _, (recent_rows,) = list_contexts(shop, np.array([s]))
+        viewed = shop.item_ids[[shop.session_context[s]]] if shop.session_context[s] >= 0 else None
+        recent = shop.item_ids[recent_rows[recent_rows >= 0]]
+        served = rec_store.recommend(user, item_ids, viewed=viewed, recent=recent)
         np.testing.assert_array_equal(rows.cat, served[c.CAT_FEATURES])
         np.testing.assert_array_equal(rows.dense, served[c.DENSE_FEATURES])
         served_sim = standardize(item_emb[served[c.ITEM_ROWS]] @ served[c.CONTEXT_EMBEDDING][0])
         np.testing.assert_allclose(rows.sim, served_sim, atol=1e-5)
+        on_page = served[c.DENSE_FEATURES][0, c.DENSE_COLUMNS.index("viewing_item")]
+        assert on_page == (shop.session_context[s] >= 0)
+        shares = [c.DENSE_COLUMNS.index(n) for n in ("viewed_same_category", "recent_same_category")]
+        with_context += bool((served[c.DENSE_FEATURES][:, shares] > 0).any())
+        covisited += int((served[c.DENSE_FEATURES][:, c.DENSE_COLUMNS.index("context_covisit_sum")] > 0).sum())
+    assert with_context >= 20  # the product pages, and the homepage lists of users with a past
+    assert covisited > 0  # some candidates were co-visited with their context
 
 
 def test_an_unknown_item_scores_in_the_range_of_known_ones(pipeline, known_ids):

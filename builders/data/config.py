@@ -76,6 +76,10 @@ class RankerConfig(_Strict):
     # pal: clicks modelled as P(seen | position) x P(click | seen), the first learned in training only
     # (builders/ranker.fit); none: plain BCE on clicks, which also learns the logged order
     position_bias: Literal["pal", "none"] = "pal"
+    # this share of the training lists is ranked as for a visitor the build does not know (no user id, no
+    # affinities, no profile), so the unknown user's row is learned: a shop without anonymous traffic (the
+    # demo) never trains it otherwise, and a cold session's recent clicks then met an untrained row
+    cold_share: float = Field(0.1, ge=0, lt=1)
 
 
 class SplitConfig(_Strict):
@@ -110,9 +114,20 @@ class QueryStatsConfig(_Strict):
     borrow_queries: int = Field(20_000, ge=0, description="the most frequent queries that can be borrowed")
 
 
+class CovisitConfig(_Strict):
+    """The co-visitation tables (``builders/learning/covisit.py``; docs/retrieval.md measures them)."""
+
+    enabled: bool = Field(True, description="false: no pair is known; recommendations follow the embeddings only")
+    top: int = Field(50, ge=1, le=1_000, description="co-visited items kept per item (by weight)")
+    max_lag: int = Field(20, ge=1, le=200, description="a pair is two interactions at most this many apart")
+    decay_s: float = Field(3_600.0, gt=0, description="a pair's weight is exp(-seconds between them / this)")
+    smoothing: float = Field(5.0, ge=0, description="pseudo-interactions added to each item's own weight")
+
+
 class FeaturesConfig(_Strict):
     user_segment: str | None = None  # a users column used as the categorical user segment feature
     query_stats: QueryStatsConfig = QueryStatsConfig()
+    covisit: CovisitConfig = CovisitConfig()
 
 
 class EvaluationConfig(_Strict):
@@ -129,6 +144,12 @@ class RetrievalConfig(_Strict):
     nlist: int | None = Field(None, ge=1, description="ivf lists; default about 2*sqrt(items), at most 4096")
     recall_target: float = Field(0.95, gt=0, le=1, description="ivf: recall@N vs exact that picks nprobe")
     popular_share: float = Field(0.5, ge=0, le=1, description="recommendations: share of N from the most clicked")
+    covisit_share: float = Field(
+        0.5, ge=0, le=1, description="recommendations: share of N at most from the items co-visited with the context"
+    )
+    viewed_popular_share: float = Field(
+        0.0, ge=0, le=1, description="recommendations beside viewed items: share of the rest from the most clicked"
+    )
     behaviour_share: float = Field(
         0.3, ge=0, le=1, description="search: share of N at most from the items clicked after the query"
     )

@@ -51,6 +51,13 @@ EVENTS = (
     Column("user_id", "id", nullable=True, doc="null = anonymous"),
     Column("query", "text", nullable=True, doc="UTF-8; null = homepage or browse"),
     Column("item_id", "id", doc="the item's id as in items"),
+    Column(
+        "context_item_id",
+        "id",
+        required=False,
+        nullable=True,
+        doc="the item whose page showed the list (product-page recommendations); null = search or homepage",
+    ),
     Column("position", "position", required=False, nullable=True, doc="0 = top; null where unknown"),
     Column("event", "event", doc="one of " + ", ".join(EVENT_KINDS)),
 )

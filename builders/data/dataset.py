@@ -4,7 +4,9 @@
 columns, this module for the rules across rows and files), and groups the events into *ranked
 lists*: the items one session was shown for one query (or for the homepage, query null). A list
 is the unit the ranker learns from and NDCG is computed on (``session_*`` arrays below, one entry
-per list; the name is kept from the training code's point of view).
+per list; the name is kept from the training code's point of view). A product page's list (the
+events' optional ``context_item_id``: the item being viewed) is a list of its own, and the lists of
+one ``session_id`` share a ``session_group``, so a session's sequence of lists can be followed.
 
 Labels per (list, item): ``click`` if it was clicked or added to the cart, ``purchase`` if bought
 (a purchase counts as a click). Items clicked without a logged impression are kept as shown.
@@ -63,6 +65,10 @@ class ShopData:
     imp_click: np.ndarray  # int8
     imp_purchase: np.ndarray  # int8
     imp_relevance: np.ndarray | None = None  # float32 true relevance: generated shops only
+    # [S] int64 item row the list was shown beside (a product page's recommendations), -1 = none (search,
+    # homepage) or an item the catalogue does not have
+    session_context: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    session_group: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [S] the list's session_id, coded
     cuts: dict = field(default_factory=dict)  # unix seconds: stats, train, validation
 
     @property
@@ -298,6 +304,7 @@ def load_shop(cfg: ShopConfig) -> tuple[ShopData, ValidationReport]:
 
     ev, ef = events_l.columns, events_l.path.name
     item_ev: L.Ids = ev["item_id"]
+    ctx_ev: L.Ids | None = ev.get("context_item_id")
     user_ev: L.Ids = ev["user_id"]
     sess: L.Ids = ev["session_id"]
     if item_ev.kind != items["item_kind"]:
@@ -306,6 +313,13 @@ def load_shop(cfg: ShopConfig) -> tuple[ShopData, ValidationReport]:
             "item_id",
             f"{item_ev.kind} ids, but {items_l.path.name} has {items['item_kind']} ids: both "
             f"files must use the same ids (for text ids read as numbers, set data.id_type: string)",
+        )
+    if ctx_ev is not None and not ctx_ev.null.all() and ctx_ev.kind != items["item_kind"]:
+        rep.error(
+            ef,
+            events_l.labels["context_item_id"],
+            f"{ctx_ev.kind} ids, but {items_l.path.name} has {items['item_kind']} ids: both files must use "
+            f"the same ids",
         )
     if users["user_kind"] and not user_ev.null.all() and user_ev.kind != users["user_kind"]:
         rep.error(
@@ -324,6 +338,10 @@ def load_shop(cfg: ShopConfig) -> tuple[ShopData, ValidationReport]:
         rep.error(ef, events_l.labels["position"], f"must be >= 0 (0 = top), got {sample(pos, pos < 0)}", pos < 0)
     queries_raw = np.array([q.strip() if q is not None and q.strip() else None for q in ev["query"]], object)
     q_code, query_texts = _codes(queries_raw)
+    if ctx_ev is not None:
+        ctx_value = np.where(ctx_ev.null, np.iinfo(np.int64).min, ctx_ev.values)
+    else:
+        ctx_value = np.full(n, np.iinfo(np.int64).min, np.int64)
     relevance = None
     if rel:
         relevance = events_l.extra[rel].cast("float64").to_numpy(zero_copy_only=False)
@@ -335,6 +353,7 @@ def load_shop(cfg: ShopConfig) -> tuple[ShopData, ValidationReport]:
             user_ev.values,
             user_ev.null.astype(np.int64),
             q_code,
+            ctx_value,
             item_ev.values,
             np.nan_to_num(pos, nan=-1),
             kind,
@@ -359,6 +378,16 @@ def load_shop(cfg: ShopConfig) -> tuple[ShopData, ValidationReport]:
             unknown,
         )
     keep = ~dup & ~(unknown & (d.unknown_items == "drop"))
+    ctx_row = np.where(ctx_value == np.iinfo(np.int64).min, -1, _rows(items["item_ids"], ctx_value))
+    unknown_ctx = (ctx_row < 0) & (ctx_value != np.iinfo(np.int64).min) & keep
+    if unknown_ctx.any():
+        rep.warning(
+            ef,
+            events_l.labels["context_item_id"],
+            f"{int(unknown_ctx.sum())} events name a context item not in {items_l.path.name}: "
+            f"their lists are kept without a context item",
+            unknown_ctx,
+        )
 
     # Out of order: a session's events must be in time order in the file; they are sorted here.
     s_code, _ = _codes(sess.values.tolist())
@@ -382,11 +411,13 @@ def load_shop(cfg: ShopConfig) -> tuple[ShopData, ValidationReport]:
     user_ids = np.concatenate([users["user_ids"], new_users])
     seg_idx, segments = _vocabulary(segment)
 
-    # Ranked lists: (session, query), in time order.
+    # Ranked lists: (session, query, context item), in time order.
     rows = np.flatnonzero(keep)
-    order = rows[np.lexsort((ts[rows], q_code[rows], s_code[rows]))]
-    key_s, key_q = s_code[order], q_code[order]
-    boundary = np.concatenate([[True], (key_s[1:] != key_s[:-1]) | (key_q[1:] != key_q[:-1])])
+    order = rows[np.lexsort((ts[rows], ctx_row[rows], q_code[rows], s_code[rows]))]
+    key_s, key_q, key_c = s_code[order], q_code[order], ctx_row[order]
+    boundary = np.concatenate(
+        [[True], (key_s[1:] != key_s[:-1]) | (key_q[1:] != key_q[:-1]) | (key_c[1:] != key_c[:-1])]
+    )
     starts = np.flatnonzero(boundary)
     list_of_row = np.cumsum(boundary) - 1
     list_time = ts[order][starts]
@@ -458,6 +489,8 @@ def load_shop(cfg: ShopConfig) -> tuple[ShopData, ValidationReport]:
         imp_click=click[pair_order],
         imp_purchase=purchase[pair_order],
         imp_relevance=None if rel_pair is None else rel_pair[pair_order],
+        session_context=key_c[starts][list_order].astype(np.int64),
+        session_group=key_s[starts][list_order].astype(np.int64),
     )
     if len(data.session_time) == 0:
         rep.error(ef, None, "no events left to learn from")
@@ -500,6 +533,7 @@ def _summary(data: ShopData, n_events: int, dups: int, unknown: int, new_users: 
         "unknown_item_events": unknown,
         "lists": len(data.session_time),
         "search_lists": int((data.session_query >= 0).sum()),
+        "product_page_lists": int((data.session_context >= 0).sum()),
         "impressions": data.n_impressions,
         "clicks": int(data.imp_click.sum()),
         "purchases": int(data.imp_purchase.sum()),

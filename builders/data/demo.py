@@ -74,11 +74,13 @@ def tables(shop: Shop, seed: int = 0) -> dict[str, pa.Table]:
     users = pa.table(
         {"user_id": pa.array(shop.user_ids, pa.int64()), "segment": [f"segment-{s}" for s in shop.user_segment]}
     )
-    # One impression event per shown item, a click event some seconds later, a purchase later still.
+    # One impression event per shown item, a click event some seconds later, a purchase later still. A
+    # product page's list is part of the visit that opened it (its session_id), 12 minutes per page later.
     n_s = len(shop.session_user)
     session_start = START + shop.session_day * 86_400 + rng.integers(0, 86_400 - 3_600, n_s)
+    list_start = session_start[shop.session_root] + 720 * shop.session_depth
     imp_session = shop.impression_session()
-    imp_time = session_start[imp_session]
+    imp_time = list_start[imp_session]
     clicked = np.flatnonzero(shop.imp_click > 0)
     bought = np.flatnonzero(shop.imp_purchase > 0)
     rows = np.concatenate([np.arange(shop.n_impressions), clicked, bought])
@@ -101,10 +103,15 @@ def tables(shop: Shop, seed: int = 0) -> dict[str, pa.Table]:
     events = pa.table(
         {
             "timestamp": pa.array((imp_time[rows] + delay) * 1_000_000, pa.timestamp("us", tz="UTC")),
-            "session_id": pa.array(sess + 1, pa.int64()),
+            "session_id": pa.array(shop.session_root[sess] + 1, pa.int64()),
             "user_id": pa.array(shop.user_ids[shop.session_user[sess]], pa.int64()),
             "query": query_text,
             "item_id": pa.array(shop.item_ids[shop.imp_item[rows]], pa.int64()),
+            "context_item_id": pa.array(
+                shop.item_ids[np.maximum(shop.session_context[sess], 0)],
+                pa.int64(),
+                mask=shop.session_context[sess] < 0,
+            ),
             "position": pa.array(shop.imp_position[rows], pa.int64()),
             "event": pa.array(kinds[kind].tolist(), pa.string()).dictionary_encode(),
             "relevance": pa.array(

@@ -35,7 +35,7 @@ import pyarrow as pa
 
 from builders.data.load import write_export
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 START = 1_790_812_800  # 2026-10-01T00:00:00Z
 LANGUAGES = ("de", "fr", "it", "en")
 LANGUAGE_SHARE = (0.4, 0.2, 0.15, 0.25)
@@ -255,7 +255,10 @@ def config_dict(name: str, folder: Path | str = ".") -> dict:
             "items": "products",
             "users": "customers",
             "events": "clickstream",
-            "columns": {"items": {"item_id": "ean", "title": "name"}, "events": {"event": "action"}},
+            "columns": {
+                "items": {"item_id": "ean", "title": "name"},
+                "events": {"event": "action", "context_item_id": "viewed_ean"},
+            },
             "id_type": "string",
         },
         "evaluation": {"true_relevance": "relevance"},
@@ -359,6 +362,70 @@ def relevance(world: dict, users: np.ndarray, items: np.ndarray, intents: np.nda
     return np.where(search, serves + 0.5 * personal + base - 2.6, personal + 1.3 * base - 1.8).astype(np.float32)
 
 
+PAGE_SHARE = 0.5  # of the lists with a click: the shopper opens the first clicked item's page
+NEXT_PAGE_SHARE = 0.35  # of the pages with a click: and then the page of the first item clicked there
+
+
+def _page(
+    rng: np.random.Generator, world: dict, by_cat: list, pop: np.ndarray, viewed: int, user: int, intent: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A product page of item ``viewed``: what the old site showed (items of its category and of the whole
+    catalogue, by popularity) and their true relevance. The truth follows the visit's intent (a search's,
+    or for a homepage visit one the viewed item suits): on the page of a scented candle after "hygge",
+    the blankets and teas that suit hygge; a shared hidden tag, not a shared word."""
+    c = int(world["cat"][viewed])
+    k = int(rng.integers(12, 25))
+    same = rng.choice(
+        by_cat[c], size=min(k // 2, len(by_cat[c])), replace=False, p=pop[by_cat[c]] / pop[by_cat[c]].sum()
+    )
+    rest = rng.choice(len(pop), size=k - len(same), replace=False, p=pop / pop.sum())
+    cands = np.setdiff1d(np.unique(np.concatenate([same, rest])), [viewed])
+    shown = cands[np.argsort(-(world["popularity"][cands] + rng.normal(0, 1.0, len(cands))))]
+    if intent < 0:
+        suited = np.flatnonzero(world["suits"][viewed])
+        intent = int(rng.choice(suited)) if suited.size and rng.random() < 0.7 else -1
+    rel = relevance(world, np.full(len(shown), user), shown, np.full(len(shown), intent))
+    rel = rel + 0.6 * (world["cat"][shown] == c) - 0.3
+    return shown, rel.astype(np.float32)
+
+
+def _scan(rng: np.random.Generator, world: dict, shown: np.ndarray, rel: np.ndarray, t0: int, rec: dict) -> list[int]:
+    """The shopper scans ``shown`` in a cascade (often done after a click); appends the events' time, position,
+    item, action and relevance to ``rec`` and returns the clicked items, in order."""
+    events: list[tuple[int, int, int, str, float]] = []
+    examining = True
+    clicked = []
+    for pos, item in enumerate(shown):
+        events.append((t0 + pos, pos, int(item), "impression", float(rel[pos])))
+        if not examining:
+            continue
+        if rng.random() < 1.0 / (1.0 + np.exp(-rel[pos])):
+            t = t0 + 20 + 15 * pos
+            events.append((t, pos, int(item), "click", np.nan))
+            clicked.append(int(item))
+            if rng.random() < 0.45 / (1.0 + np.exp(-(rel[pos] - 0.5))):
+                events.append((t + 40, pos, int(item), "add_to_cart", np.nan))
+                if world["stock"][item] > 0 and rng.random() < 0.55:
+                    events.append((t + 400, pos, int(item), "purchase", np.nan))
+            examining = rng.random() < 0.75  # often done after a click
+        else:
+            examining = rng.random() < 0.97  # the cascade: each unclicked item may end the scan
+    for t, pos, item, action, r in sorted(events, key=lambda e: (e[0], e[1])):
+        rec["timestamp"].append(t)
+        rec["item_id"].append(world["eans"][item])
+        rec["position"].append(pos)
+        rec["action"].append(action)
+        rec["relevance"].append(r)
+    return clicked
+
+
+def _record(rec: dict, session: str, user: str | None, query: str | None, context: str | None) -> None:
+    """Fill the per-list columns of the events ``_scan`` just appended."""
+    missing = len(rec["timestamp"]) - len(rec["session_id"])
+    for key, value in (("session_id", session), ("user_id", user), ("query", query), ("context", context)):
+        rec[key].extend([value] * missing)
+
+
 def generate(p: MarketProfile) -> dict[str, pa.Table]:
     """The contract's ``items``, ``users`` and ``events`` tables of the market shop ``p`` (deterministic)."""
     rng = np.random.default_rng(p.seed)
@@ -403,8 +470,21 @@ def generate(p: MarketProfile) -> dict[str, pa.Table]:
         s_text.append(text)
 
     rec: dict[str, list] = {
-        k: [] for k in ("timestamp", "session_id", "user_id", "query", "item_id", "position", "action", "relevance")
+        k: []
+        for k in (
+            "timestamp",
+            "session_id",
+            "user_id",
+            "query",
+            "context",
+            "item_id",
+            "position",
+            "action",
+            "relevance",
+        )
     }
+    # product pages draw from a stream of their own: the search and homepage lists stay as they were
+    page_rng = np.random.default_rng(p.seed + 1)
     for s in range(n):
         j, k = int(s_intent[s]), int(rng.integers(p.min_candidates, p.max_candidates + 1))
         if j >= 0:
@@ -423,32 +503,16 @@ def generate(p: MarketProfile) -> dict[str, pa.Table]:
         order = np.argsort(-(world["popularity"][cands] + rng.normal(0, 1.0, len(cands))))
         shown = cands[order]
         rel = relevance(world, np.full(len(shown), s_user[s]), shown, np.full(len(shown), j))
-        t0 = int(s_time[s])
-        events: list[tuple[int, int, int, str, float]] = []
-        examining = True
-        for pos, item in enumerate(shown):
-            events.append((t0 + pos, pos, int(item), "impression", float(rel[pos])))
-            if not examining:
-                continue
-            if rng.random() < 1.0 / (1.0 + np.exp(-rel[pos])):
-                t = t0 + 20 + 15 * pos
-                events.append((t, pos, int(item), "click", np.nan))
-                if rng.random() < 0.45 / (1.0 + np.exp(-(rel[pos] - 0.5))):
-                    events.append((t + 40, pos, int(item), "add_to_cart", np.nan))
-                    if world["stock"][item] > 0 and rng.random() < 0.55:
-                        events.append((t + 400, pos, int(item), "purchase", np.nan))
-                examining = rng.random() < 0.75  # often done after a click
-            else:
-                examining = rng.random() < 0.97  # the cascade: each unclicked item may end the scan
-        for t, pos, item, action, r in sorted(events, key=lambda e: (e[0], e[1])):
-            rec["timestamp"].append(t)
-            rec["session_id"].append(f"S{s:07d}")
-            rec["user_id"].append(user_ids[s_user[s]] if s_user[s] >= 0 else None)
-            rec["query"].append(s_text[s])
-            rec["item_id"].append(world["eans"][item])
-            rec["position"].append(pos)
-            rec["action"].append(action)
-            rec["relevance"].append(r)
+        clicked = _scan(rng, world, shown, rel, int(s_time[s]), rec)
+        _record(rec, f"S{s:07d}", user_ids[s_user[s]] if s_user[s] >= 0 else None, s_text[s], None)
+        # the product pages opened from it, each the page of the first item clicked on the one before
+        t, depth = int(s_time[s]), 0
+        while clicked and depth < 2 and page_rng.random() < (PAGE_SHARE if depth == 0 else NEXT_PAGE_SHARE):
+            viewed, depth, t = clicked[0], depth + 1, t + 1800
+            shown, rel = _page(page_rng, world, by_cat, pop, viewed, int(s_user[s]), j)
+            clicked = _scan(page_rng, world, shown, rel, t, rec)
+            user = user_ids[s_user[s]] if s_user[s] >= 0 else None
+            _record(rec, f"S{s:07d}", user, None, world["eans"][viewed])
     items = pa.table(
         {
             "ean": world["eans"],
@@ -463,7 +527,9 @@ def generate(p: MarketProfile) -> dict[str, pa.Table]:
     events = pa.table(
         {
             "timestamp": pa.array(np.array(rec["timestamp"], np.int64) * 1_000_000, pa.timestamp("us", tz="UTC")),
-            **{k: rec[k] for k in ("session_id", "user_id", "query", "item_id")},
+            **{k: rec[k] for k in ("session_id", "user_id", "query")},
+            "viewed_ean": rec["context"],
+            "item_id": rec["item_id"],
             "position": pa.array(rec["position"], pa.int64()),
             "action": rec["action"],
             "relevance": pa.array(np.array(rec["relevance"], np.float32), from_pandas=True),

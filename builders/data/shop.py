@@ -18,10 +18,36 @@ relevance is still defined by the shopper's intent (category, attribute).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
+
+# Product pages: what a shopper who opened an item's page also looks at. A session "compares" (other
+# items of the viewed item's category) or "completes" (items of a complementary category: a laptop,
+# then a laptop backpack); which is the hidden intent behind the page's true relevance.
+COMPLEMENTS: dict[str, list[str]] = {
+    "running shoes": ["smartwatch", "t-shirt", "headphones"],
+    "hiking boots": ["tent", "backpack"],
+    "t-shirt": ["jeans", "sunglasses"],
+    "jeans": ["t-shirt", "running shoes"],
+    "laptop": ["backpack", "headphones", "desk lamp"],
+    "smartphone": ["headphones", "smartwatch"],
+    "headphones": ["smartphone", "laptop"],
+    "smartwatch": ["running shoes", "smartphone"],
+    "coffee maker": ["blender"],
+    "blender": ["coffee maker"],
+    "backpack": ["laptop", "tent", "hiking boots"],
+    "sofa": ["desk lamp"],
+    "desk lamp": ["sofa", "laptop"],
+    "tent": ["hiking boots", "backpack"],
+    "yoga mat": ["t-shirt", "smartwatch"],
+    "sunglasses": ["t-shirt", "tent"],
+}
+PAGE_SHARE = 0.5  # of the lists with a click: the shopper opens the first clicked item's page
+NEXT_PAGE_SHARE = 0.35  # of the pages with a click: and then the page of the first item clicked there
+COMPLETE_SHARE = 0.5  # of the sessions: the shopper completes (complements) rather than compares
 
 # Real shoppers do not use the catalogue's words. For every category: (query, attribute intent or None).
 # Synonyms, paraphrases, typos and other languages; none contains the category's own phrase, so the
@@ -284,7 +310,10 @@ class Shop:
     # sessions
     session_user: np.ndarray  # [S] int64 user row
     session_day: np.ndarray  # [S] int64
-    session_query: np.ndarray  # [S] int64 query index, -1 for a homepage session
+    session_query: np.ndarray  # [S] int64 query index, -1 for a homepage session or a product page
+    session_context: np.ndarray  # [S] int64 item row whose product page showed the list, -1 = none
+    session_root: np.ndarray  # [S] int64 the list that began the shopper's visit (its own index for the first)
+    session_depth: np.ndarray  # [S] int64 0 for the first list, 1 the page opened from it, 2 the next page
     # impressions (flat; session_offsets[s]:session_offsets[s+1] belong to session s)
     session_offsets: np.ndarray  # [S+1] int64
     imp_item: np.ndarray  # [N] int64 item row
@@ -485,6 +514,27 @@ def generate(p: ShopProfile) -> Shop:
     click = rng.random(len(imp_item)) < examine * _sigmoid(rel)
     buy_p = _sigmoid(rel - 1.0) * 0.5 * (cat["item_stock"][imp_item] > 0)
     purchase = click & (rng.random(len(imp_item)) < buy_p)
+    lists: dict[str, Any] = {
+        "user": s_user,
+        "day": s_day,
+        "query": s_query,
+        "context": np.full(p.n_sessions, -1, np.int64),
+        "root": np.arange(p.n_sessions, dtype=np.int64),
+        "depth": np.zeros(p.n_sessions, np.int64),
+        "items": np.split(imp_item, offsets[1:-1]),
+        "relevance": np.split(rel, offsets[1:-1]),
+        "click": np.split(click, offsets[1:-1]),
+        "purchase": np.split(purchase, offsets[1:-1]),
+    }
+    # a stream of its own: the search and homepage lists above stay what they were before product pages
+    _product_pages(p, np.random.default_rng(p.seed + 1), world, by_cat, pop_w, lists)
+    lengths = np.array([len(x) for x in lists["items"]])
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    imp_item = np.concatenate(lists["items"]).astype(np.int64)
+    imp_pos = (np.arange(len(imp_item)) - np.repeat(offsets[:-1], lengths)).astype(np.int64)
+    rel = np.concatenate(lists["relevance"]).astype(np.float32)
+    click = np.concatenate(lists["click"])
+    purchase = np.concatenate(lists["purchase"])
 
     return Shop(
         profile=p,
@@ -509,9 +559,12 @@ def generate(p: ShopProfile) -> Shop:
         query_brand=qp["query_brand"],
         query_attr=qp["query_attr"],
         query_mismatch=qp["query_mismatch"],
-        session_user=s_user,
-        session_day=s_day,
-        session_query=s_query,
+        session_user=lists["user"],
+        session_day=lists["day"],
+        session_query=lists["query"],
+        session_context=lists["context"],
+        session_root=lists["root"],
+        session_depth=lists["depth"],
         session_offsets=offsets,
         imp_item=imp_item,
         imp_position=imp_pos,
@@ -519,3 +572,88 @@ def generate(p: ShopProfile) -> Shop:
         imp_click=click.astype(np.int8),
         imp_purchase=purchase.astype(np.int8),
     )
+
+
+def page_relevance(
+    world: dict, users: np.ndarray, items: np.ndarray, viewed: np.ndarray, complete: np.ndarray
+) -> np.ndarray:
+    """Hidden true relevance (a logit) of item rows on the product page of item rows ``viewed`` for the
+    (user, intent) rows: ``complete`` shoppers want a complement of the viewed item, the others an
+    alternative to it (its category; more so with its brand or an attribute in common)."""
+    none = np.full(len(items), -1, np.int64)
+    personal = true_relevance(world, users, items, none, none, none)
+    cat, v_cat = world["item_category"][items], world["item_category"][viewed]
+    same = cat == v_cat
+    ia, va = world["item_attrs"][items], world["item_attrs"][viewed]
+    shared_attr = ((ia[:, :, None] == va[:, None, :]) & (va[:, None, :] >= 0)).any(axis=(1, 2))
+    akin = same & ((world["item_brand"][items] == world["item_brand"][viewed]) | shared_attr)
+    comp = np.zeros(len(items), bool)
+    nouns = [c[0] for c in CATEGORIES]
+    for c, noun in enumerate(nouns):
+        rows = v_cat == c
+        if rows.any():
+            comp[rows] = np.isin(cat[rows], [nouns.index(x) for x in COMPLEMENTS[noun]])
+    context = np.where(complete, 2.2 * comp - 0.4 * same, 1.8 * same + 0.7 * akin + 0.2 * comp)
+    return (0.5 * personal + context - 1.4 - 0.8 * (items == viewed)).astype(np.float32)
+
+
+def _product_pages(p: ShopProfile, rng: np.random.Generator, world: dict, by_cat, pop_w, lists: dict) -> None:
+    """Append product-page lists to ``lists`` (in place): after a list with a click, the shopper may open the
+    first clicked item's page, and from there the page of the first item clicked on it. A page shows
+    items of the viewed item's category, of its complementary categories and of the whole catalogue,
+    ordered as the old site did (by popularity, with noise: position bias again)."""
+    nouns = [c[0] for c in CATEGORIES]
+    complements = [np.concatenate([by_cat[nouns.index(x)] for x in COMPLEMENTS[n]]) for n in nouns]
+    comp_w = [np.exp(world["item_popularity"][rows]) for rows in complements]
+    comp_w = [w / w.sum() for w in comp_w]
+    complete_of_root = rng.random(len(lists["user"])) < COMPLETE_SHARE
+    scalars = ("user", "day", "query", "context", "root", "depth")
+    for key in scalars:
+        lists[key] = lists[key].tolist()
+    queue = list(range(len(lists["user"])))
+    while queue:
+        s = queue.pop(0)
+        clicked = np.flatnonzero(lists["click"][s])
+        share = PAGE_SHARE if lists["depth"][s] == 0 else NEXT_PAGE_SHARE
+        if clicked.size == 0 or lists["depth"][s] >= 2 or rng.random() >= share:
+            continue
+        viewed = int(lists["items"][s][clicked[0]])
+        c = int(world["item_category"][viewed])
+        k = int(rng.integers(10, 21))
+        parts = [
+            rng.choice(by_cat[c], size=min(int(0.4 * k), len(by_cat[c])), replace=False, p=pop_w[c]),
+            rng.choice(complements[c], size=min(int(0.3 * k), len(complements[c])), replace=False, p=comp_w[c]),
+            rng.choice(p.n_items, size=k - int(0.4 * k) - int(0.3 * k), replace=False),
+        ]
+        cands = np.setdiff1d(np.unique(np.concatenate(parts)), [viewed])
+        order = np.argsort(-(world["item_popularity"][cands] + rng.normal(0, 0.7, len(cands))))
+        shown = cands[order].astype(np.int64)
+        root = int(lists["root"][s])
+        user = int(lists["user"][s])
+        rel = page_relevance(
+            world,
+            np.full(len(shown), user),
+            shown,
+            np.full(len(shown), viewed),
+            np.full(len(shown), complete_of_root[root]),
+        )
+        examine = 1.0 / (1.0 + np.arange(len(shown))) ** 0.6
+        click = rng.random(len(shown)) < examine * _sigmoid(rel)
+        buy_p = _sigmoid(rel - 1.0) * 0.5 * (world["item_stock"][shown] > 0)
+        purchase = click & (rng.random(len(shown)) < buy_p)
+        for key, value in (
+            ("user", user),
+            ("day", lists["day"][s]),
+            ("query", -1),
+            ("context", viewed),
+            ("root", root),
+            ("depth", lists["depth"][s] + 1),
+        ):
+            lists[key].append(int(value))
+        lists["items"].append(shown)
+        lists["relevance"].append(rel)
+        lists["click"].append(click)
+        lists["purchase"].append(purchase)
+        queue.append(len(lists["user"]) - 1)
+    for key in scalars:
+        lists[key] = np.array(lists[key], np.int64)

@@ -21,7 +21,8 @@ import numpy as np
 from builders.data.dataset import ShopData, impressions_of, rows_of_lists, split_by_time
 from builders.learning.metrics import auc, ndcg_at_k
 from runtime.contract import CAT_FEATURES, DENSE_COLUMNS, DENSE_FEATURES, LOGIT, N_DENSE, SIM_WEIGHT
-from runtime.features import FeatureStore, FeatureTables, candidate_features
+from runtime.covisit import CONTEXT_WIDTH, RECENT_READ, context_rows, context_vector
+from runtime.features import FeatureStore, FeatureTables, candidate_features, recent_affinities
 from runtime.scoring import standardize_lists
 
 OPSET = 17
@@ -54,6 +55,36 @@ class Rows:
         return self.query[self.offsets[:-1]] if len(self.offsets) > 1 else np.zeros(0, np.int64)
 
 
+def list_contexts(shop: ShopData, sessions: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """What served recommendations would see for each list of ``sessions``: ``[len(sessions), CONTEXT_WIDTH]``
+    context item rows (``runtime.covisit.context_rows``: its product page's item, then the newest items the
+    user (an anonymous visitor: the session) clicked, carted or bought before the list), and those newest
+    ``RECENT_READ`` interactions themselves (item rows, newest first), as the online store's recent list
+    holds them (served, they are added to the affinities); -1 and empty for search lists."""
+    out = np.full((len(sessions), CONTEXT_WIDTH), -1, np.int64)
+    recents: list[np.ndarray] = []
+    context = shop.session_context if len(shop.session_context) else np.full(len(shop.session_time), -1)
+    group = shop.session_group if len(shop.session_group) else np.arange(len(shop.session_time))
+    actor_of_list = np.where(shop.session_user >= 0, shop.session_user, -2 - group)
+    hit = np.flatnonzero(shop.imp_click > 0)
+    lst = shop.impression_session()[hit]
+    actor, time, item = actor_of_list[lst], shop.session_time[lst], shop.imp_item[hit]
+    order = np.lexsort((time, actor))
+    actor, time, item = actor[order], time[order], item[order]
+    none = np.zeros(0, np.int64)
+    for i, s in enumerate(sessions.tolist()):
+        if shop.session_query[s] >= 0:
+            recents.append(none)
+            continue
+        a, t = actor_of_list[s], shop.session_time[s]
+        lo = int(np.searchsorted(actor, a, side="left"))
+        hi = lo + int(np.searchsorted(time[lo : int(np.searchsorted(actor, a, side="right"))], t, side="left"))
+        recent = item[max(lo, hi - RECENT_READ) : hi][::-1]  # newest first
+        recents.append(recent)
+        out[i] = context_rows(np.array([context[s]]), recent)
+    return out, recents
+
+
 def make_rows(
     shop: ShopData,
     store: FeatureStore,
@@ -61,12 +92,18 @@ def make_rows(
     query_emb: np.ndarray,
     user_profiles: np.ndarray,
     sessions: np.ndarray,
+    cold: np.ndarray | None = None,
 ) -> Rows:
     """Features for every impression of ``sessions``, computed by the serving code (``candidate_features``)
-    from the served tables (``store``: feature tables, lexicon and query statistics)."""
+    from the served tables (``store``: feature tables, lexicon and query statistics). ``cold`` (a mask over
+    ``sessions``): those lists are ranked as for a visitor the build does not know (user row -1, no
+    profile); their context (what the visit did before) stays."""
     imp = impressions_of(shop, sessions)
     sess = shop.impression_session()[imp]
-    users = shop.session_user[sess]
+    list_user = shop.session_user[sessions].copy()
+    if cold is not None:
+        list_user[cold] = -1
+    users = np.repeat(list_user, np.diff(shop.session_offsets)[sessions])
     items = shop.imp_item[imp]
     q = shop.session_query[sess]
     has_q = q >= 0
@@ -78,10 +115,45 @@ def make_rows(
     rows_q, weights_q = store.queries.match(shop.queries, query_emb)
     q_rows = np.vstack([rows_q, np.full((1, rows_q.shape[1]), -1)])[q]  # q = -1: the homepage, no query
     q_weights = np.vstack([weights_q, np.zeros((1, rows_q.shape[1]), np.float32)])[q]
+    # recommendation lists: the product page's item and what the user (or session) did before the list
+    list_ctx, list_recent = list_contexts(shop, sessions)
+    page_of = shop.session_context if len(shop.session_context) else np.full(len(shop.session_time), -1)
+    row_ctx = np.repeat(list_ctx, np.diff(shop.session_offsets)[sessions], axis=0)
+    row_ctx[has_q] = -1  # search rows have no context
     cat, dense = candidate_features(
-        store.tables, users, items, has_q, q_cat, q_brand, q_attr, store.queries, q_rows, q_weights
+        store.tables,
+        users,
+        items,
+        has_q,
+        q_cat,
+        q_brand,
+        q_attr,
+        store.queries,
+        q_rows,
+        q_weights,
+        store.covisits,
+        row_ctx,
+        item_emb,
+        np.repeat((page_of[sessions] >= 0).astype(np.int64), np.diff(shop.session_offsets)[sessions]),
     )
-    context = np.where(has_q[:, None], query_emb[np.maximum(q, 0)], user_profiles[users])
+    # the recent interactions in the affinities, as a served recommendation adds its online store's recent list
+    ends = np.cumsum(np.diff(shop.session_offsets)[sessions])
+    for i, recent in enumerate(list_recent):
+        if recent.size:
+            a, b = (ends[i - 1] if i else 0), ends[i]
+            recent_affinities(store.tables, int(list_user[i]), recent, cat[a:b], dense[a:b])
+    vectors = (
+        np.stack(
+            [
+                context_vector(user_profiles[list_user[i]], list_ctx[i], item_emb, page_of[s] >= 0)
+                for i, s in enumerate(sessions.tolist())
+            ]
+        )
+        if len(sessions)
+        else np.zeros((0, item_emb.shape[1]), np.float32)
+    )
+    list_index = np.repeat(np.arange(len(sessions)), np.diff(shop.session_offsets)[sessions])
+    context = np.where(has_q[:, None], query_emb[np.maximum(q, 0)], vectors[list_index])
     cosine = (context * item_emb[items]).sum(1).astype(np.float32)
     lengths = np.diff(shop.session_offsets)[sessions]
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
@@ -233,11 +305,14 @@ def datasets(
     item_emb: np.ndarray,
     query_emb: np.ndarray,
     user_profiles: np.ndarray,
+    cold_share: float = 0.0,
 ) -> dict[str, Rows]:
-    """Train (lists between the stats window and the train cut), val and test rows."""
+    """Train (lists between the stats window and the train cut), val and test rows; ``cold_share`` of the
+    training lists (seeded) as for a visitor the build does not know (``make_rows``)."""
     split = split_by_time(shop)
-    make = lambda s: make_rows(shop, store, item_emb, query_emb, user_profiles, s)  # noqa: E731
-    return {"train": make(split["train"]), "val": make(split["val"]), "test": make(split["test"])}
+    make = lambda s, cold=None: make_rows(shop, store, item_emb, query_emb, user_profiles, s, cold)  # noqa: E731
+    cold = np.random.default_rng(17).random(len(split["train"])) < cold_share
+    return {"train": make(split["train"], cold), "val": make(split["val"]), "test": make(split["test"])}
 
 
 def fit(
@@ -325,7 +400,7 @@ def train(
 
     hp = hp or RankerConfig()
     torch.manual_seed(hp.seed)
-    rows = datasets(shop, store, item_emb, query_emb, user_profiles)
+    rows = datasets(shop, store, item_emb, query_emb, user_profiles, hp.cold_share)
     tables, lexicon = store.tables, store.lexicon
     tr, va, te = rows["train"], rows["val"], rows["test"]
     mean, std = tr.dense.mean(0), tr.dense.std(0)
@@ -355,12 +430,44 @@ def train(
         "click_prior": quality(te, prior),
         "random": quality(te, rand),
     }
+    # the simple baseline of recommendations: the candidate's co-visitation with the context, then popularity
+    co = te.dense[:, DENSE_COLUMNS.index("context_covisit_sum")]
+    test["covisitation"] = quality(te, co + 1e-3 * pop / max(float(np.abs(pop).max()), 1.0))
+    scores = {
+        "ranker": logit + weight * te.sim,
+        "popularity": pop,
+        "click_prior": prior,
+        "covisitation": co + 1e-3 * pop / max(float(np.abs(pop).max()), 1.0),
+        "random": rand,
+    }
     if te.relevance is not None:
         test["ground_truth"] = quality(te, te.relevance)
+    test_lists = split_by_time(shop)["test"]
+    context = shop.session_context if len(shop.session_context) else np.full(len(shop.session_time), -1)
+    kinds = {
+        "search": shop.session_query[test_lists] >= 0,
+        "homepage": (shop.session_query[test_lists] < 0) & (context[test_lists] < 0),
+        "product page": context[test_lists] >= 0,
+    }
+    by_kind = {
+        kind: {
+            "lists": int(mask.sum()),
+            **{
+                name: {
+                    "ndcg@10": ndcg_of_lists(te, score, mask, False),
+                    "ndcg@10_true": ndcg_of_lists(te, score, mask, True),
+                }
+                for name, score in scores.items()
+            },
+        }
+        for kind, mask in kinds.items()
+        if mask.any()
+    }
     report = {
         "rows": {"train": len(tr), "val": len(va), "test": len(te)},
         "val_history": history,
         "test": test,
+        "test_by_list_kind": by_kind,
         "similarity": similarity_breakdown(te, logit, weight),
         "true_relevance": "generated shop: NDCG@10 (true) uses its hidden relevance"
         if te.relevance is not None

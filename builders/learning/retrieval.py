@@ -195,7 +195,8 @@ def write(
 ) -> dict:
     """Build, measure and write ``items.faiss``, ``retrieval.json``, ``item_embeddings.npy`` (the served
     table, ``embedding_dtype``) and ``purchases.npz`` (when ``bought``) into ``out``. ``search``: the
-    settings of search's behavioural retrieval (``behaviour_share``, ``category_boost``)."""
+    settings of behavioural retrieval (search: ``behaviour_share``, ``category_boost``; recommendations:
+    ``covisit_share``)."""
     faiss = faiss_module()
     n = item_count(embeddings)
     kind = choose_kind(n, kind)

@@ -34,6 +34,7 @@ class InProcessPipeline:
         self.query_tokens = QueryTokens.load(repo / c.QUERY_TOKENIZER / "1")
         self.repo = repo
         self._retrievers: dict[str, Retriever] = {}  # loaded on first use (older repositories have none)
+        self.last_candidates = np.zeros(0, np.int64)  # the last recommend_catalog's candidates, before ranking
 
         def session(name: str):
             threads = int(specs[name].parameters.get("intra_op_thread_count", "1"))
@@ -102,10 +103,19 @@ class InProcessPipeline:
         return self._rank(feats, emb, feats[c.ITEM_IDS], k)
 
     def recommend_catalog(
-        self, user_id: int, k: int, context: np.ndarray | None = None, exclude: np.ndarray | None = None
+        self,
+        user_id: int,
+        k: int,
+        context: np.ndarray | None = None,
+        exclude: np.ndarray | None = None,
+        recent: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """recommend_catalog: retrieve for the user (and the context items), rank, the best ``k``."""
-        feats = self.retriever(True).recommend(np.array([user_id], np.int64), _ids(context), _ids(exclude))
+        """recommend_catalog: retrieve for the user (and the context items), rank, the best ``k``. ``recent``:
+        the user's recent interactions (ids, newest first), as the online store would hold them."""
+        feats = self.retriever(True).recommend(
+            np.array([user_id], np.int64), _ids(context), _ids(exclude), recent=None if recent is None else _ids(recent)
+        )
+        self.last_candidates = feats[c.ITEM_IDS]  # what the ranker saw (the benchmarks' retrieval recall)
         return self._rank(feats, feats[c.CONTEXT_EMBEDDING], feats[c.ITEM_IDS], k)
 
 
