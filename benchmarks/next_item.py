@@ -49,7 +49,7 @@ SWEEP = {
     "served, co-visited 1.0": (1.0, 0.5, 0.0),
     "served, no co-visited": (0.0, 0.5, 0.0),
     "served, beside viewed items popular 0.5": (0.5, 0.5, 0.5),
-    "served, without viewed items popular 0": (0.5, 0.0, 0.0),
+    "served, no popular items at all": (0.5, 0.0, 0.0),
 }
 
 
@@ -175,6 +175,35 @@ def evaluate(work: Path, repo: Path, limit: int, sweep: bool = False) -> dict:
     return out
 
 
+def follow_share(repo: Path, per_category: int = 3, seed: int = 7) -> dict[str, float]:
+    """The share of ``recommend_catalog``'s top 10 for a visitor viewing an item that follows that item: of its
+    category, co-visited with it, or of the 2 categories the sessions co-visit most with its category (as
+    ``tests/test_online_served.py`` counts), over ``per_category`` viewed items of every category, with
+    ``viewed_popular_share`` 0 and 0.5. Logged clicks cannot see this: they reward popularity."""
+    pipe = InProcessPipeline(repo)
+    r = pipe.retriever(True)
+    t, cv = r.store.tables, r.store.covisits
+    rng = np.random.default_rng(seed)
+
+    def follows(row: int, ids: np.ndarray) -> float:
+        co = set(cv.neighbours(np.array([row]))[0].tolist())
+        cat = int(t.item_category[row])
+        near = [int(c) - 1 for c in np.argsort(-cv.categories[cat + 1]) if int(c) - 1 not in (cat, -1)][:2]
+        return float(np.mean([t.item_category[x] in (cat, *near) or int(x) in co for x in t.item_rows(ids)]))
+
+    cats = range(int(t.item_category[:-1].max()) + 1)
+    viewed = [int(rng.choice(np.flatnonzero(t.item_category[:-1] == c))) for c in cats for _ in range(per_category)]
+    base, out = r.settings, {}
+    for share in (0.0, 0.5):
+        r.settings = dataclasses.replace(base, viewed_popular_share=share)
+        try:
+            got = [follows(v, pipe.recommend_catalog(10**15 + 3, K, context=r.id_of_row[[v]])[0]) for v in viewed]
+        finally:
+            r.settings = base
+        out[f"viewed_popular_share {share}"] = round(float(np.mean(got)), 3)
+    return out
+
+
 def markdown(result: dict) -> str:
     lines = []
     for group, entry in result["classes"].items():
@@ -210,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         results.append(result)
         print(f"\n## {work} ({result['seconds']} s)\n")
         print(markdown(result) if args.markdown else json.dumps(result["classes"], indent=1))
+        if args.sweep:
+            print(f"top 10 that follow a viewed item (a visitor the build does not know): {follow_share(Path(repo))}")
     if args.out:
         args.out.write_text(json.dumps(results, indent=1))
     return 0

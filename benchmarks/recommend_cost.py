@@ -8,7 +8,10 @@ the users asked), as served in production: after's recommendations read the user
 retrieving. Each request goes to both servers, in alternating order, one at a time:
 
 * ``recommend_catalog``, a product page: a known user viewing one item (CONTEXT_ITEM_IDS);
-* ``recommend_catalog``, the homepage: a known user with recent clicks in the online store, no context;
+* ``recommend_catalog``, the homepage: a known user with recent clicks in the online store, no context,
+  one with a profile (clicks in the build's statistics window) and one without: before, a user without a
+  profile got the most clicked items without any index search; now the recent clicks are a context, so
+  their co-visited and nearest items are retrieved (an ANN search);
 * ``recommend`` re-ranking 100 and 1,000 candidates for such a user.
 
 Latency is measured by the client (raw ``tritonclient``, the same for both), p50 and p99. Not a test:
@@ -18,13 +21,12 @@ nothing asserts.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.pipeline import machine, percentiles
-from benchmarks.search_cost import start_before, wait_ready
+from benchmarks.pipeline import machine
+from benchmarks.search_cost import alternate, start_before, wait_ready
 
 PREFIXES = {"before": "before", "after": "after"}
 
@@ -48,32 +50,29 @@ def inputs(user: int, context: np.ndarray | None, candidates: np.ndarray | None,
     return out
 
 
-def measure(urls: dict[str, str], item_ids: np.ndarray, users: np.ndarray, n: int, seed: int = 0) -> dict:
+def measure(urls: dict[str, str], item_ids: np.ndarray, users: dict[str, np.ndarray], n: int, seed: int = 0) -> dict:
     import tritonclient.grpc as grpcclient
 
     rng = np.random.default_rng(seed)
     clients = {name: grpcclient.InferenceServerClient(url) for name, url in urls.items()}
     cases = [
-        ("recommend_catalog, product page", "recommend_catalog", "page", 0),
-        ("recommend_catalog, homepage (recent clicks)", "recommend_catalog", "home", 0),
-        ("recommend, 100 candidates", "recommend", "home", 100),
-        ("recommend, 1000 candidates", "recommend", "home", 1000),
+        ("recommend_catalog, product page", "recommend_catalog", "page", 0, "all"),
+        ("recommend_catalog, homepage, a user with a profile", "recommend_catalog", "home", 0, "profile"),
+        ("recommend_catalog, homepage, a user without one", "recommend_catalog", "home", 0, "none"),
+        ("recommend, 100 candidates", "recommend", "home", 100, "all"),
+        ("recommend, 1000 candidates", "recommend", "home", 1000, "all"),
     ]
     out: dict = {}
-    for label, model, kind, size in cases:
-        times: dict[str, list[float]] = {name: [] for name in clients}
-        for i in range(n + 20):  # the first 20: warm-up, not counted
-            user = int(users[rng.integers(len(users))])
+    for label, model, kind, size, who in cases:
+        pool = users[who]
+
+        def make(_: int, kind: str = kind, size: int = size, pool: np.ndarray = pool) -> list:
+            user = int(pool[rng.integers(len(pool))])
             context = rng.choice(item_ids, 1) if kind == "page" else None
             cands = rng.choice(item_ids, size, replace=False) if size else None
-            request = inputs(user, context, cands)
-            order = list(clients) if i % 2 == 0 else list(clients)[::-1]
-            for name in order:
-                start = time.perf_counter()
-                clients[name].infer(model, request)
-                if i >= 20:
-                    times[name].append((time.perf_counter() - start) * 1e3)
-        out[label] = {name: percentiles(t) for name, t in times.items()}
+            return inputs(user, context, cands)
+
+        out[label] = alternate(clients, model, make, n)
     return out
 
 
@@ -93,9 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     log = Path("build") / "recommend_cost_before.log"
     log.parent.mkdir(exist_ok=True)
-    tables = FeatureStore.load(args.after_repo / "search_features" / "1", with_tokenizer=False).tables
+    store = FeatureStore.load(args.after_repo / "recommend_features" / "1", with_tokenizer=False, with_profiles=True)
+    tables = store.tables
     rng = np.random.default_rng(1)
     users = rng.choice(tables.user_ids_sorted, args.users, replace=False)
+    has_profile = np.array([bool(np.any(store.profiles()[r])) for r in tables.user_rows(users)])
+    pools = {"all": users, "profile": users[has_profile], "none": users[~has_profile]}
     item_ids = np.asarray(tables.item_ids_sorted)
     redis = RedisServer(log_file=Path("build") / "recommend_cost_redis.log").start()
     before = after = None
@@ -116,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         after.start()
         wait_ready(before_url)
-        result = measure({"before": before_url, "after": after.grpc_url}, item_ids, users, args.requests)
+        result = measure({"before": before_url, "after": after.grpc_url}, item_ids, pools, args.requests)
     finally:
         if after is not None:
             after.stop()

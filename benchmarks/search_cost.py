@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,21 @@ def request(model: str, user: int, query: str, candidates: np.ndarray | None, k:
     return inputs
 
 
+def alternate(clients: dict, model: str, make: Callable[[int], list], n: int, warmup: int = 20) -> dict:
+    """p50 and p99 ms of ``n`` requests ``make(i)`` to ``model`` on every client, in alternating order, one
+    at a time, after ``warmup`` requests that are not counted."""
+    times: dict[str, list[float]] = {name: [] for name in clients}
+    for i in range(n + warmup):
+        inputs = make(i)
+        order = list(clients) if i % 2 == 0 else list(clients)[::-1]
+        for name in order:
+            start = time.perf_counter()
+            clients[name].infer(model, inputs)
+            if i >= warmup:
+                times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: percentiles(t) for name, t in times.items()}
+
+
 def measure(urls: dict[str, str], shop_dir: Path, n: int, sizes: tuple[int, ...], seed: int = 0) -> dict:
     import tritonclient.grpc as grpcclient
 
@@ -84,18 +100,13 @@ def measure(urls: dict[str, str], shop_dir: Path, n: int, sizes: tuple[int, ...]
     out: dict = {}
     for label, size in [*((f"search, {s} candidates", s) for s in sizes), ("search_catalog", 0)]:
         model = "search" if size else "search_catalog"
-        times: dict[str, list[float]] = {name: [] for name in clients}
-        for i in range(n + 20):  # the first 20: warm-up, not counted
+
+        def make(_: int, size: int = size, model: str = model) -> list:
             q = shop.queries[rng.choice(len(counts), p=counts / counts.sum())]
             cands = rng.choice(shop.item_ids, size, replace=False) if size else None
-            inputs = request(model, int(users[rng.integers(len(users))]), q, cands)
-            order = list(clients) if i % 2 == 0 else list(clients)[::-1]
-            for name in order:
-                start = time.perf_counter()
-                clients[name].infer(model, inputs)
-                if i >= 20:
-                    times[name].append((time.perf_counter() - start) * 1e3)
-        out[label] = {name: percentiles(t) for name, t in times.items()}
+            return request(model, int(users[rng.integers(len(users))]), q, cands)
+
+        out[label] = alternate(clients, model, make, n)
     return out
 
 

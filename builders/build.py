@@ -55,7 +55,7 @@ CODE = {
     "data": "data/2",
     "fine-tune": "mnrl/1",
     "query-stats": "query-stats/1",
-    "covisit": "covisit/2",
+    "covisit": "covisit/3",
     "features": "features/9",
     "ranker": "dcn-v2/14",
     "retrieval": "faiss/5",

@@ -60,12 +60,20 @@ class CoVisits:
     ) -> CoVisits:
         """Tables from (source row, neighbour row, weight) triples, each pair once, and the category table
         ``[C+1, C+1]`` (zeros by default)."""
+        keys = np.asarray(src, np.int64) * (n_items + 1) + np.asarray(dst, np.int64)
+        return cls.from_keys(keys, weight, n_items, n_categories, categories)
+
+    @classmethod
+    def from_keys(
+        cls, keys: Array, weight: Array, n_items: int, n_categories: int = 0, categories: Array | None = None
+    ) -> CoVisits:
+        """Tables from pair keys ``src * (I + 1) + dst`` (each once; already sorted is cheapest) and weights."""
         slots = n_items + 1
-        keys = np.asarray(src, np.int64) * slots + np.asarray(dst, np.int64)
-        order = np.argsort(keys, kind="stable")
-        keys, weights = keys[order], np.asarray(weight, np.float32)[order]
-        counts = np.bincount(keys // slots, minlength=n_items + 1)
-        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        keys, weights = np.asarray(keys, np.int64), np.asarray(weight, np.float32)
+        if len(keys) > 1 and not (keys[1:] >= keys[:-1]).all():
+            order = np.argsort(keys, kind="stable")
+            keys, weights = keys[order], weights[order]
+        offsets = np.searchsorted(keys, np.arange(n_items + 2, dtype=np.int64) * slots).astype(np.int64)
         cat = np.zeros((n_categories + 1, n_categories + 1), np.float32) if categories is None else categories
         arrays = {"keys": keys, "weights": weights, "offsets": offsets, "slots": np.array([slots], np.int64)}
         return cls({**arrays, "categories": np.asarray(cat, np.float32)})
