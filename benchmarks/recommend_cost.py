@@ -20,13 +20,11 @@ nothing asserts.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.pipeline import machine
-from benchmarks.search_cost import alternate, start_before, wait_ready
+from benchmarks.search_cost import alternate, before_after_parser, print_table, start_before, wait_ready
 
 PREFIXES = {"before": "before", "after": "after"}
 
@@ -83,11 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     from server.launcher import ServerOptions, TritonServer
     from server.redis_server import RedisServer
 
-    p = argparse.ArgumentParser(prog="python -m benchmarks.recommend_cost", description=__doc__.splitlines()[0])
-    p.add_argument("--before-code", type=Path, required=True, help="a worktree of the earlier commit")
-    p.add_argument("--before-repo", type=Path, required=True, help="the repository that code built")
-    p.add_argument("--after-repo", type=Path, required=True)
-    p.add_argument("--requests", type=int, default=300)
+    p = before_after_parser("python -m benchmarks.recommend_cost", __doc__.splitlines()[0])
     p.add_argument("--users", type=int, default=200, help="known users asked, each with recent clicks")
     args = p.parse_args(argv)
     log = Path("build") / "recommend_cost_before.log"
@@ -126,14 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             before.terminate()
             before.wait(30)
         redis.stop()
-    print(
-        f"Machine: {machine()}; {args.requests} requests per row, each sent to both servers in turn; one redis-server."
-    )
-    print("| request | before p50 / p99 ms | after p50 / p99 ms | p50 difference |")
-    print("|---|---|---|---|")
-    for label, r in result.items():
-        (b50, b99), (a50, a99) = r["before"], r["after"]
-        print(f"| {label} | {b50:.2f} / {b99:.2f} | {a50:.2f} / {a99:.2f} | {a50 - b50:+.2f} ms |")
+    print_table(result, args.requests, "; one redis-server")
     return 0
 
 

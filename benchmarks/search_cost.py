@@ -110,15 +110,31 @@ def measure(urls: dict[str, str], shop_dir: Path, n: int, sizes: tuple[int, ...]
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    from server.launcher import ServerOptions, TritonServer
-
-    p = argparse.ArgumentParser(prog="python -m benchmarks.search_cost", description=__doc__.splitlines()[0])
+def before_after_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The arguments every before/after cost benchmark takes: the earlier code, its repository, this one's."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
     p.add_argument("--before-code", type=Path, required=True, help="a worktree of the earlier commit")
     p.add_argument("--before-repo", type=Path, required=True, help="the repository that code built")
     p.add_argument("--after-repo", type=Path, required=True)
-    p.add_argument("--data", type=Path, required=True, help="the shop's data folder (build/<name>/data)")
     p.add_argument("--requests", type=int, default=300)
+    return p
+
+
+def print_table(result: dict, requests: int, setting: str = "") -> None:
+    """The before/after p50 and p99 of ``result`` (``alternate``'s, per request label) as a Markdown table."""
+    print(f"Machine: {machine()}; {requests} requests per row, each sent to both servers in turn{setting}.")
+    print("| request | before p50 / p99 ms | after p50 / p99 ms | p50 difference |")
+    print("|---|---|---|---|")
+    for label, r in result.items():
+        (b50, b99), (a50, a99) = r["before"], r["after"]
+        print(f"| {label} | {b50:.2f} / {b99:.2f} | {a50:.2f} / {a99:.2f} | {a50 - b50:+.2f} ms |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from server.launcher import ServerOptions, TritonServer
+
+    p = before_after_parser("python -m benchmarks.search_cost", __doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, required=True, help="the shop's data folder (build/<name>/data)")
     p.add_argument("--sizes", default="100,1000")
     args = p.parse_args(argv)
     log = Path("build") / "search_cost_before.log"
@@ -138,12 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         after.stop()
         proc.terminate()
         proc.wait(30)
-    print(f"Machine: {machine()}; {args.requests} requests per row, each sent to both servers in turn.")
-    print("| request | before p50 / p99 ms | after p50 / p99 ms | p50 difference |")
-    print("|---|---|---|---|")
-    for label, r in result.items():
-        (b50, b99), (a50, a99) = r["before"], r["after"]
-        print(f"| {label} | {b50:.2f} / {b99:.2f} | {a50:.2f} / {a99:.2f} | {a50 - b50:+.2f} ms |")
+    print_table(result, args.requests)
     return 0
 
 
