@@ -50,7 +50,7 @@ ITEM_ROWS = "ITEM_ROWS"  # INT64 [N], row in the item tables, -1 = unknown item,
 # FP32 [1+M, EMBED_DIM]: row 0 zeros, then the title embeddings of the M new candidates (online store)
 NEW_EMBEDDINGS = "NEW_EMBEDDINGS"
 AVAILABLE = "AVAILABLE"  # BOOL [N], False = sold out (online store, SHOPRANK_SOLD_OUT=filter): not returned
-CONTEXT_EMBEDDING = "CONTEXT_EMBEDDING"  # FP32 [1, EMBED_DIM]: query (search) or user profile (recommend)
+CONTEXT_EMBEDDING = "CONTEXT_EMBEDDING"  # FP32 [1, EMBED_DIM]: query (search) or the recommendation vector
 LOGIT = "logit"  # FP32 [N, 1]
 SIM_WEIGHT = "sim_weight"  # FP32 [N, 1]
 SCAN_VECTOR = "VECTOR"  # FP32 [B, EMBED_DIM]: item_scan's query or user vectors

@@ -18,11 +18,13 @@ Files in a retrieval model's version folder (``builders/learning/retrieval.py`` 
 * ``retrieval.json``: the settings (``RetrievalSettings``) and what the build measured (recall@N).
 * ``purchases.npz``: the items each known user bought, before the test split's days (CSR by user row).
 
-A user's recommendation vector is their profile (the mean title embedding of their clicks) plus the mean
-embedding of the context items (what they are viewing). Its nearest items fill ``1 - popular_share`` of the
-N candidates and the catalogue's most clicked items the rest (on the demo's test days the profile alone
-found fewer of the clicked items than popularity: docs/retrieval.md). A user with neither profile nor
-context gets the most clicked items only.
+Recommendations follow their context (``Retriever.recommend``; docs/retrieval.md measures it): the viewed
+items (CONTEXT_ITEM_IDS) and the user's recent interactions in the online store. The items co-visited with
+it in the build's sessions (``runtime/covisit.py``) come first, then the items nearest the recommendation
+vector (``runtime.covisit.context_vector``: the viewed items' embeddings beside a viewed item, otherwise the
+user's profile, or the recent items' for a visitor without one), mixed with the catalogue's most clicked
+(``viewed_popular_share`` / ``popular_share``), which also fill what is left. A user with neither profile
+nor context gets the most clicked items only.
 """
 
 from __future__ import annotations

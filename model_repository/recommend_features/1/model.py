@@ -1,4 +1,4 @@
-"""recommend_features: raw recommendation request -> per-candidate ranker features and user profile.
+"""recommend_features: raw recommendation request -> per-candidate ranker features and the context embedding.
 
 Thin Triton wrapper; the logic is runtime/features.py (FeatureStore.recommend), unit-tested without Triton.
 """
