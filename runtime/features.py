@@ -532,10 +532,7 @@ class FeatureStore:
             got = self.online.read(ids, uid, np.flatnonzero(items < 0))
             recent = got.recent
         recent = np.zeros(0, np.int64) if recent is None else np.asarray(recent, np.int64)
-        seen = np.zeros(0, np.int64) if viewed is None else np.asarray(viewed, np.int64)
-        context = context_rows(self.tables.item_rows(seen), self.tables.item_rows(recent))
-        # the viewed items the build knows lead the context (context_rows puts them first)
-        n_viewed = min(int((self.tables.item_rows(seen) >= 0).sum()), len(context))
+        context, n_viewed = self.context(np.zeros(0, np.int64) if viewed is None else viewed, recent)
         viewed_known = n_viewed > 0
         feats = self.recommend_features(uid, ids, users, items, build_values, context, n_viewed, recent, got)
         profile = self.profiles()[users[0]] if len(users) else np.zeros(self.embed_dim, np.float32)
@@ -544,6 +541,13 @@ class FeatureStore:
         else:
             vector = context_vector(profile, context, self.item_embeddings, viewed_known)
         return {**feats, "CONTEXT_EMBEDDING": vector.reshape(1, -1).astype(np.float32)}
+
+    def context(self, viewed: Array, recent: Array) -> tuple[Array, int]:
+        """A recommendation's context item rows (``runtime.covisit.context_rows``) from the ``viewed`` and
+        ``recent`` ids, and how many of them, first, are viewed items the build knows."""
+        viewed_rows = self.tables.item_rows(np.asarray(viewed, np.int64))
+        context = context_rows(viewed_rows, self.tables.item_rows(np.asarray(recent, np.int64)))
+        return context, min(int((viewed_rows >= 0).sum()), len(context))
 
     def recent(self, uid: int, build_values: bool = False) -> Array:
         """The ids the user (or anonymous session) ``uid`` interacted with lately, newest first: the online

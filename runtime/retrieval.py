@@ -41,7 +41,7 @@ import numpy as np
 
 from runtime import contract as c
 from runtime.arrays import Array, Floats, Int64s
-from runtime.covisit import context_rows, context_vector
+from runtime.covisit import context_vector
 from runtime.errors import InvalidInput
 from runtime.features import FeatureStore, check_embedding, check_id_list, check_user_id, decode_query
 from runtime.online import OnlineItems
@@ -416,18 +416,16 @@ class Retriever:
         """Candidates for a user and their ranker features. The context is the viewed items
         (CONTEXT_ITEM_IDS) and the user's recent interactions in the online store (``runtime.covisit``):
         the items co-visited with it come first (at most ``covisit_share`` of N); the rest of the N are the
-        items nearest the user's vector (profile + context) mixed with the most clicked ones
-        (``viewed_popular_share`` of it beside viewed items, ``popular_share`` otherwise), which also fill
-        whatever is left. A user with neither a profile nor a
-        context gets the most clicked. CONTEXT_EMBEDDING is the vector (topk's similarity). ``recent``:
-        the recent ids, newest first, in place of the online store's (offline evaluation)."""
+        items nearest the recommendation vector mixed with the most clicked ones (``viewed_popular_share``
+        of it beside viewed items, ``popular_share`` otherwise), which also fill whatever is left. A user
+        with neither a profile nor a context gets the most clicked. CONTEXT_EMBEDDING is the vector (topk's
+        similarity). ``recent``: the recent ids, newest first, in place of the online store's (offline
+        evaluation)."""
         uid, user_row, exclude = self._context(user_id, exclude_ids)
         viewed = check_id_list(c.CONTEXT_ITEM_IDS, context_item_ids)
-        t = self.store.tables
         if recent is None:
             recent = self.store.recent(uid, build_values)
-        context = context_rows(t.item_rows(viewed), t.item_rows(recent))
-        n_viewed = int((t.item_rows(viewed) >= 0).sum())
+        context, n_viewed = self.store.context(viewed, recent)
         vector = self.user_vector(user_row, context, n_viewed > 0)
         exclude = np.concatenate([exclude, viewed])  # the items being viewed are not recommended back
         banned = self._banned(user_row, exclude)
@@ -461,9 +459,7 @@ class Retriever:
             retrieve,
             uid,
             user_row,
-            lambda u, i, us, it: self.store.recommend_features(
-                u, i, us, it, build_values, context, min(n_viewed, len(context)), recent
-            ),
+            lambda u, i, us, it: self.store.recommend_features(u, i, us, it, build_values, context, n_viewed, recent),
             lambda: most_clicked,
         )
         feats[c.CONTEXT_EMBEDDING] = vector.reshape(1, -1)
