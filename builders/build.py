@@ -57,7 +57,7 @@ CODE = {
     "query-stats": "query-stats/1",
     "covisit": "covisit/3",
     "features": "features/9",
-    "ranker": "dcn-v2/14",
+    "ranker": "dcn-v2+gbdt/15",
     "retrieval": "faiss/5",
 }
 
@@ -387,6 +387,7 @@ def build(
                 log,
                 embed_dim=embed_dim,
                 scan=scan,
+                ranker_kind=report["ranker"].get("kind", "dcn"),
             )
         except ValueError as err:
             raise BuildError(str(err)) from None
@@ -446,17 +447,33 @@ def write_golden(
 
 
 def summary(report: dict) -> str:
-    r = report.get("ranker", {}).get("test", {})
+    rk = report.get("ranker", {})
     lines = [
         f"model repository ready: {report['repository']['out']}  (shop {report['shop']}, target {report['target']})"
     ]
-    if r:
-        true = "ndcg@10_true" in r.get("ranker", {})
-        lines.append("held-out days  AUC     NDCG@10" + ("  NDCG@10(true relevance)" if true else ""))
-        for name, q in r.items():
-            lines.append(
-                f"  {name:<12} {q['auc']:.4f}  {q['ndcg@10']:.4f}" + (f"   {q['ndcg@10_true']:.4f}" if true else "")
-            )
+    trained = rk.get("kinds", {})
+    if trained:
+        kept = rk["kind"]
+        chosen = trained[kept]["val_ndcg@10_selection"]
+        others = ", ".join(
+            f"{k} {e['val_ndcg@10_selection']:.4f} ({chosen - e['val_ndcg@10_selection']:+.4f})"
+            for k, e in trained.items()
+            if k != kept
+        )
+        rest = f"; {others}" if others else " (the only kind asked)"
+        lines.append(f"ranker: {kept} kept, {rk['selection']} {chosen:.4f}{rest}")
+    views = rk.get("test_views", {})
+    if views:
+        true = any("true" in v for k, v in views.items() if k != "lists")
+        lines.append(
+            f"held-out days, NDCG@10 [95% interval] over {views['lists']} lists: logged clicks | debiased (IPS)"
+            + (" | true relevance" if true else "")
+        )
+        for name, v in views.items():
+            if name == "lists":
+                continue
+            cells = [v[x] for x in ("logged", "ips", "true") if x in v]
+            lines.append(f"  {name:<12} " + " | ".join(f"{a:.4f} [{lo:.4f}, {hi:.4f}]" for a, lo, hi in cells))
         if not true:
             lines.append("  (no true relevance in real logs: quality is measured on logged clicks and purchases)")
     kinds = report.get("ranker", {}).get("test_by_list_kind", {})
@@ -469,8 +486,8 @@ def summary(report: dict) -> str:
                 logged, true = q.get("ndcg@10"), q.get("ndcg@10_true")
                 return ("  -   " if logged is None else f"{logged:.4f}") + ("" if true is None else f" ({true:.4f})")
 
-            cells = " | ".join(cell(n) for n in ("ranker", "popularity", "covisitation"))
-            lines.append(f"  {kind:<13} {e['lists']:>6} lists  {cells}")
+            row = " | ".join(cell(n) for n in ("ranker", "popularity", "covisitation"))
+            lines.append(f"  {kind:<13} {e['lists']:>6} lists  {row}")
     sim = report.get("ranker", {}).get("similarity", {})
     if sim:
         lines.append("searches, NDCG@10 with / without the query-title similarity term:")

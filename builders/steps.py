@@ -9,7 +9,8 @@
     covisit     the items each item's sessions also interacted with, from the stats window
     features    item/user statistics, lexicon and user profiles from the stats window (with the query tables)
     retrieval   the ANN index over the item embeddings (recall@N measured), the users' purchases
-    ranker      train the DCN ranker, evaluate on the held-out days, export to ONNX, check parity
+    ranker      train the DCN-v2 and/or LightGBM ranker (ranker.kind), keep the better on the validation window,
+                evaluate on the held-out days in three views, export to ONNX, check parity
     repository  assemble the Triton repository (files first, configs last) and validate it
 
 ``builders.build`` chains them with their cache keys on ``builders.driver``. Data flows one way:
@@ -233,17 +234,26 @@ def retrieval(shop, emb_dir: Path, feat_dir: Path, rcfg, out_dir: Path, log: Cal
 def ranker(
     shop, feat_dir: Path, item_emb: np.ndarray, query_emb: np.ndarray, hp, out_dir: Path, hint: str, progress: bool
 ) -> dict:
-    """Train, evaluate, export ``out_dir/model.onnx`` and check its parity with PyTorch."""
+    """Train the kind(s) of ``hp.kind``, evaluate, export the kept one to ``out_dir/model.onnx`` and check its
+    parity with its own library (PyTorch or LightGBM). ``ranker.pt`` (the DCN's weights, which the compressed
+    variants start from) and ``gbdt/`` (the booster) are kept for each kind trained."""
     import torch
 
+    from builders.learning import gbdt
     from builders.learning import ranker as rk
     from runtime.features import FeatureStore
 
     store = FeatureStore.load(feat_dir, with_tokenizer=False, with_profiles=True)
-    model, report = rk.train(shop, store, item_emb, query_emb, store.profiles(), hp, progress=progress)
+    models, report = rk.train(shop, store, item_emb, query_emb, store.profiles(), hp, progress=progress)
     out_dir.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), out_dir / "ranker.pt")
-    onnx = rk.export_onnx(model, out_dir / "model.onnx")
+    (out_dir / "ranker.pt").unlink(missing_ok=True)
+    shutil.rmtree(out_dir / "gbdt", ignore_errors=True)
+    if "dcn" in models:
+        torch.save(models["dcn"].state_dict(), out_dir / "ranker.pt")
+    if "gbdt" in models:
+        models["gbdt"].save(out_dir / "gbdt")
+    kind = report["kind"]
+    model = models[kind]
     rows = rk.make_rows(
         shop,
         store,
@@ -252,12 +262,18 @@ def ranker(
         store.profiles(),
         np.arange(min(50, len(shop.session_user))),
     )
-    report["parity"] = rk.parity(model, onnx, rows.cat, rows.dense)
+    if kind == "gbdt":
+        onnx = gbdt.export_onnx(model, out_dir / "model.onnx")
+        report["parity"] = gbdt.parity(model, onnx, rows.cat, rows.dense)
+    else:
+        onnx = rk.export_onnx(model, out_dir / "model.onnx")
+        report["parity"] = rk.parity(model, onnx, rows.cat, rows.dense)
     # float32 noise grows with the outputs' size: the bound is 1e-4 for outputs up to 1, relative beyond
     bound = PARITY_MAX_ABS * max(1.0, report["parity"]["max_abs_output"])
     if report["parity"]["max_abs_diff"] > bound:
+        library = "LightGBM" if kind == "gbdt" else "torch"
         raise StepError(
-            f"ranker parity failed: max |torch - onnxruntime| = {report['parity']['max_abs_diff']:.2e} > "
+            f"ranker ({kind}) parity failed: max |{library} - onnxruntime| = {report['parity']['max_abs_diff']:.2e} > "
             f"{bound:.2e} (outputs up to {report['parity']['max_abs_output']:.1f}); reproduce: {hint}"
         )
     (out_dir / "report.json").write_text(json.dumps(report, indent=1))

@@ -28,6 +28,19 @@ def small_repo(small_build) -> Path:
 
 
 @pytest.fixture(scope="session")
+def small_dcn(tmp_path_factory, small_build):
+    """``(work folder, config)`` of the small shop built with ``ranker.kind: dcn`` (cached in build/small-dcn/):
+    what the DCN's own paths (its compressed variants, INT8 calibration) need when auto keeps the GBDT."""
+    from builders.build import build
+
+    config = small_variant_config("small-dcn", ranker={"kind": "dcn"})
+    work = REPO_ROOT / "build" / "small-dcn"
+    out = tmp_path_factory.mktemp("dcn") / "model_repository"
+    build("cpu", None, out=out, work=work, progress=False, log=lambda _: None, config=config)
+    return work, config
+
+
+@pytest.fixture(scope="session")
 def triton_server(small_repo, tmp_path_factory):
     """A real tritonserver on free ports serving the small repository; always stopped."""
     from server.launcher import ServerOptions, TritonServer
@@ -43,16 +56,22 @@ def triton_server(small_repo, tmp_path_factory):
         server.stop()
 
 
-def build_small_variant(name: str, out: Path, **changes: dict) -> Path:
-    """The small demo shop's data under the config ``changes`` (top-level sections replaced), built for the
-    cpu target into ``out``; cached in build/<name>/ (build/small/: only the steps the changes touch rerun)."""
-    from builders.build import build
+def small_variant_config(name: str, **changes: dict):
+    """The small demo shop's data under the config ``changes`` (top-level sections replaced)."""
     from builders.data import config as cfg_mod
     from builders.data import demo
 
     raw = demo.config_dict(name, REPO_ROOT / "build" / "small" / "demo_data")
     raw.update(changes)
-    config = cfg_mod.parse(raw, f"{name} variant")
+    return cfg_mod.parse(raw, f"{name} variant")
+
+
+def build_small_variant(name: str, out: Path, **changes: dict) -> Path:
+    """``small_variant_config(name, **changes)`` built for the cpu target into ``out``; cached in build/<name>/
+    (build/small/: only the steps the changes touch rerun)."""
+    from builders.build import build
+
+    config = small_variant_config(name, **changes)
     build("cpu", None, out=out, work=REPO_ROOT / "build" / name, progress=False, log=lambda _: None, config=config)
     return out
 

@@ -112,14 +112,14 @@ def test_tensorrt_calibration_cache_format_round_trips():
 
 
 @pytest.mark.unit
-def test_calibration_ranges_come_from_the_data(small_build):
+def test_calibration_ranges_come_from_the_data(small_dcn):
     from builders.variants.calibration import ranker_batches
 
     rng = np.random.default_rng(0)
     cat = rng.integers(0, 3, (64, c.N_CAT)).astype(np.int64)
     dense = (rng.random((64, c.N_DENSE)) * 6.0 - 3.0).astype(np.float32)
     feeds = ranker_batches(cat, dense, batch=32)
-    ranges = calibration_cache.tensor_ranges(REPO_ROOT / "build" / "small" / "ranker" / "model.onnx", feeds)
+    ranges = calibration_cache.tensor_ranges(small_dcn[0] / "ranker" / "model.onnx", feeds)  # the DCN's graph
     assert ranges[c.DENSE_FEATURES] == pytest.approx(float(np.abs(dense).max()))
     assert c.LOGIT in ranges and len(ranges) > 10
 
@@ -168,7 +168,14 @@ def test_gpu_target_build_writes_a_valid_repository_with_calibration_caches(smal
         precision="int8",
     )
     assert report["target"] == "gpu" and report["gpu"]["precision"] == "int8"
-    for name in (c.TEXT_ENCODER, c.RANKER):
+    trees = report["ranker"]["kind"] == "gbdt"
+    assert report["gpu"]["ranker_kind"] == report["ranker"]["kind"]
+    if trees:  # TensorRT compiles no tree ensemble: the ranker stays on CPU instances of the onnxruntime backend
+        ranker = parse_pbtxt((out / c.RANKER / "config.pbtxt").read_text())
+        assert ranker.backend == "onnxruntime" and ranker.platform == ""
+        assert [g.kind for g in ranker.instance_group] == [ranker.instance_group[0].KIND_CPU]
+        assert not (out / c.RANKER / "1" / "calibration.cache").exists()
+    for name in (c.TEXT_ENCODER,) if trees else (c.TEXT_ENCODER, c.RANKER):
         cfg = parse_pbtxt((out / name / "config.pbtxt").read_text())
         assert cfg.platform == "tensorrt_plan"
         assert (out / name / "1" / "model.onnx").exists()  # the engine's source, for the on-node build
@@ -205,7 +212,7 @@ def test_engines_build_and_match_onnxruntime(small_build, tmp_path):
         progress=False,
         log=lambda _: None,
     )
-    for name in (c.TEXT_ENCODER, c.RANKER):
+    for name in (c.TEXT_ENCODER,) if report["ranker"]["kind"] == "gbdt" else (c.TEXT_ENCODER, c.RANKER):
         parity = report["gpu"][f"{name}_parity"]
         assert parity["min_cosine"] > 0.999, parity
 

@@ -154,13 +154,13 @@ def test_encoder_calibration_batches_use_the_served_length_buckets():
 
 
 @pytest.mark.unit
-def test_quantized_rankers_keep_the_contract_and_shrink(small_build, tmp_path):
+def test_quantized_rankers_keep_the_contract_and_shrink(small_dcn, tmp_path):
     from builders.repository.assemble import _check_onnx
     from builders.repository.model_specs import spec_by_name
     from builders.variants import quantize
     from server.ort_runner import make_session
 
-    src = SMALL / "ranker" / "model.onnx"
+    src = small_dcn[0] / "ranker" / "model.onnx"  # the DCN's (INT8 quantizes its matrix products)
     rng = np.random.default_rng(0)
     cat = rng.integers(0, 5, (256, c.N_CAT)).astype(np.int64)
     dense = rng.random((256, c.N_DENSE), dtype=np.float32)
@@ -224,12 +224,34 @@ def test_publishing_a_variant_goes_through_the_gate(tmp_path):
 
 
 @pytest.mark.slow
-def test_variants_are_measured_then_published_through_the_gate(small_build, tmp_path):
+def test_a_build_serving_the_gbdt_measures_it_and_skips_the_dcn_compressions(small_build):
+    from builders.variants import run
+
+    if run.served_ranker_kind(SMALL) != "gbdt":
+        pytest.skip("the small build serves the DCN: the compressions are tested below")  # auto picked the DCN
+    logs: list[str] = []
+    report = run.run(
+        SMALL,
+        REPO_ROOT / "build" / "encoder" / "model.onnx",
+        only=["ranker/pruned"],
+        progress=False,
+        log=logs.append,
+        speed_rounds=1,
+    )
+    assert set(report["ranker"]) == {"fp32"} and report["ranker"]["fp32"]["quality"]["auc"] > 0.5
+    assert any("ranker/pruned skipped" in line and "serves the gbdt ranker" in line for line in logs)
+
+
+@pytest.mark.slow
+def test_variants_are_measured_then_published_through_the_gate(small_dcn, tmp_path):
+    """On a build that serves the DCN-v2 (``ranker.kind: dcn``): the compressions are of its weights."""
     from builders.build import BuildError, build
     from builders.variants import run
 
+    work, config = small_dcn
+    assert run.served_ranker_kind(work) == "dcn"
     report = run.run(
-        SMALL,
+        work,
         REPO_ROOT / "build" / "encoder" / "model.onnx",
         only=["encoder/int8-dynamic", "ranker/pruned"],
         progress=False,
@@ -243,15 +265,16 @@ def test_variants_are_measured_then_published_through_the_gate(small_build, tmp_
     pruned = report["ranker"]["pruned"]
     assert pruned["build"]["parameters"] > 0 and 0.0 < pruned["quality"]["auc"] < 1.0
     assert report["ranker"]["fp32"]["gate"]["relative_drop"] == 0.0
-    assert json.loads((SMALL / "variants" / "report.json").read_text())["ranker"]["pruned"]["mb"] == pruned["mb"]
+    assert json.loads((work / "variants" / "report.json").read_text())["ranker"]["pruned"]["mb"] == pruned["mb"]
 
     out = tmp_path / "repo"
     drop = pruned["gate"]["relative_drop"]
     published = build(
         "cpu",
-        "small",
+        None,
+        config=config,
         out=out,
-        work=SMALL,
+        work=work,
         progress=False,
         log=lambda _: None,
         ranker_variant="pruned",
@@ -263,9 +286,10 @@ def test_variants_are_measured_then_published_through_the_gate(small_build, tmp_
         with pytest.raises(BuildError, match=f"{drop:.2%} below"):
             build(
                 "cpu",
-                "small",
+                None,
+                config=config,
                 out=tmp_path / "refused",
-                work=SMALL,
+                work=work,
                 progress=False,
                 log=lambda _: None,
                 ranker_variant="pruned",

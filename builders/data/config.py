@@ -65,7 +65,26 @@ class EncoderConfig(_Strict):
     fine_tune_epochs: int = Field(1, ge=1, le=10)
 
 
+class GBDTConfig(_Strict):
+    """The gradient-boosted ranker (``builders/learning/gbdt.py``: LightGBM's lambdarank)."""
+
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    num_leaves: int = Field(31, ge=2, le=4096)
+    min_data_in_leaf: int = Field(50, ge=1)
+    feature_fraction: float = Field(0.9, gt=0, le=1)
+    rounds: int = Field(400, ge=1, le=10_000, description="the most trees; early stopping on the validation window")
+    early_stopping: int = Field(40, ge=1)
+    # the similarity term's weight (one per model): each is tried, the validation window keeps one
+    sim_weights: tuple[float, ...] = Field((0.0, 0.5, 1.0), min_length=1)
+    position_regularization: float = Field(0.0, ge=0, description="LightGBM's lambdarank_position_bias_regularization")
+    seed: int = 0
+
+
 class RankerConfig(_Strict):
+    # auto: train the DCN-v2 and the gradient-boosted LambdaMART ranker on the same rows and serve the one with
+    # the better debiased (IPS) NDCG@10 on the validation window; dcn or gbdt: only that one
+    kind: Literal["auto", "dcn", "gbdt"] = "auto"
+    gbdt: GBDTConfig = GBDTConfig()
     epochs: int = Field(4, gt=0, le=100)
     batch_size: int = Field(2048, gt=0)
     learning_rate: float = Field(2e-3, gt=0, lt=1)
@@ -73,8 +92,9 @@ class RankerConfig(_Strict):
     cross_layers: int = Field(2, ge=0, le=8)
     hidden: tuple[int, ...] = (128, 64)
     seed: int = 0
-    # pal: clicks modelled as P(seen | position) x P(click | seen), the first learned in training only
-    # (builders/ranker.fit); none: plain BCE on clicks, which also learns the logged order
+    # pal: position-debiased training. The DCN models clicks as P(seen | position) x P(click | seen), the first
+    # learned in training only (PAL, builders/learning/ranker.fit); the GBDT learns a factor per position in
+    # LightGBM's unbiased lambdarank. none: plain clicks, which also teaches the logged order
     position_bias: Literal["pal", "none"] = "pal"
     # this share of the training lists is ranked as for a visitor the build does not know (no user id, no
     # affinities, no profile), so the unknown user's row is learned: a shop without anonymous traffic (the

@@ -3,8 +3,11 @@
 No e-commerce dataset can be downloaded here, so the models learn from this world. Its hidden
 ground-truth relevance combines query match (category, brand, attribute), user preference (category,
 brand, price sensitivity), item quality and popularity. The logged feed shows candidates in the order
-of a popularity-driven logging policy; users examine positions with a position bias, click with the
-relevance probability, and buy with a stock- and relevance-dependent probability.
+of the shop's logging rankers (``LoggingPolicy``: popularity with noise; from the middle day on, a
+re-rank with a merchandising boost; a small randomised slice all along), so one item is logged at many
+positions, as a real shop's logs are after A/B tests and re-ranks; users examine position ``k`` with
+probability ``examination(k)`` (the position bias), click with the relevance probability, and buy with a
+stock- and relevance-dependent probability.
 
 ``generate(profile)`` returns a :class:`Shop` of numpy arrays; the same profile and seed always give
 the same shop (bit for bit). ``builders.data.demo`` writes it as the data contract's files: the build
@@ -22,7 +25,10 @@ from typing import Any
 
 import numpy as np
 
-GENERATOR_VERSION = 5
+GENERATOR_VERSION = 6
+EXAMINATION_POWER = 0.6  # P(a shopper examines position k) = 1 / (1 + k) ** EXAMINATION_POWER
+RANDOM_SHARE = 0.03  # of the lists: shown in a random order (the randomised slice an A/B platform keeps)
+BOOST_SCALE = 0.8  # the second logging ranker's merchandising boost: one N(0, scale) number per item
 
 # Product pages: what a shopper who opened an item's page also looks at. A session "compares" (other
 # items of the viewed item's category) or "completes" (items of a complementary category: a laptop,
@@ -331,6 +337,29 @@ class Shop:
         return np.repeat(np.arange(len(self.session_user)), np.diff(self.session_offsets))
 
 
+def examination(position: np.ndarray) -> np.ndarray:
+    """The generator's true examination probability of (0-based) ``position``: the position bias."""
+    return 1.0 / (1.0 + np.asarray(position, np.float64)) ** EXAMINATION_POWER
+
+
+class LoggingPolicy:
+    """The rankers that ordered the logged lists, from a random stream of their own (the shop's other draws
+    stay what they were): popularity with noise, then (from day ``switch_day`` on) the same plus a per-item
+    merchandising boost, and ``RANDOM_SHARE`` of the lists shuffled. Position then varies for a given item
+    independently of its relevance, so the examination curve can be estimated from the logs."""
+
+    def __init__(self, seed: int, n_items: int, switch_day: int):
+        self.rng = np.random.default_rng(seed)
+        self.boost = self.rng.normal(0.0, BOOST_SCALE, n_items)
+        self.switch_day = switch_day
+
+    def order(self, scores: np.ndarray, items: np.ndarray, day: int) -> np.ndarray:
+        """The positions' order of ``items`` (their noisy popularity ``scores``) on ``day``."""
+        if self.rng.random() < RANDOM_SHARE:
+            return self.rng.permutation(len(items))
+        return np.argsort(-(scores + (self.boost[items] if day >= self.switch_day else 0.0)))
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -488,6 +517,7 @@ def generate(p: ShopProfile) -> Shop:
             s_query[s] = q_by_cat[s_cat[s]][rng.choice(len(q_by_cat[s_cat[s]]), p=q_w[s_cat[s]])]
 
     # Candidates from the retrieval stage: mostly the intent category, some from elsewhere.
+    policy = LoggingPolicy(p.seed + 2, p.n_items, p.days // 2)
     items_per_session = []
     for s in range(p.n_sessions):
         n = int(n_cand[s])
@@ -496,8 +526,8 @@ def generate(p: ShopProfile) -> Shop:
         inside = rng.choice(by_cat[c], size=n_in, replace=False, p=pop_w[c])
         outside = rng.choice(p.n_items, size=n - n_in, replace=False)
         cands = np.unique(np.concatenate([inside, outside]))
-        # The logging policy shows them by popularity with noise: the source of position bias.
-        order = np.argsort(-(cat["item_popularity"][cands] + rng.normal(0, 0.7, len(cands))))
+        # The logging rankers show them by popularity with noise (and a re-rank): the source of position bias.
+        order = policy.order(cat["item_popularity"][cands] + rng.normal(0, 0.7, len(cands)), cands, int(s_day[s]))
         items_per_session.append(cands[order])
     lengths = np.array([len(x) for x in items_per_session])
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
@@ -510,8 +540,7 @@ def generate(p: ShopProfile) -> Shop:
     q_brand = np.where(has_q, qp["query_brand"][np.maximum(q, 0)], -1)
     q_attr = np.where(has_q, qp["query_attr"][np.maximum(q, 0)], -1)
     rel = true_relevance(world, s_user[imp_session], imp_item, q_cat, q_brand, q_attr)
-    examine = 1.0 / (1.0 + imp_pos) ** 0.6
-    click = rng.random(len(imp_item)) < examine * _sigmoid(rel)
+    click = rng.random(len(imp_item)) < examination(imp_pos) * _sigmoid(rel)
     buy_p = _sigmoid(rel - 1.0) * 0.5 * (cat["item_stock"][imp_item] > 0)
     purchase = click & (rng.random(len(imp_item)) < buy_p)
     lists: dict[str, Any] = {
@@ -527,7 +556,7 @@ def generate(p: ShopProfile) -> Shop:
         "purchase": np.split(purchase, offsets[1:-1]),
     }
     # a stream of its own: the search and homepage lists above stay what they were before product pages
-    _product_pages(p, np.random.default_rng(p.seed + 1), world, by_cat, pop_w, lists)
+    _product_pages(p, np.random.default_rng(p.seed + 1), world, by_cat, pop_w, lists, policy)
     lengths = np.array([len(x) for x in lists["items"]])
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     imp_item = np.concatenate(lists["items"]).astype(np.int64)
@@ -597,11 +626,13 @@ def page_relevance(
     return (0.5 * personal + context - 1.4 - 0.8 * (items == viewed)).astype(np.float32)
 
 
-def _product_pages(p: ShopProfile, rng: np.random.Generator, world: dict, by_cat, pop_w, lists: dict) -> None:
+def _product_pages(
+    p: ShopProfile, rng: np.random.Generator, world: dict, by_cat, pop_w, lists: dict, policy: LoggingPolicy
+) -> None:
     """Append product-page lists to ``lists`` (in place): after a list with a click, the shopper may open the
     first clicked item's page, and from there the page of the first item clicked on it. A page shows
     items of the viewed item's category, of its complementary categories and of the whole catalogue,
-    ordered as the old site did (by popularity, with noise: position bias again)."""
+    ordered as the old site did (the logging rankers of the search lists: position bias again)."""
     nouns = [c[0] for c in CATEGORIES]
     complements = [np.concatenate([by_cat[nouns.index(x)] for x in COMPLEMENTS[n]]) for n in nouns]
     comp_w = [np.exp(world["item_popularity"][rows]) for rows in complements]
@@ -626,7 +657,8 @@ def _product_pages(p: ShopProfile, rng: np.random.Generator, world: dict, by_cat
             rng.choice(p.n_items, size=k - int(0.4 * k) - int(0.3 * k), replace=False),
         ]
         cands = np.setdiff1d(np.unique(np.concatenate(parts)), [viewed])
-        order = np.argsort(-(world["item_popularity"][cands] + rng.normal(0, 0.7, len(cands))))
+        day = int(lists["day"][s])
+        order = policy.order(world["item_popularity"][cands] + rng.normal(0, 0.7, len(cands)), cands, day)
         shown = cands[order].astype(np.int64)
         root = int(lists["root"][s])
         user = int(lists["user"][s])
@@ -637,8 +669,7 @@ def _product_pages(p: ShopProfile, rng: np.random.Generator, world: dict, by_cat
             np.full(len(shown), viewed),
             np.full(len(shown), complete_of_root[root]),
         )
-        examine = 1.0 / (1.0 + np.arange(len(shown))) ** 0.6
-        click = rng.random(len(shown)) < examine * _sigmoid(rel)
+        click = rng.random(len(shown)) < examination(np.arange(len(shown))) * _sigmoid(rel)
         buy_p = _sigmoid(rel - 1.0) * 0.5 * (world["item_stock"][shown] > 0)
         purchase = click & (rng.random(len(shown)) < buy_p)
         for key, value in (

@@ -32,6 +32,19 @@ QUEUE_DELAY_US = {c.TEXT_ENCODER: 100, c.RANKER: 100}
 ORT_TRT_CACHE = "/tmp/shoprank-ort-trt-cache"
 
 
+def trees_on_cpu(spec: ModelSpec) -> ModelSpec:
+    """The ranker's CPU spec, kept on the gpu target for a gradient-boosted ranker: TensorRT compiles no
+    ``TreeEnsembleRegressor``, and ONNX Runtime's CPU kernel scores 1,000 candidates in well under a
+    millisecond (docs/quality.md). Triton's FIL backend would run the trees on the GPU, but takes one
+    feature matrix in and gives one score out, not the ranker's two inputs and two outputs: not built."""
+    cpu = {s.name: s for s in cpu_specs()}[spec.name]
+    why = dict(cpu.why)
+    why["instance_group"] = (
+        "gbdt ranker: CPU instances of the onnxruntime backend on the GPU node (TensorRT compiles no tree ensemble)"
+    )
+    return dataclasses.replace(cpu, why=why)
+
+
 def gpu_model(spec: ModelSpec, runtime: str, precision: str, ccs: tuple[str, ...], trt_version: str) -> ModelSpec:
     if runtime not in RUNTIMES:
         raise ValueError(f"gpu runtime must be one of {RUNTIMES}, got {runtime!r}")

@@ -53,9 +53,12 @@ def build_gpu(
     log: Callable[[str], None],
     embed_dim: int = c.EMBED_DIM,
     scan: bool = True,
+    ranker_kind: str = "dcn",
 ) -> tuple[list, dict]:
     """``(model specs, report)``; ``report["files"][model]`` are the extra files of each version folder.
     ``scan``: retrieval by the ``item_scan`` model on the GPU (the config's ``retrieval.engine``).
+    ``ranker_kind="gbdt"``: TensorRT compiles no tree ensemble, so the ranker keeps its CPU spec (the
+    onnxruntime backend runs the trees on CPU instances) and gets no engine or calibration cache.
 
     Raises ``ValueError`` for a runtime/precision pair that is not offered.
     """
@@ -63,9 +66,13 @@ def build_gpu(
     from builders.gpu import specs as gpu_specs
 
     model_specs = gpu_specs.specs(runtime, precision, embed_dim=embed_dim, scan=scan)
-    by_name = {s.name: s for s in model_specs}
     files: dict[str, dict[str, Path]] = {name: {} for name in sources}
-    report: dict = {"runtime": runtime, "precision": precision, "files": files}
+    report: dict = {"runtime": runtime, "precision": precision, "files": files, "ranker_kind": ranker_kind}
+    if ranker_kind == "gbdt":
+        model_specs = [gpu_specs.trees_on_cpu(s) if s.name == c.RANKER else s for s in model_specs]
+        sources = {name: src for name, src in sources.items() if name != c.RANKER}
+        log("[gpu] ranker: gradient-boosted trees stay on CPU instances of the onnxruntime backend (no TensorRT)")
+    by_name = {s.name: s for s in model_specs}
     if runtime != "tensorrt":
         return model_specs, report  # ORT-TRT: ONNX Runtime builds the engine when the model loads
     reason = engine.unavailable_reason()

@@ -1,4 +1,5 @@
-"""The ranker: a DCN-v2 style CTR model, trained on the shop's logs and exported to ONNX.
+"""The ranker: a DCN-v2 style CTR model, or LightGBM's LambdaMART (``builders/learning/gbdt.py``), trained on
+the shop's logs and exported to ONNX (``ranker.kind``: auto trains both and keeps the better one).
 
 Inputs per candidate: categorical ids (user, item, category, brand, price bucket, segment, query
 category) through embedding tables, and dense features (query match, affinities, popularity, CTR,
@@ -6,6 +7,11 @@ stock, price). A cross network and a deep MLP run side by side on the concatenat
 outputs per candidate: ``logit`` and ``sim_weight``; the final score adds ``sim_weight * z(cos(context,
 item title))`` (``runtime/scoring.py``), the query-item similarity from the text encoder as a
 z-score over the request's candidates.
+
+Quality is read in three views (``views``): NDCG@10 on the logged clicks and purchases, the same with each
+gain weighted by the inverse propensity of its logged position (``builders/learning/propensity.py``:
+estimated from the logs before the validation window), and on the hidden true relevance where the shop is
+generated. The first favours whatever the old site ranked first; the second corrects for it.
 
 Run as the build's ``ranker`` step (``builders/steps.py``); hyper-parameters come from the config.
 """
@@ -19,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from builders.data.dataset import ShopData, impressions_of, rows_of_lists, split_by_time
-from builders.learning.metrics import auc, ndcg_at_k
+from builders.learning import propensity as prop
+from builders.learning.metrics import ListNDCG, auc, ndcg_at_k, ndcg_per_list, paired_interval, pooled_interval
 from runtime.contract import CAT_FEATURES, DENSE_COLUMNS, DENSE_FEATURES, LOGIT, N_DENSE, SIM_WEIGHT
 from runtime.covisit import CONTEXT_WIDTH, RECENT_READ, context_rows, context_vector
 from runtime.features import FeatureStore, FeatureTables, candidate_features, recent_affinities
@@ -46,6 +53,7 @@ class Rows:
     item: np.ndarray  # item index (row of the title embeddings)
     understood: np.ndarray | None = None  # per list: the lexicon found a category in its query
     position: np.ndarray | None = None  # the logged position, clipped to MAX_POSITION (unknown: MAX_POSITION + 1)
+    ips_gain: np.ndarray | None = None  # gain / propensity(logged position), clipped (propensity.ips_gains)
 
     def __len__(self) -> int:
         return len(self.click)
@@ -250,10 +258,49 @@ def predict(model, rows: Rows, batch: int = 65536) -> np.ndarray:
 
 
 def quality(rows: Rows, scores: np.ndarray) -> dict:
-    """AUC on clicks and NDCG@10 on logged gains; NDCG@10 on true relevance where the data has it."""
+    """AUC on clicks and NDCG@10 on logged gains, debiased (IPS) where the rows have them, and on true
+    relevance where the data has it."""
     out = {"auc": auc(rows.click, scores), "ndcg@10": ndcg_at_k(rows.gain, scores, rows.offsets, 10)}
+    if rows.ips_gain is not None:
+        out["ndcg@10_ips"] = ListNDCG(rows.ips_gain, rows.offsets, 10, pooled=True)(scores)
     if rows.relevance is not None:
         out["ndcg@10_true"] = ndcg_at_k(1.0 / (1.0 + np.exp(-rows.relevance)), scores, rows.offsets, 10)
+    return out
+
+
+def true_gains(rows: Rows) -> np.ndarray | None:
+    """The generated shop's hidden relevance as a gain in (0, 1) (None for real logs)."""
+    return None if rows.relevance is None else 1.0 / (1.0 + np.exp(-rows.relevance))
+
+
+def views(rows: Rows, scores: dict[str, np.ndarray], reference: str = "popularity", resamples: int = 1000) -> dict:
+    """NDCG@10 of each scorer in three views: ``logged`` (clicks and purchases, the mean over lists), ``ips``
+    (the same gains weighted by the clipped inverse propensities, pooled over lists: ``ListNDCG``) and
+    ``true`` (generated shops, the mean over lists), each ``[value, low, high]`` with a 95% bootstrap
+    interval over the lists; and per view the paired difference to ``reference`` with its interval."""
+    out: dict = {"lists": len(rows.offsets) - 1}
+    per: dict[str, dict[str, np.ndarray]] = {}
+    for view, g in (("logged", rows.gain), ("true", true_gains(rows))):
+        if g is not None:
+            per[view] = {name: ndcg_per_list(g, score, rows.offsets, 10) for name, score in scores.items()}
+    ips = ListNDCG(rows.ips_gain, rows.offsets, 10, pooled=True) if rows.ips_gain is not None else None
+    ips_dcg = {name: ips.dcg(score) for name, score in scores.items()} if ips is not None else {}
+    for name in scores:
+        out[name] = {}
+        compare = reference in scores and name != reference
+        for view, values in per.items():
+            v = values[name]
+            out[name][view] = paired_interval(v[np.isfinite(v)], resamples)
+            if compare:
+                both = np.isfinite(values[name]) & np.isfinite(values[reference])
+                diff = values[name][both] - values[reference][both]
+                out[name][f"{view}_vs_{reference}"] = paired_interval(diff, resamples)
+        if ips is not None:
+            out[name]["ips"] = pooled_interval(ips_dcg[name], ips.idcg, resamples=resamples)
+            if compare:
+                out[name][f"ips_vs_{reference}"] = pooled_interval(
+                    ips_dcg[name], ips.idcg, ips_dcg[reference], resamples=resamples
+                )
     return out
 
 
@@ -308,11 +355,24 @@ def datasets(
     cold_share: float = 0.0,
 ) -> dict[str, Rows]:
     """Train (lists between the stats window and the train cut), val and test rows; ``cold_share`` of the
-    training lists (seeded) as for a visitor the build does not know (``make_rows``)."""
+    training lists (seeded) as for a visitor the build does not know (``make_rows``). Every split's
+    ``ips_gain`` uses the propensities estimated from the windows before validation (``propensities``)."""
     split = split_by_time(shop)
     make = lambda s, cold=None: make_rows(shop, store, item_emb, query_emb, user_profiles, s, cold)  # noqa: E731
     cold = np.random.default_rng(17).random(len(split["train"])) < cold_share
-    return {"train": make(split["train"], cold), "val": make(split["val"]), "test": make(split["test"])}
+    rows = {"train": make(split["train"], cold), "val": make(split["val"]), "test": make(split["test"])}
+    curve = np.asarray(propensities(shop)["propensity"])
+    for r in rows.values():
+        if r.position is not None:
+            logged = np.where(r.position > MAX_POSITION, -1, r.position)
+            r.ips_gain = prop.ips_gains(r.gain, logged, curve).astype(np.float32)
+    return rows
+
+
+def propensities(shop: ShopData) -> dict:
+    """The examination curve harvested from the stats and train windows (``propensity.from_shop``)."""
+    split = split_by_time(shop)
+    return prop.from_shop(shop, np.concatenate([split["stats"], split["train"]]), MAX_POSITION + 1)
 
 
 def fit(
@@ -327,7 +387,8 @@ def fit(
     desc: str = "train ranker",
     position_bias: str = "pal",
 ):
-    """Train ``model`` on ``tr`` with BCE on clicks; keep the epoch with the best val NDCG@10.
+    """Train ``model`` on ``tr`` with BCE on clicks; keep the epoch with the best val NDCG@10 (debiased, IPS,
+    where the rows have it).
 
     ``position_bias="pal"`` (where the rows know positions): a click is modelled as seen x relevant,
     ``P(click) = sigmoid(b[position]) * sigmoid(score)`` with one learned ``b`` per position (PAL, Guo et
@@ -372,12 +433,74 @@ def fit(
         model.eval()
         val = quality(va, predict(model, va))
         history.append({"epoch": epoch + 1, **val})
-        if val["ndcg@10"] > best:
-            best = val["ndcg@10"]
+        if val.get("ndcg@10_ips", val["ndcg@10"]) > best:  # the debiased view where the rows have it
+            best = val.get("ndcg@10_ips", val["ndcg@10"])
             best_state = {k: v.clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)
     model.eval()
+    if pal:  # what PAL learned of the examination curve, relative to the top position (docs/quality.md plots it)
+        curve = torch.sigmoid(seen.detach()).numpy()
+        model.learned_examination = [round(float(x), 5) for x in curve[: MAX_POSITION + 1] / curve[0]]
     return history
+
+
+def train_dcn(tr: Rows, va: Rows, store: FeatureStore, hp, progress: bool = True):
+    """The DCN-v2 ranker on ``tr``, best epoch on ``va`` (``fit``); returns ``(model, val history)``."""
+    import torch
+
+    torch.manual_seed(hp.seed)
+    mean, std = tr.dense.mean(0), tr.dense.std(0)
+    # A column constant in training (item_known is 1 on every training row) keeps a scale of 1: with
+    # std + 1e-3 a cold item's 0 became -1,000 standard deviations, and its logit about 7,000 (cold items
+    # ranked first). Training is unchanged: the column is 0 after centering either way.
+    std = np.where(std < 1e-3, 1.0, std + 1e-3)
+    model = build_model(
+        cardinalities(store.tables, len(store.lexicon.categories), len(store.lexicon.brands)),
+        mean,
+        std,
+        emb_dim=hp.embedding_dim,
+        cross_layers=hp.cross_layers,
+        hidden=tuple(hp.hidden),
+    )
+    history = fit(
+        model, tr, va, hp.epochs, hp.batch_size, hp.learning_rate, hp.seed, progress, position_bias=hp.position_bias
+    )
+    return model, history
+
+
+def parts(model, rows: Rows) -> tuple[np.ndarray, np.ndarray]:
+    """``(logit, sim_weight)`` of ``rows`` with either kind of ranker."""
+    from builders.learning.gbdt import GBDTRanker
+
+    if isinstance(model, GBDTRanker):
+        return model.parts(rows.cat, rows.dense)
+    return predict_parts(model, rows)
+
+
+def val_metric(va: Rows):
+    """The validation window's model selection metric: NDCG@10, debiased (IPS, pooled: ``ListNDCG``) where
+    the rows have it."""
+    if va.ips_gain is not None:
+        return ListNDCG(va.ips_gain, va.offsets, 10, pooled=True)
+    return ListNDCG(va.gain, va.offsets, 10)
+
+
+def train_kinds(rows: dict[str, Rows], store: FeatureStore, hp, progress: bool = True, log=print) -> dict:
+    """Every kind ``hp.kind`` asks for (auto: both), trained on the same rows: ``{kind: (model, info)}``."""
+    from builders.learning import gbdt
+
+    tr, va = rows["train"], rows["val"]
+    score_val = val_metric(va)
+    kinds = ("dcn", "gbdt") if hp.kind == "auto" else (hp.kind,)
+    out = {}
+    for kind in kinds:
+        if kind == "dcn":
+            model, history = train_dcn(tr, va, store, hp, progress)
+        else:
+            model, history = gbdt.train(tr, va, hp.gbdt, hp.position_bias == "pal", score_val, log)
+        logit, weight = parts(model, va)
+        out[kind] = (model, {"val_ndcg@10_selection": float(score_val(logit + weight * va.sim)), "history": history})
+    return out
 
 
 def train(
@@ -388,60 +511,44 @@ def train(
     user_profiles: np.ndarray,
     hp=None,
     progress: bool = True,
+    log=print,
 ):
-    """Train the reference ranker with the hyper-parameters ``hp`` (``RankerConfig``); best epoch on val.
+    """Train the ranker kind(s) of ``hp`` (``RankerConfig``) and keep the better on the validation window.
 
-    Returns ``(model, report)``; the report has test-split quality next to the baselines, and the
-    similarity breakdown (``similarity_breakdown``) of the test searches.
+    Returns ``(models, report)``: ``models`` maps each trained kind to its model (``report["kind"]`` is the
+    kept one); the report has the test split's quality next to the baselines in the three views, by kind of
+    list, and the similarity breakdown (``similarity_breakdown``) of the test searches.
     """
-    import torch
-
     from builders.data.config import RankerConfig
 
     hp = hp or RankerConfig()
-    torch.manual_seed(hp.seed)
     rows = datasets(shop, store, item_emb, query_emb, user_profiles, hp.cold_share)
-    tables, lexicon = store.tables, store.lexicon
+    tables = store.tables
     tr, va, te = rows["train"], rows["val"], rows["test"]
-    mean, std = tr.dense.mean(0), tr.dense.std(0)
-    # A column constant in training (item_known is 1 on every training row) keeps a scale of 1: with
-    # std + 1e-3 a cold item's 0 became -1,000 standard deviations, and its logit about 7,000 (cold items
-    # ranked first). Training is unchanged: the column is 0 after centering either way.
-    std = np.where(std < 1e-3, 1.0, std + 1e-3)
-    model = build_model(
-        cardinalities(tables, len(lexicon.categories), len(lexicon.brands)),
-        mean,
-        std,
-        emb_dim=hp.embedding_dim,
-        cross_layers=hp.cross_layers,
-        hidden=tuple(hp.hidden),
-    )
-    history = fit(
-        model, tr, va, hp.epochs, hp.batch_size, hp.learning_rate, hp.seed, progress, position_bias=hp.position_bias
-    )
+    trained = train_kinds(rows, store, hp, progress, log)
+    kind = max(trained, key=lambda k: trained[k][1]["val_ndcg@10_selection"])
+    model = trained[kind][0]
     pop = tables.item_log_clicks[shop.imp_item[impressions_of(shop, split_by_time(shop)["test"])]]
     rand = np.random.default_rng(1).random(len(te)).astype(np.float32)
-    logit, weight = predict_parts(model, te)
+    logit, weight = parts(model, te)
     # the simple baseline that uses the same logs: P(click | query, category), ties broken at random
     prior = te.dense[:, DENSE_COLUMNS.index("query_category_ctr")] + 1e-6 * rand
-    test = {
-        "ranker": quality(te, logit + weight * te.sim),
-        "popularity": quality(te, pop),
-        "click_prior": quality(te, prior),
-        "random": quality(te, rand),
-    }
     # the simple baseline of recommendations: the candidate's co-visitation with the context, then popularity
     co = te.dense[:, DENSE_COLUMNS.index("context_covisit_sum")]
-    test["covisitation"] = quality(te, co + 1e-3 * pop / max(float(np.abs(pop).max()), 1.0))
     scores = {
         "ranker": logit + weight * te.sim,
+        **{f"ranker_{k}": (lambda lw: lw[0] + lw[1] * te.sim)(parts(m, te)) for k, (m, _) in trained.items()},
         "popularity": pop,
         "click_prior": prior,
         "covisitation": co + 1e-3 * pop / max(float(np.abs(pop).max()), 1.0),
         "random": rand,
     }
+    if len(trained) == 1:
+        del scores[f"ranker_{kind}"]
+    test = {name: quality(te, score) for name, score in scores.items()}
     if te.relevance is not None:
         test["ground_truth"] = quality(te, te.relevance)
+        scores["ground_truth"] = te.relevance
     test_lists = split_by_time(shop)["test"]
     context = shop.session_context if len(shop.session_context) else np.full(len(shop.session_time), -1)
     kinds = {
@@ -450,30 +557,47 @@ def train(
         "product page": context[test_lists] >= 0,
     }
     by_kind = {
-        kind: {
+        name: {
             "lists": int(mask.sum()),
             **{
-                name: {
+                scorer: {
                     "ndcg@10": ndcg_of_lists(te, score, mask, False),
                     "ndcg@10_true": ndcg_of_lists(te, score, mask, True),
                 }
-                for name, score in scores.items()
+                for scorer, score in scores.items()
+                if scorer != "ground_truth"
             },
         }
-        for kind, mask in kinds.items()
+        for name, mask in kinds.items()
         if mask.any()
     }
+    curve = propensities(shop)
+    learned = {k: getattr(m, "learned_examination", None) for k, (m, _) in trained.items()}
     report = {
+        "kind": kind,
+        "kinds": {
+            k: {
+                "val_ndcg@10_selection": info["val_ndcg@10_selection"],
+                "history": info["history"],
+                **({"learned_examination": learned[k]} if learned[k] else {}),
+            }
+            for k, (_, info) in trained.items()
+        },
+        "selection": "NDCG@10 on the validation window, "
+        + ("debiased (IPS)" if va.ips_gain is not None else "on logged gains"),
+        "position_bias": hp.position_bias,
+        "propensity": curve,
         "rows": {"train": len(tr), "val": len(va), "test": len(te)},
-        "val_history": history,
+        "val_history": trained[kind][1]["history"],
         "test": test,
+        "test_views": views(te, scores),
         "test_by_list_kind": by_kind,
         "similarity": similarity_breakdown(te, logit, weight),
         "true_relevance": "generated shop: NDCG@10 (true) uses its hidden relevance"
         if te.relevance is not None
         else "none: real logs have no true relevance; quality is on logged clicks and purchases",
     }
-    return model, report
+    return {k: m for k, (m, _) in trained.items()}, report
 
 
 def export_onnx(model, out: Path) -> Path:

@@ -65,6 +65,12 @@ def load_reference_ranker(work: Path):
     return model.eval()
 
 
+def served_ranker_kind(work: Path) -> str:
+    """The kind of ranker the build serves (``ranker/report.json``; builds before the GBDT: the DCN)."""
+    report = work / "ranker" / "report.json"
+    return json.loads(report.read_text()).get("kind", "dcn") if report.exists() else "dcn"
+
+
 def encoder_makers(
     work: Path, ref: evaluate.Reference, distill_epochs: int, distill_max_steps: int, progress: bool
 ) -> dict[str, Maker]:
@@ -157,9 +163,16 @@ def run(
     }
     # a shop's own encoder (encoder.path), not MiniLM, pretrained or fine-tuned: no MiniLM layers to start from
     own_encoder = ref_key["encoder"].get("encoder") != text_encoder.fingerprint(text_encoder.pretrained_dir())
+    kind = served_ranker_kind(work)
     for model, names in (("encoder", ENCODER_VARIANTS), ("ranker", RANKER_VARIANTS)):
         for name in names:
             if not wanted(model, name):
+                continue
+            if model == "ranker" and kind != "dcn" and name != REFERENCE:
+                log(
+                    f"[variants] ranker/{name} skipped: the ranker variants compress the DCN-v2, and this build "
+                    f"serves the {kind} ranker (ranker.kind: dcn to serve and compress the DCN)"
+                )
                 continue
             if own_encoder and name.startswith("distilled"):
                 log(
