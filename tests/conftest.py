@@ -79,9 +79,11 @@ def build_small_variant(name: str, out: Path, **changes: dict) -> Path:
 @pytest.fixture(scope="session")
 def release_two(small_build, tmp_path_factory) -> Path:
     """The same demo shop a day later: statistics over a longer window (refreshed tables) and a ranker
-    retrained with another seed. Cached in build/small-v2/ (the encoder steps rerun once, ~15 s)."""
+    retrained with another seed, of the other kind (``ranker.kind: dcn``; the small build's auto keeps the
+    GBDT): publishing it swaps the kind of ranker under load. Cached in build/small-v2/ (the encoder steps
+    rerun once, ~15 s)."""
     out = tmp_path_factory.mktemp("release2") / "model_repository"
-    return build_small_variant("small-v2", out, ranker={"seed": 1}, split={"stats": 0.6})
+    return build_small_variant("small-v2", out, ranker={"seed": 1, "kind": "dcn"}, split={"stats": 0.6})
 
 
 _SHARED: dict = {}

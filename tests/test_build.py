@@ -15,7 +15,8 @@ def test_encoder_matches_pytorch_on_real_titles(small_build):
     assert report["encoder"]["min_cosine"] >= PARITY_MIN_COSINE
 
 
-def test_ranker_onnx_matches_pytorch(small_build):
+def test_ranker_onnx_matches_its_library(small_build):
+    """The served ONNX of the kept kind against PyTorch (DCN) or LightGBM (GBDT) on the same rows."""
     _, report = small_build
     parity = report["ranker"]["parity"]
     assert parity["max_abs_diff"] <= PARITY_MAX_ABS * max(1.0, parity["max_abs_output"])
@@ -26,6 +27,32 @@ def test_ranker_beats_popularity_and_random_on_the_test_split(small_build):
     assert test["ranker"]["ndcg@10_true"] > test["popularity"]["ndcg@10_true"] > test["random"]["ndcg@10_true"]
     assert test["ranker"]["auc"] > test["random"]["auc"] + 0.1
     assert test["ground_truth"]["ndcg@10_true"] == pytest.approx(1.0)
+
+
+def test_auto_trains_both_kinds_keeps_the_better_and_reports_three_views(small_build):
+    from tests.conftest import REPO_ROOT
+
+    rk = small_build[1]["ranker"]
+    trained = rk["kinds"]
+    assert set(trained) == {"dcn", "gbdt"}
+    assert rk["kind"] == max(trained, key=lambda k: trained[k]["val_ndcg@10_selection"])
+    assert "debiased (IPS)" in rk["selection"]
+    views = rk["test_views"]
+    for name in ("ranker", "ranker_dcn", "ranker_gbdt", "popularity", "ground_truth"):
+        for view in ("logged", "ips", "true"):
+            value, low, high = views[name][view]
+            assert low <= value <= high
+    assert views["ranker"] == views[f"ranker_{rk['kind']}"]
+    # the oracle ranks best on the debiased view too, and the debiased view moves away from the logged one
+    assert views["ground_truth"]["ips"][0] > views["popularity"]["ips"][0]
+    assert views["ranker"]["ips_vs_popularity"][0] == pytest.approx(
+        views["ranker"]["ips"][0] - views["popularity"]["ips"][0], abs=1e-3
+    )
+    curve = rk["propensity"]["propensity"]
+    assert curve[0] == 1.0 and curve[1] < 0.9 and curve[10] < curve[1]
+    assert len(trained["dcn"]["learned_examination"]) == len(curve)  # PAL's own examination curve
+    files = {p.name for p in (REPO_ROOT / "build" / "small" / "ranker").iterdir()}
+    assert {"ranker.pt", "gbdt", "model.onnx", "report.json"} <= files  # both kinds kept, the kept one exported
 
 
 def test_second_build_uses_the_cache(small_build, tmp_path):

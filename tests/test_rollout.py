@@ -401,13 +401,20 @@ def other_servers(release_two, small_repo, tmp_path_factory):
 @pytest.mark.triton
 @pytest.mark.slow
 def test_verify_passes_the_same_repository_and_fails_another_ranker_or_a_corrupted_table(
-    triton_server, other_servers, small_repo
+    triton_server, other_servers, small_repo, release_two
 ):
     good, stale, corrupt = triton_server.http_url, other_servers["stale"].http_url, other_servers["corrupt"].http_url
     code, out = rollout("verify", "--golden", str(small_repo), "--url", good)
     assert code == 0 and "verify: PASSED" in out
     n = len(golden_mod.load(small_repo).requests)
     assert f"ok    {good}: {n}/{n} requests match" in out
+    # either kind of ranker serves its build's answers: release two's is the DCN, the small build's the GBDT
+    kinds = {
+        json.loads((REPO_ROOT / "build" / w / "ranker" / "report.json").read_text())["kind"]
+        for w in ("small", "small-v2")
+    }
+    code, out = rollout("verify", "--golden", str(release_two), "--url", stale)
+    assert code == 0 and "verify: PASSED" in out and kinds == {"gbdt", "dcn"}
     code, out = rollout("verify", "--golden", str(small_repo), "--url", good, "--url", stale, "--url", corrupt)
     assert code == 1 and "verify: FAILED" in out
     lines = out.splitlines()
