@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)
 
 .PHONY: help setup build build-gpu serve up redis seed lint format test test-unit test-triton configs validate check-data demo-data variants \
-	bench bench-client bench-ids bench-retrieval bench-lexical bench-search bench-search-cost bench-recommend \
+	bench bench-client bench-ids bench-retrieval bench-lexical bench-search bench-ranker bench-search-cost bench-recommend \
 	bench-recommend-cost bench-scale bench-scan bench-online \
 	bench-variants bench-tuning loadtest capacity verify clean
 
@@ -107,6 +107,11 @@ bench-search: setup ## search vs the click prior and popularity per query class,
 	$(PY) -m builders build --target cpu --profile market --out build/market_repo --no-progress
 	$(PY) -m benchmarks.search_quality --work build/default build/market --markdown
 	$(PY) -m benchmarks.search_quality --work build/default build/market --catalogue
+
+bench-ranker: setup ## the ranker kinds (DCN-v2, LambdaMART) x debiased or not vs the baselines, three views, propensity plot, step cost (docs/quality.md)
+	$(PY) -m builders build --target cpu --profile default --out build/default_repo --no-progress
+	$(PY) -m builders build --target cpu --profile market --out build/market_repo --no-progress
+	$(PY) -m benchmarks.ranker_kinds --work build/default build/market --plot docs/propensity.png --cost --json build/ranker_kinds.json
 
 BEFORE ?= 2ec0533
 bench-search-cost: setup ## served search / search_catalog p50 and p99 before (BEFORE=commit) and after, same requests, one run (docs/quality.md)

@@ -8,11 +8,12 @@ on its held-out test days' search lists, every scorer ranks the same logged cand
 * ``click prior``: P(click | query, category) from the statistics window (the query tables' smoothed
   category CTR), ties broken at random: the ten-line baseline;
 * ``query-item CTR``: the query tables' smoothed CTR of the (query, item) pair, ties at random;
-* ``ranker before``: the ranker as it was before the query statistics: no query known to them, and
-  plain BCE on clicks (``ranker.position_bias: none``);
+* ``ranker before``: the ranker as it was before the query statistics: no query known to them, the
+  DCN-v2 (``ranker.kind: dcn``) on plain BCE on clicks (``ranker.position_bias: none``);
 * ``ranker without query statistics``: the same with the position-bias term (PAL), to separate the two
   changes;
-* ``ranker``: the served ranker, with the query statistics features and PAL.
+* ``ranker``: the served ranker, with the query statistics features and position-debiased training (the
+  kind the build's ``ranker.kind`` keeps).
 
 The rankers are trained here, side by side, with the build's config on the same rows (the last is what
 the build serves). Query classes: ``head`` (the query is in the statistics tables), ``tail`` (seen in the
@@ -60,15 +61,15 @@ def scorers(shop, store, item_emb, query_emb, hp, progress: bool) -> tuple[dict[
 
     blind = FeatureStore(store.tables, store.lexicon, None, store.user_profiles, embed_dim=store.embed_dim)
     scores: dict[str, np.ndarray] = {}
-    plain = hp.model_copy(update={"position_bias": "none"})
+    plain = hp.model_copy(update={"position_bias": "none", "kind": "dcn"})
     for name, s, h in (
         ("ranker before", blind, plain),
         ("ranker without query statistics", blind, hp),
         ("ranker", store, hp),
     ):
-        model, _ = rk.train(shop, s, item_emb, query_emb, store.profiles(), h, progress=progress)
+        models, report = rk.train(shop, s, item_emb, query_emb, store.profiles(), h, progress=progress)
         rows = rk.make_rows(shop, s, item_emb, query_emb, store.profiles(), split_by_time(shop)["test"])
-        logit, weight = rk.predict_parts(model, rows)
+        logit, weight = rk.parts(models[report["kind"]], rows)
         scores[name] = logit + weight * rows.sim
     noise = np.random.default_rng(1).random(len(rows)) * 1e-6
     col = DENSE_COLUMNS.index
@@ -146,9 +147,9 @@ def borrow_sweep(work: Path, thresholds: list[float], window: str = "val") -> li
         s = FeatureStore(
             store.tables, store.lexicon, None, store.user_profiles, embed_dim=store.embed_dim, queries=queries
         )
-        model, _ = rk.train(shop, s, item_emb, query_emb, store.profiles(), RankerConfig(), progress=False)
+        models, report = rk.train(shop, s, item_emb, query_emb, store.profiles(), RankerConfig(), progress=False)
         rows = rk.make_rows(shop, s, item_emb, query_emb, store.profiles(), lists)
-        logit, weight = rk.predict_parts(model, rows)
+        logit, weight = rk.parts(models[report["kind"]], rows)
         score = logit + weight * rows.sim
         borrowed = rows.dense[:, DENSE_COLUMNS.index("query_known")] > 0
         entry = {"min_similarity": tau, "lists": len(rows.offsets) - 1, "borrowed": round(float(borrowed.mean()), 4)}

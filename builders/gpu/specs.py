@@ -34,8 +34,8 @@ ORT_TRT_CACHE = "/tmp/shoprank-ort-trt-cache"
 
 def trees_on_cpu(spec: ModelSpec) -> ModelSpec:
     """The ranker's CPU spec, kept on the gpu target for a gradient-boosted ranker: TensorRT compiles no
-    ``TreeEnsembleRegressor``, and ONNX Runtime's CPU kernel scores 1,000 candidates in well under a
-    millisecond (docs/quality.md). Triton's FIL backend would run the trees on the GPU, but takes one
+    ``TreeEnsembleRegressor``, and ONNX Runtime's CPU kernel scores 1,000 candidates in about 2 ms on one
+    core (docs/quality.md). Triton's FIL backend would run the trees on the GPU, but takes one
     feature matrix in and gives one score out, not the ranker's two inputs and two outputs: not built."""
     cpu = {s.name: s for s in cpu_specs()}[spec.name]
     why = dict(cpu.why)
