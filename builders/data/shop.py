@@ -337,7 +337,7 @@ class Shop:
         return np.repeat(np.arange(len(self.session_user)), np.diff(self.session_offsets))
 
 
-def examination(position: np.ndarray) -> np.ndarray:
+def examination(position: np.ndarray | int) -> np.ndarray:
     """The generator's true examination probability of (0-based) ``position``: the position bias."""
     return 1.0 / (1.0 + np.asarray(position, np.float64)) ** EXAMINATION_POWER
 

@@ -93,8 +93,7 @@ def float32_thresholds(booster):
 def _dataset(rows, init: np.ndarray, position: bool):
     import lightgbm as lgb
 
-    label = np.minimum(rows.gain, 3.0)  # 2^(click + purchase) - 1 -> 0, 1, 3
-    label = np.rint(np.log2(label + 1.0)).astype(np.int32)  # back to click + purchase: 0, 1, 2
+    label = np.rint(np.log2(rows.gain + 1.0)).astype(np.int32)  # gain 2^(click + purchase) - 1 -> click + purchase
     return lgb.Dataset(
         features(rows.cat, rows.dense),
         label,

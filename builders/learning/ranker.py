@@ -353,19 +353,21 @@ def datasets(
     query_emb: np.ndarray,
     user_profiles: np.ndarray,
     cold_share: float = 0.0,
+    curve: dict | None = None,
 ) -> dict[str, Rows]:
     """Train (lists between the stats window and the train cut), val and test rows; ``cold_share`` of the
     training lists (seeded) as for a visitor the build does not know (``make_rows``). Every split's
-    ``ips_gain`` uses the propensities estimated from the windows before validation (``propensities``)."""
+    ``ips_gain`` uses ``curve`` (default: the propensities estimated from the windows before validation,
+    ``propensities``)."""
     split = split_by_time(shop)
     make = lambda s, cold=None: make_rows(shop, store, item_emb, query_emb, user_profiles, s, cold)  # noqa: E731
     cold = np.random.default_rng(17).random(len(split["train"])) < cold_share
     rows = {"train": make(split["train"], cold), "val": make(split["val"]), "test": make(split["test"])}
-    curve = np.asarray(propensities(shop)["propensity"])
+    propensity = np.asarray((curve or propensities(shop))["propensity"])
     for r in rows.values():
         if r.position is not None:
             logged = np.where(r.position > MAX_POSITION, -1, r.position)
-            r.ips_gain = prop.ips_gains(r.gain, logged, curve).astype(np.float32)
+            r.ips_gain = prop.ips_gains(r.gain, logged, propensity).astype(np.float32)
     return rows
 
 
@@ -522,22 +524,23 @@ def train(
     from builders.data.config import RankerConfig
 
     hp = hp or RankerConfig()
-    rows = datasets(shop, store, item_emb, query_emb, user_profiles, hp.cold_share)
+    curve = propensities(shop)
+    rows = datasets(shop, store, item_emb, query_emb, user_profiles, hp.cold_share, curve)
     tables = store.tables
     tr, va, te = rows["train"], rows["val"], rows["test"]
     trained = train_kinds(rows, store, hp, progress, log)
     kind = max(trained, key=lambda k: trained[k][1]["val_ndcg@10_selection"])
-    model = trained[kind][0]
+    test_parts = {k: parts(m, te) for k, (m, _) in trained.items()}
+    logit, weight = test_parts[kind]
     pop = tables.item_log_clicks[shop.imp_item[impressions_of(shop, split_by_time(shop)["test"])]]
     rand = np.random.default_rng(1).random(len(te)).astype(np.float32)
-    logit, weight = parts(model, te)
     # the simple baseline that uses the same logs: P(click | query, category), ties broken at random
     prior = te.dense[:, DENSE_COLUMNS.index("query_category_ctr")] + 1e-6 * rand
     # the simple baseline of recommendations: the candidate's co-visitation with the context, then popularity
     co = te.dense[:, DENSE_COLUMNS.index("context_covisit_sum")]
     scores = {
         "ranker": logit + weight * te.sim,
-        **{f"ranker_{k}": (lambda lw: lw[0] + lw[1] * te.sim)(parts(m, te)) for k, (m, _) in trained.items()},
+        **{f"ranker_{k}": lg + w * te.sim for k, (lg, w) in test_parts.items()},
         "popularity": pop,
         "click_prior": prior,
         "covisitation": co + 1e-3 * pop / max(float(np.abs(pop).max()), 1.0),
@@ -571,7 +574,6 @@ def train(
         for name, mask in kinds.items()
         if mask.any()
     }
-    curve = propensities(shop)
     learned = {k: getattr(m, "learned_examination", None) for k, (m, _) in trained.items()}
     report = {
         "kind": kind,
