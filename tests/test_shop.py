@@ -131,3 +131,24 @@ def test_default_profile_meets_the_required_size():
     p = PROFILES["default"]
     assert p.n_items >= 50_000
     assert p.n_sessions * (p.min_candidates + p.max_candidates) / 2 >= 1_000_000
+
+
+def test_the_logging_rankers_change_over_time_and_keep_a_randomised_slice():
+    from builders.data.shop import RANDOM_SHARE, LoggingPolicy
+
+    policy = LoggingPolicy(seed=3, n_items=50, switch_day=10)
+    items = np.arange(50)
+    scores = -np.arange(50, dtype=float)  # popularity order: 0, 1, 2, ...
+    before = [policy.order(scores, items, day=0) for _ in range(2000)]
+    after = [policy.order(scores, items, day=10) for _ in range(2000)]
+    shuffled = [not np.array_equal(o, items) for o in before]
+    assert abs(np.mean(shuffled) - RANDOM_SHARE) < 0.015  # the randomised slice, and otherwise the first ranker
+    reranked = [o for o in after if not np.array_equal(o, items)]
+    assert len(reranked) == len(after)  # the boost re-ranks every list from the switch day on
+    boosted = np.argsort(-(scores + policy.boost))
+    assert np.mean([np.array_equal(o, boosted) for o in after]) > 1 - 2 * RANDOM_SHARE
+
+
+def test_one_item_is_logged_at_many_positions(shop):
+    top = np.bincount(shop.imp_item).argmax()
+    assert len(np.unique(shop.imp_position[shop.imp_item == top])) >= 5
