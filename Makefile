@@ -2,6 +2,8 @@
 PY      := .venv/bin/python
 PROFILE ?= default
 REPO    ?= model_repository
+WORK    ?= build/$(PROFILE)
+EXPLORE_PORT ?= 8050
 GRPC_PORT ?= 8001
 HTTP_PORT ?= 8000
 METRICS_PORT ?= 8002
@@ -11,7 +13,7 @@ export PYTHONPATH := $(CURDIR)
 .PHONY: help setup build build-gpu serve up redis seed lint format test test-unit test-triton configs validate check-data demo-data variants \
 	bench bench-client bench-ids bench-retrieval bench-lexical bench-search bench-ranker bench-search-cost bench-recommend \
 	bench-recommend-cost bench-scale bench-scan bench-online \
-	bench-variants bench-tuning loadtest capacity verify clean
+	bench-variants bench-tuning loadtest capacity verify explore screenshots clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -171,6 +173,12 @@ capacity: setup ## step ramp against one replica -> replicas and HPA targets (PE
 
 verify: ## the built REPO's golden set against the local server (HTTP_PORT): same answers as the build? (python -m rollout)
 	$(PY) -m rollout verify --golden $(REPO) --url 127.0.0.1:$(HTTP_PORT)
+
+explore: ## the ranking explorer on http://127.0.0.1:8050 (EXPLORE_PORT): REPO (and WORK, its build), COMPARE=another repo, SERVER=host:port
+	$(PY) -m explorer --work $(WORK) --repo $(REPO) --port $(EXPLORE_PORT) $(if $(COMPARE),--compare $(COMPARE)) $(if $(SERVER),--server $(SERVER))
+
+screenshots: setup ## the report page and the explorer in headless Chromium, screenshots to docs/screenshots/
+	SHOPRANK_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q tests/test_pages_browser.py
 
 clean: ## remove build outputs (data, weights, embeddings, logs); keeps .venv
 	rm -rf build

@@ -57,8 +57,8 @@ CODE = {
     "query-stats": "query-stats/1",
     "covisit": "covisit/3",
     "features": "features/9",
-    "ranker": "dcn-v2+gbdt/15",
-    "retrieval": "faiss/5",
+    "ranker": "dcn-v2+gbdt/16",
+    "retrieval": "faiss/6",
 }
 
 
@@ -423,6 +423,9 @@ def build(
         manifest=manifest,
     )
     (work / "build_report.json").write_text(json.dumps(report, indent=1, default=str))
+    from builders import report_page
+
+    log(f"report page: {report_page.write(json.loads(json.dumps(report, default=str)), work)}")
     return report
 
 

@@ -228,6 +228,10 @@ def retrieval(shop, emb_dir: Path, feat_dir: Path, rcfg, out_dir: Path, log: Cal
     )
     # the exact scan over the served table, for the repositories whose retrieval runs it (the gpu target)
     item_scan.export(out_dir / ITEM_EMBEDDINGS_FILE, out_dir / item_scan.SCAN_FILE)
+    from builders.data.dataset import split_by_time
+
+    queries = np.load(emb_dir / "queries.npy", mmap_mode="r")
+    report["recall_curve"] = rt.recall_curve(out_dir, shop, queries, split_by_time(shop)["test"])
     return report
 
 

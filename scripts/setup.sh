@@ -14,6 +14,8 @@ bash scripts/get_helm.sh
 bash scripts/get_prometheus.sh
 # Redis for the online feature store's tests and `make redis` (idempotent; pinned Debian version).
 bash scripts/get_redis.sh
+# Debian's chromium for the report page's and the explorer's browser tests (idempotent).
+bash scripts/get_chromium.sh
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   echo "setup: .venv is up to date"
   exit 0

@@ -304,6 +304,37 @@ def views(rows: Rows, scores: dict[str, np.ndarray], reference: str = "popularit
     return out
 
 
+CURVE_K = (1, 3, 5, 10, 20)
+
+
+def curves(rows: Rows, scores: dict[str, np.ndarray], ks=CURVE_K) -> dict:
+    """Per scorer, NDCG@k (logged, debiased IPS, true) and recall@k of the clicked items, for each k of ``ks``
+    (the report page's curves)."""
+    views_k = {"logged": rows.gain, "ips": rows.ips_gain, "true": true_gains(rows)}
+    clicked = (rows.click > 0).astype(np.float64)
+    out: dict = {"k": list(ks)}
+    for name, score in scores.items():
+        entry: dict = {}
+        for view, g in views_k.items():
+            if g is not None:
+                entry[f"ndcg_{view}"] = [
+                    round(ListNDCG(g, rows.offsets, k, pooled=view == "ips")(score), 4) for k in ks
+                ]
+        hits = ListNDCG(clicked, rows.offsets, max(ks))
+        entry["recall"] = [round(_recall_at(hits, clicked, score, k), 4) for k in ks]
+        out[name] = entry
+    return out
+
+
+def _recall_at(lists: ListNDCG, clicked: np.ndarray, score: np.ndarray, k: int) -> float:
+    """Mean share of a list's clicked items in its top ``k`` under ``score`` (lists with a click)."""
+    padded = np.where(lists.mask, score[lists.index], -np.inf)
+    order = np.argsort(-padded, axis=1, kind="stable")[:, :k]
+    found = np.take_along_axis(lists.gains, order, axis=1).sum(axis=1)
+    total = lists.gains.sum(axis=1)
+    return float((found[total > 0] / total[total > 0]).mean())
+
+
 def ndcg_of_lists(rows: Rows, scores: np.ndarray, lists: np.ndarray, true: bool) -> float | None:
     """NDCG@10 over the lists in the boolean mask ``lists`` (None if none has a gain)."""
     idx = np.flatnonzero(lists)
@@ -444,6 +475,12 @@ def fit(
         curve = torch.sigmoid(seen.detach()).numpy()
         model.learned_examination = [round(float(x), 5) for x in curve[: MAX_POSITION + 1] / curve[0]]
     return history
+
+
+def user_groups(rows: Rows) -> dict[str, np.ndarray]:
+    """Per list: ``known`` users (the statistics window knows them) and ``cold`` ones (unknown or anonymous)."""
+    known = rows.dense[rows.offsets[:-1], DENSE_COLUMNS.index("user_known")] > 0
+    return {"known users": known, "cold users": ~known}
 
 
 def train_dcn(tr: Rows, va: Rows, store: FeatureStore, hp, progress: bool = True):
@@ -594,6 +631,23 @@ def train(
         "test": test,
         "test_views": views(te, scores),
         "test_by_list_kind": by_kind,
+        "test_curves": curves(
+            te, {n: scores[n] for n in ("ranker", "popularity", "click_prior", "covisitation", "random") if n in scores}
+        ),
+        "test_by_user": {
+            name: {
+                "lists": int(mask.sum()),
+                **{
+                    scorer: {
+                        "ndcg@10": ndcg_of_lists(te, scores[scorer], mask, False),
+                        "ndcg@10_true": ndcg_of_lists(te, scores[scorer], mask, True),
+                    }
+                    for scorer in ("ranker", "popularity")
+                },
+            }
+            for name, mask in user_groups(te).items()
+            if mask.any()
+        },
         "similarity": similarity_breakdown(te, logit, weight),
         "true_relevance": "generated shop: NDCG@10 (true) uses its hidden relevance"
         if te.relevance is not None

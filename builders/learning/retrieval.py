@@ -179,6 +179,39 @@ def purchases(shop, before: int) -> Purchases:
     return Purchases.from_pairs(pairs[0], pairs[1], len(shop.user_ids))
 
 
+RECALL_CURVE_N = (10, 30, 100, 300, 1000)
+
+
+def recall_curve(out: Path, shop, query_emb: np.ndarray, lists: np.ndarray, ns=RECALL_CURVE_N) -> dict:
+    """Recall@N of the index in ``out`` (as served, refined) on the search ``lists`` with a click: the mean share
+    of a list's clicked items among the N nearest items to its query's embedding, for each N of ``ns``. The
+    semantic part of search retrieval only (the query statistics' clicked items and popular items are added to it
+    when served, docs/retrieval.md)."""
+    settings = RetrievalSettings.from_json((out / SETTINGS_FILE).read_text())
+    vectors = np.load(out / ITEM_EMBEDDINGS_FILE, mmap_mode="r")
+    index = ItemIndex.load(out, settings, vectors)
+    top = min(max(ns), item_count(vectors))
+    clicked: dict[int, list[np.ndarray]] = {}
+    for s in lists.tolist():
+        q = int(shop.session_query[s])
+        a, b = shop.session_offsets[s], shop.session_offsets[s + 1]
+        hit = shop.imp_item[a:b][shop.imp_click[a:b] > 0]
+        if q >= 0 and hit.size:
+            clicked.setdefault(q, []).append(hit)
+    recalls: dict[int, list[float]] = {n: [] for n in ns}
+    for q, hits in clicked.items():
+        rows = index.search(query_emb[q : q + 1].astype(np.float32), top)[0].ravel()
+        rank = {int(r): i for i, r in enumerate(rows.tolist())}
+        for hit in hits:
+            where = np.array([rank.get(int(i), top) for i in hit])
+            for n in ns:
+                recalls[n].append(float((where < n).mean()))
+    return {
+        "lists": sum(len(h) for h in clicked.values()),
+        **{f"recall@{n}": round(float(np.mean(v)), 4) for n, v in recalls.items() if v},
+    }
+
+
 def write(
     embeddings: np.ndarray,
     samples: dict[str, np.ndarray],

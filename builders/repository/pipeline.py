@@ -23,22 +23,27 @@ from server.ort_runner import make_session
 
 
 class InProcessPipeline:
-    def __init__(self, repo: str | Path):
+    """``version``: the version folder every model is read from (1 in a build's repository; a served
+    repository holds the live release and the previous one, ``server/publish.py``)."""
+
+    def __init__(self, repo: str | Path, version: int = 1):
         repo = Path(repo)
         specs = spec_by_name()
-        self.search_store = FeatureStore.load(repo / c.SEARCH_FEATURES / "1")
+        v = str(version)
+        self.version = version
+        self.search_store = FeatureStore.load(repo / c.SEARCH_FEATURES / v)
         self.recommend_store = FeatureStore.load(
-            repo / c.RECOMMEND_FEATURES / "1", with_tokenizer=False, with_profiles=True
+            repo / c.RECOMMEND_FEATURES / v, with_tokenizer=False, with_profiles=True
         )
-        self.topk = TopK.load(repo / c.TOPK / "1")
-        self.query_tokens = QueryTokens.load(repo / c.QUERY_TOKENIZER / "1")
+        self.topk = TopK.load(repo / c.TOPK / v)
+        self.query_tokens = QueryTokens.load(repo / c.QUERY_TOKENIZER / v)
         self.repo = repo
         self._retrievers: dict[str, Retriever] = {}  # loaded on first use (older repositories have none)
         self.last_candidates = np.zeros(0, np.int64)  # the last recommend_catalog's candidates, before ranking
 
         def session(name: str):
             threads = int(specs[name].parameters.get("intra_op_thread_count", "1"))
-            return make_session(str(repo / name / "1" / "model.onnx"), intra_op_threads=threads)
+            return make_session(str(repo / name / v / "model.onnx"), intra_op_threads=threads)
 
         self.encoder = session(c.TEXT_ENCODER)
         self.search_store.embed = self.embed  # a query the statistics do not know borrows by its embedding
@@ -78,7 +83,8 @@ class InProcessPipeline:
         name = c.RETRIEVE_RECOMMEND if recommend else c.RETRIEVE_SEARCH
         if name not in self._retrievers:
             scan = retrieval_scan(self.repo, name)  # the item_scan model where the repository's configs use it
-            self._retrievers[name] = Retriever.load(self.repo / name / "1", recommend=recommend, scan=scan)
+            folder = self.repo / name / str(self.version)
+            self._retrievers[name] = Retriever.load(folder, recommend=recommend, scan=scan)
         return self._retrievers[name]
 
     def embed(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
