@@ -42,7 +42,7 @@ class ExplorerError(ValueError):
 
 @dataclass
 class Item:
-    item_id: int
+    item_id: int  # the int64 id the models use (a string-SKU shop's: the stable hash of the SKU, ``key``)
     title: str
     category: str
     price: float
@@ -51,6 +51,7 @@ class Item:
     similarity_term: float
     moved_by: list[tuple[str, float]] = field(default_factory=list)  # (feature, score change) largest first
     found: str = ""
+    key: str = ""  # the shop's own SKU, where it has string ids
 
 
 @dataclass
@@ -85,6 +86,11 @@ class Release:
         self.label = f"{self.repo} v{self.version}" + (f" ({checksum[:19]})" if checksum else "")
         self.row_of = {int(i): r for r, i in enumerate(self.shop.item_ids.tolist())}  # id -> the build's table row
         self.users = set(self.shop.user_ids.tolist())
+        manifest = json.loads((self.repo / c.SEARCH_FEATURES / str(self.version) / "manifest.json").read_text())
+        self.string_users = manifest.get("ids", {}).get("user") == "string"  # user ids typed as the shop's own
+        keys = self.shop.item_keys  # a string-SKU shop: its SKUs are typed in the form and shown on the page
+        ids = self.shop.item_ids.tolist()
+        self.id_of_key = {str(k): int(i) for k, i in zip(keys, ids, strict=True)} if keys else {}
 
     # -- requests -----------------------------------------------------------------------------------
     def user_id(self, user: str) -> int:
@@ -92,19 +98,29 @@ class Release:
         text = user.strip()
         if not text:
             return -1
-        try:
-            uid = int(text)
-        except ValueError:
-            raise ExplorerError(f"USER_ID: {text!r} is not a number ({ANONYMOUS})") from None
+        if self.string_users:
+            from shoprank_client.ids import stable_id
+
+            uid = stable_id(text)
+        else:
+            try:
+                uid = int(text)
+            except ValueError:
+                raise ExplorerError(f"USER_ID: {text!r} is not a number ({ANONYMOUS})") from None
         if uid not in self.users:
-            raise ExplorerError(f"USER_ID: {uid} is not a user this build knows ({ANONYMOUS})")
+            raise ExplorerError(f"USER_ID: {text} is not a user this build knows ({ANONYMOUS})")
         return uid
 
     def item_id(self, text: str, name: str) -> int:
+        """The int64 id of an item typed in the form: the shop's SKU (string-id shops) or the id."""
+        text = text.strip()
+        if text in self.id_of_key:
+            return self.id_of_key[text]
         try:
-            iid = int(text.strip())
+            iid = int(text)
         except ValueError:
-            raise ExplorerError(f"{name}: {text.strip()!r} is not an item id (a number)") from None
+            kind = "a SKU of this shop or an item id" if self.id_of_key else "an item id (a number)"
+            raise ExplorerError(f"{name}: {text!r} is not {kind}") from None
         if iid not in self.row_of:
             raise ExplorerError(f"{name}: item {iid} is not in this build's catalogue")
         return iid
@@ -184,6 +200,7 @@ class Release:
             similarity_term=round(sim_term, 3),
             moved_by=moved,
             found=found.get(item_id, ""),
+            key=str(shop.item_keys[row]) if known and shop.item_keys is not None else "",
         )
 
     def _search_sources(self, retriever, query: str, emb: np.ndarray, ids: np.ndarray) -> dict[int, str]:
@@ -242,7 +259,8 @@ def answer_from_server(release: Release, url: str, mode: str, query: str, user: 
     by_id = {i.item_id: i for i in local.items}
     items = []
     for ranked in got.items:
-        item = by_id.get(int(ranked.item_id)) or release._item(int(ranked.item_id), ranked.score, 0.0, [], {})
+        iid = release.id_of_key.get(str(ranked.item_id)) or int(ranked.item_id)  # a SKU shop answers with SKUs
+        item = by_id.get(iid) or release._item(iid, ranked.score, 0.0, [], {})
         items.append(Item(**{**item.__dict__, "score": round(float(ranked.score), 4)}))
     same = [i.item_id for i in items] == [i.item_id for i in local.items]
     note = f"served by {url} (version {got.model_version}); " + (

@@ -174,3 +174,20 @@ def test_the_repository_validates_with_its_own_dimension(grocery):
     (copy / "search_features" / "1" / "manifest.json").unlink()  # without it: MiniLM's 384 is assumed
     with pytest.raises(repository.RepositoryError, match="differs from its spec"):
         repository.validate(copy)
+
+
+def test_the_explorer_takes_and_shows_the_shops_own_skus_and_user_ids(grocery, served):
+    from explorer.explain import ExplorerError, Release, answer_from_server
+
+    root = grocery[0]
+    release = Release(root / "repo", root / "work")
+    skus = shops.generate()[0].column("sku").to_pylist()
+    local = release.search("fromages", "client-0007", 5)
+    assert all(i.key.startswith("SKU-") and i.item_id == stable_id(i.key) for i in local.items)
+    page = release.recommend("client-0007", skus[3], 5)  # the viewed item typed as the shop's SKU
+    assert skus[3] not in [i.key for i in page.items] and len(page.items) == 5
+    served_answer = answer_from_server(release, served.grpc_url, "search", "fromages", "client-0007", "", 5)
+    assert [i.key for i in served_answer.items] == [i.key for i in local.items]
+    assert "the same top-k as the in-process pipeline" in served_answer.note
+    with pytest.raises(ExplorerError, match="^USER_ID: nobody is not a user this build knows"):
+        release.search("fromages", "nobody", 5)
