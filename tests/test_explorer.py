@@ -113,3 +113,23 @@ def test_the_pareto_plot_draws_each_measured_variant():
     uri = report_page.pareto_figure(variants)
     assert uri is not None and uri.startswith("data:image/png;base64,") and len(uri) > 5000
     assert report_page.pareto_figure({"ranker": {"fp32": variants["ranker"]["fp32"]}}) is None  # one point: no plot
+
+
+def test_a_served_repository_shows_its_current_and_previous_release(small_repo, tmp_path):
+    """After a publish a served repository holds two version folders per model: the live release and the one
+    rollback returns to. The explorer shows the newest first and the previous beside it."""
+    import shutil
+
+    from explorer.__main__ import releases
+
+    live = tmp_path / "live"
+    shutil.copytree(small_repo, live, symlinks=True)
+    for model in (p for p in live.iterdir() if (p / "1").is_dir()):
+        shutil.copytree(model / "1", model / "2", symlinks=True)
+    shown = releases(live, SMALL, None, None)
+    assert [r.version for r in shown] == [2, 1] and shown[0].label != shown[1].label
+    assert [i.item_id for i in shown[0].search("tent", "", 3).items] == [
+        i.item_id for i in shown[1].search("tent", "", 3).items
+    ]  # the same files twice: the same answers
+    only = releases(small_repo, SMALL, None, None)
+    assert [r.version for r in only] == [1]
