@@ -85,3 +85,19 @@ def test_unknown_versions_stop_the_pod_with_a_clear_message(tmp_path):
     out = node(tmp_path, trt="")
     assert out.returncode == 1 and "cannot tell the GPU product" in out.stderr
     assert calls(tmp_path) == []
+
+
+def test_a_model_served_otherwise_gets_no_engine(tmp_path):
+    """A gbdt build's gpu repository serves the ranker with the onnxruntime backend (TensorRT compiles no tree
+    ensemble): the engine list may still name it, and the script skips it instead of failing the pod."""
+    repo = tmp_path / "repo"
+    (repo / "ranker").mkdir(parents=True)
+    (repo / "ranker" / "config.pbtxt").write_text('name: "ranker"\nbackend: "onnxruntime"\n')
+    (repo / "text_encoder").mkdir(parents=True)
+    (repo / "text_encoder" / "config.pbtxt").write_text('name: "text_encoder"\nplatform: "tensorrt_plan"\n')
+    run = node(tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert len(calls(tmp_path)) == 1 and "text_encoder/1/model.onnx" in calls(tmp_path)[0]
+    assert "ranker is not a TensorRT model" in run.stdout
+    assert (tmp_path / "termination-log").read_text().strip().endswith("text_encoder=built ranker=skipped")
+    assert not any((repo / "ranker" / "1").glob("*.plan"))

@@ -30,6 +30,13 @@ mkdir -p "$key"
 done_list=""
 while IFS='|' read -r model onnx args; do
   [ -n "$model" ] || continue
+  # A model the repository serves otherwise (a gradient-boosted ranker: ONNX Runtime on CPU instances, since
+  # TensorRT compiles no tree ensemble) gets no engine, whatever the engines list says.
+  if [ -f "$REPO/$model/config.pbtxt" ] && ! grep -q 'tensorrt_plan' "$REPO/$model/config.pbtxt"; then
+    echo "build-engines: $model is not a TensorRT model in this repository (no tensorrt_plan in its config): skipped"
+    done_list="$done_list $model=skipped"
+    continue
+  fi
   plan="$key/$model.plan"
   if [ -s "$plan" ]; then
     echo "build-engines: reusing $plan"
