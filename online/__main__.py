@@ -144,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import redis
 
-    writer = OnlineWriter(connect(OnlineSettings(url=args.url, timeout_s=5.0)), prefix=args.prefix)
+    env = OnlineSettings.from_env()  # cluster mode and buckets: the serving side's settings
+    settings = OnlineSettings(url=args.url, timeout_s=5.0, cluster=env.cluster, buckets=env.buckets)
+    writer = OnlineWriter(connect(settings), prefix=args.prefix, cluster=env.cluster, buckets=env.buckets)
     started = time.monotonic()
     try:
         embed = None  # push --repo: the served encoder embeds new items' titles (--new-items, or a stream's)

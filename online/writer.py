@@ -10,6 +10,10 @@ Interactions (``record``): a click, cart or purchase is pushed onto the user's r
 first, trimmed to ``recent_keep``, expiring ``ttl`` after the last one: 30 days for a user, 30 minutes
 for an anonymous session, whose id the shop sends as USER_ID).
 
+Cluster mode (``cluster=True``, ``runtime/online.py``'s bucket layout): an update is one ``HSET`` of the fields
+given into its bucket's hash, atomic for the item; the updates of one call go in one cluster pipeline (no
+MULTI across slots), so each item is updated whole and a reader never sees half an update.
+
 New items (``add_items``): an item the build never saw, pushed with its title, gets the title embedded
 by the repository's own encoder (``online/embed.py``) and stored next to its price and stock, so topk
 ranks it by its text, and listed in ``{prefix}:new_items``, so retrieval finds it (``runtime/retrieval.py``).
@@ -27,10 +31,14 @@ from typing import Any
 import numpy as np
 
 from runtime.online import (
+    DEFAULT_BUCKETS,
     ONLINE_FIELDS,
     SNAPSHOT_FILE,
+    bucket_key,
+    bucket_of,
     embedding_key,
     encode,
+    field_name,
     field_offset,
     item_key,
     new_items_key,
@@ -86,13 +94,24 @@ def check_interaction(it: Interaction, where: str = "") -> Interaction:
 
 
 class OnlineWriter:
-    """Applies updates to a Redis; ``prefix`` must be the serving side's ``SHOPRANK_ONLINE_PREFIX``."""
+    """Applies updates to a Redis; ``prefix`` must be the serving side's ``SHOPRANK_ONLINE_PREFIX``, and in
+    cluster mode (a ``RedisCluster`` client, ``cluster=True``) ``buckets`` its ``SHOPRANK_ONLINE_BUCKETS``."""
 
-    def __init__(self, client: Any, prefix: str = "shoprank", chunk: int = 1000, recent_keep: int = 50):
+    def __init__(
+        self,
+        client: Any,
+        prefix: str = "shoprank",
+        chunk: int = 1000,
+        recent_keep: int = 50,
+        cluster: bool = False,
+        buckets: int = DEFAULT_BUCKETS,
+    ):
         self.client = client
         self.prefix = prefix
         self.chunk = chunk
         self.recent_keep = recent_keep
+        self.cluster = cluster
+        self.buckets = buckets
         self._unset = encode({})
 
     def apply(self, updates: Iterable[ItemUpdate]) -> int:
@@ -102,13 +121,20 @@ class OnlineWriter:
     def write(self, batch: list[ItemUpdate]) -> int:
         """Write updates that ``check`` has passed already."""
         for start in range(0, len(batch), self.chunk):
-            pipe = self.client.pipeline(transaction=True)
+            pipe = self.client.pipeline(transaction=not self.cluster)
             for u in batch[start : start + self.chunk]:
                 self._queue(pipe, u)
             pipe.execute()
         return len(batch)
 
     def _queue(self, pipe: Any, u: ItemUpdate) -> None:
+        if self.cluster:  # one HSET of the given fields: atomic for the item
+            fields = {
+                field_name(u.item_id, ONLINE_FIELDS.index(n)): np.array([v], "<f4").tobytes()
+                for n, v in u.values.items()
+            }
+            pipe.hset(bucket_key(self.prefix, "items", bucket_of(u.item_id, self.buckets)), mapping=fields)
+            return
         key = item_key(self.prefix, u.item_id)
         pipe.set(key, self._unset, nx=True)
         for name, value in u.values.items():
@@ -160,10 +186,14 @@ class OnlineWriter:
             if values:
                 updates.append(check(ItemUpdate(int(item_id), values)))
         vectors = np.asarray(embed([t for _, t in items]), "<f4")
-        pipe = self.client.pipeline(transaction=True)
+        pipe = self.client.pipeline(transaction=not self.cluster)
         added_at = time.time()
         for (item_id, _), vector in zip(items, vectors, strict=True):
-            pipe.set(embedding_key(self.prefix, item_id), vector.tobytes())
+            if self.cluster:
+                key = bucket_key(self.prefix, "embs", bucket_of(item_id, self.buckets))
+                pipe.hset(key, field_name(item_id, -1), vector.tobytes())
+            else:
+                pipe.set(embedding_key(self.prefix, item_id), vector.tobytes())
         # the retrieval models poll this set: the items become retrievable from the whole catalogue
         pipe.zadd(new_items_key(self.prefix), {b"%d" % int(item_id): added_at for item_id, _ in items})
         for u in updates:
@@ -173,5 +203,15 @@ class OnlineWriter:
 
     def clear(self) -> int:
         """Delete every key of this prefix (tests, or a shop starting over)."""
+        if self.cluster:  # every master's keys (a cluster's SCAN is per node), deleted one by one
+            from redis.cluster import RedisCluster
+
+            keys = list(
+                self.client.scan_iter(match=f"{self.prefix}:*", count=1000, target_nodes=RedisCluster.PRIMARIES)
+            )
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.delete(key)
+            return int(sum(pipe.execute())) if keys else 0
         keys = list(self.client.scan_iter(match=f"{self.prefix}:*", count=1000))
         return int(self.client.delete(*keys)) if keys else 0

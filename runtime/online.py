@@ -20,6 +20,15 @@ Layout in Redis (``online/writer.py`` writes it, this module only reads):
   session, whose id the request sends as USER_ID) clicked, carted or bought. Read with ``LRANGE`` in the
   same round trip (one pipeline), never cached: a click changes the next request.
 
+**Cluster mode** (``SHOPRANK_ONLINE_CLUSTER=1``, a Redis Cluster's seed node in the URL): a cluster answers a
+multi-key command only for keys of one hash slot, and redis-py's cluster pipeline refuses ``MGET``. The items
+are therefore kept in ``SHOPRANK_ONLINE_BUCKETS`` hashes, one per bucket ``item_id % buckets``, each with a
+hash tag of its own (``{prefix}:items:{{prefix}:b}``, fields ``<item_id>:<field index>``, a float32 each; new
+items' embeddings likewise in ``{prefix}:embs:{{prefix}:b}``). One request's reads are one ``HMGET`` per
+bucket its candidates fall in plus the ``LRANGE``, in one cluster pipeline: redis-py sends each master its
+commands at once and then reads the replies, so the round trips to the masters overlap. The recent lists and
+the new-items set are single keys, as in single-node mode; the single-node layout is unchanged.
+
 Settings (environment of the tritonserver process; the Helm chart sets them from its values):
 
 =============================== ========= ===============================================================
@@ -31,6 +40,9 @@ Settings (environment of the tritonserver process; the Helm chart sets them from
 ``SHOPRANK_SOLD_OUT``            filter    ``filter``: stock 0 leaves the ranking; ``demote``: only its
                                            in-stock feature turns 0 and the ranker decides
 ``SHOPRANK_ONLINE_RECENT``       20        the newest N interactions of the user read per request; 0 = off
+``SHOPRANK_ONLINE_CLUSTER``      0         1: the URL is a Redis Cluster seed node (cluster mode, above)
+``SHOPRANK_ONLINE_BUCKETS``      48        cluster mode: item hashes (writer and readers must agree)
+``SHOPRANK_ONLINE_REPLICAS``     0         cluster mode, 1: reads may go to replicas (writes never do)
 =============================== ========= ===============================================================
 """
 
@@ -80,6 +92,23 @@ def item_key(prefix: str, item_id: int) -> bytes:
     return key_prefix(prefix) + b"%d" % int(item_id)
 
 
+DEFAULT_BUCKETS = 48  # divides by 3, 4, 6, 8, 12, 16 masters: whole buckets per master
+
+
+def bucket_of(item_id: int, buckets: int) -> int:
+    return int(item_id) % buckets
+
+
+def bucket_key(prefix: str, kind: str, bucket: int) -> bytes:
+    """Cluster mode: the hash of one bucket (``kind`` items or embs), its own hash tag: one slot per bucket."""
+    return f"{prefix}:{kind}:{{{prefix}:{bucket}}}".encode()
+
+
+def field_name(item_id: int, field: int) -> bytes:
+    """Cluster mode: an item's field in its bucket's hash (``field``: index in ONLINE_FIELDS; -1 = embedding)."""
+    return b"%d" % int(item_id) if field < 0 else b"%d:%d" % (int(item_id), field)
+
+
 def encode(values: Mapping[str, float]) -> bytes:
     """One item's packed value; fields not given are NaN (unset: the build's value is used)."""
     unknown = set(values) - set(ONLINE_FIELDS)
@@ -102,6 +131,9 @@ class OnlineSettings:
     sold_out: SoldOut = "filter"
     cache_items: int = 200_000
     recent: int = 20
+    cluster: bool = False
+    buckets: int = DEFAULT_BUCKETS
+    read_from_replicas: bool = False
 
     @property
     def enabled(self) -> bool:
@@ -132,6 +164,19 @@ class OnlineSettings:
         url = env.get("SHOPRANK_ONLINE_URL") or None
         if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
             raise OnlineConfigError(f"SHOPRANK_ONLINE_URL: expected redis://host:port/db, got {url!r}")
+
+        def flag(name: str) -> bool:
+            raw = env.get(name) or "0"
+            if raw not in ("0", "1"):
+                raise OnlineConfigError(f"{name}: expected 0 or 1, got {raw!r}")
+            return raw == "1"
+
+        buckets_raw = env.get("SHOPRANK_ONLINE_BUCKETS") or str(DEFAULT_BUCKETS)
+        if not buckets_raw.isdigit() or not 1 <= int(buckets_raw) <= 16384:
+            raise OnlineConfigError(f"SHOPRANK_ONLINE_BUCKETS: expected a count from 1 to 16384, got {buckets_raw!r}")
+        cluster = flag("SHOPRANK_ONLINE_CLUSTER")
+        if cluster and url is not None and url.startswith("unix://"):
+            raise OnlineConfigError("SHOPRANK_ONLINE_CLUSTER: a Redis Cluster is reached over TCP, not unix://")
         return cls(
             url=url,
             prefix=env.get("SHOPRANK_ONLINE_PREFIX") or "shoprank",
@@ -140,6 +185,9 @@ class OnlineSettings:
             retry_after_s=ms("SHOPRANK_ONLINE_RETRY_MS", 1000, 0),
             sold_out="filter" if sold_out == "filter" else "demote",
             recent=int(recent_raw),
+            cluster=cluster,
+            buckets=int(buckets_raw),
+            read_from_replicas=flag("SHOPRANK_ONLINE_REPLICAS"),
         )
 
 
@@ -173,10 +221,23 @@ def ensure_ssl() -> None:
 
 
 def connect(settings: OnlineSettings) -> Any:
-    """A ``redis.Redis`` client with the settings' timeouts (no retries: a slow read falls back instead)."""
+    """A ``redis.Redis`` client with the settings' timeouts (no retries: a slow read falls back instead); in
+    cluster mode a ``redis.cluster.RedisCluster`` from the seed node (it discovers the others, follows
+    MOVED/ASK redirections and re-reads the topology after a failover)."""
     ensure_ssl()
     import redis
 
+    if settings.cluster:
+        from redis.cluster import RedisCluster
+
+        return RedisCluster.from_url(
+            settings.url or "",
+            socket_timeout=settings.timeout_s,
+            socket_connect_timeout=settings.timeout_s,
+            read_from_replicas=settings.read_from_replicas,
+            cluster_error_retry_attempts=1,
+            health_check_interval=0,
+        )
     return redis.Redis.from_url(
         settings.url or "",
         socket_timeout=settings.timeout_s,
@@ -261,15 +322,8 @@ class OnlineItems:
             self._read("skipped")
         else:
             try:
-                if want_recent:
-                    pipe = self._client.pipeline(transaction=False)
-                    if missing:
-                        pipe.mget([keys[i] for i in missing])
-                    pipe.lrange(self._recent_prefix + b"%d" % int(user_id or 0), 0, self.settings.recent - 1)
-                    replies = pipe.execute()
-                    fetched, recent_raw = (replies[0] if missing else []), replies[-1]
-                else:
-                    fetched, recent_raw = self._client.mget([keys[i] for i in missing]), []
+                recent_of = self._recent_prefix + b"%d" % int(user_id or 0) if want_recent else None
+                fetched, recent_raw = self._fetch([keys[i] for i in missing], recent_of)
             except Exception as err:  # any client error (timeout, refused, protocol) is a fallback
                 self._failed(now, err)
             else:
@@ -301,12 +355,62 @@ class OnlineItems:
                 return None
             members = self._client.zrange(key, 0, -1)
             ids = np.array([int(m) for m in members if m.isdigit() or m[1:].isdigit()], np.int64)
-            vectors = self._client.mget([self._emb_prefix + b"%d" % i for i in ids.tolist()]) if ids.size else []
+            vectors = self._fetch([self._emb_prefix + b"%d" % i for i in ids.tolist()], None)[0] if ids.size else []
         except Exception as err:
             self._failed(now, err)
             return None
         self._recovered()
         return ids, list(vectors)
+
+    def _fetch(self, keys: list[bytes], recent_of: bytes | None) -> tuple[list[bytes | None], list[bytes]]:
+        """The values of ``keys`` (item and embedding keys of the single-node layout) and, with ``recent_of``,
+        that recent list: one round trip (single node: an ``MGET`` and the ``LRANGE`` in one pipeline;
+        cluster: ``_fetch_cluster``)."""
+        if self.settings.cluster:
+            return self._fetch_cluster(keys, recent_of)
+        if recent_of is None:
+            return (self._client.mget(keys) if keys else []), []
+        pipe = self._client.pipeline(transaction=False)
+        if keys:
+            pipe.mget(keys)
+        pipe.lrange(recent_of, 0, self.settings.recent - 1)
+        replies = pipe.execute()
+        return (replies[0] if keys else []), replies[-1]
+
+    def _fetch_cluster(self, keys: list[bytes], recent_of: bytes | None) -> tuple[list[bytes | None], list[bytes]]:
+        """Cluster mode: one ``HMGET`` per bucket hash the keys fall in (items: every field; embeddings: one
+        field) and the ``LRANGE``, in one cluster pipeline (the masters' round trips overlap); the item values
+        are packed as in single-node mode (a field never written: NaN; no field at all: None)."""
+        s, n_fields = self.settings, len(ONLINE_FIELDS)
+        groups: dict[bytes, tuple[list[int], list[bytes]]] = {}  # hash key -> (positions, fields)
+        for pos, key in enumerate(keys):
+            emb = key.startswith(self._emb_prefix)
+            item_id = int(key[len(self._emb_prefix if emb else self._key_prefix) :])
+            hkey = bucket_key(s.prefix, "embs" if emb else "items", bucket_of(item_id, s.buckets))
+            slot = groups.setdefault(hkey, ([], []))
+            slot[0].append(pos)
+            if emb:
+                slot[1].append(field_name(item_id, -1))
+            else:
+                slot[1].extend(field_name(item_id, f) for f in range(n_fields))
+        pipe = self._client.pipeline(transaction=False)
+        for hkey, (_, fields) in groups.items():
+            pipe.hmget(hkey, fields)
+        if recent_of is not None:
+            pipe.lrange(recent_of, 0, s.recent - 1)
+        replies = pipe.execute()
+        out: list[bytes | None] = [None] * len(keys)
+        unset = self._unset[:FIELD_BYTES]
+        for (hkey, (positions, _)), reply in zip(groups.items(), replies, strict=False):
+            if hkey.startswith(f"{s.prefix}:embs:".encode()):
+                for pos, value in zip(positions, reply, strict=True):
+                    out[pos] = value
+                continue
+            for n, pos in enumerate(positions):
+                parts = reply[n * n_fields : (n + 1) * n_fields]
+                if any(v is not None for v in parts):
+                    out[pos] = b"".join(v if v is not None and len(v) == FIELD_BYTES else unset for v in parts)
+        return out, (replies[-1] if recent_of is not None else [])
 
     def _read(self, outcome: str) -> None:
         if self._on_read is not None:
