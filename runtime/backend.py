@@ -77,7 +77,7 @@ def serve(
     return responses
 
 
-READ_OUTCOMES = ("ok", "cached", "failed", "skipped")
+READ_OUTCOMES = ("ok", "cached", "failed", "skipped", "partial")
 
 
 def online_store(pb_utils: Any, model: str) -> OnlineItems | None:
@@ -96,7 +96,8 @@ def online_store(pb_utils: Any, model: str) -> OnlineItems | None:
     reads_family = pb_utils.MetricFamily(
         name="shoprank_online_reads_total",
         description="online-store reads by outcome: ok (one MGET), cached, failed (error or timeout: "
-        "build values used), skipped (Redis down: build values used until the retry)",
+        "build values used), skipped (Redis down: build values used until the retry), partial (cluster: "
+        "some nodes failed, their keys used the build's values)",
         kind=pb_utils.MetricFamily.COUNTER,
     )
     up = up_family.Metric(labels={"model": model})

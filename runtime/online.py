@@ -236,6 +236,9 @@ def connect(settings: OnlineSettings) -> Any:
             socket_connect_timeout=settings.timeout_s,
             read_from_replicas=settings.read_from_replicas,
             cluster_error_retry_attempts=1,
+            # a topology with uncovered slots (a master lost, its replica not promoted yet) is still used: the
+            # other slots keep being read (and managed services may hide CONFIG: no full-coverage check)
+            require_full_coverage=False,
             health_check_interval=0,
         )
     return redis.Redis.from_url(
@@ -291,8 +294,12 @@ class OnlineItems:
         self._recent_prefix = key_prefix(settings.prefix, "recent")
         self._unset = encode({})
         self._skip_until = -math.inf
+        self._unanswered: set[int] = set()  # positions of the last fetch's keys whose node failed (cluster mode)
+        self._refresh_topology = False
+        self._pool: Any = None  # cluster mode: one thread a node, so the nodes' round trips overlap
         self.up = True
         self.failures = 0
+        self.partial_failures = 0  # cluster mode: reads where some nodes failed (their keys used the build's values)
         self.last_error = ""
         self.keep_alive: list[Any] = []  # objects the hooks need (Triton deletes a MetricFamily it loses)
         self._hook_failed = False
@@ -328,14 +335,17 @@ class OnlineItems:
                 self._failed(now, err)
             else:
                 self._recovered()
-                self._cache.update((keys[i], (now, v)) for i, v in zip(missing, fetched, strict=True))
+                lost = self._unanswered  # cluster mode: keys of a node that failed are not cached
+                self._cache.update(
+                    (keys[i], (now, v)) for n, (i, v) in enumerate(zip(missing, fetched, strict=True)) if n not in lost
+                )
                 for i, v in zip(missing, fetched, strict=True):
                     got[i] = v
                 while len(self._cache) > self.settings.cache_items:  # oldest first-insertion out
                     del self._cache[next(iter(self._cache))]
                 if recent_raw:
                     recent = np.array([int(r) for r in recent_raw if r.isdigit() or r[1:].isdigit()], np.int64)
-                self._read("ok")
+                self._read("partial" if lost else "ok")
         n = len(id_list)
         packed = b"".join([v if v is not None and len(v) == VALUE_BYTES else self._unset for v in got[:n]])
         values: Floats = np.frombuffer(packed, "<f4").reshape(n, len(ONLINE_FIELDS))
@@ -365,7 +375,9 @@ class OnlineItems:
     def _fetch(self, keys: list[bytes], recent_of: bytes | None) -> tuple[list[bytes | None], list[bytes]]:
         """The values of ``keys`` (item and embedding keys of the single-node layout) and, with ``recent_of``,
         that recent list: one round trip (single node: an ``MGET`` and the ``LRANGE`` in one pipeline;
-        cluster: ``_fetch_cluster``)."""
+        cluster: ``_fetch_cluster``, where the keys of a node that failed come back None and are listed in
+        ``self._unanswered``)."""
+        self._unanswered = set()
         if self.settings.cluster:
             return self._fetch_cluster(keys, recent_of)
         if recent_of is None:
@@ -379,8 +391,11 @@ class OnlineItems:
 
     def _fetch_cluster(self, keys: list[bytes], recent_of: bytes | None) -> tuple[list[bytes | None], list[bytes]]:
         """Cluster mode: one ``HMGET`` per bucket hash the keys fall in (items: every field; embeddings: one
-        field) and the ``LRANGE``, in one cluster pipeline (the masters' round trips overlap); the item values
-        are packed as in single-node mode (a field never written: NaN; no field at all: None)."""
+        field) and the ``LRANGE``, grouped by the node that holds each slot and sent to every node at once
+        (one pipeline a node, the nodes in parallel). The item values are packed as in single-node mode (a
+        field never written: NaN; no field at all: None). A node that fails (down, timed out, or answering
+        MOVED/ASK during a failover or a reshard) fails only its own keys: they come back None (the build's
+        values) and the topology is read again before the next request; all nodes failing raises."""
         s, n_fields = self.settings, len(ONLINE_FIELDS)
         groups: dict[bytes, tuple[list[int], list[bytes]]] = {}  # hash key -> (positions, fields)
         for pos, key in enumerate(keys):
@@ -393,24 +408,76 @@ class OnlineItems:
                 slot[1].append(field_name(item_id, -1))
             else:
                 slot[1].extend(field_name(item_id, f) for f in range(n_fields))
-        pipe = self._client.pipeline(transaction=False)
-        for hkey, (_, fields) in groups.items():
-            pipe.hmget(hkey, fields)
+        commands: list[tuple[bytes, list[bytes] | None]] = [(h, f) for h, (_, f) in groups.items()]
         if recent_of is not None:
-            pipe.lrange(recent_of, 0, s.recent - 1)
-        replies = pipe.execute()
+            commands.append((recent_of, None))  # None: the LRANGE
+        replies = self._cluster_round_trip(commands)
         out: list[bytes | None] = [None] * len(keys)
         unset = self._unset[:FIELD_BYTES]
+        embs = f"{s.prefix}:embs:".encode()
         for (hkey, (positions, _)), reply in zip(groups.items(), replies, strict=False):
-            if hkey.startswith(f"{s.prefix}:embs:".encode()):
+            if reply is None:  # its node failed
+                self._unanswered.update(positions)
+            elif hkey.startswith(embs):
                 for pos, value in zip(positions, reply, strict=True):
                     out[pos] = value
+            else:
+                for n, pos in enumerate(positions):
+                    parts = reply[n * n_fields : (n + 1) * n_fields]
+                    if any(v is not None for v in parts):
+                        out[pos] = b"".join(v if v is not None and len(v) == FIELD_BYTES else unset for v in parts)
+        recent = replies[-1] if recent_of is not None else []
+        return out, list(recent or [])
+
+    def _cluster_round_trip(self, commands: list[tuple[bytes, list[bytes] | None]]) -> list[Any]:
+        """Each command's reply, None where its node failed (``_fetch_cluster``)."""
+        from redis.cluster import key_slot
+
+        client, s = self._client, self.settings
+        if self._refresh_topology:
+            self._refresh_topology = False
+            client.nodes_manager.initialize()  # after a failover or a reshard: who holds which slot now
+        by_node: dict[str, tuple[Any, list[int]]] = {}
+        for n, (key, _) in enumerate(commands):
+            node = client.nodes_manager.get_node_from_slot(key_slot(key), s.read_from_replicas)
+            by_node.setdefault(node.name, (node, []))[1].append(n)
+
+        def send(node: Any, indices: list[int]) -> list[Any]:
+            pipe = client.get_redis_connection(node).pipeline(transaction=False)
+            for n in indices:
+                key, fields = commands[n]
+                if fields is None:
+                    pipe.lrange(key, 0, s.recent - 1)
+                else:
+                    pipe.hmget(key, fields)
+            return list(pipe.execute(raise_on_error=False))
+
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="online-store")
+        futures = {name: self._pool.submit(send, node, idx) for name, (node, idx) in by_node.items()}
+        replies: list[Any] = [None] * len(commands)
+        errors = []
+        for name, future in futures.items():
+            indices = by_node[name][1]
+            try:
+                got = future.result(timeout=2 * s.timeout_s + 1.0)
+            except Exception as err:  # the node is down or slow: its keys use the build's values
+                errors.append(f"{name}: {type(err).__name__}: {err}")
                 continue
-            for n, pos in enumerate(positions):
-                parts = reply[n * n_fields : (n + 1) * n_fields]
-                if any(v is not None for v in parts):
-                    out[pos] = b"".join(v if v is not None and len(v) == FIELD_BYTES else unset for v in parts)
-        return out, (replies[-1] if recent_of is not None else [])
+            for n, reply in zip(indices, got, strict=True):
+                if isinstance(reply, Exception):  # MOVED / ASK / TRYAGAIN: the slot is elsewhere now
+                    errors.append(f"{name}: {type(reply).__name__}: {reply}")
+                else:
+                    replies[n] = reply
+        if errors:
+            self._refresh_topology = True
+            self.partial_failures += 1
+            self.last_error = errors[0]
+            if len(errors) >= len(commands) or all(r is None for r in replies):
+                raise ConnectionError("; ".join(errors[:3]))
+        return replies
 
     def _read(self, outcome: str) -> None:
         if self._on_read is not None:

@@ -138,23 +138,26 @@ def test_the_whole_cluster_unreachable_falls_back_and_comes_back(cluster, seeded
 
 
 def test_a_killed_master_falls_back_for_its_slots_then_recovers_by_itself(cluster, seeded):
-    """SIGKILL one master while reading: no read raises; the lost slots read as the build's values until its
-    replica is promoted; then every value reads again, from the promoted replica."""
+    """SIGKILL one master while reading: no read raises; only the lost slots read as the build's values (the
+    other masters keep answering) until its replica is promoted; then every value reads again, from the
+    promoted replica, without a restart."""
     _, ids, _ = seeded
-    reader = OnlineItems(settings(cluster, max_staleness_s=0.0), log=lambda _: None)
+    outcomes: list[str] = []
+    reader = OnlineItems(settings(cluster, max_staleness_s=0.0), log=lambda _: None, on_read=outcomes.append)
     victim = cluster.master_ports()[0]
     cluster.kill(victim)
     killed_at = time.monotonic()
-    fallback_reads, recovered_after = 0, None
+    lost_shares, recovered_after = [], None
     while time.monotonic() - killed_at < 30:
         values = reader.fetch(ids)
-        if np.isnan(values).any():
-            fallback_reads += 1
-        else:
+        lost = float(np.isnan(values[:, 0]).mean())
+        if lost == 0:
             recovered_after = time.monotonic() - killed_at
             break
+        lost_shares.append(lost)
         time.sleep(0.05)
     assert recovered_after is not None, "reads did not recover after the failover"
-    assert fallback_reads >= 1  # the lost slots were read as the build's values during the failover
+    assert lost_shares and max(lost_shares) < 0.6  # a third of the buckets, not all: the others kept answering
+    assert "partial" in outcomes and reader.partial_failures >= 1
     assert victim not in cluster.master_ports() and len(cluster.master_ports()) == 3  # a replica was promoted
     np.testing.assert_allclose(reader.fetch(ids)[:, 0], (ids % 997) + 0.5)
