@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     import redis
 
     env = OnlineSettings.from_env()  # cluster mode and buckets: the serving side's settings
-    settings = OnlineSettings(url=args.url, timeout_s=5.0, cluster=env.cluster, buckets=env.buckets)
+    settings = OnlineSettings(url=args.url, timeout_s=5.0, cluster=env.cluster, buckets=env.buckets, seeds=env.seeds)
     writer = OnlineWriter(connect(settings), prefix=args.prefix, cluster=env.cluster, buckets=env.buckets)
     started = time.monotonic()
     try:

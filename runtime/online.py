@@ -43,6 +43,8 @@ Settings (environment of the tritonserver process; the Helm chart sets them from
 ``SHOPRANK_ONLINE_CLUSTER``      0         1: the URL is a Redis Cluster seed node (cluster mode, above)
 ``SHOPRANK_ONLINE_BUCKETS``      48        cluster mode: item hashes (writer and readers must agree)
 ``SHOPRANK_ONLINE_REPLICAS``     0         cluster mode, 1: reads may go to replicas (writes never do)
+``SHOPRANK_ONLINE_SEEDS``        unset     cluster mode: more seed nodes, ``host:port,host:port`` (the URL's
+                                           node may be the one that is down when a process starts)
 =============================== ========= ===============================================================
 """
 
@@ -134,6 +136,7 @@ class OnlineSettings:
     cluster: bool = False
     buckets: int = DEFAULT_BUCKETS
     read_from_replicas: bool = False
+    seeds: tuple[str, ...] = ()
 
     @property
     def enabled(self) -> bool:
@@ -175,6 +178,11 @@ class OnlineSettings:
         if not buckets_raw.isdigit() or not 1 <= int(buckets_raw) <= 16384:
             raise OnlineConfigError(f"SHOPRANK_ONLINE_BUCKETS: expected a count from 1 to 16384, got {buckets_raw!r}")
         cluster = flag("SHOPRANK_ONLINE_CLUSTER")
+        seeds = tuple(x.strip() for x in (env.get("SHOPRANK_ONLINE_SEEDS") or "").split(",") if x.strip())
+        for seed in seeds:
+            host, _, port = seed.rpartition(":")
+            if not host or not port.isdigit():
+                raise OnlineConfigError(f"SHOPRANK_ONLINE_SEEDS: expected host:port entries, got {seed!r}")
         if cluster and url is not None and url.startswith("unix://"):
             raise OnlineConfigError("SHOPRANK_ONLINE_CLUSTER: a Redis Cluster is reached over TCP, not unix://")
         return cls(
@@ -188,6 +196,7 @@ class OnlineSettings:
             cluster=cluster,
             buckets=int(buckets_raw),
             read_from_replicas=flag("SHOPRANK_ONLINE_REPLICAS"),
+            seeds=seeds,
         )
 
 
@@ -228,10 +237,12 @@ def connect(settings: OnlineSettings) -> Any:
     import redis
 
     if settings.cluster:
-        from redis.cluster import RedisCluster
+        from redis.cluster import ClusterNode, RedisCluster
 
+        seeds = [ClusterNode(h, int(p)) for h, _, p in (x.rpartition(":") for x in settings.seeds)]  # type: ignore[no-untyped-call]
         return RedisCluster.from_url(
             settings.url or "",
+            startup_nodes=seeds or None,
             socket_timeout=settings.timeout_s,
             socket_connect_timeout=settings.timeout_s,
             read_from_replicas=settings.read_from_replicas,
@@ -296,6 +307,7 @@ class OnlineItems:
         self._skip_until = -math.inf
         self._unanswered: set[int] = set()  # positions of the last fetch's keys whose node failed (cluster mode)
         self._refresh_topology = False
+        self._node_down: dict[str, float] = {}  # cluster mode: a failed node -> when to ask it again
         self._pool: Any = None  # cluster mode: one thread a node, so the nodes' round trips overlap
         self.up = True
         self.failures = 0
@@ -430,10 +442,13 @@ class OnlineItems:
         return out, list(recent or [])
 
     def _cluster_round_trip(self, commands: list[tuple[bytes, list[bytes] | None]]) -> list[Any]:
-        """Each command's reply, None where its node failed (``_fetch_cluster``)."""
+        """Each command's reply, None where its node failed (``_fetch_cluster``). A node that failed is not
+        asked again for ``retry_after_s`` (its keys use the build's values at once); only when every master
+        has failed does the read fail as a whole (the store is down, as for one Redis)."""
         from redis.cluster import key_slot
 
         client, s = self._client, self.settings
+        now = self._clock()
         if self._refresh_topology:
             self._refresh_topology = False
             client.nodes_manager.initialize()  # after a failover or a reshard: who holds which slot now
@@ -456,27 +471,30 @@ class OnlineItems:
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="online-store")
-        futures = {name: self._pool.submit(send, node, idx) for name, (node, idx) in by_node.items()}
+        live = {name: v for name, v in by_node.items() if self._node_down.get(name, -math.inf) <= now}
+        futures = {name: self._pool.submit(send, node, idx) for name, (node, idx) in live.items()}
         replies: list[Any] = [None] * len(commands)
         errors = []
         for name, future in futures.items():
-            indices = by_node[name][1]
             try:
                 got = future.result(timeout=2 * s.timeout_s + 1.0)
             except Exception as err:  # the node is down or slow: its keys use the build's values
                 errors.append(f"{name}: {type(err).__name__}: {err}")
+                self._node_down[name] = now + s.retry_after_s
                 continue
-            for n, reply in zip(indices, got, strict=True):
+            for n, reply in zip(live[name][1], got, strict=True):
                 if isinstance(reply, Exception):  # MOVED / ASK / TRYAGAIN: the slot is elsewhere now
                     errors.append(f"{name}: {type(reply).__name__}: {reply}")
                 else:
                     replies[n] = reply
         if errors:
             self._refresh_topology = True
-            self.partial_failures += 1
             self.last_error = errors[0]
-            if len(errors) >= len(commands) or all(r is None for r in replies):
-                raise ConnectionError("; ".join(errors[:3]))
+        if errors or len(live) < len(by_node):
+            self.partial_failures += 1
+            masters = {node.name for node in client.get_primaries()}
+            if masters and all(self._node_down.get(m, -math.inf) > now for m in masters):
+                raise ConnectionError(f"every master failed: {'; '.join(errors[:3]) or self.last_error}")
         return replies
 
     def _read(self, outcome: str) -> None:

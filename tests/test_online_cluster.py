@@ -34,7 +34,9 @@ def cluster():
 
 
 def settings(cluster, **changes) -> OnlineSettings:
-    base = dict(url=cluster.url, prefix=PREFIX, cluster=True, timeout_s=0.2, retry_after_s=0.2)
+    base = dict(
+        url=cluster.url, prefix=PREFIX, cluster=True, timeout_s=0.2, retry_after_s=0.2, seeds=tuple(cluster.nodes)
+    )
     return OnlineSettings(**{**base, **changes})
 
 
