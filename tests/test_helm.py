@@ -196,6 +196,8 @@ def test_helm_test_hook_runs_a_real_inference():
         (["online.enabled=true", "online.existingSecret=s"], "set online.egress.cidr"),
         (["online.enabled=true", "online.url=http://x"], "/online/url"),
         (["online.soldOut=hide"], "soldOut"),
+        (["online.enabled=true", "online.redis.enabled=true", "online.cluster.enabled=true"], "not a cluster"),
+        (["online.cluster.seeds={nohost}"], "seeds"),
         (["modelRepository.checksum=abc123"], "/modelRepository/checksum"),
         (["networkPolicy.allowApiServer.cidrs={10.0.0.1}"], "/networkPolicy/allowApiServer/cidrs/0"),
     ],
@@ -300,6 +302,34 @@ def test_the_online_store_is_configured_from_a_secret_and_only_it_is_reachable()
     assert not [d for d in docs if d["kind"] in ("Secret",) or d["metadata"]["name"].endswith("-redis")]
     egress = kind(docs, "NetworkPolicy")["spec"]["egress"]
     assert {"to": [{"ipBlock": {"cidr": "10.8.0.0/24"}}], "ports": [{"port": 6379, "protocol": "TCP"}]} in egress
+
+    # A Redis Cluster behind TLS: cluster mode, its seeds and buckets, every node's range and ports reachable.
+    docs = render(
+        None,
+        "online.enabled=true",
+        "online.existingSecret=shop-cluster",
+        "online.cluster.enabled=true",
+        "online.cluster.seeds={10.9.0.11:6379,10.9.0.12:6379}",
+        "online.cluster.readFromReplicas=true",
+        "online.egress.cidr=10.9.0.0/24",
+        "online.egress.extraPorts={6380}",
+    )
+    env = {
+        e["name"]: e.get("value") for e in kind(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["SHOPRANK_ONLINE_CLUSTER"] == "1" and env["SHOPRANK_ONLINE_BUCKETS"] == "48"
+    assert env["SHOPRANK_ONLINE_SEEDS"] == "10.9.0.11:6379,10.9.0.12:6379" and env["SHOPRANK_ONLINE_REPLICAS"] == "1"
+    egress = kind(docs, "NetworkPolicy")["spec"]["egress"]
+    assert {
+        "to": [{"ipBlock": {"cidr": "10.9.0.0/24"}}],
+        "ports": [{"port": 6379, "protocol": "TCP"}, {"port": 6380, "protocol": "TCP"}],
+    } in egress
+    from runtime.online import OnlineSettings
+
+    parsed = OnlineSettings.from_env(
+        {**{k: v for k, v in env.items() if v}, "SHOPRANK_ONLINE_URL": "rediss://u:p@10.9.0.10:6379"}
+    )
+    assert parsed.cluster and parsed.seeds == ("10.9.0.11:6379", "10.9.0.12:6379") and parsed.read_from_replicas
 
     # Off (the default): no egress rules, nothing of the store.
     docs = render()
