@@ -12,7 +12,7 @@ export PYTHONPATH := $(CURDIR)
 
 .PHONY: help setup build build-gpu serve up redis seed lint format test test-unit test-triton configs validate check-data demo-data variants \
 	bench bench-client bench-ids bench-retrieval bench-lexical bench-search bench-ranker bench-search-cost bench-recommend \
-	bench-recommend-cost bench-scale bench-scan bench-online \
+	bench-recommend-cost bench-scale bench-scan bench-online bench-online-cluster redis-cluster \
 	bench-variants bench-tuning loadtest capacity verify explore screenshots clean
 
 help: ## list the targets
@@ -150,6 +150,13 @@ bench-scan: setup ## retrieval by the item_scan model (exact matrix product) bes
 
 bench-online: setup ## what the online store's read adds to the feature model per request -> docs/online.md
 	$(PY) -m benchmarks.online_read --out docs/online.md
+
+bench-online-cluster: setup ## one Redis vs a 3-master Redis Cluster: served read cost, read capacity, failover time, writes during a reshard -> docs/online.md
+	$(PY) -m builders build --target cpu --profile small --out build/small/bench_repo --no-progress
+	$(PY) -m benchmarks.online_cluster --repo build/small/bench_repo
+
+redis-cluster: setup ## a local Redis Cluster: 3 masters with a replica each on free ports (docs/online.md)
+	$(PY) -m server.redis_cluster --masters 3 --replicas 1
 
 bench-online-served: setup ## served search with vs without the store, update-to-visible, Locust with vs without 1,000 writes/s -> docs/online.md
 	$(PY) -m benchmarks.online_served --out docs/online.md

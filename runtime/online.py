@@ -41,7 +41,7 @@ Settings (environment of the tritonserver process; the Helm chart sets them from
                                            in-stock feature turns 0 and the ranker decides
 ``SHOPRANK_ONLINE_RECENT``       20        the newest N interactions of the user read per request; 0 = off
 ``SHOPRANK_ONLINE_CLUSTER``      0         1: the URL is a Redis Cluster seed node (cluster mode, above)
-``SHOPRANK_ONLINE_BUCKETS``      48        cluster mode: item hashes (writer and readers must agree)
+``SHOPRANK_ONLINE_BUCKETS``      12        cluster mode: item hashes (writer and readers must agree)
 ``SHOPRANK_ONLINE_REPLICAS``     0         cluster mode, 1: reads may go to replicas (writes never do)
 ``SHOPRANK_ONLINE_SEEDS``        unset     cluster mode: more seed nodes, ``host:port,host:port`` (the URL's
                                            node may be the one that is down when a process starts)
@@ -94,7 +94,7 @@ def item_key(prefix: str, item_id: int) -> bytes:
     return key_prefix(prefix) + b"%d" % int(item_id)
 
 
-DEFAULT_BUCKETS = 48  # divides by 3, 4, 6, 8, 12, 16 masters: whole buckets per master
+DEFAULT_BUCKETS = 12  # whole buckets for 2, 3, 4, 6 or 12 masters; more balance finer but cost per read
 
 
 def bucket_of(item_id: int, buckets: int) -> int:
@@ -342,7 +342,9 @@ class OnlineItems:
         else:
             try:
                 recent_of = self._recent_prefix + b"%d" % int(user_id or 0) if want_recent else None
-                fetched, recent_raw = self._fetch([keys[i] for i in missing], recent_of)
+                n_ids = len(id_list)
+                key_ids = [id_list[i] if i < n_ids else id_list[new_pos[i - n_ids]] for i in missing]
+                fetched, recent_raw = self._fetch([keys[i] for i in missing], recent_of, key_ids, n_ids)
             except Exception as err:  # any client error (timeout, refused, protocol) is a fallback
                 self._failed(now, err)
             else:
@@ -377,21 +379,26 @@ class OnlineItems:
                 return None
             members = self._client.zrange(key, 0, -1)
             ids = np.array([int(m) for m in members if m.isdigit() or m[1:].isdigit()], np.int64)
-            vectors = self._fetch([self._emb_prefix + b"%d" % i for i in ids.tolist()], None)[0] if ids.size else []
+            emb_keys = [self._emb_prefix + b"%d" % i for i in ids.tolist()]
+            vectors = self._fetch(emb_keys, None, ids.tolist(), 0)[0] if ids.size else []
         except Exception as err:
             self._failed(now, err)
             return None
         self._recovered()
         return ids, list(vectors)
 
-    def _fetch(self, keys: list[bytes], recent_of: bytes | None) -> tuple[list[bytes | None], list[bytes]]:
-        """The values of ``keys`` (item and embedding keys of the single-node layout) and, with ``recent_of``,
-        that recent list: one round trip (single node: an ``MGET`` and the ``LRANGE`` in one pipeline;
-        cluster: ``_fetch_cluster``, where the keys of a node that failed come back None and are listed in
+    def _fetch(
+        self, keys: list[bytes], recent_of: bytes | None, key_ids: list[int], n_items: int
+    ) -> tuple[list[bytes | None], list[bytes]]:
+        """The values of ``keys`` (item and embedding keys of the single-node layout; ``key_ids`` their item ids,
+        the first ``n_items`` of the request item keys, the rest embeddings) and, with ``recent_of``, that recent
+        list: one round trip (single node: an ``MGET`` and the ``LRANGE`` in one pipeline; cluster:
+        ``_fetch_cluster``, where the keys of a node that failed come back None and are listed in
         ``self._unanswered``)."""
         self._unanswered = set()
         if self.settings.cluster:
-            return self._fetch_cluster(keys, recent_of)
+            is_emb = [k.startswith(self._emb_prefix) for k in keys]
+            return self._fetch_cluster(key_ids, is_emb, recent_of)
         if recent_of is None:
             return (self._client.mget(keys) if keys else []), []
         pipe = self._client.pipeline(transaction=False)
@@ -401,43 +408,48 @@ class OnlineItems:
         replies = pipe.execute()
         return (replies[0] if keys else []), replies[-1]
 
-    def _fetch_cluster(self, keys: list[bytes], recent_of: bytes | None) -> tuple[list[bytes | None], list[bytes]]:
+    def _fetch_cluster(
+        self, ids: list[int], is_emb: list[bool], recent_of: bytes | None
+    ) -> tuple[list[bytes | None], list[bytes]]:
         """Cluster mode: one ``HMGET`` per bucket hash the keys fall in (items: every field; embeddings: one
         field) and the ``LRANGE``, grouped by the node that holds each slot and sent to every node at once
-        (one pipeline a node, the nodes in parallel). The item values are packed as in single-node mode (a
-        field never written: NaN; no field at all: None). A node that fails (down, timed out, or answering
-        MOVED/ASK during a failover or a reshard) fails only its own keys: they come back None (the build's
-        values) and the topology is read again before the next request; all nodes failing raises."""
+        (``_cluster_round_trip``). An item's fields come back packed as in single-node mode (a field never
+        written: NaN); a failed node's keys come back None (the build's values) and are listed in
+        ``self._unanswered``."""
         s, n_fields = self.settings, len(ONLINE_FIELDS)
-        groups: dict[bytes, tuple[list[int], list[bytes]]] = {}  # hash key -> (positions, fields)
-        for pos, key in enumerate(keys):
-            emb = key.startswith(self._emb_prefix)
-            item_id = int(key[len(self._emb_prefix if emb else self._key_prefix) :])
-            hkey = bucket_key(s.prefix, "embs" if emb else "items", bucket_of(item_id, s.buckets))
-            slot = groups.setdefault(hkey, ([], []))
-            slot[0].append(pos)
-            if emb:
-                slot[1].append(field_name(item_id, -1))
+        arr = np.asarray(ids, np.int64)
+        emb = np.asarray(is_emb, bool)
+        code = arr % s.buckets + emb * s.buckets  # one group per (kind, bucket)
+        order = np.argsort(code, kind="stable")
+        cuts = np.flatnonzero(np.diff(code[order])) + 1
+        groups = []  # (positions, is embedding)
+        commands: list[tuple[bytes, list[bytes] | None]] = []
+        for positions in np.split(order, cuts) if len(order) else []:
+            group = int(code[positions[0]])
+            kind_emb = group >= s.buckets
+            member_ids = arr[positions].tolist()
+            if kind_emb:
+                fields = [b"%d" % i for i in member_ids]
             else:
-                slot[1].extend(field_name(item_id, f) for f in range(n_fields))
-        commands: list[tuple[bytes, list[bytes] | None]] = [(h, f) for h, (_, f) in groups.items()]
+                fields = [b"%d:%d" % (i, f) for i in member_ids for f in range(n_fields)]
+            commands.append((bucket_key(s.prefix, "embs" if kind_emb else "items", group % s.buckets), fields))
+            groups.append((positions.tolist(), kind_emb))
         if recent_of is not None:
             commands.append((recent_of, None))  # None: the LRANGE
         replies = self._cluster_round_trip(commands)
-        out: list[bytes | None] = [None] * len(keys)
+        out: list[bytes | None] = [None] * len(ids)
         unset = self._unset[:FIELD_BYTES]
-        embs = f"{s.prefix}:embs:".encode()
-        for (hkey, (positions, _)), reply in zip(groups.items(), replies, strict=False):
+        width = FIELD_BYTES * n_fields
+        for (positions, kind_emb), reply in zip(groups, replies, strict=False):
             if reply is None:  # its node failed
                 self._unanswered.update(positions)
-            elif hkey.startswith(embs):
+            elif kind_emb:
                 for pos, value in zip(positions, reply, strict=True):
                     out[pos] = value
             else:
+                packed = b"".join([v if v is not None and len(v) == FIELD_BYTES else unset for v in reply])
                 for n, pos in enumerate(positions):
-                    parts = reply[n * n_fields : (n + 1) * n_fields]
-                    if any(v is not None for v in parts):
-                        out[pos] = b"".join(v if v is not None and len(v) == FIELD_BYTES else unset for v in parts)
+                    out[pos] = packed[n * width : (n + 1) * width]
         recent = replies[-1] if recent_of is not None else []
         return out, list(recent or [])
 

@@ -317,7 +317,7 @@ def test_the_online_store_is_configured_from_a_secret_and_only_it_is_reachable()
     env = {
         e["name"]: e.get("value") for e in kind(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
     }
-    assert env["SHOPRANK_ONLINE_CLUSTER"] == "1" and env["SHOPRANK_ONLINE_BUCKETS"] == "48"
+    assert env["SHOPRANK_ONLINE_CLUSTER"] == "1" and env["SHOPRANK_ONLINE_BUCKETS"] == "12"
     assert env["SHOPRANK_ONLINE_SEEDS"] == "10.9.0.11:6379,10.9.0.12:6379" and env["SHOPRANK_ONLINE_REPLICAS"] == "1"
     egress = kind(docs, "NetworkPolicy")["spec"]["egress"]
     assert {
