@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -53,6 +54,22 @@ def triton_server(small_repo, tmp_path_factory):
         yield server
     finally:
         _SHARED.pop("server", None)
+        server.stop()
+
+
+@contextlib.contextmanager
+def online_tritonserver(repo: Path, env: dict[str, str], log_dir: Path):
+    """A real tritonserver on ``repo`` whose feature models read the online store that ``env`` names
+    (``SHOPRANK_ONLINE_*``); always stopped."""
+    from server.launcher import ServerOptions, TritonServer
+
+    server = TritonServer(
+        ServerOptions(model_repository=repo, log_file=log_dir / "tritonserver.log", ready_timeout_s=180, env=env)
+    )
+    server.start()
+    try:
+        yield server
+    finally:
         server.stop()
 
 

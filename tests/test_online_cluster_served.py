@@ -27,7 +27,7 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def served(small_repo, cluster, tmp_path_factory):
-    from server.launcher import ServerOptions, TritonServer
+    from tests.conftest import online_tritonserver
 
     settings = OnlineSettings(url=cluster.url, timeout_s=5, cluster=True, seeds=tuple(cluster.nodes))
     writer = OnlineWriter(connect(settings), prefix=PREFIX, cluster=True)
@@ -41,13 +41,8 @@ def served(small_repo, cluster, tmp_path_factory):
         "SHOPRANK_ONLINE_TIMEOUT_MS": "50",
         "SHOPRANK_ONLINE_RETRY_MS": "200",
     }
-    log = tmp_path_factory.mktemp("cluster-logs") / "tritonserver.log"
-    server = TritonServer(ServerOptions(model_repository=small_repo, log_file=log, ready_timeout_s=180, env=env))
-    server.start()
-    try:
+    with online_tritonserver(small_repo, env, tmp_path_factory.mktemp("cluster-logs")) as server:
         yield server, writer
-    finally:
-        server.stop()
 
 
 class Load:

@@ -18,7 +18,7 @@ STALENESS_MS = 200
 
 @pytest.fixture(scope="module")
 def online_server(small_repo, redis_server, tmp_path_factory):
-    from server.launcher import ServerOptions, TritonServer
+    from tests.conftest import online_tritonserver
 
     writer = OnlineWriter(connect(OnlineSettings(url=redis_server.url, timeout_s=2)), prefix=PREFIX)
     writer.seed(small_repo)
@@ -29,13 +29,10 @@ def online_server(small_repo, redis_server, tmp_path_factory):
         "SHOPRANK_ONLINE_TIMEOUT_MS": "30",
         "SHOPRANK_ONLINE_RETRY_MS": "300",
     }
-    log = tmp_path_factory.mktemp("online-logs") / "tritonserver.log"
-    server = TritonServer(ServerOptions(model_repository=small_repo, log_file=log, ready_timeout_s=180, env=env))
-    server.start()
     try:
-        yield server, writer
+        with online_tritonserver(small_repo, env, tmp_path_factory.mktemp("online-logs")) as server:
+            yield server, writer
     finally:
-        server.stop()
         writer.clear()
 
 
