@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from builders.data.config import RankerConfig
-from builders.data.dataset import ShopData, impressions_of, split_by_time
+from builders.data.dataset import ShopData
 from runtime import contract as c
 from runtime.features import FeatureStore
 
@@ -63,13 +63,7 @@ def evaluate(work: Path, progress: bool = False, log=print) -> dict:
         models[f"{kind}/{bias}"] = model
         if kind == "dcn" and bias == "pal":
             learned = getattr(model, "learned_examination", None)
-    pop = store.tables.item_log_clicks[shop.imp_item[impressions_of(shop, split_by_time(shop)["test"])]]
-    rand = np.random.default_rng(1).random(len(te)).astype(np.float32)
-    co = te.dense[:, c.DENSE_COLUMNS.index("context_covisit_sum")]
-    scores["popularity"] = pop
-    scores["click_prior"] = te.dense[:, c.DENSE_COLUMNS.index("query_category_ctr")] + 1e-6 * rand
-    scores["covisitation"] = co + 1e-3 * pop / max(float(np.abs(pop).max()), 1.0)
-    scores["random"] = rand
+    scores.update(rk.baselines(store.tables, te))
     if te.relevance is not None:
         scores["ground_truth"] = te.relevance
     return {

@@ -149,13 +149,12 @@ class Release:
 
     # -- explanations -------------------------------------------------------------------------------
     def _answer(self, model: str, feats: dict, context: np.ndarray, k: int, found: dict[int, str]) -> Answer:
-        from runtime.scoring import best, candidate_vectors, standardize
+        from runtime.scoring import best, similarity
 
         p = self.pipeline
         cat, dense, ids = feats[c.CAT_FEATURES], feats[c.DENSE_FEATURES], np.asarray(feats[c.ITEM_IDS], np.int64)
         logit, weight = p.ranker.run([c.LOGIT, c.SIM_WEIGHT], {c.CAT_FEATURES: cat, c.DENSE_FEATURES: dense})
-        vectors = candidate_vectors(feats[c.ITEM_ROWS], p.topk.item_embeddings, feats.get(c.NEW_EMBEDDINGS))
-        sim = standardize(vectors @ np.asarray(context, np.float32).reshape(-1))
+        sim = similarity(context, feats[c.ITEM_ROWS], p.topk.item_embeddings, feats.get(c.NEW_EMBEDDINGS))
         scores = logit[:, 0] + weight[:, 0] * sim
         available = feats.get(c.AVAILABLE)
         keep = np.flatnonzero(np.asarray(available, bool).reshape(-1)) if available is not None else np.arange(len(ids))
@@ -204,12 +203,11 @@ class Release:
         )
 
     def _search_sources(self, retriever, query: str, emb: np.ndarray, ids: np.ndarray) -> dict[int, str]:
-        store = retriever.store
-        rows, weights = store.queries.match_one(query, lambda: emb)
-        clicked: set[int] = set()
-        if (weights > 0).any():
-            clicked_rows = store.queries.clicked_items(rows[0], weights[0], len(ids))
-            clicked = {int(self.shop.item_ids[r]) for r in clicked_rows.tolist()}
+        """Where ``search_catalog``'s retrieval found each candidate: among the query statistics' clicked items it
+        put first (``Retriever.behaviour``, the same call retrieval makes), at a rank of the query embedding's
+        nearest items, else the popular items that fill the list."""
+        clicked_rows, _ = retriever.behaviour(retriever.store.queries.match_one(query, lambda: emb))
+        clicked = set() if clicked_rows is None else {int(self.shop.item_ids[r]) for r in clicked_rows.tolist()}
         near_rows, _ = retriever.index.search(np.asarray(emb, np.float32).reshape(1, -1), 2 * len(ids))
         near = np.asarray(near_rows).ravel().tolist()
         rank = {int(self.shop.item_ids[r]): n + 1 for n, r in enumerate(near) if 0 <= r < len(self.shop.item_ids)}

@@ -342,11 +342,12 @@ class OnlineItems:
         else:
             try:
                 recent_of = self._recent_prefix + b"%d" % int(user_id or 0) if want_recent else None
-                key_ids = None
-                if self.settings.cluster:  # the item id of each missing key (its bucket), embeddings after items
+                of_ids = None
+                if self.settings.cluster:  # each missing key's item id (its bucket) and kind: embeddings after items
                     n_ids = len(id_list)
                     key_ids = [id_list[i] if i < n_ids else id_list[new_pos[i - n_ids]] for i in missing]
-                fetched, recent_raw = self._fetch([keys[i] for i in missing], recent_of, key_ids)
+                    of_ids = (key_ids, [i >= n_ids for i in missing])
+                fetched, recent_raw = self._fetch([keys[i] for i in missing], recent_of, of_ids)
             except Exception as err:  # any client error (timeout, refused, protocol) is a fallback
                 self._failed(now, err)
             else:
@@ -382,7 +383,7 @@ class OnlineItems:
             members = self._client.zrange(key, 0, -1)
             ids = np.array([int(m) for m in members if m.isdigit() or m[1:].isdigit()], np.int64)
             emb_keys = [self._emb_prefix + b"%d" % i for i in ids.tolist()]
-            vectors = self._fetch(emb_keys, None, ids.tolist())[0] if ids.size else []
+            vectors = self._fetch(emb_keys, None, (ids.tolist(), [True] * len(ids)))[0] if ids.size else []
         except Exception as err:
             self._failed(now, err)
             return None
@@ -390,16 +391,15 @@ class OnlineItems:
         return ids, list(vectors)
 
     def _fetch(
-        self, keys: list[bytes], recent_of: bytes | None, key_ids: list[int] | None = None
+        self, keys: list[bytes], recent_of: bytes | None, of_ids: tuple[list[int], list[bool]] | None = None
     ) -> tuple[list[bytes | None], list[bytes]]:
         """The values of ``keys`` (item and embedding keys of the single-node layout) and, with ``recent_of``,
         that recent list: one round trip (single node: an ``MGET`` and the ``LRANGE`` in one pipeline; cluster:
-        ``_fetch_cluster`` with ``key_ids``, the item id of each key, where the keys of a node that failed come
-        back None and are listed in ``self._unanswered``)."""
+        ``_fetch_cluster`` with ``of_ids``, each key's item id and whether it is an embedding's, where the keys
+        of a node that failed come back None and are listed in ``self._unanswered``)."""
         self._unanswered = set()
-        if self.settings.cluster and key_ids is not None:
-            is_emb = [k.startswith(self._emb_prefix) for k in keys]
-            return self._fetch_cluster(key_ids, is_emb, recent_of)
+        if self.settings.cluster and of_ids is not None:
+            return self._fetch_cluster(of_ids[0], of_ids[1], recent_of)
         if recent_of is None:
             return (self._client.mget(keys) if keys else []), []
         pipe = self._client.pipeline(transaction=False)

@@ -382,7 +382,7 @@ class Retriever:
         vector = self._vector(c.CONTEXT_EMBEDDING, query_embedding)
         banned = self._banned(user_row, exclude)
         match = self.store.queries.match_one(text, lambda: vector)  # once: every fetch's features reuse it
-        first, boost = self._behaviour(match)
+        first, boost = self.behaviour(match)
         return self._candidates(
             lambda want: self._retrieve(vector, banned, exclude, want, not build_values, first, boost),
             uid,
@@ -391,7 +391,7 @@ class Retriever:
             lambda: self._popular(banned),
         )
 
-    def _behaviour(self, match: tuple[Array, Array]) -> tuple[Int64s | None, Floats | None]:
+    def behaviour(self, match: tuple[Array, Array]) -> tuple[Int64s | None, Floats | None]:
         """What the query statistics add to a search's retrieval, from the query's ``match``: the items clicked
         after the query (or its nearest head queries), and the category boost; None where the settings or
         the statistics give none."""

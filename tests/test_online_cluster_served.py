@@ -76,22 +76,18 @@ class Load:
         self.client.close()
 
 
-def metric(server, name: str, labels: dict[str, str]) -> float:
-    import urllib.request
+def metric(server, name: str, value: str, label: str = "model") -> float:
+    """``name`` where ``label`` is ``value`` on the server's metrics port (summed over the other labels)."""
+    from loadtest.run import scrape
 
-    text = urllib.request.urlopen(server.metrics_url, timeout=5).read().decode()
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    return scrape(server.metrics_url, label).get((name, value), 0.0)
 
 
 def test_a_killed_master_under_load_fails_no_request_and_reads_recover(served, cluster, known_ids):
     server, writer = served
     users, items = known_ids
     cands = [int(i) for i in items[:200]]
-    partial_before = metric(server, "shoprank_online_reads_total", {"model": "search_features", "outcome": "partial"})
+    partial_before = metric(server, "shoprank_online_reads_total", "partial", "outcome")
     with Load(server.grpc_url, int(users[2]), cands) as load:
         time.sleep(1.0)
         cluster.kill(cluster.master_ports()[-1])
@@ -101,9 +97,9 @@ def test_a_killed_master_under_load_fails_no_request_and_reads_recover(served, c
         time.sleep(1.0)
         assert load.done > started  # still answering after the failover
     assert load.failures == [] and load.done > 20
-    partial = metric(server, "shoprank_online_reads_total", {"model": "search_features", "outcome": "partial"})
+    partial = metric(server, "shoprank_online_reads_total", "partial", "outcome")
     assert partial > partial_before  # the lost slots read as the build's values during the failover, and it shows
-    assert metric(server, "shoprank_online_up", {"model": "search_features"}) == 1  # back by itself
+    assert metric(server, "shoprank_online_up", "search_features") == 1  # back by itself
     # a value pushed after the failover is read: the reads follow the promoted replica
     reader = OnlineItems(
         OnlineSettings(url=cluster.url, prefix=PREFIX, cluster=True, timeout_s=1, seeds=tuple(cluster.nodes)),
@@ -167,14 +163,14 @@ def test_the_whole_cluster_down_and_back_under_load(served, cluster, known_ids):
         cluster.pause()
         try:
             time.sleep(1.5)
-            assert metric(server, "shoprank_online_up", {"model": "search_features"}) == 0
+            assert metric(server, "shoprank_online_up", "search_features") == 0
             during = load.done
             time.sleep(1.0)
             assert load.done > during  # ranking with the build's values
         finally:
             cluster.resume()
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and metric(server, "shoprank_online_up", {"model": "search_features"}) != 1:
+        while time.monotonic() < deadline and metric(server, "shoprank_online_up", "search_features") != 1:
             time.sleep(0.2)
     assert load.failures == []
-    assert metric(server, "shoprank_online_up", {"model": "search_features"}) == 1
+    assert metric(server, "shoprank_online_up", "search_features") == 1

@@ -24,19 +24,7 @@ def ndcg_per_list(gains: np.ndarray, scores: np.ndarray, offsets: np.ndarray, k:
 
     Ties in ``scores`` are broken by the original order, pessimistically for no one.
     """
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    values = np.full(len(offsets) - 1, np.nan)
-    for s in range(len(offsets) - 1):
-        g = gains[offsets[s] : offsets[s + 1]]
-        if g.size == 0:
-            continue
-        ideal = np.sort(g)[::-1][:k]
-        idcg = float((ideal * discounts[: ideal.size]).sum())
-        if idcg <= 0:
-            continue
-        order = np.argsort(-scores[offsets[s] : offsets[s + 1]], kind="stable")[:k]
-        values[s] = float((g[order] * discounts[: order.size]).sum()) / idcg
-    return values
+    return ListNDCG(gains, offsets, k).per_list(scores)
 
 
 def ndcg_at_k(gains: np.ndarray, scores: np.ndarray, offsets: np.ndarray, k: int = 10) -> float:
@@ -76,8 +64,6 @@ class ListNDCG:
         ideal = -np.sort(-self.gains, axis=1)[:, : len(self.discounts)]
         self.idcg = (ideal * self.discounts).sum(axis=1)
         self.valid = self.idcg > 0
-        if not self.valid.any():
-            raise ValueError("no session has a positive gain")
 
     def dcg(self, scores: np.ndarray) -> np.ndarray:
         """DCG@k of each list under ``scores``."""
@@ -85,7 +71,15 @@ class ListNDCG:
         order = np.argsort(-padded, axis=1, kind="stable")[:, : len(self.discounts)]
         return (np.take_along_axis(self.gains, order, axis=1) * self.discounts).sum(axis=1)
 
+    def per_list(self, scores: np.ndarray) -> np.ndarray:
+        """NDCG@k of each list; NaN where a list has no positive gain."""
+        out = np.full(len(self.idcg), np.nan)
+        out[self.valid] = self.dcg(scores)[self.valid] / self.idcg[self.valid]
+        return out
+
     def __call__(self, scores: np.ndarray) -> float:
+        if not self.valid.any():
+            raise ValueError("no session has a positive gain")
         dcg = self.dcg(scores)
         if self.pooled:
             return float(dcg.sum() / self.idcg.sum())

@@ -483,6 +483,21 @@ def user_groups(rows: Rows) -> dict[str, np.ndarray]:
     return {"known users": known, "cold users": ~known}
 
 
+def baselines(tables: FeatureTables, rows: Rows) -> dict[str, np.ndarray]:
+    """The simple scorers that use the same logs, on ``rows``: popularity (the item's clicks in the statistics
+    window), the click prior P(click | query, category), co-visitation with the context (then popularity), and
+    random; ties broken at random (seeded)."""
+    pop = tables.item_log_clicks[rows.item]
+    rand = np.random.default_rng(1).random(len(rows)).astype(np.float32)
+    co = rows.dense[:, DENSE_COLUMNS.index("context_covisit_sum")]
+    return {
+        "popularity": pop,
+        "click_prior": rows.dense[:, DENSE_COLUMNS.index("query_category_ctr")] + 1e-6 * rand,
+        "covisitation": co + 1e-3 * pop / max(float(np.abs(pop).max()), 1.0),
+        "random": rand,
+    }
+
+
 def train_dcn(tr: Rows, va: Rows, store: FeatureStore, hp, progress: bool = True):
     """The DCN-v2 ranker on ``tr``, best epoch on ``va`` (``fit``); returns ``(model, val history)``."""
     import torch
@@ -569,19 +584,10 @@ def train(
     kind = max(trained, key=lambda k: trained[k][1]["val_ndcg@10_selection"])
     test_parts = {k: parts(m, te) for k, (m, _) in trained.items()}
     logit, weight = test_parts[kind]
-    pop = tables.item_log_clicks[shop.imp_item[impressions_of(shop, split_by_time(shop)["test"])]]
-    rand = np.random.default_rng(1).random(len(te)).astype(np.float32)
-    # the simple baseline that uses the same logs: P(click | query, category), ties broken at random
-    prior = te.dense[:, DENSE_COLUMNS.index("query_category_ctr")] + 1e-6 * rand
-    # the simple baseline of recommendations: the candidate's co-visitation with the context, then popularity
-    co = te.dense[:, DENSE_COLUMNS.index("context_covisit_sum")]
     scores = {
         "ranker": logit + weight * te.sim,
         **{f"ranker_{k}": lg + w * te.sim for k, (lg, w) in test_parts.items()},
-        "popularity": pop,
-        "click_prior": prior,
-        "covisitation": co + 1e-3 * pop / max(float(np.abs(pop).max()), 1.0),
-        "random": rand,
+        **baselines(tables, te),
     }
     if len(trained) == 1:
         del scores[f"ranker_{kind}"]
