@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 from benchmarks.pipeline import machine
+from benchmarks.synthetic import logs_only_shop
 from builders.data.config import CovisitConfig
 from builders.data.dataset import ShopData
 from builders.learning import covisit
@@ -32,33 +33,13 @@ def window(n_sessions: int, lists_per: int, per_list: int, n_items: int, ctr: fl
     group = np.repeat(np.arange(n_sessions, dtype=np.int64), lists_per)
     time_ = group * 86_400 // 50 + np.tile(np.arange(lists_per, dtype=np.int64) * 600, n_sessions)
     context = np.where(np.tile(np.arange(lists_per), n_sessions) > 0, items[::per_list], -1).astype(np.int64)
-    return ShopData(
-        name="scale",
-        id_kinds={"item": "int64", "user": "int64"},
-        item_ids=np.arange(n_items, dtype=np.int64),
-        item_keys=None,
-        item_titles=[],
-        item_category=rng.integers(0, 500, n_items),
-        item_brand=np.zeros(1, np.int64),
-        item_attrs=np.full((1, 1), -1),
-        item_price=np.ones(1, np.float32),
-        item_stock=np.ones(1, np.int64),
-        categories=[f"c{i}" for i in range(500)],
-        brands=[],
-        attributes=[],
-        user_ids=np.zeros(0, np.int64),
-        user_segment=np.zeros(0, np.int64),
-        segments=[],
-        queries=[],
-        session_user=np.full(n_lists, -1),
-        session_time=time_,
-        session_query=np.full(n_lists, -1, np.int64),
-        session_offsets=np.arange(0, n + 1, per_list, dtype=np.int64),
-        imp_item=items,
-        imp_position=np.zeros(1, np.int64),
-        imp_click=click,
-        imp_purchase=np.zeros(n, np.int8),
-        cuts={"stats": int(time_.max()) + 1, "train": int(time_.max()) + 2, "validation": int(time_.max()) + 3},
+    return logs_only_shop(
+        rng.integers(0, 500, n_items),  # drawn after the clicks, as before: the same shop for a seed
+        time_,
+        np.full(n_lists, -1, np.int64),
+        per_list,
+        items,
+        click,
         session_context=context,
         session_group=group,
     )

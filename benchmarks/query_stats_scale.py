@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from benchmarks.pipeline import machine
+from benchmarks.synthetic import logs_only_shop
 from builders.data.config import QueryStatsConfig
 from builders.data.dataset import ShopData
 from builders.learning import query_stats
@@ -26,33 +27,20 @@ def window(n_lists: int, per_list: int, n_queries: int, n_items: int, seed: int 
     n = n_lists * per_list
     weights = 1.0 / np.arange(1, n_queries + 1) ** 1.05
     query = rng.choice(n_queries, size=n_lists, p=weights / weights.sum())
-    return ShopData(
-        name="scale",
-        id_kinds={"item": "int64", "user": "int64"},
-        item_ids=np.arange(n_items, dtype=np.int64),
-        item_keys=None,
-        item_titles=[],
-        item_category=rng.integers(0, 500, n_items),
-        item_brand=rng.integers(0, 5_000, n_items),
-        item_attrs=np.full((1, 1), -1),
-        item_price=np.ones(1, np.float32),
-        item_stock=np.ones(1, np.int64),
-        categories=[f"c{i}" for i in range(500)],
-        brands=[f"b{i}" for i in range(5_000)],
-        attributes=[],
-        user_ids=np.zeros(0, np.int64),
-        user_segment=np.zeros(0, np.int64),
-        segments=[],
-        queries=[f"query number {i}" for i in range(n_queries)],
-        session_user=np.full(n_lists, -1),
-        session_time=np.arange(n_lists, dtype=np.int64),
-        session_query=query.astype(np.int64),
-        session_offsets=np.arange(0, n + 1, per_list, dtype=np.int64),
-        imp_item=rng.integers(0, n_items, n),
-        imp_position=np.zeros(1, np.int64),
-        imp_click=(rng.random(n) < 0.05).astype(np.int8),
-        imp_purchase=np.zeros(n, np.int8),
-        cuts={"stats": n_lists, "train": n_lists + 1, "validation": n_lists + 2},
+    # drawn in this order, as before: the same shop for a seed
+    category, brand = rng.integers(0, 500, n_items), rng.integers(0, 5_000, n_items)
+    items, click = rng.integers(0, n_items, n), (rng.random(n) < 0.05).astype(np.int8)
+    queries = [f"query number {i}" for i in range(n_queries)]
+    return logs_only_shop(
+        category,
+        np.arange(n_lists, dtype=np.int64),
+        query.astype(np.int64),
+        per_list,
+        items,
+        click,
+        queries,
+        brand,
+        [f"b{i}" for i in range(5_000)],
     )
 
 
