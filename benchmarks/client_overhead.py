@@ -25,10 +25,15 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.pipeline import machine, write_section
+from runtime.features import STORE_DIR, FeatureTables
+from server.launcher import ServerOptions, TritonServer
+from server.raw_requests import request_inputs
+from shoprank_client import RankingClient
+from shoprank_client.core import CallPlan
+from shoprank_client.protocol import build_inputs, parse_items
 
 
 def prepared_requests(repo: Path, n: int, candidates: int) -> list[tuple[int, str, list[int], int]]:
-    from runtime.features import STORE_DIR, FeatureTables
 
     tables = FeatureTables.load(repo / "search_features" / "1" / STORE_DIR)
     rng = np.random.default_rng(0)
@@ -75,12 +80,6 @@ def interleaved(base, other, reqs) -> tuple[float, float, float]:
 
 def run(repo: Path, n: int, candidates: int) -> dict:
     import tritonclient.grpc as grpcclient
-
-    from server.launcher import ServerOptions, TritonServer
-    from server.raw_requests import request_inputs
-    from shoprank_client import RankingClient
-    from shoprank_client.core import CallPlan
-    from shoprank_client.protocol import build_inputs, parse_items
 
     reqs = prepared_requests(repo, n, candidates)
     out: dict = {"n": n, "candidates": candidates}

@@ -26,6 +26,14 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.pipeline import machine
+from online.writer import ItemUpdate, OnlineWriter
+from runtime.features import FeatureStore
+from runtime.online import OnlineItems, OnlineSettings, connect
+from server.launcher import ServerOptions, TritonServer
+from server.redis_cluster import RedisCluster
+from server.redis_server import RedisServer
+
 PREFIX = "benchc"
 SIZES = (100, 1000)
 
@@ -36,13 +44,6 @@ def percentiles(ms: list[float]) -> str:
 
 def served_cost(repo: Path, requests: int) -> list[str]:
     import tritonclient.grpc as grpcclient
-
-    from online.writer import OnlineWriter
-    from runtime.features import FeatureStore
-    from runtime.online import OnlineSettings, connect
-    from server.launcher import ServerOptions, TritonServer
-    from server.redis_cluster import RedisCluster
-    from server.redis_server import RedisServer
 
     items = FeatureStore.load(repo / "search_features" / "1", with_tokenizer=False).tables.item_ids_sorted
     rng = np.random.default_rng(0)
@@ -102,7 +103,6 @@ def served_cost(repo: Path, requests: int) -> list[str]:
 
 
 def _reader(settings_kwargs: dict, ids: np.ndarray, seconds: float, out: mp.Queue) -> None:
-    from runtime.online import OnlineItems, OnlineSettings
 
     reader = OnlineItems(OnlineSettings(**settings_kwargs), log=lambda _: None)
     rng = np.random.default_rng(os.getpid())
@@ -115,10 +115,6 @@ def _reader(settings_kwargs: dict, ids: np.ndarray, seconds: float, out: mp.Queu
 
 
 def capacity(processes: int, seconds: float) -> list[str]:
-    from online.writer import OnlineWriter
-    from runtime.online import OnlineSettings, connect
-    from server.redis_cluster import RedisCluster
-    from server.redis_server import RedisServer
 
     ids = np.arange(1, 20_001, dtype=np.int64)
     lines = ["| store | reader processes | reads/s | keys/s | failed reads |", "|---|---|---|---|---|"]
@@ -154,9 +150,6 @@ def capacity(processes: int, seconds: float) -> list[str]:
 
 
 def failover(kills: int) -> list[str]:
-    from online.writer import OnlineWriter
-    from runtime.online import OnlineItems, OnlineSettings, connect
-    from server.redis_cluster import RedisCluster
 
     ids = np.arange(1, 3001, dtype=np.int64) * 7919
     took, lost_reads = [], []
@@ -188,9 +181,6 @@ def failover(kills: int) -> list[str]:
 
 
 def reshard_writes(seconds: float) -> list[str]:
-    from online.writer import ItemUpdate, OnlineWriter
-    from runtime.online import OnlineSettings, connect
-    from server.redis_cluster import RedisCluster
 
     ids = np.arange(1, 20_001, dtype=np.int64)
     with RedisCluster() as cluster:
@@ -222,7 +212,6 @@ def reshard_writes(seconds: float) -> list[str]:
 
 
 def main() -> None:
-    from benchmarks.pipeline import machine
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repo", type=Path, default=Path("build/small/bench_repo"))

@@ -22,17 +22,18 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.pipeline import machine, small_build_main
+from online.writer import OnlineWriter
+from runtime import contract as c
+from runtime.features import FeatureStore
+from runtime.online import OnlineItems, OnlineSettings, connect
+from server.redis_server import RedisServer
+
 SIZES = (100, 1000)
 WAYS = ("build", "online, MGET", "online, cached")
 
 
 def measure(repo: Path, n_requests: int) -> list[str]:
-    from benchmarks.pipeline import machine
-    from online.writer import OnlineWriter
-    from runtime import contract as c
-    from runtime.features import FeatureStore
-    from runtime.online import OnlineItems, OnlineSettings, connect
-    from server.redis_server import RedisServer
 
     folder = repo / c.SEARCH_FEATURES / "1"
     rng = np.random.default_rng(0)
@@ -75,7 +76,6 @@ def measure(repo: Path, n_requests: int) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.pipeline import small_build_main
 
     return small_build_main(argv, __doc__, "bench-online", 300, measure)
 

@@ -22,6 +22,16 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.pipeline import machine, small_build_main
+from builders.repository.pipeline import InProcessPipeline
+from loadtest.run import locust_rows, scrape, writes_per_s
+from loadtest.run import main as locust_run
+from online.writer import ItemUpdate, OnlineWriter
+from runtime.online import OnlineSettings, connect
+from server.launcher import ServerOptions, TritonServer
+from server.redis_server import RedisServer
+from shoprank_client import RankingClient
+
 SIZES = (100, 1000)
 USERS = 10
 SOAK_S = 20
@@ -29,7 +39,6 @@ SOAK_S = 20
 
 def store_reads(server) -> dict[str, float]:
     """The online server's ``shoprank_online_reads_total`` by outcome, both feature models together."""
-    from loadtest.run import scrape
 
     by_outcome = scrape(server.metrics_url, label="outcome")
     return {outcome: v for (name, outcome), v in by_outcome.items() if name == "shoprank_online_reads_total"}
@@ -43,8 +52,6 @@ def fallbacks(before: dict[str, float], after: dict[str, float]) -> str:
 
 def locust_row(repo: Path, server, redis_url: str, round_: int, with_writes: bool) -> str:
     """One headless Locust run (``loadtest.run``) against ``server``; its table row."""
-    from loadtest.run import locust_rows, writes_per_s
-    from loadtest.run import main as locust_run
 
     out = Path("build/bench-online-served") / f"round{round_}-{'writes' if with_writes else 'plain'}"
     args = ["--repo", str(repo), "--shop", "build/small/data", "--host", server.grpc_url]
@@ -77,13 +84,6 @@ def progress(text: str) -> None:
 
 
 def measure(repo: Path, n_requests: int) -> list[str]:
-    from benchmarks.pipeline import machine
-    from builders.repository.pipeline import InProcessPipeline
-    from online.writer import ItemUpdate, OnlineWriter
-    from runtime.online import OnlineSettings, connect
-    from server.launcher import ServerOptions, TritonServer
-    from server.redis_server import RedisServer
-    from shoprank_client import RankingClient
 
     tables = InProcessPipeline(repo).search_store.tables
     items, users = tables.item_ids_sorted, tables.user_ids_sorted
@@ -203,7 +203,6 @@ def measure(repo: Path, n_requests: int) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.pipeline import small_build_main
 
     return small_build_main(argv, __doc__, "bench-online-served", 200, measure)
 

@@ -26,8 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
+from builders.build import build
+from builders.repository.pipeline import InProcessPipeline
 from runtime import contract as c
 from runtime.features import category_phrase
+from server.launcher import ServerOptions, TritonServer
+from server.raw_requests import call, request_inputs
 
 
 def machine() -> str:
@@ -63,7 +67,6 @@ def small_build_main(
 ) -> int:
     """The CLI of a benchmark on the small build: ``[--requests N] [--repo R] [--out DOC]``; builds the
     repository (cached), prints ``measure(repo, requests)`` and writes it into ``DOC``'s ``section``."""
-    from builders.build import build
 
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=requests)
@@ -113,8 +116,6 @@ def served_saturated(url: str, requests, in_flight: int) -> float:
     """Requests per second with ``in_flight`` requests outstanding (async gRPC client)."""
     import tritonclient.grpc as grpcclient
 
-    from server.raw_requests import request_inputs
-
     client = grpcclient.InferenceServerClient(url)
     prepared = [request_inputs(u, items, k, q.encode()) for u, q, items, k in requests]
     sem = threading.Semaphore(in_flight)
@@ -157,9 +158,6 @@ def serve_and_measure(
     hit rate in each phase (0 without a cache)."""
     import tritonclient.grpc as grpcclient
 
-    from server.launcher import ServerOptions, TritonServer
-    from server.raw_requests import call
-
     with TritonServer(ServerOptions(model_repository=repo, ready_timeout_s=600, response_cache_bytes=cache_bytes)) as s:
         client = grpcclient.InferenceServerClient(s.grpc_url)
         served = lambda r: call(client, r[0], r[2], r[3], r[1].encode())  # noqa: E731
@@ -194,8 +192,6 @@ def model_stats(url: str, requests, skip_warmup: int = 30) -> list[str]:
     """Triton's per-model queue and compute time (mean, microseconds) over sequential requests."""
     import tritonclient.grpc as grpcclient
 
-    from server.raw_requests import call
-
     client = grpcclient.InferenceServerClient(url)
     for r in requests[:skip_warmup]:
         call(client, r[0], r[2], r[3], r[1].encode())
@@ -224,10 +220,6 @@ def model_stats(url: str, requests, skip_warmup: int = 30) -> list[str]:
 
 def run(repo: Path, n: int, candidates: int, in_flight: int, runs: int = 3, with_model_stats: bool = False) -> dict:
     import tritonclient.grpc as grpcclient
-
-    from builders.repository.pipeline import InProcessPipeline
-    from server.launcher import ServerOptions, TritonServer
-    from server.raw_requests import call
 
     pipeline = InProcessPipeline(repo)
     requests = make_requests(pipeline, n, candidates)

@@ -25,8 +25,12 @@ import numpy as np
 
 from builders.data.config import RankerConfig
 from builders.data.dataset import ShopData
+from builders.data.shop import examination
+from builders.learning import gbdt
+from builders.learning import ranker as rk
 from runtime import contract as c
 from runtime.features import FeatureStore
+from runtime.ort_runner import make_session
 
 RANKERS = (("dcn", "pal"), ("dcn", "none"), ("gbdt", "pal"), ("gbdt", "none"))
 BASELINES = ("popularity", "click_prior", "covisitation", "random", "ground_truth")
@@ -43,7 +47,6 @@ def config_of(work: Path) -> RankerConfig:
 
 def evaluate(work: Path, progress: bool = False, log=print) -> dict:
     """Train the four rankers of ``work`` and score the test days; returns the views and the curves."""
-    from builders.learning import ranker as rk
 
     shop = ShopData.load(work / "data")
     store = FeatureStore.load(work / "features", with_tokenizer=False, with_profiles=True)
@@ -107,8 +110,6 @@ def plot(results: list[dict], out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from builders.data.shop import examination
-
     fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 4), squeeze=False)
     for ax, r in zip(axes[0], results, strict=True):
         curve = np.array(r["propensity"]["propensity"])
@@ -139,9 +140,6 @@ def plot(results: list[dict], out: Path) -> Path:
 
 def cost(result: dict, work: Path, sizes=(100, 1000), rounds: int = 300, warmup: int = 30) -> dict:
     """p50/p99 ms of the ranker step (ONNX Runtime, 1 intra-op thread) per debiased kind, on the same rows."""
-    from builders.learning import gbdt
-    from builders.learning import ranker as rk
-    from server.ort_runner import make_session
 
     tmp = work / "bench_ranker_kinds"
     paths = {

@@ -25,6 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.search_cost import alternate, before_after_parser, print_table, start_before, wait_ready
+from online.writer import Interaction, OnlineWriter
+from runtime.features import FeatureStore
+from runtime.online import OnlineSettings, connect
+from server.launcher import ServerOptions, TritonServer
+from server.redis_server import RedisServer
 
 PREFIXES = {"before": "before", "after": "after"}
 
@@ -75,11 +80,6 @@ def measure(urls: dict[str, str], item_ids: np.ndarray, users: dict[str, np.ndar
 
 
 def main(argv: list[str] | None = None) -> int:
-    from online.writer import Interaction, OnlineWriter
-    from runtime.features import FeatureStore
-    from runtime.online import OnlineSettings, connect
-    from server.launcher import ServerOptions, TritonServer
-    from server.redis_server import RedisServer
 
     p = before_after_parser("python -m benchmarks.recommend_cost", __doc__.splitlines()[0])
     p.add_argument("--users", type=int, default=200, help="known users asked, each with recent clicks")

@@ -24,12 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.pipeline import machine, percentiles
+from builders.data.dataset import ShopData
+from server.launcher import ServerOptions, TritonServer, free_ports
 
 
 def start_before(code: Path, repo: Path, log: Path, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
     """The earlier commit's launcher serving its repository on free ports (with ``env`` added to this
     process's environment); returns the process and gRPC url."""
-    from server.launcher import free_ports
 
     grpc, http, metrics = free_ports(3)
     env = {**os.environ, **(env or {}), "PYTHONPATH": str(code)}
@@ -90,8 +91,6 @@ def alternate(clients: dict, model: str, make: Callable[[int], list], n: int, wa
 def measure(urls: dict[str, str], shop_dir: Path, n: int, sizes: tuple[int, ...], seed: int = 0) -> dict:
     import tritonclient.grpc as grpcclient
 
-    from builders.data.dataset import ShopData
-
     shop = ShopData.load(shop_dir)
     rng = np.random.default_rng(seed)
     counts = np.bincount(shop.session_query[shop.session_query >= 0], minlength=len(shop.queries)).astype(float)
@@ -131,7 +130,6 @@ def print_table(result: dict, requests: int, setting: str = "") -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from server.launcher import ServerOptions, TritonServer
 
     p = before_after_parser("python -m benchmarks.search_cost", __doc__.splitlines()[0])
     p.add_argument("--data", type=Path, required=True, help="the shop's data folder (build/<name>/data)")

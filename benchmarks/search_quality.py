@@ -32,10 +32,14 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.retrieval import K, ndcg_recall, test_lists
+from builders.data import config as cfg_mod
 from builders.data.config import RankerConfig
 from builders.data.dataset import ShopData, split_by_time
+from builders.learning import ranker as rk
 from builders.learning.metrics import ndcg_per_list, paired_interval
 from builders.learning.ranker import Rows
+from builders.repository.pipeline import InProcessPipeline
 from runtime import contract as c
 from runtime.contract import DENSE_COLUMNS
 from runtime.features import FeatureStore
@@ -57,7 +61,6 @@ def query_classes(shop: ShopData, store: FeatureStore, lists: np.ndarray) -> np.
 
 def scorers(shop, store, item_emb, query_emb, hp, progress: bool) -> tuple[dict[str, np.ndarray], Rows]:
     """Every scorer's scores of the test rows, and those rows (``builders.learning.ranker.Rows``)."""
-    from builders.learning import ranker as rk
 
     blind = FeatureStore(store.tables, store.lexicon, None, store.user_profiles, embed_dim=store.embed_dim)
     scores: dict[str, np.ndarray] = {}
@@ -81,7 +84,6 @@ def scorers(shop, store, item_emb, query_emb, hp, progress: bool) -> tuple[dict[
 
 
 def evaluate(work: Path, progress: bool = False) -> dict:
-    from builders.data import config as cfg_mod
 
     shop = ShopData.load(work / "data")
     store = FeatureStore.load(work / "features", with_tokenizer=False, with_profiles=True)
@@ -131,7 +133,6 @@ def borrow_sweep(work: Path, thresholds: list[float], window: str = "val") -> li
     """How close a query must be to a head query to borrow its statistics: for each minimum cosine, the
     ranker retrained with it (its training rows borrow the same way) and NDCG@10 on the ``window``'s search
     lists whose query the tables do not know (tail and unseen); 1.01 borrows nothing."""
-    from builders.learning import ranker as rk
 
     shop = ShopData.load(work / "data")
     store = FeatureStore.load(work / "features", with_tokenizer=False, with_profiles=True)
@@ -176,9 +177,6 @@ def catalogue_quality(work: Path, repo: Path, limit: int) -> dict:
     top 10, the retrieval's recall@N, and the share of the top 10 in the category shoppers clicked most
     for that query on the test days."""
     import dataclasses
-
-    from benchmarks.retrieval import K, ndcg_recall, test_lists
-    from builders.repository.pipeline import InProcessPipeline
 
     shop = ShopData.load(work / "data")
     pipe = InProcessPipeline(repo)

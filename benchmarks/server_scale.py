@@ -36,12 +36,19 @@ import numpy as np
 from numpy.lib.format import open_memmap
 
 from benchmarks.index_scale import NOISE, percentiles, search_times
+from builders.build import Layout, artifacts
 from builders.learning import retrieval as rt
+from builders.repository.assemble import MANIFEST_FILE
+from builders.repository.model_specs import specs
+from builders.steps import repository
 from runtime import contract as c
 from runtime.features import LEXICON_FILE, STORE_DIR, TOKENIZER_FILE, USER_PROFILE_FILE, FeatureTables
 from runtime.online import SNAPSHOT_FILE
 from runtime.query_stats import QueryStats
 from runtime.retrieval import SETTINGS_FILE, ItemIndex, Purchases, RetrievalSettings
+from runtime.scoring import load_item_embeddings
+from server.launcher import ServerOptions, TritonServer
+from shoprank_client import RankingClient
 
 ID_BASE = 10**9  # generated items' ids start here (the demo's ids are below)
 ITEM_ID_TABLE = "embeddings.1.weight"  # the ranker's item-id embedding (categorical column 1)
@@ -115,10 +122,6 @@ def grow_ranker(small_repo: Path, base_rows: np.ndarray, out: Path) -> dict:
 
 def build_repository(n: int, small: Path, small_repo: Path, work: Path, queries: np.ndarray, candidates: int) -> dict:
     """Generate the catalogue, build its index (timed), assemble and validate a repository in ``work/repo``."""
-    from builders.build import Layout, artifacts
-    from builders.repository.assemble import MANIFEST_FILE
-    from builders.repository.model_specs import specs
-    from builders.steps import repository
 
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -162,8 +165,6 @@ def pss_mb(pgid: int) -> float:
 
 
 def serve_and_measure(repo: Path, work: Path, queries: list[str], users: list[int], requests: int) -> dict:
-    from server.launcher import ServerOptions, TritonServer
-    from shoprank_client import RankingClient
 
     options = ServerOptions(model_repository=repo, log_file=work / "tritonserver.log", ready_timeout_s=600)
     started = time.perf_counter()
@@ -189,7 +190,6 @@ def serve_and_measure(repo: Path, work: Path, queries: list[str], users: list[in
 
 def retrieval_latency(repo: Path, query_emb: np.ndarray, candidates: int) -> tuple[float, float]:
     """``ItemIndex.search`` alone, one thread, as a served instance runs it."""
-    from runtime.scoring import load_item_embeddings
 
     folder = repo / c.RETRIEVE_SEARCH / "1"
     settings = RetrievalSettings.from_json((folder / SETTINGS_FILE).read_text())

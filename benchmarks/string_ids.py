@@ -25,6 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.features import lookup_rows
+from shoprank_client.ids import stable_id
+from shoprank_client.protocol import build_inputs, parse_items
+
 SIZES = (100, 1000)
 CATALOGUE = 50_000
 
@@ -43,10 +47,6 @@ def per_call_us(fn, args, rounds: int = 5) -> float:
 def measure(n_requests: int = 200) -> dict:
     from tritonclient.grpc import InferInput
     from tritonclient.utils import deserialize_bytes_tensor, serialize_byte_tensor
-
-    from runtime.features import lookup_rows
-    from shoprank_client.ids import stable_id
-    from shoprank_client.protocol import build_inputs, parse_items
 
     rng = np.random.default_rng(0)
     skus = [f"SKU-{i:06d}-{rng.choice(['S', 'M', 'L', 'XL'])}" for i in range(CATALOGUE)]

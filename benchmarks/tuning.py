@@ -28,6 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.pipeline import machine, make_requests, serve_and_measure, write_section
+from builders.data.dataset import ShopData
+from builders.repository.model_specs import specs
+from builders.repository.pipeline import InProcessPipeline
 from runtime import contract as c
 
 CACHE_BYTES = 64 * 1024 * 1024
@@ -49,7 +52,6 @@ SWEEP: dict[str, dict[str, dict]] = {
 
 
 def write_configs(repo: Path, overrides: dict[str, dict], response_cache: bool = False) -> None:
-    from builders.repository.model_specs import specs
 
     for spec in specs():
         changes = dict(overrides.get(spec.name, {}))
@@ -60,7 +62,6 @@ def write_configs(repo: Path, overrides: dict[str, dict], response_cache: bool =
 
 def query_log_requests(work: Path, pipeline, n: int, candidates: int, seed: int = 0):
     """The last ``n`` searches of the shop's log in time order, each with its user and random candidates."""
-    from builders.data.dataset import ShopData
 
     shop = ShopData.load(work / "data")
     searches = np.flatnonzero((shop.session_query >= 0) & (shop.session_user >= 0))[-n:]
@@ -86,7 +87,6 @@ def run(
     configs: list[str] | None = None,
     log=print,
 ) -> dict:
-    from builders.repository.pipeline import InProcessPipeline
 
     repo = work / "tuning_repo"
     if repo.exists():

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.pipeline import machine, make_requests, serve_and_measure, write_section
+from builders.repository.pipeline import InProcessPipeline
 from runtime import contract as c
 
 CANDIDATES = {"encoder": 100, "ranker": 1000}
@@ -30,7 +31,6 @@ MODEL_DIR = {"encoder": c.TEXT_ENCODER, "ranker": c.RANKER}
 
 
 def run(work: Path, n: int, in_flight: int, rounds: int = 2, log=print) -> dict:
-    from builders.repository.pipeline import InProcessPipeline
 
     report = json.loads((work / "variants" / "report.json").read_text())
     repo = work / "variants" / "served_repo"

@@ -6,6 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from builders import build
+from builders.data import config as cfg_mod
+from builders.data import demo as demo_mod
+from builders.data.dataset import load_shop
+from builders.data.report import DataError
+from builders.repository import assemble as repository
+from builders.variants import run
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m builders", description="Build the Triton model repository.")
@@ -74,12 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("repo", type=Path, nargs="?", default=None)
     args = parser.parse_args(argv)
 
-    from builders import build
-    from builders.repository import assemble as repository
-
     if args.command == "demo-data":
-        from builders.data import demo as demo_mod
-
         return demo_mod.main(["--profile", args.profile, "--out", str(args.out)])
     if args.command == "check-data":
         return check_data(args.config)
@@ -97,7 +100,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "variants":
         work = args.work or build.REPO_ROOT / "build" / args.profile
-        from builders.variants import run
 
         if not (work / "ranker.stamp.json").exists():
             print(
@@ -151,9 +153,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def check_data(config: Path) -> int:
     """Validate only: print every problem (errors and warnings) and the data's summary."""
-    from builders.data import config as cfg_mod
-    from builders.data.dataset import load_shop
-    from builders.data.report import DataError
 
     try:
         cfg = cfg_mod.load(config)

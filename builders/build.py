@@ -17,20 +17,30 @@ folder is never written from broken data.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from builders import steps
+from builders import report_page, steps
 from builders.data import config as cfg_mod
+from builders.data import demo
 from builders.data.contract import CONTRACT_VERSION
+from builders.data.dataset import ShopData
+from builders.data.load import find_file, fingerprint
 from builders.data.report import DataError
 from builders.driver import Driver, Step
+from builders.gpu.target import build_gpu
+from builders.learning import text_encoder
+from builders.repository import golden
 from builders.repository.item_scan import SCAN_FILE
+from builders.repository.model_specs import specs
 from builders.steps import PARITY_MAX_ABS, PARITY_MIN_COSINE, StepError  # noqa: F401  (re-exported for callers)
+from builders.variants import gate
 from runtime import contract as c
+from runtime.encoder import embedding_dim
 from runtime.features import LEXICON_FILE, TOKENIZER_FILE, USER_PROFILE_FILE
 from runtime.online import SNAPSHOT_FILE
 from runtime.retrieval import INDEX_FILE, PURCHASES_FILE, SETTINGS_FILE
@@ -87,7 +97,6 @@ def resolve(
     if config is not None:
         cfg = config if isinstance(config, cfg_mod.ShopConfig) else cfg_mod.load(config)
         return cfg, Path(work or REPO_ROOT / "build" / cfg.name), None
-    from builders.data import demo
 
     if profile not in demo.profiles():
         raise BuildError(f"unknown profile {profile!r}; choose one of {demo.profiles()}, or pass --config")
@@ -104,7 +113,6 @@ def resolve(
 
 
 def _data_files(cfg: cfg_mod.ShopConfig) -> list[Path]:
-    from builders.data.load import find_file
 
     names = [cfg.data.items, cfg.data.events] + ([cfg.data.users] if cfg.data.users else [])
     return [p for p in (find_file(cfg.data.folder, n, cfg.data.format) for n in names) if p is not None]
@@ -126,16 +134,12 @@ class Layout:
 
     def shop(self):
         if self._shop is None:
-            from builders.data.dataset import ShopData
-
             self._shop = ShopData.load(self.data)
         return self._shop
 
 
 def plan(cfg: cfg_mod.ShopConfig, at: Layout, hint: str, progress: bool, log: Callable[[str], None]) -> list[Step]:
     """The cached steps data -> encoder -> embeddings -> features -> ranker, each keyed by its inputs."""
-    from builders.data.load import fingerprint
-    from builders.learning import text_encoder
 
     files = fingerprint(_data_files(cfg))
     data_key = {
@@ -266,7 +270,6 @@ def publish(
     work: Path, variants: dict[str, str], margin: float, sources: dict[str, Path], log: Callable[[str], None]
 ) -> tuple[dict[str, Path], dict]:
     """The model files to serve: each model's fp32 source, or its measured variant if the gate passes it."""
-    from builders.variants import gate
 
     files, published = dict(sources), {}
     for model, name in variants.items():
@@ -340,7 +343,6 @@ def build(
     (``quality_margin``, relative NDCG@10; default: the config's). ``target="gpu"`` writes the gpu
     repository (default ``build/<name>/gpu_repository``); see ``builders.gpu``.
     """
-    from builders.learning import text_encoder
 
     if target not in TARGETS:
         raise BuildError(f"unknown target {target!r}; choose one of {TARGETS}")
@@ -371,12 +373,10 @@ def build(
         {"encoder": at.encoder / "model.onnx", "ranker": at.ranker / "model.onnx"},
         log,
     )
-    embed_dim = report["embeddings"].get("dim") or text_encoder.embedding_dim(files["encoder"])
+    embed_dim = report["embeddings"].get("dim") or embedding_dim(files["encoder"])
     scan = cfg.retrieval.uses_scan(target)
     files_by_model = artifacts(at, files["encoder"], files["ranker"], scan)
     if target == "gpu":
-        from builders.gpu.target import build_gpu
-
         try:
             model_specs, report["gpu"] = build_gpu(
                 work,
@@ -394,8 +394,6 @@ def build(
         for model, gpu_files in report["gpu"]["files"].items():
             files_by_model[model].update(gpu_files)
     else:
-        from builders.repository.model_specs import specs
-
         model_specs = specs(embed_dim, scan)
     shop = at.shop()
     manifest = {
@@ -423,7 +421,6 @@ def build(
         manifest=manifest,
     )
     (work / "build_report.json").write_text(json.dumps(report, indent=1, default=str))
-    from builders import report_page
 
     log(f"report page: {report_page.write(json.loads(json.dumps(report, default=str)), work)}")
     return report
@@ -432,11 +429,7 @@ def build(
 def write_golden(
     out: Path, queries, shop: str, target: str, precision: str, size: int, log: Callable[[str], None]
 ) -> dict:
-    """The golden request set and the build's answers, written beside the configs (``rollout/golden.py``)."""
-    import time
-
-    from rollout import golden
-
+    """The golden request set and the build's answers, written beside the configs (``builders/repository/golden``)."""
     start = time.perf_counter()
     gs = golden.make(out, queries, shop, target, precision if target == "gpu" else None, size=size)
     path = golden.write(gs, out)

@@ -27,11 +27,23 @@ from pathlib import Path
 
 import numpy as np
 
+from builders.data.dataset import load_shop, split_by_time
+from builders.learning import covisit as cv
+from builders.learning import feature_tables, gbdt, text_encoder
+from builders.learning import fine_tune as ft
+from builders.learning import query_stats as qs
+from builders.learning import ranker as rk
+from builders.learning import retrieval as rt
+from builders.repository import assemble as repo
+from builders.repository import item_scan
+from builders.repository.assemble import MANIFEST_FILE
+from runtime import contract as c
+from runtime.contract import QUERY_TOKENS
 from runtime.covisit import CoVisits
-from runtime.features import LEXICON_FILE, STORE_DIR, TOKENIZER_FILE, USER_PROFILE_FILE, FeatureTables
+from runtime.features import LEXICON_FILE, STORE_DIR, TOKENIZER_FILE, USER_PROFILE_FILE, FeatureStore, FeatureTables
 from runtime.online import SNAPSHOT_FILE
 from runtime.query_stats import QueryStats
-from runtime.scoring import ITEM_KEYS_FILE
+from runtime.scoring import ITEM_EMBEDDINGS_FILE, ITEM_KEYS_FILE
 
 PARITY_MIN_COSINE = 0.999
 PARITY_MAX_ABS = 1e-4
@@ -51,8 +63,6 @@ def data(cfg, out: Path, log: Callable[[str], None]) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from builders.data.dataset import load_shop
-
     shop, report = load_shop(cfg)
     for problem in report.warnings:
         log(f"  {problem}")
@@ -66,7 +76,6 @@ def data(cfg, out: Path, log: Callable[[str], None]) -> dict:
 
 def encoder(model_dir: Path | None, out_dir: Path, sample_titles: list[str]) -> dict:
     """Export the encoder in ``model_dir`` (None: the bundled MiniLM) to ``out_dir/model.onnx``."""
-    from builders.learning import text_encoder
 
     onnx = text_encoder.export_onnx(out_dir / "model.onnx", model_dir)
     tokenizer = text_encoder.write_tokenizer(text_encoder.model_dir(model_dir), out_dir / TOKENIZER_FILE)
@@ -84,8 +93,6 @@ def fine_tune(shop, source: Path | None, settings, out_dir: Path, log: Callable[
     """Fine-tune the encoder ``source`` (None: the bundled MiniLM) on the shop's pairs into ``out_dir/model``,
     measure both on the validation window, and write ``out_dir/choice.json``: ``kept`` when the tuned one
     wins in retrieval recall@300 and NDCG@10 by cosine both (``builders/learning/fine_tune.py``)."""
-    from builders.learning import fine_tune as ft
-    from builders.learning import text_encoder
 
     start = text_encoder.model_dir(source)
     data = ft.pairs(shop, max_pairs=settings.fine_tune_pairs)
@@ -115,8 +122,6 @@ def embeddings(
     titles: list[str], queries: list[str], encoder_dir: Path, out_dir: Path, title_tokens: int, progress: bool
 ) -> dict:
     """``items.npy`` [I+1, D] (last row zeros: unknown items) and ``queries.npy`` [Q, D]."""
-    from builders.learning import text_encoder
-    from runtime.contract import QUERY_TOKENS
 
     onnx, tok = encoder_dir / "model.onnx", encoder_dir / TOKENIZER_FILE
     # Chunked and resumable: a catalogue of millions is never in memory whole, and a stopped build
@@ -133,7 +138,6 @@ def embeddings(
 def query_stats(shop, settings, query_embeddings: np.ndarray, out_dir: Path) -> dict:
     """``out_dir/feature_store/query_*.npy``: the query behaviour statistics (``builders/learning/query_stats.py``);
     with ``settings.enabled`` false, tables that know no query."""
-    from builders.learning import query_stats as qs
 
     if settings.enabled:
         stats, report = qs.build(shop, settings, query_embeddings)
@@ -148,7 +152,6 @@ def query_stats(shop, settings, query_embeddings: np.ndarray, out_dir: Path) -> 
 def covisit(shop, settings, out_dir: Path) -> dict:
     """``out_dir/feature_store/covisit_*.npy``: the co-visitation tables (``builders/learning/covisit.py``);
     with ``settings.enabled`` false, tables that know no pair."""
-    from builders.learning import covisit as cv
 
     if settings.enabled:
         tables, report = cv.build(shop, settings)
@@ -163,7 +166,6 @@ def features(shop, item_emb: np.ndarray, tokenizer: Path, out_dir: Path, query_d
     """The feature tables, lexicon, user profiles and online snapshot; the query tables of ``query_dir``
     and the co-visitation tables of ``covisit_dir`` are hard-linked beside the feature tables, so every
     reader of the tables finds them there."""
-    from builders.learning import feature_tables
 
     out_dir.mkdir(parents=True, exist_ok=True)
     tables = feature_tables.build_tables(shop)
@@ -197,9 +199,6 @@ def retrieval(shop, emb_dir: Path, feat_dir: Path, rcfg, out_dir: Path, log: Cal
     """The ANN index over the item embeddings, nprobe chosen by measured recall@N, the served item table,
     the users' purchases before the test days (``builders/learning/retrieval.py``), and the ``item_scan`` model over
     the table (``builders/repository/item_scan.py``)."""
-    from builders.learning import retrieval as rt
-    from builders.repository import item_scan
-    from runtime.scoring import ITEM_EMBEDDINGS_FILE
 
     emb = np.load(emb_dir / "items.npy", mmap_mode="r")
     samples = {
@@ -228,7 +227,6 @@ def retrieval(shop, emb_dir: Path, feat_dir: Path, rcfg, out_dir: Path, log: Cal
     )
     # the exact scan over the served table, for the repositories whose retrieval runs it (the gpu target)
     item_scan.export(out_dir / ITEM_EMBEDDINGS_FILE, out_dir / item_scan.SCAN_FILE)
-    from builders.data.dataset import split_by_time
 
     queries = np.load(emb_dir / "queries.npy", mmap_mode="r")
     report["recall_curve"] = rt.recall_curve(out_dir, shop, queries, split_by_time(shop)["test"])
@@ -242,10 +240,6 @@ def ranker(
     parity with its own library (PyTorch or LightGBM). ``ranker.pt`` (the DCN's weights, which the compressed
     variants start from) and ``gbdt/`` (the booster) are kept for each kind trained."""
     import torch
-
-    from builders.learning import gbdt
-    from builders.learning import ranker as rk
-    from runtime.features import FeatureStore
 
     store = FeatureStore.load(feat_dir, with_tokenizer=False, with_profiles=True)
     models, report = rk.train(shop, store, item_emb, query_emb, store.profiles(), hp, progress=progress)
@@ -286,9 +280,6 @@ def ranker(
 
 def repository(out: Path, artifacts: dict[str, dict[str, Path]], model_specs, manifest: dict) -> dict:
     """Assemble (files first, configs last) and validate; the manifest travels with the feature models."""
-    from builders.repository import assemble as repo
-    from builders.repository.assemble import MANIFEST_FILE
-    from runtime import contract as c
 
     out.mkdir(parents=True, exist_ok=True)
     staged = out.parent / f".{out.name}.{MANIFEST_FILE}.tmp"

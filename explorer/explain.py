@@ -27,7 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
+from builders.data.dataset import ShopData
+from builders.repository.pipeline import InProcessPipeline
 from runtime import contract as c
+from runtime.scoring import best, similarity
+from shoprank_client import RankingClient, RankingError, Unavailable
+from shoprank_client.ids import stable_id
 
 TOP_FEATURES = 3
 ANONYMOUS = "leave it blank for an anonymous visitor"
@@ -74,8 +79,6 @@ class Release:
     for the item table."""
 
     def __init__(self, repo: Path, work: Path, version: int | None = None):
-        from builders.data.dataset import ShopData
-        from builders.repository.pipeline import InProcessPipeline
 
         self.repo = Path(repo)
         self.version = version or versions(self.repo)[0]
@@ -99,8 +102,6 @@ class Release:
         if not text:
             return -1
         if self.string_users:
-            from shoprank_client.ids import stable_id
-
             uid = stable_id(text)
         else:
             try:
@@ -149,7 +150,6 @@ class Release:
 
     # -- explanations -------------------------------------------------------------------------------
     def _answer(self, model: str, feats: dict, context: np.ndarray, k: int, found: dict[int, str]) -> Answer:
-        from runtime.scoring import best, similarity
 
         p = self.pipeline
         cat, dense, ids = feats[c.CAT_FEATURES], feats[c.DENSE_FEATURES], np.asarray(feats[c.ITEM_IDS], np.int64)
@@ -236,7 +236,6 @@ def answer_from_server(release: Release, url: str, mode: str, query: str, user: 
     """The ranked ids from the server at ``url`` (the SDK: ``search_catalog`` for ``mode="search"``, else
     ``recommend_catalog``), each explained from ``release``'s files; a server that does not answer is an
     ``ExplorerError`` saying so."""
-    from shoprank_client import RankingClient, RankingError, Unavailable
 
     search = mode == "search"
     local = release.search(query, user, k) if search else release.recommend(user, viewed, k)

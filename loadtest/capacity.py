@@ -28,6 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from loadtest import run as runner
+from loadtest.shapes import StepShape, add_shape_arguments
+
 
 @dataclass(frozen=True)
 class StepStats:
@@ -196,7 +199,6 @@ def markdown(stats: list[StepStats], result: Plan | None, slo_p99_ms: float, err
 
 
 def main(argv: list[str] | None = None) -> int:
-    from loadtest.shapes import StepShape, add_shape_arguments
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--peak-rps", type=float, required=True)
@@ -214,8 +216,6 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     samples_path = args.samples
     if samples_path is None:
-        from loadtest import run as runner
-
         run_args = [
             "--shape",
             "step",

@@ -16,6 +16,10 @@ import csv
 import dataclasses
 from pathlib import Path
 
+from builders.repository.model_specs import spec_by_name
+from loadtest import run as runner
+from server.launcher import ServerOptions, TritonServer
+
 TRIVIAL = """
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -35,7 +39,6 @@ class TritonPythonModel:
 
 def trivial_repository(dest: Path) -> Path:
     """``search`` and ``recommend`` with the served ensembles' exact tensors, doing no work."""
-    from builders.repository.model_specs import spec_by_name
 
     for name in ("search", "recommend"):
         spec = dataclasses.replace(spec_by_name()[name], platform="", backend="python", steps=(), instances=2)
@@ -46,8 +49,6 @@ def trivial_repository(dest: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from loadtest import run as runner
-    from server.launcher import ServerOptions, TritonServer
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("build/generator_limit"))

@@ -26,9 +26,13 @@ import types
 from locust import LoadTestShape, User, constant_pacing, events, task
 from locust.runners import WorkerRunner
 
+from loadtest.online_writes import OnlineLoad, WritePlan
 from loadtest.shapes import add_shape_arguments, make_shape
 from loadtest.slo import Slo
 from loadtest.traffic import load
+from online.writer import OnlineWriter
+from runtime.online import OnlineSettings, connect
+from shoprank_client import NO_RETRY, RankingClient, RankingError
 
 _SAMPLES: list[tuple[float, str, float, int]] = []
 
@@ -71,7 +75,6 @@ class RankingUser(User):
     _cursor = itertools.count()
 
     def on_start(self):
-        from shoprank_client import NO_RETRY, RankingClient
 
         opts = self.environment.parsed_options
         if not RankingUser._requests:
@@ -86,7 +89,6 @@ class RankingUser(User):
 
     @task
     def rank(self):
-        from shoprank_client import RankingError
 
         req = RankingUser._requests[next(RankingUser._cursor) % len(RankingUser._requests)]
         start = time.perf_counter()
@@ -147,10 +149,6 @@ def _start_online_writes(environment, **_):
     if not (opts and opts.online_url) or isinstance(environment.runner, WorkerRunner):
         return
     import gevent  # type: ignore[import-untyped]
-
-    from loadtest.online_writes import OnlineLoad, WritePlan
-    from online.writer import OnlineWriter
-    from runtime.online import OnlineSettings, connect
 
     writer = OnlineWriter(connect(OnlineSettings(url=opts.online_url, timeout_s=5)), prefix=opts.online_prefix)
     load_ = OnlineLoad(writer, WritePlan(opts.update_rate, opts.click_share), load(opts.requests_file))

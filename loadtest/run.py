@@ -25,7 +25,8 @@ from pathlib import Path
 import psutil
 
 from loadtest.shapes import add_shape_arguments
-from server.launcher import free_port
+from loadtest.traffic import TrafficProfile, prepare, save
+from server.launcher import ServerOptions, TritonServer, free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
@@ -134,7 +135,6 @@ def locust_command(
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    from loadtest.traffic import TrafficProfile, prepare, save
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -145,8 +145,6 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     if args.host:
         host, metrics_url = args.host, args.metrics_url
     else:
-        from server.launcher import ServerOptions, TritonServer
-
         server = TritonServer(ServerOptions(model_repository=Path(args.repo), log_file=out / "tritonserver.log"))
         server.start()
         host, metrics_url = server.grpc_url, server.metrics_url

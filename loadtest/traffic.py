@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.features import STORE_DIR, FeatureTables, Lexicon, category_phrase
+
 UNKNOWN_USER_BASE = 9_000_000_000
 
 
@@ -55,7 +57,6 @@ def query_log(shop_dir: Path) -> list[tuple[str, int]]:
 def prepare(
     repo: Path, shop_dir: Path, n: int, profile: TrafficProfile = TrafficProfile(), seed: int = 0
 ) -> list[dict]:
-    from runtime.features import STORE_DIR, FeatureTables, Lexicon, category_phrase
 
     rng = np.random.default_rng(seed)
     tables = FeatureTables.load(repo / "search_features" / "1" / STORE_DIR)

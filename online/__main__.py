@@ -25,13 +25,14 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from online.embed import RepositoryEncoder
 from online.writer import Interaction, ItemUpdate, OnlineWriter, UpdateError, check, check_interaction
 from runtime.online import ONLINE_FIELDS, OnlineSettings, connect
+from shoprank_client.ids import stable_id
 
 
 def item_id(raw: Any) -> int:
     """An item id as the build served it: integers as they are, strings by their stable hash."""
-    from shoprank_client.ids import stable_id
 
     if isinstance(raw, bool):
         raise UpdateError(f"item_id: expected an integer or a string, got {raw!r}")
@@ -151,8 +152,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         embed = None  # push --repo: the served encoder embeds new items' titles (--new-items, or a stream's)
         if args.command == "push" and args.repo is not None:
-            from online.embed import RepositoryEncoder
-
             embed = RepositoryEncoder(args.repo)
         if args.command == "seed":
             n = writer.seed(args.repo)

@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 
 from runtime import contract as c
+from runtime.encoder import encode
+from runtime.repository import serving_version
 
 DEFAULT_TITLE_TOKENS = 32
 
 
 class RepositoryEncoder:
     def __init__(self, repo: Path, onnx: Path | None = None):
-        from server.publish import serving_version
-
         repo = Path(repo)
         version = str(serving_version(repo))
         features = repo / c.SEARCH_FEATURES / version
@@ -35,9 +35,7 @@ class RepositoryEncoder:
         self.tokenizer = features / "tokenizer.json"
 
     def __call__(self, titles: list[str]) -> np.ndarray:
-        from builders.learning.text_encoder import encode
-
-        vectors = encode(self.onnx, titles, self.title_tokens, progress=False, threads=1, tokenizer=self.tokenizer)
+        vectors = encode(self.onnx, titles, self.title_tokens, self.tokenizer, progress=False, threads=1)
         if vectors.shape[1] != self.dim:
             raise ValueError(f"{self.onnx} gives {vectors.shape[1]} values, the repository's manifest says {self.dim}")
         return vectors

@@ -18,6 +18,13 @@ import json
 import sys
 from pathlib import Path
 
+from rollout import golden as golden_mod
+from rollout.kube import Cluster, KubeError
+from rollout.status import NOT_ON_A_CLUSTER, SERVER_CONTAINER, release_status, table
+from rollout.triton_http import direct, view
+from rollout.verify import verify
+from rollout.wait import wait
+
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 
 
@@ -70,7 +77,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _pod_port(pod) -> int:
-    from rollout.status import SERVER_CONTAINER
 
     for ctr in pod.spec.containers or []:
         if ctr.name == SERVER_CONTAINER:
@@ -89,8 +95,6 @@ def _transports(cluster, release) -> dict:
 
 
 def _status(cluster, args, golden_checksum: str | None, ask_triton: bool = True):
-    from rollout.status import release_status
-    from rollout.triton_http import view
 
     release = cluster.release(args.namespace, args.release)
     views = {name: view(send) for name, send in _transports(cluster, release).items()} if ask_triton else {}
@@ -99,7 +103,6 @@ def _status(cluster, args, golden_checksum: str | None, ask_triton: bool = True)
 
 def main(argv: list[str] | None = None, out=print) -> int:
     args = _parser().parse_args(argv)
-    from rollout import golden as golden_mod
 
     if args.command == "checksum":
         if not args.repo.is_dir():
@@ -107,9 +110,6 @@ def main(argv: list[str] | None = None, out=print) -> int:
             return EXIT_ERROR
         out(golden_mod.repository_checksum(args.repo))
         return EXIT_OK
-    from rollout.kube import Cluster, KubeError
-    from rollout.status import NOT_ON_A_CLUSTER, table
-    from rollout.verify import verify
 
     try:
         gs = golden_mod.load(args.golden) if getattr(args, "golden", None) else None
@@ -120,8 +120,6 @@ def main(argv: list[str] | None = None, out=print) -> int:
     tolerance = getattr(args, "tolerance", None)
 
     if args.command == "verify" and args.url:
-        from rollout.triton_http import direct
-
         assert gs is not None
         verdict = verify(gs, {u: direct(u) for u in args.url}, tolerance, workers)
         out(json.dumps(verdict.to_json(), indent=1) if args.json else verdict.text())
@@ -146,7 +144,6 @@ def main(argv: list[str] | None = None, out=print) -> int:
                 out(NOT_ON_A_CLUSTER)
             return EXIT_OK if verdict.ok else EXIT_FAILED
         # wait
-        from rollout.wait import wait
 
         def run_verify():
             release = cluster.release(args.namespace, args.release)

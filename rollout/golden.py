@@ -4,41 +4,28 @@ Re-ranking requests (``search``, ``recommend``: the caller's candidates) and cat
 (``search_catalog``, ``recommend_catalog``: the server retrieves; their record holds what the build
 retrieved, so a pod's item the build did not retrieve is named as such).
 
-The build writes ``golden.json`` at the root of the model repository it built (Triton loads only
-folders, so the file travels with the repository and is never served). ``python -m rollout verify``
-sends each request to every pod and compares the answers with the ones recorded here.
-
-The expected answers come from the in-process pipeline (``builders.repository.pipeline``): the repository's own
-files and code run under ONNX Runtime on the build machine, the reference the server-parity tests
-hold the server to. Each request records the expected top-k *and* the score of every candidate, so a
-comparison can tell a real difference from two near-tied items changing places.
+The build writes ``golden.json`` at the root of the model repository it built
+(``builders/repository/golden.py``; Triton loads only folders, so the file travels with the repository
+and is never served). This module is the file's format and its reader: ``python -m rollout verify``
+sends each request to every pod and compares the answers with the ones recorded here. Each request
+records the expected top-k *and* the score of every candidate, so a comparison can tell a real
+difference from two near-tied items changing places.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from runtime import contract as c
-from runtime.errors import InvalidInput
+from runtime.contract import GOLDEN_FILE
+from runtime.errors import ShoprankError
 
-GOLDEN_FILE = "golden.json"
 FORMAT = 2  # 2: catalogue requests (search_catalog, recommend_catalog); format 1 files are still read
 READS = (1, 2)
 CATALOGUE = (c.SEARCH_CATALOG, c.RECOMMEND_CATALOG)
-# Scores may differ by this much (absolute, on the ranker's logit) between a pod and the build.
-# cpu: the same ONNX files and code on ONNX Runtime; only float noise (the server-parity tests use 1e-4).
-# gpu: TensorRT engines built on the node in fp16 or INT8. NOT MEASURED on these machines (no GPU): a
-# starting point to tighten from `verify` runs on the node type (`--tolerance`).
-TOLERANCE = {"cpu": 1e-3, "gpu/fp16": 0.05, "gpu/int8": 0.25}
-UNKNOWN_ITEM_BASE = 10**15  # ids no catalogue of the demo or the contract's hashes is likely to hold
-COLD_USER_BASE = 9 * 10**15
 
 
 @dataclass(frozen=True)
@@ -105,7 +92,7 @@ class GoldenSet:
         }
 
 
-class GoldenError(ValueError):
+class GoldenError(ShoprankError, ValueError):
     """The golden set cannot be read; the message names the file and the problem."""
 
 
@@ -128,182 +115,6 @@ def repository_checksum(repo: Path) -> str:
                 h.update(block)
         digest.update(f"{rel}\0{h.hexdigest()}\n".encode())
     return "sha256:" + digest.hexdigest()
-
-
-def _plan(users: np.ndarray, items: np.ndarray, queries: Sequence[str], size: int, seed: int) -> list[dict]:
-    """The requests, without answers: every kind, in proportions that keep the common paths dominant."""
-    rng = np.random.default_rng(seed)
-
-    def cands(n: int, unknown: int = 0) -> list[int]:
-        picked = rng.choice(items, size=min(n, len(items)), replace=False).astype(np.int64)
-        extra = UNKNOWN_ITEM_BASE + rng.choice(10**6, size=unknown, replace=False)
-        out = np.concatenate([picked, extra.astype(np.int64)])
-        rng.shuffle(out)
-        return [int(x) for x in out]
-
-    def user(cold: bool) -> int:
-        return int(COLD_USER_BASE + rng.integers(10**6)) if cold or len(users) == 0 else int(rng.choice(users))
-
-    def query() -> str:
-        return str(queries[int(rng.integers(len(queries)))]) if queries else "gift"
-
-    def size_k() -> tuple[int, int]:
-        n = int(rng.choice([5, 20, 50, 100, 200]))
-        return n, int(rng.choice([1, 5, 10, 20, n]))
-
-    shares = [  # kind, model, share of the set, (cold user, unknown items)
-        ("search/known-user", "search", 0.35, (False, 0)),
-        ("search/cold-user", "search", 0.12, (True, 0)),
-        ("search/unknown-items", "search", 0.10, (False, 3)),
-        ("recommend/known-user", "recommend", 0.23, (False, 0)),
-        ("recommend/cold-user", "recommend", 0.10, (True, 0)),
-        ("recommend/unknown-items", "recommend", 0.06, (False, 3)),
-    ]
-    plan: list[dict] = []
-    for kind, model, share, (cold, unknown) in shares:
-        for _ in range(max(1, round(size * share))):
-            n, k = size_k()
-            plan.append(
-                dict(kind=kind, model=model, user_id=user(cold), item_ids=cands(n, unknown), k=k)
-                | ({"query": query()} if model == "search" else {})
-            )
-    # Edges: one candidate, the most candidates a request may carry, a long non-ASCII query, an
-    # all-unknown candidate list, a k larger than the list.
-    long_query = ("größe 42 laufschuhe wasserdicht " * 40)[: c.MAX_QUERY_BYTES // 2]
-    plan += [
-        dict(kind="search/one-candidate", model="search", user_id=user(False), item_ids=cands(1), k=1, query=query()),
-        dict(
-            kind="search/max-candidates",
-            model="search",
-            user_id=user(False),
-            item_ids=cands(c.MAX_CANDIDATES),
-            k=10,
-            query=query(),
-        ),
-        dict(kind="search/long-query", model="search", user_id=user(False), item_ids=cands(50), k=10, query=long_query),
-        dict(kind="recommend/all-unknown", model="recommend", user_id=user(True), item_ids=cands(0, 8), k=5),
-        dict(kind="recommend/k-above-n", model="recommend", user_id=user(False), item_ids=cands(7), k=50),
-    ]
-    # Bad requests: the pod must refuse them with the field named, and keep serving.
-    dup = cands(10)
-    plan += [
-        dict(
-            kind="error/duplicate-candidates",
-            model="search",
-            user_id=user(False),
-            item_ids=dup + dup[:1],
-            k=5,
-            query=query(),
-        ),
-        dict(kind="error/empty-query", model="search", user_id=user(False), item_ids=cands(10), k=5, query=""),
-        dict(kind="error/k-zero", model="recommend", user_id=user(False), item_ids=cands(10), k=0),
-        dict(
-            kind="error/too-many-candidates",
-            model="recommend",
-            user_id=user(False),
-            item_ids=cands(0, c.MAX_CANDIDATES + 1),
-            k=5,
-        ),
-    ]
-    # Catalogue requests (no candidate list; after the others, so their draws are unchanged)
-    catalogue = [  # kind, model, share, (cold user, excluded, context items)
-        ("search_catalog/known-user", c.SEARCH_CATALOG, 0.05, (False, 2, 0)),
-        ("search_catalog/cold-user", c.SEARCH_CATALOG, 0.02, (True, 0, 0)),
-        ("recommend_catalog/known-user", c.RECOMMEND_CATALOG, 0.04, (False, 2, 1)),
-        ("recommend_catalog/cold-user", c.RECOMMEND_CATALOG, 0.02, (True, 0, 0)),
-    ]
-    for kind, model, share, (cold, excluded, context) in catalogue:
-        for _ in range(max(1, round(size * share))):
-            plan.append(
-                dict(
-                    kind=kind,
-                    model=model,
-                    user_id=user(cold),
-                    item_ids=[],
-                    k=int(rng.choice([1, 5, 10, 20])),
-                    exclude_ids=cands(int(rng.integers(excluded + 1))),
-                    context_ids=cands(context) if model == c.RECOMMEND_CATALOG else [],
-                )
-                | ({"query": query()} if model == c.SEARCH_CATALOG else {})
-            )
-    plan.append(
-        dict(
-            kind="error/catalogue-blank-query", model=c.SEARCH_CATALOG, user_id=user(False), item_ids=[], k=5, query=" "
-        )
-    )
-    return plan
-
-
-def make(
-    repo: Path,
-    queries: Sequence[str],
-    shop: str,
-    target: str = "cpu",
-    precision: str | None = None,
-    size: int = 300,
-    seed: int = 2026,
-) -> GoldenSet:
-    """The golden set of a built repository: ``size`` requests (plus the edge and error cases), answered
-    by the in-process pipeline over the repository's own files."""
-    from builders.repository.pipeline import InProcessPipeline
-
-    repo = Path(repo)
-    pipe = InProcessPipeline(repo)
-    tables = pipe.search_store.tables
-    plan = _plan(tables.user_ids_sorted, tables.item_ids_sorted, queries, size, seed)
-    requests = []
-    for i, spec in enumerate(plan):
-        cand = np.asarray(spec["item_ids"], np.int64)
-
-        def rank(k: int, spec: dict = spec, cand: np.ndarray = cand) -> tuple[np.ndarray, np.ndarray]:
-            user, model = spec["user_id"], spec["model"]
-            exclude = np.asarray(spec.get("exclude_ids", []), np.int64)
-            if model == c.SEARCH_CATALOG:
-                return pipe.search_catalog(user, spec["query"], k, exclude)
-            if model == c.RECOMMEND_CATALOG:
-                return pipe.recommend_catalog(user, k, np.asarray(spec["context_ids"], np.int64), exclude)
-            if model == c.SEARCH_ENSEMBLE:
-                return pipe.search(user, spec["query"], cand, k)
-            return pipe.recommend(user, cand, k)
-
-        try:
-            top_ids, top_scores = rank(spec["k"])  # the request as sent: the serving code's own checks apply
-        except InvalidInput as err:
-            requests.append(GoldenRequest(id=i, **spec, error=str(err)))
-            continue
-        # every candidate's score, to tell near-ties from differences (catalogue: every retrieved one's)
-        catalogue = spec["model"] in CATALOGUE
-        all_ids, all_scores = rank(c.MAX_CANDIDATES if catalogue else len(cand))
-        by_id = dict(zip(all_ids.tolist(), all_scores.tolist(), strict=True))
-        ranked = all_ids if catalogue else cand
-        requests.append(
-            GoldenRequest(
-                id=i,
-                **spec,
-                top_ids=[int(x) for x in top_ids],
-                top_scores=[round(float(s), 6) for s in top_scores],
-                candidate_scores=[None if (s := by_id.get(int(x))) is None else round(s, 6) for x in ranked],
-                retrieved_ids=[int(x) for x in all_ids] if catalogue else [],
-            )
-        )
-    key = "cpu" if target == "cpu" else f"gpu/{precision or 'fp16'}"
-    note = (
-        "the same ONNX files and code as the build: float noise only"
-        if target == "cpu"
-        else f"TensorRT {precision or 'fp16'} engines vs the build's fp32 ONNX Runtime answers: NOT MEASURED on a "
-        "GPU by this project; tighten with --tolerance after a verify run on your node type. Catalogue "
-        "requests: the GPU scan may retrieve another float16 near-tie at the N-th place"
-    )
-    return GoldenSet(shop, target, repository_checksum(repo), TOLERANCE[key], note, requests)
-
-
-def write(golden: GoldenSet, repo: Path) -> Path:
-    """Write ``golden.json`` at the repository's root (atomically: a reader never sees half a file)."""
-    path = Path(repo) / GOLDEN_FILE
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(golden.to_json(), separators=(",", ":")))
-    os.replace(tmp, path)
-    return path
 
 
 def load(path: Path) -> GoldenSet:

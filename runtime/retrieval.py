@@ -47,6 +47,7 @@ from runtime.features import FeatureStore, check_embedding, check_id_list, check
 from runtime.online import OnlineItems
 from runtime.pages import warm
 from runtime.scan import Scan, ScanIndex
+from runtime.scoring import load_item_embeddings
 
 INDEX_FILE = "items.faiss"
 SETTINGS_FILE = "retrieval.json"
@@ -260,7 +261,6 @@ class Retriever:
     ) -> Retriever:
         """The retrieval model of a version folder; with ``scan`` (the ``item_scan`` model, the gpu target)
         the index is that exact scan, and the FAISS index is not read."""
-        from runtime.scoring import load_item_embeddings
 
         folder = Path(folder)
         settings = RetrievalSettings.from_json((folder / SETTINGS_FILE).read_text())

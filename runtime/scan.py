@@ -22,6 +22,7 @@ import numpy as np
 
 from runtime import contract as c
 from runtime.arrays import Array, Floats, Int64s
+from runtime.ort_runner import make_session
 
 Scan = Callable[[Floats, int], tuple[Int64s, Floats]]
 
@@ -54,7 +55,6 @@ def scan_inputs(vector: Floats, depth: int) -> dict[str, Array]:
 
 def ort_scan(model: str | Path, threads: int = 1) -> Scan:
     """The scan model run in-process by ONNX Runtime on the CPU."""
-    from server.ort_runner import make_session
 
     session = make_session(str(model), threads)
 

@@ -32,37 +32,30 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from builders.repository.assemble import copy_files
-from builders.repository.triton_config import parse_pbtxt, scan_target
-from rollout.golden import GOLDEN_FILE
+from runtime.contract import GOLDEN_FILE
+from runtime.errors import ShoprankError
+from runtime.repository import (
+    CONFIG,
+    Layout,
+    ServedRepositoryError,
+    copy_files,
+    layout,
+    read_config,
+    serving_version,
+    versions_on_disk,
+)
 
-CONFIG = "config.pbtxt"
+__all__ = ["Layout", "PublishError", "Publisher", "check_compatible", "layout", "serving_version", "versions_on_disk"]
 
 
-class PublishError(RuntimeError):
+class PublishError(ShoprankError, RuntimeError):
     """A release cannot be published or rolled back; the message names the model and the reason."""
-
-
-@dataclass(frozen=True)
-class Layout:
-    """The ensembles of a repository and the composing models their steps name."""
-
-    ensembles: tuple[str, ...]
-    steps: tuple[str, ...]
-
-
-def read_config(model_dir: Path) -> model_config_pb2.ModelConfig:
-    path = model_dir / CONFIG
-    if not path.exists():
-        raise PublishError(f"{model_dir.name}: {path} is missing")
-    return parse_pbtxt(path.read_text())
 
 
 def write_config(model_dir: Path, cfg: model_config_pb2.ModelConfig) -> None:
@@ -72,40 +65,6 @@ def write_config(model_dir: Path, cfg: model_config_pb2.ModelConfig) -> None:
     tmp = path.with_name(f".{CONFIG}.tmp")
     tmp.write_text("\n".join(header) + ("\n" if header else "") + text_format.MessageToString(cfg))
     os.replace(tmp, path)
-
-
-def layout(repo: Path) -> Layout:
-    ensembles, steps = [], []
-    for model_dir in sorted(p for p in repo.iterdir() if (p / CONFIG).exists()):
-        cfg = read_config(model_dir)
-        if cfg.platform == "ensemble":
-            ensembles.append(model_dir.name)
-            steps += [s.model_name for s in cfg.ensemble_scheduling.step]
-    if not ensembles:
-        raise PublishError(f"{repo}: no ensemble found (is it a model repository?)")
-    # a model a step calls through BLS (the retrieval models' item_scan) is released with it, at the same
-    # version: the step calls the scan of its own version, so rows always index the same item table
-    called = [scan_target(read_config(repo / m)) for m in dict.fromkeys(steps) if (repo / m / CONFIG).exists()]
-    return Layout(tuple(ensembles), tuple(dict.fromkeys(steps + [m for m in called if m])))
-
-
-def versions_on_disk(model_dir: Path) -> list[int]:
-    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
-
-
-def serving_version(repo: Path, lay: Layout | None = None) -> int:
-    """The release the ensembles name; ``-1`` (a fresh build) means the one version every model has."""
-    lay = lay or layout(repo)
-    named = {s.model_version for e in lay.ensembles for s in read_config(repo / e).ensemble_scheduling.step}
-    if len(named) != 1:
-        raise PublishError(f"{repo}: the ensembles name different versions {sorted(named)}; fix by hand first")
-    version = named.pop()
-    if version != -1:
-        return version
-    common = set.intersection(*(set(versions_on_disk(repo / m)) for m in lay.steps))
-    if not common:
-        raise PublishError(f"{repo}: the composing models share no version number")
-    return max(common)
 
 
 def _interface(cfg: model_config_pb2.ModelConfig) -> model_config_pb2.ModelConfig:
@@ -285,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"release {publisher.publish(args.new)} published")
         else:
             print(f"rolled back to release {publisher.rollback()}")
-    except PublishError as err:
+    except (PublishError, ServedRepositoryError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

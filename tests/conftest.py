@@ -9,6 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from builders.build import build
+from builders.data import config as cfg_mod
+from builders.data import demo
+from builders.repository.pipeline import InProcessPipeline
+from server.launcher import ServerOptions, TritonServer, log_tail
+from server.redis_server import RedisServer
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -16,7 +23,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 @pytest.fixture(scope="session")
 def small_build(tmp_path_factory):
     """Build the small profile (cached under build/small/) into a fresh repository folder."""
-    from builders.build import build
 
     out = tmp_path_factory.mktemp("repo") / "model_repository"
     report = build("cpu", "small", out=out, work=REPO_ROOT / "build" / "small", progress=False, log=lambda _: None)
@@ -32,7 +38,6 @@ def small_repo(small_build) -> Path:
 def small_dcn(tmp_path_factory, small_build):
     """``(work folder, config)`` of the small shop built with ``ranker.kind: dcn`` (cached in build/small-dcn/):
     what the DCN's own paths (its compressed variants, INT8 calibration) need when auto keeps the GBDT."""
-    from builders.build import build
 
     config = small_variant_config("small-dcn", ranker={"kind": "dcn"})
     work = REPO_ROOT / "build" / "small-dcn"
@@ -44,7 +49,6 @@ def small_dcn(tmp_path_factory, small_build):
 @pytest.fixture(scope="session")
 def triton_server(small_repo, tmp_path_factory):
     """A real tritonserver on free ports serving the small repository; always stopped."""
-    from server.launcher import ServerOptions, TritonServer
 
     log = tmp_path_factory.mktemp("logs") / "tritonserver.log"
     server = TritonServer(ServerOptions(model_repository=small_repo, log_file=log, ready_timeout_s=180))
@@ -61,7 +65,6 @@ def triton_server(small_repo, tmp_path_factory):
 def online_tritonserver(repo: Path, env: dict[str, str], log_dir: Path):
     """A real tritonserver on ``repo`` whose feature models read the online store that ``env`` names
     (``SHOPRANK_ONLINE_*``); always stopped."""
-    from server.launcher import ServerOptions, TritonServer
 
     server = TritonServer(
         ServerOptions(model_repository=repo, log_file=log_dir / "tritonserver.log", ready_timeout_s=180, env=env)
@@ -75,8 +78,6 @@ def online_tritonserver(repo: Path, env: dict[str, str], log_dir: Path):
 
 def small_variant_config(name: str, **changes: dict):
     """The small demo shop's data under the config ``changes`` (top-level sections replaced)."""
-    from builders.data import config as cfg_mod
-    from builders.data import demo
 
     raw = demo.config_dict(name, REPO_ROOT / "build" / "small" / "demo_data")
     raw.update(changes)
@@ -86,7 +87,6 @@ def small_variant_config(name: str, **changes: dict):
 def build_small_variant(name: str, out: Path, **changes: dict) -> Path:
     """``small_variant_config(name, **changes)`` built for the cpu target into ``out``; cached in build/<name>/
     (build/small/: only the steps the changes touch rerun)."""
-    from builders.build import build
 
     config = small_variant_config(name, **changes)
     build("cpu", None, out=out, work=REPO_ROOT / "build" / name, progress=False, log=lambda _: None, config=config)
@@ -112,8 +112,6 @@ def _shared_server_survives():
     yield
     server = _SHARED.get("server")
     if server is not None and server.process.poll() is not None:
-        from server.launcher import log_tail
-
         _SHARED.pop("server", None)
         pytest.fail(
             f"the shared tritonserver died during this test (exit {server.process.returncode}):\n"
@@ -123,7 +121,6 @@ def _shared_server_survives():
 
 @pytest.fixture(scope="session")
 def pipeline(small_repo):
-    from builders.repository.pipeline import InProcessPipeline
 
     return InProcessPipeline(small_repo)
 
@@ -137,7 +134,6 @@ def known_ids(pipeline):
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
     """A real redis-server (Debian's, scripts/get_redis.sh) on a free port; always stopped."""
-    from server.redis_server import RedisServer
 
     server = RedisServer(log_file=tmp_path_factory.mktemp("redis") / "redis.log").start()
     try:

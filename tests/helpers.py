@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from builders.data import config, demo
+from builders.data.dataset import load_shop
+
 X_TO_Y = (
     'backend: "python"\nmax_batch_size: 0\n'
     'input [{ name: "X" data_type: TYPE_INT64 dims: [1] }]\n'
@@ -23,8 +26,6 @@ def add_python_model(repo: Path, name: str, model_py: str, config: str = X_TO_Y)
 
 def shop_data(shop, folder: Path):
     """A generated ``shop`` through the data contract: written as files, loaded and validated."""
-    from builders.data import config, demo
-    from builders.data.dataset import load_shop
 
     data, _ = load_shop(config.load(demo.write_shop(shop, folder)))
     return data

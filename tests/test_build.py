@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from builders.build import PARITY_MAX_ABS, PARITY_MIN_COSINE, build
+from builders.__main__ import main
+from builders.build import PARITY_MAX_ABS, PARITY_MIN_COSINE, BuildError, build
 
 pytestmark = pytest.mark.slow
 
@@ -67,7 +68,6 @@ def test_second_build_uses_the_cache(small_build, tmp_path):
 
 
 def test_unknown_target_or_profile_is_refused_with_a_clear_message(tmp_path):
-    from builders.build import BuildError
 
     with pytest.raises(BuildError, match=r"unknown target 'tpu'; choose one of \('cpu', 'gpu'\)"):
         build("tpu", "small", out=tmp_path, work=tmp_path)
@@ -76,7 +76,6 @@ def test_unknown_target_or_profile_is_refused_with_a_clear_message(tmp_path):
 
 
 def test_variants_need_a_finished_build(tmp_path, capsys):
-    from builders.__main__ import main
 
     assert main(["variants", "--work", str(tmp_path / "nothing")]) == 1
     assert "no finished build" in capsys.readouterr().err

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from tritonclient.utils import InferenceServerException
 
+from builders.repository.model_specs import spec_by_name
+from builders.repository.triton_config import NUMPY_TO_TRITON
 from shoprank_client import (
     ClientOptions,
     ContractMismatch,
@@ -23,7 +25,15 @@ from shoprank_client.cli import format_table, parse_ids
 from shoprank_client.cli import main as cli_main
 from shoprank_client.core import CallPlan, EndpointPool, resolve
 from shoprank_client.errors import from_triton
-from shoprank_client.protocol import CONTRACT, build_inputs, check_metadata
+from shoprank_client.ids import stable_id
+from shoprank_client.protocol import (
+    CONTRACT,
+    OPTIONAL_OUTPUTS,
+    build_catalog_inputs,
+    build_inputs,
+    check_metadata,
+    parse_items,
+)
 from shoprank_client.types import RankedItem, RankingResult
 
 pytestmark = pytest.mark.unit
@@ -189,9 +199,6 @@ def test_metadata_mismatch_lists_every_difference():
 
 
 def test_sdk_contract_equals_the_served_ensembles():
-    from builders.repository.model_specs import spec_by_name
-    from builders.repository.triton_config import NUMPY_TO_TRITON
-    from shoprank_client.protocol import OPTIONAL_OUTPUTS
 
     wire = {v: v.replace("TYPE_", "").replace("STRING", "BYTES") for v in NUMPY_TO_TRITON.values()}
     for model, contract in CONTRACT.items():
@@ -242,8 +249,6 @@ def test_cli_parses_ids_and_prints_a_table(tmp_path):
 
 
 def test_string_ids_are_sent_as_their_stable_int64_and_mapped_back():
-    from shoprank_client.ids import stable_id
-    from shoprank_client.protocol import parse_items
 
     skus = ["SKU-00012-XL", "SKU-00013-S", "épicerie-7"]
     model, inputs, keys = build_inputs("user-42", skus, 2, "shoes")
@@ -262,8 +267,6 @@ def test_string_ids_are_sent_as_their_stable_int64_and_mapped_back():
 
 
 def test_catalogue_requests_send_empty_or_hashed_id_lists():
-    from shoprank_client.ids import stable_id
-    from shoprank_client.protocol import build_catalog_inputs
 
     model, inputs = build_catalog_inputs(7, 5, query="shoes")
     by_name = {i.name(): i for i in inputs}
@@ -286,8 +289,6 @@ def test_catalogue_requests_send_empty_or_hashed_id_lists():
     ],
 )
 def test_bad_catalogue_requests_name_the_field(kwargs, message):
-    from shoprank_client import InvalidRequest
-    from shoprank_client.protocol import build_catalog_inputs
 
     with pytest.raises(InvalidRequest, match=message):
         build_catalog_inputs(1, **{"k": 3, **kwargs})

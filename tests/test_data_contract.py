@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from builders.build import BuildError, build
 from builders.data import config as cfg_mod
 from builders.data.dataset import load_shop, split_by_time
 from builders.data.report import DataError
@@ -229,7 +230,6 @@ def test_config_errors_name_the_file_and_the_field(tmp_path, raw, message):
 
 def test_broken_data_never_writes_a_repository(tmp_path, tables):
     """The build stops at the data step: no encoder export, no training, no repository folder."""
-    from builders.build import BuildError, build
 
     catalogue = replace(tables[0], "unit_price", 3, -3.5)
     path = shops.write(tmp_path / "data", (catalogue, *tables[1:]), **SMALL)

@@ -8,6 +8,8 @@ import json
 import numpy as np
 import pytest
 
+from builders import report_page
+from explorer.__main__ import releases
 from explorer.explain import ExplorerError, Release, check_k
 from runtime import contract as c
 from tests.conftest import REPO_ROOT
@@ -86,7 +88,6 @@ def test_check_k_bounds():
 
 
 def test_the_report_page_renders_a_real_shops_report_without_true_relevance(small_build, tmp_path):
-    from builders import report_page
 
     report = json.loads((SMALL / "build_report.json").read_text())
     for name, view in report["ranker"]["test_views"].items():
@@ -101,7 +102,6 @@ def test_the_report_page_renders_a_real_shops_report_without_true_relevance(smal
 
 
 def test_the_pareto_plot_draws_each_measured_variant():
-    from builders import report_page
 
     variants = {
         "encoder": {"fp32": {"speed": {"p50_ms_8tok": 2.0}, "quality": {"ndcg@10": 0.5}}},
@@ -119,8 +119,6 @@ def test_a_served_repository_shows_its_current_and_previous_release(small_repo, 
     """After a publish a served repository holds two version folders per model: the live release and the one
     rollback returns to. The explorer shows the newest first and the previous beside it."""
     import shutil
-
-    from explorer.__main__ import releases
 
     live = tmp_path / "live"
     shutil.copytree(small_repo, live, symlinks=True)

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from builders.learning.text_encoder import pretrained_dir
 from runtime.contract import DENSE_COLUMNS, MAX_CANDIDATES, MAX_QUERY_BYTES, N_CAT, N_DENSE, QUERY_PAD_MULTIPLE
 from runtime.errors import InvalidInput
 from runtime.features import (
@@ -138,7 +139,6 @@ def test_check_user_and_top_k():
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from builders.learning.text_encoder import pretrained_dir
 
     return TextTokenizer(pretrained_dir() / "tokenizer.json")
 

@@ -6,7 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from builders import steps
+from builders.data.config import EncoderConfig
 from builders.learning import fine_tune as ft
+from builders.learning.text_encoder import pretrained_dir
 from tests.test_query_stats import shop
 
 
@@ -31,8 +34,6 @@ def test_a_batch_never_holds_a_query_twice():
 def test_one_step_moves_a_query_toward_its_clicked_title(tmp_path):
     from sentence_transformers import SentenceTransformer
 
-    from builders.learning.text_encoder import pretrained_dir
-
     data = [("wachmacher", "Rösterei Adler Kaffeebohnen 1 kg"), ("hygge", "Wollwerk Kuscheldecke 1 Stk")] * 8
     before = SentenceTransformer(str(pretrained_dir()), device="cpu")
     report = ft.fine_tune(pretrained_dir(), data, tmp_path / "tuned", epochs=2, batch=2, lr=1e-4, progress=False)
@@ -49,9 +50,6 @@ def test_one_step_moves_a_query_toward_its_clicked_title(tmp_path):
 @pytest.mark.unit
 def test_the_build_step_fine_tunes_only_a_sentence_transformers_folder_with_enough_pairs(tmp_path):
     import json
-
-    from builders import steps
-    from builders.data.config import EncoderConfig
 
     s = shop([("tea", [(0, 1, 0)])] * 3, stats_lists=0)
     s.cuts = {"stats": 0, "train": 10, "validation": 11}

@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 import yaml
 
+from builders.build import build
 from builders.gpu import calibration_cache, engine, naming, profiles, specs, trtexec
 from builders.repository.model_specs import spec_by_name
-from builders.repository.triton_config import parse_pbtxt
+from builders.variants.calibration import ranker_batches
 from runtime import contract as c
+from runtime.repository import parse_pbtxt
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -113,7 +115,6 @@ def test_tensorrt_calibration_cache_format_round_trips():
 
 @pytest.mark.unit
 def test_calibration_ranges_come_from_the_data(small_dcn):
-    from builders.variants.calibration import ranker_batches
 
     rng = np.random.default_rng(0)
     cat = rng.integers(0, 3, (64, c.N_CAT)).astype(np.int64)
@@ -155,7 +156,6 @@ def test_a_failed_engine_build_names_the_command_to_reproduce_it(monkeypatch, tm
 
 @pytest.mark.slow
 def test_gpu_target_build_writes_a_valid_repository_with_calibration_caches(small_build, tmp_path):
-    from builders.build import build
 
     out = tmp_path / "gpu_repo"
     report = build(
@@ -202,7 +202,6 @@ def test_gpu_target_build_writes_a_valid_repository_with_calibration_caches(smal
     engine.unavailable_reason() is not None, reason=f"needs TensorRT and a GPU: {engine.unavailable_reason()}"
 )
 def test_engines_build_and_match_onnxruntime(small_build, tmp_path):
-    from builders.build import build
 
     report = build(
         "gpu",

@@ -8,6 +8,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from runtime.online import OnlineSettings
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.helm
@@ -324,7 +325,6 @@ def test_the_online_store_is_configured_from_a_secret_and_only_it_is_reachable()
         "to": [{"ipBlock": {"cidr": "10.9.0.0/24"}}],
         "ports": [{"port": 6379, "protocol": "TCP"}, {"port": 6380, "protocol": "TCP"}],
     } in egress
-    from runtime.online import OnlineSettings
 
     parsed = OnlineSettings.from_env(
         {**{k: v for k, v in env.items() if v}, "SHOPRANK_ONLINE_URL": "rediss://u:p@10.9.0.10:6379"}

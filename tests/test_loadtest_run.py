@@ -6,6 +6,8 @@ import pytest
 
 from loadtest import run as runner
 from loadtest.traffic import UNKNOWN_USER_BASE, TrafficProfile, prepare
+from online.writer import OnlineWriter
+from runtime.online import OnlineSettings, connect, recent_key
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 
@@ -101,9 +103,6 @@ def test_run_with_online_writes_lands_them_in_redis_and_reports_them(triton_serv
     """``--online-url``: item updates and clicks written into the real Redis during the run, reported as
     their own rows, and left out of the ranking requests' count and SLO gate."""
     import json
-
-    from online.writer import OnlineWriter
-    from runtime.online import OnlineSettings, connect, recent_key
 
     client = connect(OnlineSettings(url=redis_server.url, timeout_s=5))
     writer = OnlineWriter(client, prefix="lt")

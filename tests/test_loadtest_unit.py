@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from loadtest.capacity import Plan, StepStats, markdown, plan, plot, step_stats, sustainable
+from loadtest.online_writes import WritePlan
 from loadtest.shapes import SoakShape, SpikeShape, StepShape, make_shape
 from loadtest.slo import Slo
 
@@ -94,7 +95,6 @@ def test_a_step_that_passes_after_a_failing_one_does_not_count():
 
 
 def test_online_write_plan_splits_each_tick_into_updates_and_clicks():
-    from loadtest.online_writes import WritePlan
 
     assert WritePlan(rate=1000, click_share=0.2, ticks_per_s=50).batch() == (16, 4)
     assert WritePlan(rate=10, click_share=0.0, ticks_per_s=50).batch() == (1, 0)  # never an empty tick

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from server.launcher import free_port
+from shoprank_client import RankingClient
 from tests.conftest import REPO_ROOT
 
 TOOLS = REPO_ROOT / "build" / "tools"
@@ -110,7 +111,6 @@ def prometheus(triton_server, tmp_path_factory):
 @pytest.mark.triton
 @pytest.mark.slow
 def test_scaling_signal_rises_with_load_and_falls_after(prometheus, triton_server, known_ids):
-    from shoprank_client import RankingClient
 
     users, items = known_ids
     time.sleep(4)

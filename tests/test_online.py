@@ -12,8 +12,14 @@ import pytest
 
 from online.__main__ import main as online_cli
 from online.__main__ import stream
-from online.writer import ItemUpdate, OnlineWriter, UpdateError
+from online.embed import RepositoryEncoder
+from online.writer import Interaction, ItemUpdate, OnlineWriter, UpdateError
+from runtime import contract as c
+from runtime.features import FeatureStore
 from runtime.online import OnlineConfigError, OnlineItems, OnlineSettings, connect
+from runtime.scoring import TopK
+from server.launcher import free_port
+from shoprank_client.ids import stable_id
 
 pytestmark = pytest.mark.redis
 
@@ -120,7 +126,6 @@ def test_paused_redis_falls_back_within_the_timeout_logs_once_and_recovers(store
 
 
 def test_stopped_redis_falls_back():
-    from server.launcher import free_port
 
     settings = OnlineSettings(url=f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.05)
     reader = OnlineItems(settings, log=lambda _: None)
@@ -128,8 +133,6 @@ def test_stopped_redis_falls_back():
 
 
 def test_fresh_price_and_stock_change_the_served_features(store, small_repo, known_ids):
-    from runtime import contract as c
-    from runtime.features import FeatureStore
 
     writer, settings = store
     folder = small_repo / c.SEARCH_FEATURES / "1"
@@ -176,7 +179,6 @@ def test_cli_push_one_item_a_file_and_a_stream(store, tmp_path, capsys):
     assert (applied, rejected) == (1, 2)
     err = capsys.readouterr().err
     assert "line 2" in err and "line 3: item 14: stock must be >= 0" in err
-    from shoprank_client.ids import stable_id
 
     got = OnlineItems(settings).fetch(np.array([stable_id("SKU-1"), 11, 12, 13, 14], np.int64))
     assert got[0, 0] == 4.5 and got[1, 1] == 0 and got[2, 1] == 3 and got[3, 0] == 2.0 and np.isnan(got[4]).all()
@@ -185,9 +187,6 @@ def test_cli_push_one_item_a_file_and_a_stream(store, tmp_path, capsys):
 
 
 def test_recent_clicks_enter_the_affinities_as_the_build_counts_them(store, small_repo, known_ids):
-    from online.writer import Interaction
-    from runtime import contract as c
-    from runtime.features import FeatureStore
 
     writer, settings = store
     folder = small_repo / c.SEARCH_FEATURES / "1"
@@ -224,10 +223,6 @@ def test_recent_clicks_enter_the_affinities_as_the_build_counts_them(store, smal
 
 
 def test_a_new_item_is_embedded_by_the_repository_encoder_and_ranked_by_its_text(store, small_repo, known_ids):
-    from online.embed import RepositoryEncoder
-    from runtime import contract as c
-    from runtime.features import FeatureStore
-    from runtime.scoring import TopK
 
     writer, settings = store
     folder = small_repo / c.SEARCH_FEATURES / "1"
@@ -290,7 +285,6 @@ def test_cli_stream_takes_interactions_and_names_bad_events(store, capsys):
     )
     applied, rejected = stream(writer, lines)
     assert (applied, rejected) == (2, 3)
-    from shoprank_client.ids import stable_id
 
     assert writer.recent(5) == [11] and writer.recent(stable_id("s-abc")) == [12]
     err = capsys.readouterr().err

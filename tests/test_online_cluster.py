@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from online.writer import OnlineWriter
+from online.writer import Interaction, OnlineWriter
 from runtime.online import (
     DEFAULT_BUCKETS,
     OnlineConfigError,
@@ -19,6 +19,7 @@ from runtime.online import (
     bucket_of,
     connect,
 )
+from server.redis_cluster import RedisCluster
 
 pytestmark = pytest.mark.redis
 PREFIX = "clu"
@@ -27,7 +28,6 @@ N_ITEMS = 3000
 
 @pytest.fixture(scope="module")
 def cluster():
-    from server.redis_cluster import RedisCluster
 
     with RedisCluster(masters=3, replicas=1) as c:
         yield c
@@ -96,7 +96,6 @@ def test_reads_across_every_master_return_what_was_written(cluster, seeded):
 
 
 def test_recent_interactions_and_new_items_in_cluster_mode(cluster, seeded):
-    from online.writer import Interaction
 
     writer, ids, _ = seeded
     writer.record([Interaction(77, int(ids[3])), Interaction(77, int(ids[4]), "cart")])

@@ -10,8 +10,11 @@ import time
 import numpy as np
 import pytest
 
+from loadtest.run import scrape
 from online.writer import ItemUpdate, OnlineWriter
 from runtime.online import OnlineItems, OnlineSettings, connect
+from server.redis_cluster import RedisCluster
+from shoprank_client import RankingClient
 
 pytestmark = [pytest.mark.triton, pytest.mark.redis, pytest.mark.slow]
 PREFIX = "cserved"
@@ -19,7 +22,6 @@ PREFIX = "cserved"
 
 @pytest.fixture(scope="module")
 def cluster():
-    from server.redis_cluster import RedisCluster
 
     with RedisCluster(masters=3, replicas=1) as c:
         yield c
@@ -49,7 +51,6 @@ class Load:
     """Searches from a thread, one after another, until stopped: how many, and every failure."""
 
     def __init__(self, url: str, user: int, cands: list[int]):
-        from shoprank_client import RankingClient
 
         self.client = RankingClient(url, timeout_s=10)
         self.user, self.cands = user, cands
@@ -78,7 +79,6 @@ class Load:
 
 def metric(server, name: str, value: str, label: str = "model") -> float:
     """``name`` where ``label`` is ``value`` on the server's metrics port (summed over the other labels)."""
-    from loadtest.run import scrape
 
     return scrape(server.metrics_url, label).get((name, value), 0.0)
 

@@ -8,8 +8,14 @@ import time
 import numpy as np
 import pytest
 
+from loadtest.run import scrape
+from online.embed import RepositoryEncoder
 from online.writer import Interaction, ItemUpdate, OnlineWriter
+from rollout.__main__ import main
+from rollout.golden import load
+from runtime.features import FeatureStore
 from runtime.online import OnlineSettings, connect
+from shoprank_client import RankingClient
 
 pytestmark = [pytest.mark.triton, pytest.mark.redis, pytest.mark.slow]
 PREFIX = "served"
@@ -37,7 +43,6 @@ def online_server(small_repo, redis_server, tmp_path_factory):
 
 
 def metric(server, name: str, model: str) -> float:
-    from loadtest.run import scrape
 
     value = scrape(server.metrics_url).get((name, model))
     assert value is not None, f"{name} for {model} not exported"
@@ -54,7 +59,6 @@ def wait_for(check, timeout_s: float = 5.0):
 
 
 def test_sold_out_item_leaves_the_ranking_and_comes_back(online_server, known_ids):
-    from shoprank_client import RankingClient
 
     server, writer = online_server
     users, items = known_ids
@@ -76,9 +80,6 @@ def test_golden_checks_rank_with_the_builds_values_while_the_store_moves(online_
     """`python -m rollout verify` asks for the build's values (request parameter shoprank_build_values),
     which the ensembles pass to the feature models: a sold-out item is gone from ordinary requests and
     still where the build ranked it in the golden set's."""
-    from rollout.__main__ import main
-    from rollout.golden import load
-    from shoprank_client import RankingClient
 
     server, writer = online_server
     req = next(r for r in load(small_repo).requests if r.kind == "search/known-user" and len(r.top_ids) >= 3)
@@ -96,7 +97,6 @@ def test_golden_checks_rank_with_the_builds_values_while_the_store_moves(online_
 
 
 def test_redis_down_or_slow_never_fails_a_request(online_server, redis_server, known_ids):
-    from shoprank_client import RankingClient
 
     server, _ = online_server
     users, items = known_ids
@@ -129,10 +129,6 @@ def test_redis_down_or_slow_never_fails_a_request(online_server, redis_server, k
 
 
 def test_a_new_item_and_a_session_click_change_the_served_ranking(online_server, small_repo, known_ids):
-    from online.embed import RepositoryEncoder
-    from online.writer import Interaction
-    from runtime.features import FeatureStore
-    from shoprank_client import RankingClient
 
     server, writer = online_server
     users, items = known_ids
@@ -172,8 +168,6 @@ def test_a_new_item_and_a_session_click_change_the_served_ranking(online_server,
 def test_catalogue_retrieval_finds_a_new_item_and_drops_a_sold_out_one(online_server, small_repo, known_ids):
     """search_catalog retrieves from the index the build made plus the items added online since: a new
     item becomes retrievable without a rebuild, and a sold-out one leaves the retrieved candidates."""
-    from online.embed import RepositoryEncoder
-    from shoprank_client import RankingClient
 
     server, writer = online_server
     users, _ = known_ids
@@ -198,8 +192,6 @@ def test_recommend_catalog_follows_the_viewed_item_and_the_sessions_clicks(onlin
     sessions co-visit most with its category: the complements, laptops to backpacks), and never holds the
     viewed item; a click pushed to the online store changes the next homepage recommendation of that
     (anonymous) session, toward what follows the clicked item."""
-    from runtime.features import FeatureStore
-    from shoprank_client import RankingClient
 
     server, writer = online_server
     users, _ = known_ids

@@ -3,7 +3,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from server.ort_runner import make_session, run_batched
+from runtime.ort_runner import make_session, run_batched
 
 pytestmark = pytest.mark.unit
 

@@ -15,6 +15,13 @@ import shutil
 import numpy as np
 import pytest
 
+from builders.build import build
+from builders.learning.text_encoder import pretrained_dir
+from builders.repository import assemble as repository
+from builders.repository.pipeline import InProcessPipeline
+from explorer.explain import ExplorerError, Release, answer_from_server
+from server.launcher import ServerOptions, TritonServer
+from shoprank_client import RankingClient
 from shoprank_client.ids import stable_id
 from tests import shops
 
@@ -27,8 +34,6 @@ def make_tiny_encoder(folder):
     folder with CLS pooling and without tokenizer.json (the build must convert the tokenizer)."""
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    from builders.learning.text_encoder import pretrained_dir
 
     tok = BertTokenizerFast(vocab_file=str(pretrained_dir() / "vocab.txt"), do_lower_case=True)
     tok.save_pretrained(str(folder))
@@ -54,7 +59,6 @@ def make_tiny_encoder(folder):
 
 @pytest.fixture(scope="module")
 def grocery(tmp_path_factory):
-    from builders.build import build
 
     root = tmp_path_factory.mktemp("groceries")
     make_tiny_encoder(root / "encoder")
@@ -67,7 +71,6 @@ def grocery(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def served(grocery):
-    from server.launcher import ServerOptions, TritonServer
 
     root = grocery[0]
     server = TritonServer(
@@ -99,8 +102,6 @@ def test_the_build_learns_from_the_shops_own_data_and_encoder(grocery):
 
 
 def test_served_top_k_equals_the_in_process_pipeline_with_string_ids(grocery, served):
-    from builders.repository.pipeline import InProcessPipeline
-    from shoprank_client import RankingClient
 
     root = grocery[0]
     pipeline = InProcessPipeline(root / "repo")
@@ -132,9 +133,6 @@ def test_catalogue_calls_return_the_shops_own_skus(grocery, served):
     (TOP_ITEM_KEYS), through the SDK and to a raw tritonclient caller alike."""
     import tritonclient.grpc as grpcclient
 
-    from builders.repository.pipeline import InProcessPipeline
-    from shoprank_client import RankingClient
-
     root = grocery[0]
     pipeline = InProcessPipeline(root / "repo")
     skus = shops.generate()[0].column("sku").to_pylist()
@@ -164,7 +162,6 @@ def test_catalogue_calls_return_the_shops_own_skus(grocery, served):
 
 
 def test_the_repository_validates_with_its_own_dimension(grocery):
-    from builders.repository import assemble as repository
 
     root = grocery[0]
     lines = repository.validate(root / "repo")
@@ -177,7 +174,6 @@ def test_the_repository_validates_with_its_own_dimension(grocery):
 
 
 def test_the_explorer_takes_and_shows_the_shops_own_skus_and_user_ids(grocery, served):
-    from explorer.explain import ExplorerError, Release, answer_from_server
 
     root = grocery[0]
     release = Release(root / "repo", root / "work")

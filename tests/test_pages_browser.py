@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from explorer.app import create_app
+from explorer.explain import Release
+from shoprank_client import RankingClient
 from tests.conftest import REPO_ROOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -82,9 +85,6 @@ def explorer_url(small_repo, release_two, triton_server):
     the in-process release two."""
     from werkzeug.serving import make_server
 
-    from explorer.app import create_app
-    from explorer.explain import Release
-
     releases = [Release(small_repo, SMALL), Release(release_two, REPO_ROOT / "build" / "small-v2")]
     down = f"127.0.0.1:{free_port()}"  # nothing listens there
     servers = {"live": create_app(releases, server=triton_server.grpc_url), "down": create_app(releases[:1], down)}
@@ -107,7 +107,6 @@ def explorer_url(small_repo, release_two, triton_server):
 def test_the_explorer_answers_a_query_as_the_sdk_does_explains_each_item_and_compares_releases(
     explorer_url, browser, triton_server
 ):
-    from shoprank_client import RankingClient
 
     query = "running shoes"
     with RankingClient(triton_server.grpc_url) as client:

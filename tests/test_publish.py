@@ -11,7 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rollout.__main__ import main as rollout_main
+from rollout.golden import load as load_golden
+from server.launcher import ServerOptions, TritonServer
 from server.publish import Publisher, PublishError, check_compatible, layout, serving_version, versions_on_disk
+from shoprank_client import RankingClient
+from shoprank_client.types import ClientOptions, RetryPolicy
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,12 +77,6 @@ def test_publish_and_rollback_under_load_fail_no_request_and_never_mix_releases(
     small_repo, release_two, known_ids, tmp_path
 ):
     import tritonclient.grpc as grpcclient
-
-    from rollout.__main__ import main as rollout_main
-    from rollout.golden import load as load_golden
-    from server.launcher import ServerOptions, TritonServer
-    from shoprank_client import RankingClient
-    from shoprank_client.types import ClientOptions, RetryPolicy
 
     live = tmp_path / "live"
     shutil.copytree(small_repo, live)

@@ -9,6 +9,7 @@ import pytest
 from builders.data.config import QueryStatsConfig
 from builders.data.dataset import ShopData
 from builders.learning import query_stats as build_qs
+from runtime.pages import is_mapped
 from runtime.query_stats import CTR_PRIOR, QUERY_COLUMNS, SHARE_PRIOR, QueryStats, normalize, query_key
 
 pytestmark = pytest.mark.unit
@@ -130,7 +131,6 @@ def test_tables_are_bounded_by_the_settings():
 
 
 def test_saved_tables_load_as_mapped_read_only_views(tmp_path):
-    from runtime.pages import is_mapped
 
     s = shop([("tea", [(0, 1, 0), (2, 0, 0)])] * 2, stats_lists=2)
     stats, _ = build_qs.build(s, QueryStatsConfig(), embeddings(s))

@@ -5,11 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from builders.data import config as cfg_mod
+from builders.data.config import GBDTConfig
+from builders.data.shop import ShopProfile, examination, generate
 from builders.learning import gbdt
 from builders.learning import propensity as prop
 from builders.learning.metrics import ListNDCG, ndcg_at_k, pooled_interval
 from builders.learning.ranker import Rows
 from runtime.contract import CAT_FEATURES, DENSE_FEATURES, LOGIT, N_CAT, N_DENSE, SIM_WEIGHT
+from runtime.ort_runner import make_session
 
 pytestmark = pytest.mark.unit
 
@@ -68,7 +72,6 @@ def test_ips_gains_are_clipped_and_unknown_positions_keep_their_gain():
 
 
 def test_the_demo_logs_give_back_the_generators_examination_curve():
-    from builders.data.shop import ShopProfile, examination, generate
 
     shop = generate(ShopProfile("tiny", n_items=400, n_users=150, n_sessions=3000, min_candidates=8, max_candidates=20))
     est = np.array(prop.from_shop(shop, np.arange(len(shop.session_user)), 10)["propensity"])
@@ -126,7 +129,6 @@ def tree_rows(n_lists: int = 300, seed: int = 0) -> Rows:
 
 @pytest.fixture(scope="module")
 def trained():
-    from builders.data.config import GBDTConfig
 
     tr, va = tree_rows(seed=0), tree_rows(seed=1)
     metric = ListNDCG(va.gain, va.offsets)
@@ -146,8 +148,6 @@ def test_gbdt_learns_and_keeps_the_better_similarity_weight(trained):
 
 def test_gbdt_onnx_has_the_rankers_interface_and_matches_lightgbm(trained, tmp_path):
     import onnx
-
-    from server.ort_runner import make_session
 
     model, _, va = trained
     path = gbdt.export_onnx(model, tmp_path / "model.onnx")
@@ -176,7 +176,6 @@ def test_gbdt_round_trips_through_its_folder(trained, tmp_path):
 
 
 def test_ranker_kind_is_validated():
-    from builders.data import config as cfg_mod
 
     with pytest.raises(cfg_mod.ConfigError, match=r"ranker\.kind"):
         cfg_mod.parse({"ranker": {"kind": "xgb"}}, "test config")

@@ -3,8 +3,10 @@ import shutil
 import numpy as np
 import pytest
 
-from builders.repository.assemble import RepositoryError, validate
+from builders.repository.assemble import RepositoryError, copy_files, validate
+from builders.steps import TABLE_FILES
 from runtime import contract as c
+from runtime.features import LEXICON_FILE
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.slow
@@ -51,8 +53,6 @@ def test_item_embeddings_have_the_zero_row_for_unknown_items(small_repo):
 
 
 def test_models_share_one_inode_of_each_table_and_the_repository_owns_it(small_repo):
-    from builders.steps import TABLE_FILES
-    from runtime.features import LEXICON_FILE
 
     readers = [c.SEARCH_FEATURES, c.RECOMMEND_FEATURES, c.RETRIEVE_SEARCH, c.RETRIEVE_RECOMMEND]
     for name in [*TABLE_FILES, LEXICON_FILE]:
@@ -67,7 +67,6 @@ def test_models_share_one_inode_of_each_table_and_the_repository_owns_it(small_r
 
 
 def test_copy_files_links_copies_of_one_source_and_copies_others(tmp_path):
-    from builders.repository.assemble import copy_files
 
     a, b = tmp_path / "a.npy", tmp_path / "b.npy"
     a.write_bytes(b"table a")

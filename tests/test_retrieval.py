@@ -10,10 +10,12 @@ import json
 import numpy as np
 import pytest
 
+from builders.data.shop import MISMATCH_QUERIES
 from builders.learning import retrieval as rt
 from runtime import contract as c
 from runtime.errors import InvalidInput
-from runtime.retrieval import INDEX_FILE, SETTINGS_FILE, ItemIndex, Purchases, RetrievalSettings
+from runtime.features import FeatureTables
+from runtime.retrieval import INDEX_FILE, SETTINGS_FILE, ItemIndex, Purchases, RetrievalSettings, Retriever
 
 
 def clustered(n: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -230,8 +232,6 @@ def test_recommendations_mix_the_users_nearest_items_with_the_popular_ones(pipel
 
 
 def test_a_sold_out_neighbourhood_gets_the_popular_items_in_stock(small_repo, pipeline):
-    from runtime.features import FeatureTables
-    from runtime.retrieval import Retriever
 
     search = Retriever.load(small_repo / c.RETRIEVE_SEARCH / "1", recommend=False)
     # the neighbourhood alone: no clicked items, no boost (which would look twice as deep)
@@ -256,7 +256,6 @@ def test_a_sold_out_neighbourhood_gets_the_popular_items_in_stock(small_repo, pi
 def test_a_query_with_statistics_retrieves_what_shoppers_clicked_first(small_repo, pipeline):
     """behaviour_share: the items clicked after the query (or its nearest head queries) lead the
     candidates, minus the excluded ones; a query the statistics do not know retrieves the nearest items."""
-    from runtime.retrieval import Retriever
 
     search = Retriever.load(small_repo / c.RETRIEVE_SEARCH / "1", recommend=False)
     queries = search.store.queries
@@ -289,8 +288,6 @@ def test_a_query_with_statistics_retrieves_what_shoppers_clicked_first(small_rep
 def test_the_category_boost_moves_the_querys_clicked_categories_up(small_repo, pipeline):
     """A query phrased without the catalogue's words ("laufschuhe"): its nearest items mix categories; the
     boost puts the category shoppers clicked for it first."""
-    from builders.data.shop import MISMATCH_QUERIES
-    from runtime.retrieval import Retriever
 
     search = Retriever.load(small_repo / c.RETRIEVE_SEARCH / "1", recommend=False)
     queries, t = search.store.queries, search.store.tables

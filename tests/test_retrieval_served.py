@@ -8,12 +8,13 @@ import asyncio
 import numpy as np
 import pytest
 
+from shoprank_client import AsyncRankingClient, InvalidRequest, RankingClient
+
 pytestmark = [pytest.mark.triton]
 
 
 @pytest.fixture(scope="module")
 def client(triton_server):
-    from shoprank_client import RankingClient
 
     with RankingClient(triton_server.grpc_url, timeout_s=10) as c:
         yield c
@@ -47,7 +48,6 @@ def test_recommend_catalog_serves_the_pipelines_answer(client, pipeline, known_i
 
 
 def test_the_async_client_mirrors_the_catalogue_calls(triton_server, client, known_ids):
-    from shoprank_client import AsyncRankingClient
 
     users, items = known_ids
 
@@ -65,8 +65,6 @@ def test_the_async_client_mirrors_the_catalogue_calls(triton_server, client, kno
 
 def test_bad_catalogue_requests_name_the_field_and_the_server_keeps_serving(client, triton_server, known_ids):
     import tritonclient.grpc as grpcclient
-
-    from shoprank_client import InvalidRequest
 
     users, _ = known_ids
     with pytest.raises(InvalidRequest, match="^exclude: expected a flat list"):

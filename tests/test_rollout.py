@@ -21,9 +21,16 @@ import pytest
 import yaml
 
 from rollout import golden as golden_mod
+from rollout.__main__ import main
 from rollout.golden import GoldenError, GoldenRequest
+from rollout.kube import Release
+from rollout.status import PodRow, ReleaseStatus, release_status, table
 from rollout.triton_http import Answer, TritonView
 from rollout.verify import difference
+from rollout.wait import wait
+from runtime.backend import build_values_asked
+from runtime.contract import BUILD_VALUES
+from server.launcher import ServerOptions, TritonServer
 from tests import kube_standin as ks
 from tests.conftest import REPO_ROOT
 
@@ -33,7 +40,6 @@ GPU = "NVIDIA-H100-80GB-HBM3"
 
 
 def rollout(*args: str) -> tuple[int, str]:
-    from rollout.__main__ import main
 
     lines: list[str] = []
     code = main(list(args), out=lines.append)
@@ -221,7 +227,6 @@ def deployment(golden):
 
 
 def _release(dep, pods, nodes):
-    from rollout.kube import Release
 
     return Release("shop", "shop", dep, pods, nodes)
 
@@ -234,7 +239,6 @@ def _view(versions: str = "1") -> TritonView:
 @pytest.mark.unit
 @pytest.mark.helm
 def test_status_of_a_healthy_release_built_from_the_rendered_chart(deployment, golden):
-    from rollout.status import release_status, table
 
     pods = [ks.pod_from(deployment, f"shop-shoprank-abc-{i}", f"gpu-{i}", engines=(0, BUILT)) for i in range(2)]
     nodes = {f"gpu-{i}": ks.node(f"gpu-{i}", GPU) for i in range(2)}
@@ -253,7 +257,6 @@ def test_status_of_a_healthy_release_built_from_the_rendered_chart(deployment, g
 @pytest.mark.unit
 @pytest.mark.helm
 def test_status_names_every_pod_that_disagrees(deployment, golden):
-    from rollout.status import release_status
 
     pods = [
         ks.pod_from(deployment, "p-good", "gpu-0", engines=(0, BUILT)),
@@ -303,8 +306,6 @@ def test_status_names_every_pod_that_disagrees(deployment, golden):
 
 @pytest.mark.unit
 def test_wait_polls_until_the_rollout_is_done_then_verifies_once():
-    from rollout.status import ReleaseStatus
-    from rollout.wait import wait
 
     def st(problems):
         """A release with ``problems``; None: one pod, nothing wrong."""
@@ -340,7 +341,6 @@ def test_wait_polls_until_the_rollout_is_done_then_verifies_once():
 
 
 def _row():
-    from rollout.status import PodRow
 
     return PodRow("p", "Running", True, 0, "n", "-", "img", "c", "c", True, "-", True, {"ranker": ["1"]})
 
@@ -361,7 +361,6 @@ def _corrupt(small_repo: Path, into: Path) -> Path:
 @pytest.fixture(scope="module")
 def other_servers(release_two, small_repo, tmp_path_factory):
     """Two more tritonservers: one serving another ranker (release two), one a corrupted table."""
-    from server.launcher import ServerOptions, TritonServer
 
     tmp = tmp_path_factory.mktemp("rollout")
     repos = {"stale": release_two, "corrupt": _corrupt(small_repo, tmp / "corrupt")}
@@ -524,8 +523,6 @@ def test_the_tool_imports_and_its_help_works_on_a_fresh_interpreter():
 
 @pytest.mark.unit
 def test_only_a_json_true_build_values_parameter_skips_the_store():
-    from runtime.backend import build_values_asked
-    from runtime.contract import BUILD_VALUES
 
     class Request:  # the python backend's InferenceRequest.parameters() returns the JSON text
         def __init__(self, text):

@@ -7,8 +7,8 @@ import pytest
 
 from builders.repository import item_scan
 from runtime import contract as c
+from runtime.ort_runner import make_session, run_batched
 from runtime.scan import ScanIndex, ort_scan, scan_inputs
-from server.ort_runner import make_session, run_batched
 
 pytestmark = pytest.mark.unit
 

@@ -7,7 +7,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from builders.data import demo
+from builders.repository.pipeline import InProcessPipeline
+from rollout.__main__ import main
+from rollout.golden import load
 from runtime import contract as c
+from runtime.scan import ScanIndex
+from server.launcher import ServerOptions, TritonServer
+from server.publish import layout
+from shoprank_client import RankingClient, ServerError
 from tests.conftest import REPO_ROOT, build_small_variant
 
 pytestmark = [pytest.mark.triton]
@@ -16,7 +24,6 @@ pytestmark = [pytest.mark.triton]
 @pytest.fixture(scope="module")
 def scan_repo(small_build, tmp_path_factory):
     """The small demo shop with ``retrieval.engine: scan`` on the cpu target (the build's cached steps)."""
-    from builders.data import demo
 
     retrieval = dict(demo.config_dict("small", REPO_ROOT / "build" / "small" / "demo_data").get("retrieval") or {})
     out = tmp_path_factory.mktemp("scan") / "model_repository"
@@ -25,7 +32,6 @@ def scan_repo(small_build, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def scan_server(scan_repo, tmp_path_factory):
-    from server.launcher import ServerOptions, TritonServer
 
     log = tmp_path_factory.mktemp("scan_logs") / "tritonserver.log"
     # explicit model control: a test unloads item_scan and loads it back while the server runs
@@ -46,9 +52,6 @@ def _executions(url: str, model: str) -> int:
 
 
 def test_scan_retrieval_is_served_through_bls_and_equals_the_pipeline(scan_server, scan_repo, known_ids):
-    from builders.repository.pipeline import InProcessPipeline
-    from runtime.scan import ScanIndex
-    from shoprank_client import RankingClient
 
     pipe = InProcessPipeline(scan_repo)
     assert isinstance(pipe.retriever(False).index, ScanIndex) and isinstance(pipe.retriever(True).index, ScanIndex)
@@ -68,7 +71,6 @@ def test_scan_retrieval_is_served_through_bls_and_equals_the_pipeline(scan_serve
 
 def test_the_exact_scan_finds_what_the_exact_faiss_index_finds(scan_repo, small_repo, pipeline):
     """The small shop's FAISS index is exact (flat, fp32); the scan reads the float16 table."""
-    from builders.repository.pipeline import InProcessPipeline
 
     scan = InProcessPipeline(scan_repo).retriever(False)
     flat = pipeline.retriever(False)
@@ -81,15 +83,12 @@ def test_the_exact_scan_finds_what_the_exact_faiss_index_finds(scan_repo, small_
 
 
 def test_a_release_carries_the_scan_model_at_the_retrieval_models_version(scan_repo):
-    from server.publish import layout
 
     lay = layout(scan_repo)
     assert c.ITEM_SCAN in lay.steps and c.RETRIEVE_SEARCH in lay.steps
 
 
 def test_rollout_verify_passes_the_scan_repository_catalogue_requests_included(scan_server, scan_repo):
-    from rollout.__main__ import main
-    from rollout.golden import load
 
     lines: list[str] = []
     assert main(["verify", "--golden", str(scan_repo), "--url", scan_server.http_url], out=lines.append) == 0
@@ -100,8 +99,6 @@ def test_rollout_verify_passes_the_scan_repository_catalogue_requests_included(s
 
 def test_without_the_scan_model_retrieval_fails_per_request_and_recovers_when_it_is_back(scan_server, known_ids):
     import tritonclient.grpc as grpcclient
-
-    from shoprank_client import RankingClient, ServerError
 
     users, _ = known_ids
     raw = grpcclient.InferenceServerClient(scan_server.grpc_url)

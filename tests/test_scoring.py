@@ -3,7 +3,7 @@ import pytest
 
 from runtime.contract import EMBED_DIM, TOP_ITEM_IDS, TOP_ITEM_KEYS, TOP_SCORES
 from runtime.errors import InvalidInput
-from runtime.scoring import SIM_EPS, TopK, final_scores, standardize, standardize_lists, top_k
+from runtime.scoring import SIM_EPS, TopK, candidate_vectors, final_scores, standardize, standardize_lists, top_k
 
 pytestmark = pytest.mark.unit
 
@@ -83,7 +83,6 @@ def test_topk_names_a_string_shops_skus_and_new_items_by_their_id():
 
 
 def test_new_items_read_their_embedding_unknown_items_zeros_and_bad_rows_are_named():
-    from runtime.scoring import candidate_vectors
 
     table = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]], np.float32)  # 2 items + the zero row
     new = np.array([[0.0, 0.0], [0.6, 0.8], [0.8, 0.6]], np.float32)

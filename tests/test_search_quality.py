@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import pytest
 
+from benchmarks.search_quality import evaluate
+from builders.build import build
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.slow
@@ -14,7 +16,6 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def market_small(tmp_path_factory):
-    from builders.build import build
 
     work = REPO_ROOT / "build" / "market-small"
     report = build(
@@ -36,7 +37,6 @@ def test_the_build_reports_the_click_prior_beside_the_ranker(market_small):
 
 
 def test_query_statistics_lift_the_searches_the_lexicon_cannot_read(market_small):
-    from benchmarks.search_quality import evaluate
 
     work, _ = market_small
     result = evaluate(work)

@@ -1,7 +1,17 @@
 import numpy as np
 import pytest
 
-from builders.data.shop import CATEGORIES, COMPLEMENTS, MISMATCH_SHARE, PROFILES, ShopProfile, generate
+from builders.data.shop import (
+    CATEGORIES,
+    COMPLEMENTS,
+    MISMATCH_SHARE,
+    PROFILES,
+    RANDOM_SHARE,
+    LoggingPolicy,
+    ShopProfile,
+    generate,
+    true_relevance,
+)
 
 pytestmark = pytest.mark.unit
 TINY = ShopProfile("tiny", n_items=400, n_users=100, n_sessions=600, min_candidates=8, max_candidates=20)
@@ -99,7 +109,6 @@ def test_a_third_of_searches_phrase_the_need_without_the_catalogue_words(shop):
 
 def test_mismatch_queries_keep_the_shoppers_intent_in_the_hidden_relevance(shop):
     """Two searches with the same intent, one in catalogue words and one not, share their relevance."""
-    from builders.data.shop import true_relevance
 
     world = {
         k: getattr(shop, k)
@@ -134,7 +143,6 @@ def test_default_profile_meets_the_required_size():
 
 
 def test_the_logging_rankers_change_over_time_and_keep_a_randomised_slice():
-    from builders.data.shop import RANDOM_SHARE, LoggingPolicy
 
     policy = LoggingPolicy(seed=3, n_items=50, switch_day=10)
     items = np.arange(50)

@@ -8,9 +8,9 @@ from builders.data.dataset import ShopData
 from builders.learning.ranker import list_contexts, make_rows
 from runtime import contract as c
 from runtime.features import FeatureStore
+from runtime.ort_runner import make_session
 from runtime.query_stats import QUERY_COLUMNS
 from runtime.scoring import standardize
-from server.ort_runner import make_session
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.slow

@@ -3,7 +3,9 @@ from google.protobuf import json_format
 
 from builders.repository.assemble import SOURCE_REPO
 from builders.repository.model_specs import specs
-from builders.repository.triton_config import ModelSpec, Tensor, parse_pbtxt
+from builders.repository.triton_config import ModelSpec, Tensor
+from runtime.contract import MAX_CANDIDATES
+from runtime.repository import parse_pbtxt
 
 pytestmark = pytest.mark.unit
 
@@ -41,7 +43,6 @@ def test_every_model_sets_batching_and_instances_on_purpose():
 
 
 def test_ranker_batch_covers_the_candidate_cap():
-    from runtime.contract import MAX_CANDIDATES
 
     ranker = next(s for s in specs() if s.name == "ranker")
     assert ranker.max_batch_size >= MAX_CANDIDATES

@@ -6,8 +6,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from builders.variants import calibration, gate, lowrank, prune
+from builders.build import BuildError, build
+from builders.learning.ranker import Rows, build_model
+from builders.learning.text_encoder import pretrained_dir
+from builders.repository.assemble import _check_onnx
+from builders.repository.model_specs import spec_by_name
+from builders.variants import calibration, distill, gate, lowrank, prune, quantize, run
+from builders.variants.evaluate import encoder_contribution
+from builders.variants.gate import QualityGateError, publishable
 from runtime import contract as c
+from runtime.ort_runner import make_session
+from runtime.text import TextTokenizer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SMALL = REPO_ROOT / "build" / "small"
@@ -15,8 +24,6 @@ SMALL = REPO_ROOT / "build" / "small"
 
 def tiny_ranker(seed=0):
     import torch
-
-    from builders.learning.ranker import build_model
 
     torch.manual_seed(seed)
     return build_model(
@@ -70,8 +77,6 @@ def test_encoder_variants_must_keep_most_of_what_the_encoder_adds_to_searches():
 
 @pytest.mark.unit
 def test_encoder_contribution_is_measured_against_the_reference_similarity():
-    from builders.learning.ranker import Rows
-    from builders.variants.evaluate import encoder_contribution
 
     # two search lists of 3 items; the relevant item is the one the reference similarity points at
     gain = np.array([0, 0, 3, 3, 0, 0], np.float32)
@@ -136,8 +141,6 @@ def test_low_rank_factorisation_is_exact_for_low_rank_weights_and_smaller():
 
 @pytest.mark.unit
 def test_encoder_calibration_batches_use_the_served_length_buckets():
-    from builders.learning.text_encoder import pretrained_dir
-    from runtime.text import TextTokenizer
 
     tok = TextTokenizer(pretrained_dir() / "tokenizer.json")
     texts = ["shoes", "red running shoes", "a much longer product title with many words in it for the encoder"] * 20
@@ -155,10 +158,6 @@ def test_encoder_calibration_batches_use_the_served_length_buckets():
 
 @pytest.mark.unit
 def test_quantized_rankers_keep_the_contract_and_shrink(small_dcn, tmp_path):
-    from builders.repository.assemble import _check_onnx
-    from builders.repository.model_specs import spec_by_name
-    from builders.variants import quantize
-    from server.ort_runner import make_session
 
     src = small_dcn[0] / "ranker" / "model.onnx"  # the DCN's (INT8 quantizes its matrix products)
     rng = np.random.default_rng(0)
@@ -181,9 +180,6 @@ def test_quantized_rankers_keep_the_contract_and_shrink(small_dcn, tmp_path):
 
 @pytest.mark.slow
 def test_distilled_student_has_two_layers_and_the_encoder_contract(tmp_path):
-    from builders.repository.assemble import _check_onnx
-    from builders.repository.model_specs import spec_by_name
-    from builders.variants import distill
 
     texts = ["red running shoes", "steel blender 1200w", "yoga mat"] * 4
     targets = np.random.default_rng(0).normal(size=(len(texts), c.EMBED_DIM)).astype(np.float32)
@@ -199,7 +195,6 @@ def test_distilled_student_has_two_layers_and_the_encoder_contract(tmp_path):
 
 @pytest.mark.unit
 def test_publishing_a_variant_goes_through_the_gate(tmp_path):
-    from builders.variants.gate import QualityGateError, publishable
 
     work = tmp_path / "small"
     (work / "variants").mkdir(parents=True)
@@ -225,7 +220,6 @@ def test_publishing_a_variant_goes_through_the_gate(tmp_path):
 
 @pytest.mark.slow
 def test_a_build_serving_the_gbdt_measures_it_and_skips_the_dcn_compressions(small_build):
-    from builders.variants import run
 
     if run.served_ranker_kind(SMALL) != "gbdt":
         pytest.skip("the small build serves the DCN: the compressions are tested below")  # auto picked the DCN
@@ -245,8 +239,6 @@ def test_a_build_serving_the_gbdt_measures_it_and_skips_the_dcn_compressions(sma
 @pytest.mark.slow
 def test_variants_are_measured_then_published_through_the_gate(small_dcn, tmp_path):
     """On a build that serves the DCN-v2 (``ranker.kind: dcn``): the compressions are of its weights."""
-    from builders.build import BuildError, build
-    from builders.variants import run
 
     work, config = small_dcn
     assert run.served_ranker_kind(work) == "dcn"

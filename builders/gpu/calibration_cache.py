@@ -20,14 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
+from builders.variants.calibration import FeedReader
+
 CALIBRATOR_NAME = "MinMaxCalibration"
 
 
 def tensor_ranges(onnx_path: Path, feeds: list[dict[str, np.ndarray]]) -> dict[str, float]:
     """amax (largest absolute value seen) of every float tensor of the model over ``feeds``."""
     from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
-
-    from builders.variants.calibration import FeedReader
 
     with tempfile.TemporaryDirectory() as tmp:
         calibrator = create_calibrator(

@@ -21,6 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from builders.gpu import naming, profiles, trtexec
+from builders.gpu.specs import GPU_INSTANCES
+from builders.repository.model_specs import spec_by_name
+from runtime.ort_runner import make_session
 
 TRTEXEC_PATHS = ("trtexec", "/usr/src/tensorrt/bin/trtexec")
 
@@ -130,7 +133,6 @@ def run_engine(plan: Path, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]
 
 def parity(plan: Path, onnx: Path, feeds: list[dict[str, np.ndarray]]) -> dict:
     """Largest absolute difference and smallest row cosine between the engine and ONNX Runtime (CPU)."""
-    from server.ort_runner import make_session
 
     session = make_session(str(onnx), intra_op_threads=2)
     max_abs, min_cos = 0.0, 1.0
@@ -147,8 +149,6 @@ def parity(plan: Path, onnx: Path, feeds: list[dict[str, np.ndarray]]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from builders.gpu.specs import GPU_INSTANCES
-    from builders.repository.model_specs import spec_by_name
 
     p = argparse.ArgumentParser(description="Build the TensorRT engines of a gpu-target repository on this GPU host.")
     p.add_argument("--repo", type=Path, required=True)

@@ -13,7 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+from builders.gpu import calibration_cache, engine, naming
+from builders.gpu import specs as gpu_specs
+from builders.learning.ranker import make_rows
+from builders.learning.text_encoder import pretrained_dir
+from builders.variants import calibration
 from runtime import contract as c
+from runtime.features import FeatureStore
+from runtime.text import TextTokenizer
 
 CALIBRATION_SESSIONS = 2000
 PARITY_BATCHES = 4
@@ -22,11 +29,6 @@ PARITY_BATCHES = 4
 def shop_feeds(work: Path, shop) -> dict[str, list[dict[str, np.ndarray]]]:
     """Real batches of the shop for both models: titles and queries in the served length buckets,
     and the feature rows of the first sessions, computed by the serving code."""
-    from builders.learning.ranker import make_rows
-    from builders.learning.text_encoder import pretrained_dir
-    from builders.variants import calibration
-    from runtime.features import FeatureStore
-    from runtime.text import TextTokenizer
 
     tok = TextTokenizer(pretrained_dir() / "tokenizer.json")
     store = FeatureStore.load(work / "features", with_tokenizer=False, with_profiles=True)
@@ -62,8 +64,6 @@ def build_gpu(
 
     Raises ``ValueError`` for a runtime/precision pair that is not offered.
     """
-    from builders.gpu import calibration_cache, engine, naming
-    from builders.gpu import specs as gpu_specs
 
     model_specs = gpu_specs.specs(runtime, precision, embed_dim=embed_dim, scan=scan)
     files: dict[str, dict[str, Path]] = {name: {} for name in sources}

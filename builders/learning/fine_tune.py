@@ -32,6 +32,7 @@ import numpy as np
 
 from builders.data.dataset import ShopData, impressions_of, split_by_time
 from builders.learning.metrics import ndcg_per_list
+from builders.learning.text_encoder import pretrained_dir
 from runtime.query_stats import normalize
 
 
@@ -160,7 +161,6 @@ def evaluate(folder: Path, shop: ShopData, window: str = "val", depth: int = 300
 
 
 def main(argv: list[str] | None = None) -> int:
-    from builders.learning.text_encoder import pretrained_dir
 
     p = argparse.ArgumentParser(prog="python -m builders.learning.fine_tune", description=__doc__.splitlines()[0])
     p.add_argument("--work", type=Path, required=True, help="a finished build's folder (build/<name>)")

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.contract import CAT_COLUMNS, CAT_FEATURES, DENSE_COLUMNS, DENSE_FEATURES, LOGIT, N_CAT, SIM_WEIGHT
+from runtime.ort_runner import make_session
 
 TREE_CAT_COLUMNS = ("category", "brand", "price_bucket", "segment", "query_category")
 TREE_CAT_INDEX = [CAT_COLUMNS.index(name) for name in TREE_CAT_COLUMNS]
@@ -211,7 +212,6 @@ def export_onnx(model: GBDTRanker, out: Path) -> Path:
 
 def parity(model: GBDTRanker, onnx_path: Path, cat: np.ndarray, dense: np.ndarray) -> dict:
     """Largest absolute difference between LightGBM's own prediction and ONNX Runtime's on the same rows."""
-    from server.ort_runner import make_session
 
     ref = model.parts(cat, dense)
     got = make_session(str(onnx_path)).run([LOGIT, SIM_WEIGHT], {CAT_FEATURES: cat, DENSE_FEATURES: dense})

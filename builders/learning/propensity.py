@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from builders.data.dataset import impressions_of
+
 CLIP = 10.0  # the largest inverse-propensity weight
 ITERATIONS = 200
 MIN_SHOWN = 5  # the fewest impressions a position needs in the harvested groups to get its own value
@@ -78,7 +80,6 @@ def _fill(prop: np.ndarray, shown: np.ndarray) -> np.ndarray:
 
 def from_shop(shop, sessions: np.ndarray, n_positions: int) -> dict:
     """``estimate`` over every impression of ``sessions`` (the windows before validation)."""
-    from builders.data.dataset import impressions_of
 
     imp = impressions_of(shop, sessions)
     lst = shop.impression_session()[imp]

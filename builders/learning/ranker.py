@@ -24,12 +24,16 @@ from pathlib import Path
 
 import numpy as np
 
+from builders.data.config import RankerConfig
 from builders.data.dataset import ShopData, impressions_of, rows_of_lists, split_by_time
+from builders.learning import gbdt
 from builders.learning import propensity as prop
+from builders.learning.gbdt import GBDTRanker
 from builders.learning.metrics import ListNDCG, auc, ndcg_at_k, ndcg_per_list, paired_interval, pooled_interval
 from runtime.contract import CAT_FEATURES, DENSE_COLUMNS, DENSE_FEATURES, LOGIT, N_DENSE, SIM_WEIGHT
 from runtime.covisit import CONTEXT_WIDTH, RECENT_READ, context_rows, context_vector
 from runtime.features import FeatureStore, FeatureTables, candidate_features, recent_affinities
+from runtime.ort_runner import make_session
 from runtime.scoring import standardize_lists
 
 OPSET = 17
@@ -524,7 +528,6 @@ def train_dcn(tr: Rows, va: Rows, store: FeatureStore, hp, progress: bool = True
 
 def parts(model, rows: Rows) -> tuple[np.ndarray, np.ndarray]:
     """``(logit, sim_weight)`` of ``rows`` with either kind of ranker."""
-    from builders.learning.gbdt import GBDTRanker
 
     if isinstance(model, GBDTRanker):
         return model.parts(rows.cat, rows.dense)
@@ -541,7 +544,6 @@ def val_metric(va: Rows):
 
 def train_kinds(rows: dict[str, Rows], store: FeatureStore, hp, progress: bool = True, log=print) -> dict:
     """Every kind ``hp.kind`` asks for (auto: both), trained on the same rows: ``{kind: (model, info)}``."""
-    from builders.learning import gbdt
 
     tr, va = rows["train"], rows["val"]
     score_val = val_metric(va)
@@ -573,7 +575,6 @@ def train(
     kept one); the report has the test split's quality next to the baselines in the three views, by kind of
     list, and the similarity breakdown (``similarity_breakdown``) of the test searches.
     """
-    from builders.data.config import RankerConfig
 
     hp = hp or RankerConfig()
     curve = propensities(shop)
@@ -689,8 +690,6 @@ def export_onnx(model, out: Path) -> Path:
 def parity(model, onnx_path: Path, cat: np.ndarray, dense: np.ndarray) -> dict:
     """Largest absolute difference between PyTorch and ONNX Runtime outputs on the same rows."""
     import torch
-
-    from server.ort_runner import make_session
 
     with torch.no_grad():
         ref = [t.numpy() for t in model(torch.from_numpy(cat), torch.from_numpy(dense))]

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from builders.data.dataset import impressions_of
 from runtime.retrieval import (
     INDEX_FILE,
     PURCHASES_FILE,
@@ -167,7 +168,6 @@ def sample_rows(values: np.ndarray, size: int, seed: int) -> np.ndarray:
 
 def purchases(shop, before: int) -> Purchases:
     """Each known user's bought items (table rows) in lists before ``before`` (unix seconds)."""
-    from builders.data.dataset import impressions_of
 
     sessions = np.flatnonzero(shop.session_time < before)
     imp = impressions_of(shop, sessions)

@@ -24,7 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime import encoder as runtime_encoder
 from runtime.contract import ATTENTION_MASK, INPUT_IDS, SENTENCE_EMBEDDING
+from runtime.encoder import OnnxTextEncoder
+from runtime.text import TextTokenizer
 
 OPSET = 17
 
@@ -148,12 +151,6 @@ def export_module(model, out: Path) -> Path:
     return out
 
 
-def embedding_dim(onnx_path: Path) -> int:
-    from server.ort_runner import make_session
-
-    return int(make_session(str(onnx_path), graph_opt="disable").get_outputs()[0].shape[1])
-
-
 def encode(
     onnx_path: Path,
     texts: list[str],
@@ -166,34 +163,11 @@ def encode(
     """Embeddings [len(texts), D] float32 of ``texts`` with the exported ONNX encoder.
 
     ``tokenizer`` is the encoder's ``tokenizer.json`` (default: the bundled MiniLM's)."""
-    enc = _Encoder(onnx_path, length, tokenizer, threads)
-    out = np.empty((len(texts), enc.dim), np.float32)
-    enc.into(out, texts, batch, progress)
-    return out
+    return runtime_encoder.encode(onnx_path, texts, length, _tokenizer(tokenizer), batch, progress, threads)
 
 
-class _Encoder:
-    """One ONNX Runtime session and tokenizer, reused for every chunk of a long encoding."""
-
-    def __init__(self, onnx_path: Path, length: int, tokenizer: Path | None, threads: int = 0):
-        from runtime.text import TextTokenizer
-        from server.ort_runner import make_session
-
-        self.tok = TextTokenizer(tokenizer or pretrained_dir() / "tokenizer.json", length=length)
-        self.session = make_session(str(onnx_path), intra_op_threads=threads or os.cpu_count() or 1)
-        self.dim = int(self.session.get_outputs()[0].shape[1])
-
-    def into(self, out: np.ndarray, texts: list[str], batch: int, progress: bool) -> None:
-        from tqdm import tqdm
-
-        for start in tqdm(
-            range(0, len(texts), batch), desc=f"encode {len(texts)} texts", disable=not progress, unit="batch"
-        ):
-            ids, mask = self.tok.encode(texts[start : start + batch])
-            # Trim padding columns no text in this batch uses: same result, less work.
-            used = int(mask.sum(axis=1).max())
-            feeds = {INPUT_IDS: ids[:, :used], ATTENTION_MASK: mask[:, :used]}
-            out[start : start + batch] = self.session.run(None, feeds)[0]
+def _tokenizer(path: Path | None) -> Path:
+    return Path(path) if path is not None else pretrained_dir() / "tokenizer.json"
 
 
 def _fingerprint(onnx_path: Path, texts: list[str], length: int, tokenizer: Path | None) -> str:
@@ -238,7 +212,7 @@ def encode_to_file(
         state = json.loads(state_file.read_text())
         if state.get("fingerprint") == fingerprint:
             done = int(state["done"])
-    enc = _Encoder(onnx_path, length, tokenizer)
+    enc = OnnxTextEncoder(onnx_path, length, _tokenizer(tokenizer))
     if done:
         table = np.lib.format.open_memmap(partial, mode="r+")
     else:
@@ -272,8 +246,6 @@ def parity(
 ) -> dict:
     """Cosine between PyTorch and ONNX Runtime embeddings of ``texts`` (min and mean)."""
     import torch
-
-    from runtime.text import TextTokenizer
 
     tokenizer = tokenizer or model_dir(folder) / "tokenizer.json"
     tok = TextTokenizer(tokenizer, length=length)

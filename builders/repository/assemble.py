@@ -11,14 +11,19 @@ ensembles by following every step's tensor mapping.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 
 from builders.repository.model_specs import specs
-from builders.repository.triton_config import ModelSpec, parse_pbtxt, scan_target
-from runtime.scan import Scan
+from builders.repository.triton_config import ModelSpec
+from runtime import contract as c
+from runtime.features import FeatureStore, QueryTokens
+from runtime.ort_runner import make_session
+from runtime.repository import copy_files, parse_pbtxt, scan_target
+from runtime.retrieval import Retriever
+from runtime.scan import Scan, ort_scan
+from runtime.scoring import TopK
 
 SOURCE_REPO = Path(__file__).resolve().parents[2] / "model_repository"  # builders/repository/ -> the root
 VERSION = "1"
@@ -27,35 +32,6 @@ MANIFEST_FILE = "manifest.json"  # which shop, ids and encoder dimension a built
 
 class RepositoryError(RuntimeError):
     """The built repository does not match its configs; the message names the model and the tensor."""
-
-
-def _atomic_copy(src: Path, dst: Path, link_from: Path | None = None) -> None:
-    """Copy ``src`` to ``dst`` under a temporary name, then rename. With ``link_from`` (an earlier copy of
-    the same source in the same repository), hard-link to it instead: the models then map one inode, and
-    the page cache holds one copy of a table that four models and their instances read."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    if link_from is not None:
-        try:
-            os.link(link_from, tmp)
-            os.replace(tmp, dst)
-            return
-        except OSError:
-            pass  # a file system without hard links: copy
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
-
-
-def copy_files(pairs: list[tuple[Path, Path]]) -> None:
-    """Copy each ``(src, dst)``; destinations of the same source file (same inode) are hard links of one
-    copy. The copies are new inodes: rewriting a source later never changes a served file."""
-    first: dict[tuple[int, int], Path] = {}
-    for src, dst in pairs:
-        st = os.stat(src)
-        key = (st.st_dev, st.st_ino)
-        _atomic_copy(src, dst, first.get(key))
-        first.setdefault(key, dst)
 
 
 def _atomic_write(dst: Path, text: str) -> None:
@@ -122,7 +98,6 @@ _ORT_TYPES = {
 
 
 def _check_onnx(spec: ModelSpec, path: Path) -> None:
-    from server.ort_runner import make_session
 
     session = make_session(str(path), graph_opt="disable")
     for kind, tensors, actual in (
@@ -162,9 +137,6 @@ def _check_arrays(spec: ModelSpec, outputs: dict[str, np.ndarray]) -> None:
 
 
 def _check_python_models(repo: Path, by_name: dict[str, ModelSpec]) -> None:
-    from runtime import contract as c
-    from runtime.features import FeatureStore
-    from runtime.scoring import TopK
 
     search_store = FeatureStore.load(repo / c.SEARCH_FEATURES / VERSION)
     item_ids = search_store.tables.item_ids_sorted[:5].copy()
@@ -191,16 +163,12 @@ def _check_python_models(repo: Path, by_name: dict[str, ModelSpec]) -> None:
 def retrieval_scan(repo: Path, model: str) -> Scan | None:
     """The scan a retrieval model of ``repo`` calls (its config's ``item_scan`` parameter), run in-process by
     ONNX Runtime on the same model file; None when the model searches the FAISS index."""
-    from runtime.scan import ort_scan
 
     name = scan_target(parse_pbtxt((repo / model / "config.pbtxt").read_text()))
     return ort_scan(repo / name / VERSION / "model.onnx") if name else None
 
 
 def _check_retrieval(repo: Path, by_name: dict[str, ModelSpec], user: np.ndarray) -> None:
-    from runtime import contract as c
-    from runtime.features import QueryTokens
-    from runtime.retrieval import Retriever
 
     query = np.array([b"running shoes"], object)
     tokens = QueryTokens.load(repo / c.QUERY_TOKENIZER / VERSION).tokens(query)
@@ -258,8 +226,6 @@ def built_specs(repo: Path) -> list[ModelSpec]:
     """The CPU specs a built repository was made with: its manifest names the encoder's dimension and
     whether retrieval runs the ``item_scan`` model."""
     import json
-
-    from runtime import contract as c
 
     manifest = repo / c.SEARCH_FEATURES / VERSION / MANIFEST_FILE
     if manifest.exists():

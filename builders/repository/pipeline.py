@@ -17,9 +17,9 @@ from builders.repository.assemble import retrieval_scan
 from builders.repository.model_specs import spec_by_name
 from runtime import contract as c
 from runtime.features import FeatureStore, QueryTokens
+from runtime.ort_runner import make_session
 from runtime.retrieval import Retriever
 from runtime.scoring import TopK
-from server.ort_runner import make_session
 
 
 class InProcessPipeline:

@@ -120,15 +120,3 @@ class ModelSpec:
         for key, note in self.why.items():
             header.append(f"# {key}: {note}")
         return "\n".join(header) + "\n" + text_format.MessageToString(self.to_proto())
-
-
-def parse_pbtxt(text: str) -> model_config_pb2.ModelConfig:
-    """Parse a ``config.pbtxt`` with Triton's schema (comments allowed)."""
-    return text_format.Parse(text, model_config_pb2.ModelConfig())
-
-
-def scan_target(cfg: model_config_pb2.ModelConfig) -> str:
-    """The model a retrieval model's config names as its ``item_scan`` (BLS), or "" (it searches FAISS)."""
-    from runtime.contract import SCAN_PARAMETER
-
-    return cfg.parameters[SCAN_PARAMETER].string_value if SCAN_PARAMETER in cfg.parameters else ""

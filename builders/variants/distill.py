@@ -22,6 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from builders.learning.text_encoder import export_module, load_torch_encoder, pretrained_dir
+from runtime.text import TextTokenizer
+
 KEEP_LAYERS = (0, 5)
 HOLDOUT_TITLES = 2000
 TITLE_TOKENS = 32
@@ -30,8 +33,6 @@ TITLE_TOKENS = 32
 def make_student(keep_layers: tuple[int, ...] = KEEP_LAYERS):
     """The teacher wrapper with only ``keep_layers`` of its transformer layers."""
     import torch
-
-    from builders.learning.text_encoder import load_torch_encoder
 
     model = load_torch_encoder()
     layers = model.backbone.encoder.layer
@@ -57,9 +58,6 @@ def distill(
     teacher's normalised embeddings. Returns ``(student, history)``."""
     import torch
     from tqdm import tqdm
-
-    from builders.learning.text_encoder import pretrained_dir
-    from runtime.text import TextTokenizer
 
     torch.manual_seed(seed)
     torch.set_num_threads(os.cpu_count() or 1)
@@ -98,7 +96,6 @@ def distill(
 
 def export_onnx(student, out: Path) -> Path:
     """Same inputs, outputs and dynamic axes as the teacher's export (the repository contract)."""
-    from builders.learning.text_encoder import export_module
 
     return export_module(student, out)
 

@@ -22,8 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.contract import ATTENTION_MASK, CAT_FEATURES, DENSE_FEATURES, INPUT_IDS, LOGIT, SIM_WEIGHT
+from builders.data.dataset import ShopData
+from builders.learning.ranker import datasets, ndcg_of_lists, quality
+from builders.learning.text_encoder import encode, pretrained_dir
+from runtime.contract import ATTENTION_MASK, CAT_FEATURES, DENSE_FEATURES, INPUT_IDS, LOGIT, QUERY_TOKENS, SIM_WEIGHT
+from runtime.features import FeatureStore
+from runtime.ort_runner import make_session
 from runtime.scoring import standardize_lists
+from runtime.text import TextTokenizer
 
 ENCODER_THREADS = 2
 RANKER_THREADS = 1
@@ -51,9 +57,6 @@ class Reference:
 
     @classmethod
     def load(cls, work: Path, encoder_onnx: Path) -> Reference:
-        from builders.data.dataset import ShopData
-        from builders.learning.ranker import datasets
-        from runtime.features import FeatureStore
 
         shop = ShopData.load(work / "data")
         store = FeatureStore.load(work / "features", with_tokenizer=False, with_profiles=True)
@@ -75,7 +78,6 @@ class Reference:
         """``(logit, sim_weight)`` of the test rows; the reference's are cached."""
         if onnx_path is None and self._ranker_out is not None:
             return self._ranker_out
-        from server.ort_runner import make_session
 
         te = self.rows["test"]
         session = make_session(str(onnx_path or self.ranker_onnx), intra_op_threads=2)
@@ -92,7 +94,6 @@ class Reference:
 
 
 def _quality(rows, scores: np.ndarray) -> dict:
-    from builders.learning.ranker import quality
 
     return quality(rows, scores)
 
@@ -111,7 +112,6 @@ def encoder_contribution(te, logit: np.ndarray, weight: np.ndarray, sim: np.ndar
     ``gain`` = NDCG@10(logit + w * sim) - NDCG@10(logit), and ``retained`` = the variant's gain
     over the reference encoder's (whose similarity is ``te.sim``).
     """
-    from builders.learning.ranker import ndcg_of_lists
 
     searches = te.list_query() >= 0
     true = te.relevance is not None
@@ -129,13 +129,11 @@ def encoder_contribution(te, logit: np.ndarray, weight: np.ndarray, sim: np.ndar
 
 
 def embed(onnx_path: Path, texts: list[str], length: int, tokenizer: Path | None = None) -> np.ndarray:
-    from builders.learning.text_encoder import encode
 
     return encode(onnx_path, texts, length, progress=False, tokenizer=tokenizer)
 
 
 def encoder_quality(ref: Reference, onnx_path: Path) -> dict:
-    from runtime.contract import QUERY_TOKENS
 
     te = ref.rows["test"]
     q_emb = embed(onnx_path, ref.queries, QUERY_TOKENS, ref.tokenizer)
@@ -167,9 +165,6 @@ def _p50_ms(fn, repeats: int, warmup: int = 20) -> float:
 
 
 def encoder_speed(onnx_path: Path, queries: list[str], repeats: int = 100, tokenizer: Path | None = None) -> dict:
-    from builders.learning.text_encoder import pretrained_dir
-    from runtime.text import TextTokenizer
-    from server.ort_runner import make_session
 
     tok = TextTokenizer(tokenizer or pretrained_dir() / "tokenizer.json")
     session = make_session(str(onnx_path), intra_op_threads=ENCODER_THREADS)
@@ -187,7 +182,6 @@ def encoder_speed(onnx_path: Path, queries: list[str], repeats: int = 100, token
 
 
 def ranker_speed(onnx_path: Path, rows, repeats: int = 100) -> dict:
-    from server.ort_runner import make_session
 
     session = make_session(str(onnx_path), intra_op_threads=RANKER_THREADS)
     small = {CAT_FEATURES: rows.cat[:200], DENSE_FEATURES: rows.dense[:200]}

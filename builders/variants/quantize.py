@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from builders.variants.calibration import FeedReader
+
 
 def _float_default(src: Path) -> dict:
     # Fused graphs hold contrib ops that ONNX shape inference cannot type: tell the quantizer they are float.
@@ -46,8 +48,6 @@ def static(
 ) -> Path:
     """QDQ static INT8 of ``op_types`` with activation ranges from ``feeds`` (MinMax or Percentile)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
-    from builders.variants.calibration import FeedReader
 
     methods = {
         "minmax": CalibrationMethod.MinMax,

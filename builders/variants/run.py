@@ -17,9 +17,11 @@ from functools import partial
 from pathlib import Path
 
 from builders.driver import Driver
-from builders.learning import text_encoder
-from builders.variants import evaluate, gate
+from builders.learning import ranker, text_encoder
+from builders.learning.ranker import build_model
+from builders.variants import calibration, distill, evaluate, gate, graph, lowrank, prune, quantize
 from builders.variants.gate import REFERENCE
+from runtime.text import TextTokenizer
 
 Maker = Callable[[Path], dict | None]  # writes one variant to the path; returns build info for the report, or None
 
@@ -45,8 +47,6 @@ def variant_path(work: Path, model: str, name: str) -> Path:
 def load_reference_ranker(work: Path):
     """The trained reference ranker (torch) from ``ranker/ranker.pt``."""
     import torch
-
-    from builders.learning.ranker import build_model
 
     state = torch.load(work / "ranker" / "ranker.pt", weights_only=True)
     cards = [state[f"embeddings.{i}.weight"].shape[0] for i in range(sum(k.startswith("embeddings.") for k in state))]
@@ -74,8 +74,6 @@ def served_ranker_kind(work: Path) -> str:
 def encoder_makers(
     work: Path, ref: evaluate.Reference, distill_epochs: int, distill_max_steps: int, progress: bool
 ) -> dict[str, Maker]:
-    from builders.variants import calibration, distill, graph, quantize
-    from runtime.text import TextTokenizer
 
     src = ref.encoder_onnx
     path = lambda name: variant_path(work, "encoder", name)  # noqa: E731
@@ -105,8 +103,6 @@ def encoder_makers(
 
 
 def ranker_makers(work: Path, ref: evaluate.Reference, progress: bool) -> dict[str, Maker]:
-    from builders.learning import ranker
-    from builders.variants import calibration, graph, lowrank, prune, quantize
 
     src = ref.ranker_onnx
 

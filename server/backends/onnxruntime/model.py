@@ -5,7 +5,7 @@ installed by ``server/launcher.py`` as ``<backend-directory>/onnxruntime/model.p
 whose config says ``backend: "onnxruntime"`` by running ``<version>/model.onnx`` with the onnxruntime
 Python package. Triton's dynamic batcher works as usual: requests arrive here already grouped.
 Production uses the NGC tritonserver:24.10-py3 image, whose native C++ onnxruntime backend serves the
-same, unchanged configs. The batching logic lives in ``server/ort_runner.py``.
+same, unchanged configs. The batching logic lives in ``runtime/ort_runner.py``.
 """
 
 import json
@@ -14,7 +14,7 @@ import os
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from server.ort_runner import make_session, run_batched
+from runtime.ort_runner import make_session, run_batched
 
 
 class TritonPythonModel:
