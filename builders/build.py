@@ -41,6 +41,7 @@ from builders.steps import PARITY_MAX_ABS, PARITY_MIN_COSINE, StepError  # noqa:
 from builders.variants import gate
 from runtime import contract as c
 from runtime.encoder import embedding_dim
+from runtime.errors import ShoprankError
 from runtime.features import LEXICON_FILE, TOKENIZER_FILE, USER_PROFILE_FILE
 from runtime.online import SNAPSHOT_FILE
 from runtime.retrieval import INDEX_FILE, PURCHASES_FILE, SETTINGS_FILE
@@ -72,7 +73,7 @@ CODE = {
 }
 
 
-class BuildError(RuntimeError):
+class BuildError(ShoprankError, RuntimeError):
     """A build step failed; the message says which and how to reproduce it."""
 
 

@@ -40,6 +40,7 @@ from builders.repository.assemble import MANIFEST_FILE
 from runtime import contract as c
 from runtime.contract import QUERY_TOKENS
 from runtime.covisit import CoVisits
+from runtime.errors import ShoprankError
 from runtime.features import LEXICON_FILE, STORE_DIR, TOKENIZER_FILE, USER_PROFILE_FILE, FeatureStore, FeatureTables
 from runtime.online import SNAPSHOT_FILE
 from runtime.query_stats import QueryStats
@@ -54,7 +55,7 @@ TABLE_FILES = (*FeatureTables.files(), *QUERY_FILES, *COVISIT_FILES)  # feature_
 FEATURE_FILES = (*TABLE_FILES, LEXICON_FILE, USER_PROFILE_FILE, TOKENIZER_FILE, SNAPSHOT_FILE)
 
 
-class StepError(RuntimeError):
+class StepError(ShoprankError, RuntimeError):
     """A build step failed; the message says which and how to reproduce it."""
 
 

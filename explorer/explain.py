@@ -30,6 +30,7 @@ import numpy as np
 from builders.data.dataset import ShopData
 from builders.repository.pipeline import InProcessPipeline
 from runtime import contract as c
+from runtime.errors import ShoprankError
 from runtime.scoring import best, similarity
 from shoprank_client import RankingClient, RankingError, Unavailable
 from shoprank_client.ids import stable_id
@@ -41,7 +42,7 @@ NEAREST_OR_POPULAR = "nearest to the recommendation vector, or popular"
 MAX_K = 50
 
 
-class ExplorerError(ValueError):
+class ExplorerError(ShoprankError, ValueError):
     """Bad input or an unavailable source: the message is shown on the page as it is."""
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from runtime.errors import ShoprankError
 from runtime.online import (
     DEFAULT_BUCKETS,
     ONLINE_FIELDS,
@@ -50,7 +51,7 @@ USER_TTL_S = 30 * 24 * 3600
 SESSION_TTL_S = 30 * 60
 
 
-class UpdateError(ValueError):
+class UpdateError(ShoprankError, ValueError):
     """An update that cannot be applied; the message names the item and the field."""
 
 

@@ -23,11 +23,12 @@ import json
 from dataclasses import dataclass
 
 from rollout.triton_http import Transport, Unreachable
+from runtime.errors import ShoprankError
 
 CHART = "shoprank"
 
 
-class KubeError(RuntimeError):
+class KubeError(ShoprankError, RuntimeError):
     """The API server refused or could not be reached; the message says what was asked and why."""
 
 

@@ -15,11 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from runtime import contract as c
+from runtime.errors import ShoprankError
 
 Transport = Callable[[str, str, bytes | None], tuple[int, bytes]]
 
 
-class Unreachable(ConnectionError):
+class Unreachable(ShoprankError, ConnectionError):
     """No HTTP answer from the pod (refused, timed out, proxy error); the message says which."""
 
 

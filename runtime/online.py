@@ -60,6 +60,7 @@ from typing import Any, Literal
 import numpy as np
 
 from runtime.arrays import Floats, Int64s
+from runtime.errors import ShoprankError
 
 ONLINE_FIELDS = ("price", "stock")
 FIELD_BYTES = 4
@@ -69,7 +70,7 @@ SNAPSHOT_FILE = "online_snapshot.npz"  # the build's values (item_id, price, sto
 SoldOut = Literal["filter", "demote"]
 
 
-class OnlineConfigError(ValueError):
+class OnlineConfigError(ShoprankError, ValueError):
     """A setting of the online store is invalid; the message names the environment variable."""
 
 

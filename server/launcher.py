@@ -35,12 +35,14 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runtime.errors import ShoprankError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STANDIN_BACKENDS = Path(__file__).resolve().parent / "backends"
 DEFAULT_BACKEND_DIR = REPO_ROOT / "build" / "triton_backends"
 
 
-class ServerError(RuntimeError):
+class ServerError(ShoprankError, RuntimeError):
     """The server could not be started or stopped; the message carries the log's last lines."""
 
 

@@ -20,12 +20,13 @@ import sys
 import time
 from pathlib import Path
 
+from runtime.errors import ShoprankError
 from server.launcher import REPO_ROOT, free_port
 
 TOOLS = REPO_ROOT / "build" / "tools" / "redis"
 
 
-class RedisError(RuntimeError):
+class RedisError(ShoprankError, RuntimeError):
     pass
 
 

@@ -19,9 +19,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from builders.data.contract import CONTRACT_COLUMNS, TableName
+from runtime.errors import ShoprankError
 
 
-class ConfigError(ValueError):
+class ConfigError(ShoprankError, ValueError):
     """The build config is wrong; the message names the file and the field."""
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.errors import ShoprankError
+
 SHOW_ROWS = 5
 
 
@@ -91,7 +93,7 @@ class ValidationReport:
         )
 
 
-class DataError(ValueError):
+class DataError(ShoprankError, ValueError):
     """The shop's data breaks the contract; ``report`` lists every problem (errors first)."""
 
     def __init__(self, report: ValidationReport | str):

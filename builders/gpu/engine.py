@@ -23,12 +23,13 @@ import numpy as np
 from builders.gpu import naming, profiles, trtexec
 from builders.gpu.specs import GPU_INSTANCES
 from builders.repository.model_specs import spec_by_name
+from runtime.errors import ShoprankError
 from runtime.ort_runner import make_session
 
 TRTEXEC_PATHS = ("trtexec", "/usr/src/tensorrt/bin/trtexec")
 
 
-class EngineBuildError(RuntimeError):
+class EngineBuildError(ShoprankError, RuntimeError):
     """TensorRT is missing or an engine build/parity check failed; the message says how to reproduce."""
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from builders.repository.model_specs import specs
 from builders.repository.triton_config import ModelSpec
 from runtime import contract as c
+from runtime.errors import ShoprankError
 from runtime.features import FeatureStore, QueryTokens
 from runtime.ort_runner import make_session
 from runtime.repository import copy_files, parse_pbtxt, scan_target
@@ -30,7 +31,7 @@ VERSION = "1"
 MANIFEST_FILE = "manifest.json"  # which shop, ids and encoder dimension a built repository serves
 
 
-class RepositoryError(RuntimeError):
+class RepositoryError(ShoprankError, RuntimeError):
     """The built repository does not match its configs; the message names the model and the tensor."""
 
 

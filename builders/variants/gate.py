@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from runtime.errors import ShoprankError
+
 REFERENCE = "fp32"
 DEFAULT_MARGIN = 0.01
 GATED_METRIC = "ndcg@10"
@@ -28,7 +30,7 @@ MIN_RETAINED = 0.8
 RETAINED_METRIC = "encoder_gain_retained"
 
 
-class QualityGateError(RuntimeError):
+class QualityGateError(ShoprankError, RuntimeError):
     """A variant lost more quality than the margin allows."""
 
 
