@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.pipeline import machine, write_section
-from runtime.features import STORE_DIR, FeatureTables
+from runtime.tables import STORE_DIR, FeatureTables
 from server.launcher import ServerOptions, TritonServer
 from server.raw_requests import request_inputs
 from shoprank_client import RankingClient

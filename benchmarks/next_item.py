@@ -35,7 +35,7 @@ import numpy as np
 from benchmarks.retrieval import K, ndcg_recall
 from builders.data.dataset import ShopData, split_by_time
 from builders.learning.metrics import paired_interval
-from builders.learning.ranker import list_contexts
+from builders.learning.rows import list_contexts
 from builders.repository.pipeline import InProcessPipeline
 from runtime.covisit import context_vector
 from runtime.retrieval import RECENT_WEIGHT

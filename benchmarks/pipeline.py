@@ -29,7 +29,7 @@ import numpy as np
 from builders.build import build
 from builders.repository.pipeline import InProcessPipeline
 from runtime import contract as c
-from runtime.features import category_phrase
+from runtime.lexicon import category_phrase
 from server.launcher import ServerOptions, TritonServer
 from server.raw_requests import call, request_inputs
 

@@ -26,8 +26,9 @@ import numpy as np
 from builders.data.config import RankerConfig
 from builders.data.dataset import ShopData
 from builders.data.shop import examination
-from builders.learning import gbdt
+from builders.learning import dcn, evaluation, gbdt
 from builders.learning import ranker as rk
+from builders.learning import rows as rows_mod
 from runtime import contract as c
 from runtime.features import FeatureStore
 from runtime.ort_runner import make_session
@@ -52,7 +53,7 @@ def evaluate(work: Path, progress: bool = False, log=print) -> dict:
     store = FeatureStore.load(work / "features", with_tokenizer=False, with_profiles=True)
     item_emb, query_emb = np.load(work / "embeddings" / "items.npy"), np.load(work / "embeddings" / "queries.npy")
     hp = config_of(work)
-    rows = rk.datasets(shop, store, item_emb, query_emb, store.profiles(), hp.cold_share)
+    rows = rows_mod.datasets(shop, store, item_emb, query_emb, store.profiles(), hp.cold_share)
     te = rows["test"]
     scores: dict[str, np.ndarray] = {}
     models: dict[str, object] = {}
@@ -60,19 +61,19 @@ def evaluate(work: Path, progress: bool = False, log=print) -> dict:
     for kind, bias in RANKERS:
         h = hp.model_copy(update={"kind": kind, "position_bias": bias})
         log(f"[bench] {work.name}: {label(kind, bias)}")
-        model, _info = rk.train_kinds(rows, store, h, progress, log=lambda _: None)[kind]
+        model, info = rk.train_kinds(rows, store, h, progress, log=lambda _: None)[kind]
         logit, weight = rk.parts(model, te)
         scores[label(kind, bias)] = logit + weight * te.sim
         models[f"{kind}/{bias}"] = model
         if kind == "dcn" and bias == "pal":
-            learned = getattr(model, "learned_examination", None)
-    scores.update(rk.baselines(store.tables, te))
+            learned = info.get("learned_examination")
+    scores.update(evaluation.baselines(store.tables, te))
     if te.relevance is not None:
         scores["ground_truth"] = te.relevance
     return {
         "shop": work.name,
-        "views": rk.views(te, scores),
-        "propensity": rk.propensities(shop),
+        "views": evaluation.views(te, scores),
+        "propensity": rows_mod.propensities(shop),
         "learned_examination": learned,
         "models": models,
         "rows": te,
@@ -143,7 +144,7 @@ def cost(result: dict, work: Path, sizes=(100, 1000), rounds: int = 300, warmup:
 
     tmp = work / "bench_ranker_kinds"
     paths = {
-        "DCN-v2": rk.export_onnx(result["models"]["dcn/pal"], tmp / "dcn.onnx"),
+        "DCN-v2": dcn.export_onnx(result["models"]["dcn/pal"], tmp / "dcn.onnx"),
         "LambdaMART": gbdt.export_onnx(result["models"]["gbdt/pal"], tmp / "gbdt.onnx"),
     }
     sessions = {name: make_session(str(p), intra_op_threads=1) for name, p in paths.items()}

@@ -38,7 +38,7 @@ from builders.data.config import RankerConfig
 from builders.data.dataset import ShopData, split_by_time
 from builders.learning import ranker as rk
 from builders.learning.metrics import ndcg_per_list, paired_interval
-from builders.learning.ranker import Rows
+from builders.learning.rows import Rows, make_rows
 from builders.repository.pipeline import InProcessPipeline
 from runtime import contract as c
 from runtime.contract import DENSE_COLUMNS
@@ -60,7 +60,7 @@ def query_classes(shop: ShopData, store: FeatureStore, lists: np.ndarray) -> np.
 
 
 def scorers(shop, store, item_emb, query_emb, hp, progress: bool) -> tuple[dict[str, np.ndarray], Rows]:
-    """Every scorer's scores of the test rows, and those rows (``builders.learning.ranker.Rows``)."""
+    """Every scorer's scores of the test rows, and those rows (``builders.learning.rows.Rows``)."""
 
     blind = FeatureStore(store.tables, store.lexicon, None, store.user_profiles, embed_dim=store.embed_dim)
     scores: dict[str, np.ndarray] = {}
@@ -71,7 +71,7 @@ def scorers(shop, store, item_emb, query_emb, hp, progress: bool) -> tuple[dict[
         ("ranker", store, hp),
     ):
         models, report = rk.train(shop, s, item_emb, query_emb, store.profiles(), h, progress=progress)
-        rows = rk.make_rows(shop, s, item_emb, query_emb, store.profiles(), split_by_time(shop)["test"])
+        rows = make_rows(shop, s, item_emb, query_emb, store.profiles(), split_by_time(shop)["test"])
         logit, weight = rk.parts(models[report["kind"]], rows)
         scores[name] = logit + weight * rows.sim
     noise = np.random.default_rng(1).random(len(rows)) * 1e-6
@@ -149,7 +149,7 @@ def borrow_sweep(work: Path, thresholds: list[float], window: str = "val") -> li
             store.tables, store.lexicon, None, store.user_profiles, embed_dim=store.embed_dim, queries=queries
         )
         models, report = rk.train(shop, s, item_emb, query_emb, store.profiles(), RankerConfig(), progress=False)
-        rows = rk.make_rows(shop, s, item_emb, query_emb, store.profiles(), lists)
+        rows = make_rows(shop, s, item_emb, query_emb, store.profiles(), lists)
         logit, weight = rk.parts(models[report["kind"]], rows)
         score = logit + weight * rows.sim
         borrowed = rows.dense[:, DENSE_COLUMNS.index("query_known")] > 0

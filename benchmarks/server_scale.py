@@ -42,11 +42,14 @@ from builders.repository.assemble import MANIFEST_FILE
 from builders.repository.model_specs import specs
 from builders.steps import repository
 from runtime import contract as c
-from runtime.features import LEXICON_FILE, STORE_DIR, TOKENIZER_FILE, USER_PROFILE_FILE, FeatureTables
+from runtime.features import USER_PROFILE_FILE
+from runtime.lexicon import LEXICON_FILE
 from runtime.online import SNAPSHOT_FILE
 from runtime.query_stats import QueryStats
 from runtime.retrieval import SETTINGS_FILE, ItemIndex, Purchases, RetrievalSettings
 from runtime.scoring import load_item_embeddings
+from runtime.tables import STORE_DIR, FeatureTables
+from runtime.text import TOKENIZER_FILE
 from server.launcher import ServerOptions, TritonServer
 from shoprank_client import RankingClient
 

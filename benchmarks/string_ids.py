@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.features import lookup_rows
+from runtime.tables import lookup_rows
 from shoprank_client.ids import stable_id
 from shoprank_client.protocol import build_inputs, parse_items
 

@@ -42,10 +42,12 @@ from builders.variants import gate
 from runtime import contract as c
 from runtime.encoder import embedding_dim
 from runtime.errors import ShoprankError
-from runtime.features import LEXICON_FILE, TOKENIZER_FILE, USER_PROFILE_FILE
+from runtime.features import USER_PROFILE_FILE
+from runtime.lexicon import LEXICON_FILE
 from runtime.online import SNAPSHOT_FILE
 from runtime.retrieval import INDEX_FILE, PURCHASES_FILE, SETTINGS_FILE
 from runtime.scoring import ITEM_EMBEDDINGS_FILE, ITEM_KEYS_FILE
+from runtime.text import TOKENIZER_FILE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_ENCODER_DIR = REPO_ROOT / "build" / "encoder"  # shared by every build that uses the bundled MiniLM

@@ -29,11 +29,12 @@ import numpy as np
 
 from builders.data.dataset import load_shop, split_by_time
 from builders.learning import covisit as cv
-from builders.learning import feature_tables, gbdt, text_encoder
+from builders.learning import dcn, feature_tables, gbdt, text_encoder
 from builders.learning import fine_tune as ft
 from builders.learning import query_stats as qs
 from builders.learning import ranker as rk
 from builders.learning import retrieval as rt
+from builders.learning.rows import make_rows
 from builders.repository import assemble as repo
 from builders.repository import item_scan
 from builders.repository.assemble import MANIFEST_FILE
@@ -41,10 +42,13 @@ from runtime import contract as c
 from runtime.contract import QUERY_TOKENS
 from runtime.covisit import CoVisits
 from runtime.errors import ShoprankError
-from runtime.features import LEXICON_FILE, STORE_DIR, TOKENIZER_FILE, USER_PROFILE_FILE, FeatureStore, FeatureTables
+from runtime.features import USER_PROFILE_FILE, FeatureStore
+from runtime.lexicon import LEXICON_FILE
 from runtime.online import SNAPSHOT_FILE
 from runtime.query_stats import QueryStats
 from runtime.scoring import ITEM_EMBEDDINGS_FILE, ITEM_KEYS_FILE
+from runtime.tables import STORE_DIR, FeatureTables
+from runtime.text import TOKENIZER_FILE
 
 PARITY_MIN_COSINE = 0.999
 PARITY_MAX_ABS = 1e-4
@@ -253,7 +257,7 @@ def ranker(
         models["gbdt"].save(out_dir / "gbdt")
     kind = report["kind"]
     model = models[kind]
-    rows = rk.make_rows(
+    rows = make_rows(
         shop,
         store,
         item_emb,
@@ -265,8 +269,8 @@ def ranker(
         onnx = gbdt.export_onnx(model, out_dir / "model.onnx")
         report["parity"] = gbdt.parity(model, onnx, rows.cat, rows.dense)
     else:
-        onnx = rk.export_onnx(model, out_dir / "model.onnx")
-        report["parity"] = rk.parity(model, onnx, rows.cat, rows.dense)
+        onnx = dcn.export_onnx(model, out_dir / "model.onnx")
+        report["parity"] = dcn.parity(model, onnx, rows.cat, rows.dense)
     # float32 noise grows with the outputs' size: the bound is 1e-4 for outputs up to 1, relative beyond
     bound = PARITY_MAX_ABS * max(1.0, report["parity"]["max_abs_output"])
     if report["parity"]["max_abs_diff"] > bound:

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.features import STORE_DIR, FeatureTables, Lexicon, category_phrase
+from runtime.lexicon import Lexicon, category_phrase
+from runtime.tables import STORE_DIR, FeatureTables
 
 UNKNOWN_USER_BASE = 9_000_000_000
 

@@ -7,7 +7,7 @@ it normalises each pair by the two items' own interaction weights, so a popular 
 everything by its popularity alone, and keeps the ``top`` of each item. This module holds the
 tables (``CoVisits``, memory-mapped ``.npy`` files beside the other feature tables) and turns them
 into what ``recommend_catalog`` retrieves and into the ranker's features, by the same functions for
-training rows and for served requests (``runtime.features.candidate_features`` calls ``features``).
+training rows and for served requests (``runtime.candidates.candidate_features`` calls ``features``).
 
 A request's *context* is what the shopper is looking at and did last: the ``CONTEXT_ITEM_IDS`` (the
 product page's item) and the newest ``RECENT_CONTEXT`` items of the user's (or anonymous session's)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from runtime.arrays import Array
 from runtime.contract import ATTENTION_MASK, INPUT_IDS
 from runtime.ort_runner import make_session
 from runtime.text import TextTokenizer
@@ -25,7 +26,7 @@ class OnnxTextEncoder:
         self.session = make_session(str(onnx_path), intra_op_threads=threads or os.cpu_count() or 1)
         self.dim = int(self.session.get_outputs()[0].shape[1])
 
-    def into(self, out: np.ndarray, texts: list[str], batch: int, progress: bool) -> None:
+    def into(self, out: Array, texts: list[str], batch: int, progress: bool) -> None:
         for start in tqdm(
             range(0, len(texts), batch), desc=f"encode {len(texts)} texts", disable=not progress, unit="batch"
         ):
@@ -44,7 +45,7 @@ def encode(
     batch: int = 256,
     progress: bool = True,
     threads: int = 0,
-) -> np.ndarray:
+) -> Array:
     """Embeddings [len(texts), D] float32 of ``texts``; ``tokenizer`` is the encoder's ``tokenizer.json``."""
     enc = OnnxTextEncoder(onnx_path, length, tokenizer, threads)
     out = np.empty((len(texts), enc.dim), np.float32)

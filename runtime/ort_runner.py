@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import onnxruntime as ort
 
+from runtime.arrays import Array
+
 
 def make_session(
     model_path: str, intra_op_threads: int = 1, graph_opt: str = "all", spinning: bool = False
@@ -42,9 +44,9 @@ def make_session(
 
 def run_batched(
     session: ort.InferenceSession,
-    requests: Sequence[Mapping[str, np.ndarray]],
+    requests: Sequence[Mapping[str, Array]],
     output_names: Sequence[str],
-) -> list[dict[str, np.ndarray]]:
+) -> list[dict[str, Array]]:
     """Run several requests as one batch along axis 0 and split the outputs back.
 
     Every request must carry every session input; the non-batch dimensions of one input must agree

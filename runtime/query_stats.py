@@ -5,7 +5,7 @@ normalised query with enough ranked lists: its lists, impressions and clicks, an
 impressions per category, per brand and per item (the top ones, bounded). This module holds those
 tables (``QueryStats``, one memory-mapped ``.npy`` each, beside the other feature tables) and turns
 them into ranker features for a candidate, by the same function for training rows and for served
-requests (``runtime.features.candidate_features`` calls ``query_features``).
+requests (``runtime.candidates.candidate_features`` calls ``query_features``).
 
 Counts are *weighted clicks*: a click (or add-to-cart) counts 1 and a purchase 1 more. Rates are
 smoothed toward a prior, so a query seen in 3 lists does not claim certainty:

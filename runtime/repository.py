@@ -75,7 +75,7 @@ def serving_version(repo: Path, lay: Layout | None = None) -> int:
     named = {s.model_version for e in lay.ensembles for s in read_config(repo / e).ensemble_scheduling.step}
     if len(named) != 1:
         raise ServedRepositoryError(f"{repo}: the ensembles name different versions {sorted(named)}; fix by hand first")
-    version = named.pop()
+    version = int(named.pop())
     if version != -1:
         return version
     common = set.intersection(*(set(versions_on_disk(repo / m)) for m in lay.steps))

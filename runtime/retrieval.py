@@ -43,9 +43,10 @@ from runtime import contract as c
 from runtime.arrays import Array, Floats, Int64s
 from runtime.covisit import context_vector
 from runtime.errors import InvalidInput
-from runtime.features import FeatureStore, check_embedding, check_id_list, check_user_id, decode_query
+from runtime.features import FeatureStore
 from runtime.online import OnlineItems
 from runtime.pages import warm
+from runtime.requests import check_embedding, check_id_list, check_user_id, decode_query
 from runtime.scan import Scan, ScanIndex
 from runtime.scoring import load_item_embeddings
 

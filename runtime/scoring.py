@@ -25,8 +25,8 @@ from runtime.arrays import Array
 from runtime.contract import TOP_ITEM_IDS, TOP_ITEM_KEYS, TOP_SCORES
 from runtime.errors import InvalidInput
 from runtime.features import ITEM_EMBEDDINGS_FILE as ITEM_EMBEDDINGS_FILE  # re-exported: where topk's readers look
-from runtime.features import check_top_k
 from runtime.pages import map_npy
+from runtime.requests import check_top_k
 
 ITEM_KEYS_FILE = "item_keys.npy"  # [I+1] fixed-width UTF-8 string SKUs by item row (string-id shops only)
 SIM_EPS = 1e-2  # variance floor: a request whose candidates all match equally keeps z near 0

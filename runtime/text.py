@@ -16,6 +16,9 @@ from tokenizers import Tokenizer
 
 from runtime.arrays import Array
 from runtime.contract import QUERY_PAD_MULTIPLE, QUERY_TOKENS
+from runtime.requests import decode_query
+
+TOKENIZER_FILE = "tokenizer.json"
 
 
 class TextTokenizer:
@@ -38,3 +41,19 @@ class TextTokenizer:
     def encode_one(self, text: str) -> tuple[Array, Array]:
         enc = self._tok.encode(text)
         return (np.asarray(enc.ids, dtype=np.int64)[None, :], np.asarray(enc.attention_mask, dtype=np.int64)[None, :])
+
+
+class QueryTokens:
+    """``query_tokens``, the first step of ``search`` and ``search_catalog``: QUERY -> the encoder's tokens
+    ``[1, L]``."""
+
+    def __init__(self, tokenizer: TextTokenizer):
+        self.tokenizer = tokenizer
+
+    @classmethod
+    def load(cls, folder: str | Path) -> QueryTokens:
+        return cls(TextTokenizer(Path(folder) / TOKENIZER_FILE))
+
+    def tokens(self, query: Array) -> dict[str, Array]:
+        input_ids, mask = self.tokenizer.encode_one(decode_query(query))
+        return {"input_ids": input_ids, "attention_mask": mask}

@@ -2,20 +2,15 @@ import numpy as np
 import pytest
 
 from builders.learning.text_encoder import pretrained_dir
+from runtime.candidates import candidate_features
 from runtime.contract import DENSE_COLUMNS, MAX_CANDIDATES, MAX_QUERY_BYTES, N_CAT, N_DENSE, QUERY_PAD_MULTIPLE
 from runtime.errors import InvalidInput
-from runtime.features import (
-    FeatureStore,
-    FeatureTables,
-    Lexicon,
-    candidate_features,
-    check_item_ids,
-    check_top_k,
-    check_user_id,
-    decode_query,
-)
+from runtime.features import FeatureStore
+from runtime.lexicon import Lexicon
 from runtime.pages import is_mapped
 from runtime.query_stats import QueryStats, normalize, query_key
+from runtime.requests import check_item_ids, check_top_k, check_user_id, decode_query
+from runtime.tables import FeatureTables
 from runtime.text import TextTokenizer
 
 pytestmark = pytest.mark.unit

@@ -11,7 +11,7 @@ from builders.data.shop import ShopProfile, examination, generate
 from builders.learning import gbdt
 from builders.learning import propensity as prop
 from builders.learning.metrics import ListNDCG, ndcg_at_k, pooled_interval
-from builders.learning.ranker import Rows
+from builders.learning.rows import Rows
 from runtime.contract import CAT_FEATURES, DENSE_FEATURES, LOGIT, N_CAT, N_DENSE, SIM_WEIGHT
 from runtime.ort_runner import make_session
 

@@ -6,7 +6,7 @@ import pytest
 from builders.repository.assemble import RepositoryError, copy_files, validate
 from builders.steps import TABLE_FILES
 from runtime import contract as c
-from runtime.features import LEXICON_FILE
+from runtime.lexicon import LEXICON_FILE
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.slow

@@ -14,8 +14,8 @@ from builders.data.shop import MISMATCH_QUERIES
 from builders.learning import retrieval as rt
 from runtime import contract as c
 from runtime.errors import InvalidInput
-from runtime.features import FeatureTables
 from runtime.retrieval import INDEX_FILE, SETTINGS_FILE, ItemIndex, Purchases, RetrievalSettings, Retriever
+from runtime.tables import FeatureTables
 
 
 def clustered(n: int, dim: int, seed: int = 0) -> np.ndarray:

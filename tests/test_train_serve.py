@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from builders.data.dataset import ShopData
-from builders.learning.ranker import list_contexts, make_rows
+from builders.learning.rows import list_contexts, make_rows
 from runtime import contract as c
 from runtime.features import FeatureStore
 from runtime.ort_runner import make_session

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from builders.build import BuildError, build
-from builders.learning.ranker import Rows, build_model
+from builders.learning.dcn import build_model
+from builders.learning.rows import Rows
 from builders.learning.text_encoder import pretrained_dir
 from builders.repository.assemble import _check_onnx
 from builders.repository.model_specs import spec_by_name

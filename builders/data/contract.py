@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from runtime.features import CATEGORY_SEPARATOR  # noqa: F401  (paths like "Shoes > Running"; shared with serving)
+from runtime.lexicon import CATEGORY_SEPARATOR  # noqa: F401  (paths like "Shoes > Running"; shared with serving)
 
 CONTRACT_VERSION = 1
 EVENT_KINDS = ("impression", "click", "add_to_cart", "purchase")

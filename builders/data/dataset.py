@@ -26,7 +26,7 @@ from builders.data import load as L
 from builders.data.config import ShopConfig
 from builders.data.contract import CONTRACT_VERSION, EVENT_KINDS, MAX_ATTRIBUTES, MIN_EVAL_CLICKS, MIN_TRAIN_CLICKS
 from builders.data.report import DataError, ValidationReport, sample
-from runtime.features import lookup_rows
+from runtime.tables import lookup_rows
 
 CLICK, CART, PURCHASE = EVENT_KINDS.index("click"), EVENT_KINDS.index("add_to_cart"), EVENT_KINDS.index("purchase")
 DAY = 86_400

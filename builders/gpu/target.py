@@ -15,7 +15,7 @@ import numpy as np
 
 from builders.gpu import calibration_cache, engine, naming
 from builders.gpu import specs as gpu_specs
-from builders.learning.ranker import make_rows
+from builders.learning.rows import make_rows
 from builders.learning.text_encoder import pretrained_dir
 from builders.variants import calibration
 from runtime import contract as c

@@ -17,7 +17,8 @@ import numpy as np
 
 from builders.data.dataset import ShopData, impressions_of, split_by_time
 from runtime.contract import N_PRICE_BUCKETS
-from runtime.features import FeatureTables, Lexicon
+from runtime.lexicon import Lexicon
+from runtime.tables import FeatureTables
 
 
 def stats_sessions(shop: ShopData) -> np.ndarray:

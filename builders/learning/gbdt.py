@@ -200,7 +200,10 @@ def export_onnx(model: GBDTRanker, out: Path) -> Path:
         ],
         inits,
     )
-    proto = helper.make_model(new, opset_imports=list(trees.opset_import), producer_name="shoprank-gbdt")
+    # sorted by domain: the converter lists them in hash-set order, which differs from run to run, and the
+    # repository's checksum (the golden set's, the chart's) must not change when the model did not
+    opsets = sorted(trees.opset_import, key=lambda o: o.domain)
+    proto = helper.make_model(new, opset_imports=opsets, producer_name="shoprank-gbdt")
     proto.ir_version = trees.ir_version
     onnx.checker.check_model(proto)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -19,12 +19,13 @@ from builders.repository.model_specs import specs
 from builders.repository.triton_config import ModelSpec
 from runtime import contract as c
 from runtime.errors import ShoprankError
-from runtime.features import FeatureStore, QueryTokens
+from runtime.features import FeatureStore
 from runtime.ort_runner import make_session
 from runtime.repository import copy_files, parse_pbtxt, scan_target
 from runtime.retrieval import Retriever
 from runtime.scan import Scan, ort_scan
 from runtime.scoring import TopK
+from runtime.text import QueryTokens
 
 SOURCE_REPO = Path(__file__).resolve().parents[2] / "model_repository"  # builders/repository/ -> the root
 VERSION = "1"

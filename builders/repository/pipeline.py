@@ -16,10 +16,11 @@ import numpy as np
 from builders.repository.assemble import retrieval_scan
 from builders.repository.model_specs import spec_by_name
 from runtime import contract as c
-from runtime.features import FeatureStore, QueryTokens
+from runtime.features import FeatureStore
 from runtime.ort_runner import make_session
 from runtime.retrieval import Retriever
 from runtime.scoring import TopK
+from runtime.text import QueryTokens
 
 
 class InProcessPipeline:

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from builders.data.dataset import ShopData
-from builders.learning.ranker import datasets, ndcg_of_lists, quality
+from builders.learning.evaluation import ndcg_of_lists, quality
+from builders.learning.rows import datasets
 from builders.learning.text_encoder import encode, pretrained_dir
 from runtime.contract import ATTENTION_MASK, CAT_FEATURES, DENSE_FEATURES, INPUT_IDS, LOGIT, QUERY_TOKENS, SIM_WEIGHT
 from runtime.features import FeatureStore

@@ -17,8 +17,8 @@ from functools import partial
 from pathlib import Path
 
 from builders.driver import Driver
-from builders.learning import ranker, text_encoder
-from builders.learning.ranker import build_model
+from builders.learning import dcn, text_encoder
+from builders.learning.dcn import build_model
 from builders.variants import calibration, distill, evaluate, gate, graph, lowrank, prune, quantize
 from builders.variants.gate import REFERENCE
 from runtime.text import TextTokenizer
@@ -108,10 +108,10 @@ def ranker_makers(work: Path, ref: evaluate.Reference, progress: bool) -> dict[s
 
     def fine_tuned(make_model: Callable, dst: Path, **info) -> dict:
         model = make_model(load_reference_ranker(work))
-        history = ranker.fit(
+        history = dcn.fit(
             model, ref.rows["train"], ref.rows["val"], epochs=2, lr=5e-4, progress=progress, desc="fine-tune"
-        )
-        ranker.export_onnx(model, dst)
+        ).history
+        dcn.export_onnx(model, dst)
         return {"parameters": prune.parameter_count(model), "fine_tune": history, **info}
 
     def calibrated(dst: Path):

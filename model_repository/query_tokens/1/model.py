@@ -10,7 +10,7 @@ import triton_python_backend_utils as pb_utils
 
 from runtime import contract as c
 from runtime.backend import serve
-from runtime.features import QueryTokens
+from runtime.text import QueryTokens
 
 
 class TritonPythonModel:
