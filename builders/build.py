@@ -9,9 +9,9 @@ The steps (``builders/steps.py``), each cached under ``build/<name>/`` by a key 
     [demo-data] -> data -> [fine-tune] -> encoder -> embeddings -> query-stats -> features -> retrieval
     -> ranker -> [gpu] -> repository
 
-A step reruns only when its key changed (the data's content, the config, the encoder, the code
-version) or its files are missing. Data errors stop the build before any training; the repository
-folder is never written from broken data.
+A step reruns only when its key changed (the data's content, the config, the encoder, the source of
+the code it runs: ``builders/code_key.py``) or its files are missing. Data errors stop the build before
+any training; the repository folder is never written from broken data.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from builders import report_page, steps
+from builders.code_key import step_key
 from builders.data import config as cfg_mod
 from builders.data import demo
 from builders.data.contract import CONTRACT_VERSION
@@ -64,15 +65,6 @@ STEP_NAMES = (
     "retrieval",
     "ranker",
 )
-CODE = {
-    "data": "data/2",
-    "fine-tune": "mnrl/1",
-    "query-stats": "query-stats/1",
-    "covisit": "covisit/3",
-    "features": "features/9",
-    "ranker": "dcn-v2+gbdt/16",
-    "retrieval": "faiss/6",
-}
 
 
 class BuildError(ShoprankError, RuntimeError):
@@ -109,7 +101,7 @@ def resolve(
     step = Step(
         "demo-data",
         lambda: {"config": str(demo.write(profile, folder))},
-        {"profile": demo.profile_key(profile), "format": CONTRACT_VERSION},
+        {"profile": demo.profile_key(profile), "format": CONTRACT_VERSION, "code": step_key(demo.write)},
         demo.profile_files(profile, folder),
     )
     return cfg, work, step
@@ -149,12 +141,13 @@ def plan(cfg: cfg_mod.ShopConfig, at: Layout, hint: str, progress: bool, log: Ca
         "files": files,
         "config": {k: v for k, v in cfg_mod.cache_key(cfg).items() if k in ("data", "split", "features", "evaluation")},
         "contract": CONTRACT_VERSION,
-        "code": CODE["data"],
+        "code": step_key(steps.data),
     }
     enc_key = {
         "opset": text_encoder.OPSET,
         **_versions(),
         "encoder": text_encoder.fingerprint(text_encoder.model_dir(cfg.encoder.path)),
+        "code": step_key(steps.encoder),
     }
     tuned = at.work / "fine_tune"
     if cfg.encoder.fine_tune == "auto":  # the encoder served depends on what the fine-tune step decided
@@ -162,7 +155,7 @@ def plan(cfg: cfg_mod.ShopConfig, at: Layout, hint: str, progress: bool, log: Ca
             "data": data_key,
             "from": enc_key["encoder"],
             **cfg.encoder.model_dump(mode="json", include={"fine_tune_pairs", "fine_tune_epochs"}),
-            "code": CODE["fine-tune"],
+            "code": step_key(steps.fine_tune),
         }
     upstream = {"data": data_key, "encoder": enc_key}
 
@@ -173,8 +166,9 @@ def plan(cfg: cfg_mod.ShopConfig, at: Layout, hint: str, progress: bool, log: Ca
             return tuned / "model"
         return cfg.encoder.path
 
-    query_key = {**upstream, "code": CODE["query-stats"]}  # the config is in data's key; embeddings: the encoder's
-    covisit_key = {"data": data_key, "code": CODE["covisit"]}  # no embedding: the encoder does not matter
+    # the config is in data's key; embeddings: the encoder's
+    query_key = {**upstream, "code": step_key(steps.query_stats)}
+    covisit_key = {"data": data_key, "code": step_key(steps.covisit)}  # no embedding: the encoder does not matter
     at.data_fingerprint = files
 
     def run_data():
@@ -207,7 +201,7 @@ def plan(cfg: cfg_mod.ShopConfig, at: Layout, hint: str, progress: bool, log: Ca
             lambda: steps.embeddings(
                 at.shop().item_titles, at.shop().queries, at.encoder, at.embeddings, cfg.encoder.title_tokens, progress
             ),
-            {**upstream, "title_tokens": cfg.encoder.title_tokens},
+            {**upstream, "title_tokens": cfg.encoder.title_tokens, "code": step_key(steps.embeddings)},
             [at.embeddings / "items.npy", at.embeddings / "queries.npy"],
         ),
         Step(
@@ -232,7 +226,7 @@ def plan(cfg: cfg_mod.ShopConfig, at: Layout, hint: str, progress: bool, log: Ca
             lambda: steps.features(
                 at.shop(), item_emb(), at.encoder / TOKENIZER_FILE, at.features, at.query_stats, at.covisit
             ),
-            {**upstream, "query-stats": query_key, "covisit": covisit_key, "code": CODE["features"]},
+            {**upstream, "query-stats": query_key, "covisit": covisit_key, "code": step_key(steps.features)},
             [at.features / f for f in steps.FEATURE_FILES],
         ),
         Step(
@@ -241,7 +235,7 @@ def plan(cfg: cfg_mod.ShopConfig, at: Layout, hint: str, progress: bool, log: Ca
             {
                 **upstream,
                 "retrieval": cfg.retrieval.model_dump(mode="json", exclude={"engine"}),  # engine: configs only
-                "code": CODE["retrieval"],
+                "code": step_key(steps.retrieval),
             },
             [at.retrieval / f for f in (INDEX_FILE, SETTINGS_FILE, PURCHASES_FILE, ITEM_EMBEDDINGS_FILE, SCAN_FILE)],
         ),
@@ -262,7 +256,7 @@ def plan(cfg: cfg_mod.ShopConfig, at: Layout, hint: str, progress: bool, log: Ca
                 "query-stats": query_key,
                 "covisit": covisit_key,
                 "ranker": cfg.ranker.model_dump(mode="json"),
-                "code": CODE["ranker"],
+                "code": step_key(steps.ranker),
             },
             [at.ranker / "model.onnx"],
         ),

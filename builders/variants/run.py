@@ -16,6 +16,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+from builders.code_key import modules_key
 from builders.driver import Driver
 from builders.learning import dcn, text_encoder
 from builders.learning.dcn import build_model
@@ -27,7 +28,6 @@ Maker = Callable[[Path], dict | None]  # writes one variant to the path; returns
 
 ENCODER_VARIANTS = ("fp32", "fused", "int8-dynamic", "int8-static", "fused+int8", "distilled", "distilled+int8")
 RANKER_VARIANTS = ("fp32", "optimized", "int8-dynamic", "int8-static", "pruned", "low-rank")
-CODE_VERSION = "variants/1"
 
 
 def without_info(make: Callable[[Path], object]) -> Maker:
@@ -183,7 +183,7 @@ def run(
                 path.parent.mkdir(parents=True, exist_ok=True)
                 key = {
                     "reference": ref_key,
-                    "code": CODE_VERSION,
+                    "code": modules_key(__name__),  # this module and all it imports
                     "distill_epochs": distill_epochs,
                     "distill_max_steps": distill_max_steps,
                 }
