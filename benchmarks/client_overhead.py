@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.pipeline import machine, write_section
+from runtime import cli_logging
 from runtime.tables import STORE_DIR, FeatureTables
 from server.launcher import ServerOptions, TritonServer
 from server.raw_requests import request_inputs
@@ -163,6 +164,7 @@ def report(r: dict, repo: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    cli_logging.configure()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", type=Path, required=True)
     parser.add_argument("--requests", type=int, default=600)

@@ -27,6 +27,7 @@ import numpy as np
 from numpy.lib.format import open_memmap
 
 from builders.learning import retrieval as rt
+from runtime import cli_logging
 from runtime.retrieval import SETTINGS_FILE, ItemIndex, RetrievalSettings
 from runtime.scoring import load_item_embeddings
 
@@ -55,7 +56,7 @@ def catalogue(n: int, work: Path, base: np.ndarray, queries: np.ndarray, candida
     emb = np.load(path, mmap_mode="r")
     folder = work / f"index_{n}"
     samples = {"queries": rt.sample_rows(queries, rt.SAMPLE_QUERIES, 1)}
-    report = rt.write(emb, samples, None, folder, candidates=candidates, log=lambda _: None, embedding_dtype="float16")
+    report = rt.write(emb, samples, None, folder, candidates=candidates, embedding_dtype="float16")
     return emb, folder, samples, report
 
 
@@ -104,6 +105,7 @@ def measure(n: int, work: Path, base: np.ndarray, queries: np.ndarray, candidate
 
 
 def main(argv: list[str] | None = None) -> int:
+    cli_logging.configure()
     p = argparse.ArgumentParser(prog="python -m benchmarks.index_scale", description=__doc__.split("\n")[0])
     p.add_argument("--sizes", default="50000,1000000")
     p.add_argument("--work", type=Path, default=Path("build/scale"))

@@ -39,6 +39,7 @@ from benchmarks.retrieval import K, ndcg_recall, test_lists
 from builders.data.dataset import ShopData
 from builders.learning.metrics import paired_interval
 from builders.repository.pipeline import InProcessPipeline
+from runtime import cli_logging
 
 RRF_K = 60
 WORD = re.compile(r"[\w-]+", re.UNICODE)
@@ -159,6 +160,7 @@ def table(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    cli_logging.configure()
     p = argparse.ArgumentParser(prog="python -m benchmarks.lexical", description=__doc__.split("\n")[0])
     p.add_argument("--repo", type=Path, default=Path("build/small/bench_repo"))
     p.add_argument("--data", type=Path, default=Path("build/small/data"))

@@ -37,6 +37,7 @@ from builders.data.dataset import ShopData, split_by_time
 from builders.learning.metrics import paired_interval
 from builders.learning.rows import list_contexts
 from builders.repository.pipeline import InProcessPipeline
+from runtime import cli_logging
 from runtime.covisit import context_vector
 from runtime.retrieval import RECENT_WEIGHT
 
@@ -222,6 +223,7 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    cli_logging.configure()
     parser = argparse.ArgumentParser(prog="python -m benchmarks.next_item", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--shop", nargs=2, action="append", metavar=("WORK", "REPO"), help="a build's work folder and repository"

@@ -28,6 +28,7 @@ import numpy as np
 
 from builders.build import build
 from builders.repository.pipeline import InProcessPipeline
+from runtime import cli_logging
 from runtime import contract as c
 from runtime.lexicon import category_phrase
 from server.launcher import ServerOptions, TritonServer
@@ -73,7 +74,7 @@ def small_build_main(
     parser.add_argument("--repo", type=Path, default=Path("build/small/bench_repo"))
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    build("cpu", "small", out=args.repo, progress=False, log=lambda _: None)
+    build("cpu", "small", out=args.repo, progress=False)
     text = "\n".join(measure(args.repo, args.requests))
     print(text)
     if args.out is not None:
@@ -280,6 +281,7 @@ def table(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    cli_logging.configure()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", type=Path, required=True)
     parser.add_argument("--requests", type=int, default=400)

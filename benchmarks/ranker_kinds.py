@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import platform
 import time
 from pathlib import Path
@@ -29,9 +30,12 @@ from builders.data.shop import examination
 from builders.learning import dcn, evaluation, gbdt
 from builders.learning import ranker as rk
 from builders.learning import rows as rows_mod
+from runtime import cli_logging
 from runtime import contract as c
 from runtime.features import FeatureStore
 from runtime.ort_runner import make_session
+
+logger = logging.getLogger(__name__)
 
 RANKERS = (("dcn", "pal"), ("dcn", "none"), ("gbdt", "pal"), ("gbdt", "none"))
 BASELINES = ("popularity", "click_prior", "covisitation", "random", "ground_truth")
@@ -46,7 +50,7 @@ def config_of(work: Path) -> RankerConfig:
     return RankerConfig(**json.loads((work / "ranker.stamp.json").read_text())["key"]["ranker"])
 
 
-def evaluate(work: Path, progress: bool = False, log=print) -> dict:
+def evaluate(work: Path, progress: bool = False) -> dict:
     """Train the four rankers of ``work`` and score the test days; returns the views and the curves."""
 
     shop = ShopData.load(work / "data")
@@ -60,8 +64,8 @@ def evaluate(work: Path, progress: bool = False, log=print) -> dict:
     learned = None
     for kind, bias in RANKERS:
         h = hp.model_copy(update={"kind": kind, "position_bias": bias})
-        log(f"[bench] {work.name}: {label(kind, bias)}")
-        model, info = rk.train_kinds(rows, store, h, progress, log=lambda _: None)[kind]
+        logger.info(f"[bench] {work.name}: {label(kind, bias)}")
+        model, info = rk.train_kinds(rows, store, h, progress)[kind]
         logit, weight = rk.parts(model, te)
         scores[label(kind, bias)] = logit + weight * te.sim
         models[f"{kind}/{bias}"] = model
@@ -166,6 +170,7 @@ def cost(result: dict, work: Path, sizes=(100, 1000), rounds: int = 300, warmup:
 
 
 def main() -> None:
+    cli_logging.configure()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--work", type=Path, nargs="+", default=[Path("build/default"), Path("build/market")])
     p.add_argument("--plot", type=Path, default=None, help="write the propensity curves here (PNG)")

@@ -26,6 +26,7 @@ import numpy as np
 
 from benchmarks.search_cost import alternate, before_after_parser, print_table, start_before, wait_ready
 from online.writer import Interaction, OnlineWriter
+from runtime import cli_logging
 from runtime.features import FeatureStore
 from runtime.online import OnlineSettings, connect
 from server.launcher import ServerOptions, TritonServer
@@ -80,6 +81,7 @@ def measure(urls: dict[str, str], item_ids: np.ndarray, users: dict[str, np.ndar
 
 
 def main(argv: list[str] | None = None) -> int:
+    cli_logging.configure()
 
     p = before_after_parser("python -m benchmarks.recommend_cost", __doc__.splitlines()[0])
     p.add_argument("--users", type=int, default=200, help="known users asked, each with recent clicks")

@@ -27,6 +27,7 @@ import numpy as np
 
 from builders.data.dataset import ShopData, split_by_time
 from builders.repository.pipeline import InProcessPipeline
+from runtime import cli_logging
 from runtime import contract as c
 from runtime.retrieval import ItemIndex
 
@@ -162,6 +163,7 @@ def table(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    cli_logging.configure()
     p = argparse.ArgumentParser(prog="python -m benchmarks.retrieval", description=__doc__.split("\n")[0])
     p.add_argument("--repo", type=Path, default=Path("build/small/bench_repo"))
     p.add_argument("--data", type=Path, default=Path("build/small/data"))

@@ -27,6 +27,7 @@ import numpy as np
 from benchmarks.index_scale import catalogue, percentiles, search_times
 from builders.learning import retrieval as rt
 from builders.repository import item_scan
+from runtime import cli_logging
 from runtime import contract as c
 from runtime.retrieval import SETTINGS_FILE, ItemIndex, RetrievalSettings
 from runtime.scan import ort_scan, scan_inputs
@@ -86,6 +87,7 @@ def measure(n: int, work: Path, base: np.ndarray, queries: np.ndarray, candidate
 
 
 def main(argv: list[str] | None = None) -> int:
+    cli_logging.configure()
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", default="50000,1000000")
     p.add_argument("--small", type=Path, default=Path("build/small"), help="the small demo build (real embeddings)")

@@ -25,6 +25,7 @@ import numpy as np
 
 from benchmarks.pipeline import machine, percentiles
 from builders.data.dataset import ShopData
+from runtime import cli_logging
 from server.launcher import ServerOptions, TritonServer, free_ports
 
 
@@ -130,6 +131,7 @@ def print_table(result: dict, requests: int, setting: str = "") -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    cli_logging.configure()
 
     p = before_after_parser("python -m benchmarks.search_cost", __doc__.splitlines()[0])
     p.add_argument("--data", type=Path, required=True, help="the shop's data folder (build/<name>/data)")

@@ -40,6 +40,7 @@ from builders.learning import ranker as rk
 from builders.learning.metrics import ndcg_per_list, paired_interval
 from builders.learning.rows import Rows, make_rows
 from builders.repository.pipeline import InProcessPipeline
+from runtime import cli_logging
 from runtime import contract as c
 from runtime.contract import DENSE_COLUMNS
 from runtime.features import FeatureStore
@@ -261,6 +262,7 @@ def table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    cli_logging.configure()
     parser = argparse.ArgumentParser(prog="python -m benchmarks.search_quality", description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, nargs="+", default=[Path("build/default"), Path("build/market")])
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")

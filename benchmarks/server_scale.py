@@ -41,6 +41,7 @@ from builders.learning import retrieval as rt
 from builders.repository.assemble import MANIFEST_FILE
 from builders.repository.model_specs import specs
 from builders.steps import repository
+from runtime import cli_logging
 from runtime import contract as c
 from runtime.features import USER_PROFILE_FILE
 from runtime.lexicon import LEXICON_FILE
@@ -136,9 +137,7 @@ def build_repository(n: int, small: Path, small_repo: Path, work: Path, queries:
     users = len(np.load(work / "features" / USER_PROFILE_FILE, mmap_mode="r"))
     nobody = Purchases(np.zeros(users, np.int64), np.zeros(0, np.int64))
     retrieval = work / "retrieval"
-    report = rt.write(
-        emb, samples, nobody, retrieval, candidates=candidates, log=lambda _: None, embedding_dtype="float16"
-    )
+    report = rt.write(emb, samples, nobody, retrieval, candidates=candidates, embedding_dtype="float16")
     (work / "embeddings.npy").unlink()  # retrieval/ has the served copy: one less table on disk
     at = Layout(work=work, encoder=small / "encoder")  # the encoder folder is not read: its ONNX comes from small_repo
     info.update(grow_ranker(small_repo, np.load(work / "base_rows.npy"), work / "ranker.onnx"))
@@ -282,6 +281,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    cli_logging.configure()
     p = argparse.ArgumentParser(prog="python -m benchmarks.server_scale", description=__doc__.split("\n")[0])
     p.add_argument("--sizes", default="50000,1000000")
     p.add_argument("--small", type=Path, default=Path("build/small"), help="the small build's work folder")

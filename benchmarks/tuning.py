@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import shutil
 import statistics
 from datetime import date
@@ -31,7 +32,10 @@ from benchmarks.pipeline import machine, make_requests, serve_and_measure, write
 from builders.data.dataset import ShopData
 from builders.repository.model_specs import specs
 from builders.repository.pipeline import InProcessPipeline
+from runtime import cli_logging
 from runtime import contract as c
+
+logger = logging.getLogger(__name__)
 
 CACHE_BYTES = 64 * 1024 * 1024
 
@@ -85,7 +89,6 @@ def run(
     rounds: int,
     parts: tuple[str, ...] = ("sweep", "cache"),
     configs: list[str] | None = None,
-    log=print,
 ) -> dict:
 
     repo = work / "tuning_repo"
@@ -102,7 +105,7 @@ def run(
     for r in range(rounds if sweep else 0):
         order = names if r % 2 == 0 else list(reversed(names))
         for name in order:
-            log(f"[sweep round {r + 1}] {name}")
+            logger.info(f"[sweep round {r + 1}] {name}")
             write_configs(repo, SWEEP[name])
             sweep[name].append(serve_and_measure(repo, requests, in_flight))
     # The last 4,000 searches of the log: the first half one at a time (latency, cache warming up
@@ -112,7 +115,7 @@ def run(
     cache: dict[str, list[dict]] = {"no cache": [], "encoder response cache": []} if "cache" in parts else {}
     for r in range(rounds if cache else 0):
         for name in list(cache) if r % 2 == 0 else list(reversed(cache)):
-            log(f"[cache round {r + 1}] {name}")
+            logger.info(f"[cache round {r + 1}] {name}")
             on = name != "no cache"
             write_configs(repo, {}, response_cache=on)
             cache[name].append(
@@ -169,6 +172,7 @@ def tables(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    cli_logging.configure()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--profile", default="default")
     p.add_argument("--requests", type=int, default=300)

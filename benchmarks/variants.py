@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shutil
 from datetime import date
 from pathlib import Path
@@ -24,13 +25,16 @@ import numpy as np
 
 from benchmarks.pipeline import machine, make_requests, serve_and_measure, write_section
 from builders.repository.pipeline import InProcessPipeline
+from runtime import cli_logging
 from runtime import contract as c
+
+logger = logging.getLogger(__name__)
 
 CANDIDATES = {"encoder": 100, "ranker": 1000}
 MODEL_DIR = {"encoder": c.TEXT_ENCODER, "ranker": c.RANKER}
 
 
-def run(work: Path, n: int, in_flight: int, rounds: int = 2, log=print) -> dict:
+def run(work: Path, n: int, in_flight: int, rounds: int = 2) -> dict:
 
     report = json.loads((work / "variants" / "report.json").read_text())
     repo = work / "variants" / "served_repo"
@@ -46,7 +50,7 @@ def run(work: Path, n: int, in_flight: int, rounds: int = 2, log=print) -> dict:
         for r in range(rounds):  # alternating order: drift on the machine hits every variant alike
             for name in list(runs) if r % 2 == 0 else list(reversed(runs)):
                 shutil.copyfile(report[model][name]["file"], target)
-                log(f"[served round {r + 1}] {model}/{name}")
+                logger.info(f"[served round {r + 1}] {model}/{name}")
                 m = serve_and_measure(repo, requests, in_flight, cache_bytes=0, warmup=30)
                 runs[name].append({"served_p50_ms": m["p50"], "served_p99_ms": m["p99"], "served_rps": m["rps"]})
         for name, measured in runs.items():
@@ -140,6 +144,7 @@ def plot(report: dict, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    cli_logging.configure()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--profile", default="default")
     p.add_argument("--requests", type=int, default=200)

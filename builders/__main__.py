@@ -13,9 +13,11 @@ from builders.data.dataset import load_shop
 from builders.data.report import DataError
 from builders.repository import assemble as repository
 from builders.variants import run
+from runtime import cli_logging
 
 
 def main(argv: list[str] | None = None) -> int:
+    cli_logging.configure()
     parser = argparse.ArgumentParser(prog="python -m builders", description="Build the Triton model repository.")
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="build the repository of a shop (--config) or of the demo shop (--profile)")

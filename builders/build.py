@@ -17,8 +17,8 @@ any training; the repository folder is never written from broken data.
 from __future__ import annotations
 
 import json
+import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +49,8 @@ from runtime.online import SNAPSHOT_FILE
 from runtime.retrieval import INDEX_FILE, PURCHASES_FILE, SETTINGS_FILE
 from runtime.scoring import ITEM_EMBEDDINGS_FILE, ITEM_KEYS_FILE
 from runtime.text import TOKENIZER_FILE
+
+logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_ENCODER_DIR = REPO_ROOT / "build" / "encoder"  # shared by every build that uses the bundled MiniLM
@@ -133,7 +135,7 @@ class Layout:
         return self._shop
 
 
-def plan(cfg: cfg_mod.ShopConfig, at: Layout, hint: str, progress: bool, log: Callable[[str], None]) -> list[Step]:
+def plan(cfg: cfg_mod.ShopConfig, at: Layout, hint: str, progress: bool) -> list[Step]:
     """The cached steps data -> encoder -> embeddings -> features -> ranker, each keyed by its inputs."""
 
     files = fingerprint(_data_files(cfg))
@@ -173,7 +175,7 @@ def plan(cfg: cfg_mod.ShopConfig, at: Layout, hint: str, progress: bool, log: Ca
 
     def run_data():
         try:
-            return steps.data(cfg, at.data, log)
+            return steps.data(cfg, at.data)
         except DataError as err:
             (at.work / "validation_errors.txt").write_text(err.report.text() + "\n")
             raise
@@ -182,7 +184,7 @@ def plan(cfg: cfg_mod.ShopConfig, at: Layout, hint: str, progress: bool, log: Ca
     fine_tune = [
         Step(
             "fine-tune",
-            lambda: steps.fine_tune(at.shop(), cfg.encoder.path, cfg.encoder, tuned, log, progress),
+            lambda: steps.fine_tune(at.shop(), cfg.encoder.path, cfg.encoder, tuned, progress),
             enc_key.get("fine_tune"),
             [tuned / "choice.json"],
         )
@@ -231,7 +233,7 @@ def plan(cfg: cfg_mod.ShopConfig, at: Layout, hint: str, progress: bool, log: Ca
         ),
         Step(
             "retrieval",
-            lambda: steps.retrieval(at.shop(), at.embeddings, at.features, cfg.retrieval, at.retrieval, log),
+            lambda: steps.retrieval(at.shop(), at.embeddings, at.features, cfg.retrieval, at.retrieval),
             {
                 **upstream,
                 "retrieval": cfg.retrieval.model_dump(mode="json", exclude={"engine"}),  # engine: configs only
@@ -264,7 +266,7 @@ def plan(cfg: cfg_mod.ShopConfig, at: Layout, hint: str, progress: bool, log: Ca
 
 
 def publish(
-    work: Path, variants: dict[str, str], margin: float, sources: dict[str, Path], log: Callable[[str], None]
+    work: Path, variants: dict[str, str], margin: float, sources: dict[str, Path]
 ) -> tuple[dict[str, Path], dict]:
     """The model files to serve: each model's fp32 source, or its measured variant if the gate passes it."""
 
@@ -277,7 +279,7 @@ def publish(
         except gate.QualityGateError as err:
             raise BuildError(str(err)) from None
         files[model], published[model] = path, {"variant": name, "file": str(path), "gate": verdict}
-        log(
+        logger.info(
             f"[{model}] publishing variant {name}: NDCG@10 {verdict['relative_drop']:+.2%} vs fp32 "
             f"(margin {margin:.0%})"
         )
@@ -322,7 +324,6 @@ def build(
     out: Path | None = None,
     work: Path | None = None,
     progress: bool = True,
-    log: Callable[[str], None] = print,
     encoder_variant: str = "fp32",
     ranker_variant: str = "fp32",
     quality_margin: float | None = None,
@@ -348,7 +349,7 @@ def build(
     except cfg_mod.ConfigError as err:
         raise BuildError(str(err)) from None
     out = Path(out or (REPO_ROOT / "model_repository" if target == "cpu" else work / "gpu_repository"))
-    driver = Driver(work, log)
+    driver = Driver(work)
     driver.forget(list(force))
     if demo_step is not None:
         driver.run([demo_step])
@@ -358,7 +359,7 @@ def build(
         f"--profile {profile}" if config is None or isinstance(config, cfg_mod.ShopConfig) else f"--config {config}"
     )
     try:
-        report = driver.run(plan(cfg, at, f"python -m builders build {shop_arg} --force ranker", progress, log))
+        report = driver.run(plan(cfg, at, f"python -m builders build {shop_arg} --force ranker", progress))
     except (DataError, StepError) as err:
         raise BuildError(str(err)) from None
 
@@ -368,7 +369,6 @@ def build(
         {"encoder": encoder_variant, "ranker": ranker_variant},
         margin,
         {"encoder": at.encoder / "model.onnx", "ranker": at.ranker / "model.onnx"},
-        log,
     )
     embed_dim = report["embeddings"].get("dim") or embedding_dim(files["encoder"])
     scan = cfg.retrieval.uses_scan(target)
@@ -381,7 +381,6 @@ def build(
                 {c.TEXT_ENCODER: files["encoder"], c.RANKER: files["ranker"]},
                 gpu_runtime,
                 precision,
-                log,
                 embed_dim=embed_dim,
                 scan=scan,
                 ranker_kind=report["ranker"].get("kind", "dcn"),
@@ -408,8 +407,8 @@ def build(
     # Always reassembled and revalidated: it is cheap and the output folder may have been edited.
     driver.run([Step("repository", lambda: steps.repository(out, files_by_model, model_specs, manifest))])
     for line in report["repository"]["checks"]:
-        log(f"  {line}")
-    report["golden"] = write_golden(out, shop.queries, cfg.name, target, precision, golden_size, log)
+        logger.info(f"  {line}")
+    report["golden"] = write_golden(out, shop.queries, cfg.name, target, precision, golden_size)
     report.update(
         profile=profile if config is None else None,
         shop=cfg.name,
@@ -419,18 +418,16 @@ def build(
     )
     (work / "build_report.json").write_text(json.dumps(report, indent=1, default=str))
 
-    log(f"report page: {report_page.write(json.loads(json.dumps(report, default=str)), work)}")
+    logger.info(f"report page: {report_page.write(json.loads(json.dumps(report, default=str)), work)}")
     return report
 
 
-def write_golden(
-    out: Path, queries, shop: str, target: str, precision: str, size: int, log: Callable[[str], None]
-) -> dict:
+def write_golden(out: Path, queries, shop: str, target: str, precision: str, size: int) -> dict:
     """The golden request set and the build's answers, written beside the configs (``builders/repository/golden``)."""
     start = time.perf_counter()
     gs = golden.make(out, queries, shop, target, precision if target == "gpu" else None, size=size)
     path = golden.write(gs, out)
-    log(f"golden set: {len(gs.requests)} requests and their answers -> {path} ({gs.repository_checksum})")
+    logger.info(f"golden set: {len(gs.requests)} requests and their answers -> {path} ({gs.repository_checksum})")
     return {
         "file": str(path),
         "requests": len(gs.requests),

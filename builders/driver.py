@@ -9,10 +9,13 @@ Nothing here knows what a step does, and no step imports the driver's caller.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -26,7 +29,6 @@ class Step:
 @dataclass
 class Driver:
     work: Path
-    log: Callable[[str], None] = print
     report: dict = field(default_factory=dict)
 
     def cached(self, name: str, key: dict, outputs: list[Path], make: Callable[[], dict | None]) -> dict:
@@ -35,7 +37,7 @@ class Driver:
         if stamp.exists() and all(p.exists() for p in outputs):
             saved = json.loads(stamp.read_text())
             if saved.get("key") == key:
-                self.log(f"[{name}] cached")
+                logger.info(f"[{name}] cached")
                 self.report[name] = saved.get("report", {})
                 return self.report[name]
         report = self._timed(name, make)
@@ -45,10 +47,10 @@ class Driver:
 
     def _timed(self, name: str, make: Callable[[], dict | None]) -> dict:
         started = time.perf_counter()
-        self.log(f"[{name}] building...")
+        logger.info(f"[{name}] building...")
         report = make() or {}
         report["seconds"] = round(time.perf_counter() - started, 1)
-        self.log(f"[{name}] done in {report['seconds']} s")
+        logger.info(f"[{name}] done in {report['seconds']} s")
         self.report[name] = report
         return report
 

@@ -20,9 +20,9 @@ every step reads only what earlier steps wrote.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +50,8 @@ from runtime.scoring import ITEM_EMBEDDINGS_FILE, ITEM_KEYS_FILE
 from runtime.tables import STORE_DIR, FeatureTables
 from runtime.text import TOKENIZER_FILE
 
+logger = logging.getLogger(__name__)
+
 PARITY_MIN_COSINE = 0.999
 PARITY_MAX_ABS = 1e-4
 SHOP_FILES = ("shop.npz", "shop_text.json")
@@ -63,14 +65,14 @@ class StepError(ShoprankError, RuntimeError):
     """A build step failed; the message says which and how to reproduce it."""
 
 
-def data(cfg, out: Path, log: Callable[[str], None]) -> dict:
+def data(cfg, out: Path) -> dict:
     """Load and validate the shop of ``cfg`` into ``out`` (raises ``DataError`` with the whole report)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     shop, report = load_shop(cfg)
     for problem in report.warnings:
-        log(f"  {problem}")
+        logger.info(f"  {problem}")
     out.mkdir(parents=True, exist_ok=True)
     shop.save(out)
     report.save(out / "validation.json")
@@ -94,7 +96,7 @@ def encoder(model_dir: Path | None, out_dir: Path, sample_titles: list[str]) -> 
     return report
 
 
-def fine_tune(shop, source: Path | None, settings, out_dir: Path, log: Callable[[str], None], progress: bool) -> dict:
+def fine_tune(shop, source: Path | None, settings, out_dir: Path, progress: bool) -> dict:
     """Fine-tune the encoder ``source`` (None: the bundled MiniLM) on the shop's pairs into ``out_dir/model``,
     measure both on the validation window, and write ``out_dir/choice.json``: ``kept`` when the tuned one
     wins in retrieval recall@300 and NDCG@10 by cosine both (``builders/learning/fine_tune.py``)."""
@@ -117,7 +119,7 @@ def fine_tune(shop, source: Path | None, settings, out_dir: Path, log: Callable[
             report["why"] = ", ".join(f"{k} {before[k]:.4f} -> {after[k]:.4f}" for k in keys) + " (validation window)"
         else:
             report["why"] = "no search list with a click in the validation window to compare on"
-    log(f"  fine-tuned encoder {'kept' if report['kept'] else 'not kept'}: {report['why']}")
+    logger.info(f"  fine-tuned encoder {'kept' if report['kept'] else 'not kept'}: {report['why']}")
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "choice.json").write_text(json.dumps(report, indent=1))
     return report
@@ -200,7 +202,7 @@ def features(shop, item_emb: np.ndarray, tokenizer: Path, out_dir: Path, query_d
     }
 
 
-def retrieval(shop, emb_dir: Path, feat_dir: Path, rcfg, out_dir: Path, log: Callable[[str], None]) -> dict:
+def retrieval(shop, emb_dir: Path, feat_dir: Path, rcfg, out_dir: Path) -> dict:
     """The ANN index over the item embeddings, nprobe chosen by measured recall@N, the served item table,
     the users' purchases before the test days (``builders/learning/retrieval.py``), and the ``item_scan`` model over
     the table (``builders/repository/item_scan.py``)."""
@@ -220,7 +222,6 @@ def retrieval(shop, emb_dir: Path, feat_dir: Path, rcfg, out_dir: Path, log: Cal
         rcfg.candidates,
         rcfg.recall_target,
         rcfg.nlist,
-        log,
         rcfg.popular_share,
         rcfg.embedding_dtype,
         {

@@ -50,6 +50,7 @@ Settings (environment of the tritonserver process; the Helm chart sets them from
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -61,6 +62,8 @@ import numpy as np
 
 from runtime.arrays import Floats, Int64s
 from runtime.errors import ShoprankError
+
+logger = logging.getLogger(__name__)
 
 ONLINE_FIELDS = ("price", "stock")
 FIELD_BYTES = 4
@@ -290,14 +293,14 @@ class OnlineItems:
         settings: OnlineSettings,
         client: Any = None,
         clock: Callable[[], float] = time.monotonic,
-        log: Callable[[str], None] = print,
+        log: Callable[[str], None] | None = None,
         on_state: Callable[[bool], None] | None = None,
         on_read: Callable[[str], None] | None = None,
     ):
         self.settings = settings
         self._client = client if client is not None else connect(settings)
         self._clock = clock
-        self._log = log
+        self._log = log or logger.warning  # the served models pass Triton's own logger
         self._on_state = on_state
         self._on_read = on_read
         self._cache: dict[bytes, tuple[float, bytes | None]] = {}  # key -> (read at, value)

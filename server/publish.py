@@ -27,17 +27,18 @@ versions) is refused, naming the model; that is a new deployment (a restart, or 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
+from runtime import cli_logging
 from runtime.contract import GOLDEN_FILE
 from runtime.errors import ShoprankError
 from runtime.repository import (
@@ -50,6 +51,8 @@ from runtime.repository import (
     serving_version,
     versions_on_disk,
 )
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["Layout", "PublishError", "Publisher", "check_compatible", "layout", "serving_version", "versions_on_disk"]
 
@@ -112,13 +115,11 @@ class Publisher:
         client: Any,
         drain_s: float = 2.0,
         keep: int = 2,
-        log: Callable[[str], None] = print,
     ):
         self.repo = Path(repo)
         self.client = client
         self.drain_s = drain_s
         self.keep = max(2, keep)
-        self.log = log
 
     def status(self) -> dict[str, Any]:
         lay = layout(self.repo)
@@ -151,7 +152,7 @@ class Publisher:
         shutil.rmtree(staging, ignore_errors=True)
         if (new_repo / GOLDEN_FILE).exists():  # the release's golden set, swapped in by switch()
             shutil.copyfile(new_repo / GOLDEN_FILE, self._golden(target))
-        self.log(f"release {target}: files of {len(lay.steps)} models in place")
+        logger.info(f"release {target}: files of {len(lay.steps)} models in place")
         self.switch(target, lay, current)
         return target
 
@@ -168,7 +169,7 @@ class Publisher:
 
     def switch(self, target: int, lay: Layout, current: int) -> None:
         if target == current:
-            self.log(f"release {target} is already serving")
+            logger.info(f"release {target} is already serving")
             return
         started = time.monotonic()
         self._name(lay, current)  # (publish pinned it already; a repository edited by hand may not be)
@@ -176,7 +177,7 @@ class Publisher:
             self._policy(model, sorted({current, target}))
         self._name(lay, target)  # new requests: the new release, every step
         self._swap_golden(current, target)
-        self.log(f"release {target} serving (switched in {time.monotonic() - started:.1f} s); draining {current}")
+        logger.info(f"release {target} serving (switched in {time.monotonic() - started:.1f} s); draining {current}")
         time.sleep(self.drain_s)  # requests already inside the old ensemble finish on the old versions
         for model in lay.steps:
             self._policy(model, [target])
@@ -185,7 +186,7 @@ class Publisher:
                 if old not in (target, current):
                     shutil.rmtree(self.repo / model / str(old))
                     self._golden(old).unlink(missing_ok=True)
-        self.log(f"release {target} alone loaded; release {current} kept on disk for rollback")
+        logger.info(f"release {target} alone loaded; release {current} kept on disk for rollback")
 
     def _golden(self, version: int) -> Path:
         """Where a release's golden set waits while another release serves (hidden: not checksummed)."""
@@ -224,6 +225,7 @@ class Publisher:
 
 
 def main(argv: list[str] | None = None) -> int:
+    cli_logging.configure()
     parser = argparse.ArgumentParser(prog="python -m server.publish", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=("status", "publish", "rollback"))
     parser.add_argument("--repo", type=Path, default=Path("model_repository"), help="the repository the server serves")

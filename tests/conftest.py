@@ -25,7 +25,7 @@ def small_build(tmp_path_factory):
     """Build the small profile (cached under build/small/) into a fresh repository folder."""
 
     out = tmp_path_factory.mktemp("repo") / "model_repository"
-    report = build("cpu", "small", out=out, work=REPO_ROOT / "build" / "small", progress=False, log=lambda _: None)
+    report = build("cpu", "small", out=out, work=REPO_ROOT / "build" / "small", progress=False)
     return out, report
 
 
@@ -42,7 +42,7 @@ def small_dcn(tmp_path_factory, small_build):
     config = small_variant_config("small-dcn", ranker={"kind": "dcn"})
     work = REPO_ROOT / "build" / "small-dcn"
     out = tmp_path_factory.mktemp("dcn") / "model_repository"
-    build("cpu", None, out=out, work=work, progress=False, log=lambda _: None, config=config)
+    build("cpu", None, out=out, work=work, progress=False, config=config)
     return work, config
 
 
@@ -89,7 +89,7 @@ def build_small_variant(name: str, out: Path, **changes: dict) -> Path:
     (build/small/: only the steps the changes touch rerun)."""
 
     config = small_variant_config(name, **changes)
-    build("cpu", None, out=out, work=REPO_ROOT / "build" / name, progress=False, log=lambda _: None, config=config)
+    build("cpu", None, out=out, work=REPO_ROOT / "build" / name, progress=False, config=config)
     return out
 
 

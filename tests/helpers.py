@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 from builders.data import config, demo
@@ -22,6 +25,30 @@ def add_python_model(repo: Path, name: str, model_py: str, config: str = X_TO_Y)
         config = f'name: "{name}"\n' + config
     (repo / name / "config.pbtxt").write_text(config)
     return repo / name
+
+
+class _Lines(logging.Handler):
+    def __init__(self, lines: list[str]):
+        super().__init__(logging.INFO)
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def logged(name: str = "builders") -> Iterator[list[str]]:
+    """The messages the ``name`` loggers (INFO and up) write inside the block, as a list of lines."""
+    lines: list[str] = []
+    handler, logger = _Lines(lines), logging.getLogger(name)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def shop_data(shop, folder: Path):

@@ -6,6 +6,7 @@ import pytest
 
 from builders.__main__ import main
 from builders.build import PARITY_MAX_ABS, PARITY_MIN_COSINE, BuildError, build
+from tests.helpers import logged
 
 pytestmark = pytest.mark.slow
 
@@ -59,8 +60,8 @@ def test_auto_trains_both_kinds_keeps_the_better_and_reports_three_views(small_b
 def test_second_build_uses_the_cache(small_build, tmp_path):
     from tests.conftest import REPO_ROOT
 
-    logs = []
-    build("cpu", "small", out=tmp_path / "repo", work=REPO_ROOT / "build" / "small", progress=False, log=logs.append)
+    with logged() as logs:
+        build("cpu", "small", out=tmp_path / "repo", work=REPO_ROOT / "build" / "small", progress=False)
     for step in ("demo-data", "data", "encoder", "embeddings", "features", "ranker"):
         assert f"[{step}] cached" in logs
     saved = json.loads((REPO_ROOT / "build" / "small" / "build_report.json").read_text())

@@ -15,6 +15,7 @@ from builders.data import config as cfg_mod
 from builders.data.dataset import load_shop, split_by_time
 from builders.data.report import DataError
 from tests import shops
+from tests.helpers import logged
 
 pytestmark = pytest.mark.unit
 SMALL = dict(n_items=200, n_users=60, n_sessions=700, days=30)
@@ -233,10 +234,9 @@ def test_broken_data_never_writes_a_repository(tmp_path, tables):
 
     catalogue = replace(tables[0], "unit_price", 3, -3.5)
     path = shops.write(tmp_path / "data", (catalogue, *tables[1:]), **SMALL)
-    logs = []
     out = tmp_path / "repo"
-    with pytest.raises(BuildError, match="must be > 0, got -3.5"):
-        build(config=path, out=out, work=tmp_path / "work", progress=False, log=logs.append)
+    with logged() as logs, pytest.raises(BuildError, match="must be > 0, got -3.5"):
+        build(config=path, out=out, work=tmp_path / "work", progress=False)
     assert not out.exists() and "[encoder] building..." not in logs
     assert "must be > 0" in (tmp_path / "work" / "validation_errors.txt").read_text()
 

@@ -10,6 +10,7 @@ from builders import steps
 from builders.data.config import EncoderConfig
 from builders.learning import fine_tune as ft
 from builders.learning.text_encoder import pretrained_dir
+from tests.helpers import logged
 from tests.test_query_stats import shop
 
 
@@ -53,12 +54,13 @@ def test_the_build_step_fine_tunes_only_a_sentence_transformers_folder_with_enou
 
     s = shop([("tea", [(0, 1, 0)])] * 3, stats_lists=0)
     s.cuts = {"stats": 0, "train": 10, "validation": 11}
-    logs: list[str] = []
     plain = tmp_path / "plain-bert"  # a Hugging Face folder without modules.json: its pooling is unknown
     plain.mkdir()
-    report = steps.fine_tune(s, plain, EncoderConfig(), tmp_path / "ft", logs.append, progress=False)
+    with logged() as logs:
+        report = steps.fine_tune(s, plain, EncoderConfig(), tmp_path / "ft", progress=False)
     assert not report["kept"] and "not a sentence-transformers folder" in report["why"]
-    report = steps.fine_tune(s, None, EncoderConfig(), tmp_path / "ft", logs.append, progress=False)
+    with logged() as logs:
+        report = steps.fine_tune(s, None, EncoderConfig(), tmp_path / "ft", progress=False)
     assert not report["kept"] and "1 (query, clicked title) pairs" in report["why"]
     assert json.loads((tmp_path / "ft" / "choice.json").read_text())["kept"] is False
     assert logs[-1].startswith("  fine-tuned encoder not kept: ")

@@ -164,7 +164,6 @@ def test_gpu_target_build_writes_a_valid_repository_with_calibration_caches(smal
         out=out,
         work=REPO_ROOT / "build" / "small",
         progress=False,
-        log=lambda _: None,
         precision="int8",
     )
     assert report["target"] == "gpu" and report["gpu"]["precision"] == "int8"
@@ -209,7 +208,6 @@ def test_engines_build_and_match_onnxruntime(small_build, tmp_path):
         out=tmp_path / "gpu_repo",
         work=REPO_ROOT / "build" / "small",
         progress=False,
-        log=lambda _: None,
     )
     for name in (c.TEXT_ENCODER,) if report["ranker"]["kind"] == "gbdt" else (c.TEXT_ENCODER, c.RANKER):
         parity = report["gpu"][f"{name}_parity"]

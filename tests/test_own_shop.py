@@ -24,6 +24,7 @@ from server.launcher import ServerOptions, TritonServer
 from shoprank_client import RankingClient
 from shoprank_client.ids import stable_id
 from tests import shops
+from tests.helpers import logged
 
 pytestmark = [pytest.mark.slow, pytest.mark.triton]
 TINY_DIM = 32
@@ -64,8 +65,8 @@ def grocery(tmp_path_factory):
     make_tiny_encoder(root / "encoder")
     config = {**shops.CONFIG, "encoder": {"path": "../encoder", "fine_tune": "off"}}
     path = shops.write(root / "data", config=config)
-    logs = []  # what the build logged
-    report = build(config=path, out=root / "repo", work=root / "work", progress=False, log=logs.append)
+    with logged() as logs:  # what the build logged
+        report = build(config=path, out=root / "repo", work=root / "work", progress=False)
     return root, report, logs
 
 

@@ -126,7 +126,7 @@ def test_publish_and_rollback_under_load_fail_no_request_and_never_mix_releases(
             return result, answers, failures
 
         release1 = [ask(i) for i in range(len(requests))]
-        publisher = Publisher(live, grpcclient.InferenceServerClient(server.grpc_url), drain_s=1.0, log=lambda _: None)
+        publisher = Publisher(live, grpcclient.InferenceServerClient(server.grpc_url), drain_s=1.0)
         version, answers, failures = under_load(lambda: publisher.publish(release_two))
         release2 = [ask(i) for i in range(len(requests))]
 

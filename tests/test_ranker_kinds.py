@@ -132,7 +132,7 @@ def trained():
 
     tr, va = tree_rows(seed=0), tree_rows(seed=1)
     metric = ListNDCG(va.gain, va.offsets)
-    model, history = gbdt.train(tr, va, GBDTConfig(rounds=40, sim_weights=(0.0, 1.0)), True, metric, lambda _: None)
+    model, history = gbdt.train(tr, va, GBDTConfig(rounds=40, sim_weights=(0.0, 1.0)), True, metric)
     return model, history, va
 
 

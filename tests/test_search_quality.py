@@ -24,7 +24,6 @@ def market_small(tmp_path_factory):
         out=tmp_path_factory.mktemp("market") / "repo",
         work=work,
         progress=False,
-        log=lambda _: None,
     )
     return work, report
 

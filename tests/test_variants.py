@@ -18,6 +18,7 @@ from builders.variants.gate import QualityGateError, publishable
 from runtime import contract as c
 from runtime.ort_runner import make_session
 from runtime.text import TextTokenizer
+from tests.helpers import logged
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SMALL = REPO_ROOT / "build" / "small"
@@ -224,15 +225,14 @@ def test_a_build_serving_the_gbdt_measures_it_and_skips_the_dcn_compressions(sma
 
     if run.served_ranker_kind(SMALL) != "gbdt":
         pytest.skip("the small build serves the DCN: the compressions are tested below")  # auto picked the DCN
-    logs: list[str] = []
-    report = run.run(
-        SMALL,
-        REPO_ROOT / "build" / "encoder" / "model.onnx",
-        only=["ranker/pruned"],
-        progress=False,
-        log=logs.append,
-        speed_rounds=1,
-    )
+    with logged() as logs:
+        report = run.run(
+            SMALL,
+            REPO_ROOT / "build" / "encoder" / "model.onnx",
+            only=["ranker/pruned"],
+            progress=False,
+            speed_rounds=1,
+        )
     assert set(report["ranker"]) == {"fp32"} and report["ranker"]["fp32"]["quality"]["auc"] > 0.5
     assert any("ranker/pruned skipped" in line and "serves the gbdt ranker" in line for line in logs)
 
@@ -248,7 +248,6 @@ def test_variants_are_measured_then_published_through_the_gate(small_dcn, tmp_pa
         REPO_ROOT / "build" / "encoder" / "model.onnx",
         only=["encoder/int8-dynamic", "ranker/pruned"],
         progress=False,
-        log=lambda _: None,
         speed_rounds=1,
     )
     assert set(report["encoder"]) == {"fp32", "int8-dynamic"} and set(report["ranker"]) == {"fp32", "pruned"}
@@ -269,7 +268,6 @@ def test_variants_are_measured_then_published_through_the_gate(small_dcn, tmp_pa
         out=out,
         work=work,
         progress=False,
-        log=lambda _: None,
         ranker_variant="pruned",
         quality_margin=max(drop, 0.0) + 0.01,
     )
@@ -284,7 +282,6 @@ def test_variants_are_measured_then_published_through_the_gate(small_dcn, tmp_pa
                 out=tmp_path / "refused",
                 work=work,
                 progress=False,
-                log=lambda _: None,
                 ranker_variant="pruned",
                 quality_margin=drop / 2,
             )

@@ -8,7 +8,7 @@ or ``python -m builders.gpu.engine --repo ...`` on a GPU host).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,8 @@ from builders.variants import calibration
 from runtime import contract as c
 from runtime.features import FeatureStore
 from runtime.text import TextTokenizer
+
+logger = logging.getLogger(__name__)
 
 CALIBRATION_SESSIONS = 2000
 PARITY_BATCHES = 4
@@ -52,7 +54,6 @@ def build_gpu(
     sources: dict[str, Path],
     runtime: str,
     precision: str,
-    log: Callable[[str], None],
     embed_dim: int = c.EMBED_DIM,
     scan: bool = True,
     ranker_kind: str = "dcn",
@@ -71,7 +72,9 @@ def build_gpu(
     if ranker_kind == "gbdt":
         model_specs = [gpu_specs.trees_on_cpu(s) if s.name == c.RANKER else s for s in model_specs]
         sources = {name: src for name, src in sources.items() if name != c.RANKER}
-        log("[gpu] ranker: gradient-boosted trees stay on CPU instances of the onnxruntime backend (no TensorRT)")
+        logger.info(
+            "[gpu] ranker: gradient-boosted trees stay on CPU instances of the onnxruntime backend (no TensorRT)"
+        )
     by_name = {s.name: s for s in model_specs}
     if runtime != "tensorrt":
         return model_specs, report  # ORT-TRT: ONNX Runtime builds the engine when the model loads
@@ -84,13 +87,13 @@ def build_gpu(
             trt_int = naming.trt_version_int(naming.TRT_OF_RELEASE[naming.SERVING_RELEASE])
             report[f"{name}_calibration"] = calibration_cache.write(src, feeds[name], out_dir, trt_int)
             calib = files[name]["calibration.cache"] = out_dir / "calibration.cache"
-            log(f"[gpu] {name}: INT8 calibration cache of {report[f'{name}_calibration']['tensors']} tensors")
+            logger.info(f"[gpu] {name}: INT8 calibration cache of {report[f'{name}_calibration']['tensors']} tensors")
         if reason is None:
             plan = engine.build(src, out_dir, by_name[name], precision, calib)
             files[name][plan.name] = plan
             report[f"{name}_parity"] = engine.parity(plan, src, feeds[name][:PARITY_BATCHES])
-            log(f"[gpu] built {plan}; parity vs ONNX Runtime {report[f'{name}_parity']}")
+            logger.info(f"[gpu] built {plan}; parity vs ONNX Runtime {report[f'{name}_parity']}")
     if reason is not None:
         report["engines"] = f"not built here: {reason}"
-        log(f"[gpu] TensorRT engines NOT built on this machine: {reason}")
+        logger.info(f"[gpu] TensorRT engines NOT built on this machine: {reason}")
     return model_specs, report

@@ -21,6 +21,7 @@ could serve the same booster file (``model.txt``); it is not built here (docs/se
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,8 @@ import numpy as np
 
 from runtime.contract import CAT_COLUMNS, CAT_FEATURES, DENSE_COLUMNS, DENSE_FEATURES, LOGIT, N_CAT, SIM_WEIGHT
 from runtime.ort_runner import make_session
+
+logger = logging.getLogger(__name__)
 
 TREE_CAT_COLUMNS = ("category", "brand", "price_bucket", "segment", "query_category")
 TREE_CAT_INDEX = [CAT_COLUMNS.index(name) for name in TREE_CAT_COLUMNS]
@@ -106,7 +109,7 @@ def _dataset(rows, init: np.ndarray, position: bool):
     )
 
 
-def train(tr, va, hp, debias: bool, score_val, log=print) -> tuple[GBDTRanker, list[dict]]:
+def train(tr, va, hp, debias: bool, score_val) -> tuple[GBDTRanker, list[dict]]:
     """Boost one model per candidate similarity weight (``hp.sim_weights``), each stopped early on
     ``score_val`` (the caller's validation metric, of the whole served score: the initial similarity score
     included), and keep the best. Returns the ranker and one history entry per weight."""
@@ -148,7 +151,7 @@ def train(tr, va, hp, debias: bool, score_val, log=print) -> tuple[GBDTRanker, l
         logit, weight = model.parts(va.cat, va.dense)
         value = float(score_val(logit + weight * va.sim))
         history.append({"sim_weight": float(w), "trees": booster.best_iteration or hp.rounds, "val": value})
-        log(f"[ranker] gbdt sim_weight {w}: {history[-1]['trees']} trees, validation {value:.4f}")
+        logger.info(f"[ranker] gbdt sim_weight {w}: {history[-1]['trees']} trees, validation {value:.4f}")
         if best is None or value > best[0]:
             best = (value, model)
     assert best is not None  # sim_weights has at least one entry (the config says so)

@@ -8,6 +8,8 @@ hyper-parameters come from the config.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from builders.data.config import RankerConfig
@@ -19,6 +21,8 @@ from builders.learning.gbdt import GBDTRanker
 from builders.learning.rows import Rows, datasets, propensities
 from runtime.features import FeatureStore
 
+logger = logging.getLogger(__name__)
+
 
 def parts(model, rows: Rows) -> tuple[np.ndarray, np.ndarray]:
     """``(logit, sim_weight)`` of ``rows`` with either kind of ranker."""
@@ -28,7 +32,7 @@ def parts(model, rows: Rows) -> tuple[np.ndarray, np.ndarray]:
     return predict_parts(model, rows)
 
 
-def train_kinds(rows: dict[str, Rows], store: FeatureStore, hp, progress: bool = True, log=print) -> dict:
+def train_kinds(rows: dict[str, Rows], store: FeatureStore, hp, progress: bool = True) -> dict:
     """Every kind ``hp.kind`` asks for (auto: both), trained on the same rows: ``{kind: (model, info)}``."""
 
     tr, va = rows["train"], rows["val"]
@@ -41,7 +45,7 @@ def train_kinds(rows: dict[str, Rows], store: FeatureStore, hp, progress: bool =
             model, dcn_fit = train_dcn(tr, va, store, hp, progress)
             history, learned = dcn_fit.history, dcn_fit.learned_examination
         else:
-            model, history = gbdt.train(tr, va, hp.gbdt, hp.position_bias == "pal", score_val, log)
+            model, history = gbdt.train(tr, va, hp.gbdt, hp.position_bias == "pal", score_val)
         logit, weight = parts(model, va)
         info = {"val_ndcg@10_selection": float(score_val(logit + weight * va.sim)), "history": history}
         out[kind] = (model, {**info, **({"learned_examination": learned} if learned else {})})
@@ -56,7 +60,6 @@ def train(
     user_profiles: np.ndarray,
     hp=None,
     progress: bool = True,
-    log=print,
 ):
     """Train the ranker kind(s) of ``hp`` (``RankerConfig``) and keep the better on the validation window.
 
@@ -70,7 +73,7 @@ def train(
     rows = datasets(shop, store, item_emb, query_emb, user_profiles, hp.cold_share, curve)
     tables = store.tables
     tr, va, te = rows["train"], rows["val"], rows["test"]
-    trained = train_kinds(rows, store, hp, progress, log)
+    trained = train_kinds(rows, store, hp, progress)
     kind = max(trained, key=lambda k: trained[k][1]["val_ndcg@10_selection"])
     test_parts = {k: parts(m, te) for k, (m, _) in trained.items()}
     logit, weight = test_parts[kind]

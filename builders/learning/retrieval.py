@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,8 @@ from runtime.retrieval import (
     faiss_module,
 )
 from runtime.scoring import ITEM_EMBEDDINGS_FILE
+
+logger = logging.getLogger(__name__)
 
 FLAT_MAX_ITEMS = 20_000  # below this an exact search of one query costs well under a millisecond
 NPROBES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -64,7 +66,7 @@ def item_count(embeddings: np.ndarray) -> int:
     return int(embeddings.shape[0]) - 1
 
 
-def build_index(embeddings: np.ndarray, kind: str, nlist: int, seed: int = 0, log: Callable[[str], None] = print):
+def build_index(embeddings: np.ndarray, kind: str, nlist: int, seed: int = 0):
     """The FAISS index over ``embeddings[:-1]`` (ids = rows), built chunk by chunk from a memmap."""
     faiss = faiss_module(os.cpu_count() or 1)
     n, dim = item_count(embeddings), embeddings.shape[1]
@@ -80,7 +82,7 @@ def build_index(embeddings: np.ndarray, kind: str, nlist: int, seed: int = 0, lo
         index.cp.seed = seed
         start = time.perf_counter()
         index.train(np.ascontiguousarray(embeddings[sample], np.float32))
-        log(f"  trained {nlist} lists on {len(sample):,} items in {time.perf_counter() - start:.1f} s")
+        logger.info(f"  trained {nlist} lists on {len(sample):,} items in {time.perf_counter() - start:.1f} s")
     for a in range(0, n, CHUNK):
         index.add(np.ascontiguousarray(embeddings[a : min(a + CHUNK, n)], np.float32))
     return index
@@ -221,7 +223,6 @@ def write(
     candidates: int = 300,
     recall_target: float = 0.95,
     nlist: int | None = None,
-    log: Callable[[str], None] = print,
     popular_share: float = 0.5,
     embedding_dtype: str = "float32",
     search: dict | None = None,
@@ -237,7 +238,7 @@ def write(
     out.mkdir(parents=True, exist_ok=True)
     served = write_table(embeddings, out / ITEM_EMBEDDINGS_FILE, embedding_dtype)
     start = time.perf_counter()
-    index = build_index(embeddings, kind, nlist, log=log)
+    index = build_index(embeddings, kind, nlist)
     built_s = time.perf_counter() - start
     measured: dict = {
         "items": n,
@@ -250,7 +251,7 @@ def write(
         chosen = choose_nprobe(index, embeddings, samples, candidates, recall_target, served)
         nprobe = chosen["nprobe"]
         measured.update(nlist=nlist, **chosen)
-        log(f"  ivf: {nlist} lists, nprobe {nprobe}: " + json.dumps(chosen["tried"][-1]))
+        logger.info(f"  ivf: {nlist} lists, nprobe {nprobe}: " + json.dumps(chosen["tried"][-1]))
     else:
         measured["recall"] = "1.0 (exact)"
     tmp = out / f".{INDEX_FILE}.tmp"
@@ -267,7 +268,7 @@ def write(
         **(search or {}),
     )
     (out / SETTINGS_FILE).write_text(settings.to_json())
-    log(f"  retrieval index: {kind}, {n:,} items, built in {built_s:.1f} s")
+    logger.info(f"  retrieval index: {kind}, {n:,} items, built in {built_s:.1f} s")
     return {"kind": kind, "nprobe": nprobe, **measured}
 
 

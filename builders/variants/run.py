@@ -10,6 +10,7 @@ table and Pareto plot of ``docs/compression.md``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 from collections.abc import Callable
@@ -23,6 +24,8 @@ from builders.learning.dcn import build_model
 from builders.variants import calibration, distill, evaluate, gate, graph, lowrank, prune, quantize
 from builders.variants.gate import REFERENCE
 from runtime.text import TextTokenizer
+
+logger = logging.getLogger(__name__)
 
 Maker = Callable[[Path], dict | None]  # writes one variant to the path; returns build info for the report, or None
 
@@ -138,11 +141,10 @@ def run(
     distill_max_steps: int = 0,
     margin: float = gate.DEFAULT_MARGIN,
     progress: bool = True,
-    log: Callable[[str], None] = print,
     speed_rounds: int = 3,
 ) -> dict:
     """Make (cached) and measure the variants; ``only`` limits to names like ``encoder/int8-dynamic``."""
-    ctx = Driver(work, log)
+    ctx = Driver(work)
     (work / "variants").mkdir(parents=True, exist_ok=True)
     ref = evaluate.Reference.load(work, encoder_onnx)
     ref_key = {name: json.loads((work / f"{name}.stamp.json").read_text())["key"] for name in ("encoder", "ranker")}
@@ -165,13 +167,13 @@ def run(
             if not wanted(model, name):
                 continue
             if model == "ranker" and kind != "dcn" and name != REFERENCE:
-                log(
+                logger.info(
                     f"[variants] ranker/{name} skipped: the ranker variants compress the DCN-v2, and this build "
                     f"serves the {kind} ranker (ranker.kind: dcn to serve and compress the DCN)"
                 )
                 continue
             if own_encoder and name.startswith("distilled"):
-                log(
+                logger.info(
                     f"[variants] {model}/{name} skipped: distillation starts from MiniLM's layers, and this shop "
                     f"has its own encoder"
                 )
@@ -190,14 +192,14 @@ def run(
                 built = ctx.cached(
                     f"variants/{model}/{name.replace('+', '_')}", key, [path], partial(makers[model][name], path)
                 )
-            log(f"[measure] {model}/{name} quality")
+            logger.info(f"[measure] {model}/{name} quality")
             entry = {"file": str(path), "mb": evaluate.size_mb(path), "build": built}
             if model == "encoder":
                 entry["quality"] = evaluate.encoder_quality(ref, path)
             else:
                 entry["quality"] = evaluate.ranker_quality(ref, path)
             report[model][name] = entry
-        log(f"[measure] {model} speed, {speed_rounds} rounds in alternating order")
+        logger.info(f"[measure] {model} speed, {speed_rounds} rounds in alternating order")
         paths = {name: Path(e["file"]) for name, e in report[model].items()}
         if model == "encoder":
             speeds = evaluate.interleaved(
