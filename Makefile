@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)
 
 .PHONY: help setup build build-gpu serve up redis seed lint format test test-unit test-triton configs validate check-data demo-data variants \
-	bench bench-client bench-ids bench-retrieval bench-lexical bench-search bench-ranker bench-search-cost bench-recommend \
+	bench bench-client bench-encoder-length bench-ids bench-retrieval bench-lexical bench-search bench-ranker bench-search-cost bench-recommend \
 	bench-recommend-cost bench-scale bench-scan bench-online bench-online-cluster redis-cluster \
 	bench-variants bench-tuning loadtest capacity verify explore screenshots clean
 
@@ -92,6 +92,10 @@ bench: setup ## served vs in-process latency/throughput on the same requests (PR
 bench-client: setup ## SDK overhead per call vs raw tritonclient, same requests (PROFILE=default|small)
 	$(PY) -m builders build --target cpu --profile $(PROFILE) --out build/$(PROFILE)/bench_repo --no-progress
 	$(PY) -m benchmarks.client_overhead --repo build/$(PROFILE)/bench_repo --requests 800 --out docs/benchmarks.md
+
+bench-encoder-length: setup ## the text encoder's cost per query against its padded length (why queries pad to buckets) -> docs/benchmarks.md
+	$(PY) -m builders build --target cpu --profile small --out build/small/bench_repo --no-progress
+	$(PY) -m benchmarks.encoder_length
 
 bench-ids: setup ## what string ids (SKUs) cost per request: INT64 hash vs BYTES ids -> docs/data.md
 	$(PY) -m benchmarks.string_ids --out docs/data.md

@@ -4,7 +4,7 @@ On the test days of a built shop, every recommendation list with a click (a prod
 item viewed, or a homepage's): given what the visit viewed and what the user (an anonymous visitor: the
 session) clicked, carted or bought before the list, the items clicked (1) or bought (2) in it. That
 is the context the served pipeline sees: the viewed item as CONTEXT_ITEM_IDS and the earlier
-interactions as the online store's recent list (``builders.learning.ranker.list_contexts``, the same
+interactions as the online store's recent list (``builders.learning.rows.list_contexts``, the same
 function that makes the training rows).
 
 Compared on the same lists, each a list of the catalogue's items (bought and viewed items left out):

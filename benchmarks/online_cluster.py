@@ -29,7 +29,8 @@ import numpy as np
 from benchmarks.pipeline import machine
 from online.writer import ItemUpdate, OnlineWriter
 from runtime.features import FeatureStore
-from runtime.online import OnlineItems, OnlineSettings, connect
+from runtime.online import OnlineItems
+from runtime.online_store import OnlineSettings, connect
 from server.launcher import ServerOptions, TritonServer
 from server.redis_cluster import RedisCluster
 from server.redis_server import RedisServer

@@ -26,7 +26,8 @@ from benchmarks.pipeline import machine, small_build_main
 from online.writer import OnlineWriter
 from runtime import contract as c
 from runtime.features import FeatureStore
-from runtime.online import OnlineItems, OnlineSettings, connect
+from runtime.online import OnlineItems
+from runtime.online_store import OnlineSettings, connect
 from server.redis_server import RedisServer
 
 SIZES = (100, 1000)

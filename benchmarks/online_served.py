@@ -27,7 +27,7 @@ from builders.repository.pipeline import InProcessPipeline
 from loadtest.run import locust_rows, scrape, writes_per_s
 from loadtest.run import main as locust_run
 from online.writer import ItemUpdate, OnlineWriter
-from runtime.online import OnlineSettings, connect
+from runtime.online_store import OnlineSettings, connect
 from server.launcher import ServerOptions, TritonServer
 from server.redis_server import RedisServer
 from shoprank_client import RankingClient

@@ -28,7 +28,7 @@ from benchmarks.search_cost import alternate, before_after_parser, print_table, 
 from online.writer import Interaction, OnlineWriter
 from runtime import cli_logging
 from runtime.features import FeatureStore
-from runtime.online import OnlineSettings, connect
+from runtime.online_store import OnlineSettings, connect
 from server.launcher import ServerOptions, TritonServer
 from server.redis_server import RedisServer
 

@@ -45,7 +45,7 @@ from runtime import cli_logging
 from runtime import contract as c
 from runtime.features import USER_PROFILE_FILE
 from runtime.lexicon import LEXICON_FILE
-from runtime.online import SNAPSHOT_FILE
+from runtime.online_store import SNAPSHOT_FILE
 from runtime.query_stats import QueryStats
 from runtime.retrieval import SETTINGS_FILE, ItemIndex, Purchases, RetrievalSettings
 from runtime.scoring import load_item_embeddings

@@ -12,6 +12,7 @@ from builders.data import demo as demo_mod
 from builders.data.dataset import load_shop
 from builders.data.report import DataError
 from builders.repository import assemble as repository
+from builders.summary import summary
 from builders.variants import run
 from runtime import cli_logging
 
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     except (build.BuildError, repository.RepositoryError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(build.summary(report))
+    print(summary(report))
     return 0
 
 

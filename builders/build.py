@@ -12,6 +12,9 @@ The steps (``builders/steps.py``), each cached under ``build/<name>/`` by a key 
 A step reruns only when its key changed (the data's content, the config, the encoder, the source of
 the code it runs: ``builders/code_key.py``) or its files are missing. Data errors stop the build before
 any training; the repository folder is never written from broken data.
+
+Over 400 lines on purpose: the plan of cached steps, the files each model serves and the assembly are
+one sequence whose keys and paths must agree; the summary lives in ``summary.py``.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from runtime.encoder import embedding_dim
 from runtime.errors import ShoprankError
 from runtime.features import USER_PROFILE_FILE
 from runtime.lexicon import LEXICON_FILE
-from runtime.online import SNAPSHOT_FILE
+from runtime.online_store import SNAPSHOT_FILE
 from runtime.retrieval import INDEX_FILE, PURCHASES_FILE, SETTINGS_FILE
 from runtime.scoring import ITEM_EMBEDDINGS_FILE, ITEM_KEYS_FILE
 from runtime.text import TOKENIZER_FILE
@@ -434,56 +437,3 @@ def write_golden(out: Path, queries, shop: str, target: str, precision: str, siz
         "repository_checksum": gs.repository_checksum,
         "seconds": round(time.perf_counter() - start, 2),
     }
-
-
-def summary(report: dict) -> str:
-    rk = report.get("ranker", {})
-    lines = [
-        f"model repository ready: {report['repository']['out']}  (shop {report['shop']}, target {report['target']})"
-    ]
-    trained = rk.get("kinds", {})
-    if trained:
-        kept = rk["kind"]
-        chosen = trained[kept]["val_ndcg@10_selection"]
-        others = ", ".join(
-            f"{k} {e['val_ndcg@10_selection']:.4f} ({chosen - e['val_ndcg@10_selection']:+.4f})"
-            for k, e in trained.items()
-            if k != kept
-        )
-        rest = f"; {others}" if others else " (the only kind asked)"
-        lines.append(f"ranker: {kept} kept, {rk['selection']} {chosen:.4f}{rest}")
-    views = rk.get("test_views", {})
-    if views:
-        true = any("true" in v for k, v in views.items() if k != "lists")
-        lines.append(
-            f"held-out days, NDCG@10 [95% interval] over {views['lists']} lists: logged clicks | debiased (IPS)"
-            + (" | true relevance" if true else "")
-        )
-        for name, v in views.items():
-            if name == "lists":
-                continue
-            cells = [v[x] for x in ("logged", "ips", "true") if x in v]
-            lines.append(f"  {name:<12} " + " | ".join(f"{a:.4f} [{lo:.4f}, {hi:.4f}]" for a, lo, hi in cells))
-        if not true:
-            lines.append("  (no true relevance in real logs: quality is measured on logged clicks and purchases)")
-    kinds = report.get("ranker", {}).get("test_by_list_kind", {})
-    if kinds:
-        lines.append("held-out days by kind of list, NDCG@10 logged (true): ranker | popularity | covisitation")
-        for kind, e in kinds.items():
-
-            def cell(name: str, e=e) -> str:
-                q = e.get(name, {})
-                logged, true = q.get("ndcg@10"), q.get("ndcg@10_true")
-                return ("  -   " if logged is None else f"{logged:.4f}") + ("" if true is None else f" ({true:.4f})")
-
-            row = " | ".join(cell(n) for n in ("ranker", "popularity", "covisitation"))
-            lines.append(f"  {kind:<13} {e['lists']:>6} lists  {row}")
-    sim = report.get("ranker", {}).get("similarity", {})
-    if sim:
-        lines.append("searches, NDCG@10 with / without the query-title similarity term:")
-        for group, e in sim.items():
-            key = "true" if "ndcg@10_true_with_similarity" in e else "logged"
-            a, b = e.get(f"ndcg@10_{key}_with_similarity"), e.get(f"ndcg@10_{key}_without_similarity")
-            if a is not None and b is not None:
-                lines.append(f"  {group:<15} {e['lists']:>6} lists  {a:.4f} / {b:.4f}  ({key})")
-    return "\n".join(lines)

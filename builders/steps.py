@@ -44,7 +44,7 @@ from runtime.covisit import CoVisits
 from runtime.errors import ShoprankError
 from runtime.features import USER_PROFILE_FILE, FeatureStore
 from runtime.lexicon import LEXICON_FILE
-from runtime.online import SNAPSHOT_FILE
+from runtime.online_store import SNAPSHOT_FILE
 from runtime.query_stats import QueryStats
 from runtime.scoring import ITEM_EMBEDDINGS_FILE, ITEM_KEYS_FILE
 from runtime.tables import STORE_DIR, FeatureTables

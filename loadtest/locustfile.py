@@ -31,7 +31,7 @@ from loadtest.shapes import add_shape_arguments, make_shape
 from loadtest.slo import Slo
 from loadtest.traffic import load
 from online.writer import OnlineWriter
-from runtime.online import OnlineSettings, connect
+from runtime.online_store import OnlineSettings, connect
 from shoprank_client import NO_RETRY, RankingClient, RankingError
 
 _SAMPLES: list[tuple[float, str, float, int]] = []

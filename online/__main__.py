@@ -27,7 +27,7 @@ from typing import Any, TextIO
 
 from online.embed import RepositoryEncoder
 from online.writer import Interaction, ItemUpdate, OnlineWriter, UpdateError, check, check_interaction
-from runtime.online import ONLINE_FIELDS, OnlineSettings, connect
+from runtime.online_store import ONLINE_FIELDS, OnlineSettings, connect
 from shoprank_client.ids import stable_id
 
 

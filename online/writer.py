@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from runtime.errors import ShoprankError
-from runtime.online import (
+from runtime.online_store import (
     DEFAULT_BUCKETS,
     ONLINE_FIELDS,
     SNAPSHOT_FILE,

@@ -22,7 +22,8 @@ from runtime.contract import (
     SENTENCE_EMBEDDING,
 )
 from runtime.errors import InvalidInput
-from runtime.online import OnlineItems, OnlineSettings
+from runtime.online import OnlineItems
+from runtime.online_store import OnlineSettings
 from runtime.scan import Scan, scan_inputs
 
 

@@ -224,8 +224,8 @@ class FeatureStore:
         """Tensors for one recommendation request. Its context (``runtime.covisit.context_rows``) is the
         ``viewed`` item ids (none in the served ``recommend`` ensemble, which takes no CONTEXT_ITEM_IDS) and
         the user's recent interactions (``recent`` ids, newest first; by default the online store's); the
-        context embedding is the user's profile plus their mean title embedding
-        (``runtime.covisit.context_vector``), as ``recommend_catalog`` retrieves with."""
+        context embedding is ``runtime.covisit.context_vector``'s (on a product page the context's mean title
+        embedding, otherwise the user's profile), as ``recommend_catalog`` retrieves with."""
         uid, ids, users, items = self._context(user_id, item_ids)
         got = None
         if recent is None and self.online is not None and not build_values:

@@ -25,6 +25,10 @@ vector (``runtime.covisit.context_vector``: the viewed items' embeddings beside 
 user's profile, or the recent items' for a visitor without one), mixed with the catalogue's most clicked
 (``viewed_popular_share`` / ``popular_share``), which also fill what is left. A user with neither profile
 nor context gets the most clicked items only.
+
+Over 400 lines on purpose: the settings, the index, the purchases filter, the new-items poll and the
+``Retriever`` that joins them are one served model's job, and each part is small; the model's files and the
+build's retrieval step both read this one place.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Queries are truncated to ``QUERY_TOKENS`` and padded to the next multiple of ``QUERY_PAD_MULTIPLE``
 tokens. The encoder's cost grows linearly with the padded length (measured: docs/benchmarks.md), so
-padding every query to 32 would triple the cost of a typical 6-token query; length buckets of 4 keep
+padding every query to 32 would double the cost of a typical 6-token query; length buckets of 4 keep
 short queries cheap while requests in the same bucket still share a shape, which is what Triton's
 dynamic batcher needs to group them. Titles are encoded at build time with the same tokenizer.
 """

@@ -1,4 +1,8 @@
-"""The client SDK against real tritonservers: every method, sync and async, and every error for real."""
+"""The client SDK against real tritonservers: every method, sync and async, and every error for real.
+
+Over 400 lines on purpose: the sync and the asyncio client run the same cases against the same servers,
+side by side, so a difference between the two shows in one file.
+"""
 
 import asyncio
 import dataclasses

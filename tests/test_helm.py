@@ -8,7 +8,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from runtime.online import OnlineSettings
+from runtime.online_store import OnlineSettings
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.helm

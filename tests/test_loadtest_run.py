@@ -7,7 +7,7 @@ import pytest
 from loadtest import run as runner
 from loadtest.traffic import UNKNOWN_USER_BASE, TrafficProfile, prepare
 from online.writer import OnlineWriter
-from runtime.online import OnlineSettings, connect, recent_key
+from runtime.online_store import OnlineSettings, connect, recent_key
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 

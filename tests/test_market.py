@@ -1,4 +1,4 @@
-"""The second generated shop (``builders/data/market.py``): hard in the ways the issue names, deterministic,
+"""The second generated shop (``builders/data/market.py``): hard in the ways real shops are, deterministic,
 and read through the data contract like any shop's export."""
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ from online.embed import RepositoryEncoder
 from online.writer import Interaction, ItemUpdate, OnlineWriter, UpdateError
 from runtime import contract as c
 from runtime.features import FeatureStore
-from runtime.online import OnlineConfigError, OnlineItems, OnlineSettings, connect
+from runtime.online import OnlineItems
+from runtime.online_store import OnlineConfigError, OnlineSettings, connect
 from runtime.scoring import TopK
 from server.launcher import free_port
 from shoprank_client.ids import stable_id

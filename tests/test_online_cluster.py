@@ -10,15 +10,8 @@ import numpy as np
 import pytest
 
 from online.writer import Interaction, OnlineWriter
-from runtime.online import (
-    DEFAULT_BUCKETS,
-    OnlineConfigError,
-    OnlineItems,
-    OnlineSettings,
-    bucket_key,
-    bucket_of,
-    connect,
-)
+from runtime.online import OnlineItems
+from runtime.online_store import DEFAULT_BUCKETS, OnlineConfigError, OnlineSettings, bucket_key, bucket_of, connect
 from server.redis_cluster import RedisCluster
 
 pytestmark = pytest.mark.redis

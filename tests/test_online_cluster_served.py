@@ -12,7 +12,8 @@ import pytest
 
 from loadtest.run import scrape
 from online.writer import ItemUpdate, OnlineWriter
-from runtime.online import OnlineItems, OnlineSettings, connect
+from runtime.online import OnlineItems
+from runtime.online_store import OnlineSettings, connect
 from server.redis_cluster import RedisCluster
 from shoprank_client import RankingClient
 

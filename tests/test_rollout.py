@@ -5,6 +5,9 @@ NOT RUN AGAINST A REAL CLUSTER: no kube-apiserver can run on these machines. The
 the real ``kubernetes`` client against tests/kube_standin.py, a local stand-in for the API server that
 serves model objects built from the chart's real ``helm template`` output and forwards the pod proxy
 to real local tritonservers.
+
+Over 400 lines on purpose: the operator's tool end to end (golden set, status, verify, wait) against
+one rendered chart and its stand-in cluster, which the tests share.
 """
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ class RankerConfig(_Strict):
     hidden: tuple[int, ...] = (128, 64)
     seed: int = 0
     # pal: position-debiased training. The DCN models clicks as P(seen | position) x P(click | seen), the first
-    # learned in training only (PAL, builders/learning/ranker.fit); the GBDT learns a factor per position in
+    # learned in training only (PAL, builders/learning/dcn.fit); the GBDT learns a factor per position in
     # LightGBM's unbiased lambdarank. none: plain clicks, which also teaches the logged order
     position_bias: Literal["pal", "none"] = "pal"
     # this share of the training lists is ranked as for a visitor the build does not know (no user id, no

@@ -11,6 +11,10 @@ one ``session_id`` share a ``session_group``, so a session's sequence of lists c
 Labels per (list, item): ``click`` if it was clicked or added to the cart, ``purchase`` if bought
 (a purchase counts as a click). Items clicked without a logged impression are kept as shown.
 Items are ordered in a list by position, then by their first event's time.
+
+Over 400 lines on purpose: ``load_shop`` reads the contract's three files in one order (items, users,
+events, then the lists and the time cuts), and each check it makes must run before the next read; its helpers
+stay beside it so that order is read top to bottom.
 """
 
 from __future__ import annotations

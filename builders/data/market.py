@@ -22,6 +22,9 @@ catalogue's words. This one is hard in the ways a real shop's search is hard:
 ``write(profile, folder)`` writes them as Parquet with a ``shoprank.yaml`` that builds them through
 ``--config`` like any shop. The events carry the hidden true relevance of each impression
 (``relevance``), named in ``evaluation.true_relevance``; a real shop has no such column.
+
+Over 400 lines on purpose: one generated world (its categories, phrasings, shoppers and their scanning)
+whose parts share one random stream; split, a change to one part would silently change the others' draws.
 """
 
 from __future__ import annotations

@@ -16,6 +16,10 @@ reads the demo shop exactly as it reads a real one.
 Search traffic is realistic where it matters: ``MISMATCH_SHARE`` of the searches phrase the need
 without the catalogue's words (synonyms, paraphrases, typos, other languages); their hidden
 relevance is still defined by the shopper's intent (category, attribute).
+
+Over 400 lines on purpose: one generated world (catalogue, users, query pool, logging policy, sessions,
+product pages) whose parts share one random stream; split, a change to one part would silently change the
+others' draws, and the demo's numbers in docs/ would move.
 """
 
 from __future__ import annotations

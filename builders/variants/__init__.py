@@ -1,4 +1,4 @@
-"""Compressed variants of the text encoder and the ranker, each a measured build step (issue #6).
+"""Compressed variants of the text encoder and the ranker, each a measured build step.
 
 One module per technique, each a plain function from a reference model to a variant file:
 
