@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import io
 import json
 import os
+import re
 from pathlib import Path
+
+from builders.data.report import Problem
 
 PAGE_FILE = "build_report.html"
 TEMPLATE = "report.html.j2"
@@ -138,6 +142,11 @@ def _read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def warnings(validation: dict) -> list[str]:
+    """The data contract's warnings as its report prints them (``validation.json``'s problems)."""
+    return [str(Problem(**p)) for p in validation.get("problems", []) if p.get("level") == "warning"]
+
+
 def context(report: dict, work: Path) -> dict:
     """Everything the template shows, from the build's report and the files beside it."""
     ranker = report.get("ranker", {})
@@ -148,7 +157,7 @@ def context(report: dict, work: Path) -> dict:
         "report": report,
         "ranker": ranker,
         "data": report.get("data", {}),
-        "warnings": validation.get("warnings", []),
+        "warnings": warnings(validation),
         "views": views,
         "view_names": [(v, label) for v, label in VIEWS if v != "true" or has_true],
         "kinds": ranker.get("test_by_list_kind", {}),
@@ -174,7 +183,20 @@ def render(report: dict, work: Path) -> str:
         undefined=jinja2.StrictUndefined,
     )
     env.filters["num"] = lambda x, d=4: "–" if x is None else f"{x:.{d}f}"
-    return env.get_template(TEMPLATE).render(**context(report, work))
+    return with_csp(env.get_template(TEMPLATE).render(**context(report, work)))
+
+
+def with_csp(html: str) -> str:
+    """The page with a Content-Security-Policy meta tag: no script at all, images only as the embedded
+    data URIs, and the page's own style blocks by their SHA-256 (anything else inline is refused)."""
+    hashes = " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(block.encode()).digest()).decode() + "'"
+        for block in re.findall(r"<style>(.*?)</style>", html, flags=re.S)
+    )
+    styles = hashes or "'none'"
+    policy = f"default-src 'none'; script-src 'none'; style-src {styles}; img-src data:; base-uri 'none'"
+    meta = f'<meta http-equiv="Content-Security-Policy" content="{policy}">'
+    return html.replace('<meta charset="utf-8">', '<meta charset="utf-8">\n' + meta, 1)
 
 
 def write(report: dict, work: Path) -> Path:

@@ -9,15 +9,24 @@ import json
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
+from urllib.parse import urlencode
 
+import pyarrow as pa
 import pytest
 
+from builders import report_page, steps
+from builders.data import config as cfg_mod
+from builders.data.dataset import ShopData
 from explorer.app import create_app
 from explorer.explain import Release
 from shoprank_client import RankingClient
+from tests import shops
 from tests.conftest import REPO_ROOT
+from tests.helpers import HOSTILE, script_surfaces
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 SMALL = REPO_ROOT / "build" / "small"
@@ -145,4 +154,125 @@ def test_the_explorer_says_what_is_wrong_with_a_blank_query_and_a_stopped_server
     page.click("#search")
     message = page.locator("#error").inner_text()
     assert message.startswith(f"the server at {explorer_url['down_server']} does not answer")
+    page.close()
+
+
+def hostile_shop_work(root: Path) -> Path:
+    """A work folder whose data step ran on the grocery shop with hostile titles and an event naming a hostile
+    SKU the catalogue does not have (the data contract warns about it, quoting the SKU)."""
+    catalogue, customers, events = shops.generate(n_items=600, n_users=100, n_sessions=1500)
+    names = catalogue.column("name").to_pylist()
+    catalogue = catalogue.set_column(
+        catalogue.schema.get_field_index("name"),
+        "name",
+        pa.array([f"{HOSTILE[i % len(HOSTILE)]} {n}" for i, n in enumerate(names)]),
+    )
+    skus = [HOSTILE[0] if s == "SKU-99999-1KG" else s for s in events.column("item_id").to_pylist()]
+    events = events.set_column(events.schema.get_field_index("item_id"), "item_id", pa.array(skus))
+    config = cfg_mod.load(shops.write(root / "files", (catalogue, customers, events)))
+    steps.data(config, root / "work" / "data")
+    return root / "work"
+
+
+def test_the_report_page_shows_hostile_warnings_and_names_as_text_and_runs_nothing(
+    small_build, browser, tmp_path_factory
+):
+    work = hostile_shop_work(tmp_path_factory.mktemp("hostile-shop"))
+    problems = json.loads((work / "data" / "validation.json").read_text())["problems"]
+    assert any(HOSTILE[0] in p["message"] and p["level"] == "warning" for p in problems)  # quoting the SKU
+    report = {**json.loads((SMALL / "build_report.json").read_text()), "shop": HOSTILE[1]}
+    report["repository"] = {**report["repository"], "out": HOSTILE[3]}
+    page_file = report_page.write(report, work)
+    assert script_surfaces(page_file.read_text()) == []
+    page = browser.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(page_file.as_uri())
+    assert HOSTILE[0] in page.locator("#warnings").inner_text()  # shown as text
+    assert HOSTILE[1] in page.locator("h1").inner_text() and page.title().endswith(HOSTILE[1])
+    assert page.evaluate("typeof window.__xss") == "undefined" and dialogs == []
+    assert page.eval_on_selector("#plot-ndcg", "img => img.naturalWidth") > 300  # the policy lets its PNGs in
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def hostile_explorer(small_repo, tmp_path_factory):
+    """The explorer over the small build, its titles, categories and SKUs replaced by hostile text."""
+    from werkzeug.serving import make_server
+
+    work = tmp_path_factory.mktemp("hostile-explorer")
+    shop = ShopData.load(SMALL / "data")
+    shop.item_titles = [f"{HOSTILE[i % len(HOSTILE)]} {t}" for i, t in enumerate(shop.item_titles)]
+    shop.categories = [f"{HOSTILE[i % len(HOSTILE)]} {c}" for i, c in enumerate(shop.categories)]
+    shop.item_keys = [f"{HOSTILE[i % len(HOSTILE)]}-{i}" for i in range(len(shop.item_ids))]
+    shop.save(work / "data")
+    srv = make_server("127.0.0.1", 0, create_app([Release(small_repo, work)]), threaded=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_port}"
+    finally:
+        srv.shutdown()
+
+
+def test_the_explorer_shows_hostile_data_and_input_as_text_and_runs_nothing(hostile_explorer, browser):
+    page = browser.new_page(viewport={"width": 1500, "height": 900})
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(f"{hostile_explorer}/?{urlencode({'q': 'tent', 'k': '12', 'go': 'search'})}")
+    cells = " ".join(page.locator("#column-1 tr.item").all_inner_texts())
+    assert page.locator("#column-1 tr.item").count() == 12
+    assert all(p in cells for p in HOSTILE)  # hostile titles, categories and SKUs, shown as text
+    for payload in HOSTILE:
+        for form in (
+            {"q": payload, "go": "search"},
+            {"q": "tent", "user": payload, "go": "search"},  # an unknown user id, echoed in the error
+            {"viewed": payload, "go": "recommend"},
+            {"q": "tent", "k": payload, "go": "search"},
+        ):
+            response = page.goto(f"{hostile_explorer}/?{urlencode(form)}")
+            assert response is not None and "script-src 'none'" in response.headers["content-security-policy"]
+            for field, value in form.items():
+                if field != "go":
+                    assert page.input_value(f"#{field}") == value  # the form shows what was typed, as typed
+            if form.get("user") or form.get("viewed"):
+                assert payload in page.locator("#error").inner_text()  # the message repeats it, as text
+    assert page.evaluate("typeof window.__xss") == "undefined" and dialogs == []
+    page.close()
+
+
+LOCUST_REPORT = """
+import json, sys
+from locust import User, task
+from locust.env import Environment
+from locust.html import get_html_report
+
+class Shopper(User):
+    @task
+    def idle(self):
+        pass
+
+env = Environment(user_classes=[Shopper], host="grpc://127.0.0.1:8001")
+env.create_local_runner()
+for payload in json.loads(sys.argv[2]):  # failures as the locustfile reports them: the server's message
+    env.events.request.fire(
+        request_type="grpc", name=payload, response_time=1.0, response_length=0,
+        exception=RuntimeError("INVALID_ARGUMENT: QUERY: " + payload), context={},
+    )
+open(sys.argv[1], "w").write(get_html_report(env))
+"""
+
+
+def test_a_locust_report_shows_hostile_names_and_failures_as_text_and_runs_nothing(browser, tmp_path):
+    """Locust's own HTML report (``make loadtest``): a request name or a server error quoting a shopper's
+    query is data there too (a subprocess: importing locust patches this process with gevent)."""
+    out = tmp_path / "report.html"
+    subprocess.run([sys.executable, "-c", LOCUST_REPORT, str(out), json.dumps(HOSTILE)], check=True, timeout=120)
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(out.as_uri())
+    page.wait_for_selector("text=Failures Statistics")
+    text = page.locator("body").inner_text()
+    assert all(payload in text for payload in HOSTILE)  # shown as text
+    assert page.evaluate("typeof window.__xss") == "undefined" and dialogs == []
     page.close()
