@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from types import SimpleNamespace
+from typing import cast
 
 import jinja2
 import pytest
 
 from builders import report_page
 from explorer.app import create_app
-from explorer.explain import Answer, ExplorerError, Item
+from explorer.explain import Answer, ExplorerError, Item, Release
 from tests.conftest import REPO_ROOT
 from tests.helpers import HOSTILE, script_surfaces, shown_text
 
@@ -64,7 +65,7 @@ def hostile_answer() -> Answer:
 
 
 def explorer_page() -> str:
-    app = create_app([SimpleNamespace(label=H)])
+    app = create_app([cast(Release, SimpleNamespace(label=H))])  # the template reads only its label
     template = app.jinja_env.get_template("explorer.html.j2")
     form = {"q": H, "user": H, "viewed": H, "k": H}
     return template.render(
