@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)
 
 .PHONY: help setup build build-gpu serve up redis seed lint format test test-unit test-triton configs validate check-data demo-data variants \
-	bench bench-client bench-encoder-length bench-ids bench-retrieval bench-lexical bench-search bench-ranker bench-search-cost bench-recommend \
+	bench bench-client bench-encoder-length gpu-truth gpu-truth-report bench-ids bench-retrieval bench-lexical bench-search bench-ranker bench-search-cost bench-recommend \
 	bench-recommend-cost bench-scale bench-scan bench-online bench-online-cluster redis-cluster \
 	bench-variants bench-tuning loadtest capacity verify explore screenshots clean
 
@@ -96,6 +96,13 @@ bench-client: setup ## SDK overhead per call vs raw tritonclient, same requests 
 bench-encoder-length: setup ## the text encoder's cost per query against its padded length (why queries pad to buckets) -> docs/benchmarks.md
 	$(PY) -m builders build --target cpu --profile small --out build/small/bench_repo --no-progress
 	$(PY) -m benchmarks.encoder_length
+
+gpu-truth: setup ## prepare the GPU measurement (build/gpu_truth/, <= 64 MiB) and print the one device call that runs it (docs/gpu.md)
+	$(PY) -m builders build --target cpu --profile small --out build/small/bench_repo --no-progress
+	$(PY) -m benchmarks.gpu_truth prepare --work build/small
+
+gpu-truth-report: setup ## the device call's results (RESULTS=folder holding gpu_truth.json) into docs/gpu.md's tables
+	$(PY) -m benchmarks.gpu_truth report --results $(RESULTS)
 
 bench-ids: setup ## what string ids (SKUs) cost per request: INT64 hash vs BYTES ids -> docs/data.md
 	$(PY) -m benchmarks.string_ids --out docs/data.md

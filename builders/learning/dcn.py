@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from builders.learning.dcn_model import build_model
 from builders.learning.evaluation import quality
 from builders.learning.rows import MAX_POSITION, Rows
 from runtime.contract import CAT_FEATURES, DENSE_FEATURES, LOGIT, N_DENSE, SIM_WEIGHT
@@ -39,45 +40,6 @@ def cardinalities(tables: FeatureTables, n_categories: int, n_brands: int) -> li
         int(tables.user_segment.max()) + 2,
         n_categories + 1,
     ]
-
-
-def build_model(
-    cards: list[int],
-    dense_mean: np.ndarray,
-    dense_std: np.ndarray,
-    emb_dim: int = 16,
-    cross_layers: int = 2,
-    hidden: tuple[int, ...] = (128, 64),
-):
-    import torch
-    from torch import nn
-
-    class DCNv2Ranker(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.embeddings = nn.ModuleList([nn.Embedding(c, emb_dim) for c in cards])
-            self.register_buffer("dense_mean", torch.as_tensor(dense_mean, dtype=torch.float32))
-            self.register_buffer("dense_std", torch.as_tensor(dense_std, dtype=torch.float32))
-            width = emb_dim * len(cards) + N_DENSE
-            self.cross = nn.ModuleList([nn.Linear(width, width) for _ in range(cross_layers)])
-            layers, prev = [], width
-            for h in hidden:
-                layers += [nn.Linear(prev, h), nn.ReLU()]
-                prev = h
-            self.deep = nn.Sequential(*layers)
-            self.head = nn.Linear(width + prev, 2)
-
-        def forward(self, cat_features, dense_features):
-            embs = [emb(cat_features[:, i]) for i, emb in enumerate(self.embeddings)]
-            dense = (dense_features - self.dense_mean) / self.dense_std
-            x0 = torch.cat(embs + [dense], dim=1)
-            x = x0
-            for layer in self.cross:
-                x = x0 * layer(x) + x  # DCN-v2 cross layer
-            out = self.head(torch.cat([x, self.deep(x0)], dim=1))
-            return out[:, :1], out[:, 1:]
-
-    return DCNv2Ranker()
 
 
 def predict_parts(model, rows: Rows, batch: int = 65536) -> tuple[np.ndarray, np.ndarray]:
