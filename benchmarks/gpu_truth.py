@@ -12,7 +12,8 @@
   PyTorch gives them here on the CPU (the parity reference); the LightGBM booster (``model.txt``), the
   same rows as its feature matrix and its raw scores here; the ``lightgbm`` wheel for Python 3.12;
 * the text encoders the build has, in float16 (the bundled MiniLM is 90 MB in float32, 45 MB in float16;
-  the fine-tuned one where the build kept it, the distilled variant where ``make variants`` made it),
+  the fine-tuned one where the build kept it; the distilled variant is saved only as ONNX, which the
+  device's CPU-only onnxruntime cannot run on the GPU, so it is not carried),
   with 256 of the shop's titles tokenized and their embeddings from the exported ONNX encoder on ONNX
   Runtime here (the parity reference).
 
@@ -101,27 +102,20 @@ def prepare(work: Path, bundle: Path, rows: int = 4096, texts: int = 256, wheels
     np.savez(bundle / "ranker_rows.npz", **reference)
     # the encoders: fp16 weights, the tokenized titles, ONNX Runtime's embeddings of them here
     titles = list(shop.item_titles[:texts])
-    encoders = {"bundled": model_dir(None)}
-    tuned = work / "fine_tune" / "model"
-    if (work / "fine_tune" / "choice.json").exists() and json.loads((work / "fine_tune" / "choice.json").read_text())[
-        "kept"
-    ]:
-        encoders["fine-tuned"] = tuned
-    distilled = work / "variants" / "encoder" / "distilled" / "model"
-    if distilled.exists():
-        encoders["distilled"] = distilled
+    # each encoder's torch folder beside the ONNX export the build serves (its tokenizer.json sits next to it)
+    encoders = {"bundled": (model_dir(None), REPO_ROOT / "build" / "encoder" / "model.onnx")}
+    choice = work / "fine_tune" / "choice.json"
+    if choice.exists() and json.loads(choice.read_text())["kept"]:
+        encoders["fine-tuned"] = (work / "fine_tune" / "model", work / "encoder" / "model.onnx")
     carried = {}
-    for name, folder in encoders.items():
-        onnx = work / "encoder" / "model.onnx" if name != "bundled" else REPO_ROOT / "build" / "encoder" / "model.onnx"
-        if name == "fine-tuned" and not (work / "encoder" / "model.onnx").exists():
-            continue
+    for name, (folder, onnx) in encoders.items():
         if not onnx.exists():
             continue
         dst = bundle / f"encoder-{name}"
         _half_copy(folder, dst)
-        tok = TextTokenizer(folder / "tokenizer.json", length=32)
-        ids, mask = tok.encode(titles)
-        ref = ort_encoder.encode(onnx, titles, 32, folder / "tokenizer.json", progress=False)
+        tokenizer = onnx.with_name("tokenizer.json")
+        ids, mask = TextTokenizer(tokenizer, length=32).encode(titles)
+        ref = ort_encoder.encode(onnx, titles, 32, tokenizer, progress=False)
         np.savez(dst / "reference.npz", input_ids=ids, attention_mask=mask, embeddings=ref)
         carried[name] = str(dst.relative_to(bundle))
     if wheels:

@@ -117,11 +117,8 @@ def step_sources(fn: Callable) -> tuple[list[str], set[str]]:
     return sorted(set(sources)), closure(modules) - {home}
 
 
-def step_key(fn: Callable, *also: str) -> str:
-    """``sha256:`` over what ``fn`` runs (``step_sources``) and the modules ``also`` names (with their
-    imports), each module's file in full."""
-    sources, modules = step_sources(fn)
-    modules |= closure(set(also))
+def _digest(sources: list[str], modules: set[str]) -> str:
+    """``sha256:`` over ``sources`` and the files of ``modules``, each named, in a fixed order."""
     digest = hashlib.sha256()
     for text in sources:
         digest.update(text.encode() + b"\0")
@@ -132,17 +129,17 @@ def step_key(fn: Callable, *also: str) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def describe(fn: Callable, *also: str) -> dict:
+def step_key(fn: Callable) -> str:
+    """``sha256:`` over what ``fn`` runs (``step_sources``), each module's file in full."""
+    return _digest(*step_sources(fn))
+
+
+def describe(fn: Callable) -> dict:
     """The key and the modules behind it, for a build log or a test."""
     sources, modules = step_sources(fn)
-    return {"key": step_key(fn, *also), "modules": sorted(modules | closure(set(also))), "definitions": len(sources)}
+    return {"key": _digest(sources, modules), "modules": sorted(modules), "definitions": len(sources)}
 
 
 def modules_key(*modules: str) -> str:
     """``sha256:`` over the files of ``modules`` and of every first-party module they import, transitively."""
-    digest = hashlib.sha256()
-    for m in sorted(closure(set(modules))):
-        path = module_file(m)
-        if path is not None:
-            digest.update(f"{m}\0".encode() + path.read_bytes() + b"\0")
-    return "sha256:" + digest.hexdigest()
+    return _digest([], closure(set(modules)))

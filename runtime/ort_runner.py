@@ -9,11 +9,14 @@ splits the outputs back per request. This module holds that logic so it is unit-
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnxruntime as ort
 
 from runtime.arrays import Array
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 
 def make_session(
@@ -26,6 +29,8 @@ def make_session(
     processes of the server (9 python-backend stubs share 2 cores here). Measured on the served
     search ensemble: p99 17.8 ms with spinning, 15.2 ms without, p50 unchanged (docs/benchmarks.md).
     """
+    import onnxruntime as ort  # heavy: loaded by the models that run ONNX, not by every model importing runtime/
+
     levels = {
         "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
         "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,

@@ -54,8 +54,6 @@ from runtime.repository import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Layout", "PublishError", "Publisher", "check_compatible", "layout", "serving_version", "versions_on_disk"]
-
 
 class PublishError(ShoprankError, RuntimeError):
     """A release cannot be published or rolled back; the message names the model and the reason."""

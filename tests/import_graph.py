@@ -15,6 +15,7 @@ import argparse
 import ast
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,19 +74,27 @@ def module_name(path: Path, root: Path = ROOT) -> str:
     return ".".join(parts)
 
 
-def imports(path: Path, top_level_only: bool = False) -> list[tuple[str, bool]]:
-    """``(module, at the module's top level)`` for every absolute import in the file."""
+@dataclass(frozen=True)
+class Statement:
+    """One absolute import statement: the modules it names (``import a, b``; ``from a import``), what it takes
+    from them (``a.x``, which may itself be a module), its line, and whether it sits at the module's top."""
+
+    modules: list[str]
+    members: list[str]
+    line: int
+    at_top: bool
+
+
+def statements(path: Path) -> list[Statement]:
     tree = ast.parse(path.read_text())
     top = {id(n) for n in tree.body}
     found = []
     for node in ast.walk(tree):
-        at_top = id(node) in top
-        if top_level_only and not at_top:
-            continue
         if isinstance(node, ast.Import):
-            found += [(a.name, at_top) for a in node.names]
+            found.append(Statement([a.name for a in node.names], [], node.lineno, id(node) in top))
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found += [(node.module, at_top)] + [(f"{node.module}.{a.name}", at_top) for a in node.names]
+            members = [f"{node.module}.{a.name}" for a in node.names]
+            found.append(Statement([node.module], members, node.lineno, id(node) in top))
     return found
 
 
@@ -94,15 +103,8 @@ def stage_edges(root: Path = ROOT) -> Counter:
     edges: Counter = Counter()
     for path in source_files(root):
         here = path.relative_to(root).parts[0]
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            else:
-                continue
-            for name in names:
+        for st in statements(path):
+            for name in st.modules:
                 there = stage_of(name)
                 if there is not None and there != here:
                     edges[(here, there)] += 1
@@ -111,18 +113,13 @@ def stage_edges(root: Path = ROOT) -> Counter:
 
 def lazy_first_party(root: Path = ROOT) -> list[str]:
     """``file:line`` of every first-party import inside a function or class, outside the tests."""
-    found = []
-    for path in source_files(root):
-        if path.relative_to(root).parts[0] == "tests":
-            continue
-        tree = ast.parse(path.read_text())
-        top = {id(n) for n in tree.body}
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import | ast.ImportFrom) and id(node) not in top:
-                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
-                if any(stage_of(n) for n in names) and not (isinstance(node, ast.ImportFrom) and node.level):
-                    found.append(f"{path.relative_to(root)}:{node.lineno}")
-    return found
+    return [
+        f"{path.relative_to(root)}:{st.line}"
+        for path in source_files(root)
+        if path.relative_to(root).parts[0] != "tests"
+        for st in statements(path)
+        if not st.at_top and any(stage_of(n) for n in st.modules)
+    ]
 
 
 def module_cycles(root: Path = ROOT) -> list[list[str]]:
@@ -137,7 +134,10 @@ def module_cycles(root: Path = ROOT) -> list[list[str]]:
             name = name.rpartition(".")[0]
         return None
 
-    graph = {m: {r for name, _ in imports(p) if (r := resolve(name)) and r != m} for m, p in files.items()}
+    graph = {
+        m: {r for st in statements(p) for name in st.modules + st.members if (r := resolve(name)) and r != m}
+        for m, p in files.items()
+    }
     return strongly_connected(graph)
 
 

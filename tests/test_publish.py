@@ -13,8 +13,9 @@ import pytest
 
 from rollout.__main__ import main as rollout_main
 from rollout.golden import load as load_golden
+from runtime.repository import layout, serving_version, versions_on_disk
 from server.launcher import ServerOptions, TritonServer
-from server.publish import Publisher, PublishError, check_compatible, layout, serving_version, versions_on_disk
+from server.publish import Publisher, PublishError, check_compatible
 from shoprank_client import RankingClient
 from shoprank_client.types import ClientOptions, RetryPolicy
 

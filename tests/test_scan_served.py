@@ -12,9 +12,9 @@ from builders.repository.pipeline import InProcessPipeline
 from rollout.__main__ import main
 from rollout.golden import load
 from runtime import contract as c
+from runtime.repository import layout
 from runtime.scan import ScanIndex
 from server.launcher import ServerOptions, TritonServer
-from server.publish import layout
 from shoprank_client import RankingClient, ServerError
 from tests.conftest import REPO_ROOT, build_small_variant
 
