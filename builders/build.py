@@ -315,7 +315,7 @@ def artifacts(at: Layout, encoder_onnx: Path, ranker_onnx: Path, scan: bool = Fa
             **item_embeddings,  # the context similarity
             USER_PROFILE_FILE: at.features / USER_PROFILE_FILE,
         },
-        c.TOPK: {**item_embeddings, **keys},
+        c.TOPK: {**item_embeddings, **keys, **{f: at.features / f for f in steps.CATALOG_FILES}},
         c.TEXT_ENCODER: {"model.onnx": encoder_onnx},
         c.RANKER: {"model.onnx": ranker_onnx},
     }

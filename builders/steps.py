@@ -39,6 +39,7 @@ from builders.repository import assemble as repo
 from builders.repository import item_scan
 from builders.repository.assemble import MANIFEST_FILE
 from runtime import contract as c
+from runtime.catalog import Catalog
 from runtime.contract import QUERY_TOKENS
 from runtime.covisit import CoVisits
 from runtime.errors import ShoprankError
@@ -57,7 +58,8 @@ PARITY_MAX_ABS = 1e-4
 SHOP_FILES = ("shop.npz", "shop_text.json")
 QUERY_FILES = tuple(f"{STORE_DIR}/{name}" for name in QueryStats.files())  # feature_store/query_<table>.npy
 COVISIT_FILES = tuple(f"{STORE_DIR}/{name}" for name in CoVisits.files())  # feature_store/covisit_<table>.npy
-TABLE_FILES = (*FeatureTables.files(), *QUERY_FILES, *COVISIT_FILES)  # feature_store/<table>.npy
+CATALOG_FILES = tuple(Catalog.files(STORE_DIR))  # feature_store/catalog_<table>.npy, catalog.json
+TABLE_FILES = (*FeatureTables.files(), *QUERY_FILES, *COVISIT_FILES, *CATALOG_FILES)  # feature_store/<table>.npy
 FEATURE_FILES = (*TABLE_FILES, LEXICON_FILE, USER_PROFILE_FILE, TOKENIZER_FILE, SNAPSHOT_FILE)
 
 
@@ -183,6 +185,7 @@ def features(shop, item_emb: np.ndarray, tokenizer: Path, out_dir: Path, query_d
             target.unlink(missing_ok=True)
             os.link(folder / name, target)
     (out_dir / LEXICON_FILE).write_text(feature_tables.build_lexicon(shop).to_json())
+    feature_tables.build_catalog(shop).save(out_dir, STORE_DIR)
     np.save(out_dir / USER_PROFILE_FILE, feature_tables.build_user_profiles(shop, item_emb))
     shutil.copyfile(tokenizer, out_dir / TOKENIZER_FILE)
     # A string-id shop's SKUs by item row (last: the unknown item), for topk's TOP_ITEM_KEYS: fixed-width

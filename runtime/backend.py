@@ -24,19 +24,34 @@ from runtime.contract import (
 from runtime.errors import InvalidInput
 from runtime.online import OnlineItems
 from runtime.online_store import OnlineSettings
+from runtime.options import OPTIONS_PARAMETER
 from runtime.scan import Scan, scan_inputs
 
 
-def build_values_asked(request: Any) -> bool:
-    """Whether the request carries ``BUILD_VALUES: true`` (``request.parameters()`` is a JSON object)."""
+def request_parameters(request: Any) -> dict[str, Any]:
+    """The request's parameters (``request.parameters()`` is a JSON object; ``{}`` when it has none)."""
     raw = request.parameters()
-    if not raw or BUILD_VALUES not in raw:  # ordinary traffic: no JSON parse per request
-        return False
+    if not raw or raw == "{}":  # ordinary traffic: no JSON parse per request
+        return {}
     try:
         params = json.loads(raw)
     except (ValueError, TypeError):
-        return False
-    return isinstance(params, dict) and params.get(BUILD_VALUES) is True
+        return {}
+    return params if isinstance(params, dict) else {}
+
+
+def build_values_asked(request: Any) -> bool:
+    """Whether the request carries ``BUILD_VALUES: true``."""
+    return request_parameters(request).get(BUILD_VALUES) is True
+
+
+def options_sent(request: Any) -> str | None:
+    """The request's ``shoprank_options`` (``runtime/options.py``): its JSON text, None when not sent. A value
+    that is not a string is INVALID_ARGUMENT naming it."""
+    value = request_parameters(request).get(OPTIONS_PARAMETER)
+    if value is None or isinstance(value, str):
+        return value
+    raise InvalidInput(OPTIONS_PARAMETER, f"expected a string parameter holding JSON, got {type(value).__name__}")
 
 
 def serve(
@@ -46,15 +61,19 @@ def serve(
     handler: Callable[..., dict[str, Array]],
     logger: Any = None,
     build_values: bool = False,
+    options: bool = False,
 ) -> list[Any]:
     """One response per request, in order. ``pb_utils``, the requests, the responses and the logger are
     the Python backend's own objects, untyped (``triton_python_backend_utils`` exists only inside Triton).
-    ``build_values``: the handler takes ``build_values=`` (the feature models), read from each request."""
+    ``build_values``: the handler takes ``build_values=`` (the feature models), read from each request;
+    ``options``: it takes ``options=`` (the request's ``shoprank_options`` text)."""
     responses = []
     for request in requests:
         try:
             arrays = {name: pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in inputs}
-            extra = {"build_values": build_values_asked(request)} if build_values else {}
+            extra: dict[str, Any] = {"build_values": build_values_asked(request)} if build_values else {}
+            if options:
+                extra["options"] = options_sent(request)
             outputs = handler(*(arrays[name] for name in inputs), **extra)
             responses.append(
                 pb_utils.InferenceResponse(

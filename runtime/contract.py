@@ -41,6 +41,13 @@ TOP_SCORES = "TOP_SCORES"  # FP32 [-1], the ranker's logit, best first
 # BYTES [-1], beside TOP_ITEM_IDS: the shop's own id of each, as UTF-8 (a string SKU, or an integer id in
 # decimal); an item the build does not know (added online) has its INT64 id in decimal
 TOP_ITEM_KEYS = "TOP_ITEM_KEYS"
+# BYTES [-1], beside TOP_ITEM_IDS: the variant group each result represents (the shop's item_group_id; an item
+# without one is its own group: its key)
+TOP_GROUP_KEYS = "TOP_GROUP_KEYS"
+TOP_GROUP_MATCHES = "TOP_GROUP_MATCHES"  # INT32 [-1]: how many of that group's variants are in the relevant set
+# BYTES [1]: a JSON object: matches (results there are to page through), offset, sort, per_group, facets
+# (runtime/listing.py)
+RESULT_INFO = "RESULT_INFO"
 
 # Intermediate tensors
 INPUT_IDS = "input_ids"  # INT64 [B, L], L a multiple of QUERY_PAD_MULTIPLE, <= QUERY_TOKENS
@@ -51,7 +58,9 @@ DENSE_FEATURES = "dense_features"  # FP32 [N, N_DENSE]
 ITEM_ROWS = "ITEM_ROWS"  # INT64 [N], row in the item tables, -1 = unknown item, -2-j = NEW_EMBEDDINGS[j + 1]
 # FP32 [1+M, EMBED_DIM]: row 0 zeros, then the title embeddings of the M new candidates (online store)
 NEW_EMBEDDINGS = "NEW_EMBEDDINGS"
-AVAILABLE = "AVAILABLE"  # BOOL [N], False = sold out (online store, SHOPRANK_SOLD_OUT=filter): not returned
+# BOOL [N], False = not returned: sold out (online store, SHOPRANK_SOLD_OUT=filter) or failing the request's filter
+AVAILABLE = "AVAILABLE"
+PRICES = "PRICES"  # FP32 [N]: each candidate's current price (the online store's, else the build's; NaN unknown)
 CONTEXT_EMBEDDING = "CONTEXT_EMBEDDING"  # FP32 [1, EMBED_DIM]: query (search) or the recommendation vector
 LOGIT = "logit"  # FP32 [N, 1]
 SIM_WEIGHT = "sim_weight"  # FP32 [N, 1]

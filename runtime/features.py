@@ -17,16 +17,20 @@ import numpy as np
 
 from runtime.arrays import Array
 from runtime.candidates import candidate_features, recent_affinities
+from runtime.catalog import CATALOG_FILE, Catalog
 from runtime.contract import (
     AVAILABLE,
+    DENSE_COLUMNS,
     EMBED_DIM,
     ITEM_ROWS,
     NEW_EMBEDDINGS,
+    PRICES,
     SENTENCE_EMBEDDING,
 )
 from runtime.covisit import CoVisits, context_rows, context_vector
 from runtime.lexicon import LEXICON_FILE, Lexicon
 from runtime.online import OnlineItems, OnlineRead
+from runtime.options import ItemView, ListingOptions, parse_options
 from runtime.pages import map_npy
 from runtime.query_stats import QueryStats
 from runtime.requests import check_embedding, check_item_ids, check_user_id, decode_query
@@ -37,6 +41,7 @@ USER_PROFILE_FILE = "user_profiles.npy"
 
 ITEM_EMBEDDINGS_FILE = "item_embeddings.npy"  # the title embeddings [I+1, D] (runtime.scoring reads the same file)
 
+IN_STOCK = DENSE_COLUMNS.index("item_in_stock")
 MANIFEST_FILE = "manifest.json"  # written by the build next to the tables; names the encoder's dimension
 
 
@@ -55,8 +60,11 @@ class FeatureStore:
         embed: Callable[[Array, Array], Array] | None = None,
         covisits: CoVisits | None = None,
         item_embeddings: Array | None = None,
+        catalog: Catalog | None = None,
     ):
         self.tables = tables
+        # what requests filter on (runtime/catalog.py); None: a release built before it (no filters)
+        self.catalog = catalog
         # the items co-visited in sessions (runtime/covisit.py); None: no pair known
         self.covisits = covisits or CoVisits.empty(tables.n_items, len(lexicon.categories))
         self.item_embeddings = item_embeddings  # [I+1, D] titles (recommendation: the context similarity)
@@ -99,7 +107,28 @@ class FeatureStore:
             map_npy(folder / ITEM_EMBEDDINGS_FILE)
             if with_profiles and (folder / ITEM_EMBEDDINGS_FILE).exists()
             else None,
+            Catalog.load(folder, STORE_DIR) if (folder / CATALOG_FILE).exists() else None,
         )
+
+    def options(self, raw: str | None) -> ListingOptions:
+        """The request's ``shoprank_options`` checked against the catalogue (``runtime/options.py``). A
+        release without the catalogue tables takes none: sending them is INVALID_ARGUMENT."""
+        return parse_options(raw, self.catalog)
+
+    def keep_matching(self, feats: dict[str, Array], ids: Array, items: Array, options: ListingOptions) -> None:
+        """AVAILABLE, in place, also False for the candidates that fail the request's filter (read with their
+        current price and stock: PRICES and the in-stock feature)."""
+        if options.filter is None or self.catalog is None:
+            return
+        view = ItemView(items, feats[PRICES], feats["dense_features"][:, IN_STOCK], ids)
+        feats[AVAILABLE] = feats[AVAILABLE] & options.filter(self.catalog, view)
+
+    def build_prices(self, items: Array) -> Array:
+        """The build's price of each item row (-1: unknown, NaN)."""
+        if self.catalog is not None:
+            return np.asarray(self.catalog.price[items], np.float32)
+        price = np.exp(np.asarray(self.tables.item_log_price[items], np.float32))
+        return np.where(np.asarray(items) >= 0, price, np.nan).astype(np.float32)
 
     def profiles(self) -> Array:
         """The user profile embeddings ``[U+1, D]``; an error if the store was loaded without them."""
@@ -126,7 +155,12 @@ class FeatureStore:
         the user's recent interactions when the request has read them already: not read again, and not added
         to the affinities here (``recommend_features`` did, as training rows have them); ``got``: the whole
         read, when the request made it already."""
-        out = {ITEM_ROWS: items, AVAILABLE: np.ones(len(ids), bool), NEW_EMBEDDINGS: self._no_new}
+        out = {
+            ITEM_ROWS: items,
+            AVAILABLE: np.ones(len(ids), bool),
+            NEW_EMBEDDINGS: self._no_new,
+            PRICES: self.build_prices(items),
+        }
         if self.online is None or build_values:
             return out
         given = recent is not None  # a recommendation: its features counted the recent list already
@@ -134,14 +168,15 @@ class FeatureStore:
             got = self.online.read(ids, uid if recent is None else None, np.flatnonzero(items < 0))
         price, stock = got.values[:, 0], got.values[:, 1]
         priced = np.isfinite(price) & (price > 0)
+        out[PRICES] = np.where(priced, price, out[PRICES]).astype(np.float32)
         if priced.any():
             log_price = np.log(price[priced])
             cat[priced, 4] = np.searchsorted(self.tables.price_edges, log_price) + 1
             dense[priced, 9] = log_price - self.tables.user_mean_log_price[users[priced]]
         stocked = np.isfinite(stock)
-        dense[stocked, 8] = stock[stocked] > 0
+        dense[stocked, IN_STOCK] = stock[stocked] > 0
         if self.online.settings.sold_out == "filter":
-            out[AVAILABLE] = dense[:, 8] > 0
+            out[AVAILABLE] = dense[:, IN_STOCK] > 0
         if not given and got.recent.size:
             recent_affinities(self.tables, int(users[0]), self.tables.item_rows(got.recent), cat, dense)
         vectors = [(p, v) for p, v in sorted(got.embeddings.items()) if v.shape == (self.embed_dim,)]
@@ -158,11 +193,15 @@ class FeatureStore:
         user_row = int(self.tables.user_rows(np.array([uid], np.int64))[0])
         return uid, ids, np.full(len(ids), user_row, np.int64), self.tables.item_rows(ids)
 
-    def search(self, user_id: Array, query: Array, item_ids: Array, build_values: bool = False) -> dict[str, Array]:
+    def search(
+        self, user_id: Array, query: Array, item_ids: Array, build_values: bool = False, options: str | None = None
+    ) -> dict[str, Array]:
         """Tensors for one search request: tokens for the encoder, features for the ranker. A query the query
         statistics do not know is embedded (``embed``) to borrow from its nearest head queries.
-        ``build_values``: the request asked for the build's values (``BUILD_VALUES`` parameter), no store read."""
+        ``build_values``: the request asked for the build's values (``BUILD_VALUES`` parameter), no store read;
+        ``options``: its ``shoprank_options`` (a candidate failing the filter is not AVAILABLE)."""
         text = decode_query(query)
+        listing = self.options(options)
         uid, ids, users, items = self._context(user_id, item_ids)
         input_ids, mask = self.tokens(text)
         embed = self.embed
@@ -174,6 +213,7 @@ class FeatureStore:
         feats = self.search_features(
             uid, text, ids, users, items, build_values, self.queries.match_one(text, vector_of)
         )
+        self.keep_matching(feats, ids, items, listing)
         return {"input_ids": input_ids, "attention_mask": mask, **feats}
 
     def tokens(self, text: str) -> tuple[Array, Array]:
@@ -220,13 +260,16 @@ class FeatureStore:
         build_values: bool = False,
         viewed: Array | None = None,
         recent: Array | None = None,
+        options: str | None = None,
     ) -> dict[str, Array]:
-        """Tensors for one recommendation request. Its context (``runtime.covisit.context_rows``) is the
-        ``viewed`` item ids (none in the served ``recommend`` ensemble, which takes no CONTEXT_ITEM_IDS) and
-        the user's recent interactions (``recent`` ids, newest first; by default the online store's); the
-        context embedding is ``runtime.covisit.context_vector``'s (on a product page the context's mean title
-        embedding, otherwise the user's profile), as ``recommend_catalog`` retrieves with."""
+        """Tensors for one recommendation request (``options``: its ``shoprank_options``, as ``search``). Its
+        context (``runtime.covisit.context_rows``) is the ``viewed`` item ids (none in the served ``recommend``
+        ensemble, which takes no CONTEXT_ITEM_IDS) and the user's recent interactions (``recent`` ids, newest
+        first; by default the online store's); the context embedding is ``runtime.covisit.context_vector``'s (on
+        a product page the context's mean title embedding, otherwise the user's profile), as
+        ``recommend_catalog`` retrieves with."""
         uid, ids, users, items = self._context(user_id, item_ids)
+        listing = self.options(options)
         got = None
         if recent is None and self.online is not None and not build_values:
             # one round trip: the candidates' fresh values and the user's recent list, before the features
@@ -236,6 +279,7 @@ class FeatureStore:
         context, n_viewed = self.context(np.zeros(0, np.int64) if viewed is None else viewed, recent)
         viewed_known = n_viewed > 0
         feats = self.recommend_features(uid, ids, users, items, build_values, context, n_viewed, recent, got)
+        self.keep_matching(feats, ids, items, listing)
         profile = self.profiles()[users[0]] if len(users) else np.zeros(self.embed_dim, np.float32)
         if self.item_embeddings is None:
             vector = np.asarray(profile, np.float32)

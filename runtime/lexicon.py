@@ -16,6 +16,17 @@ LEXICON_FILE = "lexicon.json"
 _WORD = re.compile(r"\w[\w\-]*")
 
 CATEGORY_SEPARATOR = ">"  # category paths: "Shoes > Running Shoes"
+UNNAMED = "attribute"  # the name an attribute without "name:" is filtered and counted under
+ATTRIBUTE_SPLIT = ":"  # attributes like "colour:black", "size:M"
+
+
+def attribute_parts(attribute: str) -> tuple[str, str]:
+    """``"colour:black"`` -> ``("colour", "black")``; ``"waterproof"`` -> ``("attribute", "waterproof")``.
+    Names and values are compared lower-cased, with surrounding blanks removed."""
+    name, sep, value = attribute.partition(ATTRIBUTE_SPLIT)
+    if not sep or not name.strip() or not value.strip():
+        return UNNAMED, attribute.strip().lower()
+    return name.strip().lower(), value.strip().lower()
 
 
 @dataclass(frozen=True)
@@ -52,7 +63,7 @@ class Lexicon:
         self.attributes = attributes
         self._cats = self._phrases(category_phrase(c) for c in categories)
         self._brands = self._phrases(words(b) for b in brands)
-        self._attrs = self._phrases(words(a) for a in attributes)
+        self._attrs = self._phrases(words(attribute_parts(a)[1]) for a in attributes)  # "colour:black": "black"
 
     @staticmethod
     def _phrases(phrases: Iterable[str]) -> list[tuple[str, int]]:

@@ -231,7 +231,7 @@ class OnlineItems:
         """Each command's reply, None where its node failed (``_fetch_cluster``). A node that failed is not
         asked again for ``retry_after_s`` (its keys use the build's values at once); only when every master
         has failed does the read fail as a whole (the store is down, as for one Redis)."""
-        from redis.cluster import key_slot
+        from redis.crc import key_slot
 
         client, s = self._client, self.settings
         now = self._clock()

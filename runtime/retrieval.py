@@ -49,6 +49,7 @@ from runtime.covisit import context_vector
 from runtime.errors import InvalidInput
 from runtime.features import FeatureStore
 from runtime.online import OnlineItems
+from runtime.options import Filter, ItemView, ListingOptions
 from runtime.pages import warm
 from runtime.requests import check_embedding, check_id_list, check_user_id, decode_query
 from runtime.scan import Scan, ScanIndex
@@ -61,6 +62,10 @@ INDEX_KINDS = ("flat", "ivf")
 IN_STOCK_COLUMN = c.DENSE_COLUMNS.index("item_in_stock")
 RECENT_WEIGHT = 0.5  # a recent interaction's co-visited items count half as much as a viewed item's
 NEW_ITEMS_POLL_S = 2.0  # how often a retrieval model asks the online store whether items were added
+# a filter that leaves at most this many items is searched by an exact scan of them (else: the index, fetched
+# deeper by 1 / the filter's share, then the exact scan if that left too few)
+SUBSET_SCAN_ITEMS = 20_000
+MASK_CACHE = 64  # catalogue-wide masks of recent filters kept per model instance
 
 
 @dataclass(frozen=True)
@@ -259,6 +264,40 @@ class Retriever:
         self.max_fetch = min(8 * c.MAX_CANDIDATES, max(t.n_items, 1))  # the deepest a request looks
         self.popular = np.argsort(-t.item_log_clicks[:-1], kind="stable")[: self.max_fetch].astype(np.int64)
         self.new_items = NewItems(store.online, t.item_ids_sorted, store.embed_dim, clock)
+        self.catalog = store.catalog
+        self._masks: dict[str, tuple[Array, Int64s]] = {}  # filter text -> (mask [I], its rows), oldest first
+        self._group_rows: tuple[Int64s, Int64s] | None = None  # rows sorted by group, and their groups
+
+    def allowed(self, filt: Filter | None) -> tuple[Array, Int64s] | None:
+        """The filter over the whole catalogue (its build price and stock; each candidate is checked again
+        with its current ones): a mask ``[I]`` and the rows it keeps. Recent filters' are cached."""
+        if filt is None or self.catalog is None:
+            return None
+        hit = self._masks.pop(filt.text, None)
+        if hit is None:
+            cat = self.catalog
+            rows = np.arange(cat.n_items, dtype=np.int64)
+            mask = filt(cat, ItemView(rows, cat.price[:-1], cat.in_stock[:-1], self.id_of_row))
+            hit = (mask, np.flatnonzero(mask))
+            if len(self._masks) >= MASK_CACHE:
+                self._masks.pop(next(iter(self._masks)))
+        self._masks[filt.text] = hit
+        return hit
+
+    def own_groups(self, viewed: Int64s) -> Int64s:
+        """The item rows of the viewed items' variant groups (a product page's own product, in its other
+        colours), which its recommendations leave out."""
+        cat = self.catalog
+        if cat is None or not cat.has_groups or viewed.size == 0:
+            return np.zeros(0, np.int64)
+        if self._group_rows is None:
+            order = np.argsort(cat.group[:-1], kind="stable").astype(np.int64)
+            self._group_rows = (order, np.asarray(cat.group[:-1])[order])
+        order, sorted_groups = self._group_rows
+        rows = self.store.tables.item_rows(viewed)
+        groups = np.unique(cat.group[rows[rows >= 0]])
+        lo, hi = np.searchsorted(sorted_groups, groups), np.searchsorted(sorted_groups, groups, side="right")
+        return np.concatenate([order[a:b] for a, b in zip(lo, hi, strict=True)] or [np.zeros(0, np.int64)])
 
     @classmethod
     def load(
@@ -293,6 +332,7 @@ class Retriever:
         first: Int64s | None = None,
         boost: Floats | None = None,
         tight: bool = False,
+        allowed: tuple[Array, Int64s] | None = None,
     ) -> Int64s:
         """Up to ``want`` candidate ids nearest to ``vector`` (index and, with ``new_items``, the items added
         online, merged by score), minus ``banned_rows`` and, among the new items, ``exclude``. ``first``: item
@@ -300,10 +340,17 @@ class Retriever:
         scores by each item's category + 1, over a fetch twice as deep (the query's learned categories).
         ``tight``: the index is asked for ``want`` beyond the banned rows, not also ``len(first)`` more, which is
         enough (each of ``first`` the nearest items also hold is one they need not supply); recommendations
-        ask so (measured: the deeper fetch cost a product page about 1 ms), search keeps its measured depth."""
+        ask so (measured: the deeper fetch cost a product page about 1 ms), search keeps its measured depth.
+        ``allowed``: the request's filter (``allowed()``); only its rows are returned."""
         extra = 0 if first is None or tight else len(first)
         depth = want + len(banned_rows) + extra
-        rows, scores = self.index.search(vector, 2 * depth if boost is not None else depth)
+        fetch = 2 * depth if boost is not None else depth
+        if allowed is None:
+            rows, scores = self.index.search(vector, fetch)
+        else:
+            rows, scores = self._search_allowed(vector, fetch, allowed)
+            if first is not None:
+                first = first[allowed[0][first]]
         if boost is not None and rows.size:
             scores = scores + boost[self.store.tables.item_category[rows] + 1]
             order = np.argsort(-scores, kind="stable")[:depth]
@@ -325,14 +372,39 @@ class Retriever:
             ids = ids[~np.isin(ids, exclude)]
         return ids[:want]
 
-    def _popular(self, banned_rows: Int64s) -> Int64s:
+    def _search_allowed(self, vector: Floats, n: int, allowed: tuple[Array, Int64s]) -> tuple[Int64s, Floats]:
+        """The ``n`` nearest rows among the filter's. A filter that keeps few items is an exact scan of them
+        (their embeddings gathered: ``SUBSET_SCAN_ITEMS`` rows cost about as much as the index's search);
+        a broad one asks the index for ``n`` over the filter's share, and scans exactly when that found too
+        few: a selective filter still fills the page when the catalogue has the items."""
+        mask, rows = allowed
+        if rows.size == 0:
+            return rows, np.zeros(0, np.float32)
+        if rows.size > SUBSET_SCAN_ITEMS:
+            share = rows.size / max(self.index.size, 1)
+            found, scores = self.index.search(vector, min(math.ceil(1.2 * n / share), self.index.size))
+            keep = mask[found]
+            if keep.sum() >= min(n, rows.size):
+                return found[keep][:n], scores[keep][:n]
+        vectors = np.asarray(self.item_embeddings[rows], np.float32)
+        exact = np.einsum("ij,j->i", vectors, np.asarray(vector, np.float32).reshape(-1))
+        top = np.argsort(-exact, kind="stable")[:n]
+        return rows[top], exact[top].astype(np.float32)
+
+    def _popular(self, banned_rows: Int64s, allowed: tuple[Array, Int64s] | None = None) -> Int64s:
         rows = self.popular[~np.isin(self.popular, banned_rows)] if banned_rows.size else self.popular
+        if allowed is not None:
+            rows = rows[allowed[0][rows]]
         ids: Int64s = self.id_of_row[rows]
         return ids
 
-    def _keep_available(self, ids: Int64s, feats: dict[str, Array]) -> dict[str, Array]:
-        """The first N candidates in stock (the build's stock, or the online store's): the ranker's rows."""
-        in_stock = feats[c.DENSE_FEATURES][:, IN_STOCK_COLUMN] > 0
+    def _keep_available(
+        self, ids: Int64s, rows: Int64s, feats: dict[str, Array], options: ListingOptions
+    ) -> dict[str, Array]:
+        """The first N candidates in stock (the build's stock, or the online store's) that pass the request's
+        filter with their current price and stock (``rows``: their table rows, -1 unknown): the ranker's rows."""
+        self.store.keep_matching(feats, ids, rows, options)
+        in_stock = (feats[c.DENSE_FEATURES][:, IN_STOCK_COLUMN] > 0) & feats[c.AVAILABLE]
         keep = np.flatnonzero(in_stock)[: self.settings.candidates]
         out = {k: (v if k == c.NEW_EMBEDDINGS else v[keep]) for k, v in feats.items()}
         out[c.AVAILABLE] = np.ones(len(keep), bool)
@@ -352,48 +424,72 @@ class Retriever:
         user_row: int,
         build: Callable[..., dict[str, Array]],
         backfill: Callable[[], Int64s],
+        options: ListingOptions,
     ) -> dict[str, Array]:
-        """Retrieve, take the ranker's features, keep N in stock. The first fetch is N over the catalogue's
-        in-stock share; a neighbourhood with more sold-out items than that is fetched again, twice as deep.
-        When nothing retrieved is in stock even at ``max_fetch``, the candidates are the most clicked items
-        in stock (``backfill``): the ranker is never sent an empty list."""
+        """Retrieve, take the ranker's features, keep N in stock that pass the filter. The first fetch is N over
+        the catalogue's in-stock share; a neighbourhood with more sold-out items than that is fetched again,
+        twice as deep. When nothing retrieved is in stock even at ``max_fetch``, the candidates are the most
+        clicked items in stock (``backfill``): the ranker is never sent an empty list. A filter that nothing
+        passes gets one candidate that is not AVAILABLE (topk returns no item)."""
         want = math.ceil(self.settings.candidates * self.fetch_factor)
         while True:
             ids = retrieve(want)
             if ids.size == 0:
+                if options.filter is not None:
+                    break
                 raise InvalidInput(c.EXCLUDE_IDS, "nothing left to rank: every retrieved item is excluded or bought")
-            out = self._available(ids, uid, user_row, build)
+            out = self._available(ids, uid, user_row, build, options)
             if len(out[c.ITEM_IDS]) >= self.settings.candidates or len(ids) < want or want >= self.max_fetch:
                 break
             want = min(2 * want, self.max_fetch)
-        if len(out[c.ITEM_IDS]) == 0:
-            out = self._available(backfill(), uid, user_row, build)
+        if ids.size == 0 or len(out[c.ITEM_IDS]) == 0:
+            out = self._available(backfill(), uid, user_row, build, options)
+        if len(out[c.ITEM_IDS]) == 0 and options.filter is not None:
+            placeholder = self.id_of_row[:1]
+            out = self._available(placeholder, uid, user_row, build, ListingOptions())
+            out[c.AVAILABLE] = np.zeros(len(out[c.ITEM_IDS]), bool)
         if len(out[c.ITEM_IDS]) == 0:
             raise InvalidInput(c.EXCLUDE_IDS, "nothing left to rank: no item that may be shown is in stock")
         return out
 
     def _available(
-        self, ids: Int64s, uid: int, user_row: int, build: Callable[..., dict[str, Array]]
+        self,
+        ids: Int64s,
+        uid: int,
+        user_row: int,
+        build: Callable[..., dict[str, Array]],
+        options: ListingOptions,
     ) -> dict[str, Array]:
         users = np.full(len(ids), user_row, np.int64)
-        return self._keep_available(ids, build(uid, ids, users, self.store.tables.item_rows(ids)))
+        rows = self.store.tables.item_rows(ids)
+        return self._keep_available(ids, rows, build(uid, ids, users, rows), options)
 
     def search(
-        self, user_id: Array, query: Array, query_embedding: Array, exclude_ids: Array, build_values: bool = False
+        self,
+        user_id: Array,
+        query: Array,
+        query_embedding: Array,
+        exclude_ids: Array,
+        build_values: bool = False,
+        options: str | None = None,
     ) -> dict[str, Array]:
-        """Candidates for a query (its embedding from the encoder) and their ranker features."""
+        """Candidates for a query (its embedding from the encoder) and their ranker features; ``options``: the
+        request's ``shoprank_options`` (``runtime/options.py``), whose filter retrieval applies."""
         text = decode_query(query)
         uid, user_row, exclude = self._context(user_id, exclude_ids)
+        listing = self.store.options(options)
         vector = self._vector(c.CONTEXT_EMBEDDING, query_embedding)
         banned = self._banned(user_row, exclude)
+        allowed = self.allowed(listing.filter)
         match = self.store.queries.match_one(text, lambda: vector)  # once: every fetch's features reuse it
         first, boost = self.behaviour(match)
         return self._candidates(
-            lambda want: self._retrieve(vector, banned, exclude, want, not build_values, first, boost),
+            lambda want: self._retrieve(vector, banned, exclude, want, not build_values, first, boost, allowed=allowed),
             uid,
             user_row,
             lambda u, i, us, it: self.store.search_features(u, text, i, us, it, build_values, match),
-            lambda: self._popular(banned),
+            lambda: self._popular(banned, allowed),
+            listing,
         )
 
     def behaviour(self, match: tuple[Array, Array]) -> tuple[Int64s | None, Floats | None]:
@@ -417,6 +513,7 @@ class Retriever:
         exclude_ids: Array,
         build_values: bool = False,
         recent: Int64s | None = None,
+        options: str | None = None,
     ) -> dict[str, Array]:
         """Candidates for a user and their ranker features. The context is the viewed items
         (CONTEXT_ITEM_IDS) and the user's recent interactions in the online store (``runtime.covisit``):
@@ -425,8 +522,11 @@ class Retriever:
         of it beside viewed items, ``popular_share`` otherwise), which also fill whatever is left. A user
         with neither a profile nor a context gets the most clicked. CONTEXT_EMBEDDING is the vector (topk's
         similarity). ``recent``: the recent ids, newest first, in place of the online store's (offline
-        evaluation)."""
+        evaluation). ``options``: the request's ``shoprank_options``: its filter applies, and the viewed items'
+        variant groups are left out unless it says ``include_own_group``."""
         uid, user_row, exclude = self._context(user_id, exclude_ids)
+        listing = self.store.options(options)
+        allowed = self.allowed(listing.filter)
         viewed = check_id_list(c.CONTEXT_ITEM_IDS, context_item_ids)
         if recent is None:
             recent = self.store.recent(uid, build_values)
@@ -434,13 +534,16 @@ class Retriever:
         vector = self.user_vector(user_row, context, n_viewed > 0)
         exclude = np.concatenate([exclude, viewed])  # the items being viewed are not recommended back
         banned = self._banned(user_row, exclude)
-        most_clicked = self._popular(banned)
+        if not listing.include_own_group:
+            banned = np.concatenate([banned, self.own_groups(viewed)])
+        most_clicked = self._popular(banned, allowed)
         has_context = bool((context >= 0).any())
         first = None
         if has_context and self.settings.covisit_share > 0:
             weights = np.where(np.arange(len(context)) < n_viewed, 1.0, RECENT_WEIGHT)
             rows, _ = self.store.covisits.neighbours(context, weights)
             rows = rows[~np.isin(rows, banned)] if banned.size else rows
+            rows = rows if allowed is None else rows[allowed[0][rows]]
             first = rows[: int(self.settings.covisit_share * self.settings.candidates)]
         # the most clicked items take a share of what the co-visited ones leave (all of it without a vector):
         # beside viewed items viewed_popular_share, otherwise popular_share
@@ -452,7 +555,9 @@ class Retriever:
             popular = most_clicked[: math.ceil(max(want - reserved, 0) * share)]
             if share >= 1.0 and first is None:
                 return popular
-            similar = self._retrieve(vector, banned, exclude, want, not build_values, first, tight=True)
+            similar = self._retrieve(
+                vector, banned, exclude, want, not build_values, first, tight=True, allowed=allowed
+            )
             both = np.concatenate([similar[: want - len(popular)], popular, similar[want - len(popular) :]])
             if len(both) < want:  # popularity fills what the context and the vector left
                 both = np.concatenate([both, most_clicked[:want]])
@@ -466,6 +571,7 @@ class Retriever:
             user_row,
             lambda u, i, us, it: self.store.recommend_features(u, i, us, it, build_values, context, n_viewed, recent),
             lambda: most_clicked,
+            listing,
         )
         feats[c.CONTEXT_EMBEDDING] = vector.reshape(1, -1)
         return feats

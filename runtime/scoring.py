@@ -16,17 +16,22 @@ the similarity term's contribution on them 0.007 -> 0.009. Training rows use the
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 
 from runtime import contract as c
 from runtime.arrays import Array
+from runtime.catalog import CATALOG_FILE, Catalog
 from runtime.contract import TOP_ITEM_IDS, TOP_ITEM_KEYS, TOP_SCORES
 from runtime.errors import InvalidInput
 from runtime.features import ITEM_EMBEDDINGS_FILE as ITEM_EMBEDDINGS_FILE  # re-exported: where topk's readers look
+from runtime.listing import arrange
+from runtime.options import parse_options
 from runtime.pages import map_npy
 from runtime.requests import check_top_k
+from runtime.tables import STORE_DIR
 
 ITEM_KEYS_FILE = "item_keys.npy"  # [I+1] fixed-width UTF-8 string SKUs by item row (string-id shops only)
 SIM_EPS = 1e-2  # variance floor: a request whose candidates all match equally keeps z near 0
@@ -135,16 +140,20 @@ def load_item_embeddings(folder: str | Path) -> Array:
 
 
 class TopK:
-    """The top-k step: item embeddings (and a string-id shop's SKUs) loaded once, one ``rank`` call per request."""
+    """The top-k step: item embeddings, a string-id shop's SKUs and the catalogue tables loaded once, one
+    ``rank`` call per request."""
 
-    def __init__(self, item_embeddings: Array, keys: Array | None = None):
+    def __init__(self, item_embeddings: Array, keys: Array | None = None, catalog: Catalog | None = None):
         self.item_embeddings = item_embeddings  # [I+1, D], last row zeros (unknown items)
         self.keys = keys  # [I+1] fixed-width bytes, the shop's string SKUs by row; None: integer ids
+        self.catalog = catalog  # groups, dates and facet values (runtime/catalog.py); None: an older build
 
     @classmethod
     def load(cls, folder: str | Path) -> TopK:
-        keys = Path(folder) / ITEM_KEYS_FILE
-        return cls(load_item_embeddings(folder), map_npy(keys) if keys.exists() else None)
+        folder = Path(folder)
+        keys = folder / ITEM_KEYS_FILE
+        catalog = Catalog.load(folder, STORE_DIR) if (folder / CATALOG_FILE).exists() else None
+        return cls(load_item_embeddings(folder), map_npy(keys) if keys.exists() else None, catalog)
 
     def rank(
         self,
@@ -156,18 +165,45 @@ class TopK:
         k: Array,
         available: Array | None = None,
         new_embeddings: Array | None = None,
+        prices: Array | None = None,
+        options: str | None = None,
     ) -> dict[str, Array]:
-        """The best ``k``; candidates whose ``available`` is False (sold out, filtered) are left out, so a
-        request may get fewer than ``k``. The similarity is standardised over all the candidates. New items
-        (rows below -1) take their embedding from ``new_embeddings`` (``candidate_vectors``)."""
+        """The page of ``k`` results (``runtime/listing.py``: sort, variant groups, offset, facets);
+        candidates whose ``available`` is False (sold out, filtered) are left out, so a request may get
+        fewer than ``k``. The similarity is standardised over all the candidates. New items (rows below -1)
+        take their embedding from ``new_embeddings`` (``candidate_vectors``). ``options``: the request's
+        ``shoprank_options`` (``runtime/options.py``; only its page, sort, group and facet fields apply here:
+        the filter was applied before the ranker)."""
+        listing_options = parse_options(options, self.catalog)
+        top = check_top_k(k)
         scores = final_scores(context, logit, sim_weight, item_rows, self.item_embeddings, new_embeddings)
         rows = np.asarray(item_rows, np.int64).reshape(-1)
         item_ids = np.asarray(item_ids, np.int64)
         if len(item_ids) != scores.shape[0]:
             raise InvalidInput("ITEM_IDS", f"{len(item_ids)} ids but {scores.shape[0]} scores")
+        price = np.full(len(rows), np.nan, np.float32) if prices is None else np.asarray(prices, np.float32)
+        if len(price) != len(rows):
+            raise InvalidInput(c.PRICES, f"{len(price)} prices but {len(rows)} candidates")
         if available is not None and not np.all(available):
             keep = np.asarray(available, bool).reshape(-1)
-            scores, item_ids, rows = scores[keep], item_ids[keep], rows[keep]
-        order = best(scores, check_top_k(k))
-        ids = item_ids[order]
-        return {TOP_ITEM_IDS: ids, TOP_SCORES: scores[order], TOP_ITEM_KEYS: item_keys(ids, rows[order], self.keys)}
+            scores, item_ids, rows, price = scores[keep], item_ids[keep], rows[keep], price[keep]
+        listing = arrange(self.catalog, listing_options, scores, rows, item_ids, price, top)
+        page = listing.page
+        ids = item_ids[page]
+        keys = item_keys(ids, rows[page], self.keys)
+        catalog = self.catalog
+        groups = (
+            keys
+            if catalog is None
+            else np.array(
+                [catalog.group_key(int(g), k) for g, k in zip(listing.groups.tolist(), keys, strict=True)], object
+            )
+        )
+        return {
+            TOP_ITEM_IDS: ids,
+            TOP_SCORES: scores[page],
+            TOP_ITEM_KEYS: keys,
+            c.TOP_GROUP_KEYS: groups.reshape(-1) if len(page) else np.zeros(0, object),
+            c.TOP_GROUP_MATCHES: listing.matched.astype(np.int32),
+            c.RESULT_INFO: np.array([json.dumps(listing.info).encode()], object),
+        }

@@ -43,6 +43,13 @@ ITEMS = (
         "attributes", "attributes", required=False, nullable=True, doc="a list of strings, or one ';'-separated string"
     ),
     Column("created_at", "timestamp", required=False, nullable=True, doc="when the item was listed"),
+    Column(
+        "item_group_id",
+        "text",
+        required=False,
+        nullable=True,
+        doc="the product whose variant (colour, size) this row is, as in a Merchant Center feed; null = none",
+    ),
 )
 USERS = (Column("user_id", "id", doc="int64 or string; unique"),)
 EVENTS = (

@@ -74,6 +74,13 @@ class ShopData:
     session_context: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     session_group: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [S] the list's session_id, coded
     cuts: dict = field(default_factory=dict)  # unix seconds: stats, train, validation
+    # [I] int64 index into groups (the items' item_group_id), -1 = none; groups empty when the shop has none
+    item_group: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    groups: list[str] = field(default_factory=list)
+    item_created: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [I] unix seconds, -1 unknown
+    # every attribute of each item (item_attrs keeps MAX_ATTRIBUTES for the features): CSR into attributes
+    item_attr_offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
+    item_attr_values: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @property
     def n_impressions(self) -> int:
@@ -93,6 +100,7 @@ class ShopData:
         "segments",
         "queries",
         "cuts",
+        "groups",
     )
 
     def save(self, folder: Path) -> None:
@@ -244,7 +252,25 @@ def _items(loaded: L.Loaded, rep: ValidationReport) -> dict:
     for r, a_list in enumerate(kept_attrs):
         for j, a in enumerate(a_list[:width]):
             attr_arr[r, j] = aidx[a]
+    every = [sorted({aidx[a] for a in a_list}) for a_list in kept_attrs]
+    offsets = np.concatenate([[0], np.cumsum([len(a) for a in every])]).astype(np.int64)
+    group_text = cols.get("item_group_id")
+    if group_text is None:
+        group_idx, groups = np.full(len(rows), -1, np.int64), list[str]()
+    else:
+        cleaned = np.array([g.strip() if g is not None and g.strip() else None for g in group_text[rows]], object)
+        group_idx, groups = _vocabulary(cleaned)
+    created = cols.get("created_at")
+    missing = np.iinfo(np.int64).min
+    created_at = (
+        np.full(len(rows), -1, np.int64) if created is None else np.where(created[rows] == missing, -1, created[rows])
+    )
     return dict(
+        item_group=np.asarray(group_idx, np.int64),
+        groups=groups,
+        item_created=created_at.astype(np.int64),
+        item_attr_offsets=offsets,
+        item_attr_values=np.array([a for a_list in every for a in a_list], np.int64),
         item_ids=ids.values[rows],
         item_keys=None if ids.keys is None else list(ids.keys[rows]),
         item_titles=[titles[i].strip() for i in rows],
@@ -495,6 +521,11 @@ def load_shop(cfg: ShopConfig) -> tuple[ShopData, ValidationReport]:
         imp_relevance=None if rel_pair is None else rel_pair[pair_order],
         session_context=key_c[starts][list_order].astype(np.int64),
         session_group=key_s[starts][list_order].astype(np.int64),
+        item_group=items["item_group"],
+        groups=items["groups"],
+        item_created=items["item_created"],
+        item_attr_offsets=items["item_attr_offsets"],
+        item_attr_values=items["item_attr_values"],
     )
     if len(data.session_time) == 0:
         rep.error(ef, None, "no events left to learn from")

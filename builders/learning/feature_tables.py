@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from builders.data.dataset import ShopData, impressions_of, split_by_time
+from runtime.catalog import Catalog, Vocabulary, price_edges
+from runtime.catalog import build_catalog as build_catalog_tables
 from runtime.contract import N_PRICE_BUCKETS
 from runtime.lexicon import Lexicon
 from runtime.tables import FeatureTables
@@ -106,3 +108,33 @@ def build_user_profiles(shop: ShopData, item_embeddings: np.ndarray) -> np.ndarr
     np.add.at(prof, users, item_embeddings[shop.imp_item[clicked]])
     norm = np.linalg.norm(prof, axis=1, keepdims=True)
     return (prof / np.maximum(norm, 1e-9)).astype(np.float32)
+
+
+def build_catalog(shop: ShopData) -> Catalog:
+    """What requests filter, group and count by (``runtime/catalog.py``), from the shop's items."""
+    offsets, values = shop.item_attr_offsets, shop.item_attr_values
+    n = len(shop.item_ids)
+    if len(offsets) != n + 1:  # a ShopData made without the full lists (by hand, in tests): the features' ones
+        attributes = [[int(a) for a in row if a >= 0] for row in shop.item_attrs]
+    else:
+        attributes = [values[offsets[i] : offsets[i + 1]].tolist() for i in range(n)]
+    group = shop.item_group if len(shop.item_group) == n else np.full(n, -1, np.int64)
+    created = shop.item_created if len(shop.item_created) == n else np.full(n, -1, np.int64)
+    vocabulary = Vocabulary(
+        categories=list(shop.categories),
+        brands=list(shop.brands),
+        attributes=list(shop.attributes),
+        price_edges=price_edges(shop.item_price),
+        n_groups=len(shop.groups),
+    )
+    return build_catalog_tables(
+        shop.item_category,
+        shop.item_brand,
+        attributes,
+        shop.item_price,
+        shop.item_stock,
+        created,
+        group,
+        vocabulary,
+        list(shop.groups),
+    )

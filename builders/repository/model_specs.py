@@ -41,6 +41,7 @@ def _ranker_features(embed_dim: int) -> tuple[Tensor, ...]:
         Tensor(c.ITEM_ROWS, "int64", (-1,)),
         Tensor(c.AVAILABLE, "bool", (-1,)),
         Tensor(c.NEW_EMBEDDINGS, "float32", (-1, embed_dim)),
+        Tensor(c.PRICES, "float32", (-1,)),
     )
 
 
@@ -48,6 +49,9 @@ RESPONSE = (
     Tensor(c.TOP_ITEM_IDS, "int64", (-1,)),
     Tensor(c.TOP_SCORES, "float32", (-1,)),
     Tensor(c.TOP_ITEM_KEYS, "bytes", (-1,)),  # the shop's own ids (string SKUs), beside the INT64 ones
+    Tensor(c.TOP_GROUP_KEYS, "bytes", (-1,)),  # the variant group each result represents
+    Tensor(c.TOP_GROUP_MATCHES, "int32", (-1,)),  # its variants in the relevant set
+    Tensor(c.RESULT_INFO, "bytes", (1,)),  # JSON: matches, offset, sort, per_group, facets
 )
 FEATURES_WHY = {
     "max_batch_size": "0: each request has its own candidate count, the work is per request (numpy, ~100 us)",
@@ -63,6 +67,7 @@ FEATURES_OUT = {
     c.ITEM_ROWS: "rows",
     c.AVAILABLE: "available",
     c.NEW_EMBEDDINGS: "new_emb",
+    c.PRICES: "prices",
 }
 
 
@@ -92,8 +97,9 @@ def _topk_step(context: str, candidates: str = c.ITEM_IDS) -> Step:
             c.TOP_K: c.TOP_K,
             c.AVAILABLE: "available",
             c.NEW_EMBEDDINGS: "new_emb",
+            c.PRICES: "prices",
         },
-        {name: name for name in (c.TOP_ITEM_IDS, c.TOP_SCORES, c.TOP_ITEM_KEYS)},
+        {t.name: t.name for t in RESPONSE},
     )
 
 
@@ -170,6 +176,7 @@ def specs(embed_dim: int = c.EMBED_DIM, scan: bool = False) -> list[ModelSpec]:
             Tensor(c.TOP_K, "int32", (1,)),
             Tensor(c.AVAILABLE, "bool", (-1,)),
             Tensor(c.NEW_EMBEDDINGS, "float32", (-1, embed_dim)),
+            Tensor(c.PRICES, "float32", (-1,)),
         ),
         outputs=RESPONSE,
         why={

@@ -41,6 +41,7 @@ class InProcessPipeline:
         self.repo = repo
         self._retrievers: dict[str, Retriever] = {}  # loaded on first use (older repositories have none)
         self.last_candidates = np.zeros(0, np.int64)  # the last recommend_catalog's candidates, before ranking
+        self.last_response: dict[str, np.ndarray] = {}  # topk's whole answer to the last call (groups, info)
 
         def session(name: str):
             threads = int(specs[name].parameters.get("intra_op_thread_count", "1"))
@@ -50,7 +51,9 @@ class InProcessPipeline:
         self.search_store.embed = self.embed  # a query the statistics do not know borrows by its embedding
         self.ranker = session(c.RANKER)
 
-    def _rank(self, feats: dict, context: np.ndarray, item_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _rank(
+        self, feats: dict, context: np.ndarray, item_ids: np.ndarray, k: int, options: str | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         logit, sim_weight = self.ranker.run(
             [c.LOGIT, c.SIM_WEIGHT], {c.CAT_FEATURES: feats[c.CAT_FEATURES], c.DENSE_FEATURES: feats[c.DENSE_FEATURES]}
         )
@@ -63,22 +66,32 @@ class InProcessPipeline:
             np.array([k], np.int32),
             feats.get(c.AVAILABLE),
             feats.get(c.NEW_EMBEDDINGS),
+            feats.get(c.PRICES),
+            options,
         )
+        self.last_response = out
         return out[c.TOP_ITEM_IDS], out[c.TOP_SCORES]
 
-    def search(self, user_id: int, query: str | bytes, item_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, user_id: int, query: str | bytes, item_ids: np.ndarray, k: int, options: str | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``options``: the request's ``shoprank_options`` JSON (``runtime/options.py``), as every call takes."""
         raw = query.encode("utf-8") if isinstance(query, str) else query
         item_ids = np.asarray(item_ids, np.int64)
-        feats = self.search_store.search(np.array([user_id], np.int64), np.array([raw], object), item_ids)
+        feats = self.search_store.search(
+            np.array([user_id], np.int64), np.array([raw], object), item_ids, options=options
+        )
         (emb,) = self.encoder.run(
             [c.SENTENCE_EMBEDDING], {c.INPUT_IDS: feats[c.INPUT_IDS], c.ATTENTION_MASK: feats[c.ATTENTION_MASK]}
         )
-        return self._rank(feats, emb, item_ids, k)
+        return self._rank(feats, emb, item_ids, k, options)
 
-    def recommend(self, user_id: int, item_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def recommend(
+        self, user_id: int, item_ids: np.ndarray, k: int, options: str | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         item_ids = np.asarray(item_ids, np.int64)
-        feats = self.recommend_store.recommend(np.array([user_id], np.int64), item_ids)
-        return self._rank(feats, feats[c.CONTEXT_EMBEDDING], item_ids, k)
+        feats = self.recommend_store.recommend(np.array([user_id], np.int64), item_ids, options=options)
+        return self._rank(feats, feats[c.CONTEXT_EMBEDDING], item_ids, k, options)
 
     def retriever(self, recommend: bool) -> Retriever:
         name = c.RETRIEVE_RECOMMEND if recommend else c.RETRIEVE_SEARCH
@@ -101,13 +114,21 @@ class InProcessPipeline:
         return emb
 
     def search_catalog(
-        self, user_id: int, query: str | bytes, k: int, exclude: np.ndarray | None = None
+        self,
+        user_id: int,
+        query: str | bytes,
+        k: int,
+        exclude: np.ndarray | None = None,
+        options: str | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """search_catalog: retrieve from the whole catalogue, rank, the best ``k``."""
         raw = query.encode("utf-8") if isinstance(query, str) else query
         emb = self.query_embedding(raw)
-        feats = self.retriever(False).search(np.array([user_id], np.int64), np.array([raw], object), emb, _ids(exclude))
-        return self._rank(feats, emb, feats[c.ITEM_IDS], k)
+        feats = self.retriever(False).search(
+            np.array([user_id], np.int64), np.array([raw], object), emb, _ids(exclude), options=options
+        )
+        self.last_candidates = feats[c.ITEM_IDS]
+        return self._rank(feats, emb, feats[c.ITEM_IDS], k, options)
 
     def recommend_catalog(
         self,
@@ -116,14 +137,19 @@ class InProcessPipeline:
         context: np.ndarray | None = None,
         exclude: np.ndarray | None = None,
         recent: np.ndarray | None = None,
+        options: str | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """recommend_catalog: retrieve for the user (and the context items), rank, the best ``k``. ``recent``:
         the user's recent interactions (ids, newest first), as the online store would hold them."""
         feats = self.retriever(True).recommend(
-            np.array([user_id], np.int64), _ids(context), _ids(exclude), recent=None if recent is None else _ids(recent)
+            np.array([user_id], np.int64),
+            _ids(context),
+            _ids(exclude),
+            recent=None if recent is None else _ids(recent),
+            options=options,
         )
         self.last_candidates = feats[c.ITEM_IDS]  # what the ranker saw (the benchmarks' retrieval recall)
-        return self._rank(feats, feats[c.CONTEXT_EMBEDDING], feats[c.ITEM_IDS], k)
+        return self._rank(feats, feats[c.CONTEXT_EMBEDDING], feats[c.ITEM_IDS], k, options)
 
 
 def _ids(values: np.ndarray | None) -> np.ndarray:

@@ -20,6 +20,5 @@ class TritonPythonModel:
         self.store = FeatureStore.load(folder, with_tokenizer=False, with_profiles=True, online=online)
 
     def execute(self, requests: list[Any]) -> list[Any]:
-        return serve(
-            pb_utils, requests, (c.USER_ID, c.ITEM_IDS), self.store.recommend, pb_utils.Logger, build_values=True
-        )
+        names = (c.USER_ID, c.ITEM_IDS)
+        return serve(pb_utils, requests, names, self.store.recommend, pb_utils.Logger, build_values=True, options=True)

@@ -24,4 +24,6 @@ class TritonPythonModel:
 
     def execute(self, requests: list[Any]) -> list[Any]:
         names = (c.USER_ID, c.CONTEXT_ITEM_IDS, c.EXCLUDE_IDS)
-        return serve(pb_utils, requests, names, self.retriever.recommend, pb_utils.Logger, build_values=True)
+        return serve(
+            pb_utils, requests, names, self.retriever.recommend, pb_utils.Logger, build_values=True, options=True
+        )

@@ -24,4 +24,4 @@ class TritonPythonModel:
 
     def execute(self, requests: list[Any]) -> list[Any]:
         names = (c.USER_ID, c.QUERY, c.CONTEXT_EMBEDDING, c.EXCLUDE_IDS)
-        return serve(pb_utils, requests, names, self.retriever.search, pb_utils.Logger, build_values=True)
+        return serve(pb_utils, requests, names, self.retriever.search, pb_utils.Logger, build_values=True, options=True)

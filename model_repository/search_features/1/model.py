@@ -28,4 +28,5 @@ class TritonPythonModel:
             self.store.search,
             pb_utils.Logger,
             build_values=True,
+            options=True,
         )

@@ -27,5 +27,6 @@ class TritonPythonModel:
             c.TOP_K,
             c.AVAILABLE,
             c.NEW_EMBEDDINGS,
+            c.PRICES,
         )
-        return serve(pb_utils, requests, names, self.topk.rank, pb_utils.Logger)
+        return serve(pb_utils, requests, names, self.topk.rank, pb_utils.Logger, options=True)
