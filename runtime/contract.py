@@ -60,6 +60,8 @@ ITEM_ROWS = "ITEM_ROWS"  # INT64 [N], row in the item tables, -1 = unknown item,
 NEW_EMBEDDINGS = "NEW_EMBEDDINGS"
 # BOOL [N], False = not returned: sold out (online store, SHOPRANK_SOLD_OUT=filter) or failing the request's filter
 AVAILABLE = "AVAILABLE"
+# BYTES [1]: what the query was understood to ask (runtime/understand.py, JSON; "{}" none), for topk's answer
+UNDERSTOOD = "UNDERSTOOD"
 PRICES = "PRICES"  # FP32 [N]: each candidate's current price (the online store's, else the build's; NaN unknown)
 CONTEXT_EMBEDDING = "CONTEXT_EMBEDDING"  # FP32 [1, EMBED_DIM]: query (search) or the recommendation vector
 LOGIT = "logit"  # FP32 [N, 1]

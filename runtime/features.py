@@ -26,22 +26,25 @@ from runtime.contract import (
     NEW_EMBEDDINGS,
     PRICES,
     SENTENCE_EMBEDDING,
+    UNDERSTOOD,
 )
 from runtime.covisit import CoVisits, context_rows, context_vector
 from runtime.lexicon import LEXICON_FILE, Lexicon
 from runtime.online import OnlineItems, OnlineRead
-from runtime.options import ItemView, ListingOptions, parse_options
+from runtime.options import Filter, ItemView, ListingOptions, parse_filter, parse_options
 from runtime.pages import map_npy
 from runtime.query_stats import QueryStats
 from runtime.requests import check_embedding, check_item_ids, check_user_id, decode_query
 from runtime.tables import STORE_DIR, FeatureTables
 from runtime.text import TOKENIZER_FILE, TextTokenizer
+from runtime.understand import MIN_MATCHES, NOTHING, QueryUnderstanding, Understood
 
 USER_PROFILE_FILE = "user_profiles.npy"
 
 ITEM_EMBEDDINGS_FILE = "item_embeddings.npy"  # the title embeddings [I+1, D] (runtime.scoring reads the same file)
 
 IN_STOCK = DENSE_COLUMNS.index("item_in_stock")
+NO_UNDERSTANDING = np.array([b"{}"], object)  # UNDERSTOOD of a request without a query
 MANIFEST_FILE = "manifest.json"  # written by the build next to the tables; names the encoder's dimension
 
 
@@ -65,6 +68,7 @@ class FeatureStore:
         self.tables = tables
         # what requests filter on (runtime/catalog.py); None: a release built before it (no filters)
         self.catalog = catalog
+        self.understanding = QueryUnderstanding(catalog) if catalog is not None else None
         # the items co-visited in sessions (runtime/covisit.py); None: no pair known
         self.covisits = covisits or CoVisits.empty(tables.n_items, len(lexicon.categories))
         self.item_embeddings = item_embeddings  # [I+1, D] titles (recommendation: the context similarity)
@@ -115,13 +119,26 @@ class FeatureStore:
         release without the catalogue tables takes none: sending them is INVALID_ARGUMENT."""
         return parse_options(raw, self.catalog)
 
-    def keep_matching(self, feats: dict[str, Array], ids: Array, items: Array, options: ListingOptions) -> None:
-        """AVAILABLE, in place, also False for the candidates that fail the request's filter (read with their
-        current price and stock: PRICES and the in-stock feature)."""
-        if options.filter is None or self.catalog is None:
+    def understand(self, text: str, options: ListingOptions) -> tuple[Understood, Filter | None]:
+        """What the query names (``runtime/understand.py``) and, in the ``filter`` and ``boost`` modes, its
+        constraints as a filter (None: nothing understood, or ``off``)."""
+        if self.understanding is None or self.catalog is None:
+            return NOTHING, None
+        understood = self.understanding(text, options.understand, options.understand_fields)
+        if not understood.tree:
+            return understood, None
+        return understood, parse_filter(understood.tree, self.catalog, "understood")
+
+    def keep_matching(
+        self, feats: dict[str, Array], ids: Array, items: Array, options: ListingOptions, extra: Filter | None = None
+    ) -> None:
+        """AVAILABLE, in place, also False for the candidates that fail the request's filter (and ``extra``, the
+        understood query's), read with their current price and stock: PRICES and the in-stock feature."""
+        filt = options.filter & extra if options.filter is not None else extra
+        if filt is None or self.catalog is None:
             return
         view = ItemView(items, feats[PRICES], feats["dense_features"][:, IN_STOCK], ids)
-        feats[AVAILABLE] = feats[AVAILABLE] & options.filter(self.catalog, view)
+        feats[AVAILABLE] = feats[AVAILABLE] & filt(self.catalog, view)
 
     def build_prices(self, items: Array) -> Array:
         """The build's price of each item row (-1: unknown, NaN)."""
@@ -213,7 +230,17 @@ class FeatureStore:
         feats = self.search_features(
             uid, text, ids, users, items, build_values, self.queries.match_one(text, vector_of)
         )
-        self.keep_matching(feats, ids, items, listing)
+        understood, constraints = self.understand(text, listing)
+        if understood.mode == "filter" and constraints is not None:
+            before = feats[AVAILABLE].copy()
+            self.keep_matching(feats, ids, items, listing, constraints)
+            if int(feats[AVAILABLE].sum()) < MIN_MATCHES:  # too few match the words: the plain query
+                understood = Understood(understood.chips, understood.mode, True, understood.tree)
+                feats[AVAILABLE] = before
+                self.keep_matching(feats, ids, items, listing)
+        else:
+            self.keep_matching(feats, ids, items, listing)
+        feats[UNDERSTOOD] = np.array([understood.to_json().encode()], object)
         return {"input_ids": input_ids, "attention_mask": mask, **feats}
 
     def tokens(self, text: str) -> tuple[Array, Array]:
@@ -280,6 +307,7 @@ class FeatureStore:
         viewed_known = n_viewed > 0
         feats = self.recommend_features(uid, ids, users, items, build_values, context, n_viewed, recent, got)
         self.keep_matching(feats, ids, items, listing)
+        feats[UNDERSTOOD] = NO_UNDERSTANDING
         profile = self.profiles()[users[0]] if len(users) else np.zeros(self.embed_dim, np.float32)
         if self.item_embeddings is None:
             vector = np.asarray(profile, np.float32)

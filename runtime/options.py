@@ -40,6 +40,11 @@ from runtime.arrays import Array
 from runtime.catalog import UNNAMED, Catalog
 from runtime.errors import InvalidInput
 
+DEFAULT_MODE = "filter"  # how a query's understood constraints apply (runtime/understand.py measures the choice)
+MODES = ("filter", "boost", "off")
+UNDERSTOOD_FIELDS = ("price", "attribute", "brand", "category")
+DEFAULT_UNDERSTOOD_FIELDS = ("price", "attribute")  # measured: brand and category filters lost on the demo
+
 OPTIONS_PARAMETER = "shoprank_options"  # the request parameter (KServe v2 "parameters"), a JSON string
 SORTS = ("relevance", "price_asc", "price_desc", "newest")
 FIELDS = ("category", "brand", "price", "in_stock", "created_after", "exclude", UNNAMED)
@@ -82,6 +87,17 @@ class Filter:
     def __call__(self, catalog: Catalog, view: ItemView) -> Array:
         return np.asarray(self.test(catalog, view), bool)
 
+    def __and__(self, other: Filter | None) -> Filter:
+        if other is None:
+            return self
+        first, second = self.test, other.test
+        return Filter(
+            lambda cat, view: np.asarray(first(cat, view), bool) & second(cat, view),
+            json.dumps({"all": [json.loads(self.text), json.loads(other.text)]}, sort_keys=True),
+            self.reads_live or other.reads_live,
+            self.excluded + other.excluded,
+        )
+
 
 @dataclass(frozen=True)
 class ListingOptions:
@@ -93,6 +109,8 @@ class ListingOptions:
     offset: int = 0
     sort: str = "relevance"
     facets: tuple[str, ...] = ()
+    understand: str = DEFAULT_MODE  # the query's understood constraints: filter, boost or off (runtime/understand.py)
+    understand_fields: tuple[str, ...] = DEFAULT_UNDERSTOOD_FIELDS  # which kinds of them apply
     given: dict[str, Any] = field(default_factory=dict)  # what the request sent, for the response's echo
 
 
@@ -274,13 +292,19 @@ def parse_options(raw: str | None, catalog: Catalog | None) -> ListingOptions:
         raise InvalidInput(OPTIONS_PARAMETER, f"not valid JSON ({err})") from None
     if not isinstance(given, dict):
         raise InvalidInput(OPTIONS_PARAMETER, f"expected a JSON object, got {type(given).__name__}")
-    known = ("filter", "per_group", "include_own_group", "offset", "sort", "facets")
+    known = ("filter", "per_group", "include_own_group", "offset", "sort", "facets", "understand", "understand_fields")
     for key in given:
         if key not in known:
             raise _fail(key, f"unknown option; expected one of {', '.join(known)}")
     sort = given.get("sort", "relevance")
     if sort not in SORTS:
         raise _fail("sort", f"expected one of {', '.join(SORTS)}, got {sort!r}")
+    understand = given.get("understand", DEFAULT_MODE)
+    if understand not in MODES:
+        raise _fail("understand", f"expected one of {', '.join(MODES)}, got {understand!r}")
+    fields = given.get("understand_fields", list(DEFAULT_UNDERSTOOD_FIELDS))
+    if not isinstance(fields, list) or any(f not in UNDERSTOOD_FIELDS for f in fields):
+        raise _fail("understand_fields", f"expected a list of {', '.join(UNDERSTOOD_FIELDS)}, got {fields!r}")
     own = given.get("include_own_group", False)
     if not isinstance(own, bool):
         raise _fail("include_own_group", f"expected true or false, got {own!r}")
@@ -291,5 +315,7 @@ def parse_options(raw: str | None, catalog: Catalog | None) -> ListingOptions:
         offset=_int("offset", given.get("offset", 0), 0, MAX_OFFSET),
         sort=sort,
         facets=_facet_names(given.get("facets", []), catalog),
+        understand=understand,
+        understand_fields=tuple(fields),
         given=given,
     )

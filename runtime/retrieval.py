@@ -54,6 +54,7 @@ from runtime.pages import warm
 from runtime.requests import check_embedding, check_id_list, check_user_id, decode_query
 from runtime.scan import Scan, ScanIndex
 from runtime.scoring import load_item_embeddings
+from runtime.understand import MIN_MATCHES, Understood
 
 INDEX_FILE = "items.faiss"
 SETTINGS_FILE = "retrieval.json"
@@ -66,6 +67,7 @@ NEW_ITEMS_POLL_S = 2.0  # how often a retrieval model asks the online store whet
 # deeper by 1 / the filter's share, then the exact scan if that left too few)
 SUBSET_SCAN_ITEMS = 20_000
 MASK_CACHE = 64  # catalogue-wide masks of recent filters kept per model instance
+EMPTY: tuple[Array, Int64s] = (np.zeros(0, bool), np.zeros(0, np.int64))  # a filter nothing passes
 
 
 @dataclass(frozen=True)
@@ -480,17 +482,39 @@ class Retriever:
         listing = self.store.options(options)
         vector = self._vector(c.CONTEXT_EMBEDDING, query_embedding)
         banned = self._banned(user_row, exclude)
-        allowed = self.allowed(listing.filter)
         match = self.store.queries.match_one(text, lambda: vector)  # once: every fetch's features reuse it
         first, boost = self.behaviour(match)
-        return self._candidates(
-            lambda want: self._retrieve(vector, banned, exclude, want, not build_values, first, boost, allowed=allowed),
-            uid,
-            user_row,
-            lambda u, i, us, it: self.store.search_features(u, text, i, us, it, build_values, match),
-            lambda: self._popular(banned, allowed),
-            listing,
-        )
+        understood, constraints = self.store.understand(text, listing)
+
+        def candidates(filt: Filter | None, ahead: Int64s | None) -> dict[str, Array]:
+            allowed = self.allowed(filt)
+            return self._candidates(
+                lambda want: self._retrieve(
+                    vector, banned, exclude, want, not build_values, ahead, boost, allowed=allowed
+                ),
+                uid,
+                user_row,
+                lambda u, i, us, it: self.store.search_features(u, text, i, us, it, build_values, match),
+                lambda: self._popular(banned, allowed),
+                ListingOptions(filter=filt),
+            )
+
+        if constraints is not None and understood.mode == "filter":
+            feats = candidates(constraints & listing.filter, first)
+            if int(feats[c.AVAILABLE].sum()) < MIN_MATCHES:  # too few match the words: the plain query
+                understood = Understood(understood.chips, understood.mode, True, understood.tree)
+                feats = candidates(listing.filter, first)
+        elif constraints is not None and understood.mode == "boost":
+            # the items that match go first (half the candidates at most); topk ranks them BOOST higher
+            matching, _ = self._search_allowed(
+                vector, self.settings.candidates // 2, self.allowed(constraints & listing.filter) or EMPTY
+            )
+            ahead = matching if first is None else np.concatenate([first, matching[~np.isin(matching, first)]])
+            feats = candidates(listing.filter, ahead)
+        else:
+            feats = candidates(listing.filter, first)
+        feats[c.UNDERSTOOD] = np.array([understood.to_json().encode()], object)
+        return feats
 
     def behaviour(self, match: tuple[Array, Array]) -> tuple[Int64s | None, Floats | None]:
         """What the query statistics add to a search's retrieval, from the query's ``match``: the items clicked
@@ -574,6 +598,7 @@ class Retriever:
             listing,
         )
         feats[c.CONTEXT_EMBEDDING] = vector.reshape(1, -1)
+        feats[c.UNDERSTOOD] = np.array([b"{}"], object)
         return feats
 
     def user_vector(self, user_row: int, context: Int64s, viewed: bool = False) -> Floats:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from builders.data import market
+from builders.data import fashion, market
 from builders.data.load import write_export
 from builders.data.shop import CATEGORIES, DEPARTMENTS, PROFILES, Shop, generate
 
@@ -36,18 +36,24 @@ def config_dict(name: str, folder: Path | str = ".") -> dict:
 
 
 def profiles() -> list[str]:
-    """Every generated shop a build can take as ``--profile``: the demo's sizes and the market shop's."""
-    return sorted([*PROFILES, *market.PROFILES])
+    """Every generated shop a build can take as ``--profile``: the demo's sizes, the market and fashion shops'."""
+    return sorted([*PROFILES, *market.PROFILES, *fashion.PROFILES])
 
 
 def profile_key(profile: str) -> dict:
     """What the generated files of ``profile`` depend on (the demo-data step's cache key)."""
-    return market.PROFILES[profile].key() if profile in market.PROFILES else PROFILES[profile].key()
+    for other in (market, fashion):
+        if profile in other.PROFILES:
+            return other.PROFILES[profile].key()
+    return PROFILES[profile].key()
 
 
 def profile_config(profile: str, folder: Path | str) -> dict:
     """The config that builds the generated files of ``profile`` in ``folder``."""
-    return market.config_dict(profile, folder) if profile in market.PROFILES else config_dict(profile, folder)
+    for other in (market, fashion):
+        if profile in other.PROFILES:
+            return other.config_dict(profile, folder)
+    return config_dict(profile, folder)
 
 
 def profile_files(profile: str, folder: Path) -> list[Path]:
@@ -134,6 +140,8 @@ def write(profile: str, out: Path) -> Path:
     its ``shoprank.yaml``."""
     if profile in market.PROFILES:
         return market.write(profile, out)
+    if profile in fashion.PROFILES:
+        return fashion.write(profile, out)
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {profiles()}")
     return write_shop(generate(PROFILES[profile]), out)

@@ -42,6 +42,7 @@ def _ranker_features(embed_dim: int) -> tuple[Tensor, ...]:
         Tensor(c.AVAILABLE, "bool", (-1,)),
         Tensor(c.NEW_EMBEDDINGS, "float32", (-1, embed_dim)),
         Tensor(c.PRICES, "float32", (-1,)),
+        Tensor(c.UNDERSTOOD, "bytes", (1,)),
     )
 
 
@@ -68,6 +69,7 @@ FEATURES_OUT = {
     c.AVAILABLE: "available",
     c.NEW_EMBEDDINGS: "new_emb",
     c.PRICES: "prices",
+    c.UNDERSTOOD: "understood",
 }
 
 
@@ -98,6 +100,7 @@ def _topk_step(context: str, candidates: str = c.ITEM_IDS) -> Step:
             c.AVAILABLE: "available",
             c.NEW_EMBEDDINGS: "new_emb",
             c.PRICES: "prices",
+            c.UNDERSTOOD: "understood",
         },
         {t.name: t.name for t in RESPONSE},
     )
@@ -177,6 +180,7 @@ def specs(embed_dim: int = c.EMBED_DIM, scan: bool = False) -> list[ModelSpec]:
             Tensor(c.AVAILABLE, "bool", (-1,)),
             Tensor(c.NEW_EMBEDDINGS, "float32", (-1, embed_dim)),
             Tensor(c.PRICES, "float32", (-1,)),
+            Tensor(c.UNDERSTOOD, "bytes", (1,)),
         ),
         outputs=RESPONSE,
         why={

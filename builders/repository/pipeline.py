@@ -67,6 +67,7 @@ class InProcessPipeline:
             feats.get(c.AVAILABLE),
             feats.get(c.NEW_EMBEDDINGS),
             feats.get(c.PRICES),
+            feats.get(c.UNDERSTOOD),
             options,
         )
         self.last_response = out

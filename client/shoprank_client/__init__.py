@@ -15,6 +15,7 @@ from shoprank_client.errors import (
     ServerError,
     Unavailable,
 )
+from shoprank_client.listing import FacetValue, Filters, all_of, any_of, none_of
 from shoprank_client.sync import RankingClient
 from shoprank_client.types import (
     NO_RETRY,
@@ -45,5 +46,10 @@ __all__ = [
     "DeadlineExceeded",
     "ServerError",
     "ContractMismatch",
+    "Filters",
+    "FacetValue",
+    "any_of",
+    "all_of",
+    "none_of",
 ]
 __version__ = "0.1.0"

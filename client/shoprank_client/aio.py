@@ -11,12 +11,14 @@ from tritonclient.utils import InferenceServerException
 
 from shoprank_client.core import CallPlan, EndpointPool
 from shoprank_client.errors import RankingError, from_triton
+from shoprank_client.listing import Filters, FilterTree, options_parameter
 from shoprank_client.protocol import (
     CONTRACT,
     SEARCH_MODEL,
     build_catalog_inputs,
     build_inputs,
     check_metadata,
+    listing_fields,
     parse_items,
 )
 from shoprank_client.sync import InferResult, TritonClient, client_kwargs
@@ -49,10 +51,17 @@ class AsyncRankingClient:
         candidates: Sequence[int | str],
         k: int = 10,
         timeout_s: float | None = None,
+        filters: Filters | FilterTree | None = None,
+        per_group: int | None = None,
+        offset: int = 0,
+        sort: str = "relevance",
+        facets: Sequence[str] = (),
     ) -> RankingResult:
-        """Top ``k`` of ``candidates`` for ``user_id`` searching ``query``, best first. Ids may be ints or strings."""
+        """Top ``k`` of ``candidates`` for ``user_id`` searching ``query``, best first. Ids may be ints or strings.
+        ``filters``, ``per_group``, ``offset``, ``sort``, ``facets``: shoprank_client.listing (all calls take them)."""
         model, inputs, keys = build_inputs(user_id, candidates, k, query)
-        return await self._rank(model, inputs, timeout_s, keys)
+        params = options_parameter(filters, per_group, offset, sort, facets)
+        return await self._rank(model, inputs, timeout_s, keys, params)
 
     async def recommend(
         self,
@@ -60,10 +69,16 @@ class AsyncRankingClient:
         candidates: Sequence[int | str],
         k: int = 10,
         timeout_s: float | None = None,
+        filters: Filters | FilterTree | None = None,
+        per_group: int | None = None,
+        offset: int = 0,
+        sort: str = "relevance",
+        facets: Sequence[str] = (),
     ) -> RankingResult:
         """Top ``k`` of ``candidates`` for ``user_id`` without a query."""
         model, inputs, keys = build_inputs(user_id, candidates, k)
-        return await self._rank(model, inputs, timeout_s, keys)
+        params = options_parameter(filters, per_group, offset, sort, facets)
+        return await self._rank(model, inputs, timeout_s, keys, params)
 
     async def search_catalog(
         self,
@@ -72,12 +87,19 @@ class AsyncRankingClient:
         k: int = 10,
         exclude: Sequence[int | str] = (),
         timeout_s: float | None = None,
+        filters: Filters | FilterTree | None = None,
+        per_group: int | None = None,
+        offset: int = 0,
+        sort: str = "relevance",
+        facets: Sequence[str] = (),
     ) -> RankingResult:
         """Top ``k`` of the whole catalogue for ``user_id`` searching ``query``: the server retrieves, filters
-        (sold out, bought, ``exclude``) and ranks. Item ids come back as the shop's own: a string-id shop's SKUs
-        (the server's ``TOP_ITEM_KEYS``), else the INT64 ids."""
+        (sold out, bought, ``exclude``, ``filters``) and ranks. Item ids come back as the shop's own: a string-id
+        shop's SKUs (the server's ``TOP_ITEM_KEYS``), else the INT64 ids. One result per variant group by
+        default (``per_group``); ``offset`` pages, ``sort`` orders the relevant set, ``facets`` are counted."""
         model, inputs = build_catalog_inputs(user_id, k, query=query, exclude=exclude)
-        return await self._rank(model, inputs, timeout_s)
+        params = options_parameter(filters, per_group, offset, sort, facets)
+        return await self._rank(model, inputs, timeout_s, None, params)
 
     async def recommend_catalog(
         self,
@@ -86,11 +108,19 @@ class AsyncRankingClient:
         context: Sequence[int | str] = (),
         exclude: Sequence[int | str] = (),
         timeout_s: float | None = None,
+        filters: Filters | FilterTree | None = None,
+        per_group: int | None = None,
+        offset: int = 0,
+        sort: str = "relevance",
+        facets: Sequence[str] = (),
+        include_own_group: bool = False,
     ) -> RankingResult:
         """Top ``k`` of the whole catalogue for ``user_id`` (homepage; with ``context``, the items being
-        viewed, "more like this"): retrieved, filtered (sold out, bought, ``exclude``, the context) and ranked."""
+        viewed, "more like this"): retrieved, filtered (sold out, bought, ``exclude``, the context and, unless
+        ``include_own_group``, the context's other variants; ``filters``) and ranked."""
         model, inputs = build_catalog_inputs(user_id, k, context=context, exclude=exclude)
-        return await self._rank(model, inputs, timeout_s)
+        params = options_parameter(filters, per_group, offset, sort, facets, include_own_group)
+        return await self._rank(model, inputs, timeout_s, None, params)
 
     async def rank_many(
         self,
@@ -192,14 +222,22 @@ class AsyncRankingClient:
             await asyncio.sleep(plan.on_error(error))
 
     async def _infer(
-        self, client: TritonClient, endpoint: str, model: str, inputs: list[aiogrpc.InferInput], plan: CallPlan
+        self,
+        client: TritonClient,
+        endpoint: str,
+        model: str,
+        inputs: list[aiogrpc.InferInput],
+        plan: CallPlan,
+        parameters: dict[str, str] | None = None,
     ) -> InferResult:
         """Mirror of ``RankingClient._infer``: wait until the deadline, let a late RPC finish unseen."""
         wait = plan.attempt_timeout()
         grace = self.options.cancel_grace_s
         if grace <= 0:
-            return await client.infer(model, inputs, client_timeout=wait, headers=self._headers)
-        task = asyncio.ensure_future(client.infer(model, inputs, client_timeout=wait + grace, headers=self._headers))
+            return await client.infer(model, inputs, client_timeout=wait, headers=self._headers, parameters=parameters)
+        task = asyncio.ensure_future(
+            client.infer(model, inputs, client_timeout=wait + grace, headers=self._headers, parameters=parameters)
+        )
         try:
             return await asyncio.wait_for(asyncio.shield(task), wait)
         except asyncio.TimeoutError:
@@ -218,11 +256,12 @@ class AsyncRankingClient:
         inputs: list[aiogrpc.InferInput],
         timeout_s: float | None,
         keys: dict[int, str] | None = None,
+        parameters: dict[str, str] | None = None,
     ) -> RankingResult:
         async def infer(client: TritonClient, endpoint: str, plan: CallPlan) -> InferResult:
             if self.options.check_contract:
                 await self._ensure_contract(client, endpoint, model, plan.attempt_timeout())
-            return await self._infer(client, endpoint, model, inputs, plan)
+            return await self._infer(client, endpoint, model, inputs, plan, parameters)
 
         result, endpoint, plan = await self._with_retries(infer, timeout_s)
         response = result.get_response()
@@ -235,6 +274,7 @@ class AsyncRankingClient:
             endpoint=endpoint,
             latency_ms=plan.elapsed_ms(),
             attempts=plan.attempts,
+            **listing_fields(result),
         )
 
     async def _probe(self, endpoint: str, method: str, timeout_s: float | None) -> bool:

@@ -14,6 +14,7 @@ from tritonclient.grpc import InferInput
 
 from shoprank_client.errors import ContractMismatch, InvalidRequest
 from shoprank_client.ids import stable_id
+from shoprank_client.listing import parse_facets, parse_info
 from shoprank_client.types import RankedItem
 
 SEARCH_MODEL = "search"
@@ -62,7 +63,13 @@ CONTRACT: dict[str, dict[str, dict[str, tuple[str, list[int]]]]] = {
 MAX_ID_LIST = 1000  # exclude / context ids per request (the server's limit too)
 # Outputs a served model may have beside CONTRACT's (a release built before them has not): the shop's own
 # id of each ranked item, so a string-id shop gets its SKUs back from the catalogue models too
-OPTIONAL_OUTPUTS = {"TOP_ITEM_KEYS": ("BYTES", [-1])}
+OPTIONAL_OUTPUTS = {
+    "TOP_ITEM_KEYS": ("BYTES", [-1]),
+    # the variant groups, their matched variants and the page's summary (matches, facets): shoprank_client.listing
+    "TOP_GROUP_KEYS": ("BYTES", [-1]),
+    "TOP_GROUP_MATCHES": ("INT32", [-1]),
+    "RESULT_INFO": ("BYTES", [1]),
+}
 
 
 def _user(user_id: object) -> int:
@@ -263,3 +270,20 @@ def check_metadata(model: str, metadata: dict[str, Any], endpoint: str) -> None:
                 )
     if problems:
         raise ContractMismatch(f"model '{model}' does not match this SDK: " + "; ".join(problems), endpoint=endpoint)
+
+
+def listing_fields(result: Any) -> dict[str, Any]:
+    """``RankingResult``'s group, match and facet fields from a response (``InferResult``; empty when the
+    release answers none of the listing outputs)."""
+    info = parse_info(result.as_numpy("RESULT_INFO"))
+    groups = result.as_numpy("TOP_GROUP_KEYS")
+    matched = result.as_numpy("TOP_GROUP_MATCHES")
+    return {
+        "groups": ()
+        if groups is None
+        else tuple(g.decode("utf-8") if isinstance(g, bytes) else str(g) for g in groups),
+        "group_matches": () if matched is None else tuple(int(m) for m in matched),
+        "matches": info.get("matches"),
+        "facets": parse_facets(info),
+        "info": info,
+    }

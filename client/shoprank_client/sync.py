@@ -13,12 +13,14 @@ from tritonclient.utils import InferenceServerException
 
 from shoprank_client.core import CallPlan, EndpointPool
 from shoprank_client.errors import RankingError, from_triton
+from shoprank_client.listing import Filters, FilterTree, options_parameter
 from shoprank_client.protocol import (
     CONTRACT,
     SEARCH_MODEL,
     build_catalog_inputs,
     build_inputs,
     check_metadata,
+    listing_fields,
     parse_items,
 )
 from shoprank_client.types import ClientOptions, RankingResult, RecommendRequest, SearchRequest
@@ -79,10 +81,17 @@ class RankingClient:
         candidates: Sequence[int | str],
         k: int = 10,
         timeout_s: float | None = None,
+        filters: Filters | FilterTree | None = None,
+        per_group: int | None = None,
+        offset: int = 0,
+        sort: str = "relevance",
+        facets: Sequence[str] = (),
     ) -> RankingResult:
-        """Top ``k`` of ``candidates`` for ``user_id`` searching ``query``, best first. Ids may be ints or strings."""
+        """Top ``k`` of ``candidates`` for ``user_id`` searching ``query``, best first. Ids may be ints or strings.
+        ``filters``, ``per_group``, ``offset``, ``sort``, ``facets``: shoprank_client.listing (all calls take them)."""
         model, inputs, keys = build_inputs(user_id, candidates, k, query)
-        return self._rank(model, inputs, timeout_s, keys)
+        params = options_parameter(filters, per_group, offset, sort, facets)
+        return self._rank(model, inputs, timeout_s, keys, params)
 
     def recommend(
         self,
@@ -90,10 +99,16 @@ class RankingClient:
         candidates: Sequence[int | str],
         k: int = 10,
         timeout_s: float | None = None,
+        filters: Filters | FilterTree | None = None,
+        per_group: int | None = None,
+        offset: int = 0,
+        sort: str = "relevance",
+        facets: Sequence[str] = (),
     ) -> RankingResult:
         """Top ``k`` of ``candidates`` for ``user_id`` without a query (homepage, recommendations)."""
         model, inputs, keys = build_inputs(user_id, candidates, k)
-        return self._rank(model, inputs, timeout_s, keys)
+        params = options_parameter(filters, per_group, offset, sort, facets)
+        return self._rank(model, inputs, timeout_s, keys, params)
 
     def search_catalog(
         self,
@@ -102,12 +117,19 @@ class RankingClient:
         k: int = 10,
         exclude: Sequence[int | str] = (),
         timeout_s: float | None = None,
+        filters: Filters | FilterTree | None = None,
+        per_group: int | None = None,
+        offset: int = 0,
+        sort: str = "relevance",
+        facets: Sequence[str] = (),
     ) -> RankingResult:
         """Top ``k`` of the whole catalogue for ``user_id`` searching ``query``: the server retrieves, filters
-        (sold out, bought, ``exclude``) and ranks. Item ids come back as the shop's own: a string-id shop's SKUs
-        (the server's ``TOP_ITEM_KEYS``), else the INT64 ids."""
+        (sold out, bought, ``exclude``, ``filters``) and ranks. Item ids come back as the shop's own: a string-id
+        shop's SKUs (the server's ``TOP_ITEM_KEYS``), else the INT64 ids. One result per variant group by
+        default (``per_group``); ``offset`` pages, ``sort`` orders the relevant set, ``facets`` are counted."""
         model, inputs = build_catalog_inputs(user_id, k, query=query, exclude=exclude)
-        return self._rank(model, inputs, timeout_s)
+        params = options_parameter(filters, per_group, offset, sort, facets)
+        return self._rank(model, inputs, timeout_s, None, params)
 
     def recommend_catalog(
         self,
@@ -116,11 +138,19 @@ class RankingClient:
         context: Sequence[int | str] = (),
         exclude: Sequence[int | str] = (),
         timeout_s: float | None = None,
+        filters: Filters | FilterTree | None = None,
+        per_group: int | None = None,
+        offset: int = 0,
+        sort: str = "relevance",
+        facets: Sequence[str] = (),
+        include_own_group: bool = False,
     ) -> RankingResult:
         """Top ``k`` of the whole catalogue for ``user_id`` (homepage; with ``context``, the items being
-        viewed, "more like this"): retrieved, filtered (sold out, bought, ``exclude``, the context) and ranked."""
+        viewed, "more like this"): retrieved, filtered (sold out, bought, ``exclude``, the context and, unless
+        ``include_own_group``, the context's other variants; ``filters``) and ranked."""
         model, inputs = build_catalog_inputs(user_id, k, context=context, exclude=exclude)
-        return self._rank(model, inputs, timeout_s)
+        params = options_parameter(filters, per_group, offset, sort, facets, include_own_group)
+        return self._rank(model, inputs, timeout_s, None, params)
 
     def rank_many(
         self,
@@ -222,14 +252,20 @@ class RankingClient:
             time.sleep(plan.on_error(error))
 
     def _infer(
-        self, client: TritonClient, endpoint: str, model: str, inputs: list[grpcclient.InferInput], plan: CallPlan
+        self,
+        client: TritonClient,
+        endpoint: str,
+        model: str,
+        inputs: list[grpcclient.InferInput],
+        plan: CallPlan,
+        parameters: dict[str, str] | None = None,
     ) -> InferResult:
         """One inference RPC. The client waits until the call's deadline; the RPC's gRPC deadline is
         ``cancel_grace_s`` later, so Triton is not sent a cancellation for a request it is finishing."""
         wait = plan.attempt_timeout()
         grace = self.options.cancel_grace_s
         if grace <= 0:
-            return client.infer(model, inputs, client_timeout=wait, headers=self._headers)
+            return client.infer(model, inputs, client_timeout=wait, headers=self._headers, parameters=parameters)
         done = threading.Event()
         box: list[tuple[InferResult, InferenceServerException | None]] = []
 
@@ -238,7 +274,9 @@ class RankingClient:
             done.set()
             self._late.discard(done)
 
-        client.async_infer(model, inputs, callback, client_timeout=wait + grace, headers=self._headers)
+        client.async_infer(
+            model, inputs, callback, client_timeout=wait + grace, headers=self._headers, parameters=parameters
+        )
         if not done.wait(wait):
             self._late.add(done)
             if done.is_set():  # finished between the wait and the add
@@ -255,11 +293,12 @@ class RankingClient:
         inputs: list[grpcclient.InferInput],
         timeout_s: float | None,
         keys: dict[int, str] | None = None,
+        parameters: dict[str, str] | None = None,
     ) -> RankingResult:
         def infer(client: TritonClient, endpoint: str, plan: CallPlan) -> InferResult:
             if self.options.check_contract:
                 self._ensure_contract(client, endpoint, model, plan.attempt_timeout())
-            return self._infer(client, endpoint, model, inputs, plan)
+            return self._infer(client, endpoint, model, inputs, plan, parameters)
 
         result, endpoint, plan = self._with_retries(infer, timeout_s)
         response = result.get_response()
@@ -272,6 +311,7 @@ class RankingClient:
             endpoint=endpoint,
             latency_ms=plan.elapsed_ms(),
             attempts=plan.attempts,
+            **listing_fields(result),
         )
 
     def _probe(self, endpoint: str, method: str, timeout_s: float | None) -> bool:

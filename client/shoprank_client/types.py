@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+from shoprank_client.listing import FacetValue
 
 
 class RankedItem(NamedTuple):
@@ -25,6 +27,13 @@ class RankingResult:
     latency_ms: float  # measured by the client, retries included
     attempts: int = 1
     server_latency_ms: float | None = None  # Triton's responses carry no per-request timing: None
+    # beside items: the variant group each represents (the shop's item_group_id, or the item's own id when it
+    # has none) and how many of that group's variants matched; empty from a release built before groups
+    groups: tuple[str, ...] = ()
+    group_matches: tuple[int, ...] = ()
+    matches: int | None = None  # results there are to page through (groups, or items with per_group=0)
+    facets: Mapping[str, tuple[FacetValue, ...]] = field(default_factory=dict)  # the facets asked for
+    info: Mapping[str, Any] = field(default_factory=dict)  # the server's whole RESULT_INFO
 
     @property
     def item_ids(self) -> list[int | str]:

@@ -28,5 +28,6 @@ class TritonPythonModel:
             c.AVAILABLE,
             c.NEW_EMBEDDINGS,
             c.PRICES,
+            c.UNDERSTOOD,
         )
         return serve(pb_utils, requests, names, self.topk.rank, pb_utils.Logger, options=True)
