@@ -83,10 +83,8 @@ def arrange(
     rows = np.asarray(rows, np.int64)
     created = catalog.created[rows] if catalog is not None else np.full(n, -1)
     order = order_of(scores, options.sort, prices, created)
-    if catalog is not None and options.per_group > 0:
-        groups = catalog.group_of(rows, ids)
-    else:
-        groups = -1 - np.asarray(ids, np.int64)  # every item a group of its own
+    # every item a group of its own without the catalogue
+    groups = catalog.group_of(rows, ids) if catalog is not None else -1 - np.asarray(ids, np.int64)
     _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
     matched = counts[inverse]
     shown = order[first_per_group(groups[order], options.per_group)]

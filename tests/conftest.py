@@ -103,6 +103,31 @@ def release_two(small_build, tmp_path_factory) -> Path:
     return build_small_variant("small-v2", out, ranker={"seed": 1, "kind": "dcn"}, split={"stats": 0.6})
 
 
+@pytest.fixture(scope="session")
+def fashion_build(tmp_path_factory):
+    """The fashion shop (``builders/data/fashion.py``, colour variants grouped by item_group_id), built through
+    the config its generator writes (cached under build/fashion-small/): ``(repository, catalogue rows)``."""
+    import pyarrow.parquet as pq
+
+    out = tmp_path_factory.mktemp("fashion") / "model_repository"
+    work = REPO_ROOT / "build" / "fashion-small"
+    build("cpu", "fashion-small", out=out, work=work, progress=False)
+    items = pq.read_table(work / "demo_data" / "catalog.parquet").to_pylist()
+    return out, items
+
+
+@pytest.fixture(scope="session")
+def fashion_server(fashion_build, tmp_path_factory):
+    """A real tritonserver on free ports serving the fashion repository; always stopped."""
+    log = tmp_path_factory.mktemp("fashion_logs") / "tritonserver.log"
+    server = TritonServer(ServerOptions(model_repository=fashion_build[0], log_file=log, ready_timeout_s=180))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 _SHARED: dict = {}
 
 

@@ -23,6 +23,7 @@ from shoprank_client.errors import InvalidRequest
 
 OPTIONS_PARAMETER = "shoprank_options"
 SORTS = ("relevance", "price_asc", "price_desc", "newest")
+UNDERSTAND = ("filter", "boost", "off")  # how a query's understood words apply (None: the server's default)
 FilterTree = Mapping[str, Any]
 
 
@@ -102,6 +103,7 @@ def options_parameter(
     sort: str = "relevance",
     facets: Sequence[str] = (),
     include_own_group: bool = False,
+    understand: str | None = None,
 ) -> dict[str, str] | None:
     """The request's ``parameters`` for these keywords, or None when all are the defaults (nothing is sent)."""
     options: dict[str, Any] = {}
@@ -127,6 +129,12 @@ def options_parameter(
         options["facets"] = list(facets)
     if include_own_group:
         options["include_own_group"] = True
+    if understand is not None:
+        if understand not in UNDERSTAND:
+            raise InvalidRequest(
+                f"understand: expected one of {', '.join(UNDERSTAND)}, got {understand!r}", "understand"
+            )
+        options["understand"] = understand
     return {OPTIONS_PARAMETER: json.dumps(options)} if options else None
 
 

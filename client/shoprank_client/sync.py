@@ -86,11 +86,12 @@ class RankingClient:
         offset: int = 0,
         sort: str = "relevance",
         facets: Sequence[str] = (),
+        understand: str | None = None,
     ) -> RankingResult:
         """Top ``k`` of ``candidates`` for ``user_id`` searching ``query``, best first. Ids may be ints or strings.
         ``filters``, ``per_group``, ``offset``, ``sort``, ``facets``: shoprank_client.listing (all calls take them)."""
         model, inputs, keys = build_inputs(user_id, candidates, k, query)
-        params = options_parameter(filters, per_group, offset, sort, facets)
+        params = options_parameter(filters, per_group, offset, sort, facets, understand=understand)
         return self._rank(model, inputs, timeout_s, keys, params)
 
     def recommend(
@@ -122,13 +123,14 @@ class RankingClient:
         offset: int = 0,
         sort: str = "relevance",
         facets: Sequence[str] = (),
+        understand: str | None = None,
     ) -> RankingResult:
         """Top ``k`` of the whole catalogue for ``user_id`` searching ``query``: the server retrieves, filters
         (sold out, bought, ``exclude``, ``filters``) and ranks. Item ids come back as the shop's own: a string-id
         shop's SKUs (the server's ``TOP_ITEM_KEYS``), else the INT64 ids. One result per variant group by
         default (``per_group``); ``offset`` pages, ``sort`` orders the relevant set, ``facets`` are counted."""
         model, inputs = build_catalog_inputs(user_id, k, query=query, exclude=exclude)
-        params = options_parameter(filters, per_group, offset, sort, facets)
+        params = options_parameter(filters, per_group, offset, sort, facets, understand=understand)
         return self._rank(model, inputs, timeout_s, None, params)
 
     def recommend_catalog(
