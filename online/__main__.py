@@ -5,6 +5,8 @@
     python -m online push --file updates.parquet                   # bulk: item_id + price and/or stock (CSV too)
     tail -f feed.jsonl | python -m online push --stream -          # {"item_id": ..., "price": ...} per line
     python -m online push --new-items new.csv --repo model_repository  # item_id, title (+ price, stock): embedded
+    python -m online rules set rules.json --repo model_repository  # merchandising rules (runtime/rules.py)
+    python -m online rules show | python -m online rules clear
 
 A stream line may also be an interaction, ``{"event": "click", "user_id": ..., "item_id": ...}`` (``cart``,
 ``purchase``; ``session_id`` instead of ``user_id`` for an anonymous session), or a new item with its
@@ -26,8 +28,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from online.embed import RepositoryEncoder
+from online.rules import resolve
 from online.writer import Interaction, ItemUpdate, OnlineWriter, UpdateError, check, check_interaction
 from runtime.online_store import ONLINE_FIELDS, OnlineSettings, connect
+from runtime.rules import RuleError
 from shoprank_client.ids import stable_id
 
 
@@ -139,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     push.add_argument("--repo", type=Path, help="the served repository, whose encoder embeds new items' titles")
     for f in ONLINE_FIELDS:
         push.add_argument(f"--{f}", type=float)
+    rules = sub.add_parser("rules", help="merchandising rules: set (checked against --repo), show, clear")
+    rules.add_argument("action", choices=["set", "show", "clear"])
+    rules.add_argument("file", nargs="?", type=Path, help="set: the rules' JSON file")
+    rules.add_argument("--repo", type=Path, default=Path("model_repository"), help="set: the served repository")
     args = parser.parse_args(argv)
     if not args.url:
         print("error: no online store: pass --url or set SHOPRANK_ONLINE_URL", file=sys.stderr)
@@ -153,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         embed = None  # push --repo: the served encoder embeds new items' titles (--new-items, or a stream's)
         if args.command == "push" and args.repo is not None:
             embed = RepositoryEncoder(args.repo)
+        if args.command == "rules":
+            return rules_command(writer, args)
         if args.command == "seed":
             n = writer.seed(args.repo)
             print(f"seeded {n} items from {args.repo} in {time.monotonic() - started:.1f} s")
@@ -173,12 +183,27 @@ def main(argv: list[str] | None = None) -> int:
             n, bad = stream(writer, args.stream, embed=embed)
             print(f"stream ended: {n} updates applied, {bad} rejected")
             return 2 if bad else 0
-    except UpdateError as err:
+    except (UpdateError, RuleError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except redis.RedisError as err:
         print(f"error: online store {args.url} unreachable: {err}", file=sys.stderr)
         return 3
+    return 0
+
+
+def rules_command(writer: OnlineWriter, args: argparse.Namespace) -> int:
+    if args.action == "show":
+        print(writer.rules() or '{"rules": []}')
+    elif args.action == "clear":
+        writer.set_rules('{"rules": []}')
+        print("rules cleared")
+    else:
+        if args.file is None:
+            raise UpdateError("rules set: name the rules' JSON file")
+        resolved = resolve(args.file.read_text(), args.repo)
+        writer.set_rules(resolved)
+        print(f"rules set: {len(json.loads(resolved)['rules'])} rules from {args.file}")
     return 0
 
 

@@ -44,6 +44,7 @@ from runtime.online_store import (
     item_key,
     new_items_key,
     recent_key,
+    rules_key,
 )
 
 EVENTS = ("click", "cart", "purchase")
@@ -114,6 +115,15 @@ class OnlineWriter:
         self.cluster = cluster
         self.buckets = buckets
         self._unset = encode({})
+
+    def set_rules(self, text: str) -> None:
+        """Replace the merchandising rules' document (checked by the caller: ``online.rules.resolve``); every
+        model reads it within ``runtime.rules.POLL_S``."""
+        self.client.set(rules_key(self.prefix), text.encode("utf-8"))
+
+    def rules(self) -> str:
+        raw = self.client.get(rules_key(self.prefix))
+        return "" if raw is None else bytes(raw).decode("utf-8")
 
     def apply(self, updates: Iterable[ItemUpdate]) -> int:
         """Write the updates (checked first: nothing is written if one is invalid); returns how many."""

@@ -60,8 +60,11 @@ ITEM_ROWS = "ITEM_ROWS"  # INT64 [N], row in the item tables, -1 = unknown item,
 NEW_EMBEDDINGS = "NEW_EMBEDDINGS"
 # BOOL [N], False = not returned: sold out (online store, SHOPRANK_SOLD_OUT=filter) or failing the request's filter
 AVAILABLE = "AVAILABLE"
-# BYTES [1]: what the query was understood to ask (runtime/understand.py, JSON; "{}" none), for topk's answer
-UNDERSTOOD = "UNDERSTOOD"
+# BYTES [1], JSON: what the feature or retrieval step made of the request, for topk's answer: the query's
+# understood chips (runtime/understand.py) and the merchandising rules that applied (runtime/rules.py)
+NOTES = "NOTES"
+BOOSTS = "BOOSTS"  # FP32 [N]: the merchandising rules' score offset of each candidate (boost > 0, bury < 0)
+PINS = "PINS"  # INT32 [N]: the position a rule pins the candidate at (1 = first), -1 none
 PRICES = "PRICES"  # FP32 [N]: each candidate's current price (the online store's, else the build's; NaN unknown)
 CONTEXT_EMBEDDING = "CONTEXT_EMBEDDING"  # FP32 [1, EMBED_DIM]: query (search) or the recommendation vector
 LOGIT = "logit"  # FP32 [N, 1]

@@ -20,21 +20,25 @@ from runtime.candidates import candidate_features, recent_affinities
 from runtime.catalog import CATALOG_FILE, Catalog
 from runtime.contract import (
     AVAILABLE,
+    BOOSTS,
     DENSE_COLUMNS,
     EMBED_DIM,
     ITEM_ROWS,
     NEW_EMBEDDINGS,
+    NOTES,
+    PINS,
     PRICES,
     SENTENCE_EMBEDDING,
-    UNDERSTOOD,
 )
 from runtime.covisit import CoVisits, context_rows, context_vector
 from runtime.lexicon import LEXICON_FILE, Lexicon
+from runtime.listing import notes_tensor
 from runtime.online import OnlineItems, OnlineRead
 from runtime.options import Filter, ItemView, ListingOptions, parse_filter, parse_options
 from runtime.pages import map_npy
 from runtime.query_stats import QueryStats
 from runtime.requests import check_embedding, check_item_ids, check_user_id, decode_query
+from runtime.rules import RuleBook
 from runtime.tables import STORE_DIR, FeatureTables
 from runtime.text import TOKENIZER_FILE, TextTokenizer
 from runtime.understand import MIN_MATCHES, NOTHING, QueryUnderstanding, Understood
@@ -44,7 +48,6 @@ USER_PROFILE_FILE = "user_profiles.npy"
 ITEM_EMBEDDINGS_FILE = "item_embeddings.npy"  # the title embeddings [I+1, D] (runtime.scoring reads the same file)
 
 IN_STOCK = DENSE_COLUMNS.index("item_in_stock")
-NO_UNDERSTANDING = np.array([b"{}"], object)  # UNDERSTOOD of a request without a query
 MANIFEST_FILE = "manifest.json"  # written by the build next to the tables; names the encoder's dimension
 
 
@@ -69,6 +72,8 @@ class FeatureStore:
         # what requests filter on (runtime/catalog.py); None: a release built before it (no filters)
         self.catalog = catalog
         self.understanding = QueryUnderstanding(catalog) if catalog is not None else None
+        # the merchandising rules in the online store (runtime/rules.py); None without a store or catalogue
+        self.rules = RuleBook(online.rules_text, catalog) if online is not None and catalog is not None else None
         # the items co-visited in sessions (runtime/covisit.py); None: no pair known
         self.covisits = covisits or CoVisits.empty(tables.n_items, len(lexicon.categories))
         self.item_embeddings = item_embeddings  # [I+1, D] titles (recommendation: the context similarity)
@@ -140,6 +145,21 @@ class FeatureStore:
         view = ItemView(items, feats[PRICES], feats["dense_features"][:, IN_STOCK], ids)
         feats[AVAILABLE] = feats[AVAILABLE] & filt(self.catalog, view)
 
+    def apply_rules(
+        self, feats: dict[str, Array], ids: Array, items: Array, query: str | None, options: ListingOptions
+    ) -> list[str]:
+        """The merchandising rules' effects, in place: hidden candidates not AVAILABLE, BOOSTS and PINS; returns
+        the ids of the rules that applied."""
+        if self.rules is None or self.catalog is None:
+            return []
+        view = ItemView(items, feats[PRICES], feats["dense_features"][:, IN_STOCK], ids)
+        effects = self.rules.effects(view, query, options)
+        if effects is None:
+            return []
+        feats[AVAILABLE] = feats[AVAILABLE] & ~effects.hidden
+        feats[BOOSTS], feats[PINS] = effects.boosts, effects.pins
+        return effects.applied
+
     def build_prices(self, items: Array) -> Array:
         """The build's price of each item row (-1: unknown, NaN)."""
         if self.catalog is not None:
@@ -177,6 +197,8 @@ class FeatureStore:
             AVAILABLE: np.ones(len(ids), bool),
             NEW_EMBEDDINGS: self._no_new,
             PRICES: self.build_prices(items),
+            BOOSTS: np.zeros(len(ids), np.float32),
+            PINS: np.full(len(ids), -1, np.int32),
         }
         if self.online is None or build_values:
             return out
@@ -240,7 +262,8 @@ class FeatureStore:
                 self.keep_matching(feats, ids, items, listing)
         else:
             self.keep_matching(feats, ids, items, listing)
-        feats[UNDERSTOOD] = np.array([understood.to_json().encode()], object)
+        applied = self.apply_rules(feats, ids, items, text, listing)
+        feats[NOTES] = notes_tensor(understood, applied)
         return {"input_ids": input_ids, "attention_mask": mask, **feats}
 
     def tokens(self, text: str) -> tuple[Array, Array]:
@@ -307,7 +330,7 @@ class FeatureStore:
         viewed_known = n_viewed > 0
         feats = self.recommend_features(uid, ids, users, items, build_values, context, n_viewed, recent, got)
         self.keep_matching(feats, ids, items, listing)
-        feats[UNDERSTOOD] = NO_UNDERSTANDING
+        feats[NOTES] = notes_tensor(NOTHING, self.apply_rules(feats, ids, items, None, listing))
         profile = self.profiles()[users[0]] if len(users) else np.zeros(self.embed_dim, np.float32)
         if self.item_embeddings is None:
             vector = np.asarray(profile, np.float32)

@@ -18,6 +18,7 @@ caller's candidates that pass them. Over that set:
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,25 @@ from runtime.arrays import Array
 from runtime.catalog import Catalog, category_levels
 from runtime.lexicon import CATEGORY_SEPARATOR
 from runtime.options import CATEGORY_FACET, FACET_VALUES, ListingOptions
+from runtime.understand import NOTHING, Understood
+
+
+def notes_tensor(understood: Understood, rules: list[str]) -> Array:
+    """NOTES: the feature or retrieval step's word to topk (BYTES [1], JSON)."""
+    notes: dict[str, Any] = {}
+    if understood.chips:
+        notes["understood"] = understood.to_dict()
+    if rules:
+        notes["rules"] = rules
+    return np.array([json.dumps(notes).encode()], object)
+
+
+def read_notes(tensor: Array | None) -> tuple[Understood, list[str]]:
+    if tensor is None:
+        return NOTHING, []
+    first = np.asarray(tensor, object).reshape(-1)[0]
+    notes = json.loads(first.decode("utf-8") if isinstance(first, bytes) else str(first))
+    return Understood.from_dict(notes.get("understood", {})), list(notes.get("rules", []))
 
 
 @dataclass(frozen=True)
@@ -76,9 +96,12 @@ def arrange(
     ids: Array,
     prices: Array,
     k: int,
+    pins: Array | None = None,
 ) -> Listing:
     """The page of ``k`` results for ``options`` over the relevant set (all the candidates given).
-    ``catalog`` None (a release built before the catalogue tables): relevance order, no groups or facets."""
+    ``catalog`` None (a release built before the catalogue tables): relevance order, no groups or facets.
+    ``pins``: a merchandising rule's position of each candidate (1 = first; -1 none): a pinned item is put
+    there in the whole ordered list (it stands for its group), before the page is cut."""
     n = len(scores)
     rows = np.asarray(rows, np.int64)
     created = catalog.created[rows] if catalog is not None else np.full(n, -1)
@@ -88,6 +111,8 @@ def arrange(
     _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
     matched = counts[inverse]
     shown = order[first_per_group(groups[order], options.per_group)]
+    if pins is not None and (np.asarray(pins) >= 0).any():
+        shown = pin(shown, np.asarray(pins), groups, options.per_group > 0)
     page = shown[options.offset : options.offset + k]
     info: dict[str, Any] = {"matches": int(len(shown)), "offset": options.offset, "sort": options.sort}
     if catalog is not None:
@@ -98,6 +123,18 @@ def arrange(
                 for name in options.facets
             }
     return Listing(page, groups[page], matched[page], info)
+
+
+def pin(shown: Array, pins: Array, groups: Array, grouped: bool) -> Array:
+    """``shown`` (positions in display order) with each pinned candidate moved to its position (1-based;
+    past the end: last); grouped, it replaces its group's other items."""
+    pinned = np.flatnonzero(pins >= 0)
+    pinned = pinned[np.argsort(pins[pinned], kind="stable")]
+    drop = np.isin(groups[shown], groups[pinned]) if grouped else np.isin(shown, pinned)
+    out = shown[~drop].tolist()
+    for position in pinned.tolist():
+        out.insert(min(int(pins[position]) - 1, len(out)), position)
+    return np.array(out, np.int64)
 
 
 def facet(catalog: Catalog, name: str, rows: Array, groups: Array, prices: Array) -> list[dict[str, Any]]:

@@ -29,6 +29,7 @@ from runtime.online_store import (
     encode,
     key_prefix,
     new_items_key,
+    rules_key,
 )
 
 logger = logging.getLogger(__name__)
@@ -162,6 +163,20 @@ class OnlineItems:
             return None
         self._recovered()
         return ids, list(vectors)
+
+    def rules_text(self) -> str | None:
+        """The merchandising rules' document (``runtime/rules.py``), "" when none is set; None while Redis is
+        skipped or failing (the rules last read stay). One ``GET``; failures count like ``read``'s."""
+        now = self._clock()
+        if now < self._skip_until:
+            return None
+        try:
+            raw = self._client.get(rules_key(self.settings.prefix))
+        except Exception as err:
+            self._failed(now, err)
+            return None
+        self._recovered()
+        return "" if raw is None else bytes(raw).decode("utf-8", "replace")
 
     def _fetch(
         self, keys: list[bytes], recent_of: bytes | None, of_ids: tuple[list[int], list[bool]] | None = None

@@ -84,6 +84,11 @@ def new_items_key(prefix: str) -> bytes:
     return f"{prefix}:new_items".encode()
 
 
+def rules_key(prefix: str) -> bytes:
+    """The merchandising rules' JSON document (``runtime/rules.py``; ``python -m online rules set``)."""
+    return f"{prefix}:rules".encode()
+
+
 def item_key(prefix: str, item_id: int) -> bytes:
     return key_prefix(prefix) + b"%d" % int(item_id)
 

@@ -48,13 +48,14 @@ from runtime.arrays import Array, Floats, Int64s
 from runtime.covisit import context_vector
 from runtime.errors import InvalidInput
 from runtime.features import FeatureStore
+from runtime.listing import notes_tensor
 from runtime.online import OnlineItems
 from runtime.options import Filter, ItemView, ListingOptions
 from runtime.pages import warm
 from runtime.requests import check_embedding, check_id_list, check_user_id, decode_query
 from runtime.scan import Scan, ScanIndex
 from runtime.scoring import load_item_embeddings
-from runtime.understand import MIN_MATCHES, Understood
+from runtime.understand import MIN_MATCHES, NOTHING, Understood
 
 INDEX_FILE = "items.faiss"
 SETTINGS_FILE = "retrieval.json"
@@ -484,6 +485,7 @@ class Retriever:
         banned = self._banned(user_row, exclude)
         match = self.store.queries.match_one(text, lambda: vector)  # once: every fetch's features reuse it
         first, boost = self.behaviour(match)
+        first = self._with_pinned(first, text, listing)
         understood, constraints = self.store.understand(text, listing)
 
         def candidates(filt: Filter | None, ahead: Int64s | None) -> dict[str, Array]:
@@ -513,8 +515,22 @@ class Retriever:
             feats = candidates(listing.filter, ahead)
         else:
             feats = candidates(listing.filter, first)
-        feats[c.UNDERSTOOD] = np.array([understood.to_json().encode()], object)
+        applied = self.store.apply_rules(
+            feats, feats[c.ITEM_IDS], self.store.tables.item_rows(feats[c.ITEM_IDS]), text, listing
+        )
+        feats[c.NOTES] = notes_tensor(understood, applied)
         return feats
+
+    def _with_pinned(self, first: Int64s | None, query: str | None, listing: ListingOptions) -> Int64s | None:
+        """``first`` (the item rows fetched ahead of the nearest ones) after the items a rule pins for this
+        request, so a pinned item is a candidate wherever it may be shown."""
+        rules = self.store.rules
+        pinned = rules.pinned_ids(query, listing) if rules is not None else np.zeros(0, np.int64)
+        if pinned.size == 0:
+            return first
+        rows = self.store.tables.item_rows(pinned)
+        rows = rows[rows >= 0]
+        return rows if first is None else np.concatenate([rows, first[~np.isin(first, rows)]])
 
     def behaviour(self, match: tuple[Array, Array]) -> tuple[Int64s | None, Floats | None]:
         """What the query statistics add to a search's retrieval, from the query's ``match``: the items clicked
@@ -569,6 +585,7 @@ class Retriever:
             rows = rows[~np.isin(rows, banned)] if banned.size else rows
             rows = rows if allowed is None else rows[allowed[0][rows]]
             first = rows[: int(self.settings.covisit_share * self.settings.candidates)]
+        first = self._with_pinned(first, None, listing)
         # the most clicked items take a share of what the co-visited ones leave (all of it without a vector):
         # beside viewed items viewed_popular_share, otherwise popular_share
         mix = self.settings.viewed_popular_share if n_viewed else self.settings.popular_share
@@ -598,7 +615,10 @@ class Retriever:
             listing,
         )
         feats[c.CONTEXT_EMBEDDING] = vector.reshape(1, -1)
-        feats[c.UNDERSTOOD] = np.array([b"{}"], object)
+        applied = self.store.apply_rules(
+            feats, feats[c.ITEM_IDS], self.store.tables.item_rows(feats[c.ITEM_IDS]), None, listing
+        )
+        feats[c.NOTES] = notes_tensor(NOTHING, applied)
         return feats
 
     def user_vector(self, user_row: int, context: Int64s, viewed: bool = False) -> Floats:

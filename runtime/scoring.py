@@ -27,12 +27,12 @@ from runtime.catalog import CATALOG_FILE, Catalog
 from runtime.contract import TOP_ITEM_IDS, TOP_ITEM_KEYS, TOP_SCORES
 from runtime.errors import InvalidInput
 from runtime.features import ITEM_EMBEDDINGS_FILE as ITEM_EMBEDDINGS_FILE  # re-exported: where topk's readers look
-from runtime.listing import arrange
+from runtime.listing import arrange, read_notes
 from runtime.options import ItemView, parse_filter, parse_options
 from runtime.pages import map_npy
 from runtime.requests import check_top_k
 from runtime.tables import STORE_DIR
-from runtime.understand import BOOST, NOTHING, Understood
+from runtime.understand import BOOST
 
 ITEM_KEYS_FILE = "item_keys.npy"  # [I+1] fixed-width UTF-8 string SKUs by item row (string-id shops only)
 SIM_EPS = 1e-2  # variance floor: a request whose candidates all match equally keeps z near 0
@@ -140,12 +140,6 @@ def load_item_embeddings(folder: str | Path) -> Array:
     return map_npy(Path(folder) / ITEM_EMBEDDINGS_FILE)
 
 
-def _text(tensor: Array) -> str:
-    """The one element of a BYTES [1] tensor as text."""
-    first = np.asarray(tensor, object).reshape(-1)[0]
-    return first.decode("utf-8") if isinstance(first, bytes) else str(first)
-
-
 class TopK:
     """The top-k step: item embeddings, a string-id shop's SKUs and the catalogue tables loaded once, one
     ``rank`` call per request."""
@@ -173,7 +167,9 @@ class TopK:
         available: Array | None = None,
         new_embeddings: Array | None = None,
         prices: Array | None = None,
-        understood: Array | None = None,
+        notes: Array | None = None,
+        boosts: Array | None = None,
+        pins: Array | None = None,
         options: str | None = None,
     ) -> dict[str, Array]:
         """The page of ``k`` results (``runtime/listing.py``: sort, variant groups, offset, facets);
@@ -181,9 +177,10 @@ class TopK:
         fewer than ``k``. The similarity is standardised over all the candidates. New items (rows below -1)
         take their embedding from ``new_embeddings`` (``candidate_vectors``). ``options``: the request's
         ``shoprank_options`` (``runtime/options.py``; only its page, sort, group and facet fields apply here:
-        the filter was applied before the ranker). ``understood``: what the query was understood to ask
-        (``runtime/understand.py``), echoed in RESULT_INFO; in its ``boost`` mode the candidates that match it
-        score ``BOOST`` higher."""
+        the filter was applied before the ranker). ``notes``: what the query was understood to ask
+        (``runtime/understand.py``) and the merchandising rules that applied, echoed in RESULT_INFO; in the
+        understanding's ``boost`` mode the candidates that match it score ``BOOST`` higher. ``boosts`` and
+        ``pins``: the rules' score offsets and pinned positions (``runtime/rules.py``)."""
         listing_options = parse_options(options, self.catalog)
         top = check_top_k(k)
         scores = final_scores(context, logit, sim_weight, item_rows, self.item_embeddings, new_embeddings)
@@ -194,18 +191,26 @@ class TopK:
         price = np.full(len(rows), np.nan, np.float32) if prices is None else np.asarray(prices, np.float32)
         if len(price) != len(rows):
             raise InvalidInput(c.PRICES, f"{len(price)} prices but {len(rows)} candidates")
+        n = len(rows)
+        offsets = np.zeros(n, np.float32) if boosts is None else np.asarray(boosts, np.float32).reshape(-1)
+        pinned = np.full(n, -1, np.int32) if pins is None else np.asarray(pins, np.int32).reshape(-1)
+        if len(offsets) != n or len(pinned) != n:
+            raise InvalidInput(c.BOOSTS, f"{len(offsets)} boosts and {len(pinned)} pins but {n} candidates")
+        scores = (scores + offsets).astype(np.float32)
         if available is not None and not np.all(available):
             keep = np.asarray(available, bool).reshape(-1)
-            scores, item_ids, rows, price = scores[keep], item_ids[keep], rows[keep], price[keep]
-        asked = NOTHING if understood is None else Understood.from_json(_text(understood))
+            scores, item_ids, rows, price, pinned = scores[keep], item_ids[keep], rows[keep], price[keep], pinned[keep]
+        asked, applied = read_notes(notes)
         if asked.mode == "boost" and asked.tree and not asked.relaxed and self.catalog is not None:
             matches = parse_filter(asked.tree, self.catalog, "understood")(
                 self.catalog, ItemView(np.maximum(rows, -1), price, np.ones(len(rows)), item_ids)
             )
             scores = (scores + BOOST * matches).astype(np.float32)
-        listing = arrange(self.catalog, listing_options, scores, rows, item_ids, price, top)
+        listing = arrange(self.catalog, listing_options, scores, rows, item_ids, price, top, pinned)
         if asked.chips:
             listing.info["understood"] = {"chips": list(asked.chips), "mode": asked.mode, "relaxed": asked.relaxed}
+        if applied:
+            listing.info["rules"] = applied
         page = listing.page
         ids = item_ids[page]
         keys = item_keys(ids, rows[page], self.keys)

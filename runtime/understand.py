@@ -21,7 +21,6 @@ match; ``boost`` ranks the matching ones ``BOOST`` higher; ``off`` ignores them.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,14 +54,11 @@ class Understood:
     relaxed: bool = False
     tree: dict[str, Any] = field(default_factory=dict)
 
-    def to_json(self) -> str:
-        if not self.chips:
-            return "{}"
-        return json.dumps({"chips": list(self.chips), "mode": self.mode, "relaxed": self.relaxed, "tree": self.tree})
+    def to_dict(self) -> dict[str, Any]:
+        return {"chips": list(self.chips), "mode": self.mode, "relaxed": self.relaxed, "tree": self.tree}
 
     @classmethod
-    def from_json(cls, text: str) -> Understood:
-        raw = json.loads(text or "{}")
+    def from_dict(cls, raw: dict[str, Any]) -> Understood:
         if not raw:
             return NOTHING
         return cls(tuple(raw["chips"]), raw["mode"], bool(raw["relaxed"]), raw["tree"])

@@ -42,7 +42,9 @@ def _ranker_features(embed_dim: int) -> tuple[Tensor, ...]:
         Tensor(c.AVAILABLE, "bool", (-1,)),
         Tensor(c.NEW_EMBEDDINGS, "float32", (-1, embed_dim)),
         Tensor(c.PRICES, "float32", (-1,)),
-        Tensor(c.UNDERSTOOD, "bytes", (1,)),
+        Tensor(c.NOTES, "bytes", (1,)),
+        Tensor(c.BOOSTS, "float32", (-1,)),
+        Tensor(c.PINS, "int32", (-1,)),
     )
 
 
@@ -69,7 +71,9 @@ FEATURES_OUT = {
     c.AVAILABLE: "available",
     c.NEW_EMBEDDINGS: "new_emb",
     c.PRICES: "prices",
-    c.UNDERSTOOD: "understood",
+    c.NOTES: "notes",
+    c.BOOSTS: "boosts",
+    c.PINS: "pins",
 }
 
 
@@ -100,7 +104,9 @@ def _topk_step(context: str, candidates: str = c.ITEM_IDS) -> Step:
             c.AVAILABLE: "available",
             c.NEW_EMBEDDINGS: "new_emb",
             c.PRICES: "prices",
-            c.UNDERSTOOD: "understood",
+            c.NOTES: "notes",
+            c.BOOSTS: "boosts",
+            c.PINS: "pins",
         },
         {t.name: t.name for t in RESPONSE},
     )
@@ -180,7 +186,9 @@ def specs(embed_dim: int = c.EMBED_DIM, scan: bool = False) -> list[ModelSpec]:
             Tensor(c.AVAILABLE, "bool", (-1,)),
             Tensor(c.NEW_EMBEDDINGS, "float32", (-1, embed_dim)),
             Tensor(c.PRICES, "float32", (-1,)),
-            Tensor(c.UNDERSTOOD, "bytes", (1,)),
+            Tensor(c.NOTES, "bytes", (1,)),
+            Tensor(c.BOOSTS, "float32", (-1,)),
+            Tensor(c.PINS, "int32", (-1,)),
         ),
         outputs=RESPONSE,
         why={

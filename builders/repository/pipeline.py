@@ -67,7 +67,9 @@ class InProcessPipeline:
             feats.get(c.AVAILABLE),
             feats.get(c.NEW_EMBEDDINGS),
             feats.get(c.PRICES),
-            feats.get(c.UNDERSTOOD),
+            feats.get(c.NOTES),
+            feats.get(c.BOOSTS),
+            feats.get(c.PINS),
             options,
         )
         self.last_response = out

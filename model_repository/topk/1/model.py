@@ -28,6 +28,8 @@ class TritonPythonModel:
             c.AVAILABLE,
             c.NEW_EMBEDDINGS,
             c.PRICES,
-            c.UNDERSTOOD,
+            c.NOTES,
+            c.BOOSTS,
+            c.PINS,
         )
         return serve(pb_utils, requests, names, self.topk.rank, pb_utils.Logger, options=True)
