@@ -34,6 +34,7 @@ from runtime.errors import ShoprankError
 from runtime.online_store import (
     DEFAULT_BUCKETS,
     ONLINE_FIELDS,
+    PRICE_LOG,
     SNAPSHOT_FILE,
     bucket_key,
     bucket_of,
@@ -43,6 +44,7 @@ from runtime.online_store import (
     field_offset,
     item_key,
     new_items_key,
+    price_changes_key,
     recent_key,
     rules_key,
 )
@@ -129,13 +131,20 @@ class OnlineWriter:
         """Write the updates (checked first: nothing is written if one is invalid); returns how many."""
         return self.write([check(u) for u in updates])
 
-    def write(self, batch: list[ItemUpdate]) -> int:
-        """Write updates that ``check`` has passed already."""
+    def write(self, batch: list[ItemUpdate], log_prices: bool = True) -> int:
+        """Write updates that ``check`` has passed already. ``log_prices``: also list the items whose price
+        changed in the price-change log (``price_changes_key``), trimmed to its newest ``PRICE_LOG``."""
+        log = price_changes_key(self.prefix)
         for start in range(0, len(batch), self.chunk):
             pipe = self.client.pipeline(transaction=not self.cluster)
-            for u in batch[start : start + self.chunk]:
+            chunk = batch[start : start + self.chunk]
+            for u in chunk:
                 self._queue(pipe, u)
+            priced = {str(u.item_id): time.time() for u in chunk if "price" in u.values} if log_prices else {}
             pipe.execute()
+            if priced:  # after the values: a reader that sees the log entry reads the new price
+                self.client.zadd(log, priced)
+                self.client.zremrangebyrank(log, 0, -PRICE_LOG - 1)
         return len(batch)
 
     def _queue(self, pipe: Any, u: ItemUpdate) -> None:
@@ -167,7 +176,13 @@ class OnlineWriter:
         if not path.exists():
             raise UpdateError(f"{path} is missing: build the repository first (make build)")
         with np.load(path) as snap:
-            return self.set_items(snap["item_id"].tolist(), price=snap["price"], stock=snap["stock"])
+            updates = [
+                ItemUpdate(int(i), {"price": float(p), "stock": float(s)})
+                for i, p, s in zip(
+                    snap["item_id"].tolist(), snap["price"].tolist(), snap["stock"].tolist(), strict=True
+                )
+            ]
+        return self.write([check(u) for u in updates], log_prices=False)  # the build's own prices: nothing moved
 
     def record(self, interactions: Iterable[Interaction]) -> int:
         """Push interactions onto their users' recent lists, in one pipeline; returns how many."""

@@ -29,6 +29,7 @@ from runtime.online_store import (
     encode,
     key_prefix,
     new_items_key,
+    price_changes_key,
     rules_key,
 )
 
@@ -163,6 +164,25 @@ class OnlineItems:
             return None
         self._recovered()
         return ids, list(vectors)
+
+    def price_changes(self, since: float) -> tuple[Int64s, Floats, float] | None:
+        """The items whose price was pushed after ``since`` (unix seconds), their current prices (NaN: none
+        set) and the newest push's time; None while Redis is skipped or failing."""
+        now = self._clock()
+        if now < self._skip_until:
+            return None
+        try:
+            got = self._client.zrangebyscore(
+                price_changes_key(self.settings.prefix), f"({since}", "+inf", withscores=True
+            )
+        except Exception as err:
+            self._failed(now, err)
+            return None
+        self._recovered()
+        ids = np.array([int(m) for m, _ in got], np.int64)
+        newest = max((float(t) for _, t in got), default=since)
+        prices = self.fetch(ids)[:, ONLINE_FIELDS.index("price")] if ids.size else np.zeros(0, np.float32)
+        return ids, prices, newest
 
     def rules_text(self) -> str | None:
         """The merchandising rules' document (``runtime/rules.py``), "" when none is set; None while Redis is

@@ -84,6 +84,16 @@ def new_items_key(prefix: str) -> bytes:
     return f"{prefix}:new_items".encode()
 
 
+def price_changes_key(prefix: str) -> bytes:
+    """The sorted set of item ids whose price was pushed, scored by the time of the push (the newest
+    ``PRICE_LOG`` kept): the retrieval models re-read those prices, so a price filter finds an item whose
+    price moved into its range (``runtime/retrieval.py``)."""
+    return f"{prefix}:price_changes".encode()
+
+
+PRICE_LOG = 1_000_000  # price changes kept in the log (a model reads them all once, at its start)
+
+
 def rules_key(prefix: str) -> bytes:
     """The merchandising rules' JSON document (``runtime/rules.py``; ``python -m online rules set``)."""
     return f"{prefix}:rules".encode()

@@ -67,6 +67,7 @@ NEW_ITEMS_POLL_S = 2.0  # how often a retrieval model asks the online store whet
 # a filter that leaves at most this many items is searched by an exact scan of them (else: the index, fetched
 # deeper by 1 / the filter's share, then the exact scan if that left too few)
 SUBSET_SCAN_ITEMS = 20_000
+PRICE_OVERLAP_S = 5.0  # price changes re-read each poll (the online store's cached values are at most this old)
 MASK_CACHE = 64  # catalogue-wide masks of recent filters kept per model instance
 EMPTY: tuple[Array, Int64s] = (np.zeros(0, bool), np.zeros(0, np.int64))  # a filter nothing passes
 
@@ -270,21 +271,50 @@ class Retriever:
         self.catalog = store.catalog
         self._masks: dict[str, tuple[Array, Int64s]] = {}  # filter text -> (mask [I], its rows), oldest first
         self._group_rows: tuple[Int64s, Int64s] | None = None  # rows sorted by group, and their groups
+        # the catalogue-wide prices a price filter reads: the build's, then each price pushed to the online
+        # store since (its price-change log, polled every NEW_ITEMS_POLL_S)
+        self.live_price: Floats | None = None if self.catalog is None else np.array(self.catalog.price[:-1])
+        self.clock = clock
+        self._prices_polled = -math.inf
+        self._prices_since = 0.0  # unix seconds of the newest change read
+        self._prices_version = 0
+
+    def refresh_prices(self) -> None:
+        """Read the price changes pushed since the last poll (the last ``PRICE_OVERLAP_S`` again: a value read
+        from the online store's cache may be that old)."""
+        online = self.store.online
+        if online is None or self.live_price is None or self.clock() - self._prices_polled < NEW_ITEMS_POLL_S:
+            return
+        self._prices_polled = self.clock()
+        got = online.price_changes(max(self._prices_since - PRICE_OVERLAP_S, 0.0))
+        if got is None:
+            return
+        ids, prices, newest = got
+        rows = self.store.tables.item_rows(ids)
+        keep = (rows >= 0) & np.isfinite(prices) & (prices > 0)
+        if keep.any() and not np.array_equal(self.live_price[rows[keep]], prices[keep]):
+            self.live_price[rows[keep]] = prices[keep]
+            self._prices_version += 1
+        self._prices_since = max(self._prices_since, newest)
 
     def allowed(self, filt: Filter | None) -> tuple[Array, Int64s] | None:
-        """The filter over the whole catalogue (its build price and stock; each candidate is checked again
-        with its current ones): a mask ``[I]`` and the rows it keeps. Recent filters' are cached."""
-        if filt is None or self.catalog is None:
+        """The filter over the whole catalogue (its prices as pushed, ``refresh_prices``, and the build's stock;
+        each candidate is checked again with its current ones): a mask ``[I]`` and the rows it keeps. Recent
+        filters' are cached."""
+        if filt is None or self.catalog is None or self.live_price is None:
             return None
-        hit = self._masks.pop(filt.text, None)
+        if filt.reads_live:
+            self.refresh_prices()
+        key = f"{filt.text}@{self._prices_version}" if filt.reads_live else filt.text
+        hit = self._masks.pop(key, None)
         if hit is None:
             cat = self.catalog
             rows = np.arange(cat.n_items, dtype=np.int64)
-            mask = filt(cat, ItemView(rows, cat.price[:-1], cat.in_stock[:-1], self.id_of_row))
+            mask = filt(cat, ItemView(rows, self.live_price, cat.in_stock[:-1], self.id_of_row))
             hit = (mask, np.flatnonzero(mask))
             if len(self._masks) >= MASK_CACHE:
                 self._masks.pop(next(iter(self._masks)))
-        self._masks[filt.text] = hit
+        self._masks[key] = hit
         return hit
 
     def own_groups(self, viewed: Int64s) -> Int64s:

@@ -35,7 +35,7 @@ def served(fashion_build, redis_server, tmp_path_factory):
         writer.clear()
 
 
-def set_rules(served, tmp_path, rules: list[dict]) -> tuple[int, str]:
+def set_rules(served, tmp_path, rules: list[dict]) -> int:
     server, client, writer, repo, shop = served
     path = tmp_path / "rules.json"
     path.write_text(json.dumps({"rules": rules}))
@@ -62,7 +62,8 @@ class Load:
     """Requests in a loop on two threads (search_catalog and recommend_catalog) while rules change."""
 
     def __init__(self, client: RankingClient):
-        self.client, self.stop, self.done, self.failed = client, threading.Event(), 0, []
+        self.client, self.stop, self.done = client, threading.Event(), 0
+        self.failed: list[RankingError] = []
         self.threads = [threading.Thread(target=self.run, args=(i,)) for i in range(2)]
 
     def run(self, i: int) -> None:
@@ -169,3 +170,26 @@ def test_bad_rules_are_refused_naming_the_rule(served, tmp_path, capsys, rule, n
     assert named in capsys.readouterr().err
     assert json.loads(writer.rules())["rules"][0]["id"] == "keep"  # nothing wrong reached the store
     online_main(["--url", writer_url(writer), "--prefix", PREFIX, "rules", "clear"])
+
+
+def test_a_price_change_moves_an_item_into_and_out_of_a_price_filter(served):
+    """The catalogue calls' price filter reads the prices pushed to the online store (its price-change log):
+    an item whose price drops into the range is found, and leaves again when the price goes back."""
+    server, client, writer, repo, shop = served
+    sku, item = next(
+        (s, it)
+        for s, it in sorted(shop.items())
+        if it["category"] == "Women > Coats" and it["price"] > 100 and it["stock"]
+    )
+    tree = {"category": "Women > Coats", "price": {"max": 12}}
+    assert sku not in client.recommend_catalog(ANONYMOUS, k=100, per_group=0, filters=tree).item_ids
+    writer.apply([ItemUpdate(_served_id(sku), {"price": 9.99})])
+    came = wait_for(lambda: sku in client.recommend_catalog(ANONYMOUS, k=100, per_group=0, filters=tree).item_ids, 10)
+    assert came is not None and came < 5, came
+    found = client.search_catalog(ANONYMOUS, "coat", k=100, per_group=0, filters=tree, understand="off")
+    assert sku in found.item_ids
+    writer.apply([ItemUpdate(_served_id(sku), {"price": item["price"]})])
+    left = wait_for(
+        lambda: sku not in client.recommend_catalog(ANONYMOUS, k=100, per_group=0, filters=tree).item_ids, 10
+    )
+    assert left is not None and left < 5, left
