@@ -25,6 +25,7 @@ requests, so the pages they touched are in it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -43,6 +44,8 @@ from builders.repository.model_specs import specs
 from builders.steps import repository
 from runtime import cli_logging
 from runtime import contract as c
+from runtime.catalog import Catalog, build_catalog
+from runtime.covisit import CoVisits
 from runtime.features import USER_PROFILE_FILE
 from runtime.lexicon import LEXICON_FILE
 from runtime.online_store import SNAPSHOT_FILE
@@ -84,10 +87,12 @@ def generate_catalogue(n: int, small: Path, work: Path, seed: int = 0) -> dict:
     FeatureTables(arrays).save(feats / STORE_DIR)
     for f in (LEXICON_FILE, USER_PROFILE_FILE, TOKENIZER_FILE):
         shutil.copyfile(small / "features" / f, feats / f)
-    for f in QueryStats.files():  # the demo's query statistics: they name only its real items' rows
+    # the demo's query statistics and co-visitation: they name only its real items' rows
+    for f in (*QueryStats.files(), *CoVisits.files()):
         shutil.copyfile(small / "features" / STORE_DIR / f, feats / STORE_DIR / f)
     stock = np.where(arrays["item_in_stock"][:-1] > 0, 5, 0)
     price = np.exp(arrays["item_log_price"][:-1]).round(2)
+    grow_catalog(small / "features", base_rows, price, stock, feats)
     np.savez(feats / SNAPSHOT_FILE, item_id=ids, price=price, stock=stock)
     np.save(work / "base_rows.npy", base_rows)
 
@@ -105,8 +110,29 @@ def generate_catalogue(n: int, small: Path, work: Path, seed: int = 0) -> dict:
     return {"items": n, "real_items": real, "users": src.n_users}
 
 
+def grow_catalog(small_features: Path, base_rows: np.ndarray, price: np.ndarray, stock: np.ndarray, out: Path) -> None:
+    """The catalogue tables (``runtime/catalog.py``) of the generated items: each copies the filterable fields
+    of the real item it copies (category, brand, attributes, listing date), with its own price and stock,
+    and is a variant group of its own."""
+    src = Catalog.load(small_features, STORE_DIR)
+    attrs = np.asarray(src.attrs)[base_rows]
+    vocab = dataclasses.replace(src.vocabulary, n_groups=0)
+    build_catalog(
+        np.asarray(src.category)[base_rows],
+        np.asarray(src.brand)[base_rows],
+        [row[row >= 0].tolist() for row in attrs],
+        price,
+        stock,
+        np.asarray(src.created)[base_rows],
+        np.full(len(base_rows), -1),
+        vocab,
+        None,
+    ).save(out, STORE_DIR)
+
+
 def grow_ranker(small_repo: Path, base_rows: np.ndarray, out: Path) -> dict:
-    """The demo ranker with an item-id embedding row per generated item (that of the real item it copies)."""
+    """The demo ranker with an item-id embedding row per generated item (that of the real item it copies); a
+    ranker without that table (LightGBM's) as it is."""
     import onnx
     from onnx import numpy_helper
 
@@ -121,7 +147,10 @@ def grow_ranker(small_repo: Path, base_rows: np.ndarray, out: Path) -> dict:
             init.CopyFrom(numpy_helper.from_array(grown, init.name))
             onnx.save(model, str(out))
             return {"ranker_item_table_mb": round(grown.nbytes / 2**20, 1)}
-    raise ValueError(f"the ranker has no initializer {ITEM_ID_TABLE}")
+    # a gradient-boosted ranker (the small build's auto may keep it) has no table to grow: the generated rows
+    # are item ids its trees never split on, as a new item's are
+    shutil.copyfile(small_repo / c.RANKER / "1" / "model.onnx", out)
+    return {"ranker_item_table_mb": 0.0}
 
 
 def build_repository(n: int, small: Path, small_repo: Path, work: Path, queries: np.ndarray, candidates: int) -> dict:

@@ -69,7 +69,6 @@ NEW_ITEMS_POLL_S = 2.0  # how often a retrieval model asks the online store whet
 SUBSET_SCAN_ITEMS = 20_000
 PRICE_OVERLAP_S = 5.0  # price changes re-read each poll (the online store's cached values are at most this old)
 MASK_CACHE = 64  # catalogue-wide masks of recent filters kept per model instance
-EMPTY: tuple[Array, Int64s] = (np.zeros(0, bool), np.zeros(0, np.int64))  # a filter nothing passes
 
 
 @dataclass(frozen=True)
@@ -155,12 +154,24 @@ class ItemIndex:
     def size(self) -> int:
         return int(self.index.ntotal)
 
-    def search(self, vector: Floats, n: int) -> tuple[Int64s, Floats]:
-        """The ``n`` nearest rows to ``vector [D]`` and their inner products, best first."""
+    def search(self, vector: Floats, n: int, allowed: Allowed | None = None) -> tuple[Int64s, Floats]:
+        """The ``n`` nearest rows to ``vector [D]`` and their inner products, best first. ``allowed``: only the
+        filter's rows (FAISS's ID selector over its bitmap); an IVF search then probes ``nprobe`` over the
+        filter's share of lists (capped at all of them), so about as many of its items are found."""
         n = max(1, min(int(n), self.size))
         query = np.ascontiguousarray(vector, np.float32).reshape(1, -1)
         fetch = min(n * REFINE, self.size) if self.vectors is not None else n
-        scores, rows = self.index.search(query, fetch)
+        params = None
+        if allowed is not None:
+            faiss = faiss_module()
+            selector = faiss.IDSelectorBitmap(self.size, faiss.swig_ptr(allowed.bits))
+            if self.settings.kind == "ivf":
+                lists = faiss.extract_index_ivf(self.index).nlist
+                probe = min(lists, math.ceil(self.settings.nprobe / max(allowed.share, 1e-6)))
+                params = faiss.SearchParametersIVF(sel=selector, nprobe=probe)
+            else:
+                params = faiss.SearchParameters(sel=selector)
+        scores, rows = self.index.search(query, fetch, params=params)
         keep = rows[0] >= 0  # an IVF search may find fewer than asked in the lists it probes
         found, approx = rows[0][keep].astype(np.int64), scores[0][keep]
         if self.vectors is None:
@@ -168,6 +179,25 @@ class ItemIndex:
         exact = np.einsum("ij,j->i", np.asarray(self.vectors[found], np.float32), query[0])
         order = np.argsort(-exact, kind="stable")[:n]
         return found[order], exact[order].astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """A filter over the whole catalogue: the mask ``[I]``, the rows it keeps, the mask as FAISS's bitmap
+    (``IDSelectorBitmap``: bit ``i`` of byte ``i // 8``, little-endian), and its share of the catalogue."""
+
+    mask: Array
+    rows: Int64s
+    bits: Array
+    share: float
+
+    @classmethod
+    def of(cls, mask: Array) -> Allowed:
+        mask = np.asarray(mask, bool)
+        return cls(mask, np.flatnonzero(mask), np.packbits(mask, bitorder="little"), float(mask.mean()) if mask.size else 0.0)
+
+
+EMPTY = Allowed.of(np.zeros(0, bool))  # a filter nothing passes
 
 
 class Purchases:
@@ -269,7 +299,7 @@ class Retriever:
         self.popular = np.argsort(-t.item_log_clicks[:-1], kind="stable")[: self.max_fetch].astype(np.int64)
         self.new_items = NewItems(store.online, t.item_ids_sorted, store.embed_dim, clock)
         self.catalog = store.catalog
-        self._masks: dict[str, tuple[Array, Int64s]] = {}  # filter text -> (mask [I], its rows), oldest first
+        self._masks: dict[str, Allowed] = {}  # filter text -> its catalogue-wide mask, oldest first
         self._group_rows: tuple[Int64s, Int64s] | None = None  # rows sorted by group, and their groups
         # the catalogue-wide prices a price filter reads: the build's, then each price pushed to the online
         # store since (its price-change log, polled every NEW_ITEMS_POLL_S)
@@ -297,7 +327,7 @@ class Retriever:
             self._prices_version += 1
         self._prices_since = max(self._prices_since, newest)
 
-    def allowed(self, filt: Filter | None) -> tuple[Array, Int64s] | None:
+    def allowed(self, filt: Filter | None) -> Allowed | None:
         """The filter over the whole catalogue (its prices as pushed, ``refresh_prices``, and the build's stock;
         each candidate is checked again with its current ones): a mask ``[I]`` and the rows it keeps. Recent
         filters' are cached."""
@@ -310,8 +340,7 @@ class Retriever:
         if hit is None:
             cat = self.catalog
             rows = np.arange(cat.n_items, dtype=np.int64)
-            mask = filt(cat, ItemView(rows, self.live_price, cat.in_stock[:-1], self.id_of_row))
-            hit = (mask, np.flatnonzero(mask))
+            hit = Allowed.of(filt(cat, ItemView(rows, self.live_price, cat.in_stock[:-1], self.id_of_row)))
             if len(self._masks) >= MASK_CACHE:
                 self._masks.pop(next(iter(self._masks)))
         self._masks[key] = hit
@@ -365,7 +394,7 @@ class Retriever:
         first: Int64s | None = None,
         boost: Floats | None = None,
         tight: bool = False,
-        allowed: tuple[Array, Int64s] | None = None,
+        allowed: Allowed | None = None,
     ) -> Int64s:
         """Up to ``want`` candidate ids nearest to ``vector`` (index and, with ``new_items``, the items added
         online, merged by score), minus ``banned_rows`` and, among the new items, ``exclude``. ``first``: item
@@ -383,7 +412,7 @@ class Retriever:
         else:
             rows, scores = self._search_allowed(vector, fetch, allowed)
             if first is not None:
-                first = first[allowed[0][first]]
+                first = first[allowed.mask[first]]
         if boost is not None and rows.size:
             scores = scores + boost[self.store.tables.item_category[rows] + 1]
             order = np.argsort(-scores, kind="stable")[:depth]
@@ -405,29 +434,36 @@ class Retriever:
             ids = ids[~np.isin(ids, exclude)]
         return ids[:want]
 
-    def _search_allowed(self, vector: Floats, n: int, allowed: tuple[Array, Int64s]) -> tuple[Int64s, Floats]:
+    def _search_allowed(self, vector: Floats, n: int, allowed: Allowed) -> tuple[Int64s, Floats]:
         """The ``n`` nearest rows among the filter's. A filter that keeps few items is an exact scan of them
-        (their embeddings gathered: ``SUBSET_SCAN_ITEMS`` rows cost about as much as the index's search);
-        a broad one asks the index for ``n`` over the filter's share, and scans exactly when that found too
-        few: a selective filter still fills the page when the catalogue has the items."""
-        mask, rows = allowed
-        if rows.size == 0:
-            return rows, np.zeros(0, np.float32)
-        if rows.size > SUBSET_SCAN_ITEMS:
-            share = rows.size / max(self.index.size, 1)
-            found, scores = self.index.search(vector, min(math.ceil(1.2 * n / share), self.index.size))
-            keep = mask[found]
-            if keep.sum() >= min(n, rows.size):
-                return found[keep][:n], scores[keep][:n]
+        (their embeddings gathered: ``SUBSET_SCAN_ITEMS`` rows cost about as much as the index's search); a
+        broad one searches the FAISS index with the filter as its ID selector (``ItemIndex.search``). The
+        gpu target's scan asks for ``n`` over the filter's share, deeper while that finds too few, then scans
+        the filter's items exactly: a selective filter still fills the page when the catalogue has the items."""
+        if allowed.rows.size == 0:
+            return allowed.rows, np.zeros(0, np.float32)
+        if allowed.rows.size > SUBSET_SCAN_ITEMS:
+            if isinstance(self.index, ItemIndex):
+                return self.index.search(vector, n, allowed)
+            fetch = math.ceil(1.2 * n / allowed.share)
+            while True:  # deeper while the scan finds too few of the filter's items, up to 4 times as deep
+                found, scores = self.index.search(vector, min(fetch, self.index.size))
+                keep = allowed.mask[found]
+                if keep.sum() >= min(n, allowed.rows.size):
+                    return found[keep][:n], scores[keep][:n]
+                if fetch >= self.index.size or fetch > 4 * 1.2 * n / allowed.share:
+                    break
+                fetch *= 2
+        rows = allowed.rows
         vectors = np.asarray(self.item_embeddings[rows], np.float32)
         exact = np.einsum("ij,j->i", vectors, np.asarray(vector, np.float32).reshape(-1))
         top = np.argsort(-exact, kind="stable")[:n]
         return rows[top], exact[top].astype(np.float32)
 
-    def _popular(self, banned_rows: Int64s, allowed: tuple[Array, Int64s] | None = None) -> Int64s:
+    def _popular(self, banned_rows: Int64s, allowed: Allowed | None = None) -> Int64s:
         rows = self.popular[~np.isin(self.popular, banned_rows)] if banned_rows.size else self.popular
         if allowed is not None:
-            rows = rows[allowed[0][rows]]
+            rows = rows[allowed.mask[rows]]
         ids: Int64s = self.id_of_row[rows]
         return ids
 
@@ -613,7 +649,7 @@ class Retriever:
             weights = np.where(np.arange(len(context)) < n_viewed, 1.0, RECENT_WEIGHT)
             rows, _ = self.store.covisits.neighbours(context, weights)
             rows = rows[~np.isin(rows, banned)] if banned.size else rows
-            rows = rows if allowed is None else rows[allowed[0][rows]]
+            rows = rows if allowed is None else rows[allowed.mask[rows]]
             first = rows[: int(self.settings.covisit_share * self.settings.candidates)]
         first = self._with_pinned(first, None, listing)
         # the most clicked items take a share of what the co-visited ones leave (all of it without a vector):
