@@ -118,11 +118,17 @@ def main(argv: list[str] | None = None) -> int:
     for n in args.sizes:
         work = args.work / f"n{n}"
         built = build_repository(n, args.small, args.small_repo, work, query_emb, args.candidates)
-        row = {"items": n, "index": built["kind"], **serve_and_measure(work / "repo", work, queries, users, args.requests)}
+        row = {
+            "items": n,
+            "index": built["kind"],
+            **serve_and_measure(work / "repo", work, queries, users, args.requests),
+        }
         print(json.dumps(row), flush=True)
         rows.append(row)
         shutil.rmtree(work)
-    print(f"machine: {platform.node()} ({platform.machine()}, {platform.processor() or 'cpu'}), {args.requests} requests")
+    print(
+        f"machine: {platform.node()} ({platform.machine()}, {platform.processor() or 'cpu'}), {args.requests} requests"
+    )
     print(table(rows))
     return 0
 

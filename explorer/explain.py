@@ -30,8 +30,8 @@ import numpy as np
 from builders.data.dataset import ShopData
 from builders.repository.pipeline import InProcessPipeline
 from runtime import contract as c
-from runtime.errors import ShoprankError
-from runtime.scoring import best, similarity
+from runtime.errors import InvalidInput, ShoprankError
+from runtime.scoring import similarity
 from shoprank_client import RankingClient, RankingError, Unavailable
 from shoprank_client.ids import stable_id
 
@@ -58,6 +58,8 @@ class Item:
     moved_by: list[tuple[str, float]] = field(default_factory=list)  # (feature, score change) largest first
     found: str = ""
     key: str = ""  # the shop's own SKU, where it has string ids
+    group: str = ""  # the variant group it represents (item_group_id), and how many of its variants matched
+    variants: int = 1
 
 
 @dataclass
@@ -67,6 +69,7 @@ class Answer:
     items: list[Item]
     candidates: int
     note: str = ""
+    info: dict = field(default_factory=dict)  # RESULT_INFO: matches, facets, understood chips, applied rules
 
 
 def versions(repo: Path) -> list[int]:
@@ -127,45 +130,68 @@ class Release:
             raise ExplorerError(f"{name}: item {iid} is not in this build's catalogue")
         return iid
 
-    def search(self, query: str, user: str = "", k: int = 10) -> Answer:
+    def search(self, query: str, user: str = "", k: int = 10, options: dict | None = None) -> Answer:
+        """``options``: the request's ``shoprank_options`` (filters, groups, page, sort, facets)."""
         if not query.strip():
             raise ExplorerError("QUERY: blank: type what a shopper would search for")
         uid, k = self.user_id(user), check_k(k)
         p = self.pipeline
         emb = p.query_embedding(query)
         retriever = p.retriever(False)
-        feats = retriever.search(np.array([uid], np.int64), np.array([query.encode("utf-8")], object), emb, _none())
+        raw = _options(options)
+        try:
+            feats = retriever.search(
+                np.array([uid], np.int64), np.array([query.encode("utf-8")], object), emb, _none(), options=raw
+            )
+        except InvalidInput as err:
+            raise ExplorerError(str(err)) from None
         found = self._search_sources(retriever, query, emb, feats[c.ITEM_IDS])
-        return self._answer("search_catalog", feats, emb, k, found)
+        return self._answer("search_catalog", feats, emb, k, found, raw)
 
-    def recommend(self, user: str = "", viewed: str = "", k: int = 10) -> Answer:
+    def recommend(self, user: str = "", viewed: str = "", k: int = 10, options: dict | None = None) -> Answer:
         uid, k = self.user_id(user), check_k(k)
         context = np.array([self.item_id(viewed, "CONTEXT_ITEM_IDS")] if viewed.strip() else [], np.int64)
-        feats = self.pipeline.retriever(True).recommend(np.array([uid], np.int64), context, _none())
+        raw = _options(options)
+        try:
+            feats = self.pipeline.retriever(True).recommend(np.array([uid], np.int64), context, _none(), options=raw)
+        except InvalidInput as err:
+            raise ExplorerError(str(err)) from None
         co = feats[c.DENSE_FEATURES][:, c.DENSE_COLUMNS.index("context_covisit_sum")] > 0
         found = {
             int(i): CO_VISITED if v else NEAREST_OR_POPULAR
             for i, v in zip(feats[c.ITEM_IDS].tolist(), co.tolist(), strict=True)
         }
-        return self._answer("recommend_catalog", feats, feats[c.CONTEXT_EMBEDDING], k, found)
+        return self._answer("recommend_catalog", feats, feats[c.CONTEXT_EMBEDDING], k, found, raw)
 
     # -- explanations -------------------------------------------------------------------------------
-    def _answer(self, model: str, feats: dict, context: np.ndarray, k: int, found: dict[int, str]) -> Answer:
-
+    def _answer(
+        self, model: str, feats: dict, context: np.ndarray, k: int, found: dict[int, str], options: str | None
+    ) -> Answer:
+        """The page topk makes of the candidates (sort, groups, offset, facets, rules), each item explained."""
         p = self.pipeline
         cat, dense, ids = feats[c.CAT_FEATURES], feats[c.DENSE_FEATURES], np.asarray(feats[c.ITEM_IDS], np.int64)
         logit, weight = p.ranker.run([c.LOGIT, c.SIM_WEIGHT], {c.CAT_FEATURES: cat, c.DENSE_FEATURES: dense})
         sim = similarity(context, feats[c.ITEM_ROWS], p.topk.item_embeddings, feats.get(c.NEW_EMBEDDINGS))
-        scores = logit[:, 0] + weight[:, 0] * sim
-        available = feats.get(c.AVAILABLE)
-        keep = np.flatnonzero(np.asarray(available, bool).reshape(-1)) if available is not None else np.arange(len(ids))
-        top = keep[best(scores[keep], k)]
+        scores = logit[:, 0] + weight[:, 0] * sim + feats.get(c.BOOSTS, 0.0)
+        try:
+            out = p.topk.rank(
+                context, logit, weight, feats[c.ITEM_ROWS], ids, np.array([k], np.int32),
+                feats.get(c.AVAILABLE), feats.get(c.NEW_EMBEDDINGS), feats.get(c.PRICES),
+                feats.get(c.NOTES), feats.get(c.BOOSTS), feats.get(c.PINS), options,
+            )  # fmt: skip
+        except InvalidInput as err:
+            raise ExplorerError(str(err)) from None
+        position = {int(i): n for n, i in enumerate(ids.tolist())}
+        top = np.array([position[int(i)] for i in out[c.TOP_ITEM_IDS].tolist()], np.int64)
         moved = self._moved_by(cat[top], dense[top], dense.mean(axis=0), sim[top], scores[top])
-        items = [
-            self._item(int(ids[j]), float(scores[j]), float(weight[j, 0] * sim[j]), moved[n], found)
-            for n, j in enumerate(top)
-        ]
-        return Answer(self.label, model, items, len(ids))
+        items = []
+        for n, j in enumerate(top.tolist()):
+            item = self._item(int(ids[j]), float(scores[j]), float(weight[j, 0] * sim[j]), moved[n], found)
+            item.group = _text(out[c.TOP_GROUP_KEYS][n])
+            item.variants = int(out[c.TOP_GROUP_MATCHES][n])
+            items.append(item)
+        info = json.loads(_text(out[c.RESULT_INFO][0]))
+        return Answer(self.label, model, items, len(ids), info=info)
 
     def _moved_by(self, cat, dense, mean, sim, scores) -> list[list[tuple[str, float]]]:
         """Per item, the dense features whose replacement by the candidates' mean changes its score most."""
@@ -223,6 +249,24 @@ class Release:
         return out
 
 
+def _text(value: object) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _options(options: dict | None) -> str | None:
+    return json.dumps(options) if options else None
+
+
+def sdk_keywords(options: dict | None) -> dict:
+    """The SDK's keywords for an options dict (``runtime/options.py``'s fields)."""
+    options = options or {}
+    names = {"filter": "filters", "per_group": "per_group", "offset": "offset", "sort": "sort", "facets": "facets"}
+    out = {names[k]: v for k, v in options.items() if k in names}
+    if "understand" in options:
+        out["understand"] = options["understand"]
+    return out
+
+
 def check_k(k: int) -> int:
     if not 1 <= int(k) <= MAX_K:
         raise ExplorerError(f"K: {k} is outside 1..{MAX_K}")
@@ -233,21 +277,26 @@ def _none() -> np.ndarray:
     return np.zeros(0, np.int64)
 
 
-def answer_from_server(release: Release, url: str, mode: str, query: str, user: str, viewed: str, k: int) -> Answer:
+def answer_from_server(
+    release: Release, url: str, mode: str, query: str, user: str, viewed: str, k: int, options: dict | None = None
+) -> Answer:
     """The ranked ids from the server at ``url`` (the SDK: ``search_catalog`` for ``mode="search"``, else
     ``recommend_catalog``), each explained from ``release``'s files; a server that does not answer is an
-    ``ExplorerError`` saying so."""
+    ``ExplorerError`` saying so. The page's summary (matches, facets, understood chips, the merchandising rules
+    that applied: the server's online store has them) is the server's."""
 
     search = mode == "search"
-    local = release.search(query, user, k) if search else release.recommend(user, viewed, k)
+    local = release.search(query, user, k, options) if search else release.recommend(user, viewed, k, options)
     client = RankingClient(url, timeout_s=2.0, check_contract=False)
+    keywords = sdk_keywords(options)
     try:
         uid = release.user_id(user)
         if search:
-            got = client.search_catalog(uid, query, k=k)
+            got = client.search_catalog(uid, query, k=k, **keywords)
         else:
+            keywords.pop("understand", None)
             ctx = [release.item_id(viewed, "CONTEXT_ITEM_IDS")] if viewed.strip() else []
-            got = client.recommend_catalog(uid, k=k, context=ctx)
+            got = client.recommend_catalog(uid, k=k, context=ctx, **keywords)
     except Unavailable as err:
         raise ExplorerError(f"the server at {url} does not answer: {err}") from None
     except RankingError as err:
@@ -256,12 +305,15 @@ def answer_from_server(release: Release, url: str, mode: str, query: str, user: 
         client.close()
     by_id = {i.item_id: i for i in local.items}
     items = []
-    for ranked in got.items:
+    for n, ranked in enumerate(got.items):
         iid = release.id_of_key.get(str(ranked.item_id)) or int(ranked.item_id)  # a SKU shop answers with SKUs
         item = by_id.get(iid) or release._item(iid, ranked.score, 0.0, [], {})
-        items.append(Item(**{**item.__dict__, "score": round(float(ranked.score), 4)}))
+        served = {"score": round(float(ranked.score), 4)}
+        if n < len(got.groups):
+            served.update(group=got.groups[n], variants=got.group_matches[n])
+        items.append(Item(**{**item.__dict__, **served}))
     same = [i.item_id for i in items] == [i.item_id for i in local.items]
     note = f"served by {url} (version {got.model_version}); " + (
         "the same top-k as the in-process pipeline" if same else "differs from the in-process pipeline's top-k"
     )
-    return Answer(f"server {url}", local.model, items, local.candidates, note)
+    return Answer(f"server {url}", local.model, items, local.candidates, note, dict(got.info))

@@ -194,7 +194,9 @@ class Allowed:
     @classmethod
     def of(cls, mask: Array) -> Allowed:
         mask = np.asarray(mask, bool)
-        return cls(mask, np.flatnonzero(mask), np.packbits(mask, bitorder="little"), float(mask.mean()) if mask.size else 0.0)
+        return cls(
+            mask, np.flatnonzero(mask), np.packbits(mask, bitorder="little"), float(mask.mean()) if mask.size else 0.0
+        )
 
 
 EMPTY = Allowed.of(np.zeros(0, bool))  # a filter nothing passes
@@ -461,9 +463,18 @@ class Retriever:
         return rows[top], exact[top].astype(np.float32)
 
     def _popular(self, banned_rows: Int64s, allowed: Allowed | None = None) -> Int64s:
+        """The most clicked items that may be shown; with a filter, its own most clicked items (the catalogue's
+        most clicked hold few of a selective filter's)."""
         rows = self.popular[~np.isin(self.popular, banned_rows)] if banned_rows.size else self.popular
         if allowed is not None:
             rows = rows[allowed.mask[rows]]
+            if len(rows) < self.settings.candidates and allowed.rows.size > len(rows):
+                clicks = -np.asarray(self.store.tables.item_log_clicks)[allowed.rows]
+                top = min(self.max_fetch, len(clicks))
+                best = np.argpartition(clicks, top - 1)[:top] if top < len(clicks) else np.arange(len(clicks))
+                more = allowed.rows[best[np.argsort(clicks[best], kind="stable")]]
+                more = more[~np.isin(more, banned_rows)] if banned_rows.size else more
+                rows = np.concatenate([rows, more[~np.isin(more, rows)]])
         ids: Int64s = self.id_of_row[rows]
         return ids
 

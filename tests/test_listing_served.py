@@ -139,6 +139,8 @@ def test_a_selective_filter_still_fills_k(client, shop):
     result = client.search_catalog(ANONYMOUS, "winter coat", k=min(available, 20), filters=tree, understand="off")
     assert len(result.items) == min(available, 20)
     assert all(passes(shop[s], tree) for s in result.item_ids)
+    home = client.recommend_catalog(ANONYMOUS, k=min(available, 20), filters=tree)  # no profile: the popular path
+    assert len(home.items) == min(available, 20) and all(passes(shop[s], tree) for s in home.item_ids)
 
 
 def test_per_group_holds(client, shop):

@@ -60,17 +60,41 @@ def report_work(tmp_path: Path) -> Path:
 
 
 def hostile_answer() -> Answer:
-    item = Item(0, H, H, 1.0, 1, 0.5, 0.1, moved_by=[(H, 0.2)], found=H, key=H)
-    return Answer(release=H, model=H, items=[item], candidates=1, note=H)
+    item = Item(0, H, H, 1.0, 1, 0.5, 0.1, moved_by=[(H, 0.2)], found=H, key=H, group=H + "-group", variants=2)
+    info = {
+        "matches": 30,
+        "offset": 10,
+        "facets": {H: [{"value": H, "count": 3}], "price": [{"value": H, "count": 1, "min": 1.0, "max": 2.0}]},
+        "understood": {"chips": [{"field": H, "value": H, "text": H, "applied": True}], "mode": "filter"},
+        "rules": [H],
+    }
+    return Answer(release=H, model=H, items=[item], candidates=1, note=H, info=info)
+
+
+def render_explorer(template, form: dict) -> str:
+    from urllib.parse import urlencode
+
+    def link(**changes: object) -> str:
+        return "?" + urlencode({**form, **changes})
+
+    return template.render(
+        form=form,
+        columns=[hostile_answer()],
+        error=H,
+        releases=[SimpleNamespace(label=H)],
+        server=H,
+        csp_nonce="n",
+        link=link,
+        facet_link=lambda name, value: link(facet=name, value=value["value"]),
+        sorts=("relevance", H),
+    )
 
 
 def explorer_page() -> str:
     app = create_app([cast(Release, SimpleNamespace(label=H))])  # the template reads only its label
     template = app.jinja_env.get_template("explorer.html.j2")
-    form = {"q": H, "user": H, "viewed": H, "k": H}
-    return template.render(
-        form=form, columns=[hostile_answer()], error=H, releases=[SimpleNamespace(label=H)], server=H, csp_nonce="n"
-    )
+    form = {key: H for key in ("q", "user", "viewed", "category", "brand", "attr", "pmin", "pmax", "sort", "facets")}
+    return render_explorer(template, {**form, "k": "10"})
 
 
 def assert_inert_and_shown(html: str) -> None:
@@ -96,14 +120,7 @@ def test_the_report_page_shows_hostile_values_as_text(tmp_path):
 def test_the_check_finds_the_payloads_when_nothing_escapes_them(tmp_path):
     """The same pages rendered without autoescaping fail the check: the tests above can fail."""
     raw = jinja2.Environment(loader=jinja2.FileSystemLoader(REPO_ROOT / "explorer" / "templates"), autoescape=False)
-    page = raw.get_template("explorer.html.j2").render(
-        form={"q": H, "user": "", "viewed": "", "k": ""},
-        columns=[hostile_answer()],
-        error=None,
-        releases=[],
-        server=None,
-        csp_nonce="n",
-    )
+    page = render_explorer(raw.get_template("explorer.html.j2"), {"q": H, "user": "", "viewed": "", "k": ""})
     found = script_surfaces(page)
     assert "<script>" in found and "<svg>" in found and any("onerror" in f for f in found)
 
@@ -114,7 +131,7 @@ def test_the_explorer_escapes_the_form_and_errors_and_forbids_inline_script():
     class Refusing:
         label = H
 
-        def search(self, query: str, user: str, k: int) -> Answer:
+        def search(self, query: str, user: str, k: int, options: object = None) -> Answer:
             raise ExplorerError(f"USER_ID: {user} is not a user this build knows")
 
     client = create_app([Refusing()]).test_client()
