@@ -308,7 +308,7 @@ def answer_from_server(
     for n, ranked in enumerate(got.items):
         iid = release.id_of_key.get(str(ranked.item_id)) or int(ranked.item_id)  # a SKU shop answers with SKUs
         item = by_id.get(iid) or release._item(iid, ranked.score, 0.0, [], {})
-        served = {"score": round(float(ranked.score), 4)}
+        served: dict[str, object] = {"score": round(float(ranked.score), 4)}
         if n < len(got.groups):
             served.update(group=got.groups[n], variants=got.group_matches[n])
         items.append(Item(**{**item.__dict__, **served}))
