@@ -150,7 +150,18 @@ bench-recommend-cost: setup ## served recommend_catalog / recommend p50 and p99 
 		--after-repo build/default_repo
 
 SIZES ?= 50000,1000000,10000000
+SIZES_LISTING ?= 50000 1000000
 SIZES_SCAN ?= 50000,1000000
+bench-listing: setup ## search_catalog's top 10 on samples of the fashion shop, before and after groups and understanding; other shops' NDCG (docs/quality.md)
+	$(PY) -m builders build --target cpu --profile small --out build/small_repo --no-progress
+	$(PY) -m builders build --target cpu --profile market-small --out build/market-small_repo --no-progress
+	$(PY) -m benchmarks.listing_quality --seeds 20261204 11 12 13 14 15 --queries 200 --other build/small:build/small_repo \
+		--other build/market-small:build/market-small_repo --json build/listing_quality.json --markdown
+
+bench-listing-cost: setup ## search_catalog / recommend_catalog p50 and p99 with no, a broad and a selective filter at SIZES_LISTING items (docs/serving.md)
+	$(PY) -m builders build --target cpu --profile small --out build/small/bench_repo --no-progress
+	$(PY) -m benchmarks.listing_cost --sizes $(SIZES_LISTING) --requests 300
+
 bench-scale: setup ## the whole server at generated catalogues of SIZES items: memory, build, p50/p99, recall -> docs/scale.md (10M: ~20 min, 25 GB disk)
 	$(PY) -m builders build --target cpu --profile small --out build/small/bench_repo --no-progress
 	$(PY) -m benchmarks.server_scale --sizes $(SIZES) --small build/small --small-repo build/small/bench_repo --plot docs/scale.png

@@ -525,9 +525,12 @@ class Retriever:
         if ids.size == 0 or len(out[c.ITEM_IDS]) == 0:
             out = self._available(backfill(), uid, user_row, build, options)
         if len(out[c.ITEM_IDS]) == 0 and options.filter is not None:
+            # one row for the ranker, not shown: the features of the catalogue's first item, whatever its stock
             placeholder = self.id_of_row[:1]
-            out = self._available(placeholder, uid, user_row, build, ListingOptions())
-            out[c.AVAILABLE] = np.zeros(len(out[c.ITEM_IDS]), bool)
+            rows = self.store.tables.item_rows(placeholder)
+            out = build(uid, placeholder, np.full(1, user_row, np.int64), rows)
+            out[c.AVAILABLE] = np.zeros(1, bool)
+            out[c.ITEM_IDS] = placeholder
         if len(out[c.ITEM_IDS]) == 0:
             raise InvalidInput(c.EXCLUDE_IDS, "nothing left to rank: no item that may be shown is in stock")
         return out

@@ -304,3 +304,10 @@ def test_typed_filters_and_combinators(client, shop):
     after = datetime(2026, 6, 1, tzinfo=UTC)
     fresh = client.search_catalog(ANONYMOUS, "dress", k=10, filters=Filters(created_after="2026-06-01"))
     assert fresh.items and all(shop[s]["created_at"] > after for s in fresh.item_ids)
+
+
+def test_a_filter_nothing_passes_is_an_empty_page_not_an_error(client):
+    for tree in ({"brand": "No Such Brand"}, {"in_stock": False, "price": {"max": 1}}):
+        search = client.search_catalog(ANONYMOUS, "dress", k=10, filters=tree, understand="off")
+        home = client.recommend_catalog(ANONYMOUS, k=10, filters=tree)
+        assert search.items == home.items == () and search.matches == home.matches == 0
