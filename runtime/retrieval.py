@@ -158,8 +158,9 @@ class ItemIndex:
 
     def search(self, vector: Floats, n: int, allowed: Allowed | None = None) -> tuple[Int64s, Floats]:
         """The ``n`` nearest rows to ``vector [D]`` and their inner products, best first. ``allowed``: only the
-        filter's rows (FAISS's ID selector over its bitmap); an IVF search then probes ``nprobe`` over the
-        filter's share of lists (capped at all of them), so about as many of its items are found."""
+        filter's rows (FAISS's ID selector over its bitmap); an IVF search then probes at least ``nprobe``
+        lists, and as many as hold the rows asked for 1.5 times over at the filter's share (a half-catalogue
+        filter probes as many lists as no filter, a 1% filter at 1M items about 400 of 2,048)."""
         n = max(1, min(int(n), self.size))
         query = np.ascontiguousarray(vector, np.float32).reshape(1, -1)
         fetch = min(n * REFINE, self.size) if self.vectors is not None else n
@@ -169,7 +170,8 @@ class ItemIndex:
             selector = faiss.IDSelectorBitmap(self.size, faiss.swig_ptr(allowed.bits))
             if self.settings.kind == "ivf":
                 lists = faiss.extract_index_ivf(self.index).nlist
-                probe = min(lists, math.ceil(self.settings.nprobe / max(allowed.share, 1e-6)))
+                per_list = max(allowed.share, 1e-6) * self.size / lists  # the filter's items in a list
+                probe = min(lists, max(self.settings.nprobe, math.ceil(1.5 * fetch / per_list)))
                 params = faiss.SearchParametersIVF(sel=selector, nprobe=probe)
             else:
                 params = faiss.SearchParameters(sel=selector)
