@@ -30,6 +30,7 @@ import numpy as np
 
 from benchmarks.index_scale import percentiles
 from benchmarks.server_scale import build_repository
+from builders.data.dataset import ShopData
 from runtime import cli_logging
 from runtime import contract as c
 from runtime.catalog import Catalog
@@ -108,8 +109,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=Path("build/listing_cost"))
     ap.add_argument("--candidates", type=int, default=300)
     args = ap.parse_args(argv)
-    from builders.data.dataset import ShopData
-
     shop = ShopData.load(args.small / "data")
     queries = [shop.queries[q] for q in shop.session_query if q >= 0][:500]
     users = [int(u) for u in shop.user_ids[:200]]

@@ -2,13 +2,16 @@
 ensembles, which take no candidate list.
 
 One request: a vector (the query's embedding, or the user's), its nearest items in the build's ANN index
-(FAISS, inner product over the L2-normalised title embeddings; or, with ``retrieval.engine: scan`` and on
-the gpu target, an exact scan by the ``item_scan`` model: ``runtime/scan.py``), merged with the items added online since
-the build (exact search over their embeddings), minus what may not be shown (the caller's EXCLUDE_IDS,
-the user's purchases, for recommendations the CONTEXT_ITEM_IDS themselves), then the ranker's features
-of what is left (``FeatureStore``, online store included). Sold-out candidates (the build's stock, or the
-online store's when it has one) are dropped, and the first ``candidates`` in the index's order go to the
-ranker. The ranker and topk are the re-ranking ensembles' own.
+(FAISS, inner product over the L2-normalised title embeddings; or, with ``retrieval.engine: scan`` and on the
+gpu target, an exact scan by the ``item_scan`` model: ``runtime/scan.py``), merged with the items added online
+since the build (exact search over their embeddings), minus what may not be shown (the caller's EXCLUDE_IDS,
+the user's purchases, for recommendations the CONTEXT_ITEM_IDS themselves), then the ranker's features of what
+is left (``FeatureStore``, online store included). A request's filter (``shoprank_options``,
+``runtime/options.py``) restricts the search to its items (``runtime/catalog_filter.py`` keeps the masks;
+``Retriever._search_allowed`` chooses an exact scan or the index's ID selector), its understood query words
+and the merchandising rules apply here too (``runtime/understand.py``, ``runtime/rules.py``). Sold-out
+candidates (the build's stock, or the online store's when it has one) are dropped, and the first
+``candidates`` in the index's order go to the ranker. The ranker and topk are the re-ranking ensembles' own.
 
 Files in a retrieval model's version folder (``builders/learning/retrieval.py`` writes them):
 
@@ -27,8 +30,8 @@ user's profile, or the recent items' for a visitor without one), mixed with the 
 nor context gets the most clicked items only.
 
 Over 400 lines on purpose: the settings, the index, the purchases filter, the new-items poll and the
-``Retriever`` that joins them are one served model's job, and each part is small; the model's files and the
-build's retrieval step both read this one place.
+``Retriever`` that joins them (with the request's filter, understood words and rules) are one served model's
+job, and each part is small; the model's files and the build's retrieval step both read this one place.
 """
 
 from __future__ import annotations
@@ -45,12 +48,13 @@ import numpy as np
 
 from runtime import contract as c
 from runtime.arrays import Array, Floats, Int64s
+from runtime.catalog_filter import EMPTY, Allowed, CatalogueFilters
 from runtime.covisit import context_vector
 from runtime.errors import InvalidInput
 from runtime.features import FeatureStore
 from runtime.listing import notes_tensor
 from runtime.online import OnlineItems
-from runtime.options import Filter, ItemView, ListingOptions
+from runtime.options import Filter, ListingOptions
 from runtime.pages import warm
 from runtime.requests import check_embedding, check_id_list, check_user_id, decode_query
 from runtime.scan import Scan, ScanIndex
@@ -69,8 +73,6 @@ NEW_ITEMS_POLL_S = 2.0  # how often a retrieval model asks the online store whet
 # items (IVF, 2,048 lists, nprobe 4) with a 1% filter (9,927 items): the gather 10.9 ms, the selector 4.9 ms
 # (probing 400 lists, the same top 100); the two cost the same near 6,000 items
 SUBSET_SCAN_ITEMS = 5_000
-PRICE_OVERLAP_S = 5.0  # price changes re-read each poll (the online store's cached values are at most this old)
-MASK_CACHE = 64  # catalogue-wide masks of recent filters kept per model instance
 
 
 @dataclass(frozen=True)
@@ -185,27 +187,6 @@ class ItemIndex:
         return found[order], exact[order].astype(np.float32)
 
 
-@dataclass(frozen=True)
-class Allowed:
-    """A filter over the whole catalogue: the mask ``[I]``, the rows it keeps, the mask as FAISS's bitmap
-    (``IDSelectorBitmap``: bit ``i`` of byte ``i // 8``, little-endian), and its share of the catalogue."""
-
-    mask: Array
-    rows: Int64s
-    bits: Array
-    share: float
-
-    @classmethod
-    def of(cls, mask: Array) -> Allowed:
-        mask = np.asarray(mask, bool)
-        return cls(
-            mask, np.flatnonzero(mask), np.packbits(mask, bitorder="little"), float(mask.mean()) if mask.size else 0.0
-        )
-
-
-EMPTY = Allowed.of(np.zeros(0, bool))  # a filter nothing passes
-
-
 class Purchases:
     """The item rows each user row bought (CSR; row -1, an unknown user, bought nothing)."""
 
@@ -305,67 +286,14 @@ class Retriever:
         self.popular = np.argsort(-t.item_log_clicks[:-1], kind="stable")[: self.max_fetch].astype(np.int64)
         self.new_items = NewItems(store.online, t.item_ids_sorted, store.embed_dim, clock)
         self.catalog = store.catalog
-        self._masks: dict[str, Allowed] = {}  # filter text -> its catalogue-wide mask, oldest first
-        self._group_rows: tuple[Int64s, Int64s] | None = None  # rows sorted by group, and their groups
-        # the catalogue-wide prices a price filter reads: the build's, then each price pushed to the online
-        # store since (its price-change log, polled every NEW_ITEMS_POLL_S)
-        self.live_price: Floats | None = None if self.catalog is None else np.array(self.catalog.price[:-1])
-        self.clock = clock
-        self._prices_polled = -math.inf
-        self._prices_since = 0.0  # unix seconds of the newest change read
-        self._prices_version = 0
-
-    def refresh_prices(self) -> None:
-        """Read the price changes pushed since the last poll (the last ``PRICE_OVERLAP_S`` again: a value read
-        from the online store's cache may be that old)."""
-        online = self.store.online
-        if online is None or self.live_price is None or self.clock() - self._prices_polled < NEW_ITEMS_POLL_S:
-            return
-        self._prices_polled = self.clock()
-        got = online.price_changes(max(self._prices_since - PRICE_OVERLAP_S, 0.0))
-        if got is None:
-            return
-        ids, prices, newest = got
-        rows = self.store.tables.item_rows(ids)
-        keep = (rows >= 0) & np.isfinite(prices) & (prices > 0)
-        if keep.any() and not np.array_equal(self.live_price[rows[keep]], prices[keep]):
-            self.live_price[rows[keep]] = prices[keep]
-            self._prices_version += 1
-        self._prices_since = max(self._prices_since, newest)
+        # the request filters over the whole catalogue: masks, the prices they read, variant groups
+        self.filters = CatalogueFilters(store, self.id_of_row, clock)
 
     def allowed(self, filt: Filter | None) -> Allowed | None:
-        """The filter over the whole catalogue (its prices as pushed, ``refresh_prices``, and the build's stock;
-        each candidate is checked again with its current ones): a mask ``[I]`` and the rows it keeps. Recent
-        filters' are cached."""
-        if filt is None or self.catalog is None or self.live_price is None:
-            return None
-        if filt.reads_live:
-            self.refresh_prices()
-        key = f"{filt.text}@{self._prices_version}" if filt.reads_live else filt.text
-        hit = self._masks.pop(key, None)
-        if hit is None:
-            cat = self.catalog
-            rows = np.arange(cat.n_items, dtype=np.int64)
-            hit = Allowed.of(filt(cat, ItemView(rows, self.live_price, cat.in_stock[:-1], self.id_of_row)))
-            if len(self._masks) >= MASK_CACHE:
-                self._masks.pop(next(iter(self._masks)))
-        self._masks[key] = hit
-        return hit
+        return self.filters.allowed(filt)
 
     def own_groups(self, viewed: Int64s) -> Int64s:
-        """The item rows of the viewed items' variant groups (a product page's own product, in its other
-        colours), which its recommendations leave out."""
-        cat = self.catalog
-        if cat is None or not cat.has_groups or viewed.size == 0:
-            return np.zeros(0, np.int64)
-        if self._group_rows is None:
-            order = np.argsort(cat.group[:-1], kind="stable").astype(np.int64)
-            self._group_rows = (order, np.asarray(cat.group[:-1])[order])
-        order, sorted_groups = self._group_rows
-        rows = self.store.tables.item_rows(viewed)
-        groups = np.unique(cat.group[rows[rows >= 0]])
-        lo, hi = np.searchsorted(sorted_groups, groups), np.searchsorted(sorted_groups, groups, side="right")
-        return np.concatenate([order[a:b] for a, b in zip(lo, hi, strict=True)] or [np.zeros(0, np.int64)])
+        return self.filters.own_groups(viewed)
 
     @classmethod
     def load(

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from builders.repository.assemble import RepositoryError, copy_files, validate
-from builders.steps import TABLE_FILES
+from builders.steps import CATALOG_FILES, TABLE_FILES
 from runtime import contract as c
 from runtime.lexicon import LEXICON_FILE
 from tests.conftest import REPO_ROOT
@@ -54,8 +54,9 @@ def test_item_embeddings_have_the_zero_row_for_unknown_items(small_repo):
 
 def test_models_share_one_inode_of_each_table_and_the_repository_owns_it(small_repo):
 
-    readers = [c.SEARCH_FEATURES, c.RECOMMEND_FEATURES, c.RETRIEVE_SEARCH, c.RETRIEVE_RECOMMEND]
+    features = [c.SEARCH_FEATURES, c.RECOMMEND_FEATURES, c.RETRIEVE_SEARCH, c.RETRIEVE_RECOMMEND]
     for name in [*TABLE_FILES, LEXICON_FILE]:
+        readers = [*features, c.TOPK] if name in CATALOG_FILES else features  # topk groups and counts facets
         inodes = {(small_repo / m / "1" / name).stat().st_ino for m in readers}
         assert len(inodes) == 1, name
         assert (small_repo / readers[0] / "1" / name).stat().st_nlink == len(readers)
