@@ -157,6 +157,8 @@ bench-listing: setup ## search_catalog's top 10 on samples of the fashion shop, 
 	$(PY) -m builders build --target cpu --profile market-small --out build/market-small_repo --no-progress
 	$(PY) -m benchmarks.listing_quality --seeds 20261204 11 12 13 14 15 --queries 200 --other build/small:build/small_repo \
 		--other build/market-small:build/market-small_repo --json build/listing_quality.json --markdown
+	$(PY) -m benchmarks.listing_quality --profile fashion --seeds 20261204 11 12 --queries 200 \
+		--root build/listing_quality_large --json build/listing_quality_large.json --markdown
 
 bench-listing-cost: setup ## search_catalog / recommend_catalog p50 and p99 with no, a broad and a selective filter at SIZES_LISTING items (docs/serving.md)
 	$(PY) -m builders build --target cpu --profile small --out build/small/bench_repo --no-progress
