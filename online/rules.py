@@ -15,7 +15,7 @@ from typing import Any
 from runtime import contract as c
 from runtime.catalog import Catalog
 from runtime.repository import serving_version
-from runtime.rules import RuleError, parse_rules
+from runtime.rules import RuleError, parse_rules, rules_list
 from runtime.tables import STORE_DIR
 from shoprank_client.ids import stable_id
 
@@ -31,13 +31,7 @@ def served_id(raw: Any, where: str) -> int:
 
 def resolve(text: str, repo: Path) -> str:
     """The rules' document with every item id as served, checked against ``repo``'s catalogue."""
-    try:
-        doc = json.loads(text)
-    except ValueError as err:
-        raise RuleError("rules", f"not valid JSON ({err})") from None
-    rules = doc.get("rules") if isinstance(doc, dict) else None
-    if not isinstance(rules, list):
-        raise RuleError("rules", 'expected {"rules": [...]}')
+    rules = rules_list(text)
     for i, rule in enumerate(rules):
         if isinstance(rule, dict) and isinstance(rule.get("items"), list):
             name = rule.get("id")

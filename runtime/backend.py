@@ -45,10 +45,10 @@ def build_values_asked(request: Any) -> bool:
     return request_parameters(request).get(BUILD_VALUES) is True
 
 
-def options_sent(request: Any) -> str | None:
-    """The request's ``shoprank_options`` (``runtime/options.py``): its JSON text, None when not sent. A value
-    that is not a string is INVALID_ARGUMENT naming it."""
-    value = request_parameters(request).get(OPTIONS_PARAMETER)
+def options_sent(params: dict[str, Any]) -> str | None:
+    """The request's ``shoprank_options`` (``runtime/options.py``) from its parameters: its JSON text, None when
+    not sent. A value that is not a string is INVALID_ARGUMENT naming it."""
+    value = params.get(OPTIONS_PARAMETER)
     if value is None or isinstance(value, str):
         return value
     raise InvalidInput(OPTIONS_PARAMETER, f"expected a string parameter holding JSON, got {type(value).__name__}")
@@ -71,9 +71,10 @@ def serve(
     for request in requests:
         try:
             arrays = {name: pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in inputs}
-            extra: dict[str, Any] = {"build_values": build_values_asked(request)} if build_values else {}
+            params = request_parameters(request) if build_values or options else {}  # one JSON parse
+            extra: dict[str, Any] = {"build_values": params.get(BUILD_VALUES) is True} if build_values else {}
             if options:
-                extra["options"] = options_sent(request)
+                extra["options"] = options_sent(params)
             outputs = handler(*(arrays[name] for name in inputs), **extra)
             responses.append(
                 pb_utils.InferenceResponse(

@@ -76,13 +76,13 @@ Test = Callable[[Catalog, ItemView], Array]
 
 @dataclass(frozen=True)
 class Filter:
-    """A parsed filter: ``test`` gives a bool per item of a view. ``static`` is False when the filter reads
-    the price or stock, which move between the build and now (``runtime/retrieval.py`` re-checks them)."""
+    """A parsed filter: ``test`` gives a bool per item of a view. ``reads_live``: it reads the price or stock,
+    which move between the build and now (``runtime/catalog_filter.py`` keeps the prices its masks read up to
+    date, and each candidate is checked again with its current values)."""
 
     test: Test
     text: str  # canonical JSON: the cache key of the catalogue-wide mask
     reads_live: bool
-    excluded: tuple[int, ...] = ()
 
     def __call__(self, catalog: Catalog, view: ItemView) -> Array:
         return np.asarray(self.test(catalog, view), bool)
@@ -90,12 +90,10 @@ class Filter:
     def __and__(self, other: Filter | None) -> Filter:
         if other is None:
             return self
-        first, second = self.test, other.test
         return Filter(
-            lambda cat, view: np.asarray(first(cat, view), bool) & second(cat, view),
+            _all([self.test, other.test]),
             json.dumps({"all": [json.loads(self.text), json.loads(other.text)]}, sort_keys=True),
             self.reads_live or other.reads_live,
-            self.excluded + other.excluded,
         )
 
 
@@ -139,14 +137,24 @@ def _number(path: str, value: Any) -> float:
     return float(value)
 
 
-def _timestamp(path: str, value: Any) -> int:
+def unix_seconds(value: Any) -> float | None:
+    """An ISO-8601 date (UTC unless it says) or unix seconds as unix seconds; None when it is neither."""
     if isinstance(value, str):
         try:
             when = datetime.fromisoformat(value)
         except ValueError:
-            raise _fail(path, f"expected unix seconds or an ISO-8601 date, got {value!r}") from None
-        return int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp())
-    return int(_number(path, value))
+            return None
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _timestamp(path: str, value: Any) -> int:
+    seconds = unix_seconds(value)
+    if seconds is None:
+        raise _fail(path, f"expected unix seconds or an ISO-8601 date, got {value!r}")
+    return int(seconds)
 
 
 class _Parser:
@@ -154,7 +162,6 @@ class _Parser:
         self.catalog = catalog
         self.conditions = 0
         self.live = False
-        self.excluded: list[int] = []
 
     def node(self, path: str, spec: Any, depth: int) -> Test:
         if depth > MAX_DEPTH:
@@ -195,7 +202,6 @@ class _Parser:
             return lambda cat, view: cat.created[view.rows] > after
         if key == "exclude":
             ids = self.ids(path, value)
-            self.excluded += ids.tolist()
             return lambda cat, view: np.ones(len(view.rows), bool) if view.ids is None else ~np.isin(view.ids, ids)
         name = key.strip().lower()
         if name not in c.names:
@@ -249,7 +255,7 @@ def _any(tests: list[Test]) -> Test:
 def parse_filter(spec: Any, catalog: Catalog, path: str = "filter") -> Filter:
     parser = _Parser(catalog)
     test = parser.node(path, spec, 0)
-    return Filter(test, json.dumps(spec, sort_keys=True), parser.live, tuple(parser.excluded))
+    return Filter(test, json.dumps(spec, sort_keys=True), parser.live)
 
 
 def _int(path: str, value: Any, low: int, high: int) -> int:
@@ -277,9 +283,10 @@ def _facet_names(value: Any, catalog: Catalog) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def parse_options(raw: str | None, catalog: Catalog | None) -> ListingOptions:
+def parse_options(raw: str | None, catalog: Catalog | None, filters: bool = True) -> ListingOptions:
     """The request's ``shoprank_options`` (None or empty: the defaults), checked against the catalogue
-    (None: a release built before the catalogue tables, which takes no options)."""
+    (None: a release built before the catalogue tables, which takes no options). ``filters`` False: the filter
+    is not compiled (topk pages what the feature or retrieval step filtered and checked already)."""
     if raw is None or raw == "":
         return NO_OPTIONS
     if catalog is None:
@@ -309,7 +316,7 @@ def parse_options(raw: str | None, catalog: Catalog | None) -> ListingOptions:
     if not isinstance(own, bool):
         raise _fail("include_own_group", f"expected true or false, got {own!r}")
     return ListingOptions(
-        filter=parse_filter(given["filter"], catalog) if "filter" in given else None,
+        filter=parse_filter(given["filter"], catalog) if "filter" in given and filters else None,
         per_group=_int("per_group", given.get("per_group", 1), 0, MAX_PER_GROUP),
         include_own_group=own,
         offset=_int("offset", given.get("offset", 0), 0, MAX_OFFSET),

@@ -527,9 +527,7 @@ class Retriever:
             feats = candidates(listing.filter, ahead)
         else:
             feats = candidates(listing.filter, first)
-        applied = self.store.apply_rules(
-            feats, feats[c.ITEM_IDS], self.store.tables.item_rows(feats[c.ITEM_IDS]), text, listing
-        )
+        applied = self.store.apply_rules(feats, feats[c.ITEM_IDS], np.maximum(feats[c.ITEM_ROWS], -1), text, listing)
         feats[c.NOTES] = notes_tensor(understood, applied)
         return feats
 
@@ -627,9 +625,7 @@ class Retriever:
             listing,
         )
         feats[c.CONTEXT_EMBEDDING] = vector.reshape(1, -1)
-        applied = self.store.apply_rules(
-            feats, feats[c.ITEM_IDS], self.store.tables.item_rows(feats[c.ITEM_IDS]), None, listing
-        )
+        applied = self.store.apply_rules(feats, feats[c.ITEM_IDS], np.maximum(feats[c.ITEM_ROWS], -1), None, listing)
         feats[c.NOTES] = notes_tensor(NOTHING, applied)
         return feats
 

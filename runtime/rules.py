@@ -32,7 +32,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -41,7 +40,7 @@ from runtime.arrays import Array
 from runtime.catalog import Catalog, category_levels
 from runtime.errors import InvalidInput
 from runtime.lexicon import words
-from runtime.options import Filter, ItemView, ListingOptions, parse_filter
+from runtime.options import Filter, ItemView, ListingOptions, parse_filter, unix_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -96,15 +95,10 @@ class Effects:
 
 
 def _when(path: str, value: Any) -> float:
-    if isinstance(value, str):
-        try:
-            when = datetime.fromisoformat(value)
-        except ValueError:
-            raise RuleError(path, f"expected an ISO-8601 date or unix seconds, got {value!r}") from None
-        return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    seconds = unix_seconds(value)
+    if seconds is None:
         raise RuleError(path, f"expected an ISO-8601 date or unix seconds, got {value!r}")
-    return float(value)
+    return seconds
 
 
 def parse_rule(raw: Any, index: int, catalog: Catalog) -> Rule:
@@ -172,8 +166,8 @@ def parse_rule(raw: Any, index: int, catalog: Catalog) -> Rule:
     )
 
 
-def parse_rules(text: str, catalog: Catalog) -> list[Rule]:
-    """The rules' document (``{"rules": [...]}``), every rule checked; RuleError names the first wrong one."""
+def rules_list(text: str) -> list[Any]:
+    """The raw rules of the document ``{"rules": [...]}``; RuleError when it is not one."""
     try:
         doc = json.loads(text)
     except ValueError as err:
@@ -183,6 +177,12 @@ def parse_rules(text: str, catalog: Catalog) -> list[Rule]:
         raise RuleError("rules", 'expected {"rules": [...]}')
     if len(rules) > MAX_RULES:
         raise RuleError("rules", f"{len(rules)} rules is more than the limit of {MAX_RULES}")
+    return rules
+
+
+def parse_rules(text: str, catalog: Catalog) -> list[Rule]:
+    """The rules' document (``{"rules": [...]}``), every rule checked; RuleError names the first wrong one."""
+    rules = rules_list(text)
     parsed = [parse_rule(raw, i, catalog) for i, raw in enumerate(rules)]
     seen: set[str] = set()
     for i, rule in enumerate(parsed):

@@ -181,7 +181,7 @@ class TopK:
         (``runtime/understand.py``) and the merchandising rules that applied, echoed in RESULT_INFO; in the
         understanding's ``boost`` mode the candidates that match it score ``BOOST`` higher. ``boosts`` and
         ``pins``: the rules' score offsets and pinned positions (``runtime/rules.py``)."""
-        listing_options = parse_options(options, self.catalog)
+        listing_options = parse_options(options, self.catalog, filters=False)
         top = check_top_k(k)
         scores = final_scores(context, logit, sim_weight, item_rows, self.item_embeddings, new_embeddings)
         rows = np.asarray(item_rows, np.int64).reshape(-1)
