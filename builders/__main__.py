@@ -11,6 +11,7 @@ from builders.data import config as cfg_mod
 from builders.data import demo as demo_mod
 from builders.data.dataset import load_shop
 from builders.data.report import DataError
+from builders.learning.limits import limits as data_limits
 from builders.repository import assemble as repository
 from builders.summary import summary
 from builders.variants import run
@@ -159,7 +160,7 @@ def check_data(config: Path) -> int:
 
     try:
         cfg = cfg_mod.load(config)
-        _, report = load_shop(cfg)
+        shop, report = load_shop(cfg)
     except cfg_mod.ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -167,6 +168,8 @@ def check_data(config: Path) -> int:
         print(err.report.text(), file=sys.stderr)
         return 1
     print(report.text())
+    for limit in data_limits(shop):
+        print(f"limit: {limit}")
     print(f"ok: {cfg.data.folder} follows the data contract ({len(report.warnings)} warnings)")
     return 0
 

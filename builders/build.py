@@ -366,6 +366,8 @@ def build(
     except (DataError, StepError) as err:
         raise BuildError(str(err)) from None
 
+    for limit in report["data"].get("limits", []):  # what the data cannot carry, said once per build
+        logger.info(f"data: {limit}")
     margin = cfg.quality_margin if quality_margin is None else quality_margin
     files, published = publish(
         work,
@@ -418,6 +420,7 @@ def build(
         target=target,
         published_variants=published,
         manifest=manifest,
+        limits=report["data"].get("limits", []),
     )
     (work / "build_report.json").write_text(json.dumps(report, indent=1, default=str))
 

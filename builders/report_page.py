@@ -97,7 +97,7 @@ def recall_figure(curves: dict, retrieval: dict) -> str | None:
 
 def propensity_figure(ranker: dict) -> str | None:
     prop = ranker.get("propensity")
-    if not prop:
+    if not prop or prop.get("propensity") is None:  # the logs could not measure it (prop["why"] says why)
         return None
     plt = _pyplot()
     curve = prop["propensity"]
@@ -152,14 +152,14 @@ def context(report: dict, work: Path) -> dict:
     ranker = report.get("ranker", {})
     validation = _read_json(work / "data" / "validation.json") or {}
     views = ranker.get("test_views", {})
-    has_true = any("true" in v for k, v in views.items() if k != "lists")
+    shown = {view for k, v in views.items() if k != "lists" for view in v}  # ips: only where propensities exist
     return {
         "report": report,
         "ranker": ranker,
         "data": report.get("data", {}),
         "warnings": warnings(validation),
         "views": views,
-        "view_names": [(v, label) for v, label in VIEWS if v != "true" or has_true],
+        "view_names": [(v, label) for v, label in VIEWS if v in shown],
         "kinds": ranker.get("test_by_list_kind", {}),
         "users": ranker.get("test_by_user", {}),
         "similarity": ranker.get("similarity", {}),

@@ -34,6 +34,7 @@ from builders.learning import fine_tune as ft
 from builders.learning import query_stats as qs
 from builders.learning import ranker as rk
 from builders.learning import retrieval as rt
+from builders.learning.limits import limits as data_limits
 from builders.learning.rows import make_rows
 from builders.repository import assemble as repo
 from builders.repository import item_scan
@@ -77,6 +78,7 @@ def data(cfg, out: Path) -> dict:
         logger.info(f"  {problem}")
     out.mkdir(parents=True, exist_ok=True)
     shop.save(out)
+    report.summary["limits"] = data_limits(shop)
     report.save(out / "validation.json")
     if shop.item_keys is not None:  # the stable id of every string SKU, for audits and other systems
         pq.write_table(pa.table({"item_key": shop.item_keys, "item_id": shop.item_ids}), out / "item_ids.parquet")

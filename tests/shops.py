@@ -53,8 +53,17 @@ CONFIG: dict[str, Any] = {
 }
 
 
-def generate(n_items: int = 3000, n_users: int = 400, n_sessions: int = 4000, days: int = 40, seed: int = 5):
-    """``(catalogue, customers, events)`` as pyarrow tables in the warehouse's column names."""
+def generate(
+    n_items: int = 3000,
+    n_users: int = 400,
+    n_sessions: int = 4000,
+    days: int = 40,
+    seed: int = 5,
+    product_pages: float = 0.0,
+):
+    """``(catalogue, customers, events)`` as pyarrow tables in the warehouse's column names; with
+    ``product_pages`` > 0 that share of the homepage lists is shown on a product page instead (an item of the
+    wanted category, in a ``context_item_id`` column)."""
     rng = np.random.default_rng(seed)
     cats = list(CATEGORIES)
     cat = rng.integers(len(cats), size=n_items)
@@ -84,7 +93,7 @@ def generate(n_items: int = 3000, n_users: int = 400, n_sessions: int = 4000, da
     customers = pa.table({"user_id": users, "tier": rng.choice(["gold", "silver", "standard"], n_users)})
 
     rows: dict[str, list[Any]] = {
-        k: [] for k in ("ts", "session_id", "user_id", "query", "item_id", "position", "type")
+        k: [] for k in ("ts", "session_id", "user_id", "query", "item_id", "position", "type", "context_item_id")
     }
     start = 1_790_000_000
     by_cat = [np.flatnonzero(cat == c) for c in range(len(cats))]
@@ -101,6 +110,9 @@ def generate(n_items: int = 3000, n_users: int = 400, n_sessions: int = 4000, da
             np.concatenate([rng.choice(by_cat[want], 8, replace=False), rng.choice(n_items, 4, replace=False)])
         )
         rng.shuffle(shown)
+        context = None
+        if product_pages and query is None and rng.random() < product_pages:
+            context = skus[int(rng.choice(by_cat[want]))]
         session_rows = []
         for p, item in enumerate(shown):
             base = 3.0 * (cat[item] == want) * (query is not None) + 1.2 * popularity[item] - 2.5 - 0.1 * p
@@ -117,17 +129,21 @@ def generate(n_items: int = 3000, n_users: int = 400, n_sessions: int = 4000, da
             rows["item_id"].append(skus[item])
             rows["position"].append(p)
             rows["type"].append(kind)
+            rows["context_item_id"].append(context)
     # one event of an item the catalogue does not have, and one duplicated row
     for key, value in zip(
-        rows, (start + 5, "sess-0", None, "fromages", "SKU-99999-1KG", 20, "impression"), strict=True
+        rows, (start + 5, "sess-0", None, "fromages", "SKU-99999-1KG", 20, "impression", None), strict=True
     ):
         rows[key].append(value)
     for key in rows:
         rows[key].append(rows[key][0])
+    columns = ["session_id", "user_id", "query", "item_id", "position", "type"]
+    if product_pages:
+        columns.append("context_item_id")
     events = pa.table(
         {
             "ts": pa.array(np.array(rows["ts"]) * 1_000_000, pa.timestamp("us")),
-            **{k: rows[k] for k in ("session_id", "user_id", "query", "item_id", "position", "type")},
+            **{k: pa.array(rows[k], pa.string() if k == "context_item_id" else None) for k in columns},
         }
     )
     return catalogue, customers, events

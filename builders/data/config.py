@@ -42,6 +42,9 @@ class DataConfig(_Strict):
     # "string": always text (use it for CSV ids like "00012", which would otherwise parse as 12)
     id_type: Literal["auto", "int64", "string"] = "auto"
     unknown_items: Literal["drop", "cold"] = "cold"
+    # what the events' position counts from: 0 = the top is 0 (the contract), 1 = the top is 1 (GA4's item
+    # index and many exports); auto: 1 where no known position is 0, else 0 (the data step says which it chose)
+    position_base: Literal["auto", 0, 1] = "auto"
 
     @field_validator("columns")
     @classmethod

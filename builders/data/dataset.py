@@ -315,6 +315,36 @@ def _time_cuts(times: np.ndarray, split) -> dict:
     return cuts
 
 
+def _positions(
+    raw: np.ndarray | None, n: int, base_setting, file: str, label: str | None, rep: ValidationReport
+) -> tuple[np.ndarray, int | None]:
+    """The events' positions counted from 0 (NaN where unknown), and the base they were counted from
+    (``data.position_base``; ``auto``: 1 where no known position is 0, else 0; None: no known position)."""
+    if raw is None or np.isnan(raw).all():
+        return np.full(n, np.nan), None
+    known = ~np.isnan(raw)
+    if base_setting == "auto":
+        base = 1 if raw[known].min() >= 1 else 0
+        if base == 1:
+            rep.warning(
+                file,
+                label,
+                f"no position is 0 among {int(known.sum()):,} known positions: read as counted from 1 (1 = top), "
+                f"as GA4's item index and many exports count (data.position_base: auto; set 0 or 1 to decide)",
+            )
+    else:
+        base = int(base_setting)
+    low = raw < base
+    if low.any():
+        rep.error(
+            file,
+            label,
+            f"must be >= {base} ({base} = top, data.position_base: {base_setting}), got {sample(raw, low)}",
+            low,
+        )
+    return raw - base, base
+
+
 def load_shop(cfg: ShopConfig) -> tuple[ShopData, ValidationReport]:
     """Read, validate and assemble the shop of ``cfg``. Raises DataError listing every problem."""
     rep = ValidationReport()
@@ -363,9 +393,7 @@ def load_shop(cfg: ShopConfig) -> tuple[ShopData, ValidationReport]:
     n = events_l.rows
     ts = ev["timestamp"]
     kind = ev["event"].astype(np.int64)
-    pos = ev.get("position", np.full(n, np.nan))
-    if (pos < 0).any():
-        rep.error(ef, events_l.labels["position"], f"must be >= 0 (0 = top), got {sample(pos, pos < 0)}", pos < 0)
+    pos, base = _positions(ev.get("position"), n, d.position_base, ef, events_l.labels.get("position"), rep)
     queries_raw = np.array([q.strip() if q is not None and q.strip() else None for q in ev["query"]], object)
     q_code, query_texts = _codes(queries_raw)
     if ctx_ev is not None:
@@ -531,14 +559,28 @@ def load_shop(cfg: ShopConfig) -> tuple[ShopData, ValidationReport]:
         rep.error(ef, None, "no events left to learn from")
         rep.raise_if_errors()
     data.cuts = _time_cuts(data.session_time, cfg.split)
-    _check_enough(data, ef, rep)
+    _check_enough(data, ef, rep, events_l.labels["timestamp"], cfg.split)
     rep.summary = _summary(data, events_l.rows, int(dup.sum()), int(unknown.sum()), len(new_users))
+    rep.summary["position_base"] = _base_said(base, d.position_base)
     rep.raise_if_errors()
     return data, rep
 
 
-def _check_enough(data: ShopData, file: str, rep: ValidationReport) -> None:
+def _check_enough(data: ShopData, file: str, rep: ValidationReport, label: str, split_cfg) -> None:
     split = split_by_time(data)
+    empty = [part for part in ("stats", "train", "val", "test") if not len(split[part])]
+    if empty:
+        t0, t1 = int(data.session_time.min()), int(data.session_time.max())
+        rep.error(
+            file,
+            label,
+            f"the events span {_duration(t1 - t0)} ({day(t0)} .. {day(t1)}): too short for the split "
+            f"(statistics | train | validation | test at {split_cfg.stats} | {split_cfg.train} | "
+            f"{split_cfg.validation} of the span), which leaves the {_and(empty)} window"
+            f"{'s' if len(empty) > 1 else ''} without a list. Export events over more time (a timestamp that is "
+            f"the same on every row is often the export's own time), or move the split's cut points",
+        )
+        return
     for part, need in (("train", MIN_TRAIN_CLICKS), ("val", MIN_EVAL_CLICKS), ("test", MIN_EVAL_CLICKS)):
         imp = impressions_of(data, split[part])
         clicks = int(data.imp_click[imp].sum())
@@ -554,6 +596,24 @@ def _check_enough(data: ShopData, file: str, rep: ValidationReport) -> None:
                 f"unclicked impressions; at least {need} of each are needed. Export more days "
                 f"of events, or move the split's cut points",
             )
+
+
+def _base_said(base: int | None, setting) -> str:
+    if base is None:
+        return "no known position"
+    return f"{base} = top ({'decided from the data, data.position_base: auto' if setting == 'auto' else 'set'})"
+
+
+def _and(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def _duration(seconds: int) -> str:
+    if seconds >= 2 * DAY:
+        return f"{seconds / DAY:.1f} days"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} hours"
+    return f"{seconds} seconds"
 
 
 def _summary(data: ShopData, n_events: int, dups: int, unknown: int, new_users: int) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -187,7 +188,10 @@ def _timestamps(file: str, column: str, arr: pa.ChunkedArray, rep: ValidationRep
     t = arr.type
     missing = np.iinfo(np.int64).min
     if pa.types.is_timestamp(t) or pa.types.is_date(t):
-        secs = arr.cast(pa.timestamp("s", tz=getattr(t, "tz", None))).cast(pa.int64())
+        # floored to whole seconds (a cast would refuse to drop the fraction)
+        secs = pc.divide(
+            pc.cast(arr.cast(pa.timestamp("us", tz=getattr(t, "tz", None)), safe=False), pa.int64()), 1_000_000
+        )
         return secs.fill_null(missing).to_numpy(zero_copy_only=False).astype(np.int64)
     if pa.types.is_integer(t) or pa.types.is_floating(t):
         values = arr.cast(pa.float64()).to_numpy(zero_copy_only=False)
@@ -198,15 +202,13 @@ def _timestamps(file: str, column: str, arr: pa.ChunkedArray, rep: ValidationRep
         return parsed.cast(pa.int64()).fill_null(missing).to_numpy(zero_copy_only=False).astype(np.int64)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
+    # ISO-8601 with a zone offset ("+02:00", "Z", " UTC") is read at that offset; without one, as UTC
+    known = np.array([v is not None for v in text], bool)
+    uniq, inverse = np.unique(text[known].astype(str), return_inverse=True)
+    parsed = np.array([_iso_seconds(v) for v in uniq], np.int64) if len(uniq) else np.zeros(0, np.int64)
     out = np.full(len(text), missing, np.int64)
-    bad = np.zeros(len(text), bool)
-    for i, v in enumerate(text):
-        if v is None:
-            continue
-        try:
-            out[i] = int(np.datetime64(v.strip().rstrip("Z"), "s").astype(np.int64))
-        except ValueError:
-            bad[i] = True
+    out[known] = parsed[inverse.reshape(-1)]
+    bad = known & (out == missing)
     if bad.any():
         rep.error(
             file,
@@ -215,6 +217,21 @@ def _timestamps(file: str, column: str, arr: pa.ChunkedArray, rep: ValidationRep
             bad,
         )
     return out
+
+
+def _iso_seconds(text: str) -> int:
+    """Unix seconds of an ISO-8601 timestamp (``datetime.fromisoformat``, "Z" and " UTC" as +00:00; naive
+    = UTC), or INT64 min if it is not one."""
+    value = text.strip()
+    if value.endswith(" UTC"):
+        value = value[:-4] + "+00:00"
+    try:
+        stamp = datetime.fromisoformat(value)
+    except ValueError:
+        return int(np.iinfo(np.int64).min)
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    return int(np.floor(stamp.timestamp()))
 
 
 def _attributes(file: str, column: str, arr: pa.ChunkedArray, rep: ValidationReport) -> list[list[str]]:
@@ -238,7 +255,7 @@ def _events(file: str, column: str, arr: pa.ChunkedArray, rep: ValidationReport)
 def load_table(name: TableName, cfg: DataConfig, rep: ValidationReport, extra: tuple[str, ...] = ()) -> Loaded | None:
     """Read one contract table, or None (with the problems reported) if it cannot be read."""
     filename = getattr(cfg, name)
-    path = find_file(cfg.folder, filename, cfg.format)
+    path = find_file(cfg.folder, filename, cfg.format) if filename else None
     if path is None:
         if name == "users":
             return None

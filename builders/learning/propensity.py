@@ -25,6 +25,10 @@ ITERATIONS = 200
 MIN_SHOWN = 5  # the fewest impressions a position needs in the harvested groups to get its own value
 
 
+class NotIdentifiable(ValueError):
+    """The logs cannot measure position bias (the message says why); the build then uses plain clicks."""
+
+
 def list_keys(shop, sessions: np.ndarray) -> np.ndarray:
     """The need of each list of ``sessions`` as one int64: query, else viewed item, else user."""
     context = shop.session_context if len(shop.session_context) else np.full(len(shop.session_time), -1)
@@ -51,7 +55,7 @@ def estimate(keys: np.ndarray, items: np.ndarray, positions: np.ndarray, clicks:
     _, g = np.unique(g, return_inverse=True)
     n_groups = int(g.max()) + 1 if g.size else 0
     if n_groups == 0:
-        raise ValueError("no (list, item) pair was logged at two positions: position is not identifiable")
+        raise NotIdentifiable("no (list, item) pair was logged at two positions: position is not identifiable")
     per_pos_shown = np.bincount(k, weights=shown, minlength=n_positions)
     prop = np.ones(n_positions)
     group_clicks = np.bincount(g, weights=clicked, minlength=n_groups)
@@ -60,7 +64,12 @@ def estimate(keys: np.ndarray, items: np.ndarray, positions: np.ndarray, clicks:
         rel = group_clicks / np.maximum(np.bincount(g, weights=shown * prop[k], minlength=n_groups), 1e-12)
         exposure = np.bincount(k, weights=shown * rel[g], minlength=n_positions)
         prop = np.where(exposure > 0, pos_clicks / np.maximum(exposure, 1e-12), np.nan)
-        prop = _fill(prop / prop[0], per_pos_shown)
+        top = prop[0] if np.isfinite(prop[0]) and prop[0] > 0 else np.nan
+        if not np.isfinite(top):
+            raise NotIdentifiable(
+                "no harvested (list, item) pair was clicked at the top position: the curve has no reference"
+            )
+        prop = _fill(prop / top, per_pos_shown)
     return {
         "propensity": [round(float(x), 5) for x in prop],
         "groups": n_groups,
@@ -87,6 +96,10 @@ def from_shop(shop, sessions: np.ndarray, n_positions: int) -> dict:
     key_of[sessions] = list_keys(shop, sessions)
     known = shop.imp_position[imp] >= 0
     imp, lst = imp[known], lst[known]
+    if not imp.size:
+        raise NotIdentifiable("no impression before the validation window has a position")
+    if np.unique(shop.imp_position[imp]).size < 2:
+        raise NotIdentifiable("every impression before the validation window was logged at one position")
     return estimate(key_of[lst], shop.imp_item[imp], shop.imp_position[imp], shop.imp_click[imp], n_positions)
 
 

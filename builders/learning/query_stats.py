@@ -113,7 +113,9 @@ def build(shop: ShopData, settings, query_embeddings: np.ndarray) -> tuple[Query
     for raw in np.argsort(raw_lists, kind="stable"):  # ascending: the most frequent form is written last
         best_raw[code_of_raw[raw]] = raw
     head = min(q, settings.borrow_queries)
-    head_emb = np.asarray(query_embeddings[best_raw[frequent[:head]]], np.float32).reshape(head, -1)
+    head_emb = np.asarray(query_embeddings[best_raw[frequent[:head]]], np.float32).reshape(
+        head, query_embeddings.shape[1]
+    )
     key_order = np.argsort(keys, kind="stable")
     arrays = {
         "keys_sorted": keys[key_order],

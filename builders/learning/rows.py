@@ -147,7 +147,9 @@ def make_rows(
         else np.zeros((0, item_emb.shape[1]), np.float32)
     )
     list_index = np.repeat(np.arange(len(sessions)), np.diff(shop.session_offsets)[sessions])
-    context = np.where(has_q[:, None], query_emb[np.maximum(q, 0)], vectors[list_index])
+    # a shop without a query has an empty query table: every row takes its list's vector
+    q_vectors = query_emb[np.maximum(q, 0)] if len(query_emb) else np.zeros((len(q), item_emb.shape[1]), np.float32)
+    context = np.where(has_q[:, None], q_vectors, vectors[list_index])
     cosine = (context * item_emb[items]).sum(1).astype(np.float32)
     lengths = np.diff(shop.session_offsets)[sessions]
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
@@ -189,7 +191,10 @@ def datasets(
     make = lambda s, cold=None: make_rows(shop, store, item_emb, query_emb, user_profiles, s, cold)  # noqa: E731
     cold = np.random.default_rng(17).random(len(split["train"])) < cold_share
     rows = {"train": make(split["train"], cold), "val": make(split["val"]), "test": make(split["test"])}
-    propensity = np.asarray((curve or propensities(shop))["propensity"])
+    curve = curve or propensities(shop)
+    if curve["propensity"] is None:  # the logs cannot measure position bias: every view on plain clicks
+        return rows
+    propensity = np.asarray(curve["propensity"])
     for r in rows.values():
         if r.position is not None:
             logged = np.where(r.position > MAX_POSITION, -1, r.position)
@@ -198,6 +203,11 @@ def datasets(
 
 
 def propensities(shop: ShopData) -> dict:
-    """The examination curve harvested from the stats and train windows (``propensity.from_shop``)."""
+    """The examination curve harvested from the stats and train windows (``propensity.from_shop``), or
+    ``{"propensity": None, "why": ...}`` where the logs cannot measure it (no positions, one position, no item
+    shown at two positions for one need)."""
     split = split_by_time(shop)
-    return prop.from_shop(shop, np.concatenate([split["stats"], split["train"]]), MAX_POSITION + 1)
+    try:
+        return prop.from_shop(shop, np.concatenate([split["stats"], split["train"]]), MAX_POSITION + 1)
+    except prop.NotIdentifiable as err:
+        return {"propensity": None, "why": f"{err}: no debiased (IPS) view; selected and judged on plain clicks"}

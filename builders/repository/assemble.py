@@ -143,6 +143,8 @@ def _check_python_models(repo: Path, by_name: dict[str, ModelSpec]) -> None:
     search_store = FeatureStore.load(repo / c.SEARCH_FEATURES / VERSION)
     item_ids = search_store.tables.item_ids_sorted[:5].copy()
     user = search_store.tables.user_ids_sorted[:1].copy()
+    if user.size == 0:  # a shop whose visitors are all anonymous: an unknown user
+        user = np.zeros(1, np.int64)
     feats = search_store.search(user, np.array([b"running shoes"], object), item_ids)
     _check_arrays(by_name[c.SEARCH_FEATURES], feats)
     rec = FeatureStore.load(repo / c.RECOMMEND_FEATURES / VERSION, with_tokenizer=False, with_profiles=True)
