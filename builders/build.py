@@ -33,7 +33,7 @@ from builders.data import config as cfg_mod
 from builders.data import demo
 from builders.data.contract import CONTRACT_VERSION
 from builders.data.dataset import ShopData
-from builders.data.load import find_file, fingerprint
+from builders.data.load import data_files, fingerprint
 from builders.data.report import DataError
 from builders.driver import Driver, Step
 from builders.gpu.target import build_gpu
@@ -114,8 +114,7 @@ def resolve(
 
 def _data_files(cfg: cfg_mod.ShopConfig) -> list[Path]:
 
-    names = [cfg.data.items, cfg.data.events] + ([cfg.data.users] if cfg.data.users else [])
-    return [p for p in (find_file(cfg.data.folder, n, cfg.data.format) for n in names) if p is not None]
+    return data_files(cfg.data)
 
 
 @dataclass

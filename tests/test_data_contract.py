@@ -261,6 +261,7 @@ def test_the_example_config_is_valid_and_lists_every_field():
     ):
         assert set(raw[section]) == set(model.model_fields), section
     assert set(raw["features"]["query_stats"]) == set(cfg_mod.QueryStatsConfig.model_fields)
+    assert set(raw["data"]["ga4"]) == set(cfg_mod.Ga4Config.model_fields)
     assert set(raw) == set(cfg_mod.ShopConfig.model_fields)
     assert cfg.data.folder == (path.parent / "export").resolve()
 

@@ -30,9 +30,29 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Ga4Config(_Strict):
+    """How GA4's BigQuery export becomes ranked lists (``builders/data/ga4.py``; docs/data.md)."""
+
+    # item_list_name or item_list_id values of the lists a search results page shows: their query is the
+    # session's latest search_term (a view_search_results event's own items always are a search list)
+    search_lists: tuple[str, ...] = ("search_results", "search results", "Search Results")
+    # item_list_name or item_list_id values of the lists shown on a product page ("related_products"): their
+    # context item is the session's latest view_item
+    product_page_lists: tuple[str, ...] = ()
+    # user_id: signed-in shoppers only, the rest anonymous; user_pseudo_id: every device is a user
+    user: Literal["user_id", "user_pseudo_id"] = "user_id"
+
+
 class DataConfig(_Strict):
     folder: Path = Field(description="folder of the shop's exported files")
     format: Literal["auto", "parquet", "csv"] = "auto"
+    # contract: the contract's events file; ga4: GA4's BigQuery export, the events_* tables (data.events is
+    # then the tables' name prefix, "events" by default)
+    events_format: Literal["contract", "ga4"] = "contract"
+    # contract: the contract's items file; merchant_center: a Merchant Center product feed, TSV or XML (data.items
+    # is then the feed's file name, with or without its suffix)
+    items_format: Literal["contract", "merchant_center"] = "contract"
+    ga4: Ga4Config = Ga4Config()
     items: str = "items"  # file name, or stem: items.parquet / items.csv
     users: str | None = "users"  # optional: a shop may have anonymous traffic only
     events: str = "events"
@@ -45,6 +65,16 @@ class DataConfig(_Strict):
     # what the events' position counts from: 0 = the top is 0 (the contract), 1 = the top is 1 (GA4's item
     # index and many exports); auto: 1 where no known position is 0, else 0 (the data step says which it chose)
     position_base: Literal["auto", 0, 1] = "auto"
+
+    @model_validator(mode="after")
+    def _mapped_only_in_contract_files(self) -> DataConfig:
+        for table, fmt in (("events", self.events_format), ("items", self.items_format)):
+            if fmt != "contract" and self.columns.get(table):  # type: ignore[call-overload]
+                raise ValueError(
+                    f"columns.{table} maps the contract's own files; data.{table}_format: {fmt} reads its format's "
+                    f"own columns (docs/data.md)"
+                )
+        return self
 
     @field_validator("columns")
     @classmethod

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from builders.data import ga4, merchant_center
 from builders.data.config import DataConfig
 from builders.data.contract import ATTRIBUTE_SEPARATOR, EVENT_KINDS, TABLES, Column, TableName
 from builders.data.report import ValidationReport, sample
@@ -252,8 +253,60 @@ def _events(file: str, column: str, arr: pa.ChunkedArray, rep: ValidationReport)
     return codes
 
 
+def data_files(cfg: DataConfig) -> list[Path]:
+    """Every file the shop's tables are read from (the data step's cache key): the contract's files, the GA4
+    export's daily tables, or the Merchant Center feed."""
+    out = []
+    if cfg.items_format == "merchant_center":
+        out.append(merchant_center.find(cfg.folder, cfg.items))
+    else:
+        out.append(find_file(cfg.folder, cfg.items, cfg.format))
+    if cfg.events_format == "ga4":
+        out.extend(ga4.files(cfg.folder, cfg.events))
+    else:
+        out.append(find_file(cfg.folder, cfg.events, cfg.format))
+    if cfg.users:
+        out.append(find_file(cfg.folder, cfg.users, cfg.format))
+    return [p for p in out if p is not None]
+
+
+def _in_export_format(name: TableName, cfg: DataConfig) -> bool:
+    return (name == "events" and cfg.events_format != "contract") or (
+        name == "items" and cfg.items_format != "contract"
+    )
+
+
+def _exported(name: TableName, cfg: DataConfig, rep: ValidationReport) -> tuple[Path, pa.Table] | None:
+    """The table read by the reader of its export format, as ``(path for messages, contract table)``; None when
+    it could not be read (reported)."""
+    if name == "events" and cfg.events_format == "ga4":
+        got = ga4.read(cfg.folder, cfg.events, cfg.ga4, rep)
+        if got is None:
+            return None
+        more = f" +{len(got.files) - 1} more" if len(got.files) > 1 else ""
+        return cfg.folder / f"{got.files[0].name} (GA4 export{more})", got.table
+    if name == "items" and cfg.items_format == "merchant_center":
+        path = merchant_center.find(cfg.folder, cfg.items)
+        if path is None:
+            rep.error(
+                f"{cfg.items}.*",
+                None,
+                f"no Merchant Center feed in {cfg.folder} (looked for {cfg.items} with "
+                f"{', '.join(merchant_center.SUFFIXES)})",
+            )
+            return None
+        table = merchant_center.read(path, rep)
+        return None if table is None else (cfg.folder / f"{path.name} (Merchant Center feed)", table)
+    raise ValueError(f"{name}: in the contract's own format")
+
+
 def load_table(name: TableName, cfg: DataConfig, rep: ValidationReport, extra: tuple[str, ...] = ()) -> Loaded | None:
     """Read one contract table, or None (with the problems reported) if it cannot be read."""
+    if _in_export_format(name, cfg):
+        exported = _exported(name, cfg, rep)
+        if exported is None:
+            return None
+        return _columns(name, exported[0], exported[1], {}, cfg.id_type, rep, extra)
     filename = getattr(cfg, name)
     path = find_file(cfg.folder, filename, cfg.format) if filename else None
     if path is None:
@@ -273,6 +326,20 @@ def load_table(name: TableName, cfg: DataConfig, rep: ValidationReport, extra: t
     except (pa.ArrowInvalid, OSError) as err:
         rep.error(path.name, None, f"cannot be read: {err}")
         return None
+    return _columns(name, path, table, mapping, cfg.id_type, rep, extra)
+
+
+def _columns(
+    name: TableName,
+    path: Path,
+    table: pa.Table,
+    mapping: dict[str, str],
+    id_type: str,
+    rep: ValidationReport,
+    extra: tuple[str, ...],
+) -> Loaded:
+    """Each contract column of ``table`` (named through ``mapping``) read and checked."""
+    columns = TABLES[name]
     out: dict[str, Any] = {}
     labels: dict[str, str] = {}
     present = set(table.column_names)
@@ -291,7 +358,7 @@ def load_table(name: TableName, cfg: DataConfig, rep: ValidationReport, extra: t
         arr = table.column(source)
         value: Any  # Ids, an array or a list, by the column's kind
         if col.kind == "id":
-            value = _ids(path.name, label, arr, cfg.id_type, rep)
+            value = _ids(path.name, label, arr, id_type, rep)
         elif col.kind == "text":
             value = _decode(path.name, label, arr, rep)
         elif col.kind in ("number", "count", "position"):
