@@ -339,7 +339,8 @@ def _positions(
         rep.error(
             file,
             label,
-            f"must be >= {base} ({base} = top, data.position_base: {base_setting}), got {sample(raw, low)}",
+            f"must be >= {base} ({base} = top, data.position_base: {base_setting}), got "
+            + ", ".join(f"{v:g}" for v in np.unique(raw[low])[:3]),
             low,
         )
     return raw - base, base

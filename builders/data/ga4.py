@@ -97,7 +97,7 @@ def _text(arr) -> np.ndarray:
         return np.full(len(arr), None, object)
     if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
         arr = pc.cast(arr, pa.string())
-    return np.array(arr.to_pylist(), object)
+    return np.asarray(arr.to_numpy(zero_copy_only=False), object)
 
 
 def _param(params: pa.ChunkedArray, key: str, n: int, text: bool) -> np.ndarray:
@@ -247,11 +247,13 @@ def _map(raw: pa.Table, paths: list[Path], label: str, settings, rep: Validation
     user = _text(raw.column(settings.user))
     cookieless = np.array([p is None for p in pseudo])
     no_session = (ga_session == NONE) & ~cookieless
-    session = np.array(
-        [
-            f"{p}:{s}" if s != NONE else f"{p}:day{t // 86_400}"
-            for p, s, t in zip(pseudo, ga_session, seconds, strict=True)
-        ],
+    # user_pseudo_id:ga_session_id, or user_pseudo_id:day<n> without a ga_session_id
+    part = np.where(ga_session == NONE, seconds // 86_400, ga_session).astype(str).astype(object)
+    part = np.where(ga_session == NONE, "day" + part, part)
+    session = np.asarray(
+        pc.binary_join_element_wise(pa.array(pseudo, pa.string()), pa.array(part, pa.string()), ":").to_numpy(
+            zero_copy_only=False
+        ),
         object,
     )
     # a list's query: its own search_term, or (a search list) the session's latest search term before it
@@ -376,12 +378,13 @@ def _take(values: np.ndarray, index: np.ndarray) -> np.ndarray:
 
 
 def _codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    uniq, inverse = np.unique(values.astype(str), return_inverse=True)
-    return inverse.reshape(-1).astype(np.int64), uniq.astype(object)
+    """``(codes, distinct values)`` of a text array (hashed, in order of first appearance; null as one value)."""
+    encoded = pa.array(values, pa.string()).dictionary_encode(null_encoding="encode")
+    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    return codes, np.asarray(encoded.dictionary.to_numpy(zero_copy_only=False), object)
 
 
 def _pair_codes(session: np.ndarray, item: np.ndarray) -> np.ndarray:
-    """One int64 per (session, item) pair."""
-    _, item_code = np.unique(np.array([i if i is not None else "" for i in item], str), return_inverse=True)
-    _, code = np.unique(np.stack([session, item_code.reshape(-1)]), axis=1, return_inverse=True)
-    return code.reshape(-1).astype(np.int64)
+    """One int64 per (session code, item) pair."""
+    item_code, items = _codes(item)
+    return session * max(len(items), 1) + item_code
