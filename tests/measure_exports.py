@@ -71,7 +71,8 @@ def main() -> None:
     paths["GA4 export + Merchant Center feed"] = ga / "shoprank.yaml"
 
     print(f"machine: {platform.node()}, {os.cpu_count()} cores, {platform.machine()}")
-    print(f"grocery shop: {args.items:,} items, {args.sessions:,} sessions over 40 days, half the homepage lists on pages")
+    print(f"grocery shop: {args.items:,} items, {args.sessions:,} sessions over 40 days, half the homepage lists on")
+    print("product pages")
     print("| export | data step | search: ranker / click prior / popularity | homepage | product page | IPS all |")
     print("|---|---|---|---|---|---|")
     golden = {}

@@ -214,6 +214,9 @@ def test_a_ga4_export_and_a_feed_serve_what_the_same_shop_in_contract_files_serv
     for key in ("lists", "search_lists", "product_page_lists", "impressions", "clicks", "purchases"):
         assert data["ga4"][key] == data["contract"][key] > 0, key
     assert data["ga4"]["position_base"].startswith("1 = top") and data["contract"]["position_base"].startswith("0")
+    sources = data["ga4"]["sources"]
+    assert sources["items"] == {"format": "merchant_center", "file": "products.xml", "products": 400}
+    assert sources["events"]["format"] == "ga4" and sources["events"]["dropped_not_from_a_logged_list"]["view_item"] > 0
     golden = {n: json.loads((tmp_path / f"{n}_repo" / "golden.json").read_text())["requests"] for n in reports}
     assert golden["ga4"] == golden["contract"]
     assert np.isfinite(reports["ga4"]["ranker"]["test"]["ranker"]["ndcg@10_ips"])

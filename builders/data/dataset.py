@@ -563,6 +563,8 @@ def load_shop(cfg: ShopConfig) -> tuple[ShopData, ValidationReport]:
     _check_enough(data, ef, rep, events_l.labels["timestamp"], cfg.split)
     rep.summary = _summary(data, events_l.rows, int(dup.sum()), int(unknown.sum()), len(new_users))
     rep.summary["position_base"] = _base_said(base, d.position_base)
+    if rep.sources:
+        rep.summary["sources"] = rep.sources
     rep.raise_if_errors()
     return data, rep
 

@@ -283,6 +283,7 @@ def _exported(name: TableName, cfg: DataConfig, rep: ValidationReport) -> tuple[
         got = ga4.read(cfg.folder, cfg.events, cfg.ga4, rep)
         if got is None:
             return None
+        rep.sources["events"] = {"format": "ga4", **got.said}
         more = f" +{len(got.files) - 1} more" if len(got.files) > 1 else ""
         return cfg.folder / f"{got.files[0].name} (GA4 export{more})", got.table
     if name == "items" and cfg.items_format == "merchant_center":
@@ -296,6 +297,11 @@ def _exported(name: TableName, cfg: DataConfig, rep: ValidationReport) -> tuple[
             )
             return None
         table = merchant_center.read(path, rep)
+        rep.sources["items"] = {
+            "format": "merchant_center",
+            "file": path.name,
+            "products": 0 if table is None else len(table),
+        }
         return None if table is None else (cfg.folder / f"{path.name} (Merchant Center feed)", table)
     raise ValueError(f"{name}: in the contract's own format")
 

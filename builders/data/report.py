@@ -58,6 +58,7 @@ def sample(values, mask_or_index: np.ndarray, n: int = 3) -> str:
 class ValidationReport:
     problems: list[Problem] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
+    sources: dict = field(default_factory=dict)  # table -> what an export format's reader mapped (GA4, a feed)
 
     def error(self, file: str, column: str | None, message: str, rows: np.ndarray | None = None) -> None:
         self._add("error", file, column, message, rows)
