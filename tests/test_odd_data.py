@@ -75,10 +75,11 @@ def test_odd_but_valid_data_builds_and_serves(odd, tmp_path):
         assert limits == [], limits
     for limit in limits:  # said once in the build log, and by check-data
         assert logs.count(f"data: {limit}") == 1 and f"limit: {limit}" in said
+    page = (tmp_path / "work" / "build_report.html").read_text()
     if any("position" in limit for limit in limits):  # judged on plain clicks, no debiased view
-        assert "ndcg@10_ips" not in report["ranker"]["test"]["ranker"]
+        assert "ndcg@10_ips" not in report["ranker"]["test"]["ranker"] and 'id="no-propensity"' in page
     else:
-        assert np.isfinite(report["ranker"]["test"]["ranker"]["ndcg@10_ips"])
+        assert np.isfinite(report["ranker"]["test"]["ranker"]["ndcg@10_ips"]) and 'id="no-propensity"' not in page
 
     skus = catalogue.column("sku").to_pylist()
     server = TritonServer(
