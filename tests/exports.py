@@ -357,3 +357,31 @@ def contract_twin(catalogue: pa.Table, events: pa.Table) -> tuple[pa.Table, pa.T
     events = events.set_column(events.column_names.index("session_id"), "session_id", pa.array(pseudo))
     order = np.argsort(events.column("ts").cast(pa.int64()).to_numpy(), kind="stable")
     return catalogue, events.take(pa.array(order))
+
+
+def write_ga4_shop(
+    folder: Path, catalogue: pa.Table, customers: pa.Table, events: pa.Table, config: dict, feed: str
+) -> Path:
+    """The grocery shop (warehouse names) as a GA4 export, a Merchant Center feed (``feed``: ``tsv`` or ``xml``)
+    and the customers file, with the ``shoprank.yaml`` (``config`` with GA4's and the feed's data section)
+    that builds them; returns the config's path."""
+    import copy
+
+    import yaml
+
+    titles = dict(zip(catalogue.column("sku").to_pylist(), catalogue.column("name").to_pylist(), strict=True))
+    write_ga4(folder, ga4_rows(events, titles))
+    writer = write_feed_xml if feed == "xml" else write_feed_tsv
+    writer(folder / f"products.{feed}", feed_rows(catalogue))
+    pq.write_table(customers, folder / "customers.parquet")
+    config = copy.deepcopy(config)
+    config["data"] = {
+        "folder": ".",
+        "items": "products",
+        "items_format": "merchant_center",
+        "users": "customers.parquet",
+        "id_type": "string",
+        **GA4_CONFIG,
+    }
+    (folder / "shoprank.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
+    return folder / "shoprank.yaml"

@@ -53,22 +53,9 @@ def main() -> None:
         "contract, positions from 0": write_contract(args.out / "zero", twin_catalogue, customers, twin_events, config),
         "contract, positions from 1": write_contract(args.out / "one", twin_catalogue, customers, one_based, config),
     }
-    ga = args.out / "ga4"
-    titles = dict(zip(catalogue.column("sku").to_pylist(), catalogue.column("name").to_pylist(), strict=True))
-    exports.write_ga4(ga, exports.ga4_rows(events, titles))
-    exports.write_feed_tsv(ga / "products.tsv", exports.feed_rows(catalogue))
-    pq.write_table(customers, ga / "customers.parquet")
-    ga_config = copy.deepcopy(config)
-    ga_config["data"] = {
-        "folder": ".",
-        "items": "products",
-        "items_format": "merchant_center",
-        "users": "customers.parquet",
-        "id_type": "string",
-        **exports.GA4_CONFIG,
-    }
-    (ga / "shoprank.yaml").write_text(yaml.safe_dump(ga_config, allow_unicode=True))
-    paths["GA4 export + Merchant Center feed"] = ga / "shoprank.yaml"
+    paths["GA4 export + Merchant Center feed"] = exports.write_ga4_shop(
+        args.out / "ga4", catalogue, customers, events, config, feed="tsv"
+    )
 
     print(f"machine: {platform.node()}, {os.cpu_count()} cores, {platform.machine()}")
     print(f"grocery shop: {args.items:,} items, {args.sessions:,} sessions over 40 days, half the homepage lists on")

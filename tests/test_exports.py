@@ -7,7 +7,6 @@ from the same shop in the contract's own files, and serves the first: it answers
 
 from __future__ import annotations
 
-import copy
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -176,21 +175,7 @@ def test_the_config_refuses_a_column_mapping_for_a_format_with_its_own_columns(t
 def write_both(root: Path) -> tuple[Path, Path]:
     """The grocery shop as a GA4 export + Merchant Center feed, and as the contract's own files."""
     catalogue, customers, events, config = odd_shops.base()
-    titles = dict(zip(catalogue.column("sku").to_pylist(), catalogue.column("name").to_pylist(), strict=True))
-    ga = root / "ga4"
-    exports.write_ga4(ga, exports.ga4_rows(events, titles))
-    exports.write_feed_xml(ga / "products.xml", exports.feed_rows(catalogue))
-    pq.write_table(customers, ga / "customers.parquet")
-    ga_config = copy.deepcopy(config)
-    ga_config["data"] = {
-        "folder": ".",
-        "items": "products",
-        "items_format": "merchant_center",
-        "users": "customers.parquet",
-        "id_type": "string",
-        **exports.GA4_CONFIG,
-    }
-    (ga / "shoprank.yaml").write_text(yaml.safe_dump(ga_config, allow_unicode=True))
+    ga_config = exports.write_ga4_shop(root / "ga4", catalogue, customers, events, config, feed="xml")
     twin = root / "contract"
     twin.mkdir()
     twin_catalogue, twin_events = exports.contract_twin(catalogue, events)
@@ -198,7 +183,7 @@ def write_both(root: Path) -> tuple[Path, Path]:
     pq.write_table(customers, twin / "customers.parquet")
     pacsv.write_csv(twin_events, twin / "events.csv")
     (twin / "shoprank.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
-    return ga / "shoprank.yaml", twin / "shoprank.yaml"
+    return ga_config, twin / "shoprank.yaml"
 
 
 @pytest.mark.slow
