@@ -89,6 +89,10 @@ bench: setup ## served vs in-process latency/throughput on the same requests (PR
 	$(PY) -m builders build --target cpu --profile $(PROFILE) --out build/$(PROFILE)/bench_repo --no-progress
 	$(PY) -m benchmarks.pipeline --repo build/$(PROFILE)/bench_repo --out docs/benchmarks.md
 
+bench-peer: setup ## ours vs the FastAPI + ONNX Runtime service a team would write, same requests, 3 calls (PROFILE=default|small) -> docs/benchmarks.md
+	$(PY) -m pip install -q -r requirements-bench.txt -c constraints.txt
+	$(PY) -m benchmarks.peer --profile $(PROFILE) --requests 400 --out docs/benchmarks.md
+
 bench-client: setup ## SDK overhead per call vs raw tritonclient, same requests (PROFILE=default|small)
 	$(PY) -m builders build --target cpu --profile $(PROFILE) --out build/$(PROFILE)/bench_repo --no-progress
 	$(PY) -m benchmarks.client_overhead --repo build/$(PROFILE)/bench_repo --requests 800 --out docs/benchmarks.md

@@ -1,0 +1,270 @@
+"""Benchmark: our served CPU path against the service a team would write instead, same requests, one run.
+
+``python -m benchmarks.peer [--profile default] [--requests 400] [--out docs/benchmarks.md]`` (``make bench-peer``)
+
+The peer is FastAPI + uvicorn around the same ONNX files run by ONNX Runtime in process
+(``benchmarks/peer_service.py``), with 1 and with 2 worker processes. Ours is the built repository on the
+bundled tritonserver, called with raw ``tritonclient`` over gRPC, its response cache off (the peer has none).
+Each system runs alone on this machine, in turn, on the same requests:
+
+* ``search``: one query from the shop's query pool (popular ones more often), 100 candidates, k = 10;
+* ``search_catalog``: unique queries (brand x category x attribute phrases), k = 10;
+* ``recommend_catalog``: a known user on a product page (one context item), k = 10.
+
+Measured per call: p50 and p99 at concurrency 1, then req/s and p99 with 8 requests in flight (8 client
+threads, each with its own connection). The client runs on the same machine and takes CPU from the
+server. Top-k parity: the ids of every concurrency-1 answer against the in-process pipeline's. Not a test:
+nothing asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import http.client
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.pipeline import machine, make_requests, percentiles, write_section
+from benchmarks.search_cost import request as triton_request
+from builders.build import build
+from builders.repository.pipeline import InProcessPipeline
+from runtime import cli_logging
+from runtime.lexicon import category_phrase
+from server.launcher import ServerOptions, TritonServer, free_ports
+
+CALLS = ("search", "search_catalog", "recommend_catalog")
+IN_FLIGHT = 8
+
+
+def plan(pipeline: InProcessPipeline, n: int, seed: int = 0) -> dict[str, list[dict]]:
+    """The same requests for every system: ``{call: [{"user_id", "query"?, "item_ids"?, "context"?, "k"}]}``."""
+    rng = np.random.default_rng(seed)
+    search = [
+        {"user_id": int(u), "query": q, "item_ids": [int(i) for i in items], "k": k}
+        for u, q, items, k in make_requests(pipeline, n, 100, seed)
+    ]
+    lex = pipeline.search_store.lexicon
+    phrases = [category_phrase(cat) for cat in lex.categories]
+    adjectives = [a for a in lex.attributes if a.isalpha()][:40] or ["new"]
+    combos = {f"{a} {b.lower()} {p}" for a in adjectives for b in lex.brands for p in phrases}
+    unique = sorted(combos)
+    rng.shuffle(unique)
+    users = pipeline.search_store.tables.user_ids_sorted
+    items = pipeline.search_store.tables.item_ids_sorted
+    catalog = [{"user_id": int(rng.choice(users)), "query": q, "k": 10} for q in unique[:n]]
+    pages = [{"user_id": int(rng.choice(users)), "context": [int(rng.choice(items))], "k": 10} for _ in range(n)]
+    return {"search": search, "search_catalog": catalog, "recommend_catalog": pages}
+
+
+class Peer:
+    """The FastAPI service in its own process(es), on a free port."""
+
+    def __init__(self, repo: Path, workers: int, log: Path):
+        self.port = free_ports(1)[0]
+        env = {**os.environ, "SHOPRANK_PEER_REPO": str(repo)}
+        cmd = [sys.executable, "-m", "uvicorn", "benchmarks.peer_service:app", "--port", str(self.port)]
+        cmd += ["--workers", str(workers), "--log-level", "warning", "--no-access-log"]
+        self.process = subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            try:
+                if self.connection().request("GET", "/ready") is None:
+                    return
+            except OSError:
+                time.sleep(0.5)
+        raise RuntimeError(f"the peer did not start; see {log}")
+
+    def connection(self) -> PeerConnection:
+        return PeerConnection(self.port)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+class PeerConnection:
+    def __init__(self, port: int):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+    def request(self, method: str, path: str, body: dict | None = None):
+        self.conn.request(method, path, json.dumps(body) if body else None, {"Content-Type": "application/json"})
+        resp = self.conn.getresponse()
+        data = resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"{path}: HTTP {resp.status}: {data[:200]!r}")
+        return None if method == "GET" else json.loads(data)["item_ids"]
+
+
+def triton_caller(url: str) -> Callable[[str, dict], list[int]]:
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(url)
+
+    def call(name: str, r: dict) -> list[int]:
+        if name == "search":
+            inputs = triton_request("search", r["user_id"], r["query"], np.asarray(r["item_ids"], np.int64), r["k"])
+        elif name == "search_catalog":
+            inputs = triton_request("search_catalog", r["user_id"], r["query"], None, r["k"])
+        else:
+            inputs = [
+                _tensor("USER_ID", np.array([r["user_id"]], np.int64), "INT64"),
+                _tensor("CONTEXT_ITEM_IDS", np.asarray(r["context"], np.int64), "INT64"),
+                _tensor("EXCLUDE_IDS", np.zeros(0, np.int64), "INT64"),
+                _tensor("TOP_K", np.array([r["k"]], np.int32), "INT32"),
+            ]
+        return client.infer(name, inputs).as_numpy("TOP_ITEM_IDS").tolist()
+
+    return call
+
+
+def _tensor(name: str, value: np.ndarray, dtype: str):
+    import tritonclient.grpc as grpcclient
+
+    t = grpcclient.InferInput(name, list(value.shape), dtype)
+    t.set_data_from_numpy(value)
+    return t
+
+
+def measure(make_caller: Callable[[], Callable[[str, dict], list[int]]], requests: dict, warmup: int = 20) -> dict:
+    """Per call: p50/p99 at concurrency 1 (and the answers), then req/s and p99 with IN_FLIGHT in flight."""
+    out: dict = {}
+    caller = make_caller()
+    for name in CALLS:
+        reqs = requests[name]
+        for r in reqs[:warmup]:
+            caller(name, r)
+        times, answers = [], []
+        for r in reqs:
+            t0 = time.perf_counter()
+            answers.append(caller(name, r))
+            times.append((time.perf_counter() - t0) * 1e3)
+        p50, p99 = percentiles(times)
+        loaded, elapsed = _loaded(make_caller, name, reqs)
+        out[name] = {
+            "p50": p50,
+            "p99": p99,
+            "rps": len(reqs) / elapsed,
+            "p99_load": percentiles(loaded)[1],
+            "answers": answers,
+        }
+    return out
+
+
+def _loaded(make_caller: Callable[[], Callable[[str, dict], list[int]]], name: str, reqs: list[dict]):
+    """Every request of ``reqs`` by IN_FLIGHT threads, each with its own caller: (latencies in ms, seconds)."""
+    callers = [make_caller() for _ in range(IN_FLIGHT)]
+    chunks = [reqs[i::IN_FLIGHT] for i in range(IN_FLIGHT)]
+
+    def one(i: int) -> list[float]:
+        lat = []
+        for r in chunks[i]:
+            t0 = time.perf_counter()
+            callers[i](name, r)
+            lat.append((time.perf_counter() - t0) * 1e3)
+        return lat
+
+    with ThreadPoolExecutor(IN_FLIGHT) as pool:
+        t0 = time.perf_counter()
+        loaded = [x for lat in pool.map(one, range(IN_FLIGHT)) for x in lat]
+        return loaded, time.perf_counter() - t0
+
+
+def peer_caller(peer: Peer) -> Callable[[str, dict], list[int]]:
+    conn = peer.connection()
+    return lambda name, r: conn.request("POST", f"/{name}", r)
+
+
+def run(repo: Path, n: int, logs: Path) -> dict:
+    pipeline = InProcessPipeline(repo)
+    requests = plan(pipeline, n)
+    want = {
+        "search": [
+            pipeline.search(r["user_id"], r["query"], np.asarray(r["item_ids"]), r["k"])[0].tolist()
+            for r in requests["search"]
+        ],
+        "search_catalog": [
+            pipeline.search_catalog(r["user_id"], r["query"], r["k"])[0].tolist() for r in requests["search_catalog"]
+        ],
+        "recommend_catalog": [
+            pipeline.recommend_catalog(r["user_id"], r["k"], np.asarray(r["context"]))[0].tolist()
+            for r in requests["recommend_catalog"]
+        ],
+    }
+    del pipeline
+    logs.mkdir(parents=True, exist_ok=True)
+    results = {}
+    with TritonServer(ServerOptions(model_repository=repo, ready_timeout_s=600, response_cache_bytes=0)) as server:
+        results["Triton (ours, gRPC)"] = measure(lambda: triton_caller(server.grpc_url), requests)
+    for workers in (1, 2):
+        peer = Peer(repo, workers, logs / f"peer_{workers}.log")
+        try:
+            results[f"FastAPI + ONNX Runtime, {workers} worker{'s' if workers > 1 else ''}"] = measure(
+                functools.partial(peer_caller, peer), requests
+            )
+        finally:
+            peer.stop()
+    for result in results.values():
+        for name in CALLS:
+            got = result[name].pop("answers")
+            result[name]["parity"] = sum(a == b for a, b in zip(got, want[name], strict=True))
+            result[name]["n"] = len(want[name])
+    return results
+
+
+def table(results: dict, profile: str, n: int) -> str:
+    lines = [
+        f"Measured {date.today().isoformat()} on {machine()}; profile `{profile}`, {n} requests per call, each system",
+        f"alone; p50/p99 at concurrency 1, then req/s and p99 with {IN_FLIGHT} in flight "
+        "(`make bench-peer`, benchmarks/peer.py).",
+        "",
+        "| call | system | p50 (c=1) | p99 (c=1) | req/s (8 in flight) | p99 (8 in flight) | top-k = in-process |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in CALLS:
+        for system, result in results.items():
+            r = result[name]
+            lines.append(
+                f"| `{name}` | {system} | {r['p50']:.2f} ms | {r['p99']:.1f} ms | {r['rps']:.0f} | "
+                f"{r['p99_load']:.0f} ms | {r['parity']}/{r['n']} |"
+            )
+    ours = next(iter(results.values()))
+    peers = [r for s, r in results.items() if s.startswith("FastAPI")]
+    lines.append("")
+    for name in CALLS:
+        best_p50 = min(p[name]["p50"] for p in peers)
+        best_rps = max(p[name]["rps"] for p in peers)
+        lines.append(
+            f"- `{name}`: ours / best peer p50 {ours[name]['p50'] / best_p50:.2f}x; req/s "
+            f"{ours[name]['rps'] / best_rps:.2f}x of the best peer's"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    cli_logging.configure()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default="default", choices=["default", "small"])
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    repo = Path("build") / args.profile / "bench_repo"
+    build("cpu", args.profile, out=repo, progress=False)
+    text = table(run(repo, args.requests, Path("build") / "logs" / "peer"), args.profile, args.requests)
+    print(text)
+    if args.out is not None:
+        write_section(args.out, f"peer-{args.profile}", text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
