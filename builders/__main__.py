@@ -48,6 +48,13 @@ def main(argv: list[str] | None = None) -> int:
         help="gpu target: TensorRT engines (tensorrt_plan) or onnxruntime with the TensorRT EP",
     )
     b.add_argument("--precision", default="fp16", choices=["fp32", "fp16", "int8"], help="gpu target precision")
+    b.add_argument(
+        "--layout",
+        default="fused",
+        choices=["fused", "ensemble"],
+        help="cpu target: one model per call (fused, the default) or the ensembles of the gpu target "
+        '(docs/serving.md, "The cpu target\'s layout")',
+    )
     b.add_argument("--encoder-variant", default="fp32", help="publish this measured encoder variant (see `variants`)")
     b.add_argument("--ranker-variant", default="fp32", help="publish this measured ranker variant")
     b.add_argument(
@@ -147,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             precision=args.precision,
             config=args.config,
             force=tuple(args.force),
+            layout=args.layout,
         )
     except (build.BuildError, repository.RepositoryError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -40,7 +40,7 @@ from builders.gpu.target import build_gpu
 from builders.learning import text_encoder
 from builders.repository import golden
 from builders.repository.item_scan import SCAN_FILE
-from builders.repository.model_specs import specs
+from builders.repository.model_specs import ENSEMBLE, FUSED, specs
 from builders.steps import PARITY_MAX_ABS, PARITY_MIN_COSINE, StepError  # noqa: F401  (re-exported for callers)
 from builders.variants import gate
 from runtime import contract as c
@@ -334,6 +334,7 @@ def build(
     config: str | Path | cfg_mod.ShopConfig | None = None,
     force: tuple[str, ...] = (),
     golden_size: int = 300,
+    layout: str = FUSED,
 ) -> dict:
     """Build the repository of a shop (``config``) or of a demo ``profile`` into ``out``; returns the report.
 
@@ -341,7 +342,9 @@ def build(
     to ``golden.json`` at the repository's root, for ``python -m rollout verify``.
     ``encoder_variant`` / ``ranker_variant`` publish a compressed variant through the quality gate
     (``quality_margin``, relative NDCG@10; default: the config's). ``target="gpu"`` writes the gpu
-    repository (default ``build/<name>/gpu_repository``); see ``builders.gpu``.
+    repository (default ``build/<name>/gpu_repository``); see ``builders.gpu``. ``layout``: the cpu target's
+    ``fused`` (one model per call) or ``ensemble`` (``builders/repository/model_specs.py``); the gpu target
+    always has ensembles.
     """
 
     if target not in TARGETS:
@@ -394,7 +397,10 @@ def build(
         for model, gpu_files in report["gpu"]["files"].items():
             files_by_model[model].update(gpu_files)
     else:
-        model_specs = specs(embed_dim, scan)
+        try:
+            model_specs = specs(embed_dim, scan, layout)
+        except ValueError as err:
+            raise BuildError(str(err)) from None
     shop = at.shop()
     manifest = {
         "shop": cfg.name,
@@ -402,6 +408,7 @@ def build(
         "ids": shop.id_kinds,
         "embed_dim": embed_dim,
         "item_scan": scan,  # retrieval by the item_scan model (retrieval.engine), not FAISS
+        "layout": layout if target == "cpu" else ENSEMBLE,  # fused: one model per call (runtime/fused.py)
         "title_tokens": cfg.encoder.title_tokens,  # new items pushed online are embedded the way the build did
         "encoder": str(cfg.encoder.path or "bundled all-MiniLM-L6-v2"),
         "items": len(shop.item_ids),

@@ -69,8 +69,9 @@ def view(send: Transport) -> TritonView:
     for entry in json.loads(body):
         if "version" in entry:
             models.setdefault(entry["name"], {})[str(entry["version"])] = entry.get("state", "")
-        else:
+        elif "state" in entry:  # a model the server tried to load, with no version (its error in "reason")
             models.setdefault(entry["name"], {})
+        # neither: a folder the server was never asked to load (a fused repository's parts, runtime/fused.py)
     return TritonView(ready, models)
 
 

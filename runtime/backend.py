@@ -169,6 +169,23 @@ def bls_encoder(pb_utils: Any, model: str, version: int) -> Callable[[Array, Arr
     return embed
 
 
+def query_cache_metric(pb_utils: Any, model: str) -> Callable[[bool], None]:
+    """A fused model's query-embedding cache lookups as ``shoprank_query_cache_total{model, outcome=hit|miss}``
+    (the ensemble layout's counterpart: the text encoder's response-cache statistics)."""
+    family = pb_utils.MetricFamily(
+        name="shoprank_query_cache_total",
+        description="query-embedding cache lookups of a fused model, by outcome (hit: the encoder did not run)",
+        kind=pb_utils.MetricFamily.COUNTER,
+    )
+    metrics = {outcome: family.Metric(labels={"model": model, "outcome": outcome}) for outcome in ("hit", "miss")}
+
+    def lookup(hit: bool) -> None:
+        metrics["hit" if hit else "miss"].increment(1)
+
+    lookup.keep_alive = (family, metrics)  # type: ignore[attr-defined]  # the metrics live as long as the hook
+    return lookup
+
+
 def bls_scan(pb_utils: Any, model: str, version: int) -> Scan:
     """``runtime.scan.Scan`` as a BLS request to ``version`` of ``model`` (the ``item_scan`` model, on the
     GPU in the gpu target; the caller's own version, so a release switch never pairs a retrieval model with

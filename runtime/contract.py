@@ -25,6 +25,8 @@ RETRIEVE_RECOMMEND = "retrieve_recommend"
 # retrieval models call it through BLS (runtime/scan.py) instead of searching the FAISS index
 ITEM_SCAN = "item_scan"
 SCAN_PARAMETER = "item_scan"  # a retrieval model's config parameter: the scan model it calls ("" = FAISS)
+# a fused model's config parameter (runtime/fused.py): the composing models whose files it reads, comma-separated
+PARTS_PARAMETER = "shoprank_parts"
 # at the repository's root, never served (Triton loads only folders): the build's requests and answers
 GOLDEN_FILE = "golden.json"
 

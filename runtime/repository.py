@@ -15,7 +15,7 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from runtime.contract import SCAN_PARAMETER
+from runtime.contract import PARTS_PARAMETER, SCAN_PARAMETER
 from runtime.errors import ShoprankError
 
 CONFIG = "config.pbtxt"
@@ -27,15 +27,34 @@ class ServedRepositoryError(ShoprankError, RuntimeError):
 
 @dataclass(frozen=True)
 class Layout:
-    """The ensembles of a repository and the composing models their steps name."""
+    """The ensembles of a repository, the composing models their steps name (and the models those call
+    through BLS), and the *parts*: models a fused step reads the files of (``runtime/fused.py``), released
+    with it at the same version but not loaded by the server."""
 
     ensembles: tuple[str, ...]
     steps: tuple[str, ...]
+    parts: tuple[str, ...] = ()
+
+    @property
+    def served(self) -> tuple[str, ...]:
+        """The models the server loads: the ensembles and their steps."""
+        return self.ensembles + self.steps
+
+    @property
+    def released(self) -> tuple[str, ...]:
+        """The models with a version folder per release: the steps and the parts."""
+        return self.steps + self.parts
 
 
 def parse_pbtxt(text: str) -> model_config_pb2.ModelConfig:
     """Parse a ``config.pbtxt`` with Triton's schema (comments allowed)."""
     return text_format.Parse(text, model_config_pb2.ModelConfig())
+
+
+def parts_of(cfg: model_config_pb2.ModelConfig) -> list[str]:
+    """The models whose files a fused model reads (its ``shoprank_parts`` parameter); [] for any other model."""
+    value = cfg.parameters[PARTS_PARAMETER].string_value if PARTS_PARAMETER in cfg.parameters else ""
+    return [p for p in value.split(",") if p]
 
 
 def scan_target(cfg: model_config_pb2.ModelConfig) -> str:
@@ -61,8 +80,11 @@ def layout(repo: Path) -> Layout:
         raise ServedRepositoryError(f"{repo}: no ensemble found (is it a model repository?)")
     # a model a step calls through BLS (the retrieval models' item_scan) is released with it, at the same
     # version: the step calls the scan of its own version, so rows always index the same item table
-    called = [scan_target(read_config(repo / m)) for m in dict.fromkeys(steps) if (repo / m / CONFIG).exists()]
-    return Layout(tuple(ensembles), tuple(dict.fromkeys(steps + [m for m in called if m])))
+    configs = [read_config(repo / m) for m in dict.fromkeys(steps) if (repo / m / CONFIG).exists()]
+    called = [scan_target(cfg) for cfg in configs]
+    served = list(dict.fromkeys(steps + [m for m in called if m]))
+    parts = [p for cfg in configs for p in parts_of(cfg) if p not in served]
+    return Layout(tuple(ensembles), tuple(served), tuple(dict.fromkeys(parts)))
 
 
 def versions_on_disk(model_dir: Path) -> list[int]:

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runtime.errors import ShoprankError
+from runtime.repository import ServedRepositoryError, layout
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STANDIN_BACKENDS = Path(__file__).resolve().parent / "backends"
@@ -147,7 +148,8 @@ class ServerOptions:
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # on top of server_env(), e.g. SHOPRANK_ONLINE_URL
     # "none": the repository is fixed while serving; "explicit": every model loaded at start, then changed
-    # only through the model control API (server/publish.py publishes and rolls back releases that way)
+    # only through the model control API (server/publish.py publishes and rolls back releases that way).
+    # A fused repository (runtime/fused.py) always starts in explicit mode, its served models named.
     model_control: str = "none"
 
     def resolved(self) -> ServerOptions:
@@ -189,10 +191,13 @@ def server_command(opts: ServerOptions, backend_dir: Path) -> list[str]:
         # Each python-backend instance starts with 8 MiB of shared memory (it grows on demand).
         "--backend-config=python,shm-default-byte-size=8388608",
     ]
-    if opts.model_control == "explicit":
-        cmd += ["--model-control-mode=explicit", "--load-model=*"]
-    elif opts.model_control != "none":
+    if opts.model_control not in ("none", "explicit"):
         raise ServerError(f"model_control: expected 'none' or 'explicit', got {opts.model_control!r}")
+    named = models_to_load(Path(opts.model_repository))
+    if opts.model_control == "explicit" or named:
+        # A fused repository's parts are files, not served models: only its ensembles and steps load, which
+        # needs explicit model control (``none`` loads every folder with a config).
+        cmd += ["--model-control-mode=explicit"] + [f"--load-model={m}" for m in named or ["*"]]
     if opts.response_cache_bytes:
         # The local cache implementation ships in the wheel next to the server, not in /opt/tritonserver.
         cmd += [
@@ -200,6 +205,16 @@ def server_command(opts: ServerOptions, backend_dir: Path) -> list[str]:
             f"--cache-config=local,size={opts.response_cache_bytes}",
         ]
     return cmd + list(opts.extra_args)
+
+
+def models_to_load(repo: Path) -> list[str]:
+    """The models to name at start for a repository with parts (the cpu target's fused layout): its
+    ensembles and their steps. [] when every model of the repository is served (or it has no ensemble)."""
+    try:
+        lay = layout(repo)
+    except (ServedRepositoryError, OSError):
+        return []
+    return list(lay.served) if lay.parts else []
 
 
 def server_env() -> dict[str, str]:

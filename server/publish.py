@@ -15,6 +15,10 @@ The switch, with the server in explicit model control (``--model-control-mode=ex
 4. after ``drain_s`` the composing models are reloaded with ``N+1`` alone; ``N`` stays on disk for
    ``rollback``, older versions are deleted (``keep``).
 
+In the cpu target's fused layout (``runtime/fused.py``) each ensemble has one step, a fused model that reads
+the files of the composing models (its *parts*) at its own version: the parts' files are copied as version
+``N+1`` with it and deleted with it, but never loaded (the server does not serve them).
+
 ``rollback`` is the same switch back to the previous version on disk. A model update changes weights
 and tables, not the interface: a new build whose configs differ from the live ones (other than the
 versions) is refused, naming the model; that is a new deployment (a restart, or ``helm upgrade``).
@@ -81,7 +85,7 @@ def _interface(cfg: model_config_pb2.ModelConfig) -> model_config_pb2.ModelConfi
 def check_compatible(live: Path, new: Path) -> Layout:
     """The new build serves the same models with the same configs (versions aside), or PublishError."""
     lay = layout(live)
-    models = set(lay.ensembles) | set(lay.steps)
+    models = set(lay.ensembles) | set(lay.released)
     new_models = {p.name for p in new.iterdir() if (p / CONFIG).exists()}
     if new_models != models:
         raise PublishError(
@@ -98,7 +102,7 @@ def check_compatible(live: Path, new: Path) -> Layout:
                 "a model update changes weights and tables, not the config; deploy it as a new release "
                 "(restart the server, or helm upgrade)"
             )
-        if model in lay.steps and not versions_on_disk(new / model):
+        if model in lay.released and not versions_on_disk(new / model):
             raise PublishError(f"{model}: {new / model} has no version folder")
     return lay
 
@@ -123,7 +127,7 @@ class Publisher:
         lay = layout(self.repo)
         return {
             "serving": serving_version(self.repo, lay),
-            "on_disk": {m: versions_on_disk(self.repo / m) for m in lay.steps},
+            "on_disk": {m: versions_on_disk(self.repo / m) for m in lay.released},
         }
 
     def publish(self, new_repo: Path) -> int:
@@ -131,7 +135,7 @@ class Publisher:
         new_repo = Path(new_repo)
         lay = check_compatible(self.repo, new_repo)
         current = serving_version(self.repo, lay)
-        target = max(max(versions_on_disk(self.repo / m)) for m in lay.steps) + 1
+        target = max(max(versions_on_disk(self.repo / m)) for m in lay.released) + 1
         # Pinned before the new files appear: an ensemble naming -1, or a model with the default policy
         # (latest), would otherwise move to the new version as soon as the server looks at the folder.
         self._name(lay, current)
@@ -140,17 +144,17 @@ class Publisher:
         staging = self.repo.parent / f".{self.repo.name}.staging"
         shutil.rmtree(staging, ignore_errors=True)
         pairs = []  # files first, configs last: nothing loads a half-copied version
-        for model in lay.steps:
+        for model in lay.released:  # a fused layout's parts too: its models read their files at their version
             src = new_repo / model / str(max(versions_on_disk(new_repo / model)))
             (staging / model).mkdir(parents=True)  # an ensemble's version folder is empty
             pairs += [(f, staging / model / f.relative_to(src)) for f in sorted(src.rglob("*")) if f.is_file()]
         copy_files(pairs)  # files the build hard-linked between models stay one inode (one page-cache copy)
-        for model in lay.steps:
+        for model in lay.released:
             os.replace(staging / model, self.repo / model / str(target))
         shutil.rmtree(staging, ignore_errors=True)
         if (new_repo / GOLDEN_FILE).exists():  # the release's golden set, swapped in by switch()
             shutil.copyfile(new_repo / GOLDEN_FILE, self._golden(target))
-        logger.info(f"release {target}: files of {len(lay.steps)} models in place")
+        logger.info(f"release {target}: files of {len(lay.released)} models in place")
         self.switch(target, lay, current)
         return target
 
@@ -158,7 +162,9 @@ class Publisher:
         """Switch back to the newest version on disk older than the one serving."""
         lay = layout(self.repo)
         current = serving_version(self.repo, lay)
-        older = set.intersection(*(set(v for v in versions_on_disk(self.repo / m) if v < current) for m in lay.steps))
+        older = set.intersection(
+            *(set(v for v in versions_on_disk(self.repo / m) if v < current) for m in lay.released)
+        )
         if not older:
             raise PublishError(f"{self.repo}: release {current} is serving and no older release is on disk")
         target = max(older)
@@ -179,7 +185,7 @@ class Publisher:
         time.sleep(self.drain_s)  # requests already inside the old ensemble finish on the old versions
         for model in lay.steps:
             self._policy(model, [target])
-        for model in lay.steps:  # on disk: the serving release and the ones just before it
+        for model in lay.released:  # on disk: the serving release and the ones just before it
             for old in versions_on_disk(self.repo / model)[: -self.keep]:
                 if old not in (target, current):
                     shutil.rmtree(self.repo / model / str(old))

@@ -12,6 +12,7 @@ import pytest
 from builders.build import build
 from builders.data import config as cfg_mod
 from builders.data import demo
+from builders.repository.model_specs import ENSEMBLE
 from builders.repository.pipeline import InProcessPipeline
 from server.launcher import ServerOptions, TritonServer, log_tail
 from server.redis_server import RedisServer
@@ -59,6 +60,25 @@ def triton_server(small_repo, tmp_path_factory):
     finally:
         _SHARED.pop("server", None)
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def ensemble_repo(small_build, tmp_path_factory) -> Path:
+    """The small shop's repository in the ensemble layout (the gpu target's, and the cpu target's option):
+    the same cached steps as ``small_repo``, assembled the other way."""
+
+    out = tmp_path_factory.mktemp("ensemble") / "model_repository"
+    build("cpu", "small", out=out, work=REPO_ROOT / "build" / "small", progress=False, layout=ENSEMBLE)
+    return out
+
+
+@pytest.fixture(scope="session")
+def ensemble_server(ensemble_repo, tmp_path_factory):
+    """A real tritonserver serving ``ensemble_repo``; always stopped."""
+
+    log = tmp_path_factory.mktemp("logs") / "tritonserver-ensemble.log"
+    with TritonServer(ServerOptions(model_repository=ensemble_repo, log_file=log, ready_timeout_s=180)) as server:
+        yield server
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ import yaml
 
 from builders.build import build
 from builders.gpu import calibration_cache, engine, naming, profiles, specs, trtexec
-from builders.repository.model_specs import spec_by_name
+from builders.repository.model_specs import ENSEMBLE, spec_by_name
 from builders.variants.calibration import ranker_batches
 from runtime import contract as c
 from runtime.repository import parse_pbtxt
@@ -88,7 +88,9 @@ def test_tensorrt_configs_validate_with_tritons_schema():
         assert cfg.max_batch_size == spec_by_name()[name].max_batch_size  # same contract as the cpu target
         assert [i.name for i in cfg.input] == [t.name for t in spec_by_name()[name].inputs]
     for name in (c.SEARCH_FEATURES, c.TOPK, c.SEARCH_ENSEMBLE):
-        assert by_name[name] == spec_by_name()[name]  # python models stay on CPU, ensembles unchanged
+        # python models stay on CPU, the ensembles are the cpu target's ensemble layout's
+        assert by_name[name] == spec_by_name(layout=ENSEMBLE)[name]
+    assert not any(name.endswith("_fused") for name in by_name)  # the gpu target has no fused layout
 
 
 @pytest.mark.unit

@@ -8,6 +8,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from builders.repository.model_specs import FUSED, specs
 from runtime.online_store import OnlineSettings
 from tests.conftest import REPO_ROOT
 
@@ -143,6 +144,19 @@ def test_gpu_and_cpu_profiles_schedule_differently():
     assert "sha256sum -c" in init["args"][0] and any(e["name"] == "ARTIFACT_SHA256" for e in init["env"])
     hybrid = kind(render("values-hybrid.yaml"), "Deployment")["spec"]["template"]["spec"]
     assert hybrid["volumes"][-1]["persistentVolumeClaim"]["claimName"] == "shoprank-models"
+
+
+def test_the_cpu_profile_loads_the_fused_layouts_served_models_only():
+    """values-cpu.yaml names what the cpu target's fused repository serves, as the local launcher does."""
+    args = kind(render("values-cpu.yaml"), "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--model-control-mode=explicit" in args and not any(a == "--model-control-mode=none" for a in args)
+    named = {a.split("=", 1)[1] for a in args if a.startswith("--load-model=")}
+    fused = {s.name for s in specs(layout=FUSED)}
+    served = {s.name for s in specs(layout=FUSED) if s.platform == "ensemble"}
+    served |= {step.model for s in specs(layout=FUSED) for step in s.steps}
+    assert named == served and named <= fused
+    default = kind(render(), "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--model-control-mode=none" in default and not any(a.startswith("--load-model") for a in default)
 
 
 def test_services_pdb_networkpolicy_and_hpa():

@@ -33,6 +33,8 @@ class NoServer:
 def test_a_fresh_build_serves_its_one_version_and_names_its_models(small_repo):
     lay = layout(small_repo)
     assert set(lay.ensembles) == {"search", "recommend", "search_catalog", "recommend_catalog"}
+    # the cpu target's fused layout: one step per call, whose parts are released with it but not served
+    assert {"search_fused", "recommend_fused", "search_catalog_fused", "recommend_catalog_fused"} == set(lay.steps)
     assert {
         "search_features",
         "recommend_features",
@@ -42,8 +44,14 @@ def test_a_fresh_build_serves_its_one_version_and_names_its_models(small_repo):
         "query_tokens",
         "retrieve_search",
         "retrieve_recommend",
-    } == set(lay.steps)
+    } == set(lay.parts)
     assert serving_version(small_repo, lay) == 1
+
+
+@pytest.mark.unit
+def test_the_ensemble_layout_has_no_parts(ensemble_repo):
+    lay = layout(ensemble_repo)
+    assert lay.parts == () and "text_encoder" in lay.steps and "search_fused" not in lay.steps
 
 
 @pytest.mark.unit

@@ -1,8 +1,9 @@
-"""Triton's response cache on the query encoder, on the real tritonserver (shared fixture).
+"""The query embedding's cache on the real tritonserver, in both layouts of the cpu target.
 
-The text_encoder config enables ``response_cache`` and the launcher starts the server with a local
-cache (``--cache-config local,size=...``): a repeated query is answered from the cache, with the
-same ranking, and a new query is not.
+Ensemble layout: the text_encoder config enables Triton's ``response_cache`` and the launcher starts the
+server with a local cache (``--cache-config local,size=...``): a repeated query is answered from the cache,
+with the same ranking, and a new query is not. Fused layout (the shared server): the fused models keep
+the embeddings in process (``runtime/fused.py``) and count their lookups in ``shoprank_query_cache_total``.
 """
 
 import uuid
@@ -11,8 +12,10 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from builders.repository.model_specs import spec_by_name
+from benchmarks.pipeline import query_cache_counts
+from builders.repository.model_specs import FUSED_INSTANCES, spec_by_name
 from runtime import contract as c
+from runtime.fused import fused_name
 from server.raw_requests import call
 
 pytestmark = pytest.mark.triton
@@ -27,14 +30,14 @@ def test_encoder_config_enables_the_cache():
     assert spec_by_name()[c.TEXT_ENCODER].response_cache
 
 
-def test_a_repeated_query_is_served_from_the_cache_with_the_same_ranking(triton_server, pipeline, known_ids):
+def test_a_repeated_query_is_served_from_the_cache_with_the_same_ranking(ensemble_server, pipeline, known_ids):
     """A query the query statistics do not know is embedded twice per request: by search_features through
     BLS (to borrow statistics), then by the ensemble's encoder step, which the cache answers. A head query
     is embedded once, by the ensemble alone."""
     users, items = known_ids
     query = f"running shoes {uuid.uuid4().hex[:8]}".encode()  # new to this server and to the statistics
     head = next(q.encode() for q in ("running shoes", "laptop", "tent") if pipeline.search_store.queries.row(q) >= 0)
-    with grpcclient.InferenceServerClient(triton_server.grpc_url) as client:
+    with grpcclient.InferenceServerClient(ensemble_server.grpc_url) as client:
         hits0, misses0 = encoder_cache_counts(client)
         first = call(client, int(users[0]), items[:20], 5, query)
         hits1, misses1 = encoder_cache_counts(client)
@@ -49,3 +52,29 @@ def test_a_repeated_query_is_served_from_the_cache_with_the_same_ranking(triton_
     np.testing.assert_array_equal(first[0], want[0])
     np.testing.assert_allclose(first[1], want[1], rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(again[0], pipeline.search(int(users[1]), query, items[:20], 5)[0])
+
+
+def fused_cache_counts(server) -> tuple[float, float]:
+    return query_cache_counts(server.metrics_url, fused_name(c.SEARCH_ENSEMBLE))
+
+
+def test_the_fused_layout_embeds_a_query_once_per_instance(triton_server, pipeline, known_ids):
+    """A new query: the first request embeds it once (the statistics' borrowing and the ranking share it);
+    repeated on the same instance, it is a hit. Two instances serve in turn, so each may embed it once."""
+    users, items = known_ids
+    query = f"running shoes {uuid.uuid4().hex[:8]}".encode()
+    with grpcclient.InferenceServerClient(triton_server.grpc_url) as client:
+        hits0, misses0 = fused_cache_counts(triton_server)
+        first = call(client, int(users[0]), items[:20], 5, query)
+        hits1, misses1 = fused_cache_counts(triton_server)
+        assert (hits1, misses1) == (hits0 + 1, misses0 + 1)  # the borrowing: a miss; the ranking: a hit
+        for user in users[1:5]:
+            np.testing.assert_array_equal(
+                call(client, int(user), items[:20], 5, query)[0], pipeline.search(int(user), query, items[:20], 5)[0]
+            )
+        hits2, misses2 = fused_cache_counts(triton_server)
+        assert misses2 - misses1 <= FUSED_INSTANCES - 1  # at most the other instance's first time
+        assert hits2 + misses2 == hits1 + misses1 + 8  # two lookups per request
+    want = pipeline.search(int(users[0]), query, items[:20], 5)
+    np.testing.assert_array_equal(first[0], want[0])
+    np.testing.assert_allclose(first[1], want[1], rtol=1e-5, atol=1e-5)

@@ -85,7 +85,9 @@ def test_the_exact_scan_finds_what_the_exact_faiss_index_finds(scan_repo, small_
 def test_a_release_carries_the_scan_model_at_the_retrieval_models_version(scan_repo):
 
     lay = layout(scan_repo)
-    assert c.ITEM_SCAN in lay.steps and c.RETRIEVE_SEARCH in lay.steps
+    # served (the fused catalogue models call it through BLS), and versioned with the retrieval files it indexes
+    assert c.ITEM_SCAN in lay.steps and c.RETRIEVE_SEARCH in lay.released
+    assert c.ITEM_SCAN not in lay.parts
 
 
 def test_rollout_verify_passes_the_scan_repository_catalogue_requests_included(scan_server, scan_repo):

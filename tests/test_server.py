@@ -8,15 +8,23 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from runtime import contract as c
+from runtime.repository import layout
 from server.raw_requests import call, request_inputs, tensor
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 SCORE_TOLERANCE = 1e-4  # served vs in-process scores: same ONNX files, same code; only float noise
 
 
+@pytest.fixture(scope="module", params=["fused", "ensemble"])
+def served(request):
+    """Every test here runs on both layouts of the cpu target: the fused one (the default, shared server)
+    and the ensemble one."""
+    return request.getfixturevalue("triton_server" if request.param == "fused" else "ensemble_server")
+
+
 @pytest.fixture(scope="module")
-def client(triton_server):
-    with grpcclient.InferenceServerClient(triton_server.grpc_url) as cl:
+def client(served):
+    with grpcclient.InferenceServerClient(served.grpc_url) as cl:
         yield cl
 
 
@@ -30,17 +38,13 @@ def random_request(rng, users, items, queries):
     return user, cands, int(rng.integers(1, 20)), queries[int(rng.integers(len(queries)))]
 
 
-def test_all_models_ready(client):
-    for name in (
-        c.SEARCH_ENSEMBLE,
-        c.RECOMMEND_ENSEMBLE,
-        c.TEXT_ENCODER,
-        c.RANKER,
-        c.TOPK,
-        c.SEARCH_FEATURES,
-        c.RECOMMEND_FEATURES,
-    ):
+def test_the_layouts_served_models_are_ready_and_its_parts_not_loaded(client, served):
+    lay = layout(served.options.model_repository)
+    for name in lay.served:
         assert client.is_model_ready(name), name
+    for name in lay.parts:  # the fused layout's: read by the fused models, never loaded
+        assert not client.is_model_ready(name), name
+    assert set(lay.ensembles) == {c.SEARCH_ENSEMBLE, c.RECOMMEND_ENSEMBLE, c.SEARCH_CATALOG, c.RECOMMEND_CATALOG}
 
 
 def test_served_search_equals_in_process_pipeline(client, pipeline, known_ids, rng):
@@ -130,14 +134,14 @@ def test_server_keeps_serving_after_bad_requests(client, known_ids):
     assert client.is_server_ready()
 
 
-def test_concurrent_requests_are_answered_correctly(triton_server, pipeline, known_ids):
+def test_concurrent_requests_are_answered_correctly(served, pipeline, known_ids):
     users, items = known_ids
     reqs = [
         (int(users[i % len(users)]), items[i : i + 40], 10, ["laptop", "red t-shirt", "tent"][i % 3]) for i in range(48)
     ]
 
     def one(r):
-        with grpcclient.InferenceServerClient(triton_server.grpc_url) as cl:
+        with grpcclient.InferenceServerClient(served.grpc_url) as cl:
             return call(cl, r[0], r[1], r[2], r[3].encode())
 
     with ThreadPoolExecutor(8) as pool:

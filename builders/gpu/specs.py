@@ -21,7 +21,7 @@ import dataclasses
 from typing import Any
 
 from builders.gpu import naming
-from builders.repository.model_specs import specs as cpu_specs
+from builders.repository.model_specs import ensemble_specs as cpu_specs
 from builders.repository.triton_config import ModelSpec
 from runtime import contract as c
 

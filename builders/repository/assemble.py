@@ -15,11 +15,20 @@ from pathlib import Path
 
 import numpy as np
 
-from builders.repository.model_specs import specs
+from builders.repository.model_specs import ENSEMBLE, specs
 from builders.repository.triton_config import ModelSpec
 from runtime import contract as c
 from runtime.errors import ShoprankError
 from runtime.features import FeatureStore
+from runtime.fused import (
+    PARTS_PARAMETER,
+    FusedRecommend,
+    FusedRecommendCatalog,
+    FusedSearch,
+    FusedSearchCatalog,
+    FusedSettings,
+    fused_name,
+)
 from runtime.ort_runner import make_session
 from runtime.repository import copy_files, parse_pbtxt, scan_target
 from runtime.retrieval import Retriever
@@ -162,6 +171,30 @@ def _check_python_models(repo: Path, by_name: dict[str, ModelSpec]) -> None:
     _check_arrays(by_name[c.TOPK], top)
     if c.RETRIEVE_SEARCH in by_name:
         _check_retrieval(repo, by_name, user)
+    _check_fused(repo, by_name, user, item_ids)
+
+
+def _check_fused(repo: Path, by_name: dict[str, ModelSpec], user: np.ndarray, item_ids: np.ndarray) -> None:
+    """Each fused model of the repository (the cpu target's fused layout) runs a sample request on its parts'
+    files and answers what its config says."""
+
+    none, k = np.zeros(0, np.int64), np.array([3], np.int32)
+    query = np.array([b"running shoes"], object)
+    samples = {
+        c.SEARCH_ENSEMBLE: (FusedSearch, (user, query, item_ids, k)),
+        c.RECOMMEND_ENSEMBLE: (FusedRecommend, (user, item_ids, k)),
+        c.SEARCH_CATALOG: (FusedSearchCatalog, (user, query, none, k)),
+        c.RECOMMEND_CATALOG: (FusedRecommendCatalog, (user, none, none, k)),
+    }
+    for call, (kind, request) in samples.items():
+        spec = by_name.get(fused_name(call))
+        if spec is None:
+            continue
+        parts = spec.parameters[PARTS_PARAMETER].split(",")
+        scan = retrieval_scan(repo, spec.name)
+        settings = FusedSettings({p: repo / p / VERSION for p in parts})
+        fused = kind.load(settings, scan=scan) if scan is not None else kind.load(settings)  # type: ignore[attr-defined]
+        _check_arrays(spec, fused(*request))
 
 
 def retrieval_scan(repo: Path, model: str) -> Scan | None:
@@ -227,14 +260,14 @@ def _check_engines(spec: ModelSpec, version_dir: Path) -> str:
 
 
 def built_specs(repo: Path) -> list[ModelSpec]:
-    """The CPU specs a built repository was made with: its manifest names the encoder's dimension and
-    whether retrieval runs the ``item_scan`` model."""
+    """The CPU specs a built repository was made with: its manifest names the encoder's dimension, whether
+    retrieval runs the ``item_scan`` model and the layout."""
     import json
 
     manifest = repo / c.SEARCH_FEATURES / VERSION / MANIFEST_FILE
     if manifest.exists():
-        built = json.loads(manifest.read_text())
-        return specs(int(built["embed_dim"]), bool(built.get("item_scan", False)))
+        built = json.loads(manifest.read_text())  # a build before layouts were a choice had ensembles
+        return specs(int(built["embed_dim"]), bool(built.get("item_scan", False)), built.get("layout", ENSEMBLE))
     return specs()
 
 

@@ -1,6 +1,13 @@
 """Every model of the CPU-target repository, as typed specs with the reason for each setting.
 
-Layout (see docs/serving.md for the full reasoning):
+Two layouts serve the same calls with the same inputs, outputs and rankings (docs/serving.md, "The cpu
+target's layout"):
+
+* ``fused`` (the cpu target's): each call's ensemble has one step, a Python-backend model that runs the
+  whole call in process (``runtime/fused.py``) on the files of the composing models below, its *parts*.
+  The parts stay in the repository (the release's files, versioned with it) but the server does not load
+  them.
+* ``ensemble`` (the gpu target's, and the cpu target's with ``layout="ensemble"``):
 
     search:    search_features ─┬─> text_encoder ─┐
                                 └─> ranker ───────┴─> topk
@@ -24,6 +31,11 @@ from __future__ import annotations
 
 from builders.repository.triton_config import ModelSpec, Step, Tensor
 from runtime import contract as c
+from runtime.fused import CACHE_PARAMETER, PARTS, PARTS_PARAMETER, THREADS_PARAMETER, fused_name
+
+FUSED = "fused"
+ENSEMBLE = "ensemble"
+LAYOUTS = (FUSED, ENSEMBLE)
 
 
 def _request_inputs(with_query: bool) -> tuple[Tensor, ...]:
@@ -112,9 +124,18 @@ def _topk_step(context: str, candidates: str = c.ITEM_IDS) -> Step:
     )
 
 
-def specs(embed_dim: int = c.EMBED_DIM, scan: bool = False) -> list[ModelSpec]:
+def specs(embed_dim: int = c.EMBED_DIM, scan: bool = False, layout: str = FUSED) -> list[ModelSpec]:
     """The models; ``embed_dim`` is the text encoder's output size (384 for the bundled MiniLM). ``scan``:
-    the retrieval models call the ``item_scan`` model (exact, a matrix product) instead of FAISS."""
+    the retrieval models call the ``item_scan`` model (exact, a matrix product) instead of FAISS.
+    ``layout``: ``fused`` (the cpu target's) or ``ensemble`` (module docstring)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout: expected one of {list(LAYOUTS)}, got {layout!r}")
+    models = ensemble_specs(embed_dim, scan)
+    return models if layout == ENSEMBLE else fused_specs(models, scan)
+
+
+def ensemble_specs(embed_dim: int = c.EMBED_DIM, scan: bool = False) -> list[ModelSpec]:
+    """The ensemble layout: the composing models and the four ensembles chaining them."""
     search_features = ModelSpec(
         name=c.SEARCH_FEATURES,
         backend="python",
@@ -384,5 +405,66 @@ def catalog_specs(embed_dim: int = c.EMBED_DIM, scan: bool = False) -> list[Mode
     return models + ([scan_spec(embed_dim)] if scan else [])
 
 
-def spec_by_name(embed_dim: int = c.EMBED_DIM, scan: bool = False) -> dict[str, ModelSpec]:
-    return {s.name: s for s in specs(embed_dim, scan)}
+FUSED_THREADS = 1
+FUSED_INSTANCES = 2
+QUERY_CACHE_ENTRIES = 10_000
+
+
+def fused_specs(ensemble_layout: list[ModelSpec], scan: bool = False) -> list[ModelSpec]:
+    """The fused layout from the ensemble layout's models: every composing model stays (the parts, not
+    loaded by the server), each call's ensemble becomes one step calling ``<call>_fused``, which takes the
+    ensemble's inputs and gives its outputs."""
+    by_name = {s.name: s for s in ensemble_layout}
+    fused, ensembles = [], []
+    for call, parts in PARTS.items():
+        ensemble = by_name[call]
+        name = fused_name(call)
+        params = {PARTS_PARAMETER: ",".join(parts), THREADS_PARAMETER: str(FUSED_THREADS)}
+        why = {
+            "backend": f"python: the whole {call} call in one process (runtime/fused.py) on the files of "
+            f"{', '.join(parts)}: no hop between steps, no parallel branch competing for few cores",
+            "instance_group": f"{FUSED_INSTANCES} CPU instances x {FUSED_THREADS} ONNX Runtime thread: one "
+            "request per core; measured against 1 x 2 and 2 x 2 (docs/benchmarks.md)",
+            "max_batch_size": "0: one request is one user and its own candidates; the ranker runs them as one batch",
+        }
+        if c.TEXT_ENCODER in parts:
+            params[CACHE_PARAMETER] = str(QUERY_CACHE_ENTRIES)
+            why["parameters"] = (
+                f"{CACHE_PARAMETER}: query embeddings kept in process (the ensemble layout's response cache); "
+                f"{QUERY_CACHE_ENTRIES} x 384 floats = 15 MB per instance"
+            )
+        retrieval = {c.RETRIEVE_SEARCH, c.RETRIEVE_RECOMMEND} & set(parts)
+        if retrieval and scan:
+            params[c.SCAN_PARAMETER] = by_name[retrieval.pop()].parameters[c.SCAN_PARAMETER]
+        fused.append(
+            ModelSpec(
+                name=name,
+                backend="python",
+                instances=FUSED_INSTANCES,
+                inputs=ensemble.inputs,
+                outputs=ensemble.outputs,
+                parameters=params,
+                why=why,
+            )
+        )
+        step = Step(name, {t.name: t.name for t in ensemble.inputs}, {t.name: t.name for t in ensemble.outputs})
+        ensembles.append(
+            ModelSpec(
+                name=call,
+                platform="ensemble",
+                inputs=ensemble.inputs,
+                outputs=ensemble.outputs,
+                steps=(step,),
+                why={
+                    "max_batch_size": "0: a request is one user with its own candidates (or none: retrieval)",
+                    "steps": f"one: {name} runs the whole call; the ensemble names the release's version, so "
+                    "publish and rollback switch it as every ensemble (server/publish.py)",
+                },
+            )
+        )
+    calls = set(PARTS)
+    return [s for s in ensemble_layout if s.name not in calls] + fused + ensembles
+
+
+def spec_by_name(embed_dim: int = c.EMBED_DIM, scan: bool = False, layout: str = FUSED) -> dict[str, ModelSpec]:
+    return {s.name: s for s in specs(embed_dim, scan, layout)}

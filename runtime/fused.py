@@ -1,0 +1,298 @@
+"""The cpu target's fused layout: one call's whole pipeline in one process.
+
+Each public call (``search``, ``recommend``, ``search_catalog``, ``recommend_catalog``) is one
+Python-backend model that runs what the ensemble layout spreads over four or five models: features
+(or retrieval), the text encoder, the ranker and top-k, with the two ONNX models run by ONNX Runtime in
+process. It reads the very files of the composing models (its *parts*): ``<repository>/<part>/<version>``,
+the version being its own, so a release is one version number as in the ensemble layout
+(``server/publish.py`` copies the parts with it). Nothing changes in what a call computes: the same
+feature, retrieval and top-k code runs on the same files.
+
+The query embedding is cached in process (``EmbeddingCache``): a query the statistics do not know asks
+for its embedding once (to borrow from its nearest head queries) and the encoder step finds it there, as
+a repeated query does. Why this layout and its settings: docs/serving.md ("The cpu target's layout").
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runtime import contract as c
+from runtime.arrays import Array
+from runtime.features import FeatureStore
+from runtime.online import OnlineItems
+from runtime.ort_runner import make_session
+from runtime.retrieval import Retriever
+from runtime.scan import Scan
+from runtime.scoring import TopK
+from runtime.text import QueryTokens
+
+logger = logging.getLogger(__name__)
+
+PARTS_PARAMETER = c.PARTS_PARAMETER
+THREADS_PARAMETER = "intra_op_thread_count"  # ONNX Runtime threads of its encoder and ranker sessions
+CACHE_PARAMETER = "query_cache_entries"  # how many query embeddings it keeps (0: none)
+
+# What each fused model reads, by the call it serves (the ensemble layout's steps of that call)
+PARTS = {
+    c.SEARCH_ENSEMBLE: (c.SEARCH_FEATURES, c.TEXT_ENCODER, c.RANKER, c.TOPK),
+    c.RECOMMEND_ENSEMBLE: (c.RECOMMEND_FEATURES, c.RANKER, c.TOPK),
+    c.SEARCH_CATALOG: (c.QUERY_TOKENIZER, c.TEXT_ENCODER, c.RETRIEVE_SEARCH, c.RANKER, c.TOPK),
+    c.RECOMMEND_CATALOG: (c.RETRIEVE_RECOMMEND, c.RANKER, c.TOPK),
+}
+FUSED_SUFFIX = "_fused"
+
+
+def fused_name(call: str) -> str:
+    """The fused model serving ``call`` (the one step of the ``call`` ensemble in the fused layout)."""
+    return f"{call}{FUSED_SUFFIX}"
+
+
+@dataclass(frozen=True)
+class FusedSettings:
+    """A fused model's config parameters: its parts' folders and its sizes."""
+
+    folders: dict[str, Path]  # part -> its version folder
+    threads: int = 1
+    cache_entries: int = 10_000
+
+    @classmethod
+    def from_config(cls, model_config: str, model_dir: str | Path, version: str | int) -> FusedSettings:
+        """From the Python backend's ``args``: the model's config JSON, its folder and its version. The parts
+        are the repository's sibling folders at the same version."""
+        params = {k: v.get("string_value", "") for k, v in json.loads(model_config).get("parameters", {}).items()}
+        root = Path(model_dir).parent
+        parts = [p for p in params.get(PARTS_PARAMETER, "").split(",") if p]
+        if not parts:
+            raise ValueError(f"{Path(model_dir).name}: config parameter {PARTS_PARAMETER} names no part")
+        return cls(
+            {p: root / p / str(version) for p in parts},
+            int(params.get(THREADS_PARAMETER, "1") or 1),
+            int(params.get(CACHE_PARAMETER, "10000") or 0),
+        )
+
+
+class EmbeddingCache:
+    """Query embeddings by their tokens, least recently used out first. ``on_lookup(hit)``: a metric hook."""
+
+    def __init__(self, entries: int, on_lookup: Callable[[bool], None] | None = None):
+        self.entries = max(0, int(entries))
+        self.on_lookup = on_lookup
+        self._store: OrderedDict[bytes, Array] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: bytes, compute: Callable[[], Array]) -> Array:
+        value = self._store.get(key)
+        hit = value is not None
+        if value is not None:
+            self._store.move_to_end(key)
+            self.hits += 1
+        else:
+            self.misses += 1
+            value = compute()
+            if self.entries:
+                self._store[key] = value
+                if len(self._store) > self.entries:
+                    self._store.popitem(last=False)
+        if self.on_lookup is not None:
+            self.on_lookup(hit)
+        return value
+
+
+class Encoder:
+    """The text encoder's ONNX file in an ONNX Runtime session, its answers cached by the query's tokens."""
+
+    def __init__(self, session: Any, cache: EmbeddingCache):
+        self.session = session
+        self.cache = cache
+
+    @classmethod
+    def load(cls, folder: Path, threads: int, cache: EmbeddingCache) -> Encoder:
+        return cls(make_session(str(folder / "model.onnx"), intra_op_threads=threads), cache)
+
+    def embed(self, input_ids: Array, attention_mask: Array) -> Array:
+        """The ``[1, D]`` embedding of one query's tokens (``[1, L]`` each)."""
+        key = input_ids.tobytes() + b"|" + attention_mask.tobytes()
+
+        def run() -> Array:
+            (emb,) = self.session.run(
+                [c.SENTENCE_EMBEDDING], {c.INPUT_IDS: input_ids, c.ATTENTION_MASK: attention_mask}
+            )
+            return emb  # type: ignore[no-any-return]
+
+        return self.cache.get(key, run)
+
+
+class Ranker:
+    """The ranker's ONNX file in an ONNX Runtime session; one run per request (its candidates are the batch)."""
+
+    def __init__(self, session: Any):
+        self.session = session
+
+    @classmethod
+    def load(cls, folder: Path, threads: int) -> Ranker:
+        return cls(make_session(str(folder / "model.onnx"), intra_op_threads=threads))
+
+    def scores(self, feats: dict[str, Array]) -> tuple[Array, Array]:
+        logit, sim_weight = self.session.run(
+            [c.LOGIT, c.SIM_WEIGHT], {c.CAT_FEATURES: feats[c.CAT_FEATURES], c.DENSE_FEATURES: feats[c.DENSE_FEATURES]}
+        )
+        return logit, sim_weight
+
+
+def _rank(
+    topk: TopK,
+    ranker: Ranker,
+    feats: dict[str, Array],
+    context: Array,
+    item_ids: Array,
+    top_k: Array,
+    options: str | None,
+) -> dict[str, Array]:
+    """The ranker and top-k on a features (or retrieval) step's tensors: the response."""
+    logit, sim_weight = ranker.scores(feats)
+    return topk.rank(
+        context,
+        logit,
+        sim_weight,
+        feats[c.ITEM_ROWS],
+        item_ids,
+        top_k,
+        feats[c.AVAILABLE],
+        feats[c.NEW_EMBEDDINGS],
+        feats[c.PRICES],
+        feats[c.NOTES],
+        feats[c.BOOSTS],
+        feats[c.PINS],
+        options,
+    )
+
+
+class FusedSearch:
+    """``search``: USER_ID, QUERY, ITEM_IDS, TOP_K -> the response (search_features, text_encoder, ranker, topk)."""
+
+    inputs = (c.USER_ID, c.QUERY, c.ITEM_IDS, c.TOP_K)
+
+    def __init__(self, store: FeatureStore, encoder: Encoder, ranker: Ranker, topk: TopK):
+        self.store, self.encoder, self.ranker, self.topk = store, encoder, ranker, topk
+        store.embed = encoder.embed  # an unknown query borrows by its embedding, which the call then reuses
+
+    @classmethod
+    def load(
+        cls, settings: FusedSettings, online: OnlineItems | None = None, cache: EmbeddingCache | None = None
+    ) -> FusedSearch:
+        f = settings.folders
+        encoder = Encoder.load(f[c.TEXT_ENCODER], settings.threads, cache or EmbeddingCache(settings.cache_entries))
+        store = FeatureStore.load(f[c.SEARCH_FEATURES], online=online)
+        return cls(store, encoder, Ranker.load(f[c.RANKER], settings.threads), TopK.load(f[c.TOPK]))
+
+    def __call__(
+        self,
+        user_id: Array,
+        query: Array,
+        item_ids: Array,
+        top_k: Array,
+        build_values: bool = False,
+        options: str | None = None,
+    ) -> dict[str, Array]:
+        feats = self.store.search(user_id, query, item_ids, build_values=build_values, options=options)
+        emb = self.encoder.embed(feats[c.INPUT_IDS], feats[c.ATTENTION_MASK])
+        return _rank(self.topk, self.ranker, feats, emb, item_ids, top_k, options)
+
+
+class FusedRecommend:
+    """``recommend``: USER_ID, ITEM_IDS, TOP_K -> the response (recommend_features, ranker, topk)."""
+
+    inputs = (c.USER_ID, c.ITEM_IDS, c.TOP_K)
+
+    def __init__(self, store: FeatureStore, ranker: Ranker, topk: TopK):
+        self.store, self.ranker, self.topk = store, ranker, topk
+
+    @classmethod
+    def load(cls, settings: FusedSettings, online: OnlineItems | None = None) -> FusedRecommend:
+        f = settings.folders
+        store = FeatureStore.load(f[c.RECOMMEND_FEATURES], with_tokenizer=False, with_profiles=True, online=online)
+        return cls(store, Ranker.load(f[c.RANKER], settings.threads), TopK.load(f[c.TOPK]))
+
+    def __call__(
+        self, user_id: Array, item_ids: Array, top_k: Array, build_values: bool = False, options: str | None = None
+    ) -> dict[str, Array]:
+        feats = self.store.recommend(user_id, item_ids, build_values=build_values, options=options)
+        return _rank(self.topk, self.ranker, feats, feats[c.CONTEXT_EMBEDDING], item_ids, top_k, options)
+
+
+class FusedSearchCatalog:
+    """``search_catalog``: USER_ID, QUERY, EXCLUDE_IDS, TOP_K -> the response (query_tokens, text_encoder,
+    retrieve_search, ranker, topk)."""
+
+    inputs = (c.USER_ID, c.QUERY, c.EXCLUDE_IDS, c.TOP_K)
+
+    def __init__(self, tokens: QueryTokens, encoder: Encoder, retriever: Retriever, ranker: Ranker, topk: TopK):
+        self.tokens, self.encoder, self.retriever, self.ranker, self.topk = tokens, encoder, retriever, ranker, topk
+
+    @classmethod
+    def load(
+        cls,
+        settings: FusedSettings,
+        online: OnlineItems | None = None,
+        scan: Scan | None = None,
+        cache: EmbeddingCache | None = None,
+    ) -> FusedSearchCatalog:
+        f = settings.folders
+        encoder = Encoder.load(f[c.TEXT_ENCODER], settings.threads, cache or EmbeddingCache(settings.cache_entries))
+        retriever = Retriever.load(f[c.RETRIEVE_SEARCH], recommend=False, online=online, scan=scan)
+        ranker = Ranker.load(f[c.RANKER], settings.threads)
+        return cls(QueryTokens.load(f[c.QUERY_TOKENIZER]), encoder, retriever, ranker, TopK.load(f[c.TOPK]))
+
+    def __call__(
+        self,
+        user_id: Array,
+        query: Array,
+        exclude_ids: Array,
+        top_k: Array,
+        build_values: bool = False,
+        options: str | None = None,
+    ) -> dict[str, Array]:
+        tokens = self.tokens.tokens(query)
+        emb = self.encoder.embed(tokens[c.INPUT_IDS], tokens[c.ATTENTION_MASK])
+        feats = self.retriever.search(user_id, query, emb, exclude_ids, build_values=build_values, options=options)
+        return _rank(self.topk, self.ranker, feats, emb, feats[c.ITEM_IDS], top_k, options)
+
+
+class FusedRecommendCatalog:
+    """``recommend_catalog``: USER_ID, CONTEXT_ITEM_IDS, EXCLUDE_IDS, TOP_K -> the response (retrieve_recommend,
+    ranker, topk)."""
+
+    inputs = (c.USER_ID, c.CONTEXT_ITEM_IDS, c.EXCLUDE_IDS, c.TOP_K)
+
+    def __init__(self, retriever: Retriever, ranker: Ranker, topk: TopK):
+        self.retriever, self.ranker, self.topk = retriever, ranker, topk
+
+    @classmethod
+    def load(
+        cls, settings: FusedSettings, online: OnlineItems | None = None, scan: Scan | None = None
+    ) -> FusedRecommendCatalog:
+        f = settings.folders
+        retriever = Retriever.load(f[c.RETRIEVE_RECOMMEND], recommend=True, online=online, scan=scan)
+        return cls(retriever, Ranker.load(f[c.RANKER], settings.threads), TopK.load(f[c.TOPK]))
+
+    def __call__(
+        self,
+        user_id: Array,
+        context_item_ids: Array,
+        exclude_ids: Array,
+        top_k: Array,
+        build_values: bool = False,
+        options: str | None = None,
+    ) -> dict[str, Array]:
+        feats = self.retriever.recommend(
+            user_id, context_item_ids, exclude_ids, build_values=build_values, options=options
+        )
+        return _rank(self.topk, self.ranker, feats, feats[c.CONTEXT_EMBEDDING], feats[c.ITEM_IDS], top_k, options)

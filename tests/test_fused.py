@@ -1,0 +1,149 @@
+"""The cpu target's fused layout: its specs, its repository layout, and each fused call against the ensemble
+layout's steps run one by one in process (builders/repository/pipeline.py) on the same files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from builders.repository.assemble import VERSION
+from builders.repository.model_specs import ENSEMBLE, FUSED, spec_by_name, specs
+from runtime import contract as c
+from runtime.fused import (
+    PARTS,
+    EmbeddingCache,
+    FusedRecommend,
+    FusedRecommendCatalog,
+    FusedSearch,
+    FusedSearchCatalog,
+    FusedSettings,
+    fused_name,
+)
+from runtime.repository import layout
+from server.launcher import ServerOptions, models_to_load, server_command
+
+CALLS = (c.SEARCH_ENSEMBLE, c.RECOMMEND_ENSEMBLE, c.SEARCH_CATALOG, c.RECOMMEND_CATALOG)
+
+
+@pytest.mark.unit
+def test_cache_keeps_the_most_recent_entries_and_counts_lookups():
+    seen: list[bool] = []
+    cache = EmbeddingCache(2, on_lookup=seen.append)
+    runs: list[str] = []
+
+    def compute(key: str):
+        def run():
+            runs.append(key)
+            return np.array([len(runs)], np.float32)
+
+        return run
+
+    assert cache.get(b"a", compute("a"))[0] == 1
+    assert cache.get(b"b", compute("b"))[0] == 2
+    assert cache.get(b"a", compute("a"))[0] == 1  # a hit: not computed again, and now the most recent
+    assert cache.get(b"c", compute("c"))[0] == 3  # evicts b, the least recently used
+    assert cache.get(b"a", compute("a"))[0] == 1
+    assert cache.get(b"b", compute("b"))[0] == 4  # computed again
+    assert runs == ["a", "b", "c", "b"]
+    assert seen == [False, False, True, False, True, False]
+    assert (cache.hits, cache.misses) == (2, 4)
+
+
+@pytest.mark.unit
+def test_a_cache_of_zero_entries_computes_every_time():
+    cache = EmbeddingCache(0)
+    values = [cache.get(b"q", lambda: np.zeros(1, np.float32)) for _ in range(3)]
+    assert len(values) == 3 and cache.misses == 3 and cache.hits == 0
+
+
+@pytest.mark.unit
+def test_each_call_is_one_fused_step_with_the_ensembles_interface():
+    fused, ensemble = spec_by_name(layout=FUSED), spec_by_name(layout=ENSEMBLE)
+    for call in CALLS:
+        (step,) = fused[call].steps
+        assert step.model == fused_name(call)
+        model = fused[step.model]
+        assert model.backend == "python"
+        assert model.inputs == ensemble[call].inputs and model.outputs == ensemble[call].outputs
+        assert fused[call].inputs == ensemble[call].inputs and fused[call].outputs == ensemble[call].outputs
+        # the parts are what the ensemble layout's steps of the same call are
+        assert set(PARTS[call]) == {s.model for s in ensemble[call].steps}
+        assert model.parameters["shoprank_parts"].split(",") == list(PARTS[call])
+    assert {s.name for s in specs(layout=FUSED)} - {s.name for s in specs(layout=ENSEMBLE)} == {
+        fused_name(call) for call in CALLS
+    }
+
+
+@pytest.mark.unit
+def test_an_unknown_layout_is_refused_by_name():
+    with pytest.raises(ValueError, match="layout: expected one of"):
+        specs(layout="fast")
+
+
+@pytest.mark.unit
+def test_settings_name_the_parts_at_the_models_own_version(tmp_path):
+    config = {
+        "parameters": {"shoprank_parts": {"string_value": "topk,ranker"}, "query_cache_entries": {"string_value": "5"}}
+    }
+    settings = FusedSettings.from_config(json.dumps(config), tmp_path / "search_fused", "7")
+    assert settings.folders == {"topk": tmp_path / "topk" / "7", "ranker": tmp_path / "ranker" / "7"}
+    assert settings.cache_entries == 5 and settings.threads == 1
+    with pytest.raises(ValueError, match="shoprank_parts"):
+        FusedSettings.from_config(json.dumps({"parameters": {}}), tmp_path / "search_fused", "1")
+
+
+@pytest.mark.slow
+def test_a_fused_build_serves_its_calls_and_releases_its_parts(small_repo):
+    manifest = json.loads((small_repo / c.SEARCH_FEATURES / VERSION / "manifest.json").read_text())
+    assert manifest["layout"] == FUSED
+    lay = layout(small_repo)
+    assert set(lay.ensembles) == set(CALLS)
+    assert set(lay.steps) == {fused_name(call) for call in CALLS}
+    assert set(lay.parts) == {p for parts in PARTS.values() for p in parts}
+    assert set(lay.released) == set(lay.steps) | set(lay.parts)
+    # the server loads the ensembles and the fused models by name, never the parts
+    named = models_to_load(small_repo)
+    assert set(named) == set(lay.served)
+    cmd = server_command(ServerOptions(model_repository=small_repo).resolved(), small_repo)
+    assert "--model-control-mode=explicit" in cmd
+    assert {a.split("=", 1)[1] for a in cmd if a.startswith("--load-model=")} == set(lay.served)
+
+
+def _settings(repo, call):
+    return FusedSettings({p: repo / p / VERSION for p in PARTS[call]})
+
+
+@pytest.mark.slow
+def test_fused_calls_answer_as_the_steps_run_one_by_one(small_repo, pipeline, known_ids, rng):
+    users, items = known_ids
+    search = FusedSearch.load(_settings(small_repo, c.SEARCH_ENSEMBLE))
+    recommend = FusedRecommend.load(_settings(small_repo, c.RECOMMEND_ENSEMBLE))
+    search_catalog = FusedSearchCatalog.load(_settings(small_repo, c.SEARCH_CATALOG))
+    recommend_catalog = FusedRecommendCatalog.load(_settings(small_repo, c.RECOMMEND_CATALOG))
+    queries = ["wireless headphones", "helix red running shoes", "zzqx", "cheap waterproof tent for 4"]
+    none = np.zeros(0, np.int64)
+    for i in range(24):
+        user = np.array([rng.choice(users) if i % 5 else 42], np.int64)
+        cands = rng.choice(items, size=int(rng.integers(1, 80)), replace=False).astype(np.int64)
+        k = np.array([int(rng.integers(1, 15))], np.int32)
+        query = queries[i % len(queries)]
+        q = np.array([query.encode()], object)
+        got = search(user, q, cands, k)
+        want = pipeline.search(int(user[0]), query, cands, int(k[0]))
+        np.testing.assert_array_equal(got[c.TOP_ITEM_IDS], want[0])
+        np.testing.assert_allclose(got[c.TOP_SCORES], want[1], atol=1e-5)
+        got = recommend(user, cands, k)
+        want = pipeline.recommend(int(user[0]), cands, int(k[0]))
+        np.testing.assert_array_equal(got[c.TOP_ITEM_IDS], want[0])
+        got = search_catalog(user, q, none, k)
+        want = pipeline.search_catalog(int(user[0]), query, int(k[0]))
+        np.testing.assert_array_equal(got[c.TOP_ITEM_IDS], want[0])
+        context = cands[:1]
+        got = recommend_catalog(user, context, none, k)
+        want = pipeline.recommend_catalog(int(user[0]), int(k[0]), context)
+        np.testing.assert_array_equal(got[c.TOP_ITEM_IDS], want[0])
+    # the encoder ran once per distinct query: the unknown ones' borrowing and the ranking share it
+    assert search.encoder.cache.misses == len(queries)
+    assert search_catalog.encoder.cache.misses == len(queries)
