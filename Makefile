@@ -89,9 +89,9 @@ bench: setup ## served vs in-process latency/throughput on the same requests (PR
 	$(PY) -m builders build --target cpu --profile $(PROFILE) --out build/$(PROFILE)/bench_repo --no-progress
 	$(PY) -m benchmarks.pipeline --repo build/$(PROFILE)/bench_repo --out docs/benchmarks.md
 
-bench-peer: setup ## ours vs the FastAPI + ONNX Runtime service a team would write, same requests, 3 calls (PROFILE=default|small) -> docs/benchmarks.md
+bench-peer: setup ## ours (fused and ensemble layouts) vs the FastAPI + ONNX Runtime service a team would write, same requests, 3 calls (PROFILE=default|small; SIZES=1: the fused models' instances x threads instead) -> docs/benchmarks.md
 	$(PY) -m pip install -q -r requirements-bench.txt -c constraints.txt
-	$(PY) -m benchmarks.peer --profile $(PROFILE) --requests 400 --out docs/benchmarks.md
+	$(PY) -m benchmarks.peer --profile $(PROFILE) --requests 400 --out docs/benchmarks.md $(if $(SIZES),--sizes,)
 
 bench-client: setup ## SDK overhead per call vs raw tritonclient, same requests (PROFILE=default|small)
 	$(PY) -m builders build --target cpu --profile $(PROFILE) --out build/$(PROFILE)/bench_repo --no-progress

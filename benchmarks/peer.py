@@ -4,15 +4,19 @@
 
 The peer is FastAPI + uvicorn around the same ONNX files run by ONNX Runtime in process
 (``benchmarks/peer_service.py``), with 1 and with 2 worker processes. Ours is the built repository on the
-bundled tritonserver, called with raw ``tritonclient`` over gRPC, its response cache off (the peer has none).
-Each system runs alone on this machine, in turn, on the same requests:
+bundled tritonserver, called with raw ``tritonclient`` over gRPC, in the cpu target's two layouts
+(``builders/repository/model_specs.py``): ``fused`` (the default; its in-process query-embedding cache on, as
+shipped, and off) and ``ensemble`` (Triton's response cache off); and the fused step called directly,
+without its one-step ensemble, which prices that hop. Each system runs alone on this machine, in turn, on
+the same requests:
 
 * ``search``: one query from the shop's query pool (popular ones more often), 100 candidates, k = 10;
 * ``search_catalog``: unique queries (brand x category x attribute phrases), k = 10;
 * ``recommend_catalog``: a known user on a product page (one context item), k = 10.
 
 Measured per call: p50 and p99 at concurrency 1, then req/s and p99 with 8 requests in flight (8 client
-threads, each with its own connection). The client runs on the same machine and takes CPU from the
+threads, each with its own connection) on as many *other* requests drawn the same way (a cache warmed by
+the first pass meets new catalogue queries). The client runs on the same machine and takes CPU from the
 server. Top-k parity: the ids of every concurrency-1 answer against the in-process pipeline's. Not a test:
 nothing asserts.
 """
@@ -34,11 +38,13 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.pipeline import machine, make_requests, percentiles, write_section
+from benchmarks.pipeline import fused_variant, machine, make_requests, percentiles, without_query_cache, write_section
 from benchmarks.search_cost import request as triton_request
 from builders.build import build
+from builders.repository.model_specs import ENSEMBLE
 from builders.repository.pipeline import InProcessPipeline
 from runtime import cli_logging
+from runtime.fused import FUSED_SUFFIX
 from runtime.lexicon import category_phrase
 from server.launcher import ServerOptions, TritonServer, free_ports
 
@@ -47,11 +53,12 @@ IN_FLIGHT = 8
 
 
 def plan(pipeline: InProcessPipeline, n: int, seed: int = 0) -> dict[str, list[dict]]:
-    """The same requests for every system: ``{call: [{"user_id", "query"?, "item_ids"?, "context"?, "k"}]}``."""
+    """The same requests for every system: ``{call: [{"user_id", "query"?, "item_ids"?, "context"?, "k"}]}``, ``2n``
+    per call: the first ``n`` at concurrency 1, the others under load."""
     rng = np.random.default_rng(seed)
     search = [
         {"user_id": int(u), "query": q, "item_ids": [int(i) for i in items], "k": k}
-        for u, q, items, k in make_requests(pipeline, n, 100, seed)
+        for u, q, items, k in make_requests(pipeline, 2 * n, 100, seed)
     ]
     lex = pipeline.search_store.lexicon
     phrases = [category_phrase(cat) for cat in lex.categories]
@@ -61,8 +68,8 @@ def plan(pipeline: InProcessPipeline, n: int, seed: int = 0) -> dict[str, list[d
     rng.shuffle(unique)
     users = pipeline.search_store.tables.user_ids_sorted
     items = pipeline.search_store.tables.item_ids_sorted
-    catalog = [{"user_id": int(rng.choice(users)), "query": q, "k": 10} for q in unique[:n]]
-    pages = [{"user_id": int(rng.choice(users)), "context": [int(rng.choice(items))], "k": 10} for _ in range(n)]
+    catalog = [{"user_id": int(rng.choice(users)), "query": q, "k": 10} for q in unique[: 2 * n]]
+    pages = [{"user_id": int(rng.choice(users)), "context": [int(rng.choice(items))], "k": 10} for _ in range(2 * n)]
     return {"search": search, "search_catalog": catalog, "recommend_catalog": pages}
 
 
@@ -105,7 +112,8 @@ class PeerConnection:
         return None if method == "GET" else json.loads(data)["item_ids"]
 
 
-def triton_caller(url: str) -> Callable[[str, dict], list[int]]:
+def triton_caller(url: str, suffix: str = "") -> Callable[[str, dict], list[int]]:
+    """Calls of the model ``<call><suffix>`` (``_fused``: the fused step itself, without its ensemble)."""
     import tritonclient.grpc as grpcclient
 
     client = grpcclient.InferenceServerClient(url)
@@ -122,7 +130,7 @@ def triton_caller(url: str) -> Callable[[str, dict], list[int]]:
                 _tensor("EXCLUDE_IDS", np.zeros(0, np.int64), "INT64"),
                 _tensor("TOP_K", np.array([r["k"]], np.int32), "INT32"),
             ]
-        return client.infer(name, inputs).as_numpy("TOP_ITEM_IDS").tolist()
+        return client.infer(name + suffix, inputs).as_numpy("TOP_ITEM_IDS").tolist()
 
     return call
 
@@ -140,8 +148,9 @@ def measure(make_caller: Callable[[], Callable[[str, dict], list[int]]], request
     out: dict = {}
     caller = make_caller()
     for name in CALLS:
-        reqs = requests[name]
-        for r in reqs[:warmup]:
+        half = len(requests[name]) // 2
+        reqs, others = requests[name][:half], requests[name][half:]
+        for r in others[:warmup]:  # the load pass's requests: the concurrency-1 pass meets its own cold
             caller(name, r)
         times, answers = [], []
         for r in reqs:
@@ -149,11 +158,11 @@ def measure(make_caller: Callable[[], Callable[[str, dict], list[int]]], request
             answers.append(caller(name, r))
             times.append((time.perf_counter() - t0) * 1e3)
         p50, p99 = percentiles(times)
-        loaded, elapsed = _loaded(make_caller, name, reqs)
+        loaded, elapsed = _loaded(make_caller, name, others)
         out[name] = {
             "p50": p50,
             "p99": p99,
-            "rps": len(reqs) / elapsed,
+            "rps": len(others) / elapsed,
             "p99_load": percentiles(loaded)[1],
             "answers": answers,
         }
@@ -184,27 +193,40 @@ def peer_caller(peer: Peer) -> Callable[[str, dict], list[int]]:
     return lambda name, r: conn.request("POST", f"/{name}", r)
 
 
-def run(repo: Path, n: int, logs: Path) -> dict:
+FUSED_OURS = "Triton, fused layout (ours: the cpu target's default)"
+
+
+def run(repo: Path, ensemble_repo: Path, n: int, logs: Path) -> dict:
     pipeline = InProcessPipeline(repo)
     requests = plan(pipeline, n)
+    first = {name: reqs[:n] for name, reqs in requests.items()}
     want = {
         "search": [
             pipeline.search(r["user_id"], r["query"], np.asarray(r["item_ids"]), r["k"])[0].tolist()
-            for r in requests["search"]
+            for r in first["search"]
         ],
         "search_catalog": [
-            pipeline.search_catalog(r["user_id"], r["query"], r["k"])[0].tolist() for r in requests["search_catalog"]
+            pipeline.search_catalog(r["user_id"], r["query"], r["k"])[0].tolist() for r in first["search_catalog"]
         ],
         "recommend_catalog": [
             pipeline.recommend_catalog(r["user_id"], r["k"], np.asarray(r["context"]))[0].tolist()
-            for r in requests["recommend_catalog"]
+            for r in first["recommend_catalog"]
         ],
     }
     del pipeline
     logs.mkdir(parents=True, exist_ok=True)
     results = {}
-    with TritonServer(ServerOptions(model_repository=repo, ready_timeout_s=600, response_cache_bytes=0)) as server:
-        results["Triton (ours, gRPC)"] = measure(lambda: triton_caller(server.grpc_url), requests)
+    uncached = without_query_cache(repo, repo.parent / "bench_repo_no_query_cache")
+    servers = (
+        (FUSED_OURS, repo, ""),
+        ("Triton, fused layout, its step called without the ensemble", repo, FUSED_SUFFIX),
+        ("Triton, fused layout, query cache off", uncached, ""),
+        ("Triton, ensemble layout, response cache off", ensemble_repo, ""),
+    )
+    for system, served, suffix in servers:
+        options = ServerOptions(model_repository=served, ready_timeout_s=600, response_cache_bytes=0)
+        with TritonServer(options) as server:
+            results[system] = measure(functools.partial(triton_caller, server.grpc_url, suffix), requests)
     for workers in (1, 2):
         peer = Peer(repo, workers, logs / f"peer_{workers}.log")
         try:
@@ -219,6 +241,43 @@ def run(repo: Path, n: int, logs: Path) -> dict:
             result[name]["parity"] = sum(a == b for a, b in zip(got, want[name], strict=True))
             result[name]["n"] = len(want[name])
     return results
+
+
+SIZES = ((2, 1), (2, 2), (1, 2), (4, 1))  # fused models' (instances, ONNX Runtime threads) tried
+
+
+def sizes(repo: Path, n: int) -> dict:
+    """The fused layout at each of SIZES, query cache off (the encoder's cost shows), on the same requests."""
+    pipeline = InProcessPipeline(repo)
+    requests = plan(pipeline, n)
+    del pipeline
+    results = {}
+    for instances, threads in SIZES:
+        variant = fused_variant(repo, repo.parent / "bench_repo_sized", instances, threads, cache_entries=0)
+        options = ServerOptions(model_repository=variant, ready_timeout_s=600, response_cache_bytes=0)
+        with TritonServer(options) as server:
+            result = measure(functools.partial(triton_caller, server.grpc_url), requests)
+        for name in CALLS:
+            result[name].pop("answers")
+        results[f"{instances} instances x {threads} thread{'s' if threads > 1 else ''}"] = result
+    return results
+
+
+def sizes_table(results: dict, profile: str, n: int) -> str:
+    lines = [
+        f"Measured {date.today().isoformat()} on {machine()}; profile `{profile}`, {n} requests per call; the fused "
+        "layout's instances per model x ONNX Runtime threads per session, its query cache off "
+        "(`make bench-peer SIZES=1`, benchmarks/peer.py).",
+        "",
+        "| call | fused models | p50 (c=1) | p99 (c=1) | req/s (8 in flight) | p99 (8 in flight) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in CALLS:
+        for size, result in results.items():
+            r = result[name]
+            cells = f"{r['p50']:.2f} ms | {r['p99']:.1f} ms | {r['rps']:.0f} | {r['p99_load']:.0f} ms"
+            lines.append(f"| `{name}` | {size} | {cells} |")
+    return "\n".join(lines)
 
 
 def table(results: dict, profile: str, n: int) -> str:
@@ -237,14 +296,14 @@ def table(results: dict, profile: str, n: int) -> str:
                 f"| `{name}` | {system} | {r['p50']:.2f} ms | {r['p99']:.1f} ms | {r['rps']:.0f} | "
                 f"{r['p99_load']:.0f} ms | {r['parity']}/{r['n']} |"
             )
-    ours = next(iter(results.values()))
+    ours = results[FUSED_OURS]
     peers = [r for s, r in results.items() if s.startswith("FastAPI")]
     lines.append("")
     for name in CALLS:
         best_p50 = min(p[name]["p50"] for p in peers)
         best_rps = max(p[name]["rps"] for p in peers)
         lines.append(
-            f"- `{name}`: ours / best peer p50 {ours[name]['p50'] / best_p50:.2f}x; req/s "
+            f"- `{name}`: ours (fused) / best peer p50 {ours[name]['p50'] / best_p50:.2f}x; req/s "
             f"{ours[name]['rps'] / best_rps:.2f}x of the best peer's"
         )
     return "\n".join(lines)
@@ -256,10 +315,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="default", choices=["default", "small"])
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--sizes", action="store_true", help="instead: the fused models' instances x threads")
     args = parser.parse_args(argv)
     repo = Path("build") / args.profile / "bench_repo"
+    ensemble_repo = Path("build") / args.profile / "bench_repo_ensemble"
     build("cpu", args.profile, out=repo, progress=False)
-    text = table(run(repo, args.requests, Path("build") / "logs" / "peer"), args.profile, args.requests)
+    if args.sizes:
+        text = sizes_table(sizes(repo, args.requests), args.profile, args.requests)
+        print(text)
+        if args.out is not None:
+            write_section(args.out, f"peer-sizes-{args.profile}", text + "\n")
+        return 0
+    build("cpu", args.profile, out=ensemble_repo, progress=False, layout=ENSEMBLE)  # the same steps, cached
+    logs = Path("build") / "logs" / "peer"
+    text = table(run(repo, ensemble_repo, args.requests, logs), args.profile, args.requests)
     print(text)
     if args.out is not None:
         write_section(args.out, f"peer-{args.profile}", text + "\n")

@@ -16,9 +16,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import statistics
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
@@ -30,8 +32,11 @@ from builders.build import build
 from builders.repository.pipeline import InProcessPipeline
 from runtime import cli_logging
 from runtime import contract as c
+from runtime.fused import CACHE_PARAMETER, FUSED_SUFFIX, THREADS_PARAMETER, fused_name
 from runtime.lexicon import category_phrase
+from runtime.repository import CONFIG, layout, read_config
 from server.launcher import ServerOptions, TritonServer
+from server.publish import write_config
 from server.raw_requests import call, request_inputs
 
 
@@ -146,7 +151,46 @@ def served_saturated(url: str, requests, in_flight: int) -> float:
     return len(prepared) / elapsed
 
 
-def _cache_counts(client) -> tuple[int, int]:
+def fused_variant(
+    repo: Path, out: Path, instances: int | None = None, threads: int | None = None, cache_entries: int | None = None
+) -> Path:
+    """A copy of a fused repository (files hard-linked) whose fused models have other sizes: instances per
+    model, ONNX Runtime threads per session, query embeddings kept (0: none). Only the configs differ."""
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(repo, out, copy_function=os.link)
+    for model in out.glob(f"*{FUSED_SUFFIX}"):
+        cfg = read_config(model)
+        if instances is not None:
+            cfg.instance_group[0].count = instances
+        if threads is not None:
+            cfg.parameters[THREADS_PARAMETER].string_value = str(threads)
+        if cache_entries is not None and CACHE_PARAMETER in cfg.parameters:
+            cfg.parameters[CACHE_PARAMETER].string_value = str(cache_entries)
+        (model / CONFIG).unlink()  # a new file: writing through the hard link would change the original
+        write_config(model, cfg)
+    return out
+
+
+def without_query_cache(repo: Path, out: Path) -> Path:
+    """A copy of a fused repository whose fused models keep no query embedding; ``repo`` itself when it has
+    no fused model (the ensemble layout: the server's response cache is a flag)."""
+    return fused_variant(repo, out, cache_entries=0) if layout(repo).parts else repo
+
+
+def query_cache_counts(metrics_url: str, model: str) -> tuple[float, float]:
+    """``(hits, misses)`` of a fused model's query-embedding cache, over its instances (metrics port)."""
+    text = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
+    counts = {"hit": 0.0, "miss": 0.0}
+    for line in text.splitlines():
+        if line.startswith("shoprank_query_cache_total{") and f'model="{model}"' in line:
+            counts["hit" if 'outcome="hit"' in line else "miss"] += float(line.rsplit(" ", 1)[1])
+    return counts["hit"], counts["miss"]
+
+
+def _cache_counts(client, server: TritonServer) -> tuple[float, float]:
+    """The search's query-embedding cache: the fused model's, or the text encoder's response cache."""
+    if layout(Path(server.options.model_repository)).parts:
+        return query_cache_counts(server.metrics_url, fused_name(c.SEARCH_ENSEMBLE))
     stats = client.get_inference_statistics(c.TEXT_ENCODER).model_stats[0].inference_stats
     return stats.cache_hit.count, stats.cache_miss.count
 
@@ -163,11 +207,11 @@ def serve_and_measure(
         client = grpcclient.InferenceServerClient(s.grpc_url)
         served = lambda r: call(client, r[0], r[2], r[3], r[1].encode())  # noqa: E731
         sequential(served, requests[:warmup])
-        h0, m0 = _cache_counts(client)
+        h0, m0 = _cache_counts(client, s)
         p50, p99 = percentiles(sequential(served, requests))
-        h1, m1 = _cache_counts(client)
+        h1, m1 = _cache_counts(client, s)
         rps = served_saturated(s.grpc_url, load_requests or requests, in_flight)
-        h2, m2 = _cache_counts(client)
+        h2, m2 = _cache_counts(client, s)
         client.close()
     rate = lambda h, m: h / (h + m) if h + m else 0.0  # noqa: E731
     return {
@@ -226,7 +270,10 @@ def run(repo: Path, n: int, candidates: int, in_flight: int, runs: int = 3, with
     requests = make_requests(pipeline, n, candidates)
     results: dict = {"n": n, "candidates": candidates, "in_flight": in_flight, "runs": runs}
     measured: list[dict] = []
-    with TritonServer(ServerOptions(model_repository=repo, ready_timeout_s=600, response_cache_bytes=0)) as server:
+    # the same work on both sides: no query cache served (the in-process pipeline has none)
+    served_repo = without_query_cache(repo, repo.parent / f"{repo.name}_no_query_cache")
+    options = ServerOptions(model_repository=served_repo, ready_timeout_s=600, response_cache_bytes=0)
+    with TritonServer(options) as server:
         client = grpcclient.InferenceServerClient(server.grpc_url)
         served = lambda r: call(client, r[0], r[2], r[3], r[1].encode())  # noqa: E731
         local = lambda r: pipeline.search(r[0], r[1], r[2], r[3])  # noqa: E731
