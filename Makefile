@@ -192,8 +192,8 @@ bench-online-served: setup ## served search with vs without the store, update-to
 bench-variants: variants ## every variant served side by side -> docs/compression.md + Pareto plot
 	$(PY) -m benchmarks.variants --profile $(PROFILE) --out docs/compression.md
 
-bench-tuning: setup ## dynamic batching / instances sweep and the encoder response cache -> docs/tuning.md
-	$(PY) -m builders build --target cpu --profile $(PROFILE) --out build/$(PROFILE)/bench_repo --no-progress
+bench-tuning: setup ## the ensemble layout's dynamic batching / instances sweep and the encoder response cache -> docs/tuning.md
+	$(PY) -m builders build --target cpu --profile $(PROFILE) --layout ensemble --out build/$(PROFILE)/bench_repo_ensemble --no-progress
 	$(PY) -m benchmarks.tuning --profile $(PROFILE) --out docs/tuning.md
 
 loadtest: setup ## short headless Locust run against a local server on the small shop (reports in build/loadtest/)

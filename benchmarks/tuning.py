@@ -30,7 +30,7 @@ import numpy as np
 
 from benchmarks.pipeline import machine, make_requests, serve_and_measure, write_section
 from builders.data.dataset import ShopData
-from builders.repository.model_specs import specs
+from builders.repository.model_specs import ENSEMBLE, specs
 from builders.repository.pipeline import InProcessPipeline
 from runtime import cli_logging
 from runtime import contract as c
@@ -57,7 +57,7 @@ SWEEP: dict[str, dict[str, dict]] = {
 
 def write_configs(repo: Path, overrides: dict[str, dict], response_cache: bool = False) -> None:
 
-    for spec in specs():
+    for spec in specs(layout=ENSEMBLE):  # the sweep tunes the ensemble layout's steps
         changes = dict(overrides.get(spec.name, {}))
         if spec.name == c.TEXT_ENCODER:
             changes["response_cache"] = response_cache  # the sweep measures batching without the cache
@@ -94,7 +94,7 @@ def run(
     repo = work / "tuning_repo"
     if repo.exists():
         shutil.rmtree(repo)
-    shutil.copytree(work / "bench_repo", repo)
+    shutil.copytree(work / "bench_repo_ensemble", repo)  # make bench-tuning builds it (--layout ensemble)
     pipeline = InProcessPipeline(repo)
     requests = make_requests(pipeline, n, 100)
     names = ["defaults"] + [n for n in (configs or SWEEP) if n != "defaults"]
