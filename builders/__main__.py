@@ -13,6 +13,7 @@ from builders.data.dataset import load_shop
 from builders.data.report import DataError
 from builders.learning.limits import limits as data_limits
 from builders.repository import assemble as repository
+from builders.repository.model_specs import FUSED_INSTANCES, FUSED_THREADS, FusedSizes
 from builders.summary import summary
 from builders.variants import run
 from runtime import cli_logging
@@ -54,6 +55,15 @@ def main(argv: list[str] | None = None) -> int:
         choices=["fused", "ensemble"],
         help="cpu target: one model per call (fused, the default) or the ensembles of the gpu target "
         '(docs/serving.md, "The cpu target\'s layout")',
+    )
+    b.add_argument(
+        "--fused-instances",
+        type=int,
+        default=FUSED_INSTANCES,
+        help="cpu target, fused layout: instances per model (about one per core)",
+    )
+    b.add_argument(
+        "--fused-threads", type=int, default=FUSED_THREADS, help="cpu target, fused layout: ONNX Runtime threads each"
     )
     b.add_argument("--encoder-variant", default="fp32", help="publish this measured encoder variant (see `variants`)")
     b.add_argument("--ranker-variant", default="fp32", help="publish this measured ranker variant")
@@ -141,6 +151,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     try:
+        sizes = FusedSizes(args.fused_instances, args.fused_threads)
+    except ValueError as err:  # names the option's value and what it must be
+        print(f"error: --fused-instances / --fused-threads: {err}", file=sys.stderr)
+        return 2
+    try:
         report = build.build(
             args.target,
             args.profile or "default",
@@ -155,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             config=args.config,
             force=tuple(args.force),
             layout=args.layout,
+            fused_sizes=sizes,
         )
     except (build.BuildError, repository.RepositoryError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -19,6 +19,7 @@ one sequence whose keys and paths must agree; the summary lives in ``summary.py`
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -40,7 +41,7 @@ from builders.gpu.target import build_gpu
 from builders.learning import text_encoder
 from builders.repository import golden
 from builders.repository.item_scan import SCAN_FILE
-from builders.repository.model_specs import ENSEMBLE, FUSED, specs
+from builders.repository.model_specs import ENSEMBLE, FUSED, FusedSizes, specs
 from builders.steps import PARITY_MAX_ABS, PARITY_MIN_COSINE, StepError  # noqa: F401  (re-exported for callers)
 from builders.variants import gate
 from runtime import contract as c
@@ -335,6 +336,7 @@ def build(
     force: tuple[str, ...] = (),
     golden_size: int = 300,
     layout: str = FUSED,
+    fused_sizes: FusedSizes | None = None,
 ) -> dict:
     """Build the repository of a shop (``config``) or of a demo ``profile`` into ``out``; returns the report.
 
@@ -344,7 +346,7 @@ def build(
     (``quality_margin``, relative NDCG@10; default: the config's). ``target="gpu"`` writes the gpu
     repository (default ``build/<name>/gpu_repository``); see ``builders.gpu``. ``layout``: the cpu target's
     ``fused`` (one model per call) or ``ensemble`` (``builders/repository/model_specs.py``); the gpu target
-    always has ensembles.
+    always has ensembles. ``fused_sizes``: the fused models' instances and threads (default 2 x 1).
     """
 
     if target not in TARGETS:
@@ -398,7 +400,7 @@ def build(
             files_by_model[model].update(gpu_files)
     else:
         try:
-            model_specs = specs(embed_dim, scan, layout)
+            model_specs = specs(embed_dim, scan, layout, fused_sizes)
         except ValueError as err:
             raise BuildError(str(err)) from None
     shop = at.shop()
@@ -409,6 +411,7 @@ def build(
         "embed_dim": embed_dim,
         "item_scan": scan,  # retrieval by the item_scan model (retrieval.engine), not FAISS
         "layout": layout if target == "cpu" else ENSEMBLE,  # fused: one model per call (runtime/fused.py)
+        "fused_sizes": dataclasses.asdict(fused_sizes or FusedSizes()),  # their instances and threads
         "title_tokens": cfg.encoder.title_tokens,  # new items pushed online are embedded the way the build did
         "encoder": str(cfg.encoder.path or "bundled all-MiniLM-L6-v2"),
         "items": len(shop.item_ids),

@@ -8,8 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from builders.repository.assemble import VERSION
-from builders.repository.model_specs import ENSEMBLE, FUSED, spec_by_name, specs
+from builders.__main__ import main as builders_main
+from builders.build import build
+from builders.repository.assemble import VERSION, validate
+from builders.repository.model_specs import ENSEMBLE, FUSED, FusedSizes, spec_by_name, specs
 from runtime import contract as c
 from runtime.fused import (
     PARTS,
@@ -21,8 +23,9 @@ from runtime.fused import (
     FusedSettings,
     fused_name,
 )
-from runtime.repository import layout
+from runtime.repository import layout, read_config
 from server.launcher import ServerOptions, models_to_load, server_command
+from tests.conftest import REPO_ROOT
 
 CALLS = (c.SEARCH_ENSEMBLE, c.RECOMMEND_ENSEMBLE, c.SEARCH_CATALOG, c.RECOMMEND_CATALOG)
 
@@ -147,3 +150,27 @@ def test_fused_calls_answer_as_the_steps_run_one_by_one(small_repo, pipeline, kn
     # the encoder ran once per distinct query: the unknown ones' borrowing and the ranking share it
     assert search.encoder.cache.misses == len(queries)
     assert search_catalog.encoder.cache.misses == len(queries)
+
+
+@pytest.mark.unit
+def test_the_fused_models_sizes_reach_their_configs_and_bad_ones_are_refused(capsys):
+    by_name = spec_by_name(layout=FUSED)
+    assert by_name[fused_name(c.SEARCH_ENSEMBLE)].instances == 2  # the default measured on 2 cores
+    sized = {s.name: s for s in specs(layout=FUSED, sizes=FusedSizes(6, 2))}
+    for call in CALLS:
+        spec = sized[fused_name(call)]
+        assert spec.instances == 6 and spec.parameters["intra_op_thread_count"] == "2"
+    with pytest.raises(ValueError, match="fused threads: expected a whole number >= 1, got 0"):
+        FusedSizes(2, 0)
+    assert builders_main(["build", "--profile", "small", "--fused-instances", "0"]) == 2
+    assert "--fused-instances / --fused-threads: fused instances" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_build_with_other_sizes_validates_and_keeps_them(small_build, tmp_path):
+    out = tmp_path / "sized"
+    build("cpu", "small", out=out, work=REPO_ROOT / "build" / "small", progress=False, fused_sizes=FusedSizes(3, 2))
+    lines = validate(out)  # the manifest carries the sizes: the configs equal their specs
+    assert any("search_fused: config ok" in line for line in lines)
+    cfg = read_config(out / fused_name(c.SEARCH_ENSEMBLE))
+    assert cfg.instance_group[0].count == 3 and cfg.parameters["intra_op_thread_count"].string_value == "2"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from builders.repository.model_specs import ENSEMBLE, specs
+from builders.repository.model_specs import ENSEMBLE, FusedSizes, specs
 from builders.repository.triton_config import ModelSpec
 from runtime import contract as c
 from runtime.errors import ShoprankError
@@ -267,7 +267,8 @@ def built_specs(repo: Path) -> list[ModelSpec]:
     manifest = repo / c.SEARCH_FEATURES / VERSION / MANIFEST_FILE
     if manifest.exists():
         built = json.loads(manifest.read_text())  # a build before layouts were a choice had ensembles
-        return specs(int(built["embed_dim"]), bool(built.get("item_scan", False)), built.get("layout", ENSEMBLE))
+        sizes = FusedSizes(**built["fused_sizes"]) if "fused_sizes" in built else None
+        return specs(int(built["embed_dim"]), bool(built.get("item_scan", False)), built.get("layout", ENSEMBLE), sizes)
     return specs()
 
 

@@ -29,6 +29,8 @@ target's layout"):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from builders.repository.triton_config import ModelSpec, Step, Tensor
 from runtime import contract as c
 from runtime.fused import CACHE_PARAMETER, PARTS, PARTS_PARAMETER, THREADS_PARAMETER, fused_name
@@ -124,14 +126,17 @@ def _topk_step(context: str, candidates: str = c.ITEM_IDS) -> Step:
     )
 
 
-def specs(embed_dim: int = c.EMBED_DIM, scan: bool = False, layout: str = FUSED) -> list[ModelSpec]:
+def specs(
+    embed_dim: int = c.EMBED_DIM, scan: bool = False, layout: str = FUSED, sizes: FusedSizes | None = None
+) -> list[ModelSpec]:
     """The models; ``embed_dim`` is the text encoder's output size (384 for the bundled MiniLM). ``scan``:
     the retrieval models call the ``item_scan`` model (exact, a matrix product) instead of FAISS.
-    ``layout``: ``fused`` (the cpu target's) or ``ensemble`` (module docstring)."""
+    ``layout``: ``fused`` (the cpu target's) or ``ensemble`` (module docstring); ``sizes``: the fused models'
+    instances and threads (default: 2 x 1, measured on 2 cores)."""
     if layout not in LAYOUTS:
         raise ValueError(f"layout: expected one of {list(LAYOUTS)}, got {layout!r}")
     models = ensemble_specs(embed_dim, scan)
-    return models if layout == ENSEMBLE else fused_specs(models, scan)
+    return models if layout == ENSEMBLE else fused_specs(models, scan, sizes or FusedSizes())
 
 
 def ensemble_specs(embed_dim: int = c.EMBED_DIM, scan: bool = False) -> list[ModelSpec]:
@@ -407,24 +412,46 @@ def catalog_specs(embed_dim: int = c.EMBED_DIM, scan: bool = False) -> list[Mode
 
 FUSED_THREADS = 1
 FUSED_INSTANCES = 2
+
+
+@dataclass(frozen=True)
+class FusedSizes:
+    """Instances per fused model and ONNX Runtime threads per session. The default, 2 x 1, is the best load
+    and tail measured on 2 cores (docs/benchmarks.md); a bigger node takes more instances (one per core
+    is the measured rule: 4 x 1 was no better on 2 cores)."""
+
+    instances: int = FUSED_INSTANCES
+    threads: int = FUSED_THREADS
+
+    def __post_init__(self) -> None:
+        for name in ("instances", "threads"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"fused {name}: expected a whole number >= 1, got {value!r}")
+
+
 QUERY_CACHE_ENTRIES = 10_000
 
 
-def fused_specs(ensemble_layout: list[ModelSpec], scan: bool = False) -> list[ModelSpec]:
+def fused_specs(
+    ensemble_layout: list[ModelSpec], scan: bool = False, sizes: FusedSizes | None = None
+) -> list[ModelSpec]:
     """The fused layout from the ensemble layout's models: every composing model stays (the parts, not
     loaded by the server), each call's ensemble becomes one step calling ``<call>_fused``, which takes the
     ensemble's inputs and gives its outputs."""
+    sizes = sizes or FusedSizes()
     by_name = {s.name: s for s in ensemble_layout}
     fused, ensembles = [], []
     for call, parts in PARTS.items():
         ensemble = by_name[call]
         name = fused_name(call)
-        params = {PARTS_PARAMETER: ",".join(parts), THREADS_PARAMETER: str(FUSED_THREADS)}
+        params = {PARTS_PARAMETER: ",".join(parts), THREADS_PARAMETER: str(sizes.threads)}
         why = {
             "backend": f"python: the whole {call} call in one process (runtime/fused.py) on the files of "
             f"{', '.join(parts)}: no hop between steps, no parallel branch competing for few cores",
-            "instance_group": f"{FUSED_INSTANCES} CPU instances x {FUSED_THREADS} ONNX Runtime thread: one "
-            "request per core; measured against 1 x 2 and 2 x 2 (docs/benchmarks.md)",
+            "instance_group": f"{sizes.instances} CPU instances x {sizes.threads} ONNX Runtime thread(s) "
+            "(--fused-instances, --fused-threads); 2 x 1 on 2 cores: the best load and tail against 1 x 2, "
+            "2 x 2 and 4 x 1 (docs/benchmarks.md)",
             "max_batch_size": "0: one request is one user and its own candidates; the ranker runs them as one batch",
         }
         if c.TEXT_ENCODER in parts:
@@ -440,7 +467,7 @@ def fused_specs(ensemble_layout: list[ModelSpec], scan: bool = False) -> list[Mo
             ModelSpec(
                 name=name,
                 backend="python",
-                instances=FUSED_INSTANCES,
+                instances=sizes.instances,
                 inputs=ensemble.inputs,
                 outputs=ensemble.outputs,
                 parameters=params,
