@@ -32,7 +32,7 @@ from builders.build import build
 from builders.repository.pipeline import InProcessPipeline
 from runtime import cli_logging
 from runtime import contract as c
-from runtime.fused import CACHE_PARAMETER, FUSED_SUFFIX, THREADS_PARAMETER, fused_name
+from runtime.fused import CACHE_PARAMETER, ENCODER_THREADS_PARAMETER, FUSED_SUFFIX, THREADS_PARAMETER, fused_name
 from runtime.lexicon import category_phrase
 from runtime.repository import CONFIG, layout, read_config
 from server.launcher import ServerOptions, TritonServer
@@ -152,7 +152,12 @@ def served_saturated(url: str, requests, in_flight: int) -> float:
 
 
 def fused_variant(
-    repo: Path, out: Path, instances: int | None = None, threads: int | None = None, cache_entries: int | None = None
+    repo: Path,
+    out: Path,
+    instances: int | None = None,
+    threads: int | None = None,
+    cache_entries: int | None = None,
+    encoder_threads: int | None = None,
 ) -> Path:
     """A copy of a fused repository (files hard-linked) whose fused models have other sizes: instances per
     model, ONNX Runtime threads per session, query embeddings kept (0: none). Only the configs differ."""
@@ -166,6 +171,8 @@ def fused_variant(
             cfg.parameters[THREADS_PARAMETER].string_value = str(threads)
         if cache_entries is not None and CACHE_PARAMETER in cfg.parameters:
             cfg.parameters[CACHE_PARAMETER].string_value = str(cache_entries)
+        if encoder_threads is not None and CACHE_PARAMETER in cfg.parameters:  # the models with an encoder
+            cfg.parameters[ENCODER_THREADS_PARAMETER].string_value = str(encoder_threads)
         (model / CONFIG).unlink()  # a new file: writing through the hard link would change the original
         write_config(model, cfg)
     return out

@@ -36,7 +36,8 @@ from runtime.text import QueryTokens
 logger = logging.getLogger(__name__)
 
 PARTS_PARAMETER = c.PARTS_PARAMETER
-THREADS_PARAMETER = "intra_op_thread_count"  # ONNX Runtime threads of its encoder and ranker sessions
+THREADS_PARAMETER = "intra_op_thread_count"  # ONNX Runtime threads of its ranker (and encoder) sessions
+ENCODER_THREADS_PARAMETER = "encoder_intra_op_thread_count"  # its encoder's, where they differ
 CACHE_PARAMETER = "query_cache_entries"  # how many query embeddings it keeps (0: none)
 
 # What each fused model reads, by the call it serves (the ensemble layout's steps of that call)
@@ -61,6 +62,11 @@ class FusedSettings:
     folders: dict[str, Path]  # part -> its version folder
     threads: int = 1
     cache_entries: int = 10_000
+    encoder_threads: int = 0  # 0: ``threads``
+
+    @property
+    def encoder_thread_count(self) -> int:
+        return self.encoder_threads or self.threads
 
     @classmethod
     def from_config(cls, model_config: str, model_dir: str | Path, version: str | int) -> FusedSettings:
@@ -75,6 +81,7 @@ class FusedSettings:
             {p: root / p / str(version) for p in parts},
             int(params.get(THREADS_PARAMETER, "1") or 1),
             int(params.get(CACHE_PARAMETER, "10000") or 0),
+            int(params.get(ENCODER_THREADS_PARAMETER, "0") or 0),
         )
 
 
@@ -189,7 +196,9 @@ class FusedSearch:
         cls, settings: FusedSettings, online: OnlineItems | None = None, cache: EmbeddingCache | None = None
     ) -> FusedSearch:
         f = settings.folders
-        encoder = Encoder.load(f[c.TEXT_ENCODER], settings.threads, cache or EmbeddingCache(settings.cache_entries))
+        encoder = Encoder.load(
+            f[c.TEXT_ENCODER], settings.encoder_thread_count, cache or EmbeddingCache(settings.cache_entries)
+        )
         store = FeatureStore.load(f[c.SEARCH_FEATURES], online=online)
         return cls(store, encoder, Ranker.load(f[c.RANKER], settings.threads), TopK.load(f[c.TOPK]))
 
@@ -246,7 +255,9 @@ class FusedSearchCatalog:
         cache: EmbeddingCache | None = None,
     ) -> FusedSearchCatalog:
         f = settings.folders
-        encoder = Encoder.load(f[c.TEXT_ENCODER], settings.threads, cache or EmbeddingCache(settings.cache_entries))
+        encoder = Encoder.load(
+            f[c.TEXT_ENCODER], settings.encoder_thread_count, cache or EmbeddingCache(settings.cache_entries)
+        )
         retriever = Retriever.load(f[c.RETRIEVE_SEARCH], recommend=False, online=online, scan=scan)
         ranker = Ranker.load(f[c.RANKER], settings.threads)
         return cls(QueryTokens.load(f[c.QUERY_TOKENIZER]), encoder, retriever, ranker, TopK.load(f[c.TOPK]))

@@ -92,7 +92,10 @@ def test_settings_name_the_parts_at_the_models_own_version(tmp_path):
     }
     settings = FusedSettings.from_config(json.dumps(config), tmp_path / "search_fused", "7")
     assert settings.folders == {"topk": tmp_path / "topk" / "7", "ranker": tmp_path / "ranker" / "7"}
-    assert settings.cache_entries == 5 and settings.threads == 1
+    assert settings.cache_entries == 5 and settings.threads == 1 and settings.encoder_thread_count == 1
+    config["parameters"]["encoder_intra_op_thread_count"] = {"string_value": "2"}
+    settings = FusedSettings.from_config(json.dumps(config), tmp_path / "search_fused", "7")
+    assert settings.encoder_thread_count == 2 and settings.threads == 1  # the encoder's own, the ranker's 1
     with pytest.raises(ValueError, match="shoprank_parts"):
         FusedSettings.from_config(json.dumps({"parameters": {}}), tmp_path / "search_fused", "1")
 
