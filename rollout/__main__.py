@@ -5,6 +5,8 @@
     verify  the build's golden request set to every pod, each answer compared with the build's
     wait    until the rollout is finished (every pod ready on the current template) and verify passes
     checksum  a built repository's checksum, for the chart's modelRepository.checksum
+    compare   the arms of an online test, from the shop's events: click, add-to-cart and purchase rate per
+            arm, the difference with its interval, the sample size still needed (rollout/compare.py)
 
 Exit status: 0 all good, 1 a check failed (a pipeline stops the rollout), 2 the tool could not run
 (no kubeconfig, no golden set, no such release). The cluster layer is NOT tested against a real cluster
@@ -18,6 +20,7 @@ import json
 import sys
 from pathlib import Path
 
+from rollout import compare as compare_mod
 from rollout import golden as golden_mod
 from rollout.kube import Cluster, KubeError
 from rollout.status import NOT_ON_A_CLUSTER, SERVER_CONTAINER, release_status, table
@@ -73,6 +76,12 @@ def _parser() -> argparse.ArgumentParser:
     wt.add_argument("--interval", type=float, default=5, help="seconds between checks (default 5)")
     ck = sub.add_parser("checksum", help="a built repository's checksum (the chart's modelRepository.checksum)")
     ck.add_argument("repo", type=Path, help="the built model repository folder")
+    cp = sub.add_parser("compare", help="the arms of an online test from the shop's events (rates, intervals, size)")
+    cp.add_argument("events", type=Path, nargs="+", help="event files (Parquet or CSV), the build's format")
+    cp.add_argument("--arm-column", default="arm", help="the column naming the arm that served each event")
+    cp.add_argument("--control", help="the control arm (default: the first by name)")
+    cp.add_argument("--effect", type=float, default=0.02, help="relative change to size the test for (0.02: 2%%)")
+    cp.add_argument("--json", action="store_true", help="machine-readable output")
     return p
 
 
@@ -101,8 +110,40 @@ def _status(cluster, args, golden_checksum: str | None, ask_triton: bool = True)
     return release_status(release, views, golden_checksum)
 
 
+def _compare(args, out) -> int:
+    try:
+        lists = compare_mod.read_events(args.events, args.arm_column)
+        diffs = compare_mod.compare(lists, args.control, args.effect)
+    except compare_mod.CompareError as err:
+        out(f"error: {err}")
+        return EXIT_ERROR
+    if args.json:
+        rows = [
+            {
+                "metric": d.metric,
+                "control": d.control.value,
+                "treatment": d.treatment.value,
+                "difference": d.delta,
+                "interval": list(d.interval),
+                "p_value": d.p_value,
+                "significant": d.significant,
+                "units": min(d.control.units, d.treatment.units),
+                "units_needed": d.units_needed,
+                "units_still_needed": d.units_still_needed,
+            }
+            for d in diffs
+        ]
+        out(json.dumps({"comparisons": rows, "mixed_lists": lists.mixed}, indent=1))
+    else:
+        out(compare_mod.report(diffs, lists.mixed))
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None, out=print) -> int:
     args = _parser().parse_args(argv)
+
+    if args.command == "compare":
+        return _compare(args, out)
 
     if args.command == "checksum":
         if not args.repo.is_dir():
