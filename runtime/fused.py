@@ -16,7 +16,6 @@ a repeated query does. Why this layout and its settings: docs/serving.md ("The c
 from __future__ import annotations
 
 import json
-import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,8 +31,6 @@ from runtime.retrieval import Retriever
 from runtime.scan import Scan
 from runtime.scoring import TopK
 from runtime.text import QueryTokens
-
-logger = logging.getLogger(__name__)
 
 PARTS_PARAMETER = c.PARTS_PARAMETER
 THREADS_PARAMETER = "intra_op_thread_count"  # ONNX Runtime threads of its ranker (and encoder) sessions
@@ -105,6 +102,7 @@ class EmbeddingCache:
             self.misses += 1
             value = compute()
             if self.entries:
+                value.setflags(write=False)  # shared by later requests: a write would be a bug, raised here
                 self._store[key] = value
                 if len(self._store) > self.entries:
                     self._store.popitem(last=False)
