@@ -135,11 +135,15 @@ def online_store(pb_utils: Any, model: str) -> OnlineItems | None:
     return store
 
 
+def config_parameters(model_config: str) -> dict[str, str]:
+    """A model's config parameters (the Python backend's ``args["model_config"]`` JSON) by name."""
+    params = json.loads(model_config).get("parameters", {})
+    return {str(k): str(v.get("string_value", "")) for k, v in params.items()}
+
+
 def scan_model(model_config: str) -> str:
     """The scan model a retrieval model calls (its config parameter ``item_scan``), or "" (FAISS)."""
-    params = json.loads(model_config).get("parameters", {})
-    name = params.get(SCAN_PARAMETER, {}).get("string_value", "")
-    return str(name)
+    return config_parameters(model_config).get(SCAN_PARAMETER, "")
 
 
 def bls_encoder(pb_utils: Any, model: str, version: int) -> Callable[[Array, Array], Array]:

@@ -15,7 +15,6 @@ a repeated query does. Why this layout and its settings: docs/serving.md ("The c
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Any
 
 from runtime import contract as c
 from runtime.arrays import Array
+from runtime.backend import bls_scan, config_parameters, online_store, query_cache_metric
 from runtime.features import FeatureStore
 from runtime.online import OnlineItems
 from runtime.ort_runner import make_session
@@ -36,6 +36,7 @@ PARTS_PARAMETER = c.PARTS_PARAMETER
 THREADS_PARAMETER = "intra_op_thread_count"  # ONNX Runtime threads of its ranker (and encoder) sessions
 ENCODER_THREADS_PARAMETER = "encoder_intra_op_thread_count"  # its encoder's, where they differ
 CACHE_PARAMETER = "query_cache_entries"  # how many query embeddings it keeps (0: none)
+QUERY_CACHE_ENTRIES = 10_000  # its default: 10,000 x 384 floats = 15 MB per instance
 
 # What each fused model reads, by the call it serves (the ensemble layout's steps of that call)
 PARTS = {
@@ -45,6 +46,9 @@ PARTS = {
     c.RECOMMEND_CATALOG: (c.RETRIEVE_RECOMMEND, c.RANKER, c.TOPK),
 }
 FUSED_SUFFIX = "_fused"
+
+
+Online = OnlineItems | None
 
 
 def fused_name(call: str) -> str:
@@ -58,7 +62,7 @@ class FusedSettings:
 
     folders: dict[str, Path]  # part -> its version folder
     threads: int = 1
-    cache_entries: int = 10_000
+    cache_entries: int = QUERY_CACHE_ENTRIES
     encoder_threads: int = 0  # 0: ``threads``
 
     @property
@@ -69,7 +73,7 @@ class FusedSettings:
     def from_config(cls, model_config: str, model_dir: str | Path, version: str | int) -> FusedSettings:
         """From the Python backend's ``args``: the model's config JSON, its folder and its version. The parts
         are the repository's sibling folders at the same version."""
-        params = {k: v.get("string_value", "") for k, v in json.loads(model_config).get("parameters", {}).items()}
+        params = config_parameters(model_config)
         root = Path(model_dir).parent
         parts = [p for p in params.get(PARTS_PARAMETER, "").split(",") if p]
         if not parts:
@@ -77,7 +81,7 @@ class FusedSettings:
         return cls(
             {p: root / p / str(version) for p in parts},
             int(params.get(THREADS_PARAMETER, "1") or 1),
-            int(params.get(CACHE_PARAMETER, "10000") or 0),
+            int(params.get(CACHE_PARAMETER, str(QUERY_CACHE_ENTRIES)) or 0),
             int(params.get(ENCODER_THREADS_PARAMETER, "0") or 0),
         )
 
@@ -111,6 +115,9 @@ class EmbeddingCache:
         return value
 
 
+Cache = EmbeddingCache | None
+
+
 class Encoder:
     """The text encoder's ONNX file in an ONNX Runtime session, its answers cached by the query's tokens."""
 
@@ -119,8 +126,9 @@ class Encoder:
         self.cache = cache
 
     @classmethod
-    def load(cls, folder: Path, threads: int, cache: EmbeddingCache) -> Encoder:
-        return cls(make_session(str(folder / "model.onnx"), intra_op_threads=threads), cache)
+    def load(cls, folder: Path, settings: FusedSettings, cache: EmbeddingCache | None = None) -> Encoder:
+        session = make_session(str(folder / "model.onnx"), intra_op_threads=settings.encoder_thread_count)
+        return cls(session, cache or EmbeddingCache(settings.cache_entries))
 
     def embed(self, input_ids: Array, attention_mask: Array) -> Array:
         """The ``[1, D]`` embedding of one query's tokens (``[1, L]`` each)."""
@@ -184,6 +192,7 @@ class FusedSearch:
     """``search``: USER_ID, QUERY, ITEM_IDS, TOP_K -> the response (search_features, text_encoder, ranker, topk)."""
 
     inputs = (c.USER_ID, c.QUERY, c.ITEM_IDS, c.TOP_K)
+    online_part = c.SEARCH_FEATURES  # the online store's metrics keep the ensemble layout's labels
 
     def __init__(self, store: FeatureStore, encoder: Encoder, ranker: Ranker, topk: TopK):
         self.store, self.encoder, self.ranker, self.topk = store, encoder, ranker, topk
@@ -191,12 +200,10 @@ class FusedSearch:
 
     @classmethod
     def load(
-        cls, settings: FusedSettings, online: OnlineItems | None = None, cache: EmbeddingCache | None = None
+        cls, settings: FusedSettings, online: Online = None, scan: Scan | None = None, cache: Cache = None
     ) -> FusedSearch:
         f = settings.folders
-        encoder = Encoder.load(
-            f[c.TEXT_ENCODER], settings.encoder_thread_count, cache or EmbeddingCache(settings.cache_entries)
-        )
+        encoder = Encoder.load(f[c.TEXT_ENCODER], settings, cache)
         store = FeatureStore.load(f[c.SEARCH_FEATURES], online=online)
         return cls(store, encoder, Ranker.load(f[c.RANKER], settings.threads), TopK.load(f[c.TOPK]))
 
@@ -218,12 +225,15 @@ class FusedRecommend:
     """``recommend``: USER_ID, ITEM_IDS, TOP_K -> the response (recommend_features, ranker, topk)."""
 
     inputs = (c.USER_ID, c.ITEM_IDS, c.TOP_K)
+    online_part = c.RECOMMEND_FEATURES
 
     def __init__(self, store: FeatureStore, ranker: Ranker, topk: TopK):
         self.store, self.ranker, self.topk = store, ranker, topk
 
     @classmethod
-    def load(cls, settings: FusedSettings, online: OnlineItems | None = None) -> FusedRecommend:
+    def load(
+        cls, settings: FusedSettings, online: Online = None, scan: Scan | None = None, cache: Cache = None
+    ) -> FusedRecommend:
         f = settings.folders
         store = FeatureStore.load(f[c.RECOMMEND_FEATURES], with_tokenizer=False, with_profiles=True, online=online)
         return cls(store, Ranker.load(f[c.RANKER], settings.threads), TopK.load(f[c.TOPK]))
@@ -240,22 +250,17 @@ class FusedSearchCatalog:
     retrieve_search, ranker, topk)."""
 
     inputs = (c.USER_ID, c.QUERY, c.EXCLUDE_IDS, c.TOP_K)
+    online_part = c.RETRIEVE_SEARCH
 
     def __init__(self, tokens: QueryTokens, encoder: Encoder, retriever: Retriever, ranker: Ranker, topk: TopK):
         self.tokens, self.encoder, self.retriever, self.ranker, self.topk = tokens, encoder, retriever, ranker, topk
 
     @classmethod
     def load(
-        cls,
-        settings: FusedSettings,
-        online: OnlineItems | None = None,
-        scan: Scan | None = None,
-        cache: EmbeddingCache | None = None,
+        cls, settings: FusedSettings, online: Online = None, scan: Scan | None = None, cache: Cache = None
     ) -> FusedSearchCatalog:
         f = settings.folders
-        encoder = Encoder.load(
-            f[c.TEXT_ENCODER], settings.encoder_thread_count, cache or EmbeddingCache(settings.cache_entries)
-        )
+        encoder = Encoder.load(f[c.TEXT_ENCODER], settings, cache)
         retriever = Retriever.load(f[c.RETRIEVE_SEARCH], recommend=False, online=online, scan=scan)
         ranker = Ranker.load(f[c.RANKER], settings.threads)
         return cls(QueryTokens.load(f[c.QUERY_TOKENIZER]), encoder, retriever, ranker, TopK.load(f[c.TOPK]))
@@ -280,13 +285,14 @@ class FusedRecommendCatalog:
     ranker, topk)."""
 
     inputs = (c.USER_ID, c.CONTEXT_ITEM_IDS, c.EXCLUDE_IDS, c.TOP_K)
+    online_part = c.RETRIEVE_RECOMMEND
 
     def __init__(self, retriever: Retriever, ranker: Ranker, topk: TopK):
         self.retriever, self.ranker, self.topk = retriever, ranker, topk
 
     @classmethod
     def load(
-        cls, settings: FusedSettings, online: OnlineItems | None = None, scan: Scan | None = None
+        cls, settings: FusedSettings, online: Online = None, scan: Scan | None = None, cache: Cache = None
     ) -> FusedRecommendCatalog:
         f = settings.folders
         retriever = Retriever.load(f[c.RETRIEVE_RECOMMEND], recommend=True, online=online, scan=scan)
@@ -305,3 +311,26 @@ class FusedRecommendCatalog:
             user_id, context_item_ids, exclude_ids, build_values=build_values, options=options
         )
         return _rank(self.topk, self.ranker, feats, feats[c.CONTEXT_EMBEDDING], feats[c.ITEM_IDS], top_k, options)
+
+
+Call = FusedSearch | FusedRecommend | FusedSearchCatalog | FusedRecommendCatalog
+KINDS: dict[str, type[Call]] = {
+    c.SEARCH_ENSEMBLE: FusedSearch,
+    c.RECOMMEND_ENSEMBLE: FusedRecommend,
+    c.SEARCH_CATALOG: FusedSearchCatalog,
+    c.RECOMMEND_CATALOG: FusedRecommendCatalog,
+}
+
+
+def load_in_triton(pb_utils: Any, args: dict[str, str], call: str) -> Call:
+    """The fused model of ``call`` as its ``model.py`` loads it: the settings from its config, its query cache
+    counted in ``shoprank_query_cache_total`` (where it has an encoder), the online store (its metrics under
+    the ensemble layout's label), and the ``item_scan`` model through BLS where the config names one."""
+    kind = KINDS[call]
+    settings = FusedSettings.from_config(args["model_config"], args["model_repository"], args["model_version"])
+    cache = None
+    if c.TEXT_ENCODER in settings.folders:
+        cache = EmbeddingCache(settings.cache_entries, query_cache_metric(pb_utils, args["model_name"]))
+    scanner = config_parameters(args["model_config"]).get(c.SCAN_PARAMETER, "")
+    scan = bls_scan(pb_utils, scanner, int(args["model_version"])) if scanner else None
+    return kind.load(settings, online_store(pb_utils, kind.online_part), scan, cache)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,15 +21,7 @@ from builders.repository.triton_config import ModelSpec
 from runtime import contract as c
 from runtime.errors import ShoprankError
 from runtime.features import FeatureStore
-from runtime.fused import (
-    PARTS_PARAMETER,
-    FusedRecommend,
-    FusedRecommendCatalog,
-    FusedSearch,
-    FusedSearchCatalog,
-    FusedSettings,
-    fused_name,
-)
+from runtime.fused import KINDS, PARTS_PARAMETER, FusedSettings, fused_name
 from runtime.ort_runner import make_session
 from runtime.repository import copy_files, parse_pbtxt, scan_target
 from runtime.retrieval import Retriever
@@ -180,20 +173,19 @@ def _check_fused(repo: Path, by_name: dict[str, ModelSpec], user: np.ndarray, it
 
     none, k = np.zeros(0, np.int64), np.array([3], np.int32)
     query = np.array([b"running shoes"], object)
-    samples = {
-        c.SEARCH_ENSEMBLE: (FusedSearch, (user, query, item_ids, k)),
-        c.RECOMMEND_ENSEMBLE: (FusedRecommend, (user, item_ids, k)),
-        c.SEARCH_CATALOG: (FusedSearchCatalog, (user, query, none, k)),
-        c.RECOMMEND_CATALOG: (FusedRecommendCatalog, (user, none, none, k)),
+    samples: dict[str, list[Any]] = {  # each call's inputs, in its order
+        c.SEARCH_ENSEMBLE: [user, query, item_ids, k],
+        c.RECOMMEND_ENSEMBLE: [user, item_ids, k],
+        c.SEARCH_CATALOG: [user, query, none, k],
+        c.RECOMMEND_CATALOG: [user, none, none, k],
     }
-    for call, (kind, request) in samples.items():
+    for call, request in samples.items():
         spec = by_name.get(fused_name(call))
         if spec is None:
             continue
         parts = spec.parameters[PARTS_PARAMETER].split(",")
-        scan = retrieval_scan(repo, spec.name)
         settings = FusedSettings({p: repo / p / VERSION for p in parts})
-        fused = kind.load(settings, scan=scan) if scan is not None else kind.load(settings)  # type: ignore[attr-defined]
+        fused = KINDS[call].load(settings, scan=retrieval_scan(repo, spec.name))
         _check_arrays(spec, fused(*request))
 
 

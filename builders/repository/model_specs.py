@@ -33,7 +33,14 @@ from dataclasses import dataclass
 
 from builders.repository.triton_config import ModelSpec, Step, Tensor
 from runtime import contract as c
-from runtime.fused import CACHE_PARAMETER, PARTS, PARTS_PARAMETER, THREADS_PARAMETER, fused_name
+from runtime.fused import (
+    CACHE_PARAMETER,
+    PARTS,
+    PARTS_PARAMETER,
+    QUERY_CACHE_ENTRIES,
+    THREADS_PARAMETER,
+    fused_name,
+)
 
 FUSED = "fused"
 ENSEMBLE = "ensemble"
@@ -428,9 +435,6 @@ class FusedSizes:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"fused {name}: expected a whole number >= 1, got {value!r}")
-
-
-QUERY_CACHE_ENTRIES = 10_000
 
 
 def fused_specs(

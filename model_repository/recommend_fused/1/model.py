@@ -1,7 +1,7 @@
-"""recommend_fused: the whole recommend call in one process, the cpu target's ``recommend`` (features, ranker
-and top-k on the files of recommend_features, ranker and topk of the same release).
+"""recommend_fused: the whole ``recommend`` call in one process, the cpu target's fused layout, on the files of its
+parts (its config's ``shoprank_parts``) at its own version.
 
-Thin Triton wrapper; the logic is runtime/fused.py (FusedRecommend), unit-tested without Triton.
+Thin Triton wrapper; the logic is runtime/fused.py, unit-tested without Triton.
 """
 
 from typing import Any
@@ -9,15 +9,13 @@ from typing import Any
 import triton_python_backend_utils as pb_utils
 
 from runtime import contract as c
-from runtime.backend import online_store, serve
-from runtime.fused import FusedRecommend, FusedSettings
+from runtime.backend import serve
+from runtime.fused import load_in_triton
 
 
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
-        settings = FusedSettings.from_config(args["model_config"], args["model_repository"], args["model_version"])
-        online = online_store(pb_utils, c.RECOMMEND_FEATURES)  # the metrics' labels of the ensemble layout
-        self.call = FusedRecommend.load(settings, online=online)
+        self.call = load_in_triton(pb_utils, args, c.RECOMMEND_ENSEMBLE)
 
     def execute(self, requests: list[Any]) -> list[Any]:
         return serve(pb_utils, requests, self.call.inputs, self.call, pb_utils.Logger, build_values=True, options=True)

@@ -14,6 +14,7 @@ import os
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from runtime.backend import config_parameters
 from runtime.ort_runner import make_session, run_batched
 
 
@@ -22,7 +23,7 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         filename = config.get("default_model_filename") or "model.onnx"
         path = os.path.join(args["model_repository"], args["model_version"], filename)
-        params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+        params = config_parameters(args["model_config"])
         self.session = make_session(path, int(params.get("intra_op_thread_count", "1") or 1))
         self.output_names = [o["name"] for o in config["output"]]
         self.output_dtypes = {o["name"]: pb_utils.triton_string_to_numpy(o["data_type"]) for o in config["output"]}
