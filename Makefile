@@ -13,7 +13,7 @@ export PYTHONPATH := $(CURDIR)
 .PHONY: help setup build build-gpu serve up redis seed lint format test test-unit test-triton configs validate check-data demo-data variants \
 	bench bench-client bench-encoder-length gpu-truth gpu-truth-report bench-ids bench-retrieval bench-lexical bench-search bench-ranker bench-search-cost bench-recommend \
 	bench-recommend-cost bench-scale bench-scan bench-online bench-online-cluster redis-cluster \
-	bench-variants bench-tuning loadtest capacity verify explore screenshots clean
+	bench-variants bench-tuning loadtest capacity verify explore screenshots publish rollback ab-start ab-stop clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -52,6 +52,14 @@ publish: ## publish a new build (FROM=its repository) into the served REPO as th
 
 rollback: ## switch the served REPO back to the previous release on disk
 	$(PY) -m server.publish rollback --repo $(REPO) --url 127.0.0.1:$(GRPC_PORT)
+
+SHARE ?= 0.1
+ab-start: ## online test: serve a candidate (FROM=its repository, or RELEASE=N on disk) to SHARE of users (docs/serving.md)
+	$(PY) -m server.experiment start --repo $(REPO) --url 127.0.0.1:$(GRPC_PORT) --share $(SHARE) \
+		$(if $(FROM),--from $(FROM)) $(if $(RELEASE),--release $(RELEASE)) $(if $(NAME),--name $(NAME))
+
+ab-stop: ## end the online test, serving KEEP=control or KEEP=treatment alone
+	$(PY) -m server.experiment stop --repo $(REPO) --url 127.0.0.1:$(GRPC_PORT) --keep $(KEEP)
 
 redis: setup ## a local redis-server for the online feature store (REDIS_PORT, default 6379); docs/online.md
 	$(PY) -m server.redis_server --port $(or $(REDIS_PORT),6379)

@@ -27,6 +27,10 @@ ITEM_SCAN = "item_scan"
 SCAN_PARAMETER = "item_scan"  # a retrieval model's config parameter: the scan model it calls ("" = FAISS)
 # a fused model's config parameter (runtime/fused.py): the composing models whose files it reads, comma-separated
 PARTS_PARAMETER = "shoprank_parts"
+# An online test (server/experiment.py): a public ensemble's config parameter with the running test (JSON, read
+# by the SDK, which splits the users), and the treatment arm's ensemble's, naming the public ensemble it copies
+EXPERIMENT_PARAMETER = "shoprank_experiment"
+ARM_PARAMETER = "shoprank_arm_of"
 # at the repository's root, never served (Triton loads only folders): the build's requests and answers
 GOLDEN_FILE = "golden.json"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from runtime.contract import PARTS_PARAMETER, SCAN_PARAMETER
+from runtime.contract import ARM_PARAMETER, PARTS_PARAMETER, SCAN_PARAMETER
 from runtime.errors import ShoprankError
 
 CONFIG = "config.pbtxt"
@@ -29,16 +29,18 @@ class ServedRepositoryError(ShoprankError, RuntimeError):
 class Layout:
     """The ensembles of a repository, the composing models their steps name (and the models those call
     through BLS), and the *parts*: models a fused step reads the files of (``runtime/fused.py``), released
-    with it at the same version but not loaded by the server."""
+    with it at the same version but not loaded by the server. ``arms``: while an online test runs
+    (``server/experiment.py``), the treatment's copies of the ensembles, naming the other release."""
 
     ensembles: tuple[str, ...]
     steps: tuple[str, ...]
     parts: tuple[str, ...] = ()
+    arms: tuple[str, ...] = ()
 
     @property
     def served(self) -> tuple[str, ...]:
-        """The models the server loads: the ensembles and their steps."""
-        return self.ensembles + self.steps
+        """The models the server loads: the ensembles (an online test's arms too) and their steps."""
+        return self.ensembles + self.arms + self.steps
 
     @property
     def released(self) -> tuple[str, ...]:
@@ -69,11 +71,18 @@ def read_config(model_dir: Path) -> model_config_pb2.ModelConfig:
     return parse_pbtxt(path.read_text())
 
 
+def arm_of(cfg: model_config_pb2.ModelConfig) -> str:
+    """The public ensemble an online test's treatment arm copies, or "" (any other model)."""
+    return cfg.parameters[ARM_PARAMETER].string_value if ARM_PARAMETER in cfg.parameters else ""
+
+
 def layout(repo: Path) -> Layout:
-    ensembles, steps = [], []
+    ensembles, steps, arms = [], [], []
     for model_dir in sorted(p for p in repo.iterdir() if (p / CONFIG).exists()):
         cfg = read_config(model_dir)
-        if cfg.platform == "ensemble":
+        if cfg.platform == "ensemble" and arm_of(cfg):
+            arms.append(model_dir.name)  # its steps are the public ensemble's, at the treatment's release
+        elif cfg.platform == "ensemble":
             ensembles.append(model_dir.name)
             steps += [s.model_name for s in cfg.ensemble_scheduling.step]
     if not ensembles:
@@ -84,7 +93,7 @@ def layout(repo: Path) -> Layout:
     called = [scan_target(cfg) for cfg in configs]
     served = list(dict.fromkeys(steps + [m for m in called if m]))
     parts = [p for cfg in configs for p in parts_of(cfg) if p not in served]
-    return Layout(tuple(ensembles), tuple(served), tuple(dict.fromkeys(parts)))
+    return Layout(tuple(ensembles), tuple(served), tuple(dict.fromkeys(parts)), tuple(arms))
 
 
 def versions_on_disk(model_dir: Path) -> list[int]:

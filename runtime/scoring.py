@@ -144,17 +144,25 @@ class TopK:
     """The top-k step: item embeddings, a string-id shop's SKUs and the catalogue tables loaded once, one
     ``rank`` call per request."""
 
-    def __init__(self, item_embeddings: Array, keys: Array | None = None, catalog: Catalog | None = None):
+    def __init__(
+        self,
+        item_embeddings: Array,
+        keys: Array | None = None,
+        catalog: Catalog | None = None,
+        release: int | None = None,
+    ):
         self.item_embeddings = item_embeddings  # [I+1, D], last row zeros (unknown items)
         self.keys = keys  # [I+1] fixed-width bytes, the shop's string SKUs by row; None: integer ids
         self.catalog = catalog  # groups, dates and facet values (runtime/catalog.py); None: an older build
+        self.release = release  # the release (version number) whose files these are: RESULT_INFO's "release"
 
     @classmethod
     def load(cls, folder: str | Path) -> TopK:
         folder = Path(folder)
         keys = folder / ITEM_KEYS_FILE
         catalog = Catalog.load(folder, STORE_DIR) if (folder / CATALOG_FILE).exists() else None
-        return cls(load_item_embeddings(folder), map_npy(keys) if keys.exists() else None, catalog)
+        release = int(folder.name) if folder.name.isdigit() else None  # a repository's <model>/<version> folder
+        return cls(load_item_embeddings(folder), map_npy(keys) if keys.exists() else None, catalog, release)
 
     def rank(
         self,
@@ -211,6 +219,8 @@ class TopK:
             listing.info["understood"] = {"chips": list(asked.chips), "mode": asked.mode, "relaxed": asked.relaxed}
         if applied:
             listing.info["rules"] = applied
+        if self.release is not None:  # which release answered: the arm of an online test (server/experiment.py)
+            listing.info["release"] = self.release
         page = listing.page
         ids = item_ids[page]
         keys = item_keys(ids, rows[page], self.keys)

@@ -26,6 +26,8 @@ versions) is refused, naming the model; that is a new deployment (a restart, or 
     python -m server.publish status   --repo model_repository --url 127.0.0.1:8001
     python -m server.publish publish  --repo model_repository --url 127.0.0.1:8001 --from build/new_repository
     python -m server.publish rollback --repo model_repository --url 127.0.0.1:8001
+
+Online tests (two releases side by side, the users split by the SDK): ``python -m server.experiment``.
 """
 
 from __future__ import annotations
@@ -107,6 +109,15 @@ def check_compatible(live: Path, new: Path) -> Layout:
     return lay
 
 
+def refuse_during_test(lay: Layout, action: str) -> None:
+    """An online test serves two releases (``server/experiment.py``): stop it before moving either."""
+    if lay.arms:
+        raise PublishError(
+            f"an online test is running ({', '.join(lay.arms)} serve its treatment): "
+            f"stop it (python -m server.experiment stop --keep control|treatment) before {action}"
+        )
+
+
 class Publisher:
     """Switches a running server (``client``: a ``tritonclient.grpc.InferenceServerClient``) between
     releases of the repository ``repo`` it serves in explicit model control."""
@@ -132,6 +143,15 @@ class Publisher:
 
     def publish(self, new_repo: Path) -> int:
         """Copy ``new_repo`` (a build: version 1 of each model) in as the next release and switch to it."""
+        lay = layout(self.repo)
+        refuse_during_test(lay, "publish")
+        current = serving_version(self.repo, lay)
+        target = self.stage(new_repo)
+        self.switch(target, lay, current)
+        return target
+
+    def stage(self, new_repo: Path) -> int:
+        """Copy ``new_repo`` in as the next release, on disk only (the serving release stays): its number."""
         new_repo = Path(new_repo)
         lay = check_compatible(self.repo, new_repo)
         current = serving_version(self.repo, lay)
@@ -140,7 +160,8 @@ class Publisher:
         # (latest), would otherwise move to the new version as soon as the server looks at the folder.
         self._name(lay, current)
         for model in lay.steps:
-            self._policy(model, [current])
+            if list(read_config(self.repo / model).version_policy.specific.versions) != [current]:
+                self.set_versions(model, [current])
         staging = self.repo.parent / f".{self.repo.name}.staging"
         shutil.rmtree(staging, ignore_errors=True)
         pairs = []  # files first, configs last: nothing loads a half-copied version
@@ -153,14 +174,14 @@ class Publisher:
             os.replace(staging / model, self.repo / model / str(target))
         shutil.rmtree(staging, ignore_errors=True)
         if (new_repo / GOLDEN_FILE).exists():  # the release's golden set, swapped in by switch()
-            shutil.copyfile(new_repo / GOLDEN_FILE, self._golden(target))
+            shutil.copyfile(new_repo / GOLDEN_FILE, self.golden(target))
         logger.info(f"release {target}: files of {len(lay.released)} models in place")
-        self.switch(target, lay, current)
         return target
 
     def rollback(self) -> int:
         """Switch back to the newest version on disk older than the one serving."""
         lay = layout(self.repo)
+        refuse_during_test(lay, "rollback")
         current = serving_version(self.repo, lay)
         older = set.intersection(
             *(set(v for v in versions_on_disk(self.repo / m) if v < current) for m in lay.released)
@@ -178,21 +199,21 @@ class Publisher:
         started = time.monotonic()
         self._name(lay, current)  # (publish pinned it already; a repository edited by hand may not be)
         for model in lay.steps:  # both versions loaded: the old one serves while the new one loads
-            self._policy(model, sorted({current, target}))
+            self.set_versions(model, sorted({current, target}))
         self._name(lay, target)  # new requests: the new release, every step
         self._swap_golden(current, target)
         logger.info(f"release {target} serving (switched in {time.monotonic() - started:.1f} s); draining {current}")
         time.sleep(self.drain_s)  # requests already inside the old ensemble finish on the old versions
         for model in lay.steps:
-            self._policy(model, [target])
+            self.set_versions(model, [target])
         for model in lay.released:  # on disk: the serving release and the ones just before it
             for old in versions_on_disk(self.repo / model)[: -self.keep]:
                 if old not in (target, current):
                     shutil.rmtree(self.repo / model / str(old))
-                    self._golden(old).unlink(missing_ok=True)
+                    self.golden(old).unlink(missing_ok=True)
         logger.info(f"release {target} alone loaded; release {current} kept on disk for rollback")
 
-    def _golden(self, version: int) -> Path:
+    def golden(self, version: int) -> Path:
         """Where a release's golden set waits while another release serves (hidden: not checksummed)."""
         return self.repo / f".golden.{version}.json"
 
@@ -200,9 +221,9 @@ class Publisher:
         """``golden.json`` at the root always belongs to the serving release (``python -m rollout verify``)."""
         live = self.repo / GOLDEN_FILE
         if live.exists():
-            os.replace(live, self._golden(current))
-        if self._golden(target).exists():
-            os.replace(self._golden(target), live)
+            os.replace(live, self.golden(current))
+        if self.golden(target).exists():
+            os.replace(self.golden(target), live)
 
     def _name(self, lay: Layout, version: int) -> None:
         """Every step of every ensemble names ``version``; an ensemble whose steps already do is left alone."""
@@ -213,19 +234,25 @@ class Publisher:
             for step in cfg.ensemble_scheduling.step:
                 step.model_version = version
             write_config(self.repo / ensemble, cfg)
-            self._load(ensemble)
+            self.load(ensemble)
 
-    def _policy(self, model: str, versions: list[int]) -> None:
+    def set_versions(self, model: str, versions: list[int]) -> None:
         cfg = read_config(self.repo / model)
         cfg.version_policy.specific.versions[:] = versions
         write_config(self.repo / model, cfg)
-        self._load(model)
+        self.load(model)
 
-    def _load(self, model: str) -> None:
+    def load(self, model: str) -> None:
         try:
             self.client.load_model(model)
         except Exception as err:  # tritonclient's InferenceServerException: the server's own message
             raise PublishError(f"{model}: the server refused to load it: {err}") from None
+
+    def unload(self, model: str) -> None:
+        try:
+            self.client.unload_model(model)
+        except Exception as err:
+            raise PublishError(f"{model}: the server refused to unload it: {err}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,8 +4,6 @@ load from the SDK, with zero failed requests and every response wholly from one 
 from __future__ import annotations
 
 import shutil
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ from server.launcher import ServerOptions, TritonServer
 from server.publish import Publisher, PublishError, check_compatible
 from shoprank_client import RankingClient
 from shoprank_client.types import ClientOptions, RetryPolicy
+from tests.helpers import under_load
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -107,36 +106,12 @@ def test_publish_and_rollback_under_load_fail_no_request_and_never_mix_releases(
                 return _ranking(client.recommend(user, candidates, k=10))
             return _ranking(client.search(user, query, candidates, k=10))
 
-        def under_load(action):
-            answers: list[tuple[int, tuple]] = []
-            failures: list[str] = []
-            stop = threading.Event()
-
-            def loop(start: int) -> None:
-                i = start
-                while not stop.is_set():
-                    try:
-                        answers.append((i % len(requests), ask(i % len(requests))))
-                    except Exception as err:
-                        failures.append(f"{type(err).__name__}: {err}")
-                    i += 1
-
-            threads = [threading.Thread(target=loop, args=(n * 5,)) for n in range(3)]
-            for t in threads:
-                t.start()
-            try:
-                time.sleep(0.5)
-                result = action()
-                time.sleep(0.5)
-            finally:
-                stop.set()
-                for t in threads:
-                    t.join()
-            return result, answers, failures
+        def tagged(i: int) -> tuple[int, tuple]:
+            return i % len(requests), ask(i % len(requests))
 
         release1 = [ask(i) for i in range(len(requests))]
         publisher = Publisher(live, grpcclient.InferenceServerClient(server.grpc_url), drain_s=1.0)
-        version, answers, failures = under_load(lambda: publisher.publish(release_two))
+        version, answers, failures = under_load(tagged, lambda: publisher.publish(release_two))
         release2 = [ask(i) for i in range(len(requests))]
 
         assert version == 2 and publisher.status()["serving"] == 2
@@ -160,7 +135,7 @@ def test_publish_and_rollback_under_load_fail_no_request_and_never_mix_releases(
         assert load_golden(live).repository_checksum == load_golden(release_two).repository_checksum
         assert rollout_main(["verify", "--golden", str(live), "--url", server.http_url], out=lambda _: None) == 0
 
-        version, answers, failures = under_load(publisher.rollback)
+        version, answers, failures = under_load(tagged, publisher.rollback)
         assert version == 1 and publisher.status()["serving"] == 1
         assert failures == []
         assert [i for i, got in answers if got not in (release1[i], release2[i])] == []

@@ -10,7 +10,8 @@ import tritonclient.grpc.aio as aiogrpc
 from tritonclient.utils import InferenceServerException
 
 from shoprank_client.core import CallPlan, EndpointPool
-from shoprank_client.errors import RankingError, from_triton
+from shoprank_client.errors import InvalidRequest, RankingError, from_triton
+from shoprank_client.experiment import Splits, unit_id
 from shoprank_client.listing import Filters, FilterTree, options_parameter
 from shoprank_client.protocol import (
     CONTRACT,
@@ -41,6 +42,7 @@ class AsyncRankingClient:
         self._pool = EndpointPool(endpoints, self.options)
         self._clients: dict[str, aiogrpc.InferenceServerClient] = {}
         self._checked: set[tuple[str, str]] = set()
+        self._splits = Splits(self.options.experiment_refresh_s)  # the server's online tests, per model
         self._headers = dict(self.options.headers) or None
         self._late: set[asyncio.Future[InferResult]] = set()  # RPCs past the caller's deadline, left to finish
 
@@ -57,12 +59,15 @@ class AsyncRankingClient:
         sort: str = "relevance",
         facets: Sequence[str] = (),
         understand: str | None = None,
+        split_by: int | str | None = None,
     ) -> RankingResult:
         """Top ``k`` of ``candidates`` for ``user_id`` searching ``query``, best first. Ids may be ints or strings.
         ``filters``, ``per_group``, ``offset``, ``sort``, ``facets``: shoprank_client.listing (all calls take them)."""
         model, inputs, keys = build_inputs(user_id, candidates, k, query)
         params = options_parameter(filters, per_group, offset, sort, facets, understand=understand)
-        return await self._rank(model, inputs, timeout_s, keys, params)
+        return await self._rank(
+            model, inputs, timeout_s, keys, params, unit_id(user_id if split_by is None else split_by)
+        )
 
     async def recommend(
         self,
@@ -75,11 +80,14 @@ class AsyncRankingClient:
         offset: int = 0,
         sort: str = "relevance",
         facets: Sequence[str] = (),
+        split_by: int | str | None = None,
     ) -> RankingResult:
         """Top ``k`` of ``candidates`` for ``user_id`` without a query."""
         model, inputs, keys = build_inputs(user_id, candidates, k)
         params = options_parameter(filters, per_group, offset, sort, facets)
-        return await self._rank(model, inputs, timeout_s, keys, params)
+        return await self._rank(
+            model, inputs, timeout_s, keys, params, unit_id(user_id if split_by is None else split_by)
+        )
 
     async def search_catalog(
         self,
@@ -94,6 +102,7 @@ class AsyncRankingClient:
         sort: str = "relevance",
         facets: Sequence[str] = (),
         understand: str | None = None,
+        split_by: int | str | None = None,
     ) -> RankingResult:
         """Top ``k`` of the whole catalogue for ``user_id`` searching ``query``: the server retrieves, filters
         (sold out, bought, ``exclude``, ``filters``) and ranks. Item ids come back as the shop's own: a string-id
@@ -101,7 +110,9 @@ class AsyncRankingClient:
         default (``per_group``); ``offset`` pages, ``sort`` orders the relevant set, ``facets`` are counted."""
         model, inputs = build_catalog_inputs(user_id, k, query=query, exclude=exclude)
         params = options_parameter(filters, per_group, offset, sort, facets, understand=understand)
-        return await self._rank(model, inputs, timeout_s, None, params)
+        return await self._rank(
+            model, inputs, timeout_s, None, params, unit_id(user_id if split_by is None else split_by)
+        )
 
     async def recommend_catalog(
         self,
@@ -116,13 +127,16 @@ class AsyncRankingClient:
         sort: str = "relevance",
         facets: Sequence[str] = (),
         include_own_group: bool = False,
+        split_by: int | str | None = None,
     ) -> RankingResult:
         """Top ``k`` of the whole catalogue for ``user_id`` (homepage; with ``context``, the items being
         viewed, "more like this"): retrieved, filtered (sold out, bought, ``exclude``, the context and, unless
         ``include_own_group``, the context's other variants; ``filters``) and ranked."""
         model, inputs = build_catalog_inputs(user_id, k, context=context, exclude=exclude)
         params = options_parameter(filters, per_group, offset, sort, facets, include_own_group)
-        return await self._rank(model, inputs, timeout_s, None, params)
+        return await self._rank(
+            model, inputs, timeout_s, None, params, unit_id(user_id if split_by is None else split_by)
+        )
 
     async def rank_many(
         self,
@@ -201,11 +215,15 @@ class AsyncRankingClient:
             )
         return client
 
-    async def _ensure_contract(self, client: TritonClient, endpoint: str, model: str, timeout: float) -> None:
+    async def _ensure_contract(
+        self, client: TritonClient, endpoint: str, model: str, timeout: float, call: str | None = None
+    ) -> None:
+        """``model`` serves the SDK's contract of ``call`` (default: ``model``; a test's treatment serves its
+        public model's)."""
         if (endpoint, model) in self._checked:
             return
         meta = await client.get_model_metadata(model, as_json=True, client_timeout=timeout, headers=self._headers)
-        check_metadata(model, meta, endpoint)
+        check_metadata(call or model, meta, endpoint)
         self._checked.add((endpoint, model))
 
     async def _with_retries(
@@ -259,11 +277,26 @@ class AsyncRankingClient:
         timeout_s: float | None,
         keys: dict[int, str] | None = None,
         parameters: dict[str, str] | None = None,
+        unit: int = 0,
     ) -> RankingResult:
         async def infer(client: TritonClient, endpoint: str, plan: CallPlan) -> InferResult:
+            if self._splits.stale(model):
+                config = await client.get_model_config(
+                    model, as_json=True, client_timeout=plan.attempt_timeout(), headers=self._headers
+                )
+                self._splits.learn(model, config)
+            target = self._splits.target(model, unit)
             if self.options.check_contract:
-                await self._ensure_contract(client, endpoint, model, plan.attempt_timeout())
-            return await self._infer(client, endpoint, model, inputs, plan, parameters)
+                await self._ensure_contract(client, endpoint, target, plan.attempt_timeout(), model)
+            if target == model:
+                return await self._infer(client, endpoint, model, inputs, plan, parameters)
+            try:
+                return await self._infer(client, endpoint, target, inputs, plan, parameters)
+            except InferenceServerException as exc:  # the test stopped (or its treatment failed): the control
+                if isinstance(from_triton(exc, endpoint), InvalidRequest):
+                    raise
+                self._splits.forget(model)
+                return await self._infer(client, endpoint, model, inputs, plan, parameters)
 
         result, endpoint, plan = await self._with_retries(infer, timeout_s)
         response = result.get_response()
@@ -271,7 +304,7 @@ class AsyncRankingClient:
             parse_items(
                 result.as_numpy("TOP_ITEM_IDS"), result.as_numpy("TOP_SCORES"), keys, result.as_numpy("TOP_ITEM_KEYS")
             ),
-            model=response.model_name,
+            model=model,
             model_version=response.model_version,
             endpoint=endpoint,
             latency_ms=plan.elapsed_ms(),

@@ -286,4 +286,5 @@ def listing_fields(result: Any) -> dict[str, Any]:
         "matches": info.get("matches"),
         "facets": parse_facets(info),
         "info": info,
+        "release": int(info["release"]) if isinstance(info.get("release"), int) else None,
     }

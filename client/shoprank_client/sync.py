@@ -12,7 +12,8 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from shoprank_client.core import CallPlan, EndpointPool
-from shoprank_client.errors import RankingError, from_triton
+from shoprank_client.errors import InvalidRequest, RankingError, from_triton
+from shoprank_client.experiment import Splits, unit_id
 from shoprank_client.listing import Filters, FilterTree, options_parameter
 from shoprank_client.protocol import (
     CONTRACT,
@@ -70,6 +71,7 @@ class RankingClient:
         self._pool = EndpointPool(endpoints, self.options)
         self._clients: dict[str, grpcclient.InferenceServerClient] = {}
         self._checked: set[tuple[str, str]] = set()
+        self._splits = Splits(self.options.experiment_refresh_s)  # the server's online tests, per model
         self._headers = dict(self.options.headers) or None
         self._late: set[threading.Event] = set()  # RPCs past the caller's deadline, left to finish
 
@@ -87,12 +89,13 @@ class RankingClient:
         sort: str = "relevance",
         facets: Sequence[str] = (),
         understand: str | None = None,
+        split_by: int | str | None = None,
     ) -> RankingResult:
         """Top ``k`` of ``candidates`` for ``user_id`` searching ``query``, best first. Ids may be ints or strings.
         ``filters``, ``per_group``, ``offset``, ``sort``, ``facets``: shoprank_client.listing (all calls take them)."""
         model, inputs, keys = build_inputs(user_id, candidates, k, query)
         params = options_parameter(filters, per_group, offset, sort, facets, understand=understand)
-        return self._rank(model, inputs, timeout_s, keys, params)
+        return self._rank(model, inputs, timeout_s, keys, params, unit_id(user_id if split_by is None else split_by))
 
     def recommend(
         self,
@@ -105,11 +108,12 @@ class RankingClient:
         offset: int = 0,
         sort: str = "relevance",
         facets: Sequence[str] = (),
+        split_by: int | str | None = None,
     ) -> RankingResult:
         """Top ``k`` of ``candidates`` for ``user_id`` without a query (homepage, recommendations)."""
         model, inputs, keys = build_inputs(user_id, candidates, k)
         params = options_parameter(filters, per_group, offset, sort, facets)
-        return self._rank(model, inputs, timeout_s, keys, params)
+        return self._rank(model, inputs, timeout_s, keys, params, unit_id(user_id if split_by is None else split_by))
 
     def search_catalog(
         self,
@@ -124,6 +128,7 @@ class RankingClient:
         sort: str = "relevance",
         facets: Sequence[str] = (),
         understand: str | None = None,
+        split_by: int | str | None = None,
     ) -> RankingResult:
         """Top ``k`` of the whole catalogue for ``user_id`` searching ``query``: the server retrieves, filters
         (sold out, bought, ``exclude``, ``filters``) and ranks. Item ids come back as the shop's own: a string-id
@@ -131,7 +136,7 @@ class RankingClient:
         default (``per_group``); ``offset`` pages, ``sort`` orders the relevant set, ``facets`` are counted."""
         model, inputs = build_catalog_inputs(user_id, k, query=query, exclude=exclude)
         params = options_parameter(filters, per_group, offset, sort, facets, understand=understand)
-        return self._rank(model, inputs, timeout_s, None, params)
+        return self._rank(model, inputs, timeout_s, None, params, unit_id(user_id if split_by is None else split_by))
 
     def recommend_catalog(
         self,
@@ -146,13 +151,14 @@ class RankingClient:
         sort: str = "relevance",
         facets: Sequence[str] = (),
         include_own_group: bool = False,
+        split_by: int | str | None = None,
     ) -> RankingResult:
         """Top ``k`` of the whole catalogue for ``user_id`` (homepage; with ``context``, the items being
         viewed, "more like this"): retrieved, filtered (sold out, bought, ``exclude``, the context and, unless
         ``include_own_group``, the context's other variants; ``filters``) and ranked."""
         model, inputs = build_catalog_inputs(user_id, k, context=context, exclude=exclude)
         params = options_parameter(filters, per_group, offset, sort, facets, include_own_group)
-        return self._rank(model, inputs, timeout_s, None, params)
+        return self._rank(model, inputs, timeout_s, None, params, unit_id(user_id if split_by is None else split_by))
 
     def rank_many(
         self,
@@ -231,11 +237,15 @@ class RankingClient:
             )
         return client
 
-    def _ensure_contract(self, client: TritonClient, endpoint: str, model: str, timeout: float) -> None:
+    def _ensure_contract(
+        self, client: TritonClient, endpoint: str, model: str, timeout: float, call: str | None = None
+    ) -> None:
+        """``model`` serves the SDK's contract of ``call`` (default: ``model``; a test's treatment serves its
+        public model's)."""
         if (endpoint, model) in self._checked:
             return
         meta = client.get_model_metadata(model, as_json=True, client_timeout=timeout, headers=self._headers)
-        check_metadata(model, meta, endpoint)
+        check_metadata(call or model, meta, endpoint)
         self._checked.add((endpoint, model))
 
     def _with_retries(
@@ -296,11 +306,26 @@ class RankingClient:
         timeout_s: float | None,
         keys: dict[int, str] | None = None,
         parameters: dict[str, str] | None = None,
+        unit: int = 0,
     ) -> RankingResult:
         def infer(client: TritonClient, endpoint: str, plan: CallPlan) -> InferResult:
+            if self._splits.stale(model):
+                config = client.get_model_config(
+                    model, as_json=True, client_timeout=plan.attempt_timeout(), headers=self._headers
+                )
+                self._splits.learn(model, config)
+            target = self._splits.target(model, unit)
             if self.options.check_contract:
-                self._ensure_contract(client, endpoint, model, plan.attempt_timeout())
-            return self._infer(client, endpoint, model, inputs, plan, parameters)
+                self._ensure_contract(client, endpoint, target, plan.attempt_timeout(), model)
+            if target == model:
+                return self._infer(client, endpoint, model, inputs, plan, parameters)
+            try:
+                return self._infer(client, endpoint, target, inputs, plan, parameters)
+            except InferenceServerException as exc:  # the test stopped (or its treatment failed): the control
+                if isinstance(from_triton(exc, endpoint), InvalidRequest):
+                    raise
+                self._splits.forget(model)
+                return self._infer(client, endpoint, model, inputs, plan, parameters)
 
         result, endpoint, plan = self._with_retries(infer, timeout_s)
         response = result.get_response()
@@ -308,7 +333,7 @@ class RankingClient:
             parse_items(
                 result.as_numpy("TOP_ITEM_IDS"), result.as_numpy("TOP_SCORES"), keys, result.as_numpy("TOP_ITEM_KEYS")
             ),
-            model=response.model_name,
+            model=model,
             model_version=response.model_version,
             endpoint=endpoint,
             latency_ms=plan.elapsed_ms(),

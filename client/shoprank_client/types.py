@@ -34,6 +34,9 @@ class RankingResult:
     matches: int | None = None  # results there are to page through (groups, or items with per_group=0)
     facets: Mapping[str, tuple[FacetValue, ...]] = field(default_factory=dict)  # the facets asked for
     info: Mapping[str, Any] = field(default_factory=dict)  # the server's whole RESULT_INFO
+    # the release that answered (the arm of an online test: log it with the shop's events); None from a
+    # release built before releases said so
+    release: int | None = None
 
     @property
     def item_ids(self) -> list[int | str]:
@@ -115,11 +118,16 @@ class ClientOptions:
     # a cancellation races the response (triton-inference-server/server#7368, fixed in 24.12). Set 0 to
     # send the exact deadline to servers that have the fix.
     cancel_grace_s: float = 2.0
+    # An online test the server runs (shoprank_client.experiment): its config is re-read this often; 0 never
+    # reads it (every call goes to the control)
+    experiment_refresh_s: float = 10.0
 
     def __post_init__(self) -> None:
         if self.timeout_s <= 0:
             raise ValueError("ClientOptions.timeout_s must be > 0")
         if self.cancel_grace_s < 0:
             raise ValueError("ClientOptions.cancel_grace_s must be >= 0")
+        if self.experiment_refresh_s < 0:
+            raise ValueError("ClientOptions.experiment_refresh_s must be >= 0")
         if self.balance not in ("round_robin", "failover"):
             raise ValueError("ClientOptions.balance must be 'round_robin' or 'failover'")
