@@ -132,18 +132,36 @@ def fine_tune(shop, source: Path | None, settings, out_dir: Path, progress: bool
 def embeddings(
     titles: list[str], queries: list[str], encoder_dir: Path, out_dir: Path, title_tokens: int, progress: bool
 ) -> dict:
-    """``items.npy`` [I+1, D] (last row zeros: unknown items) and ``queries.npy`` [Q, D]."""
+    """``items.npy`` [I+1, D] (last row zeros: unknown items) and ``queries.npy`` [Q, D].
+
+    The titles the previous run of this step embedded with the same encoder (its ``items.keys.npy`` and
+    ``items.encoder.txt``) are copied, not encoded again: a retrain with a day of new logs encodes only the new
+    and changed titles (``text_encoder.encode_reusing``)."""
 
     onnx, tok = encoder_dir / "model.onnx", encoder_dir / TOKENIZER_FILE
-    # Chunked and resumable: a catalogue of millions is never in memory whole, and a stopped build
-    # goes on from the last chunk written (text_encoder.encode_to_file).
-    done = text_encoder.encode_to_file(
-        onnx, titles, title_tokens, out_dir / "items.npy", progress=progress, tokenizer=tok
-    )
+    identity = text_encoder.encoder_identity(onnx, title_tokens, tok)
+    items, keys_file, identity_file = out_dir / "items.npy", out_dir / "items.keys.npy", out_dir / "items.encoder.txt"
+    previous = None
+    if items.exists() and keys_file.exists() and identity_file.exists() and identity_file.read_text() == identity:
+        old = np.load(items, mmap_mode="r")  # the old file stays mapped after the new one replaces it
+        previous = (np.load(keys_file), old)
+    identity_file.unlink(missing_ok=True)  # until the new table and its keys are whole
+    # Chunked and resumable: a catalogue of millions is never in memory whole (the reuse aside), and a stopped
+    # build goes on from the last chunk written (text_encoder.encode_to_file).
+    done = text_encoder.encode_reusing(onnx, titles, title_tokens, items, previous, progress=progress, tokenizer=tok)
+    np.save(keys_file, text_encoder.text_keys(titles))
+    identity_file.write_text(identity)
     text_encoder.encode_to_file(
         onnx, queries, QUERY_TOKENS, out_dir / "queries.npy", progress=progress, tokenizer=tok, zero_row=False
     )
-    return {"items": len(titles), "queries": len(queries), "dim": done["dim"], "resumed_from": done["resumed_from"]}
+    return {
+        "items": len(titles),
+        "queries": len(queries),
+        "dim": done["dim"],
+        "resumed_from": done["resumed_from"],
+        "titles_reused": done["reused"],
+        "titles_encoded": done["encoded"],
+    }
 
 
 def query_stats(shop, settings, query_embeddings: np.ndarray, out_dir: Path) -> dict:

@@ -72,3 +72,25 @@ def test_other_texts_do_not_resume_a_partial_file(encoder, tmp_path):
     assert report["resumed_from"] == 0
     got = np.load(out)
     np.testing.assert_allclose(got, encode(onnx, changed, 16, progress=False, tokenizer=tok), atol=1e-5)
+
+
+def test_a_retrain_encodes_only_the_titles_the_previous_table_lacks(encoder, tmp_path):
+    from builders import steps
+
+    onnx, tok = encoder
+    folder = ENCODER
+    first = titles(80)
+    out = tmp_path / "embeddings"
+    report = steps.embeddings(first, ["red dress"], folder, out, 16, progress=False)
+    assert (report["titles_reused"], report["titles_encoded"]) == (0, 80)
+    nightly = first[5:] + ["a new linen summer dress", "waterproof tent 2 person"]  # 5 gone, 2 new
+    nightly[10] = "a changed title"
+    report = steps.embeddings(nightly, ["red dress"], folder, out, 16, progress=False)
+    assert (report["titles_reused"], report["titles_encoded"]) == (74, 3)
+    got = np.load(out / "items.npy")
+    want = encode(onnx, nightly, 16, progress=False, tokenizer=tok)
+    assert got.shape == (len(nightly) + 1, want.shape[1]) and not got[-1].any()
+    np.testing.assert_allclose(got[:-1], want, atol=1e-5)  # the same rows as encoding everything again
+    (out / "items.encoder.txt").write_text("another encoder")
+    report = steps.embeddings(nightly, ["red dress"], folder, out, 16, progress=False)
+    assert report["titles_reused"] == 0  # embeddings of another encoder are never reused

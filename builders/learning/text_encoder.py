@@ -241,6 +241,72 @@ def encode_to_file(
     return {"texts": total, "dim": enc.dim, "resumed_from": resumed}
 
 
+def encoder_identity(onnx_path: Path, length: int, tokenizer: Path | None) -> str:
+    """The content of an encoder, its tokenizer and the token length: what makes two embeddings comparable."""
+    digest = hashlib.sha256(f"{length}\0".encode())
+    for path in (onnx_path, tokenizer):
+        if path is not None:
+            with open(path, "rb") as f:
+                while block := f.read(1 << 22):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
+def text_keys(texts: list[str]) -> np.ndarray:
+    """A 64-bit BLAKE2b key per text (uint64): which texts a previous embedding table already holds."""
+    return np.fromiter(
+        (
+            int.from_bytes(hashlib.blake2b(t.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+            for t in texts
+        ),
+        np.uint64,
+        len(texts),
+    )
+
+
+def encode_reusing(
+    onnx_path: Path,
+    texts: list[str],
+    length: int,
+    out: Path,
+    previous: tuple[np.ndarray, np.ndarray] | None,
+    progress: bool = True,
+    tokenizer: Path | None = None,
+) -> dict:
+    """``encode_to_file`` (with the zero row) that copies the rows of texts ``previous`` holds and encodes only
+    the others. ``previous``: ``(keys [P] uint64, table [P(+1), D])`` of the same encoder (``encoder_identity``),
+    or None. A nightly retrain's catalogue is mostly the same titles: it encodes the new and changed ones."""
+    if previous is None or not len(previous[0]):
+        done = encode_to_file(onnx_path, texts, length, out, progress=progress, tokenizer=tokenizer)
+        return {**done, "reused": 0, "encoded": len(texts)}
+    old_keys, old_table = previous
+    keys = text_keys(texts)
+    order = np.argsort(old_keys, kind="stable")
+    pos = np.clip(np.searchsorted(old_keys[order], keys), 0, len(order) - 1)
+    found = old_keys[order][pos] == keys
+    misses = np.flatnonzero(~found)
+    fresh = out.with_name(f".{out.name}.fresh.npy")
+    new_rows = None
+    if len(misses):
+        encode_to_file(
+            onnx_path, [texts[i] for i in misses], length, fresh, progress=progress, tokenizer=tokenizer, zero_row=False
+        )
+        new_rows = np.load(fresh, mmap_mode="r")
+    dim = int(old_table.shape[1])
+    partial = out.with_name(f".{out.name}.partial")
+    table = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(len(texts) + 1, dim))
+    hits = np.flatnonzero(found)
+    table[hits] = old_table[order[pos[hits]]]
+    if new_rows is not None:
+        table[misses] = new_rows
+    table[len(texts)] = 0
+    table.flush()
+    del table, new_rows
+    os.replace(partial, out)
+    fresh.unlink(missing_ok=True)
+    return {"texts": len(texts), "dim": dim, "resumed_from": 0, "reused": len(hits), "encoded": len(misses)}
+
+
 def parity(
     onnx_path: Path, texts: list[str], length: int = 32, folder: Path | None = None, tokenizer: Path | None = None
 ) -> dict:
