@@ -12,8 +12,8 @@ export PYTHONPATH := $(CURDIR)
 
 .PHONY: help setup build build-gpu serve up redis seed lint format test test-unit test-triton configs validate check-data demo-data variants \
 	bench bench-client bench-encoder-length gpu-truth gpu-truth-report bench-ids bench-retrieval bench-lexical bench-search bench-ranker bench-search-cost bench-recommend \
-	bench-recommend-cost bench-scale bench-scan bench-online bench-online-cluster redis-cluster \
-	bench-variants bench-tuning loadtest capacity verify explore screenshots publish rollback ab-start ab-stop clean
+	bench-recommend-cost bench-scale bench-scan bench-online bench-retrain bench-online-cluster redis-cluster \
+	bench-variants bench-tuning loadtest capacity verify explore screenshots publish rollback retrain ab-start ab-stop clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ publish: ## publish a new build (FROM=its repository) into the served REPO as th
 
 rollback: ## switch the served REPO back to the previous release on disk
 	$(PY) -m server.publish rollback --repo $(REPO) --url 127.0.0.1:$(GRPC_PORT)
+
+retrain: ## nightly retrain against the served REPO: build a candidate from the newest logs, gate, publish or keep aside, watch (docs/retrain.md)
+	$(PY) -m retrain --profile $(PROFILE) --repo $(REPO) --url 127.0.0.1:$(GRPC_PORT) --metrics-url http://127.0.0.1:$(METRICS_PORT)/metrics
 
 SHARE ?= 0.1
 ab-start: ## online test: serve a candidate (FROM=its repository, or RELEASE=N on disk) to SHARE of users (docs/serving.md)
@@ -183,6 +186,9 @@ bench-scale: setup ## the whole server at generated catalogues of SIZES items: m
 
 bench-scan: setup ## retrieval by the item_scan model (exact matrix product) beside FAISS at SIZES_SCAN items; GPU rows need onnxruntime-gpu and a GPU -> docs/scale.md
 	$(PY) -m benchmarks.scan_retrieval --sizes $(SIZES_SCAN) --small build/small
+
+bench-retrain: setup ## a nightly retrain's build (one new day of logs, from the cache) against a full build -> docs/retrain.md
+	$(PY) -m benchmarks.retrain_cost --profile $(PROFILE) --out docs/retrain.md
 
 bench-online: setup ## what the online store's read adds to the feature model per request -> docs/online.md
 	$(PY) -m benchmarks.online_read --out docs/online.md

@@ -24,6 +24,7 @@ from pathlib import Path
 from builders.data.report import Problem
 
 PAGE_FILE = "build_report.html"
+HISTORY_FILE = Path("retrain") / "history.jsonl"  # the nightly retrain's decisions, one JSON line each (retrain/)
 TEMPLATE = "report.html.j2"
 VIEWS = (("logged", "logged clicks"), ("ips", "debiased (IPS)"), ("true", "true relevance"))
 
@@ -138,6 +139,33 @@ def pareto_figure(variants: dict | None) -> str | None:
     return _png(fig)
 
 
+def read_history(work: Path) -> list[dict]:
+    path = work / HISTORY_FILE
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def history_figure(history: list[dict]) -> str | None:
+    """Per retrain decision: the gate's NDCG@10 of the live release and of the candidate, and their p50."""
+    gated = [h for h in history if h.get("gate", {}).get("quality")]
+    if not gated:
+        return None
+    plt = _pyplot()
+    fig, (q_ax, l_ax) = plt.subplots(1, 2, figsize=(9.5, 3.2))
+    x = range(len(gated))
+    labels = [h["time"][5:16].replace("T", " ") for h in gated]
+    for arm, style in (("live", "o-"), ("candidate", "s--")):
+        q_ax.plot(x, [h["gate"]["quality"][h["gate"]["view"]][arm] for h in gated], style, ms=4, label=arm)
+        l_ax.plot(x, [h["gate"]["latency_ms"][arm]["p50"] for h in gated], style, ms=4, label=arm)
+    for i, h in enumerate(gated):
+        q_ax.annotate(h["decision"], (i, h["gate"]["quality"][h["gate"]["view"]]["candidate"]), fontsize=7)
+    for ax, label in ((q_ax, "NDCG@10 on the newest held-out lists"), (l_ax, "in-process p50 (ms)")):
+        ax.set_xticks(list(x), labels, rotation=30, fontsize=7)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _png(fig)
+
+
 def _read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
@@ -165,7 +193,9 @@ def context(report: dict, work: Path) -> dict:
         "similarity": ranker.get("similarity", {}),
         "golden": report.get("golden", {}),
         "variants": report.get("published_variants", {}),
+        "history": read_history(work),
         "figures": {
+            "history": history_figure(read_history(work)),
             "ndcg": ndcg_figure(ranker.get("test_curves", {})),
             "recall": recall_figure(ranker.get("test_curves", {}), report.get("retrieval", {})),
             "propensity": propensity_figure(ranker),

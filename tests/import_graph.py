@@ -25,6 +25,7 @@ ORDER = (
     "rollout",
     "builders",
     "server",
+    "retrain",
     "online",
     "model_repository",
     "explorer",
@@ -39,6 +40,7 @@ ALLOWED: dict[str, set[str]] = {
     "rollout": {"runtime"},
     "builders": {"runtime", "client", "rollout"},
     "server": {"runtime"},
+    "retrain": {"runtime", "client", "rollout", "builders", "server"},  # the nightly loop: build, gate, publish
     "online": {"runtime", "client"},
     "model_repository": {"runtime"},
     "explorer": {"runtime", "client", "builders"},

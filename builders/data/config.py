@@ -225,6 +225,17 @@ class RetrievalConfig(_Strict):
         return self.engine == "scan" or (self.engine == "auto" and target == "gpu")
 
 
+class RetrainConfig(_Strict):
+    """The nightly retrain's gate and watch (``python -m retrain``; docs/retrain.md)."""
+
+    margin: float = Field(0.01, ge=0, lt=1, description="the NDCG@10 a candidate may lose (relative) and be promoted")
+    latency_margin: float = Field(0.25, ge=0, description="the p50 a candidate may add (relative) and be promoted")
+    max_lists: int = Field(1500, ge=10, description="held-out lists both releases rank, newest first")
+    watch_s: float = Field(60.0, ge=0, description="how long a promoted release is watched before it is kept")
+    error_margin: float = Field(0.01, ge=0, lt=1, description="the served error rate it may add (absolute)")
+    watch_latency_margin: float = Field(0.5, ge=0, description="the mean served request time it may add (relative)")
+
+
 class ShopConfig(_Strict):
     name: str = Field(description="names the build's cache folder build/<name>/")
     data: DataConfig
@@ -235,6 +246,7 @@ class ShopConfig(_Strict):
     evaluation: EvaluationConfig = EvaluationConfig()
     retrieval: RetrievalConfig = RetrievalConfig()
     quality_margin: float = Field(0.01, ge=0, lt=1)
+    retrain: RetrainConfig = RetrainConfig()
 
     @field_validator("name")
     @classmethod

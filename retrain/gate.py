@@ -1,0 +1,160 @@
+"""The promotion gate: a candidate release against the live one on the newest held-out lists.
+
+Both releases rank the same lists, the newest window of the shop's logs that no model of the candidate
+trained on (the build's ``test`` split: ``split_by_time``), through the serving code in process
+(``builders/repository/pipeline.py``: the code the fused models run, on each release's own files). Each
+list's logged impressions are the candidates; its clicks and purchases the gains (``2^(click + purchase) - 1``).
+
+* **Quality**: NDCG@10 per list in the build report's views: ``logged``, ``ips`` (each gain weighted by the
+  inverse propensity of its logged position, the curve the build estimates: ``rows.propensities``) and
+  ``true`` (a generated shop's hidden relevance). Per view, the mean per list, and the candidate's paired
+  difference to the live release with a 95% bootstrap interval over lists (``metrics.paired_interval``).
+* **Latency**: p50/p99 of the same calls, one release after the other, in this process.
+* **The decision**: promote unless the candidate's NDCG@10 in the gate's view (``ips`` where the logs have
+  positions, else ``logged``) is below the live release's by more than ``margin`` (relative), or its p50 is
+  above the live release's by more than ``latency_margin`` (relative). Each refusal says why.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from builders.data.dataset import ShopData, split_by_time
+from builders.learning import propensity as prop
+from builders.learning.metrics import ndcg_per_list, paired_interval
+from builders.learning.rows import MAX_POSITION, propensities
+from builders.repository.pipeline import InProcessPipeline
+
+ANONYMOUS = 2**62 + 1  # a user id no shop has: the visitor without an account
+
+
+class GateError(ValueError):
+    """The gate cannot judge: the held-out window has no list to rank."""
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    margin: float = 0.01  # the NDCG@10 drop (relative) a candidate may have and still be promoted
+    latency_margin: float = 0.25  # the p50 rise (relative) it may have
+    max_lists: int = 1500  # held-out lists ranked (the newest first), to bound the gate's time
+    resamples: int = 1000
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """The lists both releases rank: per list its user, query (or None) and logged impressions."""
+
+    users: np.ndarray  # [L] int64 user ids
+    queries: list[str | None]
+    offsets: np.ndarray  # [L+1] into the flat arrays
+    items: np.ndarray  # [N] int64 item ids
+    gains: dict[str, np.ndarray] = field(default_factory=dict)  # view -> [N]
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+
+def held_out(shop: ShopData, max_lists: int) -> HeldOut:
+    """The newest ``max_lists`` lists of the test window with a click and two or more catalogue items."""
+    lists = split_by_time(shop)["test"][::-1]
+    curve = propensities(shop)["propensity"]
+    users, queries, offsets, rows = [], [], [0], []
+    for s in lists:
+        imp = np.arange(shop.session_offsets[s], shop.session_offsets[s + 1])
+        imp = imp[shop.imp_item[imp] >= 0]  # an item the catalogue does not have cannot be ranked
+        if len(imp) < 2 or not shop.imp_click[imp].any():
+            continue
+        row = shop.session_user[s]
+        users.append(int(shop.user_ids[row]) if row >= 0 else ANONYMOUS)
+        q = shop.session_query[s]
+        queries.append(shop.queries[q] if q >= 0 else None)
+        rows.append(imp)
+        offsets.append(offsets[-1] + len(imp))
+        if len(users) >= max_lists:
+            break
+    if not users:
+        raise GateError("the held-out window has no list with a click on two or more catalogue items")
+    imp = np.concatenate(rows)
+    gain = (2.0 ** (shop.imp_click[imp].astype(np.float64) + shop.imp_purchase[imp]) - 1).astype(np.float64)
+    gains = {"logged": gain}
+    if curve is not None:
+        position = shop.imp_position[imp]
+        logged = np.where(position > MAX_POSITION, -1, position)
+        gains["ips"] = prop.ips_gains(gain, logged, np.asarray(curve))
+    if shop.imp_relevance is not None:
+        gains["true"] = 1.0 / (1.0 + np.exp(-shop.imp_relevance[imp].astype(np.float64)))
+    return HeldOut(np.array(users, np.int64), queries, np.array(offsets), shop.item_ids[shop.imp_item[imp]], gains)
+
+
+def score(pipeline: InProcessPipeline, lists: HeldOut) -> tuple[np.ndarray, np.ndarray]:
+    """Every impression's score by the release (``[N]``), and each call's time in ms (``[L]``)."""
+    scores = np.empty(len(lists.items), np.float64)
+    times = np.empty(len(lists), np.float64)
+    for i, (user, query) in enumerate(zip(lists.users.tolist(), lists.queries, strict=True)):
+        a, b = lists.offsets[i], lists.offsets[i + 1]
+        items = lists.items[a:b]
+        start = time.perf_counter()
+        if query is None:
+            ids, got = pipeline.recommend(user, items, len(items))
+        else:
+            ids, got = pipeline.search(user, query, items, len(items))
+        times[i] = (time.perf_counter() - start) * 1e3
+        by_id = dict(zip(ids.tolist(), got.tolist(), strict=True))
+        # an item the release left out (sold out in its tables) ranks last
+        scores[a:b] = [by_id.get(item, -np.inf) for item in items.tolist()]
+    return scores, times
+
+
+def compare(
+    live: tuple[Path, int], candidate: tuple[Path, int], shop: ShopData, settings: GateSettings
+) -> dict[str, Any]:
+    """The gate's verdict: ``{"promote": bool, "reasons": [...], "quality": ..., "latency_ms": ..., "lists": n}``."""
+    lists = held_out(shop, settings.max_lists)
+    scored = {}
+    latency = {}
+    for name, (repo, version) in (("live", live), ("candidate", candidate)):
+        scored[name], times = score(InProcessPipeline(repo, version), lists)
+        latency[name] = {
+            "p50": round(float(np.percentile(times, 50)), 3),
+            "p99": round(float(np.percentile(times, 99)), 3),
+        }
+    quality: dict[str, Any] = {}
+    for view, gain in lists.gains.items():
+        per = {n: ndcg_per_list(gain, s, lists.offsets, 10) for n, s in scored.items()}
+        both = np.isfinite(per["live"]) & np.isfinite(per["candidate"])
+        quality[view] = {
+            "live": round(float(per["live"][both].mean()), 4),
+            "candidate": round(float(per["candidate"][both].mean()), 4),
+            "difference": paired_interval(per["candidate"][both] - per["live"][both], settings.resamples),
+            "lists": int(both.sum()),
+        }
+    view = "ips" if "ips" in quality else "logged"
+    q = quality[view]
+    relative = (q["candidate"] - q["live"]) / q["live"] if q["live"] > 0 else 0.0
+    slower = latency["candidate"]["p50"] / latency["live"]["p50"] - 1 if latency["live"]["p50"] > 0 else 0.0
+    reasons = []
+    if relative < -settings.margin:
+        reasons.append(
+            f"NDCG@10 ({view}) {q['candidate']:.4f} against the live {q['live']:.4f}: {relative:+.1%}, "
+            f"beyond the margin of -{settings.margin:.1%} (difference {q['difference'][0]:+.4f}, "
+            f"95% interval {q['difference'][1]:+.4f} to {q['difference'][2]:+.4f}, {q['lists']} lists)"
+        )
+    if slower > settings.latency_margin:
+        reasons.append(
+            f"p50 {latency['candidate']['p50']:.2f} ms against the live {latency['live']['p50']:.2f} ms: "
+            f"{slower:+.0%}, beyond the margin of +{settings.latency_margin:.0%}"
+        )
+    return {
+        "promote": not reasons,
+        "reasons": reasons,
+        "view": view,
+        "relative": round(relative, 4),
+        "quality": quality,
+        "latency_ms": latency,
+        "lists": len(lists),
+    }

@@ -1,0 +1,102 @@
+"""One nightly retrain: build a candidate from the newest logs, gate it, publish it or keep it aside, watch it.
+
+1. **Build** the candidate with the shop's config into ``<work>/candidate/model_repository``, in the build's
+   own cache folder: every step whose inputs did not change is reused (``builders/driver.py``), and the
+   embeddings step encodes only the titles it has not embedded with the same encoder before.
+2. **Gate** it against the live release (``retrain/gate.py``) on the newest held-out lists.
+3. A refused candidate is **kept aside** (``<work>/retrain/refused/<time>/``, with ``gate.json`` saying why);
+   the live release is untouched. A passed one is **published** by the zero-failure switch
+   (``server/publish.py``).
+4. The promoted release is **watched** for ``watch_s`` on Triton's metrics (``retrain/watch.py``) and
+   **rolled back** when its served error rate or request time is worse than the release before.
+5. Each decision is one JSON line of ``<work>/retrain/history.jsonl`` (shown on the build's report page).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from builders import report_page
+from builders.data.config import RetrainConfig
+from builders.data.dataset import ShopData
+from retrain import gate, watch
+from runtime.repository import layout, serving_version
+from server.publish import Publisher
+
+logger = logging.getLogger(__name__)
+
+CANDIDATE = Path("candidate") / "model_repository"
+REFUSED = Path("retrain") / "refused"
+
+
+@dataclass(frozen=True)
+class Served:
+    """The running server: the repository it serves, its publisher and its metrics page."""
+
+    repo: Path
+    publisher: Publisher
+    metrics_url: str | None  # None: no watch (the promotion is kept)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def record(work: Path, entry: dict[str, Any]) -> None:
+    """One decision, appended to the history (and the report page written again where the build's report is)."""
+    path = work / report_page.HISTORY_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(json.dumps(entry, default=str) + "\n")
+    report = work / "build_report.json"
+    if report.exists():
+        report_page.write(json.loads(report.read_text()), work)
+
+
+def promote(
+    served: Served,
+    candidate: Path,
+    shop: ShopData,
+    settings: RetrainConfig,
+    work: Path,
+    wait: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Gate ``candidate`` (a build's repository) against the live release; publish, keep aside or roll back."""
+    live = serving_version(served.repo)
+    gate_settings = gate.GateSettings(settings.margin, settings.latency_margin, settings.max_lists)
+    verdict = gate.compare((served.repo, live), (candidate, 1), shop, gate_settings)
+    entry: dict[str, Any] = {"time": _now(), "live": live, "candidate": str(candidate), "gate": verdict}
+    if not verdict["promote"]:
+        aside = work / REFUSED / entry["time"].replace(":", "")
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(candidate), aside)
+        (aside / "gate.json").write_text(json.dumps(verdict, indent=1))
+        entry.update(decision="refused", reasons=verdict["reasons"], kept_at=str(aside))
+        logger.warning(f"candidate refused, kept at {aside}: {'; '.join(verdict['reasons'])}")
+        record(work, entry)
+        return entry
+    ensembles = set(layout(served.repo).ensembles)  # every request's outcome (retrain/watch.py)
+    before = watch.scrape(served.metrics_url, ensembles) if served.metrics_url else None
+    release = served.publisher.publish(candidate)
+    entry.update(decision="promoted", release=release, reasons=[])
+    logger.info(f"release {release} promoted (NDCG@10 {verdict['relative']:+.2%} against release {live})")
+    if served.metrics_url and before is not None and settings.watch_s > 0:
+        start = watch.scrape(served.metrics_url, ensembles)
+        wait(settings.watch_s)
+        after = watch.scrape(served.metrics_url, ensembles) - start
+        seen = watch.verdict(before, after, settings.error_margin, settings.watch_latency_margin)
+        entry["watch"] = seen
+        if seen["rollback"]:
+            back = served.publisher.rollback()
+            entry.update(decision="rolled back", reasons=seen["reasons"], release=back)
+            logger.warning(f"release {release} rolled back to {back}: {'; '.join(seen['reasons'])}")
+    record(work, entry)
+    return entry
