@@ -18,12 +18,25 @@ from pathlib import Path
 from builders import build as build_mod
 from builders.data import config as cfg_mod
 from builders.data.dataset import ShopData
+from builders.repository.model_specs import ENSEMBLE, FUSED, FusedSizes
 from retrain.loop import CANDIDATE, Served, promote
 from runtime import cli_logging
-from runtime.repository import ServedRepositoryError
+from runtime.fused import THREADS_PARAMETER
+from runtime.repository import ServedRepositoryError, layout, read_config
 from server.publish import Publisher, PublishError
 
 EXIT = {"promoted": 0, "refused": 3, "rolled back": 4}
+
+
+def served_shape(repo: Path) -> tuple[str, FusedSizes | None]:
+    """The served repository's layout and fused sizes, so the candidate's configs are the live ones (publish
+    refuses any other)."""
+    lay = layout(repo)
+    if not lay.parts:
+        return ENSEMBLE, None
+    cfg = read_config(repo / lay.steps[0])
+    threads = cfg.parameters[THREADS_PARAMETER].string_value if THREADS_PARAMETER in cfg.parameters else "1"
+    return FUSED, FusedSizes(int(cfg.instance_group[0].count), int(threads or 1))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +48,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repo", type=Path, default=Path("model_repository"), help="the repository the server serves")
     p.add_argument("--url", default="127.0.0.1:8001", help="the server's gRPC address")
     p.add_argument("--metrics-url", default="http://127.0.0.1:8002/metrics", help="Triton's metrics ('' : no watch)")
-    p.add_argument("--layout", default="fused", choices=["fused", "ensemble"], help="the served repository's layout")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     if (args.config is None) == (args.profile is None):
@@ -45,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         cfg, work, _ = build_mod.resolve(args.profile, args.config, args.work)
+        shape, sizes = served_shape(args.repo)
         start = time.perf_counter()
         report = build_mod.build(
             "cpu",
@@ -53,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
             work,
             progress=not args.no_progress,
             config=args.config,
-            layout=args.layout,
+            layout=shape,
+            fused_sizes=sizes,
         )
         built = time.perf_counter() - start
         steps = {k: v.get("seconds") for k, v in report.items() if isinstance(v, dict) and "seconds" in v}

@@ -37,3 +37,11 @@ def test_a_release_is_rolled_back_for_errors_or_time_beyond_the_margins_and_kept
     got = verdict(before, slow, 0.01, 0.5)
     assert got["rollback"] and "mean request time 9.00 ms" in got["reasons"][0]
     assert verdict(before, Window(), 0.01, 0.5)["rollback"] is False  # no request: nothing to judge
+
+
+def test_the_candidate_is_built_in_the_served_repositorys_layout_and_sizes(small_repo, ensemble_repo):
+    from builders.repository.model_specs import ENSEMBLE, FUSED, FusedSizes
+    from retrain.__main__ import served_shape
+
+    assert served_shape(small_repo) == (FUSED, FusedSizes())
+    assert served_shape(ensemble_repo) == (ENSEMBLE, None)
