@@ -258,6 +258,7 @@ def test_the_example_config_is_valid_and_lists_every_field():
         ("features", cfg_mod.FeaturesConfig),
         ("evaluation", cfg_mod.EvaluationConfig),
         ("retrieval", cfg_mod.RetrievalConfig),
+        ("retrain", cfg_mod.RetrainConfig),
     ):
         assert set(raw[section]) == set(model.model_fields), section
     assert set(raw["features"]["query_stats"]) == set(cfg_mod.QueryStatsConfig.model_fields)
