@@ -9,7 +9,8 @@ list's logged impressions are the candidates; its clicks and purchases the gains
   inverse propensity of its logged position, the curve the build estimates: ``rows.propensities``) and
   ``true`` (a generated shop's hidden relevance). Per view, the mean per list, and the candidate's paired
   difference to the live release with a 95% bootstrap interval over lists (``metrics.paired_interval``).
-* **Latency**: p50/p99 of the same calls, one release after the other, in this process.
+* **Latency**: p50/p99 of the same calls in this process, the releases taking turns list by list (a load
+  on the machine that comes and goes weighs on both alike).
 * **The decision**: promote unless the candidate's NDCG@10 in the gate's view (``ips`` where the logs have
   positions, else ``logged``) is below the live release's by more than ``margin`` (relative), or its p50 is
   above the live release's by more than ``latency_margin`` (relative). Each refusal says why.
@@ -91,23 +92,41 @@ def held_out(shop: ShopData, max_lists: int) -> HeldOut:
     return HeldOut(np.array(users, np.int64), queries, np.array(offsets), shop.item_ids[shop.imp_item[imp]], gains)
 
 
+def _rank(pipeline: InProcessPipeline, lists: HeldOut, i: int) -> tuple[np.ndarray, float]:
+    """List ``i``'s impression scores by the release, and the call's time in ms."""
+    a, b = lists.offsets[i], lists.offsets[i + 1]
+    items = lists.items[a:b]
+    user, query = int(lists.users[i]), lists.queries[i]
+    start = time.perf_counter()
+    if query is None:
+        ids, got = pipeline.recommend(user, items, len(items))
+    else:
+        ids, got = pipeline.search(user, query, items, len(items))
+    took = (time.perf_counter() - start) * 1e3
+    by_id = dict(zip(ids.tolist(), got.tolist(), strict=True))
+    # an item the release left out (sold out in its tables) ranks last
+    return np.array([by_id.get(item, -np.inf) for item in items.tolist()], np.float64), took
+
+
 def score(pipeline: InProcessPipeline, lists: HeldOut) -> tuple[np.ndarray, np.ndarray]:
     """Every impression's score by the release (``[N]``), and each call's time in ms (``[L]``)."""
-    scores = np.empty(len(lists.items), np.float64)
-    times = np.empty(len(lists), np.float64)
-    for i, (user, query) in enumerate(zip(lists.users.tolist(), lists.queries, strict=True)):
+    got = score_side_by_side({"release": pipeline}, lists)
+    return got["release"]
+
+
+def score_side_by_side(
+    pipelines: dict[str, InProcessPipeline], lists: HeldOut
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``score`` of each release, list by list: the releases rank each list one after the other, in turn
+    first, so a load that comes and goes on the machine weighs on their times alike."""
+    scores = {name: np.empty(len(lists.items), np.float64) for name in pipelines}
+    times = {name: np.empty(len(lists), np.float64) for name in pipelines}
+    names = list(pipelines)
+    for i in range(len(lists)):
         a, b = lists.offsets[i], lists.offsets[i + 1]
-        items = lists.items[a:b]
-        start = time.perf_counter()
-        if query is None:
-            ids, got = pipeline.recommend(user, items, len(items))
-        else:
-            ids, got = pipeline.search(user, query, items, len(items))
-        times[i] = (time.perf_counter() - start) * 1e3
-        by_id = dict(zip(ids.tolist(), got.tolist(), strict=True))
-        # an item the release left out (sold out in its tables) ranks last
-        scores[a:b] = [by_id.get(item, -np.inf) for item in items.tolist()]
-    return scores, times
+        for name in names if i % 2 == 0 else names[::-1]:
+            scores[name][a:b], times[name][i] = _rank(pipelines[name], lists, i)
+    return {name: (scores[name], times[name]) for name in names}
 
 
 def compare(
