@@ -74,6 +74,7 @@ class RankingClient:
         self._splits = Splits(self.options.experiment_refresh_s)  # the server's online tests, per model
         self._headers = dict(self.options.headers) or None
         self._late: set[threading.Event] = set()  # RPCs past the caller's deadline, left to finish
+        self._late_answers = 0  # answers that came after the deadline to a thread that looked late (starved)
 
     # -- public API ---------------------------------------------------------------------------------
     def search(
@@ -279,10 +280,10 @@ class RankingClient:
         if grace <= 0:
             return client.infer(model, inputs, client_timeout=wait, headers=self._headers, parameters=parameters)
         done = threading.Event()
-        box: list[tuple[InferResult, InferenceServerException | None]] = []
+        box: list[tuple[InferResult, InferenceServerException | None, float]] = []
 
         def callback(result: InferResult, error: InferenceServerException | None) -> None:
-            box.append((result, error))
+            box.append((result, error, time.monotonic()))
             done.set()
             self._late.discard(done)
 
@@ -294,7 +295,10 @@ class RankingClient:
             if done.is_set():  # finished between the wait and the add
                 self._late.discard(done)
             raise plan.deadline_error(endpoint)
-        result, error = box[0]
+        result, error, arrived = box[0]
+        if arrived > plan.deadline:  # the answer came late; this thread only looked after it (descheduled)
+            self._late_answers += 1
+            raise plan.deadline_error(endpoint)
         if error is not None:
             raise error
         return result
