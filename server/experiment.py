@@ -173,8 +173,7 @@ class OnlineTests:
             self.publisher.unload(arm)
             shutil.rmtree(self.repo / arm)
         for model in lay.steps:
-            if list(read_config(self.repo / model).version_policy.specific.versions) != [kept]:
-                self.publisher.set_versions(model, [kept])
+            self.publisher.set_versions(model, [kept])
         return kept
 
 

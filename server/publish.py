@@ -160,8 +160,7 @@ class Publisher:
         # (latest), would otherwise move to the new version as soon as the server looks at the folder.
         self._name(lay, current)
         for model in lay.steps:
-            if list(read_config(self.repo / model).version_policy.specific.versions) != [current]:
-                self.set_versions(model, [current])
+            self.set_versions(model, [current])
         staging = self.repo.parent / f".{self.repo.name}.staging"
         shutil.rmtree(staging, ignore_errors=True)
         pairs = []  # files first, configs last: nothing loads a half-copied version
@@ -237,7 +236,10 @@ class Publisher:
             self.load(ensemble)
 
     def set_versions(self, model: str, versions: list[int]) -> None:
+        """Load ``model`` with exactly ``versions``; nothing to do where it already names them."""
         cfg = read_config(self.repo / model)
+        if list(cfg.version_policy.specific.versions) == list(versions):
+            return
         cfg.version_policy.specific.versions[:] = versions
         write_config(self.repo / model, cfg)
         self.load(model)
