@@ -146,6 +146,19 @@ def test_gbdt_learns_and_keeps_the_better_similarity_weight(trained):
     assert ListNDCG(va.gain, va.offsets)(logit + weight * va.sim) > ListNDCG(va.gain, va.offsets)(rand) + 0.2
 
 
+def test_a_validation_tie_goes_to_the_larger_similarity_weight_and_a_clear_win_to_the_winner():
+    history = [
+        {"sim_weight": 0.0, "val": 0.43884},
+        {"sim_weight": 0.5, "val": 0.43877},
+        {"sim_weight": 1.0, "val": 0.4343},
+    ]
+    assert gbdt.choose(history, 0.001) == 1  # 0.00007 apart: a tie, the title's similarity kept
+    assert gbdt.choose(history, 0.0) == 0  # no tolerance: the best value
+    assert gbdt.choose(history, 0.01) == 2
+    history[0]["val"] = 0.45
+    assert gbdt.choose(history, 0.001) == 0  # a clear win stays a win
+
+
 def test_gbdt_onnx_has_the_rankers_interface_and_matches_lightgbm(trained, tmp_path):
     import onnx
 

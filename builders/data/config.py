@@ -110,6 +110,12 @@ class GBDTConfig(_Strict):
     early_stopping: int = Field(40, ge=1)
     # the similarity term's weight (one per model): each is tried, the validation window keeps one
     sim_weights: tuple[float, ...] = Field((0.0, 0.5, 1.0), min_length=1)
+    sim_tie: float = Field(
+        0.001,
+        ge=0,
+        description="validation NDCG@10 differences below this are ties, won by the larger similarity weight: "
+        "a new item has no other signal than its title, and the validation window holds few new items",
+    )
     position_regularization: float = Field(0.0, ge=0, description="LightGBM's lambdarank_position_bias_regularization")
     seed: int = 0
 

@@ -112,7 +112,8 @@ def _dataset(rows, init: np.ndarray, position: bool):
 def train(tr, va, hp, debias: bool, score_val) -> tuple[GBDTRanker, list[dict]]:
     """Boost one model per candidate similarity weight (``hp.sim_weights``), each stopped early on
     ``score_val`` (the caller's validation metric, of the whole served score: the initial similarity score
-    included), and keep the best. Returns the ranker and one history entry per weight."""
+    included), and keep the best; a weight within ``hp.sim_tie`` of the best ties with it, and the larger
+    weight of a tie is kept (``choose``). Returns the ranker and one history entry per weight."""
     import lightgbm as lgb
 
     def feval(preds, _data):
@@ -134,7 +135,7 @@ def train(tr, va, hp, debias: bool, score_val) -> tuple[GBDTRanker, list[dict]]:
     }
     if debias:
         params["lambdarank_position_bias_regularization"] = hp.position_regularization
-    best: tuple[float, GBDTRanker] | None = None
+    models = []
     history = []
     for w in hp.sim_weights:
         train_set = _dataset(tr, w * tr.sim, debias)
@@ -152,10 +153,17 @@ def train(tr, va, hp, debias: bool, score_val) -> tuple[GBDTRanker, list[dict]]:
         value = float(score_val(logit + weight * va.sim))
         history.append({"sim_weight": float(w), "trees": booster.best_iteration or hp.rounds, "val": value})
         logger.info(f"[ranker] gbdt sim_weight {w}: {history[-1]['trees']} trees, validation {value:.4f}")
-        if best is None or value > best[0]:
-            best = (value, model)
-    assert best is not None  # sim_weights has at least one entry (the config says so)
-    return best[1], history
+        models.append(model)
+    return models[choose(history, hp.sim_tie)], history
+
+
+def choose(history: list[dict], tie: float) -> int:
+    """The index of the kept weight: the best validation value, or among those within ``tie`` of it the
+    largest weight. A new item's only signal is its title's similarity, and the validation window, made of
+    items with history, cannot see that: a weight the validation cannot tell from the best keeps it."""
+    best = max(h["val"] for h in history)
+    tied = [i for i, h in enumerate(history) if h["val"] >= best - tie]
+    return max(tied, key=lambda i: history[i]["sim_weight"])
 
 
 def export_onnx(model: GBDTRanker, out: Path) -> Path:
