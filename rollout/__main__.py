@@ -22,11 +22,12 @@ from pathlib import Path
 
 from rollout import compare as compare_mod
 from rollout import golden as golden_mod
+from rollout.follow import follow
+from rollout.follow import status as release_status_of
 from rollout.kube import Cluster, KubeError
-from rollout.status import NOT_ON_A_CLUSTER, SERVER_CONTAINER, release_status, table
-from rollout.triton_http import direct, view
+from rollout.status import NOT_ON_A_CLUSTER, table
+from rollout.triton_http import direct
 from rollout.verify import verify
-from rollout.wait import wait
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 
@@ -83,31 +84,6 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("--effect", type=float, default=0.02, help="relative change to size the test for (0.02: 2%%)")
     cp.add_argument("--json", action="store_true", help="machine-readable output")
     return p
-
-
-def _pod_port(pod) -> int:
-
-    for ctr in pod.spec.containers or []:
-        if ctr.name == SERVER_CONTAINER:
-            for port in ctr.ports or []:
-                if port.name == "http":
-                    return int(port.container_port)
-    return 8000
-
-
-def _transports(cluster, release) -> dict:
-    return {
-        p.metadata.name: cluster.proxy(release.namespace, p.metadata.name, _pod_port(p))
-        for p in sorted(release.pods, key=lambda p: p.metadata.name)
-        if p.metadata.deletion_timestamp is None and p.status is not None and p.status.pod_ip
-    }
-
-
-def _status(cluster, args, golden_checksum: str | None, ask_triton: bool = True):
-
-    release = cluster.release(args.namespace, args.release)
-    views = {name: view(send) for name, send in _transports(cluster, release).items()} if ask_triton else {}
-    return release_status(release, views, golden_checksum)
 
 
 def _compare(args, out) -> int:
@@ -169,13 +145,15 @@ def main(argv: list[str] | None = None, out=print) -> int:
     try:
         cluster = Cluster.connect(args.context, args.kubeconfig, args.in_cluster)
         if args.command == "status":
-            st = _status(cluster, args, gs.repository_checksum if gs else None, not args.no_triton)
+            st = release_status_of(
+                cluster, args.namespace, args.release, gs.repository_checksum if gs else None, not args.no_triton
+            )
             out(json.dumps(st.to_json(), indent=1) if args.json else table(st))
             return EXIT_OK if st.ok else EXIT_FAILED
         if args.command == "verify":
             assert gs is not None
             release = cluster.release(args.namespace, args.release)
-            pods = _transports(cluster, release)
+            pods = cluster.transports(release)
             if not pods:
                 out(f"error: release {args.release} in {args.namespace} has no running pods to verify")
                 return EXIT_FAILED
@@ -185,17 +163,16 @@ def main(argv: list[str] | None = None, out=print) -> int:
                 out(NOT_ON_A_CLUSTER)
             return EXIT_OK if verdict.ok else EXIT_FAILED
         # wait
-
-        def run_verify():
-            release = cluster.release(args.namespace, args.release)
-            return verify(gs, _transports(cluster, release), tolerance, workers)
-
-        result = wait(
-            lambda: _status(cluster, args, gs.repository_checksum if gs else None),
-            run_verify if gs is not None else None,
+        result = follow(
+            cluster,
+            args.namespace,
+            args.release,
+            gs,
             args.timeout,
             args.interval,
             out=(lambda _: None) if args.json else out,
+            tolerance=tolerance,
+            workers=workers,
         )
         if args.json:
             payload = {"ok": result.ok, "message": result.message, "waited_s": round(result.waited_s, 1)}

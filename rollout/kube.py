@@ -26,6 +26,8 @@ from rollout.triton_http import Transport, Unreachable
 from runtime.errors import ShoprankError
 
 CHART = "shoprank"
+SERVER_CONTAINER = "tritonserver"
+DEFAULT_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
 
 
 class KubeError(ShoprankError, RuntimeError):
@@ -41,6 +43,10 @@ class Release:
     deployment: object  # V1Deployment
     pods: list  # V1Pod
     nodes: dict  # node name -> V1Node, or None where the node could not be read (RBAC: nodes get)
+
+    @property
+    def deployment_name(self) -> str:
+        return self.deployment.metadata.name  # type: ignore[attr-defined]
 
 
 class Cluster:
@@ -103,6 +109,26 @@ class Cluster:
                     nodes[node] = None  # no "get nodes" permission: the GPU product shows as unknown
         return Release(namespace, name, dep, pods, nodes)
 
+    def patch_pod_template(self, namespace: str, deployment: str, annotations: dict[str, str]) -> None:
+        """Set annotations on the Deployment's pod template: a changed value rolls its pods (a new ReplicaSet),
+        as ``kubectl rollout restart`` does. A strategic merge patch: the template's other annotations stay."""
+        body = {"spec": {"template": {"metadata": {"annotations": annotations}}}}
+        self._call(
+            f"patch deployment {deployment} -n {namespace}",
+            self.apps.patch_namespaced_deployment,
+            deployment,
+            namespace,
+            body,
+        )
+
+    def transports(self, release: Release, port_name: str = "http") -> dict[str, Transport]:
+        """A transport to each running pod's named Triton port (``http``, ``metrics``), through the pod proxy."""
+        return {
+            p.metadata.name: self.proxy(release.namespace, p.metadata.name, pod_port(p, port_name))
+            for p in sorted(release.pods, key=lambda p: p.metadata.name)
+            if p.metadata.deletion_timestamp is None and p.status is not None and p.status.pod_ip
+        }
+
     def proxy(self, namespace: str, pod: str, port: int) -> Transport:
         """A transport to ``pod:port`` through the API server's pod proxy."""
         from kubernetes.client.exceptions import ApiException
@@ -126,6 +152,16 @@ class Cluster:
             return resp.status, data
 
         return send
+
+
+def pod_port(pod, name: str = "http") -> int:
+    """The Triton container's port of that name (the chart names them http, grpc, metrics)."""
+    for ctr in pod.spec.containers or []:
+        if ctr.name == SERVER_CONTAINER:
+            for port in ctr.ports or []:
+                if port.name == name:
+                    return int(port.container_port)
+    return DEFAULT_PORTS[name]
 
 
 def _is_status(data: bytes) -> bool:

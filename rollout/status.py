@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
+from rollout.kube import SERVER_CONTAINER
 from rollout.triton_http import TritonView
 
 REPO_CHECKSUM = "shoprank.io/repository-checksum"  # the build's repository checksum (modelRepository.checksum)
 CONFIG_CHECKSUM = "checksum/config"  # the chart's hash of repository location, server flags, image, online
-SERVER_CONTAINER = "tritonserver"
+RELEASE = "shoprank.io/release"  # the retrain CronJob's release on the volume (retrain/cluster.py sets it)
 ENGINE_INIT = "build-engines"
 GPU_LABEL = "nvidia.com/gpu.product"
 NOT_ON_A_CLUSTER = (
@@ -30,7 +31,7 @@ class PodRow:
     image: str
     repository_checksum: str  # "" when the chart was not given modelRepository.checksum
     config_checksum: str
-    current: bool  # on the Deployment's current pod template (both checksums and the image)
+    current: bool  # on the Deployment's current pod template (both checksums, the release and the image)
     engines: str  # the engine-build init container: "-" none, "built: ...", "running", "failed: ..."
     triton_ready: bool | None  # None: Triton not asked or not reachable
     models: dict[str, list[str]] = field(default_factory=dict)  # model -> loaded (READY) versions
@@ -106,6 +107,7 @@ def pod_row(pod, node, template_annotations: dict, template_image: str, view: Tr
     current = (
         ann.get(REPO_CHECKSUM, "") == template_annotations.get(REPO_CHECKSUM, "")
         and ann.get(CONFIG_CHECKSUM, "") == template_annotations.get(CONFIG_CHECKSUM, "")
+        and ann.get(RELEASE, "") == template_annotations.get(RELEASE, "")
         and image == template_image
     )
     phase = (pod.status.phase if pod.status else None) or "Unknown"

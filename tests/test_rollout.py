@@ -422,8 +422,8 @@ def test_verify_passes_the_same_repository_and_fails_another_ranker_or_a_corrupt
     assert code == 1 and "verify: FAILED" in out
     lines = out.splitlines()
     for bad in (stale, corrupt):
-        i = next(i for i, line in enumerate(lines) if line.startswith(f"FAIL  {bad}:"))
-        assert "requests differ" in lines[i]
+        i = next((i for i, line in enumerate(lines) if line.startswith(f"FAIL  {bad}:")), -1)
+        assert i >= 0 and "requests differ" in lines[i], out
         assert lines[i + 1].startswith("      first: #") and "candidates, k=" in lines[i + 1]
         assert "position " in lines[i + 2] or "returned " in lines[i + 2]
     code, out = rollout("verify", "--golden", str(small_repo), "--url", "127.0.0.1:1", "--json")
