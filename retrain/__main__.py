@@ -4,7 +4,13 @@
         --metrics-url http://127.0.0.1:8002/metrics
 
 The server must serve ``--repo`` in explicit model control (``make serve-live``), as ``server/publish.py``
-needs. Exit status: 0 promoted, 3 refused (kept aside), 4 rolled back, 1 a build or data error, 2 bad usage.
+needs. On Kubernetes (the chart's CronJob), the release volume and the Helm release serving it instead:
+
+    python -m retrain --config shoprank.yaml --volume /volume --kube-release shop -n shop --in-cluster
+
+builds in ``/volume/work``, and promotes by flipping ``/volume/current`` and rolling the Deployment
+(``retrain/cluster.py``). Exit status: 0 promoted, 3 refused (kept aside), 4 rolled back, 1 a build, data or
+cluster error, 2 bad usage.
 """
 
 from __future__ import annotations
@@ -19,7 +25,11 @@ from builders import build as build_mod
 from builders.data import config as cfg_mod
 from builders.data.dataset import ShopData
 from builders.repository.model_specs import ENSEMBLE, FUSED, FusedSizes
-from retrain.loop import CANDIDATE, Served, promote
+from retrain.cluster import OnKubernetes
+from retrain.loop import CANDIDATE, RolloutFailed, Served, Target, promote
+from retrain.volume import ReleaseVolume, VolumeError
+from rollout.golden import GoldenError
+from rollout.kube import Cluster, KubeError
 from runtime import cli_logging
 from runtime.fused import THREADS_PARAMETER
 from runtime.repository import ServedRepositoryError, layout, read_config
@@ -39,8 +49,7 @@ def served_shape(repo: Path) -> tuple[str, FusedSizes | None]:
     return FUSED, FusedSizes(int(cfg.instance_group[0].count), int(threads or 1))
 
 
-def main(argv: list[str] | None = None) -> int:
-    cli_logging.configure()
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m retrain", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", type=Path, help="the shop's shoprank.yaml (its data folder holds the newest logs)")
     p.add_argument("--profile", help="the demo shop instead of --config")
@@ -49,15 +58,53 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--url", default="127.0.0.1:8001", help="the server's gRPC address")
     p.add_argument("--metrics-url", default="http://127.0.0.1:8002/metrics", help="Triton's metrics ('' : no watch)")
     p.add_argument("--no-progress", action="store_true")
-    args = p.parse_args(argv)
+    k8s = p.add_argument_group("on Kubernetes (the chart's retrain CronJob)")
+    k8s.add_argument("--volume", type=Path, help="the release volume (retrain/volume.py) instead of --repo/--url")
+    k8s.add_argument("--kube-release", help="the Helm release whose pods serve the volume's current release")
+    k8s.add_argument("-n", "--namespace", default="default", help="its namespace")
+    k8s.add_argument("--in-cluster", action="store_true", help="the Job's service account (else a kubeconfig)")
+    k8s.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+    k8s.add_argument("--context", help="kube context (default: the kubeconfig's current one)")
+    k8s.add_argument("--rollout-timeout", type=float, default=900, help="seconds a rollout may take (default 900)")
+    k8s.add_argument("--interval", type=float, default=5, help="seconds between the rollout's checks (default 5)")
+    k8s.add_argument("--keep", type=int, default=5, help="releases kept on the volume (default 5)")
+    return p
+
+
+def _target(args: argparse.Namespace, volume: ReleaseVolume | None) -> Target:
+    if volume is not None:
+        cluster = Cluster.connect(args.context, args.kubeconfig, args.in_cluster)
+        return OnKubernetes(
+            volume,
+            cluster,
+            args.namespace,
+            args.kube_release,
+            timeout_s=args.rollout_timeout,
+            interval_s=args.interval,
+            keep=args.keep,
+            out=print,
+        )
+    import tritonclient.grpc as grpcclient
+
+    publisher = Publisher(args.repo, grpcclient.InferenceServerClient(args.url))
+    return Served(args.repo, publisher, args.metrics_url or None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    cli_logging.configure()
+    args = _parser().parse_args(argv)
     if (args.config is None) == (args.profile is None):
         print("error: give --config (your shop) or --profile (the demo shop)", file=sys.stderr)
         return 2
-    import tritonclient.grpc as grpcclient
+    if (args.volume is None) != (args.kube_release is None):
+        print("error: --volume and --kube-release go together", file=sys.stderr)
+        return 2
 
     try:
-        cfg, work, _ = build_mod.resolve(args.profile, args.config, args.work)
-        shape, sizes = served_shape(args.repo)
+        volume = ReleaseVolume(args.volume) if args.volume else None
+        repo = volume.path(volume.live()) if volume else args.repo
+        cfg, work, _ = build_mod.resolve(args.profile, args.config, args.work or (volume.work if volume else None))
+        shape, sizes = served_shape(repo)
         start = time.perf_counter()
         report = build_mod.build(
             "cpu",
@@ -72,12 +119,13 @@ def main(argv: list[str] | None = None) -> int:
         built = time.perf_counter() - start
         steps = {k: v.get("seconds") for k, v in report.items() if isinstance(v, dict) and "seconds" in v}
         print(f"candidate built in {built:.0f} s: {json.dumps(steps)}")
-        publisher = Publisher(args.repo, grpcclient.InferenceServerClient(args.url))
-        served = Served(args.repo, publisher, args.metrics_url or None)
-        entry = promote(served, work / CANDIDATE, ShopData.load(work / "data"), cfg.retrain, work)
-    except (build_mod.BuildError, cfg_mod.ConfigError) as err:
+        entry = promote(_target(args, volume), work / CANDIDATE, ShopData.load(work / "data"), cfg.retrain, work)
+    except (build_mod.BuildError, cfg_mod.ConfigError, KubeError, GoldenError, RolloutFailed) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except VolumeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except (PublishError, ServedRepositoryError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -5,8 +5,9 @@
    embeddings step encodes only the titles it has not embedded with the same encoder before.
 2. **Gate** it against the live release (``retrain/gate.py``) on the newest held-out lists.
 3. A refused candidate is **kept aside** (``<work>/retrain/refused/<time>/``, with ``gate.json`` saying why);
-   the live release is untouched. A passed one is **published** by the zero-failure switch
-   (``server/publish.py``).
+   the live release is untouched. A passed one is **published** where it is served (a ``Target``): by the
+   zero-failure switch of a running server (``Served``, ``server/publish.py``), or on Kubernetes by rolling
+   the Deployment onto the release volume's new release (``retrain/cluster.py``).
 4. The promoted release is **watched** for ``watch_s`` on Triton's metrics (``retrain/watch.py``) and
    **rolled back** when its served error rate or request time is worse than the release before.
 5. Each decision is one JSON line of ``<work>/retrain/history.jsonl`` (shown on the build's report page).
@@ -22,12 +23,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from builders import report_page
 from builders.data.config import RetrainConfig
 from builders.data.dataset import ShopData
 from retrain import gate, watch
+from runtime.errors import ShoprankError
 from runtime.repository import layout, serving_version
 from server.publish import Publisher
 
@@ -37,6 +39,35 @@ CANDIDATE = Path("candidate") / "model_repository"
 REFUSED = Path("retrain") / "refused"
 
 
+class RolloutFailed(ShoprankError, RuntimeError):
+    """The published release did not come up serving its golden set; it was switched back to ``back``."""
+
+    def __init__(self, message: str, back: int | str | None):
+        super().__init__(message)
+        self.back = back
+
+
+class Target(Protocol):
+    """Where releases are served: a running server (``Served``) or a Deployment on a volume
+    (``retrain.cluster.OnKubernetes``)."""
+
+    def live(self) -> tuple[Path, int]:
+        """The live release's repository folder and the version its ensembles name (what the gate ranks)."""
+        ...
+
+    def counters(self) -> dict[str, watch.Window] | None:
+        """The public ensembles' counters per server or pod; None: nothing to watch."""
+        ...
+
+    def publish(self, candidate: Path) -> int | str:
+        """Serve ``candidate`` (raises ``RolloutFailed`` after switching back); returns its release."""
+        ...
+
+    def rollback(self) -> int | str:
+        """Serve the release before the last publish again; returns it."""
+        ...
+
+
 @dataclass(frozen=True)
 class Served:
     """The running server: the repository it serves, its publisher and its metrics page."""
@@ -44,6 +75,20 @@ class Served:
     repo: Path
     publisher: Publisher
     metrics_url: str | None  # None: no watch (the promotion is kept)
+
+    def live(self) -> tuple[Path, int]:
+        return self.repo, serving_version(self.repo)
+
+    def counters(self) -> dict[str, watch.Window] | None:
+        if not self.metrics_url:
+            return None
+        return {"server": watch.scrape(self.metrics_url, set(layout(self.repo).ensembles))}
+
+    def publish(self, candidate: Path) -> int:
+        return self.publisher.publish(candidate)
+
+    def rollback(self) -> int:
+        return self.publisher.rollback()
 
 
 def _now() -> str:
@@ -62,7 +107,7 @@ def record(work: Path, entry: dict[str, Any]) -> None:
 
 
 def promote(
-    served: Served,
+    served: Target,
     candidate: Path,
     shop: ShopData,
     settings: RetrainConfig,
@@ -70,9 +115,9 @@ def promote(
     wait: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
     """Gate ``candidate`` (a build's repository) against the live release; publish, keep aside or roll back."""
-    live = serving_version(served.repo)
+    live_repo, live = served.live()
     gate_settings = gate.GateSettings(settings.margin, settings.latency_margin, settings.max_lists)
-    verdict = gate.compare((served.repo, live), (candidate, 1), shop, gate_settings)
+    verdict = gate.compare((live_repo, live), (candidate, 1), shop, gate_settings)
     entry: dict[str, Any] = {"time": _now(), "live": live, "candidate": str(candidate), "gate": verdict}
     if not verdict["promote"]:
         aside = work / REFUSED / entry["time"].replace(":", "")
@@ -83,19 +128,24 @@ def promote(
         logger.warning(f"candidate refused, kept at {aside}: {'; '.join(verdict['reasons'])}")
         record(work, entry)
         return entry
-    ensembles = set(layout(served.repo).ensembles)  # every request's outcome (retrain/watch.py)
-    before = watch.scrape(served.metrics_url, ensembles) if served.metrics_url else None
-    release = served.publisher.publish(candidate)
+    before = served.counters()  # every request's outcome on the public ensembles (retrain/watch.py)
+    try:
+        release = served.publish(candidate)
+    except RolloutFailed as err:
+        entry.update(decision="rolled back", reasons=[str(err)], release=err.back)
+        logger.warning(f"candidate rolled back to {err.back}: {err}")
+        record(work, entry)
+        return entry
     entry.update(decision="promoted", release=release, reasons=[])
     logger.info(f"release {release} promoted (NDCG@10 {verdict['relative']:+.2%} against release {live})")
-    if served.metrics_url and before is not None and settings.watch_s > 0:
-        start = watch.scrape(served.metrics_url, ensembles)
+    if before is not None and settings.watch_s > 0:
+        start = served.counters() or {}
         wait(settings.watch_s)
-        after = watch.scrape(served.metrics_url, ensembles) - start
-        seen = watch.verdict(before, after, settings.error_margin, settings.watch_latency_margin)
+        after = watch.since(served.counters() or {}, start)
+        seen = watch.verdict(watch.total(before), after, settings.error_margin, settings.watch_latency_margin)
         entry["watch"] = seen
         if seen["rollback"]:
-            back = served.publisher.rollback()
+            back = served.rollback()
             entry.update(decision="rolled back", reasons=seen["reasons"], release=back)
             logger.warning(f"release {release} rolled back to {back}: {'; '.join(seen['reasons'])}")
     record(work, entry)

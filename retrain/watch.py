@@ -62,6 +62,20 @@ def scrape(metrics_url: str, models: set[str]) -> Window:
         return parse(resp.read().decode(), models)
 
 
+def total(windows: dict[str, Window]) -> Window:
+    """Every server's (or pod's) window, summed."""
+    out = Window()
+    for w in windows.values():
+        out = Window(out.success + w.success, out.failure + w.failure, out.duration_us + w.duration_us)
+    return out
+
+
+def since(now: dict[str, Window], start: dict[str, Window]) -> Window:
+    """What each server counted after ``start``, summed: a pod that started since counts whole; one gone since
+    is left out (its last requests with it)."""
+    return total({k: w - start.get(k, Window()) for k, w in now.items()})
+
+
 def verdict(before: Window, after: Window, error_margin: float, latency_margin: float) -> dict:
     """``{"rollback": bool, "reasons": [...], ...}``: the new release's window (``after``) against the old one's."""
     reasons = []

@@ -15,6 +15,7 @@ import copy
 import json
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
@@ -23,6 +24,7 @@ import urllib3
 from kubernetes import client
 
 TOKEN = "stand-in-token"
+METRICS_PORT = 8002  # the chart's metrics port: a pod proxy call to it goes to World.metrics
 _API = client.ApiClient()
 
 
@@ -129,8 +131,13 @@ class World:
     pod_states: list[list[client.V1Pod]]
     nodes: dict[str, client.V1Node] = field(default_factory=dict)
     backends: dict[str, str] = field(default_factory=dict)  # pod name -> http://host:port of its tritonserver
+    metrics: dict[str, str] = field(default_factory=dict)  # pod name -> http://host:port of its metrics page
+    # Called with the patched Deployment after a PATCH of its pod template: what the Deployment controller and
+    # the kubelets would do next (new pods on the new template) is the test's to stand in for.
+    on_patch: Callable[[client.V1Deployment], None] | None = None
     nodes_forbidden: bool = False
     calls: list[str] = field(default_factory=list)
+    patches: list[dict] = field(default_factory=list)
     _lists: int = 0
 
     def pods(self) -> list[client.V1Pod]:
@@ -172,11 +179,11 @@ class _Handler(BaseHTTPRequestHandler):
         w.calls.append(f"{method} {url.path}")
         if self.headers.get("Authorization") != f"Bearer {TOKEN}":
             return self._status(401, "Unauthorized", "no or wrong bearer token")
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) if method == "POST" else None
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) if method in ("POST", "PATCH") else None
         selector = parse_qs(url.query).get("labelSelector", [""])[0]
         ns = w.deployment.metadata.namespace
         if m := re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods/([^/:]+):(\d+)/proxy(/.*)", url.path):
-            backend = w.backends.get(m.group(2))
+            backend = (w.metrics if m.group(3) == str(METRICS_PORT) else w.backends).get(m.group(2))
             if m.group(1) != ns or backend is None:
                 return self._status(404, "NotFound", f'pods "{m.group(2)}" not found')
             try:
@@ -186,6 +193,8 @@ class _Handler(BaseHTTPRequestHandler):
             except urllib3.exceptions.HTTPError as err:
                 return self._status(503, "ServiceUnavailable", f"error trying to reach service: {err}")
             return self._send(resp.status, resp.data, resp.headers.get("Content-Type", "application/json"))
+        if method == "PATCH":
+            return self._patch(url.path, body or b"")
         if method != "GET":
             return self._status(405, "MethodNotAllowed", method)
         if url.path == f"/apis/apps/v1/namespaces/{ns}/deployments":
@@ -204,6 +213,31 @@ class _Handler(BaseHTTPRequestHandler):
         if re.fullmatch(r"/api(s/apps)?/v1/namespaces/[^/]+/(pods|deployments)", url.path):
             return self._obj(client.V1PodList(items=[]) if "pods" in url.path else client.V1DeploymentList(items=[]))
         return self._status(404, "NotFound", url.path)
+
+    def _patch(self, path: str, body: bytes) -> None:
+        """A strategic merge patch of the Deployment's pod template annotations (what ``Cluster.patch_pod_template``
+        sends); anything else is refused, so a wrong call fails the test."""
+        w = self.world
+        dep = w.deployment
+        assert dep.metadata is not None and dep.spec is not None and dep.spec.template.metadata is not None
+        if path != f"/apis/apps/v1/namespaces/{dep.metadata.namespace}/deployments/{dep.metadata.name}":
+            return self._status(404, "NotFound", path)
+        if self.headers.get("Content-Type") != "application/strategic-merge-patch+json":
+            return self._status(415, "UnsupportedMediaType", str(self.headers.get("Content-Type")))
+        patch = json.loads(body)
+        annotations = patch.get("spec", {}).get("template", {}).get("metadata", {}).get("annotations")
+        if not isinstance(annotations, dict) or set(patch) != {"spec"}:
+            return self._status(422, "Invalid", f"the stand-in applies pod template annotations only: {patch}")
+        tmpl = dep.spec.template.metadata
+        tmpl.annotations = {**(tmpl.annotations or {}), **annotations}
+        dep.metadata.generation = (dep.metadata.generation or 0) + 1
+        w.patches.append(annotations)
+        if w.on_patch is not None:
+            w.on_patch(dep)
+        return self._obj(dep)
+
+    def do_PATCH(self):
+        self._handle("PATCH")
 
     def do_GET(self):
         self._handle("GET")

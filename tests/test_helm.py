@@ -3,6 +3,7 @@ can run here: see helm/README.md for what is and is not tested)."""
 
 import json
 import subprocess
+from pathlib import Path
 
 import kubernetes_validate
 import pytest
@@ -49,6 +50,15 @@ def kind(docs, k, suffix=""):
     found = [d for d in docs if d["kind"] == k and d["metadata"]["name"].endswith(suffix)]
     assert found, f"no {k}"
     return found[0]
+
+
+# The nightly retrain CronJob on (docs/retrain.md): a release volume on a PVC, the exports on another.
+RETRAIN = [
+    "retrain.enabled=true",
+    "modelRepository.source=pvc",
+    "modelRepository.pvc.claimName=models",
+    "retrain.exports.claimName=exports",
+]
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -215,6 +225,13 @@ def test_helm_test_hook_runs_a_real_inference():
         (["online.cluster.seeds={nohost}"], "seeds"),
         (["modelRepository.checksum=abc123"], "/modelRepository/checksum"),
         (["networkPolicy.allowApiServer.cidrs={10.0.0.1}"], "/networkPolicy/allowApiServer/cidrs/0"),
+        (["retrain.enabled=true"], "retrain.enabled promotes releases on the repository's volume"),
+        ([*RETRAIN[:3]], "retrain.enabled needs the shop's exports"),
+        ([*RETRAIN, "modelRepository.checksum=sha256:" + "0" * 64], "leave modelRepository.checksum empty"),
+        ([*RETRAIN, "retrain.schedule=nightly"], "/retrain/schedule"),
+        ([*RETRAIN, "retrain.keepReleases=1"], "/retrain/keepReleases"),
+        ([*RETRAIN, "retrain.config.data.folder=/data"], "/retrain/config/data/folder"),
+        ([*RETRAIN[:3], "retrain.sync.image=amazon/aws-cli:2.22.35"], "/retrain/sync/command"),
     ],
 )
 def test_wrong_values_are_rejected_with_a_clear_message(sets, message):
@@ -349,3 +366,82 @@ def test_the_online_store_is_configured_from_a_secret_and_only_it_is_reachable()
     docs = render()
     assert kind(docs, "NetworkPolicy")["spec"]["policyTypes"] == ["Ingress"]
     assert "env" not in kind(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+
+
+@pytest.mark.parametrize("sets", [RETRAIN, [*RETRAIN, "modelRepository.pvc.subPath=shop/", "engineBuild.enabled=true"]])
+def test_the_retrain_cronjob_and_its_rbac_are_valid_kubernetes_and_promote_through_the_volumes_link(sets, tmp_path):
+    from builders.data import config as cfg_mod
+    from retrain.__main__ import _parser
+
+    docs = render("values-gpu.yaml", *sets, "networkPolicy.allowApiServer.cidrs={10.0.0.0/28}")
+    for doc in docs:
+        if doc["kind"] not in CRDS:
+            kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+    cron = kind(docs, "CronJob", "-retrain")
+    assert cron["spec"]["schedule"] == "0 3 * * *" and cron["spec"]["concurrencyPolicy"] == "Forbid"
+    job = cron["spec"]["jobTemplate"]["spec"]
+    assert job["backoffLimit"] == 0 and job["activeDeadlineSeconds"] == 14400
+    pod = job["template"]["spec"]
+    (ctr,) = pod["containers"]
+    # the args are the retrain's own: its parser reads them as the Job will
+    args = _parser().parse_args(ctr["args"])
+    assert (args.volume, args.kube_release, args.namespace, args.in_cluster) == (Path("/volume"), "rel", "shop", True)
+    assert ctr["command"] == ["python", "-m", "retrain"] and args.keep == 5 and args.rollout_timeout == 900
+    sub = "shop" if any("subPath=shop/" in s for s in sets) else ""
+    mounts = {m["mountPath"]: m for m in ctr["volumeMounts"]}
+    assert mounts["/volume"].get("subPath", "") == sub and not mounts["/volume"].get("readOnly")
+    assert mounts["/exports"]["readOnly"] and mounts[str(args.config.parent)]["readOnly"]
+    vols = {v["name"]: v for v in pod["volumes"]}
+    assert vols["volume"]["persistentVolumeClaim"] == {"claimName": "models"}
+    assert vols["exports"]["persistentVolumeClaim"] == {"claimName": "exports", "readOnly": True}
+    # the shop's config the Job reads is a valid shoprank.yaml
+    cm = kind(docs, "ConfigMap", "-retrain")
+    (tmp_path / "shoprank.yaml").write_text(cm["data"][args.config.name])
+    assert cfg_mod.load(tmp_path / "shoprank.yaml").data.folder == Path("/exports")
+    # the Job's pod is not one of the Deployment's (its selector), nor the Service's
+    dep = kind(docs, "Deployment")
+    selector = dep["spec"]["selector"]["matchLabels"]
+    labels = job["template"]["metadata"]["labels"]
+    assert not all(labels.get(k) == v for k, v in selector.items())
+    # the pods serve the release the volume's link names, resolved when each container starts
+    tmpl = dep["spec"]["template"]["spec"]
+    want = f"{sub}/current".lstrip("/")
+    served = [m for c in tmpl["containers"] + tmpl.get("initContainers", []) for m in c["volumeMounts"]]
+    assert {m.get("subPath") for m in served if m["name"] in ("models", "models-src") and "subPath" in m} == {want}
+    assert "shoprank.io/repository-checksum" not in dep["spec"]["template"]["metadata"]["annotations"]
+    # RBAC: patch only this release's Deployment; read pods; the pod proxy
+    role = kind(docs, "Role", "-retrain")
+    rules = {
+        (r["apiGroups"][0], r["resources"][0], v): r.get("resourceNames") for r in role["rules"] for v in r["verbs"]
+    }
+    assert rules[("apps", "deployments", "patch")] == [dep["metadata"]["name"]]
+    assert ("", "pods/proxy", "get") in rules and ("", "pods", "list") in rules
+    assert not any(v in ("delete", "create", "update") for _, _, v in rules)
+    binding = kind(docs, "RoleBinding", "-retrain")
+    assert (
+        binding["subjects"][0]["name"]
+        == pod["serviceAccountName"]
+        == kind(docs, "ServiceAccount", "-retrain")["metadata"]["name"]
+    )
+    # the watch reads each pod's metrics through the API server's pod proxy
+    ingress = kind(docs, "NetworkPolicy")["spec"]["ingress"][2]
+    assert ingress["ports"] == [{"port": "http", "protocol": "TCP"}, {"port": "metrics", "protocol": "TCP"}]
+
+
+def test_the_retrain_cronjob_can_copy_the_exports_from_a_bucket_first():
+    docs = render(
+        None,
+        *RETRAIN[:3],
+        "retrain.sync.image=amazon/aws-cli:2.22.35",
+        "retrain.sync.command={aws,s3,sync,s3://shop-exports/latest/,/exports}",
+        "retrain.sync.credentialsSecret=aws",
+        "retrain.timeZone=Europe/Berlin",
+    )
+    cron = kind(docs, "CronJob", "-retrain")
+    kubernetes_validate.validate(cron, KUBERNETES, strict=True)
+    assert cron["spec"]["timeZone"] == "Europe/Berlin"
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
+    assert init["command"][-1] == "/exports" and init["envFrom"] == [{"secretRef": {"name": "aws"}}]
+    assert {v["name"]: v for v in pod["volumes"]}["exports"] == {"name": "exports", "emptyDir": {}}
+    assert "CronJob" not in {d["kind"] for d in render()}  # off by default

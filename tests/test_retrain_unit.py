@@ -1,10 +1,16 @@
-"""The retrain's watch (retrain/watch.py) on Triton's metrics text, without a server."""
+"""The retrain's watch (retrain/watch.py) on Triton's metrics text, and its release volume (retrain/volume.py),
+without a server."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
-from retrain.watch import Window, parse, verdict
+from retrain import volume as volume_mod
+from retrain.volume import ReleaseVolume, VolumeError, adopt
+from retrain.watch import Window, parse, since, total, verdict
 
 pytestmark = pytest.mark.unit
 
@@ -45,3 +51,54 @@ def test_the_candidate_is_built_in_the_served_repositorys_layout_and_sizes(small
 
     assert served_shape(small_repo) == (FUSED, FusedSizes())
     assert served_shape(ensemble_repo) == (ENSEMBLE, None)
+
+
+def test_the_watch_sums_pods_and_counts_a_pod_started_since_whole_and_a_gone_one_not():
+    start = {"a": Window(10, 1, 1000), "b": Window(5, 0, 500)}
+    now = {"a": Window(30, 2, 3000), "c": Window(4, 4, 400)}  # b went away, c started
+    assert total(start) == Window(15, 1, 1500)
+    assert since(now, start) == Window(24, 5, 2400)
+
+
+def _built(folder: Path, tag: str) -> Path:
+    (folder / "ranker" / "1").mkdir(parents=True)
+    (folder / "ranker" / "1" / "model.onnx").write_text(tag)
+    (folder / "golden.json").write_text("{}")
+    return folder
+
+
+def test_a_release_volume_adopts_adds_flips_atomically_and_prunes_old_releases(tmp_path):
+    vol = ReleaseVolume(tmp_path / "vol")
+    with pytest.raises(VolumeError, match="no release link; adopt a built repository first"):
+        vol.live()
+    with pytest.raises(VolumeError, match="not a built model repository"):
+        adopt(vol.root, tmp_path)
+    first = adopt(vol.root, _built(tmp_path / "b1", "one"))
+    assert vol.live() == first and (tmp_path / "b1").is_dir()  # adopt copies
+    assert os.readlink(vol.link) == f"releases/{first}"  # relative: the same wherever the volume is mounted
+    assert (vol.link / "ranker" / "1" / "model.onnx").read_text() == "one"
+    second = vol.add(_built(tmp_path / "b2", "two"))
+    third = vol.add(_built(tmp_path / "b3", "three"))
+    assert second != third and not (tmp_path / "b2").exists()  # moved in; ids unique within one second
+    assert vol.live() == first and vol.names() == [first, second, third]
+    assert vol.flip(second) == first and vol.live() == second
+    assert (vol.link / "ranker" / "1" / "model.onnx").read_text() == "two"
+    assert not [p for p in vol.root.iterdir() if p.name.startswith(".")]  # no temporary link left
+    with pytest.raises(VolumeError, match="no such release"):
+        vol.flip("19990101T000000Z")
+    with pytest.raises(VolumeError, match="exists already"):
+        vol.add(_built(tmp_path / "b4", "four"), third)
+    # keep 1: the newest stays, and the live one, and the protected one (the release before the last publish)
+    assert vol.prune(1, protect={first}) == [] and vol.names() == [first, second, third]
+    assert vol.prune(1) == [first] and vol.names() == [second, third] and vol.live() == second
+
+
+def test_a_volume_whose_link_points_elsewhere_is_refused_with_the_path(tmp_path):
+    vol = ReleaseVolume(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    vol.link.symlink_to("elsewhere")
+    with pytest.raises(VolumeError, match=r"current -> elsewhere: not a folder under releases/"):
+        vol.live()
+    assert volume_mod.main(["list", str(tmp_path)]) == 2
+    assert volume_mod.main(["adopt", str(tmp_path / "v"), str(_built(tmp_path / "b", "x"))]) == 0
+    assert ReleaseVolume(tmp_path / "v").names() == [ReleaseVolume(tmp_path / "v").live()]

@@ -23,6 +23,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if eq .Values.modelRepository.source "cloud" -}}{{ .Values.modelRepository.cloud.uri }}
 {{- else -}}/models{{- end -}}
 {{- end -}}
+{{/* The claim's folder the pods serve: the configured subPath, or with the retrain CronJob its release link
+(a subPath mount resolves the link when the container starts: a pod keeps the release it started with). */}}
+{{- define "shoprank.modelsSubPath" -}}
+{{- $sub := trimSuffix "/" .Values.modelRepository.pvc.subPath -}}
+{{- if .Values.retrain.enabled -}}{{ trimPrefix "/" (printf "%s/current" $sub) }}{{- else -}}{{ $sub }}{{- end -}}
+{{- end -}}
 {{/* terminationGracePeriodSeconds = preStop sleep + Triton's exit timeout + margin. */}}
 {{- define "shoprank.gracePeriod" -}}
 {{ add .Values.drain.preStopSleepSeconds .Values.server.exitTimeoutSeconds .Values.drain.marginSeconds }}
