@@ -123,10 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     except (build_mod.BuildError, cfg_mod.ConfigError, KubeError, GoldenError, RolloutFailed) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    except VolumeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except (PublishError, ServedRepositoryError) as err:
+    except (PublishError, ServedRepositoryError, VolumeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"{entry['decision']}: {'; '.join(entry['reasons']) or 'the candidate is not worse than the live release'}")

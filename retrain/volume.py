@@ -59,6 +59,10 @@ class ReleaseVolume:
             raise VolumeError(f"{self.link} -> {target}: not a folder under {RELEASES}/")
         return target.name
 
+    def live_or_none(self) -> str | None:
+        """The live release, or None on a volume with no link yet."""
+        return self.live() if self.link.is_symlink() else None
+
     def path(self, release: str) -> Path:
         folder = self.releases / release
         if not folder.is_dir():
@@ -87,7 +91,7 @@ class ReleaseVolume:
     def flip(self, release: str) -> str | None:
         """Point ``current`` at ``release`` (atomically); returns the release it named before, if any."""
         self.path(release)
-        before = self.live() if self.link.is_symlink() else None
+        before = self.live_or_none()
         tmp = self.root / f".{CURRENT}.{os.getpid()}"
         tmp.unlink(missing_ok=True)
         tmp.symlink_to(Path(RELEASES) / release)  # relative: the same link wherever the volume is mounted
@@ -97,7 +101,7 @@ class ReleaseVolume:
     def prune(self, keep: int, protect: set[str] | frozenset[str] = frozenset()) -> list[str]:
         """Delete all but the newest ``keep`` releases; never the live one nor ``protect``. Returns the deleted."""
         keep = max(keep, 1)
-        live = self.live() if self.link.is_symlink() else None
+        live = self.live_or_none()
         releases = self.names()
         doomed = [r for r in releases[: max(len(releases) - keep, 0)] if r != live and r not in protect]
         for r in doomed:
@@ -132,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"live: {adopt(args.volume, args.repository)}")
             return 0
         vol = ReleaseVolume(args.volume)
-        live = vol.live() if vol.link.is_symlink() else None
+        live = vol.live_or_none()
         for r in vol.names():
             print(f"{'*' if r == live else ' '} {r}")
         return 0

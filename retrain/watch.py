@@ -40,6 +40,9 @@ class Window:
     def mean_ms(self) -> float:
         return self.duration_us / self.success / 1e3 if self.success else 0.0
 
+    def __add__(self, other: Window) -> Window:
+        return Window(self.success + other.success, self.failure + other.failure, self.duration_us + other.duration_us)
+
     def __sub__(self, other: Window) -> Window:
         return Window(self.success - other.success, self.failure - other.failure, self.duration_us - other.duration_us)
 
@@ -64,10 +67,7 @@ def scrape(metrics_url: str, models: set[str]) -> Window:
 
 def total(windows: dict[str, Window]) -> Window:
     """Every server's (or pod's) window, summed."""
-    out = Window()
-    for w in windows.values():
-        out = Window(out.success + w.success, out.failure + w.failure, out.duration_us + w.duration_us)
-    return out
+    return sum(windows.values(), Window())
 
 
 def since(now: dict[str, Window], start: dict[str, Window]) -> Window:
