@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)
 
 .PHONY: help setup build build-gpu serve up redis seed lint format test test-unit test-triton configs validate check-data demo-data variants \
-	bench bench-client bench-encoder-length gpu-truth gpu-truth-report bench-ids bench-retrieval bench-lexical bench-search bench-ranker bench-search-cost bench-recommend \
+	bench bench-client bench-encoder-length gpu-truth gpu-truth-report bench-ids bench-retrieval bench-lexical bench-search bench-ranker bench-fresh-tables bench-sim-tie bench-search-cost bench-recommend \
 	bench-recommend-cost bench-scale bench-scan bench-online bench-retrain bench-online-cluster redis-cluster \
 	bench-variants bench-tuning loadtest capacity verify explore screenshots publish rollback retrain ab-start ab-stop clean
 
@@ -140,6 +140,16 @@ bench-ranker: setup ## the ranker kinds (DCN-v2, LambdaMART) x debiased or not v
 	$(PY) -m builders build --target cpu --profile default --out build/default_repo --no-progress
 	$(PY) -m builders build --target cpu --profile market --out build/market_repo --no-progress
 	$(PY) -m benchmarks.ranker_kinds --work build/default build/market --plot docs/propensity.png --cost --json build/ranker_kinds.json
+
+SHOPS_FULL := default market fashion
+bench-fresh-tables: setup ## the served tables' window (statistics, newest, all) on three shops, with and without a query trend (docs/quality.md)
+	for shop in $(SHOPS_FULL); do $(PY) -m builders build --target cpu --profile $$shop --out build/$${shop}_repo --no-progress || exit 1; done
+	$(PY) -m benchmarks.fresh_tables --work $(addprefix build/,$(SHOPS_FULL)) --json build/fresh_tables.json
+	$(PY) -m benchmarks.fresh_tables --work $(addprefix build/,$(SHOPS_FULL)) --trend 5 --json build/fresh_tables_trend.json
+
+bench-sim-tie: setup ## LambdaMART's similarity weights on the held-out days, and the one kept with sim_tie 0 and the default, on three shops (docs/quality.md)
+	for shop in $(SHOPS_FULL); do $(PY) -m builders build --target cpu --profile $$shop --out build/$${shop}_repo --no-progress || exit 1; done
+	$(PY) -m benchmarks.sim_tie --work $(addprefix build/,$(SHOPS_FULL)) --json build/sim_tie.json
 
 BEFORE ?= 2ec0533
 bench-search-cost: setup ## served search / search_catalog p50 and p99 before (BEFORE=commit) and after, same requests, one run (docs/quality.md)

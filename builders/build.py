@@ -218,7 +218,12 @@ def plan(cfg: cfg_mod.ShopConfig, at: Layout, hint: str, progress: bool) -> list
                 at.query_stats,
             ),
             query_key,
-            [at.query_stats / f for f in steps.QUERY_FILES],
+            [at.query_stats / f for f in steps.QUERY_FILES]
+            + (
+                [at.query_stats / steps.SERVED_DIR / f for f in steps.QUERY_FILES]
+                if cfg.features.query_stats.enabled and cfg.features.query_stats.window == "newest"
+                else []
+            ),
         ),
         Step(
             "covisit",
@@ -249,6 +254,7 @@ def plan(cfg: cfg_mod.ShopConfig, at: Layout, hint: str, progress: bool) -> list
             lambda: steps.ranker(
                 at.shop(),
                 at.features,
+                at.query_stats,
                 item_emb(),
                 np.load(at.embeddings / "queries.npy"),
                 cfg.ranker,
@@ -292,6 +298,7 @@ def publish(
 def artifacts(at: Layout, encoder_onnx: Path, ranker_onnx: Path, scan: bool = False) -> dict[str, dict[str, Path]]:
     """Every file of the repository's version folders, by model (``scan``: with the ``item_scan`` model)."""
     feature_files = {f: at.features / f for f in (*steps.TABLE_FILES, LEXICON_FILE)}
+    feature_files |= steps.served_query_files(at.query_stats, at.features)
     item_embeddings = {ITEM_EMBEDDINGS_FILE: at.retrieval / ITEM_EMBEDDINGS_FILE}  # in the served dtype
     retrieval_files = {
         **feature_files,

@@ -19,6 +19,7 @@ every step reads only what earlier steps wrote.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from builders.data.dataset import load_shop, split_by_time
+from builders.data.dataset import load_shop, newest_window, split_by_time
 from builders.learning import covisit as cv
 from builders.learning import dcn, feature_tables, gbdt, text_encoder
 from builders.learning import fine_tune as ft
@@ -62,6 +63,7 @@ COVISIT_FILES = tuple(f"{STORE_DIR}/{name}" for name in CoVisits.files())  # fea
 CATALOG_FILES = tuple(Catalog.files(STORE_DIR))  # feature_store/catalog_<table>.npy, catalog.json
 TABLE_FILES = (*FeatureTables.files(), *QUERY_FILES, *COVISIT_FILES, *CATALOG_FILES)  # feature_store/<table>.npy
 FEATURE_FILES = (*TABLE_FILES, LEXICON_FILE, USER_PROFILE_FILE, TOKENIZER_FILE, SNAPSHOT_FILE)
+SERVED_DIR = "served"  # query_stats/served/: the served query statistics where they count another window
 
 
 class StepError(ShoprankError, RuntimeError):
@@ -165,17 +167,32 @@ def embeddings(
 
 
 def query_stats(shop, settings, query_embeddings: np.ndarray, out_dir: Path) -> dict:
-    """``out_dir/feature_store/query_*.npy``: the query behaviour statistics (``builders/learning/query_stats.py``);
-    with ``settings.enabled`` false, tables that know no query."""
+    """``out_dir/feature_store/query_*.npy``: the query behaviour statistics (``builders/learning/query_stats.py``)
+    of the statistics window, which the ranker trains against; with ``settings.window`` newest, also
+    ``out_dir/served/feature_store/``: the same over the newest window before the held-out days
+    (``newest_window``), which the repository serves. With ``settings.enabled`` false, tables that know no query."""
 
-    if settings.enabled:
-        stats, report = qs.build(shop, settings, query_embeddings)
-    else:
+    served = out_dir / SERVED_DIR
+    shutil.rmtree(served, ignore_errors=True)
+    if not settings.enabled:
         dim = query_embeddings.shape[1]
-        stats = QueryStats.empty(len(shop.categories), len(shop.brands), len(shop.item_ids), dim=dim)
-        report = {"kept_queries": 0, "disabled": "features.query_stats.enabled: false"}
+        QueryStats.empty(len(shop.categories), len(shop.brands), len(shop.item_ids), dim=dim).save(out_dir / STORE_DIR)
+        return {"kept_queries": 0, "disabled": "features.query_stats.enabled: false"}
+    stats, report = qs.build(shop, settings, query_embeddings)
     stats.save(out_dir / STORE_DIR)
+    report["window"] = settings.window
+    if settings.window == "newest":
+        newest, served_report = qs.build(shop, settings, query_embeddings, newest_window(shop))
+        newest.save(served / STORE_DIR)
+        report["served"] = served_report
     return report
+
+
+def served_query_files(query_dir: Path, features_dir: Path) -> dict[str, Path]:
+    """The query statistics files the repository serves: the newest window's where the step wrote them,
+    else the ones beside the feature tables."""
+    served = query_dir / SERVED_DIR
+    return {f: (served if (served / f).exists() else features_dir) / f for f in QUERY_FILES}
 
 
 def covisit(shop, settings, out_dir: Path) -> dict:
@@ -263,15 +280,31 @@ def retrieval(shop, emb_dir: Path, feat_dir: Path, rcfg, out_dir: Path) -> dict:
 
 
 def ranker(
-    shop, feat_dir: Path, item_emb: np.ndarray, query_emb: np.ndarray, hp, out_dir: Path, hint: str, progress: bool
+    shop,
+    feat_dir: Path,
+    query_dir: Path,
+    item_emb: np.ndarray,
+    query_emb: np.ndarray,
+    hp,
+    out_dir: Path,
+    hint: str,
+    progress: bool,
 ) -> dict:
     """Train the kind(s) of ``hp.kind``, evaluate, export the kept one to ``out_dir/model.onnx`` and check its
     parity with its own library (PyTorch or LightGBM). ``ranker.pt`` (the DCN's weights, which the compressed
-    variants start from) and ``gbdt/`` (the booster) are kept for each kind trained."""
+    variants start from) and ``gbdt/`` (the booster) are kept for each kind trained. The held-out days are
+    scored with the query statistics the repository serves (``served_query_files``)."""
     import torch
 
     store = FeatureStore.load(feat_dir, with_tokenizer=False, with_profiles=True)
-    models, report = rk.train(shop, store, item_emb, query_emb, store.profiles(), hp, progress=progress)
+    served = query_dir / SERVED_DIR / STORE_DIR
+    test_store = None
+    if served.is_dir():
+        test_store = copy.copy(store)
+        test_store.queries = QueryStats.load(served)
+    models, report = rk.train(
+        shop, store, item_emb, query_emb, store.profiles(), hp, progress=progress, test_store=test_store
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "ranker.pt").unlink(missing_ok=True)
     shutil.rmtree(out_dir / "gbdt", ignore_errors=True)

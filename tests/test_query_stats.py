@@ -180,3 +180,37 @@ def test_counting_in_many_chunks_gives_the_same_tables(monkeypatch):
     many, _ = build_qs.build(s, settings, embeddings(s))
     for name, value in one.arrays.items():
         np.testing.assert_allclose(many.arrays[name], value, rtol=1e-6, err_msg=name)
+
+
+def test_the_served_tables_count_the_newest_window_before_the_held_out_days(tmp_path):
+    from builders import steps
+    from builders.data.dataset import newest_window
+
+    lists = [
+        ("calming tea", [(0, 1, 0), (1, 0, 0)]),  # t 0, 1: the statistics window
+        ("calming tea", [(0, 1, 0), (1, 0, 0)]),
+        ("hygge", [(2, 1, 0), (3, 0, 0)]),  # t 2, 3: after it, before the held-out days
+        ("hygge", [(2, 1, 0), (3, 0, 0)]),
+        ("whodunit", [(1, 1, 0), (0, 0, 0)]),  # t 4, 5: the held-out days
+        ("whodunit", [(1, 1, 0), (0, 0, 0)]),
+    ]
+    s = shop(lists, stats_lists=2)
+    s.cuts = {"stats": 2, "train": 3, "validation": 4}
+    assert newest_window(s).tolist() == [2, 3]  # as long as the statistics window, ending at the held-out days
+    assert newest_window(s, "all").tolist() == [0, 1, 2, 3]
+
+    report = steps.query_stats(s, QueryStatsConfig(min_lists=2), embeddings(s), tmp_path)
+    trained = QueryStats.load(tmp_path / "feature_store")
+    served = QueryStats.load(tmp_path / steps.SERVED_DIR / "feature_store")
+    assert trained.row("calming tea") >= 0 and trained.row("hygge") == -1
+    assert served.row("hygge") >= 0 and served.row("calming tea") == -1
+    assert trained.row("whodunit") == served.row("whodunit") == -1  # no held-out list is counted
+    assert report["window"] == "newest" and report["served"]["kept_queries"] == 1
+    files = steps.served_query_files(tmp_path, tmp_path / "features")
+    assert set(files) == set(steps.QUERY_FILES) and all(p.is_relative_to(tmp_path / "served") for p in files.values())
+
+    # window stats: one set of tables, trained and served alike; a served set left from before is removed
+    steps.query_stats(s, QueryStatsConfig(min_lists=2, window="stats"), embeddings(s), tmp_path)
+    assert not (tmp_path / steps.SERVED_DIR).exists()
+    files = steps.served_query_files(tmp_path, tmp_path / "features")
+    assert all(p.parent.parent == tmp_path / "features" for p in files.values())

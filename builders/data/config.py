@@ -172,6 +172,12 @@ class QueryStatsConfig(_Strict):
     # 0.5: the best validation NDCG@10 of tail and unseen queries on both generated shops (docs/quality.md)
     borrow_min_similarity: float = Field(0.5, ge=-1, le=1, description="the cosine a borrowed query needs")
     borrow_queries: int = Field(20_000, ge=0, description="the most frequent queries that can be borrowed")
+    # the ranker trains on the statistics window's tables; the served ones can count a window as long that
+    # ends where the held-out days begin, so a query that rose since is known (docs/quality.md measures it)
+    window: Literal["stats", "newest"] = Field(
+        "newest",
+        description="the served tables' window: stats (as trained) or newest (as long, ending at the held-out days)",
+    )
 
 
 class CovisitConfig(_Strict):

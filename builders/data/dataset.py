@@ -142,6 +142,14 @@ def split_by_time(shop: ShopData) -> dict[str, np.ndarray]:
     }
 
 
+def newest_window(shop: ShopData, length: str = "stats") -> np.ndarray:
+    """The lists of the newest window before the held-out days: as long as the statistics window
+    (``length="stats"``), or everything before the validation cut (``"all"``)."""
+    t, c = shop.session_time, shop.cuts
+    start = c["validation"] - (c["stats"] - int(t.min())) if length == "stats" else int(t.min())
+    return np.flatnonzero((t >= start) & (t < c["validation"]))
+
+
 def day(ts: int) -> str:
     return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%d %H:%M")
 

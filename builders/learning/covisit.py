@@ -108,10 +108,11 @@ def _top(src: np.ndarray, weight: np.ndarray, k: int) -> np.ndarray:
     return keep
 
 
-def build(shop: ShopData, settings) -> tuple[CoVisits, dict]:
-    """The tables for ``shop`` under ``settings`` (``CovisitConfig``) and a report of what they hold."""
+def build(shop: ShopData, settings, lists: np.ndarray | None = None) -> tuple[CoVisits, dict]:
+    """The tables for ``shop`` under ``settings`` (``CovisitConfig``) and a report of what they hold;
+    ``lists``: the lists counted (default: the statistics window)."""
     n_items = len(shop.item_ids)
-    lists = split_by_time(shop)["stats"]
+    lists = split_by_time(shop)["stats"] if lists is None else lists
     session, time, item, weight = interactions(shop, lists)
     own = np.bincount(item, weights=weight, minlength=n_items) + settings.smoothing
     chunks = _chunks(session)

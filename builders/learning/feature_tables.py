@@ -33,10 +33,11 @@ def _with_default(values: np.ndarray, default) -> np.ndarray:
     return np.concatenate([values, np.broadcast_to(default, (1,) + values.shape[1:])], axis=0)
 
 
-def build_tables(shop: ShopData) -> FeatureTables:
+def build_tables(shop: ShopData, lists: np.ndarray | None = None) -> FeatureTables:
+    """The item and user tables counted over ``lists`` (default: the statistics window)."""
     n_items, n_users = len(shop.item_ids), len(shop.user_ids)
     n_cat, n_brand = max(len(shop.categories), 1), max(len(shop.brands), 1)
-    imp = impressions_of(shop, stats_sessions(shop))
+    imp = impressions_of(shop, stats_sessions(shop) if lists is None else lists)
     imp = imp[shop.imp_item[imp] >= 0]  # cold items have no row to count into
     items = shop.imp_item[imp]
     users = shop.session_user[shop.impression_session()[imp]]
@@ -98,9 +99,10 @@ def build_lexicon(shop: ShopData) -> Lexicon:
     return Lexicon(list(shop.categories), list(shop.brands), list(shop.attributes))
 
 
-def build_user_profiles(shop: ShopData, item_embeddings: np.ndarray) -> np.ndarray:
-    """[U+1, D] mean title embedding of each user's clicks in the stats window (normalised; zero if none)."""
-    imp = impressions_of(shop, stats_sessions(shop))
+def build_user_profiles(shop: ShopData, item_embeddings: np.ndarray, lists: np.ndarray | None = None) -> np.ndarray:
+    """[U+1, D] mean title embedding of each user's clicks in ``lists`` (default: the stats window;
+    normalised; zero if none)."""
+    imp = impressions_of(shop, stats_sessions(shop) if lists is None else lists)
     clicked = imp[shop.imp_click[imp] > 0]
     users = shop.session_user[shop.impression_session()[clicked]]
     clicked, users = clicked[users >= 0], users[users >= 0]

@@ -110,10 +110,17 @@ def _dataset(rows, init: np.ndarray, position: bool):
 
 
 def train(tr, va, hp, debias: bool, score_val) -> tuple[GBDTRanker, list[dict]]:
-    """Boost one model per candidate similarity weight (``hp.sim_weights``), each stopped early on
-    ``score_val`` (the caller's validation metric, of the whole served score: the initial similarity score
-    included), and keep the best; a weight within ``hp.sim_tie`` of the best ties with it, and the larger
-    weight of a tie is kept (``choose``). Returns the ranker and one history entry per weight."""
+    """Boost one model per candidate similarity weight (``fit_weights``) and keep the best; a weight within
+    ``hp.sim_tie`` of the best ties with it, and the larger weight of a tie is kept (``choose``). Returns the
+    ranker and one history entry per weight."""
+    models, history = fit_weights(tr, va, hp, debias, score_val)
+    return models[choose(history, hp.sim_tie)], history
+
+
+def fit_weights(tr, va, hp, debias: bool, score_val) -> tuple[list[GBDTRanker], list[dict]]:
+    """One model per candidate similarity weight (``hp.sim_weights``), each stopped early on ``score_val``
+    (the caller's validation metric, of the whole served score: the initial similarity score included),
+    with one history entry each."""
     import lightgbm as lgb
 
     def feval(preds, _data):
@@ -154,7 +161,7 @@ def train(tr, va, hp, debias: bool, score_val) -> tuple[GBDTRanker, list[dict]]:
         history.append({"sim_weight": float(w), "trees": booster.best_iteration or hp.rounds, "val": value})
         logger.info(f"[ranker] gbdt sim_weight {w}: {history[-1]['trees']} trees, validation {value:.4f}")
         models.append(model)
-    return models[choose(history, hp.sim_tie)], history
+    return models, history
 
 
 def choose(history: list[dict], tie: float) -> int:

@@ -44,12 +44,15 @@ def _pair_counts(query: np.ndarray, slot: np.ndarray, slots: int, clicks: np.nda
     return keys[keep], c[keep].astype(np.float32), n[keep].astype(np.float32)
 
 
-def build(shop: ShopData, settings, query_embeddings: np.ndarray) -> tuple[QueryStats, dict]:
+def build(
+    shop: ShopData, settings, query_embeddings: np.ndarray, lists: np.ndarray | None = None
+) -> tuple[QueryStats, dict]:
     """The tables for ``shop`` under ``settings`` (``QueryStatsConfig``) and a report of what they hold.
     ``query_embeddings`` ``[len(shop.queries), D]``: each raw query's encoder embedding (the embeddings
-    step); a kept query is represented by its most frequent raw form's, for the borrowing."""
+    step); a kept query is represented by its most frequent raw form's, for the borrowing. ``lists``: the
+    lists counted (default: the statistics window)."""
     n_items, n_cat, n_brand = len(shop.item_ids), len(shop.categories), len(shop.brands)
-    lists = split_by_time(shop)["stats"]
+    lists = split_by_time(shop)["stats"] if lists is None else lists
     lists = lists[shop.session_query[lists] >= 0]
     normalized = [normalize(t) for t in shop.queries]
     distinct, code_of_raw = np.unique(np.array(normalized, object), return_inverse=True)

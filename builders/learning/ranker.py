@@ -60,8 +60,10 @@ def train(
     user_profiles: np.ndarray,
     hp=None,
     progress: bool = True,
+    test_store: FeatureStore | None = None,
 ):
-    """Train the ranker kind(s) of ``hp`` (``RankerConfig``) and keep the better on the validation window.
+    """Train the ranker kind(s) of ``hp`` (``RankerConfig``) and keep the better on the validation window;
+    the held-out days' rows read ``test_store`` where given (the served tables), else ``store``.
 
     Returns ``(models, report)``: ``models`` maps each trained kind to its model (``report["kind"]`` is the
     kept one); the report has the test split's quality next to the baselines in the three views, by kind of
@@ -70,7 +72,7 @@ def train(
 
     hp = hp or RankerConfig()
     curve = propensities(shop)
-    rows = datasets(shop, store, item_emb, query_emb, user_profiles, hp.cold_share, curve)
+    rows = datasets(shop, store, item_emb, query_emb, user_profiles, hp.cold_share, curve, test_store)
     tables = store.tables
     tr, va, te = rows["train"], rows["val"], rows["test"]
     trained = train_kinds(rows, store, hp, progress)

@@ -182,15 +182,21 @@ def datasets(
     user_profiles: np.ndarray,
     cold_share: float = 0.0,
     curve: dict | None = None,
+    test_store: FeatureStore | None = None,
 ) -> dict[str, Rows]:
     """Train (lists between the stats window and the train cut), val and test rows; ``cold_share`` of the
     training lists (seeded) as for a visitor the build does not know (``make_rows``). Every split's
     ``ips_gain`` uses ``curve`` (default: the propensities estimated from the windows before validation,
-    ``propensities``)."""
+    ``propensities``). The test rows read ``test_store`` where given (the served tables, which may count
+    the training and validation lists; no test list)."""
     split = split_by_time(shop)
-    make = lambda s, cold=None: make_rows(shop, store, item_emb, query_emb, user_profiles, s, cold)  # noqa: E731
+    make = lambda s, cold=None, st=store: make_rows(shop, st, item_emb, query_emb, user_profiles, s, cold)  # noqa: E731
     cold = np.random.default_rng(17).random(len(split["train"])) < cold_share
-    rows = {"train": make(split["train"], cold), "val": make(split["val"]), "test": make(split["test"])}
+    rows = {
+        "train": make(split["train"], cold),
+        "val": make(split["val"]),
+        "test": make(split["test"], st=test_store or store),
+    }
     curve = curve or propensities(shop)
     if curve["propensity"] is None:  # the logs cannot measure position bias: every view on plain clicks
         return rows
