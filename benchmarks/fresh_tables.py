@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.ranker_kinds import config_of, fmt
+from benchmarks.ranker_kinds import config_of, fmt, load_build
 from builders.data.config import FeaturesConfig
 from builders.data.dataset import ShopData, newest_window, split_by_time
 from builders.learning import covisit as cv
@@ -146,12 +146,9 @@ def subset(rows, scores: dict[str, np.ndarray], mask: np.ndarray, reference: str
 
 
 def evaluate(work: Path, trend: int = 0, trend_days: float = 4) -> dict:
-    shop = ShopData.load(work / "data")
-    base = FeatureStore.load(work / "features", with_tokenizer=False, with_profiles=True)
-    item_emb, query_emb = np.load(work / "embeddings" / "items.npy"), np.load(work / "embeddings" / "queries.npy")
+    shop, base, item_emb, query_emb, hp = load_build(work)
     if trend:
         shop, query_emb = with_trend(shop, query_emb, work, trend, trend_days)
-    hp = config_of(work)
     settings = features_config(work)
     split = split_by_time(shop)
     test = split["test"]

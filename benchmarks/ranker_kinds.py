@@ -50,13 +50,18 @@ def config_of(work: Path) -> RankerConfig:
     return RankerConfig(**json.loads((work / "ranker.stamp.json").read_text())["key"]["ranker"])
 
 
-def evaluate(work: Path, progress: bool = False) -> dict:
-    """Train the four rankers of ``work`` and score the test days; returns the views and the curves."""
-
+def load_build(work: Path) -> tuple[ShopData, FeatureStore, np.ndarray, np.ndarray, RankerConfig]:
+    """A finished build's shop, its training feature store, title and query embeddings, and ranker config."""
     shop = ShopData.load(work / "data")
     store = FeatureStore.load(work / "features", with_tokenizer=False, with_profiles=True)
     item_emb, query_emb = np.load(work / "embeddings" / "items.npy"), np.load(work / "embeddings" / "queries.npy")
-    hp = config_of(work)
+    return shop, store, item_emb, query_emb, config_of(work)
+
+
+def evaluate(work: Path, progress: bool = False) -> dict:
+    """Train the four rankers of ``work`` and score the test days; returns the views and the curves."""
+
+    shop, store, item_emb, query_emb, hp = load_build(work)
     rows = rows_mod.datasets(shop, store, item_emb, query_emb, store.profiles(), hp.cold_share)
     te = rows["test"]
     scores: dict[str, np.ndarray] = {}

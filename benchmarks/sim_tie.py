@@ -23,9 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.ranker_kinds import config_of, fmt
+from benchmarks.ranker_kinds import fmt, load_build
 from builders.data.config import GBDTConfig
-from builders.data.dataset import ShopData
 from builders.learning import evaluation, gbdt
 from builders.learning import ranker as rk
 from builders.learning import rows as rows_mod
@@ -44,10 +43,7 @@ def cold_items(rows, store: FeatureStore) -> np.ndarray:
 
 
 def evaluate(work: Path) -> dict:
-    shop = ShopData.load(work / "data")
-    store = FeatureStore.load(work / "features", with_tokenizer=False, with_profiles=True)
-    item_emb, query_emb = np.load(work / "embeddings" / "items.npy"), np.load(work / "embeddings" / "queries.npy")
-    hp = config_of(work)
+    shop, store, item_emb, query_emb, hp = load_build(work)
     rows = rows_mod.datasets(shop, store, item_emb, query_emb, store.profiles(), hp.cold_share)
     tr, va, te = rows["train"], rows["val"], rows["test"]
     models, history = gbdt.fit_weights(tr, va, hp.gbdt, hp.position_bias == "pal", evaluation.val_metric(va))
