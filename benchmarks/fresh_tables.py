@@ -37,16 +37,18 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.ranker_kinds import config_of, fmt, load_build
+from builders.build import BUNDLED_ENCODER_DIR
 from builders.data.config import FeaturesConfig
 from builders.data.dataset import ShopData, newest_window, split_by_time
 from builders.learning import covisit as cv
-from builders.learning import evaluation, feature_tables
+from builders.learning import evaluation, feature_tables, text_encoder
 from builders.learning import query_stats as qs
 from builders.learning import ranker as rk
 from builders.learning import rows as rows_mod
 from builders.learning.gbdt import GBDTRanker
 from builders.learning.metrics import ndcg_per_list, paired_interval
 from runtime import cli_logging
+from runtime.contract import QUERY_TOKENS
 from runtime.features import FeatureStore
 from runtime.query_stats import normalize
 from runtime.text import TOKENIZER_FILE
@@ -102,9 +104,6 @@ def new_query_lists(shop: ShopData) -> np.ndarray:
 def with_trend(shop: ShopData, query_emb: np.ndarray, work: Path, n: int, days: float) -> tuple[ShopData, np.ndarray]:
     """``shop`` whose ``n`` most asked queries are asked in ``TREND``'s words from ``days`` before the held-out
     days on, and the query embeddings with the new words' appended (the build's encoder)."""
-    from builders.learning import text_encoder
-    from runtime.contract import QUERY_TOKENS
-
     q = shop.session_query
     head = np.argsort(-np.bincount(q[q >= 0], minlength=len(shop.queries)), kind="stable")[:n]
     words = list(TREND[:n])
@@ -112,8 +111,6 @@ def with_trend(shop: ShopData, query_emb: np.ndarray, work: Path, n: int, days: 
     since = shop.session_time >= shop.cuts["validation"] - int(days * DAY)
     for k, old in enumerate(head):
         new_q[since & (q == old)] = len(shop.queries) + k
-    from builders.build import BUNDLED_ENCODER_DIR
-
     encoder = work / "encoder" if (work / "encoder" / "model.onnx").exists() else BUNDLED_ENCODER_DIR
     tokenizer = work / "features" / TOKENIZER_FILE
     emb = text_encoder.encode(encoder / "model.onnx", words, QUERY_TOKENS, progress=False, tokenizer=tokenizer)
