@@ -243,8 +243,9 @@ def run(repo: Path, ensemble_repo: Path, n: int, logs: Path) -> dict:
     return results
 
 
-# fused models' (instances, ONNX Runtime threads, the encoder's threads where they differ) tried
-SIZES = ((2, 1, 0), (2, 1, 2), (2, 2, 0), (1, 2, 0), (4, 1, 0))
+# fused models' (instances, ONNX Runtime threads, the encoder's threads where they differ, its threads when
+# alone on the node: 0 never wider) tried
+SIZES = ((2, 1, 0, 2), (2, 1, 0, 0), (2, 1, 2, 0), (2, 2, 0, 0), (1, 2, 0, 0), (4, 1, 0, 0))
 
 
 def sizes(repo: Path, n: int) -> dict:
@@ -253,15 +254,18 @@ def sizes(repo: Path, n: int) -> dict:
     requests = plan(pipeline, n)
     del pipeline
     results = {}
-    for instances, threads, encoder_threads in SIZES:
-        variant = fused_variant(repo, repo.parent / "bench_repo_sized", instances, threads, 0, encoder_threads or None)
+    for instances, threads, encoder_threads, alone in SIZES:
+        variant = fused_variant(
+            repo, repo.parent / "bench_repo_sized", instances, threads, 0, encoder_threads or None, alone
+        )
         options = ServerOptions(model_repository=variant, ready_timeout_s=600, response_cache_bytes=0)
         with TritonServer(options) as server:
             result = measure(functools.partial(triton_caller, server.grpc_url), requests)
         for name in CALLS:
             result[name].pop("answers")
         label = f"{instances} instances x {threads} thread{'s' if threads > 1 else ''}"
-        results[label + (f" (encoder {encoder_threads})" if encoder_threads else "")] = result
+        note = f"encoder {encoder_threads}" if encoder_threads else f"encoder {alone} when alone" if alone else ""
+        results[label + (f" ({note})" if note else "")] = result
     return results
 
 

@@ -32,7 +32,14 @@ from builders.build import build
 from builders.repository.pipeline import InProcessPipeline
 from runtime import cli_logging
 from runtime import contract as c
-from runtime.fused import CACHE_PARAMETER, ENCODER_THREADS_PARAMETER, FUSED_SUFFIX, THREADS_PARAMETER, fused_name
+from runtime.fused import (
+    ALONE_PARAMETER,
+    CACHE_PARAMETER,
+    ENCODER_THREADS_PARAMETER,
+    FUSED_SUFFIX,
+    THREADS_PARAMETER,
+    fused_name,
+)
 from runtime.lexicon import category_phrase
 from runtime.repository import CONFIG, layout, read_config
 from server.launcher import ServerOptions, TritonServer
@@ -158,9 +165,11 @@ def fused_variant(
     threads: int | None = None,
     cache_entries: int | None = None,
     encoder_threads: int | None = None,
+    alone_threads: int | None = None,
 ) -> Path:
     """A copy of a fused repository (files hard-linked) whose fused models have other sizes: instances per
-    model, ONNX Runtime threads per session, query embeddings kept (0: none). Only the configs differ."""
+    model, ONNX Runtime threads per session, query embeddings kept (0: none), the encoder's threads and its
+    threads when alone on the node (0: never wider). Only the configs differ."""
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(repo, out, copy_function=os.link)
     for model in out.glob(f"*{FUSED_SUFFIX}"):
@@ -173,6 +182,11 @@ def fused_variant(
             cfg.parameters[CACHE_PARAMETER].string_value = str(cache_entries)
         if encoder_threads is not None and CACHE_PARAMETER in cfg.parameters:  # the models with an encoder
             cfg.parameters[ENCODER_THREADS_PARAMETER].string_value = str(encoder_threads)
+        if alone_threads is not None and CACHE_PARAMETER in cfg.parameters:
+            if alone_threads:
+                cfg.parameters[ALONE_PARAMETER].string_value = str(alone_threads)
+            elif ALONE_PARAMETER in cfg.parameters:
+                del cfg.parameters[ALONE_PARAMETER]
         (model / CONFIG).unlink()  # a new file: writing through the hard link would change the original
         write_config(model, cfg)
     return out

@@ -13,7 +13,7 @@ from builders.data.dataset import load_shop
 from builders.data.report import DataError
 from builders.learning.limits import limits as data_limits
 from builders.repository import assemble as repository
-from builders.repository.model_specs import FUSED_INSTANCES, FUSED_THREADS, FusedSizes
+from builders.repository.model_specs import FUSED_ALONE_THREADS, FUSED_INSTANCES, FUSED_THREADS, FusedSizes
 from builders.summary import summary
 from builders.variants import run
 from runtime import cli_logging
@@ -64,6 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     b.add_argument(
         "--fused-threads", type=int, default=FUSED_THREADS, help="cpu target, fused layout: ONNX Runtime threads each"
+    )
+    b.add_argument(
+        "--fused-alone-threads",
+        type=int,
+        default=FUSED_ALONE_THREADS,
+        help="cpu target, fused layout: the encoder's threads while no other fused instance serves (0: never wider)",
     )
     b.add_argument("--encoder-variant", default="fp32", help="publish this measured encoder variant (see `variants`)")
     b.add_argument("--ranker-variant", default="fp32", help="publish this measured ranker variant")
@@ -151,9 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     try:
-        sizes = FusedSizes(args.fused_instances, args.fused_threads)
+        sizes = FusedSizes(args.fused_instances, args.fused_threads, args.fused_alone_threads)
     except ValueError as err:  # names the option's value and what it must be
-        print(f"error: --fused-instances / --fused-threads: {err}", file=sys.stderr)
+        print(f"error: --fused-instances / --fused-threads / --fused-alone-threads: {err}", file=sys.stderr)
         return 2
     try:
         report = build.build(

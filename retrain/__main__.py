@@ -31,7 +31,7 @@ from retrain.volume import ReleaseVolume, VolumeError
 from rollout.golden import GoldenError
 from rollout.kube import Cluster, KubeError
 from runtime import cli_logging
-from runtime.fused import THREADS_PARAMETER
+from runtime.fused import ALONE_PARAMETER, THREADS_PARAMETER
 from runtime.repository import ServedRepositoryError, layout, read_config
 from server.publish import Publisher, PublishError
 
@@ -44,9 +44,11 @@ def served_shape(repo: Path) -> tuple[str, FusedSizes | None]:
     lay = layout(repo)
     if not lay.parts:
         return ENSEMBLE, None
-    cfg = read_config(repo / lay.steps[0])
+    configs = [read_config(repo / step) for step in lay.steps]
+    cfg = configs[0]
     threads = cfg.parameters[THREADS_PARAMETER].string_value if THREADS_PARAMETER in cfg.parameters else "1"
-    return FUSED, FusedSizes(int(cfg.instance_group[0].count), int(threads or 1))
+    alone = [int(x.parameters[ALONE_PARAMETER].string_value or 0) for x in configs if ALONE_PARAMETER in x.parameters]
+    return FUSED, FusedSizes(int(cfg.instance_group[0].count), int(threads or 1), alone[0] if alone else 0)
 
 
 def _parser() -> argparse.ArgumentParser:

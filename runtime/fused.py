@@ -25,6 +25,7 @@ from runtime import contract as c
 from runtime.arrays import Array
 from runtime.backend import bls_scan, config_parameters, online_store, query_cache_metric
 from runtime.features import FeatureStore
+from runtime.occupancy import Occupancy
 from runtime.online import OnlineItems
 from runtime.ort_runner import make_session
 from runtime.retrieval import Retriever
@@ -36,7 +37,13 @@ PARTS_PARAMETER = c.PARTS_PARAMETER
 THREADS_PARAMETER = "intra_op_thread_count"  # ONNX Runtime threads of its ranker (and encoder) sessions
 ENCODER_THREADS_PARAMETER = "encoder_intra_op_thread_count"  # its encoder's, where they differ
 CACHE_PARAMETER = "query_cache_entries"  # how many query embeddings it keeps (0: none)
+ALONE_PARAMETER = "encoder_alone_threads"  # its encoder's threads while no other fused instance serves (0: never)
 QUERY_CACHE_ENTRIES = 10_000  # its default: 10,000 x 384 floats = 15 MB per instance
+# The encoder widens only where the node's other fused instances have been idle this long. Measured on 2 cores
+# (default shop, 2 x 1): at concurrency 1 the other instance had finished 0.9-1.5 ms before (Triton alternates
+# instances); with 8 in flight it was serving 94% of the time, and 85-95% of the rest it had finished under
+# 0.5 ms before (between two requests). So 0.5 ms widens every search at concurrency 1 and 2-4% under load.
+QUIET_S = 0.0005
 
 # What each fused model reads, by the call it serves (the ensemble layout's steps of that call)
 PARTS = {
@@ -64,10 +71,16 @@ class FusedSettings:
     threads: int = 1
     cache_entries: int = QUERY_CACHE_ENTRIES
     encoder_threads: int = 0  # 0: ``threads``
+    alone_threads: int = 0  # the encoder's threads while the node's other fused instances are idle; 0: never
 
     @property
     def encoder_thread_count(self) -> int:
         return self.encoder_threads or self.threads
+
+    @property
+    def widens(self) -> bool:
+        """Whether the encoder has a second, wider session for when its instance is alone."""
+        return self.alone_threads > self.encoder_thread_count
 
     @classmethod
     def from_config(cls, model_config: str, model_dir: str | Path, version: str | int) -> FusedSettings:
@@ -83,6 +96,7 @@ class FusedSettings:
             int(params.get(THREADS_PARAMETER, "1") or 1),
             int(params.get(CACHE_PARAMETER, str(QUERY_CACHE_ENTRIES)) or 0),
             int(params.get(ENCODER_THREADS_PARAMETER, "0") or 0),
+            int(params.get(ALONE_PARAMETER, "0") or 0),
         )
 
 
@@ -119,23 +133,47 @@ Cache = EmbeddingCache | None
 
 
 class Encoder:
-    """The text encoder's ONNX file in an ONNX Runtime session, its answers cached by the query's tokens."""
+    """The text encoder's ONNX file in an ONNX Runtime session, its answers cached by the query's tokens.
 
-    def __init__(self, session: Any, cache: EmbeddingCache):
+    ``wide``: a second session on more threads, run where ``occupancy`` says the node's other fused instances
+    have been idle for ``QUIET_S`` (one shopper at a time: the cores are free); the first, narrow, one runs
+    otherwise, so under load each instance keeps to its thread. Both give the same embedding, bit for bit (ONNX Runtime
+    splits the encoder's work by rows and columns, not inside one sum; tests/test_fused.py checks it)."""
+
+    def __init__(self, session: Any, cache: EmbeddingCache, wide: Any = None, occupancy: Occupancy | None = None):
         self.session = session
         self.cache = cache
+        self.wide = wide if occupancy is not None and occupancy.active else None
+        self.occupancy = occupancy
+        self.wide_runs = 0
 
     @classmethod
-    def load(cls, folder: Path, settings: FusedSettings, cache: EmbeddingCache | None = None) -> Encoder:
-        session = make_session(str(folder / "model.onnx"), intra_op_threads=settings.encoder_thread_count)
-        return cls(session, cache or EmbeddingCache(settings.cache_entries))
+    def load(
+        cls,
+        folder: Path,
+        settings: FusedSettings,
+        cache: EmbeddingCache | None = None,
+        occupancy: Occupancy | None = None,
+    ) -> Encoder:
+        path = str(folder / "model.onnx")
+        session = make_session(path, intra_op_threads=settings.encoder_thread_count)
+        wide = None
+        if settings.widens and occupancy is not None and occupancy.active:
+            wide = make_session(path, intra_op_threads=settings.alone_threads)
+        return cls(session, cache or EmbeddingCache(settings.cache_entries), wide, occupancy)
+
+    def _session(self) -> Any:
+        if self.wide is not None and self.occupancy is not None and self.occupancy.alone(QUIET_S):
+            self.wide_runs += 1
+            return self.wide
+        return self.session
 
     def embed(self, input_ids: Array, attention_mask: Array) -> Array:
         """The ``[1, D]`` embedding of one query's tokens (``[1, L]`` each)."""
         key = input_ids.tobytes() + b"|" + attention_mask.tobytes()
 
         def run() -> Array:
-            (emb,) = self.session.run(
+            (emb,) = self._session().run(
                 [c.SENTENCE_EMBEDDING], {c.INPUT_IDS: input_ids, c.ATTENTION_MASK: attention_mask}
             )
             return emb  # type: ignore[no-any-return]
@@ -200,10 +238,15 @@ class FusedSearch:
 
     @classmethod
     def load(
-        cls, settings: FusedSettings, online: Online = None, scan: Scan | None = None, cache: Cache = None
+        cls,
+        settings: FusedSettings,
+        online: Online = None,
+        scan: Scan | None = None,
+        cache: Cache = None,
+        occupancy: Occupancy | None = None,
     ) -> FusedSearch:
         f = settings.folders
-        encoder = Encoder.load(f[c.TEXT_ENCODER], settings, cache)
+        encoder = Encoder.load(f[c.TEXT_ENCODER], settings, cache, occupancy)
         store = FeatureStore.load(f[c.SEARCH_FEATURES], online=online)
         return cls(store, encoder, Ranker.load(f[c.RANKER], settings.threads), TopK.load(f[c.TOPK]))
 
@@ -232,7 +275,12 @@ class FusedRecommend:
 
     @classmethod
     def load(
-        cls, settings: FusedSettings, online: Online = None, scan: Scan | None = None, cache: Cache = None
+        cls,
+        settings: FusedSettings,
+        online: Online = None,
+        scan: Scan | None = None,
+        cache: Cache = None,
+        occupancy: Occupancy | None = None,
     ) -> FusedRecommend:
         f = settings.folders
         store = FeatureStore.load(f[c.RECOMMEND_FEATURES], with_tokenizer=False, with_profiles=True, online=online)
@@ -257,10 +305,15 @@ class FusedSearchCatalog:
 
     @classmethod
     def load(
-        cls, settings: FusedSettings, online: Online = None, scan: Scan | None = None, cache: Cache = None
+        cls,
+        settings: FusedSettings,
+        online: Online = None,
+        scan: Scan | None = None,
+        cache: Cache = None,
+        occupancy: Occupancy | None = None,
     ) -> FusedSearchCatalog:
         f = settings.folders
-        encoder = Encoder.load(f[c.TEXT_ENCODER], settings, cache)
+        encoder = Encoder.load(f[c.TEXT_ENCODER], settings, cache, occupancy)
         retriever = Retriever.load(f[c.RETRIEVE_SEARCH], recommend=False, online=online, scan=scan)
         ranker = Ranker.load(f[c.RANKER], settings.threads)
         return cls(QueryTokens.load(f[c.QUERY_TOKENIZER]), encoder, retriever, ranker, TopK.load(f[c.TOPK]))
@@ -292,7 +345,12 @@ class FusedRecommendCatalog:
 
     @classmethod
     def load(
-        cls, settings: FusedSettings, online: Online = None, scan: Scan | None = None, cache: Cache = None
+        cls,
+        settings: FusedSettings,
+        online: Online = None,
+        scan: Scan | None = None,
+        cache: Cache = None,
+        occupancy: Occupancy | None = None,
     ) -> FusedRecommendCatalog:
         f = settings.folders
         retriever = Retriever.load(f[c.RETRIEVE_RECOMMEND], recommend=True, online=online, scan=scan)
@@ -322,10 +380,23 @@ KINDS: dict[str, type[Call]] = {
 }
 
 
-def load_in_triton(pb_utils: Any, args: dict[str, str], call: str) -> Call:
+class Occupied:
+    """A fused call that marks its instance busy in the node's ``occupancy`` while it serves a request."""
+
+    def __init__(self, call: Call, occupancy: Occupancy):
+        self.call, self.occupancy = call, occupancy
+        self.inputs = call.inputs
+
+    def __call__(self, *arrays: Array, **kwargs: Any) -> dict[str, Array]:
+        with self.occupancy.serving():
+            return self.call(*arrays, **kwargs)  # type: ignore[arg-type]
+
+
+def load_in_triton(pb_utils: Any, args: dict[str, str], call: str) -> Occupied:
     """The fused model of ``call`` as its ``model.py`` loads it: the settings from its config, its query cache
     counted in ``shoprank_query_cache_total`` (where it has an encoder), the online store (its metrics under
-    the ensemble layout's label), and the ``item_scan`` model through BLS where the config names one."""
+    the ensemble layout's label), the ``item_scan`` model through BLS where the config names one, and its
+    slot in the node's occupancy (every fused instance marks when it serves; an encoder widens when alone)."""
     kind = KINDS[call]
     settings = FusedSettings.from_config(args["model_config"], args["model_repository"], args["model_version"])
     cache = None
@@ -333,4 +404,5 @@ def load_in_triton(pb_utils: Any, args: dict[str, str], call: str) -> Call:
         cache = EmbeddingCache(settings.cache_entries, query_cache_metric(pb_utils, args["model_name"]))
     scanner = config_parameters(args["model_config"]).get(c.SCAN_PARAMETER, "")
     scan = bls_scan(pb_utils, scanner, int(args["model_version"])) if scanner else None
-    return kind.load(settings, online_store(pb_utils, kind.online_part), scan, cache)
+    occupancy = Occupancy()
+    return Occupied(kind.load(settings, online_store(pb_utils, kind.online_part), scan, cache, occupancy), occupancy)

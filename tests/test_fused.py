@@ -21,8 +21,10 @@ from runtime.fused import (
     FusedSearch,
     FusedSearchCatalog,
     FusedSettings,
+    Occupied,
     fused_name,
 )
+from runtime.occupancy import Occupancy
 from runtime.repository import layout, read_config
 from server.launcher import ServerOptions, models_to_load, server_command
 from tests.conftest import REPO_ROOT
@@ -93,9 +95,15 @@ def test_settings_name_the_parts_at_the_models_own_version(tmp_path):
     settings = FusedSettings.from_config(json.dumps(config), tmp_path / "search_fused", "7")
     assert settings.folders == {"topk": tmp_path / "topk" / "7", "ranker": tmp_path / "ranker" / "7"}
     assert settings.cache_entries == 5 and settings.threads == 1 and settings.encoder_thread_count == 1
+    assert settings.alone_threads == 0 and not settings.widens
     config["parameters"]["encoder_intra_op_thread_count"] = {"string_value": "2"}
     settings = FusedSettings.from_config(json.dumps(config), tmp_path / "search_fused", "7")
     assert settings.encoder_thread_count == 2 and settings.threads == 1  # the encoder's own, the ranker's 1
+    config["parameters"]["encoder_alone_threads"] = {"string_value": "2"}
+    assert not FusedSettings.from_config(json.dumps(config), tmp_path / "search_fused", "7").widens  # not wider
+    config["parameters"]["encoder_alone_threads"] = {"string_value": "4"}
+    settings = FusedSettings.from_config(json.dumps(config), tmp_path / "search_fused", "7")
+    assert settings.alone_threads == 4 and settings.widens
     with pytest.raises(ValueError, match="shoprank_parts"):
         FusedSettings.from_config(json.dumps({"parameters": {}}), tmp_path / "search_fused", "1")
 
@@ -155,6 +163,42 @@ def test_fused_calls_answer_as_the_steps_run_one_by_one(small_repo, pipeline, kn
     assert search_catalog.encoder.cache.misses == len(queries)
 
 
+@pytest.mark.slow
+def test_an_encoder_alone_on_the_node_runs_wide_and_answers_the_same(small_repo, tmp_path):
+    """With ``encoder_alone_threads``, the encoder runs its wider session only while no other fused instance
+    serves, and both sessions give the same embedding bit for bit (so the same ranking)."""
+    path = tmp_path / "occupancy"
+    mine, other = Occupancy(path), Occupancy(path)
+    folders = {p: small_repo / p / VERSION for p in PARTS[c.SEARCH_CATALOG]}
+    wide = FusedSearchCatalog.load(FusedSettings(folders, cache_entries=0, alone_threads=2), occupancy=mine)
+    narrow = FusedSearchCatalog.load(FusedSettings(folders, cache_entries=0))
+    assert wide.encoder.wide is not None and narrow.encoder.wide is None
+    call = Occupied(wide, mine)
+    assert call.inputs == FusedSearchCatalog.inputs
+    user, none, k = np.array([42], np.int64), np.zeros(0, np.int64), np.array([10], np.int32)
+    for query in ("wireless headphones", "helix red running shoes", "cheap waterproof tent for 4", "zzqx"):
+        tokens = narrow.tokens.tokens(np.array([query.encode()], object))
+        ids, mask = tokens[c.INPUT_IDS], tokens[c.ATTENTION_MASK]
+        assert np.array_equal(wide.encoder.wide.run(None, tokens)[0], narrow.encoder.session.run(None, tokens)[0])
+        before = wide.encoder.wide_runs
+        alone = call(user, np.array([query.encode()], object), none, k)
+        assert wide.encoder.wide_runs == before + 1  # nobody else served: the wide session ran
+        with other.serving():  # another instance of the node is busy: the narrow one runs
+            busy = call(user, np.array([query.encode()], object), none, k)
+            wide.encoder.embed(ids, mask)
+        assert wide.encoder.wide_runs == before + 1
+        want = narrow(user, np.array([query.encode()], object), none, k)
+        for got in (alone, busy):
+            np.testing.assert_array_equal(got[c.TOP_ITEM_IDS], want[c.TOP_ITEM_IDS])
+            np.testing.assert_array_equal(got[c.TOP_SCORES], want[c.TOP_SCORES])
+    assert mine.alone() and other.alone()  # nothing left marked busy
+    # without an occupancy slot there is no wide session: the instance keeps to its threads
+    lost = Occupancy(tmp_path / "missing" / "occupancy")
+    assert FusedSearchCatalog.load(FusedSettings(folders, alone_threads=2), occupancy=lost).encoder.wide is None
+    for occ in (mine, other):
+        occ.close()
+
+
 @pytest.mark.unit
 def test_the_fused_models_sizes_reach_their_configs_and_bad_ones_are_refused(capsys):
     by_name = spec_by_name(layout=FUSED)
@@ -166,7 +210,16 @@ def test_the_fused_models_sizes_reach_their_configs_and_bad_ones_are_refused(cap
     with pytest.raises(ValueError, match="fused threads: expected a whole number >= 1, got 0"):
         FusedSizes(2, 0)
     assert builders_main(["build", "--profile", "small", "--fused-instances", "0"]) == 2
-    assert "--fused-instances / --fused-threads: fused instances" in capsys.readouterr().err
+    assert "--fused-instances / --fused-threads / --fused-alone-threads: fused instances" in capsys.readouterr().err
+    # the encoder's threads when alone: on the models with an encoder, only where wider than their threads
+    default = {s.name: s.parameters for s in specs(layout=FUSED)}
+    for call in CALLS:
+        has_encoder = c.TEXT_ENCODER in PARTS[call]
+        assert default[fused_name(call)].get("encoder_alone_threads") == ("2" if has_encoder else None)
+    never = {s.name: s.parameters for s in specs(layout=FUSED, sizes=FusedSizes(2, 1, 0))}
+    assert all("encoder_alone_threads" not in never[fused_name(call)] for call in CALLS)
+    with pytest.raises(ValueError, match="fused alone_threads: expected a whole number >= 0, got -1"):
+        FusedSizes(2, 1, -1)
 
 
 @pytest.mark.slow

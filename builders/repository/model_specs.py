@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from builders.repository.triton_config import ModelSpec, Step, Tensor
 from runtime import contract as c
 from runtime.fused import (
+    ALONE_PARAMETER,
     CACHE_PARAMETER,
     PARTS,
     PARTS_PARAMETER,
@@ -419,6 +420,7 @@ def catalog_specs(embed_dim: int = c.EMBED_DIM, scan: bool = False) -> list[Mode
 
 FUSED_THREADS = 1
 FUSED_INSTANCES = 2
+FUSED_ALONE_THREADS = 2  # the encoder's threads while no other fused instance serves (docs/benchmarks.md)
 
 
 @dataclass(frozen=True)
@@ -429,12 +431,15 @@ class FusedSizes:
 
     instances: int = FUSED_INSTANCES
     threads: int = FUSED_THREADS
+    alone_threads: int = FUSED_ALONE_THREADS  # 0 (or <= threads): the encoder never widens
 
     def __post_init__(self) -> None:
         for name in ("instances", "threads"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"fused {name}: expected a whole number >= 1, got {value!r}")
+        if not isinstance(self.alone_threads, int) or self.alone_threads < 0:
+            raise ValueError(f"fused alone_threads: expected a whole number >= 0, got {self.alone_threads!r}")
 
 
 def fused_specs(
@@ -464,6 +469,13 @@ def fused_specs(
                 f"{CACHE_PARAMETER}: query embeddings kept in process (the ensemble layout's response cache); "
                 f"{QUERY_CACHE_ENTRIES} x 384 floats = 15 MB per instance"
             )
+            if sizes.alone_threads > sizes.threads:
+                params[ALONE_PARAMETER] = str(sizes.alone_threads)
+                why["parameters"] += (
+                    f"; {ALONE_PARAMETER}: the encoder's threads while no other fused instance of the node serves "
+                    "(runtime/occupancy.py): one shopper's search is faster, the load keeps 1 thread per instance; "
+                    "a second encoder session, about 90 MB per instance (--fused-alone-threads, 0: none)"
+                )
         retrieval = {c.RETRIEVE_SEARCH, c.RETRIEVE_RECOMMEND} & set(parts)
         if retrieval and scan:
             params[c.SCAN_PARAMETER] = by_name[retrieval.pop()].parameters[c.SCAN_PARAMETER]
