@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)
 
 .PHONY: help setup build build-gpu serve up redis seed lint format test test-unit test-triton configs validate check-data demo-data variants \
-	bench bench-client bench-encoder-length gpu-truth gpu-truth-report bench-ids bench-retrieval bench-lexical bench-search bench-ranker bench-fresh-tables bench-sim-tie bench-search-cost bench-recommend \
+	bench bench-client bench-peer bench-fp16-decode bench-encoder-length gpu-truth gpu-truth-report bench-ids bench-retrieval bench-lexical bench-search bench-ranker bench-fresh-tables bench-sim-tie bench-search-cost bench-recommend \
 	bench-recommend-cost bench-scale bench-scan bench-online bench-retrain bench-online-cluster redis-cluster \
 	bench-variants bench-tuning loadtest capacity verify explore screenshots publish rollback retrain ab-start ab-stop clean
 
@@ -100,13 +100,17 @@ bench: setup ## served vs in-process latency/throughput on the same requests (PR
 	$(PY) -m builders build --target cpu --profile $(PROFILE) --out build/$(PROFILE)/bench_repo --no-progress
 	$(PY) -m benchmarks.pipeline --repo build/$(PROFILE)/bench_repo --out docs/benchmarks.md
 
-bench-peer: setup ## ours (fused and ensemble layouts) vs the FastAPI + ONNX Runtime service a team would write, same requests, 3 calls (PROFILE=default|small; SIZES=1: the fused models' instances x threads instead) -> docs/benchmarks.md
+bench-peer: setup ## ours (fused and ensemble layouts) vs the FastAPI + ONNX Runtime service a team would write, same requests, 3 calls (PROFILE=default|small; FUSED_SIZES=1: the fused models' instances x threads instead; ALONE_ROUNDS=N: the encoder widening when alone or never, N rounds) -> docs/benchmarks.md
 	$(PY) -m pip install -q -r requirements-bench.txt -c constraints.txt
-	$(PY) -m benchmarks.peer --profile $(PROFILE) --requests 400 --out docs/benchmarks.md $(if $(SIZES),--sizes,)
+	$(PY) -m benchmarks.peer --profile $(PROFILE) --requests 400 --out docs/benchmarks.md $(if $(FUSED_SIZES),--sizes,) $(if $(ALONE_ROUNDS),--alone-rounds $(ALONE_ROUNDS),)
 
 bench-client: setup ## SDK overhead per call vs raw tritonclient, same requests (PROFILE=default|small)
 	$(PY) -m builders build --target cpu --profile $(PROFILE) --out build/$(PROFILE)/bench_repo --no-progress
 	$(PY) -m benchmarks.client_overhead --repo build/$(PROFILE)/bench_repo --requests 800 --out docs/benchmarks.md
+
+bench-fp16-decode: setup ## retrieval's exact re-scoring: float16 rows decoded by numpy or FAISS's fp16 codec, same rows and searches
+	$(PY) -m builders build --target cpu --profile default --out build/default/bench_repo --no-progress
+	$(PY) -m benchmarks.fp16_decode --repo build/default/bench_repo
 
 bench-encoder-length: setup ## the text encoder's cost per query against its padded length (why queries pad to buckets) -> docs/benchmarks.md
 	$(PY) -m builders build --target cpu --profile small --out build/small/bench_repo --no-progress

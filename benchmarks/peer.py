@@ -196,7 +196,22 @@ def peer_caller(peer: Peer) -> Callable[[str, dict], list[int]]:
 FUSED_OURS = "Triton, fused layout (ours: the cpu target's default)"
 
 
-def run(repo: Path, ensemble_repo: Path, n: int, logs: Path) -> dict:
+def run(repo: Path, ensemble_repo: Path, n: int, logs: Path, rounds: int = 1) -> dict:
+    """Every system on the same requests, ``rounds`` times, the order reversed each other round; each number
+    is the median over the rounds (this machine has slow phases of a minute or more, which one pass of one
+    system can fall into) and the parity is the first round's."""
+    per_round = [_run_once(repo, ensemble_repo, n, logs, reverse=bool(r % 2)) for r in range(rounds)]
+    results: dict = {}
+    for system in per_round[0]:
+        results[system] = {}
+        for name in CALLS:
+            runs = [one[system][name] for one in per_round]
+            merged = {k: float(np.median([r[k] for r in runs])) for k in ("p50", "p99", "rps", "p99_load")}
+            results[system][name] = {**merged, "parity": runs[0]["parity"], "n": runs[0]["n"]}
+    return results
+
+
+def _run_once(repo: Path, ensemble_repo: Path, n: int, logs: Path, reverse: bool = False) -> dict:
     pipeline = InProcessPipeline(repo)
     requests = plan(pipeline, n)
     first = {name: reqs[:n] for name, reqs in requests.items()}
@@ -223,24 +238,35 @@ def run(repo: Path, ensemble_repo: Path, n: int, logs: Path) -> dict:
         ("Triton, fused layout, query cache off", uncached, ""),
         ("Triton, ensemble layout, response cache off", ensemble_repo, ""),
     )
-    for system, served, suffix in servers:
-        options = ServerOptions(model_repository=served, ready_timeout_s=600, response_cache_bytes=0)
-        with TritonServer(options) as server:
-            results[system] = measure(functools.partial(triton_caller, server.grpc_url, suffix), requests)
+    systems: list[tuple[str, Callable[[], dict]]] = [
+        (system, functools.partial(_served, served, suffix, requests)) for system, served, suffix in servers
+    ]
     for workers in (1, 2):
-        peer = Peer(repo, workers, logs / f"peer_{workers}.log")
-        try:
-            results[f"FastAPI + ONNX Runtime, {workers} worker{'s' if workers > 1 else ''}"] = measure(
-                functools.partial(peer_caller, peer), requests
-            )
-        finally:
-            peer.stop()
+        label = f"FastAPI + ONNX Runtime, {workers} worker{'s' if workers > 1 else ''}"
+        systems.append((label, functools.partial(_peer, repo, workers, logs, requests)))
+    for system, measure_system in reversed(systems) if reverse else systems:
+        results[system] = measure_system()
+    results = {system: results[system] for system, _ in systems}  # the table's order
     for result in results.values():
         for name in CALLS:
             got = result[name].pop("answers")
             result[name]["parity"] = sum(a == b for a, b in zip(got, want[name], strict=True))
             result[name]["n"] = len(want[name])
     return results
+
+
+def _served(repo: Path, suffix: str, requests: dict) -> dict:
+    options = ServerOptions(model_repository=repo, ready_timeout_s=600, response_cache_bytes=0)
+    with TritonServer(options) as server:
+        return measure(functools.partial(triton_caller, server.grpc_url, suffix), requests)
+
+
+def _peer(repo: Path, workers: int, logs: Path, requests: dict) -> dict:
+    peer = Peer(repo, workers, logs / f"peer_{workers}.log")
+    try:
+        return measure(functools.partial(peer_caller, peer), requests)
+    finally:
+        peer.stop()
 
 
 # fused models' (instances, ONNX Runtime threads, the encoder's threads where they differ, its threads when
@@ -269,11 +295,61 @@ def sizes(repo: Path, n: int) -> dict:
     return results
 
 
+def alone_rounds(repo: Path, n: int, rounds: int) -> list[dict]:
+    """2 x 1 with the encoder widening when alone (as built) and never widening, alternated ``rounds`` times on
+    the same requests, query cache off: per round and variant, each call's p50, req/s and p99 under load."""
+    pipeline = InProcessPipeline(repo)
+    requests = plan(pipeline, n)
+    del pipeline
+    out = []
+    for r in range(rounds):
+        for label, alone in (("never wider", 0), ("encoder 2 when alone", None)):
+            variant = fused_variant(repo, repo.parent / "bench_repo_alone", cache_entries=0, alone_threads=alone)
+            options = ServerOptions(model_repository=variant, ready_timeout_s=600, response_cache_bytes=0)
+            with TritonServer(options) as server:
+                result = measure(functools.partial(triton_caller, server.grpc_url), requests)
+            row = {"round": r + 1, "variant": label}
+            for name in CALLS:
+                row[name] = {k: result[name][k] for k in ("p50", "rps", "p99_load")}
+            out.append(row)
+            print(json.dumps(row), flush=True)
+    return out
+
+
+def alone_table(rows: list[dict], profile: str, n: int) -> str:
+    lines = [
+        f"Measured {date.today().isoformat()} on {machine()}; profile `{profile}`, {n} requests per call and pass, "
+        "query cache off, 2 x 1 fused models; the two variants alternated (`make bench-peer ALONE_ROUNDS=4`, "
+        "benchmarks/peer.py).",
+        "",
+        "| call | variant | p50 (c=1), each round | req/s (8 in flight) | p99 (8 in flight) |",
+        "|---|---|---|---|---|",
+    ]
+    for name in CALLS:
+        for label in ("never wider", "encoder 2 when alone"):
+            mine = [row[name] for row in rows if row["variant"] == label]
+            p50 = ", ".join(f"{m['p50']:.2f}" for m in mine)
+            rps = ", ".join(f"{m['rps']:.0f}" for m in mine)
+            p99 = ", ".join(f"{m['p99_load']:.0f}" for m in mine)
+            lines.append(f"| `{name}` | {label} | {p50} ms | {rps} | {p99} ms |")
+    lines.append("")
+    for name in CALLS:
+        wide, never = (
+            {k: float(np.median([row[name][k] for row in rows if row["variant"] == label])) for k in ("p50", "rps")}
+            for label in ("encoder 2 when alone", "never wider")
+        )
+        lines.append(
+            f"- `{name}`: median p50 {wide['p50']:.2f} ms against {never['p50']:.2f} ms never wider; median req/s "
+            f"{wide['rps'] / never['rps']:.2f}x"
+        )
+    return "\n".join(lines)
+
+
 def sizes_table(results: dict, profile: str, n: int) -> str:
     lines = [
         f"Measured {date.today().isoformat()} on {machine()}; profile `{profile}`, {n} requests per call; the fused "
         "layout's instances per model x ONNX Runtime threads per session, its query cache off "
-        "(`make bench-peer SIZES=1`, benchmarks/peer.py).",
+        "(`make bench-peer FUSED_SIZES=1`, benchmarks/peer.py).",
         "",
         "| call | fused models | p50 (c=1) | p99 (c=1) | req/s (8 in flight) | p99 (8 in flight) |",
         "|---|---|---|---|---|---|",
@@ -286,11 +362,11 @@ def sizes_table(results: dict, profile: str, n: int) -> str:
     return "\n".join(lines)
 
 
-def table(results: dict, profile: str, n: int) -> str:
+def table(results: dict, profile: str, n: int, rounds: int = 1) -> str:
     lines = [
         f"Measured {date.today().isoformat()} on {machine()}; profile `{profile}`, {n} requests per call, each system",
-        f"alone; p50/p99 at concurrency 1, then req/s and p99 with {IN_FLIGHT} in flight "
-        "(`make bench-peer`, benchmarks/peer.py).",
+        f"alone; p50/p99 at concurrency 1, then req/s and p99 with {IN_FLIGHT} in flight; the median of {rounds} "
+        "passes over every system, the order reversed each other pass (`make bench-peer`, benchmarks/peer.py).",
         "",
         "| call | system | p50 (c=1) | p99 (c=1) | req/s (8 in flight) | p99 (8 in flight) | top-k = in-process |",
         "|---|---|---|---|---|---|---|",
@@ -321,11 +397,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="default", choices=["default", "small"])
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--rounds", type=int, default=2, help="passes over every system, medians reported")
     parser.add_argument("--sizes", action="store_true", help="instead: the fused models' instances x threads")
+    parser.add_argument(
+        "--alone-rounds", type=int, default=0, help="instead: the encoder widening when alone or never, N rounds"
+    )
     args = parser.parse_args(argv)
     repo = Path("build") / args.profile / "bench_repo"
     ensemble_repo = Path("build") / args.profile / "bench_repo_ensemble"
     build("cpu", args.profile, out=repo, progress=False)
+    if args.alone_rounds:
+        text = alone_table(alone_rounds(repo, args.requests, args.alone_rounds), args.profile, args.requests)
+        print(text)
+        if args.out is not None:
+            write_section(args.out, f"peer-alone-{args.profile}", text + "\n")
+        return 0
     if args.sizes:
         text = sizes_table(sizes(repo, args.requests), args.profile, args.requests)
         print(text)
@@ -334,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     build("cpu", args.profile, out=ensemble_repo, progress=False, layout=ENSEMBLE)  # the same steps, cached
     logs = Path("build") / "logs" / "peer"
-    text = table(run(repo, ensemble_repo, args.requests, logs), args.profile, args.requests)
+    text = table(run(repo, ensemble_repo, args.requests, logs, args.rounds), args.profile, args.requests, args.rounds)
     print(text)
     if args.out is not None:
         write_section(args.out, f"peer-{args.profile}", text + "\n")

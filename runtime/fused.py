@@ -132,6 +132,17 @@ class EmbeddingCache:
 Cache = EmbeddingCache | None
 
 
+@dataclass(frozen=True)
+class Serving:
+    """What a fused model gets from its server besides its settings: the online store, the ``item_scan``
+    model through BLS, its query cache (counted in the server's metrics) and its occupancy slot."""
+
+    online: Online = None
+    scan: Scan | None = None
+    cache: Cache = None
+    occupancy: Occupancy | None = None
+
+
 class Encoder:
     """The text encoder's ONNX file in an ONNX Runtime session, its answers cached by the query's tokens.
 
@@ -237,17 +248,10 @@ class FusedSearch:
         store.embed = encoder.embed  # an unknown query borrows by its embedding, which the call then reuses
 
     @classmethod
-    def load(
-        cls,
-        settings: FusedSettings,
-        online: Online = None,
-        scan: Scan | None = None,
-        cache: Cache = None,
-        occupancy: Occupancy | None = None,
-    ) -> FusedSearch:
-        f = settings.folders
-        encoder = Encoder.load(f[c.TEXT_ENCODER], settings, cache, occupancy)
-        store = FeatureStore.load(f[c.SEARCH_FEATURES], online=online)
+    def load(cls, settings: FusedSettings, serving: Serving | None = None) -> FusedSearch:
+        f, served = settings.folders, serving or Serving()
+        encoder = Encoder.load(f[c.TEXT_ENCODER], settings, served.cache, served.occupancy)
+        store = FeatureStore.load(f[c.SEARCH_FEATURES], online=served.online)
         return cls(store, encoder, Ranker.load(f[c.RANKER], settings.threads), TopK.load(f[c.TOPK]))
 
     def __call__(
@@ -274,16 +278,11 @@ class FusedRecommend:
         self.store, self.ranker, self.topk = store, ranker, topk
 
     @classmethod
-    def load(
-        cls,
-        settings: FusedSettings,
-        online: Online = None,
-        scan: Scan | None = None,
-        cache: Cache = None,
-        occupancy: Occupancy | None = None,
-    ) -> FusedRecommend:
-        f = settings.folders
-        store = FeatureStore.load(f[c.RECOMMEND_FEATURES], with_tokenizer=False, with_profiles=True, online=online)
+    def load(cls, settings: FusedSettings, serving: Serving | None = None) -> FusedRecommend:
+        f, served = settings.folders, serving or Serving()
+        store = FeatureStore.load(
+            f[c.RECOMMEND_FEATURES], with_tokenizer=False, with_profiles=True, online=served.online
+        )
         return cls(store, Ranker.load(f[c.RANKER], settings.threads), TopK.load(f[c.TOPK]))
 
     def __call__(
@@ -304,17 +303,10 @@ class FusedSearchCatalog:
         self.tokens, self.encoder, self.retriever, self.ranker, self.topk = tokens, encoder, retriever, ranker, topk
 
     @classmethod
-    def load(
-        cls,
-        settings: FusedSettings,
-        online: Online = None,
-        scan: Scan | None = None,
-        cache: Cache = None,
-        occupancy: Occupancy | None = None,
-    ) -> FusedSearchCatalog:
-        f = settings.folders
-        encoder = Encoder.load(f[c.TEXT_ENCODER], settings, cache, occupancy)
-        retriever = Retriever.load(f[c.RETRIEVE_SEARCH], recommend=False, online=online, scan=scan)
+    def load(cls, settings: FusedSettings, serving: Serving | None = None) -> FusedSearchCatalog:
+        f, served = settings.folders, serving or Serving()
+        encoder = Encoder.load(f[c.TEXT_ENCODER], settings, served.cache, served.occupancy)
+        retriever = Retriever.load(f[c.RETRIEVE_SEARCH], recommend=False, online=served.online, scan=served.scan)
         ranker = Ranker.load(f[c.RANKER], settings.threads)
         return cls(QueryTokens.load(f[c.QUERY_TOKENIZER]), encoder, retriever, ranker, TopK.load(f[c.TOPK]))
 
@@ -344,16 +336,9 @@ class FusedRecommendCatalog:
         self.retriever, self.ranker, self.topk = retriever, ranker, topk
 
     @classmethod
-    def load(
-        cls,
-        settings: FusedSettings,
-        online: Online = None,
-        scan: Scan | None = None,
-        cache: Cache = None,
-        occupancy: Occupancy | None = None,
-    ) -> FusedRecommendCatalog:
-        f = settings.folders
-        retriever = Retriever.load(f[c.RETRIEVE_RECOMMEND], recommend=True, online=online, scan=scan)
+    def load(cls, settings: FusedSettings, serving: Serving | None = None) -> FusedRecommendCatalog:
+        f, served = settings.folders, serving or Serving()
+        retriever = Retriever.load(f[c.RETRIEVE_RECOMMEND], recommend=True, online=served.online, scan=served.scan)
         return cls(retriever, Ranker.load(f[c.RANKER], settings.threads), TopK.load(f[c.TOPK]))
 
     def __call__(
@@ -405,4 +390,5 @@ def load_in_triton(pb_utils: Any, args: dict[str, str], call: str) -> Occupied:
     scanner = config_parameters(args["model_config"]).get(c.SCAN_PARAMETER, "")
     scan = bls_scan(pb_utils, scanner, int(args["model_version"])) if scanner else None
     occupancy = Occupancy()
-    return Occupied(kind.load(settings, online_store(pb_utils, kind.online_part), scan, cache, occupancy), occupancy)
+    serving = Serving(online_store(pb_utils, kind.online_part), scan, cache, occupancy)
+    return Occupied(kind.load(settings, serving), occupancy)

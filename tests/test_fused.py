@@ -22,6 +22,7 @@ from runtime.fused import (
     FusedSearchCatalog,
     FusedSettings,
     Occupied,
+    Serving,
     fused_name,
 )
 from runtime.occupancy import Occupancy
@@ -170,7 +171,7 @@ def test_an_encoder_alone_on_the_node_runs_wide_and_answers_the_same(small_repo,
     path = tmp_path / "occupancy"
     mine, other = Occupancy(path), Occupancy(path)
     folders = {p: small_repo / p / VERSION for p in PARTS[c.SEARCH_CATALOG]}
-    wide = FusedSearchCatalog.load(FusedSettings(folders, cache_entries=0, alone_threads=2), occupancy=mine)
+    wide = FusedSearchCatalog.load(FusedSettings(folders, cache_entries=0, alone_threads=2), Serving(occupancy=mine))
     narrow = FusedSearchCatalog.load(FusedSettings(folders, cache_entries=0))
     assert wide.encoder.wide is not None and narrow.encoder.wide is None
     call = Occupied(wide, mine)
@@ -194,7 +195,9 @@ def test_an_encoder_alone_on_the_node_runs_wide_and_answers_the_same(small_repo,
     assert mine.alone() and other.alone()  # nothing left marked busy
     # without an occupancy slot there is no wide session: the instance keeps to its threads
     lost = Occupancy(tmp_path / "missing" / "occupancy")
-    assert FusedSearchCatalog.load(FusedSettings(folders, alone_threads=2), occupancy=lost).encoder.wide is None
+    assert (
+        FusedSearchCatalog.load(FusedSettings(folders, alone_threads=2), Serving(occupancy=lost)).encoder.wide is None
+    )
     for occ in (mine, other):
         occ.close()
 

@@ -21,7 +21,7 @@ from builders.repository.triton_config import ModelSpec
 from runtime import contract as c
 from runtime.errors import ShoprankError
 from runtime.features import FeatureStore
-from runtime.fused import KINDS, PARTS_PARAMETER, FusedSettings, fused_name
+from runtime.fused import KINDS, PARTS_PARAMETER, FusedSettings, Serving, fused_name
 from runtime.ort_runner import make_session
 from runtime.repository import copy_files, parse_pbtxt, scan_target
 from runtime.retrieval import Retriever
@@ -185,7 +185,7 @@ def _check_fused(repo: Path, by_name: dict[str, ModelSpec], user: np.ndarray, it
             continue
         parts = spec.parameters[PARTS_PARAMETER].split(",")
         settings = FusedSettings({p: repo / p / VERSION for p in parts})
-        fused = KINDS[call].load(settings, scan=retrieval_scan(repo, spec.name))
+        fused = KINDS[call].load(settings, Serving(scan=retrieval_scan(repo, spec.name)))
         _check_arrays(spec, fused(*request))
 
 
