@@ -10,7 +10,9 @@ feature, retrieval and top-k code runs on the same files.
 
 The query embedding is cached in process (``EmbeddingCache``): a query the statistics do not know asks
 for its embedding once (to borrow from its nearest head queries) and the encoder step finds it there, as
-a repeated query does. Why this layout and its settings: docs/serving.md ("The cpu target's layout").
+a repeated query does. Where the node's other fused instances are idle (``runtime/occupancy.py``), the
+encoder runs a wider session (``encoder_alone_threads``): one shopper's search gets the cores, a loaded node
+keeps one thread per instance. Why this layout and its settings: docs/serving.md ("The cpu target's layout").
 """
 
 from __future__ import annotations
@@ -148,8 +150,8 @@ class Encoder:
 
     ``wide``: a second session on more threads, run where ``occupancy`` says the node's other fused instances
     have been idle for ``QUIET_S`` (one shopper at a time: the cores are free); the first, narrow, one runs
-    otherwise, so under load each instance keeps to its thread. Both give the same embedding, bit for bit (ONNX Runtime
-    splits the encoder's work by rows and columns, not inside one sum; tests/test_fused.py checks it)."""
+    otherwise, so under load each instance keeps to its thread. Both give the same embedding, bit for bit
+    (checked on 1,200 benchmark queries of the default shop, and by tests/test_fused.py)."""
 
     def __init__(self, session: Any, cache: EmbeddingCache, wide: Any = None, occupancy: Occupancy | None = None):
         self.session = session
