@@ -25,18 +25,15 @@ same for the searches whose query the statistics window never saw (the new queri
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import json
 import logging
-import os
-import platform
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.ranker_kinds import config_of, fmt, load_build
+from benchmarks.ranker_kinds import config_of, fmt, fmt_vs, load_build, print_report, works_parser
 from builders.build import BUNDLED_ENCODER_DIR
 from builders.data.config import FeaturesConfig
 from builders.data.dataset import ShopData, newest_window, split_by_time
@@ -203,12 +200,8 @@ def markdown(results: list[dict]) -> str:
             cells = [fmt(e["ips"]), fmt(e["ips_vs_ranker, stats"]) if "ips_vs_ranker, stats" in e else "–"]
             if true:
                 cells += [fmt(e["true"]), fmt(e["true_vs_ranker, stats"]) if "true_vs_ranker, stats" in e else "–"]
-            n = nq[name]
             view = "true" if true else "logged"
-            cells.append(
-                (fmt(n[view]) if view in n else "–")
-                + (f", {fmt(n[view + '_vs_ref'])}" if view + "_vs_ref" in n else "")
-            )
+            cells.append(fmt_vs(nq[name], view, view + "_vs_ref"))
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -216,15 +209,12 @@ def markdown(results: list[dict]) -> str:
 
 def main() -> None:
     cli_logging.configure()
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--work", type=Path, nargs="+", default=[Path("build/default"), Path("build/market")])
+    p = works_parser(__doc__ or "")
     p.add_argument("--trend", type=int, default=0, help="add a trend of this many queries first (0: none)")
     p.add_argument("--trend-days", type=float, default=4, help="days before the held-out days the trend starts")
-    p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     results = [evaluate(w, args.trend, args.trend_days) for w in args.work]
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
-    print(markdown(results))
+    print_report(markdown(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str))
 

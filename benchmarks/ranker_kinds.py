@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import time
 from pathlib import Path
@@ -114,6 +115,26 @@ def fmt(x: list[float]) -> str:
     return f"{x[0]:.4f} [{x[1]:.4f}, {x[2]:.4f}]"
 
 
+def fmt_vs(values: dict, key: str, vs_key: str) -> str:
+    """``values[key]`` and, where there is one, its difference ``values[vs_key]``; "–" without the value."""
+    cell = fmt(values[key]) if key in values else "–"
+    return cell + (f", {fmt(values[vs_key])}" if vs_key in values else "")
+
+
+def works_parser(doc: str) -> argparse.ArgumentParser:
+    """The CLI of a benchmark over finished builds: ``--work`` (their work folders) and ``--json``."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    p.add_argument("--work", type=Path, nargs="+", default=[Path("build/default"), Path("build/market")])
+    p.add_argument("--json", type=Path, default=None)
+    return p
+
+
+def print_report(text: str) -> None:
+    """The machine, then ``text``."""
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+    print(text)
+
+
 def plot(results: list[dict], out: Path) -> Path:
     import matplotlib
 
@@ -176,15 +197,12 @@ def cost(result: dict, work: Path, sizes=(100, 1000), rounds: int = 300, warmup:
 
 def main() -> None:
     cli_logging.configure()
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--work", type=Path, nargs="+", default=[Path("build/default"), Path("build/market")])
+    p = works_parser(__doc__ or "")
     p.add_argument("--plot", type=Path, default=None, help="write the propensity curves here (PNG)")
     p.add_argument("--cost", action="store_true", help="time the ranker step of each kind (the first --work)")
-    p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     results = [evaluate(w) for w in args.work]
-    print(f"machine: {platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores")
-    print(markdown(results))
+    print_report(markdown(results))
     report: dict = {
         r["shop"]: {"views": r["views"], "propensity": r["propensity"], "learned": r["learned_examination"]}
         for r in results

@@ -14,16 +14,13 @@ with history, barely holds.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import os
-import platform
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.ranker_kinds import fmt, load_build
+from benchmarks.ranker_kinds import fmt, fmt_vs, load_build, print_report, works_parser
 from builders.data.config import GBDTConfig
 from builders.learning import evaluation, gbdt
 from builders.learning import ranker as rk
@@ -93,8 +90,7 @@ def markdown(results: list[dict]) -> str:
                 f"{h['val']:.5f}",
                 fmt(e["ips"]),
                 fmt(e["true"]) if "true" in e else "–",
-                (fmt(r["on_cold"][name]) if name in r["on_cold"] else "–")
-                + (f", {fmt(r['on_cold'][name + ' vs first'])}" if name + " vs first" in r["on_cold"] else ""),
+                fmt_vs(r["on_cold"], name, name + " vs first"),
             ]
             lines.append(f"| {h['sim_weight']:g} | " + " | ".join(cells) + " |")
         lines.append("")
@@ -103,13 +99,9 @@ def markdown(results: list[dict]) -> str:
 
 def main() -> None:
     cli_logging.configure()
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--work", type=Path, nargs="+", default=[Path("build/default"), Path("build/market")])
-    p.add_argument("--json", type=Path, default=None)
-    args = p.parse_args()
+    args = works_parser(__doc__ or "").parse_args()
     results = [evaluate(w) for w in args.work]
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
-    print(markdown(results))
+    print_report(markdown(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str))
 
