@@ -156,7 +156,7 @@ class Encoder:
     def __init__(self, session: Any, cache: EmbeddingCache, wide: Any = None, occupancy: Occupancy | None = None):
         self.session = session
         self.cache = cache
-        self.wide = wide if occupancy is not None and occupancy.active else None
+        self.wide = wide
         self.occupancy = occupancy
         self.wide_runs = 0
 
