@@ -284,9 +284,7 @@ def sizes(repo: Path, n: int) -> dict:
         variant = fused_variant(
             repo, repo.parent / "bench_repo_sized", instances, threads, 0, encoder_threads or None, alone
         )
-        options = ServerOptions(model_repository=variant, ready_timeout_s=600, response_cache_bytes=0)
-        with TritonServer(options) as server:
-            result = measure(functools.partial(triton_caller, server.grpc_url), requests)
+        result = _served(variant, "", requests)
         for name in CALLS:
             result[name].pop("answers")
         label = f"{instances} instances x {threads} thread{'s' if threads > 1 else ''}"
@@ -305,9 +303,7 @@ def alone_rounds(repo: Path, n: int, rounds: int) -> list[dict]:
     for r in range(rounds):
         for label, alone in (("never wider", 0), ("encoder 2 when alone", None)):
             variant = fused_variant(repo, repo.parent / "bench_repo_alone", cache_entries=0, alone_threads=alone)
-            options = ServerOptions(model_repository=variant, ready_timeout_s=600, response_cache_bytes=0)
-            with TritonServer(options) as server:
-                result = measure(functools.partial(triton_caller, server.grpc_url), requests)
+            result = _served(variant, "", requests)
             row = {"round": r + 1, "variant": label}
             for name in CALLS:
                 row[name] = {k: result[name][k] for k in ("p50", "rps", "p99_load")}
