@@ -27,9 +27,11 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+from google.protobuf import json_format
 
 from builders.build import build
 from builders.repository.pipeline import InProcessPipeline
+from builders.repository.triton_config import preferred_instance_groups
 from runtime import cli_logging
 from runtime import contract as c
 from runtime.fused import (
@@ -175,7 +177,9 @@ def fused_variant(
     for model in out.glob(f"*{FUSED_SUFFIX}"):
         cfg = read_config(model)
         if instances is not None:
-            cfg.instance_group[0].count = instances
+            del cfg.instance_group[:]
+            for group in preferred_instance_groups(instances):
+                json_format.ParseDict(group, cfg.instance_group.add())
         if threads is not None:
             cfg.parameters[THREADS_PARAMETER].string_value = str(threads)
         if cache_entries is not None and CACHE_PARAMETER in cfg.parameters:

@@ -25,6 +25,7 @@ from builders import build as build_mod
 from builders.data import config as cfg_mod
 from builders.data.dataset import ShopData
 from builders.repository.model_specs import ENSEMBLE, FUSED, FusedSizes
+from builders.repository.triton_config import instance_count
 from retrain.cluster import OnKubernetes
 from retrain.loop import CANDIDATE, RolloutFailed, Served, Target, promote
 from retrain.volume import ReleaseVolume, VolumeError
@@ -48,7 +49,7 @@ def served_shape(repo: Path) -> tuple[str, FusedSizes | None]:
     cfg = configs[0]
     threads = cfg.parameters[THREADS_PARAMETER].string_value if THREADS_PARAMETER in cfg.parameters else "1"
     alone = [int(x.parameters[ALONE_PARAMETER].string_value or 0) for x in configs if ALONE_PARAMETER in x.parameters]
-    return FUSED, FusedSizes(int(cfg.instance_group[0].count), int(threads or 1), alone[0] if alone else 0)
+    return FUSED, FusedSizes(instance_count(cfg), int(threads or 1), alone[0] if alone else 0)
 
 
 def _parser() -> argparse.ArgumentParser:

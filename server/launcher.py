@@ -127,6 +127,9 @@ def prepare_backend_dir(dest: Path = DEFAULT_BACKEND_DIR) -> Path:
     return dest
 
 
+# Triton's rate limiter orders the fused models' instances by their priorities (builders/repository/triton_config.py)
+RATE_LIMIT_ARG = "--rate-limit=execution_count"
+
 # The text_encoder config enables Triton's response cache: repeated queries skip the encoder
 # (measured on the shop's query log: docs/tuning.md). 64 MiB holds about 40,000 query embeddings.
 DEFAULT_RESPONSE_CACHE_BYTES = 64 * 1024 * 1024
@@ -198,6 +201,10 @@ def server_command(opts: ServerOptions, backend_dir: Path) -> list[str]:
         # A fused repository's parts are files, not served models: only its ensembles and steps load, which
         # needs explicit model control (``none`` loads every folder with a config).
         cmd += ["--model-control-mode=explicit"] + [f"--load-model={m}" for m in named or ["*"]]
+    if named:
+        # The fused models list their instances in a fixed order (rate-limiter priorities): the first free one
+        # takes each request, so consecutive requests at low load meet one process's warm caches.
+        cmd.append(RATE_LIMIT_ARG)
     if opts.response_cache_bytes:
         # The local cache implementation ships in the wheel next to the server, not in /opt/tritonserver.
         cmd += [

@@ -4,14 +4,18 @@ layout's steps run one by one in process (builders/repository/pipeline.py) on th
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
 
 from builders.__main__ import main as builders_main
 from builders.build import build
 from builders.repository.assemble import VERSION, validate
 from builders.repository.model_specs import ENSEMBLE, FUSED, FusedSizes, spec_by_name, specs
+from builders.repository.triton_config import instance_count
 from runtime import contract as c
 from runtime.fused import (
     PARTS,
@@ -27,7 +31,8 @@ from runtime.fused import (
 )
 from runtime.occupancy import Occupancy
 from runtime.repository import layout, read_config
-from server.launcher import ServerOptions, models_to_load, server_command
+from server.launcher import RATE_LIMIT_ARG, ServerOptions, models_to_load, server_command
+from server.raw_requests import call as raw_call
 from tests.conftest import REPO_ROOT
 
 CALLS = (c.SEARCH_ENSEMBLE, c.RECOMMEND_ENSEMBLE, c.SEARCH_CATALOG, c.RECOMMEND_CATALOG)
@@ -124,6 +129,7 @@ def test_a_fused_build_serves_its_calls_and_releases_its_parts(small_repo):
     cmd = server_command(ServerOptions(model_repository=small_repo).resolved(), small_repo)
     assert "--model-control-mode=explicit" in cmd
     assert {a.split("=", 1)[1] for a in cmd if a.startswith("--load-model=")} == set(lay.served)
+    assert RATE_LIMIT_ARG in cmd  # the fused models' instances are taken in their configs' order
 
 
 def _settings(repo, call):
@@ -232,4 +238,53 @@ def test_a_build_with_other_sizes_validates_and_keeps_them(small_build, tmp_path
     lines = validate(out)  # the manifest carries the sizes: the configs equal their specs
     assert any("search_fused: config ok" in line for line in lines)
     cfg = read_config(out / fused_name(c.SEARCH_ENSEMBLE))
-    assert cfg.instance_group[0].count == 3 and cfg.parameters["intra_op_thread_count"].string_value == "2"
+    assert instance_count(cfg) == 3 and cfg.parameters["intra_op_thread_count"].string_value == "2"
+    assert [g.rate_limiter.priority for g in cfg.instance_group] == [1, 1000, 1000**2]
+
+
+def _stub_cpu_ticks(server, model: str) -> dict[int, int]:
+    """CPU time (clock ticks) so far of each python-backend stub process of ``model`` under ``server``, by pid."""
+    ticks = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            argv = (stat.parent / "cmdline").read_bytes().split(b"\0")
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # a process that ended meanwhile
+            continue
+        stub = argv[0].endswith(b"triton_python_backend_stub") and len(argv) > 1 and f"/{model}/".encode() in argv[1]
+        if stub and int(fields[1]) == server.process.pid:
+            ticks[int(stat.parent.name)] = int(fields[11]) + int(fields[12])  # utime + stime
+    return ticks
+
+
+@pytest.mark.slow
+def test_one_shopper_at_a_time_meets_one_fused_instance_and_a_load_meets_both(triton_server, known_ids, rng):
+    """The fused models' instances are taken in their configs' priority order (rate limiter): sequential requests
+    go to one instance (its caches stay warm), concurrent ones spread over both."""
+    users, items = known_ids
+    model = fused_name(c.SEARCH_ENSEMBLE)
+    requests = [
+        (int(rng.choice(users)), rng.choice(items, size=60, replace=False), f"helix shoes {i} wireless".encode())
+        for i in range(360)
+    ]
+    client = grpcclient.InferenceServerClient(triton_server.grpc_url)
+    before = _stub_cpu_ticks(triton_server, model)
+    assert len(before) == 2
+    for user, cands, query in requests[:120]:  # unique queries: the encoder runs every time
+        raw_call(client, user, cands, 10, query)
+    after = _stub_cpu_ticks(triton_server, model)
+    idle, busy = sorted(after[pid] - before[pid] for pid in before)
+    assert busy >= 10 and idle * 5 <= busy, (idle, busy)  # alternating instances would give about half each
+
+    def one_client(chunk: list) -> int:
+        own = grpcclient.InferenceServerClient(triton_server.grpc_url)
+        for user, cands, query in chunk:
+            raw_call(own, user, cands, 10, query)
+        return len(chunk)
+
+    rest = requests[120:]
+    with ThreadPoolExecutor(6) as pool:
+        assert sum(pool.map(one_client, [rest[i::6] for i in range(6)])) == len(rest)
+    loaded = _stub_cpu_ticks(triton_server, model)
+    second, first = sorted(loaded[pid] - after[pid] for pid in after)
+    assert second * 4 >= first, (second, first)  # the busy first instance leaves requests to the second

@@ -167,6 +167,8 @@ def test_the_cpu_profile_loads_the_fused_layouts_served_models_only():
     assert named == served and named <= fused
     default = kind(render(), "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--model-control-mode=none" in default and not any(a.startswith("--load-model") for a in default)
+    # its fused models' instances are ordered by rate-limiter priorities, which only a rate-limited server reads
+    assert "--rate-limit=execution_count" in args and "--rate-limit=off" in default
 
 
 def test_services_pdb_networkpolicy_and_hpa():
@@ -204,6 +206,7 @@ def test_helm_test_hook_runs_a_real_inference():
         (["modelRepository.source=ftp"], "source"),
         (["replicaCount=0"], "replicaCount"),
         (["server.extraArgs[0]=log-verbose=1"], "extraArgs"),
+        (["server.rateLimit=always"], "rateLimit"),
         (["autoscaling.minReplicas=5", "autoscaling.maxReplicas=3"], "minReplicas (5) is greater than maxReplicas (3)"),
         (["autoscaling.kind=vpa"], "kind"),
         (["engineBuild.enabled=true"], "engineBuild needs a local repository"),

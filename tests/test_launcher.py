@@ -5,7 +5,15 @@ from pathlib import Path
 
 import pytest
 
-from server.launcher import ServerError, ServerOptions, TritonServer, free_port, free_ports, server_command
+from server.launcher import (
+    RATE_LIMIT_ARG,
+    ServerError,
+    ServerOptions,
+    TritonServer,
+    free_port,
+    free_ports,
+    server_command,
+)
 from tests.helpers import add_python_model
 
 pytestmark = pytest.mark.triton
@@ -33,6 +41,7 @@ def test_command_line_has_the_production_flags(tmp_path):
         assert flag in cmd
     cache_dir = next(a for a in server_command(opts, tmp_path) if a.startswith("--cache-directory="))
     assert (Path(cache_dir.split("=", 1)[1]) / "local" / "libtritoncache_local.so").exists()
+    assert RATE_LIMIT_ARG not in cmd  # only a fused repository orders its instances (tests/test_fused.py)
 
 
 def test_free_ports_differ():

@@ -3,7 +3,13 @@ from google.protobuf import json_format
 
 from builders.repository.assemble import SOURCE_REPO
 from builders.repository.model_specs import specs
-from builders.repository.triton_config import ModelSpec, Tensor
+from builders.repository.triton_config import (
+    MAX_PRIORITY,
+    ModelSpec,
+    Tensor,
+    instance_count,
+    preferred_instance_groups,
+)
 from runtime.contract import MAX_CANDIDATES
 from runtime.repository import parse_pbtxt
 
@@ -54,3 +60,32 @@ def test_no_ensemble_step_sets_a_queue_limit():
     all_specs = {s.name: s for s in specs()}
     steps = {step.model for s in specs() for step in s.steps}
     assert steps and all(all_specs[name].max_queue_size == 0 for name in steps)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 8, 16, 32])
+def test_preferred_instances_are_groups_of_one_in_a_strict_priority_order(count):
+    spec = ModelSpec(
+        name="x",
+        backend="python",
+        instances=count,
+        preferred_instances=True,
+        inputs=(Tensor("A", "int64", (1,)),),
+        outputs=(),
+    )
+    cfg = spec.to_proto()  # through Triton's own schema
+    assert instance_count(cfg) == count and all(g.count == 1 and g.kind == g.KIND_CPU for g in cfg.instance_group)
+    priorities = [g.rate_limiter.priority for g in cfg.instance_group]
+    assert priorities[0] == 1 and priorities == sorted(set(priorities)) and priorities[-1] <= MAX_PRIORITY
+    if count > 1:  # the second instance takes a request only while the first is busy, or once in 1,000 at most
+        assert priorities[1] >= 2 and (count > 2 or priorities[1] == 1000)
+    plain = ModelSpec(name="x", backend="python", instances=count, inputs=(), outputs=()).to_proto()
+    assert (
+        instance_count(plain) == count
+        and len(plain.instance_group) == 1
+        and not plain.instance_group[0].HasField("rate_limiter")
+    )
+
+
+def test_preferred_instances_refuse_a_count_below_one():
+    with pytest.raises(ValueError, match="instances: expected a whole number >= 1, got 0"):
+        preferred_instance_groups(0)

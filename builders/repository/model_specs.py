@@ -460,7 +460,10 @@ def fused_specs(
             f"{', '.join(parts)}: no hop between steps, no parallel branch competing for few cores",
             "instance_group": f"{sizes.instances} CPU instances x {sizes.threads} ONNX Runtime thread(s) "
             "(--fused-instances, --fused-threads); 2 x 1 on 2 cores: the best load and tail against 1 x 2, "
-            "2 x 2 and 4 x 1 (docs/benchmarks.md)",
+            "2 x 2 and 4 x 1 (docs/benchmarks.md). One group per instance, rate-limiter priorities 1, 1000, ...: "
+            "the server (--rate-limit=execution_count) sends a request to the first free instance in that order, "
+            "so a shopper alone meets one process with its encoder and index warm in the CPU caches, not each "
+            "instance in turn (docs/serving.md)",
             "max_batch_size": "0: one request is one user and its own candidates; the ranker runs them as one batch",
         }
         if c.TEXT_ENCODER in parts:
@@ -484,6 +487,7 @@ def fused_specs(
                 name=name,
                 backend="python",
                 instances=sizes.instances,
+                preferred_instances=True,
                 inputs=ensemble.inputs,
                 outputs=ensemble.outputs,
                 parameters=params,

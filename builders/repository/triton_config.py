@@ -23,6 +23,27 @@ NUMPY_TO_TRITON = {
 }
 
 
+# Triton's rate limiter (``--rate-limit=execution_count``) gives a request to the free instance with the lowest
+# executions x priority. Priorities 1, B, B^2, ... (one instance per group) make the first instance take nearly
+# every request while it is free, the second every request that finds the first busy, and so on.
+PREFERRED_BASE = 1000
+MAX_PRIORITY = 2**31 - 1  # the config's priority is a uint32; kept well inside it
+
+
+def preferred_instance_groups(count: int, kind: str = "KIND_CPU") -> list[dict]:
+    """``count`` instances as ``count`` groups of one, each with a rate-limiter priority: 1 for the first,
+    ``B ** i`` for the i-th, ``B`` as large as ``MAX_PRIORITY`` allows (1000 at most, 2 at least)."""
+    if count < 1:
+        raise ValueError(f"instances: expected a whole number >= 1, got {count!r}")
+    base = PREFERRED_BASE if count < 2 else max(2, min(PREFERRED_BASE, int(MAX_PRIORITY ** (1 / (count - 1)))))
+    return [{"count": 1, "kind": kind, "rate_limiter": {"priority": min(base**i, MAX_PRIORITY)}} for i in range(count)]
+
+
+def instance_count(cfg: model_config_pb2.ModelConfig) -> int:
+    """How many instances a config asks for, over its instance groups."""
+    return sum(int(g.count) for g in cfg.instance_group)
+
+
 @dataclass(frozen=True)
 class Tensor:
     name: str
@@ -58,6 +79,9 @@ class ModelSpec:
     platform: str = ""  # "ensemble", "tensorrt_plan"
     instances: int = 0  # 0: no instance_group (ensembles)
     instance_kind: str = "KIND_CPU"
+    # True: one group per instance with rate-limiter priorities (``preferred_instance_groups``), so the server
+    # started with ``--rate-limit=execution_count`` gives a request to the first free instance in a fixed order
+    preferred_instances: bool = False
     dynamic_batching: bool = False
     preferred_batch_sizes: tuple[int, ...] = ()
     max_queue_delay_us: int = 0
@@ -81,7 +105,9 @@ class ModelSpec:
             cfg["backend"] = self.backend
         if self.platform:
             cfg["platform"] = self.platform
-        if self.instances:
+        if self.instances and self.preferred_instances:
+            cfg["instance_group"] = preferred_instance_groups(self.instances, self.instance_kind)
+        elif self.instances:
             cfg["instance_group"] = [{"count": self.instances, "kind": self.instance_kind}]
         if self.dynamic_batching:
             db: dict = {"max_queue_delay_microseconds": self.max_queue_delay_us}
