@@ -6,8 +6,9 @@ The peer is FastAPI + uvicorn around the same ONNX files run by ONNX Runtime in 
 (``benchmarks/peer_service.py``), with 1 and with 2 worker processes. Ours is the built repository on the
 bundled tritonserver, called with raw ``tritonclient`` over gRPC, in the cpu target's two layouts
 (``builders/repository/model_specs.py``): ``fused`` (the default; its in-process query-embedding cache on, as
-shipped, and off) and ``ensemble`` (Triton's response cache off); and the fused step called directly,
-without its one-step ensemble, which prices that hop. Each system runs alone on this machine, in turn, on
+shipped, and off; its instances in priority order, as shipped, and taking turns) and ``ensemble`` (Triton's
+response cache off); and the fused step called directly, without its one-step ensemble, which prices that
+hop. Each system runs alone on this machine, in turn, on
 the same requests:
 
 * ``search``: one query from the shop's query pool (popular ones more often), 100 candidates, k = 10;
@@ -194,6 +195,7 @@ def peer_caller(peer: Peer) -> Callable[[str, dict], list[int]]:
 
 
 FUSED_OURS = "Triton, fused layout (ours: the cpu target's default)"
+IN_TURN = "Triton, fused layout, its instances taking turns (no priorities)"
 
 
 def run(repo: Path, ensemble_repo: Path, n: int, logs: Path, rounds: int = 1) -> dict:
@@ -232,8 +234,10 @@ def _run_once(repo: Path, ensemble_repo: Path, n: int, logs: Path, reverse: bool
     logs.mkdir(parents=True, exist_ok=True)
     results = {}
     uncached = without_query_cache(repo, repo.parent / "bench_repo_no_query_cache")
+    in_turn = fused_variant(repo, repo.parent / "bench_repo_in_turn", in_turn=True)
     servers = (
         (FUSED_OURS, repo, ""),
+        (IN_TURN, in_turn, ""),
         ("Triton, fused layout, its step called without the ensemble", repo, FUSED_SUFFIX),
         ("Triton, fused layout, query cache off", uncached, ""),
         ("Triton, ensemble layout, response cache off", ensemble_repo, ""),

@@ -31,7 +31,7 @@ from google.protobuf import json_format
 
 from builders.build import build
 from builders.repository.pipeline import InProcessPipeline
-from builders.repository.triton_config import preferred_instance_groups
+from builders.repository.triton_config import instance_count, preferred_instance_groups
 from runtime import cli_logging
 from runtime import contract as c
 from runtime.fused import (
@@ -168,17 +168,22 @@ def fused_variant(
     cache_entries: int | None = None,
     encoder_threads: int | None = None,
     alone_threads: int | None = None,
+    in_turn: bool = False,
 ) -> Path:
     """A copy of a fused repository (files hard-linked) whose fused models have other sizes: instances per
     model, ONNX Runtime threads per session, query embeddings kept (0: none), the encoder's threads and its
-    threads when alone on the node (0: never wider). Only the configs differ."""
+    threads when alone on the node (0: never wider). ``in_turn``: the instances in one group without
+    priorities, so the rate limiter gives each request to the instance that ran least (they take turns).
+    Only the configs differ."""
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(repo, out, copy_function=os.link)
     for model in out.glob(f"*{FUSED_SUFFIX}"):
         cfg = read_config(model)
-        if instances is not None:
+        if instances is not None or in_turn:
+            count = instances or instance_count(cfg)
+            groups = [{"count": count, "kind": "KIND_CPU"}] if in_turn else preferred_instance_groups(count)
             del cfg.instance_group[:]
-            for group in preferred_instance_groups(instances):
+            for group in groups:
                 json_format.ParseDict(group, cfg.instance_group.add())
         if threads is not None:
             cfg.parameters[THREADS_PARAMETER].string_value = str(threads)
