@@ -366,7 +366,9 @@ def table(results: dict, profile: str, n: int, rounds: int = 1) -> str:
     lines = [
         f"Measured {date.today().isoformat()} on {machine()}; profile `{profile}`, {n} requests per call, each system",
         f"alone; p50/p99 at concurrency 1, then req/s and p99 with {IN_FLIGHT} in flight; the median of {rounds} "
-        "passes over every system, the order reversed each other pass (`make bench-peer`, benchmarks/peer.py).",
+        "passes over every system, the order reversed each other pass (`make bench-peer"
+        + (f" PEER_ROUNDS={rounds}" if rounds != 2 else "")
+        + "`, benchmarks/peer.py).",
         "",
         "| call | system | p50 (c=1) | p99 (c=1) | req/s (8 in flight) | p99 (8 in flight) | top-k = in-process |",
         "|---|---|---|---|---|---|---|",
