@@ -31,7 +31,7 @@ from google.protobuf import json_format
 
 from builders.build import build
 from builders.repository.pipeline import InProcessPipeline
-from builders.repository.triton_config import instance_count, preferred_instance_groups
+from builders.repository.triton_config import instance_count, instance_groups
 from runtime import cli_logging
 from runtime import contract as c
 from runtime.fused import (
@@ -181,9 +181,8 @@ def fused_variant(
         cfg = read_config(model)
         if instances is not None or in_turn:
             count = instances or instance_count(cfg)
-            groups = [{"count": count, "kind": "KIND_CPU"}] if in_turn else preferred_instance_groups(count)
             del cfg.instance_group[:]
-            for group in groups:
+            for group in instance_groups(count, preferred=not in_turn):
                 json_format.ParseDict(group, cfg.instance_group.add())
         if threads is not None:
             cfg.parameters[THREADS_PARAMETER].string_value = str(threads)

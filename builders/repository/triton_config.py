@@ -35,8 +35,13 @@ def preferred_instance_groups(count: int, kind: str = "KIND_CPU") -> list[dict]:
     ``B ** i`` for the i-th, ``B`` as large as ``MAX_PRIORITY`` allows (1000 at most, 2 at least)."""
     if count < 1:
         raise ValueError(f"instances: expected a whole number >= 1, got {count!r}")
-    base = PREFERRED_BASE if count < 2 else max(2, min(PREFERRED_BASE, int(MAX_PRIORITY ** (1 / (count - 1)))))
+    base = max(2, min(PREFERRED_BASE, int(MAX_PRIORITY ** (1 / max(1, count - 1)))))
     return [{"count": 1, "kind": kind, "rate_limiter": {"priority": min(base**i, MAX_PRIORITY)}} for i in range(count)]
+
+
+def instance_groups(count: int, kind: str = "KIND_CPU", preferred: bool = False) -> list[dict]:
+    """A config's ``instance_group``: one group of ``count``, or ``preferred_instance_groups``."""
+    return preferred_instance_groups(count, kind) if preferred else [{"count": count, "kind": kind}]
 
 
 def instance_count(cfg: model_config_pb2.ModelConfig) -> int:
@@ -105,10 +110,8 @@ class ModelSpec:
             cfg["backend"] = self.backend
         if self.platform:
             cfg["platform"] = self.platform
-        if self.instances and self.preferred_instances:
-            cfg["instance_group"] = preferred_instance_groups(self.instances, self.instance_kind)
-        elif self.instances:
-            cfg["instance_group"] = [{"count": self.instances, "kind": self.instance_kind}]
+        if self.instances:
+            cfg["instance_group"] = instance_groups(self.instances, self.instance_kind, self.preferred_instances)
         if self.dynamic_batching:
             db: dict = {"max_queue_delay_microseconds": self.max_queue_delay_us}
             if self.preferred_batch_sizes:
