@@ -34,6 +34,7 @@ from builders.repository.pipeline import InProcessPipeline
 from builders.repository.triton_config import instance_count, instance_groups
 from runtime import cli_logging
 from runtime import contract as c
+from runtime.counters import FLUSH_S
 from runtime.fused import (
     ALONE_PARAMETER,
     CACHE_PARAMETER,
@@ -219,6 +220,7 @@ def query_cache_counts(metrics_url: str, model: str) -> tuple[float, float]:
 def _cache_counts(client, server: TritonServer) -> tuple[float, float]:
     """The search's query-embedding cache: the fused model's, or the text encoder's response cache."""
     if layout(Path(server.options.model_repository)).parts:
+        time.sleep(2 * FLUSH_S)  # every lookup so far counted: the fused models send counts in the background
         return query_cache_counts(server.metrics_url, fused_name(c.SEARCH_ENSEMBLE))
     stats = client.get_inference_statistics(c.TEXT_ENCODER).model_stats[0].inference_stats
     return stats.cache_hit.count, stats.cache_miss.count

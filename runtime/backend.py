@@ -21,6 +21,7 @@ from runtime.contract import (
     SCAN_SCORES,
     SENTENCE_EMBEDDING,
 )
+from runtime.counters import DeferredCounters
 from runtime.errors import InvalidInput
 from runtime.online import OnlineItems
 from runtime.online_store import OnlineSettings
@@ -104,7 +105,8 @@ READ_OUTCOMES = ("ok", "cached", "failed", "skipped", "partial")
 def online_store(pb_utils: Any, model: str) -> OnlineItems | None:
     """The online store of a feature model, from the environment (``runtime/online.py``), with Triton
     metrics on the server's metrics port: ``shoprank_online_up`` (1 while Redis answers, 0 while the
-    model ranks with the build's values) and ``shoprank_online_reads_total`` by outcome. None when
+    model ranks with the build's values) and ``shoprank_online_reads_total`` by outcome, sent in the background
+    (``runtime/counters.py``: at most ``FLUSH_S`` late; the gauge is set at once). None when
     ``SHOPRANK_ONLINE_URL`` is unset."""
     settings = OnlineSettings.from_env()
     if not settings.enabled:
@@ -123,13 +125,13 @@ def online_store(pb_utils: Any, model: str) -> OnlineItems | None:
     )
     up = up_family.Metric(labels={"model": model})
     up.set(1)
-    reads = {o: reads_family.Metric(labels={"model": model, "outcome": o}) for o in READ_OUTCOMES}
+    reads = DeferredCounters({o: reads_family.Metric(labels={"model": model, "outcome": o}) for o in READ_OUTCOMES})
     logger = pb_utils.Logger
     store = OnlineItems(
         settings,
         log=lambda msg: logger.log_warn(f"{model}: {msg}"),
-        on_state=lambda ok: up.set(1 if ok else 0),
-        on_read=lambda outcome: reads[outcome].increment(1),
+        on_state=lambda ok: up.set(1 if ok else 0),  # rare, and at once: an alert on it should not wait
+        on_read=reads.add,
     )
     store.keep_alive += [up_family, reads_family, up, reads]
     return store
@@ -175,18 +177,21 @@ def bls_encoder(pb_utils: Any, model: str, version: int) -> Callable[[Array, Arr
 
 def query_cache_metric(pb_utils: Any, model: str) -> Callable[[bool], None]:
     """A fused model's query-embedding cache lookups as ``shoprank_query_cache_total{model, outcome=hit|miss}``
-    (the ensemble layout's counterpart: the text encoder's response-cache statistics)."""
+    (the ensemble layout's counterpart: the text encoder's response-cache statistics), counted in process and
+    sent in the background (``runtime/counters.py``), so a lookup never waits on the server process."""
     family = pb_utils.MetricFamily(
         name="shoprank_query_cache_total",
         description="query-embedding cache lookups of a fused model, by outcome (hit: the encoder did not run)",
         kind=pb_utils.MetricFamily.COUNTER,
     )
-    metrics = {outcome: family.Metric(labels={"model": model, "outcome": outcome}) for outcome in ("hit", "miss")}
+    counts = DeferredCounters(
+        {outcome: family.Metric(labels={"model": model, "outcome": outcome}) for outcome in ("hit", "miss")}
+    )
 
     def lookup(hit: bool) -> None:
-        metrics["hit" if hit else "miss"].increment(1)
+        counts.add("hit" if hit else "miss")
 
-    lookup.keep_alive = (family, metrics)  # type: ignore[attr-defined]  # the metrics live as long as the hook
+    lookup.keep_alive = (family, counts)  # type: ignore[attr-defined]  # the metrics live as long as the hook
     return lookup
 
 

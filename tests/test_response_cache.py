@@ -6,6 +6,7 @@ with the same ranking, and a new query is not. Fused layout (the shared server):
 the embeddings in process (``runtime/fused.py``) and count their lookups in ``shoprank_query_cache_total``.
 """
 
+import time
 import uuid
 
 import numpy as np
@@ -15,6 +16,7 @@ import tritonclient.grpc as grpcclient
 from benchmarks.pipeline import query_cache_counts
 from builders.repository.model_specs import FUSED_INSTANCES, spec_by_name
 from runtime import contract as c
+from runtime.counters import FLUSH_S
 from runtime.fused import fused_name
 from server.raw_requests import call
 
@@ -54,8 +56,15 @@ def test_a_repeated_query_is_served_from_the_cache_with_the_same_ranking(ensembl
     np.testing.assert_array_equal(again[0], pipeline.search(int(users[1]), query, items[:20], 5)[0])
 
 
-def fused_cache_counts(server) -> tuple[float, float]:
-    return query_cache_counts(server.metrics_url, fused_name(c.SEARCH_ENSEMBLE))
+def fused_cache_counts(server, lookups: float = 0) -> tuple[float, float]:
+    """The fused search's (hits, misses) once they count at least ``lookups`` in all: the counts reach the
+    metrics port in the background (``runtime/counters.py``, at most ``FLUSH_S`` late)."""
+    deadline = time.monotonic() + 10 * FLUSH_S
+    while True:
+        hits, misses = query_cache_counts(server.metrics_url, fused_name(c.SEARCH_ENSEMBLE))
+        if hits + misses >= lookups or time.monotonic() > deadline:
+            return hits, misses
+        time.sleep(0.05)
 
 
 def test_the_fused_layout_embeds_a_query_once_per_instance(triton_server, pipeline, known_ids):
@@ -64,15 +73,16 @@ def test_the_fused_layout_embeds_a_query_once_per_instance(triton_server, pipeli
     users, items = known_ids
     query = f"running shoes {uuid.uuid4().hex[:8]}".encode()
     with grpcclient.InferenceServerClient(triton_server.grpc_url) as client:
+        time.sleep(2 * FLUSH_S)  # the earlier tests' lookups counted
         hits0, misses0 = fused_cache_counts(triton_server)
         first = call(client, int(users[0]), items[:20], 5, query)
-        hits1, misses1 = fused_cache_counts(triton_server)
+        hits1, misses1 = fused_cache_counts(triton_server, hits0 + misses0 + 2)
         assert (hits1, misses1) == (hits0 + 1, misses0 + 1)  # the borrowing: a miss; the ranking: a hit
         for user in users[1:5]:
             np.testing.assert_array_equal(
                 call(client, int(user), items[:20], 5, query)[0], pipeline.search(int(user), query, items[:20], 5)[0]
             )
-        hits2, misses2 = fused_cache_counts(triton_server)
+        hits2, misses2 = fused_cache_counts(triton_server, hits1 + misses1 + 8)
         assert misses2 - misses1 <= FUSED_INSTANCES - 1  # at most the other instance's first time
         assert hits2 + misses2 == hits1 + misses1 + 8  # two lookups per request
     want = pipeline.search(int(users[0]), query, items[:20], 5)

@@ -10,6 +10,7 @@ import triton_python_backend_utils as pb_utils
 
 from runtime import contract as c
 from runtime.backend import serve
+from runtime.counters import close_all
 from runtime.fused import load_in_triton
 
 
@@ -19,3 +20,6 @@ class TritonPythonModel:
 
     def execute(self, requests: list[Any]) -> list[Any]:
         return serve(pb_utils, requests, self.call.inputs, self.call, pb_utils.Logger, build_values=True, options=True)
+
+    def finalize(self) -> None:
+        close_all()  # send the metrics' pending counts

@@ -10,6 +10,7 @@ import triton_python_backend_utils as pb_utils
 
 from runtime import contract as c
 from runtime.backend import online_store, serve
+from runtime.counters import close_all
 from runtime.features import FeatureStore
 
 
@@ -22,3 +23,6 @@ class TritonPythonModel:
     def execute(self, requests: list[Any]) -> list[Any]:
         names = (c.USER_ID, c.ITEM_IDS)
         return serve(pb_utils, requests, names, self.store.recommend, pb_utils.Logger, build_values=True, options=True)
+
+    def finalize(self) -> None:
+        close_all()  # send the metrics' pending counts

@@ -11,6 +11,7 @@ import triton_python_backend_utils as pb_utils
 
 from runtime import contract as c
 from runtime.backend import bls_scan, online_store, scan_model, serve
+from runtime.counters import close_all
 from runtime.retrieval import Retriever
 
 
@@ -27,3 +28,6 @@ class TritonPythonModel:
         return serve(
             pb_utils, requests, names, self.retriever.recommend, pb_utils.Logger, build_values=True, options=True
         )
+
+    def finalize(self) -> None:
+        close_all()  # send the metrics' pending counts

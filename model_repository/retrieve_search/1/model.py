@@ -11,6 +11,7 @@ import triton_python_backend_utils as pb_utils
 
 from runtime import contract as c
 from runtime.backend import bls_scan, online_store, scan_model, serve
+from runtime.counters import close_all
 from runtime.retrieval import Retriever
 
 
@@ -25,3 +26,6 @@ class TritonPythonModel:
     def execute(self, requests: list[Any]) -> list[Any]:
         names = (c.USER_ID, c.QUERY, c.CONTEXT_EMBEDDING, c.EXCLUDE_IDS)
         return serve(pb_utils, requests, names, self.retriever.search, pb_utils.Logger, build_values=True, options=True)
+
+    def finalize(self) -> None:
+        close_all()  # send the metrics' pending counts

@@ -11,6 +11,7 @@ import triton_python_backend_utils as pb_utils
 
 from runtime import contract as c
 from runtime.backend import bls_encoder, online_store, serve
+from runtime.counters import close_all
 from runtime.features import FeatureStore
 
 
@@ -30,3 +31,6 @@ class TritonPythonModel:
             build_values=True,
             options=True,
         )
+
+    def finalize(self) -> None:
+        close_all()  # send the metrics' pending counts
