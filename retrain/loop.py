@@ -4,10 +4,11 @@
    own cache folder: every step whose inputs did not change is reused (``builders/driver.py``), and the
    embeddings step encodes only the titles it has not embedded with the same encoder before.
 2. **Gate** it against the live release (``retrain/gate.py``) on the newest held-out lists.
-3. A refused candidate is **kept aside** (``<work>/retrain/refused/<time>/``, with ``gate.json`` saying why);
-   the live release is untouched. A passed one is **published** where it is served (a ``Target``): by the
-   zero-failure switch of a running server (``Served``, ``server/publish.py``), or on Kubernetes by rolling
-   the Deployment onto the release volume's new release (``retrain/cluster.py``).
+3. A refused candidate is **kept aside** (``<work>/retrain/refused/<time>/``, with ``gate.json`` saying why;
+   the newest ``retrain.keep_refused`` of them, the older ones deleted); the live release is untouched. A
+   passed one is **published** where it is served (a ``Target``): by the zero-failure switch of a running
+   server (``Served``, ``server/publish.py``), or on Kubernetes by rolling the Deployment onto the release
+   volume's new release (``retrain/cluster.py``).
 4. The promoted release is **watched** for ``watch_s`` on Triton's metrics (``retrain/watch.py``) and
    **rolled back** when its served error rate or request time is worse than the release before.
 5. Each decision is one JSON line of ``<work>/retrain/history.jsonl`` (shown on the build's report page).
@@ -95,6 +96,29 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def keep_aside(
+    candidate: Path, refused: Path, stamp: str, verdict: dict[str, Any], keep: int
+) -> tuple[Path | None, list[str]]:
+    """Move a refused ``candidate`` to ``refused/<stamp>/`` with ``gate.json`` (the verdict), then delete all but
+    the newest ``keep`` candidates there (each is a whole repository: a nightly refusal must not fill the disk;
+    ``history.jsonl`` keeps every verdict). ``keep`` 0: the candidate is deleted at once. Returns where it was
+    kept (None when ``keep`` is 0) and the names deleted, oldest first."""
+    refused.mkdir(parents=True, exist_ok=True)
+    name = stamp.replace(":", "")
+    aside = refused / name
+    n = 0
+    while aside.exists():  # two refusals in one second
+        n += 1
+        aside = refused / f"{name}-{n}"
+    shutil.move(str(candidate), aside)
+    (aside / "gate.json").write_text(json.dumps(verdict, indent=1))
+    kept = sorted(p for p in refused.iterdir() if p.is_dir())  # names are UTC times: oldest first
+    doomed = kept[: max(len(kept) - keep, 0)]
+    for path in doomed:
+        shutil.rmtree(path)
+    return (aside if keep > 0 else None), [p.name for p in doomed]
+
+
 def record(work: Path, entry: dict[str, Any]) -> None:
     """One decision, appended to the history (and the report page written again where the build's report is)."""
     path = work / report_page.HISTORY_FILE
@@ -120,12 +144,13 @@ def promote(
     verdict = gate.compare((live_repo, live), (candidate, 1), shop, gate_settings)
     entry: dict[str, Any] = {"time": _now(), "live": live, "candidate": str(candidate), "gate": verdict}
     if not verdict["promote"]:
-        aside = work / REFUSED / entry["time"].replace(":", "")
-        aside.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(candidate), aside)
-        (aside / "gate.json").write_text(json.dumps(verdict, indent=1))
-        entry.update(decision="refused", reasons=verdict["reasons"], kept_at=str(aside))
-        logger.warning(f"candidate refused, kept at {aside}: {'; '.join(verdict['reasons'])}")
+        aside, deleted = keep_aside(candidate, work / REFUSED, entry["time"], verdict, settings.keep_refused)
+        entry.update(decision="refused", reasons=verdict["reasons"], kept_at=str(aside) if aside else None)
+        where = f"kept at {aside}" if aside else "not kept (retrain.keep_refused is 0)"
+        logger.warning(f"candidate refused, {where}: {'; '.join(verdict['reasons'])}")
+        if deleted:
+            entry["deleted"] = deleted
+            logger.info(f"refused candidates deleted (keeping {settings.keep_refused}): {', '.join(deleted)}")
         record(work, entry)
         return entry
     before = served.counters()  # every request's outcome on the public ensembles (retrain/watch.py)

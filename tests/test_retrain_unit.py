@@ -1,14 +1,16 @@
-"""The retrain's watch (retrain/watch.py) on Triton's metrics text, and its release volume (retrain/volume.py),
-without a server."""
+"""The retrain's watch (retrain/watch.py) on Triton's metrics text, its release volume (retrain/volume.py) and
+where refused candidates are kept (retrain/loop.py:keep_aside), without a server."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 
 from retrain import volume as volume_mod
+from retrain.loop import keep_aside
 from retrain.volume import ReleaseVolume, VolumeError, adopt
 from retrain.watch import Window, parse, since, total, verdict
 
@@ -102,3 +104,36 @@ def test_a_volume_whose_link_points_elsewhere_is_refused_with_the_path(tmp_path)
     assert volume_mod.main(["list", str(tmp_path)]) == 2
     assert volume_mod.main(["adopt", str(tmp_path / "v"), str(_built(tmp_path / "b", "x"))]) == 0
     assert ReleaseVolume(tmp_path / "v").names() == [ReleaseVolume(tmp_path / "v").live()]
+
+
+def _candidate(folder: Path, marker: str) -> Path:
+    (folder / "ranker" / "1").mkdir(parents=True)
+    (folder / "ranker" / "1" / "model.onnx").write_text(marker)
+    return folder
+
+
+def test_refused_candidates_are_kept_newest_first_up_to_keep_and_the_older_ones_deleted(tmp_path):
+    refused = tmp_path / "work" / "retrain" / "refused"
+    stamps = ["2026-12-01T02:00:00Z", "2026-12-02T02:00:00Z", "2026-12-03T02:00:00Z", "2026-12-04T02:00:00Z"]
+    deleted_each = []
+    for i, stamp in enumerate(stamps):
+        verdict = {"promote": False, "reasons": [f"night {i}"]}
+        aside, deleted = keep_aside(_candidate(tmp_path / f"cand{i}", f"m{i}"), refused, stamp, verdict, keep=2)
+        assert aside == refused / stamp.replace(":", "") and not (tmp_path / f"cand{i}").exists()
+        assert json.loads((aside / "gate.json").read_text())["reasons"] == [f"night {i}"]
+        assert (aside / "ranker" / "1" / "model.onnx").read_text() == f"m{i}"
+        deleted_each.append(deleted)
+    assert deleted_each == [[], [], ["2026-12-01T020000Z"], ["2026-12-02T020000Z"]]
+    assert sorted(p.name for p in refused.iterdir()) == ["2026-12-03T020000Z", "2026-12-04T020000Z"]
+
+    # two refusals in the same second: both kept, the second under a suffix
+    again, deleted = keep_aside(_candidate(tmp_path / "cand5", "m5"), refused, stamps[-1], {"promote": False}, keep=3)
+    assert again == refused / "2026-12-04T020000Z-1" and deleted == []
+    assert (refused / "2026-12-04T020000Z" / "ranker" / "1" / "model.onnx").read_text() == "m3"
+
+
+def test_keep_zero_deletes_a_refused_candidate_at_once(tmp_path):
+    refused = tmp_path / "refused"
+    aside, deleted = keep_aside(_candidate(tmp_path / "cand", "m"), refused, "2026-12-05T02:00:00Z", {}, keep=0)
+    assert aside is None and deleted == ["2026-12-05T020000Z"]
+    assert list(refused.iterdir()) == [] and not (tmp_path / "cand").exists()

@@ -246,6 +246,9 @@ class RetrainConfig(_Strict):
     watch_s: float = Field(60.0, ge=0, description="how long a promoted release is watched before it is kept")
     error_margin: float = Field(0.01, ge=0, lt=1, description="the served error rate it may add (absolute)")
     watch_latency_margin: float = Field(0.5, ge=0, description="the mean served request time it may add (relative)")
+    keep_refused: int = Field(
+        3, ge=0, description="refused candidates kept aside, newest first (each a whole repository); 0 keeps none"
+    )
 
 
 class ShopConfig(_Strict):
