@@ -101,12 +101,25 @@ class Peer:
 
 
 class PeerConnection:
+    """One keep-alive HTTP connection to the peer. uvicorn closes a connection idle for 5 s (its default
+    ``--timeout-keep-alive``), as a load step of a slow pass can leave it: a request that finds it closed is
+    sent again on a new connection, once, as HTTP clients do (the first request after a pause is a warm-up,
+    not timed)."""
+
+    STALE = (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected)
+
     def __init__(self, port: int):
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
 
     def request(self, method: str, path: str, body: dict | None = None):
-        self.conn.request(method, path, json.dumps(body) if body else None, {"Content-Type": "application/json"})
-        resp = self.conn.getresponse()
+        payload = json.dumps(body) if body else None
+        try:
+            self.conn.request(method, path, payload, {"Content-Type": "application/json"})
+            resp = self.conn.getresponse()
+        except self.STALE:
+            self.conn.close()
+            self.conn.request(method, path, payload, {"Content-Type": "application/json"})
+            resp = self.conn.getresponse()
         data = resp.read()
         if resp.status != 200:
             raise RuntimeError(f"{path}: HTTP {resp.status}: {data[:200]!r}")
