@@ -20,6 +20,11 @@ threads, each with its own connection) on as many *other* requests drawn the sam
 the first pass meets new catalogue queries). The client runs on the same machine and takes CPU from the
 server. Top-k parity: the ids of every concurrency-1 answer against the in-process pipeline's. Not a test:
 nothing asserts.
+
+``--interleaved`` (``make bench-peer INTERLEAVED=1``) instead prices concurrency 1 alone, with less of this
+machine's drift: ours as shipped and the peer with 1 worker are both up, and each call's requests go to
+them in alternating blocks of ``BLOCK`` (the first system of a block alternates too), so a slow phase falls
+on both; the ratio of the p50s, and the median over blocks of the ratio of each block's p50s, in 3 runs.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from server.launcher import ServerOptions, TritonServer, free_ports
 
 CALLS = ("search", "search_catalog", "recommend_catalog")
 IN_FLIGHT = 8
+BLOCK = 20  # requests per system and turn in --interleaved
 
 
 def plan(pipeline: InProcessPipeline, n: int, seed: int = 0) -> dict[str, list[dict]]:
@@ -286,6 +292,100 @@ def _peer(repo: Path, workers: int, logs: Path, requests: dict) -> dict:
         peer.stop()
 
 
+def interleaved(repo: Path, n: int, logs: Path, rounds: int = 3, block: int = BLOCK) -> dict:
+    """Ours as shipped and the peer (1 worker), both up, ``n`` requests per call in alternating blocks, in
+    ``rounds`` runs (both systems started again each, new requests each: the catalogue queries stay unique):
+    ``{call: {"ours", "peer" (median p50s, ms), "ratios" (each run's ratio of p50s), "block_ratios" (each
+    run's median over blocks), "same" (equal top-k ids), "n"}}``."""
+    pipeline = InProcessPipeline(repo)
+    requests = plan(pipeline, n * rounds)
+    del pipeline
+    logs.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for i in range(rounds):
+        part = {
+            name: (reqs[i * n : (i + 1) * n], reqs[(rounds + i) * n : (rounds + i) * n + 20])
+            for name, reqs in requests.items()
+        }
+        runs.append(_interleaved_once(repo, part, logs, block))
+    out: dict = {}
+    for name in CALLS:
+        one = [run[name] for run in runs]
+        out[name] = {
+            "ours": float(np.median([r["ours"] for r in one])),
+            "peer": float(np.median([r["peer"] for r in one])),
+            "ratios": [r["ours"] / r["peer"] for r in one],
+            "block_ratios": [r["block_ratio"] for r in one],
+            "same": sum(r["same"] for r in one),
+            "n": sum(r["n"] for r in one),
+        }
+    return out
+
+
+def _interleaved_once(repo: Path, requests: dict[str, tuple[list, list]], logs: Path, block: int) -> dict:
+    peer = Peer(repo, 1, logs / "peer_interleaved.log")
+    out: dict = {}
+    try:
+        options = ServerOptions(model_repository=repo, ready_timeout_s=600, response_cache_bytes=0)
+        with TritonServer(options) as server:
+            systems = {"ours": triton_caller(server.grpc_url), "peer": peer_caller(peer)}
+            for name in CALLS:
+                reqs, warm = requests[name]
+                for r in warm:  # other requests, both systems
+                    for call in systems.values():
+                        call(name, r)
+                times: dict[str, list[float]] = {s: [] for s in systems}
+                ratios, same = [], 0
+                for b, start in enumerate(range(0, len(reqs), block)):
+                    chunk = reqs[start : start + block]
+                    answers: dict[str, list] = {}
+                    block_p50: dict[str, float] = {}
+                    for system in list(systems)[:: 1 if b % 2 == 0 else -1]:
+                        lat, answers[system] = [], []
+                        for r in chunk:
+                            t0 = time.perf_counter()
+                            answers[system].append(systems[system](name, r))
+                            lat.append((time.perf_counter() - t0) * 1e3)
+                        times[system] += lat
+                        block_p50[system] = float(np.median(lat))
+                    ratios.append(block_p50["ours"] / block_p50["peer"])
+                    same += sum(a == b for a, b in zip(answers["ours"], answers["peer"], strict=True))
+                out[name] = {
+                    "ours": float(np.median(times["ours"])),
+                    "peer": float(np.median(times["peer"])),
+                    "block_ratio": float(np.median(ratios)),
+                    "same": same,
+                    "n": len(reqs),
+                }
+    finally:
+        peer.stop()
+    return out
+
+
+def interleaved_table(results: dict, profile: str, n: int) -> str:
+    rounds = len(next(iter(results.values()))["ratios"])
+    lines = [
+        f"Measured {date.today().isoformat()} on {machine()}; profile `{profile}`, {n} requests per call and run "
+        f"at concurrency 1; ours as shipped (fused layout, query cache on) and the peer with 1 worker both up, "
+        f"the requests sent to them in alternating blocks of {BLOCK}; {rounds} runs, both systems started "
+        "again and new requests each (`make bench-peer INTERLEAVED=1`, benchmarks/peer.py). Medians over the "
+        "runs, each run's ratio in brackets.",
+        "",
+        "| call | ours p50 | peer p50 | ours / peer (p50s) | ours / peer (median over blocks) | same top-k |",
+        "|---|---|---|---|---|---|",
+    ]
+
+    def ratios(values: list[float]) -> str:
+        return f"{np.median(values):.2f}x ({', '.join(f'{v:.2f}' for v in values)})"
+
+    for name, r in results.items():
+        lines.append(
+            f"| `{name}` | {r['ours']:.2f} ms | {r['peer']:.2f} ms | {ratios(r['ratios'])} | "
+            f"{ratios(r['block_ratios'])} | {r['same']}/{r['n']} |"
+        )
+    return "\n".join(lines)
+
+
 # fused models' (instances, ONNX Runtime threads, the encoder's threads where they differ, its threads when
 # alone on the node: 0 never wider) tried
 SIZES = ((2, 1, 0, 2), (2, 1, 0, 0), (2, 1, 2, 0), (2, 2, 0, 0), (1, 2, 0, 0), (4, 1, 0, 0))
@@ -417,6 +517,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--alone-rounds", type=int, default=0, help="instead: the encoder widening when alone or never, N rounds"
     )
+    parser.add_argument(
+        "--interleaved", action="store_true", help="instead: ours and the peer at concurrency 1, blocks alternated"
+    )
     args = parser.parse_args(argv)
     repo = Path("build") / args.profile / "bench_repo"
     ensemble_repo = Path("build") / args.profile / "bench_repo_ensemble"
@@ -426,6 +529,13 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
         if args.out is not None:
             write_section(args.out, f"peer-alone-{args.profile}", text + "\n")
+        return 0
+    if args.interleaved:
+        logs = Path("build") / "logs" / "peer"
+        text = interleaved_table(interleaved(repo, args.requests, logs), args.profile, args.requests)
+        print(text)
+        if args.out is not None:
+            write_section(args.out, f"peer-interleaved-{args.profile}", text + "\n")
         return 0
     if args.sizes:
         text = sizes_table(sizes(repo, args.requests), args.profile, args.requests)
