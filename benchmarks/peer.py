@@ -109,8 +109,8 @@ class Peer:
 class PeerConnection:
     """One keep-alive HTTP connection to the peer. uvicorn closes a connection idle for 5 s (its default
     ``--timeout-keep-alive``), as a load step of a slow pass can leave it: a request that finds it closed is
-    sent again on a new connection, once, as HTTP clients do (the first request after a pause is a warm-up,
-    not timed)."""
+    sent again on a new connection, once, as HTTP clients do for a request that may be repeated (the peer's
+    calls only read; the first request after a pause is a warm-up, not timed)."""
 
     STALE = (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected)
 
