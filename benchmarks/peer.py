@@ -119,13 +119,16 @@ class PeerConnection:
 
     def request(self, method: str, path: str, body: dict | None = None):
         payload = json.dumps(body) if body else None
-        try:
+
+        def send() -> http.client.HTTPResponse:
             self.conn.request(method, path, payload, {"Content-Type": "application/json"})
-            resp = self.conn.getresponse()
+            return self.conn.getresponse()
+
+        try:
+            resp = send()
         except self.STALE:
             self.conn.close()
-            self.conn.request(method, path, payload, {"Content-Type": "application/json"})
-            resp = self.conn.getresponse()
+            resp = send()
         data = resp.read()
         if resp.status != 200:
             raise RuntimeError(f"{path}: HTTP {resp.status}: {data[:200]!r}")
@@ -163,6 +166,16 @@ def _tensor(name: str, value: np.ndarray, dtype: str):
     return t
 
 
+def timed(caller: Callable[[str, dict], list[int]], name: str, reqs: list[dict]) -> tuple[list[float], list]:
+    """Each request of ``reqs`` to ``name`` in turn: (latencies in ms, answers)."""
+    times, answers = [], []
+    for r in reqs:
+        t0 = time.perf_counter()
+        answers.append(caller(name, r))
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times, answers
+
+
 def measure(make_caller: Callable[[], Callable[[str, dict], list[int]]], requests: dict, warmup: int = 20) -> dict:
     """Per call: p50/p99 at concurrency 1 (and the answers), then req/s and p99 with IN_FLIGHT in flight."""
     out: dict = {}
@@ -172,11 +185,7 @@ def measure(make_caller: Callable[[], Callable[[str, dict], list[int]]], request
         reqs, others = requests[name][:half], requests[name][half:]
         for r in others[:warmup]:  # the load pass's requests: the concurrency-1 pass meets its own cold
             caller(name, r)
-        times, answers = [], []
-        for r in reqs:
-            t0 = time.perf_counter()
-            answers.append(caller(name, r))
-            times.append((time.perf_counter() - t0) * 1e3)
+        times, answers = timed(caller, name, reqs)
         p50, p99 = percentiles(times)
         loaded, elapsed = _loaded(make_caller, name, others)
         out[name] = {
@@ -195,12 +204,7 @@ def _loaded(make_caller: Callable[[], Callable[[str, dict], list[int]]], name: s
     chunks = [reqs[i::IN_FLIGHT] for i in range(IN_FLIGHT)]
 
     def one(i: int) -> list[float]:
-        lat = []
-        for r in chunks[i]:
-            t0 = time.perf_counter()
-            callers[i](name, r)
-            lat.append((time.perf_counter() - t0) * 1e3)
-        return lat
+        return timed(callers[i], name, chunks[i])[0]
 
     with ThreadPoolExecutor(IN_FLIGHT) as pool:
         t0 = time.perf_counter()
@@ -341,11 +345,7 @@ def _interleaved_once(repo: Path, requests: dict[str, tuple[list, list]], logs: 
                     answers: dict[str, list] = {}
                     block_p50: dict[str, float] = {}
                     for system in list(systems)[:: 1 if b % 2 == 0 else -1]:
-                        lat, answers[system] = [], []
-                        for r in chunk:
-                            t0 = time.perf_counter()
-                            answers[system].append(systems[system](name, r))
-                            lat.append((time.perf_counter() - t0) * 1e3)
+                        lat, answers[system] = timed(systems[system], name, chunk)
                         times[system] += lat
                         block_p50[system] = float(np.median(lat))
                     ratios.append(block_p50["ours"] / block_p50["peer"])
