@@ -207,14 +207,22 @@ def without_query_cache(repo: Path, out: Path) -> Path:
     return fused_variant(repo, out, cache_entries=0) if layout(repo).parts else repo
 
 
+def model_counts(metrics_url: str, family: str, model: str, label: str) -> dict[str, float]:
+    """A counter family's values for ``model`` by ``label``'s value, summed over the model's instances (metrics
+    port), e.g. ``model_counts(url, "shoprank_encoder_runs_total", "search_fused", "session")``."""
+    text = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(family + "{") and f'model="{model}"' in line:
+            value = line.split(f'{label}="', 1)[1].split('"', 1)[0]
+            counts[value] = counts.get(value, 0.0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
 def query_cache_counts(metrics_url: str, model: str) -> tuple[float, float]:
     """``(hits, misses)`` of a fused model's query-embedding cache, over its instances (metrics port)."""
-    text = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
-    counts = {"hit": 0.0, "miss": 0.0}
-    for line in text.splitlines():
-        if line.startswith("shoprank_query_cache_total{") and f'model="{model}"' in line:
-            counts["hit" if 'outcome="hit"' in line else "miss"] += float(line.rsplit(" ", 1)[1])
-    return counts["hit"], counts["miss"]
+    counts = model_counts(metrics_url, "shoprank_query_cache_total", model, "outcome")
+    return counts.get("hit", 0.0), counts.get("miss", 0.0)
 
 
 def _cache_counts(client, server: TritonServer) -> tuple[float, float]:

@@ -175,24 +175,59 @@ def bls_encoder(pb_utils: Any, model: str, version: int) -> Callable[[Array, Arr
     return embed
 
 
+def model_counter(
+    pb_utils: Any, name: str, description: str, model: str, label: str, values: Sequence[str]
+) -> Callable[[str], None]:
+    """The counter family ``name{model, <label>}``, one counter per value of ``label``: a function that counts
+    one on a value. Counted in process and sent in the background (``runtime/counters.py``), so a request never
+    waits on the server process for its metrics."""
+    family = pb_utils.MetricFamily(name=name, description=description, kind=pb_utils.MetricFamily.COUNTER)
+    counts = DeferredCounters({v: family.Metric(labels={"model": model, label: v}) for v in values})
+
+    def count(value: str) -> None:
+        counts.add(value)
+
+    count.keep_alive = (family, counts)  # type: ignore[attr-defined]  # the metrics live as long as the hook
+    return count
+
+
 def query_cache_metric(pb_utils: Any, model: str) -> Callable[[bool], None]:
     """A fused model's query-embedding cache lookups as ``shoprank_query_cache_total{model, outcome=hit|miss}``
-    (the ensemble layout's counterpart: the text encoder's response-cache statistics), counted in process and
-    sent in the background (``runtime/counters.py``), so a lookup never waits on the server process."""
-    family = pb_utils.MetricFamily(
-        name="shoprank_query_cache_total",
-        description="query-embedding cache lookups of a fused model, by outcome (hit: the encoder did not run)",
-        kind=pb_utils.MetricFamily.COUNTER,
-    )
-    counts = DeferredCounters(
-        {outcome: family.Metric(labels={"model": model, "outcome": outcome}) for outcome in ("hit", "miss")}
+    (the ensemble layout's counterpart: the text encoder's response-cache statistics)."""
+    count = model_counter(
+        pb_utils,
+        "shoprank_query_cache_total",
+        "query-embedding cache lookups of a fused model, by outcome (hit: the encoder did not run)",
+        model,
+        "outcome",
+        ("hit", "miss"),
     )
 
     def lookup(hit: bool) -> None:
-        counts.add("hit" if hit else "miss")
+        count("hit" if hit else "miss")
 
-    lookup.keep_alive = (family, counts)  # type: ignore[attr-defined]  # the metrics live as long as the hook
+    lookup.keep_alive = count  # type: ignore[attr-defined]
     return lookup
+
+
+def encoder_runs_metric(pb_utils: Any, model: str) -> Callable[[bool], None]:
+    """A fused model's encoder runs as ``shoprank_encoder_runs_total{model, session=wide|narrow}``: ``wide`` where
+    the node's other fused instances were idle and its ``encoder_alone_threads`` session ran (one shopper at a
+    time), ``narrow`` otherwise. A node whose runs are nearly all narrow is loaded: widening no longer helps."""
+    count = model_counter(
+        pb_utils,
+        "shoprank_encoder_runs_total",
+        "text-encoder runs of a fused model, by session (wide: the node's other fused instances were idle)",
+        model,
+        "session",
+        ("wide", "narrow"),
+    )
+
+    def ran(wide: bool) -> None:
+        count("wide" if wide else "narrow")
+
+    ran.keep_alive = count  # type: ignore[attr-defined]
+    return ran
 
 
 def bls_scan(pb_utils: Any, model: str, version: int) -> Scan:

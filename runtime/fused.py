@@ -25,7 +25,7 @@ from typing import Any
 
 from runtime import contract as c
 from runtime.arrays import Array
-from runtime.backend import bls_scan, config_parameters, online_store, query_cache_metric
+from runtime.backend import bls_scan, config_parameters, encoder_runs_metric, online_store, query_cache_metric
 from runtime.features import FeatureStore
 from runtime.occupancy import Occupancy
 from runtime.online import OnlineItems
@@ -137,12 +137,14 @@ Cache = EmbeddingCache | None
 @dataclass(frozen=True)
 class Serving:
     """What a fused model gets from its server besides its settings: the online store, the ``item_scan``
-    model through BLS, its query cache (counted in the server's metrics) and its occupancy slot."""
+    model through BLS, its query cache (counted in the server's metrics), its occupancy slot, and
+    ``encoder_runs(wide)``, called on each encoder run (the server's ``shoprank_encoder_runs_total``)."""
 
     online: Online = None
     scan: Scan | None = None
     cache: Cache = None
     occupancy: Occupancy | None = None
+    encoder_runs: Callable[[bool], None] | None = None
 
 
 class Encoder:
@@ -151,14 +153,22 @@ class Encoder:
     ``wide``: a second session on more threads, run where ``occupancy`` says the node's other fused instances
     have been idle for ``QUIET_S`` (one shopper at a time: the cores are free); the first, narrow, one runs
     otherwise, so under load each instance keeps to its thread. Both give the same embedding, bit for bit
-    (checked on 1,200 benchmark queries of the default shop, and by tests/test_fused.py)."""
+    (checked on 1,200 benchmark queries of the default shop, and by tests/test_fused.py). ``on_run(wide)``: called
+    on each run (a cache hit runs nothing), a metric hook."""
 
-    def __init__(self, session: Any, cache: EmbeddingCache, wide: Any = None, occupancy: Occupancy | None = None):
+    def __init__(
+        self,
+        session: Any,
+        cache: EmbeddingCache,
+        wide: Any = None,
+        occupancy: Occupancy | None = None,
+        on_run: Callable[[bool], None] | None = None,
+    ):
         self.session = session
         self.cache = cache
         self.wide = wide
         self.occupancy = occupancy
-        self.wide_runs = 0
+        self.on_run = on_run
 
     @classmethod
     def load(
@@ -167,19 +177,20 @@ class Encoder:
         settings: FusedSettings,
         cache: EmbeddingCache | None = None,
         occupancy: Occupancy | None = None,
+        on_run: Callable[[bool], None] | None = None,
     ) -> Encoder:
         path = str(folder / "model.onnx")
         session = make_session(path, intra_op_threads=settings.encoder_thread_count)
         wide = None
         if settings.widens and occupancy is not None and occupancy.active:
             wide = make_session(path, intra_op_threads=settings.alone_threads)
-        return cls(session, cache or EmbeddingCache(settings.cache_entries), wide, occupancy)
+        return cls(session, cache or EmbeddingCache(settings.cache_entries), wide, occupancy, on_run)
 
     def _session(self) -> Any:
-        if self.wide is not None and self.occupancy is not None and self.occupancy.alone(QUIET_S):
-            self.wide_runs += 1
-            return self.wide
-        return self.session
+        wide = self.wide is not None and self.occupancy is not None and self.occupancy.alone(QUIET_S)
+        if self.on_run is not None:
+            self.on_run(wide)
+        return self.wide if wide else self.session
 
     def embed(self, input_ids: Array, attention_mask: Array) -> Array:
         """The ``[1, D]`` embedding of one query's tokens (``[1, L]`` each)."""
@@ -252,7 +263,7 @@ class FusedSearch:
     @classmethod
     def load(cls, settings: FusedSettings, serving: Serving | None = None) -> FusedSearch:
         f, served = settings.folders, serving or Serving()
-        encoder = Encoder.load(f[c.TEXT_ENCODER], settings, served.cache, served.occupancy)
+        encoder = Encoder.load(f[c.TEXT_ENCODER], settings, served.cache, served.occupancy, served.encoder_runs)
         store = FeatureStore.load(f[c.SEARCH_FEATURES], online=served.online)
         return cls(store, encoder, Ranker.load(f[c.RANKER], settings.threads), TopK.load(f[c.TOPK]))
 
@@ -307,7 +318,7 @@ class FusedSearchCatalog:
     @classmethod
     def load(cls, settings: FusedSettings, serving: Serving | None = None) -> FusedSearchCatalog:
         f, served = settings.folders, serving or Serving()
-        encoder = Encoder.load(f[c.TEXT_ENCODER], settings, served.cache, served.occupancy)
+        encoder = Encoder.load(f[c.TEXT_ENCODER], settings, served.cache, served.occupancy, served.encoder_runs)
         retriever = Retriever.load(f[c.RETRIEVE_SEARCH], recommend=False, online=served.online, scan=served.scan)
         ranker = Ranker.load(f[c.RANKER], settings.threads)
         return cls(QueryTokens.load(f[c.QUERY_TOKENIZER]), encoder, retriever, ranker, TopK.load(f[c.TOPK]))
@@ -382,15 +393,17 @@ class Occupied:
 def load_in_triton(pb_utils: Any, args: dict[str, str], call: str) -> Occupied:
     """The fused model of ``call`` as its ``model.py`` loads it: the settings from its config, its query cache
     counted in ``shoprank_query_cache_total`` (where it has an encoder), the online store (its metrics under
-    the ensemble layout's label), the ``item_scan`` model through BLS where the config names one, and its
-    slot in the node's occupancy (every fused instance marks when it serves; an encoder widens when alone)."""
+    the ensemble layout's label), the ``item_scan`` model through BLS where the config names one, its slot in
+    the node's occupancy (every fused instance marks when it serves; an encoder widens when alone), and its
+    encoder's runs counted in ``shoprank_encoder_runs_total`` by session."""
     kind = KINDS[call]
     settings = FusedSettings.from_config(args["model_config"], args["model_repository"], args["model_version"])
-    cache = None
+    cache, runs = None, None
     if c.TEXT_ENCODER in settings.folders:
         cache = EmbeddingCache(settings.cache_entries, query_cache_metric(pb_utils, args["model_name"]))
+        runs = encoder_runs_metric(pb_utils, args["model_name"])
     scanner = config_parameters(args["model_config"]).get(c.SCAN_PARAMETER, "")
     scan = bls_scan(pb_utils, scanner, int(args["model_version"])) if scanner else None
     occupancy = Occupancy()
-    serving = Serving(online_store(pb_utils, kind.online_part), scan, cache, occupancy)
+    serving = Serving(online_store(pb_utils, kind.online_part), scan, cache, occupancy, runs)
     return Occupied(kind.load(settings, serving), occupancy)

@@ -4,6 +4,7 @@ layout's steps run one by one in process (builders/repository/pipeline.py) on th
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -11,12 +12,14 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
+from benchmarks.pipeline import model_counts
 from builders.__main__ import main as builders_main
 from builders.build import build
 from builders.repository.assemble import VERSION, validate
 from builders.repository.model_specs import ENSEMBLE, FUSED, FusedSizes, spec_by_name, specs
 from builders.repository.triton_config import instance_count
 from runtime import contract as c
+from runtime.counters import FLUSH_S
 from runtime.fused import (
     PARTS,
     EmbeddingCache,
@@ -177,7 +180,10 @@ def test_an_encoder_alone_on_the_node_runs_wide_and_answers_the_same(small_repo,
     path = tmp_path / "occupancy"
     mine, other = Occupancy(path), Occupancy(path)
     folders = {p: small_repo / p / VERSION for p in PARTS[c.SEARCH_CATALOG]}
-    wide = FusedSearchCatalog.load(FusedSettings(folders, cache_entries=0, alone_threads=2), Serving(occupancy=mine))
+    runs = []  # each encoder run's session: wide or not
+    wide = FusedSearchCatalog.load(
+        FusedSettings(folders, cache_entries=0, alone_threads=2), Serving(occupancy=mine, encoder_runs=runs.append)
+    )
     narrow = FusedSearchCatalog.load(FusedSettings(folders, cache_entries=0))
     assert wide.encoder.wide is not None and narrow.encoder.wide is None
     call = Occupied(wide, mine)
@@ -187,13 +193,13 @@ def test_an_encoder_alone_on_the_node_runs_wide_and_answers_the_same(small_repo,
         tokens = narrow.tokens.tokens(np.array([query.encode()], object))
         ids, mask = tokens[c.INPUT_IDS], tokens[c.ATTENTION_MASK]
         assert np.array_equal(wide.encoder.wide.run(None, tokens)[0], narrow.encoder.session.run(None, tokens)[0])
-        before = wide.encoder.wide_runs
+        runs.clear()
         alone = call(user, np.array([query.encode()], object), none, k)
-        assert wide.encoder.wide_runs == before + 1  # nobody else served: the wide session ran
+        assert runs == [True]  # nobody else served: the wide session ran
         with other.serving():  # another instance of the node is busy: the narrow one runs
             busy = call(user, np.array([query.encode()], object), none, k)
             wide.encoder.embed(ids, mask)
-        assert wide.encoder.wide_runs == before + 1
+        assert runs == [True, False, False]
         want = narrow(user, np.array([query.encode()], object), none, k)
         for got in (alone, busy):
             np.testing.assert_array_equal(got[c.TOP_ITEM_IDS], want[c.TOP_ITEM_IDS])
@@ -268,6 +274,7 @@ def test_one_shopper_at_a_time_meets_one_fused_instance_and_a_load_meets_both(tr
         for i in range(360)
     ]
     client = grpcclient.InferenceServerClient(triton_server.grpc_url)
+    runs0 = _encoder_runs(triton_server, model)
     before = _stub_cpu_ticks(triton_server, model)
     assert len(before) == 2
     for user, cands, query in requests[:120]:  # unique queries: the encoder runs every time
@@ -275,6 +282,10 @@ def test_one_shopper_at_a_time_meets_one_fused_instance_and_a_load_meets_both(tr
     after = _stub_cpu_ticks(triton_server, model)
     idle, busy = sorted(after[pid] - before[pid] for pid in before)
     assert busy >= 10 and idle * 5 <= busy, (idle, busy)  # alternating instances would give about half each
+    runs1 = _encoder_runs(triton_server, model)
+    wide, narrow = runs1["wide"] - runs0["wide"], runs1["narrow"] - runs0["narrow"]
+    assert wide + narrow == 120  # one run per new query: the borrowing and the ranking share it
+    assert wide >= 114, (wide, narrow)  # one shopper at a time: the node's other instances idle, the encoder widens
 
     def one_client(chunk: list) -> int:
         own = grpcclient.InferenceServerClient(triton_server.grpc_url)
@@ -288,3 +299,15 @@ def test_one_shopper_at_a_time_meets_one_fused_instance_and_a_load_meets_both(tr
     loaded = _stub_cpu_ticks(triton_server, model)
     second, first = sorted(loaded[pid] - after[pid] for pid in after)
     assert second * 4 >= first, (second, first)  # the busy first instance leaves requests to the second
+    runs2 = _encoder_runs(triton_server, model)
+    wide, narrow = runs2["wide"] - runs1["wide"], runs2["narrow"] - runs1["narrow"]
+    assert wide + narrow == len(rest)
+    assert narrow > wide, (wide, narrow)  # under load the other instance is busy: each keeps to its thread
+
+
+def _encoder_runs(server, model: str) -> dict[str, float]:
+    """The served model's ``shoprank_encoder_runs_total`` by session, once every run so far is sent (the counts
+    reach the metrics port in the background, at most ``FLUSH_S`` late)."""
+    time.sleep(2 * FLUSH_S)
+    counts = model_counts(server.metrics_url, "shoprank_encoder_runs_total", model, "session")
+    return {"wide": counts.get("wide", 0.0), "narrow": counts.get("narrow", 0.0)}
