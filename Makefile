@@ -100,9 +100,9 @@ bench: setup ## served vs in-process latency/throughput on the same requests (PR
 	$(PY) -m builders build --target cpu --profile $(PROFILE) --out build/$(PROFILE)/bench_repo --no-progress
 	$(PY) -m benchmarks.pipeline --repo build/$(PROFILE)/bench_repo --out docs/benchmarks.md
 
-bench-peer: setup ## ours (fused and ensemble layouts) vs the FastAPI + ONNX Runtime service a team would write, same requests, 3 calls (PROFILE=default|small; FUSED_SIZES=1: the fused models' instances x threads instead; ALONE_ROUNDS=N: the encoder widening when alone or never, N rounds; INTERLEAVED=1: ours and the peer at concurrency 1, blocks alternated; PEER_ROUNDS=N: N passes, default 2) -> docs/benchmarks.md
+bench-peer: setup ## ours (fused and ensemble layouts) vs the FastAPI + ONNX Runtime service a team would write, same requests, 3 calls (PROFILE=default|small; FUSED_SIZES=1: the fused models' instances x threads instead; ALONE_ROUNDS=N: the encoder widening when alone or never, N rounds; INTERLEAVED=1: ours, its fused step alone and the peer at concurrency 1, blocks taken in turn; FLOORS=1: each stack's fixed cost (an echo model, the peer's /ready); PEER_ROUNDS=N: N passes, default 2) -> docs/benchmarks.md
 	$(PY) -m pip install -q -r requirements-bench.txt -c constraints.txt
-	$(PY) -m benchmarks.peer --profile $(PROFILE) --requests 400 --out docs/benchmarks.md $(if $(FUSED_SIZES),--sizes,) $(if $(ALONE_ROUNDS),--alone-rounds $(ALONE_ROUNDS),) $(if $(INTERLEAVED),--interleaved,) $(if $(PEER_ROUNDS),--rounds $(PEER_ROUNDS),)
+	$(PY) -m benchmarks.peer --profile $(PROFILE) --requests 400 --out docs/benchmarks.md $(if $(FUSED_SIZES),--sizes,) $(if $(ALONE_ROUNDS),--alone-rounds $(ALONE_ROUNDS),) $(if $(INTERLEAVED),--interleaved,) $(if $(FLOORS),--floors,) $(if $(PEER_ROUNDS),--rounds $(PEER_ROUNDS),)
 
 bench-client: setup ## SDK overhead per call vs raw tritonclient, same requests (PROFILE=default|small)
 	$(PY) -m builders build --target cpu --profile $(PROFILE) --out build/$(PROFILE)/bench_repo --no-progress

@@ -22,9 +22,11 @@ server. Top-k parity: the ids of every concurrency-1 answer against the in-proce
 nothing asserts.
 
 ``--interleaved`` (``make bench-peer INTERLEAVED=1``) instead prices concurrency 1 alone, with less of this
-machine's drift: ours as shipped and the peer with 1 worker are both up, and each call's requests go to
-them in alternating blocks of ``BLOCK`` (the first system of a block alternates too), so a slow phase falls
-on both; the ratio of the p50s, and the median over blocks of the ratio of each block's p50s, in 3 runs.
+machine's drift: ours as shipped, its fused step called directly (without the one-step ensemble) and the
+peer with 1 worker are all up, and each call's requests go to them in turn in blocks of ``BLOCK`` (the
+order reversed every other block), so a slow phase falls on all three; the ratio of the p50s, the median
+over blocks of the ratio of each block's p50s, and the median over blocks of the ensemble's hop (ours minus
+the step alone), in 3 runs.
 """
 
 from __future__ import annotations
@@ -297,10 +299,12 @@ def _peer(repo: Path, workers: int, logs: Path, requests: dict) -> dict:
 
 
 def interleaved(repo: Path, n: int, logs: Path, rounds: int = 3, block: int = BLOCK) -> dict:
-    """Ours as shipped and the peer (1 worker), both up, ``n`` requests per call in alternating blocks, in
-    ``rounds`` runs (both systems started again each, new requests each: the catalogue queries stay unique):
-    ``{call: {"ours", "peer" (median p50s, ms), "ratios" (each run's ratio of p50s), "block_ratios" (each
-    run's median over blocks), "same" (equal top-k ids), "n"}}``."""
+    """Ours as shipped, its fused step called directly and the peer (1 worker), all up, ``n`` requests per call
+    in blocks taken in turn, in ``rounds`` runs (the systems started again each, new requests each: the
+    catalogue queries stay unique): ``{call: {"ours", "step", "peer" (median p50s, ms), "ratios" (each run's
+    ratio of ours' and the peer's p50s), "block_ratios" (each run's median over blocks), "hops" (each run's
+    median over blocks of ours' p50 minus the step's, ms), "same" (ours' top-k ids equal the peer's), "same_step"
+    (equal the step's), "n"}}``."""
     pipeline = InProcessPipeline(repo)
     requests = plan(pipeline, n * rounds)
     del pipeline
@@ -317,10 +321,13 @@ def interleaved(repo: Path, n: int, logs: Path, rounds: int = 3, block: int = BL
         one = [run[name] for run in runs]
         out[name] = {
             "ours": float(np.median([r["ours"] for r in one])),
+            "step": float(np.median([r["step"] for r in one])),
             "peer": float(np.median([r["peer"] for r in one])),
             "ratios": [r["ours"] / r["peer"] for r in one],
             "block_ratios": [r["block_ratio"] for r in one],
+            "hops": [r["hop"] for r in one],
             "same": sum(r["same"] for r in one),
+            "same_step": sum(r["same_step"] for r in one),
             "n": sum(r["n"] for r in one),
         }
     return out
@@ -332,14 +339,18 @@ def _interleaved_once(repo: Path, requests: dict[str, tuple[list, list]], logs: 
     try:
         options = ServerOptions(model_repository=repo, ready_timeout_s=600, response_cache_bytes=0)
         with TritonServer(options) as server:
-            systems = {"ours": triton_caller(server.grpc_url), "peer": peer_caller(peer)}
+            systems = {
+                "ours": triton_caller(server.grpc_url),
+                "step": triton_caller(server.grpc_url, FUSED_SUFFIX),
+                "peer": peer_caller(peer),
+            }
             for name in CALLS:
                 reqs, warm = requests[name]
-                for r in warm:  # other requests, both systems
+                for r in warm:  # other requests, every system
                     for call in systems.values():
                         call(name, r)
                 times: dict[str, list[float]] = {s: [] for s in systems}
-                ratios, same = [], 0
+                ratios, hops, same, same_step = [], [], 0, 0
                 for b, start in enumerate(range(0, len(reqs), block)):
                     chunk = reqs[start : start + block]
                     answers: dict[str, list] = {}
@@ -349,12 +360,15 @@ def _interleaved_once(repo: Path, requests: dict[str, tuple[list, list]], logs: 
                         times[system] += lat
                         block_p50[system] = float(np.median(lat))
                     ratios.append(block_p50["ours"] / block_p50["peer"])
+                    hops.append(block_p50["ours"] - block_p50["step"])
                     same += sum(a == b for a, b in zip(answers["ours"], answers["peer"], strict=True))
+                    same_step += sum(a == b for a, b in zip(answers["ours"], answers["step"], strict=True))
                 out[name] = {
-                    "ours": float(np.median(times["ours"])),
-                    "peer": float(np.median(times["peer"])),
+                    **{system: float(np.median(lat)) for system, lat in times.items()},
                     "block_ratio": float(np.median(ratios)),
+                    "hop": float(np.median(hops)),
                     "same": same,
+                    "same_step": same_step,
                     "n": len(reqs),
                 }
     finally:
@@ -366,22 +380,25 @@ def interleaved_table(results: dict, profile: str, n: int) -> str:
     rounds = len(next(iter(results.values()))["ratios"])
     lines = [
         f"Measured {date.today().isoformat()} on {machine()}; profile `{profile}`, {n} requests per call and run "
-        f"at concurrency 1; ours as shipped (fused layout, query cache on) and the peer with 1 worker both up, "
-        f"the requests sent to them in alternating blocks of {BLOCK}; {rounds} runs, both systems started "
+        f"at concurrency 1; ours as shipped (fused layout, query cache on), its fused step called directly "
+        f"(without the one-step ensemble) and the peer with 1 worker all up, the requests sent to them in turn "
+        f"in blocks of {BLOCK}, the order reversed every other block; {rounds} runs, the systems started "
         "again and new requests each (`make bench-peer INTERLEAVED=1`, benchmarks/peer.py). Medians over the "
-        "runs, each run's ratio in brackets.",
+        "runs, each run's value in brackets.",
         "",
-        "| call | ours p50 | peer p50 | ours / peer (p50s) | ours / peer (median over blocks) | same top-k |",
-        "|---|---|---|---|---|---|",
+        "| call | ours p50 | the step alone p50 | peer p50 | ours / peer (p50s) | ours / peer (median over blocks) "
+        "| the ensemble's hop (median over blocks) | same top-k as the peer / the step |",
+        "|---|---|---|---|---|---|---|---|",
     ]
 
-    def ratios(values: list[float]) -> str:
-        return f"{np.median(values):.2f}x ({', '.join(f'{v:.2f}' for v in values)})"
+    def each(values: list[float], unit: str) -> str:
+        return f"{np.median(values):.2f}{unit} ({', '.join(f'{v:.2f}' for v in values)})"
 
     for name, r in results.items():
         lines.append(
-            f"| `{name}` | {r['ours']:.2f} ms | {r['peer']:.2f} ms | {ratios(r['ratios'])} | "
-            f"{ratios(r['block_ratios'])} | {r['same']}/{r['n']} |"
+            f"| `{name}` | {r['ours']:.2f} ms | {r['step']:.2f} ms | {r['peer']:.2f} ms | {each(r['ratios'], 'x')} | "
+            f"{each(r['block_ratios'], 'x')} | {each(r['hops'], ' ms')} | {r['same']}/{r['n']} / "
+            f"{r['same_step']}/{r['n']} |"
         )
     return "\n".join(lines)
 
@@ -506,6 +523,91 @@ def table(results: dict, profile: str, n: int, rounds: int = 1) -> str:
     return "\n".join(lines)
 
 
+ECHO_CONFIG = """name: "echo"
+backend: "python"
+max_batch_size: 0
+input { name: "X" data_type: TYPE_INT64 dims: -1 }
+output { name: "Y" data_type: TYPE_INT64 dims: -1 }
+instance_group { count: 1 kind: KIND_CPU }
+"""
+ECHO_MODEL = '''"""echo: its input as its output; the floor of a python-backend model (benchmarks/peer.py --floors)."""
+
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        return [
+            pb_utils.InferenceResponse([pb_utils.Tensor("Y", pb_utils.get_input_tensor_by_name(r, "X").as_numpy())])
+            for r in requests
+        ]
+'''
+FLOORS = {
+    "echo": "Triton: a python-backend model that returns its input (gRPC, `tritonclient`)",
+    "live": "Triton: `is_server_live` (gRPC, no model)",
+    "ready": "FastAPI peer: `GET /ready` (a plain `def` endpoint: the same thread-pool hop as its calls)",
+}
+
+
+def floors(repo: Path, logs: Path, n: int = 2000, block: int = 100) -> dict[str, float]:
+    """The fixed cost of each stack's request path, at concurrency 1: an echo model on the bundled tritonserver,
+    its liveness call, and the peer's ``GET /ready``, all up, ``n`` calls each in blocks taken in turn (the
+    order reversed every other block): ``{FLOORS key: p50 in ms}``."""
+    import tritonclient.grpc as grpcclient
+
+    echo_repo = logs / "echo_repo"
+    (echo_repo / "echo" / "1").mkdir(parents=True, exist_ok=True)
+    (echo_repo / "echo" / "1" / "model.py").write_text(ECHO_MODEL)
+    (echo_repo / "echo" / "config.pbtxt").write_text(ECHO_CONFIG)  # last: a server never sees half a model
+    peer = Peer(repo, 1, logs / "peer_floors.log")
+    try:
+        with TritonServer(ServerOptions(model_repository=echo_repo, response_cache_bytes=0)) as server:
+            client = grpcclient.InferenceServerClient(server.grpc_url)
+            ids = np.arange(10, dtype=np.int64)
+            conn = peer.connection()
+
+            def echo() -> None:
+                client.infer("echo", [_tensor("X", ids, "INT64")]).as_numpy("Y")
+
+            calls: dict[str, Callable[[], object]] = {
+                "echo": echo,
+                "live": client.is_server_live,
+                "ready": lambda: conn.request("GET", "/ready"),
+            }
+            times: dict[str, list[float]] = {k: [] for k in calls}
+            for fn in calls.values():
+                for _ in range(block):  # warm-up
+                    fn()
+            for b in range(n // block):
+                for k in list(calls)[:: 1 if b % 2 == 0 else -1]:
+                    for _ in range(block):
+                        t0 = time.perf_counter()
+                        calls[k]()
+                        times[k].append((time.perf_counter() - t0) * 1e3)
+    finally:
+        peer.stop()
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def floors_table(results: dict[str, float], n: int) -> str:
+    lines = [
+        f"Measured {date.today().isoformat()} on {machine()}; {n} calls each at concurrency 1, all three up, in "
+        "blocks of 100 taken in turn (`make bench-peer FLOORS=1`, benchmarks/peer.py).",
+        "",
+        "| path | p50 |",
+        "|---|---|",
+    ]
+    lines += [f"| {FLOORS[k]} | {v:.3f} ms |" for k, v in results.items()]
+    return "\n".join(lines)
+
+
+def emit(text: str, out: Path | None, section: str) -> None:
+    """Print a result table and, with ``out``, write it between its section's markers there."""
+    print(text)
+    if out is not None:
+        write_section(out, section, text + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     cli_logging.configure()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -520,35 +622,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--interleaved", action="store_true", help="instead: ours and the peer at concurrency 1, blocks alternated"
     )
+    parser.add_argument(
+        "--floors", action="store_true", help="instead: each stack's fixed cost (an echo model, the peer's /ready)"
+    )
     args = parser.parse_args(argv)
     repo = Path("build") / args.profile / "bench_repo"
     ensemble_repo = Path("build") / args.profile / "bench_repo_ensemble"
     build("cpu", args.profile, out=repo, progress=False)
-    if args.alone_rounds:
-        text = alone_table(alone_rounds(repo, args.requests, args.alone_rounds), args.profile, args.requests)
-        print(text)
-        if args.out is not None:
-            write_section(args.out, f"peer-alone-{args.profile}", text + "\n")
-        return 0
-    if args.interleaved:
-        logs = Path("build") / "logs" / "peer"
-        text = interleaved_table(interleaved(repo, args.requests, logs), args.profile, args.requests)
-        print(text)
-        if args.out is not None:
-            write_section(args.out, f"peer-interleaved-{args.profile}", text + "\n")
-        return 0
-    if args.sizes:
-        text = sizes_table(sizes(repo, args.requests), args.profile, args.requests)
-        print(text)
-        if args.out is not None:
-            write_section(args.out, f"peer-sizes-{args.profile}", text + "\n")
-        return 0
-    build("cpu", args.profile, out=ensemble_repo, progress=False, layout=ENSEMBLE)  # the same steps, cached
     logs = Path("build") / "logs" / "peer"
-    text = table(run(repo, ensemble_repo, args.requests, logs, args.rounds), args.profile, args.requests, args.rounds)
-    print(text)
-    if args.out is not None:
-        write_section(args.out, f"peer-{args.profile}", text + "\n")
+    if args.floors:
+        emit(floors_table(floors(repo, logs), 2000), args.out, "peer-floors")
+    elif args.alone_rounds:
+        rows = alone_rounds(repo, args.requests, args.alone_rounds)
+        emit(alone_table(rows, args.profile, args.requests), args.out, f"peer-alone-{args.profile}")
+    elif args.interleaved:
+        results = interleaved(repo, args.requests, logs)
+        emit(interleaved_table(results, args.profile, args.requests), args.out, f"peer-interleaved-{args.profile}")
+    elif args.sizes:
+        emit(
+            sizes_table(sizes(repo, args.requests), args.profile, args.requests), args.out, f"peer-sizes-{args.profile}"
+        )
+    else:
+        build("cpu", args.profile, out=ensemble_repo, progress=False, layout=ENSEMBLE)  # the same steps, cached
+        results = run(repo, ensemble_repo, args.requests, logs, args.rounds)
+        emit(table(results, args.profile, args.requests, args.rounds), args.out, f"peer-{args.profile}")
     return 0
 
 
