@@ -2,6 +2,7 @@
 can run here: see helm/README.md for what is and is not tested)."""
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -9,8 +10,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from builders.repository.model_specs import FUSED, specs
+from builders.repository.model_specs import ENSEMBLE, FUSED, specs
 from runtime.online_store import OnlineSettings
+from server.experiment import arm_name
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.helm
@@ -254,6 +256,24 @@ def test_monitoring_objects_deploy_the_tested_rules():
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(dashboard["data"]["shoprank.json"])["panels"]
     assert not [d for d in render() if d["kind"] in CRDS]  # off by default: needs the operator's CRDs
+
+
+def test_every_monitoring_expression_tells_the_public_calls_from_their_steps():
+    """Latency, errors and the autoscaling signal are per public call (the ensembles of both layouts and an
+    online test's treatment arms); requests queue in every other model (a step). A call missing from these
+    regexes would have no SLO or error alert, and its steps' queue time would count against the other calls'
+    requests in the autoscaling signal."""
+    models = specs(layout=FUSED, scan=True) + specs(layout=ENSEMBLE, scan=True)
+    calls = sorted({m.name for m in models if m.platform == "ensemble"})
+    public = calls + [arm_name(call) for call in calls]
+    steps = sorted({m.name for m in models if m.platform != "ensemble"})
+    assert len(calls) == 4 and "search_catalog" in calls and "text_encoder" in steps and "search_fused" in steps
+    files = ["files/rules.yaml", "files/prometheus-adapter-rules.yaml", "files/dashboard.json", "../README.md"]
+    found = [(f, m) for f in files for m in re.findall(r'model[=!]~\\?"([^"\\]+)\\?"', (CHART / f).read_text())]
+    assert {f for f, _ in found} == set(files) and len(found) >= 12, found
+    for f, regex in found:
+        assert [name for name in public if not re.fullmatch(regex, name)] == [], (f, regex)
+        assert [name for name in steps if re.fullmatch(regex, name)] == [], (f, regex)
 
 
 def test_keda_replaces_the_hpa_when_selected():
