@@ -26,6 +26,7 @@ import psutil
 
 from loadtest.shapes import add_shape_arguments
 from loadtest.traffic import TrafficProfile, prepare, save
+from runtime import contract as c
 from server.launcher import ServerOptions, TritonServer, free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -209,9 +210,14 @@ def writes_per_s(row: dict) -> float:
     return float(row["Average Content Size"] or 0) * float(row["Requests/s"] or 0)
 
 
+# the public calls a load test sends (loadtest/traffic.py: the catalogue ones with --catalog-share), in the
+# summary's order; each is a row of Locust's statistics and a model in Triton's metrics
+CALLS = (c.SEARCH_ENSEMBLE, c.RECOMMEND_ENSEMBLE, c.SEARCH_CATALOG, c.RECOMMEND_CATALOG)
+
+
 def write_summary(out: Path, before: dict, after: dict, cpu: dict, wall: float, args, code: int) -> None:
     rows = locust_rows(out / "locust_stats.csv")
-    ranking = [rows[n] for n in ("search", "recommend") if n in rows]
+    ranking = [rows[n] for n in CALLS if n in rows]
     count = sum(int(r["Request Count"]) for r in ranking)
     failures = sum(int(r["Failure Count"]) for r in ranking)
     rate = sum(float(r["Requests/s"] or 0) for r in ranking)
@@ -226,7 +232,7 @@ def write_summary(out: Path, before: dict, after: dict, cpu: dict, wall: float, 
         "server queue | gap: client + network + generator |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for name in ("search", "recommend"):
+    for name in CALLS:
         if name not in rows:
             continue
         r = rows[name]

@@ -85,6 +85,9 @@ def test_short_headless_run_succeeds_and_writes_reports(triton_server, tmp_path)
     assert requests <= samples <= requests + 3
     summary = (tmp_path / "summary.md").read_text()
     assert "server mean (Triton metrics)" in summary and "| search |" in summary
+    assert "| search_catalog |" in summary  # every call sent has its row, and counts in the total
+    calls = [n for n in runner.CALLS if n in rows]
+    assert f"; {sum(int(rows[n]['Request Count']) for n in calls)} ranking requests," in summary
 
 
 def test_slo_gate_fails_an_impossible_slo(triton_server, tmp_path):
