@@ -212,7 +212,7 @@ def writes_per_s(row: dict) -> float:
 
 # the public calls a load test sends (loadtest/traffic.py: the catalogue ones with --catalog-share), in the
 # summary's order; each is a row of Locust's statistics and a model in Triton's metrics
-CALLS = (c.SEARCH_ENSEMBLE, c.RECOMMEND_ENSEMBLE, c.SEARCH_CATALOG, c.RECOMMEND_CATALOG)
+CALLS = c.CALLS
 
 
 def write_summary(out: Path, before: dict, after: dict, cpu: dict, wall: float, args, code: int) -> None:

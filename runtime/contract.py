@@ -12,6 +12,7 @@ RECOMMEND_ENSEMBLE = "recommend"
 # Ensembles that retrieve from the whole catalogue (no candidate list; runtime/retrieval.py)
 SEARCH_CATALOG = "search_catalog"
 RECOMMEND_CATALOG = "recommend_catalog"
+CALLS = (SEARCH_ENSEMBLE, RECOMMEND_ENSEMBLE, SEARCH_CATALOG, RECOMMEND_CATALOG)  # every public call
 # Composing models
 SEARCH_FEATURES = "search_features"
 RECOMMEND_FEATURES = "recommend_features"

@@ -38,7 +38,7 @@ from server.launcher import RATE_LIMIT_ARG, ServerOptions, models_to_load, serve
 from server.raw_requests import call as raw_call
 from tests.conftest import REPO_ROOT
 
-CALLS = (c.SEARCH_ENSEMBLE, c.RECOMMEND_ENSEMBLE, c.SEARCH_CATALOG, c.RECOMMEND_CATALOG)
+CALLS = c.CALLS
 
 
 @pytest.mark.unit
