@@ -175,17 +175,17 @@ def bls_encoder(pb_utils: Any, model: str, version: int) -> Callable[[Array, Arr
     return embed
 
 
-def model_counter(
-    pb_utils: Any, name: str, description: str, model: str, label: str, values: Sequence[str]
-) -> Callable[[str], None]:
-    """The counter family ``name{model, <label>}``, one counter per value of ``label``: a function that counts
-    one on a value. Counted in process and sent in the background (``runtime/counters.py``), so a request never
-    waits on the server process for its metrics."""
+def flag_counter(
+    pb_utils: Any, model: str, name: str, description: str, label: str, yes: str, no: str
+) -> Callable[[bool], None]:
+    """The counter family ``name{model, <label>=<yes>|<no>}``: a function that counts one on ``yes`` (True) or
+    ``no``. Counted in process and sent in the background (``runtime/counters.py``), so a request never waits on
+    the server process for its metrics."""
     family = pb_utils.MetricFamily(name=name, description=description, kind=pb_utils.MetricFamily.COUNTER)
-    counts = DeferredCounters({v: family.Metric(labels={"model": model, label: v}) for v in values})
+    counts = DeferredCounters({v: family.Metric(labels={"model": model, label: v}) for v in (yes, no)})
 
-    def count(value: str) -> None:
-        counts.add(value)
+    def count(flag: bool) -> None:
+        counts.add(yes if flag else no)
 
     count.keep_alive = (family, counts)  # type: ignore[attr-defined]  # the metrics live as long as the hook
     return count
@@ -194,40 +194,16 @@ def model_counter(
 def query_cache_metric(pb_utils: Any, model: str) -> Callable[[bool], None]:
     """A fused model's query-embedding cache lookups as ``shoprank_query_cache_total{model, outcome=hit|miss}``
     (the ensemble layout's counterpart: the text encoder's response-cache statistics)."""
-    count = model_counter(
-        pb_utils,
-        "shoprank_query_cache_total",
-        "query-embedding cache lookups of a fused model, by outcome (hit: the encoder did not run)",
-        model,
-        "outcome",
-        ("hit", "miss"),
-    )
-
-    def lookup(hit: bool) -> None:
-        count("hit" if hit else "miss")
-
-    lookup.keep_alive = count  # type: ignore[attr-defined]
-    return lookup
+    description = "query-embedding cache lookups of a fused model, by outcome (hit: the encoder did not run)"
+    return flag_counter(pb_utils, model, "shoprank_query_cache_total", description, "outcome", "hit", "miss")
 
 
 def encoder_runs_metric(pb_utils: Any, model: str) -> Callable[[bool], None]:
     """A fused model's encoder runs as ``shoprank_encoder_runs_total{model, session=wide|narrow}``: ``wide`` where
     the node's other fused instances were idle and its ``encoder_alone_threads`` session ran (one shopper at a
     time), ``narrow`` otherwise. A node whose runs are nearly all narrow is loaded: widening no longer helps."""
-    count = model_counter(
-        pb_utils,
-        "shoprank_encoder_runs_total",
-        "text-encoder runs of a fused model, by session (wide: the node's other fused instances were idle)",
-        model,
-        "session",
-        ("wide", "narrow"),
-    )
-
-    def ran(wide: bool) -> None:
-        count("wide" if wide else "narrow")
-
-    ran.keep_alive = count  # type: ignore[attr-defined]
-    return ran
+    description = "text-encoder runs of a fused model, by session (wide: the node's other fused instances were idle)"
+    return flag_counter(pb_utils, model, "shoprank_encoder_runs_total", description, "session", "wide", "narrow")
 
 
 def bls_scan(pb_utils: Any, model: str, version: int) -> Scan:
