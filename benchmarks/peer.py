@@ -43,6 +43,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -168,7 +169,13 @@ def _tensor(name: str, value: np.ndarray, dtype: str):
     return t
 
 
-def timed(caller: Callable[[str, dict], list[int]], name: str, reqs: list[dict]) -> tuple[list[float], list]:
+def in_turn(systems: dict[str, Any], block: int) -> list[str]:
+    """The order in which the systems take block number ``block``: reversed every other block, so none always
+    goes first (on caches another system just used) or last."""
+    return list(systems)[:: 1 if block % 2 == 0 else -1]
+
+
+def timed(caller: Callable[[str, Any], Any], name: str, reqs: list) -> tuple[list[float], list]:
     """Each request of ``reqs`` to ``name`` in turn: (latencies in ms, answers)."""
     times, answers = [], []
     for r in reqs:
@@ -355,7 +362,7 @@ def _interleaved_once(repo: Path, requests: dict[str, tuple[list, list]], logs: 
                     chunk = reqs[start : start + block]
                     answers: dict[str, list] = {}
                     block_p50: dict[str, float] = {}
-                    for system in list(systems)[:: 1 if b % 2 == 0 else -1]:
+                    for system in in_turn(systems, b):
                         lat, answers[system] = timed(systems[system], name, chunk)
                         times[system] += lat
                         block_p50[system] = float(np.median(lat))
@@ -566,24 +573,21 @@ def floors(repo: Path, logs: Path, n: int = 2000, block: int = 100) -> dict[str,
             ids = np.arange(10, dtype=np.int64)
             conn = peer.connection()
 
-            def echo() -> None:
+            def echo(_name: str, _r: None) -> None:
                 client.infer("echo", [_tensor("X", ids, "INT64")]).as_numpy("Y")
 
-            calls: dict[str, Callable[[], object]] = {
+            calls: dict[str, Callable[[str, None], object]] = {  # timed() callers; the request is nothing
                 "echo": echo,
-                "live": client.is_server_live,
-                "ready": lambda: conn.request("GET", "/ready"),
+                "live": lambda _name, _r: client.is_server_live(),
+                "ready": lambda _name, _r: conn.request("GET", "/ready"),
             }
             times: dict[str, list[float]] = {k: [] for k in calls}
-            for fn in calls.values():
-                for _ in range(block):  # warm-up
-                    fn()
+            nothing = [None] * block
+            for k, call in calls.items():  # warm-up
+                timed(call, k, nothing)
             for b in range(n // block):
-                for k in list(calls)[:: 1 if b % 2 == 0 else -1]:
-                    for _ in range(block):
-                        t0 = time.perf_counter()
-                        calls[k]()
-                        times[k].append((time.perf_counter() - t0) * 1e3)
+                for k in in_turn(calls, b):
+                    times[k] += timed(calls[k], k, nothing)[0]
     finally:
         peer.stop()
     return {k: float(np.median(v)) for k, v in times.items()}

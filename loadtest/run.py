@@ -210,14 +210,9 @@ def writes_per_s(row: dict) -> float:
     return float(row["Average Content Size"] or 0) * float(row["Requests/s"] or 0)
 
 
-# the public calls a load test sends (loadtest/traffic.py: the catalogue ones with --catalog-share), in the
-# summary's order; each is a row of Locust's statistics and a model in Triton's metrics
-CALLS = c.CALLS
-
-
 def write_summary(out: Path, before: dict, after: dict, cpu: dict, wall: float, args, code: int) -> None:
     rows = locust_rows(out / "locust_stats.csv")
-    ranking = [rows[n] for n in CALLS if n in rows]
+    ranking = [rows[n] for n in c.CALLS if n in rows]  # every public call the traffic sent
     count = sum(int(r["Request Count"]) for r in ranking)
     failures = sum(int(r["Failure Count"]) for r in ranking)
     rate = sum(float(r["Requests/s"] or 0) for r in ranking)
@@ -232,7 +227,7 @@ def write_summary(out: Path, before: dict, after: dict, cpu: dict, wall: float, 
         "server queue | gap: client + network + generator |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for name in CALLS:
+    for name in c.CALLS:
         if name not in rows:
             continue
         r = rows[name]

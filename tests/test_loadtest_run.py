@@ -7,6 +7,7 @@ import pytest
 from loadtest import run as runner
 from loadtest.traffic import UNKNOWN_USER_BASE, TrafficProfile, prepare
 from online.writer import OnlineWriter
+from runtime import contract as c
 from runtime.online_store import OnlineSettings, connect, recent_key
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
@@ -86,7 +87,7 @@ def test_short_headless_run_succeeds_and_writes_reports(triton_server, tmp_path)
     summary = (tmp_path / "summary.md").read_text()
     assert "server mean (Triton metrics)" in summary and "| search |" in summary
     assert "| search_catalog |" in summary  # every call sent has its row, and counts in the total
-    calls = [n for n in runner.CALLS if n in rows]
+    calls = [n for n in c.CALLS if n in rows]
     assert f"; {sum(int(rows[n]['Request Count']) for n in calls)} ranking requests," in summary
 
 
