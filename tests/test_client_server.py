@@ -412,7 +412,10 @@ def test_client_installs_alone_and_its_cli_ranks(tmp_path, triton_server, ids):
     )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[0].split() == ["rank", "item_id", "score"] and len(lines) == 5 and "model search v1" in lines[-1]
+    assert lines[0].split() == ["rank", "item_id", "score"] and "model search v1" in lines[-1]
+    ranked = [line.split() for line in lines[1:4]]
+    assert [r[0] for r in ranked] == ["1", "2", "3"] and {int(r[1]) for r in ranked} <= set(items[:8])
+    assert "8 results to page through (offset 0)" in lines  # the candidates the server may show
     bad = subprocess.run(
         [
             str(venv / "bin" / "shoprank-rank"),

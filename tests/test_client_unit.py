@@ -1,5 +1,6 @@
 """The client SDK without a server: validation, error mapping, retries, endpoints, contract, packaging."""
 
+import json
 import subprocess
 import sys
 import tomllib
@@ -21,11 +22,13 @@ from shoprank_client import (
     ServerError,
     Unavailable,
 )
-from shoprank_client.cli import format_table, parse_ids
+from shoprank_client.cli import filters_of, format_table, parse_ids, result_dict
 from shoprank_client.cli import main as cli_main
+from shoprank_client.cli import parser as cli_parser
 from shoprank_client.core import CallPlan, EndpointPool, resolve
 from shoprank_client.errors import from_triton
 from shoprank_client.ids import stable_id
+from shoprank_client.listing import FacetValue, options_parameter
 from shoprank_client.protocol import (
     CONTRACT,
     OPTIONAL_OUTPUTS,
@@ -239,13 +242,117 @@ def test_client_installs_alone_with_only_tritonclient_and_numpy():
     assert out.returncode == 0, out.stderr
 
 
-def test_cli_parses_ids_and_prints_a_table(tmp_path):
+def test_cli_parses_ids_and_prints_a_table(tmp_path, capsys):
     assert parse_ids("1, 2\n3 4", "x") == [1, 2, 3, 4]
+    assert parse_ids("SKU-1,  42", "x", strings=True) == ["SKU-1", "42"]  # a string-id shop: "42" stays a string
     result = RankingResult((RankedItem(11, 0.5), RankedItem(7, -1.25)), "search", "1", "h:1", 3.2)
     table = format_table(result)
     assert table.splitlines()[1].split() == ["1", "11", "0.5000"] and "search v1" in table
+    # one group per item (a shop without variant groups): no group columns
+    alone = RankingResult(result.items, "search", "1", "h:1", 3.2, groups=("11", "7"), group_matches=(1, 1))
+    assert format_table(alone).splitlines()[0].split() == ["rank", "item_id", "score"]
     assert cli_main(["--user", "1", "--candidates-file", str(tmp_path / "missing.txt")]) == 2
     assert cli_main(["--endpoint", "127.0.0.1:1", "--user", "1", "--candidates", "1,1"]) == 2  # duplicate: nothing sent
+    capsys.readouterr()
+
+
+def test_cli_prints_groups_pages_facets_chips_and_rules():
+    info = {
+        "matches": 57,
+        "offset": 10,
+        "understood": {
+            "chips": [
+                {"field": "colour", "value": "black", "text": "black", "applied": True},
+                {"field": "price", "max": 60.0, "text": "under 60", "applied": True},
+                {
+                    "field": "category",
+                    "value": ["Women > Dresses", "Girls > Dresses"],
+                    "text": "dress",
+                    "applied": False,
+                },
+            ],
+            "mode": "filter",
+            "relaxed": False,
+        },
+        "rules": ["xmas-dress"],
+    }
+    result = RankingResult(
+        (RankedItem("ST1-BLACK", 0.9), RankedItem("ST2-NAVY", 0.4)),
+        "search_catalog",
+        "3",
+        "h:1",
+        4.0,
+        groups=("ST1", "ST2"),
+        group_matches=(2, 1),
+        matches=57,
+        facets={"colour": (FacetValue("black", 30), FacetValue("navy", 12))},
+        info=info,
+        release=3,
+    )
+    lines = format_table(result).splitlines()
+    assert lines[0].split() == ["rank", "item_id", "score", "group", "matches"]
+    assert lines[1].split() == ["1", "ST1-BLACK", "0.9000", "ST1", "2"]
+    assert "57 results to page through (offset 10)" in lines
+    assert "facet colour: black (30), navy (12)" in lines
+    understood = next(line for line in lines if line.startswith("understood (filter)"))
+    assert "colour: black (applied)" in understood and "price < 60 (applied)" in understood
+    assert "category: Women > Dresses or Girls > Dresses (reported)" in understood
+    assert "rules: xmas-dress" in lines and "release 3" in lines[-1]
+    as_json = json.loads(json.dumps(result_dict(result)))  # plain JSON values only
+    assert as_json["items"][0] == {"item_id": "ST1-BLACK", "score": 0.9, "group": "ST1", "group_matches": 2}
+    assert as_json["facets"]["colour"][1] == {"value": "navy", "count": 12, "min": None, "max": None}
+    assert as_json["matches"] == 57 and as_json["release"] == 3 and as_json["info"]["rules"] == ["xmas-dress"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--user", "u-1", "--query", "x"], "--user: 'u-1' is not an integer id (a shop built with string ids"),
+        (["--user", "1", "--context", "SKU-9"], "--context: 'SKU-9' is not an integer id"),
+        (["--user", "1", "--query", "x", "--context", "5"], "--context: recommend_catalog only"),
+        (["--user", "1", "--candidates", "5,6", "--exclude", "7"], "--exclude: only without --candidates"),
+        (["--user", "1", "--query", "x", "--include-own-group"], "--include-own-group: recommend_catalog only"),
+        (["--user", "1", "--understand", "boost"], "--understand / --understand-field: search calls only"),
+        (["--user", "1", "--query", "x", "--attribute", "colour"], "--attribute 'colour': expected NAME=VALUE"),
+        (["--user", "1", "--query", "x", "--filter-json", "{colour"], "--filter-json: not valid JSON"),
+        (["--user", "1", "--query", "x", "--filter-json", "[1]"], "--filter-json: expected a JSON object"),
+        (["--user", "1", "--query", "x", "--max-price", "nan"], "filters.max_price: expected a number"),
+        (["--user", "1", "--header", "novalue"], "--header 'novalue': expected KEY=VALUE"),
+    ],
+)
+def test_cli_refuses_arguments_naming_them_before_sending(argv, message, capsys):
+    assert cli_main(["--endpoint", "127.0.0.1:1", "--attempts", "1", *argv]) == 2  # port 1: nothing listens
+    assert message in capsys.readouterr().err
+
+
+def test_cli_builds_the_filter_tree_of_its_flags():
+    args = cli_parser().parse_args(
+        ["--user", "1", "--category", "Women", "--attribute", "colour=black", "--attribute", "colour=navy"]
+        + ["--attribute", "size=M", "--max-price", "50", "--in-stock"]
+    )
+    assert filters_of(args) == {
+        "category": ["Women"],
+        "colour": ["black", "navy"],
+        "size": ["M"],
+        "price": {"max": 50.0},
+        "in_stock": True,
+    }
+    both = cli_parser().parse_args(["--user", "1", "--brand", "Nordlys", "--filter-json", '{"not": {"size": "S"}}'])
+    assert filters_of(both) == {"all": [{"brand": ["Nordlys"]}, {"not": {"size": "S"}}]}
+    assert filters_of(cli_parser().parse_args(["--user", "1"])) is None
+
+
+def test_understand_fields_travel_checked():
+    sent = options_parameter(understand="filter", understand_fields=["price", "brand"])
+    assert sent is not None and json.loads(sent["shoprank_options"]) == {
+        "understand": "filter",
+        "understand_fields": ["price", "brand"],
+    }
+    assert json.loads(options_parameter(understand_fields=[])["shoprank_options"]) == {"understand_fields": []}
+    assert options_parameter(understand_fields=None) is None  # the server's default: nothing sent
+    with pytest.raises(InvalidRequest) as err:
+        options_parameter(understand_fields=["colour"])
+    assert err.value.field == "understand_fields" and "'colour'" in str(err.value)
 
 
 def test_string_ids_are_sent_as_their_stable_int64_and_mapped_back():
@@ -292,3 +399,22 @@ def test_bad_catalogue_requests_name_the_field(kwargs, message):
 
     with pytest.raises(InvalidRequest, match=message):
         build_catalog_inputs(1, **{"k": 3, **kwargs})
+
+
+def test_the_asyncio_client_mirrors_the_sync_one():
+    """Every public method of RankingClient is on AsyncRankingClient (awaitable) with the same parameters,
+    defaults and order, so a keyword added to one and not the other fails here."""
+    import inspect
+
+    from shoprank_client import AsyncRankingClient, RankingClient
+
+    public = [n for n, f in inspect.getmembers(RankingClient, inspect.isfunction) if not n.startswith("_")]
+    assert {"search", "recommend", "search_catalog", "recommend_catalog", "rank_many", "check"} <= set(public)
+    for name in public:
+        twin = getattr(AsyncRankingClient, name, None)
+        assert twin is not None and inspect.iscoroutinefunction(twin), name
+        ours = [
+            (p.name, p.default, p.kind) for p in inspect.signature(getattr(RankingClient, name)).parameters.values()
+        ]
+        theirs = [(p.name, p.default, p.kind) for p in inspect.signature(twin).parameters.values()]
+        assert ours == theirs, name

@@ -13,6 +13,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from shoprank_client import Filters, InvalidRequest, RankingClient, any_of, none_of
+from shoprank_client.cli import main as cli_main
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 
@@ -246,6 +247,17 @@ def test_understood_words_are_filters_and_chips(client, shop):
     off = client.search_catalog(ANONYMOUS, "black dress under 60", k=10, understand="off")
     assert "understood" not in off.info
     assert any(shop[s]["price"] >= 60 or "black" not in attribute_values(shop[s], "colour") for s in off.item_ids)
+    # understand_fields names the kinds that apply: the category chip too
+    every = client.search_catalog(
+        ANONYMOUS, "black dress under 60", k=10, understand_fields=["price", "attribute", "category"]
+    )
+    chips = every.info["understood"]["chips"]
+    assert {c["field"] for c in chips if c["applied"]} == {"colour", "price", "category"}
+    category = next(c["value"] for c in chips if c["field"] == "category")
+    assert every.items and all(passes(shop[s], {"category": category}) for s in every.item_ids)
+    # and that the server has not applied it by default: the unfiltered answer leaves the category
+    loose = client.search_catalog(ANONYMOUS, "black dress under 60", k=200, per_group=0)
+    assert any(not passes(shop[s], {"category": category}) for s in loose.item_ids)
 
 
 @pytest.mark.parametrize(
@@ -311,3 +323,38 @@ def test_a_filter_nothing_passes_is_an_empty_page_not_an_error(client):
         search = client.search_catalog(ANONYMOUS, "dress", k=10, filters=tree, understand="off")
         home = client.recommend_catalog(ANONYMOUS, k=10, filters=tree)
         assert search.items == home.items == () and search.matches == home.matches == 0
+
+
+def test_the_cli_makes_the_catalogue_calls_with_the_listing_flags(fashion_server, client, shop, capsys):
+    """``shoprank-rank`` without ``--candidates``: search_catalog with a query, recommend_catalog without; its
+    flags are the SDK's keywords (the same answer as the SDK's call) and a string-id shop's SKUs come back."""
+    base = ["--endpoint", fashion_server.grpc_url, "--timeout", "10", "--string-ids", "--user", "visitor-1"]
+    flags = ["--attribute", "colour=black", "--attribute", "colour=navy", "--max-price", "80", "--facet", "colour"]
+    assert cli_main([*base, "--query", "coat", *flags, "--understand", "off", "--k", "8", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    tree = {"colour": ["black", "navy"], "price": {"max": 80.0}}
+    sdk = client.search_catalog("visitor-1", "coat", k=8, filters=tree, facets=["colour"], understand="off")
+    assert printed["model"] == "search_catalog" and [i["item_id"] for i in printed["items"]] == sdk.item_ids
+    assert len(sdk.items) == 8 and all(passes(shop[s], tree) for s in sdk.item_ids)
+    assert [i["group"] for i in printed["items"]] == [shop[s]["item_group_id"] for s in sdk.item_ids]
+    assert printed["matches"] == sdk.matches and {f["value"] for f in printed["facets"]["colour"]} <= {"black", "navy"}
+
+    by_style: dict[str, list[str]] = {}
+    for sku, it in shop.items():
+        if it["stock"] > 0:
+            by_style.setdefault(it["item_group_id"], []).append(sku)
+    style, skus = next((g, s) for g, s in sorted(by_style.items()) if len(s) >= 3)
+    assert cli_main([*base, "--context", skus[0], "--per-group", "0", "--k", "30"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["rank", "item_id", "score", "group", "matches"]
+    rows = [line.split() for line in table[1:31]]
+    assert len(rows) == 30 and all(shop[r[1]]["item_group_id"] == r[3] != style for r in rows)
+    assert "model recommend_catalog v1" in table[-1]
+    assert (
+        cli_main([*base, "--context", skus[0], "--per-group", "0", "--k", "200", "--include-own-group", "--json"]) == 0
+    )
+    own = [i["item_id"] for i in json.loads(capsys.readouterr().out)["items"]]
+    assert set(skus[1:]) & set(own) and skus[0] not in own
+
+    assert cli_main([*base, "--query", "dress", "--filter-json", '{"colr": "black"}']) == 2  # the server's refusal
+    assert "shoprank_options.filter.colr: unknown field" in capsys.readouterr().err

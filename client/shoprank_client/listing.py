@@ -24,6 +24,8 @@ from shoprank_client.errors import InvalidRequest
 OPTIONS_PARAMETER = "shoprank_options"
 SORTS = ("relevance", "price_asc", "price_desc", "newest")
 UNDERSTAND = ("filter", "boost", "off")  # how a query's understood words apply (None: the server's default)
+# which kinds of understood words apply (None: the server's default, price and attribute)
+UNDERSTAND_FIELDS = ("price", "attribute", "brand", "category")
 FilterTree = Mapping[str, Any]
 
 
@@ -104,6 +106,7 @@ def options_parameter(
     facets: Sequence[str] = (),
     include_own_group: bool = False,
     understand: str | None = None,
+    understand_fields: Sequence[str] | None = None,
 ) -> dict[str, str] | None:
     """The request's ``parameters`` for these keywords, or None when all are the defaults (nothing is sent)."""
     options: dict[str, Any] = {}
@@ -135,6 +138,15 @@ def options_parameter(
                 f"understand: expected one of {', '.join(UNDERSTAND)}, got {understand!r}", "understand"
             )
         options["understand"] = understand
+    if understand_fields is not None:
+        fields = [understand_fields] if isinstance(understand_fields, str) else list(understand_fields)
+        wrong = [f for f in fields if f not in UNDERSTAND_FIELDS]
+        if wrong:
+            raise InvalidRequest(
+                f"understand_fields: expected names among {', '.join(UNDERSTAND_FIELDS)}, got {wrong[0]!r}",
+                "understand_fields",
+            )
+        options["understand_fields"] = fields
     return {OPTIONS_PARAMETER: json.dumps(options)} if options else None
 
 

@@ -90,12 +90,15 @@ class RankingClient:
         sort: str = "relevance",
         facets: Sequence[str] = (),
         understand: str | None = None,
+        understand_fields: Sequence[str] | None = None,
         split_by: int | str | None = None,
     ) -> RankingResult:
         """Top ``k`` of ``candidates`` for ``user_id`` searching ``query``, best first. Ids may be ints or strings.
         ``filters``, ``per_group``, ``offset``, ``sort``, ``facets``: shoprank_client.listing (all calls take them)."""
         model, inputs, keys = build_inputs(user_id, candidates, k, query)
-        params = options_parameter(filters, per_group, offset, sort, facets, understand=understand)
+        params = options_parameter(
+            filters, per_group, offset, sort, facets, understand=understand, understand_fields=understand_fields
+        )
         return self._rank(model, inputs, timeout_s, keys, params, unit_id(user_id if split_by is None else split_by))
 
     def recommend(
@@ -129,6 +132,7 @@ class RankingClient:
         sort: str = "relevance",
         facets: Sequence[str] = (),
         understand: str | None = None,
+        understand_fields: Sequence[str] | None = None,
         split_by: int | str | None = None,
     ) -> RankingResult:
         """Top ``k`` of the whole catalogue for ``user_id`` searching ``query``: the server retrieves, filters
@@ -136,7 +140,9 @@ class RankingClient:
         shop's SKUs (the server's ``TOP_ITEM_KEYS``), else the INT64 ids. One result per variant group by
         default (``per_group``); ``offset`` pages, ``sort`` orders the relevant set, ``facets`` are counted."""
         model, inputs = build_catalog_inputs(user_id, k, query=query, exclude=exclude)
-        params = options_parameter(filters, per_group, offset, sort, facets, understand=understand)
+        params = options_parameter(
+            filters, per_group, offset, sort, facets, understand=understand, understand_fields=understand_fields
+        )
         return self._rank(model, inputs, timeout_s, None, params, unit_id(user_id if split_by is None else split_by))
 
     def recommend_catalog(
