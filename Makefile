@@ -229,10 +229,11 @@ loadtest: setup ## short headless Locust run against a local server on the small
 	$(PY) -m loadtest.run --repo build/small/repo --shop build/small/data --shape soak --soak-users 4 --soak-s 20 --catalog-share 0.3 \
 		--slo-p99-ms 500 --max-fail-ratio 0.001 --out build/loadtest/soak
 
-capacity: setup ## step ramp against one replica -> replicas and HPA targets (PEAK_RPS=..., PROFILE=...)
+capacity: setup ## step ramp against one replica -> replicas and HPA targets (PEAK_RPS=..., PROFILE=..., CATALOG_SHARE=0..1: share of search/product-page calls)
 	$(PY) -m builders build --target cpu --profile $(PROFILE) --out build/$(PROFILE)/bench_repo --no-progress
 	$(PY) -m loadtest.capacity --repo build/$(PROFILE)/bench_repo --shop build/$(PROFILE)/data \
-		--peak-rps $(or $(PEAK_RPS),300) --slo-p99-ms 150 --step-users 8 --step-s 12 --max-users 96 --out build/capacity
+		--peak-rps $(or $(PEAK_RPS),300) --slo-p99-ms 150 --step-users 8 --step-s 12 --max-users 96 \
+		--catalog-share $(or $(CATALOG_SHARE),0) --out build/capacity$(if $(CATALOG_SHARE),-$(CATALOG_SHARE))
 
 verify: ## the built REPO's golden set against the local server (HTTP_PORT): same answers as the build? (python -m rollout)
 	$(PY) -m rollout verify --golden $(REPO) --url 127.0.0.1:$(HTTP_PORT)

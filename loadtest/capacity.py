@@ -56,14 +56,49 @@ class Plan:
     p99_at_sustainable_ms: float
 
 
+@dataclass(frozen=True)
+class CallStats:
+    """One call's requests within one step: in a mix, which call carries the tail."""
+
+    name: str
+    requests: int
+    p50_ms: float
+    p99_ms: float
+    error_ratio: float
+
+
 def read_samples(path: Path) -> np.ndarray:
-    """Structured array of (start, ms, ok) from the locustfile's samples CSV (start = end - latency)."""
+    """Structured array of (start, ms, ok, name) from the locustfile's samples CSV (start = end - latency)."""
     rows = []
     with open(path) as f:
         for row in csv.DictReader(f):
             ms = float(row["ms"])
-            rows.append((float(row["time"]) - ms / 1e3, ms, int(row["ok"])))
-    return np.array(rows, dtype=[("start", float), ("ms", float), ("ok", int)])
+            rows.append((float(row["time"]) - ms / 1e3, ms, int(row["ok"]), row.get("name", "")))
+    return np.array(rows, dtype=[("start", float), ("ms", float), ("ok", int), ("name", "U64")])
+
+
+def step_window(
+    steps: list[tuple[float, float, int]], users: int, warmup_fraction: float = 0.25
+) -> tuple[float, float]:
+    """The measured part of the step with ``users`` (its first ``warmup_fraction`` dropped), in seconds from the
+    first request, as ``step_stats`` bins it."""
+    start, end, _ = next(s for s in steps if s[2] == users)
+    return start + (end - start) * warmup_fraction, end
+
+
+def call_stats(samples: np.ndarray, window: tuple[float, float]) -> list[CallStats]:
+    """Per call (the samples' ``name``), its requests that started within ``window`` (seconds from the first
+    request), busiest call first."""
+    rel = samples["start"] - samples["start"].min()
+    sel = samples[(rel >= window[0]) & (rel < window[1])]
+    out = []
+    for name in np.unique(sel["name"]):
+        mine = sel[sel["name"] == name]
+        ok = mine["ok"] == 1
+        lat = mine["ms"][ok] if ok.any() else mine["ms"]
+        p50, p99 = (float(np.percentile(lat, q)) for q in (50, 99))
+        out.append(CallStats(str(name), int(len(mine)), p50, p99, float(1 - ok.mean())))
+    return sorted(out, key=lambda c: (-c.requests, c.name))
 
 
 def step_stats(
@@ -165,11 +200,25 @@ def plot(stats: list[StepStats], out: Path, slo_p99_ms: float) -> list[Path]:
     ]
 
 
-def markdown(stats: list[StepStats], result: Plan | None, slo_p99_ms: float, error_budget: float) -> str:
+def markdown(
+    stats: list[StepStats],
+    result: Plan | None,
+    slo_p99_ms: float,
+    error_budget: float,
+    calls: dict[int, list[CallStats]] | None = None,
+    catalog_share: float | None = None,
+) -> str:
+    """The plan as markdown; ``calls``: per-call statistics by step (users), shown after the steps."""
+    mix = (
+        f" Traffic: {catalog_share:.0%} catalogue calls (search_catalog / recommend_catalog), the rest "
+        "re-ranking (search / recommend)."
+        if catalog_share is not None
+        else ""
+    )
     lines = [
         "# Capacity plan (one replica)",
         "",
-        f"SLO: p99 ≤ {slo_p99_ms:g} ms; error budget {error_budget:.2%}.",
+        f"SLO: p99 ≤ {slo_p99_ms:g} ms; error budget {error_budget:.2%}.{mix}",
         "",
         "| users | offered req/s | achieved req/s | p50 ms | p95 ms | p99 ms | errors | requests |",
         "|---|---|---|---|---|---|---|---|",
@@ -186,13 +235,31 @@ def markdown(stats: list[StepStats], result: Plan | None, slo_p99_ms: float, err
             "size or look at the server first."
         )
     else:
+        top = max(stats, key=lambda s: s.offered_rps)
+        bound = (
+            " The ramp's last step passed: that is a lower bound, not the replica's limit (ramp further: "
+            "`--max-users`; past the generator's own limit, with Locust workers on other machines)."
+            if result.sustainable_users == top.users
+            else ""
+        )
         lines += [
             f"- Sustainable rate of one replica: **{result.sustainable_rps:.1f} req/s** "
-            f"(at {result.sustainable_users} users, p99 {result.p99_at_sustainable_ms:.1f} ms).",
+            f"(at {result.sustainable_users} users, p99 {result.p99_at_sustainable_ms:.1f} ms).{bound}",
             f"- Peak {result.peak_rps:g} req/s with {result.headroom:.0%} headroom needs "
-            f"**{result.replicas} replicas**.",
+            f"**{result.replicas} {'replica' if result.replicas == 1 else 'replicas'}**.",
             f"- Autoscaler targets per pod: **{result.target_rps_per_pod:.1f} req/s**, or "
             f"**{result.target_inflight_per_pod:.2f} requests in flight** (Little's law at p50).",
+        ]
+    for users, per_call in sorted((calls or {}).items()):
+        lines += [
+            "",
+            f"Per call at the {users}-user step:",
+            "",
+            "| call | requests | p50 ms | p99 ms | errors |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {c.name} | {c.requests} | {c.p50_ms:.1f} | {c.p99_ms:.1f} | {c.error_ratio:.2%} |" for c in per_call
         ]
     lines += ["", "![latency](latency.png) ![throughput](throughput.png)", ""]
     return "\n".join(lines)
@@ -211,6 +278,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", type=Path, default=None, help="analyse this samples.csv instead of running")
     p.add_argument("--repo", default=None)
     p.add_argument("--shop", default=None)
+    p.add_argument(
+        "--catalog-share",
+        type=float,
+        default=0.0,
+        help="share of requests without candidates (search_catalog / recommend_catalog: a shop's search and "
+        "product pages); 0: re-ranking only",
+    )
     p.add_argument("--out", type=Path, default=Path("build/capacity"))
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -227,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
             str(args.max_users),
             "--rate-per-user",
             str(args.rate_per_user),
+            "--catalog-share",
+            str(args.catalog_share),
             "--out",
             str(args.out),
         ]
@@ -235,11 +311,17 @@ def main(argv: list[str] | None = None) -> int:
         runner.main(run_args)
         samples_path = args.out / "samples.csv"
     shape = StepShape(args.step_users, args.step_s, args.max_users)
-    stats = step_stats(read_samples(samples_path), shape.steps(), args.rate_per_user)
+    samples = read_samples(samples_path)
+    stats = step_stats(samples, shape.steps(), args.rate_per_user)
     best = sustainable(stats, args.slo_p99_ms, args.error_budget)
     result = plan(best, args.peak_rps, args.headroom, args.target_utilization) if best else None
+    # each call at the sustainable step and at the step after it (the first that broke: which call broke it)
+    ordered = sorted(stats, key=lambda s: s.offered_rps)
+    shown = ordered[: 1 if best is None else ordered.index(best) + 2][-2:]
+    calls = {s.users: call_stats(samples, step_window(shape.steps(), s.users)) for s in shown}
     plot(stats, args.out, args.slo_p99_ms)
-    (args.out / "capacity.md").write_text(markdown(stats, result, args.slo_p99_ms, args.error_budget))
+    text = markdown(stats, result, args.slo_p99_ms, args.error_budget, calls, args.catalog_share)
+    (args.out / "capacity.md").write_text(text)
     print((args.out / "capacity.md").read_text())
     if result:
         print(asdict(result))

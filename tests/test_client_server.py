@@ -24,8 +24,10 @@ from shoprank_client import (
     InvalidRequest,
     Overloaded,
     RankingClient,
+    RecommendCatalogRequest,
     RecommendRequest,
     RetryPolicy,
+    SearchCatalogRequest,
     SearchRequest,
     ServerError,
     TlsConfig,
@@ -94,6 +96,40 @@ def test_async_methods_mirror_the_sync_ones(pipeline, ids, triton_server):
     asyncio.run(go())
     sync_names = {n for n in dir(RankingClient) if not n.startswith("_")}
     assert sync_names - {"__enter__", "__exit__"} == {n for n in dir(AsyncRankingClient) if not n.startswith("_")}
+
+
+def test_rank_many_takes_every_call_with_its_listing_keywords(client, ids, triton_server):
+    """A page that renders several answers at once: each of the four request kinds, with listing keywords,
+    answers in rank_many as its own method does (sync and asyncio)."""
+    users, items = ids
+    requests = [
+        SearchRequest(users[0], "tent", items[:60], 5, sort="price_asc", facets=["brand"]),
+        RecommendRequest(users[1], items[:60], 4, offset=2),
+        SearchCatalogRequest(users[2], "red t-shirt", 6, exclude=items[:3], understand="off", facets=["price"]),
+        RecommendCatalogRequest(users[3], 5, context=[items[10]], filters={"in_stock": True}, per_group=0),
+    ]
+    alone = [
+        client.search(users[0], "tent", items[:60], 5, sort="price_asc", facets=["brand"]),
+        client.recommend(users[1], items[:60], 4, offset=2),
+        client.search_catalog(users[2], "red t-shirt", 6, exclude=items[:3], understand="off", facets=["price"]),
+        client.recommend_catalog(users[3], 5, context=[items[10]], filters={"in_stock": True}, per_group=0),
+    ]
+
+    def key(r):
+        return (r.model, r.item_ids, r.groups, r.matches, dict(r.facets), r.info.get("sort"), r.info.get("offset"))
+
+    assert [r.model for r in alone] == ["search", "recommend", "search_catalog", "recommend_catalog"]
+    assert alone[0].facets["brand"] and alone[2].facets["price"] and alone[1].info["offset"] == 2
+    assert [key(r) for r in client.rank_many(requests)] == [key(r) for r in alone]
+
+    async def go():
+        async with AsyncRankingClient(triton_server.grpc_url, timeout_s=5) as cl:
+            return await cl.rank_many(requests, max_concurrency=2)
+
+    assert [key(r) for r in asyncio.run(go())] == [key(r) for r in alone]
+    with pytest.raises(InvalidRequest) as err:
+        client.rank_many([("search", users[0])])
+    assert err.value.field == "requests"
 
 
 def test_many_concurrent_async_calls(pipeline, ids, triton_server):

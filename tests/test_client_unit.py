@@ -418,3 +418,32 @@ def test_the_asyncio_client_mirrors_the_sync_one():
         ]
         theirs = [(p.name, p.default, p.kind) for p in inspect.signature(twin).parameters.values()]
         assert ours == theirs, name
+
+
+def test_each_request_kind_names_its_method_with_every_keyword():
+    """rank_many's requests carry every keyword of their method, under the same names: a keyword added to
+    a method and not to its request (or misspelt) fails here."""
+    import inspect
+
+    from shoprank_client import (
+        RankingClient,
+        RecommendCatalogRequest,
+        RecommendRequest,
+        SearchCatalogRequest,
+        SearchRequest,
+    )
+    from shoprank_client.types import call_of
+
+    for request in (
+        SearchRequest(1, "tent", [1, 2]),
+        RecommendRequest(1, [1, 2]),
+        SearchCatalogRequest(1, "tent", filters={"brand": "A"}),
+        RecommendCatalogRequest(1, context=[3], include_own_group=True),
+    ):
+        method, keywords = call_of(request)
+        takes = set(inspect.signature(getattr(RankingClient, method)).parameters) - {"self", "timeout_s"}
+        assert set(keywords) == takes, method
+    assert call_of(RecommendCatalogRequest(1, context=[3]))[1]["context"] == [3]
+    with pytest.raises(InvalidRequest) as err:
+        call_of({"user_id": 1})
+    assert err.value.field == "requests"

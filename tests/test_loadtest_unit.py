@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from loadtest.capacity import Plan, StepStats, markdown, plan, plot, step_stats, sustainable
+from loadtest.capacity import main as capacity_main
 from loadtest.online_writes import WritePlan
 from loadtest.shapes import SoakShape, SpikeShape, StepShape, make_shape
 from loadtest.slo import Slo
@@ -79,6 +80,9 @@ def test_report_and_plots(tmp_path):
     result = plan(stats[1], 100, 0.3)
     text = markdown(stats, result, 50, 0.001)
     assert "**7 replicas**" in text and "| 4 | 20 | 20.0 |" in text
+    assert "lower bound" in text  # the last step passed: the knee was not reached
+    assert "lower bound" not in markdown(stats, plan(stats[0], 100, 0.3), 50, 0.001)
+    assert "**1 replica**" in markdown(stats, plan(stats[1], 10, 0.3), 50, 0.001)
     assert "No step met the SLO" in markdown(stats, None, 50, 0.001)
     for path in plot(stats, tmp_path, 50):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -102,3 +106,28 @@ def test_online_write_plan_splits_each_tick_into_updates_and_clicks():
         WritePlan(rate=0)
     with pytest.raises(ValueError, match="--click-share"):
         WritePlan(click_share=1.5)
+
+
+def test_the_plan_shows_each_call_at_the_sustainable_step_and_the_one_that_broke(tmp_path):
+    """A mix where search_catalog queues past 60 req/s and recommend stays fast: the plan's per-call tables
+    name the call that broke the SLO, from the same samples.csv the locustfile writes."""
+    shape = StepShape(step_users=4, step_s=20, max_users=20)  # 20, 40, ..., 100 req/s at 5 per user
+    rng = np.random.default_rng(0)
+    rows = []
+    for start, end, users in shape.steps():
+        for t in np.sort(rng.uniform(start, end, int(users * 5 * (end - start)))):
+            name = "search_catalog" if rng.random() < 0.5 else "recommend"
+            ms = 5.0 if name == "recommend" else (20.0 if users * 5 <= 60 else 400.0) + rng.uniform(0, 5)
+            rows.append(f"{1000 + t + ms / 1e3:.6f},{name},{ms:.3f},1")
+    samples = tmp_path / "samples.csv"
+    samples.write_text("time,name,ms,ok\n" + "\n".join(rows) + "\n")
+    argv = ["--samples", str(samples), "--peak-rps", "120", "--slo-p99-ms", "100", "--out", str(tmp_path)]
+    argv += ["--step-users", "4", "--step-s", "20", "--max-users", "20", "--rate-per-user", "5"]
+    assert capacity_main([*argv, "--catalog-share", "0.5"]) == 0
+    text = (tmp_path / "capacity.md").read_text()
+    assert "Traffic: 50% catalogue calls" in text and "req/s** (at 12 users" in text
+    at_60, at_80 = text.split("Per call at the 12-user step:")[1].split("Per call at the 16-user step:")
+    rows_60 = {line.split("|")[1].strip(): line.split("|") for line in at_60.splitlines() if line.startswith("| ")}
+    rows_80 = {line.split("|")[1].strip(): line.split("|") for line in at_80.splitlines() if line.startswith("| ")}
+    assert float(rows_60["search_catalog"][4]) < 30 and float(rows_80["search_catalog"][4]) >= 400
+    assert float(rows_80["recommend"][4]) == pytest.approx(5.0)

@@ -23,7 +23,7 @@ from shoprank_client.protocol import (
     parse_items,
 )
 from shoprank_client.sync import InferResult, TritonClient, client_kwargs
-from shoprank_client.types import ClientOptions, RankingResult, RecommendRequest, SearchRequest
+from shoprank_client.types import AnyRequest, ClientOptions, RankingResult, call_of
 
 T = TypeVar("T")
 
@@ -146,20 +146,21 @@ class AsyncRankingClient:
 
     async def rank_many(
         self,
-        requests: Sequence[SearchRequest | RecommendRequest],
+        requests: Sequence[AnyRequest],
         timeout_s: float | None = None,
         max_concurrency: int = 8,
         return_exceptions: bool = False,
     ) -> list[RankingResult | RankingError]:
-        """Many requests concurrently (at most ``max_concurrency`` in flight); results in request order."""
+        """Many requests concurrently (at most ``max_concurrency`` in flight); results in request order. Each
+        request names its call and carries that method's keywords (``RankingClient.rank_many``)."""
         gate = asyncio.Semaphore(max(1, max_concurrency))
 
-        async def one(req: SearchRequest | RecommendRequest) -> RankingResult | RankingError:
+        async def one(req: AnyRequest) -> RankingResult | RankingError:
             async with gate:
                 try:
-                    if isinstance(req, SearchRequest):
-                        return await self.search(req.user_id, req.query, req.candidates, req.k, timeout_s)
-                    return await self.recommend(req.user_id, req.candidates, req.k, timeout_s)
+                    method, keywords = call_of(req)
+                    result: RankingResult = await getattr(self, method)(**keywords, timeout_s=timeout_s)
+                    return result
                 except RankingError as err:
                     if return_exceptions:
                         return err

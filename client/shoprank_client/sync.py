@@ -24,7 +24,7 @@ from shoprank_client.protocol import (
     listing_fields,
     parse_items,
 )
-from shoprank_client.types import ClientOptions, RankingResult, RecommendRequest, SearchRequest
+from shoprank_client.types import AnyRequest, ClientOptions, RankingResult, call_of
 
 T = TypeVar("T")
 # tritonclient ships no type hints: its clients and results are Any here, named for the reader.
@@ -169,19 +169,21 @@ class RankingClient:
 
     def rank_many(
         self,
-        requests: Sequence[SearchRequest | RecommendRequest],
+        requests: Sequence[AnyRequest],
         timeout_s: float | None = None,
         max_concurrency: int = 8,
         return_exceptions: bool = False,
     ) -> list[RankingResult | RankingError]:
-        """Many requests concurrently; results in request order. With ``return_exceptions`` a failed request
-        gives its ``RankingError`` in place of a result; otherwise the first error is raised."""
+        """Many requests concurrently; results in request order. Each request names its call
+        (``SearchRequest``, ``RecommendRequest``, ``SearchCatalogRequest``, ``RecommendCatalogRequest``) and
+        carries that method's keywords. With ``return_exceptions`` a failed request gives its ``RankingError``
+        in place of a result; otherwise the first error is raised."""
 
-        def one(req: SearchRequest | RecommendRequest) -> RankingResult | RankingError:
+        def one(req: AnyRequest) -> RankingResult | RankingError:
             try:
-                if isinstance(req, SearchRequest):
-                    return self.search(req.user_id, req.query, req.candidates, req.k, timeout_s)
-                return self.recommend(req.user_id, req.candidates, req.k, timeout_s)
+                method, keywords = call_of(req)
+                result: RankingResult = getattr(self, method)(**keywords, timeout_s=timeout_s)
+                return result
             except RankingError as err:
                 if return_exceptions:
                     return err

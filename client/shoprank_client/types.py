@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from dataclasses import dataclass, field, fields
+from typing import Any, NamedTuple, Union
 
-from shoprank_client.listing import FacetValue
+from shoprank_client.errors import InvalidRequest
+from shoprank_client.listing import FacetValue, Filters, FilterTree
 
 
 class RankedItem(NamedTuple):
@@ -21,7 +22,7 @@ class RankingResult:
     """The ranked top-k, best first."""
 
     items: tuple[RankedItem, ...]
-    model: str  # "search" or "recommend"
+    model: str  # the call that answered: search, recommend, search_catalog or recommend_catalog
     model_version: str  # the served version that answered
     endpoint: str  # the server that answered
     latency_ms: float  # measured by the client, retries included
@@ -47,12 +48,24 @@ class RankingResult:
         return [i.score for i in self.items]
 
 
+# The requests of ``rank_many``: each names one call and carries that method's keywords, the listing ones
+# (shoprank_client.listing) included, with the same defaults; ``call_of`` turns one into the method's arguments.
+
+
 @dataclass(frozen=True)
 class SearchRequest:
     user_id: int | str  # a string id is sent as its stable INT64 (shoprank_client.ids)
     query: str | bytes
     candidates: Sequence[int | str]
     k: int = 10
+    filters: Filters | FilterTree | None = None
+    per_group: int | None = None
+    offset: int = 0
+    sort: str = "relevance"
+    facets: Sequence[str] = ()
+    understand: str | None = None
+    understand_fields: Sequence[str] | None = None
+    split_by: int | str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,68 @@ class RecommendRequest:
     user_id: int | str  # a string id is sent as its stable INT64 (shoprank_client.ids)
     candidates: Sequence[int | str]
     k: int = 10
+    filters: Filters | FilterTree | None = None
+    per_group: int | None = None
+    offset: int = 0
+    sort: str = "relevance"
+    facets: Sequence[str] = ()
+    split_by: int | str | None = None
+
+
+@dataclass(frozen=True)
+class SearchCatalogRequest:
+    """A search page: the whole catalogue for ``query``."""
+
+    user_id: int | str
+    query: str | bytes
+    k: int = 10
+    exclude: Sequence[int | str] = ()
+    filters: Filters | FilterTree | None = None
+    per_group: int | None = None
+    offset: int = 0
+    sort: str = "relevance"
+    facets: Sequence[str] = ()
+    understand: str | None = None
+    understand_fields: Sequence[str] | None = None
+    split_by: int | str | None = None
+
+
+@dataclass(frozen=True)
+class RecommendCatalogRequest:
+    """A homepage strip or a product page (``context``: the items being viewed) from the whole catalogue."""
+
+    user_id: int | str
+    k: int = 10
+    context: Sequence[int | str] = ()
+    exclude: Sequence[int | str] = ()
+    filters: Filters | FilterTree | None = None
+    per_group: int | None = None
+    offset: int = 0
+    sort: str = "relevance"
+    facets: Sequence[str] = ()
+    include_own_group: bool = False
+    split_by: int | str | None = None
+
+
+AnyRequest = Union[SearchRequest, RecommendRequest, SearchCatalogRequest, RecommendCatalogRequest]
+_METHODS = (
+    (SearchRequest, "search"),
+    (RecommendRequest, "recommend"),
+    (SearchCatalogRequest, "search_catalog"),
+    (RecommendCatalogRequest, "recommend_catalog"),
+)
+
+
+def call_of(request: AnyRequest) -> tuple[str, dict[str, Any]]:
+    """The client method a request names and its keywords (every field of the request)."""
+    for kind, method in _METHODS:
+        if type(request) is kind:
+            return method, {f.name: getattr(request, f.name) for f in fields(request)}
+    raise InvalidRequest(
+        f"requests: expected SearchRequest, RecommendRequest, SearchCatalogRequest or RecommendCatalogRequest, "
+        f"got {type(request).__name__}",
+        "requests",
+    )
 
 
 @dataclass(frozen=True)
