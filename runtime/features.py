@@ -146,11 +146,19 @@ class FeatureStore:
         feats[AVAILABLE] = feats[AVAILABLE] & filt(self.catalog, view)
 
     def apply_rules(
-        self, feats: dict[str, Array], ids: Array, items: Array, query: str | None, options: ListingOptions
+        self,
+        feats: dict[str, Array],
+        ids: Array,
+        items: Array,
+        query: str | None,
+        options: ListingOptions,
+        *,
+        build_values: bool,
     ) -> list[str]:
         """The merchandising rules' effects, in place: hidden candidates not AVAILABLE, BOOSTS and PINS; returns
-        the ids of the rules that applied."""
-        if self.rules is None or self.catalog is None:
+        the ids of the rules that applied. None with ``build_values``: the rules live in the online store, and a
+        request for the build's values is ranked as the build ranked it (the golden set's checks)."""
+        if self.rules is None or self.catalog is None or build_values:
             return []
         view = ItemView(items, feats[PRICES], feats["dense_features"][:, IN_STOCK], ids)
         effects = self.rules.effects(view, query, options)
@@ -262,7 +270,7 @@ class FeatureStore:
                 self.keep_matching(feats, ids, items, listing)
         else:
             self.keep_matching(feats, ids, items, listing)
-        applied = self.apply_rules(feats, ids, items, text, listing)
+        applied = self.apply_rules(feats, ids, items, text, listing, build_values=build_values)
         feats[NOTES] = notes_tensor(understood, applied)
         return {"input_ids": input_ids, "attention_mask": mask, **feats}
 
@@ -330,7 +338,9 @@ class FeatureStore:
         viewed_known = n_viewed > 0
         feats = self.recommend_features(uid, ids, users, items, build_values, context, n_viewed, recent, got)
         self.keep_matching(feats, ids, items, listing)
-        feats[NOTES] = notes_tensor(NOTHING, self.apply_rules(feats, ids, items, None, listing))
+        feats[NOTES] = notes_tensor(
+            NOTHING, self.apply_rules(feats, ids, items, None, listing, build_values=build_values)
+        )
         profile = self.profiles()[users[0]] if len(users) else np.zeros(self.embed_dim, np.float32)
         if self.item_embeddings is None:
             vector = np.asarray(profile, np.float32)

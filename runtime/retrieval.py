@@ -516,7 +516,7 @@ class Retriever:
         banned = self._banned(user_row, exclude)
         match = self.store.queries.match_one(text, lambda: vector)  # once: every fetch's features reuse it
         first, boost = self.behaviour(match)
-        first = self._with_pinned(first, text, listing)
+        first = self._with_pinned(first, text, listing, build_values)
         understood, constraints = self.store.understand(text, listing)
 
         def candidates(filt: Filter | None, ahead: Int64s | None) -> dict[str, Array]:
@@ -546,14 +546,17 @@ class Retriever:
             feats = candidates(listing.filter, ahead)
         else:
             feats = candidates(listing.filter, first)
-        applied = self.store.apply_rules(feats, feats[c.ITEM_IDS], np.maximum(feats[c.ITEM_ROWS], -1), text, listing)
+        rows = np.maximum(feats[c.ITEM_ROWS], -1)
+        applied = self.store.apply_rules(feats, feats[c.ITEM_IDS], rows, text, listing, build_values=build_values)
         feats[c.NOTES] = notes_tensor(understood, applied)
         return feats
 
-    def _with_pinned(self, first: Int64s | None, query: str | None, listing: ListingOptions) -> Int64s | None:
+    def _with_pinned(
+        self, first: Int64s | None, query: str | None, listing: ListingOptions, build_values: bool
+    ) -> Int64s | None:
         """``first`` (the item rows fetched ahead of the nearest ones) after the items a rule pins for this
-        request, so a pinned item is a candidate wherever it may be shown."""
-        rules = self.store.rules
+        request, so a pinned item is a candidate wherever it may be shown (no rule with ``build_values``)."""
+        rules = None if build_values else self.store.rules
         pinned = rules.pinned_ids(query, listing) if rules is not None else np.zeros(0, np.int64)
         if pinned.size == 0:
             return first
@@ -614,7 +617,7 @@ class Retriever:
             rows = rows[~np.isin(rows, banned)] if banned.size else rows
             rows = rows if allowed is None else rows[allowed.mask[rows]]
             first = rows[: int(self.settings.covisit_share * self.settings.candidates)]
-        first = self._with_pinned(first, None, listing)
+        first = self._with_pinned(first, None, listing, build_values)
         # the most clicked items take a share of what the co-visited ones leave (all of it without a vector):
         # beside viewed items viewed_popular_share, otherwise popular_share
         mix = self.settings.viewed_popular_share if n_viewed else self.settings.popular_share
@@ -644,7 +647,8 @@ class Retriever:
             listing,
         )
         feats[c.CONTEXT_EMBEDDING] = vector.reshape(1, -1)
-        applied = self.store.apply_rules(feats, feats[c.ITEM_IDS], np.maximum(feats[c.ITEM_ROWS], -1), None, listing)
+        rows = np.maximum(feats[c.ITEM_ROWS], -1)
+        applied = self.store.apply_rules(feats, feats[c.ITEM_IDS], rows, None, listing, build_values=build_values)
         feats[c.NOTES] = notes_tensor(NOTHING, applied)
         return feats
 

@@ -193,3 +193,33 @@ def test_a_price_change_moves_an_item_into_and_out_of_a_price_filter(served):
         lambda: sku not in client.recommend_catalog(ANONYMOUS, k=100, per_group=0, filters=tree).item_ids, 10
     )
     assert left is not None and left < 5, left
+
+
+def test_verify_ranks_as_the_build_while_rules_are_live(served, tmp_path):
+    """``rollout verify`` (the release gate) asks for the build's values: live merchandising rules, which the
+    build never saw, must not make a release fail it. Ordinary requests meanwhile get the rules."""
+    from rollout.golden import load
+    from rollout.triton_http import direct
+    from rollout.verify import verify
+
+    server, client, writer, repo, shop = served
+    golden = load(repo)
+    sku_of = {_served_id(s): s for s in shop}
+    answered = [r for r in golden.requests if r.error is None and r.top_ids and r.catalogue and r.query]
+    first = answered[0]
+    hidden, pinned = sku_of[first.top_ids[0]], sku_of[first.retrieved_ids[-1]]
+    rules = [
+        {"id": "recall", "kind": "hide", "items": [hidden]},
+        {"id": "push", "kind": "pin", "items": [pinned], "position": 1},
+        {"id": "bury", "kind": "boost", "weight": -5, "match": {"brand": shop[hidden]["brand"]}},
+    ]
+    assert set_rules(served, tmp_path, rules) == 0
+    try:
+        live = wait_for(lambda: client.search_catalog(first.user_id, first.query, k=first.k).item_ids[0] == pinned, 10)
+        assert live is not None  # the rules are in force for ordinary requests
+        time.sleep(1.5)  # every instance of every model has polled by now
+        verdict = verify(golden, {"pod": direct(server.http_url)})
+        assert verdict.ok, verdict.text()
+        assert verdict.pods[0].checked == len(golden.requests)
+    finally:
+        online_main(["--url", writer_url(writer), "--prefix", PREFIX, "rules", "clear"])
