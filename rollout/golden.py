@@ -23,8 +23,10 @@ from runtime import contract as c
 from runtime.contract import GOLDEN_FILE
 from runtime.errors import ShoprankError
 
-FORMAT = 2  # 2: catalogue requests (search_catalog, recommend_catalog); format 1 files are still read
-READS = (1, 2)
+# 2: catalogue requests (search_catalog, recommend_catalog); 3: listing requests (filters, groups, pages, sort,
+# facets, understood words: ``options``) and their answers beside the items. Older files are still read.
+FORMAT = 3
+READS = (1, 2, 3)
 CATALOGUE = (c.SEARCH_CATALOG, c.RECOMMEND_CATALOG)
 
 
@@ -49,6 +51,13 @@ class GoldenRequest:
     exclude_ids: list[int] = field(default_factory=list)
     context_ids: list[int] = field(default_factory=list)
     retrieved_ids: list[int] = field(default_factory=list)
+    # listing requests: the ``shoprank_options`` sent (JSON text), and beside the items the build's variant
+    # groups, how many of each group's variants matched, and its RESULT_INFO without ``release`` (which
+    # names the serving release, not the build)
+    options: str | None = None
+    groups: list[str] = field(default_factory=list)
+    group_matches: list[int] = field(default_factory=list)
+    info: dict = field(default_factory=dict)
 
     @property
     def catalogue(self) -> bool:
@@ -63,6 +72,8 @@ class GoldenRequest:
         if self.query is not None:
             q = self.query if len(self.query) <= 40 else self.query[:37] + "..."
             what += f", query {q!r}"
+        if self.options is not None:
+            what += f", options {self.options}"
         if self.catalogue:
             what += f", {len(self.exclude_ids)} excluded" + (
                 f", context {self.context_ids}" if self.context_ids else ""

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from runtime import contract as c
 from runtime.errors import ShoprankError
+from runtime.options import OPTIONS_PARAMETER
 
 Transport = Callable[[str, str, bytes | None], tuple[int, bytes]]
 
@@ -79,28 +80,40 @@ def _ids(name: str, ids: list[int]) -> dict:
     return {"name": name, "shape": [len(ids)], "datatype": "INT64", "data": list(ids)}
 
 
-def _request(user_id: int, query: str | None, middle: list[dict], k: int) -> bytes:
+def _request(user_id: int, query: str | None, middle: list[dict], k: int, options: str | None = None) -> bytes:
     """USER_ID, QUERY (search kinds), ``middle``, TOP_K: a ranking request with the build's values, as
-    KServe v2 JSON."""
+    KServe v2 JSON; with ``options`` (``shoprank_options``), the listing's outputs are asked for too."""
     inputs = [_ids(c.USER_ID, [user_id])]
     if query is not None:
         inputs.append({"name": c.QUERY, "shape": [1], "datatype": "BYTES", "data": [query]})
     inputs += [*middle, {"name": c.TOP_K, "shape": [1], "datatype": "INT32", "data": [k]}]
-    outputs = [{"name": c.TOP_ITEM_IDS}, {"name": c.TOP_SCORES}]
-    return json.dumps({"parameters": {c.BUILD_VALUES: True}, "inputs": inputs, "outputs": outputs}).encode()
+    names = [c.TOP_ITEM_IDS, c.TOP_SCORES]
+    parameters: dict[str, object] = {c.BUILD_VALUES: True}
+    if options is not None:
+        names += [c.TOP_GROUP_KEYS, c.TOP_GROUP_MATCHES, c.RESULT_INFO]
+        parameters[OPTIONS_PARAMETER] = options
+    outputs = [{"name": n} for n in names]
+    return json.dumps({"parameters": parameters, "inputs": inputs, "outputs": outputs}).encode()
 
 
-def infer_body(user_id: int, item_ids: list[int], k: int, query: str | None = None) -> bytes:
+def infer_body(
+    user_id: int, item_ids: list[int], k: int, query: str | None = None, options: str | None = None
+) -> bytes:
     """The request of the search (with a query) or recommend ensemble, as KServe v2 JSON."""
-    return _request(user_id, query, [_ids(c.ITEM_IDS, item_ids)], k)
+    return _request(user_id, query, [_ids(c.ITEM_IDS, item_ids)], k, options)
 
 
 def catalogue_body(
-    user_id: int, k: int, query: str | None = None, exclude: list[int] | None = None, context: list[int] | None = None
+    user_id: int,
+    k: int,
+    query: str | None = None,
+    exclude: list[int] | None = None,
+    context: list[int] | None = None,
+    options: str | None = None,
 ) -> bytes:
     """The request of the search_catalog (with a query) or recommend_catalog ensemble, as KServe v2 JSON."""
     middle = [] if query is not None else [_ids(c.CONTEXT_ITEM_IDS, context or [])]
-    return _request(user_id, query, [*middle, _ids(c.EXCLUDE_IDS, exclude or [])], k)
+    return _request(user_id, query, [*middle, _ids(c.EXCLUDE_IDS, exclude or [])], k, options)
 
 
 @dataclass(frozen=True)
@@ -108,6 +121,10 @@ class Answer:
     ids: list[int]
     scores: list[float]
     error: str | None = None  # the server's error message (HTTP 4xx/5xx)
+    # a listing request's answer beside the items (asked for with ``options``)
+    groups: list[str] = field(default_factory=list)
+    group_matches: list[int] = field(default_factory=list)
+    info: dict = field(default_factory=dict)
 
 
 def infer(send: Transport, model: str, body: bytes) -> Answer:
@@ -120,4 +137,11 @@ def infer(send: Transport, model: str, body: bytes) -> Answer:
     if status != 200:
         return Answer([], [], str(data.get("error", data)) if isinstance(data, dict) else str(data))
     out = {o["name"]: o.get("data", []) for o in data.get("outputs", [])}
-    return Answer([int(x) for x in out.get(c.TOP_ITEM_IDS, [])], [float(x) for x in out.get(c.TOP_SCORES, [])])
+    info = out.get(c.RESULT_INFO) or ["{}"]
+    return Answer(
+        [int(x) for x in out.get(c.TOP_ITEM_IDS, [])],
+        [float(x) for x in out.get(c.TOP_SCORES, [])],
+        groups=[str(g) for g in out.get(c.TOP_GROUP_KEYS, [])],
+        group_matches=[int(m) for m in out.get(c.TOP_GROUP_MATCHES, [])],
+        info=json.loads(info[0]),
+    )

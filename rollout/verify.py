@@ -7,6 +7,10 @@ A pod passes when every answer matches within the golden set's tolerance:
   score of each item is within the tolerance of the build's score of that item, and each position
   holds an item whose build score is within the tolerance of the build's score at that position (two
   near-tied items may change places; anything else is a difference);
+* a listing request (filters, groups, pages, sort, facets, understood words) also has the build's variant
+  groups and matching variants beside the items, and the build's RESULT_INFO (results to page through,
+  facet counts, understood chips); where the golden set is not the cpu target's (TensorRT engines, the GPU
+  scan), these are compared only when the items are the build's, and counts within 2% (at least 2);
 * a bad request is refused with the build's error message (the field named), not answered.
 
 The first differing request of each pod is shown in full, so the operator sees what differs.
@@ -14,6 +18,7 @@ The first differing request of each pod is shown in full, so the operator sees w
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,8 +27,9 @@ from rollout.golden import GoldenRequest, GoldenSet
 from rollout.triton_http import Answer, Transport, Unreachable, catalogue_body, infer, infer_body
 
 
-def difference(req: GoldenRequest, got: Answer, tol: float) -> str | None:
-    """Why ``got`` is not the build's answer to ``req`` (None: it is, within ``tol``)."""
+def difference(req: GoldenRequest, got: Answer, tol: float, exact: bool = True) -> str | None:
+    """Why ``got`` is not the build's answer to ``req`` (None: it is, within ``tol``). ``exact``: the listing's
+    answer beside the items must equal the build's (the cpu target), else ``listing_difference``'s slack."""
     if req.error is not None:
         if got.error is None:
             return f"expected the error {req.error!r}, got a ranking of {len(got.ids)} items"
@@ -59,6 +65,33 @@ def difference(req: GoldenRequest, got: Answer, tol: float) -> str | None:
                 f"position {pos}: item {item} (build score {built:.6f}) where the build ranks item {want_item} "
                 f"(score {want_score:.6f})"
             )
+    if req.options is not None and (exact or got.ids == req.top_ids):
+        return listing_difference(req, got, exact)
+    return None
+
+
+def listing_difference(req: GoldenRequest, got: Answer, exact: bool) -> str | None:
+    """Why a listing answer's groups, matching variants or RESULT_INFO (without ``release``) differ from the
+    build's; counts (``matches``, facet counts) within 2% (at least 2) where not ``exact``."""
+    if got.groups != req.groups:
+        return f"variant groups {got.groups[:10]}, the build's {req.groups[:10]}"
+    if got.group_matches != req.group_matches:
+        return f"matching variants per group {got.group_matches[:10]}, the build's {req.group_matches[:10]}"
+    served = {k: v for k, v in got.info.items() if k != "release"}
+
+    def close(a: object, b: object) -> bool:
+        if isinstance(a, dict) and isinstance(b, dict):
+            return a.keys() == b.keys() and all(close(a[k], b[k]) for k in a)
+        if isinstance(a, list) and isinstance(b, list):
+            return len(a) == len(b) and all(close(x, y) for x, y in zip(a, b, strict=True))
+        if not exact and isinstance(a, int) and isinstance(b, int) and not isinstance(a, bool):
+            return abs(a - b) <= max(2, round(0.02 * abs(b)))
+        return a == b
+
+    for key in sorted(set(served) | set(req.info)):
+        if not close(served.get(key), req.info.get(key)):
+            ours, build = json.dumps(served.get(key))[:200], json.dumps(req.info.get(key))[:200]
+            return f"RESULT_INFO.{key} is {ours}, the build's {build}"
     return None
 
 
@@ -136,11 +169,12 @@ def verify(
     tol = golden.tolerance if tolerance is None else tolerance
     verdict = Verdict(golden, tol)
     bodies = [
-        catalogue_body(r.user_id, r.k, r.query, r.exclude_ids, r.context_ids)
+        catalogue_body(r.user_id, r.k, r.query, r.exclude_ids, r.context_ids, r.options)
         if r.catalogue
-        else infer_body(r.user_id, r.item_ids, r.k, r.query)
+        else infer_body(r.user_id, r.item_ids, r.k, r.query, r.options)
         for r in golden.requests
     ]
+    exact = golden.target == "cpu"
 
     def one(send: Transport, i: int) -> Answer | str:
         try:
@@ -157,7 +191,7 @@ def verify(
                     result.unreachable = got
                     break
                 result.checked += 1
-                why = difference(req, got, tol)
+                why = difference(req, got, tol, exact)
                 if why is not None:
                     result.differing += 1
                     if result.first is None:

@@ -80,20 +80,23 @@ class CatalogueFilters:
             self._prices_version += 1
         self._prices_since = max(self._prices_since, newest)
 
-    def allowed(self, filt: Filter | None) -> Allowed | None:
+    def allowed(self, filt: Filter | None, build_values: bool = False) -> Allowed | None:
         """The filter over the whole catalogue (its prices as pushed, ``refresh_prices``, and the build's stock;
-        each candidate is checked again with its current ones): a mask ``[I]`` and the rows it keeps. Recent
-        filters' are cached."""
+        each candidate is checked again with its current ones): a mask ``[I]`` and the rows it keeps. With
+        ``build_values``, over the build's prices (a request ranked as the build ranked it). Recent filters'
+        are cached."""
         if filt is None or self.catalog is None or self.live_price is None:
             return None
-        if filt.reads_live:
+        if filt.reads_live and not build_values:
             self.refresh_prices()
-        key = f"{filt.text}@{self._prices_version}" if filt.reads_live else filt.text
+        version = "build" if build_values else self._prices_version
+        key = f"{filt.text}@{version}" if filt.reads_live else filt.text
         hit = self._masks.pop(key, None)
         if hit is None:
             cat = self.catalog
             rows = np.arange(cat.n_items, dtype=np.int64)
-            hit = Allowed.of(filt(cat, ItemView(rows, self.live_price, cat.in_stock[:-1], self.id_of_row)))
+            prices = cat.price[:-1] if build_values else self.live_price
+            hit = Allowed.of(filt(cat, ItemView(rows, prices, cat.in_stock[:-1], self.id_of_row)))
             if len(self._masks) >= MASK_CACHE:
                 self._masks.pop(next(iter(self._masks)))
         self._masks[key] = hit

@@ -307,8 +307,8 @@ class Retriever:
         # the request filters over the whole catalogue: masks, the prices they read, variant groups
         self.filters = CatalogueFilters(store, self.id_of_row, clock)
 
-    def allowed(self, filt: Filter | None) -> Allowed | None:
-        return self.filters.allowed(filt)
+    def allowed(self, filt: Filter | None, build_values: bool = False) -> Allowed | None:
+        return self.filters.allowed(filt, build_values)
 
     def own_groups(self, viewed: Int64s) -> Int64s:
         return self.filters.own_groups(viewed)
@@ -520,7 +520,7 @@ class Retriever:
         understood, constraints = self.store.understand(text, listing)
 
         def candidates(filt: Filter | None, ahead: Int64s | None) -> dict[str, Array]:
-            allowed = self.allowed(filt)
+            allowed = self.allowed(filt, build_values)
             return self._candidates(
                 lambda want: self._retrieve(
                     vector, banned, exclude, want, not build_values, ahead, boost, allowed=allowed
@@ -540,7 +540,7 @@ class Retriever:
         elif constraints is not None and understood.mode == "boost":
             # the items that match go first (half the candidates at most); topk ranks them BOOST higher
             matching, _ = self._search_allowed(
-                vector, self.settings.candidates // 2, self.allowed(constraints & listing.filter) or EMPTY
+                vector, self.settings.candidates // 2, self.allowed(constraints & listing.filter, build_values) or EMPTY
             )
             ahead = matching if first is None else np.concatenate([first, matching[~np.isin(matching, first)]])
             feats = candidates(listing.filter, ahead)
@@ -598,7 +598,7 @@ class Retriever:
         variant groups are left out unless it says ``include_own_group``."""
         uid, user_row, exclude = self._context(user_id, exclude_ids)
         listing = self.store.options(options)
-        allowed = self.allowed(listing.filter)
+        allowed = self.allowed(listing.filter, build_values)
         viewed = check_id_list(c.CONTEXT_ITEM_IDS, context_item_ids)
         if recent is None:
             recent = self.store.recent(uid, build_values)

@@ -3,6 +3,7 @@ served ranking without a rebuild, and Redis going down or slow never fails a ran
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -76,24 +77,39 @@ def test_sold_out_item_leaves_the_ranking_and_comes_back(online_server, known_id
         assert back, "the restocked item did not come back to its place"
 
 
-def test_golden_checks_rank_with_the_builds_values_while_the_store_moves(online_server, small_repo):
+def test_golden_checks_rank_with_the_builds_values_while_the_store_moves(online_server, small_repo, pipeline):
     """`python -m rollout verify` asks for the build's values (request parameter shoprank_build_values),
-    which the ensembles pass to the feature models: a sold-out item is gone from ordinary requests and
-    still where the build ranked it in the golden set's."""
+    which the calls pass to their steps: a sold-out item is gone from ordinary requests and still where the
+    build ranked it in the golden set's; an item whose price left a filter's range is gone from ordinary
+    filtered requests and still in the golden set's price filter, over the build's prices."""
 
     server, writer = online_server
-    req = next(r for r in load(small_repo).requests if r.kind == "search/known-user" and len(r.top_ids) >= 3)
+    golden = load(small_repo)
+    req = next(r for r in golden.requests if r.kind == "search/known-user" and len(r.top_ids) >= 3)
     top = req.top_ids[0]
-    writer.apply([ItemUpdate(top, {"stock": 0})])
+    listing = next(r for r in golden.requests if r.kind == "search_catalog/filter-facets")
+    price_filter = json.loads(listing.options)["filter"]
+    moved = listing.top_ids[0]
+    was = float(pipeline.search_store.catalog.price[pipeline.search_store.tables.item_rows(np.array([moved]))[0]])
+    writer.apply([ItemUpdate(top, {"stock": 0}), ItemUpdate(moved, {"price": 3 * price_filter["price"]["max"]})])
     try:
         with RankingClient(server.grpc_url, timeout_s=10) as client:
             gone = wait_for(lambda: top not in client.search(req.user_id, req.query, req.item_ids, k=req.k).item_ids)
+            left = wait_for(
+                lambda: (
+                    moved
+                    not in client.search_catalog(
+                        listing.user_id, listing.query, listing.k, filters=price_filter
+                    ).item_ids
+                )
+            )
         assert gone, "the sold-out item is still ranked for ordinary requests"
+        assert left, "the item priced out of the filter is still returned to ordinary requests"
         out: list[str] = []
         assert main(["verify", "--golden", str(small_repo), "--url", server.http_url], out=out.append) == 0, out
         assert "verify: PASSED" in out[-1]
     finally:
-        writer.apply([ItemUpdate(top, {"stock": 7})])
+        writer.apply([ItemUpdate(top, {"stock": 7}), ItemUpdate(moved, {"price": was})])
 
 
 def test_redis_down_or_slow_never_fails_a_request(online_server, redis_server, known_ids):

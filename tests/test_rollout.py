@@ -79,18 +79,34 @@ def test_the_build_writes_a_golden_set_of_every_kind_with_its_answers(small_repo
         "recommend_catalog/known-user",
         "recommend_catalog/cold-user",
         "error/catalogue-blank-query",
+        # listing requests: filters, groups, pages, sort, facets, understood words
+        "search_catalog/filter-facets",
+        "search_catalog/understood",
+        "recommend_catalog/category-page-2",
+        "recommend_catalog/product-page-groups",
+        "search/filter-sorted",
+        "recommend/page-facet",
+        "error/unknown-filter-field",
     }
     assert 250 <= len(golden.requests) <= 450
     assert golden.repository_checksum == golden_mod.repository_checksum(small_repo)
+    fields = ("ITEM_IDS", "QUERY", "TOP_K", "shoprank_options.filter.no_such_field")
     for r in golden.requests:
         if r.kind.startswith("error/"):
             # the serving code's own message, which names the field
-            assert r.error and r.error.split(":")[0] in ("ITEM_IDS", "QUERY", "TOP_K") and not r.top_ids
+            assert r.error and r.error.split(":")[0] in fields and not r.top_ids
             continue
         ranked = r.ranked_ids()
-        assert r.error is None and len(r.top_ids) == min(r.k, len(ranked)) == len(r.top_scores)
-        assert r.top_scores == sorted(r.top_scores, reverse=True)
+        assert r.error is None and len(r.top_ids) == len(r.top_scores) <= r.k
         assert set(r.top_ids) <= set(ranked) and len(r.candidate_scores) == len(ranked)
+        if r.options is not None:  # a page of the relevant set, in its order, with what the page shows beside it
+            sent = json.loads(r.options)
+            assert len(r.groups) == len(r.group_matches) == len(r.top_ids) and r.info["matches"] >= len(r.top_ids)
+            assert r.info["offset"] == sent.get("offset", 0) and r.info["sort"] == sent.get("sort", "relevance")
+            assert set(r.info.get("facets", {})) == set(sent.get("facets", [])) and "release" not in r.info
+            continue
+        assert len(r.top_ids) == min(r.k, len(ranked))
+        assert r.top_scores == sorted(r.top_scores, reverse=True)
         if r.catalogue:  # no candidate list sent; the build's retrieved candidates, none excluded or viewed
             assert not r.item_ids and len(ranked) > r.k and None not in r.candidate_scores
             assert not set(ranked) & set(r.exclude_ids + r.context_ids)
@@ -119,7 +135,7 @@ def test_a_missing_or_foreign_golden_set_is_refused_with_the_path(tmp_path):
     with pytest.raises(GoldenError, match=rf"{tmp_path}/golden.json: no golden set here; the build writes it"):
         golden_mod.load(tmp_path)
     (tmp_path / "golden.json").write_text('{"format": 99}')
-    with pytest.raises(GoldenError, match=r"format 99, this tool reads formats \[1, 2\]"):
+    with pytest.raises(GoldenError, match=r"format 99, this tool reads formats \[1, 2, 3\]"):
         golden_mod.load(tmp_path / "golden.json")
     code, out = rollout("verify", "--golden", str(tmp_path / "none.json"), "--url", "127.0.0.1:1")
     assert code == 2 and "none.json: no golden set here" in out
@@ -158,6 +174,8 @@ def test_the_builds_own_answer_passes_and_near_ties_may_swap(golden):
     tol = golden.tolerance
     for r in golden.requests:
         got = Answer([], [], r.error) if r.error else Answer(list(r.top_ids), list(r.top_scores))
+        if r.options is not None and r.error is None:
+            got = Answer(got.ids, got.scores, None, list(r.groups), list(r.group_matches), {**r.info, "release": 7})
         assert difference(r, got, tol) is None, r.describe()
     r = _ranking(golden)
     ids, scores = list(r.top_ids), list(r.top_scores)
@@ -197,6 +215,35 @@ def test_each_kind_of_difference_is_named(golden):
     assert "item 1000000000000000000 was not retrieved by the build" in str(difference(cat, elsewhere, 1e-3))
     assert "retrieved by the build, k=" in cat.describe()
     assert "got the error 'other'" in str(difference(bad, Answer([], [], "other"), 1e-3))
+
+
+@pytest.mark.unit
+def test_a_listing_answer_that_differs_beside_its_items_is_named(golden):
+    """Same items, but other groups, matching variants, results to page through, facet counts or chips: the
+    gate names what differs; a golden set of another target allows counts within 2% (at least 2)."""
+    r = next(x for x in golden.requests if x.kind == "search_catalog/filter-facets")
+    same = Answer(list(r.top_ids), list(r.top_scores), None, list(r.groups), list(r.group_matches), dict(r.info))
+    assert difference(r, same, 1e-3) is None and "options {" in r.describe()
+    other_groups = Answer(same.ids, same.scores, None, ["g", *r.groups[1:]], list(r.group_matches), dict(r.info))
+    assert "variant groups ['g'" in str(difference(r, other_groups, 1e-3))
+    matches = Answer(same.ids, same.scores, None, list(r.groups), [9, *r.group_matches[1:]], dict(r.info))
+    assert "matching variants per group [9" in str(difference(r, matches, 1e-3))
+    brand = r.info["facets"]["brand"]
+    off_by_one = json.loads(json.dumps(r.info))
+    off_by_one["facets"]["brand"][0]["count"] = brand[0]["count"] + 1
+    counted = Answer(same.ids, same.scores, None, list(r.groups), list(r.group_matches), off_by_one)
+    assert "RESULT_INFO.facets is" in str(difference(r, counted, 1e-3))
+    assert difference(r, counted, 1e-3, exact=False) is None  # another target: within the slack
+    fewer = {**r.info, "matches": r.info["matches"] - 50}
+    assert "RESULT_INFO.matches is" in str(
+        difference(r, Answer(same.ids, same.scores, None, list(r.groups), list(r.group_matches), fewer), 1e-3, False)
+    )
+    understood = next(x for x in golden.requests if x.kind == "search_catalog/understood")
+    assert understood.info.get("understood", {}).get("chips"), understood.info  # "under <median>" read as a chip
+    no_chips = {k: v for k, v in understood.info.items() if k != "understood"}
+    got = Answer(list(understood.top_ids), list(understood.top_scores), None, list(understood.groups))
+    got = Answer(got.ids, got.scores, None, got.groups, list(understood.group_matches), no_chips)
+    assert "RESULT_INFO.understood is null" in str(difference(understood, got, 1e-3))
 
 
 # ---------------------------------------------------------------- status and wait on rendered manifests

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +18,10 @@ import numpy as np
 from builders.repository.pipeline import InProcessPipeline
 from rollout.golden import CATALOGUE, GoldenRequest, GoldenSet, repository_checksum
 from runtime import contract as c
+from runtime.catalog import Catalog
 from runtime.contract import GOLDEN_FILE
 from runtime.errors import InvalidInput
+from runtime.lexicon import CATEGORY_SEPARATOR
 
 # Scores may differ by this much (absolute, on the ranker's logit) between a pod and the build.
 # cpu: the same ONNX files and code on ONNX Runtime; only float noise (the server-parity tests use 1e-4).
@@ -30,8 +32,11 @@ UNKNOWN_ITEM_BASE = 10**15  # ids no catalogue of the demo or the contract's has
 COLD_USER_BASE = 9 * 10**15
 
 
-def _plan(users: np.ndarray, items: np.ndarray, queries: Sequence[str], size: int, seed: int) -> list[dict]:
-    """The requests, without answers: every kind, in proportions that keep the common paths dominant."""
+def _plan(
+    users: np.ndarray, items: np.ndarray, queries: Sequence[str], size: int, seed: int, catalog: Catalog | None = None
+) -> list[dict]:
+    """The requests, without answers: every kind, in proportions that keep the common paths dominant; with the
+    release's ``catalog``, listing requests too (``_listing``)."""
     rng = np.random.default_rng(seed)
 
     def cands(n: int, unknown: int = 0) -> list[int]:
@@ -131,7 +136,66 @@ def _plan(users: np.ndarray, items: np.ndarray, queries: Sequence[str], size: in
             kind="error/catalogue-blank-query", model=c.SEARCH_CATALOG, user_id=user(False), item_ids=[], k=5, query=" "
         )
     )
+    if catalog is not None:  # last, so the draws above are unchanged
+        plan += _listing(catalog, user, cands, query)
     return plan
+
+
+def _listing(
+    catalog: Catalog, user: Callable[[bool], int], cands: Callable[[int], list[int]], query: Callable[[], str]
+) -> list[dict]:
+    """Listing requests over this catalogue's own values: a price filter with facets, a query whose words are
+    understood, a category page's second page sorted by price, a product page with two variants per group,
+    re-ranking filtered and sorted, a page of a recommendation with a facet, and a filter on a field the
+    catalogue does not have (refused, naming it)."""
+    shown = (catalog.in_stock[:-1] > 0) & np.isfinite(catalog.price[:-1]) & (catalog.price[:-1] > 0)
+    prices = catalog.price[:-1][shown] if shown.any() else np.array([50.0])
+    median = float(np.format_float_positional(float(np.median(prices)), precision=2, unique=True, trim="-"))
+    known = catalog.category[:-1][catalog.category[:-1] >= 0]
+    top = int(np.bincount(known).argmax()) if known.size else -1
+    category = catalog.vocabulary.categories[top].split(CATEGORY_SEPARATOR)[0].strip() if top >= 0 else None
+    on_page = {"filter": {"category": category}} if category else {}
+
+    def ask(kind: str, model: str, options: dict, k: int = 10, **request: object) -> dict:
+        base = dict(kind=kind, model=model, user_id=user(False), item_ids=[], k=k)
+        return base | request | {"options": json.dumps(options, sort_keys=True)}
+
+    return [
+        ask(
+            "search_catalog/filter-facets",
+            c.SEARCH_CATALOG,
+            {"filter": {"price": {"max": median}}, "facets": ["brand", "price"]},
+            query=query(),
+        ),
+        ask("search_catalog/understood", c.SEARCH_CATALOG, {"facets": ["price"]}, query=f"{query()} under {median:g}"),
+        ask(
+            "recommend_catalog/category-page-2",
+            c.RECOMMEND_CATALOG,
+            {**on_page, "offset": 10, "sort": "price_asc", "per_group": 0},
+            context_ids=[],
+        ),
+        ask(
+            "recommend_catalog/product-page-groups",
+            c.RECOMMEND_CATALOG,
+            {"per_group": 2, "facets": ["category"]},
+            context_ids=cands(1),
+        ),
+        ask(
+            "search/filter-sorted",
+            c.SEARCH_ENSEMBLE,
+            {"filter": {"in_stock": True}, "sort": "price_desc"},
+            item_ids=cands(100),
+            query=query(),
+        ),
+        ask("recommend/page-facet", c.RECOMMEND_ENSEMBLE, {"offset": 5, "facets": ["brand"]}, k=5, item_ids=cands(80)),
+        ask(
+            "error/unknown-filter-field",
+            c.SEARCH_CATALOG,
+            {"filter": {"no_such_field": "x"}},
+            k=5,
+            query=query(),
+        ),
+    ]
 
 
 def make(
@@ -148,30 +212,36 @@ def make(
     repo = Path(repo)
     pipe = InProcessPipeline(repo)
     tables = pipe.search_store.tables
-    plan = _plan(tables.user_ids_sorted, tables.item_ids_sorted, queries, size, seed)
+    plan = _plan(tables.user_ids_sorted, tables.item_ids_sorted, queries, size, seed, pipe.search_store.catalog)
     requests = []
     for i, spec in enumerate(plan):
         cand = np.asarray(spec["item_ids"], np.int64)
 
-        def rank(k: int, spec: dict = spec, cand: np.ndarray = cand) -> tuple[np.ndarray, np.ndarray]:
+        def rank(
+            k: int, options: str | None, spec: dict = spec, cand: np.ndarray = cand
+        ) -> tuple[np.ndarray, np.ndarray]:
             user, model = spec["user_id"], spec["model"]
             exclude = np.asarray(spec.get("exclude_ids", []), np.int64)
             if model == c.SEARCH_CATALOG:
-                return pipe.search_catalog(user, spec["query"], k, exclude)
+                return pipe.search_catalog(user, spec["query"], k, exclude, options=options)
             if model == c.RECOMMEND_CATALOG:
-                return pipe.recommend_catalog(user, k, np.asarray(spec["context_ids"], np.int64), exclude)
+                context = np.asarray(spec["context_ids"], np.int64)
+                return pipe.recommend_catalog(user, k, context, exclude, options=options)
             if model == c.SEARCH_ENSEMBLE:
-                return pipe.search(user, spec["query"], cand, k)
-            return pipe.recommend(user, cand, k)
+                return pipe.search(user, spec["query"], cand, k, options)
+            return pipe.recommend(user, cand, k, options)
 
+        options = spec.get("options")
         try:
-            top_ids, top_scores = rank(spec["k"])  # the request as sent: the serving code's own checks apply
+            top_ids, top_scores = rank(spec["k"], options)  # as sent: the serving code's own checks apply
         except InvalidInput as err:
             requests.append(GoldenRequest(id=i, **spec, error=str(err)))
             continue
-        # every candidate's score, to tell near-ties from differences (catalogue: every retrieved one's)
+        listing = _listing_answer(pipe.last_response) if options is not None else {}
+        # every candidate's score, to tell near-ties from differences (catalogue: every retrieved one's; a
+        # listing request's whole relevant set: no page, no groups)
         catalogue = spec["model"] in CATALOGUE
-        all_ids, all_scores = rank(c.MAX_CANDIDATES if catalogue else len(cand))
+        all_ids, all_scores = rank(c.MAX_CANDIDATES if catalogue else len(cand), _every(options))
         by_id = dict(zip(all_ids.tolist(), all_scores.tolist(), strict=True))
         ranked = all_ids if catalogue else cand
         requests.append(
@@ -182,6 +252,7 @@ def make(
                 top_scores=[round(float(s), 6) for s in top_scores],
                 candidate_scores=[None if (s := by_id.get(int(x))) is None else round(s, 6) for x in ranked],
                 retrieved_ids=[int(x) for x in all_ids] if catalogue else [],
+                **listing,
             )
         )
     key = "cpu" if target == "cpu" else f"gpu/{precision or 'fp16'}"
@@ -193,6 +264,27 @@ def make(
         "requests: the GPU scan may retrieve another float16 near-tie at the N-th place"
     )
     return GoldenSet(shop, target, repository_checksum(repo), TOLERANCE[key], note, requests)
+
+
+def _every(options: str | None) -> str | None:
+    """A listing request's options for its whole relevant set: the same filter and understood words, every
+    variant, from the first, by relevance, no facets."""
+    if options is None:
+        return None
+    whole = {k: v for k, v in json.loads(options).items() if k not in ("offset", "sort", "facets")}
+    return json.dumps({**whole, "per_group": 0})
+
+
+def _listing_answer(response: dict[str, np.ndarray]) -> dict:
+    """What the build answered beside the items: the variant groups, their matching variants, RESULT_INFO
+    (without ``release``: the serving release's number, not the build's)."""
+    info = json.loads(bytes(response[c.RESULT_INFO].reshape(-1)[0]).decode())
+    info.pop("release", None)
+    return {
+        "groups": [bytes(g).decode() for g in response[c.TOP_GROUP_KEYS].reshape(-1)],
+        "group_matches": [int(m) for m in response[c.TOP_GROUP_MATCHES].reshape(-1)],
+        "info": info,
+    }
 
 
 def write(golden: GoldenSet, repo: Path) -> Path:
