@@ -101,9 +101,13 @@ class RankingUser(User):
             elif kind == "recommend":
                 result = self.client.recommend(req["user_id"], req["candidates"], req["k"])
             elif kind == "search_catalog":
-                result = self.client.search_catalog(req["user_id"], req["query"], req["k"], req["exclude"])
+                listing = req.get("listing", {})  # a search page's facets, filter, page, sort (loadtest/traffic.py)
+                result = self.client.search_catalog(req["user_id"], req["query"], req["k"], req["exclude"], **listing)
             else:
-                result = self.client.recommend_catalog(req["user_id"], req["k"], req["context"], req["exclude"])
+                listing = req.get("listing", {})
+                result = self.client.recommend_catalog(
+                    req["user_id"], req["k"], req["context"], req["exclude"], **listing
+                )
             length = len(result.items)
         except RankingError as err:
             error = RuntimeError(f"{err.status or type(err).__name__}: {err.message}")

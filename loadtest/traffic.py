@@ -9,6 +9,10 @@
 * ``catalog_share`` of the requests send no candidates (kinds ``search_catalog`` / ``recommend_catalog``):
   the server retrieves from the whole catalogue; half the catalogue recommendations name an item being
   viewed (context), and a fifth of catalogue requests exclude a few items.
+* With ``listing`` (and a release that has the catalogue), catalogue requests carry what search and
+  category pages send (``listing_options``): every search counts brand and price facets, a share filter by
+  price or brand, page further or sort by price; a recommendation without a viewed item (a category strip)
+  filters by category half the time. Product pages send no options.
 
 ``prepare(...)`` writes the requests to a JSON-lines file; the Locust users only read it, so the
 load generator does no heavy work per request. CLI: ``python -m loadtest.traffic --repo R --out F``.
@@ -24,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.lexicon import Lexicon, category_phrase
+from runtime.catalog import CATALOG_FILE, Vocabulary
+from runtime.lexicon import CATEGORY_SEPARATOR, Lexicon, category_phrase
 from runtime.tables import STORE_DIR, FeatureTables
 
 UNKNOWN_USER_BASE = 9_000_000_000
@@ -41,9 +46,41 @@ class TrafficProfile:
     candidates_max: int = 300
     in_category_share: float = 0.8
     k: int = 10
-    # requests without a candidate list (search_catalog / recommend_catalog: the server retrieves); 0 keeps
-    # the re-ranking-only mix the capacity numbers in docs/capacity.md were measured with
+    # requests without a candidate list (search_catalog / recommend_catalog: the server retrieves); 0: re-ranking
     catalog_share: float = 0.0
+    listing: bool = True  # catalogue requests carry a search page's options (facets, filters, pages, sort)
+    filter_share: float = 0.3  # of catalogue searches: a price or brand filter (a category strip: a category)
+    page_share: float = 0.15  # of catalogue searches: page 2 or 3
+    sort_share: float = 0.1  # of catalogue searches: cheapest first
+
+
+def listing_options(
+    rng: np.random.Generator,
+    kind: str,
+    has_context: bool,
+    brands: list[str],
+    categories: list[str],
+    price: float,
+    profile: TrafficProfile,
+) -> dict:
+    """The SDK keywords (``filters``, ``facets``, ``offset``, ``sort``) one catalogue request sends: a search
+    page's facets and, by the profile's shares, a filter, a later page or a price sort; a category strip's
+    category filter. ``price``: the catalogue's median price (the price filter's bound)."""
+    if kind == "recommend_catalog":
+        if has_context or not categories or rng.random() >= 0.5:
+            return {}
+        return {"filters": {"category": categories[int(rng.integers(len(categories)))]}}
+    out: dict = {"facets": ["brand", "price"]}
+    if rng.random() < profile.filter_share:
+        if brands and rng.random() < 0.5:
+            out["filters"] = {"brand": brands[int(rng.integers(len(brands)))]}
+        else:
+            out["filters"] = {"price": {"max": price}}
+    if rng.random() < profile.page_share:
+        out["offset"] = profile.k * int(rng.integers(1, 3))
+    if rng.random() < profile.sort_share:
+        out["sort"] = "price_asc"
+    return out
 
 
 def query_log(shop_dir: Path) -> list[tuple[str, int]]:
@@ -69,6 +106,15 @@ def prepare(
     items = tables.item_ids_sorted
     item_cat = tables.item_category[tables.item_rows_sorted]
     by_cat = {c: items[item_cat == c] for c in np.unique(item_cat)}
+    catalogue = repo / "retrieve_search" / "1" / CATALOG_FILE
+    listing = profile.listing and catalogue.exists()  # a release without the catalogue takes no options
+    brands, top_categories, median_price = [], [], 50.0
+    if listing:
+        vocabulary = Vocabulary.from_json(catalogue.read_text())
+        brands = vocabulary.brands
+        top_categories = sorted({path.split(CATEGORY_SEPARATOR)[0].strip() for path in vocabulary.categories})
+        edges = vocabulary.price_edges
+        median_price = float(edges[len(edges) // 2]) if edges else 50.0
     out = []
     for _ in range(n):
         kind = "search" if rng.random() < profile.search_weight else "recommend"
@@ -99,6 +145,10 @@ def prepare(
             req["exclude"] = [int(x) for x in rng.choice(items, 3)] if rng.random() < 0.2 else []
             if kind == "recommend":
                 req["context"] = [int(rng.choice(items))] if rng.random() < 0.5 else []
+            if listing:
+                req["listing"] = listing_options(
+                    rng, req["kind"], bool(req.get("context")), brands, top_categories, median_price, profile
+                )
             out.append(req)
             continue
         pool = by_cat.get(category, items)

@@ -40,6 +40,27 @@ def test_prepared_traffic_mixes_in_catalogue_requests(small_repo):
     recs = [r for r in catalogue if r["kind"] == "recommend_catalog"]
     assert recs and any(r["context"] for r in recs) and any(not r["context"] for r in recs)
     assert all(r["query"] for r in catalogue if r["kind"] == "search_catalog")
+    # what search and category pages send, valid for this release's catalogue (the server's own parser)
+    from runtime.catalog import Catalog
+    from runtime.options import parse_options
+    from shoprank_client.listing import options_parameter
+
+    catalog = Catalog.load(small_repo / "retrieve_search" / "1", "feature_store")
+    searches = [r for r in catalogue if r["kind"] == "search_catalog"]
+    assert all(r["listing"]["facets"] == ["brand", "price"] for r in searches)
+    filtered = sum("filters" in r["listing"] for r in searches) / len(searches)
+    paged = sum("offset" in r["listing"] for r in searches) / len(searches)
+    assert 0.2 < filtered < 0.4 and 0.08 < paged < 0.22
+    assert any(r["listing"].get("sort") == "price_asc" for r in searches)
+    assert all(r["listing"] == {} for r in recs if r["context"])  # a product page sends none
+    assert any("filters" in r["listing"] for r in recs if not r["context"])  # a category strip
+    for r in catalogue:
+        sent = options_parameter(**r["listing"])
+        parse_options(None if sent is None else sent["shoprank_options"], catalog)  # raises if invalid
+    plain = prepare(
+        small_repo, REPO_ROOT / "build" / "small" / "data", 200, TrafficProfile(catalog_share=0.3, listing=False)
+    )
+    assert not any("listing" in r for r in plain)
 
 
 def run(triton_server, tmp_path, *extra):
