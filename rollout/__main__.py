@@ -27,7 +27,7 @@ from rollout.follow import status as release_status_of
 from rollout.kube import Cluster, KubeError
 from rollout.status import NOT_ON_A_CLUSTER, table
 from rollout.triton_http import direct
-from rollout.verify import verify
+from rollout.verify import ARMS, verify
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 
@@ -68,6 +68,13 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="a Triton HTTP endpoint to verify instead of the cluster's pods (repeatable), e.g. after "
         "`kubectl port-forward pod/NAME 8000`",
+    )
+    vf.add_argument(
+        "--arm",
+        choices=ARMS,
+        default="control",
+        help="while an online test runs: 'treatment' verifies the treatment's ensembles (<call>__treatment) "
+        "against the candidate's golden set (the live repository's .golden.<release>.json)",
     )
 
     wt = sub.add_parser("wait", help="wait for the rollout to finish, then verify")
@@ -138,7 +145,7 @@ def main(argv: list[str] | None = None, out=print) -> int:
 
     if args.command == "verify" and args.url:
         assert gs is not None
-        verdict = verify(gs, {u: direct(u) for u in args.url}, tolerance, workers)
+        verdict = verify(gs, {u: direct(u) for u in args.url}, tolerance, workers, arm=args.arm)
         out(json.dumps(verdict.to_json(), indent=1) if args.json else verdict.text())
         return EXIT_OK if verdict.ok else EXIT_FAILED
 
@@ -157,7 +164,7 @@ def main(argv: list[str] | None = None, out=print) -> int:
             if not pods:
                 out(f"error: release {args.release} in {args.namespace} has no running pods to verify")
                 return EXIT_FAILED
-            verdict = verify(gs, pods, tolerance, workers, progress=None if args.json else out)
+            verdict = verify(gs, pods, tolerance, workers, progress=None if args.json else out, arm=args.arm)
             out(json.dumps(verdict.to_json() | {"note": NOT_ON_A_CLUSTER}, indent=1) if args.json else verdict.text())
             if not args.json:
                 out(NOT_ON_A_CLUSTER)

@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 
 from rollout.golden import GoldenRequest, GoldenSet
 from rollout.triton_http import Answer, Transport, Unreachable, catalogue_body, infer, infer_body
+from runtime.contract import ARM_SUFFIX
+
+ARMS = ("control", "treatment")
 
 
 def difference(req: GoldenRequest, got: Answer, tol: float, exact: bool = True) -> str | None:
@@ -164,8 +167,14 @@ def verify(
     tolerance: float | None = None,
     workers: int = 8,
     progress: Callable[[str], None] | None = None,
+    arm: str = "control",
 ) -> Verdict:
-    """Every golden request to every pod; a pod that cannot be reached at all fails as unreachable."""
+    """Every golden request to every pod; a pod that cannot be reached at all fails as unreachable.
+    ``arm``: ``"treatment"`` sends each request to its call's treatment ensemble (``<call>__treatment``)
+    while an online test runs: the candidate's own golden set, checked before shoppers meet it."""
+    if arm not in ARMS:
+        raise ValueError(f"arm: expected one of {', '.join(ARMS)}, got {arm!r}")
+    suffix = ARM_SUFFIX if arm == "treatment" else ""
     tol = golden.tolerance if tolerance is None else tolerance
     verdict = Verdict(golden, tol)
     bodies = [
@@ -178,7 +187,7 @@ def verify(
 
     def one(send: Transport, i: int) -> Answer | str:
         try:
-            return infer(send, golden.requests[i].model, bodies[i])
+            return infer(send, golden.requests[i].model + suffix, bodies[i])
         except Unreachable as err:
             return str(err)
 

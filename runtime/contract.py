@@ -32,6 +32,7 @@ PARTS_PARAMETER = "shoprank_parts"
 # by the SDK, which splits the users), and the treatment arm's ensemble's, naming the public ensemble it copies
 EXPERIMENT_PARAMETER = "shoprank_experiment"
 ARM_PARAMETER = "shoprank_arm_of"
+ARM_SUFFIX = "__treatment"  # an online test's treatment ensemble of a public call: "<call>__treatment"
 # at the repository's root, never served (Triton loads only folders): the build's requests and answers
 GOLDEN_FILE = "golden.json"
 

@@ -49,13 +49,12 @@ from typing import Any
 from tritonclient.grpc import model_config_pb2
 
 from runtime import cli_logging
-from runtime.contract import ARM_PARAMETER, EXPERIMENT_PARAMETER
+from runtime.contract import ARM_PARAMETER, ARM_SUFFIX, EXPERIMENT_PARAMETER
 from runtime.repository import Layout, ServedRepositoryError, layout, read_config, serving_version, versions_on_disk
 from server.publish import Publisher, PublishError, refuse_during_test, write_config
 
 logger = logging.getLogger(__name__)
 
-ARM_SUFFIX = "__treatment"
 ARM_DRAIN_S = 15.0  # the SDK reads a test every 10 s (ClientOptions.experiment_refresh_s), and then some
 
 

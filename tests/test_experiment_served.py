@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 
+from rollout.__main__ import main as rollout_main
 from rollout.compare import Lists, compare
 from runtime.repository import layout, versions_on_disk
 from server.experiment import OnlineTests, running
@@ -74,6 +75,15 @@ def test_an_online_test_splits_users_by_share_keeps_their_arm_and_starts_and_sto
         with pytest.raises(PublishError, match="online test is running"):
             publisher.publish(release_two)
         time.sleep(0.3)  # the SDK re-reads the test
+
+        # the gate on the candidate before shoppers meet it: its arm answers as its own build did, and not as
+        # the control's build (another ranker); the control still answers as its build
+        said: list[str] = []
+        arm = ["--url", server.http_url, "--arm", "treatment"]
+        assert rollout_main(["verify", "--golden", str(live / ".golden.2.json"), *arm], said.append) == 0, said
+        assert rollout_main(["verify", "--golden", str(live), *arm], said.append) == 1
+        assert "verify: FAILED" in said[-1]
+        assert rollout_main(["verify", "--golden", str(live), "--url", server.http_url], said.append) == 0, said
 
         # the split: the configured share of users, each always in the same arm, as the SDK's hash says
         units = list(range(10**6, 10**6 + 600))
