@@ -5,6 +5,7 @@
 * the prices a mask reads: the build's, then each price pushed to the online store since (its price-change
   log, ``runtime/online_store.py``, read every ``POLL_S``): an item whose price moved into a price filter's
   range is found, one that left it is not (each candidate is also checked again with its current price);
+  a request for the build's values (the golden set's checks) reads the build's prices alone;
 * ``own_groups(viewed)``: the rows of the viewed items' variant groups, which a product page leaves out.
 """
 
