@@ -77,45 +77,52 @@ def read_samples(path: Path) -> np.ndarray:
     return np.array(rows, dtype=[("start", float), ("ms", float), ("ok", int), ("name", "U64")])
 
 
-def step_window(
-    steps: list[tuple[float, float, int]], users: int, warmup_fraction: float = 0.25
-) -> tuple[float, float]:
-    """The measured part of the step with ``users`` (its first ``warmup_fraction`` dropped), in seconds from the
-    first request, as ``step_stats`` bins it."""
-    start, end, _ = next(s for s in steps if s[2] == users)
+Step = tuple[float, float, int]  # (start, end, users), seconds from the first request
+
+
+def measured(step: Step, warmup_fraction: float = 0.25) -> tuple[float, float]:
+    """The part of a step that counts: its first ``warmup_fraction`` dropped."""
+    start, end, _ = step
     return start + (end - start) * warmup_fraction, end
 
 
-def call_stats(samples: np.ndarray, window: tuple[float, float]) -> list[CallStats]:
-    """Per call (the samples' ``name``), its requests that started within ``window`` (seconds from the first
-    request), busiest call first."""
+def _within(samples: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    """The samples that started within ``window`` (seconds from the first request)."""
     rel = samples["start"] - samples["start"].min()
-    sel = samples[(rel >= window[0]) & (rel < window[1])]
+    return samples[(rel >= window[0]) & (rel < window[1])]
+
+
+def _answered(sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which samples succeeded, and the latencies the percentiles read (the successes', or all if none)."""
+    ok = sel["ok"] == 1
+    return ok, (sel["ms"][ok] if ok.any() else sel["ms"])
+
+
+def call_stats(samples: np.ndarray, window: tuple[float, float]) -> list[CallStats]:
+    """Per call (the samples' ``name``), its requests that started within ``window``, busiest call first."""
+    sel = _within(samples, window)
     out = []
     for name in np.unique(sel["name"]):
         mine = sel[sel["name"] == name]
-        ok = mine["ok"] == 1
-        lat = mine["ms"][ok] if ok.any() else mine["ms"]
+        ok, lat = _answered(mine)
         p50, p99 = (float(np.percentile(lat, q)) for q in (50, 99))
         out.append(CallStats(str(name), int(len(mine)), p50, p99, float(1 - ok.mean())))
     return sorted(out, key=lambda c: (-c.requests, c.name))
 
 
 def step_stats(
-    samples: np.ndarray, steps: list[tuple[float, float, int]], rate_per_user: float, warmup_fraction: float = 0.25
+    samples: np.ndarray, steps: list[Step], rate_per_user: float, warmup_fraction: float = 0.25
 ) -> list[StepStats]:
-    """Per-step statistics; ``steps`` are (start, end, users) in seconds from the first request."""
-    t0 = samples["start"].min()
-    rel = samples["start"] - t0
+    """Per-step statistics over each step's ``measured`` part."""
     out = []
-    for start, end, users in steps:
-        lo = start + (end - start) * warmup_fraction
-        sel = samples[(rel >= lo) & (rel < end)]
+    for step in steps:
+        lo, end = measured(step, warmup_fraction)
+        sel = _within(samples, (lo, end))
         if len(sel) == 0:
             continue
-        ok = sel["ok"] == 1
-        lat = sel["ms"][ok] if ok.any() else sel["ms"]
+        ok, lat = _answered(sel)
         p50, p95, p99 = (float(np.percentile(lat, q)) for q in (50, 95, 99))
+        users = step[2]
         out.append(
             StepStats(
                 users=users,
@@ -318,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     # each call at the sustainable step and at the step after it (the first that broke: which call broke it)
     ordered = sorted(stats, key=lambda s: s.offered_rps)
     shown = ordered[: 1 if best is None else ordered.index(best) + 2][-2:]
-    calls = {s.users: call_stats(samples, step_window(shape.steps(), s.users)) for s in shown}
+    step_of = {step[2]: step for step in shape.steps()}
+    calls = {s.users: call_stats(samples, measured(step_of[s.users])) for s in shown}
     plot(stats, args.out, args.slo_p99_ms)
     text = markdown(stats, result, args.slo_p99_ms, args.error_budget, calls, args.catalog_share)
     (args.out / "capacity.md").write_text(text)

@@ -96,15 +96,14 @@ class RankingUser(User):
         length = 0
         try:
             kind = req["kind"]
+            listing = req.get("listing", {})  # a catalogue page's facets, filter, page, sort (loadtest/traffic.py)
             if kind == "search":
                 result = self.client.search(req["user_id"], req["query"], req["candidates"], req["k"])
             elif kind == "recommend":
                 result = self.client.recommend(req["user_id"], req["candidates"], req["k"])
             elif kind == "search_catalog":
-                listing = req.get("listing", {})  # a search page's facets, filter, page, sort (loadtest/traffic.py)
                 result = self.client.search_catalog(req["user_id"], req["query"], req["k"], req["exclude"], **listing)
             else:
-                listing = req.get("listing", {})
                 result = self.client.recommend_catalog(
                     req["user_id"], req["k"], req["context"], req["exclude"], **listing
                 )

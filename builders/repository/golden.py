@@ -22,6 +22,7 @@ from runtime.catalog import Catalog
 from runtime.contract import GOLDEN_FILE
 from runtime.errors import InvalidInput
 from runtime.lexicon import CATEGORY_SEPARATOR
+from shoprank_client.listing import parse_info
 
 # Scores may differ by this much (absolute, on the ranker's logit) between a pod and the build.
 # cpu: the same ONNX files and code on ONNX Runtime; only float noise (the server-parity tests use 1e-4).
@@ -278,7 +279,7 @@ def _every(options: str | None) -> str | None:
 def _listing_answer(response: dict[str, np.ndarray]) -> dict:
     """What the build answered beside the items: the variant groups, their matching variants, RESULT_INFO
     (without ``release``: the serving release's number, not the build's)."""
-    info = json.loads(bytes(response[c.RESULT_INFO].reshape(-1)[0]).decode())
+    info = parse_info(response[c.RESULT_INFO])  # as the SDK reads it
     info.pop("release", None)
     return {
         "groups": [bytes(g).decode() for g in response[c.TOP_GROUP_KEYS].reshape(-1)],
