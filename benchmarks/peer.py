@@ -196,18 +196,18 @@ def measure(make_caller: Callable[[], Callable[[str, dict], list[int]]], request
             caller(name, r)
         times, answers = timed(caller, name, reqs)
         p50, p99 = percentiles(times)
-        loaded, elapsed = _loaded(make_caller, name, others)
+        latencies, elapsed = loaded(make_caller, name, others)
         out[name] = {
             "p50": p50,
             "p99": p99,
             "rps": len(others) / elapsed,
-            "p99_load": percentiles(loaded)[1],
+            "p99_load": percentiles(latencies)[1],
             "answers": answers,
         }
     return out
 
 
-def _loaded(make_caller: Callable[[], Callable[[str, dict], list[int]]], name: str, reqs: list[dict]):
+def loaded(make_caller: Callable[[], Callable[[str, dict], list[int]]], name: str, reqs: list[dict]):
     """Every request of ``reqs`` by IN_FLIGHT threads, each with its own caller: (latencies in ms, seconds)."""
     callers = [make_caller() for _ in range(IN_FLIGHT)]
     chunks = [reqs[i::IN_FLIGHT] for i in range(IN_FLIGHT)]
@@ -217,8 +217,8 @@ def _loaded(make_caller: Callable[[], Callable[[str, dict], list[int]]], name: s
 
     with ThreadPoolExecutor(IN_FLIGHT) as pool:
         t0 = time.perf_counter()
-        loaded = [x for lat in pool.map(one, range(IN_FLIGHT)) for x in lat]
-        return loaded, time.perf_counter() - t0
+        latencies = [x for lat in pool.map(one, range(IN_FLIGHT)) for x in lat]
+        return latencies, time.perf_counter() - t0
 
 
 def peer_caller(peer: Peer) -> Callable[[str, dict], list[int]]:

@@ -162,7 +162,16 @@ class ItemIndex:
         self.settings = settings
         self.vectors = vectors if settings.kind == "ivf" else None
         if settings.kind == "ivf":
-            faiss_module().extract_index_ivf(index).nprobe = settings.nprobe
+            faiss = faiss_module()
+            ivf = faiss.extract_index_ivf(index)
+            ivf.nprobe = settings.nprobe
+            lists = faiss.downcast_InvertedLists(ivf.invlists)
+            if hasattr(lists, "prefetch_nthread"):
+                # A memory-mapped IVF (OnDiskInvertedLists) starts up to 32 threads on every search to read its
+                # probed lists ahead (``prefetch_nthread``, FAISS's default). ``load`` has the file in the page
+                # cache already, so they only cost: 16 threads started and joined a search at nprobe 16, about
+                # 1.2 ms of kernel time of a 5 ms recommend_catalog in process (docs/benchmarks.md).
+                lists.prefetch_nthread = 0
 
     @classmethod
     def load(cls, folder: str | Path, settings: RetrievalSettings, vectors: Array | None = None) -> ItemIndex:

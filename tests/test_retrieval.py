@@ -68,6 +68,32 @@ def test_ivf_index_reaches_the_recall_target_with_the_nprobe_it_chose(tmp_path):
     assert recall >= 0.85
 
 
+def _last_pid() -> int:
+    """The last process or thread id the kernel handed out in this namespace (``/proc/loadavg``'s last field)."""
+    with open("/proc/loadavg") as f:
+        return int(f.read().split("/")[-1].split()[1])
+
+
+@pytest.mark.unit
+def test_a_memory_mapped_ivf_search_starts_no_threads(tmp_path):
+    """FAISS reads a memory-mapped IVF's probed lists ahead with up to 32 threads a search unless told not to:
+    a thread started and joined per probed list, per request."""
+    emb = clustered(30_000, 32)
+    samples = {"items": rt.sample_rows(emb[:-1], 100, 1)}
+    rt.write(emb, samples, None, tmp_path, kind="ivf", candidates=100, recall_target=0.9)
+    settings = RetrievalSettings.from_json((tmp_path / SETTINGS_FILE).read_text())
+    index = ItemIndex.load(tmp_path, settings, emb)
+    assert index.settings.nprobe >= 2  # old code: at least two threads a search
+    queries = rt.sample_rows(emb[:-1], 100, 3) + 0.05
+    with open("/proc/sys/kernel/pid_max") as f:
+        pid_max = int(f.read())
+    before = _last_pid()
+    found = [index.search(q, 50)[0] for q in queries]
+    started = (_last_pid() - before) % pid_max
+    assert all(len(f) == 50 for f in found)
+    assert started < len(queries), f"{started} threads or processes started during {len(queries)} searches"
+
+
 @pytest.mark.unit
 def test_small_catalogues_get_an_exact_index(tmp_path):
     emb = clustered(500, 8)
