@@ -108,7 +108,7 @@ bench-client: setup ## SDK overhead per call vs raw tritonclient, same requests 
 	$(PY) -m builders build --target cpu --profile $(PROFILE) --out build/$(PROFILE)/bench_repo --no-progress
 	$(PY) -m benchmarks.client_overhead --repo build/$(PROFILE)/bench_repo --requests 800 --out docs/benchmarks.md
 
-bench-fp16-decode: setup ## retrieval's exact re-scoring: float16 rows decoded by numpy or FAISS's fp16 codec, same rows and searches
+bench-fp16-decode: setup ## float16 item rows decoded by numpy, FAISS's fp16 codec or ONNX Runtime's Cast (served): the decode and retrieval's exact re-scoring, same rows and searches
 	$(PY) -m builders build --target cpu --profile default --out build/default/bench_repo --no-progress
 	$(PY) -m benchmarks.fp16_decode --repo build/default/bench_repo
 

@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         proc.terminate()
         proc.wait(timeout=60)
     label = args.before_label or args.before_code.name
-    emit(table(results, label, args.requests, args.rounds), args.out, "code-ab")
+    emit(table(results, label, args.requests, args.rounds), args.out, f"code-ab-{label}")
     return 0
 
 

@@ -1,5 +1,6 @@
-"""Benchmark: retrieval's exact re-scoring with the float16 rows decoded by numpy's cast or by FAISS's fp16
-codec (``runtime/retrieval.py:rows_float32``), side by side on the same rows and the same searches.
+"""Benchmark: retrieval's exact re-scoring with the float16 rows decoded by numpy's cast, by FAISS's fp16 codec
+or by ONNX Runtime's ``Cast`` (``runtime/half.py:rows_float32``, what serves), side by side on the same rows and
+the same searches.
 
 ``python -m benchmarks.fp16_decode [--repo build/default/bench_repo] [--requests 300] [--rounds 3]``
 (``make bench-fp16-decode``)
@@ -7,9 +8,10 @@ codec (``runtime/retrieval.py:rows_float32``), side by side on the same rows and
 Two measurements, alternated ``--rounds`` times:
 
 * the decode alone: 1,600 random rows of the build's item table (what one ``search_catalog`` fetch
-  re-scores), numpy's ``astype(float32)`` against the codec; the two must agree bit for bit;
+  re-scores), and 300 (one request's candidates, as topk and the co-visitation similarity read them);
+  every decoder must agree with numpy's ``astype(float32)`` bit for bit;
 * ``Retriever.search`` of ``search_catalog`` (the default build's retrieval, in process, one thread) on
-  ``--requests`` unique queries, with either decoder.
+  ``--requests`` unique queries, with each decoder.
 
 Not a test: nothing asserts but the equality of the decoded rows.
 """
@@ -31,10 +33,23 @@ from builders.repository.pipeline import InProcessPipeline
 from runtime import cli_logging
 from runtime import retrieval as rt
 from runtime.arrays import Array
+from runtime.half import rows_float32
+from runtime.retrieval import faiss_module
 
 
 def numpy_rows(table: Array, rows: Array) -> Array:
     return np.asarray(table[rows], np.float32)
+
+
+def faiss_rows(table: Array, rows: Array) -> Array:
+    """FAISS's fp16 codec (``ScalarQuantizer`` QT_fp16) over the gathered rows."""
+    got = np.ascontiguousarray(table[rows])
+    codec = faiss_module().ScalarQuantizer(got.shape[1], faiss_module().ScalarQuantizer.QT_fp16)
+    out: Array = codec.decode(got.view(np.uint8))
+    return out
+
+
+DECODERS = {"numpy cast": numpy_rows, "FAISS fp16 codec": faiss_rows, "ONNX Runtime Cast (served)": rows_float32}
 
 
 def timed(fn: Callable[[], object], repeat: int) -> float:
@@ -57,10 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     pipeline = InProcessPipeline(args.repo)
     retriever = pipeline.retriever(False)
     table = retriever.item_embeddings
-    rows = np.sort(np.random.default_rng(0).choice(len(table) - 1, 1600, replace=False)).astype(np.int64)
-    if not np.array_equal(rt.rows_float32(table, rows).view(np.uint32), numpy_rows(table, rows).view(np.uint32)):
-        print("error: the fp16 codec and numpy's cast disagree", file=sys.stderr)
-        return 1
+    rng = np.random.default_rng(0)
+    row_sets = {n: np.sort(rng.choice(len(table) - 1, n, replace=False)).astype(np.int64) for n in (1600, 300)}
+    for name, fn in DECODERS.items():
+        for rows in row_sets.values():
+            if not np.array_equal(fn(table, rows).view(np.uint32), numpy_rows(table, rows).view(np.uint32)):
+                print(f"error: {name} and numpy's cast disagree", file=sys.stderr)
+                return 1
     reqs = plan(pipeline, args.requests)["search_catalog"][: args.requests]
     searches = [
         (
@@ -76,28 +94,33 @@ def main(argv: list[str] | None = None) -> int:
         for user, query, emb in searches:
             retriever.search(user, query, emb, none)
 
-    decoders = {"numpy cast": numpy_rows, "FAISS fp16 codec": rt.rows_float32}
-    decode: dict[str, list[float]] = {name: [] for name in decoders}
-    search: dict[str, list[float]] = {name: [] for name in decoders}
+    decode: dict[str, dict[int, list[float]]] = {name: {n: [] for n in row_sets} for name in DECODERS}
+    search: dict[str, list[float]] = {name: [] for name in DECODERS}
     original = rt.rows_float32
     try:
         for _ in range(args.rounds):
-            for name, fn in decoders.items():
-                decode[name].append(timed(functools.partial(fn, table, rows), 200))
+            for name, fn in DECODERS.items():
+                for n, rows in row_sets.items():
+                    decode[name][n].append(timed(functools.partial(fn, table, rows), 200))
                 rt.rows_float32 = fn
                 search[name].append(timed(search_all, 1) / len(searches))
     finally:
         rt.rows_float32 = original
     print(f"{machine()}; {args.repo}, {len(table) - 1} items; median of {args.rounds} alternated rounds")
-    print("| decoder | 1,600 rows decoded | search_catalog retrieval per request |")
-    print("|---|---|---|")
-    for name in decoders:
-        print(f"| {name} | {np.median(decode[name]):.3f} ms | {np.median(search[name]):.2f} ms |")
-    ratio = np.median(search["FAISS fp16 codec"]) / np.median(search["numpy cast"])
-    print(
-        f"codec / numpy: decode {np.median(decode['FAISS fp16 codec']) / np.median(decode['numpy cast']):.2f}x, "
-        f"retrieval {ratio:.2f}x"
-    )
+    print("| decoder | 1,600 rows decoded | 300 rows decoded | search_catalog retrieval per request |")
+    print("|---|---|---|---|")
+    for name in DECODERS:
+        d = decode[name]
+        print(
+            f"| {name} | {np.median(d[1600]):.3f} ms | {np.median(d[300]):.3f} ms | {np.median(search[name]):.2f} ms |"
+        )
+    base = "numpy cast"
+    for name in list(DECODERS)[1:]:
+        ratios = [np.median(decode[name][n]) / np.median(decode[base][n]) for n in row_sets]
+        print(
+            f"{name} / numpy: decode {ratios[0]:.2f}x (1,600 rows), {ratios[1]:.2f}x (300), "
+            f"retrieval {np.median(search[name]) / np.median(search[base]):.2f}x"
+        )
     return 0
 
 

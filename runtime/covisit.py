@@ -23,6 +23,7 @@ import numpy as np
 
 from runtime.arrays import Array
 from runtime.contract import COVISIT_DENSE_COLUMNS
+from runtime.half import to_float32
 from runtime.pages import load_tables, save_tables
 
 RECENT_CONTEXT = 5  # the newest recent interactions that act as context (beside the viewed items)
@@ -196,8 +197,7 @@ def _half(vectors: Array) -> Array:
     """Embeddings as float16 values in float32: the served table may be float16 (``retrieval.embedding_dtype``)
     and training reads the float32 one, so both compute the similarity from the same values."""
     vectors = np.asarray(vectors)
-    out: Array = (vectors if vectors.dtype == np.float16 else vectors.astype(np.float16)).astype(np.float32)
-    return out
+    return to_float32(vectors if vectors.dtype == np.float16 else vectors.astype(np.float16))
 
 
 def context_vector(profile: Array, context: Array, embeddings: Array, viewed: bool = False) -> Array:

@@ -36,7 +36,6 @@ job, and each part is small; the model's files and the build's retrieval step bo
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import time
@@ -53,6 +52,7 @@ from runtime.catalog_filter import EMPTY, Allowed, CatalogueFilters
 from runtime.covisit import context_vector
 from runtime.errors import InvalidInput
 from runtime.features import FeatureStore
+from runtime.half import rows_float32 as rows_float32  # re-exported: benchmarks/fp16_decode.py swaps the decoder here
 from runtime.listing import notes_tensor
 from runtime.online import OnlineItems
 from runtime.options import Filter, ListingOptions
@@ -131,23 +131,6 @@ def faiss_module(threads: int = 1) -> Any:
 
 
 REFINE = 2  # ivf: candidates fetched per one kept, re-scored with the exact embeddings
-
-
-@functools.lru_cache(maxsize=4)
-def _fp16_codec(dim: int) -> Any:
-    faiss = faiss_module()
-    return faiss.ScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16)
-
-
-def rows_float32(table: Array, rows: Int64s) -> Floats:
-    """``table[rows]`` as float32. The item embeddings are float16: FAISS's fp16 codec decodes them about
-    twice as fast as numpy's cast, which converts element by element (the same values, bit for bit; a
-    search's exact re-scoring decodes 1,000-2,000 rows, docs/benchmarks.md)."""
-    got = table[rows]
-    if got.dtype != np.float16 or got.ndim != 2 or not len(got):
-        return np.asarray(got, np.float32)
-    out: Floats = _fp16_codec(got.shape[1]).decode(np.ascontiguousarray(got).view(np.uint8))
-    return out
 
 
 class ItemIndex:

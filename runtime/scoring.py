@@ -27,6 +27,7 @@ from runtime.catalog import CATALOG_FILE, Catalog
 from runtime.contract import TOP_ITEM_IDS, TOP_ITEM_KEYS, TOP_SCORES
 from runtime.errors import InvalidInput
 from runtime.features import ITEM_EMBEDDINGS_FILE as ITEM_EMBEDDINGS_FILE  # re-exported: where topk's readers look
+from runtime.half import rows_float32
 from runtime.listing import arrange, read_notes
 from runtime.options import ItemView, parse_filter, parse_options
 from runtime.pages import map_npy
@@ -59,7 +60,7 @@ def candidate_vectors(item_rows: Array, item_embeddings: Array, new_embeddings: 
     ``new_embeddings[-row - 1]`` for rows below -1 (new items embedded on write; row 0 there is zeros)."""
     rows = np.asarray(item_rows, np.int64).reshape(-1)
     # float32 whatever the table stores (the build may serve a float16 table)
-    vectors: Array = np.asarray(item_embeddings[np.maximum(rows, -1)], np.float32)
+    vectors: Array = rows_float32(item_embeddings, np.maximum(rows, -1))
     new_rows = rows < -1
     if new_rows.any():
         index = -rows[new_rows] - 1
