@@ -3,11 +3,11 @@
 co-visitation similarity, topk's similarity).
 
 numpy 1.26 (``<2``: nvidia-pytriton 0.7.0 requires it) casts float16 one element at a time; ONNX Runtime's
-``Cast`` converts with the CPU's vector instructions. On the default build's 384-wide rows (``make
-bench-fp16-decode``, docs/benchmarks.md): 1,600 rows in 0.10 ms against 0.85 ms with FAISS's fp16 codec and
-1.60 ms with numpy; 300 rows in 0.03 against 0.15 and 0.35 ms. Every
-value a float16 holds converts to the same float32 bits as numpy's cast (a NaN stays a NaN; its payload may
-not), which tests/test_half.py checks over all 65,536 of them.
+``Cast`` converts with the CPU's vector instructions. On the default build's 384-wide rows (docs/benchmarks.md,
+``make bench-fp16-decode``): 1,600 rows in 0.10 ms against 0.85 ms with FAISS's fp16 codec and 1.60 ms with
+numpy; 300 rows in 0.03 against 0.15 and 0.35 ms. Every value a float16 holds converts to the same float32 bits
+as numpy's cast (a NaN stays a NaN; its payload may not), which tests/test_half.py checks over all 65,536 of
+them.
 """
 
 from __future__ import annotations
