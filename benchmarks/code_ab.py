@@ -73,15 +73,11 @@ def measure(urls: dict[str, str], requests: dict[str, list[dict]], rounds: int) 
             timed(callers[side], name, others[:WARMUP])
         one = concurrency_one(callers, name, first)
         load = under_load(makers, name, others, rounds)
-        results[name] = {
-            side: {
-                "p50": percentiles(one[side]["times"])[0],
-                "p99": percentiles(one[side]["times"])[1],
-                "rps": statistics.median(load[side]["rps"]),
-                "p99_load": statistics.median(load[side]["p99"]),
-            }
-            for side in SIDES
-        }
+        results[name] = {}
+        for side in SIDES:
+            p50, p99 = percentiles(one[side]["times"])
+            rps, p99_load = (statistics.median(load[side][k]) for k in ("rps", "p99"))
+            results[name][side] = {"p50": p50, "p99": p99, "rps": rps, "p99_load": p99_load}
         pairs = zip(one["before"]["answers"], one["after"]["answers"], strict=True)
         results[name]["same"] = sum(a == b for a, b in pairs)
         results[name]["n"] = len(first)

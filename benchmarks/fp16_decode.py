@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,11 +42,16 @@ def numpy_rows(table: Array, rows: Array) -> Array:
     return np.asarray(table[rows], np.float32)
 
 
+@functools.lru_cache(maxsize=4)
+def fp16_codec(dim: int) -> Any:
+    faiss = faiss_module()
+    return faiss.ScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16)
+
+
 def faiss_rows(table: Array, rows: Array) -> Array:
-    """FAISS's fp16 codec (``ScalarQuantizer`` QT_fp16) over the gathered rows."""
+    """FAISS's fp16 codec (``ScalarQuantizer`` QT_fp16, made once per width) over the gathered rows."""
     got = np.ascontiguousarray(table[rows])
-    codec = faiss_module().ScalarQuantizer(got.shape[1], faiss_module().ScalarQuantizer.QT_fp16)
-    out: Array = codec.decode(got.view(np.uint8))
+    out: Array = fp16_codec(got.shape[1]).decode(got.view(np.uint8))
     return out
 
 

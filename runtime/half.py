@@ -4,29 +4,27 @@ co-visitation similarity, topk's similarity).
 
 numpy 1.26 (``<2``: nvidia-pytriton 0.7.0 requires it) casts float16 one element at a time; ONNX Runtime's
 ``Cast`` converts with the CPU's vector instructions. On the default build's 384-wide rows (docs/benchmarks.md,
-``make bench-fp16-decode``): 1,600 rows in 0.10 ms against 0.85 ms with FAISS's fp16 codec and 1.60 ms with
-numpy; 300 rows in 0.03 against 0.15 and 0.35 ms. Every value a float16 holds converts to the same float32 bits
-as numpy's cast (a NaN stays a NaN; its payload may not), which tests/test_half.py checks over all 65,536 of
-them.
+``make bench-fp16-decode``, two runs): 1,600 rows in 0.10-0.11 ms against 0.77-0.85 ms with FAISS's fp16 codec
+and 1.29-1.60 ms with numpy; 300 rows in 0.03 against 0.15 and 0.23-0.35 ms. Every value a float16 holds
+converts to the same float32 bits as numpy's cast (a NaN stays a NaN; its payload may not), which
+tests/test_half.py checks over all 65,536 of them.
 """
 
 from __future__ import annotations
 
 import functools
-import threading
 from typing import Any
 
 import numpy as np
 
 from runtime.arrays import Array, Floats
 
-_LOCK = threading.Lock()
-
 
 @functools.lru_cache(maxsize=1)
-def _cast_session() -> Any:
+def cast_session() -> Any:
     """One ``Cast`` (float16 -> float32, any shape) session per process, made on first use: ONNX Runtime is
-    heavy to import, and a process that never reads a float16 table never loads it."""
+    heavy to import, and a process that never reads a float16 table never loads it. (Two threads' first calls
+    may each make one; the cache keeps one, and ``run`` is thread-safe.)"""
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
@@ -43,11 +41,6 @@ def _cast_session() -> Any:
     opts.inter_op_num_threads = 1
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
-
-
-def cast_session() -> Any:
-    with _LOCK:  # two threads' first calls make one session
-        return _cast_session()
 
 
 def to_float32(values: Array) -> Floats:
