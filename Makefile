@@ -112,9 +112,9 @@ bench-fp16-decode: setup ## float16 item rows decoded by numpy, FAISS's fp16 cod
 	$(PY) -m builders build --target cpu --profile default --out build/default/bench_repo --no-progress
 	$(PY) -m benchmarks.fp16_decode --repo build/default/bench_repo
 
-bench-encoder-length: setup ## the text encoder's cost per query against its padded length (why queries pad to buckets) -> docs/benchmarks.md
-	$(PY) -m builders build --target cpu --profile small --out build/small/bench_repo --no-progress
-	$(PY) -m benchmarks.encoder_length
+bench-encoder-length: setup ## the text encoder's cost per query against its padded length, and the benchmark queries padded or not -> docs/benchmarks.md
+	$(PY) -m builders build --target cpu --profile $(PROFILE) --out build/$(PROFILE)/bench_repo --no-progress
+	$(PY) -m benchmarks.encoder_length --repo build/$(PROFILE)/bench_repo
 
 gpu-truth: setup ## prepare the GPU measurement (build/gpu_truth/, <= 64 MiB) and print the one device call that runs it (docs/gpu.md)
 	$(PY) -m builders build --target cpu --profile small --out build/small/bench_repo --no-progress

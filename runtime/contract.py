@@ -58,7 +58,7 @@ TOP_GROUP_MATCHES = "TOP_GROUP_MATCHES"  # INT32 [-1]: how many of that group's 
 RESULT_INFO = "RESULT_INFO"
 
 # Intermediate tensors
-INPUT_IDS = "input_ids"  # INT64 [B, L], L a multiple of QUERY_PAD_MULTIPLE, <= QUERY_TOKENS
+INPUT_IDS = "input_ids"  # INT64 [B, L], L <= QUERY_TOKENS: a multiple of QUERY_PAD_MULTIPLE where Triton batches
 ATTENTION_MASK = "attention_mask"  # INT64 [B, L]
 SENTENCE_EMBEDDING = "sentence_embedding"  # FP32 [B, EMBED_DIM], L2-normalised
 CAT_FEATURES = "cat_features"  # INT64 [N, N_CAT]
@@ -92,6 +92,7 @@ BUILD_VALUES = "shoprank_build_values"
 EMBED_DIM = 384  # the bundled MiniLM's; a shop's own encoder sets its own (the build's manifest)
 QUERY_TOKENS = 32  # queries are truncated to this many tokens
 QUERY_PAD_MULTIPLE = 4  # and padded to a multiple of 4: same-bucket queries batch, short ones stay cheap
+ONE_QUERY_PAD_MULTIPLE = 1  # a query encoded alone (fused layout, in process) is not padded: the same embedding
 MAX_CANDIDATES = 1000  # more candidates than this per request is INVALID_ARGUMENT
 MAX_QUERY_BYTES = 1024  # longer QUERY is INVALID_ARGUMENT (it would be truncated to 32 tokens anyway)
 RANKER_MAX_BATCH = 4096  # candidate rows the ranker may take in one batch (>= MAX_CANDIDATES)

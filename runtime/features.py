@@ -28,6 +28,7 @@ from runtime.contract import (
     NOTES,
     PINS,
     PRICES,
+    QUERY_PAD_MULTIPLE,
     SENTENCE_EMBEDDING,
 )
 from runtime.covisit import CoVisits, context_rows, context_vector
@@ -97,16 +98,19 @@ class FeatureStore:
         with_profiles: bool = False,
         online: OnlineItems | None = None,
         embed: Callable[[Array, Array], Array] | None = None,
+        query_pad_multiple: int = QUERY_PAD_MULTIPLE,
     ) -> FeatureStore:
         """``with_profiles``: a recommendation model's store, with the user profiles and, where the folder has
-        them (a served model's), the title embeddings (``item_embeddings.npy``) for the context similarity."""
+        them (a served model's), the title embeddings (``item_embeddings.npy``) for the context similarity.
+        ``query_pad_multiple``: the query's tokens are padded to a multiple of it (``ONE_QUERY_PAD_MULTIPLE``:
+        not padded, for an encoder that runs each query alone; ``runtime/text.py``)."""
         folder = Path(folder)
         manifest = folder / MANIFEST_FILE
         embed_dim = int(json.loads(manifest.read_text())["embed_dim"]) if manifest.exists() else EMBED_DIM
         return cls(
             FeatureTables.load(folder / STORE_DIR),
             Lexicon.from_json((folder / LEXICON_FILE).read_text()),
-            TextTokenizer(folder / TOKENIZER_FILE) if with_tokenizer else None,
+            TextTokenizer(folder / TOKENIZER_FILE, multiple=query_pad_multiple) if with_tokenizer else None,
             map_npy(folder / USER_PROFILE_FILE) if with_profiles else None,
             online,
             embed_dim,

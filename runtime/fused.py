@@ -46,6 +46,10 @@ QUERY_CACHE_ENTRIES = 10_000  # its default: 10,000 x 384 floats = 15 MB per ins
 # instances); with 8 in flight it was serving 94% of the time, and 85-95% of the rest it had finished under
 # 0.5 ms before (between two requests). So 0.5 ms widens every search at concurrency 1 and 2-4% under load.
 QUIET_S = 0.0005
+# The encoder runs one query at a time here, so its tokens are not padded to the batcher's length buckets: the
+# same embedding bit for bit (checked on 600 benchmark queries at 1 and 2 threads, and by tests/test_fused.py),
+# 0.35 ms less per uncached benchmark query on one thread, 6-8% of the encoder (make bench-encoder-length).
+ONE_QUERY = c.ONE_QUERY_PAD_MULTIPLE
 
 # What each fused model reads, by the call it serves (the ensemble layout's steps of that call)
 PARTS = {
@@ -264,7 +268,7 @@ class FusedSearch:
     def load(cls, settings: FusedSettings, serving: Serving | None = None) -> FusedSearch:
         f, served = settings.folders, serving or Serving()
         encoder = Encoder.load(f[c.TEXT_ENCODER], settings, served.cache, served.occupancy, served.encoder_runs)
-        store = FeatureStore.load(f[c.SEARCH_FEATURES], online=served.online)
+        store = FeatureStore.load(f[c.SEARCH_FEATURES], online=served.online, query_pad_multiple=ONE_QUERY)
         return cls(store, encoder, Ranker.load(f[c.RANKER], settings.threads), TopK.load(f[c.TOPK]))
 
     def __call__(
@@ -321,7 +325,8 @@ class FusedSearchCatalog:
         encoder = Encoder.load(f[c.TEXT_ENCODER], settings, served.cache, served.occupancy, served.encoder_runs)
         retriever = Retriever.load(f[c.RETRIEVE_SEARCH], recommend=False, online=served.online, scan=served.scan)
         ranker = Ranker.load(f[c.RANKER], settings.threads)
-        return cls(QueryTokens.load(f[c.QUERY_TOKENIZER]), encoder, retriever, ranker, TopK.load(f[c.TOPK]))
+        tokens = QueryTokens.load(f[c.QUERY_TOKENIZER], pad_multiple=ONE_QUERY)
+        return cls(tokens, encoder, retriever, ranker, TopK.load(f[c.TOPK]))
 
     def __call__(
         self,

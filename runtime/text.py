@@ -1,10 +1,13 @@
 """Tokenisation for the text encoder, with the ``tokenizers`` library (Rust, fast).
 
-Queries are truncated to ``QUERY_TOKENS`` and padded to the next multiple of ``QUERY_PAD_MULTIPLE``
-tokens. The encoder's cost grows linearly with the padded length (measured: docs/benchmarks.md), so
-padding every query to 32 would double the cost of a typical 6-token query; length buckets of 4 keep
-short queries cheap while requests in the same bucket still share a shape, which is what Triton's
-dynamic batcher needs to group them. Titles are encoded at build time with the same tokenizer.
+Queries are truncated to ``QUERY_TOKENS``. Where Triton's dynamic batcher groups queries (the ensemble
+layout's ``query_tokens`` and ``search_features``), they are padded to the next multiple of
+``QUERY_PAD_MULTIPLE`` tokens: requests in the same length bucket share a shape and batch, and short queries
+stay cheap (padding every query to 32 would double the cost of a typical 6-token query; the encoder's cost
+grows with the padded length). A query encoded alone (the fused layout, the in-process pipeline) is not
+padded (``ONE_QUERY_PAD_MULTIPLE``): the encoder masks padding, so the embedding is the same bit for bit,
+and the padding cost 6-8% of the encoder's time (docs/benchmarks.md). Titles are encoded at build time
+with the same tokenizer.
 """
 
 from __future__ import annotations
@@ -51,8 +54,10 @@ class QueryTokens:
         self.tokenizer = tokenizer
 
     @classmethod
-    def load(cls, folder: str | Path) -> QueryTokens:
-        return cls(TextTokenizer(Path(folder) / TOKENIZER_FILE))
+    def load(cls, folder: str | Path, pad_multiple: int = QUERY_PAD_MULTIPLE) -> QueryTokens:
+        """``pad_multiple``: the length the tokens are padded to a multiple of (``ONE_QUERY_PAD_MULTIPLE``: none,
+        for an encoder that runs each query alone)."""
+        return cls(TextTokenizer(Path(folder) / TOKENIZER_FILE, multiple=pad_multiple))
 
     def tokens(self, query: Array) -> dict[str, Array]:
         input_ids, mask = self.tokenizer.encode_one(decode_query(query))

@@ -3,7 +3,15 @@ import pytest
 
 from builders.learning.text_encoder import pretrained_dir
 from runtime.candidates import candidate_features
-from runtime.contract import DENSE_COLUMNS, MAX_CANDIDATES, MAX_QUERY_BYTES, N_CAT, N_DENSE, QUERY_PAD_MULTIPLE
+from runtime.contract import (
+    DENSE_COLUMNS,
+    MAX_CANDIDATES,
+    MAX_QUERY_BYTES,
+    N_CAT,
+    N_DENSE,
+    ONE_QUERY_PAD_MULTIPLE,
+    QUERY_PAD_MULTIPLE,
+)
 from runtime.errors import InvalidInput
 from runtime.features import FeatureStore
 from runtime.lexicon import Lexicon
@@ -143,6 +151,14 @@ def test_tokenizer_pads_to_a_multiple_and_truncates(tokenizer):
     assert ids.shape[1] % QUERY_PAD_MULTIPLE == 0 and ids.shape == mask.shape
     assert mask.sum() == 5  # [CLS] red running shoes [SEP]
     long_ids, long_mask = tokenizer.encode_one("word " * 100)
+    assert long_ids.shape == (1, 32) and long_mask.all()
+
+
+def test_a_tokenizer_for_one_query_at_a_time_does_not_pad():
+    alone = TextTokenizer(pretrained_dir() / "tokenizer.json", multiple=ONE_QUERY_PAD_MULTIPLE)
+    ids, mask = alone.encode_one("red running shoes")
+    assert ids.shape == mask.shape == (1, 5) and mask.all()  # [CLS] red running shoes [SEP]
+    long_ids, long_mask = alone.encode_one("word " * 100)
     assert long_ids.shape == (1, 32) and long_mask.all()
 
 

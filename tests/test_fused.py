@@ -33,7 +33,9 @@ from runtime.fused import (
     fused_name,
 )
 from runtime.occupancy import Occupancy
+from runtime.ort_runner import make_session
 from runtime.repository import layout, read_config
+from runtime.text import QueryTokens
 from server.launcher import RATE_LIMIT_ARG, ServerOptions, models_to_load, server_command
 from server.raw_requests import call as raw_call
 from tests.conftest import REPO_ROOT
@@ -171,6 +173,34 @@ def test_fused_calls_answer_as_the_steps_run_one_by_one(small_repo, pipeline, kn
     # the encoder ran once per distinct query: the unknown ones' borrowing and the ranking share it
     assert search.encoder.cache.misses == len(queries)
     assert search_catalog.encoder.cache.misses == len(queries)
+
+
+@pytest.mark.slow
+def test_a_query_encoded_alone_is_not_padded_and_embeds_the_same(small_repo):
+    """The fused models run one query per encoder run, so its tokens keep their own length, not the batcher's
+    bucket (the ensemble layout's ``query_tokens``), and the encoder masks padding: the same embedding, bit for
+    bit, on one thread and on two."""
+    search = FusedSearch.load(_settings(small_repo, c.SEARCH_ENSEMBLE))
+    search_catalog = FusedSearchCatalog.load(_settings(small_repo, c.SEARCH_CATALOG))
+    bucketed = QueryTokens.load(small_repo / c.QUERY_TOKENIZER / VERSION)
+    sessions = [make_session(str(small_repo / c.TEXT_ENCODER / VERSION / "model.onnx"), t) for t in (1, 2)]
+    lengths = set()
+    for query in ("tent", "red shoes", "wireless noise cancelling headphones", "helix red running shoes size 9"):
+        q = np.array([query.encode()], object)
+        alone = search_catalog.tokens.tokens(q)
+        ids, mask = search.store.tokens(query)
+        np.testing.assert_array_equal(ids, alone[c.INPUT_IDS])
+        assert mask.all() and ids.shape == mask.shape  # no padding at all
+        padded = bucketed.tokens(q)
+        assert padded[c.INPUT_IDS].shape[1] % c.QUERY_PAD_MULTIPLE == 0
+        np.testing.assert_array_equal(padded[c.INPUT_IDS][:, : ids.shape[1]], ids)
+        lengths.add(ids.shape[1])
+        for session in sessions:
+            (exact,) = session.run([c.SENTENCE_EMBEDDING], alone)
+            (bucket,) = session.run([c.SENTENCE_EMBEDDING], padded)
+            assert np.array_equal(exact, bucket), query
+    # the queries' lengths fall in different places of the buckets: some were padded, some not
+    assert any(n % c.QUERY_PAD_MULTIPLE for n in lengths) and len(lengths) >= 3
 
 
 @pytest.mark.slow

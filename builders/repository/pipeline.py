@@ -32,12 +32,13 @@ class InProcessPipeline:
         specs = spec_by_name()
         v = str(version)
         self.version = version
-        self.search_store = FeatureStore.load(repo / c.SEARCH_FEATURES / v)
+        # One query per encoder run, as in the fused layout: its tokens are not padded (runtime/text.py)
+        self.search_store = FeatureStore.load(repo / c.SEARCH_FEATURES / v, query_pad_multiple=c.ONE_QUERY_PAD_MULTIPLE)
         self.recommend_store = FeatureStore.load(
             repo / c.RECOMMEND_FEATURES / v, with_tokenizer=False, with_profiles=True
         )
         self.topk = TopK.load(repo / c.TOPK / v)
-        self.query_tokens = QueryTokens.load(repo / c.QUERY_TOKENIZER / v)
+        self.query_tokens = QueryTokens.load(repo / c.QUERY_TOKENIZER / v, pad_multiple=c.ONE_QUERY_PAD_MULTIPLE)
         self.repo = repo
         self._retrievers: dict[str, Retriever] = {}  # loaded on first use (older repositories have none)
         self.last_candidates = np.zeros(0, np.int64)  # the last recommend_catalog's candidates, before ranking
