@@ -57,9 +57,14 @@ retrain: ## nightly retrain against the served REPO: build a candidate from the 
 	$(PY) -m retrain --profile $(PROFILE) --repo $(REPO) --url 127.0.0.1:$(GRPC_PORT) --metrics-url http://127.0.0.1:$(METRICS_PORT)/metrics
 
 SHARE ?= 0.1
-ab-start: ## online test: serve a candidate (FROM=its repository, or RELEASE=N on disk) to SHARE of users (docs/serving.md)
-	$(PY) -m server.experiment start --repo $(REPO) --url 127.0.0.1:$(GRPC_PORT) --share $(SHARE) \
+ab-start: ## online test: load a candidate (FROM=its repository, or RELEASE=N on disk), verify it against its own golden set, then serve it to SHARE of users (docs/serving.md)
+	$(PY) -m server.experiment start --hold --repo $(REPO) --url 127.0.0.1:$(GRPC_PORT) --share $(SHARE) \
 		$(if $(FROM),--from $(FROM)) $(if $(RELEASE),--release $(RELEASE)) $(if $(NAME),--name $(NAME))
+	$(PY) -m rollout verify --golden $(REPO) --arm treatment --url 127.0.0.1:$(HTTP_PORT) || { \
+		$(PY) -m server.experiment stop --keep control --repo $(REPO) --url 127.0.0.1:$(GRPC_PORT); \
+		echo "ab-start: the treatment does not answer as its build did: test ended, no user was sent to it" >&2; \
+		exit 1; }
+	$(PY) -m server.experiment open --repo $(REPO) --url 127.0.0.1:$(GRPC_PORT)
 
 ab-stop: ## end the online test, serving KEEP=control or KEEP=treatment alone
 	$(PY) -m server.experiment stop --repo $(REPO) --url 127.0.0.1:$(GRPC_PORT) --keep $(KEEP)

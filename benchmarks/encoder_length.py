@@ -26,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.peer import plan
 from benchmarks.pipeline import machine
+from builders.repository.pipeline import InProcessPipeline
 from runtime import cli_logging
 from runtime import contract as c
 from runtime.contract import ATTENTION_MASK, INPUT_IDS
@@ -67,9 +69,6 @@ PADDINGS = {"padded to a multiple of 4 (ensemble layout)": c.QUERY_PAD_MULTIPLE,
 
 def query_tokens(repo: Path, n: int) -> dict[str, list[dict[str, np.ndarray]]]:
     """The tokens of ``n`` search and ``n`` catalogue-search queries of ``make bench-peer``, by padding."""
-    from benchmarks.peer import plan
-    from builders.repository.pipeline import InProcessPipeline
-
     requests = plan(InProcessPipeline(repo), n)
     queries = [r["query"] for name in ("search", "search_catalog") for r in requests[name][:n]]
     out = {}

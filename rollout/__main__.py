@@ -73,8 +73,9 @@ def _parser() -> argparse.ArgumentParser:
         "--arm",
         choices=ARMS,
         default="control",
-        help="while an online test runs: 'treatment' verifies the treatment's ensembles (<call>__treatment) "
-        "against the candidate's golden set (the live repository's .golden.<release>.json)",
+        help="while an online test runs or is held: 'treatment' verifies the treatment's ensembles "
+        "(<call>__treatment) against the candidate's golden set: --golden names the file, or the live repository "
+        "(its .golden.<release>.json)",
     )
 
     wt = sub.add_parser("wait", help="wait for the rollout to finish, then verify")
@@ -136,7 +137,10 @@ def main(argv: list[str] | None = None, out=print) -> int:
         return EXIT_OK
 
     try:
-        gs = golden_mod.load(args.golden) if getattr(args, "golden", None) else None
+        golden = getattr(args, "golden", None)
+        if golden is not None and getattr(args, "arm", "control") == "treatment":
+            golden = golden_mod.of_treatment(golden)  # a live repository: its treatment's golden set
+        gs = golden_mod.load(golden) if golden else None
     except golden_mod.GoldenError as err:
         out(f"error: {err}")
         return EXIT_ERROR

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runtime import contract as c
-from runtime.contract import GOLDEN_FILE
+from runtime.contract import GOLDEN_FILE, RELEASE_GOLDEN
 from runtime.errors import ShoprankError
+from runtime.repository import ServedRepositoryError, layout, read_config
 
 # 2: catalogue requests (search_catalog, recommend_catalog); 3: listing requests (filters, groups, pages, sort,
 # facets, understood words: ``options``) and their answers beside the items. Older files are still read.
@@ -126,6 +127,26 @@ def repository_checksum(repo: Path) -> str:
                 h.update(block)
         digest.update(f"{rel}\0{h.hexdigest()}\n".encode())
     return "sha256:" + digest.hexdigest()
+
+
+def of_treatment(path: Path) -> Path:
+    """The golden set of an online test's treatment: ``path`` is the live repository, whose treatment ensembles
+    (``<call>__treatment``) name the treatment's release, and its golden set waits there as
+    ``.golden.<release>.json`` (``server/publish.py``). A file ``path`` is taken as it is."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    try:
+        lay = layout(path)
+        releases = {s.model_version for arm in lay.arms for s in read_config(path / arm).ensemble_scheduling.step}
+    except (ServedRepositoryError, OSError) as err:
+        raise GoldenError(f"{path}: not a served repository ({err})") from None
+    if len(releases) != 1:
+        raise GoldenError(
+            f"{path}: no online test's treatment to verify here (its ensembles name releases {sorted(releases)}); "
+            "name the golden file"
+        )
+    return path / RELEASE_GOLDEN.format(releases.pop())
 
 
 def load(path: Path) -> GoldenSet:

@@ -35,6 +35,8 @@ ARM_PARAMETER = "shoprank_arm_of"
 ARM_SUFFIX = "__treatment"  # an online test's treatment ensemble of a public call: "<call>__treatment"
 # at the repository's root, never served (Triton loads only folders): the build's requests and answers
 GOLDEN_FILE = "golden.json"
+# A release's golden set while another release serves, in the live repository (hidden: not checksummed)
+RELEASE_GOLDEN = ".golden.{}.json"
 
 # Request tensors (ensemble inputs)
 USER_ID = "USER_ID"  # INT64 [1]

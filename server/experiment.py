@@ -24,12 +24,19 @@ hash per call and one config read per ``experiment_refresh_s``, and it works unc
 both targets. The price: a caller that does not use the SDK is always answered by the control (its
 responses still say so).
 
+**A test can start held** (``start --hold``): the treatment's ensembles are loaded, each holding the test in
+its own config, and no user is sent to them until ``open`` copies the test into the public ensembles. In
+between, ``python -m rollout verify --golden <repo> --arm treatment`` checks the treatment against its own
+build's golden set on the live server; ``make ab-start`` runs the three in turn, and ends a held test whose
+treatment fails (``stop --keep control``), so no shopper meets a candidate that does not answer as built.
+
 Stopping keeps one release (``--keep control`` or ``treatment``): the test leaves the public ensembles'
 configs first; the treatment's ensembles stay loaded ``arm_drain_s`` more (an SDK still routing to them
 until its next config read is answered), then are unloaded and deleted. Keeping the treatment is the usual
 zero-failure switch (``server/publish.py``). Publish and rollback are refused while a test runs.
 
-    python -m server.experiment start  --repo model_repository --from build/candidate --share 0.1
+    python -m server.experiment start  --repo model_repository --from build/candidate --share 0.1 [--hold]
+    python -m server.experiment open   --repo model_repository          # a held test: the SDKs split
     python -m server.experiment status --repo model_repository
     python -m server.experiment stop   --repo model_repository --keep treatment
 """
@@ -90,6 +97,19 @@ def running(repo: Path, lay: Layout | None = None) -> Experiment | None:
     return None
 
 
+def held(repo: Path, lay: Layout | None = None) -> Experiment | None:
+    """A test started with ``hold``: its treatment's ensembles loaded and holding it, the public ensembles not
+    (no user is sent to the treatment). None when no test is held, or when it splits users already."""
+    lay = lay or layout(repo)
+    if not lay.arms or running(repo, lay) is not None:
+        return None
+    first = arm_name(lay.ensembles[0])  # the arm of the ensemble ``running`` reads
+    cfg = read_config(repo / (first if first in lay.arms else lay.arms[0]))
+    if EXPERIMENT_PARAMETER not in cfg.parameters:
+        return None
+    return Experiment.from_json(cfg.parameters[EXPERIMENT_PARAMETER].string_value)
+
+
 def _string_parameter(cfg: model_config_pb2.ModelConfig, key: str, value: str) -> None:
     cfg.parameters[key].string_value = value
 
@@ -103,12 +123,17 @@ class OnlineTests:
         self.arm_drain_s = arm_drain_s
 
     def status(self) -> dict[str, Any]:
-        test = running(self.repo)
-        return {"test": None if test is None else {k: v for k, v in asdict(test).items() if k != "arm"}}
+        def shown(test: Experiment | None) -> dict[str, Any] | None:
+            return None if test is None else {k: v for k, v in asdict(test).items() if k != "arm"}
 
-    def start(self, share: float, name: str, new_repo: Path | None = None, release: int | None = None) -> Experiment:
+        return {"test": shown(running(self.repo)), "held": shown(held(self.repo))}
+
+    def start(
+        self, share: float, name: str, new_repo: Path | None = None, release: int | None = None, hold: bool = False
+    ) -> Experiment:
         """Serve the treatment (``new_repo`` staged as the next release, or the release ``release`` on disk)
-        to ``share`` of the users, beside the serving release."""
+        to ``share`` of the users, beside the serving release. ``hold``: load the treatment and stop there, no
+        user sent to it, until ``open`` (so it can be verified first)."""
         if not 0.0 < share < 1.0:
             raise PublishError(f"share: {share} is not strictly between 0 and 1")
         if not name or any(ch.isspace() for ch in name):
@@ -126,26 +151,47 @@ class OnlineTests:
             raise PublishError(f"release {treatment} is the one serving: the test needs another")
         for model in lay.steps:  # both releases loaded
             self.publisher.set_versions(model, sorted({control, treatment}))
-        tests = {}
-        for ensemble in lay.ensembles:  # the treatment's ensembles: files first, config last
+        for ensemble in lay.ensembles:  # the treatment's ensembles, each holding the test: files first, config last
             cfg = read_config(self.repo / ensemble)
             arm = arm_name(ensemble)
             cfg.name = arm
             for step in cfg.ensemble_scheduling.step:
                 step.model_version = treatment
             _string_parameter(cfg, ARM_PARAMETER, ensemble)
+            _string_parameter(
+                cfg, EXPERIMENT_PARAMETER, Experiment(name, float(share), control, treatment, arm).to_json()
+            )
             for version in versions_on_disk(self.repo / ensemble):
                 (self.repo / arm / str(version)).mkdir(parents=True, exist_ok=True)
             write_config(self.repo / arm, cfg)
             self.publisher.load(arm)
-            tests[ensemble] = Experiment(name, float(share), control, treatment, arm)
-        for ensemble, test in tests.items():  # then the SDKs learn of it
+        if hold:
+            test = held(self.repo)
+            assert test is not None
+            logger.info(f"online test {name} held: release {treatment} loaded beside release {control}, no user sent")
+            return test
+        return self.open()
+
+    def open(self) -> Experiment:
+        """Send the held test's share of users to its treatment: the public ensembles get the test, which the
+        SDKs read."""
+        lay = layout(self.repo)
+        if running(self.repo, lay) is not None:
+            raise PublishError(f"{self.repo}: the online test splits users already")
+        test = held(self.repo, lay)
+        if test is None:
+            raise PublishError(f"{self.repo}: no held online test (start one with --hold)")
+        for ensemble in lay.ensembles:  # the SDKs learn of it
             cfg = read_config(self.repo / ensemble)
-            _string_parameter(cfg, EXPERIMENT_PARAMETER, test.to_json())
+            its_test = read_config(self.repo / arm_name(ensemble)).parameters[EXPERIMENT_PARAMETER].string_value
+            _string_parameter(cfg, EXPERIMENT_PARAMETER, its_test)
             write_config(self.repo / ensemble, cfg)
             self.publisher.load(ensemble)
-        logger.info(f"online test {name}: release {treatment} to {share:.0%} of users, release {control} to the rest")
-        return tests[lay.ensembles[0]]
+        logger.info(
+            f"online test {test.name}: release {test.treatment} to {test.share:.0%} of users, "
+            f"release {test.control} to the rest"
+        )
+        return running(self.repo) or test
 
     def stop(self, keep: str) -> int:
         """End the running test, serving ``keep`` (``"control"`` or ``"treatment"``) alone: its release."""
@@ -153,6 +199,8 @@ class OnlineTests:
             raise PublishError(f"keep: {keep!r} is neither 'control' nor 'treatment'")
         lay = layout(self.repo)
         test = running(self.repo, lay)
+        announced = test is not None  # a held test sent nobody to its treatment: nothing to drain
+        test = test or held(self.repo, lay)
         if test is None and not lay.arms:
             raise PublishError(f"{self.repo}: no online test is running")
         for ensemble in lay.ensembles:  # the SDKs stop splitting at their next read
@@ -166,8 +214,9 @@ class OnlineTests:
         kept = treatment if keep == "treatment" else control
         if kept != control:  # the public ensembles move to the treatment; every step has it loaded already
             self.publisher.switch(kept, lay, control)
-        logger.info(f"online test stopped: release {kept} serves; treatment ensembles draining {self.arm_drain_s} s")
-        time.sleep(self.arm_drain_s)  # an SDK that has not read the config since still sends users there
+        drain = self.arm_drain_s if announced else 0.0
+        logger.info(f"online test stopped: release {kept} serves; treatment ensembles draining {drain} s")
+        time.sleep(drain)  # an SDK that has not read the config since still sends users there
         for arm in lay.arms:
             self.publisher.unload(arm)
             shutil.rmtree(self.repo / arm)
@@ -179,13 +228,14 @@ class OnlineTests:
 def main(argv: list[str] | None = None) -> int:
     cli_logging.configure()
     parser = argparse.ArgumentParser(prog="python -m server.experiment", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=("status", "start", "stop"))
+    parser.add_argument("command", choices=("status", "start", "open", "stop"))
     parser.add_argument("--repo", type=Path, default=Path("model_repository"), help="the repository the server serves")
     parser.add_argument("--url", default="127.0.0.1:8001", help="the server's gRPC address")
     parser.add_argument("--from", dest="new", type=Path, help="start: the candidate build's repository (the treatment)")
     parser.add_argument("--release", type=int, help="start: a release on disk as the treatment (instead of --from)")
     parser.add_argument("--share", type=float, default=0.1, help="start: the share of users the treatment gets")
     parser.add_argument("--name", help="start: the test's name, hashed with each user's id (default: the time)")
+    parser.add_argument("--hold", action="store_true", help="start: load the treatment, send no user to it until open")
     parser.add_argument("--keep", choices=("control", "treatment"), help="stop: the release that serves after")
     parser.add_argument("--drain-s", type=float, default=2.0, help="stop: how long a replaced release stays loaded")
     args = parser.parse_args(argv)
@@ -196,9 +246,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "status":
             print({**publisher.status(), **tests.status()})
-        elif args.command == "start":
+        elif args.command == "start" and args.hold:
             name = args.name or time.strftime("test-%Y%m%d-%H%M%S")
-            test = tests.start(args.share, name, args.new, args.release)
+            test = tests.start(args.share, name, args.new, args.release, hold=True)
+            print(
+                f"online test {test.name} held: release {test.treatment} loaded beside release {test.control}, "
+                "no user sent to it; verify it (python -m rollout verify --golden REPO --arm treatment), then "
+                "open it (python -m server.experiment open) or end it (stop --keep control)"
+            )
+        elif args.command in ("start", "open"):
+            if args.command == "start":
+                name = args.name or time.strftime("test-%Y%m%d-%H%M%S")
+                test = tests.start(args.share, name, args.new, args.release)
+            else:
+                test = tests.open()
             print(
                 f"online test {test.name}: release {test.treatment} to {test.share:.0%} of users, "
                 f"release {test.control} to the rest"

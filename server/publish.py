@@ -45,7 +45,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from runtime import cli_logging
-from runtime.contract import GOLDEN_FILE
+from runtime.contract import GOLDEN_FILE, RELEASE_GOLDEN
 from runtime.errors import ShoprankError
 from runtime.repository import (
     CONFIG,
@@ -214,7 +214,7 @@ class Publisher:
 
     def golden(self, version: int) -> Path:
         """Where a release's golden set waits while another release serves (hidden: not checksummed)."""
-        return self.repo / f".golden.{version}.json"
+        return self.repo / RELEASE_GOLDEN.format(version)
 
     def _swap_golden(self, current: int, target: int) -> None:
         """``golden.json`` at the root always belongs to the serving release (``python -m rollout verify``)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import math
 import shutil
+import subprocess
 import time
 
 import numpy as np
@@ -15,12 +16,13 @@ import pytest
 from rollout.__main__ import main as rollout_main
 from rollout.compare import Lists, compare
 from runtime.repository import layout, versions_on_disk
-from server.experiment import OnlineTests, running
+from server.experiment import OnlineTests, held, running
 from server.launcher import ServerOptions, TritonServer
 from server.publish import Publisher, PublishError
 from shoprank_client import AsyncRankingClient, RankingClient
 from shoprank_client.experiment import bucket
 from shoprank_client.types import ClientOptions, RetryPolicy
+from tests.conftest import REPO_ROOT
 from tests.helpers import under_load
 
 SHARE = 0.3
@@ -67,23 +69,38 @@ def test_an_online_test_splits_users_by_share_keeps_their_arm_and_starts_and_sto
 
         publisher = Publisher(live, grpcclient.InferenceServerClient(server.grpc_url), drain_s=0.5)
         tests = OnlineTests(publisher, arm_drain_s=1.0)
-        test, answers, failures = under_load(ask, lambda: tests.start(SHARE, NAME, new_repo=release_two))
+        # held: the treatment is loaded, and no user is sent to it
+        test, answers, failures = under_load(ask, lambda: tests.start(SHARE, NAME, new_repo=release_two, hold=True))
         assert failures == [] and answers
         assert (test.control, test.treatment, test.share) == (1, 2, SHARE)
-        assert running(live) == test and tests.status()["test"]["treatment"] == 2
+        assert running(live) is None and held(live) == test
+        assert tests.status()["test"] is None and tests.status()["held"]["treatment"] == 2
         assert versions_on_disk(live / "ranker") == [1, 2]
         with pytest.raises(PublishError, match="online test is running"):
             publisher.publish(release_two)
-        time.sleep(0.3)  # the SDK re-reads the test
+        time.sleep(0.3)  # the SDK re-reads: still no test
+        assert {r.release for r in answers} | {
+            client.search(u, "red dress", candidates, k=10).release for u in shoppers
+        } == {1}
 
-        # the gate on the candidate before shoppers meet it: its arm answers as its own build did, and not as
-        # the control's build (another ranker); the control still answers as its build
+        # the gate on the candidate before shoppers meet it: its arm answers as its own build did (the live
+        # repository names its golden set), and not as the control's build (another ranker); the control still
+        # answers as its build
         said: list[str] = []
         arm = ["--url", server.http_url, "--arm", "treatment"]
+        assert rollout_main(["verify", "--golden", str(live), *arm], said.append) == 0, said
         assert rollout_main(["verify", "--golden", str(live / ".golden.2.json"), *arm], said.append) == 0, said
-        assert rollout_main(["verify", "--golden", str(live), *arm], said.append) == 1
+        assert rollout_main(["verify", "--golden", str(live / "golden.json"), *arm], said.append) == 1
         assert "verify: FAILED" in said[-1]
         assert rollout_main(["verify", "--golden", str(live), "--url", server.http_url], said.append) == 0, said
+
+        # opened: the SDKs split the users
+        opened, answers, failures = under_load(ask, tests.open)
+        assert failures == [] and answers
+        assert running(live) == opened and held(live) is None and (opened.name, opened.treatment) == (NAME, 2)
+        with pytest.raises(PublishError, match="splits users already"):
+            tests.open()
+        time.sleep(0.3)  # the SDK re-reads the test
 
         # the split: the configured share of users, each always in the same arm, as the SDK's hash says
         units = list(range(10**6, 10**6 + 600))
@@ -125,3 +142,45 @@ def test_an_online_test_splits_users_by_share_keeps_their_arm_and_starts_and_sto
         assert layout(live).arms == () and running(live) is None
         assert not (live / "search__treatment").exists()
         assert publisher.status()["serving"] == 2
+
+
+@pytest.mark.triton
+@pytest.mark.slow
+def test_make_ab_start_sends_no_user_to_a_treatment_that_does_not_answer_as_its_build(
+    small_repo, release_two, known_ids, tmp_path
+):
+    """``make ab-start`` holds the test, verifies the treatment against its own golden set, and opens it only
+    then: a candidate whose answers are not its build's (here its golden set holds another build's) ends the test
+    with no user sent to it; a sound one is opened."""
+    import tritonclient.grpc as grpcclient
+
+    live = tmp_path / "live"
+    shutil.copytree(small_repo, live)
+    unsound = tmp_path / "unsound"
+    shutil.copytree(release_two, unsound)
+    shutil.copyfile(small_repo / "golden.json", unsound / "golden.json")
+    users, items = known_ids
+    candidates = [int(x) for x in np.random.default_rng(6).choice(items, 50, replace=False)]
+    options = ServerOptions(model_repository=live, model_control="explicit", log_file=tmp_path / "ts.log")
+    with TritonServer(options) as server:
+        ports = [f"GRPC_PORT={server.grpc_url.rsplit(':', 1)[1]}", f"HTTP_PORT={server.http_url.rsplit(':', 1)[1]}"]
+
+        def make(*args: str) -> subprocess.CompletedProcess:
+            cmd = ["make", "-s", *args, f"REPO={live}", "SHARE=0.5", "NAME=gate", *ports]
+            return subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+
+        refused = make("ab-start", f"FROM={unsound}")
+        assert refused.returncode != 0, refused.stdout + refused.stderr
+        assert "verify: FAILED" in refused.stdout and "no user was sent to it" in refused.stderr
+        assert layout(live).arms == () and running(live) is None and held(live) is None
+        client = RankingClient(server.grpc_url, ClientOptions(timeout_s=10, experiment_refresh_s=0))
+        assert {client.recommend(int(u), candidates, k=10).release for u in users[:20]} == {1}
+
+        opened = make("ab-start", f"FROM={release_two}")
+        assert opened.returncode == 0, opened.stdout + opened.stderr
+        test = running(live)
+        assert test is not None and (test.name, test.share, test.control) == ("gate", 0.5, 1)
+        assert "verify: PASSED" in opened.stdout, opened.stdout
+        publisher = Publisher(live, grpcclient.InferenceServerClient(server.grpc_url), drain_s=0.5)
+        assert OnlineTests(publisher, arm_drain_s=0.5).stop("control") == 1
+        assert layout(live).arms == ()

@@ -32,9 +32,11 @@ from rollout.triton_http import Answer, TritonView
 from rollout.verify import difference
 from rollout.wait import wait
 from runtime.backend import build_values_asked
-from runtime.contract import BUILD_VALUES
-from runtime.repository import layout
+from runtime.contract import ARM_PARAMETER, BUILD_VALUES
+from runtime.repository import layout, read_config
+from server.experiment import arm_name
 from server.launcher import ServerOptions, TritonServer
+from server.publish import write_config
 from tests import kube_standin as ks
 from tests.conftest import REPO_ROOT
 
@@ -139,6 +141,28 @@ def test_a_missing_or_foreign_golden_set_is_refused_with_the_path(tmp_path):
         golden_mod.load(tmp_path / "golden.json")
     code, out = rollout("verify", "--golden", str(tmp_path / "none.json"), "--url", "127.0.0.1:1")
     assert code == 2 and "none.json: no golden set here" in out
+
+
+@pytest.mark.unit
+def test_a_treatment_is_verified_against_the_golden_set_its_live_repository_names(small_repo, tmp_path):
+    """``--arm treatment --golden <live repository>``: the golden set of the release the treatment's ensembles
+    name (``.golden.<release>.json``); a repository with no online test is refused, naming it."""
+    assert golden_mod.of_treatment(tmp_path / "g.json") == tmp_path / "g.json"  # a file is taken as it is
+    code, out = rollout("verify", "--golden", str(small_repo), "--arm", "treatment", "--url", "127.0.0.1:1")
+    assert code == 2 and f"{small_repo}: no online test's treatment to verify here" in out
+    live = tmp_path / "live"
+    shutil.copytree(small_repo, live)
+    ensemble = layout(live).ensembles[0]
+    cfg = read_config(live / ensemble)
+    cfg.name = arm_name(ensemble)
+    cfg.parameters[ARM_PARAMETER].string_value = ensemble
+    for step in cfg.ensemble_scheduling.step:
+        step.model_version = 7
+    (live / cfg.name / "1").mkdir(parents=True)
+    write_config(live / cfg.name, cfg)
+    assert golden_mod.of_treatment(live) == live / ".golden.7.json"
+    code, out = rollout("verify", "--golden", str(live), "--arm", "treatment", "--url", "127.0.0.1:1")
+    assert code == 2 and ".golden.7.json: no golden set here" in out
 
 
 @pytest.mark.unit
