@@ -130,22 +130,22 @@ def repository_checksum(repo: Path) -> str:
 
 
 def of_treatment(path: Path) -> Path:
-    """The golden set of an online test's treatment: ``path`` is the live repository, whose treatment ensembles
-    (``<call>__treatment``) name the treatment's release, and its golden set waits there as
-    ``.golden.<release>.json`` (``server/publish.py``). A file ``path`` is taken as it is."""
+    """The golden set of an online test's treatment. ``path``: the live repository, whose treatment ensembles
+    (``<call>__treatment``) name the treatment's release, its golden set waiting there as
+    ``.golden.<release>.json`` (``server/publish.py``); a build's folder or a file is taken as it is (its own
+    ``golden.json``)."""
     path = Path(path)
     if not path.is_dir():
         return path
     try:
         lay = layout(path)
         releases = {s.model_version for arm in lay.arms for s in read_config(path / arm).ensemble_scheduling.step}
-    except (ServedRepositoryError, OSError) as err:
-        raise GoldenError(f"{path}: not a served repository ({err})") from None
-    if len(releases) != 1:
-        raise GoldenError(
-            f"{path}: no online test's treatment to verify here (its ensembles name releases {sorted(releases)}); "
-            "name the golden file"
-        )
+    except (ServedRepositoryError, OSError):
+        return path  # not a served repository: a folder holding a golden.json
+    if not releases:
+        return path  # no online test here: a build's folder
+    if len(releases) > 1:
+        raise GoldenError(f"{path}: the treatment's ensembles name releases {sorted(releases)}; name the golden file")
     return path / RELEASE_GOLDEN.format(releases.pop())
 
 

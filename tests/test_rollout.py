@@ -146,10 +146,9 @@ def test_a_missing_or_foreign_golden_set_is_refused_with_the_path(tmp_path):
 @pytest.mark.unit
 def test_a_treatment_is_verified_against_the_golden_set_its_live_repository_names(small_repo, tmp_path):
     """``--arm treatment --golden <live repository>``: the golden set of the release the treatment's ensembles
-    name (``.golden.<release>.json``); a repository with no online test is refused, naming it."""
-    assert golden_mod.of_treatment(tmp_path / "g.json") == tmp_path / "g.json"  # a file is taken as it is
-    code, out = rollout("verify", "--golden", str(small_repo), "--arm", "treatment", "--url", "127.0.0.1:1")
-    assert code == 2 and f"{small_repo}: no online test's treatment to verify here" in out
+    name (``.golden.<release>.json``); a file, or a build's folder (no online test in it), is its own."""
+    assert golden_mod.of_treatment(tmp_path / "g.json") == tmp_path / "g.json"
+    assert golden_mod.of_treatment(small_repo) == small_repo
     live = tmp_path / "live"
     shutil.copytree(small_repo, live)
     ensemble = layout(live).ensembles[0]
@@ -163,6 +162,14 @@ def test_a_treatment_is_verified_against_the_golden_set_its_live_repository_name
     assert golden_mod.of_treatment(live) == live / ".golden.7.json"
     code, out = rollout("verify", "--golden", str(live), "--arm", "treatment", "--url", "127.0.0.1:1")
     assert code == 2 and ".golden.7.json: no golden set here" in out
+    other = live / arm_name(layout(live).ensembles[1])  # an arm naming another release: ambiguous
+    cfg.name = other.name
+    for step in cfg.ensemble_scheduling.step:
+        step.model_version = 8
+    (other / "1").mkdir(parents=True)
+    write_config(other, cfg)
+    with pytest.raises(GoldenError, match=r"name releases \[7, 8\]; name the golden file"):
+        golden_mod.of_treatment(live)
 
 
 @pytest.mark.unit
