@@ -64,7 +64,10 @@ def measure(onnx: Path, calls: int, rounds: int) -> dict[tuple[int, str], float]
     return {key: statistics.median(values) for key, values in runs.items()}
 
 
-PADDINGS = {"padded to a multiple of 4 (ensemble layout)": c.QUERY_PAD_MULTIPLE, "own length (fused)": 1}
+PADDINGS = {
+    "padded to a multiple of 4 (ensemble layout)": c.QUERY_PAD_MULTIPLE,
+    "own length (fused)": c.ONE_QUERY_PAD_MULTIPLE,
+}
 
 
 def query_tokens(repo: Path, n: int) -> dict[str, list[dict[str, np.ndarray]]]:

@@ -166,10 +166,8 @@ class OnlineTests:
             write_config(self.repo / arm, cfg)
             self.publisher.load(arm)
         if hold:
-            test = held(self.repo)
-            assert test is not None
             logger.info(f"online test {name} held: release {treatment} loaded beside release {control}, no user sent")
-            return test
+            return Experiment(name, float(share), control, treatment, arm_name(lay.ensembles[0]))  # as held() reads it
         return self.open()
 
     def open(self) -> Experiment:
@@ -191,7 +189,7 @@ class OnlineTests:
             f"online test {test.name}: release {test.treatment} to {test.share:.0%} of users, "
             f"release {test.control} to the rest"
         )
-        return running(self.repo) or test
+        return test  # what running() now reads: the first public ensemble holds its arm's test
 
     def stop(self, keep: str) -> int:
         """End the running test, serving ``keep`` (``"control"`` or ``"treatment"``) alone: its release."""
