@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)
 
 .PHONY: help setup build build-gpu serve up redis seed lint format test test-unit test-triton configs validate check-data demo-data variants \
-	bench bench-client bench-peer bench-code-ab bench-fp16-decode bench-encoder-length gpu-truth gpu-truth-report bench-ids bench-retrieval bench-lexical bench-search bench-ranker bench-fresh-tables bench-sim-tie bench-search-cost bench-recommend \
+	bench bench-client bench-peer bench-code-ab bench-first-request bench-fp16-decode bench-encoder-length gpu-truth gpu-truth-report bench-ids bench-retrieval bench-lexical bench-search bench-ranker bench-fresh-tables bench-sim-tie bench-search-cost bench-recommend \
 	bench-recommend-cost bench-scale bench-scan bench-online bench-retrain bench-online-cluster redis-cluster \
 	bench-variants bench-tuning loadtest capacity verify explore screenshots publish rollback retrain ab-start ab-stop clean
 
@@ -181,6 +181,10 @@ bench-code-ab: setup ## this tree's serving code against BEFORE's (a commit) on 
 	git -C build/code-ab-before checkout -q --detach $(BEFORE)
 	$(PY) -m benchmarks.code_ab --before-code build/code-ab-before --before-label $(BEFORE) \
 		--repo build/$(PROFILE)/bench_repo --out docs/benchmarks.md
+
+bench-first-request: setup ## a new fused instance's first requests with and without its warm-up request: at a start and after a publish -> docs/benchmarks.md
+	$(PY) -m builders build --target cpu --profile $(PROFILE) --out build/$(PROFILE)/bench_repo --no-progress
+	$(PY) -m benchmarks.first_request --repo build/$(PROFILE)/bench_repo --out docs/benchmarks.md
 
 BEFORE_RECOMMEND ?= 39a2620
 bench-recommend-cost: setup ## served recommend_catalog / recommend p50 and p99 before (BEFORE_RECOMMEND=commit) and after, one run, real Redis (docs/retrieval.md)

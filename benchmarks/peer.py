@@ -145,20 +145,23 @@ def triton_caller(url: str, suffix: str = "") -> Callable[[str, dict], list[int]
     client = grpcclient.InferenceServerClient(url)
 
     def call(name: str, r: dict) -> list[int]:
-        if name == "search":
-            inputs = triton_request("search", r["user_id"], r["query"], np.asarray(r["item_ids"], np.int64), r["k"])
-        elif name == "search_catalog":
-            inputs = triton_request("search_catalog", r["user_id"], r["query"], None, r["k"])
-        else:
-            inputs = [
-                _tensor("USER_ID", np.array([r["user_id"]], np.int64), "INT64"),
-                _tensor("CONTEXT_ITEM_IDS", np.asarray(r["context"], np.int64), "INT64"),
-                _tensor("EXCLUDE_IDS", np.zeros(0, np.int64), "INT64"),
-                _tensor("TOP_K", np.array([r["k"]], np.int32), "INT32"),
-            ]
-        return client.infer(name + suffix, inputs).as_numpy("TOP_ITEM_IDS").tolist()
+        return client.infer(name + suffix, triton_inputs(name, r)).as_numpy("TOP_ITEM_IDS").tolist()
 
     return call
+
+
+def triton_inputs(name: str, r: dict) -> list:
+    """The input tensors of one request of ``plan`` to the call ``name``."""
+    if name == "search":
+        return triton_request("search", r["user_id"], r["query"], np.asarray(r["item_ids"], np.int64), r["k"])
+    if name == "search_catalog":
+        return triton_request("search_catalog", r["user_id"], r["query"], None, r["k"])
+    return [
+        _tensor("USER_ID", np.array([r["user_id"]], np.int64), "INT64"),
+        _tensor("CONTEXT_ITEM_IDS", np.asarray(r["context"], np.int64), "INT64"),
+        _tensor("EXCLUDE_IDS", np.zeros(0, np.int64), "INT64"),
+        _tensor("TOP_K", np.array([r["k"]], np.int32), "INT32"),
+    ]
 
 
 def _tensor(name: str, value: np.ndarray, dtype: str):

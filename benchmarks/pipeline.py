@@ -170,12 +170,13 @@ def fused_variant(
     encoder_threads: int | None = None,
     alone_threads: int | None = None,
     in_turn: bool = False,
+    warm_up: bool = True,
 ) -> Path:
     """A copy of a fused repository (files hard-linked) whose fused models have other sizes: instances per
     model, ONNX Runtime threads per session, query embeddings kept (0: none), the encoder's threads and its
     threads when alone on the node (0: never wider). ``in_turn``: the instances in one group without
     priorities, so the rate limiter gives each request to the instance that ran least (they take turns).
-    Only the configs differ."""
+    ``warm_up=False``: without the warm-up request (``model_warmup``). Only the configs differ."""
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(repo, out, copy_function=os.link)
     for model in out.glob(f"*{FUSED_SUFFIX}"):
@@ -196,6 +197,8 @@ def fused_variant(
                 cfg.parameters[ALONE_PARAMETER].string_value = str(alone_threads)
             elif ALONE_PARAMETER in cfg.parameters:
                 del cfg.parameters[ALONE_PARAMETER]
+        if not warm_up:
+            cfg.ClearField("model_warmup")
         (model / CONFIG).unlink()  # a new file: writing through the hard link would change the original
         write_config(model, cfg)
     return out

@@ -13,15 +13,23 @@ for its embedding once (to borrow from its nearest head queries) and the encoder
 a repeated query does. Where the node's other fused instances are idle (``runtime/occupancy.py``), the
 encoder runs a wider session (``encoder_alone_threads``): one shopper's search gets the cores, a loaded node
 keeps one thread per instance. Why this layout and its settings: docs/serving.md ("The cpu target's layout").
+
+A fused config holds a made-up request (``model_warmup``) that Triton sends each instance before it serves, so a
+new instance's first shopper does not pay for the first run of every part. That request runs one of the
+encoder's two sessions, whichever the node's occupancy picks at that moment; the model runs each session once
+at load (``Encoder.warm``) where its config has one.
 """
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from runtime import contract as c
 from runtime.arrays import Array
@@ -50,6 +58,7 @@ QUIET_S = 0.0005
 # same embedding bit for bit (checked on 600 benchmark queries at 1 and 2 threads, and by tests/test_fused.py),
 # 0.35 ms less per uncached benchmark query on one thread, 6-8% of the encoder (make bench-encoder-length).
 ONE_QUERY = c.ONE_QUERY_PAD_MULTIPLE
+WARM_QUERY = "warm up"  # the warm-up request's query (builders/repository/model_specs.py: WARM_VALUES)
 
 # What each fused model reads, by the call it serves (the ensemble layout's steps of that call)
 PARTS = {
@@ -78,6 +87,7 @@ class FusedSettings:
     cache_entries: int = QUERY_CACHE_ENTRIES
     encoder_threads: int = 0  # 0: ``threads``
     alone_threads: int = 0  # the encoder's threads while the node's other fused instances are idle; 0: never
+    warm_up: bool = False  # the config has a warm-up request: each encoder session runs once at load
 
     @property
     def encoder_thread_count(self) -> int:
@@ -103,6 +113,7 @@ class FusedSettings:
             int(params.get(CACHE_PARAMETER, str(QUERY_CACHE_ENTRIES)) or 0),
             int(params.get(ENCODER_THREADS_PARAMETER, "0") or 0),
             int(params.get(ALONE_PARAMETER, "0") or 0),
+            bool(json.loads(model_config).get("model_warmup")),
         )
 
 
@@ -208,6 +219,13 @@ class Encoder:
 
         return self.cache.get(key, run)
 
+    def warm(self, input_ids: Array, attention_mask: Array) -> None:
+        """Runs each session once on these tokens, outside the cache and the run count: ONNX Runtime plans a
+        session's memory on its first run, and Triton's warm-up request reaches only one of them."""
+        for session in (self.session, self.wide):
+            if session is not None:
+                session.run([c.SENTENCE_EMBEDDING], {c.INPUT_IDS: input_ids, c.ATTENTION_MASK: attention_mask})
+
 
 class Ranker:
     """The ranker's ONNX file in an ONNX Runtime session; one run per request (its candidates are the batch)."""
@@ -269,6 +287,8 @@ class FusedSearch:
         f, served = settings.folders, serving or Serving()
         encoder = Encoder.load(f[c.TEXT_ENCODER], settings, served.cache, served.occupancy, served.encoder_runs)
         store = FeatureStore.load(f[c.SEARCH_FEATURES], online=served.online, query_pad_multiple=ONE_QUERY)
+        if settings.warm_up:
+            encoder.warm(*store.tokens(WARM_QUERY))
         return cls(store, encoder, Ranker.load(f[c.RANKER], settings.threads), TopK.load(f[c.TOPK]))
 
     def __call__(
@@ -326,6 +346,9 @@ class FusedSearchCatalog:
         retriever = Retriever.load(f[c.RETRIEVE_SEARCH], recommend=False, online=served.online, scan=served.scan)
         ranker = Ranker.load(f[c.RANKER], settings.threads)
         tokens = QueryTokens.load(f[c.QUERY_TOKENIZER], pad_multiple=ONE_QUERY)
+        if settings.warm_up:
+            warm = tokens.tokens(np.array([WARM_QUERY.encode()], object))
+            encoder.warm(warm[c.INPUT_IDS], warm[c.ATTENTION_MASK])
         return cls(tokens, encoder, retriever, ranker, TopK.load(f[c.TOPK]))
 
     def __call__(

@@ -4,6 +4,8 @@ layout's steps run one by one in process (builders/repository/pipeline.py) on th
 from __future__ import annotations
 
 import json
+import shutil
+import struct
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,9 +17,9 @@ import tritonclient.grpc as grpcclient
 from benchmarks.pipeline import model_counts
 from builders.__main__ import main as builders_main
 from builders.build import build
-from builders.repository.assemble import VERSION, validate
-from builders.repository.model_specs import ENSEMBLE, FUSED, FusedSizes, spec_by_name, specs
-from builders.repository.triton_config import instance_count
+from builders.repository.assemble import VERSION, RepositoryError, validate
+from builders.repository.model_specs import ENSEMBLE, FUSED, WARM_VALUES, FusedSizes, spec_by_name, specs
+from builders.repository.triton_config import WARMUP_DIR, instance_count
 from runtime import contract as c
 from runtime.counters import FLUSH_S
 from runtime.fused import (
@@ -36,7 +38,7 @@ from runtime.occupancy import Occupancy
 from runtime.ort_runner import make_session
 from runtime.repository import layout, read_config
 from runtime.text import QueryTokens
-from server.launcher import RATE_LIMIT_ARG, ServerOptions, models_to_load, server_command
+from server.launcher import RATE_LIMIT_ARG, ServerOptions, TritonServer, models_to_load, server_command
 from server.raw_requests import call as raw_call
 from tests.conftest import REPO_ROOT
 
@@ -117,6 +119,119 @@ def test_settings_name_the_parts_at_the_models_own_version(tmp_path):
     assert settings.alone_threads == 4 and settings.widens
     with pytest.raises(ValueError, match="shoprank_parts"):
         FusedSettings.from_config(json.dumps({"parameters": {}}), tmp_path / "search_fused", "1")
+    assert not settings.warm_up  # no model_warmup in the config
+    config["model_warmup"] = [{"name": "made_up_request", "batch_size": 1}]
+    assert FusedSettings.from_config(json.dumps(config), tmp_path / "search_fused", "7").warm_up
+
+
+def _read_warm_file(data: bytes, dtype: str) -> list:
+    """A warm-up input file as Triton reads it: raw little-endian numbers, or BYTES as length-prefixed strings."""
+    if dtype != "TYPE_STRING":
+        return np.frombuffer(data, {"TYPE_INT64": "<i8", "TYPE_INT32": "<i4"}[dtype]).tolist()
+    values, at = [], 0
+    while at < len(data):
+        (n,) = struct.unpack_from("<I", data, at)
+        values.append(data[at + 4 : at + 4 + n].decode())
+        at += 4 + n
+    return values
+
+
+@pytest.mark.unit
+def test_each_fused_model_holds_a_made_up_request_that_triton_sends_each_instance_at_load():
+    by_name = spec_by_name(layout=FUSED)
+    for call in CALLS:
+        spec = by_name[fused_name(call)]
+        (sample,) = spec.to_proto().model_warmup
+        assert sample.batch_size == 1 and sample.count == 1  # batch size 0 would be skipped by Triton
+        assert set(sample.inputs) == {t.name for t in spec.inputs}  # every input of the call, no other
+        files = spec.warmup_files()
+        for name, given in sample.inputs.items():
+            data = files[f"{WARMUP_DIR}/{given.input_data_file}"]
+            values = _read_warm_file(data, model_config_type(given.data_type))
+            assert values == list(WARM_VALUES[name]) and list(given.dims) == [len(values)]
+    # only the fused models warm up: the parts are not served, an ensemble takes no warm-up
+    assert not [s.name for s in specs(layout=FUSED) if s.warmup and not s.name.endswith("_fused")]
+    assert not [s.name for s in specs(layout=ENSEMBLE) if s.warmup]
+
+
+def model_config_type(value: int) -> str:
+    from tritonclient.grpc import model_config_pb2
+
+    return model_config_pb2.DataType.Name(value)
+
+
+@pytest.mark.slow
+def test_a_build_carries_its_warm_up_files_and_validate_refuses_one_that_differs(small_repo, tmp_path):
+    copy = tmp_path / "repo"
+    shutil.copytree(small_repo, copy)
+    spec = spec_by_name(layout=FUSED)[fused_name(c.SEARCH_CATALOG)]
+    for rel, data in spec.warmup_files().items():
+        assert (copy / spec.name / rel).read_bytes() == data  # written beside the config by the build
+    top_k = copy / spec.name / WARMUP_DIR / c.TOP_K
+    top_k.write_bytes(np.array([0], "<i4").tobytes())  # a TOP_K the model refuses: Triton would not load it
+    with pytest.raises(RepositoryError, match=f"search_catalog_fused: .*{WARMUP_DIR}/TOP_K, a file of its warm-up"):
+        validate(copy)
+    top_k.unlink()
+    with pytest.raises(RepositoryError, match="TOP_K, a file of its warm-up request, is missing"):
+        validate(copy)
+
+
+class _CountedSession:
+    """A real ONNX Runtime session that counts its runs."""
+
+    def __init__(self, session):
+        self.session, self.runs = session, 0
+
+    def run(self, *args, **kwargs):
+        self.runs += 1
+        return self.session.run(*args, **kwargs)
+
+
+@pytest.mark.slow
+def test_a_fused_model_with_a_warm_up_runs_each_encoder_session_once_at_load(small_repo, tmp_path, monkeypatch):
+    """Triton's warm-up request runs one of the two encoder sessions (whichever the occupancy picks): a model
+    whose config has one runs both once at load, outside the cache and the run count."""
+    import runtime.fused as fused_module
+
+    made = []
+    monkeypatch.setattr(
+        fused_module, "make_session", lambda *a, **k: made.append(_CountedSession(make_session(*a, **k))) or made[-1]
+    )
+    occupancy = Occupancy(tmp_path / "occupancy")
+    for call in (c.SEARCH_ENSEMBLE, c.SEARCH_CATALOG):
+        folders = {p: small_repo / p / VERSION for p in PARTS[call]}
+        kind = FusedSearch if call == c.SEARCH_ENSEMBLE else FusedSearchCatalog
+        for warm in (True, False):
+            made.clear()
+            runs: list[bool] = []
+            loaded = kind.load(
+                FusedSettings(folders, alone_threads=2, warm_up=warm),
+                Serving(occupancy=occupancy, encoder_runs=runs.append),
+            )
+            encoder = loaded.encoder
+            assert {id(encoder.session), id(encoder.wide)} <= {id(m) for m in made}  # both sessions counted
+            assert encoder.session.runs == encoder.wide.runs == (1 if warm else 0), call
+            assert runs == [] and encoder.cache.hits == encoder.cache.misses == 0  # not a request
+    occupancy.close()
+
+
+@pytest.mark.triton
+@pytest.mark.slow
+def test_each_fused_instance_answers_the_made_up_request_before_the_server_is_ready(
+    small_repo, pipeline, known_ids, tmp_path
+):
+    """Triton counts the warm-up in the model's statistics: before any client asks, each instance of each fused
+    model has answered one request; the first shopper's answer is the pipeline's."""
+    users, items = known_ids
+    with TritonServer(ServerOptions(model_repository=small_repo, log_file=tmp_path / "ts.log")) as server:
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        for call in CALLS:
+            model = fused_name(call)
+            (stats,) = client.get_inference_statistics(model, as_json=True)["model_stats"]
+            instances = instance_count(read_config(small_repo / model))
+            assert int(stats["inference_count"]) == int(stats["execution_count"]) == instances == 2, model
+        got = raw_call(client, int(users[0]), items[:20], 5, b"running shoes")
+    np.testing.assert_array_equal(got[0], pipeline.search(int(users[0]), b"running shoes", items[:20], 5)[0])
 
 
 @pytest.mark.slow

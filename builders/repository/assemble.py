@@ -1,7 +1,8 @@
 """Assemble a Triton model repository and check it before declaring success.
 
 ``assemble`` writes each model's files first and its ``config.pbtxt`` last (a polling server never
-sees a config without its model). Every file is written under a temporary name and renamed.
+sees a config without its model), its warm-up request's files (``warmup/``) among the files. Every file is
+written under a temporary name and renamed.
 ``validate`` checks, for every model, that the config on disk parses with Triton's schema and equals
 the spec, and that the model's real inputs and outputs (names, dtypes, shapes) match the config:
 ONNX models through an ONNX Runtime session, Python models by running their logic on a sample request,
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from builders.repository.model_specs import ENSEMBLE, FusedSizes, specs
-from builders.repository.triton_config import ModelSpec
+from builders.repository.triton_config import ModelSpec, WarmInput
 from runtime import contract as c
 from runtime.errors import ShoprankError
 from runtime.features import FeatureStore
@@ -38,18 +39,33 @@ class RepositoryError(ShoprankError, RuntimeError):
     """The built repository does not match its configs; the message names the model and the tensor."""
 
 
-def _atomic_write(dst: Path, text: str) -> None:
+def _atomic_write(dst: Path, text: str | bytes) -> None:
     tmp = dst.with_name(f".{dst.name}.tmp")
-    tmp.write_text(text)
+    if isinstance(text, bytes):
+        tmp.write_bytes(text)
+    else:
+        tmp.write_text(text)
     os.replace(tmp, dst)
 
 
+def _write_warmup(model_dir: Path, spec: ModelSpec) -> list[Path]:
+    """The files of the spec's warm-up request (Triton reads them at load: before the config)."""
+    written = []
+    for rel, data in spec.warmup_files().items():
+        path = model_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path, data)
+        written.append(path)
+    return written
+
+
 def write_configs(repo: Path = SOURCE_REPO) -> list[Path]:
-    """(Re)write every committed ``config.pbtxt`` from the specs (``make configs``)."""
+    """(Re)write every committed ``config.pbtxt`` from the specs (``make configs``), with the warm-up files."""
     written = []
     for spec in specs():
         path = repo / spec.name / "config.pbtxt"
         path.parent.mkdir(parents=True, exist_ok=True)
+        written += _write_warmup(path.parent, spec)
         _atomic_write(path, spec.render())
         written.append(path)
     return written
@@ -75,6 +91,8 @@ def assemble(
             pairs.append((code, version_dir / "model.py"))
         pairs += [(Path(src), version_dir / filename) for filename, src in artifacts.get(spec.name, {}).items()]
     copy_files(pairs)  # every model's files first (a file shared by models is one inode) ...
+    for spec in all_specs:
+        _write_warmup(out / spec.name, spec)
     for spec in all_specs:  # ... then the configs
         _atomic_write(out / spec.name / "config.pbtxt", spec.render())
     return out
@@ -187,6 +205,19 @@ def _check_fused(repo: Path, by_name: dict[str, ModelSpec], user: np.ndarray, it
         settings = FusedSettings({p: repo / p / VERSION for p in parts})
         fused = KINDS[call].load(settings, Serving(scan=retrieval_scan(repo, spec.name)))
         _check_arrays(spec, fused(*request))
+        if spec.warmup:  # Triton sends it to each instance at load, and a failure stops the model from loading
+            try:
+                arrays = {w.name: _warm_array(w) for w in spec.warmup}
+                warm: list[Any] = [arrays[name] for name in fused.inputs]
+                _check_arrays(spec, fused(*warm))
+            except Exception as err:
+                raise RepositoryError(f"{spec.name}: its warm-up request fails ({type(err).__name__}: {err})") from err
+
+
+def _warm_array(w: WarmInput) -> np.ndarray:
+    if w.dtype in ("bytes", "object"):
+        return np.array([str(v).encode() for v in w.values], object)
+    return np.array(w.values, w.dtype)
 
 
 def retrieval_scan(repo: Path, model: str) -> Scan | None:
@@ -277,6 +308,10 @@ def validate(repo: Path, model_specs: list[ModelSpec] | None = None) -> list[str
         on_disk = parse_pbtxt(cfg_path.read_text())
         if on_disk != spec.to_proto():
             raise RepositoryError(f"{spec.name}: {cfg_path} differs from its spec: run `make configs`")
+        for rel, data in spec.warmup_files().items():
+            path = repo / spec.name / rel
+            if not path.is_file() or path.read_bytes() != data:
+                raise RepositoryError(f"{spec.name}: {path}, a file of its warm-up request, is missing or differs")
         if spec.backend == "onnxruntime":
             _check_onnx(spec, repo / spec.name / VERSION / "model.onnx")
         elif spec.platform == "ensemble":

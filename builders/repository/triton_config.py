@@ -7,6 +7,7 @@ field, a wrong enum or a wrong type fails here, at build time, not when the serv
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 
 from google.protobuf import json_format, text_format
@@ -60,6 +61,36 @@ class Tensor:
 
 
 @dataclass(frozen=True)
+class WarmInput:
+    """One input of a made-up request that Triton sends each instance before it serves (``model_warmup``):
+    its values, as the file ``<model>/warmup/<name>`` holds them."""
+
+    name: str
+    dtype: str  # numpy-style name, as ``Tensor``'s
+    values: tuple[int | str, ...]
+
+    def data(self) -> bytes:
+        """The file's bytes: the values in the tensor's layout (a string as its 4-byte little-endian length,
+        then its UTF-8 bytes: Triton's serialised BYTES tensor)."""
+        if self.dtype in ("bytes", "object"):
+            return b"".join(struct.pack("<I", len(v)) + v for v in (str(x).encode() for x in self.values))
+        formats = {"int64": "q", "int32": "i"}
+        if self.dtype not in formats:
+            raise ValueError(f"warm-up input {self.name}: dtype {self.dtype!r} is not supported")
+        return struct.pack(f"<{len(self.values)}{formats[self.dtype]}", *(int(v) for v in self.values))
+
+    def to_dict(self) -> dict:
+        return {
+            "data_type": NUMPY_TO_TRITON[self.dtype],
+            "dims": [len(self.values)],
+            "input_data_file": self.name,
+        }
+
+
+WARMUP_DIR = "warmup"  # Triton reads a warm-up sample's input_data_file from <model>/warmup/
+
+
+@dataclass(frozen=True)
 class Step:
     model: str
     inputs: dict[str, str]  # the model's input name -> ensemble tensor
@@ -97,6 +128,8 @@ class ModelSpec:
     default_model_filename: str = ""
     cc_model_filenames: dict[str, str] = field(default_factory=dict)  # compute capability -> engine file
     gpu_accelerator: dict | None = None  # e.g. {"name": "tensorrt", "parameters": {"precision_mode": "FP16"}}
+    # a made-up request each instance answers before it serves (Triton's model_warmup): its inputs, 1-D each
+    warmup: tuple[WarmInput, ...] = ()
     why: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -135,7 +168,22 @@ class ModelSpec:
                 "parameters": {k: str(v) for k, v in self.gpu_accelerator.get("parameters", {}).items()},
             }
             cfg["optimization"] = {"execution_accelerators": {"gpu_execution_accelerator": [acc]}}
+        if self.warmup:
+            # batch_size 1: Triton skips a sample of batch size 0, and a model that does not batch takes its
+            # inputs' full shapes as given
+            cfg["model_warmup"] = [
+                {
+                    "name": "made_up_request",
+                    "batch_size": 1,
+                    "count": 1,
+                    "inputs": {w.name: w.to_dict() for w in self.warmup},
+                }
+            ]
         return cfg
+
+    def warmup_files(self) -> dict[str, bytes]:
+        """The files of the warm-up request, by their path under the model's folder."""
+        return {f"{WARMUP_DIR}/{w.name}": w.data() for w in self.warmup}
 
     def to_proto(self) -> model_config_pb2.ModelConfig:
         return json_format.ParseDict(self.to_dict(), model_config_pb2.ModelConfig())
