@@ -147,8 +147,27 @@ class Publisher:
         refuse_during_test(lay, "publish")
         current = serving_version(self.repo, lay)
         target = self.stage(new_repo)
-        self.switch(target, lay, current)
+        try:
+            self.switch(target, lay, current)
+        except PublishError as err:
+            if serving_version(self.repo, lay) != current:
+                raise  # the ensembles switched: the new release serves, and rollback is the way back
+            self.withdraw(target, lay, current)
+            raise PublishError(f"{err}; release {current} still serves, release {target} was withdrawn") from None
         return target
+
+    def withdraw(self, target: int, lay: Layout, current: int) -> None:
+        """Undo a publish that failed before any ensemble named ``target`` (a model of it failed to load, e.g.
+        its warm-up request): each step back to ``current`` alone, ``target``'s files and golden set removed."""
+        for model in lay.steps:
+            try:
+                self.set_versions(model, [current])
+            except PublishError as err:  # keep undoing the rest; the server's own state names what is left
+                logger.warning(f"withdrawing release {target}: {err}")
+        for model in lay.released:
+            shutil.rmtree(self.repo / model / str(target), ignore_errors=True)
+        self.golden(target).unlink(missing_ok=True)
+        logger.info(f"release {target} withdrawn: release {current} serves alone")
 
     def stage(self, new_repo: Path) -> int:
         """Copy ``new_repo`` in as the next release, on disk only (the serving release stays): its number."""

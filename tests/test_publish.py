@@ -11,7 +11,7 @@ import pytest
 
 from rollout.__main__ import main as rollout_main
 from rollout.golden import load as load_golden
-from runtime.repository import layout, serving_version, versions_on_disk
+from runtime.repository import layout, read_config, serving_version, versions_on_disk
 from server.launcher import ServerOptions, TritonServer
 from server.publish import Publisher, PublishError, check_compatible
 from shoprank_client import RankingClient
@@ -111,6 +111,23 @@ def test_publish_and_rollback_under_load_fail_no_request_and_never_mix_releases(
 
         release1 = [ask(i) for i in range(len(requests))]
         publisher = Publisher(live, grpcclient.InferenceServerClient(server.grpc_url), drain_s=1.0)
+
+        # A release whose ranker loads but cannot rank (another model's file): its fused models fail the
+        # warm-up request at load, so the publish stops before any ensemble switches and withdraws it.
+        broken = tmp_path / "broken"
+        shutil.copytree(small_repo, broken)
+        shutil.copyfile(small_repo / "text_encoder" / "1" / "model.onnx", broken / "ranker" / "1" / "model.onnx")
+
+        def refused() -> str:
+            with pytest.raises(PublishError, match="failed to run warmup sample") as err:
+                publisher.publish(broken)
+            return str(err.value)
+
+        message, answers, failures = under_load(tagged, refused)
+        assert "release 1 still serves, release 2 was withdrawn" in message
+        assert failures == [] and answers and all(got == release1[i] for i, got in answers)
+        assert publisher.status()["serving"] == 1 and versions_on_disk(live / "ranker") == [1]
+        assert all(read_config(live / m).version_policy.specific.versions == [1] for m in layout(live).steps)
         version, answers, failures = under_load(tagged, lambda: publisher.publish(release_two))
         release2 = [ask(i) for i in range(len(requests))]
 
