@@ -152,6 +152,10 @@ def test_each_fused_model_holds_a_made_up_request_that_triton_sends_each_instanc
     # only the fused models warm up: the parts are not served, an ensemble takes no warm-up
     assert not [s.name for s in specs(layout=FUSED) if s.warmup and not s.name.endswith("_fused")]
     assert not [s.name for s in specs(layout=ENSEMBLE) if s.warmup]
+    # a retrieval that asks item_scan through BLS (retrieval.engine: scan) takes none: Triton loads the models
+    # side by side, and a warm-up that met item_scan not yet loaded would stop the model from loading
+    scanned = {s.name: s for s in specs(scan=True, layout=FUSED)}
+    assert [call for call in CALLS if scanned[fused_name(call)].warmup] == [c.SEARCH_ENSEMBLE, c.RECOMMEND_ENSEMBLE]
 
 
 def model_config_type(value: int) -> str:

@@ -504,8 +504,12 @@ def fused_specs(
                     "a second encoder session, about 90 MB per instance (--fused-alone-threads, 0: none)"
                 )
         retrieval = {c.RETRIEVE_SEARCH, c.RETRIEVE_RECOMMEND} & set(parts)
-        if retrieval and scan:
+        bls = bool(retrieval) and scan  # its retrieval asks the item_scan model, through BLS
+        if bls:
             params[c.SCAN_PARAMETER] = by_name[retrieval.pop()].parameters[c.SCAN_PARAMETER]
+            # Triton loads the models side by side and knows nothing of a BLS call: a warm-up could ask item_scan
+            # before it has loaded, and the model would then fail to load
+            del why["model_warmup"]
         fused.append(
             ModelSpec(
                 name=name,
@@ -515,7 +519,7 @@ def fused_specs(
                 inputs=ensemble.inputs,
                 outputs=ensemble.outputs,
                 parameters=params,
-                warmup=warm_request(ensemble.inputs),
+                warmup=() if bls else warm_request(ensemble.inputs),
                 why=why,
             )
         )
