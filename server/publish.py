@@ -9,7 +9,8 @@ The switch, with the server in explicit model control (``--model-control-mode=ex
 
 1. the new version's files are written next to the old ones (staged, then renamed into place);
 2. each composing model is loaded with both versions (``version_policy { specific [N, N+1] }``): the old
-   version keeps serving while the new one loads;
+   version keeps serving while the new one loads; where one fails to load (a fused model's warm-up request
+   failed, say), the publish is withdrawn: every model back to ``N`` alone, ``N+1``'s files removed;
 3. each ensemble is reloaded naming ``N+1``: new requests use the new release; requests already in
    the old ensemble finish on version ``N``, which is still loaded;
 4. after ``drain_s`` the composing models are reloaded with ``N+1`` alone; ``N`` stays on disk for
