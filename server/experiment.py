@@ -149,8 +149,12 @@ class OnlineTests:
             raise PublishError(f"release {treatment}: not on disk for {', '.join(missing[:3])}")
         if treatment == control:
             raise PublishError(f"release {treatment} is the one serving: the test needs another")
-        for model in lay.steps:  # both releases loaded
-            self.publisher.set_versions(model, sorted({control, treatment}))
+        try:
+            for model in lay.steps:  # both releases loaded
+                self.publisher.set_versions(model, sorted({control, treatment}))
+        except PublishError as err:  # a model of the treatment failed to load (its warm-up request, say)
+            self.publisher.withdraw(treatment, lay, control, remove=new_repo is not None)
+            raise PublishError(f"{err}; release {control} serves alone, the test did not start") from None
         for ensemble in lay.ensembles:  # the treatment's ensembles, each holding the test: files first, config last
             cfg = read_config(self.repo / ensemble)
             arm = arm_name(ensemble)

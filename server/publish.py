@@ -157,17 +157,19 @@ class Publisher:
             raise PublishError(f"{err}; release {current} still serves, release {target} was withdrawn") from None
         return target
 
-    def withdraw(self, target: int, lay: Layout, current: int) -> None:
-        """Undo a publish that failed before any ensemble named ``target`` (a model of it failed to load, e.g.
-        its warm-up request): each step back to ``current`` alone, ``target``'s files and golden set removed."""
+    def withdraw(self, target: int, lay: Layout, current: int, remove: bool = True) -> None:
+        """Undo a switch that failed before any ensemble named ``target`` (a model of it failed to load, e.g.
+        its warm-up request): each step back to ``current`` alone; with ``remove`` (``target`` was staged for
+        this), its files and golden set removed."""
         for model in lay.steps:
             try:
                 self.set_versions(model, [current])
             except PublishError as err:  # keep undoing the rest; the server's own state names what is left
                 logger.warning(f"withdrawing release {target}: {err}")
-        for model in lay.released:
-            shutil.rmtree(self.repo / model / str(target), ignore_errors=True)
-        self.golden(target).unlink(missing_ok=True)
+        if remove:
+            for model in lay.released:
+                shutil.rmtree(self.repo / model / str(target), ignore_errors=True)
+            self.golden(target).unlink(missing_ok=True)
         logger.info(f"release {target} withdrawn: release {current} serves alone")
 
     def stage(self, new_repo: Path) -> int:
@@ -268,13 +270,13 @@ class Publisher:
         try:
             self.client.load_model(model)
         except Exception as err:  # tritonclient's InferenceServerException: the server's own message
-            raise PublishError(f"{model}: the server refused to load it: {err}") from None
+            raise PublishError(f"{model}: the server refused to load it: {str(err).strip()}") from None
 
     def unload(self, model: str) -> None:
         try:
             self.client.unload_model(model)
         except Exception as err:
-            raise PublishError(f"{model}: the server refused to unload it: {err}") from None
+            raise PublishError(f"{model}: the server refused to unload it: {str(err).strip()}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

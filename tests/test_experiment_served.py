@@ -15,7 +15,7 @@ import pytest
 
 from rollout.__main__ import main as rollout_main
 from rollout.compare import Lists, compare
-from runtime.repository import layout, versions_on_disk
+from runtime.repository import layout, read_config, versions_on_disk
 from server.experiment import OnlineTests, held, running
 from server.launcher import ServerOptions, TritonServer
 from server.publish import Publisher, PublishError
@@ -69,6 +69,16 @@ def test_an_online_test_splits_users_by_share_keeps_their_arm_and_starts_and_sto
 
         publisher = Publisher(live, grpcclient.InferenceServerClient(server.grpc_url), drain_s=0.5)
         tests = OnlineTests(publisher, arm_drain_s=1.0)
+        # a candidate whose ranker loads but cannot rank fails its fused models' warm-up: the test does not
+        # start, and nothing of it is left (its files withdrawn, every step on release 1 alone, no arm)
+        broken = tmp_path / "broken"
+        shutil.copytree(small_repo, broken)
+        shutil.copyfile(small_repo / "text_encoder" / "1" / "model.onnx", broken / "ranker" / "1" / "model.onnx")
+        with pytest.raises(PublishError, match="failed to run warmup sample.*the test did not start"):
+            tests.start(SHARE, NAME, new_repo=broken, hold=True)
+        assert held(live) is None and running(live) is None and versions_on_disk(live / "ranker") == [1]
+        assert not [p.name for p in live.iterdir() if p.name.endswith("__treatment")]
+        assert all(read_config(live / m).version_policy.specific.versions == [1] for m in layout(live).steps)
         # held: the treatment is loaded, and no user is sent to it
         test, answers, failures = under_load(ask, lambda: tests.start(SHARE, NAME, new_repo=release_two, hold=True))
         assert failures == [] and answers
