@@ -151,8 +151,11 @@ class Publisher:
         try:
             self.switch(target, lay, current)
         except PublishError as err:
-            if serving_version(self.repo, lay) != current:
-                raise  # the ensembles switched: the new release serves, and rollback is the way back
+            named = {
+                s.model_version for e in lay.ensembles for s in read_config(self.repo / e).ensemble_scheduling.step
+            }
+            if named != {current}:
+                raise  # an ensemble switched: the new release serves (some of it), and rollback is the way back
             self.withdraw(target, lay, current)
             raise PublishError(f"{err}; release {current} still serves, release {target} was withdrawn") from None
         return target
