@@ -76,34 +76,39 @@ def first_requests(url: str, name: str, reqs: list[dict]) -> dict[str, float]:
 
 def during_publish(server: TritonServer, repo: Path, build: Path, requests: dict[str, list[dict]]) -> dict:
     """Per call, the new release's first ``AFTER_PUBLISH`` answers (ms) while ``build`` is published."""
-    stop = threading.Event()
+    import tritonclient.grpc as grpcclient
+
+    publisher = Publisher(repo, grpcclient.InferenceServerClient(server.grpc_url), drain_s=2.0)
+    target = publisher.status()["serving"] + 1
+    published, stop = threading.Event(), threading.Event()
     answers: dict[str, list[tuple[float, int | None]]] = {name: [] for name in CALLS}
 
     def send(name: str) -> None:
-        caller, i = Caller(server.grpc_url), 0
-        reqs = requests[name]
-        while not stop.is_set() or sum(1 for _, rel in answers[name] if rel == target[0]) < AFTER_PUBLISH:
+        caller, reqs, i = Caller(server.grpc_url), requests[name], 0
+        while not stop.is_set():  # until the new release has answered AFTER_PUBLISH times (or the publish failed)
             answers[name].append(caller(name, reqs[i % len(reqs)]))
             i += 1
+            if published.is_set() and sum(rel == target for _, rel in answers[name]) >= AFTER_PUBLISH:
+                return
             time.sleep(0.005)
 
-    import tritonclient.grpc as grpcclient
-
-    target = [0]
-    publisher = Publisher(repo, grpcclient.InferenceServerClient(server.grpc_url), drain_s=2.0)
-    target[0] = publisher.status()["serving"] + 1
     threads = [threading.Thread(target=send, args=(name,)) for name in CALLS]
     for t in threads:
         t.start()
-    time.sleep(2)
-    publisher.publish(build)
-    stop.set()
-    for t in threads:
-        t.join()
+    try:
+        time.sleep(2)
+        publisher.publish(build)
+        published.set()
+        for t in threads:
+            t.join(timeout=60)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
     out = {}
     for name in CALLS:
-        new = [ms for ms, rel in answers[name] if rel == target[0]][:AFTER_PUBLISH]
-        old = [ms for ms, rel in answers[name] if rel != target[0]]
+        new = [ms for ms, rel in answers[name] if rel == target][:AFTER_PUBLISH]
+        old = [ms for ms, rel in answers[name] if rel != target]
         out[name] = {"new_max": max(new), "new_first": new[0], "old_p50": statistics.median(old)}
     return out
 

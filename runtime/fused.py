@@ -15,9 +15,11 @@ encoder runs a wider session (``encoder_alone_threads``): one shopper's search g
 keeps one thread per instance. Why this layout and its settings: docs/serving.md ("The cpu target's layout").
 
 A fused config holds a made-up request (``model_warmup``) that Triton sends each instance before it serves, so a
-new instance's first shopper does not pay for the first run of every part. That request runs one of the
-encoder's two sessions, whichever the node's occupancy picks at that moment; the model runs each session once
-at load (``Encoder.warm``) where its config has one.
+new instance's first shopper does not pay for the first run of every part. The model answers the same request
+itself at load first (``answer_warm_request``): a release that cannot answer it fails in ``initialize``, the load
+failure Triton handles cleanly (a failing warm-up sample of two instances at once crashed tritonserver 2.51 in 1
+of 3 tries here). Triton's request runs one of the encoder's two sessions, whichever the node's occupancy picks at
+that moment, so the model runs each session once at load too (``Encoder.warm``).
 """
 
 from __future__ import annotations
@@ -58,7 +60,19 @@ QUIET_S = 0.0005
 # same embedding bit for bit (checked on 600 benchmark queries at 1 and 2 threads, and by tests/test_fused.py),
 # 0.35 ms less per uncached benchmark query on one thread, 6-8% of the encoder (make bench-encoder-length).
 ONE_QUERY = c.ONE_QUERY_PAD_MULTIPLE
-WARM_QUERY = "warm up"  # the warm-up request's query (builders/repository/model_specs.py: WARM_VALUES)
+# The made-up request each fused instance answers before it serves (its config's model_warmup, written by the
+# build), the same for every shop: an unknown user, a query no statistics hold, ids that need not exist (an unknown
+# candidate, context or excluded item is valid), the top 10. It takes every step of the call, as a shopper's does.
+WARM_QUERY = "warm up"
+WARM_VALUES: dict[str, tuple[int | str, ...]] = {
+    c.USER_ID: (0,),
+    c.QUERY: (WARM_QUERY,),
+    c.ITEM_IDS: tuple(range(100)),
+    c.CONTEXT_ITEM_IDS: (0,),
+    c.EXCLUDE_IDS: (0,),
+    c.TOP_K: (10,),
+}
+WARM_DTYPES = {c.USER_ID: np.int64, c.QUERY: object, c.TOP_K: np.int32}  # the others: int64 ids
 
 # What each fused model reads, by the call it serves (the ensemble layout's steps of that call)
 PARTS = {
@@ -406,6 +420,25 @@ KINDS: dict[str, type[Call]] = {
 }
 
 
+def warm_arrays(call: Call) -> list[Array]:
+    """The made-up request (``WARM_VALUES``) as the call's inputs, in its order."""
+    out = []
+    for name in call.inputs:
+        values = WARM_VALUES[name]
+        dtype = WARM_DTYPES.get(name, np.int64)
+        out.append(np.array([str(v).encode() for v in values] if dtype is object else values, dtype))
+    return out
+
+
+def answer_warm_request(call: Call, model: str) -> None:
+    """The call answers the made-up request, or RuntimeError naming the model: its load fails (``initialize``)."""
+    answer: Callable[..., dict[str, Array]] = call  # each call takes its own inputs, in ``inputs``' order
+    try:
+        answer(*warm_arrays(call))
+    except Exception as err:
+        raise RuntimeError(f"{model}: its warm-up request failed ({type(err).__name__}: {err})") from err
+
+
 class Occupied:
     """A fused call that marks its instance busy in the node's ``occupancy`` while it serves a request."""
 
@@ -424,14 +457,16 @@ def load_in_triton(pb_utils: Any, args: dict[str, str], call: str) -> Occupied:
     the ensemble layout's label), the ``item_scan`` model through BLS where the config names one, its slot in
     the node's occupancy (every fused instance marks when it serves; an encoder widens when alone), and its
     encoder's runs counted in ``shoprank_encoder_runs_total`` by session."""
-    kind = KINDS[call]
+    kind, name = KINDS[call], args["model_name"]
     settings = FusedSettings.from_config(args["model_config"], args["model_repository"], args["model_version"])
-    cache, runs = None, None
-    if c.TEXT_ENCODER in settings.folders:
-        cache = EmbeddingCache(settings.cache_entries, query_cache_metric(pb_utils, args["model_name"]))
-        runs = encoder_runs_metric(pb_utils, args["model_name"])
+    cache = EmbeddingCache(settings.cache_entries) if c.TEXT_ENCODER in settings.folders else None
     scanner = config_parameters(args["model_config"]).get(c.SCAN_PARAMETER, "")
     scan = bls_scan(pb_utils, scanner, int(args["model_version"])) if scanner else None
     occupancy = Occupancy()
-    serving = Serving(online_store(pb_utils, kind.online_part), scan, cache, occupancy, runs)
-    return Occupied(kind.load(settings, serving), occupancy)
+    fused = kind.load(settings, Serving(online_store(pb_utils, kind.online_part), scan, cache, occupancy))
+    if settings.warm_up:
+        answer_warm_request(fused, name)  # before the metrics count: it is not a shopper's request
+    if cache is not None and isinstance(fused, FusedSearch | FusedSearchCatalog):
+        cache.on_lookup = query_cache_metric(pb_utils, name)
+        fused.encoder.on_run = encoder_runs_metric(pb_utils, name)
+    return Occupied(fused, occupancy)

@@ -74,7 +74,7 @@ def test_an_online_test_splits_users_by_share_keeps_their_arm_and_starts_and_sto
         broken = tmp_path / "broken"
         shutil.copytree(small_repo, broken)
         shutil.copyfile(small_repo / "text_encoder" / "1" / "model.onnx", broken / "ranker" / "1" / "model.onnx")
-        with pytest.raises(PublishError, match="failed to run warmup sample.*the test did not start"):
+        with pytest.raises(PublishError, match="(?s)its warm-up request failed.*the test did not start"):
             tests.start(SHARE, NAME, new_repo=broken, hold=True)
         assert held(live) is None and running(live) is None and versions_on_disk(live / "ranker") == [1]
         assert not [p.name for p in live.iterdir() if p.name.endswith("__treatment")]

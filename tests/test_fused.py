@@ -18,12 +18,13 @@ from benchmarks.pipeline import model_counts
 from builders.__main__ import main as builders_main
 from builders.build import build
 from builders.repository.assemble import VERSION, RepositoryError, validate
-from builders.repository.model_specs import ENSEMBLE, FUSED, WARM_VALUES, FusedSizes, spec_by_name, specs
+from builders.repository.model_specs import ENSEMBLE, FUSED, FusedSizes, spec_by_name, specs
 from builders.repository.triton_config import WARMUP_DIR, instance_count
 from runtime import contract as c
 from runtime.counters import FLUSH_S
 from runtime.fused import (
     PARTS,
+    WARM_VALUES,
     EmbeddingCache,
     FusedRecommend,
     FusedRecommendCatalog,

@@ -119,7 +119,7 @@ def test_publish_and_rollback_under_load_fail_no_request_and_never_mix_releases(
         shutil.copyfile(small_repo / "text_encoder" / "1" / "model.onnx", broken / "ranker" / "1" / "model.onnx")
 
         def refused() -> str:
-            with pytest.raises(PublishError, match="failed to run warmup sample") as err:
+            with pytest.raises(PublishError, match="_fused: its warm-up request failed") as err:
                 publisher.publish(broken)
             return str(err.value)
 

@@ -40,7 +40,7 @@ from runtime.fused import (
     PARTS_PARAMETER,
     QUERY_CACHE_ENTRIES,
     THREADS_PARAMETER,
-    WARM_QUERY,
+    WARM_VALUES,
     fused_name,
 )
 
@@ -441,19 +441,6 @@ class FusedSizes:
                 raise ValueError(f"fused {name}: expected a whole number >= 1, got {value!r}")
         if not isinstance(self.alone_threads, int) or self.alone_threads < 0:
             raise ValueError(f"fused alone_threads: expected a whole number >= 0, got {self.alone_threads!r}")
-
-
-# The made-up request each fused instance answers before it serves (Triton's model_warmup), the same for every
-# shop: an unknown user, a query no statistics hold, ids that need not exist (an unknown candidate, context or
-# excluded item is valid), the top 10. It takes every step of the call, as a shopper's request does.
-WARM_VALUES: dict[str, tuple[int | str, ...]] = {
-    c.USER_ID: (0,),
-    c.QUERY: (WARM_QUERY,),
-    c.ITEM_IDS: tuple(range(100)),
-    c.CONTEXT_ITEM_IDS: (0,),
-    c.EXCLUDE_IDS: (0,),
-    c.TOP_K: (10,),
-}
 
 
 def warm_request(inputs: tuple[Tensor, ...]) -> tuple[WarmInput, ...]:
