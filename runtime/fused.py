@@ -430,11 +430,12 @@ def warm_arrays(call: Call) -> list[Array]:
     return out
 
 
-def answer_warm_request(call: Call, model: str) -> None:
-    """The call answers the made-up request, or RuntimeError naming the model: its load fails (``initialize``)."""
+def answer_warm_request(call: Call, model: str) -> dict[str, Array]:
+    """The call's answer to the made-up request, or RuntimeError naming the model: its load fails (``initialize``);
+    ``validate`` asks the same of a build."""
     answer: Callable[..., dict[str, Array]] = call  # each call takes its own inputs, in ``inputs``' order
     try:
-        answer(*warm_arrays(call))
+        return answer(*warm_arrays(call))
     except Exception as err:
         raise RuntimeError(f"{model}: its warm-up request failed ({type(err).__name__}: {err})") from err
 

@@ -100,10 +100,15 @@ def versions_on_disk(model_dir: Path) -> list[int]:
     return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
 
 
+def named_versions(repo: Path, lay: Layout) -> set[int]:
+    """The versions the ensembles' steps name (one, unless a switch was cut short)."""
+    return {s.model_version for e in lay.ensembles for s in read_config(repo / e).ensemble_scheduling.step}
+
+
 def serving_version(repo: Path, lay: Layout | None = None) -> int:
     """The release the ensembles name; ``-1`` (a fresh build) means the one version every model has."""
     lay = lay or layout(repo)
-    named = {s.model_version for e in lay.ensembles for s in read_config(repo / e).ensemble_scheduling.step}
+    named = named_versions(repo, lay)
     if len(named) != 1:
         raise ServedRepositoryError(f"{repo}: the ensembles name different versions {sorted(named)}; fix by hand first")
     version = int(named.pop())

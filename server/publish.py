@@ -54,6 +54,7 @@ from runtime.repository import (
     ServedRepositoryError,
     copy_files,
     layout,
+    named_versions,
     read_config,
     serving_version,
     versions_on_disk,
@@ -151,10 +152,7 @@ class Publisher:
         try:
             self.switch(target, lay, current)
         except PublishError as err:
-            named = {
-                s.model_version for e in lay.ensembles for s in read_config(self.repo / e).ensemble_scheduling.step
-            }
-            if named != {current}:
+            if named_versions(self.repo, lay) != {current}:
                 raise  # an ensemble switched: the new release serves (some of it), and rollback is the way back
             self.withdraw(target, lay, current)
             raise PublishError(f"{err}; release {current} still serves, release {target} was withdrawn") from None

@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 
 from builders.repository.model_specs import ENSEMBLE, FusedSizes, specs
-from builders.repository.triton_config import ModelSpec, WarmInput
+from builders.repository.triton_config import ModelSpec
 from runtime import contract as c
 from runtime.errors import ShoprankError
 from runtime.features import FeatureStore
-from runtime.fused import KINDS, PARTS_PARAMETER, FusedSettings, Serving, fused_name
+from runtime.fused import KINDS, PARTS_PARAMETER, FusedSettings, Serving, answer_warm_request, fused_name
 from runtime.ort_runner import make_session
 from runtime.repository import copy_files, parse_pbtxt, scan_target
 from runtime.retrieval import Retriever
@@ -205,19 +205,11 @@ def _check_fused(repo: Path, by_name: dict[str, ModelSpec], user: np.ndarray, it
         settings = FusedSettings({p: repo / p / VERSION for p in parts})
         fused = KINDS[call].load(settings, Serving(scan=retrieval_scan(repo, spec.name)))
         _check_arrays(spec, fused(*request))
-        if spec.warmup:  # Triton sends it to each instance at load, and a failure stops the model from loading
+        if spec.warmup:  # the model answers it at load (and Triton sends it): a failure stops the model loading
             try:
-                arrays = {w.name: _warm_array(w) for w in spec.warmup}
-                warm: list[Any] = [arrays[name] for name in fused.inputs]
-                _check_arrays(spec, fused(*warm))
-            except Exception as err:
-                raise RepositoryError(f"{spec.name}: its warm-up request fails ({type(err).__name__}: {err})") from err
-
-
-def _warm_array(w: WarmInput) -> np.ndarray:
-    if w.dtype in ("bytes", "object"):
-        return np.array([str(v).encode() for v in w.values], object)
-    return np.array(w.values, w.dtype)
+                _check_arrays(spec, answer_warm_request(fused, spec.name))
+            except RuntimeError as err:
+                raise RepositoryError(str(err)) from err
 
 
 def retrieval_scan(repo: Path, model: str) -> Scan | None:
