@@ -52,7 +52,7 @@ def under_load(makers: dict[str, Callable[[], Caller]], name: str, reqs: list[di
     out: dict[str, dict[str, list[float]]] = {side: {"rps": [], "p99": []} for side in makers}
     for r in range(rounds):
         for side in in_turn(makers, r):
-            latencies, seconds = loaded(makers[side], name, reqs)
+            latencies, seconds, _ = loaded(makers[side], name, reqs)
             out[side]["rps"].append(len(reqs) / seconds)
             out[side]["p99"].append(percentiles(latencies)[1])
     return out

@@ -18,8 +18,8 @@ the same requests:
 Measured per call: p50 and p99 at concurrency 1, then req/s and p99 with 8 requests in flight (8 client
 threads, each with its own connection) on as many *other* requests drawn the same way (a cache warmed by
 the first pass meets new catalogue queries). The client runs on the same machine and takes CPU from the
-server. Top-k parity: the ids of every concurrency-1 answer against the in-process pipeline's. Not a test:
-nothing asserts.
+server. Top-k parity: the ids of every answer, at concurrency 1 and under load, against the in-process
+pipeline's. Not a test: nothing asserts.
 
 ``--interleaved`` (``make bench-peer INTERLEAVED=1``) instead prices concurrency 1 alone, with less of this
 machine's drift: ours as shipped, its fused step called directly (without the one-step ensemble) and the
@@ -143,15 +143,29 @@ def triton_caller(url: str, suffix: str = "") -> Callable[[str, dict], list[int]
     import tritonclient.grpc as grpcclient
 
     client = grpcclient.InferenceServerClient(url)
+    batching: dict[str, bool] = {}  # a fused model that batches takes each tensor with a batch axis of 1
 
     def call(name: str, r: dict) -> list[int]:
-        return client.infer(name + suffix, triton_inputs(name, r)).as_numpy("TOP_ITEM_IDS").tolist()
+        model = name + suffix
+        if model not in batching:
+            batching[model] = client.get_model_config(model).config.max_batch_size > 0
+        inputs = triton_inputs(name, r, batch_axis=batching[model])
+        return client.infer(model, inputs).as_numpy("TOP_ITEM_IDS").reshape(-1).tolist()
 
     return call
 
 
-def triton_inputs(name: str, r: dict) -> list:
-    """The input tensors of one request of ``plan`` to the call ``name``."""
+def triton_inputs(name: str, r: dict, batch_axis: bool = False) -> list:
+    """The input tensors of one request of ``plan`` to the call ``name``; ``batch_axis``: each with a leading axis
+    of 1 (a model that batches, called directly; the same bytes)."""
+    inputs = _call_inputs(name, r)
+    if batch_axis:
+        for tensor in inputs:
+            tensor.set_shape([1, *tensor.shape()])
+    return inputs
+
+
+def _call_inputs(name: str, r: dict) -> list:
     if name == "search":
         return triton_request("search", r["user_id"], r["query"], np.asarray(r["item_ids"], np.int64), r["k"])
     if name == "search_catalog":
@@ -199,29 +213,34 @@ def measure(make_caller: Callable[[], Callable[[str, dict], list[int]]], request
             caller(name, r)
         times, answers = timed(caller, name, reqs)
         p50, p99 = percentiles(times)
-        latencies, elapsed = loaded(make_caller, name, others)
+        latencies, elapsed, under_load = loaded(make_caller, name, others)
         out[name] = {
             "p50": p50,
             "p99": p99,
             "rps": len(others) / elapsed,
             "p99_load": percentiles(latencies)[1],
-            "answers": answers,
+            "answers": answers + under_load,
         }
     return out
 
 
 def loaded(make_caller: Callable[[], Callable[[str, dict], list[int]]], name: str, reqs: list[dict]):
-    """Every request of ``reqs`` by IN_FLIGHT threads, each with its own caller: (latencies in ms, seconds)."""
+    """Every request of ``reqs`` by IN_FLIGHT threads, each with its own caller: (latencies in ms, seconds, the
+    answers in the order of ``reqs``)."""
     callers = [make_caller() for _ in range(IN_FLIGHT)]
     chunks = [reqs[i::IN_FLIGHT] for i in range(IN_FLIGHT)]
 
-    def one(i: int) -> list[float]:
-        return timed(callers[i], name, chunks[i])[0]
+    def one(i: int) -> tuple[list[float], list]:
+        return timed(callers[i], name, chunks[i])
 
     with ThreadPoolExecutor(IN_FLIGHT) as pool:
         t0 = time.perf_counter()
-        latencies = [x for lat in pool.map(one, range(IN_FLIGHT)) for x in lat]
-        return latencies, time.perf_counter() - t0
+        done = list(pool.map(one, range(IN_FLIGHT)))
+        elapsed = time.perf_counter() - t0
+    answers: list = [None] * len(reqs)
+    for i, (_, got) in enumerate(done):
+        answers[i::IN_FLIGHT] = got
+    return [x for lat, _ in done for x in lat], elapsed, answers
 
 
 def peer_caller(peer: Peer) -> Callable[[str, dict], list[int]]:
@@ -231,6 +250,7 @@ def peer_caller(peer: Peer) -> Callable[[str, dict], list[int]]:
 
 FUSED_OURS = "Triton, fused layout (ours: the cpu target's default)"
 IN_TURN = "Triton, fused layout, its instances taking turns (no priorities)"
+ONE_BY_ONE = "Triton, fused layout, one request per execution (no batching)"
 
 
 def run(repo: Path, ensemble_repo: Path, n: int, logs: Path, rounds: int = 1) -> dict:
@@ -244,14 +264,15 @@ def run(repo: Path, ensemble_repo: Path, n: int, logs: Path, rounds: int = 1) ->
         for name in CALLS:
             runs = [one[system][name] for one in per_round]
             merged = {k: float(np.median([r[k] for r in runs])) for k in ("p50", "p99", "rps", "p99_load")}
-            results[system][name] = {**merged, "parity": runs[0]["parity"], "n": runs[0]["n"]}
+            parity = {k: runs[0][k] for k in ("parity", "parity_load", "n")}
+            results[system][name] = {**merged, **parity}
     return results
 
 
 def _run_once(repo: Path, ensemble_repo: Path, n: int, logs: Path, reverse: bool = False) -> dict:
     pipeline = InProcessPipeline(repo)
     requests = plan(pipeline, n)
-    first = {name: reqs[:n] for name, reqs in requests.items()}
+    first = requests  # both passes' requests: the answers under load are checked too
     want = {
         "search": [
             pipeline.search(r["user_id"], r["query"], np.asarray(r["item_ids"]), r["k"])[0].tolist()
@@ -270,8 +291,10 @@ def _run_once(repo: Path, ensemble_repo: Path, n: int, logs: Path, reverse: bool
     results = {}
     uncached = without_query_cache(repo, repo.parent / "bench_repo_no_query_cache")
     in_turn = fused_variant(repo, repo.parent / "bench_repo_in_turn", in_turn=True)
+    one_by_one = fused_variant(repo, repo.parent / "bench_repo_one_by_one", max_batch=0)
     servers = (
         (FUSED_OURS, repo, ""),
+        (ONE_BY_ONE, one_by_one, ""),
         (IN_TURN, in_turn, ""),
         ("Triton, fused layout, its step called without the ensemble", repo, FUSED_SUFFIX),
         ("Triton, fused layout, query cache off", uncached, ""),
@@ -288,9 +311,9 @@ def _run_once(repo: Path, ensemble_repo: Path, n: int, logs: Path, reverse: bool
     results = {system: results[system] for system, _ in systems}  # the table's order
     for result in results.values():
         for name in CALLS:
-            got = result[name].pop("answers")
-            result[name]["parity"] = sum(a == b for a, b in zip(got, want[name], strict=True))
-            result[name]["n"] = len(want[name])
+            same = [a == b for a, b in zip(result[name].pop("answers"), want[name], strict=True)]
+            result[name]["parity"], result[name]["parity_load"] = sum(same[:n]), sum(same[n:])
+            result[name]["n"] = n
     return results
 
 
@@ -510,7 +533,8 @@ def table(results: dict, profile: str, n: int, rounds: int = 1) -> str:
         + (f" PEER_ROUNDS={rounds}" if rounds != 2 else "")
         + "`, benchmarks/peer.py).",
         "",
-        "| call | system | p50 (c=1) | p99 (c=1) | req/s (8 in flight) | p99 (8 in flight) | top-k = in-process |",
+        "| call | system | p50 (c=1) | p99 (c=1) | req/s (8 in flight) | p99 (8 in flight) "
+        "| top-k = in-process (c=1; 8 in flight) |",
         "|---|---|---|---|---|---|---|",
     ]
     for name in CALLS:
@@ -518,7 +542,7 @@ def table(results: dict, profile: str, n: int, rounds: int = 1) -> str:
             r = result[name]
             lines.append(
                 f"| `{name}` | {system} | {r['p50']:.2f} ms | {r['p99']:.1f} ms | {r['rps']:.0f} | "
-                f"{r['p99_load']:.0f} ms | {r['parity']}/{r['n']} |"
+                f"{r['p99_load']:.0f} ms | {r['parity']}/{r['n']}; {r['parity_load']}/{r['n']} |"
             )
     ours = results[FUSED_OURS]
     peers = [r for s, r in results.items() if s.startswith("FastAPI")]
