@@ -143,29 +143,15 @@ def triton_caller(url: str, suffix: str = "") -> Callable[[str, dict], list[int]
     import tritonclient.grpc as grpcclient
 
     client = grpcclient.InferenceServerClient(url)
-    batching: dict[str, bool] = {}  # a fused model that batches takes each tensor with a batch axis of 1
 
     def call(name: str, r: dict) -> list[int]:
-        model = name + suffix
-        if model not in batching:
-            batching[model] = client.get_model_config(model).config.max_batch_size > 0
-        inputs = triton_inputs(name, r, batch_axis=batching[model])
-        return client.infer(model, inputs).as_numpy("TOP_ITEM_IDS").reshape(-1).tolist()
+        return client.infer(name + suffix, triton_inputs(name, r)).as_numpy("TOP_ITEM_IDS").tolist()
 
     return call
 
 
-def triton_inputs(name: str, r: dict, batch_axis: bool = False) -> list:
-    """The input tensors of one request of ``plan`` to the call ``name``; ``batch_axis``: each with a leading axis
-    of 1 (a model that batches, called directly; the same bytes)."""
-    inputs = _call_inputs(name, r)
-    if batch_axis:
-        for tensor in inputs:
-            tensor.set_shape([1, *tensor.shape()])
-    return inputs
-
-
-def _call_inputs(name: str, r: dict) -> list:
+def triton_inputs(name: str, r: dict) -> list:
+    """The input tensors of one request of ``plan`` to the call ``name``."""
     if name == "search":
         return triton_request("search", r["user_id"], r["query"], np.asarray(r["item_ids"], np.int64), r["k"])
     if name == "search_catalog":
@@ -250,7 +236,6 @@ def peer_caller(peer: Peer) -> Callable[[str, dict], list[int]]:
 
 FUSED_OURS = "Triton, fused layout (ours: the cpu target's default)"
 IN_TURN = "Triton, fused layout, its instances taking turns (no priorities)"
-ONE_BY_ONE = "Triton, fused layout, one request per execution (no batching)"
 
 
 def run(repo: Path, ensemble_repo: Path, n: int, logs: Path, rounds: int = 1) -> dict:
@@ -272,18 +257,17 @@ def run(repo: Path, ensemble_repo: Path, n: int, logs: Path, rounds: int = 1) ->
 def _run_once(repo: Path, ensemble_repo: Path, n: int, logs: Path, reverse: bool = False) -> dict:
     pipeline = InProcessPipeline(repo)
     requests = plan(pipeline, n)
-    first = requests  # both passes' requests: the answers under load are checked too
     want = {
         "search": [
             pipeline.search(r["user_id"], r["query"], np.asarray(r["item_ids"]), r["k"])[0].tolist()
-            for r in first["search"]
+            for r in requests["search"]
         ],
         "search_catalog": [
-            pipeline.search_catalog(r["user_id"], r["query"], r["k"])[0].tolist() for r in first["search_catalog"]
+            pipeline.search_catalog(r["user_id"], r["query"], r["k"])[0].tolist() for r in requests["search_catalog"]
         ],
         "recommend_catalog": [
             pipeline.recommend_catalog(r["user_id"], r["k"], np.asarray(r["context"]))[0].tolist()
-            for r in first["recommend_catalog"]
+            for r in requests["recommend_catalog"]
         ],
     }
     del pipeline
@@ -291,10 +275,8 @@ def _run_once(repo: Path, ensemble_repo: Path, n: int, logs: Path, reverse: bool
     results = {}
     uncached = without_query_cache(repo, repo.parent / "bench_repo_no_query_cache")
     in_turn = fused_variant(repo, repo.parent / "bench_repo_in_turn", in_turn=True)
-    one_by_one = fused_variant(repo, repo.parent / "bench_repo_one_by_one", max_batch=0)
     servers = (
         (FUSED_OURS, repo, ""),
-        (ONE_BY_ONE, one_by_one, ""),
         (IN_TURN, in_turn, ""),
         ("Triton, fused layout, its step called without the ensemble", repo, FUSED_SUFFIX),
         ("Triton, fused layout, query cache off", uncached, ""),

@@ -171,14 +171,12 @@ def fused_variant(
     alone_threads: int | None = None,
     in_turn: bool = False,
     warm_up: bool = True,
-    max_batch: int | None = None,
 ) -> Path:
     """A copy of a fused repository (files hard-linked) whose fused models have other sizes: instances per
     model, ONNX Runtime threads per session, query embeddings kept (0: none), the encoder's threads and its
     threads when alone on the node (0: never wider). ``in_turn``: the instances in one group without
     priorities, so the rate limiter gives each request to the instance that ran least (they take turns).
-    ``warm_up=False``: without the warm-up request (``model_warmup``). ``max_batch``: the most requests an execution
-    of a batching fused model takes (0: one, without dynamic batching). Only the configs differ."""
+    ``warm_up=False``: without the warm-up request (``model_warmup``). Only the configs differ."""
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(repo, out, copy_function=os.link)
     for model in out.glob(f"*{FUSED_SUFFIX}"):
@@ -201,12 +199,6 @@ def fused_variant(
                 del cfg.parameters[ALONE_PARAMETER]
         if not warm_up:
             cfg.ClearField("model_warmup")
-        if max_batch is not None and cfg.max_batch_size > 0:
-            cfg.max_batch_size = max_batch
-            if not max_batch:
-                cfg.ClearField("dynamic_batching")
-                for tensor in cfg.input:
-                    tensor.allow_ragged_batch = False
         (model / CONFIG).unlink()  # a new file: writing through the hard link would change the original
         write_config(model, cfg)
     return out

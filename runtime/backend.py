@@ -8,7 +8,7 @@ other exception -> INTERNAL for that request alone: the model keeps serving the 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from runtime.arrays import Array, Floats, Int64s
@@ -68,89 +68,35 @@ def serve(
     the Python backend's own objects, untyped (``triton_python_backend_utils`` exists only inside Triton).
     ``build_values``: the handler takes ``build_values=`` (the feature models), read from each request;
     ``options``: it takes ``options=`` (the request's ``shoprank_options`` text)."""
-    return [r for _, r in _responses(pb_utils, requests, inputs, handler, logger, build_values, options)]
-
-
-def serve_call(pb_utils: Any, requests: Sequence[Any], call: Any, logger: Any = None) -> list[Any] | None:
-    """A fused model's requests (``call``: ``runtime.fused.Occupied``; every call takes ``build_values=`` and
-    ``options=``). Where its config batches (``call.batched``), each request's tensors carry a batch axis of 1,
-    taken off before the call and put back on its outputs; ``call.prepare`` gets the inputs of every valid
-    request where the execution holds more than one, before the first is answered (the queries go through the
-    encoder together); and each response is sent as soon as it is made (its request's response sender), not
-    when the execution's last request is done: the return is then None, as Triton asks of a model that sends
-    its own responses. Otherwise as ``serve``."""
-    if not call.batched:
-        return serve(pb_utils, requests, call.inputs, call, logger, build_values=True, options=True)
-    answers = _responses(pb_utils, requests, call.inputs, call, logger, True, True, batched=True, prepare=call.prepare)
-    for request, response in answers:
-        request.get_response_sender().send(response, flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
-    return None
-
-
-def _responses(
-    pb_utils: Any,
-    requests: Sequence[Any],
-    inputs: Sequence[str],
-    handler: Callable[..., dict[str, Array]],
-    logger: Any,
-    build_values: bool,
-    options: bool,
-    batched: bool = False,
-    prepare: Callable[[list[tuple[Array, ...]]], None] | None = None,
-) -> Iterator[tuple[Any, Any]]:
-    """Each request with its response, in order, each made when the previous one is out (``serve``,
-    ``serve_call``): the inputs of every request read first, then ``prepare`` (should it fail, each request is
-    answered as if alone), then the handler per request. An ``InvalidInput`` is INVALID_ARGUMENT with its
-    field-naming message; any other exception INTERNAL for that request alone."""
-    parsed: list[tuple[tuple[Array, ...], dict[str, Any]] | Any] = []
+    responses = []
     for request in requests:
         try:
-            arrays = tuple(_input(pb_utils, request, name, batched) for name in inputs)
+            arrays = {name: pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in inputs}
             params = request_parameters(request) if build_values or options else {}  # one JSON parse
             extra: dict[str, Any] = {"build_values": params.get(BUILD_VALUES) is True} if build_values else {}
             if options:
                 extra["options"] = options_sent(params)
-            parsed.append((arrays, extra))
-        except Exception as err:
-            parsed.append(_error_response(pb_utils, err, logger))
-    valid = [p[0] for p in parsed if isinstance(p, tuple)]
-    if prepare is not None and len(valid) > 1:
-        try:
-            prepare(valid)
+            outputs = handler(*(arrays[name] for name in inputs), **extra)
+            responses.append(
+                pb_utils.InferenceResponse(
+                    output_tensors=[pb_utils.Tensor(name, value) for name, value in outputs.items()]
+                )
+            )
+        except InvalidInput as err:
+            responses.append(
+                pb_utils.InferenceResponse(error=pb_utils.TritonError(str(err), pb_utils.TritonError.INVALID_ARG))
+            )
         except Exception as err:
             if logger is not None:
-                logger.log_warn(f"the batch's preparation failed, its requests run alone: {type(err).__name__}: {err}")
-    for request, item in zip(requests, parsed, strict=True):
-        if not isinstance(item, tuple):
-            yield request, item
-            continue
-        try:
-            outputs = handler(*item[0], **item[1])
-            tensors = [pb_utils.Tensor(k, v[None] if batched else v) for k, v in outputs.items()]
-            yield request, pb_utils.InferenceResponse(output_tensors=tensors)
-        except Exception as err:
-            yield request, _error_response(pb_utils, err, logger)
-
-
-def _input(pb_utils: Any, request: Any, name: str, batched: bool) -> Array:
-    """The request's tensor ``name``, without its batch axis where the model batches (one request, one user)."""
-    value: Array = pb_utils.get_input_tensor_by_name(request, name).as_numpy()
-    if not batched:
-        return value
-    if value.ndim == 0 or value.shape[0] != 1:
-        raise InvalidInput(name, f"expected one request's tensor (a batch axis of 1), got shape {list(value.shape)}")
-    one: Array = value[0]
-    return one
-
-
-def _error_response(pb_utils: Any, err: Exception, logger: Any) -> Any:
-    """``InvalidInput`` -> INVALID_ARGUMENT with its field-naming message; anything else -> INTERNAL, logged."""
-    if isinstance(err, InvalidInput):
-        return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(err), pb_utils.TritonError.INVALID_ARG))
-    if logger is not None:
-        logger.log_error(f"internal error: {type(err).__name__}: {err}")
-    message = f"internal error: {type(err).__name__}: {err}"
-    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, pb_utils.TritonError.INTERNAL))
+                logger.log_error(f"internal error: {type(err).__name__}: {err}")
+            responses.append(
+                pb_utils.InferenceResponse(
+                    error=pb_utils.TritonError(
+                        f"internal error: {type(err).__name__}: {err}", pb_utils.TritonError.INTERNAL
+                    )
+                )
+            )
+    return responses
 
 
 READ_OUTCOMES = ("ok", "cached", "failed", "skipped", "partial")

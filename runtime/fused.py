@@ -10,13 +10,9 @@ feature, retrieval and top-k code runs on the same files.
 
 The query embedding is cached in process (``EmbeddingCache``): a query the statistics do not know asks
 for its embedding once (to borrow from its nearest head queries) and the encoder step finds it there, as
-a repeated query does. The models with an encoder batch (``max_batch_size`` > 0, dynamic batching with no
-queue delay): the requests that wait while an instance is busy reach it in one execution, their new queries run
-through the encoder together (``prepare``, ``Encoder.embed_many``), and each request is then answered on its own
-and sent at once (``runtime.backend.serve_call``). Where the node's other fused instances are idle
-(``runtime/occupancy.py``), the encoder runs a wider session (``encoder_alone_threads``): one shopper's search
-gets the cores, a loaded node keeps one thread per instance. Why this layout and its settings: docs/serving.md
-("The cpu target's layout").
+a repeated query does. Where the node's other fused instances are idle (``runtime/occupancy.py``), the
+encoder runs a wider session (``encoder_alone_threads``): one shopper's search gets the cores, a loaded node
+keeps one thread per instance. Why this layout and its settings: docs/serving.md ("The cpu target's layout").
 
 A fused config holds a made-up request (``model_warmup``) that Triton sends each instance before it serves, so a
 new instance's first shopper does not pay for the first run of every part. The model answers the same request
@@ -40,12 +36,10 @@ import numpy as np
 from runtime import contract as c
 from runtime.arrays import Array
 from runtime.backend import bls_scan, config_parameters, encoder_runs_metric, online_store, query_cache_metric
-from runtime.errors import InvalidInput
 from runtime.features import FeatureStore
 from runtime.occupancy import Occupancy
 from runtime.online import OnlineItems
 from runtime.ort_runner import make_session
-from runtime.requests import decode_query
 from runtime.retrieval import Retriever
 from runtime.scan import Scan
 from runtime.scoring import TopK
@@ -62,7 +56,7 @@ QUERY_CACHE_ENTRIES = 10_000  # its default: 10,000 x 384 floats = 15 MB per ins
 # instances); with 8 in flight it was serving 94% of the time, and 85-95% of the rest it had finished under
 # 0.5 ms before (between two requests). So 0.5 ms widens every search at concurrency 1 and 2-4% under load.
 QUIET_S = 0.0005
-# A lone query runs through the encoder alone, so its tokens are not padded to the batcher's length buckets: the
+# The encoder runs one query at a time here, so its tokens are not padded to the batcher's length buckets: the
 # same embedding bit for bit (checked on 600 benchmark queries at 1 and 2 threads, and by tests/test_fused.py),
 # 0.35 ms less per uncached benchmark query on one thread, 6-8% of the encoder (make bench-encoder-length).
 ONE_QUERY = c.ONE_QUERY_PAD_MULTIPLE
@@ -108,7 +102,6 @@ class FusedSettings:
     encoder_threads: int = 0  # 0: ``threads``
     alone_threads: int = 0  # the encoder's threads while the node's other fused instances are idle; 0: never
     warm_up: bool = False  # the config has a warm-up request: each encoder session runs once at load
-    batched: bool = False  # the config batches (max_batch_size > 0): an execution may hold several requests
 
     @property
     def encoder_thread_count(self) -> int:
@@ -135,7 +128,6 @@ class FusedSettings:
             int(params.get(ENCODER_THREADS_PARAMETER, "0") or 0),
             int(params.get(ALONE_PARAMETER, "0") or 0),
             bool(json.loads(model_config).get("model_warmup")),
-            int(json.loads(model_config).get("max_batch_size", 0) or 0) > 0,
         )
 
 
@@ -150,32 +142,22 @@ class EmbeddingCache:
         self.misses = 0
 
     def get(self, key: bytes, compute: Callable[[], Array]) -> Array:
-        value = self.find(key)
-        if value is None:
-            value = compute()
-            self.add(key, value)
-        return value
-
-    def find(self, key: bytes) -> Array | None:
-        """The embedding kept for ``key`` (a hit), or None: the caller computes it and ``add``s it (a miss)."""
         value = self._store.get(key)
+        hit = value is not None
         if value is not None:
             self._store.move_to_end(key)
             self.hits += 1
-            if self.on_lookup is not None:
-                self.on_lookup(True)
-        return value
-
-    def add(self, key: bytes, value: Array) -> None:
-        """Keeps ``value``, computed after ``find`` found nothing: counted as a miss."""
-        self.misses += 1
-        if self.entries:
-            value.setflags(write=False)  # shared by later requests: a write would be a bug, raised here
-            self._store[key] = value
-            if len(self._store) > self.entries:
-                self._store.popitem(last=False)
+        else:
+            self.misses += 1
+            value = compute()
+            if self.entries:
+                value.setflags(write=False)  # shared by later requests: a write would be a bug, raised here
+                self._store[key] = value
+                if len(self._store) > self.entries:
+                    self._store.popitem(last=False)
         if self.on_lookup is not None:
-            self.on_lookup(False)
+            self.on_lookup(hit)
+        return value
 
 
 Cache = EmbeddingCache | None
@@ -216,7 +198,6 @@ class Encoder:
         self.wide = wide
         self.occupancy = occupancy
         self.on_run = on_run
-        self.ready: dict[bytes, Array] = {}  # embeddings ``embed_many`` made for the execution's requests
 
     @classmethod
     def load(
@@ -241,12 +222,8 @@ class Encoder:
         return self.wide if wide else self.session
 
     def embed(self, input_ids: Array, attention_mask: Array) -> Array:
-        """The ``[1, D]`` embedding of one query's tokens (``[1, L]`` each): the one ``embed_many`` made for this
-        request (taken once), or the cache's, or a run of its own."""
-        key = cache_key(input_ids, attention_mask)
-        ready = self.ready.pop(key, None)
-        if ready is not None:
-            return ready
+        """The ``[1, D]`` embedding of one query's tokens (``[1, L]`` each)."""
+        key = input_ids.tobytes() + b"|" + attention_mask.tobytes()
 
         def run() -> Array:
             (emb,) = self._session().run(
@@ -256,49 +233,12 @@ class Encoder:
 
         return self.cache.get(key, run)
 
-    def embed_many(self, tokens: list[tuple[Array, Array]]) -> None:
-        """Runs the queries among ``tokens`` (each ``input_ids``, ``attention_mask`` ``[1, L]``) that the cache does
-        not hold through the encoder together, where there are two or more: padded to the longest (mask 0), one
-        run, each row kept for its request's ``embed`` (and in the cache). One batched run of 2-4 queries costs
-        0.55-0.65 of their runs one by one on one thread; a row differs from the query's own run by float
-        rounding only (at most 5e-8 here, as the ensemble layout's batcher). A lone query keeps its own run,
-        bit for bit the in-process pipeline's."""
-        self.ready = {}
-        missing: dict[bytes, tuple[Array, Array]] = {}
-        for ids, mask in tokens:
-            key = cache_key(ids, mask)
-            if key in missing or key in self.ready:
-                continue  # the same query twice: the second request looks it up itself, as it would alone
-            found = self.cache.find(key)
-            if found is not None:
-                self.ready[key] = found  # looked up (and counted) once: ``embed`` takes it from here
-            else:
-                missing[key] = (ids, mask)
-        if len(missing) < 2:
-            return  # a lone query runs alone, in its request's ``embed``
-        length = max(ids.shape[1] for ids, _ in missing.values())
-        input_ids = np.zeros((len(missing), length), np.int64)
-        attention_mask = np.zeros((len(missing), length), np.int64)
-        for row, (ids, mask) in enumerate(missing.values()):
-            input_ids[row, : ids.shape[1]] = ids[0]
-            attention_mask[row, : mask.shape[1]] = mask[0]
-        (emb,) = self._session().run([c.SENTENCE_EMBEDDING], {c.INPUT_IDS: input_ids, c.ATTENTION_MASK: attention_mask})
-        for row, key in enumerate(missing):
-            value = emb[row : row + 1].copy()
-            self.cache.add(key, value)
-            self.ready[key] = value
-
     def warm(self, input_ids: Array, attention_mask: Array) -> None:
         """Runs each session once on these tokens, outside the cache and the run count: ONNX Runtime plans a
         session's memory on its first run, and Triton's warm-up request reaches only one of them."""
         for session in (self.session, self.wide):
             if session is not None:
                 session.run([c.SENTENCE_EMBEDDING], {c.INPUT_IDS: input_ids, c.ATTENTION_MASK: attention_mask})
-
-
-def cache_key(input_ids: Array, attention_mask: Array) -> bytes:
-    """A query's key in the cache: its tokens."""
-    return input_ids.tobytes() + b"|" + attention_mask.tobytes()
 
 
 class Ranker:
@@ -378,24 +318,6 @@ class FusedSearch:
         emb = self.encoder.embed(feats[c.INPUT_IDS], feats[c.ATTENTION_MASK])
         return _rank(self.topk, self.ranker, feats, emb, item_ids, top_k, options)
 
-    def prepare(self, batch: list[tuple[Array, ...]]) -> None:
-        """The queries of an execution's requests (each this call's inputs) through the encoder together."""
-        self.encoder.embed_many(_tokens_of(batch, self.inputs, lambda q: self.store.tokens(decode_query(q))))
-
-
-def _tokens_of(
-    batch: list[tuple[Array, ...]], inputs: tuple[str, ...], tokens: Callable[[Array], tuple[Array, Array]]
-) -> list[tuple[Array, Array]]:
-    """The tokens of each request's QUERY, leaving out a query that is not valid: its request fails alone."""
-    at = inputs.index(c.QUERY)
-    out = []
-    for arrays in batch:
-        try:
-            out.append(tokens(arrays[at]))
-        except InvalidInput:
-            continue
-    return out
-
 
 class FusedRecommend:
     """``recommend``: USER_ID, ITEM_IDS, TOP_K -> the response (recommend_features, ranker, topk)."""
@@ -456,15 +378,6 @@ class FusedSearchCatalog:
         emb = self.encoder.embed(tokens[c.INPUT_IDS], tokens[c.ATTENTION_MASK])
         feats = self.retriever.search(user_id, query, emb, exclude_ids, build_values=build_values, options=options)
         return _rank(self.topk, self.ranker, feats, emb, feats[c.ITEM_IDS], top_k, options)
-
-    def prepare(self, batch: list[tuple[Array, ...]]) -> None:
-        """The queries of an execution's requests (each this call's inputs) through the encoder together."""
-
-        def tokens(query: Array) -> tuple[Array, Array]:
-            t = self.tokens.tokens(query)
-            return t[c.INPUT_IDS], t[c.ATTENTION_MASK]
-
-        self.encoder.embed_many(_tokens_of(batch, self.inputs, tokens))
 
 
 class FusedRecommendCatalog:
@@ -528,22 +441,15 @@ def answer_warm_request(call: Call, model: str) -> dict[str, Array]:
 
 
 class Occupied:
-    """A fused call that marks its instance busy in the node's ``occupancy`` while it serves a request (or
-    prepares an execution's). ``batched``: its config batches (``runtime.backend.serve`` takes the batch axis off);
-    ``prepare``: the call's own, for an execution of several requests (None where it has none)."""
+    """A fused call that marks its instance busy in the node's ``occupancy`` while it serves a request."""
 
-    def __init__(self, call: Call, occupancy: Occupancy, batched: bool = False):
-        self.call, self.occupancy, self.batched = call, occupancy, batched
+    def __init__(self, call: Call, occupancy: Occupancy):
+        self.call, self.occupancy = call, occupancy
         self.inputs = call.inputs
-        self.prepare = self._prepare if isinstance(call, FusedSearch | FusedSearchCatalog) else None
 
     def __call__(self, *arrays: Array, **kwargs: Any) -> dict[str, Array]:
         with self.occupancy.serving():
             return self.call(*arrays, **kwargs)  # type: ignore[arg-type]
-
-    def _prepare(self, batch: list[tuple[Array, ...]]) -> None:
-        with self.occupancy.serving():
-            self.call.prepare(batch)  # type: ignore[union-attr]
 
 
 def load_in_triton(pb_utils: Any, args: dict[str, str], call: str) -> Occupied:
@@ -564,4 +470,4 @@ def load_in_triton(pb_utils: Any, args: dict[str, str], call: str) -> Occupied:
     if cache is not None and isinstance(fused, FusedSearch | FusedSearchCatalog):
         cache.on_lookup = query_cache_metric(pb_utils, name)
         fused.encoder.on_run = encoder_runs_metric(pb_utils, name)
-    return Occupied(fused, occupancy, settings.batched)
+    return Occupied(fused, occupancy)

@@ -8,7 +8,6 @@ import shutil
 import struct
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,6 @@ from builders.repository.model_specs import ENSEMBLE, FUSED, FusedSizes, spec_by
 from builders.repository.triton_config import WARMUP_DIR, instance_count
 from runtime import contract as c
 from runtime.counters import FLUSH_S
-from runtime.errors import InvalidInput
 from runtime.fused import (
     PARTS,
     WARM_VALUES,
@@ -35,7 +33,6 @@ from runtime.fused import (
     FusedSettings,
     Occupied,
     Serving,
-    cache_key,
     fused_name,
 )
 from runtime.occupancy import Occupancy
@@ -88,12 +85,7 @@ def test_each_call_is_one_fused_step_with_the_ensembles_interface():
         assert step.model == fused_name(call)
         model = fused[step.model]
         assert model.backend == "python"
-        assert [replace(t, ragged=False) for t in model.inputs] == list(ensemble[call].inputs)
-        assert model.outputs == ensemble[call].outputs
-        # a call with an encoder batches what waits (its queries run together); the others take one at a time
-        batches = c.TEXT_ENCODER in PARTS[call]
-        assert (model.max_batch_size > 0, model.dynamic_batching, model.max_queue_delay_us) == (batches, batches, 0)
-        assert all(t.ragged == batches for t in model.inputs)
+        assert model.inputs == ensemble[call].inputs and model.outputs == ensemble[call].outputs
         assert fused[call].inputs == ensemble[call].inputs and fused[call].outputs == ensemble[call].outputs
         # the parts are what the ensemble layout's steps of the same call are
         assert set(PARTS[call]) == {s.model for s in ensemble[call].steps}
@@ -332,49 +324,6 @@ def test_a_query_encoded_alone_is_not_padded_and_embeds_the_same(small_repo):
 
 
 @pytest.mark.slow
-def test_an_executions_new_queries_run_through_the_encoder_together_and_rank_as_alone(small_repo):
-    """``prepare`` (an execution of several requests): the queries the cache does not hold run as one padded
-    batch, each request's ``embed`` takes its row without running or counting again, and each answer ranks as
-    the request alone (the rows differ from a lone run by float rounding only)."""
-    for call, kind in ((c.SEARCH_CATALOG, FusedSearchCatalog), (c.SEARCH_ENSEMBLE, FusedSearch)):
-        fused = kind.load(_settings(small_repo, call))
-        alone = kind.load(_settings(small_repo, call))
-        fused.encoder.session = _CountedSession(fused.encoder.session)
-        user, none, k = np.array([42], np.int64), np.zeros(0, np.int64), np.array([10], np.int32)
-        cands = np.asarray(fused.store.tables.item_ids_sorted[:50]) if call == c.SEARCH_ENSEMBLE else none
-        queries = ["tent", "helix red running shoes size 9", "wireless headphones", "tent", "\udcff"]
-        fused.encoder.embed(*_tokens(fused, "wireless headphones"))  # already cached: a hit, not run again
-        runs, hits, misses = fused.encoder.session.runs, fused.encoder.cache.hits, fused.encoder.cache.misses
-        batch = [(user, np.array([q.encode("utf-8", "surrogatepass")], object), cands, k) for q in queries]
-        fused.prepare(batch)  # the invalid query (not UTF-8) is left to fail in its own request
-        assert fused.encoder.session.runs == runs + 1  # "tent" and the long query, in one run
-        assert (fused.encoder.cache.hits - hits, fused.encoder.cache.misses - misses) == (1, 2)
-        for query in ("tent", "helix red running shoes size 9"):
-            batched = fused.encoder.ready[cache_key(*_tokens(fused, query))]
-            np.testing.assert_allclose(batched, alone.encoder.embed(*_tokens(alone, query)), atol=1e-6)
-        for arrays, query in zip(batch[:4], queries[:4], strict=True):
-            got = fused(*arrays)
-            want = alone(*arrays)
-            np.testing.assert_array_equal(got[c.TOP_ITEM_IDS], want[c.TOP_ITEM_IDS], err_msg=query)
-        assert fused.encoder.session.runs == runs + 1  # every request took its row (or the cache's): no run
-        assert fused.encoder.ready == {}
-        with pytest.raises(InvalidInput, match="QUERY"):
-            fused(*batch[4])
-        # one new query is not a batch: it runs alone, in its request, bit for bit the lone run
-        fused.prepare([(user, np.array([b"cheap waterproof tent"], object), cands, k)] + batch[:1])
-        assert fused.encoder.session.runs == runs + 1 and fused.encoder.ready.keys() <= {
-            cache_key(*_tokens(fused, "tent"))
-        }
-
-
-def _tokens(fused, query: str):
-    if isinstance(fused, FusedSearch):
-        return fused.store.tokens(query)
-    t = fused.tokens.tokens(np.array([query.encode()], object))
-    return t[c.INPUT_IDS], t[c.ATTENTION_MASK]
-
-
-@pytest.mark.slow
 def test_an_encoder_alone_on_the_node_runs_wide_and_answers_the_same(small_repo, tmp_path):
     """With ``encoder_alone_threads``, the encoder runs its wider session only while no other fused instance
     serves, and both sessions give the same embedding bit for bit (so the same ranking)."""
@@ -502,8 +451,7 @@ def test_one_shopper_at_a_time_meets_one_fused_instance_and_a_load_meets_both(tr
     assert second * 4 >= first, (second, first)  # the busy first instance leaves requests to the second
     runs2 = _encoder_runs(triton_server, model)
     wide, narrow = runs2["wide"] - runs1["wide"], runs2["narrow"] - runs1["narrow"]
-    # the queries that waited while an instance was busy ran through the encoder together: fewer runs than queries
-    assert wide + narrow < len(rest), (wide, narrow)
+    assert wide + narrow == len(rest)
     assert narrow > wide, (wide, narrow)  # under load the other instance is busy: each keeps to its thread
 
 

@@ -204,18 +204,12 @@ def _check_fused(repo: Path, by_name: dict[str, ModelSpec], user: np.ndarray, it
         parts = spec.parameters[PARTS_PARAMETER].split(",")
         settings = FusedSettings({p: repo / p / VERSION for p in parts})
         fused = KINDS[call].load(settings, Serving(scan=retrieval_scan(repo, spec.name)))
-        _check_arrays(spec, _as_served(spec, fused(*request)))
+        _check_arrays(spec, fused(*request))
         if spec.warmup:  # the model answers it at load (and Triton sends it): a failure stops the model loading
             try:
-                _check_arrays(spec, _as_served(spec, answer_warm_request(fused, spec.name)))
+                _check_arrays(spec, answer_warm_request(fused, spec.name))
             except RuntimeError as err:
                 raise RepositoryError(str(err)) from err
-
-
-def _as_served(spec: ModelSpec, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """A call's outputs as its model serves them: a batching model puts its one request's batch axis back on
-    (``runtime.backend.serve``)."""
-    return {k: v[None] for k, v in outputs.items()} if spec.max_batch_size else outputs
 
 
 def retrieval_scan(repo: Path, model: str) -> Scan | None:

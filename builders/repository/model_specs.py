@@ -29,7 +29,7 @@ target's layout"):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from builders.repository.triton_config import ModelSpec, Step, Tensor, WarmInput
 from runtime import contract as c
@@ -422,7 +422,6 @@ def catalog_specs(embed_dim: int = c.EMBED_DIM, scan: bool = False) -> list[Mode
 FUSED_THREADS = 1
 FUSED_INSTANCES = 2
 FUSED_ALONE_THREADS = 2  # the encoder's threads while no other fused instance serves (docs/benchmarks.md)
-FUSED_MAX_BATCH = 8  # a fused model with an encoder: the most requests one execution takes (docs/serving.md)
 
 
 @dataclass(frozen=True)
@@ -491,16 +490,6 @@ def fused_specs(
                     "(runtime/occupancy.py): one shopper's search is faster, the load keeps 1 thread per instance; "
                     "a second encoder session, about 90 MB per instance (--fused-alone-threads, 0: none)"
                 )
-        inputs = ensemble.inputs
-        batched = c.TEXT_ENCODER in parts
-        if batched:
-            inputs = tuple(replace(t, ragged=True) for t in inputs)
-            why["max_batch_size"] = (
-                f"{FUSED_MAX_BATCH}, dynamic batching with no queue delay, every input ragged: the requests that "
-                "wait while an instance is busy reach it together, and the queries its cache does not hold run "
-                "through the encoder as one batch (runtime/fused.py); a lone request is never held back. Each "
-                "request keeps its own tensors and candidates"
-            )
         retrieval = {c.RETRIEVE_SEARCH, c.RETRIEVE_RECOMMEND} & set(parts)
         bls = bool(retrieval) and scan  # its retrieval asks the item_scan model, through BLS
         if bls:
@@ -514,10 +503,8 @@ def fused_specs(
                 backend="python",
                 instances=sizes.instances,
                 preferred_instances=True,
-                inputs=inputs,
+                inputs=ensemble.inputs,
                 outputs=ensemble.outputs,
-                max_batch_size=FUSED_MAX_BATCH if batched else 0,
-                dynamic_batching=batched,
                 parameters=params,
                 warmup=() if bls else warm_request(ensemble.inputs),
                 why=why,

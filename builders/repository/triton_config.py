@@ -55,15 +55,9 @@ class Tensor:
     name: str
     dtype: str  # numpy-style name: int64, float32, bytes...
     dims: tuple[int, ...]
-    # an input of a batching model that Triton's batcher may group across requests of different shapes
-    # (``allow_ragged_batch``): a Python-backend model still gets each request's own tensor
-    ragged: bool = False
 
     def to_dict(self) -> dict:
-        out: dict[str, object] = {"name": self.name, "data_type": NUMPY_TO_TRITON[self.dtype], "dims": list(self.dims)}
-        if self.ragged:
-            out["allow_ragged_batch"] = True
-        return out
+        return {"name": self.name, "data_type": NUMPY_TO_TRITON[self.dtype], "dims": list(self.dims)}
 
 
 @dataclass(frozen=True)
@@ -175,8 +169,8 @@ class ModelSpec:
             }
             cfg["optimization"] = {"execution_accelerators": {"gpu_execution_accelerator": [acc]}}
         if self.warmup:
-            # batch_size 1: Triton skips a sample of batch size 0; a model that does not batch takes its inputs'
-            # full shapes as given, a batching one gets them as one request's (the batch axis added)
+            # batch_size 1: Triton skips a sample of batch size 0, and a model that does not batch takes its
+            # inputs' full shapes as given
             cfg["model_warmup"] = [
                 {
                     "name": "made_up_request",
