@@ -113,11 +113,17 @@ def test_stop_cleans_up_the_stubs_of_a_server_that_died(tmp_path):
     add_python_model(repo, "echo", ECHO)
     server = TritonServer(ServerOptions(model_repository=repo, log_file=tmp_path / "log.txt")).start()
     pgid = server.process.pid
+    stubs = [pid for pid in live_members(pgid) if pid != pgid]
+    assert stubs  # the echo model's stub, in the server's process group
+    for pid in stubs:  # held still: a stub that notices its server gone exits by itself, sometimes before the check
+        os.kill(pid, signal.SIGSTOP)
     os.kill(server.process.pid, signal.SIGKILL)  # the server dies, its stub processes do not
     server.process.wait(timeout=10)
-    assert live_members(pgid)  # the orphaned stubs
+    assert sorted(live_members(pgid)) == sorted(stubs)  # the orphaned stubs
     server.stop()
-    time.sleep(0.5)
+    deadline = time.monotonic() + 10
+    while live_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert live_members(pgid) == []  # killed (zombies waiting for init to reap them do not count)
 
 
