@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -154,6 +155,9 @@ class ServerOptions:
     # only through the model control API (server/publish.py publishes and rolls back releases that way).
     # A fused repository (runtime/fused.py) always starts in explicit mode, its served models named.
     model_control: str = "none"
+    # the python backend's shared-memory regions: /dev/shm/<prefix><uuid>; "" = one of its own per server
+    # (``resolved``), so ``TritonServer.stop`` can remove what a killed server left without touching another's
+    shm_prefix: str = ""
 
     def resolved(self) -> ServerOptions:
         opts = ServerOptions(**{k: getattr(self, k) for k in self.__dataclass_fields__})
@@ -165,6 +169,7 @@ class ServerOptions:
         if opts.log_file is None:
             opts.log_file = REPO_ROOT / "build" / "logs" / f"tritonserver-{opts.grpc_port}.log"
         opts.log_file = Path(opts.log_file).resolve()
+        opts.shm_prefix = opts.shm_prefix or f"shoprank_local_{secrets.token_hex(6)}_"
         return opts
 
     @property
@@ -194,6 +199,8 @@ def server_command(opts: ServerOptions, backend_dir: Path) -> list[str]:
         # Each python-backend instance starts with 8 MiB of shared memory (it grows on demand).
         "--backend-config=python,shm-default-byte-size=8388608",
     ]
+    if opts.shm_prefix:
+        cmd.append(f"--backend-config=python,shm-region-prefix-name={opts.shm_prefix}")
     if opts.model_control not in ("none", "explicit"):
         raise ServerError(f"model_control: expected 'none' or 'explicit', got {opts.model_control!r}")
     named = models_to_load(Path(opts.model_repository))
@@ -242,6 +249,9 @@ def log_tail(path: Path, lines: int = 40) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log written)"
+
+
+SHM_DIR = Path("/dev/shm")
 
 
 class TritonServer:
@@ -339,7 +349,18 @@ class TritonServer:
             os.killpg(self.process.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass  # the group is already empty
-        return self.process.wait(timeout=10)
+        code = self.process.wait(timeout=10)
+        self._remove_shared_memory()
+        return code
+
+    def _remove_shared_memory(self) -> None:
+        """The shared-memory regions of this server that are left: a server that exits removes its own, a killed
+        one (SIGKILL, a crash, the OOM killer) cannot, and each is at least 8 MiB of memory until removed."""
+        prefix = self.options.shm_prefix
+        if not prefix:
+            return
+        for region in SHM_DIR.glob(f"{prefix}*"):
+            region.unlink(missing_ok=True)
 
     def __enter__(self) -> TritonServer:
         return self.start()

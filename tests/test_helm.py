@@ -4,6 +4,7 @@ can run here: see helm/README.md for what is and is not tested)."""
 import json
 import re
 import subprocess
+import uuid
 from pathlib import Path
 
 import kubernetes_validate
@@ -98,6 +99,32 @@ def test_triton_flags_probes_and_security():
     assert not c["securityContext"]["allowPrivilegeEscalation"] and pod["securityContext"]["runAsNonRoot"]
     shm = next(v for v in pod["volumes"] if v["name"] == "shm")
     assert shm["emptyDir"]["medium"] == "Memory"
+
+
+def test_each_start_removes_the_shared_memory_a_killed_server_of_the_pod_left(tmp_path):
+    """The container's command, run here by the real /bin/sh: it removes the regions under the chart's prefix in
+    /dev/shm (a killed server's, which the pod's emptyDir keeps), leaves any other file there, and then execs
+    tritonserver with the chart's arguments (a stand-in on PATH that writes them down)."""
+    c = kind(render(), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    prefix = "shoprank_pod_"
+    assert f"--backend-config=python,shm-region-prefix-name={prefix}" in c["args"]
+    stale = Path("/dev/shm") / f"{prefix}{uuid.uuid4()}"
+    other = Path("/dev/shm") / f"shoprank_test_other_{uuid.uuid4()}"
+    fake = tmp_path / "bin" / "tritonserver"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path / "args.txt"}\n')
+    fake.chmod(0o755)
+    try:
+        stale.write_bytes(b"x" * 1024)
+        other.write_bytes(b"y")
+        env = {"PATH": f"{fake.parent}:/usr/bin:/bin"}
+        done = subprocess.run([*c["command"], *c["args"]], env=env, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        assert not stale.exists() and other.exists()
+        assert (tmp_path / "args.txt").read_text().splitlines() == c["args"]
+    finally:
+        stale.unlink(missing_ok=True)
+        other.unlink(missing_ok=True)
 
 
 def test_drain_sequence_fits_in_the_grace_period():

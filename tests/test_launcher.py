@@ -7,6 +7,7 @@ import pytest
 
 from server.launcher import (
     RATE_LIMIT_ARG,
+    SHM_DIR,
     ServerError,
     ServerOptions,
     TritonServer,
@@ -113,6 +114,9 @@ def test_stop_cleans_up_the_stubs_of_a_server_that_died(tmp_path):
     add_python_model(repo, "echo", ECHO)
     server = TritonServer(ServerOptions(model_repository=repo, log_file=tmp_path / "log.txt")).start()
     pgid = server.process.pid
+    prefix = server.options.shm_prefix
+    assert prefix.startswith("shoprank_local_") and prefix != ServerOptions(repo).resolved().shm_prefix
+    assert list(SHM_DIR.glob(f"{prefix}*"))  # the echo model's region, under this server's own prefix
     stubs = [pid for pid in live_members(pgid) if pid != pgid]
     assert stubs  # the echo model's stub, in the server's process group
     for pid in stubs:  # held still: a stub that notices its server gone exits by itself, sometimes before the check
@@ -125,6 +129,7 @@ def test_stop_cleans_up_the_stubs_of_a_server_that_died(tmp_path):
     while live_members(pgid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert live_members(pgid) == []  # killed (zombies waiting for init to reap them do not count)
+    assert list(SHM_DIR.glob(f"{prefix}*")) == []  # the killed server could not remove its region: stop() did
 
 
 def live_members(pgid: int) -> list[int]:

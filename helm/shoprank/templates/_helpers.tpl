@@ -38,3 +38,5 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "shoprank.onlineSecret" -}}
 {{- .Values.online.existingSecret | default (printf "%s-online" (include "shoprank.fullname" .)) -}}
 {{- end -}}
+{{/* The python backend's shared-memory regions of this chart's servers: /dev/shm/<prefix><uuid> (deployment.yaml) */}}
+{{- define "shoprank.shmRegionPrefix" -}}shoprank_pod_{{- end -}}
