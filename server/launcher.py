@@ -198,8 +198,9 @@ def server_command(opts: ServerOptions, backend_dir: Path) -> list[str]:
         f"--log-verbose={opts.log_verbose}",
         # Each python-backend instance starts with 8 MiB of shared memory (it grows on demand).
         "--backend-config=python,shm-default-byte-size=8388608",
-        f"--backend-config=python,shm-region-prefix-name={opts.shm_prefix}",  # its own (``resolved``)
     ]
+    if opts.shm_prefix:
+        cmd.append(f"--backend-config=python,shm-region-prefix-name={opts.shm_prefix}")
     if opts.model_control not in ("none", "explicit"):
         raise ServerError(f"model_control: expected 'none' or 'explicit', got {opts.model_control!r}")
     named = models_to_load(Path(opts.model_repository))
@@ -356,7 +357,7 @@ class TritonServer:
         """The shared-memory regions of this server that are left: a server that exits removes its own, a killed
         one (SIGKILL, a crash, the OOM killer) cannot, and each is at least 8 MiB of memory until removed."""
         prefix = self.options.shm_prefix
-        if not prefix:  # ``resolved`` always sets one; an empty prefix would match everything in /dev/shm
+        if not prefix:
             return
         for region in SHM_DIR.glob(f"{prefix}*"):
             region.unlink(missing_ok=True)
