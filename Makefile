@@ -12,7 +12,7 @@ export PYTHONPATH := $(CURDIR)
 
 .PHONY: help setup build build-gpu serve up redis seed lint format test test-unit test-triton configs validate check-data demo-data variants \
 	bench bench-client bench-peer bench-code-ab bench-first-request bench-fp16-decode bench-encoder-length gpu-truth gpu-truth-report bench-ids bench-retrieval bench-lexical bench-search bench-ranker bench-fresh-tables bench-sim-tie bench-search-cost bench-recommend \
-	bench-recommend-cost bench-scale bench-scan bench-online bench-retrain bench-online-cluster redis-cluster \
+	bench-recommend-cost bench-scale bench-scan bench-online bench-retrain bench-gate-noise bench-online-cluster redis-cluster \
 	bench-variants bench-tuning loadtest capacity verify explore screenshots publish rollback retrain ab-start ab-stop clean
 
 help: ## list the targets
@@ -220,6 +220,9 @@ bench-scan: setup ## retrieval by the item_scan model (exact matrix product) bes
 
 bench-retrain: setup ## a nightly retrain's build (one new day of logs, from the cache) against a full build -> docs/retrain.md
 	$(PY) -m benchmarks.retrain_cost --profile $(PROFILE) --out docs/retrain.md
+
+bench-gate-noise: setup ## the retrain gate's latency verdict on a release against itself under SDK load: one after the other vs in turns -> docs/retrain.md
+	$(PY) -m benchmarks.gate_noise --rounds 6 --out docs/retrain.md
 
 bench-online: setup ## what the online store's read adds to the feature model per request -> docs/online.md
 	$(PY) -m benchmarks.online_read --out docs/online.md

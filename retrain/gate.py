@@ -9,8 +9,9 @@ list's logged impressions are the candidates; its clicks and purchases the gains
   inverse propensity of its logged position, the curve the build estimates: ``rows.propensities``) and
   ``true`` (a generated shop's hidden relevance). Per view, the mean per list, and the candidate's paired
   difference to the live release with a 95% bootstrap interval over lists (``metrics.paired_interval``).
-* **Latency**: p50/p99 of the same calls in this process, one release after the other, and per list the
-  candidate's time over the live release's.
+* **Latency**: p50/p99 of the same calls in this process, the two releases taking turns list by list (which
+  goes first alternates), so a load on the machine that comes and goes weighs on both alike; and per list
+  the candidate's time over the live release's (``time_ratio``).
 * **The decision**: promote unless the candidate's NDCG@10 in the gate's view (``ips`` where the logs have
   positions, else ``logged``) is below the live release's by more than ``margin`` (relative), or it is slower
   by more than ``latency_margin``: the median over lists of its time over the live release's on the same
@@ -20,9 +21,10 @@ list's logged impressions are the candidates; its clicks and purchases the gains
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -33,6 +35,15 @@ from builders.learning.rows import MAX_POSITION, propensities
 from builders.repository.pipeline import InProcessPipeline
 
 ANONYMOUS = 2**62 + 1  # a user id no shop has: the visitor without an account
+CLOCK: Callable[[], float] = time.perf_counter  # seconds; the gate's calls are timed by it
+
+
+class Release(Protocol):
+    """What the gate ranks with: a release's in-process pipeline (``InProcessPipeline``)."""
+
+    def search(self, user_id: int, query: str, item_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def recommend(self, user_id: int, item_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 class GateError(ValueError):
@@ -93,31 +104,29 @@ def held_out(shop: ShopData, max_lists: int) -> HeldOut:
     return HeldOut(np.array(users, np.int64), queries, np.array(offsets), shop.item_ids[shop.imp_item[imp]], gains)
 
 
-def _rank(pipeline: InProcessPipeline, lists: HeldOut, i: int) -> tuple[np.ndarray, float]:
+def _rank(pipeline: Release, lists: HeldOut, i: int) -> tuple[np.ndarray, float]:
     """List ``i``'s impression scores by the release, and the call's time in ms."""
     a, b = lists.offsets[i], lists.offsets[i + 1]
     items = lists.items[a:b]
     user, query = int(lists.users[i]), lists.queries[i]
-    start = time.perf_counter()
+    start = CLOCK()
     if query is None:
         ids, got = pipeline.recommend(user, items, len(items))
     else:
         ids, got = pipeline.search(user, query, items, len(items))
-    took = (time.perf_counter() - start) * 1e3
+    took = (CLOCK() - start) * 1e3
     by_id = dict(zip(ids.tolist(), got.tolist(), strict=True))
     # an item the release left out (sold out in its tables) ranks last
     return np.array([by_id.get(item, -np.inf) for item in items.tolist()], np.float64), took
 
 
-def score(pipeline: InProcessPipeline, lists: HeldOut) -> tuple[np.ndarray, np.ndarray]:
+def score(pipeline: Release, lists: HeldOut) -> tuple[np.ndarray, np.ndarray]:
     """Every impression's score by the release (``[N]``), and each call's time in ms (``[L]``)."""
     got = score_side_by_side({"release": pipeline}, lists)
     return got["release"]
 
 
-def score_side_by_side(
-    pipelines: dict[str, InProcessPipeline], lists: HeldOut
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def score_side_by_side(pipelines: Mapping[str, Release], lists: HeldOut) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``score`` of each release, list by list: the releases rank each list one after the other, in turn
     first, so a load that comes and goes on the machine weighs on their times alike."""
     scores = {name: np.empty(len(lists.items), np.float64) for name in pipelines}
@@ -130,17 +139,27 @@ def score_side_by_side(
     return {name: (scores[name], times[name]) for name in names}
 
 
+def time_ratio(live: np.ndarray, candidate: np.ndarray) -> float:
+    """How much slower the candidate is (``0.1``: 10%): the median over lists of its time over the live
+    release's on the same list (``[L]`` ms each, timed in turns: ``score_side_by_side``).
+
+    Not the ratio of the p50s: the lists mix searches (~3 ms) and recommendations (~0.5 ms), and the p50 of
+    such a mix falls between the two modes, where a small shift of either moves it by a third."""
+    ok = live > 0  # a list timed at 0 ms (a clock too coarse) is left out, not divided by
+    return float(np.median(candidate[ok] / live[ok])) - 1 if ok.any() else 0.0
+
+
 def compare(
     live: tuple[Path, int], candidate: tuple[Path, int], shop: ShopData, settings: GateSettings
 ) -> dict[str, Any]:
     """The gate's verdict: ``{"promote": bool, "reasons": [...], "quality": ..., "latency_ms": ..., "lists": n}``."""
     lists = held_out(shop, settings.max_lists)
-    # one release after the other: two pipelines ranking in turns in one process crashed the python backend
-    # of a tritonserver loaded beside it on 2 cores (tests/test_retrain.py), one after the other never did
-    ranked = {
-        name: score(InProcessPipeline(repo, version), lists)
-        for name, (repo, version) in (("live", live), ("candidate", candidate))
+    # in turns, list by list: one release after the other, a load that came and went between the two runs
+    # moved the verdict on a release against itself by up to 22% here (docs/retrain.md, make bench-gate-noise)
+    pipelines = {
+        name: InProcessPipeline(repo, version) for name, (repo, version) in (("live", live), ("candidate", candidate))
     }
+    ranked = score_side_by_side(pipelines, lists)
     scored = {name: s for name, (s, _) in ranked.items()}
     latency = {
         name: {"p50": round(float(np.percentile(t, 50)), 3), "p99": round(float(np.percentile(t, 99)), 3)}
@@ -159,12 +178,7 @@ def compare(
     view = "ips" if "ips" in quality else "logged"
     q = quality[view]
     relative = (q["candidate"] - q["live"]) / q["live"] if q["live"] > 0 else 0.0
-    # per list, the candidate's time over the live release's on the same list: the p50 of a mix of searches
-    # (~3 ms) and recommendations (~0.5 ms) lies between the two modes, where a small shift of either moves it
-    # by a third; the median of the paired ratios does not
-    live_t, cand_t = ranked["live"][1], ranked["candidate"][1]
-    ok = live_t > 0
-    slower = float(np.median(cand_t[ok] / live_t[ok])) - 1 if ok.any() else 0.0
+    slower = time_ratio(ranked["live"][1], ranked["candidate"][1])
     reasons = []
     if relative < -settings.margin:
         reasons.append(

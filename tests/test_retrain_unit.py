@@ -1,5 +1,6 @@
 """The retrain's watch (retrain/watch.py) on Triton's metrics text, its release volume (retrain/volume.py) and
-where refused candidates are kept (retrain/loop.py:keep_aside), without a server."""
+where refused candidates are kept (retrain/loop.py:keep_aside), and the gate's latency verdict
+(retrain/gate.py: the releases timed in turns), without a server."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from retrain import gate
 from retrain import volume as volume_mod
 from retrain.loop import keep_aside
 from retrain.volume import ReleaseVolume, VolumeError, adopt
@@ -45,6 +48,60 @@ def test_a_release_is_rolled_back_for_errors_or_time_beyond_the_margins_and_kept
     got = verdict(before, slow, 0.01, 0.5)
     assert got["rollback"] and "mean request time 9.00 ms" in got["reasons"][0]
     assert verdict(before, Window(), 0.01, 0.5)["rollback"] is False  # no request: nothing to judge
+
+
+class _Timed:
+    """A release whose every call takes ``cost`` ms times the machine's load at the moment, on a fake clock."""
+
+    def __init__(self, clock: list[float], load, cost: float) -> None:
+        self.clock, self.load, self.cost = clock, load, cost
+
+    def _answer(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.clock[0] += self.cost * self.load(self.clock[0]) / 1e3
+        return items, np.arange(len(items), 0, -1, dtype=np.float32)
+
+    def search(self, user_id: int, query: str, item_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._answer(item_ids)
+
+    def recommend(self, user_id: int, item_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._answer(item_ids)
+
+
+def test_the_gate_times_the_releases_in_turns_so_a_load_that_comes_and_goes_weighs_on_both(monkeypatch):
+    n = 400
+    lists = gate.HeldOut(
+        users=np.arange(n, dtype=np.int64),
+        queries=["dress" if i % 2 else None for i in range(n)],
+        offsets=np.arange(0, 5 * n + 1, 5),
+        items=np.arange(5 * n, dtype=np.int64),
+    )
+    clock = [0.0]
+    monkeypatch.setattr(gate, "CLOCK", lambda: clock[0])
+
+    def burst(t: float) -> float:  # the machine 1.6x slower for the first second, then idle
+        return 1.6 if t < 1.0 else 1.0
+
+    def verdict(live_ms: float, candidate_ms: float) -> float:
+        clock[0] = 0.0
+        got = gate.score_side_by_side(
+            {"live": _Timed(clock, burst, live_ms), "candidate": _Timed(clock, burst, candidate_ms)}, lists
+        )
+        assert (got["live"][0] == got["candidate"][0]).all()  # the scores do not depend on the timing
+        return gate.time_ratio(got["live"][1], got["candidate"][1])
+
+    # a release against itself: 0 within the load's own steps, though the burst covered most of the live
+    # release's lists had they run first (one after the other: the candidate's lists all after the burst)
+    assert verdict(3.0, 3.0) == pytest.approx(0.0, abs=1e-9)
+    alone = {}
+    clock[0] = 0.0
+    for name in ("live", "candidate"):
+        alone[name] = gate.score(_Timed(clock, burst, 3.0), lists)[1]
+    assert gate.time_ratio(alone["live"], alone["candidate"]) < -0.3  # what one after the other would say
+    assert verdict(3.0, 4.5) == pytest.approx(0.5, abs=0.01)
+    assert verdict(3.0, 2.4) == pytest.approx(-0.2, abs=0.01)
+    # a list the live release timed at 0 ms (a clock too coarse) is left out, not divided by
+    assert gate.time_ratio(np.zeros(3), np.ones(3)) == 0.0
+    assert gate.time_ratio(np.array([0.0, 1.0, 1.0]), np.array([5.0, 2.0, 2.0])) == pytest.approx(1.0)
 
 
 def test_the_candidate_is_built_in_the_served_repositorys_layout_and_sizes(small_repo, ensemble_repo):
