@@ -153,15 +153,26 @@ _SHARED: dict = {}
 
 @pytest.fixture(autouse=True)
 def _shared_server_survives():
-    """Fail the test during which the shared tritonserver died, with its log, not the tests after it."""
+    """Fail the test during which the shared tritonserver died, with its log, not the tests after it: the
+    dead server's log is kept beside it (``tritonserver.log.died-N``) and a new one is started on the same
+    ports for the tests that follow (tritonserver 2.51 can die of a gRPC cancellation race, docs/serving.md)."""
     yield
     server = _SHARED.get("server")
     if server is not None and server.process.poll() is not None:
-        _SHARED.pop("server", None)
-        pytest.fail(
-            f"the shared tritonserver died during this test (exit {server.process.returncode}):\n"
-            f"{log_tail(server.options.log_file, 30)}"
-        )
+        code, log = server.process.returncode, server.options.log_path
+        tail = log_tail(log, 30)
+        server.stop()  # its stubs and shared memory
+        kept = log.with_name(f"{log.name}.died-{_SHARED.setdefault('deaths', 0) + 1}")
+        _SHARED["deaths"] += 1
+        with contextlib.suppress(OSError):
+            log.rename(kept)
+        try:
+            server.start()
+            after = f"a new one serves the tests that follow on the same ports; this log kept at {kept}"
+        except Exception as err:  # the tests that follow then fail to connect, as they would have
+            _SHARED.pop("server", None)
+            after = f"a new one did not start: {err}"
+        pytest.fail(f"the shared tritonserver died during this test (exit {code}); {after}:\n{tail}")
 
 
 @pytest.fixture(scope="session")
