@@ -45,8 +45,8 @@ ALLOWED: dict[str, set[str]] = {
     "model_repository": {"runtime"},
     "explorer": {"runtime", "client", "builders"},
     "loadtest": {"runtime", "client", "builders", "server", "online"},
-    "benchmarks": {"runtime", "client", "rollout", "builders", "server", "online", "loadtest"},
-    "scripts": {"runtime", "client", "rollout", "builders", "server", "online", "loadtest", "benchmarks"},
+    "benchmarks": {"runtime", "client", "rollout", "builders", "server", "retrain", "online", "loadtest"},
+    "scripts": {"runtime", "client", "rollout", "builders", "server", "retrain", "online", "loadtest", "benchmarks"},
     "tests": set(ORDER) - {"tests"},
 }
 PACKAGE_STAGE = {"shoprank_client": "client"}  # the SDK's import name lives in client/
