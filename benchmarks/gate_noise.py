@@ -14,8 +14,9 @@ repository without pause: the load the retrain test publishes under. Both verdic
 from __future__ import annotations
 
 import argparse
-import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +24,7 @@ from benchmarks.pipeline import machine, write_section
 from builders.build import REPO_ROOT
 from builders.data.dataset import ShopData
 from builders.repository.pipeline import InProcessPipeline
+from loadtest.background import under_load
 from retrain import gate
 from runtime import cli_logging
 from runtime.repository import serving_version
@@ -46,28 +48,19 @@ def rounds(repo: Path, lists: gate.HeldOut, n: int) -> list[tuple[float, float]]
     return got
 
 
-def under_sdk_load(repo: Path, shop: ShopData, threads: int, action):
+def under_sdk_load(repo: Path, shop: ShopData, threads: int, action: Callable[[], Any]) -> Any:
     """``action()`` while ``threads`` threads send searches to a tritonserver serving ``repo``."""
     users = [int(u) for u in shop.user_ids[:20]]
     candidates = [int(i) for i in shop.item_ids[:100]]
     with TritonServer(ServerOptions(model_repository=repo)) as server:
         client = RankingClient(server.grpc_url, ClientOptions(timeout_s=10, retry=RetryPolicy(max_attempts=1)))
-        stop = threading.Event()
 
-        def loop(i: int) -> None:
-            while not stop.is_set():
-                client.search(users[i % len(users)], "dress", candidates, k=10)
-                i += 1
+        def ask(i: int) -> int | None:
+            return client.search(users[i % len(users)], "dress", candidates, k=10).release
 
-        workers = [threading.Thread(target=loop, args=(5 * n,)) for n in range(threads)]
-        for t in workers:
-            t.start()
-        try:
-            return action()
-        finally:
-            stop.set()
-            for t in workers:
-                t.join()
+        result, answers, failures = under_load(ask, action, threads)
+    print(f"load: {len(answers)} searches answered, {len(failures)} failed")
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:

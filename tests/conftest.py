@@ -155,15 +155,15 @@ _SHARED: dict = {}
 def _shared_server_survives():
     """Fail the test during which the shared tritonserver died, with its log, not the tests after it: the
     dead server's log is kept beside it (``tritonserver.log.died-N``) and a new one is started on the same
-    ports for the tests that follow (tritonserver 2.51 can die of a gRPC cancellation race, docs/serving.md)."""
+    ports for the tests that follow (tritonserver 2.51 has died with signal 11 here: docs/serving.md)."""
     yield
     server = _SHARED.get("server")
     if server is not None and server.process.poll() is not None:
         code, log = server.process.returncode, server.options.log_path
         tail = log_tail(log, 30)
         server.stop()  # its stubs and shared memory
-        kept = log.with_name(f"{log.name}.died-{_SHARED.setdefault('deaths', 0) + 1}")
-        _SHARED["deaths"] += 1
+        deaths = _SHARED["deaths"] = _SHARED.get("deaths", 0) + 1
+        kept = log.with_name(f"{log.name}.died-{deaths}")
         with contextlib.suppress(OSError):
             log.rename(kept)
         try:

@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pytest
 
+from loadtest.background import under_load
 from rollout.__main__ import main as rollout_main
 from rollout.compare import Lists, compare
 from runtime.repository import layout, read_config, versions_on_disk
@@ -23,7 +24,6 @@ from shoprank_client import AsyncRankingClient, RankingClient
 from shoprank_client.experiment import bucket
 from shoprank_client.types import ClientOptions, RetryPolicy
 from tests.conftest import REPO_ROOT
-from tests.helpers import under_load
 
 SHARE = 0.3
 NAME = "winter-ranker"

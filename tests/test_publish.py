@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from loadtest.background import under_load
 from rollout.__main__ import main as rollout_main
 from rollout.golden import load as load_golden
 from runtime.repository import layout, read_config, serving_version, versions_on_disk
@@ -16,7 +17,6 @@ from server.launcher import ServerOptions, TritonServer
 from server.publish import Publisher, PublishError, check_compatible
 from shoprank_client import RankingClient
 from shoprank_client.types import ClientOptions, RetryPolicy
-from tests.helpers import under_load
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -20,6 +20,7 @@ from builders import report_page
 from builders.build import build
 from builders.data import config as cfg_mod
 from builders.data.dataset import ShopData
+from loadtest.background import under_load
 from retrain import gate
 from retrain.__main__ import main as retrain_main
 from retrain.loop import Served, promote
@@ -31,7 +32,6 @@ from server.raw_requests import request_inputs
 from shoprank_client import RankingClient
 from shoprank_client.types import ClientOptions, RetryPolicy
 from tests.conftest import REPO_ROOT
-from tests.helpers import under_load
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 
