@@ -146,7 +146,7 @@ class World:
 
 class _Handler(BaseHTTPRequestHandler):
     world: World
-    pool = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(total=30))
+    pool: urllib3.PoolManager  # the stand-in's own connections to the backends, closed when it stops
 
     def log_message(self, *args):  # quiet
         pass
@@ -250,7 +250,8 @@ class StandInApiServer:
     """Serves ``world`` on a free local port; ``kubeconfig(path)`` writes a kubeconfig pointing at it."""
 
     def __init__(self, world: World):
-        handler = type("Handler", (_Handler,), {"world": world})
+        self.pool = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(total=30))
+        handler = type("Handler", (_Handler,), {"world": world, "pool": self.pool})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.world = world
@@ -263,6 +264,8 @@ class StandInApiServer:
     def __exit__(self, *exc) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+        # a kept-alive connection to a tritonserver would hold that server's shutdown for its whole exit timeout
+        self.pool.clear()
 
     def kubeconfig(self, path) -> str:
         cfg = {
