@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)
 
 .PHONY: help setup build build-gpu serve up redis seed lint format test test-unit test-triton configs validate check-data demo-data variants \
-	bench bench-client bench-peer bench-code-ab bench-first-request bench-fp16-decode bench-encoder-length gpu-truth gpu-truth-report bench-ids bench-retrieval bench-lexical bench-search bench-ranker bench-fresh-tables bench-sim-tie bench-search-cost bench-recommend \
+	bench bench-client bench-peer bench-code-ab bench-first-request bench-fp16-decode bench-encoder-length bench-encode-order gpu-truth gpu-truth-report bench-ids bench-retrieval bench-lexical bench-search bench-ranker bench-fresh-tables bench-sim-tie bench-search-cost bench-recommend \
 	bench-recommend-cost bench-scale bench-scan bench-online bench-retrain bench-gate-noise bench-online-cluster redis-cluster \
 	bench-variants bench-tuning loadtest capacity verify explore screenshots publish rollback retrain ab-start ab-stop clean
 
@@ -116,6 +116,10 @@ bench-client: setup ## SDK overhead per call vs raw tritonclient, same requests 
 bench-fp16-decode: setup ## float16 item rows decoded by numpy, FAISS's fp16 codec or ONNX Runtime's Cast (served): the decode and retrieval's exact re-scoring, same rows and searches
 	$(PY) -m builders build --target cpu --profile default --out build/default/bench_repo --no-progress
 	$(PY) -m benchmarks.fp16_decode --repo build/default/bench_repo
+
+bench-encode-order: setup ## a build's title encoding in catalogue order against sorted by token length (default shop's titles) -> docs/benchmarks.md
+	$(PY) -m builders build --target cpu --profile default --out build/default/bench_repo --no-progress
+	$(PY) -m benchmarks.encode_order --doc docs/benchmarks.md
 
 bench-encoder-length: setup ## the text encoder's cost per query against its padded length, and the benchmark queries padded or not -> docs/benchmarks.md
 	$(PY) -m builders build --target cpu --profile $(PROFILE) --out build/$(PROFILE)/bench_repo --no-progress

@@ -94,3 +94,28 @@ def test_a_retrain_encodes_only_the_titles_the_previous_table_lacks(encoder, tmp
     (out / "items.encoder.txt").write_text("another encoder")
     report = steps.embeddings(nightly, ["red dress"], folder, out, 16, progress=False)
     assert report["titles_reused"] == 0  # embeddings of another encoder are never reused
+
+
+def test_texts_are_run_in_order_of_length_and_come_back_in_their_own_order(encoder):
+    """Mixed lengths, arrival order: each batch pads only to the texts it holds (sorted by token length), and
+    row ``i`` is ``texts[i]``'s embedding, as the text encoded alone gives it."""
+    from runtime.encoder import OnnxTextEncoder
+
+    onnx, tok = encoder
+    rng = np.random.default_rng(1)
+    words = ["trail", "running", "shoes", "laptop", "red", "dress", "tent", "waterproof"]
+    texts = [" ".join(rng.choice(words, int(n))) for n in rng.permutation(np.repeat([1, 3, 9], 8))]
+    enc = OnnxTextEncoder(onnx, 16, tok, threads=1)
+    widths = []
+    run = enc.session.run
+    enc.session = type(
+        "Recorder", (), {"run": lambda _, names, feeds: widths.append(feeds["input_ids"].shape) or run(names, feeds)}
+    )()
+    got = np.empty((len(texts), enc.dim), np.float32)
+    enc.into(got, texts, 8, progress=False)
+    lengths = sorted(int(enc.tok.encode([t])[1].sum()) for t in texts)
+    # three batches of 8, the shortest texts first, each as wide as its longest text (arrival order would
+    # pad every batch to the longest of all: 1, 3 and 9 words are mixed in every third of the list)
+    assert widths == [(8, lengths[7]), (8, lengths[15]), (8, lengths[23])] and lengths[7] < lengths[15] < lengths[23]
+    alone = np.concatenate([encode(onnx, [t], 16, progress=False, tokenizer=tok, threads=1) for t in texts])
+    np.testing.assert_allclose(got, alone, atol=1e-5)
