@@ -14,7 +14,9 @@ the padded tokens of each and the largest difference between the two embeddings,
 from __future__ import annotations
 
 import argparse
+import shlex
 import statistics
+import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -82,7 +84,7 @@ def table(res: dict, n: int, batch: int, rounds: int, items: Path, command: str)
     lines = [
         f"Measured {date.today().isoformat()} on {machine()}; the first {n:,} titles of `{items}` "
         f"(tokens: median {mid}, 5th-95th percentile {lo}-{hi}, longest {top}), batches of {batch}, the two ways "
-        f"alternated, {rounds} rounds, the median (`{command}`, benchmarks/encode_order.py).",
+        f"alternated, {rounds} rounds, the median (`{command}`; `make bench-encode-order` on the demo).",
         "",
         "| way | titles/s | each round | tokens run (padding included) |",
         "|---|---|---|---|",
@@ -119,14 +121,10 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     texts = titles(args.items, args.n, args.column)
     res = measure(texts, args.onnx, args.tokens, args.batch, args.rounds)
-    text = table(
-        res,
-        len(texts),
-        args.batch,
-        args.rounds,
-        args.items.relative_to(REPO_ROOT) if args.items.is_relative_to(REPO_ROOT) else args.items,
-        "make bench-encode-order",
-    )
+    given = sys.argv[1:] if argv is None else argv
+    command = "python -m benchmarks.encode_order " + shlex.join(given) if given else "python -m benchmarks.encode_order"
+    items = args.items.relative_to(REPO_ROOT) if args.items.is_relative_to(REPO_ROOT) else args.items
+    text = table(res, len(texts), args.batch, args.rounds, items, command)
     print(text)
     if args.doc is not None:
         write_section(args.doc, "encode-order", text)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from builders.learning.text_encoder import encode, encode_to_file
+from runtime.contract import INPUT_IDS
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.slow
@@ -109,7 +110,7 @@ def test_texts_are_run_in_order_of_length_and_come_back_in_their_own_order(encod
     widths = []
     run = enc.session.run
     enc.session = type(
-        "Recorder", (), {"run": lambda _, names, feeds: widths.append(feeds["input_ids"].shape) or run(names, feeds)}
+        "Recorder", (), {"run": lambda _, names, feeds: widths.append(feeds[INPUT_IDS].shape) or run(names, feeds)}
     )()
     got = np.empty((len(texts), enc.dim), np.float32)
     enc.into(got, texts, 8, progress=False)
